@@ -1,0 +1,33 @@
+# skywire-swift: build, test, cross-compile and image targets.
+SHELL := /bin/bash
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+
+.PHONY: all build release test unit-test integration-test deps bench clean
+
+all: build
+
+## deps: install the host packages the build and tests need (idempotent).
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_BUILD_FLAGS)
+
+## test: unit tests, then integration tests in network namespaces (root).
+test: deps
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
+
+unit-test: deps
+	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+
+integration-test: build
+	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
+
+clean:
+	rm -rf .build out

@@ -1,0 +1,62 @@
+// swift-tools-version:6.2
+// Builds with the host Swift 6.3.1 and with Debian sid's Swift 6.2.3 (the aarch64 toolchain).
+import PackageDescription
+
+let package = Package(
+    name: "skywire-swift",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "skywire", targets: ["skywire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // One [system] module per C library, named by its exact pkg-config name.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-3.0",
+                       providers: [.apt(["libnl-3-dev"])]),
+        .systemLibrary(name: "CNetlinkRoute", pkgConfig: "libnl-route-3.0",
+                       providers: [.apt(["libnl-route-3-dev"])]),
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl",
+                       providers: [.apt(["libmnl-dev"])]),
+        // What Swift cannot import directly: ioctl request numbers, ifreq, NLMSG_* macros.
+        .target(name: "CSkywireShim"),
+
+        // Pure protocol core: no I/O.
+        .target(name: "SkywireCrypto", dependencies: ["CSodium"]),
+        .target(name: "SkywireWire", dependencies: []),
+        .target(name: "SkywireConfig", dependencies: ["SkywireCrypto"]),
+
+        // Operating-system access: syscalls, descriptors, TUN, netlink.
+        .target(name: "SkywireSystem", dependencies: [
+            "CSkywireShim", "CNetlink", "CNetlinkRoute", "CMnl",
+        ]),
+
+        // Transports and the visor runtime.
+        .target(name: "SkywireTransport", dependencies: [
+            "SkywireCrypto", "SkywireWire", "SkywireSystem",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "SkywireVisor", dependencies: [
+            "SkywireConfig", "SkywireTransport", "SkywireSystem",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "skywire", dependencies: [
+            "SkywireVisor", "SkywireConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
+                    resources: [.copy("Vectors")]),
+        .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
+        .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
+    ]
+)

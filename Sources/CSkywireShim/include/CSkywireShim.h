@@ -1,0 +1,48 @@
+// C shim for what Swift cannot import from Linux headers: ioctl request numbers,
+// struct ifreq access, and function-like macros. Every name is prefixed `skw_`.
+#ifndef C_SKYWIRE_SHIM_H
+#define C_SKYWIRE_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Opens `/dev/net/tun` and attaches a TUN interface (TUNSETIFF with IFF_TUN|IFF_NO_PI,
+/// plus IFF_VNET_HDR when `vnet_hdr` is non-zero). `name` is in/out, IFNAMSIZ bytes.
+/// Returns the descriptor, or -1 with errno set.
+int skw_tun_open(char *name, size_t name_len, int vnet_hdr, int multi_queue);
+
+/// TUNSETOFFLOAD with the given TUN_F_* flags (see skw_tun_f_*).
+int skw_tun_set_offload(int fd, unsigned int flags);
+/// TUNSETVNETHDRSZ.
+int skw_tun_set_vnet_hdr_size(int fd, int size);
+
+unsigned int skw_tun_f_csum(void);
+unsigned int skw_tun_f_tso4(void);
+unsigned int skw_tun_f_tso6(void);
+unsigned int skw_tun_f_uso4(void);
+unsigned int skw_tun_f_uso6(void);
+
+/// IFNAMSIZ from <net/if.h>.
+size_t skw_ifnamsiz(void);
+
+/// if_nametoindex(3), 0 when unknown.
+unsigned int skw_if_nametoindex(const char *name);
+
+/// setsockopt(SOL_UDP, UDP_SEGMENT) / (SOL_UDP, UDP_GRO).
+int skw_udp_set_segment(int fd, int segment_size);
+int skw_udp_set_gro(int fd, int on);
+
+/// SO_REUSEADDR/SO_REUSEPORT helpers used by listeners.
+int skw_set_reuseaddr(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

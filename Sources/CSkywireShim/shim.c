@@ -1,0 +1,70 @@
+#define _GNU_SOURCE
+#include "CSkywireShim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <netinet/udp.h>
+#include <sys/ioctl.h>
+#include <linux/if_tun.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+int skw_tun_open(char *name, size_t name_len, int vnet_hdr, int multi_queue) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
+    if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    if (name != NULL && name_len > 0) {
+        strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    }
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    if (name != NULL && name_len > 0) {
+        size_t n = name_len < IFNAMSIZ ? name_len : IFNAMSIZ;
+        strncpy(name, ifr.ifr_name, n - 1);
+        name[n - 1] = '\0';
+    }
+    return fd;
+}
+
+int skw_tun_set_offload(int fd, unsigned int flags) { return ioctl(fd, TUNSETOFFLOAD, flags); }
+int skw_tun_set_vnet_hdr_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
+unsigned int skw_tun_f_csum(void) { return TUN_F_CSUM; }
+unsigned int skw_tun_f_tso4(void) { return TUN_F_TSO4; }
+unsigned int skw_tun_f_tso6(void) { return TUN_F_TSO6; }
+unsigned int skw_tun_f_uso4(void) { return TUN_F_USO4; }
+unsigned int skw_tun_f_uso6(void) { return TUN_F_USO6; }
+size_t skw_ifnamsiz(void) { return IFNAMSIZ; }
+unsigned int skw_if_nametoindex(const char *name) { return if_nametoindex(name); }
+
+int skw_udp_set_segment(int fd, int segment_size) {
+    return setsockopt(fd, SOL_UDP, UDP_SEGMENT, &segment_size, sizeof(segment_size));
+}
+int skw_udp_set_gro(int fd, int on) {
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
+}
+int skw_set_reuseaddr(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+}
