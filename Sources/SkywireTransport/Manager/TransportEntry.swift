@@ -1,0 +1,215 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SkywireCrypto
+
+/// One logical transport to a peer: a dialled one is kept up (redialled with backoff while
+/// wanted); an inbound one lives as long as its connection.
+final class TransportEntry: @unchecked Sendable {
+    // @unchecked Sendable: every `var` below is guarded by `lock`.
+    let id: String
+    let remote: PublicKey
+    let type: TransportType
+    let host: String
+    let port: Int
+    let initiator: Bool
+    private unowned let manager: TransportManager
+    private let lock = NIOLock()
+    private var wanted: Bool
+    private var state: TransportInfo.State = .connecting
+    private var connection: MuxConnection?
+    private var link: FrameLink?
+    private var remoteAddress: String
+    private var establishedAt: Int64?
+    private var lastError: String?
+    private var backoff: Int64 = TransportManager.backoffInitial
+    private var retryAt: NIODeadline?
+    private var retryTask: Scheduled<Void>?
+    private var isShutdown = false
+    private var firstDial: EventLoopPromise<Void>?
+
+    init(manager: TransportManager, id: String, remote: PublicKey, type: TransportType,
+         host: String, port: Int, initiator: Bool, wanted: Bool) {
+        self.manager = manager
+        self.id = id
+        self.remote = remote
+        self.type = type
+        self.host = host
+        self.port = port
+        self.initiator = initiator
+        self.wanted = wanted
+        self.remoteAddress = "\(host):\(port)"
+    }
+
+    var logger: Logger { manager.logger }
+
+    var isUp: Bool { lock.withLock { state == .up } }
+
+    var liveConnection: MuxConnection? { lock.withLock { state == .up ? connection : nil } }
+
+    func markWanted() { lock.withLock { wanted = true } }
+
+    var info: TransportInfo {
+        lock.withLock {
+            var retry: Int64?
+            if state == .backoff, let retryAt {
+                retry = max(0, (retryAt - .now()).nanoseconds / 1_000_000_000)
+            }
+            let stats = connection?.stats
+            return TransportInfo(id: id, type: type, remoteKey: remote, remoteAddress: remoteAddress,
+                                 initiator: initiator, wanted: wanted, state: state, establishedAt: establishedAt,
+                                 bytesSent: stats?.bytesSent ?? 0, bytesReceived: stats?.bytesReceived ?? 0,
+                                 streams: stats?.streams ?? 0, lastError: lastError, retryInSeconds: retry,
+                                 rttMillis: stats?.rttMillis)
+        }
+    }
+
+    /// Dials once; the future completes when the handshake is done or fails.
+    func dial() -> EventLoopFuture<Void> {
+        let loop = manager.group.next()
+        let promise = loop.makePromise(of: Void.self)
+        lock.withLock {
+            firstDial = promise
+            state = .connecting
+        }
+        switch type {
+        case .stcpr: dialStcpr(on: loop)
+        case .sudph: dialSudph()
+        }
+        return promise.futureResult
+    }
+
+    private func dialStcpr(on loop: EventLoop) {
+        let settings = manager.settings
+        let timeout = TimeAmount.seconds(settings.handshakeTimeout)
+        let logger = manager.logger
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = try StcprHandler(
+                        identity: settings.identity, expectedRemote: remote, handshakeTimeout: timeout, logger: logger,
+                        hooks: .init(
+                            established: { [weak self] pk, link in self?.established(link: link, on: channel.eventLoop) },
+                            closed: { [weak self] reason in self?.linkClosed(reason: reason) }))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NoiseLengthPrefixDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        bootstrap.connect(host: host, port: port).whenFailure { [weak self] error in
+            self?.linkClosed(reason: "connect to \(self?.host ?? ""):\(self?.port ?? 0) failed: \(error)")
+        }
+    }
+
+    private func dialSudph() {
+        guard let endpoint = manager.lock.withLock({ manager.sudph }) else {
+            linkClosed(reason: "sudph is disabled")
+            return
+        }
+        endpoint.dial(remote: remote, host: host, port: port, entry: self)
+    }
+
+    /// The link finished its handshake: build the mux connection on top of it.
+    func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil) -> MuxConnection? {
+        let conn = MuxConnection(eventLoop: loop, isInitiator: initiator, remote: remote, link: link,
+                                 router: manager.router, logger: manager.logger)
+        let (accepted, promise): (Bool, EventLoopPromise<Void>?) = lock.withLock {
+            guard !isShutdown else { return (false, nil) }
+            connection = conn
+            self.link = link
+            state = .up
+            if let remoteAddress { self.remoteAddress = remoteAddress }
+            establishedAt = Self.unixNow()
+            lastError = nil
+            backoff = TransportManager.backoffInitial
+            defer { firstDial = nil }
+            return (true, firstDial)
+        }
+        guard accepted else { return nil }
+        logger.info("transport up", metadata: ["id": "\(id)", "type": "\(type.rawValue)", "pk": "\(remote.hex)",
+                                                "initiator": "\(initiator)"])
+        promise?.succeed(())
+        return conn
+    }
+
+    /// The link ended (or a dial failed). Redial if still wanted.
+    func linkClosed(reason: String?) {
+        let (redial, promise, wasUp): (Bool, EventLoopPromise<Void>?, Bool) = lock.withLock {
+            let wasUp = state == .up
+            connection = nil
+            link = nil
+            if let reason { lastError = reason }
+            let promise = firstDial
+            firstDial = nil
+            guard !isShutdown else {
+                state = .closed
+                return (false, promise, wasUp)
+            }
+            // A first dial that fails is reported to `tp add`, which drops the entry.
+            if promise == nil && wanted && initiator {
+                state = .backoff
+                return (true, nil, wasUp)
+            }
+            state = .closed
+            return (false, promise, wasUp)
+        }
+        if wasUp {
+            logger.info("transport down", metadata: ["id": "\(id)", "pk": "\(remote.hex)", "reason": "\(reason ?? "closed")"])
+        }
+        promise?.fail(TransportError(.unreachable, "\(type.rawValue) to \(remote.hex) at \(host):\(port): \(reason ?? "closed")"))
+        if redial {
+            scheduleRedial()
+        } else if !initiator || !wanted {
+            manager.unregister(self)
+        }
+    }
+
+    private func scheduleRedial() {
+        let loop = manager.group.next()
+        lock.withLock {
+            let delay = backoff
+            backoff = min(backoff * 2, TransportManager.backoffMax)
+            // ±20 % jitter so that a fleet does not redial in lockstep.
+            let jitterMillis = Int64.random(in: -(delay * 200)...(delay * 200))
+            let amount = TimeAmount.milliseconds(delay * 1000 + jitterMillis)
+            retryAt = .now() + amount
+            retryTask = loop.scheduleTask(in: amount) { [weak self] in
+                guard let self else { return }
+                self.logger.debug("redialling", metadata: ["id": "\(self.id)", "pk": "\(self.remote.short)"])
+                self.lock.withLock { self.state = .connecting }
+                switch self.type {
+                case .stcpr: self.dialStcpr(on: loop)
+                case .sudph: self.dialSudph()
+                }
+            }
+        }
+    }
+
+    /// Stops redialling and closes the connection.
+    func shutdown(reason: String) {
+        let link: FrameLink? = lock.withLock {
+            isShutdown = true
+            wanted = false
+            retryTask?.cancel()
+            retryTask = nil
+            state = .closed
+            return self.link
+        }
+        if let link, let loop = connection(loopOf: link) {
+            loop.execute { link.close(reason: reason) }
+        }
+    }
+
+    private func connection(loopOf link: FrameLink) -> EventLoop? {
+        lock.withLock { connection?.eventLoop }
+    }
+
+    static func unixNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+}

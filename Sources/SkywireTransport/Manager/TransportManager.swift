@@ -1,0 +1,202 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SkywireCrypto
+
+/// Owns every transport of a visor: listeners, dials, redials with backoff, and the lookup
+/// that apps use to open streams and send datagrams to a public key.
+public final class TransportManager: @unchecked Sendable {
+    // @unchecked Sendable: `entries`, `nextID`, `router`, listener fields and `stopped`
+    // are guarded by `lock`; connections themselves are confined to their event loops.
+    let settings: TransportSettings
+    let group: EventLoopGroup
+    let logger: Logger
+    let lock = NIOLock()
+    var entries: [String: TransportEntry] = [:]
+    private var _router: AppRouter?
+    var stcprListener: Channel?
+    var sudph: SudphEndpoint?
+    var stopped = false
+
+    /// Redial backoff: 1 s doubling to 30 s, never giving up while the transport is wanted.
+    static let backoffInitial: Int64 = 1
+    static let backoffMax: Int64 = 30
+
+    public init(settings: TransportSettings, group: EventLoopGroup, logger: Logger) {
+        self.settings = settings
+        self.group = group
+        self.logger = logger
+    }
+
+    public var router: AppRouter? {
+        get { lock.withLock { _router } }
+        set { lock.withLock { _router = newValue } }
+    }
+
+    public var localKey: PublicKey { settings.identity.publicKey }
+
+    public var stcprListenAddress: String? {
+        lock.withLock { stcprListener?.localAddress.map(Self.format) }
+    }
+
+    public var sudphListenAddress: String? {
+        lock.withLock { sudph?.localAddress.map(Self.format) }
+    }
+
+    static func format(_ a: SocketAddress) -> String {
+        switch a {
+        case .v6: return "[\(a.ipAddress ?? "?")]:\(a.port ?? 0)"
+        default: return "\(a.ipAddress ?? "?"):\(a.port ?? 0)"
+        }
+    }
+
+    /// Binds the stcpr and sudph listeners (a port of 0 in the config disables one).
+    public func start() async throws {
+        if settings.stcprPort > 0 {
+            let ch = try await bindStcpr()
+            lock.withLock { stcprListener = ch }
+            logger.info("stcpr listening", metadata: ["addr": "\(Self.format(ch.localAddress!))"])
+        }
+        if settings.sudphPort > 0 {
+            let endpoint = try await SudphEndpoint.bind(host: settings.listenHost, port: settings.sudphPort, manager: self)
+            lock.withLock { sudph = endpoint }
+            logger.info("sudph listening", metadata: ["addr": "\(endpoint.localAddress.map(Self.format) ?? "?")"])
+        }
+    }
+
+    /// Closes listeners and every transport.
+    public func shutdown() async {
+        let (listener, endpoint, all): (Channel?, SudphEndpoint?, [TransportEntry]) = lock.withLock {
+            stopped = true
+            defer { entries.removeAll() }
+            return (stcprListener, sudph, Array(entries.values))
+        }
+        for entry in all { entry.shutdown(reason: "visor stopping") }
+        try? await listener?.close()
+        await endpoint?.close()
+    }
+
+    // MARK: Adding and removing
+
+    /// Dials `remote` and waits until the handshake completes; the transport then stays wanted
+    /// (redialled on loss) until `remove`. An existing transport of that type is returned as is.
+    public func add(remote: PublicKey, type: TransportType, address: String?) async throws -> TransportInfo {
+        guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
+        let addrString = address ?? settings.peers[remote]?.address(for: type)
+        guard let addrString else {
+            throw TransportError(.badAddress,
+                                 "no \(type.rawValue) address for \(remote.hex): pass --addr HOST:PORT or add it to transport.peers")
+        }
+        guard let (host, port) = HostPort.parse(addrString) else {
+            throw TransportError(.badAddress, "\"\(addrString)\" is not HOST:PORT")
+        }
+        if let existing = lock.withLock({ entries.values.first { $0.remote == remote && $0.type == type && $0.isUp } }) {
+            existing.markWanted()
+            return existing.info
+        }
+        if type == .sudph && lock.withLock({ sudph }) == nil {
+            throw TransportError(.unreachable, "sudph is disabled (transport.sudph_port is 0)")
+        }
+        let entry = TransportEntry(manager: self, id: newID(), remote: remote, type: type,
+                                   host: host, port: port, initiator: true, wanted: true)
+        lock.withLock { entries[entry.id] = entry }
+        do {
+            try await entry.dial().get()
+        } catch {
+            entry.shutdown(reason: "first dial failed")
+            lock.withLock { _ = entries.removeValue(forKey: entry.id) }
+            throw error
+        }
+        return entry.info
+    }
+
+    /// Removes a transport by id, or every transport to a public key.
+    public func remove(_ target: String) throws {
+        let victims: [TransportEntry] = lock.withLock {
+            if let e = entries[target] {
+                entries.removeValue(forKey: target)
+                return [e]
+            }
+            let matching = entries.values.filter { $0.remote.hex == target }
+            for e in matching { entries.removeValue(forKey: e.id) }
+            return matching
+        }
+        guard !victims.isEmpty else { throw TransportError(.notFound, "no transport \"\(target)\" (see tp ls)") }
+        for v in victims { v.shutdown(reason: "removed") }
+    }
+
+    public func list() -> [TransportInfo] {
+        lock.withLock { Array(entries.values) }.map(\.info).sorted { ($0.remoteKey.hex, $0.id) < ($1.remoteKey.hex, $1.id) }
+    }
+
+    func newID() -> String {
+        lock.withLock {
+            while true {
+                let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+                let padded = String(repeating: "0", count: 8 - id.count) + id
+                if entries[padded] == nil { return padded }
+            }
+        }
+    }
+
+    /// Registers a connection a peer dialled to us.
+    func registerInbound(_ entry: TransportEntry) -> Bool {
+        lock.withLock {
+            guard !stopped else { return false }
+            entries[entry.id] = entry
+            return true
+        }
+    }
+
+    func unregister(_ entry: TransportEntry) {
+        lock.withLock {
+            if entries[entry.id] === entry { entries.removeValue(forKey: entry.id) }
+        }
+    }
+
+    // MARK: Streams and datagrams
+
+    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph.
+    func connection(to remote: PublicKey) -> MuxConnection? {
+        let candidates = lock.withLock { entries.values.filter { $0.remote == remote } }
+        for type in [TransportType.stcpr, .sudph] {
+            for c in candidates where c.type == type {
+                if let conn = c.liveConnection { return conn }
+            }
+        }
+        return nil
+    }
+
+    /// Opens a stream to `port` on the visor `remote`. When no transport is up, dials one
+    /// from the peers table first.
+    public func openStream(to remote: PublicKey, port: UInt16, sourcePort: UInt16,
+                           timeout: TimeAmount = .seconds(10)) -> EventLoopFuture<AppStream> {
+        let loop = group.next()
+        if let conn = connection(to: remote) {
+            return conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout)
+        }
+        let promise = loop.makePromise(of: AppStream.self)
+        promise.completeWithTask {
+            let peer = self.settings.peers[remote]
+            guard let type = peer?.stcpr != nil ? TransportType.stcpr : (peer?.sudph != nil ? .sudph : nil) else {
+                throw TransportError(.notFound, "no transport to \(remote.hex) and no address for it in transport.peers")
+            }
+            _ = try await self.add(remote: remote, type: type, address: nil)
+            guard let conn = self.connection(to: remote) else {
+                throw TransportError(.closed, "transport to \(remote.hex) closed while opening a stream")
+            }
+            return try await conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout).get()
+        }
+        return promise.futureResult
+    }
+
+    /// Sends one unreliable datagram; silently dropped when no transport to `remote` is up.
+    public func sendDatagram(to remote: PublicKey, destinationPort: UInt16, sourcePort: UInt16, payload: ByteBuffer) {
+        guard let conn = connection(to: remote) else {
+            logger.debug("datagram dropped: no transport", metadata: ["pk": "\(remote.short)"])
+            return
+        }
+        conn.sendDatagram(destinationPort: destinationPort, sourcePort: sourcePort, payload: payload)
+    }
+}

@@ -1,0 +1,188 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireCrypto
+import SkywireTransport
+
+/// Builds an app from its config entry. Apps register a factory under their config name.
+public typealias AppFactory = @Sendable (_ context: AppContext, _ args: [String]) throws -> VisorApp
+
+/// The visor's apps: which are configured, which run, and which port routes where.
+public final class AppRegistry: AppRouter, @unchecked Sendable {
+    // @unchecked Sendable: `entries` is guarded by `lock`; apps themselves are Sendable.
+    public enum Status: String, Sendable { case stopped, starting, running, failed }
+
+    struct Entry {
+        var spec: AppSpec
+        var status: Status = .stopped
+        var app: VisorApp?
+        var lastError: String?
+    }
+
+    public typealias DatagramHandler = @Sendable (ByteBuffer, PublicKey, UInt16) -> Void
+
+    private let lock = NIOLock()
+    private var entries: [String: Entry] = [:]
+    /// Client-side ports (49152...65535) that receive datagram answers, e.g. for `visor ping`.
+    private var ephemeral: [UInt16: DatagramHandler] = [:]
+    private var nextEphemeral: UInt16 = ephemeralRange.lowerBound
+    static let ephemeralRange: ClosedRange<UInt16> = 49152...65535
+    private var order: [String] = []
+    private let factories: [String: AppFactory]
+    private let makeContext: @Sendable (UInt16) -> AppContext
+    private let logger: Logger
+
+    public init(specs: [AppSpec], factories: [String: AppFactory], logger: Logger,
+                makeContext: @escaping @Sendable (UInt16) -> AppContext) {
+        self.factories = factories
+        self.makeContext = makeContext
+        self.logger = logger
+        for spec in specs {
+            entries[spec.name] = Entry(spec: spec)
+            order.append(spec.name)
+        }
+    }
+
+    public var specs: [AppSpec] { lock.withLock { order.compactMap { entries[$0]?.spec } } }
+
+    /// Starts one app by name; a start error is returned to the caller and kept for `apps ls`.
+    public func start(_ name: String) async throws {
+        let (spec, factory): (AppSpec, AppFactory) = try lock.withLock {
+            guard let entry = entries[name] else {
+                throw AppError("no app named \"\(name)\" in the config (known: \(order.joined(separator: ", ")))")
+            }
+            guard entry.status != .running, entry.status != .starting else {
+                throw AppError("\(name) is already \(entry.status.rawValue)")
+            }
+            guard let factory = factories[name] else {
+                throw AppError("\(name) is not built into this visor")
+            }
+            entries[name]!.status = .starting
+            return (entry.spec, factory)
+        }
+        do {
+            let app = try factory(makeContext(spec.port), spec.args)
+            try await app.start()
+            lock.withLock {
+                entries[name]!.app = app
+                entries[name]!.status = .running
+                entries[name]!.lastError = nil
+            }
+            logger.info("app started", metadata: ["app": "\(name)", "port": "\(spec.port)"])
+        } catch {
+            lock.withLock {
+                entries[name]!.status = .failed
+                entries[name]!.lastError = "\(error)"
+            }
+            logger.error("app failed to start", metadata: ["app": "\(name)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    public func stop(_ name: String) async throws {
+        let app: VisorApp? = try lock.withLock {
+            guard let entry = entries[name] else { throw AppError("no app named \"\(name)\" in the config") }
+            guard entry.status == .running, let app = entry.app else {
+                throw AppError("\(name) is not running")
+            }
+            entries[name]!.app = nil
+            entries[name]!.status = .stopped
+            return app
+        }
+        await app?.stop()
+        logger.info("app stopped", metadata: ["app": "\(name)"])
+    }
+
+    /// Starts every app marked `auto_start`; failures are logged and do not stop the others.
+    public func startAutoStartApps() async {
+        for spec in specs where spec.autoStart {
+            try? await start(spec.name)
+        }
+    }
+
+    public func stopAll() async {
+        let running: [(String, VisorApp)] = lock.withLock {
+            var out: [(String, VisorApp)] = []
+            for name in order.reversed() {
+                if let app = entries[name]?.app {
+                    out.append((name, app))
+                    entries[name]!.app = nil
+                    entries[name]!.status = .stopped
+                }
+            }
+            return out
+        }
+        for (name, app) in running {
+            await app.stop()
+            logger.info("app stopped", metadata: ["app": "\(name)"])
+        }
+    }
+
+    public func app(named name: String) -> VisorApp? { lock.withLock { entries[name]?.app } }
+
+    /// `apps ls` rows.
+    public func snapshot() -> [ControlValue] {
+        lock.withLock {
+            order.compactMap { name -> ControlValue? in
+                guard let e = entries[name] else { return nil }
+                var detail = e.lastError ?? ""
+                var obj: [String: ControlValue] = [
+                    "name": .string(name), "port": .int(Int64(e.spec.port)),
+                    "auto_start": .bool(e.spec.autoStart), "status": .string(e.status.rawValue),
+                    "args": .array(e.spec.args.map { .string($0) }),
+                ]
+                if let app = e.app {
+                    let report = app.status()
+                    if detail.isEmpty { detail = report.detail }
+                    if !report.fields.isEmpty { obj["info"] = .object(report.fields) }
+                }
+                obj["detail"] = .string(detail)
+                return .object(obj)
+            }
+        }
+    }
+
+    private func runningApp(on port: UInt16) -> VisorApp? {
+        lock.withLock {
+            for name in order {
+                if let e = entries[name], e.spec.port == port, e.status == .running { return e.app }
+            }
+            return nil
+        }
+    }
+
+    // MARK: AppRouter
+
+    public func route(stream: AppStream, destinationPort: UInt16) -> AppStreamResetCode? {
+        guard let app = runningApp(on: destinationPort) else { return .noSuchPort }
+        return app.accept(stream: stream) ? nil : .refused
+    }
+
+    public func route(datagram: ByteBuffer, from: PublicKey, destinationPort: UInt16, sourcePort: UInt16) {
+        if let handler = lock.withLock({ ephemeral[destinationPort] }) {
+            handler(datagram, from, sourcePort)
+            return
+        }
+        runningApp(on: destinationPort)?.receive(datagram: datagram, from: from, sourcePort: sourcePort)
+    }
+
+    /// Reserves a client-side port whose datagrams go to `handler` until `releaseEphemeral`.
+    public func reserveEphemeral(_ handler: @escaping DatagramHandler) -> UInt16? {
+        lock.withLock {
+            let span = Int(Self.ephemeralRange.upperBound - Self.ephemeralRange.lowerBound) + 1
+            for _ in 0..<span {
+                let port = nextEphemeral
+                nextEphemeral = port == Self.ephemeralRange.upperBound ? Self.ephemeralRange.lowerBound : port + 1
+                if ephemeral[port] == nil {
+                    ephemeral[port] = handler
+                    return port
+                }
+            }
+            return nil
+        }
+    }
+
+    public func releaseEphemeral(_ port: UInt16) {
+        lock.withLock { _ = ephemeral.removeValue(forKey: port) }
+    }
+}

@@ -1,0 +1,50 @@
+import Logging
+import NIOCore
+import SkywireCrypto
+import SkywireTransport
+
+/// What an app sees of its visor: the transports, identity and logging.
+public struct AppContext: Sendable {
+    public let localKey: PublicKey
+    public let port: UInt16
+    public let transports: TransportManager
+    public let logger: Logger
+    public let stateDirectory: String
+}
+
+/// An app hosted on an internal port (config `launcher.apps`). Apps run in-process.
+public protocol VisorApp: AnyObject, Sendable {
+    /// Starts the app; throws a user-facing error for bad args or a failed setup.
+    func start() async throws
+    /// Stops the app and undoes every system change it made.
+    func stop() async
+    /// A one-line status for `apps ls`, and app-specific details for `--json`.
+    func status() -> AppStatusReport
+    /// A stream from another visor arrived on the app's port. Called on the stream's event loop.
+    /// Return false to refuse it (the opener sees "refused by app").
+    func accept(stream: AppStream) -> Bool
+    /// A datagram from another visor arrived on the app's port.
+    func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16)
+}
+
+extension VisorApp {
+    public func accept(stream: AppStream) -> Bool { false }
+    public func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {}
+}
+
+public struct AppStatusReport: Sendable {
+    public var detail: String
+    public var fields: [String: ControlValue]
+
+    public init(detail: String = "", fields: [String: ControlValue] = [:]) {
+        self.detail = detail
+        self.fields = fields
+    }
+}
+
+/// The user-facing error an app raises for bad arguments or a failed start.
+public struct AppError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

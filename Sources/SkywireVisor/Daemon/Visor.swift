@@ -1,0 +1,74 @@
+import FoundationEssentials
+import Logging
+import NIOCore
+import NIOPosix
+import SkywireCrypto
+import SkywireTransport
+
+/// The daemon: transports, apps and the control socket, started and stopped together.
+public final class Visor: Sendable {
+    public let options: VisorOptions
+    public let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    public let transports: TransportManager
+    public let apps: AppRegistry
+    let control: ControlServer
+    let startedAt: ContinuousClock.Instant
+
+    public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
+        self.options = options
+        self.logger = logger
+        // Small boards: one event loop per core, at most two.
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, System.coreCount))
+        let transports = TransportManager(settings: options.transport, group: group, logger: logger)
+        self.transports = transports
+        let pk = options.transport.identity.publicKey
+        let stateDirectory = options.stateDirectory
+        self.apps = AppRegistry(specs: options.apps, factories: factories, logger: logger) { port in
+            AppContext(localKey: pk, port: port, transports: transports,
+                       logger: logger, stateDirectory: stateDirectory)
+        }
+        transports.router = apps
+        self.startedAt = .now
+        let box = VisorBox()
+        self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
+            await box.visor!.handle(request)
+        }
+        box.visor = self
+    }
+
+    /// Starts transports, the control socket and auto-start apps; undoes what it did if a step fails.
+    public func start() async throws {
+        logger.info("visor starting", metadata: ["pk": "\(options.transport.identity.publicKey.hex)",
+                                                  "version": "\(SkywireVersion.string)"])
+        do {
+            try await transports.start()
+            try await control.start()
+        } catch {
+            await shutdown()
+            throw error
+        }
+        await apps.startAutoStartApps()
+        logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
+    }
+
+    /// Stops apps, then transports, then the control socket.
+    public func shutdown() async {
+        await apps.stopAll()
+        await transports.shutdown()
+        await control.stop()
+        try? await group.shutdownGracefully()
+        logger.info("visor stopped")
+    }
+
+    var uptimeSeconds: Int64 {
+        (ContinuousClock.now - startedAt).components.seconds
+    }
+}
+
+/// Lets the control handler reach the visor that owns it.
+final class VisorBox: @unchecked Sendable {
+    // @unchecked Sendable: `visor` is written once in Visor.init before the control
+    // server starts, and only read afterwards.
+    weak var visor: Visor?
+}

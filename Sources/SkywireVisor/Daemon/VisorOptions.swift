@@ -1,0 +1,35 @@
+import Logging
+import SkywireTransport
+
+/// One entry of `launcher.apps`.
+public struct AppSpec: Sendable, Equatable {
+    public var name: String
+    public var args: [String]
+    public var autoStart: Bool
+    public var port: UInt16
+
+    public init(name: String, args: [String], autoStart: Bool, port: UInt16) {
+        self.name = name
+        self.args = args
+        self.autoStart = autoStart
+        self.port = port
+    }
+}
+
+/// Everything the daemon needs, taken from a validated config.
+public struct VisorOptions: Sendable {
+    public var transport: TransportSettings
+    public var apps: [AppSpec]
+    public var controlSocket: String
+    public var logLevel: Logger.Level
+    public var stateDirectory: String
+
+    public init(transport: TransportSettings, apps: [AppSpec], controlSocket: String,
+                logLevel: Logger.Level, stateDirectory: String) {
+        self.transport = transport
+        self.apps = apps
+        self.controlSocket = controlSocket
+        self.logLevel = logLevel
+        self.stateDirectory = stateDirectory
+    }
+}
