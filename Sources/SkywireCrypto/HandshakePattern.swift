@@ -24,8 +24,8 @@ public struct HandshakePattern: Sendable, Equatable {
     /// The name without modifiers.
     public var baseName: String { String(name.prefix { !$0.isLowercase }) }
 
-    /// A pattern by name: a fundamental (§7.4, §7.5) or deferred (§18.1) pattern, optionally with
-    /// `psk<N>` modifiers joined by `+` (§9.3). Other modifiers (fallback, hfs) are unsupported.
+    /// A pattern by name: a fundamental (§7.4, §7.5) or deferred (§7.6) pattern, optionally with
+    /// `psk<N>` modifiers joined by `+` (§9.4). Other modifiers (fallback, hfs) are unsupported.
     public static func named(_ name: String) throws -> HandshakePattern {
         let base = String(name.prefix { !$0.isLowercase })
         guard let text = patternTable[base] else { throw NoiseError.unsupported("handshake pattern \(base)") }
@@ -40,7 +40,7 @@ public struct HandshakePattern: Sendable, Equatable {
                 guard index <= messages.count else {
                     throw NoiseError.unsupported("modifier \(modifier): pattern \(base) has \(messages.count) messages")
                 }
-                // psk0 goes at the start of the first message, pskN at the end of message N (§9.3).
+                // psk0 goes at the start of the first message, pskN at the end of message N (§9.4).
                 if index == 0 { messages[0].insert(.psk, at: 0) } else { messages[index - 1].append(.psk) }
             }
         }
@@ -87,7 +87,7 @@ public struct HandshakePattern: Sendable, Equatable {
     static let oneWayNames: Set<String> = ["N", "K", "X"]
 
     /// The patterns of Noise spec rev. 34: one-way (§7.4), interactive fundamental (§7.5) and
-    /// deferred (§18.1), in the spec's notation.
+    /// deferred (§7.6), in the spec's notation.
     static let patternTable: [String: String] = [
         // §7.4 one-way
         "N": "<- s\n...\n-> e, es",
@@ -106,7 +106,7 @@ public struct HandshakePattern: Sendable, Equatable {
         "IN": "-> e, s\n<- e, ee, se",
         "IK": "<- s\n...\n-> e, es, s, ss\n<- e, ee, se",
         "IX": "-> e, s\n<- e, ee, se, s, es",
-        // §18.1 deferred
+        // §7.6 deferred
         "NK1": "<- s\n...\n-> e\n<- e, ee, es",
         "NX1": "-> e\n<- e, ee, s\n-> es",
         "X1N": "-> e\n<- e, ee\n-> s\n<- se",
