@@ -1,8 +1,0 @@
-import XCTest
-@testable import SkywireCrypto
-
-final class SkywireCryptoSmokeTests: XCTestCase {
-    func testModuleLoads() {
-        XCTAssertTrue(true)
-    }
-}
