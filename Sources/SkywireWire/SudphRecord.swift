@@ -53,6 +53,8 @@ public enum SudphRecordLayout {
     /// Kind, cum, wnd, k.
     public static let ackHeaderSize = kindSize + 4 + 4 + 1                        // 10
     public static let maxAckSize = ackHeaderSize + maxSackBlocks * sackBlockSize  // 138
+    /// Largest mux frame in a SEGMENT (a DATA frame with 1200 payload bytes is 1205).
+    public static let maxSegmentFrameSize = 1400
 }
 
 /// Why a decrypted plaintext is not a valid record.
