@@ -1,0 +1,433 @@
+// The stream multiplexer of one visor connection, PROTOCOL.md §5. Transport-independent and pure:
+// the owner calls methods (frames received, app actions) and collects frames to send and events.
+
+/// One connection's mux state. Not thread-safe: one owner (the connection's event loop).
+///
+/// Driving it: feed every received frame to `receive`, perform app actions (`openStream`, `write`, ...),
+/// then `drainOutgoing` (send each frame, in order) and `drainEvents` (dispatch each event). Output
+/// only accumulates between drains, so a driver can batch a whole read burst into one flush.
+public final class MuxSession<Payload: WirePayload> {
+    public struct Configuration: Sendable {
+        /// True on the side that dialled the transport: it opens odd stream ids.
+        public var isInitiator: Bool
+        /// The receive window announced in OPEN / OPEN_OK for every stream.
+        public var initialWindow: UInt32 = 256 * 1024
+        /// Streams open at once (both directions together); more incoming OPENs get code 4.
+        public var maxStreams: Int = 1024
+        /// Largest DATA payload (§5: 16 KiB over stcpr, 1200 over sudph).
+        public var maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr
+        /// Bytes per stream `write` accepts beyond the peer's current window.
+        public var sendBufferLimit: Int = 64 * 1024
+        /// Returned credit is sent as WINDOW once it reaches this (§5: half the window).
+        public var windowUpdateThreshold: UInt32?
+        /// More protocol errors than this on one connection close it with CLOSE code 3 (§5).
+        public var maxProtocolErrors: Int = 16
+
+        public init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+                    maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
+            self.isInitiator = isInitiator
+            self.initialWindow = initialWindow
+            self.maxStreams = maxStreams
+            self.maxDataPayload = maxDataPayload
+        }
+    }
+
+    final class Stream {
+        var phase: MuxStreamInfo.Phase
+        var sendCredit: UInt64 = 0
+        var sendQueue = ChunkQueue<Payload>()
+        var bufferedBytes = 0
+        var finRequested = false
+        var finSent = false
+        var remoteFin = false
+        var receiveCredit: UInt64
+        var unconsumed: UInt64 = 0
+        var pendingReturn: UInt64 = 0
+        var writeBlocked = false
+
+        init(phase: MuxStreamInfo.Phase, receiveCredit: UInt64) {
+            self.phase = phase
+            self.receiveCredit = receiveCredit
+        }
+    }
+
+    public let configuration: Configuration
+    private var streams: [MuxStreamID: Stream] = [:]
+    private var outgoing: [MuxFrame<Payload>] = []
+    private var events: [MuxEvent<Payload>] = []
+    private var nextLocalID: UInt64
+    private var highestPeerID: UInt32 = 0
+    private var protocolErrors = 0
+    private let windowThreshold: UInt64
+    private let maxDataPayload: Int
+    public private(set) var isClosed = false
+    /// Frames for streams that no longer exist (late frames after RESET), dropped silently.
+    public private(set) var lateFrames: UInt64 = 0
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        nextLocalID = configuration.isInitiator ? 1 : 2
+        let threshold = UInt64(configuration.windowUpdateThreshold ?? configuration.initialWindow / 2)
+        windowThreshold = max(1, threshold)
+        maxDataPayload = max(1, configuration.maxDataPayload)
+        outgoing.reserveCapacity(64)
+        events.reserveCapacity(64)
+    }
+
+    public convenience init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+                            maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
+        self.init(configuration: Configuration(isInitiator: isInitiator, initialWindow: initialWindow,
+                                               maxStreams: maxStreams, maxDataPayload: maxDataPayload))
+    }
+
+    // MARK: - Output
+
+    public var hasOutgoingFrames: Bool { !outgoing.isEmpty }
+    public var hasEvents: Bool { !events.isEmpty }
+
+    /// Hands every pending frame to `body` in order and clears the queue (its storage is reused).
+    /// `body` may call back into the session; frames that causes are left for the next drain.
+    public func drainOutgoing(_ body: (MuxFrame<Payload>) throws -> Void) rethrows {
+        var batch: [MuxFrame<Payload>] = []
+        swap(&batch, &outgoing)
+        defer {
+            batch.removeAll(keepingCapacity: true)
+            if outgoing.isEmpty { swap(&batch, &outgoing) }   // keep the grown buffer
+        }
+        for frame in batch { try body(frame) }
+    }
+
+    /// Hands every pending event to `body` in order and clears the queue. `body` may call back into
+    /// the session; events that causes are left for the next drain.
+    public func drainEvents(_ body: (MuxEvent<Payload>) throws -> Void) rethrows {
+        var batch: [MuxEvent<Payload>] = []
+        swap(&batch, &events)
+        defer {
+            batch.removeAll(keepingCapacity: true)
+            if events.isEmpty { swap(&batch, &events) }
+        }
+        for event in batch { try body(event) }
+    }
+
+    public func takeOutgoingFrames() -> [MuxFrame<Payload>] {
+        defer { outgoing.removeAll(keepingCapacity: true) }
+        return outgoing
+    }
+
+    public func takeEvents() -> [MuxEvent<Payload>] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    // MARK: - Introspection
+
+    public var streamCount: Int { streams.count }
+
+    public func info(_ id: MuxStreamID) -> MuxStreamInfo? {
+        guard let s = streams[id] else { return nil }
+        return MuxStreamInfo(phase: s.phase, sendCredit: s.sendCredit, bufferedBytes: s.bufferedBytes,
+                             receiveCredit: s.receiveCredit, unconsumedBytes: s.unconsumed,
+                             localFinished: s.finRequested, remoteFinished: s.remoteFin)
+    }
+
+    // MARK: - Owner actions
+
+    /// Opens a stream to the peer's `destinationPort` and emits OPEN. Writes may start at once; they are
+    /// buffered (up to `sendBufferLimit`) until OPEN_OK.
+    public func openStream(destinationPort: UInt16, sourcePort: UInt16) throws(MuxSessionError) -> MuxStreamID {
+        guard !isClosed else { throw .sessionClosed }
+        guard streams.count < configuration.maxStreams else { throw .tooManyStreams(limit: configuration.maxStreams) }
+        guard nextLocalID <= UInt64(UInt32.max) else { throw .streamIDsExhausted }
+        let id = MuxStreamID(UInt32(nextLocalID))
+        nextLocalID += 2
+        streams[id] = Stream(phase: .opening, receiveCredit: UInt64(configuration.initialWindow))
+        outgoing.append(.open(streamID: id, destinationPort: destinationPort, sourcePort: sourcePort,
+                              initialWindow: configuration.initialWindow))
+        return id
+    }
+
+    /// Accepts an incoming OPEN: emits OPEN_OK with our window.
+    public func accept(_ id: MuxStreamID) throws(MuxSessionError) {
+        guard !isClosed else { throw .sessionClosed }
+        guard let s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase == .awaitingAccept else { throw .notAwaitingAccept(id) }
+        s.phase = .open
+        outgoing.append(.openOK(streamID: id, initialWindow: configuration.initialWindow))
+    }
+
+    /// Refuses an incoming OPEN: emits OPEN_REJECT and forgets the stream.
+    public func reject(_ id: MuxStreamID, code: MuxErrorCode, reason: String = "") throws(MuxSessionError) {
+        guard !isClosed else { throw .sessionClosed }
+        guard let s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase == .awaitingAccept else { throw .notAwaitingAccept(id) }
+        streams[id] = nil
+        outgoing.append(.openReject(streamID: id, code: code, reason: MuxFrameLayout.truncatedReason(reason)))
+    }
+
+    /// Offers `payload` for sending and returns how many leading bytes were taken (the rest stays with
+    /// the caller): at most the peer's window plus `sendBufferLimit` minus what is already buffered.
+    /// Taken bytes go out as DATA frames of at most `maxDataPayload` as the window allows. When fewer
+    /// than offered were taken, `.writable` follows once more can be taken.
+    public func write(_ id: MuxStreamID, _ payload: Payload) throws(MuxSessionError) -> Int {
+        guard !isClosed else { throw .sessionClosed }
+        guard let s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase != .awaitingAccept else { throw .notAccepted(id) }
+        guard !s.finRequested else { throw .alreadyFinished(id) }
+        let offered = payload.count
+        guard offered > 0 else { return 0 }
+        let taken = min(offered, writeCapacity(s))
+        if taken < offered { s.writeBlocked = true }
+        guard taken > 0 else { return 0 }
+        s.sendQueue.append(taken == offered ? payload : payload.slice(0..<taken))
+        s.bufferedBytes += taken
+        flush(id, s)
+        return taken
+    }
+
+    /// The app consumed `count` bytes of `.data` on `id`; credit goes back to the peer as WINDOW once it
+    /// reaches `windowUpdateThreshold` (§5). Unknown streams are ignored (they may have been reset).
+    public func consumed(_ id: MuxStreamID, _ count: Int) {
+        guard !isClosed, count > 0, let s = streams[id] else { return }
+        let n = min(UInt64(count), s.unconsumed)
+        s.unconsumed -= n
+        s.pendingReturn += n
+        returnCredit(id, s)
+    }
+
+    /// Half-closes our direction: FIN is sent after all buffered data.
+    public func finish(_ id: MuxStreamID) throws(MuxSessionError) {
+        guard !isClosed else { throw .sessionClosed }
+        guard let s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase != .awaitingAccept else { throw .notAccepted(id) }
+        guard !s.finRequested else { throw .alreadyFinished(id) }
+        s.finRequested = true
+        flush(id, s)
+    }
+
+    /// Aborts a stream in both directions: emits RESET and forgets it. Unknown ids are ignored.
+    /// An incoming OPEN not yet answered is refused with RESET too (prefer `reject`).
+    public func reset(_ id: MuxStreamID, code: MuxErrorCode) {
+        guard !isClosed, streams.removeValue(forKey: id) != nil else { return }
+        outgoing.append(.reset(streamID: id, code: code))
+    }
+
+    public func sendDatagram(destinationPort: UInt16, sourcePort: UInt16, payload: Payload) throws(MuxSessionError) {
+        guard !isClosed else { throw .sessionClosed }
+        outgoing.append(.datagram(destinationPort: destinationPort, sourcePort: sourcePort, payload: payload))
+    }
+
+    public func ping(opaque: UInt64) throws(MuxSessionError) {
+        guard !isClosed else { throw .sessionClosed }
+        outgoing.append(.ping(opaque: opaque))
+    }
+
+    /// Orderly or error close: emits CLOSE, resets every stream locally (events), and refuses further
+    /// use. The owner closes the transport after sending the pending frames.
+    public func close(code: MuxErrorCode, reason: String = "") {
+        guard !isClosed else { return }
+        outgoing.append(.close(code: code, reason: MuxFrameLayout.truncatedReason(reason)))
+        resetAllStreams(code: code, byPeer: false)
+        isClosed = true
+    }
+
+    /// The transport is gone: every stream gets a `.reset(code)` event; nothing is sent.
+    public func closeAll(code: MuxErrorCode = .transportLost) {
+        outgoing.removeAll(keepingCapacity: false)
+        resetAllStreams(code: code, byPeer: false)
+        isClosed = true
+    }
+
+    // MARK: - Receiving
+
+    /// Decodes and processes one received frame. Payloads are made by `makePayload` from offsets into
+    /// `bytes` (e.g. a zero-copy slice of the receive buffer). Malformed frames count as protocol errors.
+    public func receive(encoded bytes: UnsafeRawBufferPointer, makePayload: (Range<Int>) -> Payload) {
+        do {
+            let frame = try MuxFrame<Range<Int>>.decode(bytes)
+            receive(frame.mapPayload(makePayload))
+        } catch {
+            receiveMalformed(error)
+        }
+    }
+
+    /// Counts a frame that failed to decode (§5: dropped; repeated errors close the connection).
+    public func receiveMalformed(_ error: MuxFrameError) {
+        guard !isClosed else { return }
+        protocolError("malformed frame: \(error)")
+    }
+
+    /// Processes one decoded frame from the peer.
+    public func receive(_ frame: MuxFrame<Payload>) {
+        guard !isClosed else { return }
+        switch frame {
+        case .open(let id, let dst, let src, let window):
+            receiveOpen(id, destinationPort: dst, sourcePort: src, window: window)
+        case .openOK(let id, let window):
+            guard let s = existing(id, .openOK) else { return }
+            guard s.phase == .opening else { return violation(id, "OPEN_OK for stream \(id) that is not opening") }
+            s.phase = .open
+            s.sendCredit = UInt64(window)
+            events.append(.openAccepted(id))
+            flush(id, s)
+            notifyWritable(id, s)
+        case .openReject(let id, let code, let reason):
+            guard let s = existing(id, .openReject) else { return }
+            guard s.phase == .opening else { return violation(id, "OPEN_REJECT for stream \(id) that is not opening") }
+            streams[id] = nil
+            events.append(.openRejected(id, code: code, reason: reason))
+        case .data(let id, let payload):
+            guard let s = existing(id, .data) else { return }
+            guard s.phase == .open else { return violation(id, "DATA on stream \(id) before OPEN_OK") }
+            guard !s.remoteFin else { return violation(id, "DATA on stream \(id) after FIN") }
+            let n = UInt64(payload.count)
+            guard n <= s.receiveCredit else {
+                return violation(id, "DATA of \(n) bytes on stream \(id) exceeds the window (\(s.receiveCredit) left)")
+            }
+            s.receiveCredit -= n
+            s.unconsumed += n
+            events.append(.data(id, payload))
+        case .window(let id, let increment):
+            guard let s = existing(id, .window) else { return }
+            guard s.phase != .opening else { return violation(id, "WINDOW on stream \(id) before OPEN_OK") }
+            let credit = s.sendCredit + UInt64(increment)
+            guard credit <= UInt64(UInt32.max) else { return violation(id, "WINDOW overflows stream \(id)'s credit") }
+            s.sendCredit = credit
+            flush(id, s)
+            notifyWritable(id, s)
+        case .fin(let id):
+            guard let s = existing(id, .fin) else { return }
+            guard s.phase == .open else { return violation(id, "FIN on stream \(id) before OPEN_OK") }
+            guard !s.remoteFin else { return violation(id, "second FIN on stream \(id)") }
+            s.remoteFin = true
+            events.append(.remoteFinished(id))
+            closeIfDone(id, s)
+        case .reset(let id, let code):
+            guard existing(id, .reset) != nil else { return }
+            streams[id] = nil
+            events.append(.reset(id, code: code, byPeer: true))
+        case .datagram(let dst, let src, let payload):
+            events.append(.datagram(destinationPort: dst, sourcePort: src, payload: payload))
+        case .ping(let opaque):
+            outgoing.append(.pong(opaque: opaque))
+        case .pong(let opaque):
+            events.append(.pong(opaque: opaque))
+        case .close(let code, let reason):
+            resetAllStreams(code: .transportLost, byPeer: true)
+            isClosed = true
+            events.append(.closed(code: code, reason: reason, byPeer: true))
+        }
+    }
+
+    private func receiveOpen(_ id: MuxStreamID, destinationPort: UInt16, sourcePort: UInt16, window: UInt32) {
+        guard isPeerParity(id) else {
+            return protocolError("OPEN with stream id \(id) of the wrong parity")
+        }
+        guard id.rawValue > highestPeerID else {
+            return protocolError("OPEN reuses stream id \(id) (highest so far \(highestPeerID))")
+        }
+        highestPeerID = id.rawValue
+        guard streams.count < configuration.maxStreams else {
+            outgoing.append(.openReject(streamID: id, code: .tooManyStreams, reason: "too many streams"))
+            return
+        }
+        let s = Stream(phase: .awaitingAccept, receiveCredit: UInt64(configuration.initialWindow))
+        s.sendCredit = UInt64(window)
+        streams[id] = s
+        events.append(.streamOpened(id, destinationPort: destinationPort, sourcePort: sourcePort))
+    }
+
+    // MARK: - Internals
+
+    private func isPeerParity(_ id: MuxStreamID) -> Bool {
+        id.isInitiatorParity != configuration.isInitiator
+    }
+
+    /// Has this id ever named a stream on this connection? (Ids only increase, §5.)
+    private func hasExisted(_ id: MuxStreamID) -> Bool {
+        if isPeerParity(id) { return id.rawValue <= highestPeerID }
+        return UInt64(id.rawValue) < nextLocalID
+    }
+
+    /// The live stream, or nil after dropping the frame: silently when late, as an error otherwise.
+    private func existing(_ id: MuxStreamID, _ type: MuxFrameType) -> Stream? {
+        if let s = streams[id] { return s }
+        if hasExisted(id) {
+            lateFrames += 1
+        } else {
+            protocolError("\(type) for stream \(id) that was never opened")
+        }
+        return nil
+    }
+
+    /// §5: a stream-level violation resets the stream with code 3.
+    private func violation(_ id: MuxStreamID, _ description: String) {
+        streams[id] = nil
+        outgoing.append(.reset(streamID: id, code: .protocolError))
+        events.append(.reset(id, code: .protocolError, byPeer: false))
+        protocolError(description)
+    }
+
+    private func protocolError(_ description: String) {
+        protocolErrors += 1
+        events.append(.protocolError(description))
+        if protocolErrors > configuration.maxProtocolErrors {
+            close(code: .protocolError, reason: "too many protocol errors")
+            events.append(.closed(code: .protocolError, reason: "too many protocol errors", byPeer: false))
+        }
+    }
+
+    private func resetAllStreams(code: MuxErrorCode, byPeer: Bool) {
+        for id in streams.keys.sorted() {
+            events.append(.reset(id, code: code, byPeer: byPeer))
+        }
+        streams.removeAll()
+    }
+
+    private func writeCapacity(_ s: Stream) -> Int {
+        let limit = UInt64(configuration.sendBufferLimit) + s.sendCredit
+        let used = UInt64(s.bufferedBytes)
+        return used >= limit ? 0 : Int(min(limit - used, UInt64(Int.max)))
+    }
+
+    /// Sends buffered data as far as the peer's window allows, then FIN if requested and drained.
+    private func flush(_ id: MuxStreamID, _ s: Stream) {
+        guard s.phase == .open else { return }
+        while s.sendCredit > 0, let chunk = s.sendQueue.first {
+            let n = min(chunk.count, maxDataPayload, Int(min(s.sendCredit, UInt64(Int.max))))
+            if n == chunk.count {
+                outgoing.append(.data(streamID: id, payload: chunk))
+                s.sendQueue.removeFirst()
+            } else {
+                outgoing.append(.data(streamID: id, payload: chunk.slice(0..<n)))
+                s.sendQueue.replaceFirst(chunk.slice(n..<chunk.count))
+            }
+            s.sendCredit -= UInt64(n)
+            s.bufferedBytes -= n
+        }
+        if s.finRequested, !s.finSent, s.sendQueue.isEmpty {
+            s.finSent = true
+            outgoing.append(.fin(streamID: id))
+            closeIfDone(id, s)
+        }
+    }
+
+    private func notifyWritable(_ id: MuxStreamID, _ s: Stream) {
+        guard s.writeBlocked, !s.finRequested, streams[id] != nil, writeCapacity(s) > 0 else { return }
+        s.writeBlocked = false
+        events.append(.writable(id))
+    }
+
+    private func returnCredit(_ id: MuxStreamID, _ s: Stream) {
+        guard !s.remoteFin, s.pendingReturn >= windowThreshold else { return }
+        let increment = UInt32(min(s.pendingReturn, UInt64(UInt32.max)))
+        s.pendingReturn -= UInt64(increment)
+        s.receiveCredit += UInt64(increment)
+        outgoing.append(.window(streamID: id, increment: increment))
+    }
+
+    private func closeIfDone(_ id: MuxStreamID, _ s: Stream) {
+        guard s.finSent, s.remoteFin else { return }
+        streams[id] = nil
+        events.append(.streamClosed(id))
+    }
+}

@@ -1,0 +1,166 @@
+// sudph packet headers, PROTOCOL.md §4.1 and the drop rules of §4.2.
+
+/// The first byte of every sudph packet.
+public enum SudphPacketType: UInt8, Sendable, CustomStringConvertible {
+    case initiation = 0x01
+    case response = 0x02
+    case data = 0x04
+
+    public var description: String {
+        switch self {
+        case .initiation: "initiation"
+        case .response: "response"
+        case .data: "data"
+        }
+    }
+}
+
+/// Sizes fixed by §4.1 and §3.
+public enum SudphLayout {
+    /// Type byte plus three zero bytes.
+    public static let prefixSize = 4
+    public static let indexSize = 4
+    public static let counterSize = 8
+    /// ChaChaPoly tag.
+    public static let tagSize = 16
+    /// Noise IK message 1 and 2 sizes with the §2 payloads.
+    public static let initiationMessageSize = 129
+    public static let responseMessageSize = 48
+
+    public static let initiationHeaderSize = prefixSize + indexSize                    // 8
+    public static let responseHeaderSize = prefixSize + 2 * indexSize                  // 12
+    public static let dataHeaderSize = prefixSize + indexSize + counterSize            // 16
+    public static let initiationPacketSize = initiationHeaderSize + initiationMessageSize // 137
+    public static let responsePacketSize = responseHeaderSize + responseMessageSize       // 60
+    /// An empty plaintext (keepalive) still carries a tag.
+    public static let minimumDataPacketSize = dataHeaderSize + tagSize                  // 32
+}
+
+/// Why a datagram is not a well-formed sudph packet (§4.2: such packets are dropped silently).
+public enum SudphPacketError: Error, Equatable, Sendable, CustomStringConvertible {
+    case empty
+    case unknownType(UInt8)
+    case nonZeroReserved(SudphPacketType)
+    case truncated(SudphPacketType, length: Int, minimum: Int)
+    case wrongLength(SudphPacketType, length: Int, expected: Int)
+    /// Building only: the output buffer or the message has the wrong size.
+    case bufferTooSmall(needed: Int, available: Int)
+
+    public var description: String {
+        switch self {
+        case .empty: "empty sudph packet"
+        case .unknownType(let t): "unknown sudph packet type 0x\(String(t, radix: 16))"
+        case .nonZeroReserved(let t): "sudph \(t) packet: reserved bytes 1..3 are not zero"
+        case .truncated(let t, let n, let min): "sudph \(t) packet truncated: \(n) bytes, at least \(min) needed"
+        case .wrongLength(let t, let n, let exp): "sudph \(t) packet has \(n) bytes, expected exactly \(exp)"
+        case .bufferTooSmall(let need, let have): "buffer too small: \(need) bytes needed, \(have) available"
+        }
+    }
+}
+
+/// A parsed sudph packet header. The ranges point into the parsed bytes (no copy).
+public enum SudphPacket: Equatable, Sendable {
+    /// Type 1: the initiator's index and Noise message 1.
+    case initiation(senderIndex: UInt32, message: Range<Int>)
+    /// Type 2: the responder's index, the initiator's index, and Noise message 2.
+    case response(senderIndex: UInt32, receiverIndex: UInt32, message: Range<Int>)
+    /// Type 4: the receiver's index, the explicit Noise nonce, and ciphertext || tag.
+    case data(receiverIndex: UInt32, counter: UInt64, ciphertext: Range<Int>)
+
+    /// Parses and validates a packet's header: type, zero bytes, and length (§4.1, §4.2).
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(SudphPacketError) -> SudphPacket {
+        typealias L = SudphLayout
+        let n = bytes.count
+        guard n >= 1 else { throw .empty }
+        guard let type = SudphPacketType(rawValue: bytes[0]) else { throw .unknownType(bytes[0]) }
+        guard n >= L.prefixSize else { throw .truncated(type, length: n, minimum: L.prefixSize) }
+        guard bytes[1] == 0, bytes[2] == 0, bytes[3] == 0 else { throw .nonZeroReserved(type) }
+        switch type {
+        case .initiation:
+            guard n >= L.initiationPacketSize else {
+                throw .truncated(type, length: n, minimum: L.initiationPacketSize)
+            }
+            guard n == L.initiationPacketSize else {
+                throw .wrongLength(type, length: n, expected: L.initiationPacketSize)
+            }
+            return .initiation(senderIndex: bytes.readBigEndian(at: L.prefixSize),
+                               message: L.initiationHeaderSize..<n)
+        case .response:
+            guard n >= L.responsePacketSize else {
+                throw .truncated(type, length: n, minimum: L.responsePacketSize)
+            }
+            guard n == L.responsePacketSize else {
+                throw .wrongLength(type, length: n, expected: L.responsePacketSize)
+            }
+            return .response(senderIndex: bytes.readBigEndian(at: L.prefixSize),
+                             receiverIndex: bytes.readBigEndian(at: L.prefixSize + L.indexSize),
+                             message: L.responseHeaderSize..<n)
+        case .data:
+            guard n >= L.minimumDataPacketSize else {
+                throw .truncated(type, length: n, minimum: L.minimumDataPacketSize)
+            }
+            return .data(receiverIndex: bytes.readBigEndian(at: L.prefixSize),
+                         counter: bytes.readBigEndian(at: L.prefixSize + L.indexSize),
+                         ciphertext: L.dataHeaderSize..<n)
+        }
+    }
+
+    /// Builds an Initiation packet around Noise message 1 (exactly 129 bytes).
+    public static func initiation(senderIndex: UInt32, message: UnsafeRawBufferPointer) throws(SudphPacketError) -> [UInt8] {
+        guard message.count == SudphLayout.initiationMessageSize else {
+            throw .wrongLength(.initiation, length: SudphLayout.initiationHeaderSize + message.count,
+                               expected: SudphLayout.initiationPacketSize)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(SudphLayout.initiationPacketSize)
+        appendPrefix(.initiation, to: &out)
+        out.appendBigEndian(senderIndex)
+        out.appendBytes(message)
+        return out
+    }
+
+    /// Builds a Response packet around Noise message 2 (exactly 48 bytes).
+    public static func response(senderIndex: UInt32, receiverIndex: UInt32,
+                                message: UnsafeRawBufferPointer) throws(SudphPacketError) -> [UInt8] {
+        guard message.count == SudphLayout.responseMessageSize else {
+            throw .wrongLength(.response, length: SudphLayout.responseHeaderSize + message.count,
+                               expected: SudphLayout.responsePacketSize)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(SudphLayout.responsePacketSize)
+        appendPrefix(.response, to: &out)
+        out.appendBigEndian(senderIndex)
+        out.appendBigEndian(receiverIndex)
+        out.appendBytes(message)
+        return out
+    }
+
+    /// Writes the 16-byte Data header (also the ChaChaPoly associated data) at the start of `buffer`;
+    /// the ciphertext goes at offset 16. Returns 16.
+    @discardableResult
+    public static func writeDataHeader(receiverIndex: UInt32, counter: UInt64,
+                                       into buffer: UnsafeMutableRawBufferPointer) throws(SudphPacketError) -> Int {
+        guard buffer.count >= SudphLayout.dataHeaderSize else {
+            throw .bufferTooSmall(needed: SudphLayout.dataHeaderSize, available: buffer.count)
+        }
+        var sink = RawBufferSink(buffer)
+        appendPrefix(.data, to: &sink)
+        sink.appendBigEndian(receiverIndex)
+        sink.appendBigEndian(counter)
+        return sink.position
+    }
+
+    /// Appends the 16-byte Data header to `buffer`.
+    public static func appendDataHeader(receiverIndex: UInt32, counter: UInt64, to buffer: inout [UInt8]) {
+        appendPrefix(.data, to: &buffer)
+        buffer.appendBigEndian(receiverIndex)
+        buffer.appendBigEndian(counter)
+    }
+
+    static func appendPrefix<S: ByteSink>(_ type: SudphPacketType, to sink: inout S) {
+        sink.appendByte(type.rawValue)
+        sink.appendByte(0)
+        sink.appendByte(0)
+        sink.appendByte(0)
+    }
+}
