@@ -3,7 +3,7 @@
 # calls apt-get when something is missing.
 set -euo pipefail
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
-      nftables iproute2 iputils-ping curl jq python3 gcc socat)
+      nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,4 +14,14 @@ if ((${#missing[@]})); then
     $SUDO apt-get update -qq || { echo "install-deps: apt-get update failed (no network to the Debian mirror?)" >&2; exit 1; }
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || { echo "install-deps: apt-get install ${missing[*]} failed" >&2; exit 1; }
+fi
+
+# The independent Noise implementation the interop tests run against (Python noiseprotocol),
+# in a venv outside the repository.
+interop_venv=${SKYWIRE_INTEROP_VENV:-/var/cache/skywire-swift/interop-venv}
+if ! "$interop_venv/bin/python3" -c 'import noise' 2>/dev/null; then
+    echo "install-deps: creating $interop_venv" >&2
+    /usr/bin/python3 -m venv "$interop_venv"
+    "$interop_venv/bin/pip" install -q -r "$(dirname "$0")/../Tests/interop/requirements.txt" \
+        || { echo "install-deps: pip install -r Tests/interop/requirements.txt failed (PyPI reachable?)" >&2; exit 1; }
 fi

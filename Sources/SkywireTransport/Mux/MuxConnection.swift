@@ -1,0 +1,237 @@
+import Logging
+import NIOCore
+import SkywireCrypto
+import SkywireWire
+
+/// Drives one `MuxSession` over a `FrameLink`: routes incoming streams and datagrams to apps,
+/// gives apps `AppStream`s, and batches outgoing frames into one flush per event-loop tick.
+/// Every method must run on `eventLoop`.
+final class MuxConnection {
+    /// PING interval and the silence after which the peer is declared dead (PROTOCOL.md §4.3).
+    static let keepaliveInterval = TimeAmount.seconds(10)
+    static let deadPeerTimeout = TimeAmount.seconds(30)
+
+    struct Stats {
+        var bytesSent: UInt64
+        var bytesReceived: UInt64
+        var streams: Int
+        var rttMillis: Double?
+    }
+
+    let eventLoop: EventLoop
+    let remote: PublicKey
+    let session: MuxSession<ByteBuffer>
+    private weak var link: FrameLink?
+    private let router: AppRouter?
+    private let logger: Logger
+    private var streams: [MuxStreamID: MuxStream] = [:]
+    private var pendingOpens: [MuxStreamID: (promise: EventLoopPromise<AppStream>, timeout: Scheduled<Void>)] = [:]
+    private var flushScheduled = false
+    private var closed = false
+    private var lastReceive: NIODeadline = .now()
+    private var keepaliveTask: RepeatedTask?
+    private var pingSentAt: [UInt64: NIODeadline] = [:]
+    private var nextPing: UInt64 = 1
+    private(set) var rttMillis: Double?
+    private let statsSource: () -> (sent: UInt64, received: UInt64)
+
+    init(eventLoop: EventLoop, isInitiator: Bool, remote: PublicKey, link: FrameLink,
+         router: AppRouter?, logger: Logger, stats: @escaping () -> (sent: UInt64, received: UInt64)) {
+        self.eventLoop = eventLoop
+        self.remote = remote
+        self.link = link
+        self.router = router
+        self.logger = logger
+        self.statsSource = stats
+        self.session = MuxSession(isInitiator: isInitiator, maxDataPayload: link.maxDataPayload)
+        keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.keepaliveInterval,
+                                                       delay: Self.keepaliveInterval) { [weak self] _ in
+            self?.keepalive()
+        }
+    }
+
+    var stats: Stats {
+        let s = statsSource()
+        return Stats(bytesSent: s.sent, bytesReceived: s.received, streams: session.streamCount, rttMillis: rttMillis)
+    }
+
+    // MARK: From the link
+
+    /// One decrypted mux frame from the peer.
+    func receive(frame: ByteBuffer) {
+        guard !closed else { return }
+        lastReceive = .now()
+        frame.withUnsafeReadableBytes { bytes in
+            session.receive(encoded: bytes, makePayload: { frame.slice($0) })
+        }
+        processEvents()
+        scheduleFlush()
+    }
+
+    /// The link can take more: let stalled streams continue.
+    func linkWritabilityChanged() {
+        guard link?.isWritable == true else { return }
+        for stream in streams.values { stream.pump() }
+        scheduleFlush()
+    }
+
+    /// The link is gone: every stream is reset with "transport lost".
+    func linkClosed(reason: String) {
+        guard !closed else { return }
+        closed = true
+        keepaliveTask?.cancel()
+        session.closeAll(code: .transportLost)
+        processEvents()
+        for (_, pending) in pendingOpens {
+            pending.timeout.cancel()
+            pending.promise.fail(TransportError(.closed, "transport to \(remote.hex) lost: \(reason)"))
+        }
+        pendingOpens.removeAll()
+        streams.removeAll()
+    }
+
+    func flushIfNeeded() {
+        flushScheduled = false
+        guard let link else { return }
+        var sent = false
+        session.drainOutgoing { frame in
+            var buffer = ByteBufferAllocator().buffer(capacity: frame.encodedLength)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.encodedLength) { out in
+                (try? frame.encode(into: out)) ?? 0
+            }
+            let reliable: Bool
+            if case .datagram = frame { reliable = false } else { reliable = true }
+            link.send(frame: buffer, reliable: reliable)
+            sent = true
+        }
+        if sent { link.flush() }
+        if session.hasEvents { processEvents() }
+    }
+
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { [weak self] in self?.flushIfNeeded() }
+    }
+
+    // MARK: For apps
+
+    func openStream(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount) -> EventLoopFuture<AppStream> {
+        eventLoop.flatSubmit { [self] in
+            guard !closed else {
+                return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
+            }
+            let id: MuxStreamID
+            do {
+                id = try session.openStream(destinationPort: destinationPort, sourcePort: sourcePort)
+            } catch {
+                return eventLoop.makeFailedFuture(TransportError(.closed, "cannot open a stream: \(error)"))
+            }
+            let stream = MuxStream(id: id, connection: self, localPort: sourcePort, remotePort: destinationPort,
+                                   accepted: true)
+            streams[id] = stream
+            let promise = eventLoop.makePromise(of: AppStream.self)
+            let task = eventLoop.scheduleTask(in: timeout) { [weak self] in
+                guard let self, let pending = self.pendingOpens.removeValue(forKey: id) else { return }
+                self.session.reset(id, code: .appClosed)
+                self.streams.removeValue(forKey: id)
+                self.scheduleFlush()
+                pending.promise.fail(TransportError(.timeout, "port \(destinationPort) on \(self.remote.hex) did not answer"))
+            }
+            pendingOpens[id] = (promise, task)
+            scheduleFlush()
+            return promise.futureResult
+        }
+    }
+
+    func sendDatagram(destinationPort: UInt16, sourcePort: UInt16, payload: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            guard !closed else { return }
+            try? session.sendDatagram(destinationPort: destinationPort, sourcePort: sourcePort, payload: payload)
+            scheduleFlush()
+        } else {
+            eventLoop.execute { self.sendDatagram(destinationPort: destinationPort, sourcePort: sourcePort, payload: payload) }
+        }
+    }
+
+    func forget(_ id: MuxStreamID) {
+        streams.removeValue(forKey: id)
+    }
+
+    var linkIsWritable: Bool { link?.isWritable ?? false }
+
+    // MARK: Events
+
+    private func processEvents() {
+        session.drainEvents { event in
+            switch event {
+            case .streamOpened(let id, let dst, let src):
+                let stream = MuxStream(id: id, connection: self, localPort: dst, remotePort: src, accepted: false)
+                streams[id] = stream
+                if let code = router?.route(stream: stream, destinationPort: dst) ?? .noSuchPort {
+                    streams.removeValue(forKey: id)
+                    try? session.reject(id, code: MuxErrorCode(rawValue: code.rawValue), reason: code.description)
+                    logger.debug("stream refused", metadata: ["pk": "\(remote.short)", "port": "\(dst)", "why": "\(code)"])
+                } else {
+                    try? session.accept(id)
+                    stream.markAccepted()
+                }
+            case .openAccepted(let id):
+                if let pending = pendingOpens.removeValue(forKey: id), let stream = streams[id] {
+                    pending.timeout.cancel()
+                    pending.promise.succeed(stream)
+                }
+            case .openRejected(let id, let code, let reason):
+                streams.removeValue(forKey: id)
+                if let pending = pendingOpens.removeValue(forKey: id) {
+                    pending.timeout.cancel()
+                    let text = reason.isEmpty ? code.description : reason
+                    pending.promise.fail(TransportError(.closed, "\(remote.hex) refused the stream: \(text)"))
+                }
+            case .data(let id, let payload):
+                streams[id]?.deliver(payload)
+            case .remoteFinished(let id):
+                streams[id]?.deliverFinish()
+            case .streamClosed(let id):
+                streams[id]?.released()
+                streams.removeValue(forKey: id)
+            case .reset(let id, let code, _):
+                if let pending = pendingOpens.removeValue(forKey: id) {
+                    pending.timeout.cancel()
+                    pending.promise.fail(TransportError(.closed, "stream reset: \(code)"))
+                }
+                streams.removeValue(forKey: id)?.deliverReset(AppStreamResetCode(rawValue: code.rawValue) ?? .protocolError)
+            case .writable(let id):
+                streams[id]?.pump()
+            case .datagram(let dst, let src, let payload):
+                router?.route(datagram: payload, from: remote, destinationPort: dst, sourcePort: src)
+            case .pong(let opaque):
+                if let sent = pingSentAt.removeValue(forKey: opaque) {
+                    rttMillis = Double((NIODeadline.now() - sent).nanoseconds) / 1e6
+                }
+            case .closed(let code, let reason, let byPeer):
+                logger.info("transport closing", metadata: ["pk": "\(remote.short)", "code": "\(code)",
+                                                             "reason": "\(reason)", "by_peer": "\(byPeer)"])
+                flushIfNeeded()
+                link?.close(reason: "mux closed: \(reason.isEmpty ? code.description : reason)")
+            case .protocolError(let what):
+                logger.debug("mux protocol error", metadata: ["pk": "\(remote.short)", "error": "\(what)"])
+            }
+        }
+    }
+
+    private func keepalive() {
+        guard !closed else { return }
+        if NIODeadline.now() - lastReceive > Self.deadPeerTimeout {
+            logger.info("peer silent; closing transport", metadata: ["pk": "\(remote.short)"])
+            link?.close(reason: "dead peer: nothing received for \(Self.deadPeerTimeout.nanoseconds / 1_000_000_000) s")
+            return
+        }
+        let opaque = nextPing
+        nextPing &+= 1
+        pingSentAt = pingSentAt.filter { NIODeadline.now() - $0.value < Self.deadPeerTimeout }
+        pingSentAt[opaque] = .now()
+        try? session.ping(opaque: opaque)
+        scheduleFlush()
+    }
+}
