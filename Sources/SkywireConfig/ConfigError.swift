@@ -23,7 +23,8 @@ public struct FieldProblem: Equatable, Hashable, Sendable, CustomStringConvertib
 
 /// Why a config could not be read, parsed, validated or written.
 public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// A system call on `path` failed; `operation` names it (open, read, rename, ...).
+    /// A system call on `path` failed; `operation` names it so that "cannot <operation> <path>"
+    /// reads well (open, read, rename to, ...).
     case io(path: String, operation: String, errno: Int32)
     /// The path is not a regular file (a directory, a device, ...).
     case notRegularFile(path: String)
@@ -48,7 +49,7 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .io(let path, let operation, let errno):
-            return "\(path): \(operation) failed: \(String(cString: strerror(errno)))"
+            return "cannot \(operation) \(path): \(String(cString: strerror(errno)))"
         case .notRegularFile(let path):
             return "\(path): not a regular file"
         case .tooLarge(let path, let size, let limit):

@@ -123,7 +123,7 @@ enum FileIO {
         guard close(fd) == 0 else { throw .io(path: temp, operation: "close", errno: errno) }
 
         if force {
-            guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename", errno: errno) }
+            guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
             keepTemp = true  // it is now `path`
         } else if link(temp, path) == 0 {
             // `path` now names the file; the defer removes the temporary name.
@@ -135,10 +135,10 @@ enum FileIO {
             case EPERM, EOPNOTSUPP, ENOSYS, EMLINK:
                 // No hard links here (e.g. vfat): fall back to rename after a fresh check.
                 if lstat(path, &st) == 0 { throw .exists(path: path) }
-                guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename", errno: errno) }
+                guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
                 keepTemp = true
             default:
-                throw .io(path: path, operation: "link", errno: e)
+                throw .io(path: path, operation: "link into", errno: e)
             }
         }
         try syncDirectory(directory)

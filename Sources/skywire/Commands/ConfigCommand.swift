@@ -59,6 +59,13 @@ struct ConfigCommand: ParsableCommand {
         var logLevel: String?
 
         func validate() throws {
+            if let sk {
+                do {
+                    _ = try VisorConfig.keyPair(secretKeyHex: sk)
+                } catch {
+                    throw ValidationError("--sk: not a 128-hex Ed25519 secret key (libsodium form: seed || public key)")
+                }
+            }
             if let logLevel, LogLevel(rawValue: logLevel) == nil {
                 throw ValidationError("--log-level \"\(logLevel)\" is not one of "
                                       + LogLevel.allCases.map(\.rawValue).joined(separator: ", "))
