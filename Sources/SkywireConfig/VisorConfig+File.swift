@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension VisorConfig {
+    /// Mode of a written config: owner read/write only (it holds `sk`).
+    public static let fileMode: mode_t = 0o600
+    /// Permission bits that must be clear on a config file (group and other), as ssh
+    /// requires of private key files.
+    public static let forbiddenModeBits: mode_t = 0o077
+
+    /// Reads, checks and validates a config file.
+    ///
+    /// Refuses a file that is not a regular file, that group or others may access
+    /// (`mode & 0o077 != 0`), that belongs to a user other than the effective user or root,
+    /// or that is larger than `maxFileBytes`; then parses and validates it (see `parse`).
+    public static func load(path: String) throws(ConfigError) -> VisorConfig {
+        try parse(bytes: readFile(path: path))
+    }
+
+    /// The checked bytes of a config file (all the checks of `load` except parsing).
+    static func readFile(path: String) throws(ConfigError) -> [UInt8] {
+        let fd = FileIO.retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        defer { _ = close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
+        guard st.st_mode & FileIO.fileTypeMask == FileIO.regularFileType else { throw .notRegularFile(path: path) }
+        guard st.st_mode & forbiddenModeBits == 0 else {
+            throw .insecureMode(path: path, mode: UInt32(st.st_mode & FileIO.permissionMask))
+        }
+        guard st.st_uid == geteuid() || st.st_uid == FileIO.rootUID else {
+            throw .insecureOwner(path: path, uid: UInt32(st.st_uid))
+        }
+        guard Int(st.st_size) <= maxFileBytes else {
+            throw .tooLarge(path: path, size: Int(st.st_size), limit: maxFileBytes)
+        }
+        // Read at most one byte past the limit, in case the file grew after fstat.
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: FileIO.readChunk)
+        while out.count <= maxFileBytes {
+            let n = buffer.withUnsafeMutableBytes { b in FileIO.retrying { read(fd, b.baseAddress, b.count) } }
+            if n < 0 { throw .io(path: path, operation: "read", errno: errno) }
+            if n == 0 { break }
+            out.append(contentsOf: buffer[0..<n])
+        }
+        guard out.count <= maxFileBytes else { throw .tooLarge(path: path, size: out.count, limit: maxFileBytes) }
+        return out
+    }
+
+    /// Writes the config atomically with mode 0600.
+    ///
+    /// Validates first (a config `load` would reject is never written). Then: a temporary file
+    /// in the same directory made with open(O_CREAT|O_EXCL, 0600), the text written and
+    /// fsync'd, moved into place, and the directory fsync'd. Without `force` an existing file
+    /// is never replaced: the move is link(2), which fails if the name exists (on file systems
+    /// without hard links, a checked rename(2)). With `force` it is rename(2). No temporary
+    /// file is left behind on any error.
+    public func write(to path: String, force: Bool = false) throws(ConfigError) {
+        let problems = validate()
+        guard problems.isEmpty else { throw .invalid(problems) }
+        try FileIO.atomicWrite(Array(jsonText().utf8), to: path, mode: VisorConfig.fileMode, force: force)
+    }
+}
+
+/// POSIX file helpers for config files.
+enum FileIO {
+    static let fileTypeMask: mode_t = 0o170000  // S_IFMT
+    static let regularFileType: mode_t = 0o100000  // S_IFREG
+    static let permissionMask: mode_t = 0o7777
+    static let rootUID: uid_t = 0
+    static let readChunk = 16 * 1024
+
+    /// Repeats a system call while it fails with EINTR.
+    static func retrying<T: BinaryInteger>(_ call: () -> T) -> T {
+        while true {
+            let r = call()
+            if r >= 0 || errno != EINTR { return r }
+        }
+    }
+
+    /// Directory part and last component of `path` (`x.json` → `.`, `x.json`).
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let dir = String(path[..<slash])
+        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+    }
+
+    static func atomicWrite(_ bytes: [UInt8], to path: String, mode: mode_t, force: Bool) throws(ConfigError) {
+        let (directory, name) = split(path)
+        guard !name.isEmpty, name != ".", name != ".." else {
+            throw .io(path: path, operation: "open", errno: EISDIR)
+        }
+        var st = stat()
+        if !force && lstat(path, &st) == 0 { throw .exists(path: path) }
+
+        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(suffix)"
+        let fd = FileIO.retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
+        guard fd >= 0 else { throw .io(path: directory, operation: "create a temporary file in", errno: errno) }
+        var keepTemp = false
+        defer { if !keepTemp { _ = unlink(temp) } }
+
+        do throws(ConfigError) {
+            // The umask may have cleared bits of `mode`; set exactly `mode`.
+            guard fchmod(fd, mode) == 0 else { throw .io(path: temp, operation: "fchmod", errno: errno) }
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes { b -> Int in
+                    guard let base = b.baseAddress else { return 0 }
+                    return FileIO.retrying { write(fd, base + offset, b.count - offset) }
+                }
+                guard n > 0 else { throw .io(path: temp, operation: "write", errno: n < 0 ? errno : EIO) }
+                offset += n
+            }
+            guard fsync(fd) == 0 else { throw .io(path: temp, operation: "fsync", errno: errno) }
+        } catch {
+            _ = close(fd)
+            throw error
+        }
+        guard close(fd) == 0 else { throw .io(path: temp, operation: "close", errno: errno) }
+
+        if force {
+            guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
+            keepTemp = true  // it is now `path`
+        } else if link(temp, path) == 0 {
+            // `path` now names the file; the defer removes the temporary name.
+        } else {
+            let e = errno
+            switch e {
+            case EEXIST:
+                throw .exists(path: path)
+            case EPERM, EOPNOTSUPP, ENOSYS, EMLINK:
+                // No hard links here (e.g. vfat): fall back to rename after a fresh check.
+                if lstat(path, &st) == 0 { throw .exists(path: path) }
+                guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
+                keepTemp = true
+            default:
+                throw .io(path: path, operation: "link into", errno: e)
+            }
+        }
+        try syncDirectory(directory)
+    }
+
+    /// fsync(2) on the directory so the new name survives a crash.
+    static func syncDirectory(_ directory: String) throws(ConfigError) {
+        let dfd = FileIO.retrying { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard dfd >= 0 else { throw .io(path: directory, operation: "open directory", errno: errno) }
+        defer { _ = close(dfd) }
+        // Some file systems cannot fsync a directory (EINVAL); the rename itself is done.
+        if fsync(dfd) != 0 && errno != EINVAL {
+            throw .io(path: directory, operation: "fsync directory", errno: errno)
+        }
+    }
+}

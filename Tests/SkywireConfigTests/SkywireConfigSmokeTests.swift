@@ -1,8 +1,0 @@
-import XCTest
-@testable import SkywireConfig
-
-final class SkywireConfigSmokeTests: XCTestCase {
-    func testModuleLoads() {
-        XCTAssertTrue(true)
-    }
-}

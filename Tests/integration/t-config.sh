@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# skywire config gen/check against the built binary: pk on stdout, mode 0600, no silent
+# overwrite, --force, and `check` naming the broken field with exit status 2.
+set -euo pipefail
+bin=${SKYWIRE_BIN:?set SKYWIRE_BIN to the skywire binary}
+dir=$(mktemp -d /tmp/t-config.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+cfg="$dir/x.json"
+
+# gen: exactly one line on stdout, the 64-hex public key; file mode 0600.
+pk=$("$bin" config gen -o "$cfg" 2>"$dir/gen.err") || fail "config gen failed: $(cat "$dir/gen.err")"
+[[ "$pk" =~ ^[0-9a-f]{64}$ ]] || fail "stdout is not one 64-hex key: '$pk'"
+[ "$(stat -c %a "$cfg")" = 600 ] || fail "mode is $(stat -c %a "$cfg"), want 600"
+[ "$(jq -r .pk "$cfg")" = "$pk" ] || fail "printed key differs from the file's pk"
+[ "$(jq -r .transport.stcpr_port "$cfg")" = 7777 ] || fail "default stcpr_port"
+ls -A "$dir" | grep -q '\.tmp-' && fail "temporary file left behind"
+
+# check: ok, exit 0.
+"$bin" config check -c "$cfg" >"$dir/check.out" 2>&1 || fail "check of a fresh config failed: $(cat "$dir/check.out")"
+grep -q "$pk" "$dir/check.out" || fail "check does not name the key"
+
+# A second gen must not overwrite; the file stays as it was.
+before=$(sha256sum <"$cfg")
+if "$bin" config gen -o "$cfg" >"$dir/gen2.out" 2>"$dir/gen2.err"; then fail "second gen succeeded"; fi
+grep -q "already exists" "$dir/gen2.err" || fail "unclear message: $(cat "$dir/gen2.err")"
+grep -q -- "--force" "$dir/gen2.err" || fail "message does not mention --force"
+[ ! -s "$dir/gen2.out" ] || fail "second gen printed on stdout"
+[ "$(sha256sum <"$cfg")" = "$before" ] || fail "file changed after refused gen"
+
+# --force replaces it with a new identity and options are applied.
+pk2=$("$bin" config gen -o "$cfg" --force --stcpr-port 0 --sudph-port 9999 --log-level debug \
+      --cli-addr "$dir/cli.sock" --state-dir "$dir/state" 2>/dev/null) || fail "gen --force failed"
+[[ "$pk2" =~ ^[0-9a-f]{64}$ && "$pk2" != "$pk" ]] || fail "gen --force did not make a new key"
+[ "$(jq -r '[.transport.stcpr_port, .transport.sudph_port, .log_level] | join(",")' "$cfg")" = "0,9999,debug" ] \
+    || fail "options not applied"
+[ "$(stat -c %a "$cfg")" = 600 ] || fail "mode after --force is $(stat -c %a "$cfg")"
+
+# --sk reuses a given key: same sk gives the same pk.
+sk=$(jq -r .sk "$cfg")
+pk3=$("$bin" config gen -o "$dir/y.json" --sk "$sk" 2>/dev/null) || fail "gen --sk failed"
+[ "$pk3" = "$pk2" ] || fail "--sk gave a different public key"
+if "$bin" config gen -o "$dir/z.json" --sk "${sk:0:127}0" >/dev/null 2>"$dir/sk.err"; then fail "bad --sk accepted"; fi
+[ ! -e "$dir/z.json" ] || fail "bad --sk wrote a file"
+
+# Invalid option values are rejected and write nothing.
+if "$bin" config gen -o "$dir/r.json" --cli-addr relative.sock >/dev/null 2>"$dir/rel.err"; then fail "relative cli-addr accepted"; fi
+grep -q "cli_addr: must be an absolute path" "$dir/rel.err" || fail "unclear: $(cat "$dir/rel.err")"
+[ ! -e "$dir/r.json" ] || fail "invalid gen wrote a file"
+
+# check on a corrupted file: exit 2 and every broken field named.
+jq '.log_level = "loud" | .launcher.apps[2].port = 99999 | .transport.bogus = 1' "$cfg" >"$dir/bad.json"
+chmod 600 "$dir/bad.json"
+set +e
+"$bin" config check -c "$dir/bad.json" >"$dir/bad.out" 2>&1
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "check of a corrupted file exited $rc, want 2"
+for want in 'log_level: "loud" is not one of' 'launcher.apps\[2\].port: 99999 is not in 1...65535' \
+            'transport.bogus: unknown field'; do
+    grep -q "$want" "$dir/bad.out" || fail "check output lacks '$want': $(cat "$dir/bad.out")"
+done
+
+# sk not matching pk: exit 2, never silently regenerated.
+jq --arg pk "$pk" '.pk = $pk' "$cfg" >"$dir/mismatch.json"
+chmod 600 "$dir/mismatch.json"
+set +e; "$bin" config check -c "$dir/mismatch.json" >"$dir/mm.out" 2>&1; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q "sk: does not match pk" "$dir/mm.out" || fail "mismatch: rc=$rc $(cat "$dir/mm.out")"
+
+# Broken JSON: exit 2 with line and column.
+printf '{\n  "pk": \n}\n' >"$dir/syntax.json"; chmod 600 "$dir/syntax.json"
+set +e; "$bin" config check -c "$dir/syntax.json" >"$dir/syn.out" 2>&1; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q "line 3, column 1" "$dir/syn.out" || fail "syntax: rc=$rc $(cat "$dir/syn.out")"
+
+# A group/other-readable file is refused like ssh refuses private keys.
+chmod 644 "$cfg"
+set +e; "$bin" config check -c "$cfg" >"$dir/mode.out" 2>&1; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q "mode 0644" "$dir/mode.out" || fail "mode: rc=$rc $(cat "$dir/mode.out")"
+
+echo "t-config: ok"
