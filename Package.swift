@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
     ],
     targets: [
         // One [system] module per C library, named by its exact pkg-config name.
@@ -38,7 +39,8 @@ let package = Package(
 
         // Transports and the visor runtime.
         .target(name: "SkywireTransport", dependencies: [
-            "SkywireCrypto", "SkywireWire", "SkywireSystem",
+            "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
+            .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -148,11 +148,14 @@ public enum AppName: String, Sendable, CaseIterable, Hashable, CustomStringConve
     case skychat = "skychat"
     case skynet = "skynet"
     case pty = "pty"
+    /// Echoes streams and datagrams back (`skywire cli visor ping`); for testing a transport.
+    case echo = "echo"
 
     /// Skywire's default port for the app.
     public var defaultPort: UInt16 {
         switch self {
         case .skychat: return 1
+        case .echo: return 7
         case .skysocks: return 3
         case .skysocksClient: return 13
         case .pty: return 22

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireCrypto
 
 /// Owns every transport of a visor: listeners, dials, redials with backoff, and the lookup
@@ -83,14 +84,19 @@ public final class TransportManager: @unchecked Sendable {
     /// (redialled on loss) until `remove`. An existing transport of that type is returned as is.
     public func add(remote: PublicKey, type: TransportType, address: String?) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
-        let addrString = address ?? settings.peers[remote]?.address(for: type)
-        guard let addrString else {
+        let target: HostPort
+        if let address {
+            switch HostPort.parse(address) {
+            case .success(let hp): target = hp
+            case .failure(let e): throw TransportError(.badAddress, "--addr \"\(address)\": \(e)")
+            }
+        } else if let known = settings.peers[remote]?.address(for: type) {
+            target = known
+        } else {
             throw TransportError(.badAddress,
                                  "no \(type.rawValue) address for \(remote.hex): pass --addr HOST:PORT or add it to transport.peers")
         }
-        guard let (host, port) = HostPort.parse(addrString) else {
-            throw TransportError(.badAddress, "\"\(addrString)\" is not HOST:PORT")
-        }
+        let (host, port) = (target.host, Int(target.port))
         if let existing = lock.withLock({ entries.values.first { $0.remote == remote && $0.type == type && $0.isUp } }) {
             existing.markWanted()
             return existing.info

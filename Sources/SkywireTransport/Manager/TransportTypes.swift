@@ -1,28 +1,11 @@
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 
 /// The two transport kinds of docs/PROTOCOL.md.
 public enum TransportType: String, Sendable, CaseIterable, Codable {
     case stcpr
     case sudph
-}
-
-/// Addresses to dial a peer at, from the config's static peers table or `tp add --addr`.
-public struct PeerAddresses: Sendable, Equatable {
-    public var stcpr: String?
-    public var sudph: String?
-
-    public init(stcpr: String? = nil, sudph: String? = nil) {
-        self.stcpr = stcpr
-        self.sudph = sudph
-    }
-
-    public func address(for type: TransportType) -> String? {
-        switch type {
-        case .stcpr: return stcpr
-        case .sudph: return sudph
-        }
-    }
 }
 
 /// What the transport layer needs from the visor config.
@@ -82,24 +65,13 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Parses "host:port" and "[v6]:port".
-public enum HostPort {
-    public static func parse(_ s: String) -> (host: String, port: Int)? {
-        var host: Substring
-        var portPart: Substring
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]") else { return nil }
-            host = s[s.index(after: s.startIndex)..<close]
-            let rest = s[s.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portPart = rest.dropFirst()
-        } else {
-            guard let colon = s.lastIndex(of: ":") else { return nil }
-            host = s[..<colon]
-            portPart = s[s.index(after: colon)...]
-            if host.contains(":") { return nil }
+
+extension PeerAddresses {
+    /// The address for one transport type, if the peers table has it.
+    public func address(for type: TransportType) -> HostPort? {
+        switch type {
+        case .stcpr: return stcpr
+        case .sudph: return sudph
         }
-        guard !host.isEmpty, let port = Int(portPart), (1...65535).contains(port) else { return nil }
-        return (String(host), port)
     }
 }

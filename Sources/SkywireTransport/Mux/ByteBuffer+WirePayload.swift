@@ -2,7 +2,7 @@ import NIOCore
 import SkywireWire
 
 /// Lets `MuxSession` carry NIO buffers: slices share storage, so payloads are never copied.
-extension ByteBuffer: @retroactive WirePayload {
+extension ByteBuffer: WirePayload {
     public var count: Int { readableBytes }
 
     public func slice(_ range: Range<Int>) -> ByteBuffer {

@@ -1,8 +1,11 @@
+import Atomics
 import NIOCore
 
 /// The encrypted path beneath a `MuxConnection`: stcpr (one Noise message per frame over TCP)
 /// or sudph (records over UDP, reliable frames through the ARQ). Event-loop bound.
 protocol FrameLink: AnyObject {
+    /// Bytes on the wire each way, readable from any thread.
+    var counters: LinkCounters { get }
     /// Largest DATA payload this link carries in one frame (PROTOCOL.md §5).
     var maxDataPayload: Int { get }
     /// True when the link can take more reliable frames without growing its queue.
@@ -14,4 +17,13 @@ protocol FrameLink: AnyObject {
     func flush()
     /// Closes the link; the owner learns through `MuxConnection.linkClosed`.
     func close(reason: String)
+}
+
+/// Wire byte counters of one link, written on its event loop and read by `tp ls` from anywhere.
+final class LinkCounters: Sendable {
+    let sent = ManagedAtomic<UInt64>(0)
+    let received = ManagedAtomic<UInt64>(0)
+
+    func addSent(_ n: Int) { sent.wrappingIncrement(by: UInt64(n), ordering: .relaxed) }
+    func addReceived(_ n: Int) { received.wrappingIncrement(by: UInt64(n), ordering: .relaxed) }
 }

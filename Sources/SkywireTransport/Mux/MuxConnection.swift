@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOCore
 import SkywireCrypto
@@ -33,16 +34,18 @@ final class MuxConnection {
     private var pingSentAt: [UInt64: NIODeadline] = [:]
     private var nextPing: UInt64 = 1
     private(set) var rttMillis: Double?
-    private let statsSource: () -> (sent: UInt64, received: UInt64)
+    /// Shared with the link; safe to read from any thread.
+    let counters: LinkCounters
+    private let streamCount = ManagedAtomic<Int>(0)
 
     init(eventLoop: EventLoop, isInitiator: Bool, remote: PublicKey, link: FrameLink,
-         router: AppRouter?, logger: Logger, stats: @escaping () -> (sent: UInt64, received: UInt64)) {
+         router: AppRouter?, logger: Logger) {
         self.eventLoop = eventLoop
         self.remote = remote
         self.link = link
         self.router = router
         self.logger = logger
-        self.statsSource = stats
+        self.counters = link.counters
         self.session = MuxSession(isInitiator: isInitiator, maxDataPayload: link.maxDataPayload)
         keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.keepaliveInterval,
                                                        delay: Self.keepaliveInterval) { [weak self] _ in
@@ -50,9 +53,10 @@ final class MuxConnection {
         }
     }
 
+    /// Readable from any thread (`tp ls`).
     var stats: Stats {
-        let s = statsSource()
-        return Stats(bytesSent: s.sent, bytesReceived: s.received, streams: session.streamCount, rttMillis: rttMillis)
+        Stats(bytesSent: counters.sent.load(ordering: .relaxed), bytesReceived: counters.received.load(ordering: .relaxed),
+              streams: streamCount.load(ordering: .relaxed), rttMillis: nil)
     }
 
     // MARK: From the link
@@ -65,6 +69,7 @@ final class MuxConnection {
             session.receive(encoded: bytes, makePayload: { frame.slice($0) })
         }
         processEvents()
+        streamCount.store(session.streamCount, ordering: .relaxed)
         scheduleFlush()
     }
 
@@ -168,7 +173,8 @@ final class MuxConnection {
             case .streamOpened(let id, let dst, let src):
                 let stream = MuxStream(id: id, connection: self, localPort: dst, remotePort: src, accepted: false)
                 streams[id] = stream
-                if let code = router?.route(stream: stream, destinationPort: dst) ?? .noSuchPort {
+                let refusal: AppStreamResetCode? = router.map { $0.route(stream: stream, destinationPort: dst) } ?? .noSuchPort
+                if let code = refusal {
                     streams.removeValue(forKey: id)
                     try? session.reject(id, code: MuxErrorCode(rawValue: code.rawValue), reason: code.description)
                     logger.debug("stream refused", metadata: ["pk": "\(remote.short)", "port": "\(dst)", "why": "\(code)"])

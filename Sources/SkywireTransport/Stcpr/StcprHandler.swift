@@ -40,8 +40,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     private(set) var remoteKey: PublicKey?
     private var pendingFlush = false
     private var closeReason: String?
-    private(set) var bytesSent: UInt64 = 0
-    private(set) var bytesReceived: UInt64 = 0
+    let counters = LinkCounters()
 
     /// `expectedRemote` is set for the dialling side (it knows whom it calls).
     init(identity: KeyPair, expectedRemote: PublicKey?, handshakeTimeout: TimeAmount,
@@ -92,7 +91,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        bytesReceived &+= UInt64(frame.readableBytes + NoiseLengthPrefixDecoder.prefixLength)
+        counters.addReceived(frame.readableBytes + NoiseLengthPrefixDecoder.prefixLength)
         switch state {
         case .responderAwaitingInitiation(let hs):
             do {
@@ -189,7 +188,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
             fail("cannot encrypt: \(error)")
             return
         }
-        bytesSent &+= UInt64(out.readableBytes)
+        counters.addSent(out.readableBytes)
         context.write(wrapOutboundOut(out), promise: nil)
         pendingFlush = true
     }
@@ -212,7 +211,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
         var out = context.channel.allocator.buffer(capacity: message.count + 2)
         out.writeInteger(UInt16(message.count))
         out.writeBytes(message)
-        bytesSent &+= UInt64(out.readableBytes)
+        counters.addSent(out.readableBytes)
         context.write(wrapOutboundOut(out), promise: nil)
     }
 

@@ -104,6 +104,13 @@ public enum ControlValue: Codable, Sendable, Equatable {
         default: return nil
         }
     }
+    public var doubleValue: Double? {
+        switch self {
+        case .double(let d): return d
+        case .int(let i): return Double(i)
+        default: return nil
+        }
+    }
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
     public var arrayValue: [ControlValue]? { if case .array(let a) = self { return a } else { return nil } }
     public var objectValue: [String: ControlValue]? { if case .object(let o) = self { return o } else { return nil } }

@@ -109,7 +109,11 @@ private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
         guard !done else { return }
-        let ok = data.readableBytesView.enumerated().allSatisfy { $1 == Self.pattern(received + $0) }
+        let base = received
+        let ok = data.withUnsafeReadableBytes { bytes -> Bool in
+            for i in 0..<bytes.count where bytes[i] != Self.pattern(base + i) { return false }
+            return true
+        }
         if !ok {
             fail(ControlError(.failed, "echo corrupted near byte \(received)"))
             return

@@ -59,7 +59,7 @@ struct VisorGroup: ParsableCommand {
                 ])
                 if json { try Output.json(result); return }
                 if datagram {
-                    print("datagrams: sent \(result["sent"]?.intValue ?? 0), echoed \(result["received"]?.intValue ?? 0), rtt \(result["rtt_ms"].map { "\($0)" } ?? "?") ms")
+                    print("datagrams: sent \(result["sent"]?.intValue ?? 0), echoed \(result["received"]?.intValue ?? 0), rtt \(result["rtt_ms"].flatMap(\.doubleValue).map { "\($0)" } ?? "?") ms")
                 } else {
                     print("stream: \(result["bytes"]?.intValue ?? 0) bytes echoed intact in \(result["elapsed_ms"]?.intValue ?? 0) ms")
                 }

@@ -28,7 +28,7 @@ struct VisorCommand: AsyncParsableCommand {
         do {
             cfg = try VisorConfig.load(path: config)
         } catch {
-            FileHandleStderr.write("skywire visor: \(config): invalid config:\n\(error)\n")
+            FileHandleStderr.write("skywire visor: " + error.report(file: config) + "\n")
             throw ExitCode(ConfigError.exitCode)
         }
         let level = Logger.Level(rawValue: cfg.logLevel.rawValue) ?? .info

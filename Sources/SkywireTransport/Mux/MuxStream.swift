@@ -1,0 +1,163 @@
+import NIOCore
+import SkywireWire
+
+/// An `AppStream` backed by one stream of a `MuxConnection`. Event-loop bound.
+///
+/// Writes beyond what the session takes (peer window + its send buffer) wait here, and
+/// `isWritable` turns false once `writeHighWatermark` bytes wait. Reads are delivered to the
+/// delegate and acknowledged to the session (which returns window); while paused they wait
+/// here, bounded by the window we granted.
+final class MuxStream: AppStream {
+    static let writeHighWatermark = 256 * 1024
+
+    let id: MuxStreamID
+    private unowned(unsafe) let connection: MuxConnection
+    let localPort: UInt16
+    let remotePort: UInt16
+    private var delegate: AppStreamDelegate?
+    private var accepted: Bool
+    private var pendingWrites = CircularBuffer<ByteBuffer>()
+    private var pendingBytes = 0
+    private var finishRequested = false
+    private var finishSent = false
+    private var paused = false
+    private var inbound = CircularBuffer<ByteBuffer>()
+    private var remoteFinishPending = false
+    private var ended = false
+    private var reportedWritable = true
+
+    init(id: MuxStreamID, connection: MuxConnection, localPort: UInt16, remotePort: UInt16, accepted: Bool) {
+        self.id = id
+        self.connection = connection
+        self.localPort = localPort
+        self.remotePort = remotePort
+        self.accepted = accepted
+    }
+
+    var eventLoop: EventLoop { connection.eventLoop }
+    var remoteKeyHex: String { connection.remote.hex }
+
+    var isWritable: Bool { !ended && pendingBytes < Self.writeHighWatermark }
+
+    func setDelegate(_ delegate: AppStreamDelegate?) {
+        self.delegate = delegate
+        if delegate != nil { drainInbound() }
+    }
+
+    func write(_ data: ByteBuffer) {
+        guard !ended, !finishRequested, data.readableBytes > 0 else { return }
+        pendingWrites.append(data)
+        pendingBytes += data.readableBytes
+        pump()
+    }
+
+    func finish() {
+        guard !ended, !finishRequested else { return }
+        finishRequested = true
+        pump()
+    }
+
+    func reset(_ code: AppStreamResetCode) {
+        guard !ended else { return }
+        ended = true
+        connection.session.reset(id, code: MuxErrorCode(rawValue: code.rawValue))
+        connection.forget(id)
+        connection.scheduleFlush()
+        clear()
+    }
+
+    func setReadPaused(_ paused: Bool) {
+        self.paused = paused
+        if !paused { drainInbound() }
+    }
+
+    // MARK: From the connection
+
+    func markAccepted() {
+        accepted = true
+        pump()
+    }
+
+    /// Offers waiting bytes to the session; reports writability changes to the delegate.
+    func pump() {
+        guard accepted, !ended else { return }
+        while var first = pendingWrites.first {
+            let taken: Int
+            do {
+                taken = try connection.session.write(id, first)
+            } catch {
+                break
+            }
+            pendingBytes -= taken
+            if taken == first.readableBytes {
+                pendingWrites.removeFirst()
+            } else {
+                first.moveReaderIndex(forwardBy: taken)
+                pendingWrites[pendingWrites.startIndex] = first
+                break
+            }
+        }
+        if pendingWrites.isEmpty && finishRequested && !finishSent {
+            finishSent = true
+            try? connection.session.finish(id)
+        }
+        connection.scheduleFlush()
+        let writable = isWritable
+        if writable != reportedWritable {
+            reportedWritable = writable
+            delegate?.appStreamWritabilityChanged(self)
+        } else if writable && !pendingWrites.isEmpty {
+            // Still writable but the session is saturated: nothing to report yet.
+        }
+    }
+
+    func deliver(_ data: ByteBuffer) {
+        if paused || delegate == nil || !inbound.isEmpty {
+            inbound.append(data)
+            return
+        }
+        delegate?.appStream(self, didReceive: data)
+        connection.session.consumed(id, data.readableBytes)
+    }
+
+    func deliverFinish() {
+        if paused || delegate == nil || !inbound.isEmpty {
+            remoteFinishPending = true
+            return
+        }
+        delegate?.appStreamDidReceiveFinish(self)
+    }
+
+    func deliverReset(_ code: AppStreamResetCode) {
+        guard !ended else { return }
+        ended = true
+        let d = delegate
+        clear()
+        d?.appStream(self, didResetWith: code)
+    }
+
+    /// Both directions finished; nothing more will happen on this stream.
+    func released() {
+        ended = true
+        clear()
+    }
+
+    private func drainInbound() {
+        while !paused, let d = delegate, let data = inbound.popFirst() {
+            d.appStream(self, didReceive: data)
+            connection.session.consumed(id, data.readableBytes)
+        }
+        if !paused, inbound.isEmpty, remoteFinishPending, let d = delegate {
+            remoteFinishPending = false
+            d.appStreamDidReceiveFinish(self)
+        }
+        connection.scheduleFlush()
+    }
+
+    private func clear() {
+        pendingWrites.removeAll()
+        pendingBytes = 0
+        inbound.removeAll()
+        delegate = nil
+    }
+}

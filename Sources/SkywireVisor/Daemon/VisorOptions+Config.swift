@@ -1,0 +1,19 @@
+import Logging
+import SkywireConfig
+import SkywireTransport
+
+extension VisorOptions {
+    /// The daemon's options from a validated config.
+    public init(config: VisorConfig) {
+        self.init(
+            transport: TransportSettings(identity: config.keyPair, listenHost: config.transport.listenAddr,
+                                         stcprPort: Int(config.transport.stcprPort),
+                                         sudphPort: Int(config.transport.sudphPort), peers: config.transport.peers),
+            apps: config.launcher.apps.map {
+                AppSpec(name: $0.name.rawValue, args: $0.args, autoStart: $0.autoStart, port: $0.port)
+            },
+            controlSocket: config.cliAddr,
+            logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
+            stateDirectory: config.stateDir)
+    }
+}
