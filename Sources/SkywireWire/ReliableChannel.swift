@@ -80,10 +80,12 @@ public final class ReliableChannel {
 
     struct SendSlot {
         var sentAt: WireTime = 0
+        /// Position of the latest transmission in the sender's transmission order.
+        var sentOrder: UInt64 = 0
         var transmissions: UInt16 = 0
         var sacked = false
         var lost = false
-        /// ACKs that SACKed segments above this one since it was sent.
+        /// ACKs that newly SACKed a segment transmitted after this one's latest transmission.
         var sackHits: UInt8 = 0
     }
 
@@ -110,6 +112,10 @@ public final class ReliableChannel {
     private var recoveryPoint: UInt32 = 0
     private var lossGuardActive = false
     private var rtoDeadline: WireTime?
+    /// Counts transmissions; orders them for loss detection.
+    private var transmitOrder: UInt64 = 0
+    /// Entering recovery retransmits the first lost segment even if cwnd is full (RFC 6675 §5 (4.3)).
+    private var retransmitNow = false
     private var srtt: UInt64?
     private var rttvar: UInt64 = 0
     private var rto: UInt64
@@ -153,6 +159,17 @@ public final class ReliableChannel {
                               queued: 0, peerWindow: peerWindow, reorderBuffered: 0)
     }
 
+    /// Test hook: both directions start at `initialSequence` instead of 0 (exercises the 2^32 wrap).
+    convenience init(configuration: Configuration, initialSequence: UInt32) {
+        self.init(configuration: configuration)
+        una = initialSequence
+        nxt = initialSequence
+        tail = initialSequence
+        lostCursor = initialSequence
+        rcvNext = initialSequence
+        highestReceivedEnd = initialSequence
+    }
+
     private static func powerOfTwo(atLeast n: Int) -> Int {
         var p = 2
         while p < n { p <<= 1 }
@@ -168,15 +185,24 @@ public final class ReliableChannel {
     /// True when every enqueued frame has been acknowledged.
     public var isIdle: Bool { tail == una }
 
-    /// The earliest time the driver must call `poll` even if nothing arrives (RTO or delayed ACK).
-    /// The driver also calls `poll` after every `enqueue`, `receiveSegment` and `receiveAck`.
+    /// The earliest time the driver must call `poll` even if nothing arrives: 0 when an ACK or a
+    /// transmission is already due, else the RTO or delayed-ACK deadline; nil when nothing is pending.
+    /// (A driver that polls after every `enqueue`, `receiveSegment` and `receiveAck` only ever sees
+    /// the timer deadlines.)
     public var nextTimeout: WireTime? {
+        if ackNow || canTransmit { return 0 }
         switch (rtoDeadline, ackDeadline) {
-        case (nil, nil): nil
-        case (let a?, nil): a
-        case (nil, let b?): b
-        case (let a?, let b?): min(a, b)
+        case (nil, nil): return nil
+        case (let a?, nil): return a
+        case (nil, let b?): return b
+        case (let a?, let b?): return min(a, b)
         }
+    }
+
+    /// True when `poll` would send a segment now.
+    private var canTransmit: Bool {
+        guard inFlight < cwnd else { return false }
+        return lostCount > 0 || (nxt != tail && (nxt &- una) < peerWindow)
     }
 
     public var statistics: Statistics {
@@ -256,6 +282,7 @@ public final class ReliableChannel {
 
         guard !ack.sackBlocks.isEmpty else { return }
         var highestSacked: UInt32 = 0   // offset above una, exclusive
+        var newestSackedOrder: UInt64 = 0
         for block in ack.sackBlocks {
             var start = block.start &- una
             var end = block.end &- una
@@ -272,6 +299,7 @@ public final class ReliableChannel {
                 if !sendSlots[index].sacked {
                     sendSlots[index].sacked = true
                     sackedCount += 1
+                    newestSackedOrder = max(newestSackedOrder, sendSlots[index].sentOrder)
                     if sendSlots[index].lost {
                         sendSlots[index].lost = false
                         lostCount -= 1
@@ -280,13 +308,16 @@ public final class ReliableChannel {
                 offset += 1
             }
         }
-        // §4.4 fast retransmit: a segment sent once is lost when `threshold` ACKs SACKed above it.
+        // §4.4 fast retransmit: a segment is lost once `threshold` ACKs have each newly SACKed a
+        // segment transmitted after it. Counting by transmission order also detects lost retransmissions.
+        guard newestSackedOrder > 0 else { return }
         var offset: UInt32 = 0
         let threshold = UInt8(configuration.fastRetransmitThreshold)
         while offset < highestSacked {
             let seq = una &+ offset
             let index = Int(seq & sendMask)
-            if !sendSlots[index].sacked, !sendSlots[index].lost, sendSlots[index].transmissions == 1 {
+            if !sendSlots[index].sacked, !sendSlots[index].lost, sendSlots[index].transmissions > 0,
+               sendSlots[index].sentOrder < newestSackedOrder {
                 sendSlots[index].sackHits &+= 1
                 if sendSlots[index].sackHits >= threshold {
                     markLost(seq, index: index)
@@ -315,6 +346,7 @@ public final class ReliableChannel {
         inFastRecovery = true
         lossGuardActive = true
         recoveryPoint = nxt
+        retransmitNow = true
     }
 
     /// RFC 6298 (5.4–5.6) plus §4.4: ssthresh = cwnd/2, cwnd = 1, RTO doubled, and every
@@ -458,7 +490,9 @@ public final class ReliableChannel {
     }
 
     private func transmit(now: WireTime, emit: (UnsafeRawBufferPointer) -> Void) {
-        while inFlight < cwnd {
+        defer { retransmitNow = false }
+        while inFlight < cwnd || (retransmitNow && lostCount > 0) {
+            retransmitNow = false
             if lostCount > 0 {
                 var seq = lostCursor
                 while seq != nxt, !sendSlots[Int(seq & sendMask)].lost { seq &+= 1 }
@@ -468,6 +502,8 @@ public final class ReliableChannel {
                     lostCount -= 1
                     sendSlots[index].transmissions &+= 1
                     sendSlots[index].sentAt = now
+                    transmitOrder &+= 1
+                    sendSlots[index].sentOrder = transmitOrder
                     sendSlots[index].sackHits = 0
                     lostCursor = seq &+ 1
                     counters.retransmits += 1
@@ -481,6 +517,8 @@ public final class ReliableChannel {
             let index = Int(nxt & sendMask)
             sendSlots[index].transmissions = 1
             sendSlots[index].sentAt = now
+            transmitOrder &+= 1
+            sendSlots[index].sentOrder = transmitOrder
             nxt &+= 1
             counters.segmentsSent += 1
             sendRecords[index].withUnsafeBytes { emit($0) }

@@ -1,0 +1,353 @@
+import XCTest
+@testable import SkywireWire
+
+/// Two sessions wired back to back; every frame goes through encode and decode.
+final class MuxPair {
+    typealias Session = MuxSession<ArraySlice<UInt8>>
+    typealias Event = MuxEvent<ArraySlice<UInt8>>
+
+    let a: Session
+    let b: Session
+    var eventsA: [Event] = []
+    var eventsB: [Event] = []
+    var framesAtoB: [MuxFrame<ArraySlice<UInt8>>] = []
+    var framesBtoA: [MuxFrame<ArraySlice<UInt8>>] = []
+
+    init(window: UInt32 = 64 * 1024, maxDataPayload: Int = 1000, sendBufferLimit: Int = 16 * 1024,
+         maxStreamsB: Int = 1024) {
+        var ca = MuxSession<ArraySlice<UInt8>>.Configuration(isInitiator: true, initialWindow: window,
+                                                             maxDataPayload: maxDataPayload)
+        ca.sendBufferLimit = sendBufferLimit
+        var cb = MuxSession<ArraySlice<UInt8>>.Configuration(isInitiator: false, initialWindow: window,
+                                                             maxStreams: maxStreamsB, maxDataPayload: maxDataPayload)
+        cb.sendBufferLimit = sendBufferLimit
+        a = Session(configuration: ca)
+        b = Session(configuration: cb)
+    }
+
+    /// Moves frames both ways until both sides are quiet; collects events.
+    func pump() {
+        var rounds = 0
+        while (a.hasOutgoingFrames || b.hasOutgoingFrames) && rounds < 1000 {
+            rounds += 1
+            a.drainOutgoing { frame in
+                framesAtoB.append(frame)
+                let bytes = frame.encoded
+                bytes.withUnsafeBytes { raw in b.receive(encoded: raw) { bytes[$0] } }
+            }
+            b.drainOutgoing { frame in
+                framesBtoA.append(frame)
+                let bytes = frame.encoded
+                bytes.withUnsafeBytes { raw in a.receive(encoded: raw) { bytes[$0] } }
+            }
+        }
+        eventsA += a.takeEvents()
+        eventsB += b.takeEvents()
+    }
+
+    /// Opens a stream from A to B and accepts it.
+    func openAccepted(port: UInt16 = 80) throws -> MuxStreamID {
+        let id = try a.openStream(destinationPort: port, sourcePort: 40000)
+        pump()
+        try b.accept(id)
+        pump()
+        return id
+    }
+
+    static func dataBytes(_ events: [Event], _ id: MuxStreamID) -> [UInt8] {
+        var out: [UInt8] = []
+        for case .data(let sid, let payload) in events where sid == id { out += payload }
+        return out
+    }
+}
+
+final class MuxSessionTests: XCTestCase {
+    typealias Event = MuxPair.Event
+
+    static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ Int(seed)) }
+    }
+
+    func testOpenAcceptAndIdParity() throws {
+        let p = MuxPair()
+        let s1 = try p.a.openStream(destinationPort: 80, sourcePort: 1000)
+        let s3 = try p.a.openStream(destinationPort: 81, sourcePort: 1001)
+        let s2 = try p.b.openStream(destinationPort: 22, sourcePort: 2000)
+        XCTAssertEqual([s1, s3, s2].map(\.rawValue), [1, 3, 2], "odd for the initiator, even for the responder")
+        p.pump()
+        XCTAssertEqual(p.eventsB, [.streamOpened(s1, destinationPort: 80, sourcePort: 1000),
+                                   .streamOpened(s3, destinationPort: 81, sourcePort: 1001)])
+        XCTAssertEqual(p.eventsA, [.streamOpened(s2, destinationPort: 22, sourcePort: 2000)])
+        XCTAssertEqual(p.framesAtoB.first, .open(streamID: s1, destinationPort: 80, sourcePort: 1000,
+                                                 initialWindow: 64 * 1024))
+        try p.b.accept(s1)
+        try p.a.accept(s2)
+        p.pump()
+        XCTAssertTrue(p.eventsA.contains(.openAccepted(s1)))
+        XCTAssertTrue(p.eventsB.contains(.openAccepted(s2)))
+        XCTAssertEqual(p.a.info(s1)?.phase, .open)
+        XCTAssertEqual(p.a.info(s3)?.phase, .opening)
+        XCTAssertEqual(p.b.info(s3)?.phase, .awaitingAccept)
+        XCTAssertThrowsError(try p.b.accept(s1)) { XCTAssertEqual($0 as? MuxSessionError, .notAwaitingAccept(s1)) }
+        XCTAssertThrowsError(try p.b.write(s3, [1])) { XCTAssertEqual($0 as? MuxSessionError, .notAccepted(s3)) }
+    }
+
+    func testRejectRemovesStreamOnBothSides() throws {
+        let p = MuxPair()
+        let id = try p.a.openStream(destinationPort: 9, sourcePort: 1)
+        p.pump()
+        try p.b.reject(id, code: .noSuchPort, reason: "nothing on port 9")
+        p.pump()
+        XCTAssertEqual(p.eventsA, [.openRejected(id, code: .noSuchPort, reason: "nothing on port 9")])
+        XCTAssertNil(p.a.info(id))
+        XCTAssertNil(p.b.info(id))
+        XCTAssertEqual(p.framesBtoA, [.openReject(streamID: id, code: .noSuchPort, reason: "nothing on port 9")])
+    }
+
+    func testTooManyStreamsIsRejectedWithCode4() throws {
+        let p = MuxPair(maxStreamsB: 2)
+        let ids = try (0..<3).map { _ in try p.a.openStream(destinationPort: 80, sourcePort: 1) }
+        p.pump()
+        XCTAssertEqual(p.eventsB.count, 2)
+        XCTAssertTrue(p.eventsA.contains(.openRejected(ids[2], code: .tooManyStreams, reason: "too many streams")))
+        XCTAssertEqual(p.b.streamCount, 2)
+        XCTAssertThrowsError(try p.b.openStream(destinationPort: 1, sourcePort: 1)) {
+            XCTAssertEqual($0 as? MuxSessionError, .tooManyStreams(limit: 2))
+        }
+    }
+
+    func testBulkDataBothWaysWithFlowControl() throws {
+        let p = MuxPair()
+        let id = try p.openAccepted()
+        let total = 300 * 1024
+        let fromA = Self.pattern(total, seed: 1), fromB = Self.pattern(total, seed: 2)
+        var offsetA = 0, offsetB = 0
+        var rounds = 0
+        while (offsetA < total || offsetB < total) && rounds < 10_000 {
+            rounds += 1
+            if offsetA < total { offsetA += try p.a.write(id, fromA[offsetA...]) }
+            if offsetB < total { offsetB += try p.b.write(id, fromB[offsetB...]) }
+            XCTAssertLessThanOrEqual(p.a.info(id)?.bufferedBytes ?? 0, 16 * 1024)
+            p.pump()
+            // Both apps consume everything they were given.
+            p.b.consumed(id, Int(p.b.info(id)?.unconsumedBytes ?? 0))
+            p.a.consumed(id, Int(p.a.info(id)?.unconsumedBytes ?? 0))
+            p.pump()
+        }
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id), fromA)
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsA, id), fromB)
+        // DATA frames never exceed maxDataPayload; every write beyond the window was limited.
+        for case .data(_, let payload) in p.framesAtoB { XCTAssertLessThanOrEqual(payload.count, 1000) }
+        XCTAssertTrue(p.eventsA.contains(.writable(id)), "writes were limited and resumed")
+        // WINDOW increments are at least half the window (the batching rule) and never exceed it.
+        let increments = p.framesBtoA.compactMap { frame -> UInt32? in
+            if case .window(_, let inc) = frame { return inc }
+            return nil
+        }
+        XCTAssertFalse(increments.isEmpty)
+        for inc in increments { XCTAssertTrue((32 * 1024...64 * 1024).contains(inc), "\(inc)") }
+    }
+
+    func testWindowBatchingRule() throws {
+        let p = MuxPair(window: 1000, maxDataPayload: 1000, sendBufferLimit: 0)
+        let id = try p.openAccepted()
+        XCTAssertEqual(try p.a.write(id, Self.pattern(1500, seed: 0)[...]), 1000, "window 1000, no local buffer")
+        p.pump()
+        XCTAssertEqual(try p.a.write(id, [1][...]), 0, "window exhausted")
+        p.b.consumed(id, 499)
+        p.pump()
+        XCTAssertFalse(p.framesBtoA.contains { if case .window = $0 { return true } else { return false } })
+        p.b.consumed(id, 1)
+        p.pump()
+        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: 500))
+        XCTAssertEqual(p.eventsA.last, .writable(id))
+        XCTAssertEqual(p.a.info(id)?.sendCredit, 500)
+        p.b.consumed(id, 10_000)   // more than delivered: clamped
+        p.pump()
+        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: 500))
+        XCTAssertEqual(p.a.info(id)?.sendCredit, 1000)
+    }
+
+    func testSlowReaderStallsOnlyItsOwnStream() throws {
+        let p = MuxPair(window: 32 * 1024, maxDataPayload: 1000, sendBufferLimit: 8 * 1024)
+        let slow = try p.openAccepted(port: 1)
+        let fast = try p.openAccepted(port: 2)
+        let chunk = Self.pattern(4096, seed: 3)[...]
+        var fastSent = 0, slowSent = 0
+        for _ in 0..<500 {
+            slowSent += try p.a.write(slow, chunk)
+            fastSent += try p.a.write(fast, chunk)
+            let info = try XCTUnwrap(p.a.info(slow))
+            XCTAssertLessThanOrEqual(info.bufferedBytes, 8 * 1024, "the send buffer cap holds")
+            p.pump()
+            p.b.consumed(fast, Int(p.b.info(fast)?.unconsumedBytes ?? 0))   // only `fast` is read
+            p.pump()
+        }
+        XCTAssertEqual(slowSent, 32 * 1024 + 8 * 1024, "window plus local buffer, then stalled")
+        XCTAssertEqual(try p.a.write(slow, chunk), 0)
+        XCTAssertGreaterThanOrEqual(fastSent, 500 * 4096 - 8 * 1024, "the other stream kept flowing")
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, slow).count, 32 * 1024, "receiver holds only the granted window")
+        XCTAssertEqual(p.b.info(slow)?.receiveCredit, 0)
+        // The reader catches up: the stalled stream resumes.
+        XCTAssertFalse(p.eventsA.contains(.writable(slow)))
+        p.b.consumed(slow, 32 * 1024)
+        p.pump()
+        XCTAssertTrue(p.eventsA.contains(.writable(slow)))
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, slow).count, 32 * 1024 + 8 * 1024)
+    }
+
+    func testWritesBeforeOpenOKAreBufferedThenSent() throws {
+        let p = MuxPair(sendBufferLimit: 4096)
+        let id = try p.a.openStream(destinationPort: 80, sourcePort: 1)
+        XCTAssertEqual(try p.a.write(id, Self.pattern(5000, seed: 4)[...]), 4096)
+        try p.a.finish(id)
+        p.pump()
+        XCTAssertTrue(MuxPair.dataBytes(p.eventsB, id).isEmpty)
+        try p.b.accept(id)
+        p.pump()
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id), Array(Self.pattern(5000, seed: 4)[0..<4096]))
+        XCTAssertEqual(p.eventsB.last, .remoteFinished(id), "FIN follows the buffered data")
+    }
+
+    func testHalfCloseBothWays() throws {
+        let p = MuxPair()
+        let id = try p.openAccepted()
+        XCTAssertEqual(try p.a.write(id, [1, 2, 3]), 3)
+        try p.a.finish(id)
+        p.pump()
+        XCTAssertEqual(Array(p.eventsB.suffix(2)), [.data(id, [1, 2, 3]), .remoteFinished(id)])
+        XCTAssertThrowsError(try p.a.write(id, [4])) { XCTAssertEqual($0 as? MuxSessionError, .alreadyFinished(id)) }
+        // The other direction still works.
+        XCTAssertEqual(try p.b.write(id, [9, 8]), 2)
+        p.pump()
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsA, id), [9, 8])
+        try p.b.finish(id)
+        p.pump()
+        XCTAssertEqual(Array(p.eventsA.suffix(2)), [.remoteFinished(id), .streamClosed(id)])
+        XCTAssertEqual(p.eventsB.last, .streamClosed(id))
+        XCTAssertEqual(p.a.streamCount, 0)
+        XCTAssertEqual(p.b.streamCount, 0)
+        // A late WINDOW for the closed stream is dropped quietly.
+        p.a.receive(.window(streamID: id, increment: 10))
+        XCTAssertEqual(p.a.lateFrames, 1)
+        XCTAssertTrue(p.a.takeEvents().isEmpty)
+    }
+
+    func testResetAndLateFrames() throws {
+        let p = MuxPair()
+        let id = try p.openAccepted()
+        _ = try p.b.write(id, [1, 2, 3])      // in flight when A resets
+        p.a.reset(id, code: .appClosed)
+        p.pump()
+        XCTAssertTrue(p.eventsB.contains(.reset(id, code: .appClosed, byPeer: true)))
+        XCTAssertNil(p.b.info(id))
+        XCTAssertFalse(p.eventsA.contains { if case .protocolError = $0 { return true } else { return false } },
+                       "late DATA after RESET is not an error")
+        XCTAssertEqual(p.a.lateFrames, 1)
+        XCTAssertThrowsError(try p.a.write(id, [1])) { XCTAssertEqual($0 as? MuxSessionError, .unknownStream(id)) }
+    }
+
+    func testDataBeyondWindowResetsWithCode3() throws {
+        let p = MuxPair(window: 100)
+        let id = try p.openAccepted()
+        p.b.receive(.data(streamID: id, payload: ArraySlice(Self.pattern(60, seed: 0))))
+        p.b.receive(.data(streamID: id, payload: ArraySlice(Self.pattern(41, seed: 0))))
+        let events = p.b.takeEvents()
+        XCTAssertEqual(events.count, 3)
+        XCTAssertEqual(events[1], .reset(id, code: .protocolError, byPeer: false))
+        guard case .protocolError(let text) = events[2] else { return XCTFail("no protocol error") }
+        XCTAssertTrue(text.contains("exceeds the window"), text)
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.reset(streamID: id, code: .protocolError)])
+        XCTAssertNil(p.b.info(id))
+    }
+
+    func testProtocolViolations() throws {
+        let p = MuxPair()
+        // B is the responder: peer (A) streams are odd. An even OPEN from A is a parity violation.
+        p.b.receive(.open(streamID: MuxStreamID(2), destinationPort: 1, sourcePort: 1, initialWindow: 10))
+        p.a.receive(.open(streamID: MuxStreamID(5), destinationPort: 1, sourcePort: 1, initialWindow: 10))
+        // Reuse: an id not above the highest seen.
+        p.b.receive(.open(streamID: MuxStreamID(7), destinationPort: 1, sourcePort: 1, initialWindow: 10))
+        p.b.receive(.open(streamID: MuxStreamID(5), destinationPort: 1, sourcePort: 1, initialWindow: 10))
+        // Frames for streams that never existed.
+        p.b.receive(.data(streamID: MuxStreamID(99), payload: [1]))
+        p.b.receive(.fin(streamID: MuxStreamID(100)))
+        // DATA before OPEN_OK on a stream awaiting our answer.
+        p.b.receive(.data(streamID: MuxStreamID(7), payload: [1]))
+        let errorsB = p.b.takeEvents().compactMap { e -> String? in
+            if case .protocolError(let s) = e { return s }
+            return nil
+        }
+        XCTAssertEqual(errorsB.count, 5, "\(errorsB)")
+        XCTAssertTrue(errorsB[0].contains("parity"))
+        XCTAssertTrue(errorsB[1].contains("reuses"))
+        XCTAssertTrue(errorsB[2].contains("never opened"))
+        XCTAssertTrue(errorsB[4].contains("before OPEN_OK"))
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.reset(streamID: MuxStreamID(7), code: .protocolError)])
+        let errorsA = p.a.takeEvents()
+        XCTAssertEqual(errorsA.count, 1)
+        // Malformed bytes count too.
+        [UInt8]([0x04, 0, 0, 0, 1]).withUnsafeBytes { raw in p.a.receive(encoded: raw) { _ in [] } }
+        guard case .protocolError(let text)? = p.a.takeEvents().first else { return XCTFail("no error") }
+        XCTAssertTrue(text.contains("empty payload"), text)
+    }
+
+    func testRepeatedProtocolErrorsCloseTheConnection() {
+        let p = MuxPair()
+        for i in 0..<17 { p.b.receive(.fin(streamID: MuxStreamID(UInt32(1001 + 2 * i)))) }
+        XCTAssertTrue(p.b.isClosed)
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.close(code: .protocolError, reason: "too many protocol errors")])
+        XCTAssertEqual(p.b.takeEvents().last, .closed(code: .protocolError, reason: "too many protocol errors", byPeer: false))
+    }
+
+    func testDatagramsAndPingPong() throws {
+        let p = MuxPair()
+        try p.a.sendDatagram(destinationPort: 53, sourcePort: 5353, payload: [0x45, 0, 0, 20])
+        try p.b.sendDatagram(destinationPort: 7, sourcePort: 8, payload: [])
+        try p.a.ping(opaque: 0xDEAD_BEEF)
+        p.pump()
+        XCTAssertEqual(p.eventsB, [.datagram(destinationPort: 53, sourcePort: 5353, payload: [0x45, 0, 0, 20])])
+        XCTAssertEqual(p.eventsA, [.datagram(destinationPort: 7, sourcePort: 8, payload: []),
+                                   .pong(opaque: 0xDEAD_BEEF)])
+        XCTAssertEqual(p.framesBtoA.last, .pong(opaque: 0xDEAD_BEEF), "PING is answered automatically")
+    }
+
+    func testCloseAllAndPeerClose() throws {
+        let p = MuxPair()
+        let s1 = try p.openAccepted()
+        let s3 = try p.openAccepted()
+        p.eventsA.removeAll()
+        p.eventsB.removeAll()
+        p.a.closeAll(code: .transportLost)
+        XCTAssertEqual(p.a.takeEvents(), [.reset(s1, code: .transportLost, byPeer: false),
+                                          .reset(s3, code: .transportLost, byPeer: false)])
+        XCTAssertFalse(p.a.hasOutgoingFrames, "nothing is sent on a lost transport")
+        XCTAssertThrowsError(try p.a.openStream(destinationPort: 1, sourcePort: 1)) {
+            XCTAssertEqual($0 as? MuxSessionError, .sessionClosed)
+        }
+        XCTAssertThrowsError(try p.a.ping(opaque: 1))
+        // B learns of it by CLOSE in the other scenario: an orderly close from B's side.
+        p.b.close(code: .normal, reason: "shutting down")
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.close(code: .normal, reason: "shutting down")])
+        let q = MuxPair()
+        let id = try q.openAccepted()
+        q.eventsA.removeAll()
+        q.b.close(code: .normal, reason: "bye")
+        q.pump()
+        XCTAssertEqual(q.eventsA, [.reset(id, code: .transportLost, byPeer: true),
+                                   .closed(code: .normal, reason: "bye", byPeer: true)])
+        XCTAssertTrue(q.a.isClosed)
+    }
+
+    func testDrainingBatchesAndReusesOutput() throws {
+        let p = MuxPair()
+        let id = try p.openAccepted()
+        _ = try p.a.write(id, Self.pattern(3500, seed: 5)[...])
+        var frames: [MuxFrame<ArraySlice<UInt8>>] = []
+        p.a.drainOutgoing { frames.append($0) }
+        XCTAssertEqual(frames.count, 4, "3500 bytes in DATA frames of at most 1000")
+        XCTAssertFalse(p.a.hasOutgoingFrames)
+        guard case .data(_, let first) = frames[0] else { return XCTFail("not DATA") }
+        XCTAssertEqual(first.count, 1000)
+    }
+}
