@@ -466,6 +466,26 @@ public final class ReliableChannel {
         ackNow = true       // out of order: ACK at once with SACK blocks
     }
 
+    /// Processes one decrypted data-packet plaintext (§4.4). An empty plaintext is a keepalive and is
+    /// ignored; an ACK drives the sender; a SEGMENT's frames are passed to `deliver` with
+    /// `reliable: true` once in order; an UNRELIABLE frame is passed straight through with
+    /// `reliable: false`. The bytes are valid only during `deliver`, which must not call back into
+    /// the channel. Malformed records throw and change nothing.
+    public func receiveRecord(_ plaintext: UnsafeRawBufferPointer, now: WireTime,
+                              deliver: (_ frame: UnsafeRawBufferPointer, _ reliable: Bool) -> Void) throws(SudphRecordError) {
+        guard plaintext.count > 0 else { return }
+        switch try SudphRecord.decode(plaintext) {
+        case .unreliable(let range):
+            deliver(UnsafeRawBufferPointer(rebasing: plaintext[range]), false)
+        case .segment(let seq, let range):
+            receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plaintext[range]), now: now) {
+                deliver($0, true)
+            }
+        case .ack(let ack):
+            receiveAck(ack, now: now)
+        }
+    }
+
     // MARK: - Output
 
     /// Runs timers and emits records to send, each a complete record plaintext (an ACK, a SEGMENT or a

@@ -109,6 +109,32 @@ final class ReliableChannelTests: XCTestCase {
         XCTAssertEqual(delivered, 0)
     }
 
+    func testReceiveRecordDispatchesEveryKind() throws {
+        let tx = ReliableChannel(), rx = ReliableChannel()
+        try tx.enqueue(Self.frame(0))
+        let segments = Self.poll(tx, now: 0)
+        XCTAssertEqual(segments.count, 1)
+        var got: [([UInt8], Bool)] = []
+        func feed(_ channel: ReliableChannel, _ record: [UInt8]) throws {
+            let result = record.withUnsafeBytes { raw in
+                Result { () throws(SudphRecordError) in
+                    try channel.receiveRecord(raw, now: 5 * Self.ms) { got.append((Array($0), $1)) }
+                }
+            }
+            try result.get()
+        }
+        try feed(rx, segments[0])
+        try feed(rx, [0x01, 0x08, 0, 1, 0, 2, 0xEE])
+        try feed(rx, [])                               // keepalive
+        XCTAssertEqual(got.map(\.0), [Self.frame(0), [0x08, 0, 1, 0, 2, 0xEE]])
+        XCTAssertEqual(got.map(\.1), [true, false])
+        XCTAssertThrowsError(try feed(rx, [0x07])) { XCTAssertEqual($0 as? SudphRecordError, .unknownKind(7)) }
+        let acks = Self.poll(rx, now: 15 * Self.ms)
+        XCTAssertEqual(acks, [SudphAck(cumulative: 1, window: 1024).encoded], "delayed ACK after 10 ms")
+        try feed(tx, acks[0])
+        XCTAssertTrue(tx.isIdle)
+    }
+
     // MARK: - Sender basics
 
     func testEnqueueLimitsAndInitialWindow() throws {
