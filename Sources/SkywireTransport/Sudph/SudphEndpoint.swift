@@ -2,23 +2,160 @@ import Logging
 import NIOCore
 import NIOPosix
 import SkywireCrypto
+import SkywireWire
 
-/// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4).
+/// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
+/// the socket's event loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
-    // @unchecked Sendable: placeholder until the datapath lands.
+    // @unchecked Sendable: `peersByIndex`, `inboundByKey` and the handler state are confined to
+    // `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
     let channel: Channel
+    let eventLoop: EventLoop
+    unowned let manager: TransportManager
+    var logger: Logger { manager.logger }
     var localAddress: SocketAddress? { channel.localAddress }
+    /// Local receiver index → the peer owning it (current or pending handshake).
+    var peersByIndex: [UInt32: SudphPeer] = [:]
+    /// Peers that dialled us, by their key: a new initiation from the same key replaces the old.
+    var inboundByKey: [PublicKey: SudphPeer] = [:]
+    private(set) var droppedPackets: UInt64 = 0
+    /// Datagrams read per recvmmsg(2) call, and the largest datagram accepted.
+    static let vectorReadCount = 32
+    static let maxDatagram = 2048
 
-    private init(channel: Channel) { self.channel = channel }
+    private init(channel: Channel, manager: TransportManager) {
+        self.channel = channel
+        self.eventLoop = channel.eventLoop
+        self.manager = manager
+    }
 
     static func bind(host: String, port: Int, manager: TransportManager) async throws -> SudphEndpoint {
-        let ch = try await DatagramBootstrap(group: manager.group).bind(host: host, port: port).get()
-        return SudphEndpoint(channel: ch)
+        let vectorReadCount = Self.vectorReadCount, maxDatagram = Self.maxDatagram
+        let box = EndpointBox()
+        let ch = try await DatagramBootstrap(group: manager.group)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: vectorReadCount)
+            // recvmmsg splits the receive buffer evenly between the messages of one batch.
+            .channelOption(ChannelOptions.recvAllocator,
+                           value: FixedSizeRecvByteBufferAllocator(capacity: vectorReadCount * maxDatagram))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SudphInboundHandler(box: box))
+                }
+            }
+            .bind(host: host, port: port).get()
+        _ = try? await ch.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4 << 20).get()
+        _ = try? await ch.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 4 << 20).get()
+        let endpoint = SudphEndpoint(channel: ch, manager: manager)
+        box.endpoint = endpoint
+        return endpoint
     }
 
+    func close() async {
+        try? await eventLoop.submit {
+            for peer in Set(self.peersByIndex.values.map(ObjectIdentifier.init)).compactMap({ id in
+                self.peersByIndex.values.first { ObjectIdentifier($0) == id }
+            }) {
+                peer.close(reason: "visor stopping")
+            }
+        }.get()
+        try? await channel.close()
+    }
+
+    /// A fresh random local index not in use.
+    func newIndex() -> UInt32 {
+        while true {
+            let i = UInt32.random(in: 1...UInt32.max)
+            if peersByIndex[i] == nil { return i }
+        }
+    }
+
+    /// Starts a handshake to `remote` at `host:port` for `entry`; the outcome reaches the entry.
     func dial(remote: PublicKey, host: String, port: Int, entry: TransportEntry) {
-        entry.linkClosed(reason: "sudph not implemented yet")
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        } catch {
+            entry.linkClosed(reason: "cannot resolve \(host): \(error)")
+            return
+        }
+        eventLoop.execute {
+            do {
+                let peer = try SudphPeer.dial(endpoint: self, remote: remote, address: address, entry: entry)
+                peer.start()
+            } catch {
+                entry.linkClosed(reason: "sudph handshake: \(error)")
+            }
+        }
     }
 
-    func close() async { try? await channel.close() }
+    /// Sends one packet.
+    func send(_ packet: ByteBuffer, to address: SocketAddress) {
+        channel.write(AddressedEnvelope(remoteAddress: address, data: packet), promise: nil)
+    }
+
+    func flush() { channel.flush() }
+
+    // MARK: Receiving (on eventLoop)
+
+    func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        var data = envelope.data
+        let from = envelope.remoteAddress
+        let parsed: SudphPacket
+        do {
+            parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }
+        } catch {
+            drop("malformed packet from \(from): \(error)")
+            return
+        }
+        switch parsed {
+        case .initiation(let senderIndex, let message):
+            let msg = Array(data.readableBytesView[(data.readerIndex + message.lowerBound)..<(data.readerIndex + message.upperBound)])
+            SudphPeer.accept(endpoint: self, initiation: msg, senderIndex: senderIndex, from: from)
+        case .response(let senderIndex, let receiverIndex, let message):
+            guard let peer = peersByIndex[receiverIndex] else {
+                drop("response for unknown index \(receiverIndex) from \(from)")
+                return
+            }
+            let msg = Array(data.readableBytesView[(data.readerIndex + message.lowerBound)..<(data.readerIndex + message.upperBound)])
+            peer.receiveResponse(msg, senderIndex: senderIndex, localIndex: receiverIndex, from: from)
+        case .data(let receiverIndex, let counter, let ciphertext):
+            guard let peer = peersByIndex[receiverIndex] else {
+                drop("data for unknown index \(receiverIndex) from \(from)")
+                return
+            }
+            peer.receiveData(&data, localIndex: receiverIndex, counter: counter, ciphertext: ciphertext, from: from)
+        }
+    }
+
+    func drop(_ why: String) {
+        droppedPackets &+= 1
+        logger.debug("sudph: dropped \(why)")
+    }
 }
+
+final class EndpointBox: @unchecked Sendable {
+    // @unchecked Sendable: set once before the channel delivers its first packet.
+    var endpoint: SudphEndpoint?
+}
+
+private final class SudphInboundHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let box: EndpointBox
+
+    init(box: EndpointBox) { self.box = box }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        box.endpoint?.receive(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // ICMP errors (ECONNREFUSED) surface here; the peer's timers deal with silence.
+        box.endpoint?.logger.debug("sudph socket error: \(error)")
+    }
+}
+

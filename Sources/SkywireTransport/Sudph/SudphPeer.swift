@@ -1,0 +1,350 @@
+import Logging
+import NIOCore
+import SkywireCrypto
+import SkywireWire
+
+/// One sudph association with a peer (PROTOCOL.md §4): the Noise session with explicit
+/// counters and a replay window, the reliability layer for mux frames, and the `FrameLink`
+/// its `MuxConnection` writes to. Confined to the endpoint's event loop.
+final class SudphPeer: FrameLink {
+    /// Handshake retransmission within one dial attempt: 1 s, doubling (§4.3).
+    static let handshakeRetryInitial = TimeAmount.seconds(1)
+    /// Largest DATA payload per frame over sudph (§5).
+    static let maxDataPayload = 1200
+    /// Reliable frames beyond the ARQ's send buffer wait here; streams stop when this is long.
+    static let overflowHighWatermark = 256
+
+    struct Session {
+        let localIndex: UInt32
+        let remoteIndex: UInt32
+        let sendKey: NoiseTransportKey
+        let receiveKey: NoiseTransportKey
+        var sendCounter: UInt64 = 0
+        var replay = ReplayWindow()
+        /// The responder may send only once the initiator's first data packet arrived (§4.3).
+        var confirmed: Bool
+    }
+
+    let endpoint: SudphEndpoint
+    let remote: PublicKey
+    private(set) var address: SocketAddress
+    let isInitiator: Bool
+    let counters = LinkCounters()
+    private weak var entry: TransportEntry?
+    private var handshake: NoiseHandshake?
+    private var handshakeIndex: UInt32 = 0
+    private var handshakePacket: ByteBuffer?
+    private var handshakeTask: Scheduled<Void>?
+    private var handshakeDelay = SudphPeer.handshakeRetryInitial
+    private var handshakeDeadline: NIODeadline?
+    private var session: Session?
+    private(set) var connection: MuxConnection?
+    private let arq = ReliableChannel()
+    private var overflow = CircularBuffer<ByteBuffer>()
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: WireTime?
+    private var flushScheduled = false
+    private var closed = false
+    private var scratch: [UInt8]
+    private let clockOrigin = NIODeadline.now()
+    private var wasWritable = true
+
+    private init(endpoint: SudphEndpoint, remote: PublicKey, address: SocketAddress, isInitiator: Bool,
+                 entry: TransportEntry?) {
+        self.endpoint = endpoint
+        self.remote = remote
+        self.address = address
+        self.isInitiator = isInitiator
+        self.entry = entry
+        self.scratch = [UInt8](repeating: 0, count: 65536)
+    }
+
+    var logger: Logger { endpoint.logger }
+
+    var now: WireTime { UInt64((NIODeadline.now() - clockOrigin).nanoseconds) }
+
+    // MARK: Initiator
+
+    static func dial(endpoint: SudphEndpoint, remote: PublicKey, address: SocketAddress,
+                     entry: TransportEntry) throws -> SudphPeer {
+        let peer = SudphPeer(endpoint: endpoint, remote: remote, address: address, isInitiator: true, entry: entry)
+        let hs = try NoiseHandshake.ikInitiator(identity: endpoint.manager.settings.identity, remote: remote)
+        let msg1 = try hs.writeMessage(payload: IdentityClaim.encode(endpoint.manager.localKey))
+        peer.handshake = hs
+        peer.handshakeIndex = endpoint.newIndex()
+        let packet = try msg1.withUnsafeBytes { try SudphPacket.initiation(senderIndex: peer.handshakeIndex, message: $0) }
+        peer.handshakePacket = ByteBuffer(bytes: packet)
+        endpoint.peersByIndex[peer.handshakeIndex] = peer
+        return peer
+    }
+
+    func start() {
+        handshakeDeadline = .now() + .seconds(endpoint.manager.settings.handshakeTimeout)
+        sendHandshake()
+    }
+
+    private func sendHandshake() {
+        guard !closed, let packet = handshakePacket else { return }
+        if let deadline = handshakeDeadline, NIODeadline.now() >= deadline {
+            close(reason: "no handshake response from \(address) within \(endpoint.manager.settings.handshakeTimeout) s")
+            return
+        }
+        endpoint.send(packet, to: address)
+        counters.addSent(packet.readableBytes)
+        endpoint.flush()
+        handshakeTask = endpoint.eventLoop.scheduleTask(in: handshakeDelay) { [weak self] in self?.sendHandshake() }
+        handshakeDelay = handshakeDelay * 2
+    }
+
+    func receiveResponse(_ message: [UInt8], senderIndex: UInt32, localIndex: UInt32, from: SocketAddress) {
+        guard isInitiator, let hs = handshake, localIndex == handshakeIndex else {
+            endpoint.drop("unexpected response from \(from)")
+            return
+        }
+        do {
+            _ = try hs.readMessage(message)
+            let (send, receive) = try hs.split()
+            guard let sk = send.key, let rk = receive.key else { throw NoiseError.missingKey("split") }
+            session = Session(localIndex: localIndex, remoteIndex: senderIndex, sendKey: sk, receiveKey: rk, confirmed: true)
+        } catch {
+            // A forged or corrupted response: keep waiting for the real one.
+            endpoint.drop("bad handshake response from \(from): \(error)")
+            return
+        }
+        counters.addReceived(message.count + SudphLayout.responseHeaderSize)
+        handshake = nil
+        handshakePacket = nil
+        handshakeTask?.cancel()
+        address = from
+        // The keepalive confirms the session to the responder (§4.3).
+        sendRecord(UnsafeRawBufferPointer(start: nil, count: 0))
+        endpoint.flush()
+        guard let entry, let conn = entry.established(link: self, on: endpoint.eventLoop,
+                                                      remoteAddress: TransportManager.format(from)) else {
+            close(reason: "transport no longer wanted")
+            return
+        }
+        connection = conn
+    }
+
+    // MARK: Responder
+
+    static func accept(endpoint: SudphEndpoint, initiation: [UInt8], senderIndex: UInt32, from: SocketAddress) {
+        let claimed: PublicKey
+        let session: Session
+        let response: ByteBuffer
+        do {
+            let hs = try NoiseHandshake.ikResponder(identity: endpoint.manager.settings.identity)
+            let payload = try hs.readMessage(initiation)
+            claimed = try IdentityClaim.verify(payload: payload, remoteStatic: hs.remoteStaticKey)
+            let msg2 = try hs.writeMessage(payload: [])
+            let (send, receive) = try hs.split()
+            guard let sk = send.key, let rk = receive.key else { throw NoiseError.missingKey("split") }
+            let index = endpoint.newIndex()
+            session = Session(localIndex: index, remoteIndex: senderIndex, sendKey: sk, receiveKey: rk, confirmed: false)
+            response = ByteBuffer(bytes: try msg2.withUnsafeBytes {
+                try SudphPacket.response(senderIndex: index, receiverIndex: senderIndex, message: $0)
+            })
+        } catch {
+            endpoint.logger.info("sudph: handshake from \(from) rejected: \(error)")
+            return
+        }
+        // A new initiation from a known key is a new connection (the peer restarted or redialled).
+        endpoint.inboundByKey[claimed]?.close(reason: "replaced by a new handshake")
+        let peer = SudphPeer(endpoint: endpoint, remote: claimed, address: from, isInitiator: false, entry: nil)
+        peer.session = session
+        peer.counters.addReceived(initiation.count + SudphLayout.initiationHeaderSize)
+        endpoint.peersByIndex[session.localIndex] = peer
+        endpoint.inboundByKey[claimed] = peer
+        endpoint.send(response, to: from)
+        peer.counters.addSent(response.readableBytes)
+        endpoint.flush()
+        let manager = endpoint.manager
+        let entry = TransportEntry(manager: manager, id: manager.newID(), remote: claimed, type: .sudph,
+                                   host: from.ipAddress ?? "?", port: from.port ?? 0, initiator: false, wanted: false)
+        guard manager.registerInbound(entry) else {
+            peer.close(reason: "visor stopping")
+            return
+        }
+        peer.entry = entry
+        peer.connection = entry.established(link: peer, on: endpoint.eventLoop, remoteAddress: TransportManager.format(from))
+    }
+
+    // MARK: Data
+
+    func receiveData(_ packet: inout ByteBuffer, localIndex: UInt32, counter: UInt64, ciphertext: Range<Int>,
+                     from: SocketAddress) {
+        guard var s = session, s.localIndex == localIndex else {
+            endpoint.drop("data for a stale index from \(from)")
+            return
+        }
+        guard s.replay.check(counter) else {
+            endpoint.drop("replayed or too old counter \(counter) from \(from)")
+            return
+        }
+        let plainLength: Int
+        do {
+            plainLength = try packet.withUnsafeMutableReadableBytes { bytes in
+                let header = UnsafeRawBufferPointer(rebasing: bytes[0..<SudphLayout.dataHeaderSize])
+                let ct = UnsafeRawBufferPointer(rebasing: bytes[ciphertext])
+                let out = UnsafeMutableRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<ciphertext.upperBound])
+                return try s.receiveKey.open(counter: counter, ad: header, ciphertext: ct, into: out)
+            }
+        } catch {
+            endpoint.drop("data that fails authentication from \(from)")
+            return
+        }
+        _ = s.replay.commit(counter)
+        s.confirmed = true
+        session = s
+        counters.addReceived(packet.readableBytes)
+        if from != address { address = from }  // the peer roamed; answer where it is now
+        guard plainLength > 0 else { return }   // keepalive
+        packet.withUnsafeReadableBytes { bytes in
+            let plain = UnsafeRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<(ciphertext.lowerBound + plainLength)])
+            handleRecord(plain)
+        }
+        scheduleFlush()
+    }
+
+    private func handleRecord(_ plain: UnsafeRawBufferPointer) {
+        let record: SudphRecord
+        do {
+            record = try SudphRecord.decode(plain)
+        } catch {
+            logger.debug("sudph: bad record from \(remote.short): \(error)")
+            return
+        }
+        switch record {
+        case .unreliable(let range):
+            deliverFrame(UnsafeRawBufferPointer(rebasing: plain[range]))
+        case .segment(let seq, let range):
+            var frames: [ByteBuffer] = []
+            arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: now) { frame in
+                frames.append(ByteBuffer(bytes: frame))
+            }
+            for f in frames { connection?.receive(frame: f) }
+        case .ack(let ack):
+            arq.receiveAck(ack, now: now)
+            drainOverflow()
+        }
+    }
+
+    private func deliverFrame(_ bytes: UnsafeRawBufferPointer) {
+        connection?.receive(frame: ByteBuffer(bytes: bytes))
+    }
+
+    // MARK: FrameLink
+
+    var maxDataPayload: Int { Self.maxDataPayload }
+
+    var isWritable: Bool { overflow.count < Self.overflowHighWatermark }
+
+    func send(frame: ByteBuffer, reliable: Bool) {
+        guard !closed else { return }
+        if !reliable {
+            var record = [UInt8]()
+            record.reserveCapacity(frame.readableBytes + 1)
+            SudphRecord.appendUnreliableHeader(to: &record)
+            record.append(contentsOf: frame.readableBytesView)
+            record.withUnsafeBytes { sendRecord($0) }
+            return
+        }
+        if overflow.isEmpty, (try? frame.withUnsafeReadableBytes { try arq.enqueue($0) }) != nil {
+            return
+        }
+        overflow.append(frame)
+    }
+
+    func flush() {
+        guard !closed else { return }
+        let t = now
+        arq.poll(now: t) { record in sendRecord(record) }
+        endpoint.flush()
+        rearmTimer()
+    }
+
+    func close(reason: String) {
+        guard !closed else { return }
+        closed = true
+        handshakeTask?.cancel()
+        timer?.cancel()
+        if let s = session, endpoint.peersByIndex[s.localIndex] === self { endpoint.peersByIndex[s.localIndex] = nil }
+        if endpoint.peersByIndex[handshakeIndex] === self { endpoint.peersByIndex[handshakeIndex] = nil }
+        if endpoint.inboundByKey[remote] === self { endpoint.inboundByKey[remote] = nil }
+        let conn = connection
+        connection = nil
+        conn?.linkClosed(reason: reason)
+        entry?.linkClosed(reason: reason)
+        entry = nil
+    }
+
+    // MARK: Helpers
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        endpoint.eventLoop.execute { [weak self] in
+            self?.flushScheduled = false
+            self?.flush()
+        }
+    }
+
+    private func drainOverflow() {
+        while let frame = overflow.first {
+            let ok = (try? frame.withUnsafeReadableBytes { try arq.enqueue($0) }) != nil
+            guard ok else { break }
+            overflow.removeFirst()
+        }
+        let writable = isWritable
+        if writable && !wasWritable { connection?.linkWritabilityChanged() }
+        wasWritable = writable
+    }
+
+    /// Encrypts one record into a data packet and queues it (§4.1).
+    private func sendRecord(_ record: UnsafeRawBufferPointer) {
+        guard var s = session, s.confirmed || isInitiator || record.count == 0 else { return }
+        guard s.sendCounter < ReplayWindow.rejectAfterMessages else {
+            close(reason: "sudph send counter exhausted")
+            return
+        }
+        let counter = s.sendCounter
+        s.sendCounter += 1
+        session = s
+        let total = SudphLayout.dataHeaderSize + record.count + SudphLayout.tagSize
+        var packet = ByteBufferAllocator().buffer(capacity: total)
+        let sendKey = s.sendKey
+        let remoteIndex = s.remoteIndex
+        let written: Int? = packet.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+            guard (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, into: out)) != nil else { return 0 }
+            let header = UnsafeRawBufferPointer(rebasing: out[0..<SudphLayout.dataHeaderSize])
+            let body = UnsafeMutableRawBufferPointer(rebasing: out[SudphLayout.dataHeaderSize..<total])
+            guard let n = try? sendKey.seal(counter: counter, ad: header, plaintext: record, into: body) else { return 0 }
+            return SudphLayout.dataHeaderSize + n
+        }
+        _ = written
+        guard packet.readableBytes == total else { return }
+        counters.addSent(total)
+        endpoint.send(packet, to: address)
+    }
+
+    private func rearmTimer() {
+        guard let deadline = arq.nextTimeout else {
+            timer?.cancel()
+            timer = nil
+            timerDeadline = nil
+            return
+        }
+        if let current = timerDeadline, current <= deadline, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        let t = now
+        let delay = deadline > t ? TimeAmount.nanoseconds(Int64(deadline - t)) : .zero
+        timer = endpoint.eventLoop.scheduleTask(in: delay) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.timerDeadline = nil
+            self.flush()
+        }
+    }
+}
