@@ -68,3 +68,34 @@ int skw_set_reuseaddr(int fd) {
     int one = 1;
     return setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 }
+
+#define SKW_MAX_BATCH 64
+
+unsigned skw_max_batch(void) { return SKW_MAX_BATCH; }
+
+int skw_udp_send_batch(int fd, const uint8_t *arena, size_t slot_size, const uint16_t *lengths,
+                       const struct sockaddr_storage *addrs, const socklen_t *addr_lens, unsigned count) {
+    struct mmsghdr msgs[SKW_MAX_BATCH];
+    struct iovec iov[SKW_MAX_BATCH];
+    if (count > SKW_MAX_BATCH) count = SKW_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        iov[i].iov_base = (void *)(arena + (size_t)i * slot_size);
+        iov[i].iov_len = lengths[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = (void *)&addrs[i];
+        msgs[i].msg_hdr.msg_namelen = addr_lens[i];
+    }
+    return sendmmsg(fd, msgs, count, MSG_DONTWAIT);
+}
+
+int skw_udp_socket(int family) {
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+        int saved = errno; close(fd); errno = saved; return -1;
+    }
+    return fd;
+}

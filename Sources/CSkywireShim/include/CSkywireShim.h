@@ -42,6 +42,18 @@ int skw_udp_set_gro(int fd, int on);
 /// SO_REUSEADDR/SO_REUSEPORT helpers used by listeners.
 int skw_set_reuseaddr(int fd);
 
+/// Sends `count` datagrams with one sendmmsg(2): datagram i is `lengths[i]` bytes at
+/// `arena + i * slot_size`, to `addrs[i]` (`addr_lens[i]` bytes). Returns how many were sent
+/// (>= 1), or -1 with errno set when the first one failed. `count` is at most SKW_MAX_BATCH.
+int skw_udp_send_batch(int fd, const uint8_t *arena, size_t slot_size, const uint16_t *lengths,
+                       const struct sockaddr_storage *addrs, const socklen_t *addr_lens, unsigned count);
+
+/// The largest batch `skw_udp_send_batch` takes (UIO_MAXIOV-safe).
+unsigned skw_max_batch(void);
+
+/// Creates a non-blocking, close-on-exec UDP socket for `family` with SO_REUSEADDR set.
+int skw_udp_socket(int family);
+
 #ifdef __cplusplus
 }
 #endif

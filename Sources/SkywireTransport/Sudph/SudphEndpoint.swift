@@ -1,8 +1,13 @@
 import Logging
 import NIOCore
 import NIOPosix
+import CSkywireShim
 import SkywireCrypto
+import SkywireSystem
 import SkywireWire
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
 /// the socket's event loop; packets are dispatched by type and receiver index.
@@ -23,17 +28,32 @@ final class SudphEndpoint: @unchecked Sendable {
     static let vectorReadCount = 32
     static let maxDatagram = 2048
 
-    private init(channel: Channel, manager: TransportManager) {
+    /// Sends go around NIO's datagram writer, which closes the channel on errors such as a
+    /// firewall's EPERM; here a failed datagram is only dropped (see `UDPBatchSender`).
+    private let sender: UDPBatchSender
+
+    private init(channel: Channel, manager: TransportManager, fd: Int32) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.manager = manager
+        self.sender = UDPBatchSender(borrowing: fd)
     }
 
     static func bind(host: String, port: Int, manager: TransportManager) async throws -> SudphEndpoint {
         let vectorReadCount = Self.vectorReadCount, maxDatagram = Self.maxDatagram
         let box = EndpointBox()
+        let local = try SocketAddress(ipAddress: host, port: port)
+        let fd = try syscall("socket(udp)") { skw_udp_socket(local.protocol.rawValue) }
+        do {
+            try local.withSockAddr { addr, len in
+                try syscall("bind(\(host):\(port))") { Glibc.bind(fd, addr, socklen_t(len)) }
+            }
+        } catch {
+            _ = Glibc.close(fd)
+            throw error
+        }
+        // NIO owns `fd` from here on and closes it with the channel.
         let ch = try await DatagramBootstrap(group: manager.group)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: vectorReadCount)
             // recvmmsg splits the receive buffer evenly between the messages of one batch.
             .channelOption(ChannelOptions.recvAllocator,
@@ -43,10 +63,10 @@ final class SudphEndpoint: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(SudphInboundHandler(box: box))
                 }
             }
-            .bind(host: host, port: port).get()
+            .withBoundSocket(fd).get()
         _ = try? await ch.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4 << 20).get()
         _ = try? await ch.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 4 << 20).get()
-        let endpoint = SudphEndpoint(channel: ch, manager: manager)
+        let endpoint = SudphEndpoint(channel: ch, manager: manager, fd: fd)
         box.endpoint = endpoint
         return endpoint
     }
@@ -89,12 +109,33 @@ final class SudphEndpoint: @unchecked Sendable {
         }
     }
 
-    /// Sends one packet.
+    /// Queues one packet built elsewhere (handshake messages).
     func send(_ packet: ByteBuffer, to address: SocketAddress) {
-        channel.write(AddressedEnvelope(remoteAddress: address, data: packet), promise: nil)
+        send(to: address) { slot in
+            packet.withUnsafeReadableBytes { bytes in
+                guard bytes.count <= slot.count else { return 0 }
+                slot.copyMemory(from: bytes)
+                return bytes.count
+            }
+        }
     }
 
-    func flush() { channel.flush() }
+    /// Queues one packet that `fill` writes straight into the send arena; returns its length.
+    func send(to address: SocketAddress, fill: (UnsafeMutableRawBufferPointer) -> Int) {
+        sender.enqueue(address: { storage in
+            address.withSockAddr { addr, len in
+                UnsafeMutableRawPointer(storage).copyMemory(from: addr, byteCount: len)
+                return socklen_t(len)
+            }
+        }, fill: fill)
+    }
+
+    /// Sends the queued packets (one sendmmsg per 64).
+    func flush() { sender.flush() }
+
+    var sendStatistics: (sent: UInt64, dropped: UInt64, lastError: SystemError?) {
+        (sender.sent, sender.dropped, sender.lastError)
+    }
 
     // MARK: Receiving (on eventLoop)
 
@@ -150,7 +191,7 @@ private final class SudphInboundHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        box.endpoint?.flush()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -267,6 +267,7 @@ final class SudphPeer: FrameLink {
     func close(reason: String) {
         guard !closed else { return }
         closed = true
+        logger.debug("sudph: closing \(remote.short): \(reason); overflow \(overflow.count), timer armed \(timer != nil), next timeout \(arq.nextTimeout.map { Int64($0) - Int64(now) } ?? -1) ns, arq \(arq.statistics)")
         handshakeTask?.cancel()
         timer?.cancel()
         if let s = session, endpoint.peersByIndex[s.localIndex] === self { endpoint.peersByIndex[s.localIndex] = nil }
@@ -312,20 +313,18 @@ final class SudphPeer: FrameLink {
         s.sendCounter += 1
         session = s
         let total = SudphLayout.dataHeaderSize + record.count + SudphLayout.tagSize
-        var packet = ByteBufferAllocator().buffer(capacity: total)
         let sendKey = s.sendKey
         let remoteIndex = s.remoteIndex
-        let written: Int? = packet.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-            guard (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, into: out)) != nil else { return 0 }
+        endpoint.send(to: address) { out in
+            guard total <= out.count,
+                  (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, into: out)) != nil
+            else { return 0 }
             let header = UnsafeRawBufferPointer(rebasing: out[0..<SudphLayout.dataHeaderSize])
             let body = UnsafeMutableRawBufferPointer(rebasing: out[SudphLayout.dataHeaderSize..<total])
-            guard let n = try? sendKey.seal(counter: counter, ad: header, plaintext: record, into: body) else { return 0 }
-            return SudphLayout.dataHeaderSize + n
+            guard (try? sendKey.seal(counter: counter, ad: header, plaintext: record, into: body)) != nil else { return 0 }
+            return total
         }
-        _ = written
-        guard packet.readableBytes == total else { return }
         counters.addSent(total)
-        endpoint.send(packet, to: address)
     }
 
     private func rearmTimer() {

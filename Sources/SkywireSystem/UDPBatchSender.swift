@@ -1,0 +1,91 @@
+import CSkywireShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Queues datagrams in a preallocated arena and sends them with one sendmmsg(2) per batch:
+/// no allocation per packet. Callers write each packet's bytes straight into its slot.
+///
+/// A failed datagram is dropped and counted, never fatal: a firewall's EPERM (nftables drop
+/// in OUTPUT), ENETUNREACH or a full socket buffer (EAGAIN) only loses that packet; the
+/// protocol above retransmits. Not thread-safe: one owning thread (an event loop).
+public final class UDPBatchSender {
+    public static let slotSize = 2048
+    public let batchSize: Int
+    private let fd: Int32
+    private let arena: UnsafeMutableRawBufferPointer
+    private var lengths: [UInt16]
+    private var addresses: [sockaddr_storage]
+    private var addressLengths: [socklen_t]
+    private var count = 0
+    public private(set) var sent: UInt64 = 0
+    public private(set) var dropped: UInt64 = 0
+    public private(set) var lastError: SystemError?
+
+    /// `fd` is borrowed: the caller keeps it open for this sender's lifetime.
+    public init(borrowing fd: Int32) {
+        self.fd = fd
+        self.batchSize = Int(skw_max_batch())
+        self.arena = .allocate(byteCount: batchSize * Self.slotSize, alignment: 16)
+        self.lengths = [UInt16](repeating: 0, count: batchSize)
+        self.addresses = [sockaddr_storage](repeating: sockaddr_storage(), count: batchSize)
+        self.addressLengths = [socklen_t](repeating: 0, count: batchSize)
+    }
+
+    deinit { arena.deallocate() }
+
+    /// Writes one datagram into the next slot: `fill` gets the slot and returns the length
+    /// (0 drops it); `address` copies the destination into the given storage and returns
+    /// its length. Sends the batch first when it is full.
+    public func enqueue(address: (UnsafeMutablePointer<sockaddr_storage>) -> socklen_t,
+                        fill: (UnsafeMutableRawBufferPointer) -> Int) {
+        if count == batchSize { flush() }
+        let slot = UnsafeMutableRawBufferPointer(rebasing: arena[(count * Self.slotSize)..<((count + 1) * Self.slotSize)])
+        let n = fill(slot)
+        guard n > 0, n <= Self.slotSize else { return }
+        lengths[count] = UInt16(n)
+        addressLengths[count] = addresses.withUnsafeMutableBufferPointer { address($0.baseAddress! + count) }
+        count += 1
+    }
+
+    /// Sends every queued datagram (sendmmsg, retried on EINTR; failed datagrams dropped).
+    public func flush() {
+        var start = 0
+        while start < count {
+            let remaining = count - start
+            let result: IOResult<Int32>
+            do {
+                result = try syscallNonBlocking("sendmmsg") {
+                    lengths.withUnsafeBufferPointer { lens in
+                        addresses.withUnsafeBufferPointer { addrs in
+                            addressLengths.withUnsafeBufferPointer { alens in
+                                skw_udp_send_batch(fd, arena.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * Self.slotSize,
+                                                   Self.slotSize, lens.baseAddress! + start, addrs.baseAddress! + start,
+                                                   alens.baseAddress! + start, UInt32(remaining))
+                            }
+                        }
+                    }
+                }
+            } catch let e as SystemError {
+                // The first datagram of the rest failed: drop it, go on with the others.
+                lastError = e
+                dropped += 1
+                start += 1
+                continue
+            } catch {
+                dropped += UInt64(remaining)
+                break
+            }
+            switch result {
+            case .processed(let n):
+                sent += UInt64(n)
+                start += Int(n)
+            case .wouldBlock:
+                // Socket buffer full: UDP semantics, the rest of this batch is lost.
+                dropped += UInt64(remaining)
+                start = count
+            }
+        }
+        count = 0
+    }
+}
