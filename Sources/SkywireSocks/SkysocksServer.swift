@@ -159,8 +159,9 @@ final class SkysocksServerSession: AppStreamDelegate {
         stream.setDelegate(self)
         timer = stream.eventLoop.assumeIsolated().scheduleTask(in: app.options.handshakeTimeout) { [self] in
             if case .handshake = state {
+                // FIN (not RESET): the client app then closes the application's connection cleanly.
                 app.logger.debug("handshake timed out", metadata: ["remote": "\(stream.remoteKeyHex)"])
-                end(reset: .appClosed, failed: true)
+                failWithReply(ByteBuffer())
             }
         }
     }

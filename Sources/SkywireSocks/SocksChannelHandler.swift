@@ -117,14 +117,15 @@ final class SocksChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
         state = .attached(pipe, streamLoop: streamLoop)
+        // Resume reading before the replay, so a pause the pipe asks for while replaying wins.
+        if bytes >= Self.maxBufferedBytes {
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
         if !queue.isEmpty || inputClosed {
             Self.onPipe(pipe, streamLoop) { pipe in
                 for buffer in queue { pipe.channelRead(buffer) }
                 if inputClosed { pipe.channelInputClosed() }
             }
-        }
-        if bytes >= Self.maxBufferedBytes {
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         }
     }
 
