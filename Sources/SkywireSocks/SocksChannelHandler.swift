@@ -103,7 +103,10 @@ final class SocksChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // Connection reset and the like: closing makes channelInactive tell the pipe.
+        // Connection reset and the like: the pipe resets the stream; closing makes channelInactive tell it.
+        if case .attached(let pipe, let loop) = state {
+            Self.onPipe(pipe, loop) { $0.channelErrorCaught() }
+        }
         context.close(promise: nil)
     }
 

@@ -44,6 +44,7 @@ final class SocksStreamPipe: AppStreamDelegate {
     private var streamFinSent = false
     private var streamDone = false
     private var channelClosed = false
+    private var channelFailed = false
 
     init(stream: AppStream, channel: Channel, role: Role, handler: NIOLoopBound<SocksChannelHandler>,
          snoop: Bool, counters: SkysocksCounters, logger: Logger, onDone: @escaping () -> Void) {
@@ -109,12 +110,21 @@ final class SocksStreamPipe: AppStreamDelegate {
         }
     }
 
+    /// The connection failed (reset, I/O error): its end will not be clean.
+    func channelErrorCaught() {
+        channelFailed = true
+    }
+
     func channelInactive() {
         channelClosed = true
         closeUDP()
         if !streamDone {
             if streamFinReceived && streamFinSent {
                 streamDone = true
+            } else if streamFinReceived && !channelFailed, case .passthrough = mode {
+                // A clean close after our shutdown(output): NIO reports the peer's EOF as a full close
+                // (no inputClosed event) once output is shut, so this is the FIN of that direction.
+                finishStream()
             } else {
                 resetStream(.appClosed)
             }

@@ -21,9 +21,10 @@ final class SkysocksEndToEndTests: XCTestCase {
     }
 
     private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(), clientKey: String? = nil,
-                             window: Int = 256 * 1024, failOpen: Bool = false) throws -> SkysocksHarness {
+                             window: Int = 256 * 1024, failOpen: Bool = false,
+                             crossLoop: Bool = false) throws -> SkysocksHarness {
         harness = try SkysocksHarness(group: group, serverOptions: options, clientKey: clientKey, window: window,
-                                      failOpen: failOpen)
+                                      failOpen: failOpen, crossLoop: crossLoop)
         return harness
     }
 
@@ -315,6 +316,26 @@ final class SkysocksEndToEndTests: XCTestCase {
         while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
         XCTAssertEqual(h.client.status.activeSessions, 0)
         XCTAssertEqual(h.server.status.activeSessions, 0)
+    }
+
+    func testStreamOnAnotherEventLoop() throws {
+        let h = try makeHarness(crossLoop: true)
+        let server = try h.startTCPServer(.collectThenReply)
+        var sockets: [TestSocket] = []
+        for _ in 0..<8 {
+            let (s, reply) = try dial(SocksBytes.connect(Socks5Address(server)!, server.port!))
+            XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
+            sockets.append(s)
+        }
+        let payload = [UInt8](repeating: 0x33, count: 2 << 20)
+        for s in sockets {
+            s.send(payload)
+            s.shutdownWrite()
+        }
+        for s in sockets {
+            let all = s.receiveAll()
+            XCTAssertEqual(all.count, "got \(payload.count) bytes:".utf8.count + payload.count, String(decoding: all.prefix(20), as: UTF8.self))
+        }
     }
 
     func testStreamOpenFailureAnswersApplication() throws {

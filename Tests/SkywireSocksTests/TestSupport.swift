@@ -177,7 +177,7 @@ final class SkysocksHarness {
     var helperChannels: [Channel] = []
 
     init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksServerOptions(),
-         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false) throws {
+         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, crossLoop: Bool = false) throws {
         self.group = group
         let server = SkysocksServerApp(options: serverOptions)
         self.server = server
@@ -188,7 +188,11 @@ final class SkysocksHarness {
         var options = SkysocksClientOptions(serverKeyHex: serverKey)
         options.listenPort = 0
         client = SkysocksClientApp(options: options, group: group) { request in
-            let loop = request.preferredEventLoop
+            var loop = request.preferredEventLoop
+            if crossLoop {
+                // Put the stream on another loop than the accepted connection (the mux's own loop).
+                for _ in 0..<8 where loop === request.preferredEventLoop { loop = group.next() }
+            }
             if failOpen {
                 return loop.makeFailedFuture(ChannelError.connectTimeout(.seconds(1)))
             }
