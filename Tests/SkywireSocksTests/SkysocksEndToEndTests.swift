@@ -283,8 +283,8 @@ final class SkysocksEndToEndTests: XCTestCase {
         XCTAssertLessThan(stalled.bytesDown, 8 << 20, "server app kept reading while the reader was stalled")
         let peak = h.server.status.peakBytesWrittenWhileUnwritable
         XCTAssertLessThanOrEqual(peak, 256 * 1024, "bytes written to an unwritable stream")
-        let streamPeak = h.serverStreams.withLockedValue { $0.map { $0.value } }.map { stream in
-            try! stream.eventLoop.submit { stream.peakQueuedBytes }.wait()
+        let streamPeak = try h.serverStreams.withLockedValue { $0 }.map { transfer in
+            try transfer.value.eventLoop.submit { transfer.value.peakQueuedBytes }.wait()
         }.max() ?? 0
         XCTAssertLessThanOrEqual(streamPeak, 64 * 1024 + 256 * 1024, "server stream send queue")
     }

@@ -131,7 +131,8 @@ final class TestServerHandler: ChannelInboundHandler {
                 var head = context.channel.allocator.buffer(capacity: 128)
                 head.writeString("HTTP/1.0 200 OK\r\nContent-Length: \(body.readableBytes)\r\nConnection: close\r\n\r\n")
                 context.write(wrapOutboundOut(head), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(body)).whenComplete { _ in context.close(promise: nil) }
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(body)).whenComplete { _ in channel.close(promise: nil) }
                 collected.clear()
             }
         case .blob:
@@ -146,7 +147,8 @@ final class TestServerHandler: ChannelInboundHandler {
             var reply = context.channel.allocator.buffer(capacity: collected.readableBytes + 16)
             reply.writeString("got \(collected.readableBytes) bytes:")
             reply.writeBuffer(&collected)
-            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
         default:
             context.close(mode: .output, promise: nil)
         }
@@ -188,11 +190,12 @@ final class SkysocksHarness {
         var options = SkysocksClientOptions(serverKeyHex: serverKey)
         options.listenPort = 0
         client = SkysocksClientApp(options: options, group: group) { request in
-            var loop = request.preferredEventLoop
+            var chosen = request.preferredEventLoop
             if crossLoop {
                 // Put the stream on another loop than the accepted connection (the mux's own loop).
-                for _ in 0..<8 where loop === request.preferredEventLoop { loop = group.next() }
+                for _ in 0..<8 where chosen === request.preferredEventLoop { chosen = group.next() }
             }
+            let loop = chosen
             if failOpen {
                 return loop.makeFailedFuture(ChannelError.connectTimeout(.seconds(1)))
             }
