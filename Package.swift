@@ -53,6 +53,14 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // SOCKS5 proxy apps (skysocks / skysocks-client) over AppStream.
+        .target(name: "SkywireSocks", dependencies: [
+            "SkywireTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "skywire", dependencies: [
             "SkywireVisor", "SkywireConfig",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -64,5 +72,6 @@ let package = Package(
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
+        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
     ]
 )

@@ -1,0 +1,351 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkywireTransport
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Settings of the `skysocks` server app.
+public struct SkysocksServerOptions: Sendable {
+    /// Visor port the server app listens on.
+    public static let defaultAppPort: UInt16 = 3
+    public static let defaultHandshakeTimeout: TimeAmount = .seconds(10)
+    public static let defaultConnectTimeout: TimeAmount = .seconds(10)
+    public static let defaultMaxSessions = 4096
+
+    /// Remote visor keys (64 lowercase hex) allowed to use the proxy; empty means everyone.
+    public var whitelist: Set<String> = []
+    /// When set, clients must authenticate with RFC 1929 username/password.
+    public var credentials: Socks5Credentials?
+    /// Time from a stream's arrival until its SOCKS5 request must be complete.
+    public var handshakeTimeout = defaultHandshakeTimeout
+    /// Time allowed for the outgoing TCP connection (DNS included).
+    public var connectTimeout = defaultConnectTimeout
+    /// Concurrent sessions; further streams are reset with `tooManyStreams`.
+    public var maxSessions = defaultMaxSessions
+    /// Policy hook: return false to refuse a destination with reply 0x02 (connection not allowed).
+    public var destinationFilter: (@Sendable (Socks5Request) -> Bool)?
+
+    public init() {}
+}
+
+/// The `skysocks` app: accepts streams on visor port 3 and speaks SOCKS5 (RFC 1928) end to end with
+/// the client application over each; opens the outgoing TCP connections and UDP sockets at the exit.
+///
+/// The visor calls `accept(_:)` for every incoming stream on the app's port, on the stream's event loop.
+public final class SkysocksServerApp: Sendable {
+    public let options: SkysocksServerOptions
+    let logger: Logger
+    let counters = SkysocksCounters()
+    let registry = SkysocksSessionRegistry()
+
+    public init(options: SkysocksServerOptions, logger: Logger = Logger(label: "skysocks")) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Parses app arguments (`--whitelist`, `--user`, `--pass`, ...; see `SkysocksServerOptions.parse`).
+    public convenience init(arguments: [String], logger: Logger = Logger(label: "skysocks")) throws {
+        self.init(options: try SkysocksServerOptions.parse(arguments), logger: logger)
+    }
+
+    /// Starts accepting streams (after `stop()`, accepts again).
+    public func start() {
+        registry.reopen()
+        logger.info("skysocks started", metadata: [
+            "whitelist": "\(options.whitelist.isEmpty ? "any" : "\(options.whitelist.count) keys")",
+            "auth": "\(options.credentials == nil ? "none" : "username/password")",
+        ])
+    }
+
+    /// Refuses new streams and aborts every open session.
+    public func stop() {
+        registry.closeAll()
+        logger.info("skysocks stopped")
+    }
+
+    public var status: SkysocksStatus {
+        var status = counters.snapshot
+        status.activeSessions = registry.count
+        return status
+    }
+
+    /// Serves one incoming stream. Must be called on `stream.eventLoop`.
+    public func accept(_ stream: AppStream) {
+        stream.eventLoop.preconditionInEventLoop()
+        counters.update { $0.totalSessions += 1 }
+        if !options.whitelist.isEmpty, !options.whitelist.contains(stream.remoteKeyHex) {
+            logger.info("refused stream from non-whitelisted visor", metadata: ["remote": "\(stream.remoteKeyHex)"])
+            counters.update { $0.failedSessions += 1 }
+            stream.reset(.forbidden)
+            return
+        }
+        guard let id = registry.register(limit: options.maxSessions) else {
+            logger.notice("session limit reached, refusing stream", metadata: ["remote": "\(stream.remoteKeyHex)"])
+            counters.update { $0.failedSessions += 1 }
+            stream.reset(.tooManyStreams)
+            return
+        }
+        let session = SkysocksServerSession(app: self, stream: stream, id: id)
+        let bound = NIOLoopBound(session, eventLoop: stream.eventLoop)
+        let loop = stream.eventLoop
+        registry.setAbort(id) { loop.execute { bound.value.abort() } }
+        session.start()
+    }
+
+    /// Maps a connect error to a SOCKS5 reply code (docs/socks.md, "Reply codes").
+    public static func replyCode(for error: Error) -> Socks5ReplyCode {
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return .connectionRefused
+            case ENETUNREACH, ENETDOWN: return .networkUnreachable
+            case EHOSTUNREACH, EHOSTDOWN, ETIMEDOUT: return .hostUnreachable
+            case EACCES, EPERM: return .connectionNotAllowed
+            case EAFNOSUPPORT, EADDRNOTAVAIL: return .networkUnreachable
+            default: return .generalFailure
+            }
+        }
+        if let error = error as? NIOConnectionError {
+            // Every address failed: report the first connection error; none means DNS found nothing.
+            if let first = error.connectionErrors.first { return replyCode(for: first.error) }
+            return .hostUnreachable
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error { return .hostUnreachable }
+        if error is SocketAddressError { return .hostUnreachable }
+        return .generalFailure
+    }
+}
+
+/// One stream served by `SkysocksServerApp`: the SOCKS5 dialogue, then the outgoing connection, after
+/// which a `SocksStreamPipe` (CONNECT) or `SkysocksServerUDPAssociation` takes the stream over.
+/// Confined to the stream's event loop.
+final class SkysocksServerSession: AppStreamDelegate {
+    private enum State {
+        case handshake(Socks5ServerHandshake)
+        case connecting(pending: CircularBuffer<ByteBuffer>, finReceived: Bool)
+        /// A failure reply was sent with FIN; waiting for the client's FIN (or the linger timer).
+        case failed
+        /// Another object owns the stream now, or it ended.
+        case handedOver
+        case done
+    }
+
+    /// How long a session that answered with an error waits for the client's FIN before resetting.
+    static let failureLinger: TimeAmount = .seconds(5)
+
+    private let app: SkysocksServerApp
+    private let stream: AppStream
+    private let id: Int
+    private var state: State
+    private var timer: Scheduled<Void>?
+    private var handoff: (() -> Void)?
+
+    init(app: SkysocksServerApp, stream: AppStream, id: Int) {
+        self.app = app
+        self.stream = stream
+        self.id = id
+        let authentication: Socks5ServerHandshake.Authentication =
+            app.options.credentials.map { .usernamePassword($0) } ?? .none
+        state = .handshake(Socks5ServerHandshake(authentication: authentication))
+    }
+
+    func start() {
+        stream.setDelegate(self)
+        timer = stream.eventLoop.assumeIsolated().scheduleTask(in: app.options.handshakeTimeout) { [self] in
+            if case .handshake = state {
+                // FIN (not RESET): the client app then closes the application's connection cleanly.
+                app.logger.debug("handshake timed out", metadata: ["remote": "\(stream.remoteKeyHex)"])
+                failWithReply(ByteBuffer())
+            }
+        }
+    }
+
+    func abort() {
+        switch state {
+        case .handedOver:
+            handoff?()
+        case .done:
+            break
+        default:
+            end(reset: .appClosed, failed: false)
+        }
+    }
+
+    // MARK: AppStreamDelegate
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        switch state {
+        case .handshake(var handshake):
+            state = .done
+            let step = handshake.receive(data)
+            state = .handshake(handshake)
+            switch step.outcome {
+            case .needMoreData:
+                if step.output.readableBytes > 0 { stream.write(step.output) }
+            case .failed(let reason):
+                app.logger.debug("SOCKS5 dialogue failed", metadata: ["reason": "\(reason)"])
+                failWithReply(step.output)
+            case .request(let request, let pipelined):
+                if step.output.readableBytes > 0 { stream.write(step.output) }
+                timer?.cancel()
+                handle(request, pipelined: pipelined)
+            }
+        case .connecting(var pending, let fin):
+            pending.append(data)
+            state = .connecting(pending: pending, finReceived: fin)
+        case .failed, .handedOver, .done:
+            break
+        }
+    }
+
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        switch state {
+        case .connecting(let pending, _):
+            state = .connecting(pending: pending, finReceived: true)
+        case .failed:
+            end(reset: nil, failed: false)
+        case .handshake:
+            // The client left before asking for anything.
+            stream.finish()
+            end(reset: nil, failed: true)
+        case .handedOver, .done:
+            break
+        }
+    }
+
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        if case .failed = state {
+            end(reset: nil, failed: false)
+        } else {
+            end(reset: nil, failed: true)
+        }
+    }
+
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+
+    // MARK: Request handling
+
+    private func handle(_ request: Socks5Request, pipelined: ByteBuffer) {
+        if let filter = app.options.destinationFilter, !filter(request) {
+            app.logger.info("destination refused by policy", metadata: ["destination": "\(request.address):\(request.port)"])
+            failWithReply(Socks5Reply.encode(code: .connectionNotAllowed))
+            return
+        }
+        var pending = CircularBuffer<ByteBuffer>()
+        if pipelined.readableBytes > 0 { pending.append(pipelined) }
+        state = .connecting(pending: pending, finReceived: false)
+        switch request.command {
+        case .connect:
+            // Data that arrives while connecting is held; stop granting window until the pipe runs.
+            stream.setReadPaused(true)
+            connect(request)
+        case .udpAssociate:
+            SkysocksServerUDPAssociation.start(app: app, stream: stream, request: request) { [self] result in
+                guard case .connecting(let pending, let fin) = state else {
+                    if case .success(let association) = result { association.close() }
+                    return
+                }
+                switch result {
+                case .failure(let error):
+                    app.logger.info("UDP ASSOCIATE failed", metadata: ["error": "\(error)"])
+                    failWithReply(Socks5Reply.encode(code: SkysocksServerApp.replyCode(for: error)))
+                case .success(let association):
+                    state = .handedOver
+                    handoff = { association.abort() }
+                    association.begin(pending: pending, finReceived: fin) { [app, id] in app.registry.unregister(id) }
+                }
+            }
+        case .bind:
+            failWithReply(Socks5Reply.encode(code: .commandNotSupported))  // the parser never returns BIND
+        }
+    }
+
+    private func connect(_ request: Socks5Request) {
+        let loop = stream.eventLoop
+        let timeout = app.options.handshakeTimeout
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(app.options.connectTimeout)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(localFailureTimeout: timeout))
+                }
+            }
+        let future: EventLoopFuture<Channel>
+        if case .domain(let name) = request.address {
+            future = bootstrap.connect(host: name, port: Int(request.port))
+        } else if let address = request.address.socketAddress(port: request.port) {
+            future = bootstrap.connect(to: address)
+        } else {
+            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+            return
+        }
+        future.hop(to: loop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .failure(let error):
+                guard case .connecting = state else { return }
+                let code = SkysocksServerApp.replyCode(for: error)
+                app.logger.debug("connect failed", metadata: [
+                    "destination": "\(request.address):\(request.port)", "error": "\(error)", "reply": "\(code)",
+                ])
+                failWithReply(Socks5Reply.encode(code: code))
+            case .success(let channel):
+                connected(channel, request: request)
+            }
+        }
+    }
+
+    private func connected(_ channel: Channel, request: Socks5Request) {
+        guard case .connecting(let pending, let fin) = state,
+              let handler = try? channel.pipeline.syncOperations.handler(type: SocksChannelHandler.self) else {
+            channel.close(promise: nil)
+            return
+        }
+        let bound = channel.localAddress.flatMap { Socks5Address($0) } ?? .ipv4(0)
+        let boundPort = UInt16(channel.localAddress?.port ?? 0)
+        stream.write(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort,
+                                        allocator: channel.allocator))
+        let app = self.app
+        let id = self.id
+        let pipe = SocksStreamPipe(stream: stream, channel: channel, role: .server,
+                                   handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), snoop: false,
+                                   counters: app.counters, logger: app.logger) { app.registry.unregister(id) }
+        state = .handedOver
+        handoff = { pipe.abort() }
+        stream.setDelegate(pipe)
+        handler.attach(NIOLoopBound(pipe, eventLoop: stream.eventLoop), streamLoop: stream.eventLoop)
+        for data in pending { pipe.appStream(stream, didReceive: data) }
+        if fin { pipe.appStreamDidReceiveFinish(stream) }
+        stream.setReadPaused(false)
+    }
+
+    /// Sends an error reply and FIN, then waits (bounded) for the client's FIN.
+    private func failWithReply(_ reply: ByteBuffer) {
+        timer?.cancel()
+        app.counters.update { $0.failedSessions += 1 }
+        state = .failed
+        if reply.readableBytes > 0 { stream.write(reply) }
+        stream.finish()
+        timer = stream.eventLoop.assumeIsolated().scheduleTask(in: Self.failureLinger) { [self] in
+            if case .failed = state { end(reset: .appClosed, failed: false) }
+        }
+    }
+
+    /// Releases the session; `reset` aborts the stream first.
+    private func end(reset code: AppStreamResetCode?, failed: Bool) {
+        if case .done = state { return }
+        state = .done
+        timer?.cancel()
+        if failed { app.counters.update { $0.failedSessions += 1 } }
+        stream.setDelegate(nil)
+        if let code { stream.reset(code) }
+        app.registry.unregister(id)
+    }
+}

@@ -1,0 +1,326 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkywireTransport
+
+/// Pipes bytes between an `AppStream` and a TCP channel with back-pressure and half-close both ways:
+/// * channel → stream: when the stream is not writable, the channel stops reading (autoRead off);
+/// * stream → channel: when the channel is not writable, the stream's reads are paused;
+/// * channel EOF → stream FIN; stream FIN → TCP shutdown(SHUT_WR) once written data is flushed.
+///
+/// In the client app it also snoops the SOCKS5 dialogue (`Socks5DialogueSnooper`) and, after a UDP
+/// ASSOCIATE, runs the local UDP relay (docs/socks.md). Confined to the stream's event loop.
+final class SocksStreamPipe: AppStreamDelegate {
+    enum Role {
+        /// Client app: the channel is the application's connection.
+        case client
+        /// Server app: the channel is the connection to the destination.
+        case server
+    }
+
+    private enum Mode {
+        case snooping(Socks5DialogueSnooper, history: ByteBuffer?)
+        case passthrough
+        /// Binding the client app's UDP relay; stream bytes wait in the decoder.
+        case udpBinding(SkysocksUDPFrameDecoder)
+        case udp(SkysocksClientUDPRelay)
+        case closed
+    }
+
+    let stream: AppStream
+    let channel: Channel
+    private let role: Role
+    private let handler: NIOLoopBound<SocksChannelHandler>
+    private let counters: SkysocksCounters
+    private let logger: Logger
+    private var mode: Mode
+    private var onDone: (() -> Void)?
+
+    private var flushScheduled = false
+    private var channelReadsPaused = false
+    private var streamReadsPaused = false
+    private var unwritableBacklog = 0
+    private var streamFinReceived = false
+    private var streamFinSent = false
+    private var streamDone = false
+    private var channelClosed = false
+    private var channelFailed = false
+
+    init(stream: AppStream, channel: Channel, role: Role, handler: NIOLoopBound<SocksChannelHandler>,
+         snoop: Bool, counters: SkysocksCounters, logger: Logger, onDone: @escaping () -> Void) {
+        self.stream = stream
+        self.channel = channel
+        self.role = role
+        self.handler = handler
+        self.counters = counters
+        self.logger = logger
+        self.onDone = onDone
+        self.mode = snoop ? .snooping(Socks5DialogueSnooper(allocator: channel.allocator),
+                                      history: channel.allocator.buffer(capacity: 0)) : .passthrough
+    }
+
+    /// Aborts both sides (app stopping).
+    func abort() {
+        guard !streamDone || !channelClosed else { return }
+        resetStream(.appClosed)
+        closeUDP()
+        channel.close(promise: nil)
+    }
+
+    // MARK: - Channel events (forwarded by SocksChannelHandler)
+
+    func channelRead(_ data: ByteBuffer) {
+        switch mode {
+        case .passthrough:
+            writeToStream(data)
+        case .snooping(var snooper, var history):
+            mode = .closed
+            if history != nil {
+                var copy = data
+                history?.writeBuffer(&copy)
+                if (history?.readableBytes ?? 0) > Socks5DialogueSnooper.maxHeldBytes { history = nil }
+            }
+            let forward = snooper.clientBytes(data)
+            mode = snooper.isPassthrough ? .passthrough : .snooping(snooper, history: history)
+            if forward.readableBytes > 0 { writeToStream(forward) }
+        case .udpBinding, .udp, .closed:
+            break  // RFC 1928 §7: the control connection carries nothing after a UDP ASSOCIATE reply.
+        }
+    }
+
+    func channelInputClosed() {
+        switch mode {
+        case .udpBinding, .udp:
+            // The association ends with the control connection (RFC 1928 §7).
+            finishStream()
+            closeUDP()
+            channel.close(promise: nil)
+        case .closed:
+            break
+        default:
+            finishStream()
+        }
+    }
+
+    func channelWritabilityChanged(_ writable: Bool) {
+        guard !streamDone else { return }
+        if writable == streamReadsPaused {
+            streamReadsPaused = !writable
+            stream.setReadPaused(!writable)
+        }
+    }
+
+    /// The connection failed (reset, I/O error): its end will not be clean.
+    func channelErrorCaught() {
+        channelFailed = true
+    }
+
+    func channelInactive() {
+        channelClosed = true
+        closeUDP()
+        if !streamDone {
+            if streamFinReceived && streamFinSent {
+                streamDone = true
+            } else if streamFinReceived && !channelFailed, case .passthrough = mode {
+                // A clean close after our shutdown(output): NIO reports the peer's EOF as a full close
+                // (no inputClosed event) once output is shut, so this is the FIN of that direction.
+                finishStream()
+            } else {
+                resetStream(.appClosed)
+            }
+        }
+        mode = .closed
+        stream.setDelegate(nil)
+        if let onDone {
+            self.onDone = nil
+            onDone()
+        }
+    }
+
+    // MARK: - AppStreamDelegate
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        countStreamBytes(data.readableBytes)
+        switch mode {
+        case .passthrough:
+            channel.write(data, promise: nil)
+            scheduleFlush()
+        case .snooping(var snooper, let history):
+            mode = .closed
+            switch snooper.serverBytes(data) {
+            case .forward(let toClient, let toServer):
+                mode = snooper.isPassthrough ? .passthrough
+                    : .snooping(snooper, history: snooper.hasForwardedServerBytes ? nil : history)
+                if toServer.readableBytes > 0 { writeToStream(toServer) }
+                if toClient.readableBytes > 0 {
+                    channel.write(toClient, promise: nil)
+                    scheduleFlush()
+                }
+            case .udpAssociated(let before, let reply, let request, let frames):
+                if before.readableBytes > 0 { channel.write(before, promise: nil) }
+                var decoder = SkysocksUDPFrameDecoder()
+                decoder.append(frames)
+                mode = .udpBinding(decoder)
+                bindUDPRelay(reply: reply, request: request)
+            }
+        case .udpBinding(var decoder):
+            decoder.append(data)
+            mode = .udpBinding(decoder)
+        case .udp(let relay):
+            relay.streamBytes(data)
+        case .closed:
+            break
+        }
+    }
+
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        streamFinReceived = true
+        switch mode {
+        case .udpBinding, .udp:
+            finishStream()
+            closeUDP()
+            channel.close(promise: nil)
+        default:
+            // Shut down our write side only after everything written so far has reached the socket:
+            // NIO turns shutdown(output) into a full close (dropping queued writes) once input is closed.
+            let channel = self.channel
+            channel.writeAndFlush(channel.allocator.buffer(capacity: 0)).whenComplete { _ in
+                channel.close(mode: .output, promise: nil)
+            }
+        }
+        if streamFinSent { streamDone = true }
+    }
+
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        streamDone = true
+        logger.debug("stream reset", metadata: ["code": "\(code)"])
+        if case .snooping(let snooper, let history) = mode, role == .client, !snooper.hasForwardedServerBytes {
+            // The server never answered (e.g. whitelist refusal): answer the application here.
+            mode = .closed
+            let replyCode: Socks5ReplyCode = code == .forbidden ? .connectionNotAllowed : .hostUnreachable
+            let handler = self.handler
+            let history = history
+            channel.eventLoop.execute { handler.value.beginLocalFailure(code: replyCode, history: history) }
+            return
+        }
+        closeUDP()
+        mode = .closed
+        channel.close(promise: nil)
+    }
+
+    func appStreamWritabilityChanged(_ stream: AppStream) {
+        if stream.isWritable {
+            unwritableBacklog = 0
+            if channelReadsPaused {
+                channelReadsPaused = false
+                channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func writeToStream(_ data: ByteBuffer) {
+        guard !streamDone, !streamFinSent else { return }
+        countChannelBytes(data.readableBytes)
+        let wasWritable = stream.isWritable
+        stream.write(data)
+        if !wasWritable {
+            unwritableBacklog += data.readableBytes
+            counters.notePeakUnwritable(unwritableBacklog)
+        }
+        if !stream.isWritable, !channelReadsPaused {
+            channelReadsPaused = true
+            channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+
+    private func finishStream() {
+        guard !streamDone, !streamFinSent else { return }
+        streamFinSent = true
+        stream.finish()
+        if streamFinReceived { streamDone = true }
+    }
+
+    private func resetStream(_ code: AppStreamResetCode) {
+        guard !streamDone else { return }
+        streamDone = true
+        stream.reset(code)
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        stream.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            self.channel.flush()
+        }
+    }
+
+    private func countChannelBytes(_ count: Int) {
+        role == .client ? counters.addBytes(up: count, down: 0) : counters.addBytes(up: 0, down: count)
+    }
+
+    private func countStreamBytes(_ count: Int) {
+        role == .client ? counters.addBytes(up: 0, down: count) : counters.addBytes(up: count, down: 0)
+    }
+
+    // MARK: - Client-side UDP relay
+
+    private func bindUDPRelay(reply: Socks5Reply, request: Socks5Request) {
+        guard let local = channel.localAddress, let localIP = Socks5Address(local),
+              let bindAddress = localIP.socketAddress(port: 0),
+              let peer = channel.remoteAddress else {
+            failUDP("control connection has no address")
+            return
+        }
+        let loop = stream.eventLoop
+        DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .bind(to: bindAddress)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .failure(let error):
+                    self.failUDP("binding the UDP relay failed: \(error)")
+                case .success(let datagramChannel):
+                    guard case .udpBinding(let decoder) = self.mode, let bound = datagramChannel.localAddress,
+                          let boundIP = Socks5Address(bound), let boundPort = bound.port else {
+                        datagramChannel.close(promise: nil)
+                        return
+                    }
+                    let relay = SkysocksClientUDPRelay(datagramChannel: datagramChannel, stream: self.stream,
+                                                       controlPeer: Socks5Address(peer), request: request,
+                                                       decoder: decoder, counters: self.counters)
+                    do {
+                        try datagramChannel.pipeline.syncOperations.addHandler(
+                            SkysocksDatagramHandler { relay.datagramFromApplication($0) })
+                    } catch {
+                        datagramChannel.close(promise: nil)
+                        self.failUDP("UDP relay setup failed: \(error)")
+                        return
+                    }
+                    self.mode = .udp(relay)
+                    var out = self.channel.allocator.buffer(capacity: 32)
+                    Socks5Reply.write(code: .succeeded, boundAddress: boundIP, boundPort: UInt16(boundPort), to: &out)
+                    self.channel.writeAndFlush(out, promise: nil)
+                    self.logger.debug("UDP relay bound", metadata: ["address": "\(bound)", "server": "\(reply.boundAddress)"])
+                    relay.drainStream()
+                }
+            }
+    }
+
+    private func failUDP(_ reason: String) {
+        logger.info("UDP ASSOCIATE failed", metadata: ["reason": "\(reason)"])
+        channel.writeAndFlush(Socks5Reply.encode(code: .generalFailure, allocator: channel.allocator))
+            .whenComplete { [channel] _ in channel.close(promise: nil) }
+        resetStream(.appClosed)
+        mode = .closed
+    }
+
+    private func closeUDP() {
+        if case .udp(let relay) = mode {
+            relay.close()
+        }
+    }
+}
