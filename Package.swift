@@ -47,7 +47,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkywireVisor", dependencies: [
-            "SkywireConfig", "SkywireTransport", "SkywireSystem",
+            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -136,8 +136,12 @@ public final class SkysocksClientApp: Sendable {
             case .failure(let error):
                 app.logger.info("could not open a stream to the server", metadata: ["error": "\(error)"])
                 app.counters.update { $0.failedSessions += 1 }
+                // A refusal by the server visor (whitelist) is "not allowed"; anything else means
+                // the server could not be reached.
+                let code: Socks5ReplyCode = (error as? TransportError)?.streamCode == .forbidden
+                    ? .connectionNotAllowed : .hostUnreachable
                 channel.eventLoop.execute {
-                    handlerBound.value.beginLocalFailure(code: .hostUnreachable, history: nil)
+                    handlerBound.value.beginLocalFailure(code: code, history: nil)
                 }
                 channel.closeFuture.whenComplete { _ in app.registry.unregister(id) }
             case .success(let stream):

@@ -11,7 +11,7 @@ public final class TransportManager: @unchecked Sendable {
     // @unchecked Sendable: `entries`, `nextID`, `router`, listener fields and `stopped`
     // are guarded by `lock`; connections themselves are confined to their event loops.
     let settings: TransportSettings
-    let group: EventLoopGroup
+    public let group: EventLoopGroup
     let logger: Logger
     let lock = NIOLock()
     var entries: [String: TransportEntry] = [:]

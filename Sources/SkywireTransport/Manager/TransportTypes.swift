@@ -56,10 +56,13 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable { case badAddress, unreachable, handshake, notFound, timeout, closed }
     public let kind: Kind
     public let message: String
+    /// Set when a stream open was refused or reset by the remote app or visor.
+    public let streamCode: AppStreamResetCode?
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, streamCode: AppStreamResetCode? = nil) {
         self.kind = kind
         self.message = message
+        self.streamCode = streamCode
     }
 
     public var description: String { message }

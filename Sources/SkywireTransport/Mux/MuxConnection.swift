@@ -178,7 +178,8 @@ final class MuxConnection {
                     streams.removeValue(forKey: id)
                     try? session.reject(id, code: MuxErrorCode(rawValue: code.rawValue), reason: code.description)
                     logger.debug("stream refused", metadata: ["pk": "\(remote.short)", "port": "\(dst)", "why": "\(code)"])
-                } else {
+                } else if !stream.hasEnded {
+                    // The app may already have reset the stream (e.g. a whitelist refusal).
                     try? session.accept(id)
                     stream.markAccepted()
                 }
@@ -192,7 +193,8 @@ final class MuxConnection {
                 if let pending = pendingOpens.removeValue(forKey: id) {
                     pending.timeout.cancel()
                     let text = reason.isEmpty ? code.description : reason
-                    pending.promise.fail(TransportError(.closed, "\(remote.hex) refused the stream: \(text)"))
+                    pending.promise.fail(TransportError(.closed, "\(remote.hex) refused the stream: \(text)",
+                                                        streamCode: AppStreamResetCode(rawValue: code.rawValue)))
                 }
             case .data(let id, let payload):
                 streams[id]?.deliver(payload)
@@ -204,7 +206,8 @@ final class MuxConnection {
             case .reset(let id, let code, _):
                 if let pending = pendingOpens.removeValue(forKey: id) {
                     pending.timeout.cancel()
-                    pending.promise.fail(TransportError(.closed, "stream reset: \(code)"))
+                    pending.promise.fail(TransportError(.closed, "stream reset by \(remote.hex): \(code)",
+                                                        streamCode: AppStreamResetCode(rawValue: code.rawValue)))
                 }
                 streams.removeValue(forKey: id)?.deliverReset(AppStreamResetCode(rawValue: code.rawValue) ?? .protocolError)
             case .writable(let id):

@@ -39,6 +39,8 @@ final class MuxStream: AppStream {
 
     var isWritable: Bool { !ended && pendingBytes < Self.writeHighWatermark }
 
+    var hasEnded: Bool { ended }
+
     func setDelegate(_ delegate: AppStreamDelegate?) {
         self.delegate = delegate
         if delegate != nil { drainInbound() }

@@ -17,6 +17,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         var status: Status = .stopped
         var app: VisorApp?
         var lastError: String?
+        var runningArgs: [String]?
     }
 
     public typealias DatagramHandler = @Sendable (ByteBuffer, PublicKey, UInt16) -> Void
@@ -45,8 +46,9 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
 
     public var specs: [AppSpec] { lock.withLock { order.compactMap { entries[$0]?.spec } } }
 
-    /// Starts one app by name; a start error is returned to the caller and kept for `apps ls`.
-    public func start(_ name: String) async throws {
+    /// Starts one app by name, with `args` replacing the configured ones for this run when
+    /// given; a start error is returned to the caller and kept for `apps ls`.
+    public func start(_ name: String, args: [String]? = nil) async throws {
         let (spec, factory): (AppSpec, AppFactory) = try lock.withLock {
             guard let entry = entries[name] else {
                 throw AppError("no app named \"\(name)\" in the config (known: \(order.joined(separator: ", ")))")
@@ -58,7 +60,9 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 throw AppError("\(name) is not built into this visor")
             }
             entries[name]!.status = .starting
-            return (entry.spec, factory)
+            var spec = entry.spec
+            if let args { spec.args = args }
+            return (spec, factory)
         }
         do {
             let app = try factory(makeContext(spec.port), spec.args)
@@ -67,6 +71,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 entries[name]!.app = app
                 entries[name]!.status = .running
                 entries[name]!.lastError = nil
+                entries[name]!.runningArgs = spec.args
             }
             logger.info("app started", metadata: ["app": "\(name)", "port": "\(spec.port)"])
         } catch {
@@ -129,7 +134,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 var obj: [String: ControlValue] = [
                     "name": .string(name), "port": .int(Int64(e.spec.port)),
                     "auto_start": .bool(e.spec.autoStart), "status": .string(e.status.rawValue),
-                    "args": .array(e.spec.args.map { .string($0) }),
+                    "args": .array((e.runningArgs ?? e.spec.args).map { .string($0) }),
                 ]
                 if let app = e.app {
                     let report = app.status()

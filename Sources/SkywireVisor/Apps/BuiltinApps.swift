@@ -2,5 +2,7 @@
 public enum BuiltinApps {
     public static let factories: [String: AppFactory] = [
         "echo": { context, args in try EchoApp(context: context, args: args) },
+        "skysocks": { context, args in try SkysocksServerVisorApp(context: context, args: args) },
+        "skysocks-client": { context, args in try SkysocksClientVisorApp(context: context, args: args) },
     ]
 }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireTransport
 
@@ -54,10 +55,29 @@ extension Visor {
         case "tp.rm":
             try transports.remove(params.requiredString("target"))
             return .object([:])
+        case "proxy.start":
+            let pk = try Self.publicKey(params.requiredString("pk"))
+            let timeout = try params.optionalInt("timeout") ?? 20
+            try await ensureTransport(to: pk, timeout: timeout)
+            var args = ["-k", pk.hex]
+            if let addr = try params.optionalString("addr") { args += ["--addr", addr] }
+            try await apps.start(AppName.skysocksClient.rawValue, args: args)
+            return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
+        case "proxy.stop":
+            try await apps.stop(AppName.skysocksClient.rawValue)
+            return .object([:])
+        case "proxy.status":
+            return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "apps.ls":
             return .array(apps.snapshot())
         case "apps.start":
-            try await apps.start(params.requiredString("name"))
+            let args = try params["args"].map { v -> [String] in
+                guard let a = v.arrayValue, let strings = Optional(a.compactMap(\.stringValue)), strings.count == a.count else {
+                    throw ControlError(.badRequest, "parameter \"args\" must be an array of strings")
+                }
+                return strings
+            }
+            try await apps.start(params.requiredString("name"), args: args)
             return .object([:])
         case "apps.stop":
             try await apps.stop(params.requiredString("name"))
@@ -65,6 +85,17 @@ extension Visor {
         default:
             throw ControlError(.badRequest, "unknown method \"\(method)\"")
         }
+    }
+
+    /// Makes sure a transport to `pk` is up, dialling one from the peers table if needed.
+    func ensureTransport(to pk: PublicKey, timeout: Int64) async throws {
+        guard (1...3600).contains(timeout) else { throw ControlError(.badRequest, "timeout must be in 1...3600 s") }
+        if transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) { return }
+        guard let peer = options.transport.peers[pk] else {
+            throw ControlError(.notFound, "no transport to \(pk.hex) and no address for it in transport.peers; add one with: skywire cli tp add \(pk.hex) --addr HOST:PORT")
+        }
+        let type: TransportType = peer.stcpr != nil ? .stcpr : .sudph
+        _ = try await transports.add(remote: pk, type: type, address: nil)
     }
 
     static func publicKey(_ hex: String) throws -> PublicKey {

@@ -1,0 +1,86 @@
+import Logging
+import NIOCore
+import SkywireCrypto
+import SkywireSocks
+import SkywireTransport
+
+/// `skysocks` (port 3): the SOCKS5 server end, reached by other visors' `skysocks-client`.
+final class SkysocksServerVisorApp: VisorApp {
+    private let server: SkysocksServerApp
+
+    init(context: AppContext, args: [String]) throws {
+        do {
+            server = try SkysocksServerApp(arguments: args, logger: context.logger)
+        } catch {
+            throw AppError("skysocks: \(error)")
+        }
+    }
+
+    func start() async throws { server.start() }
+    func stop() async { server.stop() }
+
+    func accept(stream: AppStream) -> Bool {
+        server.accept(stream)
+        return true
+    }
+
+    func status() -> AppStatusReport {
+        let s = server.status
+        return AppStatusReport(detail: "\(s.activeSessions) active", fields: s.controlFields)
+    }
+}
+
+/// `skysocks-client` (port 13): a local SOCKS5 listener whose connections become streams to
+/// the server visor's port 3.
+final class SkysocksClientVisorApp: VisorApp {
+    private let client: SkysocksClientApp
+    private let server: String
+
+    init(context: AppContext, args: [String]) throws {
+        let transports = context.transports
+        let localPort = context.port
+        do {
+            client = try SkysocksClientApp(arguments: args, group: transports.group, logger: context.logger) { request in
+                let loop = request.preferredEventLoop
+                guard let pk = try? PublicKey(hex: request.remoteKeyHex) else {
+                    return loop.makeFailedFuture(AppError("\(request.remoteKeyHex) is not a public key"))
+                }
+                return transports.openStream(to: pk, port: request.remotePort, sourcePort: localPort)
+            }
+        } catch {
+            throw AppError("skysocks-client: \(error)")
+        }
+        server = args.firstIndex(where: { ["-k", "--pk", "--srv"].contains($0) }).flatMap { i in
+            i + 1 < args.count ? args[i + 1] : nil
+        } ?? "?"
+    }
+
+    func start() async throws {
+        do {
+            try await client.start().get()
+        } catch {
+            throw AppError("skysocks-client: cannot listen: \(error)")
+        }
+    }
+
+    func stop() async { try? await client.stop().get() }
+
+    func status() -> AppStatusReport {
+        let s = client.status
+        var fields = s.controlFields
+        fields["server_pk"] = .string(server)
+        fields["listen_addr"] = client.localAddress.map { .string("\($0.ipAddress ?? "?"):\($0.port ?? 0)") } ?? .null
+        return AppStatusReport(detail: "\(s.activeSessions) active via \(String(server.prefix(8)))…", fields: fields)
+    }
+}
+
+extension SkysocksStatus {
+    var controlFields: [String: ControlValue] {
+        [
+            "active_sessions": .int(Int64(activeSessions)), "total_sessions": .int(Int64(totalSessions)),
+            "failed_sessions": .int(Int64(failedSessions)), "bytes_up": .int(Int64(clamping: bytesUp)),
+            "bytes_down": .int(Int64(clamping: bytesDown)),
+            "udp_datagrams_relayed": .int(Int64(clamping: datagramsRelayed)),
+        ]
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# SOCKS5 through two visors: client namespace (skysocks-client) -> exit namespace (skysocks)
+# -> an "internet" host (203.0.113.2) that only the exit can reach.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+A=skwtSA B=skwtSB N=skwtSN
+netns_add $A; netns_add $B; netns_add $N
+veth_pair $A skwsa0 10.79.0.1/24 $B skwsb0 10.79.0.2/24
+veth_pair $B skwsb1 203.0.113.1/24 $N skwsn0 203.0.113.2/24
+ip -n $N route add default via 203.0.113.1
+
+# The internet host serves a random 20 MB file and a small one.
+mkdir -p "$T_WORK/www"
+head -c 20000000 /dev/urandom >"$T_WORK/www/big.bin"
+echo hello >"$T_WORK/www/small.txt"
+want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
+ip netns exec $N python3 -m http.server 8080 --bind 203.0.113.2 --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
+T_PIDS+=("$!")
+for i in $(seq 1 100); do ip netns exec $B curl -fsS -o /dev/null http://203.0.113.2:8080/small.txt 2>/dev/null && break; [ "$i" = 100 ] && die "the test HTTP server did not start: $(cat "$T_WORK/http.log")"; sleep 0.1; done
+
+PKA=$(visor_config a)
+PKB=$(visor_config b)
+OTHER=$("$SKYWIRE_BIN" config gen -o "$T_WORK/other.json")
+# B (the exit) runs skysocks for A only; A knows where B listens.
+jq --arg a "$PKA" '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$a])' \
+    "$T_WORK/b.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/b.json"
+jq --arg b "$PKB" '.transport.peers[$b] = {"stcpr":"10.79.0.2:7777","sudph":"10.79.0.2:7778"}' \
+    "$T_WORK/a.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/a.json"
+visor_start a $A
+visor_start b $B
+
+expect_ok "proxy start" cli a proxy start -k "$PKB"
+st=$(cli a proxy status --json)
+[ "$(jq -r .status <<<"$st")" = running ] && pass "proxy status: running" || fail "proxy status: $st"
+[ "$(jq -r .info.listen_addr <<<"$st")" = 127.0.0.1:1080 ] && pass "listens on 127.0.0.1:1080 only" || fail "listen: $st"
+
+got=$( (ip netns exec $A curl -fsS --max-time 120 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "20 MB through SOCKS5 with a matching checksum" || fail "checksum $got != $want"
+grep -q '"GET /big.bin' "$T_WORK/http.log" && grep -q '^203.0.113.1 ' "$T_WORK/http.log" \
+    && pass "the internet host saw the exit's address" || fail "http log: $(tail -2 "$T_WORK/http.log")"
+ip netns exec $A curl -fsS --max-time 3 http://203.0.113.2:8080/small.txt >/dev/null 2>&1 \
+    && fail "the client reaches the internet host directly (test topology broken)" || pass "no direct path from the client"
+
+# 500 concurrent connections (bounded: 120 s).
+ok=$(ip netns exec $A python3 - <<'PY'
+import socket, struct, threading
+N = 500
+done = []
+lock = threading.Lock()
+def one(i):
+    try:
+        s = socket.create_connection(("127.0.0.1", 1080), timeout=60)
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("203.0.113.2") + struct.pack(">H", 8080))
+        rep = s.recv(10)
+        assert rep[:2] == b"\x05\x00", rep
+        s.sendall(b"GET /small.txt HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            c = s.recv(4096)
+            if not c: break
+            data += c
+        if data.endswith(b"hello\n"):
+            with lock: done.append(i)
+    except Exception as e:
+        pass
+ts = [threading.Thread(target=one, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join(120)
+print(len(done))
+PY
+)
+[ "$ok" = 500 ] && pass "500 concurrent SOCKS5 connections completed" || fail "only $ok/500 concurrent connections completed"
+
+# A malformed greeting gets an error reply and a closed connection; the proxy keeps serving.
+rep=$(ip netns exec $A python3 -c '
+import socket; s = socket.create_connection(("127.0.0.1", 1080), timeout=10)
+s.sendall(b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00"); print(s.recv(16).hex(), s.recv(16).hex())')
+[ "$rep" != "" ] && pass "malformed greeting answered and closed ($rep)" || fail "malformed greeting: no answer"
+
+# A visor outside the whitelist is refused.
+jq --arg sock "$T_WORK/other.sock" --arg b "$PKB" '.cli_addr=$sock | .state_dir="/tmp/skwt-other" | .transport.stcpr_port=7790 | .transport.sudph_port=7791 | .transport.peers[$b]={"stcpr":"10.79.0.2:7777"}' \
+    "$T_WORK/other.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/other.json"
+visor_start other $A
+expect_ok "non-whitelisted visor: proxy start" cli other proxy start -k "$PKB" --addr 127.0.0.1:1081
+out=$(ip netns exec $A curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1081 http://203.0.113.2:8080/small.txt 2>&1) \
+    && fail "non-whitelisted visor got through: $out" \
+    || { grep -qE "SOCKS5 connection to 203.0.113.2. \(2\)" <<<"$out" && pass "non-whitelisted visor refused with reply 0x02 not allowed" || fail "unexpected error: $out"; }
+
+# Kill the exit mid-transfer: the application gets a clean error; the proxy recovers after a restart.
+ip netns exec $A curl -sS --max-time 60 --limit-rate 2M --socks5-hostname 127.0.0.1:1080 \
+    -o /dev/null http://203.0.113.2:8080/big.bin >"$T_WORK/curl-kill.log" 2>&1 &
+cpid=$!
+sleep 2
+kill -9 "$PID_b"
+wait "$cpid" && fail "download completed despite the exit being killed" \
+    || pass "application saw an error when the exit died: $(tr -d '\n' <"$T_WORK/curl-kill.log" | cut -c1-80)"
+visor_start b $B
+for _ in $(seq 1 60); do
+    if got=$(ip netns exec $A curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/small.txt 2>/dev/null) \
+        && [ "$got" = hello ]; then break; fi
+    sleep 1
+done
+[ "${got:-}" = hello ] && pass "the proxy recovered after the exit came back" || fail "no recovery after the exit restarted"
+
+finish
