@@ -21,6 +21,8 @@ public enum SudphLayout {
     public static let prefixSize = 4
     public static let indexSize = 4
     public static let counterSize = 8
+    /// Byte 1 of a Data packet: bit 0 is the key phase (§4.3).
+    public static let keyPhaseMask: UInt8 = 0x01
     /// ChaChaPoly tag.
     public static let tagSize = 16
     /// Noise IK message 1 and 2 sizes with the §2 payloads.
@@ -65,7 +67,8 @@ public enum SudphPacket: Equatable, Sendable {
     /// Type 2: the responder's index, the initiator's index, and Noise message 2.
     case response(senderIndex: UInt32, receiverIndex: UInt32, message: Range<Int>)
     /// Type 4: the receiver's index, the explicit Noise nonce, and ciphertext || tag.
-    case data(receiverIndex: UInt32, counter: UInt64, ciphertext: Range<Int>)
+    /// `keyPhase` (0 or 1) tells which generation of the sender's key sealed it (§4.3).
+    case data(receiverIndex: UInt32, counter: UInt64, keyPhase: UInt8, ciphertext: Range<Int>)
 
     /// Parses and validates a packet's header: type, zero bytes, and length (§4.1, §4.2).
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(SudphPacketError) -> SudphPacket {
@@ -74,7 +77,9 @@ public enum SudphPacket: Equatable, Sendable {
         guard n >= 1 else { throw .empty }
         guard let type = SudphPacketType(rawValue: bytes[0]) else { throw .unknownType(bytes[0]) }
         guard n >= L.prefixSize else { throw .truncated(type, length: n, minimum: L.prefixSize) }
-        guard bytes[1] == 0, bytes[2] == 0, bytes[3] == 0 else { throw .nonZeroReserved(type) }
+        // Byte 1 of a Data packet is its key phase (§4.3); every other reserved bit is zero.
+        let allowedFlags: UInt8 = type == .data ? L.keyPhaseMask : 0
+        guard bytes[1] & ~allowedFlags == 0, bytes[2] == 0, bytes[3] == 0 else { throw .nonZeroReserved(type) }
         switch type {
         case .initiation:
             guard n >= L.initiationPacketSize else {
@@ -101,6 +106,7 @@ public enum SudphPacket: Equatable, Sendable {
             }
             return .data(receiverIndex: bytes.readBigEndian(at: L.prefixSize),
                          counter: bytes.readBigEndian(at: L.prefixSize + L.indexSize),
+                         keyPhase: bytes[1] & L.keyPhaseMask,
                          ciphertext: L.dataHeaderSize..<n)
         }
     }
@@ -138,28 +144,29 @@ public enum SudphPacket: Equatable, Sendable {
     /// Writes the 16-byte Data header (also the ChaChaPoly associated data) at the start of `buffer`;
     /// the ciphertext goes at offset 16. Returns 16.
     @discardableResult
-    public static func writeDataHeader(receiverIndex: UInt32, counter: UInt64,
+    public static func writeDataHeader(receiverIndex: UInt32, counter: UInt64, keyPhase: UInt8 = 0,
                                        into buffer: UnsafeMutableRawBufferPointer) throws(SudphPacketError) -> Int {
         guard buffer.count >= SudphLayout.dataHeaderSize else {
             throw .bufferTooSmall(needed: SudphLayout.dataHeaderSize, available: buffer.count)
         }
         var sink = RawBufferSink(buffer)
-        appendPrefix(.data, to: &sink)
+        appendPrefix(.data, flags: keyPhase & SudphLayout.keyPhaseMask, to: &sink)
         sink.appendBigEndian(receiverIndex)
         sink.appendBigEndian(counter)
         return sink.position
     }
 
     /// Appends the 16-byte Data header to `buffer`.
-    public static func appendDataHeader(receiverIndex: UInt32, counter: UInt64, to buffer: inout [UInt8]) {
-        appendPrefix(.data, to: &buffer)
+    public static func appendDataHeader(receiverIndex: UInt32, counter: UInt64, keyPhase: UInt8 = 0,
+                                        to buffer: inout [UInt8]) {
+        appendPrefix(.data, flags: keyPhase & SudphLayout.keyPhaseMask, to: &buffer)
         buffer.appendBigEndian(receiverIndex)
         buffer.appendBigEndian(counter)
     }
 
-    static func appendPrefix<S: ByteSink>(_ type: SudphPacketType, to sink: inout S) {
+    static func appendPrefix<S: ByteSink>(_ type: SudphPacketType, flags: UInt8 = 0, to sink: inout S) {
         sink.appendByte(type.rawValue)
-        sink.appendByte(0)
+        sink.appendByte(flags)
         sink.appendByte(0)
         sink.appendByte(0)
     }

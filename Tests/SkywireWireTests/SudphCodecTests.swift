@@ -32,16 +32,33 @@ final class SudphPacketTests: XCTestCase {
         SudphPacket.appendDataHeader(receiverIndex: 7, counter: 0x0102_0304_0506_0708, to: &appended)
         XCTAssertEqual(appended, Array(buffer[0..<16]))
         XCTAssertEqual(try parsePacket(buffer).get(),
-                       .data(receiverIndex: 7, counter: 0x0102_0304_0506_0708, ciphertext: 16..<40))
+                       .data(receiverIndex: 7, counter: 0x0102_0304_0506_0708, keyPhase: 0, ciphertext: 16..<40))
         // A keepalive: header and tag only.
         let keepalive = Array(buffer[0..<32])
         XCTAssertEqual(try parsePacket(keepalive).get(),
-                       .data(receiverIndex: 7, counter: 0x0102_0304_0506_0708, ciphertext: 16..<32))
+                       .data(receiverIndex: 7, counter: 0x0102_0304_0506_0708, keyPhase: 0, ciphertext: 16..<32))
 
         var tiny = [UInt8](repeating: 0, count: 15)
         XCTAssertThrowsError(try tiny.withUnsafeMutableBytes {
             try SudphPacket.writeDataHeader(receiverIndex: 1, counter: 1, into: $0)
         }) { XCTAssertEqual($0 as? SudphPacketError, .bufferTooSmall(needed: 16, available: 15)) }
+    }
+
+    func testDataKeyPhaseByte() throws {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        try buffer.withUnsafeMutableBytes {
+            _ = try SudphPacket.writeDataHeader(receiverIndex: 9, counter: 5, keyPhase: 1, into: $0)
+        }
+        XCTAssertEqual(Array(buffer[0..<4]), [0x04, 0x01, 0x00, 0x00])
+        XCTAssertEqual(try parsePacket(buffer).get(), .data(receiverIndex: 9, counter: 5, keyPhase: 1, ciphertext: 16..<32))
+        var appended: [UInt8] = []
+        SudphPacket.appendDataHeader(receiverIndex: 9, counter: 5, keyPhase: 1, to: &appended)
+        XCTAssertEqual(appended, Array(buffer[0..<16]))
+        // Only bit 0 of byte 1 is defined, and only for Data packets.
+        buffer[1] = 0x02
+        XCTAssertEqual(parsePacket(buffer).failure, .nonZeroReserved(.data))
+        let initiation: [UInt8] = [UInt8](hex: "01010000 00000001") + [UInt8](repeating: 0, count: 129)
+        XCTAssertEqual(parsePacket(initiation).failure, .nonZeroReserved(.initiation))
     }
 
     func testMalformedPacketsAreRejected() {

@@ -28,6 +28,8 @@ relay_start() {  # relay_start ONE_WAY_MS
 relay_stop() { kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; }
 relay_start 0
 
+# Rotate sudph keys every 2 s (default 120 s) so the transfers below cross many rotations.
+export SKYWIRE_SUDPH_REKEY_SECONDS=2
 PKA=$(visor_config a)
 PKB=$(visor_config b)
 [[ $PKA =~ ^[0-9a-f]{64}$ ]] || die "config gen printed no public key: $PKA"
@@ -116,5 +118,7 @@ out=$(cli a visor ping "$PKB" --size 20000000 --timeout 240 --rpc-timeout 260 --
 drops=$(ip netns exec $B nft list table inet skwtloss | grep -o 'packets [0-9]*' | awk '{s+=$2} END {print s+0}')
 [ "$drops" -gt 0 ] && pass "nftables dropped $drops packets during the transfer" || fail "loss rule dropped nothing"
 ip netns exec $B nft delete table inet skwtloss
+rot=$(cat "$T_WORK/a.log" "$T_WORK/b.log" | grep -c "rotated its key" || true)
+[ "$rot" -ge 4 ] && pass "sudph keys rotated $rot times during the transfers, data intact" || fail "only $rot key rotations seen"
 
 finish

@@ -1,4 +1,7 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import SkywireConfig
 import SkywireCrypto
 
@@ -18,6 +21,9 @@ public struct TransportSettings: Sendable {
     public var peers: [PublicKey: PeerAddresses]
     /// Seconds allowed for a dial plus handshake.
     public var handshakeTimeout: Int64 = 10
+    /// REKEY_AFTER_TIME for sudph sending keys (PROTOCOL.md §4.3); tests shorten it with
+    /// the environment variable SKYWIRE_SUDPH_REKEY_SECONDS.
+    public var sudphRekeyInterval: TimeAmount = Self.rekeyIntervalFromEnvironment()
 
     public init(identity: KeyPair, listenHost: String, stcprPort: Int, sudphPort: Int,
                 peers: [PublicKey: PeerAddresses]) {
@@ -76,5 +82,16 @@ extension PeerAddresses {
         case .stcpr: return stcpr
         case .sudph: return sudph
         }
+    }
+}
+
+extension TransportSettings {
+    static let defaultRekeySeconds: Int64 = 120
+
+    static func rekeyIntervalFromEnvironment() -> TimeAmount {
+        if let raw = getenv("SKYWIRE_SUDPH_REKEY_SECONDS"), let s = Int64(String(cString: raw)), s > 0 {
+            return .seconds(s)
+        }
+        return .seconds(defaultRekeySeconds)
     }
 }

@@ -160,12 +160,13 @@ final class SudphEndpoint: @unchecked Sendable {
             }
             let msg = Array(data.readableBytesView[(data.readerIndex + message.lowerBound)..<(data.readerIndex + message.upperBound)])
             peer.receiveResponse(msg, senderIndex: senderIndex, localIndex: receiverIndex, from: from)
-        case .data(let receiverIndex, let counter, let ciphertext):
+        case .data(let receiverIndex, let counter, let keyPhase, let ciphertext):
             guard let peer = peersByIndex[receiverIndex] else {
                 drop("data for unknown index \(receiverIndex) from \(from)")
                 return
             }
-            peer.receiveData(&data, localIndex: receiverIndex, counter: counter, ciphertext: ciphertext, from: from)
+            peer.receiveData(&data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
+                             ciphertext: ciphertext, from: from)
         }
     }
 

@@ -14,15 +14,56 @@ final class SudphPeer: FrameLink {
     /// Reliable frames beyond the ARQ's send buffer wait here; streams stop when this is long.
     static let overflowHighWatermark = 256
 
+    /// REKEY_AFTER_MESSAGES (§4.3).
+    static let rekeyAfterMessages: UInt64 = 1 << 60
+
     struct Session {
         let localIndex: UInt32
         let remoteIndex: UInt32
-        let sendKey: NoiseTransportKey
-        let receiveKey: NoiseTransportKey
+        /// Our sending key, its phase bit, when it was made and how much it sealed (§4.3).
+        var sendKey: NoiseTransportKey
+        var sendPhase: UInt8 = 0
+        var sendKeyBorn: NIODeadline = .now()
+        var sendKeyMessages: UInt64 = 0
+        /// The peer's current key and phase; the previous key stays for late packets.
+        var receiveKey: NoiseTransportKey
+        var receivePhase: UInt8 = 0
+        var previousReceiveKey: NoiseTransportKey?
+        /// The first counter accepted under `receiveKey`: older counters of the other phase
+        /// belong to `previousReceiveKey`.
+        var phaseStartCounter: UInt64 = 0
+        var rotations: UInt64 = 0
         var sendCounter: UInt64 = 0
         var replay = ReplayWindow()
         /// The responder may send only once the initiator's first data packet arrived (§4.3).
         var confirmed: Bool
+
+        init(localIndex: UInt32, remoteIndex: UInt32, sendKey: NoiseTransportKey, receiveKey: NoiseTransportKey,
+             confirmed: Bool) {
+            self.localIndex = localIndex
+            self.remoteIndex = remoteIndex
+            self.sendKey = sendKey
+            self.receiveKey = receiveKey
+            self.confirmed = confirmed
+        }
+
+        /// The key for a packet of `phase` and `counter`, and whether it is the peer's next key.
+        func receiveKey(phase: UInt8, counter: UInt64) throws -> (NoiseTransportKey, isNext: Bool) {
+            if phase == receivePhase { return (receiveKey, false) }
+            if let previous = previousReceiveKey, counter < phaseStartCounter { return (previous, false) }
+            return (try receiveKey.rekeyed(), true)
+        }
+
+        /// Rotates the sending key with Noise's REKEY (§4.2, §11.3) when it is old or used up.
+        mutating func rotateSendKeyIfDue(now: NIODeadline, interval: TimeAmount) throws -> Bool {
+            guard sendKeyMessages >= SudphPeer.rekeyAfterMessages || now - sendKeyBorn >= interval else { return false }
+            sendKey = try sendKey.rekeyed()
+            sendPhase ^= SudphLayout.keyPhaseMask
+            sendKeyBorn = now
+            sendKeyMessages = 0
+            rotations += 1
+            return true
+        }
     }
 
     let endpoint: SudphEndpoint
@@ -172,8 +213,8 @@ final class SudphPeer: FrameLink {
 
     // MARK: Data
 
-    func receiveData(_ packet: inout ByteBuffer, localIndex: UInt32, counter: UInt64, ciphertext: Range<Int>,
-                     from: SocketAddress) {
+    func receiveData(_ packet: inout ByteBuffer, localIndex: UInt32, counter: UInt64, keyPhase: UInt8,
+                     ciphertext: Range<Int>, from: SocketAddress) {
         guard var s = session, s.localIndex == localIndex else {
             endpoint.drop("data for a stale index from \(from)")
             return
@@ -183,18 +224,29 @@ final class SudphPeer: FrameLink {
             return
         }
         let plainLength: Int
+        let key: NoiseTransportKey
+        let isNextKey: Bool
         do {
+            (key, isNextKey) = try s.receiveKey(phase: keyPhase, counter: counter)
             plainLength = try packet.withUnsafeMutableReadableBytes { bytes in
                 let header = UnsafeRawBufferPointer(rebasing: bytes[0..<SudphLayout.dataHeaderSize])
                 let ct = UnsafeRawBufferPointer(rebasing: bytes[ciphertext])
                 let out = UnsafeMutableRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<ciphertext.upperBound])
-                return try s.receiveKey.open(counter: counter, ad: header, ciphertext: ct, into: out)
+                return try key.open(counter: counter, ad: header, ciphertext: ct, into: out)
             }
         } catch {
             endpoint.drop("data that fails authentication from \(from)")
             return
         }
         _ = s.replay.commit(counter)
+        if isNextKey {
+            // The peer rotated its key: keep the old one only for its late packets.
+            s.previousReceiveKey = s.receiveKey
+            s.receiveKey = key
+            s.receivePhase = keyPhase
+            s.phaseStartCounter = counter
+            logger.debug("sudph: \(remote.short) rotated its key (phase \(keyPhase))")
+        }
         s.confirmed = true
         session = s
         counters.addReceived(packet.readableBytes)
@@ -309,15 +361,25 @@ final class SudphPeer: FrameLink {
             close(reason: "sudph send counter exhausted")
             return
         }
+        do {
+            if try s.rotateSendKeyIfDue(now: .now(), interval: endpoint.manager.settings.sudphRekeyInterval) {
+                logger.debug("sudph: rotated our key to \(remote.short) (phase \(s.sendPhase), rotation \(s.rotations))")
+            }
+        } catch {
+            close(reason: "sudph key rotation failed: \(error)")
+            return
+        }
         let counter = s.sendCounter
         s.sendCounter += 1
+        s.sendKeyMessages += 1
         session = s
+        let phase = s.sendPhase
         let total = SudphLayout.dataHeaderSize + record.count + SudphLayout.tagSize
         let sendKey = s.sendKey
         let remoteIndex = s.remoteIndex
         endpoint.send(to: address) { out in
             guard total <= out.count,
-                  (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, into: out)) != nil
+                  (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, keyPhase: phase, into: out)) != nil
             else { return 0 }
             let header = UnsafeRawBufferPointer(rebasing: out[0..<SudphLayout.dataHeaderSize])
             let body = UnsafeMutableRawBufferPointer(rebasing: out[SudphLayout.dataHeaderSize..<total])
