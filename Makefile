@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench clean
+.PHONY: all build release test unit-test integration-test deps bench bench-deps clean
 
 all: build
 
@@ -28,6 +28,14 @@ unit-test: deps
 
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
+
+## bench: SOCKS5 figures against microsocks and dante in one run (JSON on stdout).
+bench: bench-deps
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
+	SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
+
+bench-deps: deps
+	@./scripts/install-deps.sh --bench
 
 clean:
 	rm -rf .build out

@@ -4,6 +4,10 @@
 set -euo pipefail
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool)
+if [ "${1:-}" = "--bench" ]; then
+    # The benchmark harness's peers and load tools.
+    pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light wireguard-go wireguard-tools openvpn openssl)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-A=skwtSA B=skwtSB N=skwtSN
+A=skwtSA$$ B=skwtSB$$ N=skwtSN$$
 netns_add $A; netns_add $B; netns_add $N
 veth_pair $A skwsa0 10.79.0.1/24 $B skwsb0 10.79.0.2/24
 veth_pair $B skwsb1 203.0.113.1/24 $N skwsn0 203.0.113.2/24

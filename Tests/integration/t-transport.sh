@@ -5,7 +5,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-A=skwtA B=skwtB D=skwtD
+A=skwtA$$ B=skwtB$$ D=skwtD$$
 netns_add $A; netns_add $B; netns_add $D
 # A -- D (relay) -- B; D forwards Ethernet frames with a configurable delay.
 ip link add skwa0 netns $A type veth peer name skwd0 netns $D
@@ -59,9 +59,9 @@ expect_fail "sudph to a wrong key is refused" "handshake|timed out|failed|unreac
     cli a tp add "$WRONG" -t sudph --addr 10.77.0.2:7778
 
 # --- garbage at both listeners, then B must still serve
-python3 - <<'PY' || fail "garbage sender crashed"
-import os, socket, random, subprocess
-ns = ["ip", "netns", "exec", "skwtA"]
+python3 - "$A" <<'PY' || fail "garbage sender crashed"
+import os, socket, random, subprocess, sys
+ns = ["ip", "netns", "exec", sys.argv[1]]
 code = r'''
 import os, socket, random
 random.seed(7)
@@ -115,7 +115,7 @@ out=$(cli a visor ping "$PKB" --size 20000000 --timeout 240 --rpc-timeout 260 --
     && [ "$(jq -r .bytes <<<"$out")" = 20000000 ] \
     && pass "sudph 20 MB intact over 2% loss + 20 ms RTT in $(jq -r .elapsed_ms <<<"$out") ms" \
     || fail "sudph 20 MB under loss: $out"
-drops=$(ip netns exec $B nft list table inet skwtloss | grep -o 'packets [0-9]*' | awk '{s+=$2} END {print s+0}')
+drops=$(ip netns exec $B nft list table inet skwtloss | awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i+1) } END { print s+0 }')
 [ "$drops" -gt 0 ] && pass "nftables dropped $drops packets during the transfer" || fail "loss rule dropped nothing"
 ip netns exec $B nft delete table inet skwtloss
 rot=$(cat "$T_WORK/a.log" "$T_WORK/b.log" | grep -c "rotated its key" || true)
