@@ -71,6 +71,13 @@ let package = Package(
         .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
+        .testTarget(name: "SkywireTransportTests", dependencies: [
+            "SkywireTransport", "SkywireCrypto",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
     ]

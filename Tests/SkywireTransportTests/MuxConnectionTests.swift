@@ -1,0 +1,257 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import XCTest
+@testable import SkywireCrypto
+@testable import SkywireTransport
+
+/// A `FrameLink` test double: frames sent on one end are queued for the other end, and
+/// delivered when the test calls `deliver()`, so the test controls timing.
+final class LoopbackLink: FrameLink {
+    let counters = LinkCounters()
+    var maxDataPayload: Int
+    var isWritable = true
+    weak var peer: LoopbackLink?
+    var connection: MuxConnection?
+    var queue: [ByteBuffer] = []
+    var closedReason: String?
+    var framesSent = 0
+
+    init(maxDataPayload: Int = 16 * 1024) { self.maxDataPayload = maxDataPayload }
+
+    func send(frame: ByteBuffer, reliable: Bool) {
+        framesSent += 1
+        counters.addSent(frame.readableBytes)
+        peer?.queue.append(frame)
+    }
+
+    func flush() {}
+
+    func close(reason: String) {
+        guard closedReason == nil else { return }
+        closedReason = reason
+        connection?.linkClosed(reason: reason)
+        peer?.close(reason: "peer closed")
+    }
+
+    /// Hands queued frames to this end's connection; returns how many.
+    @discardableResult
+    func deliver() -> Int {
+        let frames = queue
+        queue.removeAll()
+        for f in frames {
+            counters.addReceived(f.readableBytes)
+            connection?.receive(frame: f)
+        }
+        return frames.count
+    }
+}
+
+/// Routes streams to a closure and records datagrams.
+final class TestRouter: AppRouter, @unchecked Sendable {
+    // @unchecked Sendable: used on the single EmbeddedEventLoop thread only.
+    var onStream: (AppStream, UInt16) -> AppStreamResetCode? = { _, _ in .noSuchPort }
+    var datagrams: [(ByteBuffer, PublicKey, UInt16, UInt16)] = []
+
+    func route(stream: AppStream, destinationPort: UInt16) -> AppStreamResetCode? {
+        onStream(stream, destinationPort)
+    }
+
+    func route(datagram: ByteBuffer, from: PublicKey, destinationPort: UInt16, sourcePort: UInt16) {
+        datagrams.append((datagram, from, destinationPort, sourcePort))
+    }
+}
+
+/// Collects what a stream delivers.
+final class Collector: AppStreamDelegate {
+    var data = ByteBuffer()
+    var finished = false
+    var resetCode: AppStreamResetCode?
+    var writabilityChanges = 0
+    var echo = false
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        var d = data
+        self.data.writeBuffer(&d)
+        if echo { stream.write(data) }
+    }
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        finished = true
+        if echo { stream.finish() }
+    }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { resetCode = code }
+    func appStreamWritabilityChanged(_ stream: AppStream) { writabilityChanges += 1 }
+}
+
+final class MuxConnectionTests: XCTestCase {
+    var loop: EmbeddedEventLoop!
+    var linkA: LoopbackLink!
+    var linkB: LoopbackLink!
+    var connA: MuxConnection!
+    var connB: MuxConnection!
+    var routerB: TestRouter!
+    let keyA = KeyPair.generate().publicKey
+    let keyB = KeyPair.generate().publicKey
+
+    override func setUp() {
+        loop = EmbeddedEventLoop()
+        linkA = LoopbackLink()
+        linkB = LoopbackLink()
+        linkA.peer = linkB
+        linkB.peer = linkA
+        routerB = TestRouter()
+        let logger = Logger(label: "test")
+        connA = MuxConnection(eventLoop: loop, isInitiator: true, remote: keyB, link: linkA, router: TestRouter(), logger: logger)
+        connB = MuxConnection(eventLoop: loop, isInitiator: false, remote: keyA, link: linkB, router: routerB, logger: logger)
+        linkA.connection = connA
+        linkB.connection = connB
+    }
+
+    override func tearDown() {
+        connA.linkClosed(reason: "test over")
+        connB.linkClosed(reason: "test over")
+        try? loop.syncShutdownGracefully()
+    }
+
+    /// Runs the loop and shuttles frames until both directions are quiet (bounded).
+    func pump(rounds: Int = 10_000) {
+        for _ in 0..<rounds {
+            loop.run()
+            let moved = linkA.deliver() + linkB.deliver()
+            loop.run()
+            if moved == 0 && linkA.queue.isEmpty && linkB.queue.isEmpty { return }
+        }
+        XCTFail("links did not go quiet")
+    }
+
+    func open(port: UInt16 = 7) throws -> AppStream {
+        let future = connA.openStream(destinationPort: port, sourcePort: 50000, timeout: .seconds(5))
+        pump()
+        return try future.wait()
+    }
+
+    func testStreamEchoesLargeDataIntactWithFlowControl() throws {
+        let echo = Collector()
+        echo.echo = true
+        routerB.onStream = { stream, port in
+            XCTAssertEqual(port, 7)
+            stream.setDelegate(echo)
+            return nil
+        }
+        let stream = try open()
+        XCTAssertEqual(stream.remoteKeyHex, keyB.hex)
+        let collector = Collector()
+        stream.setDelegate(collector)
+        var sent = ByteBuffer()
+        for i in 0..<(3 * 1024 * 1024) { sent.writeInteger(UInt8(truncatingIfNeeded: i &* 7 ^ (i >> 9))) }
+        var offset = 0
+        while offset < sent.readableBytes {
+            if stream.isWritable {
+                let n = min(64 * 1024, sent.readableBytes - offset)
+                stream.write(sent.getSlice(at: offset, length: n)!)
+                offset += n
+            }
+            pump()
+        }
+        stream.finish()
+        pump()
+        XCTAssertEqual(collector.data, sent)
+        XCTAssertTrue(collector.finished)
+        XCTAssertTrue(echo.finished)
+    }
+
+    func testPausedReaderStallsOnlyItsStreamAndBoundsMemory() throws {
+        var serverStreams: [AppStream] = []
+        let slow = Collector(), fast = Collector()
+        routerB.onStream = { stream, _ in
+            stream.setDelegate(serverStreams.isEmpty ? slow : fast)
+            if serverStreams.isEmpty { stream.setReadPaused(true) }
+            serverStreams.append(stream)
+            return nil
+        }
+        let s1 = try open(), s2 = try open()
+        let chunk = ByteBuffer(repeating: 0xAB, count: 32 * 1024)
+        var written1 = 0
+        for _ in 0..<200 {
+            if s1.isWritable { s1.write(chunk); written1 += chunk.readableBytes }
+            s2.write(chunk)
+            pump()
+        }
+        // The paused stream received nothing and its writer was stopped by back-pressure.
+        XCTAssertEqual(slow.data.readableBytes, 0)
+        XCTAssertFalse(s1.isWritable)
+        XCTAssertLessThanOrEqual(written1, 1024 * 1024, "writer kept going without bound")
+        XCTAssertEqual(fast.data.readableBytes, 200 * chunk.readableBytes)
+        // Resuming delivers everything written so far.
+        serverStreams[0].setReadPaused(false)
+        pump()
+        XCTAssertEqual(slow.data.readableBytes, written1)
+    }
+
+    func testRefusedPortFailsTheOpenWithItsCode() throws {
+        routerB.onStream = { _, _ in .noSuchPort }
+        let future = connA.openStream(destinationPort: 99, sourcePort: 1, timeout: .seconds(5))
+        pump()
+        XCTAssertThrowsError(try future.wait()) { error in
+            XCTAssertEqual((error as? TransportError)?.streamCode, .noSuchPort)
+        }
+    }
+
+    func testAppResetDuringAcceptIsSeenAsForbidden() throws {
+        routerB.onStream = { stream, _ in
+            stream.reset(.forbidden)
+            return nil
+        }
+        let future = connA.openStream(destinationPort: 3, sourcePort: 1, timeout: .seconds(5))
+        pump()
+        XCTAssertThrowsError(try future.wait()) { error in
+            XCTAssertEqual((error as? TransportError)?.streamCode, .forbidden)
+        }
+    }
+
+    func testResetReachesTheOtherEnd() throws {
+        let server = Collector()
+        routerB.onStream = { stream, _ in stream.setDelegate(server); return nil }
+        let stream = try open()
+        stream.write(ByteBuffer(string: "hello"))
+        pump()
+        stream.reset(.appClosed)
+        pump()
+        XCTAssertEqual(server.data, ByteBuffer(string: "hello"))
+        XCTAssertEqual(server.resetCode, .appClosed)
+    }
+
+    func testDatagramsAreRoutedWithPortsAndSender() {
+        connA.sendDatagram(destinationPort: 44, sourcePort: 43, payload: ByteBuffer(string: "packet"))
+        pump()
+        XCTAssertEqual(routerB.datagrams.count, 1)
+        XCTAssertEqual(routerB.datagrams.first?.0, ByteBuffer(string: "packet"))
+        XCTAssertEqual(routerB.datagrams.first?.1, keyA)
+        XCTAssertEqual(routerB.datagrams.first?.2, 44)
+        XCTAssertEqual(routerB.datagrams.first?.3, 43)
+    }
+
+    func testLinkLossResetsStreamsAndFailsPendingOpens() throws {
+        let server = Collector()
+        routerB.onStream = { stream, _ in stream.setDelegate(server); return nil }
+        let stream = try open()
+        let client = Collector()
+        stream.setDelegate(client)
+        let pending = connA.openStream(destinationPort: 7, sourcePort: 2, timeout: .seconds(5))
+        linkA.close(reason: "cable cut")
+        loop.run()
+        XCTAssertEqual(client.resetCode, .transportLost)
+        XCTAssertEqual(server.resetCode, .transportLost)
+        XCTAssertThrowsError(try pending.wait())
+    }
+
+    func testOpenTimesOutWhenThePeerNeverAnswers() throws {
+        let future = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(3))
+        loop.run()
+        linkB.queue.removeAll()   // the OPEN is lost
+        loop.advanceTime(by: .seconds(4))
+        XCTAssertThrowsError(try future.wait()) { error in
+            XCTAssertEqual((error as? TransportError)?.kind, .timeout)
+        }
+    }
+}
