@@ -101,3 +101,35 @@ in_chroot() {
             LANG=C.UTF-8 TERM=dumb "$@"
     ' in_chroot "$root" "$@"
 }
+
+# apt_setup DIR SUITE DEB_ARCH: a private apt configuration (own sources, lists, cache, empty
+# dpkg status) for one suite and one architecture; then `apt_run DIR apt-get ...` uses it.
+# Runs the host's apt; nothing is installed on the host.
+KEYRING="${SKYWIRE_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
+apt_setup() {
+    local dir="$1" suite="$2" arch="$3"
+    mkdir -p "$dir"/{lists/partial,archives/partial,etc/preferences.d,etc/apt.conf.d}
+    : > "$dir/status"
+    echo "deb [signed-by=$KEYRING] $DEBIAN_MIRROR $suite main" > "$dir/etc/sources.list"
+    cat > "$dir/apt.conf" <<EOC
+Dir::State "$dir";
+Dir::State::Lists "$dir/lists";
+Dir::State::status "$dir/status";
+Dir::Cache "$dir";
+Dir::Cache::archives "$dir/archives";
+Dir::Etc::SourceList "$dir/etc/sources.list";
+Dir::Etc::SourceParts "-";
+Dir::Etc::Preferences "$dir/etc/preferences";
+Dir::Etc::PreferencesParts "$dir/etc/preferences.d";
+Dir::Etc::Parts "$dir/etc/apt.conf.d";
+APT::Architecture "$arch";
+APT::Architectures { "$arch"; };
+APT::Install-Recommends "false";
+Acquire::Check-Valid-Until "false";
+Acquire::Languages "none";
+Debug::NoLocking "true";
+APT::Sandbox::User "root";
+EOC
+    apt_run "$dir" apt-get -qq update
+}
+apt_run() { local dir="$1"; shift; APT_CONFIG="$dir/apt.conf" "$@"; }
