@@ -55,11 +55,17 @@ pins_hash() { cat "$@" | sha256sum | cut -c1-16; }
 # Read "package version" lines (comments and blanks skipped) as "package=version" words.
 pin_words() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$1" | awk '{print $1"="$2}'; }
 
-# finish_cache TMP FINAL: stamp TMP last, then rename it into place atomically.
+# finish_cache TMP FINAL: stamp TMP last, then rename it into place atomically; then drop
+# older entries of the same kind (same name up to the hash), which no pin set points to any more.
 finish_cache() {
+    local old
+    chmod 755 "$1"
     date -u +%Y-%m-%dT%H:%M:%SZ > "$1/$STAMP"
     rm -rf "$2"
     mv -T "$1" "$2"
+    for old in "${2%-*}"-*; do
+        [ "$old" = "$2" ] || [ ! -d "$old" ] || { log "removing stale cache entry $old"; rm -rf "$old"; }
+    done
 }
 
 # Install host packages with apt if missing (idempotent).
@@ -84,7 +90,8 @@ sysroot_path() { echo "$CACHE_DIR/sysroot-$TARGET_SUITE-$DEB_ARCH-$(pins_hash "$
 
 # in_chroot ROOT CMD...: run CMD in ROOT inside a private mount namespace, so every bind
 # mount disappears when the command ends (no cleanup to forget).
-# Extra binds: IN_CHROOT_BINDS="src:dst src:dst" (dst relative to ROOT).
+# Extra binds: IN_CHROOT_BINDS="src:dst src:dst" (dst relative to ROOT); extra environment:
+# IN_CHROOT_ENV="NAME=value ..." (no spaces inside values).
 in_chroot() {
     local root="$1"; shift
     unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
@@ -98,7 +105,7 @@ in_chroot() {
             mkdir -p "$dst"; mount --bind "$src" "$dst"
         done
         exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-            LANG=C.UTF-8 TERM=dumb "$@"
+            LANG=C.UTF-8 TERM=dumb ${IN_CHROOT_ENV:-} "$@"
     ' in_chroot "$root" "$@"
 }
 

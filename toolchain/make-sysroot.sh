@@ -44,7 +44,11 @@ for d in "$TMP"/swiftdebs/*.deb; do
         --exclude='*.swiftdoc' --exclude='*.abi.json' \
         "$lx/swift" "$lx/swift_static" "$lx/clang/*/include" \
         "$lx/clang/*/lib/linux/libclang_rt.builtins-*" "$lx/clang/*/lib/linux/clang_rt.crt*" \
-        2>"$TMP/tar.err" || { grep -v 'Not found in archive' "$TMP/tar.err" >&2 || true; }
+        2>"$TMP/tar.err" || true
+    # libswiftlang has no clang tree: "Not found in archive" is expected, anything else is not.
+    if grep -vE 'Not found in archive|Exiting with failure status' "$TMP/tar.err" >&2; then
+        die "extracting $(basename "$d") failed"
+    fi
 done
 [ -f "$ROOT/usr/libexec/swift/lib/swift_static/linux/libswiftCore.a" ] || die "libswiftCore.a missing after extraction"
 
