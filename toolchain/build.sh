@@ -17,12 +17,37 @@ PCDIRS="/cross/root/usr/lib/$GNU_TRIPLE/pkgconfig:/cross/root/usr/share/pkgconfi
 mkdir -p "$OUT" "$REPO_DIR/$SCRATCH/home"
 [ -d /opt/swift-packages ] || { CURRENT_HINT="create the local package mirrors (see /etc/gitconfig insteadOf rules)"; die "/opt/swift-packages missing"; }
 
+step "sdk-bundle" ""
+# Swift SDK bundle (SE-0387), regenerated each build; the sysroot is bind-mounted at /cross/root.
+ID="skywire-$ARCH"
+SDKS="$REPO_DIR/$SCRATCH/sdks"; B="$SDKS/$ID.artifactbundle"
+rm -rf "$SDKS"; mkdir -p "$B/$ID"
+cat > "$B/info.json" <<EOJ
+{ "schemaVersion": "1.0",
+  "artifacts": { "$ID": { "type": "swiftSDK", "version": "6.2.3",
+                          "variants": [ { "path": "$ID" } ] } } }
+EOJ
+cat > "$B/$ID/swift-sdk.json" <<EOJ
+{ "schemaVersion": "4.0",
+  "targetTriples": { "$TRIPLE": {
+      "sdkRootPath": "/cross/root",
+      "swiftResourcesPath": "/cross/root/usr/lib/swift",
+      "swiftStaticResourcesPath": "/cross/root/usr/lib/swift_static",
+      "toolsetPaths": [ "toolset.json" ] } } }
+EOJ
+# ld.lld from the compiler; libgcc linked statically too (no libgcc_s.so.1 on the target).
+cat > "$B/$ID/toolset.json" <<EOJ
+{ "schemaVersion": "1.0",
+  "linker": { "path": "/usr/libexec/swift/bin/ld.lld" },
+  "swiftCompiler": { "extraCLIOptions": [ "-use-ld=lld", "-Xclang-linker", "-static-libgcc" ] } }
+EOJ
+
 step "compile-$ARCH" "read the compiler errors above; the code must compile with Swift 6.2.3 (no 6.3-only features). Full log: $OUT/build.log"
 log "swift build -c release --static-swift-stdlib for $TRIPLE (log: $OUT/build.log)"
 export IN_CHROOT_BINDS="$REPO_DIR:/src $ENTRY:/cross /opt/swift-packages:/opt/swift-packages"
 export IN_CHROOT_ENV="HOME=/src/$SCRATCH/home PKG_CONFIG_PATH=$PCDIRS PKG_CONFIG_LIBDIR=$PCDIRS PKG_CONFIG_SYSROOT_DIR=/cross/root"
 if ! in_chroot "$CHROOT/root" /bin/sh -c "cd /src && swift build -c release --static-swift-stdlib \
-        --swift-sdks-path /cross/sdk --swift-sdk skywire-$ARCH \
+        --swift-sdks-path /src/$SCRATCH/sdks --swift-sdk skywire-$ARCH \
         --scratch-path /src/$SCRATCH --product skywire" >"$OUT/build.log" 2>&1; then
     grep -E 'error:|warning: .*unable|failed' "$OUT/build.log" | head -n 40 >&2 || tail -n 40 "$OUT/build.log" >&2
     die "swift build failed for $ARCH"

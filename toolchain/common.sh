@@ -41,7 +41,7 @@ arch_vars() {
         aarch64|arm64) ARCH=aarch64; DEB_ARCH=arm64; TRIPLE=aarch64-unknown-linux-gnu
                        GNU_TRIPLE=aarch64-linux-gnu; QEMU=qemu-aarch64-static
                        LD_SO=ld-linux-aarch64.so.1 ;;
-        x86_64|amd64)  ARCH=x86_64; DEB_ARCH=amd64; TRIPLE=x86_64-unknown-linux-gnu
+        x86_64|amd64)  ARCH=x86_64; DEB_ARCH=amd64; TRIPLE=x86_64-pc-linux-gnu  # Debian builds its amd64 Swift modules for -pc-
                        GNU_TRIPLE=x86_64-linux-gnu; QEMU=""
                        LD_SO=ld-linux-x86-64.so.2 ;;
         *) CURRENT_HINT="use ARCH=aarch64 or ARCH=x86_64 (see docs/cross-compiling.md to add one)"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds (once) the target sysroot for ARCH plus a Swift SDK bundle that points at it:
+# Builds (once) the target sysroot for ARCH:
 #   $SKYWIRE_CACHE/sysroot-trixie-<debarch>-<hash>/
-#       root/                              trixie libraries + headers, sid Swift target runtime
-#       sdk/skywire-<arch>.artifactbundle  info.json, <id>/swift-sdk.json, <id>/toolset.json
-#       debs.sha256, .complete (written last)
+#       root/                  trixie libraries + headers, sid Swift target runtime
+#       debs.sha256            the exact .deb files it was made from
+#       .complete              written last
+# (The Swift SDK bundle that points at it is written by build.sh on every build.)
 # Every package is pinned (toolchain/pins/); nothing is configured or executed for the target
 # (packages are only unpacked with dpkg-deb -x), so no emulation is needed.
 # Prints the entry path on stdout.
@@ -76,30 +77,6 @@ rm -f "$ROOT"/usr/lib/gcc/"$GNU_TRIPLE"/*/libstdc++.so
 rm -rf "$ROOT"/usr/libexec/swift/lib/swift/linux/lib_InternalSwiftStaticMirror.so \
        "$ROOT"/usr/libexec/swift/lib/swift/linux/{XCTest,Testing}.swiftmodule \
        "$ROOT"/usr/libexec/swift/lib/swift/linux/lib{XCTest,Testing,swiftRemoteMirror}.so
-
-step "sdk-bundle" ""
-ID="skywire-$ARCH"
-B="$TMP/sdk/$ID.artifactbundle"; mkdir -p "$B/$ID"
-cat > "$B/info.json" <<EOJ
-{ "schemaVersion": "1.0",
-  "artifacts": { "$ID": { "type": "swiftSDK", "version": "6.2.3",
-                          "variants": [ { "path": "$ID" } ] } } }
-EOJ
-# Paths are relative to swift-sdk.json: <entry>/sdk/<bundle>/<id>/ -> <entry>/root.
-cat > "$B/$ID/swift-sdk.json" <<EOJ
-{ "schemaVersion": "4.0",
-  "targetTriples": { "$TRIPLE": {
-      "sdkRootPath": "../../../root",
-      "swiftResourcesPath": "../../../root/usr/lib/swift",
-      "swiftStaticResourcesPath": "../../../root/usr/lib/swift_static",
-      "toolsetPaths": [ "toolset.json" ] } } }
-EOJ
-# ld.lld from the compiler; libgcc linked statically too (no libgcc_s.so.1 on the target).
-cat > "$B/$ID/toolset.json" <<EOJ
-{ "schemaVersion": "1.0",
-  "linker": { "path": "/usr/libexec/swift/bin/ld.lld" },
-  "swiftCompiler": { "extraCLIOptions": [ "-use-ld=lld", "-Xclang-linker", "-static-libgcc" ] } }
-EOJ
 
 du -sh "$ROOT" | awk '{print "sysroot size: "$1}' >&2
 finish_cache "$TMP" "$ENTRY"
