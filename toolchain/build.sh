@@ -15,6 +15,7 @@ OUT="$REPO_DIR/out/$ARCH"
 SCRATCH=".build-cross-$ARCH"            # inside the source tree; ignored by .gitignore
 PCDIRS="/cross/root/usr/lib/$GNU_TRIPLE/pkgconfig:/cross/root/usr/share/pkgconfig"
 mkdir -p "$OUT" "$REPO_DIR/$SCRATCH/home"
+rm -f "$OUT/skywire" "$OUT/skywire.sha256"   # a failed build must not leave an old binary behind
 [ -d /opt/swift-packages ] || { CURRENT_HINT="create the local package mirrors (see /etc/gitconfig insteadOf rules)"; die "/opt/swift-packages missing"; }
 
 step "sdk-bundle" ""

@@ -77,6 +77,9 @@ rm -f "$ROOT"/usr/lib/gcc/"$GNU_TRIPLE"/*/libstdc++.so
 rm -rf "$ROOT"/usr/libexec/swift/lib/swift/linux/lib_InternalSwiftStaticMirror.so \
        "$ROOT"/usr/libexec/swift/lib/swift/linux/{XCTest,Testing}.swiftmodule \
        "$ROOT"/usr/libexec/swift/lib/swift/linux/lib{XCTest,Testing,swiftRemoteMirror}.so
+# The dynamic Swift runtime (*.so in lib/swift/linux) is not used with --static-swift-stdlib
+# (that is why libswiftlang, which holds only those, is not in the pins).
+rm -f "$ROOT"/usr/libexec/swift/lib/swift/linux/*.so
 
 du -sh "$ROOT" | awk '{print "sysroot size: "$1}' >&2
 finish_cache "$TMP" "$ENTRY"

@@ -25,7 +25,7 @@ date=$(grep -h '^Date:' "$TMP"/s/lists/*InRelease | head -n1)
 {
   echo "# Swift runtime for $DEB_ARCH (stdlib modules + static libraries) from Debian $COMPILER_SUITE."
   echo "# Must match the compiler in chroot-$COMPILER_SUITE-amd64.pins. Taken from $DEBIAN_MIRROR ($COMPILER_SUITE Release $date)"
-  for p in swiftlang libswiftlang; do
+  for p in swiftlang; do   # libswiftlang holds only the dynamic runtime: not needed
     echo "$p $(apt_run "$TMP/s" apt-cache policy "$p" | awk '/Candidate:/{print $2}')"
   done
 } > "$(swift_pins)"
