@@ -55,6 +55,13 @@ pins_hash() { cat "$@" | sha256sum | cut -c1-16; }
 # Read "package version" lines (comments and blanks skipped) as "package=version" words.
 pin_words() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$1" | awk '{print $1"="$2}'; }
 
+# cache_lock: serialise cache builders (two `make cross` at once build each entry only once).
+cache_lock() {
+    mkdir -p "$CACHE_DIR"
+    exec 9>"$CACHE_DIR/.lock"
+    flock -w 3600 9 || die "timed out waiting for $CACHE_DIR/.lock (another build running?)"
+}
+
 # finish_cache TMP FINAL: stamp TMP last, then rename it into place atomically; then drop
 # older entries of the same kind (same name up to the hash), which no pin set points to any more.
 finish_cache() {
@@ -137,6 +144,8 @@ Acquire::Languages "none";
 Debug::NoLocking "true";
 APT::Sandbox::User "root";
 EOC
-    apt_run "$dir" apt-get -qq update
+    apt_run "$dir" apt-get -qq --error-on=any update \
+        || { CURRENT_HINT="check network access to $DEBIAN_MIRROR (proxy, DNS) or set SKYWIRE_DEBIAN_MIRROR; signature errors: newer debian-archive-keyring or SKYWIRE_KEYRING"
+             die "cannot fetch the $suite/$arch package index from $DEBIAN_MIRROR"; }
 }
 apt_run() { local dir="$1"; shift; APT_CONFIG="$dir/apt.conf" "$@"; }

@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 require_root
 host_need mmdebstrap debian-archive-keyring
 
+cache_lock
 CHROOT="$(chroot_path)"
 if [ -f "$CHROOT/$STAMP" ]; then log "chroot cached: $CHROOT"; echo "$CHROOT"; exit 0; fi
 

@@ -12,6 +12,7 @@ source "$(dirname "$0")/common.sh"
 arch_vars "${1:?usage: make-sysroot.sh ARCH}"
 require_root
 
+cache_lock
 ENTRY="$(sysroot_path)"
 if [ -f "$ENTRY/$STAMP" ]; then log "sysroot cached: $ENTRY"; echo "$ENTRY"; exit 0; fi
 mkdir -p "$CACHE_DIR"
