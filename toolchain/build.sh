@@ -7,6 +7,7 @@ arch_vars "${1:?usage: build.sh ARCH}"
 require_root
 t0=$(date +%s)
 
+step "toolchain" "see the FAILED message of the inner step above"
 CHROOT="$("$TOOLCHAIN_DIR/make-chroot.sh")"
 ENTRY="$("$TOOLCHAIN_DIR/make-sysroot.sh" "$ARCH")"
 t1=$(date +%s)
@@ -16,6 +17,14 @@ SCRATCH=".build-cross-$ARCH"            # inside the source tree; ignored by .gi
 PCDIRS="/cross/root/usr/lib/$GNU_TRIPLE/pkgconfig:/cross/root/usr/share/pkgconfig"
 mkdir -p "$OUT" "$REPO_DIR/$SCRATCH/home"
 rm -f "$OUT/skywire" "$OUT/skywire.sha256"   # a failed build must not leave an old binary behind
+# The chroot and sysroot are always mounted at the same paths, so SwiftPM cannot see that they
+# changed: start the scratch directory afresh (keeping only the git clones) when they did.
+TOOLCHAIN_ID="$(basename "$CHROOT") $(basename "$ENTRY")"
+if [ "$(cat "$REPO_DIR/$SCRATCH/toolchain-id" 2>/dev/null)" != "$TOOLCHAIN_ID" ]; then
+    log "toolchain changed: clean rebuild in $SCRATCH"
+    find "$REPO_DIR/$SCRATCH" -mindepth 1 -maxdepth 1 ! -name repositories ! -name home -exec rm -rf {} +
+    echo "$TOOLCHAIN_ID" > "$REPO_DIR/$SCRATCH/toolchain-id"
+fi
 [ -d /opt/swift-packages ] || { CURRENT_HINT="create the local package mirrors (see /etc/gitconfig insteadOf rules)"; die "/opt/swift-packages missing"; }
 
 step "sdk-bundle" ""
