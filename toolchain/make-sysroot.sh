@@ -82,6 +82,8 @@ rm -rf "$ROOT"/usr/libexec/swift/lib/swift/linux/lib_InternalSwiftStaticMirror.s
 # (that is why libswiftlang, which holds only those, is not in the pins).
 rm -f "$ROOT"/usr/libexec/swift/lib/swift/linux/*.so
 
+# Keep only the sysroot and the list of .deb files it came from (the .debs are ~0.8 GB).
+rm -rf "$TMP"/{debs,swiftdebs,apt-target,apt-swift,tar.err}
 du -sh "$ROOT" | awk '{print "sysroot size: "$1}' >&2
 finish_cache "$TMP" "$ENTRY"
 trap - EXIT
