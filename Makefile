@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench bench-deps clean
+.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain
 
 all: build
 
@@ -36,6 +36,23 @@ bench: bench-deps
 
 bench-deps: deps
 	@./scripts/install-deps.sh --bench
+
+## Cross builds (root; see docs/cross-compiling.md). ARCH=aarch64 | x86_64.
+## Toolchain and sysroot are cached in $$SKYWIRE_CACHE (default /var/cache/skywire-build).
+ARCH ?= aarch64
+
+## toolchain: build (or reuse) the pinned sid chroot and the trixie sysroot for ARCH.
+toolchain:
+	@./toolchain/make-chroot.sh >/dev/null
+	@./toolchain/make-sysroot.sh $(ARCH) >/dev/null
+
+## cross: release skywire for ARCH, static Swift stdlib, stripped: out/$(ARCH)/skywire(.sha256).
+cross:
+	./toolchain/build.sh $(ARCH)
+
+## cross-test: build, then check NEEDED libs, glibc symbol versions and run it on trixie libraries.
+cross-test: cross
+	./toolchain/test-cross.sh $(ARCH)
 
 clean:
 	rm -rf .build out
