@@ -209,6 +209,31 @@ final class MuxConnectionTests: XCTestCase {
         }
     }
 
+    func testOptimisticOpenCarriesDataAndReportsRefusalAsReset() throws {
+        let server = Collector()
+        routerB.onStream = { stream, port in
+            if port == 3 { return .forbidden }
+            stream.setDelegate(server)
+            return nil
+        }
+        let acceptedFuture = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(5),
+                                              waitForAccept: false)
+        loop.run()   // EmbeddedEventLoop: nothing runs until asked
+        let accepted = try acceptedFuture.wait()
+        accepted.write(ByteBuffer(string: "early"))
+        pump()
+        XCTAssertEqual(server.data, ByteBuffer(string: "early"))
+        let refusedFuture = connA.openStream(destinationPort: 3, sourcePort: 1, timeout: .seconds(5),
+                                             waitForAccept: false)
+        loop.run()
+        let refused = try refusedFuture.wait()
+        let client = Collector()
+        refused.setDelegate(client)
+        refused.write(ByteBuffer(string: "never delivered"))
+        pump()
+        XCTAssertEqual(client.resetCode, .forbidden)
+    }
+
     func testResetReachesTheOtherEnd() throws {
         let server = Collector()
         routerB.onStream = { stream, _ in stream.setDelegate(server); return nil }

@@ -176,11 +176,14 @@ public final class TransportManager: @unchecked Sendable {
 
     /// Opens a stream to `port` on the visor `remote`. When no transport is up, dials one
     /// from the peers table first.
+    /// `waitForAccept: false` hands the stream out before the remote app accepted it (see
+    /// `MuxConnection.openStream`).
     public func openStream(to remote: PublicKey, port: UInt16, sourcePort: UInt16,
-                           timeout: TimeAmount = .seconds(10)) -> EventLoopFuture<AppStream> {
+                           timeout: TimeAmount = .seconds(10), waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
         let loop = group.next()
         if let conn = connection(to: remote) {
-            return conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout)
+            return conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
+                                   waitForAccept: waitForAccept)
         }
         let promise = loop.makePromise(of: AppStream.self)
         promise.completeWithTask {
@@ -192,7 +195,8 @@ public final class TransportManager: @unchecked Sendable {
             guard let conn = self.connection(to: remote) else {
                 throw TransportError(.closed, "transport to \(remote.hex) closed while opening a stream")
             }
-            return try await conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout).get()
+            return try await conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
+                                             waitForAccept: waitForAccept).get()
         }
         return promise.futureResult
     }

@@ -121,7 +121,11 @@ final class MuxConnection {
 
     // MARK: For apps
 
-    func openStream(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount) -> EventLoopFuture<AppStream> {
+    /// Opens a stream. With `waitForAccept` the future completes on OPEN_OK (or fails on
+    /// OPEN_REJECT / timeout); without it the stream is handed out at once, writes are buffered
+    /// until OPEN_OK (saving a round trip), and a refusal arrives as a reset with its code.
+    func openStream(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount,
+                    waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
         eventLoop.flatSubmit { [self] in
             guard !closed else {
                 return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
@@ -135,6 +139,10 @@ final class MuxConnection {
             let stream = MuxStream(id: id, connection: self, localPort: sourcePort, remotePort: destinationPort,
                                    accepted: true)
             streams[id] = stream
+            if !waitForAccept {
+                scheduleFlush()
+                return eventLoop.makeSucceededFuture(stream)
+            }
             let promise = eventLoop.makePromise(of: AppStream.self)
             let task = eventLoop.scheduleTask(in: timeout) { [weak self] in
                 guard let self, let pending = self.pendingOpens.removeValue(forKey: id) else { return }
@@ -189,7 +197,11 @@ final class MuxConnection {
                     pending.promise.succeed(stream)
                 }
             case .openRejected(let id, let code, let reason):
-                streams.removeValue(forKey: id)
+                let stream = streams.removeValue(forKey: id)
+                if pendingOpens[id] == nil {
+                    // An optimistic open: the stream was already handed out.
+                    stream?.deliverReset(AppStreamResetCode(rawValue: code.rawValue) ?? .refused)
+                }
                 if let pending = pendingOpens.removeValue(forKey: id) {
                     pending.timeout.cancel()
                     let text = reason.isEmpty ? code.description : reason

@@ -45,7 +45,10 @@ final class SkysocksClientVisorApp: VisorApp {
                 guard let pk = try? PublicKey(hex: request.remoteKeyHex) else {
                     return loop.makeFailedFuture(AppError("\(request.remoteKeyHex) is not a public key"))
                 }
-                return transports.openStream(to: pk, port: request.remotePort, sourcePort: localPort)
+                // Optimistic: the SOCKS greeting travels with the OPEN (one round trip less);
+                // a refusal (whitelist) arrives as a reset and becomes reply 0x02.
+                return transports.openStream(to: pk, port: request.remotePort, sourcePort: localPort,
+                                             waitForAccept: false)
             }
         } catch {
             throw AppError("skysocks-client: \(error)")
