@@ -157,10 +157,16 @@ kill -9 "$PID_c"
 sleep 0.5
 ip netns exec $C nft list table inet skywire_vpn_client >/dev/null 2>&1 && pass "after a client crash the kill switch stays" \
     || fail "kill switch table gone after crash"
+# The restarted client knows the exit's sudph address only: the tunnel runs over UDP.
+jq --arg e "$PKE" '.transport.peers[$e] = {"sudph":"10.79.0.2:7778"}' "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
 visor_start c $C
 expect_ok "vpn start after a crash" cli c vpn start -k "$PKE" --dns 192.0.2.53
 got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
 [ "$got" = hello ] && pass "works after a crash" || fail "no traffic after a crash restart"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.transport <<<"$st")" = sudph ] && pass "the tunnel now runs over sudph" || fail "transport: $(jq -c .info <<<"$st")"
+got=$( (ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "5 MB through the VPN over sudph with a matching checksum" || fail "sudph checksum $got != $want"
 expect_ok "vpn stop" cli c vpn stop
 [ "$(snapshot)" = "$before" ] && pass "after crash + restart + stop, the client is exactly as before" \
     || fail "after crash: $(diff <(echo "$before") <(snapshot))"
