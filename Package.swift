@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
-        .testTarget(name: "SkywireVPNTests", dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto"]),
+        .testTarget(name: "SkywireVPNTests", dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim"]),
+        .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim"]),
     ]
 )

@@ -98,6 +98,17 @@ public struct RouteEntry: Sendable, Hashable {
     public var metric: UInt32
     /// RTN_* route type (1 = unicast).
     public var type: UInt8
+
+    public init(destination: IPPrefix, gateway: IPAddress?, interfaceIndex: Int32, interfaceName: String,
+                table: UInt32, metric: UInt32, type: UInt8) {
+        self.destination = destination
+        self.gateway = gateway
+        self.interfaceIndex = interfaceIndex
+        self.interfaceName = interfaceName
+        self.table = table
+        self.metric = metric
+        self.type = type
+    }
 }
 
 /// A route to add or remove.
