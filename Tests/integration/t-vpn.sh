@@ -8,7 +8,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$
+C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$ D=skwtVD$$
 vpn_cleanup() {
     local rc=$?
     rm -rf "/etc/netns/$C"
@@ -17,11 +17,17 @@ vpn_cleanup() {
 }
 trap vpn_cleanup EXIT
 
-netns_add $C; netns_add $E; netns_add $N; netns_add $L
+netns_add $C; netns_add $E; netns_add $N; netns_add $L; netns_add $D
 veth_pair $C skwvc0 10.79.0.1/24 $E skwve0 10.79.0.2/24
 veth_pair $E skwve1 203.0.113.1/24 $N skwvn0 203.0.113.2/24
 veth_pair $C skwvc1 198.51.100.1/24 $N skwvn1 198.51.100.2/24
 veth_pair $E skwve2 192.168.77.1/24 $L skwvl0 192.168.77.2/24
+veth_pair $D skwvd0 10.80.0.1/24 $E skwve3 10.80.0.2/24
+# A second client D whose own network 10.77.0.0/28 overlaps the exit's first pool.
+ip -n $D link add skwvdum0 type veth peer name skwvdum1
+ip -n $D addr add 10.77.0.1/28 dev skwvdum0
+ip -n $D link set skwvdum0 up
+ip -n $D link set skwvdum1 up
 ip -n $C route add default via 198.51.100.2
 ip -n $E route add default via 203.0.113.2
 ip -n $C addr add fd00:79::1/64 dev skwvc0 nodad
@@ -50,13 +56,16 @@ grep -q '^198.51.100.1 ' "$T_WORK/http.log" && pass "without the VPN, C reaches 
 PKC=$(visor_config c)
 PKE=$(visor_config e)
 PKO=$(visor_config o)
-jq --arg c "$PKC" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["--whitelist",$c])' \
+PKD=$(visor_config d)
+WL="$PKC,$PKD"
+jq --arg wl "$WL" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["--whitelist",$wl])' \
     "$T_WORK/e.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/e.json"
 for v in c o; do
     jq --arg e "$PKE" '.transport.peers[$e] = {"stcpr":"10.79.0.2:7777","sudph":"10.79.0.2:7778"}' \
         "$T_WORK/$v.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/$v.json"
 done
 jq '.transport.stcpr_port=7790 | .transport.sudph_port=7791' "$T_WORK/o.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/o.json"
+jq --arg e "$PKE" '.transport.peers[$e] = {"stcpr":"10.80.0.2:7777"}' "$T_WORK/d.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/d.json"
 
 snapshot() {  # routes, rules, links, nftables and resolver of C
     { ip -n $C route show table all; ip -n $C -6 route show table all; ip -n $C rule; ip -n $C -o link | cut -d' ' -f2
@@ -108,6 +117,23 @@ srv=$(cli e vpn server status --json)
 [ "$(jq -r '.info.clients | length' <<<"$srv")" = 1 ] && [ "$(jq -r '.info.clients[0].pk' <<<"$srv")" = "$PKC" ] \
     && pass "server status lists the client" || fail "server status: $srv"
 
+# Two clients at once: D's lease avoids its own 10.77.0.0/28; replies reach the right client.
+visor_start d $D
+expect_ok "second client: vpn start" cli d vpn start -k "$PKE"
+std=$(cli d vpn status --json)
+[ "$(jq -r .info.tunnel_ip <<<"$std")" = 10.77.0.18/30 ] && pass "second client leased 10.77.0.18/30, outside its own 10.77.0.0/28" \
+    || fail "second client lease: $(jq -c .info <<<"$std")"
+(ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin | sha256sum | cut -d" " -f1 >"$T_WORK/sum.c") &
+pc=$!
+(ip netns exec $D curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin | sha256sum | cut -d" " -f1 >"$T_WORK/sum.d") &
+pd=$!
+wait $pc $pd || true
+[ "$(cat "$T_WORK/sum.c")" = "$want" ] && [ "$(cat "$T_WORK/sum.d")" = "$want" ] \
+    && pass "two clients downloading at once, both checksums match" || fail "concurrent: $(cat "$T_WORK/sum.c") $(cat "$T_WORK/sum.d")"
+[ "$(cli e vpn server status --json | jq '.info.clients | length')" = 2 ] && pass "server lists two clients" || fail "server clients"
+expect_ok "second client: vpn stop" cli d vpn stop
+visor_stop d
+
 # 3. --secure (default): no LAN host of the exit, no exit-local address; --secure=false: LAN reachable.
 ip netns exec $C curl -fsS --max-time 3 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null \
     && fail "secure: client reached the exit's LAN host" || pass "secure: the exit's LAN host is unreachable"
@@ -116,7 +142,7 @@ ip netns exec $C ping -c1 -W1 203.0.113.1 >/dev/null 2>&1 && fail "secure: clien
 gw=$(jq -r .info.server_tunnel_ip <<<"$st")
 ip netns exec $C ping -c1 -W2 "$gw" >/dev/null 2>&1 && pass "secure: the tunnel gateway $gw answers" || fail "gateway $gw silent"
 expect_ok "vpn server stop" cli e vpn server stop
-expect_ok "vpn server start --secure=false" cli e vpn server start --whitelist "$PKC" --secure=false
+expect_ok "vpn server start --secure=false" cli e vpn server start --whitelist "$WL" --secure=false
 for _ in $(seq 1 30); do
     ip netns exec $C curl -fsS --max-time 2 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null && break
     sleep 0.5
@@ -124,7 +150,7 @@ done
 ip netns exec $C curl -fsS --max-time 3 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null \
     && pass "--secure=false: the client reconnected by itself and reaches the LAN host" || fail "--secure=false: LAN host unreachable"
 expect_ok "vpn server restart (secure)" cli e vpn server stop
-expect_ok "vpn server start" cli e vpn server start --whitelist "$PKC"
+expect_ok "vpn server start" cli e vpn server start --whitelist "$WL"
 
 # 4. Kill switch: the exit dies, nothing leaves directly (not even bound to the direct interface).
 expect_ok "vpn stop" cli c vpn stop
