@@ -11,8 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$ D=skwtVD$$
 vpn_cleanup() {
     local rc=$?
+    set +e
     rm -rf "/etc/netns/$C"
-    (exit $rc)
+    (exit $rc)  # hand the test's status on to lib.sh's cleanup
     cleanup
 }
 trap vpn_cleanup EXIT
