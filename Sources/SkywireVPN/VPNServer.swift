@@ -162,7 +162,7 @@ public final class VPNServer: @unchecked Sendable {
         }
         let result: Result<VPNLease, VPNError> = lock.withLock {
             guard running, let tun, let netlink else { return .failure(VPNError("server stopping")) }
-            if let old = sessions.removeValue(forKey: key) { dropLocked(old) }
+            if let old = sessions.removeValue(forKey: key) { dropLocked(old, resetStream: true) }
             guard let lease = pool.allocate(avoiding: hello.networks) else {
                 return .failure(VPNError("address pool exhausted"))
             }
@@ -196,12 +196,14 @@ public final class VPNServer: @unchecked Sendable {
         lock.withLock {
             guard sessions[session.key] === session else { return }
             sessions.removeValue(forKey: session.key)
-            dropLocked(session)
+            dropLocked(session, resetStream: false)
         }
         logger.info("vpn-server: client disconnected", metadata: ["pk": "\(session.key.short)"])
     }
 
-    private func dropLocked(_ s: ServerSession) {
+    /// Releases a session's lease and gateway address; `resetStream` when a new session of the
+    /// same client replaces it (its old stream may still look open).
+    private func dropLocked(_ s: ServerSession, resetStream: Bool) {
         byAddress.removeValue(forKey: s.lease.client.v4Value!)
         pool.release(s.lease)
         if let tun, let netlink {
@@ -209,7 +211,7 @@ public final class VPNServer: @unchecked Sendable {
                 logger.debug("vpn-server: removing address", metadata: ["error": "\(error)"])
             }
         }
-        if s.stream !== (sessions[s.key]?.stream) {
+        if resetStream {
             let box = StreamBox(s.stream)
             box.stream.eventLoop.execute { box.stream.reset(.appClosed) }
         }
