@@ -198,6 +198,13 @@ expect_ok "vpn stop" cli c vpn stop
 [ "$(snapshot)" = "$before" ] && pass "after crash + restart + stop, the client is exactly as before" \
     || fail "after crash: $(diff <(echo "$before") <(snapshot))"
 
+# A visor stopped with SIGTERM stops its apps: the client is restored too.
+expect_ok "vpn start --killswitch (then SIGTERM)" cli c vpn start -k "$PKE" --killswitch --dns 192.0.2.53
+cli c vpn status | grep -q '^state: *connected' && pass "vpn status (text) says connected" || fail "text status: $(cli c vpn status)"
+visor_stop c
+[ "$(snapshot)" = "$before" ] && pass "SIGTERM of the client visor restores routes, nftables and resolv.conf" \
+    || fail "after SIGTERM: $(diff <(echo "$before") <(snapshot))"
+
 # 6. Server stop restores the exit.
 expect_ok "vpn server stop" cli e vpn server stop
 ip netns exec $E nft list table inet skywire_vpn_server >/dev/null 2>&1 && fail "server nft table left" || pass "server nft table removed"
