@@ -72,8 +72,10 @@ public final class VPNClient: @unchecked Sendable {
             current = .connecting
             stopping = false
         }
+        var opened: StreamBox?
         do {
             let (box, ok) = try await handshake()
+            opened = box
             try configure(ok)
             lock.withLock {
                 stream = box
@@ -84,6 +86,7 @@ public final class VPNClient: @unchecked Sendable {
             logger.info("vpn-client connected", metadata: ["server": "\(arguments.server.short)",
                                                            "addr": "\(ok.clientAddress)", "mtu": "\(ok.mtu)"])
         } catch {
+            if let opened { opened.stream.eventLoop.execute { opened.stream.finish() } }
             await stop()
             lock.withLock { lastError = "\(error)" }
             throw error
@@ -181,24 +184,37 @@ public final class VPNClient: @unchecked Sendable {
     /// First successful handshake: TUN, address, routes, firewall, DNS; each recorded first.
     private func configure(_ ok: VPNServerOK) throws {
         let nl = try RouteNetlink()
-        guard let info = transports.list().first(where: { $0.remoteKey == arguments.server && $0.state == .up }),
-              let serverIP = IPAddress(Self.host(of: info.remoteAddress)) else {
+        let toServer = transports.list().filter { $0.remoteKey == arguments.server }
+        guard let live = toServer.first(where: { $0.state == .up }),
+              let serverIP = IPAddress(Self.host(of: live.remoteAddress)) else {
             throw VPNError("no live transport to \(arguments.server.hex) to route around the tunnel")
         }
-        let routes = try nl.routes(family: serverIP.family)
-        let path = RouteEntry.bestRoute(to: serverIP, in: routes, excludingInterface: Self.tunName)
+        // Every address the exit's transports use (stcpr and sudph may differ) bypasses the tunnel.
+        var serverIPs = [serverIP]
+        for t in toServer {
+            if let ip = IPAddress(Self.host(of: t.remoteAddress)), !serverIPs.contains(ip) { serverIPs.append(ip) }
+        }
+        var hostRoutes: [RouteSpec] = []
+        for ip in serverIPs {
+            let routes = try nl.routes(family: ip.family)
+            if let path = RouteEntry.bestRoute(to: ip, in: routes, excludingInterface: Self.tunName) {
+                hostRoutes.append(RouteSpec(destination: IPPrefix(ip, ip.bitCount)!, interface: path.interfaceName,
+                                            gateway: path.gateway))
+            }
+        }
 
         try record("nft_table", VPNFirewall.clientTable)
         try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
-                                                     transportAddresses: [serverIP]))
+                                                     transportAddresses: serverIPs))
         let device = try TunDevice(name: Self.tunName, nonBlocking: true)
         try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
         try nl.addAddress(ok.clientAddress, interface: device.name)
-        if let path {
-            let host = RouteSpec(destination: IPPrefix(serverIP, serverIP.bitCount)!, interface: path.interfaceName,
-                                 gateway: path.gateway)
-            try record("route", host.stateValue)
-            do { try nl.addRoute(host) } catch let e as NetlinkError where e.alreadyExists {}
+        for host in hostRoutes {
+            // A route that was already there is not ours: it is neither recorded nor removed.
+            do {
+                try nl.addRoute(host)
+                try record("route", host.stateValue)
+            } catch let e as NetlinkError where e.alreadyExists {}
         }
         for half in Self.halves {
             try nl.addRoute(RouteSpec(destination: half, interface: device.name))
@@ -206,9 +222,7 @@ public final class VPNClient: @unchecked Sendable {
         let dns = arguments.dns.isEmpty ? ok.dns : arguments.dns
         if !dns.isEmpty {
             try FileIO.makeDirectories(stateDirectory)
-            // Record intent first: a crash between the two leaves a restorable backup.
-            let entries = try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory)
-            for e in entries { try record(e.key, e.value) }
+            try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
         }
         let w = try EventWaker()
         lock.withLock {

@@ -10,30 +10,31 @@ enum VPNDNS {
     static let resolvectlCandidates = ["/usr/bin/resolvectl", "/bin/resolvectl"]
     static let backupName = "vpn-client.resolv.conf"
 
-    /// State-file entries describing how to undo the change.
-    static func apply(servers: [IPAddress], tun: String, stateDirectory: String) throws -> [(key: String, value: String)] {
+    /// Changes the resolver; `record(key, value)` is called with how to undo it *before* the
+    /// change, so a crash at any point leaves a restorable state file.
+    static func apply(servers: [IPAddress], tun: String, stateDirectory: String,
+                      record: (String, String) throws -> Void) throws {
         let current = try FileIO.read(resolvConf)
         if let current, String(decoding: current, as: UTF8.self).contains(resolvedStub),
            let resolvectl = resolvectlCandidates.first(where: FileIO.exists) {
+            try record("resolved_link", tun)
             let r1 = try Subprocess.run(resolvectl, ["dns", tun] + servers.map(\.description))
             let r2 = try Subprocess.run(resolvectl, ["domain", tun, "~."])
             guard r1.status == 0, r2.status == 0 else {
                 throw VPNError("resolvectl failed: \(r1.output) \(r2.output)")
             }
-            return [("resolved_link", tun)]
+            return
         }
         let backup = stateDirectory + "/" + backupName
-        var entries: [(key: String, value: String)]
         if let current {
             try FileIO.writeAtomically(backup, current)
-            entries = [("resolv_backup", backup)]
+            try record("resolv_backup", backup)
         } else {
-            entries = [("resolv_absent", resolvConf)]
+            try record("resolv_absent", resolvConf)
         }
         let text = "# written by skywire vpn-client; restored when the VPN stops\n"
             + servers.map { "nameserver \($0)\n" }.joined()
         try FileIO.overwrite(resolvConf, Array(text.utf8))
-        return entries
     }
 
     /// Undoes one state-file entry; true when the key was a DNS one.
