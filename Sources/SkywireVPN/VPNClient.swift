@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -14,7 +15,8 @@ import Glibc
 /// switch everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
 /// configured while the session reconnects and is restored on `stop`.
 public final class VPNClient: @unchecked Sendable {
-    // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable.
+    // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
+    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`).
     public static let tunName = "skwvpn0"
     public static let serverPort: UInt16 = 44
     static let stateFileName = "vpn-client.state"
@@ -38,14 +40,18 @@ public final class VPNClient: @unchecked Sendable {
     private var stopping = false
     private var stream: StreamBox?
     private var answer: VPNServerOK?
-    private var tunnelUp = false
+    /// The client tunnel address (host order) while a session is up, 0 between sessions.
+    private let tunnelAddress = ManagedAtomic<UInt32>(0)
+    /// The TUN, set once by `configure`.
+    private let tunRef = ManagedAtomicLazyReference<TunDevice>()
+    private let stopFlag = ManagedAtomic<Bool>(false)
+    private let bytesUpCounter = ManagedAtomic<UInt64>(0)
+    private let bytesDownCounter = ManagedAtomic<UInt64>(0)
     private var tun: TunDevice?
     private var waker: EventWaker?
     private var reader: SystemThread?
     private var serverTransportAddress: IPAddress?
     private var stateEntries: [(key: String, value: String)] = []
-    private var bytesUp: UInt64 = 0
-    private var bytesDown: UInt64 = 0
     private var lastHandshake: Int64?
     private var lastError: String?
     private var reconnects = 0
@@ -97,8 +103,9 @@ public final class VPNClient: @unchecked Sendable {
     public func stop() async {
         let (box, task, device, w, r): (StreamBox?, Task<Void, Never>?, TunDevice?, EventWaker?, SystemThread?) = lock.withLock {
             stopping = true
+            stopFlag.store(true, ordering: .relaxed)
             current = .stopped
-            tunnelUp = false
+            tunnelAddress.store(0, ordering: .relaxed)
             defer {
                 stream = nil
                 reconnectTask = nil
@@ -225,11 +232,12 @@ public final class VPNClient: @unchecked Sendable {
             try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
         }
         let w = try EventWaker()
+        _ = tunRef.storeIfNilThenLoad(device)
         lock.withLock {
             tun = device
             waker = w
             serverTransportAddress = serverIP
-            tunnelUp = true
+            tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
         }
         let r = try SystemThread(name: "vpn-client-tun") { [self] in readLoop(device, w) }
         lock.withLock { reader = r }
@@ -269,7 +277,7 @@ public final class VPNClient: @unchecked Sendable {
             guard !stopping, stream?.stream === box.stream else { return false }
             stream = nil
             current = .reconnecting
-            tunnelUp = false
+            tunnelAddress.store(0, ordering: .relaxed)
             return reconnectTask == nil
         }
         guard start else { return }
@@ -295,7 +303,7 @@ public final class VPNClient: @unchecked Sendable {
                     stream = box
                     answer = ok
                     current = .connected
-                    tunnelUp = true
+                    tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
                     lastHandshake = Int64(time(nil))
                     reconnects += 1
                     reconnectTask = nil
@@ -318,14 +326,12 @@ public final class VPNClient: @unchecked Sendable {
     /// A packet from the server: only IPv4 addressed to our tunnel address is written to the TUN.
     public func receive(datagram: ByteBuffer, from key: PublicKey) {
         guard key == arguments.server else { return }
+        let address = tunnelAddress.load(ordering: .relaxed)
+        guard address != 0, let device = tunRef.load() else { return }
         datagram.withUnsafeReadableBytes { packet in
-            let device: TunDevice? = lock.withLock {
-                guard tunnelUp, let answer, IPv4Packet.isValid(packet),
-                      IPv4Packet.destination(packet) == answer.clientAddress.address.v4Value else { return nil }
-                bytesDown &+= UInt64(packet.count)
-                return tun
-            }
-            if let device { _ = try? device.write(packet) }
+            guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
+            bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
+            _ = try? device.write(packet)
         }
     }
 
@@ -334,7 +340,7 @@ public final class VPNClient: @unchecked Sendable {
         defer { buffer.deallocate() }
         let allocator = ByteBufferAllocator()
         let server = arguments.server
-        while !lock.withLock({ stopping }) {
+        while !stopFlag.load(ordering: .relaxed) {
             let n: Int
             do {
                 switch try device.read(into: buffer) {
@@ -349,12 +355,9 @@ public final class VPNClient: @unchecked Sendable {
             }
             let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
             guard IPv4Packet.isValid(packet) else { continue }
-            let up: Bool = lock.withLock {
-                guard tunnelUp else { return false }
-                bytesUp &+= UInt64(n)
-                return true
-            }
-            guard up else { continue }  // between sessions: dropped, never sent around the tunnel
+            // Between sessions packets are dropped, never sent around the tunnel.
+            guard tunnelAddress.load(ordering: .relaxed) != 0 else { continue }
+            bytesUpCounter.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
             var out = allocator.buffer(capacity: n)
             out.writeBytes(packet)
             transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
@@ -385,7 +388,8 @@ public final class VPNClient: @unchecked Sendable {
         return lock.withLock {
             Status(server: arguments.server, state: current, clientAddress: answer?.clientAddress,
                    serverAddress: answer?.serverAddress, serverTransportAddress: serverTransportAddress, mtu: answer?.mtu,
-                   bytesUp: bytesUp, bytesDown: bytesDown, lastHandshake: lastHandshake, transportType: type,
+                   bytesUp: bytesUpCounter.load(ordering: .relaxed),
+                   bytesDown: bytesDownCounter.load(ordering: .relaxed), lastHandshake: lastHandshake, transportType: type,
                    killSwitch: arguments.killSwitch, dns: arguments.dns.isEmpty ? (answer?.dns ?? []) : arguments.dns,
                    reconnects: reconnects, lastError: lastError)
         }

@@ -99,15 +99,17 @@ expect_ok "vpn start" cli c vpn start -k "$PKE" --dns 192.0.2.53
 st=$(cli c vpn status --json)
 [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = stcpr ] \
     && pass "status: connected over stcpr as $(jq -r .info.tunnel_ip <<<"$st")" || fail "status: $st"
-ip -n $C route | grep -q '^0.0.0.0/1 dev skwvpn0' && ip -n $C route | grep -q '^128.0.0.0/1 dev skwvpn0' \
-    && ip -n $C route | grep -q '^10.79.0.2 dev skwvc0' && pass "routes: two /1 via skwvpn0, host route to the exit" \
-    || fail "routes: $(ip -n $C route)"
+routes=$(ip -n $C route)  # captured first: `ip | grep -q` can die of SIGPIPE under pipefail
+grep -q '^0.0.0.0/1 dev skwvpn0' <<<"$routes" && grep -q '^128.0.0.0/1 dev skwvpn0' <<<"$routes" \
+    && grep -q '^10.79.0.2 dev skwvc0' <<<"$routes" && pass "routes: two /1 via skwvpn0, host route to the exit" \
+    || fail "routes: $routes"
 grep -q '^nameserver 192.0.2.53$' "/etc/netns/$C/resolv.conf" && pass "resolv.conf points at --dns" \
     || fail "resolv.conf: $(cat "/etc/netns/$C/resolv.conf")"
 : >"$T_WORK/http.log.mark"; lines=$(wc -l <"$T_WORK/http.log")
 got=$( (ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
 [ "$got" = "$want" ] && pass "5 MB through the VPN with a matching checksum" || fail "checksum $got != $want"
-tail -n +$((lines + 1)) "$T_WORK/http.log" | grep '"GET /big.bin' | grep -q '^203.0.113.1 ' \
+fetches=$(tail -n +$((lines + 1)) "$T_WORK/http.log")
+grep '"GET /big.bin' <<<"$fetches" | grep -q '^203.0.113.1 ' \
     && pass "the internet host saw the exit's address" || fail "http log: $(tail -3 "$T_WORK/http.log")"
 st=$(cli c vpn status --json)
 [ "$(jq -r .info.bytes_down <<<"$st")" -gt 5000000 ] && [ "$(jq -r .info.bytes_up <<<"$st")" -gt 0 ] \
@@ -200,7 +202,8 @@ expect_ok "vpn stop" cli c vpn stop
 
 # A visor stopped with SIGTERM stops its apps: the client is restored too.
 expect_ok "vpn start --killswitch (then SIGTERM)" cli c vpn start -k "$PKE" --killswitch --dns 192.0.2.53
-cli c vpn status | grep -q '^state: *connected' && pass "vpn status (text) says connected" || fail "text status: $(cli c vpn status)"
+txt=$(cli c vpn status)
+grep -q '^state: *connected' <<<"$txt" && pass "vpn status (text) says connected" || fail "text status: $txt"
 visor_stop c
 [ "$(snapshot)" = "$before" ] && pass "SIGTERM of the client visor restores routes, nftables and resolv.conf" \
     || fail "after SIGTERM: $(diff <(echo "$before") <(snapshot))"
