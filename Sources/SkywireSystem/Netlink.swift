@@ -66,6 +66,27 @@ final class NLAddress {
     }
 }
 
+/// Owns one libnl object (`rtnl_link`, `rtnl_addr`, `rtnl_route`, `rtnl_rule`) and drops our
+/// reference with its `*_put` function in deinit.
+final class NLObject {
+    let raw: OpaquePointer
+    private let release: (OpaquePointer) -> Void
+
+    /// nil (NLE_NOMEM) when the allocator returned NULL.
+    init(_ raw: OpaquePointer?, _ what: String, release: @escaping (OpaquePointer) -> Void) throws {
+        guard let raw else { throw NetlinkError(what, code: -NLE_NOMEM) }
+        self.raw = raw
+        self.release = release
+    }
+
+    deinit { release(raw) }
+
+    /// Runs `body` with the pointer while keeping the owner alive.
+    func use<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try withExtendedLifetime(self) { try body(raw) }
+    }
+}
+
 /// A libnl cache (`nl_cache_free` in deinit) and iteration over its objects.
 final class NLCache {
     let raw: OpaquePointer
@@ -197,15 +218,15 @@ public final class RouteNetlink {
     public func setLink(_ name: String, up: Bool? = nil, mtu: UInt32? = nil) throws {
         var current: OpaquePointer?
         try nlCheck("rtnl_link_get_kernel(\(name))", rtnl_link_get_kernel(socket, 0, name, &current))
-        guard let orig = current else { throw NetlinkError("rtnl_link_get_kernel(\(name))", code: -NLE_NODEV) }
-        defer { rtnl_link_put(orig) }
-        guard let change = rtnl_link_alloc() else { throw NetlinkError("rtnl_link_alloc", code: -NLE_NOMEM) }
-        defer { rtnl_link_put(change) }
-        if let up {
-            if up { rtnl_link_set_flags(change, UInt32(IFF_UP)) } else { rtnl_link_unset_flags(change, UInt32(IFF_UP)) }
+        let orig = try NLObject(current, "rtnl_link_get_kernel(\(name))", release: rtnl_link_put)
+        let change = try NLObject(rtnl_link_alloc(), "rtnl_link_alloc", release: rtnl_link_put)
+        try change.use { c in
+            if let up {
+                if up { rtnl_link_set_flags(c, UInt32(IFF_UP)) } else { rtnl_link_unset_flags(c, UInt32(IFF_UP)) }
+            }
+            if let mtu { rtnl_link_set_mtu(c, mtu) }
+            try nlCheck("rtnl_link_change(\(name))", orig.use { rtnl_link_change(socket, $0, c, 0) })
         }
-        if let mtu { rtnl_link_set_mtu(change, mtu) }
-        try nlCheck("rtnl_link_change(\(name))", rtnl_link_change(socket, orig, change, 0))
     }
 
     /// Whether an interface exists.
@@ -214,10 +235,11 @@ public final class RouteNetlink {
     /// Deletes a link by name (`rtnl_link_delete`); a missing link is not an error.
     public func deleteLink(_ name: String) throws {
         guard linkExists(name) else { return }
-        guard let link = rtnl_link_alloc() else { throw NetlinkError("rtnl_link_alloc", code: -NLE_NOMEM) }
-        defer { rtnl_link_put(link) }
-        rtnl_link_set_name(link, name)
-        let rc = rtnl_link_delete(socket, link)
+        let link = try NLObject(rtnl_link_alloc(), "rtnl_link_alloc", release: rtnl_link_put)
+        let rc = link.use { l in
+            rtnl_link_set_name(l, name)
+            return rtnl_link_delete(socket, l)
+        }
         if rc < 0 {
             let e = NetlinkError("rtnl_link_delete(\(name))", code: rc)
             if !e.notFound { throw e }
@@ -226,32 +248,29 @@ public final class RouteNetlink {
 
     // MARK: Addresses
 
-    private func makeAddress(_ prefix: IPPrefix, interface: String) throws -> OpaquePointer {
+    private func makeAddress(_ prefix: IPPrefix, interface: String) throws -> NLObject {
         let index = try interfaceIndex(interface)
-        guard let addr = rtnl_addr_alloc() else { throw NetlinkError("rtnl_addr_alloc", code: -NLE_NOMEM) }
+        let addr = try NLObject(rtnl_addr_alloc(), "rtnl_addr_alloc", release: rtnl_addr_put)
         let local = try NLAddress(prefix)
-        rtnl_addr_set_ifindex(addr, index)
-        let rc = withExtendedLifetime(local) { rtnl_addr_set_local(addr, local.raw) }
-        if rc < 0 {
-            rtnl_addr_put(addr)
-            throw NetlinkError("rtnl_addr_set_local(\(prefix))", code: rc)
+        try addr.use { a in
+            rtnl_addr_set_ifindex(a, index)
+            // rtnl_addr_set_local takes its own reference to `local`.
+            try nlCheck("rtnl_addr_set_local(\(prefix))", withExtendedLifetime(local) { rtnl_addr_set_local(a, local.raw) })
+            rtnl_addr_set_prefixlen(a, Int32(prefix.length))
         }
-        rtnl_addr_set_prefixlen(addr, Int32(prefix.length))
         return addr
     }
 
     /// `ip addr add PREFIX dev IFACE` (`rtnl_addr_add`); IPv4 or IPv6.
     public func addAddress(_ prefix: IPPrefix, interface: String) throws {
         let addr = try makeAddress(prefix, interface: interface)
-        defer { rtnl_addr_put(addr) }
-        try nlCheck("rtnl_addr_add(\(prefix) dev \(interface))", rtnl_addr_add(socket, addr, 0))
+        try nlCheck("rtnl_addr_add(\(prefix) dev \(interface))", addr.use { rtnl_addr_add(socket, $0, 0) })
     }
 
     /// `ip addr del PREFIX dev IFACE` (`rtnl_addr_delete`).
     public func removeAddress(_ prefix: IPPrefix, interface: String) throws {
         let addr = try makeAddress(prefix, interface: interface)
-        defer { rtnl_addr_put(addr) }
-        try nlCheck("rtnl_addr_delete(\(prefix) dev \(interface))", rtnl_addr_delete(socket, addr, 0))
+        try nlCheck("rtnl_addr_delete(\(prefix) dev \(interface))", addr.use { rtnl_addr_delete(socket, $0, 0) })
     }
 
     /// Every address of every interface (`rtnl_addr_alloc_cache`).
@@ -273,46 +292,41 @@ public final class RouteNetlink {
 
     // MARK: Routes
 
-    private func makeRoute(_ spec: RouteSpec) throws -> OpaquePointer {
-        guard let route = rtnl_route_alloc() else { throw NetlinkError("rtnl_route_alloc", code: -NLE_NOMEM) }
-        do {
-            let family = spec.destination.family == .v4 ? AF_INET : AF_INET6
-            rtnl_route_set_family(route, UInt8(family))
-            rtnl_route_set_table(route, spec.table)
-            rtnl_route_set_protocol(route, Self.rtprotStatic)
-            rtnl_route_set_type(route, Self.rtnUnicast)
-            if let metric = spec.metric { rtnl_route_set_priority(route, metric) }
-            let dst = try NLAddress(spec.destination.network)
-            try nlCheck("rtnl_route_set_dst(\(spec.destination))", withExtendedLifetime(dst) { rtnl_route_set_dst(route, dst.raw) })
-            if spec.interface != nil || spec.gateway != nil {
-                let index = try spec.interface.map { try interfaceIndex($0) }
-                let gateway = try spec.gateway.map { try NLAddress($0) }
+    private func makeRoute(_ spec: RouteSpec) throws -> NLObject {
+        let route = try NLObject(rtnl_route_alloc(), "rtnl_route_alloc", release: rtnl_route_put)
+        let family = spec.destination.family == .v4 ? AF_INET : AF_INET6
+        let dst = try NLAddress(spec.destination.network)
+        let index = try spec.interface.map { try interfaceIndex($0) }
+        let gateway = try spec.gateway.map { try NLAddress($0) }
+        try route.use { r in
+            rtnl_route_set_family(r, UInt8(family))
+            rtnl_route_set_table(r, spec.table)
+            rtnl_route_set_protocol(r, Self.rtprotStatic)
+            rtnl_route_set_type(r, Self.rtnUnicast)
+            if let metric = spec.metric { rtnl_route_set_priority(r, metric) }
+            try nlCheck("rtnl_route_set_dst(\(spec.destination))", withExtendedLifetime(dst) { rtnl_route_set_dst(r, dst.raw) })
+            if index != nil || gateway != nil {
                 guard let nh = rtnl_route_nh_alloc() else { throw NetlinkError("rtnl_route_nh_alloc", code: -NLE_NOMEM) }
                 if let index { rtnl_route_nh_set_ifindex(nh, index) }
                 if let gateway {
                     withExtendedLifetime(gateway) { rtnl_route_nh_set_gateway(nh, gateway.raw) }  // takes its own reference
                 }
-                rtnl_route_add_nexthop(route, nh)  // the route owns the next hop from here on
+                rtnl_route_add_nexthop(r, nh)  // the route owns (and frees) the next hop from here on
             }
-            return route
-        } catch {
-            rtnl_route_put(route)
-            throw error
         }
+        return route
     }
 
     /// `ip route add SPEC` (`rtnl_route_add` with NLM_F_EXCL: an existing route is an error).
     public func addRoute(_ spec: RouteSpec) throws {
         let route = try makeRoute(spec)
-        defer { rtnl_route_put(route) }
-        try nlCheck("rtnl_route_add(\(spec))", rtnl_route_add(socket, route, NLM_F_EXCL))
+        try nlCheck("rtnl_route_add(\(spec))", route.use { rtnl_route_add(socket, $0, NLM_F_EXCL) })
     }
 
     /// `ip route del SPEC` (`rtnl_route_delete`).
     public func removeRoute(_ spec: RouteSpec) throws {
         let route = try makeRoute(spec)
-        defer { rtnl_route_put(route) }
-        try nlCheck("rtnl_route_delete(\(spec))", rtnl_route_delete(socket, route, 0))
+        try nlCheck("rtnl_route_delete(\(spec))", route.use { rtnl_route_delete(socket, $0, 0) })
     }
 
     /// The routes of one family, every table (`rtnl_route_alloc_cache`).
@@ -350,31 +364,31 @@ public final class RouteNetlink {
 
     // MARK: Rules
 
-    private func makeRule(_ spec: RuleSpec) throws -> OpaquePointer {
-        guard let rule = rtnl_rule_alloc() else { throw NetlinkError("rtnl_rule_alloc", code: -NLE_NOMEM) }
-        rtnl_rule_set_family(rule, spec.family == .v4 ? AF_INET : AF_INET6)
-        rtnl_rule_set_prio(rule, spec.priority)
-        rtnl_rule_set_table(rule, spec.table)
-        rtnl_rule_set_action(rule, Self.frActToTable)
-        if let mark = spec.fwmark {
-            rtnl_rule_set_mark(rule, mark)
-            rtnl_rule_set_mask(rule, UInt32.max)
+    private func makeRule(_ spec: RuleSpec) throws -> NLObject {
+        let rule = try NLObject(rtnl_rule_alloc(), "rtnl_rule_alloc", release: rtnl_rule_put)
+        rule.use { r in
+            rtnl_rule_set_family(r, spec.family == .v4 ? AF_INET : AF_INET6)
+            rtnl_rule_set_prio(r, spec.priority)
+            rtnl_rule_set_table(r, spec.table)
+            rtnl_rule_set_action(r, Self.frActToTable)
+            if let mark = spec.fwmark {
+                rtnl_rule_set_mark(r, mark)
+                rtnl_rule_set_mask(r, UInt32.max)
+            }
         }
         return rule
     }
 
-    /// `ip rule add [not] fwmark M lookup T priority P` (`rtnl_rule_add`).
+    /// `ip rule add fwmark M lookup T priority P` (`rtnl_rule_add`).
     public func addRule(_ spec: RuleSpec) throws {
         let rule = try makeRule(spec)
-        defer { rtnl_rule_put(rule) }
-        try nlCheck("rtnl_rule_add(priority \(spec.priority))", rtnl_rule_add(socket, rule, NLM_F_EXCL))
+        try nlCheck("rtnl_rule_add(priority \(spec.priority))", rule.use { rtnl_rule_add(socket, $0, NLM_F_EXCL) })
     }
 
     /// `ip rule del ...` (`rtnl_rule_delete`).
     public func removeRule(_ spec: RuleSpec) throws {
         let rule = try makeRule(spec)
-        defer { rtnl_rule_put(rule) }
-        try nlCheck("rtnl_rule_delete(priority \(spec.priority))", rtnl_rule_delete(socket, rule, 0))
+        try nlCheck("rtnl_rule_delete(priority \(spec.priority))", rule.use { rtnl_rule_delete(socket, $0, 0) })
     }
 }
 
