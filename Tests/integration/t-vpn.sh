@@ -68,6 +68,7 @@ done
 jq '.transport.stcpr_port=7790 | .transport.sudph_port=7791' "$T_WORK/o.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/o.json"
 jq --arg e "$PKE" '.transport.peers[$e] = {"stcpr":"10.80.0.2:7777"}' "$T_WORK/d.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/d.json"
 
+speed() { awk '{ printf "%.1f MB/s", $1 / 1e6 }' "$T_WORK/speed" 2>/dev/null; }
 snapshot() {  # routes, rules, links, nftables and resolver of C
     { ip -n $C route show table all; ip -n $C -6 route show table all; ip -n $C rule; ip -n $C -o link | cut -d' ' -f2
       ip netns exec $C nft list ruleset; sha256sum <"/etc/netns/$C/resolv.conf"; } 2>&1
@@ -106,8 +107,8 @@ grep -q '^0.0.0.0/1 dev skwvpn0' <<<"$routes" && grep -q '^128.0.0.0/1 dev skwvp
 grep -q '^nameserver 192.0.2.53$' "/etc/netns/$C/resolv.conf" && pass "resolv.conf points at --dns" \
     || fail "resolv.conf: $(cat "/etc/netns/$C/resolv.conf")"
 : >"$T_WORK/http.log.mark"; lines=$(wc -l <"$T_WORK/http.log")
-got=$( (ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
-[ "$got" = "$want" ] && pass "5 MB through the VPN with a matching checksum" || fail "checksum $got != $want"
+got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "5 MB through the VPN with a matching checksum ($(speed))" || fail "checksum $got != $want"
 fetches=$(tail -n +$((lines + 1)) "$T_WORK/http.log")
 grep '"GET /big.bin' <<<"$fetches" | grep -q '^203.0.113.1 ' \
     && pass "the internet host saw the exit's address" || fail "http log: $(tail -3 "$T_WORK/http.log")"
@@ -194,8 +195,8 @@ got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt
 [ "$got" = hello ] && pass "works after a crash" || fail "no traffic after a crash restart"
 st=$(cli c vpn status --json)
 [ "$(jq -r .info.transport <<<"$st")" = sudph ] && pass "the tunnel now runs over sudph" || fail "transport: $(jq -c .info <<<"$st")"
-got=$( (ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
-[ "$got" = "$want" ] && pass "5 MB through the VPN over sudph with a matching checksum" || fail "sudph checksum $got != $want"
+got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "5 MB through the VPN over sudph with a matching checksum ($(speed))" || fail "sudph checksum $got != $want"
 expect_ok "vpn stop" cli c vpn stop
 [ "$(snapshot)" = "$before" ] && pass "after crash + restart + stop, the client is exactly as before" \
     || fail "after crash: $(diff <(echo "$before") <(snapshot))"
