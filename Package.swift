@@ -47,7 +47,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkywireVisor", dependencies: [
-            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks",
+            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks", "SkywireVPN",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -59,6 +59,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
+        .target(name: "SkywireVPN", dependencies: [
+            "SkywireTransport", "SkywireSystem", "SkywireCrypto",
+            .product(name: "Atomics", package: "swift-atomics"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "skywire", dependencies: [
@@ -80,5 +88,7 @@ let package = Package(
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
+        .testTarget(name: "SkywireVPNTests", dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim"]),
+        .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim"]),
     ]
 )

@@ -8,6 +8,8 @@
 #include <net/if.h>
 #include <netinet/udp.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
+#include <sched.h>
 #include <linux/if_tun.h>
 
 #ifndef UDP_SEGMENT
@@ -99,3 +101,9 @@ int skw_udp_socket(int family) {
     }
     return fd;
 }
+
+int skw_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int skw_unshare_netns(void) { return unshare(CLONE_NEWNET); }

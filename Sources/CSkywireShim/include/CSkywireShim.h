@@ -54,6 +54,15 @@ unsigned skw_max_batch(void);
 /// Creates a non-blocking, close-on-exec UDP socket for `family` with SO_REUSEADDR set.
 int skw_udp_socket(int family);
 
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a descriptor that wakes poll(2).
+int skw_eventfd(void);
+
+/// unshare(CLONE_NEWNET): moves the calling thread into a new, empty network namespace (tests).
+int skw_unshare_netns(void);
+
+/// pipe2(fds, O_CLOEXEC).
+int skw_pipe_cloexec(int fds[2]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,6 +68,8 @@ extension Visor {
             return .object([:])
         case "proxy.status":
             return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
+        case "vpn.start", "vpn.stop", "vpn.status", "vpn.server.start", "vpn.server.stop", "vpn.server.status":
+            return try await vpnControl(method, params)
         case "apps.ls":
             return .array(apps.snapshot())
         case "apps.start":
@@ -84,6 +86,53 @@ extension Visor {
             return .object([:])
         default:
             throw ControlError(.badRequest, "unknown method \"\(method)\"")
+        }
+    }
+
+    /// `vpn.*` methods (docs/cli.md): start/stop/status of vpn-client and vpn-server.
+    private func vpnControl(_ method: String, _ params: [String: ControlValue]) async throws -> ControlValue {
+        let client = AppName.vpnClient.rawValue, server = AppName.vpnServer.rawValue
+        func row(_ name: String) -> ControlValue {
+            apps.snapshot().first { $0["name"]?.stringValue == name } ?? .null
+        }
+        switch method {
+        case "vpn.start":
+            let pk = try Self.publicKey(params.requiredString("pk"))
+            let timeout = try params.optionalInt("timeout") ?? 20
+            if try params.optionalBool("existing_tp") ?? false {
+                guard transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) else {
+                    throw ControlError(.notFound, "no transport to \(pk.hex) is up (--existing-tp)")
+                }
+            } else {
+                try await ensureTransport(to: pk, timeout: timeout)
+            }
+            var args = ["-k", pk.hex]
+            if try params.optionalBool("killswitch") ?? false { args.append("--killswitch") }
+            if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
+            do {
+                try await apps.start(client, args: args)
+            } catch let e as AppError where e.message.contains("forbidden") {
+                throw ControlError(.forbidden, e.message)
+            }
+            return row(client)
+        case "vpn.stop":
+            try await apps.stop(client)
+            return .object([:])
+        case "vpn.status":
+            return row(client)
+        case "vpn.server.start":
+            var args: [String] = []
+            if let w = try params.optionalString("whitelist") { args += ["--whitelist", w] }
+            if let secure = try params.optionalBool("secure") { args.append("--secure=\(secure)") }
+            if let i = try params.optionalString("netifc") { args += ["--netifc", i] }
+            if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
+            try await apps.start(server, args: args)
+            return row(server)
+        case "vpn.server.stop":
+            try await apps.stop(server)
+            return .object([:])
+        default:
+            return row(server)
         }
     }
 

@@ -1,0 +1,78 @@
+import CSkywireShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Linux TUN interface (`IFF_TUN | IFF_NO_PI`): each read returns one IP packet and each
+/// write injects one. Opened with `skw_tun_open` (TUNSETIFF); the interface lives as long as
+/// the descriptor (it is not made persistent), so closing it removes the interface and every
+/// address and route on it.
+public final class TunDevice: @unchecked Sendable {
+    // @unchecked Sendable: `descriptor` changes only in `close()`, which the owner calls after
+    // its reader thread has stopped; read(2)/write(2)/poll(2) on one descriptor are thread-safe.
+    public let name: String
+    public let descriptor: OwnedDescriptor
+
+    /// Room for the largest packet a TUN returns (64 KiB, the IPv4 total-length limit).
+    public static let maxPacketSize = 65535
+
+    /// Opens (creates) the TUN interface `name` (at most IFNAMSIZ−1 bytes; "%d" lets the kernel
+    /// pick a number). Blocking unless `nonBlocking`.
+    public init(name: String, nonBlocking: Bool = false) throws {
+        let size = skw_ifnamsiz()
+        guard !name.isEmpty, name.utf8.count < size else {
+            throw SystemError(call: "TUNSETIFF(\(name)): interface names are 1...\(size - 1) bytes", errno: EINVAL)
+        }
+        var buffer = [CChar](repeating: 0, count: size)
+        for (i, b) in name.utf8.enumerated() { buffer[i] = CChar(bitPattern: b) }
+        let fd = try syscall("open(/dev/net/tun)+TUNSETIFF(\(name))") {
+            skw_tun_open(&buffer, size, 0, 0)
+        }
+        descriptor = OwnedDescriptor(taking: fd)
+        self.name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if nonBlocking { try descriptor.setNonBlocking() }
+    }
+
+    /// Reads one packet into `buffer`, blocking until one arrives (or EAGAIN when non-blocking,
+    /// reported as `.wouldBlock`). Returns its length.
+    @inline(__always)
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> IOResult<Int> {
+        try syscallNonBlocking("read(\(name))") { Glibc.read(descriptor.raw, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes one IP packet. A full queue (`.wouldBlock`) means the packet is dropped.
+    @inline(__always)
+    @discardableResult
+    public func write(_ packet: UnsafeRawBufferPointer) throws -> IOResult<Int> {
+        try syscallNonBlocking("write(\(name))") { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
+    }
+
+    /// Waits until a packet can be read or `waker` fires; false on timeout or wake-up.
+    /// `timeoutMillis` −1 waits forever.
+    public func waitReadable(waker: EventWaker?, timeoutMillis: Int32) throws -> Bool {
+        var fds = [pollfd(fd: descriptor.raw, events: Int16(POLLIN), revents: 0)]
+        if let waker { fds.append(pollfd(fd: waker.descriptor.raw, events: Int16(POLLIN), revents: 0)) }
+        let n = try syscall("poll(\(name))") { poll(&fds, nfds_t(fds.count), timeoutMillis) }
+        if n > 0, fds.count > 1, fds[1].revents != 0 { return false }
+        return n > 0 && fds[0].revents & Int16(POLLIN) != 0
+    }
+
+    /// Closes the descriptor; the kernel removes the interface.
+    public func close() { descriptor.close() }
+}
+
+/// An eventfd(2) that wakes a thread blocked in `poll`, e.g. a TUN reader being stopped.
+public final class EventWaker: @unchecked Sendable {
+    // @unchecked Sendable: the descriptor is immutable until deinit; eventfd writes are atomic.
+    public let descriptor: OwnedDescriptor
+
+    public init() throws {
+        descriptor = OwnedDescriptor(taking: try syscall("eventfd") { skw_eventfd() })
+    }
+
+    /// Makes the descriptor readable (it stays so: a woken reader is expected to exit).
+    public func wake() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(descriptor.raw, $0.baseAddress, $0.count) }
+    }
+}

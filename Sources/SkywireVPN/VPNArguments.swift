@@ -1,0 +1,129 @@
+import SkywireCrypto
+import SkywireSystem
+
+/// `vpn-server` arguments: `--whitelist PK1,PK2` (empty: everyone), `--secure=true|false`
+/// (default true), `-i/--netifc IFACE` (default: the interface of the only default route),
+/// `--dns IP[,IP]` (announced to clients; default none).
+public struct VPNServerArguments: Equatable, Sendable {
+    public var whitelist: Set<PublicKey> = []
+    public var secure = true
+    public var exitInterface: String?
+    public var dns: [IPAddress] = []
+
+    public init() {}
+
+    public init(parsing args: [String]) throws(VPNArgumentError) {
+        var it = ArgumentCursor(args)
+        while let arg = it.next() {
+            switch arg.name {
+            case "--whitelist", "-w":
+                let value = try it.value(for: arg)
+                for item in value.split(separator: ",") where !item.isEmpty {
+                    guard let pk = try? PublicKey(hex: String(item)) else {
+                        throw VPNArgumentError("--whitelist: \"\(item)\" is not a public key (64 lowercase hex)")
+                    }
+                    whitelist.insert(pk)
+                }
+            case "--secure":
+                let value = arg.inline ?? "true"
+                guard let b = Bool(value) else { throw VPNArgumentError("--secure takes true or false, not \"\(value)\"") }
+                secure = b
+            case "--netifc", "-i":
+                exitInterface = try it.value(for: arg)
+            case "--dns":
+                dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
+            default:
+                throw VPNArgumentError("unknown vpn-server argument \"\(arg.raw)\" (--whitelist, --secure, --netifc, --dns)")
+            }
+        }
+    }
+}
+
+/// `vpn-client` arguments: `-k/--pk PK` (required), `--killswitch[=true|false]`, `--dns IP`.
+public struct VPNClientArguments: Equatable, Sendable {
+    public var server: PublicKey
+    public var killSwitch = false
+    public var dns: [IPAddress] = []
+
+    public init(server: PublicKey) { self.server = server }
+
+    public init(parsing args: [String]) throws(VPNArgumentError) {
+        var it = ArgumentCursor(args)
+        var server: PublicKey?
+        var killSwitch = false
+        var dns: [IPAddress] = []
+        while let arg = it.next() {
+            switch arg.name {
+            case "-k", "--pk", "--srv":
+                let value = try it.value(for: arg)
+                guard let pk = try? PublicKey(hex: value) else {
+                    throw VPNArgumentError("-k: \"\(value)\" is not a public key (64 lowercase hex)")
+                }
+                server = pk
+            case "--killswitch":
+                let value = arg.inline ?? "true"
+                guard let b = Bool(value) else { throw VPNArgumentError("--killswitch takes true or false, not \"\(value)\"") }
+                killSwitch = b
+            case "--dns":
+                dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
+            default:
+                throw VPNArgumentError("unknown vpn-client argument \"\(arg.raw)\" (-k, --killswitch, --dns)")
+            }
+        }
+        guard let server else { throw VPNArgumentError("vpn-client needs -k PK (the server visor's public key)") }
+        self.server = server
+        self.killSwitch = killSwitch
+        self.dns = dns
+    }
+}
+
+public struct VPNArgumentError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+
+    static func addresses(_ value: String, option: String) throws(VPNArgumentError) -> [IPAddress] {
+        var out: [IPAddress] = []
+        for item in value.split(separator: ",") {
+            guard let a = IPAddress(String(item)), a.family == .v4 else {
+                throw VPNArgumentError("\(option): \"\(item)\" is not an IPv4 address")
+            }
+            out.append(a)
+        }
+        guard (1...VPNMessage.maxDNSServers).contains(out.count) else {
+            throw VPNArgumentError("\(option) takes 1...\(VPNMessage.maxDNSServers) addresses")
+        }
+        return out
+    }
+}
+
+/// Walks `--name value`, `--name=value` and `-x value` arguments.
+struct ArgumentCursor {
+    struct Arg {
+        var raw: String
+        var name: String
+        var inline: String?
+    }
+
+    private let args: [String]
+    private var index = 0
+
+    init(_ args: [String]) { self.args = args }
+
+    mutating func next() -> Arg? {
+        guard index < args.count else { return nil }
+        let raw = args[index]
+        index += 1
+        if raw.hasPrefix("--"), let eq = raw.firstIndex(of: "=") {
+            return Arg(raw: raw, name: String(raw[..<eq]), inline: String(raw[raw.index(after: eq)...]))
+        }
+        return Arg(raw: raw, name: raw, inline: nil)
+    }
+
+    mutating func value(for arg: Arg) throws(VPNArgumentError) -> String {
+        if let inline = arg.inline { return inline }
+        guard index < args.count else { throw VPNArgumentError("\(arg.name) needs a value") }
+        index += 1
+        return args[index - 1]
+    }
+}

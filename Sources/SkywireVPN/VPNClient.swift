@@ -1,0 +1,460 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireCrypto
+import SkywireSystem
+import SkywireTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `vpn-client` engine (docs/vpn.md): handshake on a control stream to the server's
+/// port, then a TUN with the leased address, `0.0.0.0/1` + `128.0.0.0/1` through it, a host
+/// route to the exit's transport address via the original path, IPv6 (and with the kill
+/// switch everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
+/// configured while the session reconnects and is restored on `stop`.
+public final class VPNClient: @unchecked Sendable {
+    // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
+    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`).
+    public static let tunName = "skwvpn0"
+    public static let serverPort: UInt16 = 44
+    static let stateFileName = "vpn-client.state"
+    static let halves = [IPPrefix("0.0.0.0/1")!, IPPrefix("128.0.0.0/1")!]
+    static let handshakeTimeout: TimeAmount = .seconds(10)
+    static let reconnectInitial: Int64 = 1
+    static let reconnectMax: Int64 = 10
+
+    public enum State: String, Sendable { case connecting, connected, reconnecting, stopped }
+
+    let arguments: VPNClientArguments
+    let transports: TransportManager
+    let localPort: UInt16
+    let serverPort: UInt16
+    let logger: Logger
+    let stateDirectory: String
+    let state: VPNStateFile
+
+    private let lock = NIOLock()
+    private var current: State = .stopped
+    private var stopping = false
+    private var stream: StreamBox?
+    private var answer: VPNServerOK?
+    /// The client tunnel address (host order) while a session is up, 0 between sessions.
+    private let tunnelAddress = ManagedAtomic<UInt32>(0)
+    /// The TUN, set once by `configure`.
+    private let tunRef = ManagedAtomicLazyReference<TunDevice>()
+    private let stopFlag = ManagedAtomic<Bool>(false)
+    private let bytesUpCounter = ManagedAtomic<UInt64>(0)
+    private let bytesDownCounter = ManagedAtomic<UInt64>(0)
+    private var tun: TunDevice?
+    private var waker: EventWaker?
+    private var reader: SystemThread?
+    private var serverTransportAddress: IPAddress?
+    private var stateEntries: [(key: String, value: String)] = []
+    private var lastHandshake: Int64?
+    private var lastError: String?
+    private var reconnects = 0
+    private var reconnectTask: Task<Void, Never>?
+
+    public init(arguments: VPNClientArguments, transports: TransportManager, localPort: UInt16,
+                serverPort: UInt16 = VPNClient.serverPort, stateDirectory: String, logger: Logger) {
+        self.arguments = arguments
+        self.transports = transports
+        self.localPort = localPort
+        self.serverPort = serverPort
+        self.logger = logger
+        self.stateDirectory = stateDirectory
+        state = VPNStateFile(directory: stateDirectory, name: Self.stateFileName)
+    }
+
+    // MARK: Start and stop
+
+    /// Cleans up after a crashed run, performs the first handshake (a refusal throws and
+    /// changes nothing), then configures the system.
+    public func start() async throws {
+        Self.cleanLeftovers(state, logger: logger)
+        lock.withLock {
+            current = .connecting
+            stopping = false
+        }
+        var opened: StreamBox?
+        do {
+            let (box, ok) = try await handshake()
+            opened = box
+            try configure(ok)
+            lock.withLock {
+                stream = box
+                answer = ok
+                current = .connected
+                lastHandshake = Int64(time(nil))
+            }
+            logger.info("vpn-client connected", metadata: ["server": "\(arguments.server.short)",
+                                                           "addr": "\(ok.clientAddress)", "mtu": "\(ok.mtu)"])
+        } catch {
+            if let opened { opened.stream.eventLoop.execute { opened.stream.finish() } }
+            await stop()
+            lock.withLock { lastError = "\(error)" }
+            throw error
+        }
+    }
+
+    /// Ends the session and restores routes, DNS and nftables exactly.
+    public func stop() async {
+        let (box, task, device, w, r): (StreamBox?, Task<Void, Never>?, TunDevice?, EventWaker?, SystemThread?) = lock.withLock {
+            stopping = true
+            stopFlag.store(true, ordering: .relaxed)
+            current = .stopped
+            tunnelAddress.store(0, ordering: .relaxed)
+            defer {
+                stream = nil
+                reconnectTask = nil
+                tun = nil
+                reader = nil
+                waker = nil
+            }
+            return (stream, reconnectTask, tun, waker, reader)
+        }
+        task?.cancel()
+        if let box { box.stream.eventLoop.execute { box.stream.finish() } }
+        w?.wake()
+        r?.join()
+        device?.close()
+        Self.cleanLeftovers(state, logger: logger)
+    }
+
+    /// Undoes what the state file records: nft table, host route, DNS.
+    static func cleanLeftovers(_ state: VPNStateFile, logger: Logger) {
+        let entries = state.load()
+        guard !entries.isEmpty else { return }
+        let nl = try? RouteNetlink()
+        for (key, value) in entries.reversed() {
+            do {
+                switch key {
+                case "nft_table":
+                    try NFTables.deleteTable(family: VPNFirewall.family, name: value)
+                case "route":
+                    if let spec = RouteSpec(stateValue: value), let nl {
+                        do { try nl.removeRoute(spec) } catch let e as NetlinkError where e.notFound {}
+                    }
+                case "tun":
+                    try nl?.deleteLink(value)
+                default:
+                    _ = try VPNDNS.restore(key: key, value: value)
+                }
+            } catch {
+                logger.warning("vpn-client: cleanup step failed", metadata: ["step": "\(key)=\(value)", "error": "\(error)"])
+            }
+        }
+        state.remove()
+    }
+
+    private func record(_ key: String, _ value: String) throws {
+        let entries: [(key: String, value: String)] = lock.withLock {
+            stateEntries.append((key, value))
+            return stateEntries
+        }
+        try state.save(entries)
+    }
+
+    // MARK: Handshake
+
+    /// Opens the control stream and waits for the server's answer.
+    private func handshake() async throws -> (StreamBox, VPNServerOK) {
+        let networks = ((try? RouteNetlink().addresses()) ?? [])
+            .filter { $0.prefix.family == .v4 && $0.interfaceName != Self.tunName && $0.interfaceName != "lo" }
+            .map(\.prefix)
+        let stream = try await transports.openStream(to: arguments.server, port: serverPort, sourcePort: localPort,
+                                                     timeout: Self.handshakeTimeout).get()
+        let box = StreamBox(stream)
+        let loop = stream.eventLoop
+        let promise = loop.makePromise(of: VPNServerOK.self)
+        loop.execute { [self] in
+            let handler = ClientControlHandler(handshake: VPNClientHandshake(localNetworks: networks), promise: promise) { [weak self] in
+                self?.sessionEnded(box)
+            }
+            box.stream.setDelegate(handler)
+            var out = ByteBufferAllocator().buffer(capacity: 64)
+            out.writeBytes(handler.handshake.helloBytes)
+            box.stream.write(out)
+            let timer = loop.scheduleTask(in: Self.handshakeTimeout) {
+                handler.fail(VPNError("the server did not answer within \(Self.handshakeTimeout.nanoseconds / 1_000_000_000) s"))
+                box.stream.reset(.appClosed)
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+        }
+        return (box, try await promise.futureResult.get())
+    }
+
+    // MARK: System configuration
+
+    /// First successful handshake: TUN, address, routes, firewall, DNS; each recorded first.
+    private func configure(_ ok: VPNServerOK) throws {
+        let nl = try RouteNetlink()
+        let toServer = transports.list().filter { $0.remoteKey == arguments.server }
+        guard let live = toServer.first(where: { $0.state == .up }),
+              let serverIP = IPAddress(Self.host(of: live.remoteAddress)) else {
+            throw VPNError("no live transport to \(arguments.server.hex) to route around the tunnel")
+        }
+        // Every address the exit's transports use (stcpr and sudph may differ) bypasses the tunnel.
+        var serverIPs = [serverIP]
+        for t in toServer {
+            if let ip = IPAddress(Self.host(of: t.remoteAddress)), !serverIPs.contains(ip) { serverIPs.append(ip) }
+        }
+        var hostRoutes: [RouteSpec] = []
+        for ip in serverIPs {
+            let routes = try nl.routes(family: ip.family)
+            if let path = RouteEntry.bestRoute(to: ip, in: routes, excludingInterface: Self.tunName) {
+                hostRoutes.append(RouteSpec(destination: IPPrefix(ip, ip.bitCount)!, interface: path.interfaceName,
+                                            gateway: path.gateway))
+            }
+        }
+
+        try record("nft_table", VPNFirewall.clientTable)
+        try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
+                                                     transportAddresses: serverIPs))
+        let device = try TunDevice(name: Self.tunName, nonBlocking: true)
+        try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
+        try nl.addAddress(ok.clientAddress, interface: device.name)
+        for host in hostRoutes {
+            // A route that was already there is not ours: it is neither recorded nor removed.
+            do {
+                try nl.addRoute(host)
+                try record("route", host.stateValue)
+            } catch let e as NetlinkError where e.alreadyExists {}
+        }
+        for half in Self.halves {
+            try nl.addRoute(RouteSpec(destination: half, interface: device.name))
+        }
+        let dns = arguments.dns.isEmpty ? ok.dns : arguments.dns
+        if !dns.isEmpty {
+            try FileIO.makeDirectories(stateDirectory)
+            try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
+        }
+        let w = try EventWaker()
+        _ = tunRef.storeIfNilThenLoad(device)
+        lock.withLock {
+            tun = device
+            waker = w
+            serverTransportAddress = serverIP
+            tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
+        }
+        let r = try SystemThread(name: "vpn-client-tun") { [self] in readLoop(device, w) }
+        lock.withLock { reader = r }
+    }
+
+    /// A new lease after a reconnect with a different address: swap the TUN address.
+    private func readdress(from old: VPNServerOK, to new: VPNServerOK) {
+        guard old.clientAddress != new.clientAddress, let device = lock.withLock({ tun }) else { return }
+        do {
+            let nl = try RouteNetlink()
+            try? nl.removeAddress(old.clientAddress, interface: device.name)
+            try nl.addAddress(new.clientAddress, interface: device.name)
+            // Deleting the old address can take the /1 routes with it only if they used it as
+            // source; re-add them (existing ones are fine).
+            for half in Self.halves {
+                do { try nl.addRoute(RouteSpec(destination: half, interface: device.name)) }
+                catch let e as NetlinkError where e.alreadyExists {}
+            }
+        } catch {
+            logger.error("vpn-client: cannot change the tunnel address", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func host(of address: String) -> String {
+        if address.hasPrefix("["), let end = address.firstIndex(of: "]") {
+            return String(address[address.index(after: address.startIndex)..<end])
+        }
+        return String(address.split(separator: ":").first ?? "")
+    }
+
+    // MARK: Reconnecting
+
+    /// The control stream ended: keep the system configured (traffic into the TUN is dropped,
+    /// the kill switch stays) and redo the handshake until it succeeds or the app stops.
+    private func sessionEnded(_ box: StreamBox) {
+        let start: Bool = lock.withLock {
+            guard !stopping, stream?.stream === box.stream else { return false }
+            stream = nil
+            current = .reconnecting
+            tunnelAddress.store(0, ordering: .relaxed)
+            return reconnectTask == nil
+        }
+        guard start else { return }
+        logger.info("vpn-client: session lost, reconnecting", metadata: ["server": "\(arguments.server.short)"])
+        let task = Task { [weak self] in
+            guard let self else { return }
+            await self.reconnectLoop()
+        }
+        lock.withLock { reconnectTask = task }
+    }
+
+    private func reconnectLoop() async {
+        var delay = Self.reconnectInitial
+        while !Task.isCancelled && !lock.withLock({ stopping }) {
+            try? await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000_000)
+            if Task.isCancelled || lock.withLock({ stopping }) { break }
+            do {
+                let (box, ok) = try await handshake()
+                let old: VPNServerOK? = lock.withLock { answer }
+                if let old { readdress(from: old, to: ok) }
+                let stillRunning: Bool = lock.withLock {
+                    guard !stopping else { return false }
+                    stream = box
+                    answer = ok
+                    current = .connected
+                    tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
+                    lastHandshake = Int64(time(nil))
+                    reconnects += 1
+                    reconnectTask = nil
+                    return true
+                }
+                if !stillRunning { box.stream.eventLoop.execute { box.stream.finish() } }
+                logger.info("vpn-client reconnected", metadata: ["addr": "\(ok.clientAddress)"])
+                return
+            } catch {
+                lock.withLock { lastError = "\(error)" }
+                logger.debug("vpn-client: reconnect failed", metadata: ["error": "\(error)"])
+                delay = min(delay * 2, Self.reconnectMax)
+            }
+        }
+        lock.withLock { reconnectTask = nil }
+    }
+
+    // MARK: Datapath
+
+    /// A packet from the server: only IPv4 addressed to our tunnel address is written to the TUN.
+    public func receive(datagram: ByteBuffer, from key: PublicKey) {
+        guard key == arguments.server else { return }
+        let address = tunnelAddress.load(ordering: .relaxed)
+        guard address != 0, let device = tunRef.load() else { return }
+        datagram.withUnsafeReadableBytes { packet in
+            guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
+            bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
+            _ = try? device.write(packet)
+        }
+    }
+
+    private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TunDevice.maxPacketSize, alignment: 16)
+        defer { buffer.deallocate() }
+        let allocator = ByteBufferAllocator()
+        let server = arguments.server
+        while !stopFlag.load(ordering: .relaxed) {
+            let n: Int
+            do {
+                switch try device.read(into: buffer) {
+                case .processed(let count): n = count
+                case .wouldBlock:
+                    _ = try device.waitReadable(waker: waker, timeoutMillis: -1)
+                    continue
+                }
+            } catch {
+                logger.error("vpn-client: TUN read failed", metadata: ["error": "\(error)"])
+                return
+            }
+            let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            guard IPv4Packet.isValid(packet) else { continue }
+            // Between sessions packets are dropped, never sent around the tunnel.
+            guard tunnelAddress.load(ordering: .relaxed) != 0 else { continue }
+            bytesUpCounter.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
+            var out = allocator.buffer(capacity: n)
+            out.writeBytes(packet)
+            transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
+        }
+    }
+
+    // MARK: Status
+
+    public struct Status: Sendable {
+        public var server: PublicKey
+        public var state: State
+        public var clientAddress: IPPrefix?
+        public var serverAddress: IPAddress?
+        public var serverTransportAddress: IPAddress?
+        public var mtu: UInt16?
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        public var lastHandshake: Int64?
+        public var transportType: String?
+        public var killSwitch: Bool
+        public var dns: [IPAddress]
+        public var reconnects: Int
+        public var lastError: String?
+    }
+
+    public var status: Status {
+        let type = transports.list().first { $0.remoteKey == arguments.server && $0.state == .up }?.type.rawValue
+        return lock.withLock {
+            Status(server: arguments.server, state: current, clientAddress: answer?.clientAddress,
+                   serverAddress: answer?.serverAddress, serverTransportAddress: serverTransportAddress, mtu: answer?.mtu,
+                   bytesUp: bytesUpCounter.load(ordering: .relaxed),
+                   bytesDown: bytesDownCounter.load(ordering: .relaxed), lastHandshake: lastHandshake, transportType: type,
+                   killSwitch: arguments.killSwitch, dns: arguments.dns.isEmpty ? (answer?.dns ?? []) : arguments.dns,
+                   reconnects: reconnects, lastError: lastError)
+        }
+    }
+}
+
+/// Reads the server's answer on the client's control stream (callbacks on its event loop).
+final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
+    // @unchecked Sendable: confined to the stream's event loop (every use runs there).
+    var handshake: VPNClientHandshake
+    let promise: EventLoopPromise<VPNServerOK>
+    let onSessionEnd: () -> Void
+    var accepted = false
+    var decided = false
+    var ended = false
+
+    init(handshake: VPNClientHandshake, promise: EventLoopPromise<VPNServerOK>, onSessionEnd: @escaping () -> Void) {
+        self.handshake = handshake
+        self.promise = promise
+        self.onSessionEnd = onSessionEnd
+    }
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        do {
+            guard let outcome = try handshake.receive(data.readableBytesView) else { return }
+            switch outcome {
+            case .accepted(let ok):
+                accepted = true
+                decided = true
+                promise.succeed(ok)
+            case .forbidden(let reason):
+                fail(VPNError("forbidden: \(reason)"))
+            case .failed(let reason):
+                fail(VPNError("the server refused: \(reason)"))
+            }
+        } catch {
+            fail(error)
+            stream.reset(.protocolError)
+            end()
+        }
+    }
+
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        fail(VPNError("the server closed the session"))
+        stream.finish()
+        end()
+    }
+
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        fail(VPNError("the session stream was reset: \(code)"))
+        end()
+    }
+
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+
+    /// Fails the handshake once; later calls (and failures after success) do nothing.
+    func fail(_ error: Error) {
+        guard !decided else { return }
+        decided = true
+        promise.fail(error)
+    }
+
+    private func end() {
+        guard !ended else { return }
+        ended = true
+        if accepted { onSessionEnd() }
+    }
+}

@@ -1,0 +1,191 @@
+import SkywireSystem
+
+/// VPN control-stream messages (docs/vpn.md §2). Every message is
+/// `type (1) | length (2, big-endian) | body (length bytes)`.
+public enum VPNMessage: Equatable, Sendable {
+    case clientHello(VPNClientHello)
+    case serverOK(VPNServerOK)
+    case forbidden(String)
+    case error(String)
+    /// A type this version does not know; ignored after the handshake (forward compatibility).
+    case unknown(type: UInt8, body: [UInt8])
+
+    public enum Kind: UInt8, Sendable {
+        case clientHello = 0x01, serverOK = 0x02, forbidden = 0x03, error = 0x04
+    }
+
+    public static let version: UInt8 = 1
+    public static let headerLength = 3
+    /// Largest body a peer may send.
+    public static let maxBodyLength = 1024
+    /// Senders cut reasons to this many bytes (at a character boundary).
+    public static let maxReasonLength = 200
+    /// At most this many local networks in a CLIENT_HELLO.
+    public static let maxClientNetworks = 32
+    /// At most this many DNS servers in a SERVER_OK.
+    public static let maxDNSServers = 4
+    /// Tunnel MTU bounds: the IPv4 minimum (RFC 791) and a jumbo frame.
+    public static let mtuRange: ClosedRange<UInt16> = 576...9000
+
+    static let networkEntryLength = 5
+    static let helloFixedLength = 2
+    static let okFixedLength = 13
+    static let ipv4Length = 4
+
+    /// The encoded message, header included.
+    public func encoded() -> [UInt8] {
+        let (type, body): (UInt8, [UInt8])
+        switch self {
+        case .clientHello(let h):
+            var b: [UInt8] = [h.version, UInt8(h.networks.count)]
+            for n in h.networks {
+                b += n.address.bytes
+                b.append(UInt8(n.length))
+            }
+            (type, body) = (Kind.clientHello.rawValue, b)
+        case .serverOK(let ok):
+            var b: [UInt8] = [ok.version]
+            b += ok.clientAddress.address.bytes
+            b.append(UInt8(ok.clientAddress.length))
+            b += ok.serverAddress.bytes
+            b += [UInt8(ok.mtu >> 8), UInt8(truncatingIfNeeded: ok.mtu)]
+            b.append(UInt8(ok.dns.count))
+            for d in ok.dns { b += d.bytes }
+            (type, body) = (Kind.serverOK.rawValue, b)
+        case .forbidden(let reason):
+            (type, body) = (Kind.forbidden.rawValue, Self.cut(reason))
+        case .error(let reason):
+            (type, body) = (Kind.error.rawValue, Self.cut(reason))
+        case .unknown(let t, let b):
+            (type, body) = (t, b)
+        }
+        return [type, UInt8(body.count >> 8), UInt8(truncatingIfNeeded: body.count)] + body
+    }
+
+    /// UTF-8 bytes of `reason`, at most `maxReasonLength`, cut at a character boundary.
+    static func cut(_ reason: String) -> [UInt8] {
+        var out: [UInt8] = []
+        for ch in reason {
+            let bytes = Array(String(ch).utf8)
+            if out.count + bytes.count > maxReasonLength { break }
+            out += bytes
+        }
+        return out
+    }
+
+    /// Decodes one message body of type `type` (the header already removed).
+    static func decode(type: UInt8, body: ArraySlice<UInt8>) throws(VPNProtocolError) -> VPNMessage {
+        let body = Array(body)
+        guard let kind = Kind(rawValue: type) else { return .unknown(type: type, body: body) }
+        switch kind {
+        case .clientHello:
+            guard body.count >= helloFixedLength else { throw .malformed("CLIENT_HELLO shorter than 2 bytes") }
+            let count = Int(body[1])
+            guard count <= maxClientNetworks else { throw .malformed("CLIENT_HELLO lists \(count) networks (at most \(maxClientNetworks))") }
+            guard body.count == helloFixedLength + networkEntryLength * count else {
+                throw .malformed("CLIENT_HELLO is \(body.count) bytes, expected \(helloFixedLength + networkEntryLength * count)")
+            }
+            var networks: [IPPrefix] = []
+            for i in 0..<count {
+                let at = helloFixedLength + networkEntryLength * i
+                let addr = IPAddress(bytes: Array(body[at..<at + ipv4Length]))!
+                guard let p = IPPrefix(addr, Int(body[at + ipv4Length])) else {
+                    throw .malformed("CLIENT_HELLO network \(i) has prefix length \(body[at + ipv4Length]) > 32")
+                }
+                networks.append(p)
+            }
+            return .clientHello(VPNClientHello(version: body[0], networks: networks))
+        case .serverOK:
+            guard body.count >= okFixedLength else { throw .malformed("SERVER_OK shorter than \(okFixedLength) bytes") }
+            guard body[0] == version else { throw .unsupportedVersion(body[0]) }
+            let count = Int(body[12])
+            guard count <= maxDNSServers else { throw .malformed("SERVER_OK lists \(count) DNS servers (at most \(maxDNSServers))") }
+            guard body.count == okFixedLength + ipv4Length * count else {
+                throw .malformed("SERVER_OK is \(body.count) bytes, expected \(okFixedLength + ipv4Length * count)")
+            }
+            let client = IPAddress(bytes: Array(body[1..<5]))!
+            guard let prefix = IPPrefix(client, Int(body[5])), (1...30).contains(prefix.length) else {
+                throw .malformed("SERVER_OK client prefix length \(body[5]) is not 1...30")
+            }
+            let server = IPAddress(bytes: Array(body[6..<10]))!
+            guard prefix.contains(server), server != client else {
+                throw .malformed("SERVER_OK server address \(server) is not another address of \(prefix.network)")
+            }
+            let mtu = UInt16(body[10]) << 8 | UInt16(body[11])
+            guard mtuRange.contains(mtu) else { throw .malformed("SERVER_OK MTU \(mtu) is not in \(mtuRange)") }
+            let dns = (0..<count).map { i in IPAddress(bytes: Array(body[okFixedLength + 4 * i..<okFixedLength + 4 * i + 4]))! }
+            return .serverOK(VPNServerOK(clientAddress: prefix, serverAddress: server, mtu: mtu, dns: dns))
+        case .forbidden, .error:
+            guard let text = String(validating: body, as: UTF8.self) else { throw .malformed("reason is not valid UTF-8") }
+            return kind == .forbidden ? .forbidden(text) : .error(text)
+        }
+    }
+}
+
+/// CLIENT_HELLO: the protocol version and the client's local IPv4 networks, which the server's
+/// address pool avoids.
+public struct VPNClientHello: Equatable, Sendable {
+    public var version: UInt8
+    public var networks: [IPPrefix]
+
+    public init(version: UInt8 = VPNMessage.version, networks: [IPPrefix]) {
+        self.version = version
+        self.networks = networks
+    }
+}
+
+/// SERVER_OK: the client's tunnel address and prefix, the server's tunnel address, the tunnel
+/// MTU and DNS servers the client may use (possibly none).
+public struct VPNServerOK: Equatable, Sendable {
+    public var version: UInt8 = VPNMessage.version
+    public var clientAddress: IPPrefix
+    public var serverAddress: IPAddress
+    public var mtu: UInt16
+    public var dns: [IPAddress]
+
+    public init(clientAddress: IPPrefix, serverAddress: IPAddress, mtu: UInt16, dns: [IPAddress]) {
+        self.clientAddress = clientAddress
+        self.serverAddress = serverAddress
+        self.mtu = mtu
+        self.dns = dns
+    }
+}
+
+public enum VPNProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
+    case malformed(String)
+    case tooLong(Int)
+    case unsupportedVersion(UInt8)
+    case unexpected(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let s): return "malformed VPN message: \(s)"
+        case .tooLong(let n): return "VPN message body of \(n) bytes (at most \(VPNMessage.maxBodyLength))"
+        case .unsupportedVersion(let v): return "unsupported VPN protocol version \(v) (this visor speaks \(VPNMessage.version))"
+        case .unexpected(let s): return "unexpected VPN message: \(s)"
+        }
+    }
+}
+
+/// Splits control-stream bytes into messages (bytes in, messages out).
+public struct VPNMessageDecoder: Sendable {
+    private var buffer: [UInt8] = []
+
+    public init() {}
+
+    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next complete message, or nil when more bytes are needed.
+    public mutating func next() throws(VPNProtocolError) -> VPNMessage? {
+        guard buffer.count >= VPNMessage.headerLength else { return nil }
+        let length = Int(buffer[1]) << 8 | Int(buffer[2])
+        guard length <= VPNMessage.maxBodyLength else { throw .tooLong(length) }
+        guard buffer.count >= VPNMessage.headerLength + length else { return nil }
+        let end = VPNMessage.headerLength + length
+        let message = try VPNMessage.decode(type: buffer[0], body: buffer[VPNMessage.headerLength..<end])
+        buffer.removeFirst(end)
+        return message
+    }
+}

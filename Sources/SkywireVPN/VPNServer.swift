@@ -1,0 +1,386 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireCrypto
+import SkywireSystem
+import SkywireTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `vpn-server` engine (docs/vpn.md): one TUN for every client, a /30 per client from
+/// `VPNAddressPool`, masquerading and `--secure` drops in nftables, IP forwarding on.
+/// Packets travel as mux datagrams; a client's control stream is its session.
+public final class VPNServer: @unchecked Sendable {
+    // @unchecked Sendable: `sessions`, `byAddress`, `pool`, `running`, `tun`, `exitInterface`,
+    // `reader`, `netlink` and the counters are guarded by `lock`; `arguments` and the other
+    // lets are immutable.
+    public static let tunName = "skwvpns0"
+    public static let defaultMTU: UInt16 = 1400
+    static let stateFileName = "vpn-server.state"
+    static let ipForwardKey = "net.ipv4.ip_forward"
+
+    let arguments: VPNServerArguments
+    let transports: TransportManager
+    let localPort: UInt16
+    let logger: Logger
+    let state: VPNStateFile
+    let mtu: UInt16
+
+    private let lock = NIOLock()
+    private var sessions: [PublicKey: ServerSession] = [:]
+    private var byAddress: [UInt32: ServerSession] = [:]
+    private var pool = VPNAddressPool()
+    private var running = false
+    private var tun: TunDevice?
+    private var waker: EventWaker?
+    private var reader: SystemThread?
+    private var netlink: RouteNetlink?
+    private(set) var exitInterface = ""
+    private var totalSessions = 0
+    private var refused = 0
+
+    public init(arguments: VPNServerArguments, transports: TransportManager, localPort: UInt16,
+                stateDirectory: String, logger: Logger, mtu: UInt16 = VPNServer.defaultMTU) {
+        self.arguments = arguments
+        self.transports = transports
+        self.localPort = localPort
+        self.logger = logger
+        self.mtu = mtu
+        state = VPNStateFile(directory: stateDirectory, name: Self.stateFileName)
+    }
+
+    // MARK: Start and stop
+
+    /// Undoes a crashed run, picks the exit interface, opens the TUN, enables forwarding and
+    /// installs the ruleset. On failure everything done so far is undone.
+    public func start() throws {
+        Self.cleanLeftovers(state, logger: logger)
+        let nl = try RouteNetlink()
+        let exit = try arguments.exitInterface ?? Self.detectExitInterface(nl)
+        guard nl.linkExists(exit) else { throw VPNError("exit interface \(exit) does not exist") }
+        let addresses = try nl.addresses()
+        let originalForward = (try? Sysctl.read(Self.ipForwardKey)) ?? "0"
+        try state.save([("nft_table", VPNFirewall.serverTable), ("ip_forward", originalForward)])
+        do {
+            let device = try TunDevice(name: Self.tunName, nonBlocking: true)
+            try nl.setLink(device.name, up: true, mtu: UInt32(mtu))
+            let ownV4 = addresses.filter { $0.prefix.family == .v4 && $0.interfaceName != device.name }
+            let pool = VPNAddressPool(reserved: ownV4.map(\.prefix))
+            try NFTables.apply(VPNFirewall.serverRuleset(
+                tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools,
+                exitAddresses: ownV4.map(\.prefix.address)))
+            try Sysctl.write(Self.ipForwardKey, "1")
+            let waker = try EventWaker()
+            lock.withLock {
+                self.tun = device
+                self.waker = waker
+                self.netlink = nl
+                self.pool = pool
+                self.exitInterface = exit
+                self.running = true
+            }
+            let r = try SystemThread(name: "vpn-server-tun") { [self] in readLoop(device, waker) }
+            lock.withLock { reader = r }
+            logger.info("vpn-server up", metadata: ["tun": "\(device.name)", "exit": "\(exit)", "secure": "\(arguments.secure)",
+                                                    "whitelist": "\(arguments.whitelist.count)"])
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Ends every session and restores the system: TUN (with its addresses) removed, nft table
+    /// deleted, `net.ipv4.ip_forward` back to its value before start.
+    public func stop() {
+        let (device, w, r, all): (TunDevice?, EventWaker?, SystemThread?, [ServerSession]) = lock.withLock {
+            running = false
+            defer {
+                sessions.removeAll()
+                byAddress.removeAll()
+                tun = nil
+                reader = nil
+                netlink = nil
+            }
+            return (tun, waker, reader, Array(sessions.values))
+        }
+        for s in all {
+            let box = StreamBox(s.stream)
+            box.stream.eventLoop.execute { box.stream.finish() }
+        }
+        w?.wake()
+        r?.join()
+        device?.close()
+        Self.cleanLeftovers(state, logger: logger)
+    }
+
+    /// Restores what the state file records (a previous run's nft table and ip_forward value).
+    static func cleanLeftovers(_ state: VPNStateFile, logger: Logger) {
+        let entries = state.load()
+        guard !entries.isEmpty else { return }
+        for (key, value) in entries {
+            switch key {
+            case "nft_table":
+                do { try NFTables.deleteTable(family: VPNFirewall.family, name: value) } catch {
+                    logger.warning("vpn-server: cannot delete nft table", metadata: ["error": "\(error)"])
+                }
+            case "ip_forward":
+                do { try Sysctl.write(ipForwardKey, value) } catch {
+                    logger.warning("vpn-server: cannot restore ip_forward", metadata: ["error": "\(error)"])
+                }
+            default: break
+            }
+        }
+        state.remove()
+    }
+
+    /// The interface of the main table's default route; refuses when there is none or several.
+    static func detectExitInterface(_ nl: RouteNetlink) throws -> String {
+        let names = Set(try nl.defaultRoutes().map(\.interfaceName).filter { !$0.isEmpty })
+        guard names.count == 1, let only = names.first else {
+            if names.isEmpty { throw VPNError("no default route: pass -i/--netifc IFACE to name the exit interface") }
+            throw VPNError("several default routes (\(names.sorted().joined(separator: ", "))): pass -i/--netifc IFACE to pick the exit interface")
+        }
+        return only
+    }
+
+    // MARK: Sessions
+
+    /// A client's control stream arrived (on its event loop).
+    public func accept(stream: AppStream) {
+        let handler = ServerSessionHandler(server: self, stream: stream)
+        stream.setDelegate(handler)
+    }
+
+    /// CLIENT_HELLO received: refuse, or lease addresses and answer SERVER_OK.
+    fileprivate func admit(_ handler: ServerSessionHandler, hello: VPNClientHello) -> VPNMessage {
+        guard let key = try? PublicKey(hex: handler.stream.remoteKeyHex) else { return .error("bad client key") }
+        if !arguments.whitelist.isEmpty && !arguments.whitelist.contains(key) {
+            lock.withLock { refused += 1 }
+            logger.info("vpn-server: refused (not whitelisted)", metadata: ["pk": "\(key.short)"])
+            return .forbidden("\(key.hex) is not on this server's whitelist")
+        }
+        let result: Result<VPNLease, VPNError> = lock.withLock {
+            guard running, let tun, let netlink else { return .failure(VPNError("server stopping")) }
+            if let old = sessions.removeValue(forKey: key) { dropLocked(old, resetStream: true) }
+            guard let lease = pool.allocate(avoiding: hello.networks) else {
+                return .failure(VPNError("address pool exhausted"))
+            }
+            do {
+                try netlink.addAddress(lease.serverPrefix, interface: tun.name)
+            } catch {
+                pool.release(lease)
+                return .failure(VPNError("cannot add \(lease.serverPrefix) to \(tun.name): \(error)"))
+            }
+            let session = ServerSession(key: key, stream: handler.stream, lease: lease,
+                                        clientPort: handler.stream.remotePort, since: Int64(time(nil)))
+            handler.session = session
+            sessions[key] = session
+            byAddress[lease.client.v4Value!] = session
+            totalSessions += 1
+            return .success(lease)
+        }
+        switch result {
+        case .failure(let e):
+            logger.warning("vpn-server: cannot admit client", metadata: ["pk": "\(key.short)", "error": "\(e)"])
+            return .error(e.message)
+        case .success(let lease):
+            logger.info("vpn-server: client connected", metadata: ["pk": "\(key.short)", "addr": "\(lease.clientPrefix)"])
+            return .serverOK(VPNServerOK(clientAddress: lease.clientPrefix, serverAddress: lease.server, mtu: mtu,
+                                         dns: arguments.dns))
+        }
+    }
+
+    /// The session's stream ended.
+    fileprivate func end(_ session: ServerSession) {
+        lock.withLock {
+            guard sessions[session.key] === session else { return }
+            sessions.removeValue(forKey: session.key)
+            dropLocked(session, resetStream: false)
+        }
+        logger.info("vpn-server: client disconnected", metadata: ["pk": "\(session.key.short)"])
+    }
+
+    /// Releases a session's lease and gateway address; `resetStream` when a new session of the
+    /// same client replaces it (its old stream may still look open).
+    private func dropLocked(_ s: ServerSession, resetStream: Bool) {
+        byAddress.removeValue(forKey: s.lease.client.v4Value!)
+        pool.release(s.lease)
+        if let tun, let netlink {
+            do { try netlink.removeAddress(s.lease.serverPrefix, interface: tun.name) } catch {
+                logger.debug("vpn-server: removing address", metadata: ["error": "\(error)"])
+            }
+        }
+        if resetStream {
+            let box = StreamBox(s.stream)
+            box.stream.eventLoop.execute { box.stream.reset(.appClosed) }
+        }
+    }
+
+    // MARK: Datapath
+
+    /// A packet from a client: checked (IPv4, source = its tunnel address) and written to the TUN.
+    public func receive(datagram: ByteBuffer, from key: PublicKey) {
+        datagram.withUnsafeReadableBytes { packet in
+            let (device, ok): (TunDevice?, Bool) = lock.withLock {
+                guard let s = sessions[key], IPv4Packet.isValid(packet),
+                      IPv4Packet.source(packet) == s.lease.client.v4Value else { return (nil, false) }
+                s.bytesIn &+= UInt64(packet.count)
+                s.packetsIn &+= 1
+                return (tun, true)
+            }
+            guard ok, let device else { return }
+            _ = try? device.write(packet)
+        }
+    }
+
+    /// The TUN reader: each packet goes to the client owning its destination address.
+    private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TunDevice.maxPacketSize, alignment: 16)
+        defer { buffer.deallocate() }
+        let allocator = ByteBufferAllocator()
+        while lock.withLock({ running }) {
+            let n: Int
+            do {
+                switch try device.read(into: buffer) {
+                case .processed(let count): n = count
+                case .wouldBlock:
+                    _ = try device.waitReadable(waker: waker, timeoutMillis: -1)
+                    continue
+                }
+            } catch {
+                logger.error("vpn-server: TUN read failed", metadata: ["error": "\(error)"])
+                return
+            }
+            let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            guard IPv4Packet.isValid(packet) else { continue }
+            let target: (PublicKey, UInt16)? = lock.withLock {
+                guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
+                s.bytesOut &+= UInt64(n)
+                s.packetsOut &+= 1
+                return (s.key, s.clientPort)
+            }
+            guard let (key, port) = target else { continue }
+            var out = allocator.buffer(capacity: n)
+            out.writeBytes(packet)
+            transports.sendDatagram(to: key, destinationPort: port, sourcePort: localPort, payload: out)
+        }
+    }
+
+    // MARK: Status
+
+    public struct ClientInfo: Sendable {
+        public var key: PublicKey
+        public var clientAddress: IPPrefix
+        public var serverAddress: IPAddress
+        public var bytesIn: UInt64
+        public var bytesOut: UInt64
+        public var connectedSince: Int64
+    }
+
+    public struct Status: Sendable {
+        public var exitInterface: String
+        public var tun: String
+        public var secure: Bool
+        public var whitelist: [PublicKey]
+        public var clients: [ClientInfo]
+        public var totalSessions: Int
+        public var refused: Int
+    }
+
+    public var status: Status {
+        lock.withLock {
+            Status(exitInterface: exitInterface, tun: tun?.name ?? Self.tunName, secure: arguments.secure,
+                   whitelist: arguments.whitelist.sorted { $0.hex < $1.hex },
+                   clients: sessions.values.map {
+                       ClientInfo(key: $0.key, clientAddress: $0.lease.clientPrefix, serverAddress: $0.lease.server,
+                                  bytesIn: $0.bytesIn, bytesOut: $0.bytesOut, connectedSince: $0.since)
+                   }.sorted { $0.key.hex < $1.key.hex },
+                   totalSessions: totalSessions, refused: refused)
+        }
+    }
+}
+
+/// One connected client. Mutable fields are guarded by the server's lock.
+final class ServerSession: @unchecked Sendable {
+    // @unchecked Sendable: counters are mutated under VPNServer.lock only; `stream` is used on its event loop.
+    let key: PublicKey
+    let stream: AppStream
+    let lease: VPNLease
+    let clientPort: UInt16
+    let since: Int64
+    var bytesIn: UInt64 = 0
+    var bytesOut: UInt64 = 0
+    var packetsIn: UInt64 = 0
+    var packetsOut: UInt64 = 0
+
+    init(key: PublicKey, stream: AppStream, lease: VPNLease, clientPort: UInt16, since: Int64) {
+        self.key = key
+        self.stream = stream
+        self.lease = lease
+        self.clientPort = clientPort
+        self.since = since
+    }
+}
+
+/// Drives one control stream on the server (all callbacks on the stream's event loop).
+final class ServerSessionHandler: AppStreamDelegate {
+    weak var server: VPNServer?
+    let stream: AppStream
+    var handshake = VPNServerHandshake()
+    var session: ServerSession?
+    var ended = false
+
+    init(server: VPNServer, stream: AppStream) {
+        self.server = server
+        self.stream = stream
+    }
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        guard !ended, let server else { return }
+        do {
+            guard let hello = try handshake.receive(data.readableBytesView) else { return }
+            let answer = server.admit(self, hello: hello)
+            var out = ByteBufferAllocator().buffer(capacity: 64)
+            out.writeBytes(answer.encoded())
+            stream.write(out)
+            if case .serverOK = answer { return }
+            stream.finish()
+        } catch {
+            var out = ByteBufferAllocator().buffer(capacity: 64)
+            out.writeBytes(VPNMessage.error("\(error)").encoded())
+            stream.write(out)
+            stream.finish()
+            finishSession()
+        }
+    }
+
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.finish()
+        finishSession()
+    }
+
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { finishSession() }
+
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+
+    private func finishSession() {
+        guard !ended else { return }
+        ended = true
+        if let session { server?.end(session) }
+    }
+}
+
+/// A user-facing VPN failure.
+public struct VPNError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Carries a stream to its own event loop.
+struct StreamBox: @unchecked Sendable {
+    // @unchecked Sendable: the stream is only touched on `stream.eventLoop`.
+    let stream: AppStream
+    init(_ stream: AppStream) { self.stream = stream }
+}

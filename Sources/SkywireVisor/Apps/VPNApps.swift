@@ -1,0 +1,88 @@
+import NIOCore
+import SkywireCrypto
+import SkywireSystem
+import SkywireTransport
+import SkywireVPN
+
+/// `vpn-server` (port 44): the VPN exit (docs/vpn.md).
+final class VPNServerVisorApp: VisorApp {
+    private let server: VPNServer
+
+    init(context: AppContext, args: [String]) throws {
+        let parsed: VPNServerArguments
+        do { parsed = try VPNServerArguments(parsing: args) } catch { throw AppError("vpn-server: \(error)") }
+        server = VPNServer(arguments: parsed, transports: context.transports, localPort: context.port,
+                           stateDirectory: context.stateDirectory, logger: context.logger)
+    }
+
+    func start() async throws {
+        do { try server.start() } catch { throw AppError("vpn-server: \(error)") }
+    }
+
+    func stop() async { server.stop() }
+
+    func accept(stream: AppStream) -> Bool {
+        server.accept(stream: stream)
+        return true
+    }
+
+    func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {
+        server.receive(datagram: datagram, from: from)
+    }
+
+    func status() -> AppStatusReport {
+        let s = server.status
+        let clients: [ControlValue] = s.clients.map { c in
+            .object(["pk": .string(c.key.hex), "tunnel_ip": .string(c.clientAddress.description),
+                     "server_tunnel_ip": .string(c.serverAddress.description),
+                     "bytes_in": .int(Int64(clamping: c.bytesIn)), "bytes_out": .int(Int64(clamping: c.bytesOut)),
+                     "connected_unix": .int(c.connectedSince)])
+        }
+        return AppStatusReport(
+            detail: "\(s.clients.count) client(s) via \(s.exitInterface)\(s.secure ? ", secure" : "")",
+            fields: ["exit_interface": .string(s.exitInterface), "interface": .string(s.tun), "secure": .bool(s.secure),
+                     "whitelist": .array(s.whitelist.map { .string($0.hex) }), "clients": .array(clients),
+                     "total_sessions": .int(Int64(s.totalSessions)), "refused": .int(Int64(s.refused))])
+    }
+}
+
+/// `vpn-client` (port 43): routes this host's traffic through a `vpn-server` (docs/vpn.md).
+final class VPNClientVisorApp: VisorApp {
+    private let client: VPNClient
+
+    init(context: AppContext, args: [String]) throws {
+        let parsed: VPNClientArguments
+        do { parsed = try VPNClientArguments(parsing: args) } catch { throw AppError("vpn-client: \(error)") }
+        client = VPNClient(arguments: parsed, transports: context.transports, localPort: context.port,
+                           stateDirectory: context.stateDirectory, logger: context.logger)
+    }
+
+    func start() async throws {
+        do { try await client.start() } catch { throw AppError("vpn-client: \(error)") }
+    }
+
+    func stop() async { await client.stop() }
+
+    func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {
+        client.receive(datagram: datagram, from: from)
+    }
+
+    func status() -> AppStatusReport {
+        let s = client.status
+        var f: [String: ControlValue] = [
+            "server_pk": .string(s.server.hex), "state": .string(s.state.rawValue),
+            "bytes_up": .int(Int64(clamping: s.bytesUp)), "bytes_down": .int(Int64(clamping: s.bytesDown)),
+            "killswitch": .bool(s.killSwitch), "dns": .array(s.dns.map { .string($0.description) }),
+            "reconnects": .int(Int64(s.reconnects)), "interface": .string(VPNClient.tunName),
+        ]
+        f["tunnel_ip"] = s.clientAddress.map { .string($0.description) } ?? .null
+        f["server_tunnel_ip"] = s.serverAddress.map { .string($0.description) } ?? .null
+        f["server_addr"] = s.serverTransportAddress.map { .string($0.description) } ?? .null
+        f["mtu"] = s.mtu.map { .int(Int64($0)) } ?? .null
+        f["last_handshake_unix"] = s.lastHandshake.map { .int($0) } ?? .null
+        f["transport"] = s.transportType.map { .string($0) } ?? .null
+        f["last_error"] = s.lastError.map { .string($0) } ?? .null
+        return AppStatusReport(detail: "\(s.state.rawValue) via \(s.server.short) as \(s.clientAddress?.description ?? "-")",
+                               fields: f)
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import SkywireVisor
+
+/// `skywire cli vpn ...`: the VPN client (vpn-client) and, under `server`, the exit (vpn-server).
+struct VPNGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vpn",
+        abstract: "Route this host's traffic through another visor, or serve as a VPN exit.",
+        subcommands: [Start.self, Stop.self, Status.self, ServerGroup.self]
+    )
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send all IPv4 traffic through the visor with public key PK (it runs vpn-server, port 44).")
+        @OptionGroup var control: ControlOptions
+        @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex).") var pk: String
+        @Flag(name: .customLong("existing-tp"), help: "Use an existing transport only; do not dial one.") var existingTransport = false
+        @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
+        @Flag(help: "Drop all traffic that would leave outside the tunnel, also while reconnecting.") var killswitch = false
+        @Option(help: "DNS server(s) to use while connected (IPv4, comma separated).") var dns: String?
+
+        func run() throws {
+            try runControl {
+                var client = try control.client()
+                client.timeout = max(client.timeout, timeout + 15)
+                var params: [String: ControlValue] = [
+                    "pk": .string(pk), "timeout": .int(Int64(timeout)),
+                    "existing_tp": .bool(existingTransport), "killswitch": .bool(killswitch),
+                ]
+                if let dns { params["dns"] = .string(dns) }
+                let app = try client.call("vpn.start", params)
+                let info = app["info"]
+                print("vpn connected to \(pk) as \(info?["tunnel_ip"]?.stringValue ?? "?")")
+            }
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Disconnect and restore routes, DNS and firewall.")
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            try runControl { _ = try control.client().call("vpn.stop") }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Server, state, tunnel addresses and byte counts.")
+        @OptionGroup var control: ControlOptions
+        @Flag(help: "Print stable JSON.") var json = false
+
+        func run() throws {
+            try runControl {
+                let app = try control.client().call("vpn.status")
+                if json { try Output.json(app); return }
+                print("app:        \(app["status"]?.stringValue ?? "unknown")")
+                if let info = app["info"] {
+                    func s(_ k: String) -> String { info[k]?.stringValue ?? "-" }
+                    print("server:     \(s("server_pk"))")
+                    print("state:      \(s("state"))")
+                    print("tunnel:     \(s("tunnel_ip")) (server \(s("server_tunnel_ip")), \(s("interface")))")
+                    print("transport:  \(s("transport")) to \(s("server_addr"))")
+                    print("bytes:      \(info["bytes_up"]?.intValue ?? 0) up, \(info["bytes_down"]?.intValue ?? 0) down")
+                    print("handshake:  \(info["last_handshake_unix"]?.intValue.map { "\($0) (unix)" } ?? "-")")
+                    print("killswitch: \(info["killswitch"]?.boolValue == true ? "on" : "off")")
+                }
+                if let detail = app["detail"]?.stringValue, !detail.isEmpty { print("detail:     \(detail)") }
+            }
+        }
+    }
+
+    struct ServerGroup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "server", abstract: "Run this visor as a VPN exit (vpn-server).",
+            subcommands: [ServerStart.self, ServerStop.self, ServerStatus.self])
+    }
+
+    struct ServerStart: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start vpn-server.")
+        @OptionGroup var control: ControlOptions
+        @Option(help: "Comma-separated client public keys allowed (default: everyone).") var whitelist: String?
+        @Option(help: "Keep clients from private, link-local and exit-local addresses (true|false, default true).")
+        var secure: Bool?
+        @Option(name: [.customShort("i"), .customLong("netifc")], help: "Exit interface (default: that of the only default route).")
+        var netifc: String?
+        @Option(help: "DNS server(s) announced to clients (IPv4, comma separated).") var dns: String?
+
+        func run() throws {
+            try runControl {
+                var params: [String: ControlValue] = [:]
+                if let whitelist { params["whitelist"] = .string(whitelist) }
+                if let secure { params["secure"] = .bool(secure) }
+                if let netifc { params["netifc"] = .string(netifc) }
+                if let dns { params["dns"] = .string(dns) }
+                let app = try control.client().call("vpn.server.start", params)
+                print("vpn-server \(app["status"]?.stringValue ?? "?"): \(app["detail"]?.stringValue ?? "")")
+            }
+        }
+    }
+
+    struct ServerStop: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop vpn-server and restore the system.")
+        @OptionGroup var control: ControlOptions
+
+        func run() throws {
+            try runControl { _ = try control.client().call("vpn.server.stop") }
+        }
+    }
+
+    struct ServerStatus: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Exit interface and connected clients.")
+        @OptionGroup var control: ControlOptions
+        @Flag(help: "Print stable JSON.") var json = false
+
+        func run() throws {
+            try runControl {
+                let app = try control.client().call("vpn.server.status")
+                if json { try Output.json(app); return }
+                print("app:     \(app["status"]?.stringValue ?? "unknown")")
+                if let info = app["info"] {
+                    print("exit:    \(info["exit_interface"]?.stringValue ?? "-") (secure: \(info["secure"]?.boolValue == true))")
+                    let clients = info["clients"]?.arrayValue ?? []
+                    print("clients: \(clients.count)")
+                    for c in clients {
+                        print("  \(c["pk"]?.stringValue ?? "?")  \(c["tunnel_ip"]?.stringValue ?? "?")  in \(c["bytes_in"]?.intValue ?? 0)  out \(c["bytes_out"]?.intValue ?? 0)")
+                    }
+                }
+                if let detail = app["detail"]?.stringValue, !detail.isEmpty { print("detail:  \(detail)") }
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# VPN through two visors.
+#
+#   C (client, vpn-client) ──10.79.0.0/24──▶ E (exit, vpn-server) ──203.0.113.0/24──▶ N ("internet")
+#   C ──198.51.100.0/24 (C's default route)──▶ N        E ──192.168.77.0/24──▶ L (the exit's LAN host)
+#
+# C normally reaches N directly (198.51.100.1); through the VPN N must see the exit (203.0.113.1).
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$ D=skwtVD$$
+vpn_cleanup() {
+    local rc=$?
+    set +e
+    rm -rf "/etc/netns/$C"
+    (exit $rc)  # hand the test's status on to lib.sh's cleanup
+    cleanup
+}
+trap vpn_cleanup EXIT
+
+netns_add $C; netns_add $E; netns_add $N; netns_add $L; netns_add $D
+veth_pair $C skwvc0 10.79.0.1/24 $E skwve0 10.79.0.2/24
+veth_pair $E skwve1 203.0.113.1/24 $N skwvn0 203.0.113.2/24
+veth_pair $C skwvc1 198.51.100.1/24 $N skwvn1 198.51.100.2/24
+veth_pair $E skwve2 192.168.77.1/24 $L skwvl0 192.168.77.2/24
+veth_pair $D skwvd0 10.80.0.1/24 $E skwve3 10.80.0.2/24
+# A second client D whose own network 10.77.0.0/28 overlaps the exit's first pool.
+ip -n $D link add skwvdum0 type veth peer name skwvdum1
+ip -n $D addr add 10.77.0.1/28 dev skwvdum0
+ip -n $D link set skwvdum0 up
+ip -n $D link set skwvdum1 up
+ip -n $C route add default via 198.51.100.2
+ip -n $E route add default via 203.0.113.2
+ip -n $C addr add fd00:79::1/64 dev skwvc0 nodad
+ip -n $E addr add fd00:79::2/64 dev skwve0 nodad
+# The client's resolver: `ip netns exec` bind-mounts this over /etc/resolv.conf.
+mkdir -p "/etc/netns/$C"
+printf '# the client namespace resolver\nnameserver 192.0.2.1\noptions edns0\n' >"/etc/netns/$C/resolv.conf"
+
+# N and L serve files; N on both of its addresses.
+mkdir -p "$T_WORK/www"
+head -c 5000000 /dev/urandom >"$T_WORK/www/big.bin"
+echo hello >"$T_WORK/www/small.txt"
+want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
+ip netns exec $N python3 -m http.server 8080 --bind 0.0.0.0 --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
+T_PIDS+=("$!")
+ip netns exec $L python3 -m http.server 8080 --bind 192.168.77.2 --directory "$T_WORK/www" >"$T_WORK/lan.log" 2>&1 &
+T_PIDS+=("$!")
+for i in $(seq 1 100); do
+    ip netns exec $C curl -fsS -o /dev/null http://203.0.113.2:8080/small.txt 2>/dev/null \
+        && ip netns exec $E curl -fsS -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null && break
+    [ "$i" = 100 ] && die "the test HTTP servers did not start"
+    sleep 0.1
+done
+grep -q '^198.51.100.1 ' "$T_WORK/http.log" && pass "without the VPN, C reaches N directly" || fail "direct path: $(cat "$T_WORK/http.log")"
+
+PKC=$(visor_config c)
+PKE=$(visor_config e)
+PKO=$(visor_config o)
+PKD=$(visor_config d)
+WL="$PKC,$PKD"
+jq --arg wl "$WL" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["--whitelist",$wl])' \
+    "$T_WORK/e.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/e.json"
+for v in c o; do
+    jq --arg e "$PKE" '.transport.peers[$e] = {"stcpr":"10.79.0.2:7777","sudph":"10.79.0.2:7778"}' \
+        "$T_WORK/$v.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/$v.json"
+done
+jq '.transport.stcpr_port=7790 | .transport.sudph_port=7791' "$T_WORK/o.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/o.json"
+jq --arg e "$PKE" '.transport.peers[$e] = {"stcpr":"10.80.0.2:7777"}' "$T_WORK/d.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/d.json"
+
+speed() { awk '{ printf "%.1f MB/s", $1 / 1e6 }' "$T_WORK/speed" 2>/dev/null; }
+snapshot() {  # routes, rules, links, nftables and resolver of C
+    { ip -n $C route show table all; ip -n $C -6 route show table all; ip -n $C rule; ip -n $C -o link | cut -d' ' -f2
+      ip netns exec $C nft list ruleset; sha256sum <"/etc/netns/$C/resolv.conf"; } 2>&1
+}
+# Wait until IPv6 duplicate address detection is over (the kernel adds link-local routes then).
+for i in $(seq 1 100); do
+    [ -z "$(ip -n $C -6 addr show tentative)" ] && break
+    [ "$i" = 100 ] && die "IPv6 addresses of $C still tentative after 10 s"
+    sleep 0.1
+done
+before=$(snapshot)
+fwd_before=$(ip netns exec $E cat /proc/sys/net/ipv4/ip_forward)
+visor_start e $E
+st=$(cli e vpn server status --json)
+[ "$(jq -r .status <<<"$st")" = running ] && [ "$(jq -r .info.exit_interface <<<"$st")" = skwve1 ] \
+    && pass "vpn-server auto-started with the exit interface of the only default route (skwve1)" || fail "server status: $st"
+[ "$(ip netns exec $E cat /proc/sys/net/ipv4/ip_forward)" = 1 ] && pass "exit: ip_forward on" || fail "ip_forward off"
+
+# 1. A visor outside the whitelist is refused and nothing is set up.
+visor_start o $C
+expect_fail "non-whitelisted client refused with forbidden" "forbidden" cli o vpn start -k "$PKE"
+[ "$(snapshot)" = "$before" ] && pass "refused client: no route, link, nft table or DNS change" \
+    || fail "refused client changed the system: $(diff <(echo "$before") <(snapshot))"
+visor_stop o
+
+# 2. Through the VPN: a 5 MB file with a matching checksum; N sees the exit's address.
+visor_start c $C
+expect_ok "vpn start" cli c vpn start -k "$PKE" --dns 192.0.2.53
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = stcpr ] \
+    && pass "status: connected over stcpr as $(jq -r .info.tunnel_ip <<<"$st")" || fail "status: $st"
+routes=$(ip -n $C route)  # captured first: `ip | grep -q` can die of SIGPIPE under pipefail
+grep -q '^0.0.0.0/1 dev skwvpn0' <<<"$routes" && grep -q '^128.0.0.0/1 dev skwvpn0' <<<"$routes" \
+    && grep -q '^10.79.0.2 dev skwvc0' <<<"$routes" && pass "routes: two /1 via skwvpn0, host route to the exit" \
+    || fail "routes: $routes"
+grep -q '^nameserver 192.0.2.53$' "/etc/netns/$C/resolv.conf" && pass "resolv.conf points at --dns" \
+    || fail "resolv.conf: $(cat "/etc/netns/$C/resolv.conf")"
+: >"$T_WORK/http.log.mark"; lines=$(wc -l <"$T_WORK/http.log")
+got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "5 MB through the VPN with a matching checksum ($(speed))" || fail "checksum $got != $want"
+fetches=$(tail -n +$((lines + 1)) "$T_WORK/http.log")
+grep '"GET /big.bin' <<<"$fetches" | grep -q '^203.0.113.1 ' \
+    && pass "the internet host saw the exit's address" || fail "http log: $(tail -3 "$T_WORK/http.log")"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.bytes_down <<<"$st")" -gt 5000000 ] && [ "$(jq -r .info.bytes_up <<<"$st")" -gt 0 ] \
+    && pass "status counts bytes both ways ($(jq -c '[.info.bytes_up,.info.bytes_down]' <<<"$st"))" || fail "bytes: $st"
+ip netns exec $C ping -6 -c1 -W1 fd00:79::2 >/dev/null 2>&1 && fail "IPv6 not blocked while connected" \
+    || pass "IPv6 blocked while connected"
+srv=$(cli e vpn server status --json)
+[ "$(jq -r '.info.clients | length' <<<"$srv")" = 1 ] && [ "$(jq -r '.info.clients[0].pk' <<<"$srv")" = "$PKC" ] \
+    && pass "server status lists the client" || fail "server status: $srv"
+
+# Two clients at once: D's lease avoids its own 10.77.0.0/28; replies reach the right client.
+visor_start d $D
+expect_ok "second client: vpn start" cli d vpn start -k "$PKE"
+std=$(cli d vpn status --json)
+[ "$(jq -r .info.tunnel_ip <<<"$std")" = 10.77.0.18/30 ] && pass "second client leased 10.77.0.18/30, outside its own 10.77.0.0/28" \
+    || fail "second client lease: $(jq -c .info <<<"$std")"
+(ip netns exec $C curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin | sha256sum | cut -d" " -f1 >"$T_WORK/sum.c") &
+pc=$!
+(ip netns exec $D curl -fsS --max-time 120 http://203.0.113.2:8080/big.bin | sha256sum | cut -d" " -f1 >"$T_WORK/sum.d") &
+pd=$!
+wait $pc $pd || true
+[ "$(cat "$T_WORK/sum.c")" = "$want" ] && [ "$(cat "$T_WORK/sum.d")" = "$want" ] \
+    && pass "two clients downloading at once, both checksums match" || fail "concurrent: $(cat "$T_WORK/sum.c") $(cat "$T_WORK/sum.d")"
+[ "$(cli e vpn server status --json | jq '.info.clients | length')" = 2 ] && pass "server lists two clients" || fail "server clients"
+expect_ok "second client: vpn stop" cli d vpn stop
+visor_stop d
+
+# 3. --secure (default): no LAN host of the exit, no exit-local address; --secure=false: LAN reachable.
+ip netns exec $C curl -fsS --max-time 3 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null \
+    && fail "secure: client reached the exit's LAN host" || pass "secure: the exit's LAN host is unreachable"
+ip netns exec $C ping -c1 -W1 203.0.113.1 >/dev/null 2>&1 && fail "secure: client reached an exit-local address" \
+    || pass "secure: exit-local addresses are unreachable"
+gw=$(jq -r .info.server_tunnel_ip <<<"$st")
+ip netns exec $C ping -c1 -W2 "$gw" >/dev/null 2>&1 && pass "secure: the tunnel gateway $gw answers" || fail "gateway $gw silent"
+expect_ok "vpn server stop" cli e vpn server stop
+expect_ok "vpn server start --secure=false" cli e vpn server start --whitelist "$WL" --secure=false
+for _ in $(seq 1 30); do
+    ip netns exec $C curl -fsS --max-time 2 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null && break
+    sleep 0.5
+done
+ip netns exec $C curl -fsS --max-time 3 -o /dev/null http://192.168.77.2:8080/small.txt 2>/dev/null \
+    && pass "--secure=false: the client reconnected by itself and reaches the LAN host" || fail "--secure=false: LAN host unreachable"
+expect_ok "vpn server restart (secure)" cli e vpn server stop
+expect_ok "vpn server start" cli e vpn server start --whitelist "$WL"
+
+# 4. Kill switch: the exit dies, nothing leaves directly (not even bound to the direct interface).
+expect_ok "vpn stop" cli c vpn stop
+[ "$(snapshot)" = "$before" ] && pass "vpn stop restores routes, links, nftables and resolv.conf exactly" \
+    || fail "after stop: $(diff <(echo "$before") <(snapshot))"
+expect_ok "vpn start --killswitch" cli c vpn start -k "$PKE" --killswitch --dns 192.0.2.53
+kill -9 "$PID_e"
+sleep 1
+lines=$(wc -l <"$T_WORK/http.log")
+ip netns exec $C curl -fsS --max-time 3 -o /dev/null http://203.0.113.2:8080/small.txt 2>/dev/null \
+    && fail "kill switch: traffic got through with the exit dead" || pass "kill switch: routed traffic dropped"
+ip netns exec $C curl -fsS --max-time 3 --interface skwvc1 -o /dev/null http://198.51.100.2:8080/small.txt 2>/dev/null \
+    && fail "kill switch: traffic bound to the direct interface left" || pass "kill switch: traffic bound to the direct path dropped"
+[ "$(tail -n +$((lines + 1)) "$T_WORK/http.log" | grep -c GET)" = 0 ] && pass "the internet host saw nothing while the exit was down" \
+    || fail "leak: $(tail -n +$((lines + 1)) "$T_WORK/http.log")"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.state <<<"$st")" = reconnecting ] && pass "client state: reconnecting" || fail "state: $(jq -c .info <<<"$st")"
+
+visor_start e $E
+for _ in $(seq 1 60); do
+    got=$(ip netns exec $C curl -fsS --max-time 2 http://203.0.113.2:8080/small.txt 2>/dev/null) && [ "$got" = hello ] && break
+    sleep 1
+done
+[ "${got:-}" = hello ] && pass "exit restarted: traffic resumes without touching the client" || fail "no recovery after the exit restarted"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.reconnects <<<"$st")" -ge 1 ] && pass "client reconnected ($(jq -r .info.reconnects <<<"$st")x)" || fail "reconnects: $st"
+
+# 5. A crashed client is cleaned up by the next start.
+kill -9 "$PID_c"
+sleep 0.5
+ip netns exec $C nft list table inet skywire_vpn_client >/dev/null 2>&1 && pass "after a client crash the kill switch stays" \
+    || fail "kill switch table gone after crash"
+# The restarted client knows the exit's sudph address only: the tunnel runs over UDP.
+jq --arg e "$PKE" '.transport.peers[$e] = {"sudph":"10.79.0.2:7778"}' "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
+visor_start c $C
+expect_ok "vpn start after a crash" cli c vpn start -k "$PKE" --dns 192.0.2.53
+got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
+[ "$got" = hello ] && pass "works after a crash" || fail "no traffic after a crash restart"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.transport <<<"$st")" = sudph ] && pass "the tunnel now runs over sudph" || fail "transport: $(jq -c .info <<<"$st")"
+got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && pass "5 MB through the VPN over sudph with a matching checksum ($(speed))" || fail "sudph checksum $got != $want"
+expect_ok "vpn stop" cli c vpn stop
+[ "$(snapshot)" = "$before" ] && pass "after crash + restart + stop, the client is exactly as before" \
+    || fail "after crash: $(diff <(echo "$before") <(snapshot))"
+
+# A visor stopped with SIGTERM stops its apps: the client is restored too.
+expect_ok "vpn start --killswitch (then SIGTERM)" cli c vpn start -k "$PKE" --killswitch --dns 192.0.2.53
+txt=$(cli c vpn status)
+grep -q '^state: *connected' <<<"$txt" && pass "vpn status (text) says connected" || fail "text status: $txt"
+visor_stop c
+[ "$(snapshot)" = "$before" ] && pass "SIGTERM of the client visor restores routes, nftables and resolv.conf" \
+    || fail "after SIGTERM: $(diff <(echo "$before") <(snapshot))"
+
+# 6. Server stop restores the exit.
+expect_ok "vpn server stop" cli e vpn server stop
+ip netns exec $E nft list table inet skywire_vpn_server >/dev/null 2>&1 && fail "server nft table left" || pass "server nft table removed"
+[ "$(ip netns exec $E cat /proc/sys/net/ipv4/ip_forward)" = "$fwd_before" ] && pass "ip_forward restored" || fail "ip_forward not restored"
+ip -n $E link show skwvpns0 >/dev/null 2>&1 && fail "server TUN left" || pass "server TUN removed"
+
+finish
