@@ -20,11 +20,11 @@ release: deps
 ## test: unit tests, then integration tests in network namespaces (root).
 test: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
-	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 
 unit-test: deps
-	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
