@@ -29,9 +29,12 @@ unit-test: deps
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 
-## bench: SOCKS5 figures against microsocks and dante in one run (JSON on stdout).
+## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante),
+## each in one run on the same topology; JSON on stdout. Needs the team harness (../shared/bench
+## or SKYWIRE_BENCH_HARNESS).
 bench: bench-deps
 	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
+	SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/vpn.sh
 	SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
 
 bench-deps: deps
