@@ -17,11 +17,14 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_BUILD_FLAGS)
 
-## test: unit tests, then integration tests in network namespaces (root).
+## test: unit tests, integration tests in network namespaces (root), then the aarch64 cross
+## build and its checks (SKYWIRE_TEST_CROSS=0 skips that last part).
+SKYWIRE_TEST_CROSS ?= 1
 test: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
+	@if [ "$(SKYWIRE_TEST_CROSS)" = 1 ]; then $(MAKE) cross-test ARCH=aarch64; fi
 
 unit-test: deps
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
