@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench clean
+.PHONY: all build release test unit-test integration-test deps bench clean image boot-test
 
 all: build
 
@@ -28,6 +28,20 @@ unit-test: deps
 
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
+
+## image: ready-to-flash board image in out/$(BOARD)/ (see docs/boards.md), e.g.
+##   make image BOARD=rpi4 OVERLAYS=base,vpn-exit,socks-proxy [SKYWIRE_BIN=path]
+BOARD ?= qemu-arm64
+OVERLAYS ?=
+SKYWIRE_BIN ?=
+image:
+	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
+
+## boot-test: build the image (rootfs cached) and boot it under QEMU with a test
+## skywire-provision.json; DEEP_CHECKS=1 adds the VPN/SOCKS checks.
+boot-test:
+	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
+	BOARD='$(BOARD)' ./image/boot-test.sh
 
 clean:
 	rm -rf .build out

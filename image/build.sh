@@ -170,6 +170,18 @@ else
     echo "    warning: $SKYWIRE_BIN is not an ELF binary (a test stand-in?)" >&2
 fi
 
+# The finished image is reused when none of its inputs changed (FORCE=1 rebuilds).
+BASENAME=skywire-$BOARD-$VERSION
+IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SIZE_MIB}"
+               sha256sum "$SKYWIRE_BIN" | cut -d' ' -f1
+               (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md -type f 2>/dev/null \
+                   | LC_ALL=C sort | xargs sha256sum); } | sha256sum | cut -c1-16)
+if [ -z "${FORCE:-}" ] && [ -f "$OUT_DIR/$BASENAME.img.xz" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ]; then
+    STEP=done
+    echo "==> cached: $OUT_DIR/$BASENAME.img.xz (inputs unchanged; FORCE=1 rebuilds)" >&2
+    exit 0
+fi
+
 # ---------------------------------------------------------------------------
 step stage "unpacking the rootfs" "free space under $CACHE_DIR/work; KEEP_WORK=1 keeps the work directory for inspection"
 mkdir -p "$CACHE_DIR/work"
@@ -307,7 +319,6 @@ fi
 # ---------------------------------------------------------------------------
 step manifest "package manifest" ""
 mkdir -p "$OUT_DIR"
-BASENAME=skywire-$BOARD-$VERSION
 dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Package}\t${Version}\t${Architecture}\n' \
     | LC_ALL=C sort >"$WORK/packages.tsv"
 {
@@ -410,5 +421,6 @@ echo "$raw_sha  $BASENAME.img" >"$OUT_DIR/$BASENAME.img.sha256"
 ln -sfn "$BASENAME.img.xz" "$OUT_DIR/skywire-$BOARD-latest.img.xz"
 printf 'raw_bytes=%s\nxz_bytes=%s\n' "$(stat -c %s "$IMG" 2>/dev/null || stat -c %s "$OUT_DIR/$BASENAME.img")" \
     "$(stat -c %s "$OUT_DIR/$BASENAME.img.xz")" >"$OUT_DIR/$BASENAME.sizes"
+echo "$IMAGE_KEY" >"$OUT_DIR/.image-key"
 STEP=done
 echo "==> done: $OUT_DIR/$BASENAME.img.xz ($(du -h "$OUT_DIR/$BASENAME.img.xz" | cut -f1), raw ${total_mib} MiB)" >&2
