@@ -128,7 +128,7 @@ if [ -f "$ROOTFS_TAR" ]; then
     echo "    cached: $ROOTFS_TAR" >&2
 else
     partial=$ROOTFS_TAR.partial
-    rm -f "$partial"
+    rm -f "$partial" "$partial.tar"
     echo "    building $ROOTFS_TAR (packages: $PACKAGES)" >&2
     # initramfs: all storage drivers (the image must boot on any board of the family), zstd.
     SOURCE_DATE_EPOCH=$ROOTFS_EPOCH mmdebstrap \

@@ -8,9 +8,9 @@ PROVISION_FILE=$BOOT_FS/skywire-provision.json
 PROVISIONED=$SKYWIRE_ETC/provisioned.json
 PK_RE='^[0-9a-f]{64}$'
 SK_RE='^[0-9a-f]{128}$'
-info()  { echo "${HOOK_NAME:-skywire-setup}: $*"; }
-warn()  { echo "${HOOK_NAME:-skywire-setup}: WARNING: $*"; }
-error() { echo "${HOOK_NAME:-skywire-setup}: ERROR: $*"; }
+info()  { echo "${HOOK_NAME:-skywire-setup}: $*" >&2; }
+warn()  { echo "${HOOK_NAME:-skywire-setup}: WARNING: $*" >&2; }
+error() { echo "${HOOK_NAME:-skywire-setup}: ERROR: $*" >&2; }
 # Writes stdin to $1 atomically with mode $2.
 write_atomic() {
     local tmp
