@@ -146,7 +146,7 @@ else
         --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub' \
         --customize-hook='rm -rf "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_Packages "$1"/var/lib/apt/lists/*_Sources' \
         "$SUITE" "$partial.tar" "$MIRROR"
-    zstd -q -T2 -19 --rm "$partial.tar" -o "$partial"
+    zstd -q -T2 -12 --rm "$partial.tar" -o "$partial"
     sync "$partial"
     mv -f "$partial" "$ROOTFS_TAR"        # atomic: a tarball under its final name is complete
 fi
