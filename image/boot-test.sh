@@ -14,6 +14,9 @@
 #   KEEP_TEST_DIR=1           keep the work directory (disk, serial log)
 # Every wait is bounded. Exit status 0 only when every enabled check passed.
 set -euo pipefail
+# The whole script is one compound command, so bash parses it completely before running:
+# editing this file while a build runs cannot change the running build.
+{
 export LC_ALL=C.UTF-8 TZ=UTC
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BOARD=${BOARD:-qemu-arm64}
@@ -266,3 +269,5 @@ fi
 echo "boot-test: board=$BOARD image=$(basename "$IMAGE") ready_after=${READY_S:-never}s ssh_after=${SSH_OK:-never}s"
 echo "boot-test: $PASS passed, $FAIL failed, $SKIP skipped (serial log: $T/serial.log${KEEP_TEST_DIR:+, kept})"
 ((FAIL == 0))
+exit
+}

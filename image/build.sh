@@ -9,6 +9,9 @@
 # No loop mounts: filesystems are made with mkfs.ext4 -d and mtools, then
 # copied into the disk image with dd. See docs/boards.md.
 set -euo pipefail
+# The whole script is one compound command, so bash parses it completely before running:
+# editing this file while a build runs cannot change the running build.
+{
 umask 022
 export LC_ALL=C.UTF-8 TZ=UTC
 
@@ -250,6 +253,9 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tskywire-%s\n::1\t\tlocalhost ip6-localh
 rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT/var/lib/systemd/random-seed"
 rm -f "$ROOT"/etc/ssh/ssh_host_*_key "$ROOT"/etc/ssh/ssh_host_*_key.pub
 
+# /boot/firmware is the FAT partition's mount point: whatever packages put there in the
+# chroot (raspi-firmware hooks) would be hidden and waste space.
+find "$ROOT/boot/firmware" -mindepth 1 -delete
 cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
 cp "$ROOT/boot/initrd.img-$KVER" "$BOOT/initrd.img"
 copy_dtbs() {
@@ -424,3 +430,5 @@ printf 'raw_bytes=%s\nxz_bytes=%s\n' "$(stat -c %s "$IMG" 2>/dev/null || stat -c
 echo "$IMAGE_KEY" >"$OUT_DIR/.image-key"
 STEP=done
 echo "==> done: $OUT_DIR/$BASENAME.img.xz ($(du -h "$OUT_DIR/$BASENAME.img.xz" | cut -f1), raw ${total_mib} MiB)" >&2
+exit
+}
