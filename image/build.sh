@@ -247,7 +247,7 @@ cat >"$ROOT/etc/fstab" <<EOF
 $ROOT_REF  /               ext4   defaults,noatime,commit=60        0      1
 LABEL=SKYBOOT          /boot/firmware  vfat   defaults,noatime,umask=0077,nofail 0      2
 EOF
-echo "skywire-$BOARD" >"$ROOT/etc/hostname"
+echo "skywire-$BOARD" >"$ROOT/etc/hostname"; chmod 644 "$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tskywire-%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$BOARD" >"$ROOT/etc/hosts"
 : >"$ROOT/etc/machine-id"               # systemd generates one at first boot
 rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT/var/lib/systemd/random-seed"
@@ -362,6 +362,25 @@ MKE2FS_CONFIG=$REPO/image/files/mke2fs.conf E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPO
     mkfs.ext4 -q -F -T skywire -L skyroot -U "$ROOT_FS_UUID" \
     -E "hash_seed=$ROOT_HASH_SEED,root_owner=0:0,lazy_itable_init=0,nodiscard" \
     -d "$ROOT" "$WORK/root.ext4" "${ROOT_SIZE_MIB}M"
+
+# mke2fs -d copies each file's ctime and atime from the staging tree (extraction time):
+# set both to SOURCE_DATE_EPOCH on every used inode (2 = root dir, 11+ = files).
+dumpe2fs "$WORK/root.ext4" 2>/dev/null | awk -v t="$SOURCE_DATE_EPOCH" '
+    /^Inodes per group:/ { ipg = $4 }
+    /^Group [0-9]+:/ { g = $2 + 0 }
+    /^  Free inodes:/ {
+        delete fr; s = $0; sub(/^  Free inodes: */, "", s); n = split(s, parts, /, */)
+        for (i = 1; i <= n; i++) {
+            if (parts[i] == "") continue
+            if (split(parts[i], ab, "-") == 2) { for (k = ab[1]; k <= ab[2]; k++) fr[k] = 1 } else fr[parts[i]] = 1
+        }
+        for (ino = g * ipg + 1; ino <= (g + 1) * ipg; ino++)
+            if (!(ino in fr) && (ino == 2 || ino >= 11)) printf "sif <%d> ctime @%d\nsif <%d> atime @%d\n", ino, t, ino, t
+    }' >"$WORK/clamp-times.debugfs"
+[ -s "$WORK/clamp-times.debugfs" ] || die "could not list the inodes of the root filesystem (dumpe2fs)"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$WORK/clamp-times.debugfs" "$WORK/root.ext4" >/dev/null 2>"$WORK/debugfs.log" \
+    || die "debugfs could not clamp inode times: $(tail -n 3 "$WORK/debugfs.log")"
+e2fsck -fn "$WORK/root.ext4" >"$WORK/e2fsck.log" 2>&1 || die "the root filesystem fails e2fsck: $(tail -n 5 "$WORK/e2fsck.log")"
 
 rm -f "$WORK/boot.vfat"
 mkfs.vfat -C -F 32 -n SKYBOOT -i "$BOOT_VOLID" --invariant "$WORK/boot.vfat" $((CONF_BOOT_SIZE_MIB * 1024)) >/dev/null
