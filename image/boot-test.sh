@@ -12,6 +12,7 @@
 #   DEEP_CHECKS=0             1: VPN exit and SOCKS5 checks (need `skywire cli vpn`/`proxy`)
 #   HOST_SKYWIRE_BIN=path     host (x86-64) skywire used as the client visor for DEEP_CHECKS
 #   KEEP_TEST_DIR=1           keep the work directory (disk, serial log)
+#   USE_KVM=1                 x86-64 only: use /dev/kvm instead of TCG
 # Every wait is bounded. Exit status 0 only when every enabled check passed.
 set -euo pipefail
 # The whole script is one compound command, so bash parses it completely before running:
@@ -91,7 +92,8 @@ qemu-arm64)
     QEMU=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$FW") ;;
 x86-64)
     FW=/usr/share/ovmf/OVMF.fd
-    accel=tcg; [ -w /dev/kvm ] && accel=kvm
+    # KVM only on request (USE_KVM=1): nested KVM in containers can fail at boot.
+    accel=tcg; [ "${USE_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && accel=kvm
     QEMU=(qemu-system-x86_64 -M q35 -accel "$accel" -bios "$FW") ;;
 *) die "BOARD=$BOARD cannot be booted under QEMU (qemu-arm64, x86-64)";;
 esac
@@ -115,6 +117,7 @@ while ((SECONDS < deadline)); do
     if grep -aqF "$VISOR_PK" "$T/serial.log" 2>/dev/null; then READY_S=$(elapsed); break; fi
     kill -0 "$QEMU_PID" 2>/dev/null || break
     grep -aq 'Kernel panic' "$T/serial.log" 2>/dev/null && break
+    grep -aq 'internal error\|emulation failure' "$T/qemu.log" 2>/dev/null && { echo "boot-test: QEMU failed: $(head -n 3 "$T/qemu.log")" >&2; break; }
     sleep "$POLL_SECONDS"
 done
 if [ -n "$READY_S" ]; then
