@@ -201,7 +201,8 @@ fi
 deep_supported() { # $1 = cli subcommand (vpn|proxy)
     local help
     help=$(gssh skywire cli --help 2>&1 || true)
-    grep -qwE "$1" <<<"$help"
+    # swift-argument-parser lists subcommands indented under SUBCOMMANDS.
+    grep -qE "^[[:space:]]+$1([[:space:]]|\$)" <<<"$help"
 }
 start_host_visor() { # $1 = sk hex; starts a client visor peered with the guest
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || return 1
