@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain
+.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain image boot-test
 
 all: build
 
@@ -59,6 +59,20 @@ cross:
 ## cross-test: build, then check NEEDED libs, glibc symbol versions and run it on trixie libraries.
 cross-test: cross
 	./toolchain/test-cross.sh $(ARCH)
+
+## image: ready-to-flash board image in out/$(BOARD)/ (see docs/boards.md), e.g.
+##   make image BOARD=rpi4 OVERLAYS=base,vpn-exit,socks-proxy [SKYWIRE_BIN=path]
+BOARD ?= qemu-arm64
+OVERLAYS ?=
+SKYWIRE_BIN ?=
+image:
+	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
+
+## boot-test: build the image (rootfs cached) and boot it under QEMU with a test
+## skywire-provision.json; DEEP_CHECKS=1 adds the VPN/SOCKS checks.
+boot-test:
+	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
+	BOARD='$(BOARD)' ./image/boot-test.sh
 
 clean:
 	rm -rf .build out

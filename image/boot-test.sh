@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# image/boot-test.sh: boots a board image under QEMU with a test
+# skywire-provision.json and checks it from outside the guest.
+#
+#   image/boot-test.sh [IMAGE.img.xz]     (default: out/$BOARD/skywire-$BOARD-latest.img.xz)
+#
+# Environment:
+#   BOARD=qemu-arm64|x86-64   which QEMU machine to use (default qemu-arm64)
+#   BOOT_TIMEOUT=420          seconds to wait for the visor to log its key
+#   SSH_TIMEOUT=120           seconds to wait for SSH after that
+#   CHECK_PORTS=1             require the visor's stcpr port (7777/tcp) to accept connections
+#   DEEP_CHECKS=0             1: VPN exit and SOCKS5 checks (need `skywire cli vpn`/`proxy`)
+#   HOST_SKYWIRE_BIN=path     host (x86-64) skywire used as the client visor for DEEP_CHECKS
+#   KEEP_TEST_DIR=1           keep the work directory (disk, serial log)
+#   USE_KVM=1                 x86-64 only: use /dev/kvm instead of TCG
+# Every wait is bounded. Exit status 0 only when every enabled check passed.
+set -euo pipefail
+# The whole script is one compound command, so bash parses it completely before running:
+# editing this file while a build runs cannot change the running build.
+{
+export LC_ALL=C.UTF-8 TZ=UTC
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BOARD=${BOARD:-qemu-arm64}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-420}
+SSH_TIMEOUT=${SSH_TIMEOUT:-120}
+SHUTDOWN_TIMEOUT=60
+CHECK_PORTS=${CHECK_PORTS:-1}
+DEEP_CHECKS=${DEEP_CHECKS:-0}
+POLL_SECONDS=2
+GUEST_MEM_MIB=1024
+GUEST_CPUS=2                 # the build host has 2 cores; never more
+DISK_GROW_TO=3G              # the test disk is bigger than the image: root must grow
+IMAGE=${1:-$REPO/out/$BOARD/skywire-$BOARD-latest.img.xz}
+
+PASS=0 FAIL=0 SKIP=0
+pass() { PASS=$((PASS + 1)); echo "PASS: $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
+skip() { SKIP=$((SKIP + 1)); echo "SKIP: $*"; }
+die()  { echo "boot-test: $*" >&2; exit 1; }
+
+QEMU_PID=""
+T=$(mktemp -d /tmp/skywire-boot-test.XXXXXX)
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" 2>/dev/null || true; fi
+    [ -n "${HOST_VISOR_PID:-}" ] && kill "$HOST_VISOR_PID" 2>/dev/null || true
+    if [ -n "${KEEP_TEST_DIR:-}" ]; then echo "boot-test: kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+[ -f "$IMAGE" ] || die "no image $IMAGE: run 'make image BOARD=$BOARD' first"
+"$REPO/image/host-deps.sh"
+
+# --- keys ---------------------------------------------------------------------
+# Ed25519 key pair as libsodium hex: sk = seed || pk (128 hex), pk (64 hex).
+ed25519_pair() {
+    local der pub
+    der=$(openssl genpkey -algorithm ed25519 -outform DER | xxd -p | tr -d '\n')
+    pub=$(printf '%s' "$der" | xxd -r -p | openssl pkey -inform DER -pubout -outform DER | xxd -p | tr -d '\n')
+    echo "${der: -64}${pub: -64} ${pub: -64}"
+}
+read -r VISOR_SK VISOR_PK < <(ed25519_pair)
+read -r _ WL_PK1 < <(ed25519_pair)
+read -r WL_CLIENT_SK WL_PK2 < <(ed25519_pair)
+read -r STRANGER_SK STRANGER_PK < <(ed25519_pair)
+ssh-keygen -q -t ed25519 -N '' -C skywire-boot-test -f "$T/id_ed25519"
+TEST_HOSTNAME=skywire-boot-test
+jq -n --arg sk "$VISOR_SK" --arg w1 "$WL_PK1" --arg w2 "$WL_PK2" --arg key "$(cat "$T/id_ed25519.pub")" \
+      --arg host "$TEST_HOSTNAME" '{
+    version: 1, hostname: $host, ssh_authorized_keys: [$key], sk: $sk,
+    role: "all", whitelist: [$w1, $w2], log_level: "info" }' >"$T/skywire-provision.json"
+
+# --- disk ---------------------------------------------------------------------
+echo "boot-test: preparing disk from $IMAGE" >&2
+xz -dc "$IMAGE" >"$T/disk.img"
+RAW_SIZE=$(stat -c %s "$T/disk.img")
+truncate -s "$DISK_GROW_TO" "$T/disk.img"
+boot_start=$(sfdisk -J "$T/disk.img" 2>/dev/null | jq '.partitiontable.partitions[0].start') \
+    || die "cannot read the partition table of $IMAGE"
+BOOT_OFFSET=$((boot_start * 512))
+export MTOOLS_SKIP_CHECK=1
+mcopy -o -i "$T/disk.img@@$BOOT_OFFSET" "$T/skywire-provision.json" ::/skywire-provision.json \
+    || die "mcopy into the FAT boot partition failed"
+echo "boot-test: wrote skywire-provision.json (visor pk $VISOR_PK) into the boot partition" >&2
+
+# --- boot ---------------------------------------------------------------------
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SSH_PORT=$(free_port) STCPR_PORT=$(free_port) SUDPH_PORT=$(free_port)
+NETDEV="user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$STCPR_PORT-:7777,hostfwd=udp:127.0.0.1:$SUDPH_PORT-:7778"
+case $BOARD in
+qemu-arm64)
+    FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
+    QEMU=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$FW") ;;
+x86-64)
+    FW=/usr/share/ovmf/OVMF.fd
+    # KVM only on request (USE_KVM=1): nested KVM in containers can fail at boot.
+    accel=tcg; [ "${USE_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && accel=kvm
+    QEMU=(qemu-system-x86_64 -M q35 -accel "$accel" -bios "$FW") ;;
+*) die "BOARD=$BOARD cannot be booted under QEMU (qemu-arm64, x86-64)";;
+esac
+[ -f "$FW" ] || die "UEFI firmware $FW missing (image/host-deps.sh installs qemu-efi-aarch64 and ovmf)"
+QEMU+=(-smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial.log"
+       -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0
+       -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile=
+       -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0)
+echo "boot-test: ${QEMU[*]}" >"$T/qemu.cmd"
+T0=$(date +%s.%N)
+"${QEMU[@]}" >"$T/qemu.log" 2>&1 &
+QEMU_PID=$!
+echo "boot-test: QEMU pid $QEMU_PID, ssh 127.0.0.1:$SSH_PORT, stcpr 127.0.0.1:$STCPR_PORT, sudph 127.0.0.1:$SUDPH_PORT" >&2
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# The visor logs its public key when it starts (it is the only place the full
+# key is printed; skywire-setup prints a shortened form).
+READY_S=""
+deadline=$((SECONDS + BOOT_TIMEOUT))
+while ((SECONDS < deadline)); do
+    if grep -aqF "$VISOR_PK" "$T/serial.log" 2>/dev/null; then READY_S=$(elapsed); break; fi
+    kill -0 "$QEMU_PID" 2>/dev/null || break
+    grep -aq 'Kernel panic' "$T/serial.log" 2>/dev/null && break
+    grep -aq 'internal error\|emulation failure' "$T/qemu.log" 2>/dev/null && { echo "boot-test: QEMU failed: $(head -n 3 "$T/qemu.log")" >&2; break; }
+    sleep "$POLL_SECONDS"
+done
+if [ -n "$READY_S" ]; then
+    pass "visor started with the provisioned public key (serial console), ${READY_S}s after QEMU start"
+else
+    fail "visor did not log the provisioned pk $VISOR_PK within ${BOOT_TIMEOUT}s; last console lines:"
+    tail -n 25 "$T/serial.log" | sed 's/^/    | /'
+fi
+grep -a 'skywire-setup\|provision:\|config:\|apps:\|grow-root:\|ssh-host-keys:' "$T/serial.log" | sed 's/^/    console| /' | head -n 30 || true
+grep -aq 'ERROR' <(grep -a 'provision:\|config:\|apps:' "$T/serial.log") \
+    && fail "skywire-setup reported errors on the console (see above)" || pass "skywire-setup reported no errors"
+
+# --- checks over SSH ------------------------------------------------------------
+SSH=(ssh -i "$T/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no
+     -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o LogLevel=ERROR root@127.0.0.1)
+gssh() { timeout 30 "${SSH[@]}" "$@"; }
+SSH_OK=""
+deadline=$((SECONDS + SSH_TIMEOUT))
+while ((SECONDS < deadline)) && kill -0 "$QEMU_PID" 2>/dev/null; do
+    if gssh true 2>/dev/null; then SSH_OK=$(elapsed); break; fi
+    sleep "$POLL_SECONDS"
+done
+if [ -z "$SSH_OK" ]; then
+    fail "SSH with the provisioned key did not answer within ${SSH_TIMEOUT}s"
+else
+    pass "SSH login with the provisioned key (${SSH_OK}s after QEMU start)"
+    pw=$(timeout 20 ssh -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o PreferredAuthentications=password,keyboard-interactive -o PubkeyAuthentication=no root@127.0.0.1 true 2>&1 || true)
+    [[ $pw == *"Permission denied (publickey)"* ]] && pass "SSH offers public-key authentication only" \
+        || fail "SSH password authentication not refused as expected: $pw"
+    [ "$(gssh cat /proc/sys/kernel/hostname)" = "$TEST_HOSTNAME" ] && pass "hostname provisioned" \
+        || fail "hostname is not $TEST_HOSTNAME"
+    [ "$(gssh systemctl is-active skywire.service)" = active ] && pass "skywire.service active" \
+        || fail "skywire.service not active: $(gssh systemctl status --no-pager -n 20 skywire.service 2>&1 | tail -n 20)"
+    for u in systemd-timesyncd ssh systemd-networkd; do
+        [ "$(gssh systemctl is-active "$u")" = active ] && pass "$u active" || fail "$u not active"
+    done
+    cfg=$(gssh cat /etc/skywire/skywire-config.json 2>/dev/null || echo '{}')
+    [ "$(jq -r .pk <<<"$cfg")" = "$VISOR_PK" ] && pass "config holds the provisioned pk" || fail "config pk is $(jq -r .pk <<<"$cfg")"
+    for app in vpn-server:44 skysocks:3; do
+        name=${app%%:*} port=${app##*:}
+        e=$(jq -c --arg n "$name" '.launcher.apps[]? | select(.name == $n)' <<<"$cfg")
+        if [ -n "$e" ] && [ "$(jq -r '.auto_start' <<<"$e")" = true ] && [ "$(jq -r .port <<<"$e")" = "$port" ] \
+           && [ "$(jq -r '.args | join(" ")' <<<"$e")" = "--whitelist $WL_PK1,$WL_PK2" ]; then
+            pass "launcher.apps has $name (port $port, auto_start, provisioned whitelist)"
+        else
+            fail "launcher.apps entry for $name wrong: ${e:-missing}"
+        fi
+    done
+    [ "$(gssh stat -c %a /etc/skywire/skywire-config.json)" = 600 ] && pass "config is mode 0600" || fail "config mode not 0600"
+    gssh 'test ! -e /boot/firmware/skywire-provision.json && test -e /boot/firmware/skywire-provision.applied.json' \
+        && pass "provision file renamed to skywire-provision.applied.json" || fail "provision file not renamed"
+    gssh "! grep -qF $VISOR_SK /boot/firmware/skywire-provision.applied.json && ! grep -rqF $VISOR_SK /var/lib/skywire /etc/skywire/provisioned.json" \
+        && pass "secret key gone from the boot partition and the provisioning state" || fail "secret key still on disk outside the config"
+    root_kib=$(gssh df -k --output=size / | tail -n1 | tr -d ' ')
+    ((root_kib * 1024 > RAW_SIZE)) && pass "root filesystem grown to $((root_kib / 1024)) MiB (image was $((RAW_SIZE / 1048576)) MiB)" \
+        || fail "root filesystem not grown (${root_kib} KiB)"
+    gssh 'sysctl -n net.ipv4.ip_forward' | grep -qx 1 && pass "IPv4 forwarding on (vpn-exit)" || fail "IPv4 forwarding off"
+    gssh 'nft list table inet skywire_vpn_exit' >/dev/null 2>&1 && pass "NAT table skywire_vpn_exit loaded" || fail "NAT table missing"
+    gssh 'ls /etc/ssh/ssh_host_ed25519_key' >/dev/null 2>&1 && pass "SSH host key generated on the board" || fail "no SSH host key"
+fi
+
+if [ -n "$SSH_OK" ] && gssh skywire --version 2>/dev/null | grep -q 'fake'; then
+    echo "boot-test: the image runs image/testing/fake-skywire (a stand-in that opens no ports)" >&2
+    CHECK_PORTS=0
+fi
+if [ "$CHECK_PORTS" = 1 ]; then
+    if timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$STCPR_PORT" 2>/dev/null; then
+        pass "stcpr port 7777/tcp accepts connections (host port $STCPR_PORT)"
+    else
+        fail "stcpr port 7777/tcp does not accept connections (CHECK_PORTS=0 to skip)"
+    fi
+else
+    skip "stcpr port check (CHECK_PORTS=0)"
+fi
+
+# --- deeper checks (VPN exit, SOCKS5) -------------------------------------------
+# These need a second visor on the host (HOST_SKYWIRE_BIN, x86-64 build) that
+# connects to the guest over the forwarded stcpr port, and CLI commands that
+# the visor gains with the VPN/SOCKS apps.
+deep_supported() { # $1 = cli subcommand (vpn|proxy)
+    local help
+    help=$(gssh skywire cli --help 2>&1 || true)
+    # swift-argument-parser lists subcommands indented under SUBCOMMANDS.
+    grep -qE "^[[:space:]]+$1([[:space:]]|\$)" <<<"$help"
+}
+start_host_visor() { # $1 = sk hex; starts a client visor peered with the guest
+    [ -x "${HOST_SKYWIRE_BIN:-}" ] || return 1
+    "$HOST_SKYWIRE_BIN" config gen -o "$T/host-$2.json" --sk "$1" >/dev/null || return 1
+    jq --arg pk "$VISOR_PK" --arg a "127.0.0.1:$STCPR_PORT" --arg cli "127.0.0.1:$3" \
+       '.transport.peers[$pk] = {stcpr: $a} | .transport.stcpr_port = 0 | .transport.sudph_port = 0 | .cli_addr = $cli
+        | .state_dir = "'"$T"'/state-'"$2"'"' "$T/host-$2.json" >"$T/host-$2.json.t" && mv "$T/host-$2.json.t" "$T/host-$2.json"
+    "$HOST_SKYWIRE_BIN" visor -c "$T/host-$2.json" >"$T/host-$2.log" 2>&1 &
+    HOST_VISOR_PID=$!
+    sleep 3
+}
+check_vpn_exit() {
+    deep_supported vpn || { skip "VPN exit check: the image's skywire has no 'skywire cli vpn' yet"; return; }
+    [ -x "${HOST_SKYWIRE_BIN:-}" ] || { skip "VPN exit check: set HOST_SKYWIRE_BIN to a host skywire build"; return; }
+    local cli=$(free_port) out
+    # Non-whitelisted client: must be refused.
+    start_host_visor "$STRANGER_SK" stranger "$cli" || { fail "cannot start host visor"; return; }
+    out=$(SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli vpn start "$VISOR_PK" 2>&1) \
+        && fail "VPN exit accepted a non-whitelisted key: $out" || pass "VPN exit refused a non-whitelisted key"
+    kill "$HOST_VISOR_PID"; wait "$HOST_VISOR_PID" 2>/dev/null || true
+    cli=$(free_port)
+    start_host_visor "$WL_CLIENT_SK" client "$cli" || { fail "cannot start host visor"; return; }
+    out=$(SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli vpn start "$VISOR_PK" 2>&1) \
+        && pass "VPN exit accepted a whitelisted key" || fail "VPN exit refused a whitelisted key: $out"
+    SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 10 "$HOST_SKYWIRE_BIN" cli vpn stop >/dev/null 2>&1 || true
+    kill "$HOST_VISOR_PID"; wait "$HOST_VISOR_PID" 2>/dev/null || true; HOST_VISOR_PID=""
+}
+check_socks_proxy() {
+    deep_supported proxy || { skip "SOCKS5 check: the image's skywire has no 'skywire cli proxy' yet"; return; }
+    [ -x "${HOST_SKYWIRE_BIN:-}" ] || { skip "SOCKS5 check: set HOST_SKYWIRE_BIN to a host skywire build"; return; }
+    # A page served by the test, reachable from the guest as 10.0.2.2 (QEMU user net).
+    mkdir -p "$T/www"; echo "skywire-boot-test-$VISOR_PK" >"$T/www/index.html"
+    local http=$(free_port) socks=$(free_port) cli=$(free_port)
+    timeout 300 python3 -m http.server "$http" --bind 127.0.0.1 --directory "$T/www" >/dev/null 2>&1 &
+    local http_pid=$!
+    start_host_visor "$WL_CLIENT_SK" client "$cli" || { fail "cannot start host visor"; kill $http_pid; return; }
+    SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli proxy start "$VISOR_PK" --listen "127.0.0.1:$socks" >/dev/null 2>&1 \
+        || { fail "cli proxy start failed"; kill $http_pid "$HOST_VISOR_PID"; return; }
+    if curl -fsS --max-time 20 --socks5-hostname "127.0.0.1:$socks" "http://10.0.2.2:$http/" | grep -qF "$VISOR_PK"; then
+        pass "SOCKS5 fetch through the board's skysocks"
+    else
+        fail "SOCKS5 fetch through the board failed"
+    fi
+    kill $http_pid "$HOST_VISOR_PID" 2>/dev/null || true; HOST_VISOR_PID=""
+}
+if [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then
+    check_vpn_exit
+    check_socks_proxy
+else
+    skip "VPN exit and SOCKS5 checks (DEEP_CHECKS=1 enables them)"
+fi
+
+# --- shutdown and offline checks ------------------------------------------------
+if [ -n "$SSH_OK" ]; then gssh 'systemctl poweroff' >/dev/null 2>&1 || true; fi
+deadline=$((SECONDS + SHUTDOWN_TIMEOUT))
+while ((SECONDS < deadline)) && kill -0 "$QEMU_PID" 2>/dev/null; do sleep 1; done
+if kill -0 "$QEMU_PID" 2>/dev/null; then
+    kill "$QEMU_PID"; wait "$QEMU_PID" 2>/dev/null || true
+    [ -n "$SSH_OK" ] && fail "guest did not power off within ${SHUTDOWN_TIMEOUT}s"
+else
+    wait "$QEMU_PID" 2>/dev/null || true
+fi
+QEMU_PID=""
+if mdir -b -i "$T/disk.img@@$BOOT_OFFSET" ::/ 2>/dev/null | grep -q '/skywire-provision.json$'; then
+    fail "skywire-provision.json still on the boot partition after shutdown"
+elif mtype -i "$T/disk.img@@$BOOT_OFFSET" ::/skywire-provision.applied.json 2>/dev/null | grep -qF "$VISOR_SK"; then
+    fail "the secret key is still in skywire-provision.applied.json"
+else
+    pass "boot partition (read offline with mtools) holds no secret key"
+fi
+
+echo "boot-test: board=$BOARD image=$(basename "$IMAGE") ready_after=${READY_S:-never}s ssh_after=${SSH_OK:-never}s"
+echo "boot-test: $PASS passed, $FAIL failed, $SKIP skipped (serial log: $T/serial.log${KEEP_TEST_DIR:+, kept})"
+((FAIL == 0))
+exit
+}
