@@ -70,9 +70,10 @@ image:
 
 ## boot-test: build the image (rootfs cached) and boot it under QEMU with a test
 ## skywire-provision.json; DEEP_CHECKS=1 adds the VPN/SOCKS checks.
-boot-test:
+boot-test: deps
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
-	BOARD='$(BOARD)' ./image/boot-test.sh
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+	BOARD='$(BOARD)' HOST_SKYWIRE_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./image/boot-test.sh
 
 clean:
 	rm -rf .build out

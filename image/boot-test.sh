@@ -9,7 +9,8 @@
 #   BOOT_TIMEOUT=420          seconds to wait for the visor to log its key
 #   SSH_TIMEOUT=120           seconds to wait for SSH after that
 #   CHECK_PORTS=1             require the visor's stcpr port (7777/tcp) to accept connections
-#   DEEP_CHECKS=0             1: VPN exit and SOCKS5 checks (need `skywire cli vpn`/`proxy`)
+#   DEEP_CHECKS=1             VPN exit and SOCKS5 checks through the board (default when
+#                             HOST_SKYWIRE_BIN is set; 0 turns them off)
 #   HOST_SKYWIRE_BIN=path     host (x86-64) skywire used as the client visor for DEEP_CHECKS
 #   KEEP_TEST_DIR=1           keep the work directory (disk, serial log)
 #   USE_KVM=1                 x86-64 only: use /dev/kvm instead of TCG
@@ -25,7 +26,10 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-420}
 SSH_TIMEOUT=${SSH_TIMEOUT:-120}
 SHUTDOWN_TIMEOUT=60
 CHECK_PORTS=${CHECK_PORTS:-1}
-DEEP_CHECKS=${DEEP_CHECKS:-0}
+# Deep checks (VPN exit and SOCKS5 through the board) run by default when a host build of
+# skywire is available (HOST_SKYWIRE_BIN); DEEP_CHECKS=0 turns them off.
+DEEP_CHECKS=${DEEP_CHECKS:-1}
+[ -x "${HOST_SKYWIRE_BIN:-}" ] || DEEP_CHECKS=0
 POLL_SECONDS=2
 GUEST_MEM_MIB=1024
 GUEST_CPUS=2                 # the build host has 2 cores; never more
@@ -43,6 +47,7 @@ T=$(mktemp -d /tmp/skywire-boot-test.XXXXXX)
 cleanup() {
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" 2>/dev/null || true; fi
     [ -n "${HOST_VISOR_PID:-}" ] && kill "$HOST_VISOR_PID" 2>/dev/null || true
+    if [ -n "${HOST_NS:-}" ]; then ip netns del "$HOST_NS" 2>/dev/null || true; ip link del "skwbt$$h" 2>/dev/null || true; fi
     if [ -n "${KEEP_TEST_DIR:-}" ]; then echo "boot-test: kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -86,6 +91,23 @@ echo "boot-test: wrote skywire-provision.json (visor pk $VISOR_PK) into the boot
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SSH_PORT=$(free_port) STCPR_PORT=$(free_port) SUDPH_PORT=$(free_port)
 NETDEV="user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$STCPR_PORT-:7777,hostfwd=udp:127.0.0.1:$SUDPH_PORT-:7778"
+# DEEP_CHECKS: the host-side client visor runs in its own network namespace (a VPN client
+# changes routes; never on the host itself), joined to the host by a veth; QEMU also
+# forwards the guest's stcpr port on the host end of that veth.
+HOST_NS="" NS_HOST_IP=10.98.$((RANDOM % 200 + 20)).1 NS_IP=""
+if [ "$DEEP_CHECKS" = 1 ]; then
+    HOST_NS=skwbt$$
+    NS_IP=${NS_HOST_IP%.1}.2
+    ip netns add "$HOST_NS"
+    ip link add "skwbt$$h" type veth peer name eth0 netns "$HOST_NS"
+    ip addr add "$NS_HOST_IP/30" dev "skwbt$$h"
+    ip link set "skwbt$$h" up
+    ip -n "$HOST_NS" addr add "$NS_IP/30" dev eth0
+    ip -n "$HOST_NS" link set eth0 up
+    ip -n "$HOST_NS" link set lo up
+    ip -n "$HOST_NS" route add default via "$NS_HOST_IP"
+    NETDEV="$NETDEV,hostfwd=tcp:$NS_HOST_IP:$STCPR_PORT-:7777"
+fi
 case $BOARD in
 qemu-arm64)
     FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
@@ -175,8 +197,13 @@ else
     root_kib=$(gssh df -k --output=size / | tail -n1 | tr -d ' ')
     ((root_kib * 1024 > RAW_SIZE)) && pass "root filesystem grown to $((root_kib / 1024)) MiB (image was $((RAW_SIZE / 1048576)) MiB)" \
         || fail "root filesystem not grown (${root_kib} KiB)"
-    gssh 'sysctl -n net.ipv4.ip_forward' | grep -qx 1 && pass "IPv4 forwarding on (vpn-exit)" || fail "IPv4 forwarding off"
-    gssh 'nft list table inet skywire_vpn_exit' >/dev/null 2>&1 && pass "NAT table skywire_vpn_exit loaded" || fail "NAT table missing"
+    if gssh skywire --version 2>/dev/null | grep -q fake; then
+        skip "vpn-server forwarding/NAT checks (the image runs the fake stand-in)"
+    else
+        gssh 'sysctl -n net.ipv4.ip_forward' | grep -qx 1 && pass "IPv4 forwarding on (vpn-server app)" || fail "IPv4 forwarding off"
+        gssh 'nft list table inet skywire_vpn_server' >/dev/null 2>&1 && pass "vpn-server NAT table skywire_vpn_server loaded" \
+            || fail "vpn-server NAT table missing: $(gssh skywire cli apps ls 2>&1 | tail -n 5)"
+    fi
     gssh 'ls /etc/ssh/ssh_host_ed25519_key' >/dev/null 2>&1 && pass "SSH host key generated on the board" || fail "no SSH host key"
 fi
 
@@ -204,49 +231,70 @@ deep_supported() { # $1 = cli subcommand (vpn|proxy)
     # swift-argument-parser lists subcommands indented under SUBCOMMANDS.
     grep -qE "^[[:space:]]+$1([[:space:]]|\$)" <<<"$help"
 }
-start_host_visor() { # $1 = sk hex; starts a client visor peered with the guest
+start_host_visor() { # $1 = sk hex, $2 = label: a client visor in $HOST_NS peered with the guest
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || return 1
-    "$HOST_SKYWIRE_BIN" config gen -o "$T/host-$2.json" --sk "$1" >/dev/null || return 1
-    jq --arg pk "$VISOR_PK" --arg a "127.0.0.1:$STCPR_PORT" --arg cli "127.0.0.1:$3" \
-       '.transport.peers[$pk] = {stcpr: $a} | .transport.stcpr_port = 0 | .transport.sudph_port = 0 | .cli_addr = $cli
-        | .state_dir = "'"$T"'/state-'"$2"'"' "$T/host-$2.json" >"$T/host-$2.json.t" && mv "$T/host-$2.json.t" "$T/host-$2.json"
-    "$HOST_SKYWIRE_BIN" visor -c "$T/host-$2.json" >"$T/host-$2.log" 2>&1 &
+    "$HOST_SKYWIRE_BIN" config gen -o "$T/host-$2.json" --sk "$1" --cli-addr "$T/host-$2.sock" \
+        --state-dir "$T/state-$2" >/dev/null || return 1
+    jq --arg pk "$VISOR_PK" --arg a "$NS_HOST_IP:$STCPR_PORT" \
+       '.transport.peers[$pk] = {stcpr: $a} | .transport.stcpr_port = 0 | .transport.sudph_port = 0' \
+       "$T/host-$2.json" >"$T/host-$2.json.t" && install -m 600 "$T/host-$2.json.t" "$T/host-$2.json"
+    ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" visor -c "$T/host-$2.json" >"$T/host-$2.log" 2>&1 &
     HOST_VISOR_PID=$!
-    sleep 3
+    local i
+    for i in $(seq 1 50); do
+        "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-$2.sock" visor info >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
 }
+stop_host_visor() {
+    [ -n "${HOST_VISOR_PID:-}" ] || return 0
+    kill "$HOST_VISOR_PID" 2>/dev/null || true
+    wait "$HOST_VISOR_PID" 2>/dev/null || true
+    HOST_VISOR_PID=""
+}
+hcli() { local label=$1; shift; ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-$label.sock" "$@"; }
 check_vpn_exit() {
-    deep_supported vpn || { skip "VPN exit check: the image's skywire has no 'skywire cli vpn' yet"; return; }
+    deep_supported vpn || { skip "VPN exit check: the image's skywire has no 'skywire cli vpn'"; return; }
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || { skip "VPN exit check: set HOST_SKYWIRE_BIN to a host skywire build"; return; }
-    local cli=$(free_port) out
-    # Non-whitelisted client: must be refused.
-    start_host_visor "$STRANGER_SK" stranger "$cli" || { fail "cannot start host visor"; return; }
-    out=$(SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli vpn start "$VISOR_PK" 2>&1) \
-        && fail "VPN exit accepted a non-whitelisted key: $out" || pass "VPN exit refused a non-whitelisted key"
-    kill "$HOST_VISOR_PID"; wait "$HOST_VISOR_PID" 2>/dev/null || true
-    cli=$(free_port)
-    start_host_visor "$WL_CLIENT_SK" client "$cli" || { fail "cannot start host visor"; return; }
-    out=$(SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli vpn start "$VISOR_PK" 2>&1) \
-        && pass "VPN exit accepted a whitelisted key" || fail "VPN exit refused a whitelisted key: $out"
-    SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 10 "$HOST_SKYWIRE_BIN" cli vpn stop >/dev/null 2>&1 || true
-    kill "$HOST_VISOR_PID"; wait "$HOST_VISOR_PID" 2>/dev/null || true; HOST_VISOR_PID=""
+    local out
+    start_host_visor "$STRANGER_SK" stranger || { fail "cannot start the host-side visor"; return; }
+    out=$(timeout 60 ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-stranger.sock" vpn start -k "$VISOR_PK" -t 30 2>&1) \
+        && fail "VPN exit accepted a non-whitelisted key: $out" \
+        || { grep -qi forbidden <<<"$out" && pass "VPN exit refused a non-whitelisted key: $out" \
+             || fail "VPN start failed, but not as forbidden: $out"; }
+    stop_host_visor
+    start_host_visor "$WL_CLIENT_SK" client || { fail "cannot start the host-side visor"; return; }
+    if out=$(timeout 60 ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-client.sock" vpn start -k "$VISOR_PK" -t 30 2>&1); then
+        st=$(hcli client vpn status --json 2>&1 || true)
+        [ "$(jq -r '.info.state // .state // empty' <<<"$st" 2>/dev/null)" = connected ] \
+            && pass "VPN exit accepted a whitelisted key (tunnel $(jq -r '.info.tunnel_ip // .info.client_ip // empty' <<<"$st"))" \
+            || fail "VPN started but status is not connected: $st"
+    else
+        fail "VPN exit refused a whitelisted key: $out"
+    fi
+    hcli client vpn stop >/dev/null 2>&1 || true
+    stop_host_visor
 }
 check_socks_proxy() {
-    deep_supported proxy || { skip "SOCKS5 check: the image's skywire has no 'skywire cli proxy' yet"; return; }
+    deep_supported proxy || { skip "SOCKS5 check: the image's skywire has no 'skywire cli proxy'"; return; }
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || { skip "SOCKS5 check: set HOST_SKYWIRE_BIN to a host skywire build"; return; }
-    # A page served by the test, reachable from the guest as 10.0.2.2 (QEMU user net).
+    # A page served by the test on the host; the guest reaches the host's loopback as 10.0.2.2.
     mkdir -p "$T/www"; echo "skywire-boot-test-$VISOR_PK" >"$T/www/index.html"
-    local http=$(free_port) socks=$(free_port) cli=$(free_port)
+    local http=$(free_port)
     timeout 300 python3 -m http.server "$http" --bind 127.0.0.1 --directory "$T/www" >/dev/null 2>&1 &
     local http_pid=$!
-    start_host_visor "$WL_CLIENT_SK" client "$cli" || { fail "cannot start host visor"; kill $http_pid; return; }
-    SKYWIRE_CLI_ADDR=127.0.0.1:$cli timeout 30 "$HOST_SKYWIRE_BIN" cli proxy start "$VISOR_PK" --listen "127.0.0.1:$socks" >/dev/null 2>&1 \
-        || { fail "cli proxy start failed"; kill $http_pid "$HOST_VISOR_PID"; return; }
-    if curl -fsS --max-time 20 --socks5-hostname "127.0.0.1:$socks" "http://10.0.2.2:$http/" | grep -qF "$VISOR_PK"; then
-        pass "SOCKS5 fetch through the board's skysocks"
+    start_host_visor "$WL_CLIENT_SK" client || { fail "cannot start the host-side visor"; kill $http_pid; return; }
+    if ! hcli client proxy start -k "$VISOR_PK" -t 30 >/dev/null 2>&1; then
+        fail "cli proxy start failed: $(tail -n 5 "$T/host-client.log")"
+    elif ip netns exec "$HOST_NS" curl -fsS --max-time 30 --socks5-hostname 127.0.0.1:1080 "http://10.0.2.2:$http/" \
+            | grep -qF "$VISOR_PK"; then
+        pass "SOCKS5 fetch of a page served by the test, through the board's skysocks"
     else
         fail "SOCKS5 fetch through the board failed"
     fi
-    kill $http_pid "$HOST_VISOR_PID" 2>/dev/null || true; HOST_VISOR_PID=""
+    kill $http_pid 2>/dev/null || true
+    stop_host_visor
 }
 if [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then
     check_vpn_exit

@@ -1,4 +1,7 @@
 #!/bin/bash
 # Build-time hook of the vpn-exit overlay (runs on the host; $ROOT is the rootfs).
+# Forwarding and NAT are not configured here: the vpn-server app enables
+# net.ipv4.ip_forward, installs its own nftables table (inet skywire_vpn_server) with the
+# masquerade and --secure rules when it starts, and removes both when it stops.
 set -euo pipefail
-systemctl --root="$ROOT" enable skywire-vpn-nat.service >/dev/null 2>&1
+exit 0
