@@ -47,6 +47,7 @@ ok=$(ip netns exec $A python3 - <<'PY'
 import socket, struct, threading
 N = 500
 done = []
+errors = {}
 lock = threading.Lock()
 def one(i):
     try:
@@ -65,11 +66,13 @@ def one(i):
         if data.endswith(b"hello\n"):
             with lock: done.append(i)
     except Exception as e:
-        pass
+        with lock: errors[repr(e)[:80]] = errors.get(repr(e)[:80], 0) + 1
 ts = [threading.Thread(target=one, args=(i,)) for i in range(N)]
 for t in ts: t.start()
 for t in ts: t.join(120)
 print(len(done))
+import sys
+for e, n in errors.items(): print(f"  {n} x {e}", file=sys.stderr)
 PY
 )
 [ "$ok" = 500 ] && pass "500 concurrent SOCKS5 connections completed" || fail "only $ok/500 concurrent connections completed"
