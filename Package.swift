@@ -88,7 +88,11 @@ let package = Package(
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
-        .testTarget(name: "SkywireVPNTests", dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim"]),
-        .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim"]),
+        // Helpers shared by test targets (network-namespace sandbox).
+        .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
+                path: "Tests/SkywireTestSupport"),
+        .testTarget(name: "SkywireVPNTests",
+                    dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim", "SkywireTestSupport"]),
+        .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim", "SkywireTestSupport"]),
     ]
 )

@@ -1,5 +1,6 @@
 import CSkywireShim
 import SkywireSystem
+import SkywireTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

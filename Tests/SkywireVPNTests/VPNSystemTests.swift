@@ -1,4 +1,5 @@
 import SkywireSystem
+import SkywireTestSupport
 import XCTest
 @testable import SkywireVPN
 

@@ -8,7 +8,7 @@ import Glibc
 /// Runs `body` on a thread of its own inside a fresh network namespace (unshare(CLONE_NEWNET)),
 /// so TUN devices, addresses, routes and nftables tables never touch the host. The namespace
 /// disappears when the thread exits. Skips unless root.
-func inPrivateNetworkNamespace(_ body: @escaping @Sendable () throws -> Void) throws {
+public func inPrivateNetworkNamespace(_ body: @escaping @Sendable () throws -> Void) throws {
     try XCTSkipUnless(getuid() == 0, "needs root (network namespaces)")
     final class Outcome: @unchecked Sendable {
         // @unchecked Sendable: written by the worker thread before join(), read after it.
