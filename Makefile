@@ -17,14 +17,17 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_BUILD_FLAGS)
 
-## test: unit tests, integration tests in network namespaces (root), then the aarch64 cross
-## build and its checks (SKYWIRE_TEST_CROSS=0 skips that last part).
+## test: unit tests, integration tests in network namespaces (root), the aarch64 cross build
+## and its checks, then the qemu-arm64 image boot test (SKYWIRE_TEST_CROSS=0 skips the last two,
+## SKYWIRE_TEST_IMAGE=0 only the boot test).
 SKYWIRE_TEST_CROSS ?= 1
+SKYWIRE_TEST_IMAGE ?= $(SKYWIRE_TEST_CROSS)
 test: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 	@if [ "$(SKYWIRE_TEST_CROSS)" = 1 ]; then $(MAKE) cross-test ARCH=aarch64; fi
+	@if [ "$(SKYWIRE_TEST_IMAGE)" = 1 ]; then $(MAKE) boot-test BOARD=qemu-arm64; fi
 
 unit-test: deps
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
