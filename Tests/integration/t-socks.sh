@@ -50,13 +50,17 @@ done = []
 errors = {}
 lock = threading.Lock()
 def one(i):
+    phase = "tcp connect"
     try:
         s = socket.create_connection(("127.0.0.1", 1080), timeout=60)
+        phase = "greeting"
         s.sendall(b"\x05\x01\x00")
         assert s.recv(2) == b"\x05\x00"
+        phase = "connect"
         s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("203.0.113.2") + struct.pack(">H", 8080))
         rep = s.recv(10)
         assert rep[:2] == b"\x05\x00", rep
+        phase = "body"
         s.sendall(b"GET /small.txt HTTP/1.0\r\n\r\n")
         data = b""
         while True:
@@ -66,7 +70,7 @@ def one(i):
         if data.endswith(b"hello\n"):
             with lock: done.append(i)
     except Exception as e:
-        with lock: errors[repr(e)[:80]] = errors.get(repr(e)[:80], 0) + 1
+        with lock: errors[phase + ": " + repr(e)[:60]] = errors.get(phase + ": " + repr(e)[:60], 0) + 1
 ts = [threading.Thread(target=one, args=(i,)) for i in range(N)]
 for t in ts: t.start()
 for t in ts: t.join(120)
@@ -75,7 +79,8 @@ import sys
 for e, n in errors.items(): print(f"  {n} x {e}", file=sys.stderr)
 PY
 )
-[ "$ok" = 500 ] && pass "500 concurrent SOCKS5 connections completed" || fail "only $ok/500 concurrent connections completed"
+[ "$ok" = 500 ] && pass "500 concurrent SOCKS5 connections completed" \
+    || fail "only $ok/500 concurrent connections completed; proxy: $(cli a proxy status --json | jq -c .info); exit: $(cli b apps ls --json | jq -c '.[] | select(.name=="skysocks") | .info')"
 
 # A malformed greeting gets an error reply and a closed connection; the proxy keeps serving.
 rep=$(ip netns exec $A python3 -c '
