@@ -41,12 +41,25 @@ final class MuxStream: AppStream {
 
     var hasEnded: Bool { ended }
 
+    /// Runs `body` on the stream's event loop: at once when already there, else hopped. Apps
+    /// should call on the loop (AppStream's contract); a call from another thread must never
+    /// touch the mux state concurrently.
+    @inline(__always)
+    private func onLoop(_ body: @escaping () -> Void) -> Bool {
+        if connection.eventLoop.inEventLoop { return false }
+        let box = UnsafeTransfer(body)
+        connection.eventLoop.execute { box.value() }
+        return true
+    }
+
     func setDelegate(_ delegate: AppStreamDelegate?) {
+        if onLoop({ self.setDelegate(delegate) }) { return }
         self.delegate = delegate
         if delegate != nil { drainInbound() }
     }
 
     func write(_ data: ByteBuffer) {
+        if onLoop({ self.write(data) }) { return }
         guard !ended, !finishRequested, data.readableBytes > 0 else { return }
         pendingWrites.append(data)
         pendingBytes += data.readableBytes
@@ -54,12 +67,14 @@ final class MuxStream: AppStream {
     }
 
     func finish() {
+        if onLoop({ self.finish() }) { return }
         guard !ended, !finishRequested else { return }
         finishRequested = true
         pump()
     }
 
     func reset(_ code: AppStreamResetCode) {
+        if onLoop({ self.reset(code) }) { return }
         guard !ended else { return }
         ended = true
         connection.session.reset(id, code: MuxErrorCode(rawValue: code.rawValue))
@@ -69,6 +84,7 @@ final class MuxStream: AppStream {
     }
 
     func setReadPaused(_ paused: Bool) {
+        if onLoop({ self.setReadPaused(paused) }) { return }
         self.paused = paused
         if !paused { drainInbound() }
     }
@@ -162,4 +178,11 @@ final class MuxStream: AppStream {
         inbound.removeAll()
         delegate = nil
     }
+}
+
+/// Moves a non-Sendable value to the event loop that owns it.
+struct UnsafeTransfer<T>: @unchecked Sendable {
+    // @unchecked Sendable: the value is only used on the destination event loop.
+    let value: T
+    init(_ value: T) { self.value = value }
 }
