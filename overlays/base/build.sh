@@ -8,6 +8,8 @@ systemctl --root="$ROOT" enable skywire-setup.service skywire.service ssh.servic
 sed -i 's/^root:[^:]*:/root:*:/' "$ROOT/etc/shadow"
 chmod 700 "$ROOT/root"
 chmod 755 "$ROOT/usr/lib/skywire/setup" "$ROOT"/usr/lib/skywire/setup.d/*
-chmod 700 "$ROOT/etc/skywire"
+# Empty directories are not tracked by git: create them here.
+install -d -m 700 "$ROOT/etc/skywire"
+install -d -m 755 "$ROOT/etc/skywire/apps.d"
 # The image's documentation, for file:// links in the units.
 install -D -m 644 "$REPO_DOCS/boards.md" "$ROOT/usr/share/doc/skywire/boards.md" 2>/dev/null || true
