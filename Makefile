@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench clean image boot-test
+.PHONY: all build release test unit-test integration-test deps bench clean image boot-test fleet fleet-test
 
 all: build
 
@@ -42,6 +42,19 @@ image:
 boot-test:
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
 	BOARD='$(BOARD)' ./image/boot-test.sh
+
+## fleet: keys, skywire-provision.json and a ready image per device of a fleet manifest
+## (docs/fleet.md), e.g. make fleet FLEET=fleet.json [OUT=out/fleet] [HOST_SKYWIRE_BIN=path]
+FLEET ?= fleet.json
+OUT ?= out/fleet
+HOST_SKYWIRE_BIN ?=
+fleet:
+	HOST_SKYWIRE_BIN='$(HOST_SKYWIRE_BIN)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./fleet/fleet.py '$(FLEET)' -o '$(OUT)'
+
+## fleet-test: three-device fleet, read back, idempotency, add/remove, manifest errors, and
+## (FLEET_BOOT_TEST=1, default) the exit's image booted under QEMU (root).
+fleet-test:
+	HOST_SKYWIRE_BIN='$(HOST_SKYWIRE_BIN)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./fleet/test-fleet.sh
 
 clean:
 	rm -rf .build out

@@ -813,7 +813,7 @@ def main(argv):
                 keyf, shaf = os.path.join(dd, ".image-key"), img + ".sha256"
                 rawshaf = os.path.join(dd, f"skywire-{d['board']}-{d['name']}.img.sha256")
                 for other in os.listdir(dd):                      # a format switch leaves no stale image
-                    if other.startswith("skywire-") and other not in (os.path.basename(img), os.path.basename(shaf),
+                    if other.startswith("skywire-") and other not in (PROVISION_NAME, os.path.basename(img), os.path.basename(shaf),
                                                                        os.path.basename(rawshaf)):
                         os.unlink(os.path.join(dd, other))
                 if os.path.exists(img) and os.path.exists(keyf) and read_text(keyf) == key and os.path.exists(rawshaf):
@@ -822,7 +822,7 @@ def main(argv):
                     log(f"{d['name']}: image unchanged")
                 else:
                     if d["base"] not in caches:
-                        caches[d["base"]] = BaseCache(os.path.join(parent, ".fleet-cache"), d["base"])
+                        caches[d["base"]] = BaseCache(os.environ.get("FLEET_CACHE") or os.path.join(parent, ".fleet-cache"), d["base"])
                     t0 = datetime.datetime.now()
                     if os.path.exists(img):
                         os.unlink(img)                                # never write into a hard link
