@@ -834,9 +834,11 @@ def main(argv):
                 entry.update(image=os.path.relpath(img, stage), image_sha256=digest, image_raw_sha256=raw_digest,
                              base_image=os.path.basename(d["base"]))
             inventory.append(entry)
-        write_file(os.path.join(stage, "inventory.json"),
-                   json.dumps({"fleet": m.data.get("fleet", ""), "manifest": os.path.basename(args.manifest),
-                               "devices": inventory}, indent=2) + "\n", 0o600)
+        inv = json.dumps({"fleet": m.data.get("fleet", ""), "manifest": os.path.basename(args.manifest),
+                          "devices": inventory}, indent=2) + "\n"
+        invf = os.path.join(stage, "inventory.json")
+        if not os.path.exists(invf) or open(invf, encoding="utf-8").read() != inv:
+            write_file(invf, inv, 0o600)
         for root, dirs, _ in os.walk(stage):
             for dn in dirs:
                 os.chmod(os.path.join(root, dn), 0o700)
