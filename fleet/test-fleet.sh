@@ -204,6 +204,9 @@ printf '%s\n' "$(jq --indent 2 '.devices[1].board = "pi-zero"' <<<"$good")" >"$T
 { "$FLEET" "$T/bad.json" -o "$OUT" 2>&1 || true; } | grep -q "bad.json:$line: " && pass "error names the manifest line ($line)" \
     || fail "error line is not $line"
 
+out=$("$FLEET" "$REPO/fleet/example-fleet.json" --check 2>&1) && pass "fleet/example-fleet.json (groups, app_trusts, outside keys) validates" \
+    || fail "example manifest: $out"
+
 # --- 6. boot the exit's image: the client is accepted, an outsider refused ---------------------
 boot_check() {
     [ "$FLEET_BOOT_TEST" = 1 ] || { skip "boot check (FLEET_BOOT_TEST=0)"; return; }
