@@ -247,7 +247,9 @@ boot_check() {
     wl_cfg=$(jq -r '.launcher.apps[] | select(.name == "vpn-server") | .args[1] // ""' <<<"$cfg")
     [ "$wl_cfg" = "$(jq -r '.whitelist | join(",")' "$T/prov/exit-1.json")" ] && pass "exit's vpn-server whitelist is the fleet's client and gateway" \
         || fail "vpn-server args on the exit: $(jq -c '.launcher.apps' <<<"$cfg")"
-    if ! timeout 20 "${SSH[@]}" skywire cli --help 2>&1 | grep -qw vpn; then
+    local help
+    help=$(timeout 20 "${SSH[@]}" skywire cli --help 2>&1 || true)
+    if ! grep -qw vpn <<<"$help"; then
         skip "VPN/SOCKS acceptance checks: the image's skywire has no 'cli vpn' (stand-in binary?)"
         return
     fi
@@ -293,6 +295,10 @@ boot_check() {
         fail "SOCKS server on the exit served a key from outside the fleet"
     else
         pass "SOCKS server on the exit refuses a key from outside the fleet"
+    fi
+    if ((FAIL)); then
+        echo "    --- exit's visor log:"; timeout 20 "${SSH[@]}" journalctl -u skywire -n 40 --no-pager 2>&1 | sed 's/^/    | /'
+        for who in outsider client; do echo "    --- host visor $who:"; tail -n 15 "$T/hv-$who.log" | sed 's/^/    | /'; done
     fi
     timeout 20 "${SSH[@]}" systemctl poweroff >/dev/null 2>&1 || true
 }
