@@ -291,7 +291,10 @@ boot_check() {
     else
         fail "SOCKS fetch through the exit as client-1 failed"
     fi
-    if ip netns exec "$ns" curl -fsS --max-time 30 --socks5-hostname 127.0.0.1:1081 http://10.0.2.2:8080/ >/dev/null 2>&1; then
+    # The outsider's local SOCKS listener must be up, so that a failed fetch is the exit's refusal.
+    if ! timeout 5 ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/1081' 2>/dev/null; then
+        fail "the outsider's local SOCKS proxy did not start (cannot test the exit's refusal)"
+    elif ip netns exec "$ns" curl -fsS --max-time 30 --socks5-hostname 127.0.0.1:1081 http://10.0.2.2:8080/ >/dev/null 2>&1; then
         fail "SOCKS server on the exit served a key from outside the fleet"
     else
         pass "SOCKS server on the exit refuses a key from outside the fleet"
