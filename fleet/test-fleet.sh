@@ -174,6 +174,20 @@ read_all
     && [ "$(jq '[.devices[].name] | index("client-2")' "$OUT/inventory.json")" = null ] \
     && pass "client-2's outputs removed, its key archived" || fail "client-2 not cleaned up: $(ls -R "$OUT" | head -n 30)"
 
+# --- 4b. raw format: the same disks, as sparse .img files -----------------------------------
+raw_want=$(jq -c '[.devices[] | .image_raw_sha256]' "$OUT/inventory.json")
+run_fleet --format raw >"$T/run-raw.log" 2>&1 || { cat "$T/run-raw.log"; fail "--format raw failed"; }
+ok=1
+for n in exit-1 gw-1 client-1; do
+    i=$(img_of "$n")
+    [[ $i == *.img ]] && [ "$(sha256sum <"$i" | cut -d' ' -f1)" = "$(jq -r --arg n "$n" '.devices[] | select(.name == $n) | .image_raw_sha256' "$OUT/inventory.json")" ] \
+        && mtype -i "$i@@$((2048 * 512))" ::/skywire-provision.json | cmp -s - "$OUT/devices/$n/skywire-provision.json" || ok=0
+done
+((ok)) && [ "$(jq -c '[.devices[] | .image_raw_sha256]' "$OUT/inventory.json")" = "$raw_want" ] \
+    && pass "--format raw gives the same disks (sha256) with the same provisioning files" || fail "--format raw differs"
+run_fleet >"$T/run-xz.log" 2>&1 || fail "back to xz failed"
+[ -z "$(find "$OUT/devices" -name '*.img')" ] && pass "switching formats leaves no stale images" || fail "stale raw images left"
+
 # --- 5. manifest errors: reported with their place, nothing changed ------------------------
 before=$(snapshot)
 expect_error() { # $1 = label, $2 = manifest text, $3 = regex the error must match
