@@ -22,6 +22,8 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}       # TCG on a shared 2-core host
 SSH_TIMEOUT=${SSH_TIMEOUT:-300}
 CMD_TIMEOUT=60
 export MTOOLS_SKIP_CHECK=1 TZ=UTC LC_ALL=C.UTF-8
+# The base image's segment streams survive the test (made once per base image).
+export FLEET_CACHE=${FLEET_CACHE:-$REPO/out/.fleet-cache}
 
 PASS=0 FAIL=0 SKIP=0
 pass() { PASS=$((PASS + 1)); echo "PASS: $*"; }
