@@ -214,6 +214,11 @@ expect_error "bad role" "$(jq --indent 2 '.devices[2].role = "server"' <<<"$good
 expect_error "missing field" "$(jq --indent 2 'del(.devices[1].role)' <<<"$good")" \
     'devices\[1\] "gw-1": missing field "role"'
 expect_error "not JSON" "$(sed '$d' <<<"$good")" 'bad\.json:[0-9]+:[0-9]+: not valid JSON'
+# A failure after validation (here: key generation) leaves the output as it was too.
+jq '.devices += [{name: "client-3", role: "client"}]' "$T/fleet.json" >"$T/bad.json"
+rc=0; out=$(HOST_SKYWIRE_BIN=/bin/false "$FLEET" "$T/bad.json" -o "$OUT" 2>&1) || rc=$?
+((rc == 1)) && [ "$(snapshot)" = "$before" ] && [ -z "$(ls -d "$OUT".new-* 2>/dev/null)" ] \
+    && pass "a failing key generation changes nothing: $(grep -m1 error: <<<"$out" | cut -c1-100)" || fail "failed run changed the output (rc=$rc): $out"
 # Line numbers point at the offending value.
 line=$(jq --indent 2 '.devices[1].board = "pi-zero"' <<<"$good" | grep -n '"pi-zero"' | cut -d: -f1)
 printf '%s\n' "$(jq --indent 2 '.devices[1].board = "pi-zero"' <<<"$good")" >"$T/bad.json"
