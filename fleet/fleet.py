@@ -490,7 +490,8 @@ def gen_key(skywire, tmpdir):
         with open(cfg, encoding="utf-8") as f:
             c = json.load(f)
     except subprocess.CalledProcessError as e:
-        raise Fail(f"'{skywire} config gen' failed: {e.stderr.strip() or e.stdout.strip()}")
+        raise Fail(f"'{skywire} config gen' failed (exit {e.returncode}): "
+                   f"{e.stderr.strip() or e.stdout.strip() or 'no message'}; is it the real skywire?")
     except (OSError, ValueError, subprocess.TimeoutExpired) as e:
         raise Fail(f"'{skywire} config gen' gave no readable config ({e}); is it the real skywire?")
     finally:
