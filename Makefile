@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain image boot-test
+.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain image boot-test fleet fleet-test
 
 all: build
 
@@ -77,6 +77,21 @@ boot-test: deps
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 	BOARD='$(BOARD)' HOST_SKYWIRE_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./image/boot-test.sh
+
+## fleet: keys, skywire-provision.json and a ready image per device of a fleet manifest
+## (docs/fleet.md), e.g. make fleet FLEET=fleet.json [OUT=out/fleet] [HOST_SKYWIRE_BIN=path]
+FLEET ?= fleet.json
+OUT ?= out/fleet
+HOST_SKYWIRE_BIN ?=
+fleet: deps
+	@[ -n '$(HOST_SKYWIRE_BIN)' ] || $(SWIFT) build $(SWIFT_BUILD_FLAGS) >&2
+	HOST_SKYWIRE_BIN='$(or $(HOST_SKYWIRE_BIN),$(shell $(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path 2>/dev/null)/skywire)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./fleet/fleet.py '$(FLEET)' -o '$(OUT)'
+
+## fleet-test: three-device fleet, read back, idempotency, add/remove, manifest errors, and
+## (FLEET_BOOT_TEST=1, default) the exit's image booted under QEMU (root).
+fleet-test: deps
+	@[ -n '$(HOST_SKYWIRE_BIN)' ] || $(SWIFT) build $(SWIFT_BUILD_FLAGS) >&2
+	HOST_SKYWIRE_BIN='$(or $(HOST_SKYWIRE_BIN),$(shell $(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path 2>/dev/null)/skywire)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./fleet/test-fleet.sh
 
 clean:
 	rm -rf .build out
