@@ -1,0 +1,39 @@
+# Shared by bench/vpn.sh and bench/socks.sh: paths, the two visor configs, the JSON report.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+H=${SKYWIRE_BENCH_HARNESS:-$root/../shared/bench}
+BIN=${SKYWIRE_BIN:-$root/.build/release/skywire}
+export TRANSPORT
+work=$(mktemp -d /tmp/skwbench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# The harness's exit (pfsrv) address on the underlay.
+BENCH_SRV_IP=10.231.1.1
+
+need_harness() {  # need_harness SCRIPT
+    [ -x "$H/$1" ] || { echo "bench: harness not found at $H (set SKYWIRE_BENCH_HARNESS)" >&2; exit 1; }
+}
+
+# bench_configs SERVER_JQ CLIENT_JQ: writes $work/srv.json (exit, in pfsrv) and $work/cli.json
+# (client, in pfcli, with the exit in its peers table over $TRANSPORT); the filters get $s = the
+# exit's public key. Sets SRV.
+bench_configs() {
+    local side
+    for side in srv cli; do
+        "$BIN" config gen -o "$work/$side.json" --cli-addr "$work/$side.sock" --state-dir "$work/$side" >"$work/$side.pk"
+    done
+    SRV=$(cat "$work/srv.pk")
+    jq --arg s "$SRV" "$1 | .log_level=\"warning\"" "$work/srv.json" >"$work/t" && install -m600 "$work/t" "$work/srv.json"
+    jq --arg s "$SRV" --arg ip "$BENCH_SRV_IP" "$2
+        | .transport.peers[\$s] = (if env.TRANSPORT == \"sudph\" then {\"sudph\":(\$ip+\":7778\")} else {\"stcpr\":(\$ip+\":7777\")} end)
+        | .log_level=\"warning\"" "$work/cli.json" >"$work/t" && install -m600 "$work/t" "$work/cli.json"
+}
+
+# bench_report KIND: the harness lines on stdin (one per peer, tagged with .peer) as one object.
+bench_report() {
+    jq -s --arg kind "$1" '{
+        kind: $kind,
+        transport: env.TRANSPORT,
+        peers: .,
+        summary: (map({key: .peer, value: (.summary // .error)}) | from_entries)
+    }'
+}
