@@ -282,16 +282,21 @@ check_socks_proxy() {
     # A page served by the test on the host; the guest reaches the host's loopback as 10.0.2.2.
     mkdir -p "$T/www"; echo "skywire-boot-test-$VISOR_PK" >"$T/www/index.html"
     local http=$(free_port)
-    timeout 300 python3 -m http.server "$http" --bind 127.0.0.1 --directory "$T/www" >/dev/null 2>&1 &
-    local http_pid=$!
+    timeout 300 python3 -m http.server "$http" --bind 127.0.0.1 --directory "$T/www" >"$T/http.log" 2>&1 &
+    local http_pid=$! i page=""
+    # The page must be served before the board is asked to fetch it.
+    for i in $(seq 1 50); do curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$http/" 2>/dev/null && break; sleep 0.2; done
     start_host_visor "$WL_CLIENT_SK" client || { fail "cannot start the host-side visor"; kill $http_pid; return; }
-    if ! hcli client proxy start -k "$VISOR_PK" -t 30 >/dev/null 2>&1; then
-        fail "cli proxy start failed: $(tail -n 5 "$T/host-client.log")"
-    elif ip netns exec "$HOST_NS" curl -fsS --max-time 30 --socks5-hostname 127.0.0.1:1080 "http://10.0.2.2:$http/" \
-            | grep -qF "$VISOR_PK"; then
-        pass "SOCKS5 fetch of a page served by the test, through the board's skysocks"
+    if ! hcli client proxy start -k "$VISOR_PK" -t 30 >"$T/proxy-start.log" 2>&1; then
+        fail "cli proxy start failed: $(cat "$T/proxy-start.log"; tail -n 5 "$T/host-client.log")"
     else
-        fail "SOCKS5 fetch through the board failed"
+        page=$(ip netns exec "$HOST_NS" curl -sS --max-time 60 --socks5-hostname 127.0.0.1:1080 \
+               "http://10.0.2.2:$http/" 2>"$T/curl.err" || true)
+        if grep -qF "$VISOR_PK" <<<"$page"; then
+            pass "SOCKS5 fetch of a page served by the test, through the board's skysocks"
+        else
+            fail "SOCKS5 fetch through the board failed: $(cat "$T/curl.err") | proxy: $(hcli client proxy status --json 2>&1 | jq -c .info) | http: $(tail -n 3 "$T/http.log")"
+        fi
     fi
     kill $http_pid 2>/dev/null || true
     stop_host_visor
