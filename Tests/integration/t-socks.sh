@@ -15,7 +15,16 @@ mkdir -p "$T_WORK/www"
 head -c 20000000 /dev/urandom >"$T_WORK/www/big.bin"
 echo hello >"$T_WORK/www/small.txt"
 want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
-ip netns exec $N python3 -m http.server 8080 --bind 203.0.113.2 --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
+# python's http.server listens with a backlog of 5, which stalls hundreds of concurrent connects
+# in the kernel's accept queue (SYN-ACK retransmits); this one listens with 1024.
+ip netns exec $N python3 -c '
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024
+    daemon_threads = True
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+Server(("203.0.113.2", 8080), handler).serve_forever()
+' "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
 T_PIDS+=("$!")
 for i in $(seq 1 100); do ip netns exec $B curl -fsS -o /dev/null http://203.0.113.2:8080/small.txt 2>/dev/null && break; [ "$i" = 100 ] && die "the test HTTP server did not start: $(cat "$T_WORK/http.log")"; sleep 0.1; done
 
@@ -107,10 +116,11 @@ wait "$cpid" && fail "download completed despite the exit being killed" \
     || pass "application saw an error when the exit died: $(tr -d '\n' <"$T_WORK/curl-kill.log" | cut -c1-80)"
 visor_start b $B
 for _ in $(seq 1 60); do
-    if got=$(ip netns exec $A curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/small.txt 2>/dev/null) \
+    if got=$(ip netns exec $A curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/small.txt 2>"$T_WORK/recover.err") \
         && [ "$got" = hello ]; then break; fi
     sleep 1
 done
-[ "${got:-}" = hello ] && pass "the proxy recovered after the exit came back" || fail "no recovery after the exit restarted"
+[ "${got:-}" = hello ] && pass "the proxy recovered after the exit came back" \
+    || fail "no recovery after the exit restarted: $(cat "$T_WORK/recover.err"); tp: $(cli a tp ls --json | jq -c '[.[] | {state, last_error}]')"
 
 finish
