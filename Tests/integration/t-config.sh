@@ -41,7 +41,9 @@ pk2=$("$bin" config gen -o "$cfg" --force --stcpr-port 0 --sudph-port 9999 --log
 sk=$(jq -r .sk "$cfg")
 pk3=$("$bin" config gen -o "$dir/y.json" --sk "$sk" 2>/dev/null) || fail "gen --sk failed"
 [ "$pk3" = "$pk2" ] || fail "--sk gave a different public key"
-if "$bin" config gen -o "$dir/z.json" --sk "${sk:0:127}0" >/dev/null 2>"$dir/sk.err"; then fail "bad --sk accepted"; fi
+# Change the last hex digit of the stored public-key half (to a digit it is not).
+last=${sk:127:1}; if [ "$last" = 0 ]; then bad_sk="${sk:0:127}1"; else bad_sk="${sk:0:127}0"; fi
+if "$bin" config gen -o "$dir/z.json" --sk "$bad_sk" >/dev/null 2>"$dir/sk.err"; then fail "bad --sk accepted"; fi
 [ ! -e "$dir/z.json" ] || fail "bad --sk wrote a file"
 
 # Invalid option values are rejected and write nothing.

@@ -11,7 +11,10 @@ final class MuxStream: AppStream {
     static let writeHighWatermark = 256 * 1024
 
     let id: MuxStreamID
-    private unowned(unsafe) let connection: MuxConnection
+    /// Strong: an app may keep (and call) a stream after its transport is gone; the connection
+    /// drops its streams when the link closes, so there is no lasting cycle.
+    private let connection: MuxConnection
+    let eventLoop: EventLoop
     let localPort: UInt16
     let remotePort: UInt16
     private var delegate: AppStreamDelegate?
@@ -29,12 +32,12 @@ final class MuxStream: AppStream {
     init(id: MuxStreamID, connection: MuxConnection, localPort: UInt16, remotePort: UInt16, accepted: Bool) {
         self.id = id
         self.connection = connection
+        self.eventLoop = connection.eventLoop
         self.localPort = localPort
         self.remotePort = remotePort
         self.accepted = accepted
     }
 
-    var eventLoop: EventLoop { connection.eventLoop }
     var remoteKeyHex: String { connection.remote.hex }
 
     var isWritable: Bool { !ended && pendingBytes < Self.writeHighWatermark }
@@ -46,9 +49,9 @@ final class MuxStream: AppStream {
     /// touch the mux state concurrently.
     @inline(__always)
     private func onLoop(_ body: @escaping () -> Void) -> Bool {
-        if connection.eventLoop.inEventLoop { return false }
+        if eventLoop.inEventLoop { return false }
         let box = UnsafeTransfer(body)
-        connection.eventLoop.execute { box.value() }
+        eventLoop.execute { box.value() }
         return true
     }
 
