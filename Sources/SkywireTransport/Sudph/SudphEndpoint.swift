@@ -73,11 +73,10 @@ final class SudphEndpoint: @unchecked Sendable {
 
     func close() async {
         try? await eventLoop.submit {
-            for peer in Set(self.peersByIndex.values.map(ObjectIdentifier.init)).compactMap({ id in
-                self.peersByIndex.values.first { ObjectIdentifier($0) == id }
-            }) {
-                peer.close(reason: "visor stopping")
-            }
+            // A peer can own two indices (handshake and session): close each once.
+            var peers: [ObjectIdentifier: SudphPeer] = [:]
+            for peer in self.peersByIndex.values { peers[ObjectIdentifier(peer)] = peer }
+            for peer in peers.values { peer.close(reason: "visor stopping") }
         }.get()
         try? await channel.close()
     }

@@ -39,18 +39,20 @@ extension Visor {
         let received = NIOLockedValueBox<(count: Int, rttTotal: Double)>((0, 0))
         let clock = ContinuousClock()
         let origin = clock.now
+        /// Nanoseconds since `origin`: the timestamp each datagram carries and is echoed with.
+        let elapsedNanos: @Sendable () -> UInt64 = {
+            let d = clock.now - origin
+            return UInt64(d.components.seconds) * 1_000_000_000 + UInt64(d.components.attoseconds / 1_000_000_000)
+        }
         guard let port = apps.reserveEphemeral({ buffer, from, _ in
             guard from == pk, buffer.readableBytes >= 8, let sentAt = buffer.getInteger(at: buffer.readerIndex, as: UInt64.self) else { return }
-            let now = clock.now - origin
-            let nowNanos = UInt64(now.components.seconds) * 1_000_000_000 + UInt64(now.components.attoseconds / 1_000_000_000)
+            let nowNanos = elapsedNanos()
             received.withLockedValue { $0.count += 1; $0.rttTotal += Double(nowNanos &- sentAt) / 1e6 }
         }) else { throw ControlError(.unavailable, "no free client port") }
         defer { apps.releaseEphemeral(port) }
         for _ in 0..<count {
-            let now = clock.now - origin
-            let nanos = UInt64(now.components.seconds) * 1_000_000_000 + UInt64(now.components.attoseconds / 1_000_000_000)
             var buf = ByteBuffer()
-            buf.writeInteger(nanos)
+            buf.writeInteger(elapsedNanos())
             buf.writeRepeatingByte(0x5a, count: 56)
             transports.sendDatagram(to: pk, destinationPort: EchoApp.defaultPort, sourcePort: port, payload: buf)
             try await Task.sleep(for: .milliseconds(20))
