@@ -51,22 +51,30 @@ public final class SkysocksClientApp: Sendable {
     let counters = SkysocksCounters()
     let registry = SkysocksSessionRegistry()
     private let group: EventLoopGroup
+    /// Where accepted connections go; by default `group`. Must be a MultiThreadedEventLoopGroup or
+    /// one of its loops (ServerBootstrap's rule).
+    private let childGroup: EventLoopGroup
     private let opener: SkysocksStreamOpener
     private let listener = NIOLockedValueBox<Channel?>(nil)
 
-    public init(options: SkysocksClientOptions, group: EventLoopGroup, logger: Logger = Logger(label: "skysocks-client"),
+    /// `childGroup` runs the accepted connections (default: `group`); the visor passes the home loop
+    /// of the transport to the server, so stream calls need no thread hop.
+    public init(options: SkysocksClientOptions, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
+                logger: Logger = Logger(label: "skysocks-client"),
                 opener: @escaping SkysocksStreamOpener) {
         self.options = options
         self.group = group
+        self.childGroup = childGroup ?? group
         self.logger = logger
         self.opener = opener
     }
 
     /// Parses app arguments (`-k PK`, `--addr HOST:PORT`, ...; see `SkysocksClientOptions.parse`).
-    public convenience init(arguments: [String], group: EventLoopGroup,
+    public convenience init(arguments: [String], group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
                             logger: Logger = Logger(label: "skysocks-client"),
                             opener: @escaping SkysocksStreamOpener) throws {
-        self.init(options: try SkysocksClientOptions.parse(arguments), group: group, logger: logger, opener: opener)
+        self.init(options: try SkysocksClientOptions.parse(arguments), group: group, childGroup: childGroup,
+                  logger: logger, opener: opener)
     }
 
     /// Binds the listener.
@@ -74,7 +82,7 @@ public final class SkysocksClientApp: Sendable {
         registry.reopen()
         let app = self
         let timeout = options.handshakeTimeout
-        return ServerBootstrap(group: group)
+        return ServerBootstrap(group: group, childGroup: childGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)

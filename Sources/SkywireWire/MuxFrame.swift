@@ -167,4 +167,7 @@ public enum MuxFrameLayout {
     /// Largest DATA payload over stcpr and over sudph.
     public static let maxDataPayloadStcpr = 16 * 1024
     public static let maxDataPayloadSudph = 1200
+    /// DATA bytes an opener may send before OPEN_OK and every acceptor buffers (§5 early data);
+    /// windows announced in OPEN / OPEN_OK are never smaller.
+    public static let earlyDataLimit = 16 * 1024
 }

@@ -44,6 +44,8 @@ public final class MuxSession<Payload: WirePayload> {
         var unconsumed: UInt64 = 0
         var pendingReturn: UInt64 = 0
         var writeBlocked = false
+        /// DATA bytes sent before OPEN_OK (opener) or received before accepting (acceptor), §5 early data.
+        var earlyBytes: UInt64 = 0
 
         init(phase: MuxStreamInfo.Phase, receiveCredit: UInt64) {
             self.phase = phase
@@ -65,6 +67,9 @@ public final class MuxSession<Payload: WirePayload> {
     public private(set) var lateFrames: UInt64 = 0
 
     public init(configuration: Configuration) {
+        var configuration = configuration
+        // §5: a window below the early-data allowance could not hold the early bytes.
+        configuration.initialWindow = max(configuration.initialWindow, UInt32(MuxFrameLayout.earlyDataLimit))
         self.configuration = configuration
         nextLocalID = configuration.isInitiator ? 1 : 2
         let threshold = UInt64(configuration.windowUpdateThreshold ?? configuration.initialWindow / 2)
@@ -132,15 +137,18 @@ public final class MuxSession<Payload: WirePayload> {
 
     // MARK: - Owner actions
 
-    /// Opens a stream to the peer's `destinationPort` and emits OPEN. Writes may start at once; they are
-    /// buffered (up to `sendBufferLimit`) until OPEN_OK.
+    /// Opens a stream to the peer's `destinationPort` and emits OPEN. Writes may start at once: up to
+    /// `MuxFrameLayout.earlyDataLimit` bytes go out as early DATA right behind the OPEN (§5), the rest
+    /// is buffered (up to `sendBufferLimit`) until OPEN_OK.
     public func openStream(destinationPort: UInt16, sourcePort: UInt16) throws(MuxSessionError) -> MuxStreamID {
         guard !isClosed else { throw .sessionClosed }
         guard streams.count < configuration.maxStreams else { throw .tooManyStreams(limit: configuration.maxStreams) }
         guard nextLocalID <= UInt64(UInt32.max) else { throw .streamIDsExhausted }
         let id = MuxStreamID(UInt32(nextLocalID))
         nextLocalID += 2
-        streams[id] = Stream(phase: .opening, receiveCredit: UInt64(configuration.initialWindow))
+        let s = Stream(phase: .opening, receiveCredit: UInt64(configuration.initialWindow))
+        s.sendCredit = UInt64(MuxFrameLayout.earlyDataLimit)
+        streams[id] = s
         outgoing.append(.open(streamID: id, destinationPort: destinationPort, sourcePort: sourcePort,
                               initialWindow: configuration.initialWindow))
         return id
@@ -266,7 +274,8 @@ public final class MuxSession<Payload: WirePayload> {
             guard let s = existing(id, .openOK) else { return }
             guard s.phase == .opening else { return violation(id, "OPEN_OK for stream \(id) that is not opening") }
             s.phase = .open
-            s.sendCredit = UInt64(window)
+            // Early DATA already sent counts against the announced window (§5).
+            s.sendCredit = UInt64(window) > s.earlyBytes ? UInt64(window) - s.earlyBytes : 0
             events.append(.openAccepted(id))
             flush(id, s)
             notifyWritable(id, s)
@@ -277,7 +286,16 @@ public final class MuxSession<Payload: WirePayload> {
             events.append(.openRejected(id, code: code, reason: reason))
         case .data(let id, let payload):
             guard let s = existing(id, .data) else { return }
-            guard s.phase == .open else { return violation(id, "DATA on stream \(id) before OPEN_OK") }
+            if s.phase == .awaitingAccept {
+                // Early data (§5): at most earlyDataLimit bytes before we answer the OPEN.
+                s.earlyBytes += UInt64(payload.count)
+                guard s.earlyBytes <= UInt64(MuxFrameLayout.earlyDataLimit) else {
+                    return violation(id, "\(s.earlyBytes) bytes of early DATA on stream \(id) before OPEN_OK "
+                                         + "(limit \(MuxFrameLayout.earlyDataLimit))")
+                }
+            } else {
+                guard s.phase == .open else { return violation(id, "DATA on stream \(id) before OPEN_OK") }
+            }
             guard !s.remoteFin else { return violation(id, "DATA on stream \(id) after FIN") }
             let n = UInt64(payload.count)
             guard n <= s.receiveCredit else {
@@ -391,7 +409,8 @@ public final class MuxSession<Payload: WirePayload> {
 
     /// Sends buffered data as far as the peer's window allows, then FIN if requested and drained.
     private func flush(_ id: MuxStreamID, _ s: Stream) {
-        guard s.phase == .open else { return }
+        guard s.phase != .awaitingAccept else { return }
+        let early = s.phase == .opening
         while s.sendCredit > 0, let chunk = s.sendQueue.first {
             let n = min(chunk.count, maxDataPayload, Int(min(s.sendCredit, UInt64(Int.max))))
             if n == chunk.count {
@@ -403,8 +422,10 @@ public final class MuxSession<Payload: WirePayload> {
             }
             s.sendCredit -= UInt64(n)
             s.bufferedBytes -= n
+            if early { s.earlyBytes += UInt64(n) }
         }
-        if s.finRequested, !s.finSent, s.sendQueue.isEmpty {
+        // FIN only after OPEN_OK (§5).
+        if s.phase == .open, s.finRequested, !s.finSent, s.sendQueue.isEmpty {
             s.finSent = true
             outgoing.append(.fin(streamID: id))
             closeIfDone(id, s)

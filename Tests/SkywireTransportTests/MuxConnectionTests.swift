@@ -279,4 +279,35 @@ final class MuxConnectionTests: XCTestCase {
             XCTAssertEqual((error as? TransportError)?.kind, .timeout)
         }
     }
+
+    func testUnansweredOptimisticOpenIsResetAfterTheTimeout() throws {
+        let future = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(3), waitForAccept: false)
+        loop.run()
+        let stream = try future.wait()
+        let client = Collector()
+        stream.setDelegate(client)
+        stream.write(ByteBuffer(string: "greeting"))
+        loop.run()
+        linkB.queue.removeAll()   // the OPEN and its early data are lost
+        loop.advanceTime(by: .seconds(2))
+        XCTAssertNil(client.resetCode, "still within the timeout")
+        loop.advanceTime(by: .seconds(2))
+        XCTAssertEqual(client.resetCode, .transportLost)
+    }
+
+    func testAnsweredOptimisticOpenIsNotResetLater() throws {
+        let server = Collector()
+        routerB.onStream = { stream, _ in stream.setDelegate(server); return nil }
+        let future = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(3), waitForAccept: false)
+        loop.run()
+        let stream = try future.wait()
+        let client = Collector()
+        stream.setDelegate(client)
+        stream.write(ByteBuffer(string: "early"))
+        pump()
+        loop.advanceTime(by: .seconds(10))
+        pump()
+        XCTAssertNil(client.resetCode)
+        XCTAssertEqual(server.data, ByteBuffer(string: "early"))
+    }
 }

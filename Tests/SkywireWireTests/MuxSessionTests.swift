@@ -149,23 +149,24 @@ final class MuxSessionTests: XCTestCase {
     }
 
     func testWindowBatchingRule() throws {
-        let p = MuxPair(window: 1000, maxDataPayload: 1000, sendBufferLimit: 0)
+        let w = MuxFrameLayout.earlyDataLimit   // the smallest window a session announces
+        let p = MuxPair(window: UInt32(w), maxDataPayload: 1000, sendBufferLimit: 0)
         let id = try p.openAccepted()
-        XCTAssertEqual(try p.a.write(id, Self.pattern(1500, seed: 0)[...]), 1000, "window 1000, no local buffer")
+        XCTAssertEqual(try p.a.write(id, Self.pattern(w + w / 2, seed: 0)[...]), w, "window w, no local buffer")
         p.pump()
         XCTAssertEqual(try p.a.write(id, [1][...]), 0, "window exhausted")
-        p.b.consumed(id, 499)
+        p.b.consumed(id, w / 2 - 1)
         p.pump()
         XCTAssertFalse(p.framesBtoA.contains { if case .window = $0 { return true } else { return false } })
         p.b.consumed(id, 1)
         p.pump()
-        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: 500))
+        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: UInt32(w / 2)))
         XCTAssertEqual(p.eventsA.last, .writable(id))
-        XCTAssertEqual(p.a.info(id)?.sendCredit, 500)
-        p.b.consumed(id, 10_000)   // more than delivered: clamped
+        XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(w / 2))
+        p.b.consumed(id, 100_000)   // more than delivered: clamped
         p.pump()
-        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: 500))
-        XCTAssertEqual(p.a.info(id)?.sendCredit, 1000)
+        XCTAssertEqual(p.framesBtoA.last, .window(streamID: id, increment: UInt32(w / 2)))
+        XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(w))
     }
 
     func testSlowReaderStallsOnlyItsOwnStream() throws {
@@ -196,17 +197,60 @@ final class MuxSessionTests: XCTestCase {
         XCTAssertEqual(MuxPair.dataBytes(p.eventsB, slow).count, 32 * 1024 + 8 * 1024)
     }
 
-    func testWritesBeforeOpenOKAreBufferedThenSent() throws {
+    func testEarlyDataGoesWithOpenAndTheRestAfterOpenOK() throws {
         let p = MuxPair(sendBufferLimit: 4096)
         let id = try p.a.openStream(destinationPort: 80, sourcePort: 1)
-        XCTAssertEqual(try p.a.write(id, Self.pattern(5000, seed: 4)[...]), 4096)
+        let payload = Self.pattern(25000, seed: 4)
+        // Capacity before OPEN_OK: the early allowance (16 KiB) plus the send buffer (4 KiB).
+        let early = MuxFrameLayout.earlyDataLimit
+        XCTAssertEqual(try p.a.write(id, payload[...]), early + 4096)
         try p.a.finish(id)
         p.pump()
-        XCTAssertTrue(MuxPair.dataBytes(p.eventsB, id).isEmpty)
+        XCTAssertEqual(p.framesAtoB.first, .open(streamID: id, destinationPort: 80, sourcePort: 1,
+                                                 initialWindow: 64 * 1024))
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id), Array(payload[0..<early]), "early data right behind OPEN")
+        XCTAssertFalse(p.eventsB.contains(.remoteFinished(id)), "no FIN before OPEN_OK")
+        XCTAssertEqual(p.b.info(id)?.receiveCredit, UInt64(64 * 1024 - early))
         try p.b.accept(id)
         p.pump()
-        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id), Array(Self.pattern(5000, seed: 4)[0..<4096]))
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id), Array(payload[0..<(early + 4096)]))
         XCTAssertEqual(p.eventsB.last, .remoteFinished(id), "FIN follows the buffered data")
+        // The announced window counted the early bytes: credit is window - everything sent.
+        XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(64 * 1024 - early - 4096))
+    }
+
+    func testEarlyDataBeyondTheAllowanceResetsWithCode3() {
+        let p = MuxPair()
+        let id = MuxStreamID(7)
+        p.b.receive(.open(streamID: id, destinationPort: 1, sourcePort: 1, initialWindow: 65536))
+        p.b.receive(.data(streamID: id, payload: Array(repeating: 1, count: MuxFrameLayout.earlyDataLimit)[...]))
+        XCTAssertEqual(p.b.info(id)?.phase, .awaitingAccept)
+        p.b.receive(.data(streamID: id, payload: [2]))
+        XCTAssertNil(p.b.info(id))
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.reset(streamID: id, code: .protocolError)])
+        let errors = p.b.takeEvents().compactMap { e -> String? in
+            if case .protocolError(let s) = e { return s }
+            return nil
+        }
+        XCTAssertEqual(errors.count, 1)
+        XCTAssertTrue(errors[0].contains("early DATA"), "\(errors)")
+    }
+
+    func testEarlyDataOfARejectedStreamIsDropped() throws {
+        let p = MuxPair()
+        let id = try p.a.openStream(destinationPort: 9, sourcePort: 1)
+        XCTAssertEqual(try p.a.write(id, [1, 2, 3]), 3)
+        p.pump()
+        try p.b.reject(id, code: .noSuchPort)
+        p.pump()
+        XCTAssertEqual(p.eventsA, [.openRejected(id, code: .noSuchPort, reason: "")])
+        XCTAssertNil(p.a.info(id))
+        XCTAssertNil(p.b.info(id))
+    }
+
+    func testSmallConfiguredWindowIsRaisedToTheEarlyAllowance() {
+        let s = MuxSession<ArraySlice<UInt8>>(isInitiator: true, initialWindow: 1024)
+        XCTAssertEqual(s.configuration.initialWindow, UInt32(MuxFrameLayout.earlyDataLimit))
     }
 
     func testHalfCloseBothWays() throws {
@@ -248,9 +292,10 @@ final class MuxSessionTests: XCTestCase {
     }
 
     func testDataBeyondWindowResetsWithCode3() throws {
-        let p = MuxPair(window: 100)
+        let window = MuxFrameLayout.earlyDataLimit   // the smallest window a session announces
+        let p = MuxPair(window: UInt32(window))
         let id = try p.openAccepted()
-        p.b.receive(.data(streamID: id, payload: ArraySlice(Self.pattern(60, seed: 0))))
+        p.b.receive(.data(streamID: id, payload: ArraySlice(Self.pattern(window - 40, seed: 0))))
         p.b.receive(.data(streamID: id, payload: ArraySlice(Self.pattern(41, seed: 0))))
         let events = p.b.takeEvents()
         XCTAssertEqual(events.count, 3)
@@ -272,8 +317,8 @@ final class MuxSessionTests: XCTestCase {
         // Frames for streams that never existed.
         p.b.receive(.data(streamID: MuxStreamID(99), payload: [1]))
         p.b.receive(.fin(streamID: MuxStreamID(100)))
-        // DATA before OPEN_OK on a stream awaiting our answer.
-        p.b.receive(.data(streamID: MuxStreamID(7), payload: [1]))
+        // FIN before OPEN_OK on a stream awaiting our answer (early DATA is allowed, FIN is not).
+        p.b.receive(.fin(streamID: MuxStreamID(7)))
         let errorsB = p.b.takeEvents().compactMap { e -> String? in
             if case .protocolError(let s) = e { return s }
             return nil

@@ -67,7 +67,7 @@ final class TransportEntry: @unchecked Sendable {
 
     /// Dials once; the future completes when the handshake is done or fails.
     func dial() -> EventLoopFuture<Void> {
-        let loop = manager.group.next()
+        let loop = manager.homeLoop(for: remote)
         let promise = loop.makePromise(of: Void.self)
         lock.withLock {
             firstDial = promise

@@ -12,6 +12,8 @@ public final class TransportManager: @unchecked Sendable {
     // are guarded by `lock`; connections themselves are confined to their event loops.
     let settings: TransportSettings
     public let group: EventLoopGroup
+    /// The group's loops, for `homeLoop(for:)` (immutable after init).
+    private let loops: [EventLoop]
     let logger: Logger
     let lock = NIOLock()
     var entries: [String: TransportEntry] = [:]
@@ -27,7 +29,15 @@ public final class TransportManager: @unchecked Sendable {
     public init(settings: TransportSettings, group: EventLoopGroup, logger: Logger) {
         self.settings = settings
         self.group = group
+        self.loops = Array(group.makeIterator())
         self.logger = logger
+    }
+
+    /// The loop a transport we dial to `remote` runs on: fixed per key, so that apps can put
+    /// their own channels for that peer on the same loop (no thread hop per stream call).
+    public func homeLoop(for remote: PublicKey) -> EventLoop {
+        guard !loops.isEmpty else { return group.next() }
+        return loops[Int(remote.bytes[0]) % loops.count]
     }
 
     public var router: AppRouter? {

@@ -27,6 +27,8 @@ final class MuxConnection {
     private let logger: Logger
     private var streams: [MuxStreamID: MuxStream] = [:]
     private var pendingOpens: [MuxStreamID: (promise: EventLoopPromise<AppStream>, timeout: Scheduled<Void>)] = [:]
+    /// Optimistic opens (handed out before OPEN_OK) and the timer that resets them if no answer comes.
+    private var optimisticOpens: [MuxStreamID: Scheduled<Void>] = [:]
     private var flushScheduled = false
     private var closed = false
     private var lastReceive: NIODeadline = .now()
@@ -92,6 +94,8 @@ final class MuxConnection {
             pending.promise.fail(TransportError(.closed, "transport to \(remote.hex) lost: \(reason)"))
         }
         pendingOpens.removeAll()
+        for (_, task) in optimisticOpens { task.cancel() }
+        optimisticOpens.removeAll()
         streams.removeAll()
     }
 
@@ -140,6 +144,14 @@ final class MuxConnection {
                                    accepted: true)
             streams[id] = stream
             if !waitForAccept {
+                optimisticOpens[id] = eventLoop.scheduleTask(in: timeout) { [weak self] in
+                    guard let self, self.optimisticOpens.removeValue(forKey: id) != nil else { return }
+                    self.session.reset(id, code: .appClosed)
+                    self.scheduleFlush()
+                    self.logger.debug("optimistic open unanswered", metadata: ["pk": "\(self.remote.short)",
+                                                                             "port": "\(destinationPort)"])
+                    self.streams.removeValue(forKey: id)?.deliverReset(.transportLost)
+                }
                 scheduleFlush()
                 return eventLoop.makeSucceededFuture(stream)
             }
@@ -168,6 +180,7 @@ final class MuxConnection {
     }
 
     func forget(_ id: MuxStreamID) {
+        optimisticOpens.removeValue(forKey: id)?.cancel()
         streams.removeValue(forKey: id)
     }
 
@@ -192,11 +205,13 @@ final class MuxConnection {
                     stream.markAccepted()
                 }
             case .openAccepted(let id):
+                optimisticOpens.removeValue(forKey: id)?.cancel()
                 if let pending = pendingOpens.removeValue(forKey: id), let stream = streams[id] {
                     pending.timeout.cancel()
                     pending.promise.succeed(stream)
                 }
             case .openRejected(let id, let code, let reason):
+                optimisticOpens.removeValue(forKey: id)?.cancel()
                 let stream = streams.removeValue(forKey: id)
                 if pendingOpens[id] == nil {
                     // An optimistic open: the stream was already handed out.
@@ -216,6 +231,7 @@ final class MuxConnection {
                 streams[id]?.released()
                 streams.removeValue(forKey: id)
             case .reset(let id, let code, _):
+                optimisticOpens.removeValue(forKey: id)?.cancel()
                 if let pending = pendingOpens.removeValue(forKey: id) {
                     pending.timeout.cancel()
                     pending.promise.fail(TransportError(.closed, "stream reset by \(remote.hex): \(code)",

@@ -40,15 +40,22 @@ final class SkysocksClientVisorApp: VisorApp {
         let transports = context.transports
         let localPort = context.port
         do {
-            client = try SkysocksClientApp(arguments: args, group: transports.group, logger: context.logger) { request in
+            let options = try SkysocksClientOptions.parse(args)
+            let serverKey = try? PublicKey(hex: options.serverKeyHex)
+            // Accepted connections live on the loop the transport to the server is dialled on
+            // (no thread hop per stream call when this visor dialled it).
+            let childGroup: EventLoopGroup = serverKey.map { transports.homeLoop(for: $0) } ?? transports.group
+            client = SkysocksClientApp(options: options, group: transports.group, childGroup: childGroup,
+                                       logger: context.logger) { request in
                 let loop = request.preferredEventLoop
                 guard let pk = try? PublicKey(hex: request.remoteKeyHex) else {
                     return loop.makeFailedFuture(AppError("\(request.remoteKeyHex) is not a public key"))
                 }
-                // Waits for OPEN_OK. An optimistic open (waitForAccept: false) would save a round
-                // trip per connection, but left ~10 % of 500 concurrent connections hanging in
-                // t-socks.sh; not enabled until that is understood.
-                return transports.openStream(to: pk, port: request.remotePort, sourcePort: localPort)
+                // Optimistic open: the SOCKS greeting travels as early data right behind OPEN
+                // (PROTOCOL.md §5), saving a round trip per connection; a refusal arrives as a
+                // stream reset, which the pipe turns into the matching SOCKS reply.
+                return transports.openStream(to: pk, port: request.remotePort, sourcePort: localPort,
+                                             waitForAccept: false)
             }
         } catch {
             throw AppError("skysocks-client: \(error)")
