@@ -27,11 +27,20 @@ public struct Socks5DialogueSnooper {
     private var serverHeld: ByteBuffer
     private var udpRequest: Socks5Request?
     private let allocator: ByteBufferAllocator
+    private let answerNoAuthLocally: Bool
+    /// The METHOD selection was answered here; the server's own is checked and swallowed.
+    public private(set) var methodAnsweredLocally = false
+    private var localReply: ByteBuffer?
     /// Total client bytes held before the dialogue must have ended (RFC 1928/1929 messages are short).
     public static let maxHeldBytes = 4096
 
-    public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    /// With `answerNoAuthLocally`, a greeting that offers only "no authentication" is answered here at
+    /// once (`takeLocalReply`) and the request follows the greeting to the server without waiting for
+    /// its METHOD selection: one round trip over the transport less. The server's selection is then
+    /// checked: anything but "no authentication" becomes reply 0x02 (not allowed) to the application.
+    public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), answerNoAuthLocally: Bool = false) {
         self.allocator = allocator
+        self.answerNoAuthLocally = answerNoAuthLocally
         clientHeld = allocator.buffer(capacity: 0)
         serverHeld = allocator.buffer(capacity: 0)
     }
@@ -41,6 +50,12 @@ public struct Socks5DialogueSnooper {
 
     /// True once any server byte was forwarded to the application (the app has started reading replies).
     public private(set) var hasForwardedServerBytes = false
+
+    /// Bytes to write to the application now (the local METHOD selection), once.
+    public mutating func takeLocalReply() -> ByteBuffer? {
+        defer { localReply = nil }
+        return localReply
+    }
 
     /// Client bytes: returns what to forward to the stream now (possibly empty).
     public mutating func clientBytes(_ data: ByteBuffer) -> ByteBuffer {
@@ -71,6 +86,18 @@ public struct Socks5DialogueSnooper {
                       let method = serverHeld.getInteger(at: serverHeld.readerIndex + 1, as: UInt8.self)
                 else { break loop }
                 guard version == Socks5.version else { passthroughBoth(); break loop }
+                if methodAnsweredLocally {
+                    serverHeld.moveReaderIndex(forwardBy: 2)
+                    guard Socks5Method(rawValue: method) == .noAuthentication else {
+                        // The application was told "no authentication"; the server wants otherwise.
+                        serverHeld.clear()
+                        Socks5Reply.write(code: .connectionNotAllowed, to: &toClient)
+                        passthroughBoth()
+                        break loop
+                    }
+                    serverState = .reply
+                    continue loop
+                }
                 moveServer(2, to: &toClient)
                 switch Socks5Method(rawValue: method) {
                 case .noAuthentication:
@@ -138,9 +165,17 @@ public struct Socks5DialogueSnooper {
                 switch Socks5Parser.parseGreeting(clientHeld) {
                 case .incomplete: break loop
                 case .invalid: clientState = .passthrough
-                case .complete(_, let length):
+                case .complete(let greeting, let length):
                     moveClient(length, to: &forward)
-                    clientState = .awaitingMethod
+                    if answerNoAuthLocally, greeting.methods == [Socks5Method.noAuthentication.rawValue] {
+                        methodAnsweredLocally = true
+                        var reply = allocator.buffer(capacity: 2)
+                        reply.writeBytes([Socks5.version, Socks5Method.noAuthentication.rawValue])
+                        localReply = reply
+                        clientState = .request
+                    } else {
+                        clientState = .awaitingMethod
+                    }
                 }
             case .authentication:
                 switch Socks5Parser.parseCredentials(clientHeld) {

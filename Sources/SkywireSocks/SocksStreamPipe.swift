@@ -55,7 +55,9 @@ final class SocksStreamPipe: AppStreamDelegate {
         self.counters = counters
         self.logger = logger
         self.onDone = onDone
-        self.mode = snoop ? .snooping(Socks5DialogueSnooper(allocator: channel.allocator),
+        // The client app answers a no-authentication-only greeting itself (one transport round trip less).
+        self.mode = snoop ? .snooping(Socks5DialogueSnooper(allocator: channel.allocator,
+                                                            answerNoAuthLocally: role == .client),
                                       history: channel.allocator.buffer(capacity: 0)) : .passthrough
     }
 
@@ -81,8 +83,13 @@ final class SocksStreamPipe: AppStreamDelegate {
                 if (history?.readableBytes ?? 0) > Socks5DialogueSnooper.maxHeldBytes { history = nil }
             }
             let forward = snooper.clientBytes(data)
+            let localReply = snooper.takeLocalReply()
             mode = snooper.isPassthrough ? .passthrough : .snooping(snooper, history: history)
             if forward.readableBytes > 0 { writeToStream(forward) }
+            if let localReply {
+                channel.write(localReply, promise: nil)
+                scheduleFlush()
+            }
         case .udpBinding, .udp, .closed:
             break  // RFC 1928 §7: the control connection carries nothing after a UDP ASSOCIATE reply.
         }
@@ -198,6 +205,13 @@ final class SocksStreamPipe: AppStreamDelegate {
             // The server never answered (e.g. whitelist refusal): answer the application here.
             mode = .closed
             let replyCode: Socks5ReplyCode = code == .forbidden ? .connectionNotAllowed : .hostUnreachable
+            if snooper.methodAnsweredLocally {
+                // The application already has its METHOD selection: only the reply is missing.
+                let channel = self.channel
+                channel.writeAndFlush(Socks5Reply.encode(code: replyCode, allocator: channel.allocator))
+                    .whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
             let handler = self.handler
             let history = history
             channel.eventLoop.execute { handler.value.beginLocalFailure(code: replyCode, history: history) }

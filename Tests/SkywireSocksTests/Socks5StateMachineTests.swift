@@ -247,6 +247,46 @@ final class Socks5StateMachineTests: XCTestCase {
         XCTAssertEqual(bytes(s.clientBytes(buffer([1, 2, 3]))), [])
     }
 
+    func testSnooperAnswersNoAuthGreetingLocallyAndSwallowsServerMethod() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 1]))), [])
+        XCTAssertNil(s.takeLocalReply())
+        // Greeting complete: answered here, forwarded at once, and the request follows without waiting.
+        XCTAssertEqual(bytes(s.clientBytes(buffer([0]))), [5, 1, 0])
+        XCTAssertEqual(s.takeLocalReply().map(bytes), [5, 0])
+        XCTAssertNil(s.takeLocalReply(), "only once")
+        XCTAssertTrue(s.methodAnsweredLocally)
+        XCTAssertEqual(bytes(s.clientBytes(buffer(connectIPv4))), connectIPv4)
+        // The server's own METHOD selection is not passed on; its reply is.
+        guard case .forward(let c1, let s1) = s.serverBytes(buffer([5, 0, 5, 0, 0, 1])) else { return XCTFail() }
+        XCTAssertEqual(bytes(c1), [])
+        XCTAssertEqual(bytes(s1), [])
+        guard case .forward(let c2, _) = s.serverBytes(buffer([1, 2, 3, 4, 0, 9, 0x48])) else { return XCTFail() }
+        XCTAssertEqual(bytes(c2), [5, 0, 0, 1, 1, 2, 3, 4, 0, 9, 0x48])
+        XCTAssertTrue(s.isPassthrough)
+    }
+
+    func testSnooperLocalAnswerTurnsServerRefusalIntoNotAllowedReply() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 1, 0] + connectIPv4))), [5, 1, 0] + connectIPv4)
+        XCTAssertEqual(s.takeLocalReply().map(bytes), [5, 0])
+        // The server wants authentication (0xFF: none of the offered methods).
+        guard case .forward(let c, _) = s.serverBytes(buffer([5, 0xFF])) else { return XCTFail() }
+        XCTAssertEqual(bytes(c), [5, Socks5ReplyCode.connectionNotAllowed.rawValue, 0, 1, 0, 0, 0, 0, 0, 0])
+        XCTAssertTrue(s.isPassthrough)
+        XCTAssertTrue(s.hasForwardedServerBytes)
+    }
+
+    func testSnooperDoesNotAnswerGreetingsOfferingAuthentication() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 2, 0, 2] + connectIPv4))), [5, 2, 0, 2])
+        XCTAssertNil(s.takeLocalReply())
+        XCTAssertFalse(s.methodAnsweredLocally)
+        guard case .forward(let c, let sv) = s.serverBytes(buffer([5, 0])) else { return XCTFail() }
+        XCTAssertEqual(bytes(c), [5, 0])
+        XCTAssertEqual(bytes(sv), connectIPv4)
+    }
+
     func testSnooperPassesGarbageThrough() {
         var s = Socks5DialogueSnooper()
         XCTAssertEqual(bytes(s.clientBytes(buffer([4, 1, 0, 80]))), [4, 1, 0, 80])
