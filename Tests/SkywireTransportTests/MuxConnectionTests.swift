@@ -310,4 +310,11 @@ final class MuxConnectionTests: XCTestCase {
         XCTAssertNil(client.resetCode)
         XCTAssertEqual(server.data, ByteBuffer(string: "early"))
     }
+
+    func testRTTIsMeasuredByTheFirstPing() {
+        XCTAssertNil(connA.stats.rttMillis, "no PONG yet")
+        pump()
+        XCTAssertNotNil(connA.stats.rttMillis, "the first PING goes out at once")
+        XCTAssertNotNil(connB.stats.rttMillis)
+    }
 }

@@ -46,6 +46,9 @@ tpls=$(cli a tp ls --json)
 [ "$(jq -r '.[] | select(.type=="stcpr") | .state' <<<"$tpls")" = up ] && pass "stcpr transport is up" || fail "tp ls: $tpls"
 [ "$(cli b tp ls --json | jq -r --arg pk "$PKA" '.[] | select(.remote_pk==$pk) | .type')" = stcpr ] \
     && pass "responder learnt the initiator's key" || fail "responder does not list A: $(cli b tp ls --json)"
+sleep 0.5
+rtt0=$(cli a tp ls --json | jq -r '.[] | select(.type=="stcpr") | .rtt_ms')
+[ "$(jq -r 'type' <<<"$rtt0")" = number ] && pass "tp ls shows the stcpr RTT (${rtt0} ms)" || fail "no stcpr rtt_ms: $rtt0"
 out=$(cli a visor ping "$PKB" --size 5000000 --json) && [ "$(jq -r .bytes <<<"$out")" = 5000000 ] \
     && pass "stcpr stream echo 5 MB intact" || fail "stcpr stream echo: $out"
 out=$(cli a visor ping "$PKB" --datagram --count 20 --json) && [ "$(jq -r .received <<<"$out")" -ge 18 ] \
@@ -115,6 +118,9 @@ out=$(cli a visor ping "$PKB" --size 20000000 --timeout 240 --rpc-timeout 260 --
     && [ "$(jq -r .bytes <<<"$out")" = 20000000 ] \
     && pass "sudph 20 MB intact over 2% loss + 20 ms RTT in $(jq -r .elapsed_ms <<<"$out") ms" \
     || fail "sudph 20 MB under loss: $out"
+rtt1=$(cli a tp ls --json | jq -r '.[] | select(.type=="sudph") | .rtt_ms')
+awk -v r="$rtt1" 'BEGIN { exit !(r + 0 >= 18) }' && pass "tp ls RTT of the sudph transport includes the relay's 20 ms (${rtt1} ms)" \
+    || fail "sudph rtt_ms $rtt1 after the relayed transfer"
 drops=$(ip netns exec $B nft list table inet skwtloss | awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") s += $(i+1) } END { print s+0 }')
 [ "$drops" -gt 0 ] && pass "nftables dropped $drops packets during the transfer" || fail "loss rule dropped nothing"
 ip netns exec $B nft delete table inet skwtloss

@@ -35,7 +35,8 @@ final class MuxConnection {
     private var keepaliveTask: RepeatedTask?
     private var pingSentAt: [UInt64: NIODeadline] = [:]
     private var nextPing: UInt64 = 1
-    private(set) var rttMillis: Double?
+    /// Round-trip time of the last PING/PONG in microseconds, -1 before the first; any thread reads it.
+    private let rttMicros = ManagedAtomic<Int64>(-1)
     /// Shared with the link; safe to read from any thread.
     let counters: LinkCounters
     private let streamCount = ManagedAtomic<Int>(0)
@@ -49,7 +50,8 @@ final class MuxConnection {
         self.logger = logger
         self.counters = link.counters
         self.session = MuxSession(isInitiator: isInitiator, maxDataPayload: link.maxDataPayload)
-        keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.keepaliveInterval,
+        // The first PING goes out at once so that `tp ls` shows an RTT from the start.
+        keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: .zero,
                                                        delay: Self.keepaliveInterval) { [weak self] _ in
             self?.keepalive()
         }
@@ -58,7 +60,8 @@ final class MuxConnection {
     /// Readable from any thread (`tp ls`).
     var stats: Stats {
         Stats(bytesSent: counters.sent.load(ordering: .relaxed), bytesReceived: counters.received.load(ordering: .relaxed),
-              streams: streamCount.load(ordering: .relaxed), rttMillis: nil)
+              streams: streamCount.load(ordering: .relaxed),
+              rttMillis: { $0 < 0 ? nil : Double($0) / 1000 }(rttMicros.load(ordering: .relaxed)))
     }
 
     // MARK: From the link
@@ -244,7 +247,7 @@ final class MuxConnection {
                 router?.route(datagram: payload, from: remote, destinationPort: dst, sourcePort: src)
             case .pong(let opaque):
                 if let sent = pingSentAt.removeValue(forKey: opaque) {
-                    rttMillis = Double((NIODeadline.now() - sent).nanoseconds) / 1e6
+                    rttMicros.store((NIODeadline.now() - sent).nanoseconds / 1000, ordering: .relaxed)
                 }
             case .closed(let code, let reason, let byPeer):
                 logger.info("transport closing", metadata: ["pk": "\(remote.short)", "code": "\(code)",

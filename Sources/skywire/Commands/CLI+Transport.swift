@@ -49,9 +49,10 @@ struct TransportGroup: ParsableCommand {
                 let rows = (tps.arrayValue ?? []).map { tp -> [String] in
                     [tp["id"]?.stringValue ?? "", tp["type"]?.stringValue ?? "", tp["remote_pk"]?.stringValue ?? "",
                      tp["remote_addr"]?.stringValue ?? "", tp["state"]?.stringValue ?? "",
-                     "\(tp["bytes_sent"]?.intValue ?? 0)", "\(tp["bytes_received"]?.intValue ?? 0)"]
+                     "\(tp["bytes_sent"]?.intValue ?? 0)", "\(tp["bytes_received"]?.intValue ?? 0)",
+                     tp["rtt_ms"]?.doubleValue.map { "\(($0 * 100).rounded() / 100) ms" } ?? "-"]
                 }
-                Output.table(["ID", "TYPE", "REMOTE", "ADDR", "STATE", "SENT", "RECV"], rows)
+                Output.table(["ID", "TYPE", "REMOTE", "ADDR", "STATE", "SENT", "RECV", "RTT"], rows)
             }
         }
     }
