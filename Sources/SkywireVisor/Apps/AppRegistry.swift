@@ -18,6 +18,9 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         var app: VisorApp?
         var lastError: String?
         var runningArgs: [String]?
+        /// An auto-started app whose start failed is retried until it runs or is stopped by hand.
+        var retryTask: Task<Void, Never>?
+        var retryAt: ContinuousClock.Instant?
     }
 
     public typealias DatagramHandler = @Sendable (ByteBuffer, PublicKey, UInt16) -> Void
@@ -32,9 +35,15 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     private let factories: [String: AppFactory]
     private let makeContext: @Sendable (UInt16) -> AppContext
     private let logger: Logger
+    /// Auto-start retry backoff: doubling from `retryInitial` to `retryMax`.
+    private let retryInitial: Duration
+    private let retryMax: Duration
 
     public init(specs: [AppSpec], factories: [String: AppFactory], logger: Logger,
+                retryInitial: Duration = .seconds(1), retryMax: Duration = .seconds(30),
                 makeContext: @escaping @Sendable (UInt16) -> AppContext) {
+        self.retryInitial = retryInitial
+        self.retryMax = retryMax
         self.factories = factories
         self.makeContext = makeContext
         self.logger = logger
@@ -49,6 +58,11 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     /// Starts one app by name, with `args` replacing the configured ones for this run when
     /// given; a start error is returned to the caller and kept for `apps ls`.
     public func start(_ name: String, args: [String]? = nil) async throws {
+        try await start(name, args: args, retrying: false)
+    }
+
+    /// `retrying`: called by the auto-start retry task (which must not cancel itself).
+    private func start(_ name: String, args: [String]?, retrying: Bool) async throws {
         let (spec, factory): (AppSpec, AppFactory) = try lock.withLock {
             guard let entry = entries[name] else {
                 throw AppError("no app named \"\(name)\" in the config (known: \(order.joined(separator: ", ")))")
@@ -59,13 +73,29 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
             guard let factory = factories[name] else {
                 throw AppError("\(name) is not built into this visor")
             }
+            if !retrying {
+                entries[name]!.retryTask?.cancel()
+                entries[name]!.retryTask = nil
+                entries[name]!.retryAt = nil
+            }
             entries[name]!.status = .starting
             var spec = entry.spec
             if let args { spec.args = args }
             return (spec, factory)
         }
+        let app: VisorApp
         do {
-            let app = try factory(makeContext(spec.port), spec.args)
+            app = try factory(makeContext(spec.port), spec.args)
+        } catch {
+            // Bad arguments: retrying cannot help.
+            lock.withLock {
+                entries[name]!.status = .failed
+                entries[name]!.lastError = "\(error)"
+            }
+            logger.error("app failed to start", metadata: ["app": "\(name)", "error": "\(error)"])
+            throw AppStartError.invalidArguments(error)
+        }
+        do {
             try await app.start()
             lock.withLock {
                 entries[name]!.app = app
@@ -87,6 +117,14 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     public func stop(_ name: String) async throws {
         let app: VisorApp? = try lock.withLock {
             guard let entry = entries[name] else { throw AppError("no app named \"\(name)\" in the config") }
+            if entry.retryTask != nil, entry.status != .running {
+                // Stopping an app that is waiting to retry its start: no more retries.
+                entries[name]!.retryTask?.cancel()
+                entries[name]!.retryTask = nil
+                entries[name]!.retryAt = nil
+                entries[name]!.status = .stopped
+                return nil
+            }
             guard entry.status == .running, let app = entry.app else {
                 throw AppError("\(name) is not running")
             }
@@ -98,10 +136,45 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         logger.info("app stopped", metadata: ["app": "\(name)"])
     }
 
-    /// Starts every app marked `auto_start`; failures are logged and do not stop the others.
+    /// Starts every app marked `auto_start`; failures are logged and do not stop the others. An app
+    /// whose start fails (exit unreachable, network not up yet at boot) is retried with backoff
+    /// until it runs or is stopped by hand; bad arguments are not retried.
     public func startAutoStartApps() async {
         for spec in specs where spec.autoStart {
-            try? await start(spec.name)
+            do {
+                try await start(spec.name)
+            } catch is AppStartError {
+            } catch {
+                scheduleRetry(spec.name, after: retryInitial)
+            }
+        }
+    }
+
+    private func scheduleRetry(_ name: String, after delay: Duration) {
+        let next = min(delay * 2, retryMax)
+        lock.withLock {
+            guard entries[name] != nil else { return }
+            entries[name]!.retryAt = .now + delay
+            entries[name]!.retryTask = Task { [weak self] in
+                try? await Task.sleep(for: delay)
+                guard let self, !Task.isCancelled else { return }
+                self.logger.info("retrying app start", metadata: ["app": "\(name)"])
+                do {
+                    try await self.start(name, args: nil, retrying: true)
+                    self.lock.withLock {
+                        self.entries[name]!.retryTask = nil
+                        self.entries[name]!.retryAt = nil
+                    }
+                } catch is AppStartError {
+                    self.lock.withLock {
+                        self.entries[name]!.retryTask = nil
+                        self.entries[name]!.retryAt = nil
+                    }
+                } catch {
+                    guard !Task.isCancelled else { return }
+                    self.scheduleRetry(name, after: next)
+                }
+            }
         }
     }
 
@@ -109,6 +182,9 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         let running: [(String, VisorApp)] = lock.withLock {
             var out: [(String, VisorApp)] = []
             for name in order.reversed() {
+                entries[name]?.retryTask?.cancel()
+                entries[name]?.retryTask = nil
+                entries[name]?.retryAt = nil
                 if let app = entries[name]?.app {
                     out.append((name, app))
                     entries[name]!.app = nil
@@ -136,6 +212,11 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                     "auto_start": .bool(e.spec.autoStart), "status": .string(e.status.rawValue),
                     "args": .array((e.runningArgs ?? e.spec.args).map { .string($0) }),
                 ]
+                if let at = e.retryAt, e.status != .running {
+                    let left = max(0, (at - .now).components.seconds)
+                    obj["retry_in_seconds"] = .int(left)
+                    detail = "retrying in \(left) s" + (detail.isEmpty ? "" : ": " + detail)
+                }
                 if let app = e.app {
                     let report = app.status()
                     if detail.isEmpty { detail = report.detail }

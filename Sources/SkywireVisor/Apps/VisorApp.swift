@@ -48,3 +48,14 @@ public struct AppError: Error, CustomStringConvertible, Sendable {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+/// A start failure that retrying cannot fix (the app's arguments were refused).
+enum AppStartError: Error, CustomStringConvertible {
+    case invalidArguments(Error)
+
+    var description: String {
+        switch self {
+        case .invalidArguments(let error): "\(error)"
+        }
+    }
+}
