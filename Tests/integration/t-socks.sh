@@ -90,6 +90,14 @@ PY
 )
 [ "$ok" = 500 ] && pass "500 concurrent SOCKS5 connections completed" \
     || fail "only $ok/500 concurrent connections completed; proxy: $(cli a proxy status --json | jq -c .info); exit: $(cli b apps ls --json | jq -c '.[] | select(.name=="skysocks") | .info')"
+# Every proxied connection ended: no stream may stay open on either visor (bounded wait: 10 s).
+for _ in $(seq 50); do
+    sa=$(cli a tp ls --json | jq '[.[].streams] | add // 0'); sb=$(cli b tp ls --json | jq '[.[].streams] | add // 0')
+    [ "$sa" = 0 ] && [ "$sb" = 0 ] && break
+    sleep 0.2
+done
+[ "$sa" = 0 ] && [ "$sb" = 0 ] && pass "no mux stream left open after the sessions ended" \
+    || fail "streams still open: client $sa, exit $sb; proxy: $(cli a proxy status --json | jq -c .info)"
 
 # A malformed greeting gets an error reply and a closed connection; the proxy keeps serving.
 rep=$(ip netns exec $A python3 -c '
