@@ -39,11 +39,15 @@ public struct VPNServerArguments: Equatable, Sendable {
     }
 }
 
-/// `vpn-client` arguments: `-k/--pk PK` (required), `--killswitch[=true|false]`, `--dns IP`.
+/// `vpn-client` arguments: `-k/--pk PK` (required), `--killswitch[=true|false]`, `--dns IP`,
+/// and the gateway role's `--lan IFACE [--lan-subnet ADDR/LEN] [--bypass MAC|IP,...]
+/// [--uplink IFACE] [--dhcp-range FIRST-LAST]` (docs/gateway.md).
 public struct VPNClientArguments: Equatable, Sendable {
     public var server: PublicKey
     public var killSwitch = false
     public var dns: [IPAddress] = []
+    /// Set in the gateway role.
+    public var gateway: VPNGatewayOptions?
 
     public init(server: PublicKey) { self.server = server }
 
@@ -52,8 +56,15 @@ public struct VPNClientArguments: Equatable, Sendable {
         var server: PublicKey?
         var killSwitch = false
         var dns: [IPAddress] = []
+        var lan: String?, subnet: String?, uplink: String?, range: String?
+        var bypass: [String] = []
         while let arg = it.next() {
             switch arg.name {
+            case "--lan": lan = try it.value(for: arg)
+            case "--lan-subnet": subnet = try it.value(for: arg)
+            case "--bypass": bypass.append(try it.value(for: arg))
+            case "--uplink": uplink = try it.value(for: arg)
+            case "--dhcp-range": range = try it.value(for: arg)
             case "-k", "--pk", "--srv":
                 let value = try it.value(for: arg)
                 guard let pk = try? PublicKey(hex: value) else {
@@ -67,13 +78,14 @@ public struct VPNClientArguments: Equatable, Sendable {
             case "--dns":
                 dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
             default:
-                throw VPNArgumentError("unknown vpn-client argument \"\(arg.raw)\" (-k, --killswitch, --dns)")
+                throw VPNArgumentError("unknown vpn-client argument \"\(arg.raw)\" (-k, --killswitch, --dns, --lan, --lan-subnet, --bypass, --uplink, --dhcp-range)")
             }
         }
         guard let server else { throw VPNArgumentError("vpn-client needs -k PK (the server visor's public key)") }
         self.server = server
         self.killSwitch = killSwitch
         self.dns = dns
+        gateway = try VPNGatewayOptions.from(lan: lan, subnet: subnet, bypass: bypass, uplink: uplink, range: range)
     }
 }
 

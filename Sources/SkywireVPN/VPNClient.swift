@@ -34,6 +34,8 @@ public final class VPNClient: @unchecked Sendable {
     let logger: Logger
     let stateDirectory: String
     let state: VPNStateFile
+    /// The LAN side in the gateway role (docs/gateway.md).
+    let gateway: VPNGateway?
 
     private let lock = NIOLock()
     private var current: State = .stopped
@@ -66,6 +68,7 @@ public final class VPNClient: @unchecked Sendable {
         self.logger = logger
         self.stateDirectory = stateDirectory
         state = VPNStateFile(directory: stateDirectory, name: Self.stateFileName)
+        gateway = arguments.gateway.map { VPNGateway(options: $0, tun: Self.tunName, stateDirectory: stateDirectory, logger: logger) }
     }
 
     // MARK: Start and stop
@@ -80,6 +83,10 @@ public final class VPNClient: @unchecked Sendable {
         }
         var opened: StreamBox?
         do {
+            // The LAN is fenced before anything else; without the gateway role, what an
+            // earlier gateway run left is removed (the role was turned off).
+            if let gateway { try gateway.installFence() }
+            else { VPNGateway.cleanLeftovers(directory: stateDirectory, keepFence: false, logger: logger) }
             let (box, ok) = try await handshake()
             opened = box
             try configure(ok)
@@ -93,14 +100,15 @@ public final class VPNClient: @unchecked Sendable {
                                                            "addr": "\(ok.clientAddress)", "mtu": "\(ok.mtu)"])
         } catch {
             if let opened { opened.stream.eventLoop.execute { opened.stream.finish() } }
-            await stop()
+            await stop(keepLANFence: gateway != nil)
             lock.withLock { lastError = "\(error)" }
             throw error
         }
     }
 
-    /// Ends the session and restores routes, DNS and nftables exactly.
-    public func stop() async {
+    /// Ends the session and restores routes, DNS and nftables exactly; with `keepLANFence`
+    /// (visor shutdown, failed start) the gateway's LAN kill switch stays in the kernel.
+    public func stop(keepLANFence: Bool = false) async {
         let (box, task, device, w, r): (StreamBox?, Task<Void, Never>?, TunDevice?, EventWaker?, SystemThread?) = lock.withLock {
             stopping = true
             stopFlag.store(true, ordering: .relaxed)
@@ -121,6 +129,7 @@ public final class VPNClient: @unchecked Sendable {
         r?.join()
         device?.close()
         Self.cleanLeftovers(state, logger: logger)
+        gateway?.teardown(keepFence: keepLANFence)
     }
 
     /// Undoes what the state file records: nft table, host route, DNS.
@@ -210,9 +219,15 @@ public final class VPNClient: @unchecked Sendable {
             }
         }
 
+        let dns = arguments.dns.isEmpty ? ok.dns : arguments.dns
+        if gateway != nil && dns.isEmpty {
+            throw VPNError("the gateway needs DNS servers to forward the LAN's queries to: give --dns IP or run the exit with --dns")
+        }
         try record("nft_table", VPNFirewall.clientTable)
+        let lan = arguments.gateway
         try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
-                                                     transportAddresses: serverIPs))
+                                                     transportAddresses: serverIPs, lan: lan?.lan,
+                                                     bypassMark: lan?.hasBypass == true ? VPNFirewall.bypassMark : nil))
         let device = try TunDevice(name: Self.tunName, nonBlocking: true)
         try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
         try nl.addAddress(ok.clientAddress, interface: device.name)
@@ -226,11 +241,11 @@ public final class VPNClient: @unchecked Sendable {
         for half in Self.halves {
             try nl.addRoute(RouteSpec(destination: half, interface: device.name))
         }
-        let dns = arguments.dns.isEmpty ? ok.dns : arguments.dns
         if !dns.isEmpty {
             try FileIO.makeDirectories(stateDirectory)
             try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
         }
+        try gateway?.configure(dns: dns)
         let w = try EventWaker()
         _ = tunRef.storeIfNilThenLoad(device)
         lock.withLock {
@@ -381,17 +396,20 @@ public final class VPNClient: @unchecked Sendable {
         public var dns: [IPAddress]
         public var reconnects: Int
         public var lastError: String?
+        /// The LAN side in the gateway role.
+        public var gateway: VPNGateway.Status?
     }
 
     public var status: Status {
         let type = transports.list().first { $0.remoteKey == arguments.server && $0.state == .up }?.type.rawValue
+        let lan = gateway?.status
         return lock.withLock {
             Status(server: arguments.server, state: current, clientAddress: answer?.clientAddress,
                    serverAddress: answer?.serverAddress, serverTransportAddress: serverTransportAddress, mtu: answer?.mtu,
                    bytesUp: bytesUpCounter.load(ordering: .relaxed),
                    bytesDown: bytesDownCounter.load(ordering: .relaxed), lastHandshake: lastHandshake, transportType: type,
                    killSwitch: arguments.killSwitch, dns: arguments.dns.isEmpty ? (answer?.dns ?? []) : arguments.dns,
-                   reconnects: reconnects, lastError: lastError)
+                   reconnects: reconnects, lastError: lastError, gateway: lan)
         }
     }
 }

@@ -69,8 +69,11 @@ public enum VPNFirewall {
 
     /// The client's ruleset: IPv6 leaves only through loopback while the VPN is up; with
     /// `killSwitch`, IPv4 leaves only through loopback, `tun`, or to the exit's transport
-    /// addresses (TCP/UDP), in output and forward alike.
-    public static func clientRuleset(tun: String, killSwitch: Bool, transportAddresses: [IPAddress]) -> String {
+    /// addresses (TCP/UDP), in output and forward alike. In the gateway role (`lan`), the
+    /// gateway's own answers to the LAN (DHCP, DNS) and traffic the gateway table lets through
+    /// (tunnel replies, bypassing devices marked `bypassMark`) pass too: that table fences the LAN.
+    public static func clientRuleset(tun: String, killSwitch: Bool, transportAddresses: [IPAddress],
+                                     lan: String? = nil, bypassMark: UInt32? = nil) -> String {
         let t = quoted(tun)
         var output = ["type filter hook output priority \(priority); policy accept;", "oifname \"lo\" accept"]
         let v4 = transportAddresses.filter { $0.family == .v4 }.map(\.description)
@@ -81,8 +84,18 @@ public enum VPNFirewall {
         if killSwitch {
             output.append("oifname \(t) accept")
             if !v4.isEmpty { output.append("ip daddr \(set(v4)) meta l4proto { tcp, udp } accept") }
+            forward.append("oifname \(t) accept")
+            if let lan {
+                let l = quoted(lan)
+                output.append("oifname \(l) accept")
+                forward.append("iifname \(t) oifname \(l) accept")
+                if let bypassMark {
+                    forward.append("iifname \(l) meta mark \(hex(bypassMark)) accept")
+                    forward.append("oifname \(l) ct state established,related accept")
+                }
+            }
             output.append("drop")
-            forward += ["oifname \(t) accept", "drop"]
+            forward.append("drop")
         }
         var s = recreate(clientTable)
         s += "table \(family) \(clientTable) {\n"

@@ -178,6 +178,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         }
     }
 
+    /// Stops every running app for a visor shutdown (`VisorApp.shutdown`), last started first.
     public func stopAll() async {
         let running: [(String, VisorApp)] = lock.withLock {
             var out: [(String, VisorApp)] = []
@@ -194,7 +195,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
             return out
         }
         for (name, app) in running {
-            await app.stop()
+            await app.shutdown()
             logger.info("app stopped", metadata: ["app": "\(name)"])
         }
     }

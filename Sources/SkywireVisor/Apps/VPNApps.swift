@@ -63,6 +63,9 @@ final class VPNClientVisorApp: VisorApp {
 
     func stop() async { await client.stop() }
 
+    /// A visor shutdown keeps the gateway's LAN kill switch (a no-op difference otherwise).
+    func shutdown() async { await client.stop(keepLANFence: true) }
+
     func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {
         client.receive(datagram: datagram, from: from)
     }
@@ -82,7 +85,26 @@ final class VPNClientVisorApp: VisorApp {
         f["last_handshake_unix"] = s.lastHandshake.map { .int($0) } ?? .null
         f["transport"] = s.transportType.map { .string($0) } ?? .null
         f["last_error"] = s.lastError.map { .string($0) } ?? .null
+        f["lan"] = s.gateway.map(Self.lanFields) ?? .null
         return AppStatusReport(detail: "\(s.state.rawValue) via \(s.server.short) as \(s.clientAddress?.description ?? "-")",
                                fields: f)
+    }
+
+    /// `info.lan` in the gateway role (docs/gateway.md §6).
+    static func lanFields(_ g: VPNGateway.Status) -> ControlValue {
+        let bypassIPs = Set(g.bypassIPs), bypassMACs = Set(g.bypassMACs)
+        let clients: [ControlValue] = g.leases.map { l in
+            .object(["mac": .string(l.mac), "ip": .string(l.ip.description), "hostname": l.hostname.map { .string($0) } ?? .null,
+                     "lease_expires_unix": .int(l.expires),
+                     "bypass": .bool(bypassIPs.contains(l.ip) || bypassMACs.contains(l.mac.lowercased()))])
+        }
+        return .object([
+            "interface": .string(g.lan), "address": .string(g.lanAddress.description),
+            "dhcp": .string(g.dhcpRunning ? "running" : "stopped"), "dns": .array(g.dns.map { .string($0.description) }),
+            "clients": .array(clients), "killswitch": .bool(g.fence),
+            "bypass": .array(g.bypassMACs.map { .string($0) } + g.bypassIPs.map { .string($0.description) }),
+            "bytes_up": .int(Int64(clamping: g.bytesUp)), "bytes_down": .int(Int64(clamping: g.bytesDown)),
+            "bytes_bypass": .int(Int64(clamping: g.bytesBypass)), "dropped_packets": .int(Int64(clamping: g.droppedPackets)),
+        ])
     }
 }

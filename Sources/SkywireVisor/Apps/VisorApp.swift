@@ -18,6 +18,9 @@ public protocol VisorApp: AnyObject, Sendable {
     func start() async throws
     /// Stops the app and undoes every system change it made.
     func stop() async
+    /// Stops the app because the visor is shutting down (SIGTERM/SIGINT). The default is
+    /// `stop()`; the gateway role keeps its LAN kill switch in the kernel (docs/gateway.md).
+    func shutdown() async
     /// A one-line status for `apps ls`, and app-specific details for `--json`.
     func status() -> AppStatusReport
     /// A stream from another visor arrived on the app's port. Called on the stream's event loop.
@@ -28,6 +31,7 @@ public protocol VisorApp: AnyObject, Sendable {
 }
 
 extension VisorApp {
+    public func shutdown() async { await stop() }
     public func accept(stream: AppStream) -> Bool { false }
     public func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {}
 }

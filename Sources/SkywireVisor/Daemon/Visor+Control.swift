@@ -109,6 +109,10 @@ extension Visor {
             var args = ["-k", pk.hex]
             if try params.optionalBool("killswitch") ?? false { args.append("--killswitch") }
             if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
+            for (param, flag) in [("lan", "--lan"), ("lan_subnet", "--lan-subnet"), ("bypass", "--bypass"),
+                                  ("uplink", "--uplink"), ("dhcp_range", "--dhcp-range")] {
+                if let v = try params.optionalString(param) { args += [flag, v] }
+            }
             do {
                 try await apps.start(client, args: args)
             } catch let e as AppError where e.message.contains("forbidden") {

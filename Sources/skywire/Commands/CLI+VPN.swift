@@ -18,6 +18,15 @@ struct VPNGroup: ParsableCommand {
         @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
         @Flag(help: "Drop all traffic that would leave outside the tunnel, also while reconnecting.") var killswitch = false
         @Option(help: "DNS server(s) to use while connected (IPv4, comma separated).") var dns: String?
+        @Option(help: "Gateway role: serve this LAN interface (DHCP, DNS) and send its traffic through the exit (docs/gateway.md).")
+        var lan: String?
+        @Option(name: .customLong("lan-subnet"), help: "Gateway role: the gateway's LAN address, ADDR/LEN (default 192.168.50.1/24).")
+        var lanSubnet: String?
+        @Option(help: "Gateway role: devices that go out of the uplink directly, MAC or IP, comma separated.") var bypass: String?
+        @Option(help: "Gateway role: the uplink whose default route bypassing devices use (default: the only one).")
+        var uplink: String?
+        @Option(name: .customLong("dhcp-range"), help: "Gateway role: addresses handed out, FIRST-LAST (default: the subnet but the gateway).")
+        var dhcpRange: String?
 
         func run() throws {
             try runControl {
@@ -28,6 +37,11 @@ struct VPNGroup: ParsableCommand {
                     "existing_tp": .bool(existingTransport), "killswitch": .bool(killswitch),
                 ]
                 if let dns { params["dns"] = .string(dns) }
+                if let lan { params["lan"] = .string(lan) }
+                if let lanSubnet { params["lan_subnet"] = .string(lanSubnet) }
+                if let bypass { params["bypass"] = .string(bypass) }
+                if let uplink { params["uplink"] = .string(uplink) }
+                if let dhcpRange { params["dhcp_range"] = .string(dhcpRange) }
                 let app = try client.call("vpn.start", params)
                 let info = app["info"]
                 print("vpn connected to \(pk) as \(info?["tunnel_ip"]?.stringValue ?? "?")")
@@ -63,8 +77,26 @@ struct VPNGroup: ParsableCommand {
                     print("bytes:      \(info["bytes_up"]?.intValue ?? 0) up, \(info["bytes_down"]?.intValue ?? 0) down")
                     print("handshake:  \(info["last_handshake_unix"]?.intValue.map { "\($0) (unix)" } ?? "-")")
                     print("killswitch: \(info["killswitch"]?.boolValue == true ? "on" : "off")")
+                    if let lan = info["lan"], lan["interface"] != nil { Self.printLAN(lan) }
                 }
                 if let detail = app["detail"]?.stringValue, !detail.isEmpty { print("detail:     \(detail)") }
+            }
+        }
+
+        /// The gateway role's LAN side.
+        static func printLAN(_ lan: ControlValue) {
+            func s(_ k: String) -> String { lan[k]?.stringValue ?? "-" }
+            func n(_ k: String) -> Int64 { lan[k]?.intValue ?? 0 }
+            let clients = lan["clients"]?.arrayValue ?? []
+            let bypass = (lan["bypass"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print("lan:        \(s("interface")) \(s("address")), dhcp \(s("dhcp")), dns via tunnel \((lan["dns"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","))")
+            print("lan fence:  \(lan["killswitch"]?.boolValue == true ? "on" : "OFF"), \(n("dropped_packets")) packet(s) dropped")
+            print("lan bytes:  \(n("bytes_up")) up, \(n("bytes_down")) down through the tunnel, \(n("bytes_bypass")) bypassing")
+            print("bypass:     \(bypass.isEmpty ? "-" : bypass.joined(separator: ", "))")
+            print("clients:    \(clients.count)")
+            for c in clients {
+                let name = c["hostname"]?.stringValue ?? "-"
+                print("  \(c["ip"]?.stringValue ?? "?")  \(c["mac"]?.stringValue ?? "?")  \(name)\(c["bypass"]?.boolValue == true ? "  (bypass)" : "")")
             }
         }
     }

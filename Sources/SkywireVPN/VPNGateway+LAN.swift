@@ -1,0 +1,109 @@
+import SkywireSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The LAN interface and its dnsmasq (DHCP, and DNS forwarded only to the tunnel's servers).
+extension VPNGateway {
+    /// Brings the LAN interface up with the gateway's address (added, and recorded, only when
+    /// it is missing: an address the system configured is left alone).
+    func configureLANInterface() throws {
+        let nl = try RouteNetlink()
+        guard nl.linkExists(options.lan) else {
+            throw VPNError("--lan: there is no interface \"\(options.lan)\"")
+        }
+        try nl.setLink(options.lan, up: true)
+        let present = try nl.addresses().contains { $0.interfaceName == options.lan && $0.prefix == options.lanAddress }
+        if !present {
+            try record("address", "\(options.lanAddress) \(options.lan)")
+            do { try nl.addAddress(options.lanAddress, interface: options.lan) }
+            catch let e as NetlinkError where e.alreadyExists {}
+        }
+    }
+
+    /// The dnsmasq command line: no config file, no /etc/resolv.conf, no /etc/hosts; listens on
+    /// the LAN interface only; forwards every query to `dns` (reached through the tunnel).
+    func dnsmasqArguments(dns: [IPAddress]) -> [String] {
+        let gw = options.lanAddress.address.description
+        let mask = IPAddress(v4: options.lanAddress.length == 0 ? 0 : UInt32.max << UInt32(32 - options.lanAddress.length))
+        var args = ["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+                    "--log-facility=-", "--interface=\(options.lan)", "--except-interface=lo", "--bind-interfaces",
+                    "--pid-file=\(stateDirectory)/gateway-dnsmasq.pid", "--dhcp-authoritative",
+                    "--dhcp-range=\(options.dhcpFirst),\(options.dhcpLast),\(mask),\(Self.leaseTime)",
+                    "--dhcp-option=option:router,\(gw)", "--dhcp-option=option:dns-server,\(gw)",
+                    "--dhcp-leasefile=\(leasePath)", "--cache-size=1000"]
+        args += dns.map { "--server=\($0)" }
+        return args
+    }
+
+    /// Starts dnsmasq (recorded by PID) and checks it is still running a moment later.
+    func startDNSMasq(dns: [IPAddress]) throws {
+        guard let binary = Self.dnsmasqCandidates.first(where: { access($0, X_OK) == 0 }) else {
+            throw VPNError("the gateway role needs dnsmasq (Debian package dnsmasq-base)")
+        }
+        try configureLANInterface()
+        try FileIO.makeDirectories(stateDirectory)
+        let pid = try Subprocess.spawn(binary, dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
+        try record("dnsmasq_pid", "\(pid)")
+        lock.withLock { dnsmasqPID = pid }
+        // dnsmasq checks its options and binds its sockets before it serves: a failure shows
+        // as an early exit.
+        for _ in 0..<10 {
+            usleep(50_000)
+            if Subprocess.hasExited(pid) {
+                lock.withLock { dnsmasqPID = nil }
+                let log = (try? FileIO.read(dnsmasqLogPath)).map { String(decoding: $0.suffix(400), as: UTF8.self) } ?? ""
+                throw VPNError("dnsmasq exited at once: \(log.split(separator: "\n").joined(separator: "; "))")
+            }
+        }
+        logger.info("gateway: dnsmasq serving the LAN", metadata: [
+            "lan": "\(options.lan)", "addr": "\(options.lanAddress)", "pid": "\(pid)",
+            "dns": "\(dns.map(\.description).joined(separator: ","))"])
+    }
+
+    // MARK: Status
+
+    /// One DHCP lease: `EXPIRY MAC IP HOSTNAME CLIENTID` in dnsmasq's lease file.
+    public struct Lease: Sendable, Equatable {
+        public var expires: Int64
+        public var mac: String
+        public var ip: IPAddress
+        public var hostname: String?
+    }
+
+    public struct Status: Sendable {
+        public var lan: String
+        public var lanAddress: IPPrefix
+        public var dhcpRunning: Bool
+        public var leases: [Lease]
+        public var bypassMACs: [String]
+        public var bypassIPs: [IPAddress]
+        public var bytesUp: UInt64
+        public var bytesDown: UInt64
+        public var bytesBypass: UInt64
+        public var droppedPackets: UInt64
+        public var dns: [IPAddress]
+        public var fence: Bool
+    }
+
+    static func parseLeases(_ text: String) -> [Lease] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count >= 4, let exp = Int64(f[0]), let ip = IPAddress(f[2]) else { return nil }
+            return Lease(expires: exp, mac: f[1], ip: ip, hostname: f[3] == "*" ? nil : f[3])
+        }
+    }
+
+    public var status: Status {
+        let (pid, dns): (pid_t?, [IPAddress]) = lock.withLock { (dnsmasqPID, self.dns) }
+        let leases = ((try? FileIO.read(leasePath)) ?? nil).map { Self.parseLeases(String(decoding: $0, as: UTF8.self)) } ?? []
+        let listing = (try? NFTables.listCounters(family: VPNFirewall.family, table: VPNFirewall.gatewayTable)) ?? nil
+        let c = listing.map(VPNFirewall.parseCounters) ?? [:]
+        return Status(lan: options.lan, lanAddress: options.lanAddress,
+                      dhcpRunning: pid.map { Subprocess.processName($0) == "dnsmasq" } ?? false,
+                      leases: leases, bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
+                      bytesUp: c["lan_up"]?.bytes ?? 0, bytesDown: c["lan_down"]?.bytes ?? 0,
+                      bytesBypass: c["lan_bypass"]?.bytes ?? 0, droppedPackets: c["lan_dropped"]?.packets ?? 0,
+                      dns: dns, fence: listing != nil)
+    }
+}

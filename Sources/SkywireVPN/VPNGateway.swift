@@ -1,0 +1,170 @@
+import Logging
+import NIOConcurrencyHelpers
+import SkywireSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The LAN side of `vpn-client` in the gateway role (docs/gateway.md): the LAN kill switch
+/// (nft table `inet skywire_gateway`, installed before the first handshake and kept in the
+/// kernel until an explicit stop), forwarding and NAT into the tunnel, per-device bypass through
+/// a policy rule, and dnsmasq serving DHCP and DNS on the LAN with DNS forwarded into the tunnel.
+/// Every change is recorded in `vpn-gateway.state` before it is made.
+public final class VPNGateway: @unchecked Sendable {
+    // @unchecked Sendable: every `var` is guarded by `lock`.
+    static let stateFileName = "vpn-gateway.state"
+    static let ipForwardKey = "net.ipv4.ip_forward"
+    static let dnsmasqCandidates = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+    static let leaseTime = "12h"
+
+    let options: VPNGatewayOptions
+    let tun: String
+    let stateDirectory: String
+    let logger: Logger
+    let state: VPNStateFile
+
+    let lock = NIOLock()
+    var entries: [(key: String, value: String)] = []
+    var dnsmasqPID: pid_t?
+    var dns: [IPAddress] = []
+
+    public init(options: VPNGatewayOptions, tun: String, stateDirectory: String, logger: Logger) {
+        self.options = options
+        self.tun = tun
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+        state = VPNStateFile(directory: stateDirectory, name: Self.stateFileName)
+    }
+
+    var leasePath: String { stateDirectory + "/gateway-dnsmasq.leases" }
+    var dnsmasqLogPath: String { stateDirectory + "/gateway-dnsmasq.log" }
+
+    // MARK: Fence
+
+    /// Undoes what a previous run left but the fence and ip_forward, then (re)installs the
+    /// fence in one transaction (an existing table is replaced atomically: no open moment).
+    public func installFence() throws {
+        let kept = Self.cleanLeftovers(state, keepFence: true, logger: logger)
+        lock.withLock { entries = kept }
+        if !kept.contains(where: { $0.key == "nft_table" }) { try record("nft_table", VPNFirewall.gatewayTable) }
+        try applyRuleset(dns: [])
+    }
+
+    private func applyRuleset(dns: [IPAddress]) throws {
+        try NFTables.apply(VPNFirewall.gatewayRuleset(lan: options.lan, lanNetwork: options.lanNetwork, tun: tun,
+                                                      bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
+                                                      dns: dns))
+    }
+
+    // MARK: Configure
+
+    /// After the tunnel is up: the DNS fence, forwarding, bypass routing and dnsmasq.
+    public func configure(dns: [IPAddress]) throws {
+        guard !dns.isEmpty else {
+            throw VPNError("the gateway needs DNS servers to forward the LAN's queries to: give --dns IP or run the exit with --dns")
+        }
+        try applyRuleset(dns: dns)
+        lock.withLock { self.dns = dns }
+        if !lock.withLock({ entries.contains { $0.key == "ip_forward" } }) {
+            try record("ip_forward", (try? Sysctl.read(Self.ipForwardKey)) ?? "0")
+        }
+        try Sysctl.write(Self.ipForwardKey, "1")
+        if options.hasBypass { try configureBypass() }
+        try startDNSMasq(dns: dns)
+    }
+
+    /// Marked (bypassing) packets look up a table whose default route is the uplink's.
+    private func configureBypass() throws {
+        let nl = try RouteNetlink()
+        let defaults = try nl.defaultRoutes(family: .v4).filter { $0.interfaceName != tun && $0.table == 254 }
+        let candidates = options.uplink.map { u in defaults.filter { $0.interfaceName == u } } ?? defaults
+        guard candidates.count == 1, let route = candidates.first else {
+            let names = defaults.map(\.interfaceName).joined(separator: ", ")
+            if let u = options.uplink { throw VPNError("--bypass: no default route on the uplink \(u) (default routes: \(names.isEmpty ? "none" : names))") }
+            throw VPNError(defaults.isEmpty ? "--bypass needs a default route on the uplink; there is none"
+                                            : "--bypass: default routes on several interfaces (\(names)); pick one with --uplink")
+        }
+        let spec = RouteSpec(destination: IPPrefix("0.0.0.0/0")!, interface: route.interfaceName, gateway: route.gateway,
+                             table: VPNFirewall.bypassTable)
+        let rule = RuleSpec(family: .v4, priority: VPNFirewall.bypassRulePriority, table: VPNFirewall.bypassTable,
+                            fwmark: VPNFirewall.bypassMark)
+        try record("route", spec.stateValue)
+        do { try nl.addRoute(spec) } catch let e as NetlinkError where e.alreadyExists {}
+        try record("rule", "\(rule.priority) \(rule.table) \(rule.fwmark!)")
+        do { try nl.addRule(rule) } catch let e as NetlinkError where e.alreadyExists {}
+    }
+
+    // MARK: Stop
+
+    /// Stops dnsmasq and undoes the bypass routing; with `keepFence` (visor shutdown, failed
+    /// start) the LAN kill switch and ip_forward stay, else everything is restored.
+    public func teardown(keepFence: Bool) {
+        let pid: pid_t? = lock.withLock { defer { dnsmasqPID = nil }; return dnsmasqPID }
+        if let pid { Subprocess.terminate(pid, expectedName: "dnsmasq") }
+        let kept = Self.cleanLeftovers(state, keepFence: keepFence, logger: logger)
+        lock.withLock { entries = kept }
+        if keepFence {
+            // The table stays as it is, DNS fence included.
+            logger.info("gateway: LAN kill switch left in place", metadata: ["lan": "\(options.lan)"])
+        }
+    }
+
+    /// Undoes a state file's entries, last first; with `keepFence` the `nft_table` and
+    /// `ip_forward` entries are kept (file rewritten with them) and returned.
+    @discardableResult
+    public static func cleanLeftovers(directory: String, keepFence: Bool, logger: Logger) -> Int {
+        cleanLeftovers(VPNStateFile(directory: directory, name: stateFileName), keepFence: keepFence, logger: logger).count
+    }
+
+    static func cleanLeftovers(_ state: VPNStateFile, keepFence: Bool, logger: Logger) -> [(key: String, value: String)] {
+        let all = state.load()
+        guard !all.isEmpty else { return [] }
+        var kept: [(key: String, value: String)] = []
+        let nl = try? RouteNetlink()
+        for (key, value) in all.reversed() {
+            if keepFence && (key == "nft_table" || key == "ip_forward") {
+                kept.insert((key, value), at: 0)
+                continue
+            }
+            do {
+                switch key {
+                case "nft_table":
+                    try NFTables.deleteTable(family: VPNFirewall.family, name: value)
+                case "ip_forward":
+                    try Sysctl.write(ipForwardKey, value)
+                case "route":
+                    if let spec = RouteSpec(stateValue: value), let nl {
+                        do { try nl.removeRoute(spec) } catch let e as NetlinkError where e.notFound {}
+                    }
+                case "rule":
+                    let f = value.split(separator: " ").compactMap { UInt32($0) }
+                    if f.count == 3, let nl {
+                        do { try nl.removeRule(RuleSpec(family: .v4, priority: f[0], table: f[1], fwmark: f[2])) }
+                        catch let e as NetlinkError where e.notFound {}
+                    }
+                case "address":
+                    let f = value.split(separator: " ").map(String.init)
+                    if f.count == 2, let p = IPPrefix(f[0]), let nl {
+                        do { try nl.removeAddress(p, interface: f[1]) } catch let e as NetlinkError where e.notFound {}
+                    }
+                case "dnsmasq_pid":
+                    if let pid = pid_t(value) { Subprocess.terminate(pid, expectedName: "dnsmasq") }
+                default:
+                    logger.warning("gateway: unknown state entry", metadata: ["entry": "\(key)=\(value)"])
+                }
+            } catch {
+                logger.warning("gateway: cleanup step failed", metadata: ["step": "\(key)=\(value)", "error": "\(error)"])
+            }
+        }
+        if kept.isEmpty { state.remove() } else { try? state.save(kept) }
+        return kept
+    }
+
+    func record(_ key: String, _ value: String) throws {
+        let all: [(key: String, value: String)] = lock.withLock {
+            entries.append((key, value))
+            return entries
+        }
+        try state.save(all)
+    }
+}
