@@ -44,6 +44,10 @@ public final class VPNGateway: @unchecked Sendable {
     /// Undoes what a previous run left but the fence and ip_forward, then (re)installs the
     /// fence in one transaction (an existing table is replaced atomically: no open moment).
     public func installFence() throws {
+        // A wrong --lan changes nothing: checked before anything is touched.
+        guard try RouteNetlink().linkExists(options.lan) else {
+            throw VPNError("--lan: there is no interface \"\(options.lan)\"")
+        }
         let kept = Self.cleanLeftovers(state, keepFence: true, logger: logger)
         lock.withLock { entries = kept }
         if !kept.contains(where: { $0.key == "nft_table" }) { try record("nft_table", VPNFirewall.gatewayTable) }

@@ -3,6 +3,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireTransport
+import SkywireVPN
 
 extension Visor {
     /// Dispatches one control request (docs/cli.md lists the methods).
@@ -99,19 +100,23 @@ extension Visor {
         case "vpn.start":
             let pk = try Self.publicKey(params.requiredString("pk"))
             let timeout = try params.optionalInt("timeout") ?? 20
-            if try params.optionalBool("existing_tp") ?? false {
-                guard transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) else {
-                    throw ControlError(.notFound, "no transport to \(pk.hex) is up (--existing-tp)")
-                }
-            } else {
-                try await ensureTransport(to: pk, timeout: timeout)
-            }
             var args = ["-k", pk.hex]
             if try params.optionalBool("killswitch") ?? false { args.append("--killswitch") }
             if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
             for (param, flag) in [("lan", "--lan"), ("lan_subnet", "--lan-subnet"), ("bypass", "--bypass"),
                                   ("uplink", "--uplink"), ("dhcp_range", "--dhcp-range")] {
                 if let v = try params.optionalString(param) { args += [flag, v] }
+            }
+            // Bad arguments are refused before a transport is dialled.
+            do { _ = try VPNClientArguments(parsing: args) } catch {
+                throw ControlError(.badRequest, "vpn-client: \(error)")
+            }
+            if try params.optionalBool("existing_tp") ?? false {
+                guard transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) else {
+                    throw ControlError(.notFound, "no transport to \(pk.hex) is up (--existing-tp)")
+                }
+            } else {
+                try await ensureTransport(to: pk, timeout: timeout)
             }
             do {
                 try await apps.start(client, args: args)
