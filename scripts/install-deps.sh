@@ -3,7 +3,8 @@
 # calls apt-get when something is missing.
 set -euo pipefail
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
-      nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool)
+      nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool
+      dnsmasq-base udhcpc)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
     pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light wireguard-go wireguard-tools openvpn openssl)

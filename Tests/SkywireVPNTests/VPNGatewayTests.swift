@@ -1,0 +1,188 @@
+import Logging
+import SkywireCrypto
+import SkywireSystem
+import SkywireTestSupport
+import XCTest
+@testable import SkywireVPN
+
+final class VPNGatewayTests: XCTestCase {
+    let pk = KeyPair.generate().publicKey.hex
+
+    func parse(_ extra: [String]) throws -> VPNClientArguments {
+        try VPNClientArguments(parsing: ["-k", pk] + extra)
+    }
+
+    func assertRefused(_ extra: [String], _ message: String, line: UInt = #line) {
+        XCTAssertThrowsError(try parse(extra), line: line) { e in
+            XCTAssertTrue("\(e)".contains(message), "\(e)", line: line)
+        }
+    }
+
+    func testGatewayArguments() throws {
+        XCTAssertNil(try parse([]).gateway)
+        let d = try XCTUnwrap(try parse(["--lan", "eth1"]).gateway)
+        XCTAssertEqual(d.lanAddress, IPPrefix("192.168.50.1/24"))
+        XCTAssertEqual(d.lanNetwork, IPPrefix("192.168.50.0/24"))
+        XCTAssertEqual(d.dhcpFirst, IPAddress("192.168.50.2"))
+        XCTAssertEqual(d.dhcpLast, IPAddress("192.168.50.254"))
+        XCTAssertFalse(d.hasBypass)
+
+        let g = try XCTUnwrap(try parse(["--lan", "br-lan", "--lan-subnet", "10.20.30.254/24",
+                                         "--bypass", "AA:bb:cc:dd:ee:01,10.20.30.7", "--bypass=10.20.30.8,aa:bb:cc:dd:ee:01",
+                                         "--uplink", "eth0"]).gateway)
+        XCTAssertEqual(g.bypassMACs, ["aa:bb:cc:dd:ee:01"])
+        XCTAssertEqual(g.bypassIPs, [IPAddress("10.20.30.7")!, IPAddress("10.20.30.8")!])
+        XCTAssertEqual(g.uplink, "eth0")
+        // The gateway is at the top: the range is below it.
+        XCTAssertEqual(g.dhcpFirst, IPAddress("10.20.30.1"))
+        XCTAssertEqual(g.dhcpLast, IPAddress("10.20.30.253"))
+        let r = try XCTUnwrap(try parse(["--lan", "eth1", "--dhcp-range", "192.168.50.100-192.168.50.150"]).gateway)
+        XCTAssertEqual(r.dhcpFirst, IPAddress("192.168.50.100"))
+        XCTAssertEqual(r.dhcpLast, IPAddress("192.168.50.150"))
+    }
+
+    func testGatewayArgumentErrors() {
+        assertRefused(["--bypass", "10.0.0.1"], "need --lan IFACE")
+        assertRefused(["--lan-subnet", "10.0.0.1/24"], "need --lan IFACE")
+        assertRefused(["--lan", "skwvpn0"], "the tunnel")
+        assertRefused(["--lan", "lo"], "loopback")
+        assertRefused(["--lan", "an-interface-name-too-long"], "is not an interface name")
+        assertRefused(["--lan", "eth 1"], "is not an interface name")
+        assertRefused(["--lan", "eth1", "--lan-subnet", "192.168.50.1"], "is not ADDR/LEN")
+        assertRefused(["--lan", "eth1", "--lan-subnet", "192.168.50.0/24"], "network or broadcast")
+        assertRefused(["--lan", "eth1", "--lan-subnet", "192.168.50.255/24"], "network or broadcast")
+        assertRefused(["--lan", "eth1", "--lan-subnet", "10.0.0.1/31"], "LEN 8...30")
+        assertRefused(["--lan", "eth1", "--lan-subnet", "fd00::1/64"], "IPv4")
+        assertRefused(["--lan", "eth1", "--bypass", "aa:bb:cc:dd:ee"], "neither a MAC")
+        assertRefused(["--lan", "eth1", "--bypass", "192.168.50.7,"], "neither a MAC")
+        assertRefused(["--lan", "eth1", "--bypass", "192.168.51.7"], "not a device address in the LAN 192.168.50.0/24")
+        assertRefused(["--lan", "eth1", "--bypass", "192.168.50.1"], "not a device address")
+        assertRefused(["--lan", "eth1", "--uplink", "eth1"], "both")
+        assertRefused(["--lan", "eth1", "--dhcp-range", "192.168.50.9"], "FIRST-LAST")
+        assertRefused(["--lan", "eth1", "--dhcp-range", "192.168.50.9-192.168.50.2"], "ascending")
+        assertRefused(["--lan", "eth1", "--dhcp-range", "192.168.50.2-192.168.51.2"], "host addresses in 192.168.50.0/24")
+        assertRefused(["--lan", "eth1", "--dhcp-range", "192.168.50.1-192.168.50.9"], "gateway's own address")
+        assertRefused(["--lan"], "--lan needs a value")
+    }
+
+    func testGatewayRuleset() {
+        let r = VPNFirewall.gatewayRuleset(lan: "br0", lanNetwork: IPPrefix("192.168.50.1/24")!, tun: "skwvpn0",
+                                           bypassMACs: ["02:00:00:00:00:01"], bypassIPs: [IPAddress("192.168.50.9")!],
+                                           dns: [IPAddress("203.0.113.53")!])
+        XCTAssertTrue(r.hasPrefix("table inet skywire_gateway {}\ndelete table inet skywire_gateway\n"))
+        XCTAssertTrue(r.contains("iifname \"br0\" ether saddr { 02:00:00:00:00:01 } meta mark set 0x53576777"))
+        XCTAssertTrue(r.contains("iifname \"br0\" ip saddr { 192.168.50.9 } meta mark set 0x53576777"))
+        XCTAssertTrue(r.contains("oifname != \"skwvpn0\" ip daddr { 203.0.113.53 } meta l4proto { tcp, udp } th dport 53 drop"))
+        XCTAssertTrue(r.contains("oifname != \"br0\" ip saddr 192.168.50.0/24 masquerade"))
+        // The forward chain: the tunnel and bypassing devices are let through, then everything
+        // else from the LAN is dropped; only replies come back in.
+        guard let start = r.firstRange(of: "chain forward") else { return XCTFail("no forward chain") }
+        let forward = r[start.upperBound...]
+        let order = ["iifname \"br0\" oifname \"skwvpn0\" counter name \"lan_up\" accept",
+                     "iifname \"br0\" oifname != \"br0\" meta mark 0x53576777 counter name \"lan_bypass\" accept",
+                     "iifname \"br0\" counter name \"lan_dropped\" drop",
+                     "iifname \"skwvpn0\" oifname \"br0\" ct state established,related counter name \"lan_down\" accept",
+                     "oifname \"br0\" drop"]
+        var last = forward.startIndex
+        for rule in order {
+            guard let found = forward[last...].firstRange(of: rule) else { return XCTFail("missing or out of order: \(rule)") }
+            last = found.upperBound
+        }
+        let plain = VPNFirewall.gatewayRuleset(lan: "br0", lanNetwork: IPPrefix("192.168.50.0/24")!, tun: "t",
+                                               bypassMACs: [], bypassIPs: [], dns: [])
+        XCTAssertFalse(plain.contains("meta mark set"))
+        XCTAssertFalse(plain.contains("th dport 53"))
+    }
+
+    func testClientRulesetInGatewayRole() {
+        let r = VPNFirewall.clientRuleset(tun: "skwvpn0", killSwitch: true, transportAddresses: [], lan: "br0",
+                                          bypassMark: VPNFirewall.bypassMark)
+        XCTAssertTrue(r.contains("oifname \"br0\" accept\n    drop"), r)
+        XCTAssertTrue(r.contains("iifname \"skwvpn0\" oifname \"br0\" accept"))
+        XCTAssertTrue(r.contains("iifname \"br0\" meta mark 0x53576777 accept"))
+        let noBypass = VPNFirewall.clientRuleset(tun: "skwvpn0", killSwitch: true, transportAddresses: [], lan: "br0")
+        XCTAssertFalse(noBypass.contains("meta mark"))
+    }
+
+    func testParseCountersAndLeases() {
+        let text = """
+        table inet skywire_gateway {
+        \tcounter lan_up {
+        \t\tpackets 12 bytes 3456
+        \t}
+        \tcounter lan_dropped {
+        \t\tpackets 3 bytes 180
+        \t}
+        }
+        """
+        let c = VPNFirewall.parseCounters(text)
+        XCTAssertEqual(c["lan_up"]?.packets, 12)
+        XCTAssertEqual(c["lan_up"]?.bytes, 3456)
+        XCTAssertEqual(c["lan_dropped"]?.packets, 3)
+        XCTAssertNil(c["lan_down"])
+        let leases = VPNGateway.parseLeases("1764000000 02:00:00:00:50:02 192.168.50.115 tv 01:02:00:00:00:50:02\n1764000100 02:00:00:00:50:03 192.168.50.116 * *\ngarbage\n")
+        XCTAssertEqual(leases, [
+            .init(expires: 1_764_000_000, mac: "02:00:00:00:50:02", ip: IPAddress("192.168.50.115")!, hostname: "tv"),
+            .init(expires: 1_764_000_100, mac: "02:00:00:00:50:03", ip: IPAddress("192.168.50.116")!, hostname: nil),
+        ])
+    }
+
+    func testDNSMasqArguments() throws {
+        let o = try XCTUnwrap(try parse(["--lan", "br0", "--lan-subnet", "192.168.50.1/24"]).gateway)
+        let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: "/var/lib/skywire", logger: Logger(label: "t"))
+        let a = g.dnsmasqArguments(dns: [IPAddress("203.0.113.53")!, IPAddress("198.51.100.53")!])
+        for want in ["--no-resolv", "--no-hosts", "--interface=br0", "--bind-interfaces", "--except-interface=lo",
+                     "--dhcp-range=192.168.50.2,192.168.50.254,255.255.255.0,12h",
+                     "--dhcp-option=option:router,192.168.50.1", "--dhcp-option=option:dns-server,192.168.50.1",
+                     "--dhcp-leasefile=/var/lib/skywire/gateway-dnsmasq.leases",
+                     "--server=203.0.113.53", "--server=198.51.100.53"] {
+            XCTAssertTrue(a.contains(want), "missing \(want) in \(a)")
+        }
+    }
+
+    /// The ruleset loads in nft with every option, its counters read back, and the fence
+    /// outlives a shutdown-style cleanup but not a full one (ip_forward restored then).
+    func testFenceInstallAndCleanup() throws {
+        let dir = "/tmp/skwt-gwstate-\(getpid())"
+        defer { _ = try? FileIO.remove(dir + "/" + VPNGateway.stateFileName); _ = rmdir(dir) }
+        try inPrivateNetworkNamespace {
+            let nl = try RouteNetlink()
+            let lan = try TunDevice(name: "skwgwlan0")
+            try nl.setLink(lan.name, up: true)
+            let o = try VPNGatewayOptions.from(lan: lan.name, subnet: "192.168.50.1/24", bypass: ["02:00:00:00:00:01,192.168.50.9"],
+                                               uplink: nil, range: nil)!
+            let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: dir, logger: Logger(label: "t"))
+            try Sysctl.write("net.ipv4.ip_forward", "0")
+            try g.installFence()
+            try g.record("ip_forward", "0")
+            try Sysctl.write("net.ipv4.ip_forward", "1")
+            let listing = try XCTUnwrap(try NFTables.listCounters(family: "inet", table: VPNFirewall.gatewayTable))
+            XCTAssertEqual(Set(VPNFirewall.parseCounters(listing).keys), Set(VPNFirewall.lanCounters))
+            XCTAssertTrue(g.status.fence)
+
+            g.teardown(keepFence: true)
+            XCTAssertNotNil(try NFTables.listTable(family: "inet", name: VPNFirewall.gatewayTable))
+            XCTAssertEqual(VPNStateFile(directory: dir, name: VPNGateway.stateFileName).load().map(\.key), ["nft_table", "ip_forward"])
+            // A second fence install (visor restart) keeps one table and the recorded original.
+            try g.installFence()
+            XCTAssertEqual(VPNStateFile(directory: dir, name: VPNGateway.stateFileName).load().map(\.key), ["nft_table", "ip_forward"])
+
+            g.teardown(keepFence: false)
+            XCTAssertNil(try NFTables.listTable(family: "inet", name: VPNFirewall.gatewayTable))
+            XCTAssertEqual(try Sysctl.read("net.ipv4.ip_forward"), "0")
+            XCTAssertTrue(VPNStateFile(directory: dir, name: VPNGateway.stateFileName).load().isEmpty)
+            lan.close()
+        }
+    }
+
+    func testFenceRefusesAMissingLAN() throws {
+        let dir = "/tmp/skwt-gwstate2-\(getpid())"
+        try inPrivateNetworkNamespace {
+            let o = try VPNGatewayOptions.from(lan: "skwnolan0", subnet: nil, bypass: [], uplink: nil, range: nil)!
+            let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: dir, logger: Logger(label: "t"))
+            XCTAssertThrowsError(try g.installFence()) { e in XCTAssertTrue("\(e)".contains("no interface \"skwnolan0\"")) }
+            XCTAssertNil(try NFTables.listTable(family: "inet", name: VPNFirewall.gatewayTable))
+            XCTAssertFalse(FileIO.exists(dir + "/" + VPNGateway.stateFileName))
+        }
+    }
+}
