@@ -5,13 +5,20 @@ import SkywireVisor
 struct VPNGroup: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vpn",
-        abstract: "Route this host's traffic through another visor, or serve as a VPN exit.",
+        abstract: "Route this host's (or, as a gateway, its LAN's) traffic through another visor, or serve as a VPN exit.",
         subcommands: [Start.self, Stop.self, Status.self, ServerGroup.self]
     )
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send all IPv4 traffic through the visor with public key PK (it runs vpn-server, port 44).")
+            abstract: "Send all IPv4 traffic through the visor with public key PK (it runs vpn-server, port 44).",
+            discussion: """
+            With --lan IFACE this visor becomes a LAN-wide gateway (docs/gateway.md): it serves IFACE \
+            with DHCP and DNS (dnsmasq, DNS forwarded through the tunnel) and forwards the LAN into \
+            the tunnel with masquerading. The LAN is cut off whenever the tunnel is down, also while \
+            the visor is stopped or dead; only `vpn stop` removes that. Devices in --bypass go out of \
+            the uplink directly.
+            """)
         @OptionGroup var control: ControlOptions
         @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex).") var pk: String
         @Flag(name: .customLong("existing-tp"), help: "Use an existing transport only; do not dial one.") var existingTransport = false
@@ -50,7 +57,8 @@ struct VPNGroup: ParsableCommand {
     }
 
     struct Stop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Disconnect and restore routes, DNS and firewall.")
+        static let configuration = CommandConfiguration(
+            abstract: "Disconnect and restore routes, DNS and firewall (as a gateway: also remove the LAN kill switch).")
         @OptionGroup var control: ControlOptions
 
         func run() throws {
@@ -59,7 +67,8 @@ struct VPNGroup: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Server, state, tunnel addresses and byte counts.")
+        static let configuration = CommandConfiguration(
+            abstract: "Server, state, tunnel addresses and byte counts; as a gateway also LAN clients, bytes and drops.")
         @OptionGroup var control: ControlOptions
         @Flag(help: "Print stable JSON.") var json = false
 

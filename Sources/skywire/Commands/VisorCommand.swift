@@ -15,7 +15,8 @@ struct VisorCommand: AsyncParsableCommand {
         abstract: "Run the visor daemon.",
         discussion: """
             Starts the transports and the apps marked auto_start, and serves the control socket \
-            (cli_addr). SIGTERM or SIGINT stops the apps and undoes their system changes. A config \
+            (cli_addr). SIGTERM or SIGINT stops the apps and undoes their system changes, except the \
+            VPN gateway's LAN kill switch, which stays until `cli vpn stop` (docs/gateway.md). A config \
             that fails validation stops the visor with exit status 2 and names every bad field.
             """
     )
