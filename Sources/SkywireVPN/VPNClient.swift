@@ -87,7 +87,20 @@ public final class VPNClient: @unchecked Sendable {
             // earlier gateway run left is removed (the role was turned off).
             if let gateway { try gateway.installFence() }
             else { VPNGateway.cleanLeftovers(directory: stateDirectory, keepFence: false, logger: logger) }
-            let (box, ok) = try await handshake()
+            let box: StreamBox, ok: VPNServerOK
+            do {
+                (box, ok) = try await handshake()
+            } catch let e where gateway != nil && Self.isTransient(e) {
+                // A gateway whose exit is unreachable (down at boot) keeps its LAN fenced and
+                // keeps trying, so the LAN comes back by itself (docs/gateway.md §3.2).
+                lock.withLock {
+                    current = .reconnecting
+                    lastError = "\(e)"
+                }
+                logger.warning("vpn-client (gateway): exit unreachable; retrying in the background", metadata: ["error": "\(e)"])
+                startReconnecting()
+                return
+            }
             opened = box
             try configure(ok)
             lock.withLock {
@@ -124,6 +137,8 @@ public final class VPNClient: @unchecked Sendable {
             return (stream, reconnectTask, tun, waker, reader)
         }
         task?.cancel()
+        // A gateway's reconnect task may be configuring the system for its first session.
+        if gateway != nil { await task?.value }
         if let box { box.stream.eventLoop.execute { box.stream.finish() } }
         w?.wake()
         r?.join()
@@ -297,11 +312,41 @@ public final class VPNClient: @unchecked Sendable {
         }
         guard start else { return }
         logger.info("vpn-client: session lost, reconnecting", metadata: ["server": "\(arguments.server.short)"])
+        startReconnecting()
+    }
+
+    private func startReconnecting() {
         let task = Task { [weak self] in
             guard let self else { return }
             await self.reconnectLoop()
         }
         lock.withLock { reconnectTask = task }
+    }
+
+    /// Handshake failures worth retrying: anything but a refusal by the server.
+    static func isTransient(_ error: Error) -> Bool {
+        let text = "\(error)"
+        return !(text.hasPrefix("forbidden") || text.hasPrefix("the server refused"))
+    }
+
+    /// The first session of a gateway that started without its exit: configure the system now;
+    /// a failure undoes the client's changes (the LAN fence stays) and is retried.
+    private func configureLate(_ ok: VPNServerOK, _ box: StreamBox) throws {
+        // `stop()` waits for the reconnect task in the gateway role, so this does not race it.
+        guard !lock.withLock({ stopping }) else {
+            box.stream.eventLoop.execute { box.stream.finish() }
+            throw VPNError("stopping")
+        }
+        do {
+            try configure(ok)
+        } catch {
+            // configure() stores the TUN and starts its reader last: nothing of those to undo.
+            box.stream.eventLoop.execute { box.stream.finish() }
+            Self.cleanLeftovers(state, logger: logger)
+            gateway?.teardown(keepFence: true)
+            lock.withLock { stateEntries = [] }
+            throw error
+        }
     }
 
     private func reconnectLoop() async {
@@ -312,7 +357,7 @@ public final class VPNClient: @unchecked Sendable {
             do {
                 let (box, ok) = try await handshake()
                 let old: VPNServerOK? = lock.withLock { answer }
-                if let old { readdress(from: old, to: ok) }
+                if let old { readdress(from: old, to: ok) } else { try configureLate(ok, box) }
                 let stillRunning: Bool = lock.withLock {
                     guard !stopping else { return false }
                     stream = box

@@ -225,18 +225,34 @@ ip netns exec $L curl -fsS --max-time 3 -o /dev/null http://203.0.113.10:8080/sm
 n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
 [ "$n_dnsmasq" = 0 ] && pass "SIGTERM stopped dnsmasq" || fail "$n_dnsmasq dnsmasq left after SIGTERM"
 
-# 8. An explicit stop removes everything: G is exactly as before.
+# 8. The gateway starts while the exit is down (a board booting with its exit away): the app
+#    keeps trying with the LAN fenced, and the LAN comes up by itself once the exit is back.
+visor_stop x
 visor_start g $G
-for _ in $(seq 1 100); do
-    [ "$(cli g vpn status --json | jq -r .info.state)" = connected ] && break
+for _ in $(seq 1 50); do
+    st=$(cli g vpn status --json 2>/dev/null) && [ "$(jq -r .info.state <<<"$st")" = reconnecting ] && break
     sleep 0.2
 done
+[ "$(jq -r .status <<<"$st")" = running ] && [ "$(jq -r .info.state <<<"$st")" = reconnecting ] \
+    && pass "exit down at gateway start: the app runs and keeps trying ($(jq -r .info.last_error <<<"$st" | cut -c1-60))" \
+    || fail "exit down at start: $(jq -c '{status, detail, state: .info.state}' <<<"$st")"
+ip netns exec $L curl -fsS --max-time 3 -o /dev/null http://203.0.113.10:8080/small.txt 2>/dev/null \
+    && fail "L reached N before the gateway's first session" || pass "before the first session L's traffic is dropped"
+visor_start x $X
+ok=
+for _ in $(seq 1 60); do
+    got=$(ip netns exec $L curl -fsS --max-time 2 http://files.example.test:8080/small.txt?late 2>/dev/null) && [ "$got" = hello ] && { ok=1; break; }
+    sleep 1
+done
+[ -n "$ok" ] && pass "exit up later: the gateway connected by itself and L resolves and fetches" || fail "no late first session"
+
+# 9. An explicit stop removes everything: G is exactly as before.
 expect_ok "vpn stop (explicit)" cli g vpn stop
 [ "$(snapshot)" = "$before" ] && pass "vpn stop restores the gateway's routes, rules, addresses, nftables and ip_forward" \
     || fail "after stop: $(diff <(echo "$before") <(snapshot))"
 n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
 [ "$n_dnsmasq" = 0 ] && pass "vpn stop stopped dnsmasq" || fail "$n_dnsmasq dnsmasq left after stop"
-# 9. Bad gateway arguments (exit up, gateway stopped): clear errors, nothing changed.
+# 10. Bad gateway arguments (exit up, gateway stopped): clear errors, nothing changed.
 expect_fail "--lan naming no interface is refused" 'no interface "skwt-nope"' cli g vpn start -k "$PKX" --lan skwt-nope -t 2
 expect_fail "--lan-subnet with the network address is refused" "network or broadcast" \
     cli g vpn start -k "$PKX" --lan skwt-gwbr --lan-subnet 192.168.50.0/24 -t 2
