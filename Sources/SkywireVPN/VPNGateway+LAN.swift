@@ -71,11 +71,20 @@ extension VPNGateway {
         public var hostname: String?
     }
 
+    /// A device seen on the LAN: a DHCP lease, or a complete neighbour (ARP) entry on the LAN
+    /// interface for a device with a static address.
+    public struct Client: Sendable, Equatable {
+        public var mac: String
+        public var ip: IPAddress
+        public var hostname: String?
+        public var leaseExpires: Int64?
+    }
+
     public struct Status: Sendable {
         public var lan: String
         public var lanAddress: IPPrefix
         public var dhcpRunning: Bool
-        public var leases: [Lease]
+        public var clients: [Client]
         public var bypassMACs: [String]
         public var bypassIPs: [IPAddress]
         public var bytesUp: UInt64
@@ -94,14 +103,36 @@ extension VPNGateway {
         }
     }
 
+    /// Complete IPv4 neighbour entries of `interface` from /proc/net/arp
+    /// (`IP HWTYPE FLAGS MAC MASK DEVICE`, flag 0x2 = complete).
+    static func parseNeighbours(_ text: String, interface: String) -> [(ip: IPAddress, mac: String)] {
+        text.split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count >= 6, f[5] == interface, let flags = UInt32(f[2].dropFirst(2), radix: 16), flags & 0x2 != 0,
+                  let ip = IPAddress(f[0]), f[3] != "00:00:00:00:00:00" else { return nil }
+            return (ip, f[3].lowercased())
+        }
+    }
+
+    /// Leases first, then neighbours that have none.
+    static func clients(leases: [Lease], neighbours: [(ip: IPAddress, mac: String)]) -> [Client] {
+        var out = leases.map { Client(mac: $0.mac, ip: $0.ip, hostname: $0.hostname, leaseExpires: $0.expires) }
+        for n in neighbours where !out.contains(where: { $0.ip == n.ip }) {
+            out.append(Client(mac: n.mac, ip: n.ip, hostname: nil, leaseExpires: nil))
+        }
+        return out
+    }
+
     public var status: Status {
         let (pid, dns): (pid_t?, [IPAddress]) = lock.withLock { (dnsmasqPID, self.dns) }
         let leases = ((try? FileIO.read(leasePath)) ?? nil).map { Self.parseLeases(String(decoding: $0, as: UTF8.self)) } ?? []
+        let arp = ((try? FileIO.read("/proc/net/arp")) ?? nil).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let neighbours = Self.parseNeighbours(arp, interface: options.lan).filter { options.lanNetwork.contains($0.ip) }
         let listing = (try? NFTables.listCounters(family: VPNFirewall.family, table: VPNFirewall.gatewayTable)) ?? nil
         let c = listing.map(VPNFirewall.parseCounters) ?? [:]
         return Status(lan: options.lan, lanAddress: options.lanAddress,
                       dhcpRunning: pid.map { Subprocess.processName($0) == "dnsmasq" } ?? false,
-                      leases: leases, bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
+                      clients: Self.clients(leases: leases, neighbours: neighbours), bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
                       bytesUp: c["lan_up"]?.bytes ?? 0, bytesDown: c["lan_down"]?.bytes ?? 0,
                       bytesBypass: c["lan_bypass"]?.bytes ?? 0, droppedPackets: c["lan_dropped"]?.packets ?? 0,
                       dns: dns, fence: listing != nil)

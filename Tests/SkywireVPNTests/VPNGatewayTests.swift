@@ -127,6 +127,25 @@ final class VPNGatewayTests: XCTestCase {
         ])
     }
 
+    func testNeighboursAndClients() {
+        let arp = """
+        IP address       HW type     Flags       HW address            Mask     Device
+        192.168.50.20    0x1         0x2         02:AA:00:00:00:20     *        br0
+        192.168.50.21    0x1         0x0         00:00:00:00:00:00     *        br0
+        198.51.100.254   0x1         0x2         02:00:00:00:00:fe     *        eth0
+        192.168.50.115   0x1         0x2         02:00:00:00:50:02     *        br0
+        """
+        let n = VPNGateway.parseNeighbours(arp, interface: "br0")
+        XCTAssertEqual(n.map(\.ip), [IPAddress("192.168.50.20")!, IPAddress("192.168.50.115")!])
+        XCTAssertEqual(n.first?.mac, "02:aa:00:00:00:20")
+        let lease = VPNGateway.Lease(expires: 5, mac: "02:00:00:00:50:02", ip: IPAddress("192.168.50.115")!, hostname: "tv")
+        let c = VPNGateway.clients(leases: [lease], neighbours: n)
+        XCTAssertEqual(c, [
+            .init(mac: "02:00:00:00:50:02", ip: IPAddress("192.168.50.115")!, hostname: "tv", leaseExpires: 5),
+            .init(mac: "02:aa:00:00:00:20", ip: IPAddress("192.168.50.20")!, hostname: nil, leaseExpires: nil),
+        ])
+    }
+
     func testDNSMasqArguments() throws {
         let o = try XCTUnwrap(try parse(["--lan", "br0", "--lan-subnet", "192.168.50.1/24"]).gateway)
         let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: "/var/lib/skywire", logger: Logger(label: "t"))

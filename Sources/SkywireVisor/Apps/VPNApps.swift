@@ -93,10 +93,11 @@ final class VPNClientVisorApp: VisorApp {
     /// `info.lan` in the gateway role (docs/gateway.md §6).
     static func lanFields(_ g: VPNGateway.Status) -> ControlValue {
         let bypassIPs = Set(g.bypassIPs), bypassMACs = Set(g.bypassMACs)
-        let clients: [ControlValue] = g.leases.map { l in
-            .object(["mac": .string(l.mac), "ip": .string(l.ip.description), "hostname": l.hostname.map { .string($0) } ?? .null,
-                     "lease_expires_unix": .int(l.expires),
-                     "bypass": .bool(bypassIPs.contains(l.ip) || bypassMACs.contains(l.mac.lowercased()))])
+        let clients: [ControlValue] = g.clients.map { c in
+            .object(["mac": .string(c.mac), "ip": .string(c.ip.description), "hostname": c.hostname.map { .string($0) } ?? .null,
+                     "lease_expires_unix": c.leaseExpires.map { .int($0) } ?? .null,
+                     "source": .string(c.leaseExpires == nil ? "neighbour" : "dhcp"),
+                     "bypass": .bool(bypassIPs.contains(c.ip) || bypassMACs.contains(c.mac.lowercased()))])
         }
         return .object([
             "interface": .string(g.lan), "address": .string(g.lanAddress.description),
