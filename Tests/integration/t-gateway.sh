@@ -20,11 +20,14 @@ command -v udhcpc >/dev/null || die "udhcpc missing (scripts/install-deps.sh ins
 L=skwt-gw-lan$$ B=skwt-gw-byp$$ G=skwt-gw-gw$$ R=skwt-gw-rt$$ X=skwt-gw-exit$$ N=skwt-gw-inet$$
 BYPASS_MAC=02:00:00:00:50:02
 gw_cleanup() {
-    local rc=$?
+    local rc=$? pids
     set +e
+    # The gateway's dnsmasq outlives a SIGKILLed visor: collect G's processes first.
+    pids=$(ip netns pids $G 2>/dev/null)
     rm -rf "/etc/netns/$L" "/etc/netns/$B"
     (exit $rc)
     cleanup
+    for p in $pids; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dnsmasq ] && kill "$p"; done
 }
 trap gw_cleanup EXIT
 
