@@ -110,6 +110,13 @@ jq --arg x "$PKX" --arg mac "$BYPASS_MAC" '.transport.peers[$x] = {"stcpr":"192.
         | .args=["-k",$x,"--lan","skwt-gwbr","--lan-subnet","192.168.50.1/24","--bypass",$mac,"--dhcp-range","192.168.50.100-192.168.50.150"])' \
     "$T_WORK/g.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/g.json"
 
+expect_ok "config check accepts the gateway config" "$SKYWIRE_BIN" config check -c "$T_WORK/g.json"
+jq '(.launcher.apps[] | select(.name=="vpn-client")).args += ["--bypass","192.168.51.7"]' "$T_WORK/g.json" >"$T_WORK/bad.json"
+chmod 600 "$T_WORK/bad.json"
+expect_fail "config check names a bad gateway argument by its path" \
+    'launcher\.apps\[[0-9]+\]\.args: vpn-client: --bypass: 192\.168\.51\.7 is not a device address in the LAN' \
+    "$SKYWIRE_BIN" config check -c "$T_WORK/bad.json"
+
 snapshot() {  # G's routes, rules, addresses, nftables and forwarding
     { ip -n $G -4 route show table all; ip -n $G rule; ip -n $G -4 -o addr | awk '{print $2, $4}'; ip -n $G -o link | cut -d' ' -f2
       ip netns exec $G nft list ruleset; ip netns exec $G cat /proc/sys/net/ipv4/ip_forward; } 2>&1

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SkywireConfig
+import SkywireVisor
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -103,7 +104,8 @@ struct ConfigCommand: ParsableCommand {
         }
     }
 
-    /// `skywire config check`: loads the file exactly as the visor does and lists every problem.
+    /// `skywire config check`: loads the file exactly as the visor does and lists every problem,
+    /// then checks the VPN apps' arguments (`AppArgumentCheck`).
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a config file; exit 2 and list every problem if it is invalid.")
@@ -117,6 +119,11 @@ struct ConfigCommand: ParsableCommand {
                 loaded = try VisorConfig.load(path: config)
             } catch {
                 ConfigCommand.printError(error.report(file: config))
+                throw ExitCode(ConfigError.exitCode)
+            }
+            let argumentProblems = AppArgumentCheck.problems(loaded.launcher)
+            if !argumentProblems.isEmpty {
+                ConfigCommand.printError(ConfigError.invalid(argumentProblems).report(file: config))
                 throw ExitCode(ConfigError.exitCode)
             }
             for warning in loaded.warnings() {
