@@ -31,6 +31,8 @@ public struct Socks5DialogueSnooper {
     /// The METHOD selection was answered here; the server's own is checked and swallowed.
     public private(set) var methodAnsweredLocally = false
     private var localReply: ByteBuffer?
+    /// A locally answered greeting, held so that it leaves together with the request (one batch).
+    private var heldGreeting: ByteBuffer?
     /// Total client bytes held before the dialogue must have ended (RFC 1928/1929 messages are short).
     public static let maxHeldBytes = 4096
 
@@ -61,7 +63,12 @@ public struct Socks5DialogueSnooper {
     public mutating func clientBytes(_ data: ByteBuffer) -> ByteBuffer {
         switch clientState {
         case .passthrough:
-            return data
+            guard heldGreeting != nil else { return data }
+            var forward = allocator.buffer(capacity: 0)
+            releaseHeldGreeting(to: &forward)
+            var data = data
+            forward.writeBuffer(&data)
+            return forward
         case .udpControl:
             return allocator.buffer(capacity: 0)
         default:
@@ -166,14 +173,15 @@ public struct Socks5DialogueSnooper {
                 case .incomplete: break loop
                 case .invalid: clientState = .passthrough
                 case .complete(let greeting, let length):
-                    moveClient(length, to: &forward)
                     if answerNoAuthLocally, greeting.methods == [Socks5Method.noAuthentication.rawValue] {
+                        heldGreeting = clientHeld.readSlice(length: length)
                         methodAnsweredLocally = true
                         var reply = allocator.buffer(capacity: 2)
                         reply.writeBytes([Socks5.version, Socks5Method.noAuthentication.rawValue])
                         localReply = reply
                         clientState = .request
                     } else {
+                        moveClient(length, to: &forward)
                         clientState = .awaitingMethod
                     }
                 }
@@ -190,6 +198,7 @@ public struct Socks5DialogueSnooper {
                 case .incomplete: break loop
                 case .invalid: clientState = .passthrough
                 case .complete(let request, let length):
+                    releaseHeldGreeting(to: &forward)
                     moveClient(length, to: &forward)
                     if request.command == .udpAssociate {
                         udpRequest = request
@@ -200,12 +209,20 @@ public struct Socks5DialogueSnooper {
                     }
                 }
             case .passthrough:
+                releaseHeldGreeting(to: &forward)
                 forward.writeBuffer(&clientHeld)
             case .awaitingMethod, .udpControl:
                 break loop
             }
         }
         return forward
+    }
+
+    private mutating func releaseHeldGreeting(to output: inout ByteBuffer) {
+        if var greeting = heldGreeting {
+            output.writeBuffer(&greeting)
+            heldGreeting = nil
+        }
     }
 
     private mutating func moveClient(_ count: Int, to output: inout ByteBuffer) {

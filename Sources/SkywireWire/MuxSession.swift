@@ -46,6 +46,8 @@ public final class MuxSession<Payload: WirePayload> {
         var writeBlocked = false
         /// DATA bytes sent before OPEN_OK (opener) or received before accepting (acceptor), §5 early data.
         var earlyBytes: UInt64 = 0
+        /// A deferred OPEN not yet emitted: it goes out right before the stream's first DATA/FIN.
+        var pendingOpen: MuxFrame<Payload>?
 
         init(phase: MuxStreamInfo.Phase, receiveCredit: UInt64) {
             self.phase = phase
@@ -58,6 +60,8 @@ public final class MuxSession<Payload: WirePayload> {
     private var outgoing: [MuxFrame<Payload>] = []
     private var events: [MuxEvent<Payload>] = []
     private var nextLocalID: UInt64
+    /// Streams whose OPEN is deferred, in increasing id order (OPENs must go out in id order, §5).
+    private var deferredOpens: [MuxStreamID] = []
     private var highestPeerID: UInt32 = 0
     private var protocolErrors = 0
     private let windowThreshold: UInt64
@@ -140,7 +144,8 @@ public final class MuxSession<Payload: WirePayload> {
     /// Opens a stream to the peer's `destinationPort` and emits OPEN. Writes may start at once: up to
     /// `MuxFrameLayout.earlyDataLimit` bytes go out as early DATA right behind the OPEN (§5), the rest
     /// is buffered (up to `sendBufferLimit`) until OPEN_OK.
-    public func openStream(destinationPort: UInt16, sourcePort: UInt16) throws(MuxSessionError) -> MuxStreamID {
+    public func openStream(destinationPort: UInt16, sourcePort: UInt16,
+                           deferOpen: Bool = false) throws(MuxSessionError) -> MuxStreamID {
         guard !isClosed else { throw .sessionClosed }
         guard streams.count < configuration.maxStreams else { throw .tooManyStreams(limit: configuration.maxStreams) }
         guard nextLocalID <= UInt64(UInt32.max) else { throw .streamIDsExhausted }
@@ -149,9 +154,29 @@ public final class MuxSession<Payload: WirePayload> {
         let s = Stream(phase: .opening, receiveCredit: UInt64(configuration.initialWindow))
         s.sendCredit = UInt64(MuxFrameLayout.earlyDataLimit)
         streams[id] = s
-        outgoing.append(.open(streamID: id, destinationPort: destinationPort, sourcePort: sourcePort,
-                              initialWindow: configuration.initialWindow))
+        let open = MuxFrame<Payload>.open(streamID: id, destinationPort: destinationPort, sourcePort: sourcePort,
+                                          initialWindow: configuration.initialWindow)
+        if deferOpen {
+            // With `deferOpen` nothing is sent until the first write or finish: OPEN and the first DATA
+            // then leave in one batch (one write, one wake-up at the peer).
+            s.pendingOpen = open
+            deferredOpens.append(id)
+        } else {
+            emitDeferredOpens(upTo: id)
+            outgoing.append(open)
+        }
         return id
+    }
+
+    /// Emits every deferred OPEN with an id up to `id`, in id order (§5: OPEN ids only increase).
+    private func emitDeferredOpens(upTo id: MuxStreamID) {
+        while let first = deferredOpens.first, first <= id {
+            deferredOpens.removeFirst()
+            if let s = streams[first], let open = s.pendingOpen {
+                s.pendingOpen = nil
+                outgoing.append(open)
+            }
+        }
     }
 
     /// Accepts an incoming OPEN: emits OPEN_OK with our window.
@@ -215,7 +240,12 @@ public final class MuxSession<Payload: WirePayload> {
     /// Aborts a stream in both directions: emits RESET and forgets it. Unknown ids are ignored.
     /// An incoming OPEN not yet answered is refused with RESET too (prefer `reject`).
     public func reset(_ id: MuxStreamID, code: MuxErrorCode) {
-        guard !isClosed, streams.removeValue(forKey: id) != nil else { return }
+        guard !isClosed, let s = streams.removeValue(forKey: id) else { return }
+        if s.pendingOpen != nil {
+            // The peer never heard of it: nothing to send.
+            deferredOpens.removeAll { $0 == id }
+            return
+        }
         outgoing.append(.reset(streamID: id, code: code))
     }
 
@@ -399,6 +429,7 @@ public final class MuxSession<Payload: WirePayload> {
             events.append(.reset(id, code: code, byPeer: byPeer))
         }
         streams.removeAll()
+        deferredOpens.removeAll()
     }
 
     private func writeCapacity(_ s: Stream) -> Int {
@@ -410,6 +441,10 @@ public final class MuxSession<Payload: WirePayload> {
     /// Sends buffered data as far as the peer's window allows, then FIN if requested and drained.
     private func flush(_ id: MuxStreamID, _ s: Stream) {
         guard s.phase != .awaitingAccept else { return }
+        if s.pendingOpen != nil {
+            guard !s.sendQueue.isEmpty || s.finRequested else { return }
+            emitDeferredOpens(upTo: id)
+        }
         let early = s.phase == .opening
         while s.sendCredit > 0, let chunk = s.sendQueue.first {
             let n = min(chunk.count, maxDataPayload, Int(min(s.sendCredit, UInt64(Int.max))))

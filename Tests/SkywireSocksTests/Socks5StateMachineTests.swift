@@ -251,12 +251,13 @@ final class Socks5StateMachineTests: XCTestCase {
         var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
         XCTAssertEqual(bytes(s.clientBytes(buffer([5, 1]))), [])
         XCTAssertNil(s.takeLocalReply())
-        // Greeting complete: answered here, forwarded at once, and the request follows without waiting.
-        XCTAssertEqual(bytes(s.clientBytes(buffer([0]))), [5, 1, 0])
+        // Greeting complete: answered here and held, so that it leaves together with the request.
+        XCTAssertEqual(bytes(s.clientBytes(buffer([0]))), [])
         XCTAssertEqual(s.takeLocalReply().map(bytes), [5, 0])
         XCTAssertNil(s.takeLocalReply(), "only once")
         XCTAssertTrue(s.methodAnsweredLocally)
-        XCTAssertEqual(bytes(s.clientBytes(buffer(connectIPv4))), connectIPv4)
+        XCTAssertEqual(bytes(s.clientBytes(buffer(Array(connectIPv4.prefix(4))))), [], "request incomplete")
+        XCTAssertEqual(bytes(s.clientBytes(buffer(Array(connectIPv4.dropFirst(4))))), [5, 1, 0] + connectIPv4)
         // The server's own METHOD selection is not passed on; its reply is.
         guard case .forward(let c1, let s1) = s.serverBytes(buffer([5, 0, 5, 0, 0, 1])) else { return XCTFail() }
         XCTAssertEqual(bytes(c1), [])
@@ -275,6 +276,13 @@ final class Socks5StateMachineTests: XCTestCase {
         XCTAssertEqual(bytes(c), [5, Socks5ReplyCode.connectionNotAllowed.rawValue, 0, 1, 0, 0, 0, 0, 0, 0])
         XCTAssertTrue(s.isPassthrough)
         XCTAssertTrue(s.hasForwardedServerBytes)
+    }
+
+    func testSnooperReleasesAHeldGreetingBeforeGarbage() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 1, 0]))), [])
+        // Not a SOCKS5 request: everything goes to the server, greeting first, which answers it.
+        XCTAssertEqual(bytes(s.clientBytes(buffer([9, 9, 9, 9]))), [5, 1, 0, 9, 9, 9, 9])
     }
 
     func testSnooperDoesNotAnswerGreetingsOfferingAuthentication() {

@@ -219,6 +219,45 @@ final class MuxSessionTests: XCTestCase {
         XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(64 * 1024 - early - 4096))
     }
 
+    func testDeferredOpenLeavesWithTheFirstDataInIdOrder() throws {
+        let p = MuxPair()
+        let s1 = try p.a.openStream(destinationPort: 3, sourcePort: 1, deferOpen: true)
+        let s3 = try p.a.openStream(destinationPort: 3, sourcePort: 2, deferOpen: true)
+        XCTAssertFalse(p.a.hasOutgoingFrames, "nothing before the first write")
+        // Stream 3 writes first: stream 1's OPEN must still precede it (ids only increase on the wire).
+        XCTAssertEqual(try p.a.write(s3, [7, 7]), 2)
+        XCTAssertEqual(p.a.takeOutgoingFrames(), [
+            .open(streamID: s1, destinationPort: 3, sourcePort: 1, initialWindow: 64 * 1024),
+            .open(streamID: s3, destinationPort: 3, sourcePort: 2, initialWindow: 64 * 1024),
+            .data(streamID: s3, payload: [7, 7]),
+        ])
+        // A later write on stream 1 sends only its DATA.
+        XCTAssertEqual(try p.a.write(s1, [1]), 1)
+        XCTAssertEqual(p.a.takeOutgoingFrames(), [.data(streamID: s1, payload: [1])])
+    }
+
+    func testDeferredOpenResetBeforeAnyWriteSendsNothing() throws {
+        let p = MuxPair()
+        let id = try p.a.openStream(destinationPort: 3, sourcePort: 1, deferOpen: true)
+        p.a.reset(id, code: .appClosed)
+        XCTAssertFalse(p.a.hasOutgoingFrames)
+        XCTAssertNil(p.a.info(id))
+        // A normal open afterwards is not preceded by the forgotten one.
+        let next = try p.a.openStream(destinationPort: 4, sourcePort: 1)
+        XCTAssertEqual(p.a.takeOutgoingFrames(), [.open(streamID: next, destinationPort: 4, sourcePort: 1,
+                                                        initialWindow: 64 * 1024)])
+    }
+
+    func testNormalOpenFlushesEarlierDeferredOpens() throws {
+        let p = MuxPair()
+        let deferred = try p.a.openStream(destinationPort: 3, sourcePort: 1, deferOpen: true)
+        let normal = try p.a.openStream(destinationPort: 4, sourcePort: 1)
+        p.pump()
+        XCTAssertEqual(p.eventsB, [.streamOpened(deferred, destinationPort: 3, sourcePort: 1),
+                                   .streamOpened(normal, destinationPort: 4, sourcePort: 1)])
+        XCTAssertFalse(p.eventsB.contains { if case .protocolError = $0 { return true } else { return false } })
+    }
+
     func testEarlyDataBeyondTheAllowanceResetsWithCode3() {
         let p = MuxPair()
         let id = MuxStreamID(7)

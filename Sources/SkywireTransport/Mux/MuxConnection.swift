@@ -129,8 +129,9 @@ final class MuxConnection {
     // MARK: For apps
 
     /// Opens a stream. With `waitForAccept` the future completes on OPEN_OK (or fails on
-    /// OPEN_REJECT / timeout); without it the stream is handed out at once, writes are buffered
-    /// until OPEN_OK (saving a round trip), and a refusal arrives as a reset with its code.
+    /// OPEN_REJECT / timeout); without it the stream is handed out at once, its OPEN waits for the
+    /// first write and leaves with it as early data (PROTOCOL.md §5, saving a round trip), and a
+    /// refusal arrives as a reset with its code; no answer within `timeout` resets it too.
     func openStream(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount,
                     waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
         eventLoop.flatSubmit { [self] in
@@ -139,7 +140,9 @@ final class MuxConnection {
             }
             let id: MuxStreamID
             do {
-                id = try session.openStream(destinationPort: destinationPort, sourcePort: sourcePort)
+                // An optimistic open defers its OPEN to the first write: one batch on the wire.
+                id = try session.openStream(destinationPort: destinationPort, sourcePort: sourcePort,
+                                            deferOpen: !waitForAccept)
             } catch {
                 return eventLoop.makeFailedFuture(TransportError(.closed, "cannot open a stream: \(error)"))
             }
