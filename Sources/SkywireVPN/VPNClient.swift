@@ -14,7 +14,7 @@ import Glibc
 /// route to the exit's transport address via the original path, IPv6 (and with the kill
 /// switch everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
 /// configured while the session reconnects and is restored on `stop`.
-public final class VPNClient: @unchecked Sendable {
+public final class VPNClient: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
     // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`).
     public static let tunName = "skwvpn0"
@@ -139,6 +139,7 @@ public final class VPNClient: @unchecked Sendable {
         task?.cancel()
         // A gateway's reconnect task may be configuring the system for its first session.
         if gateway != nil { await task?.value }
+        transports.setDatagramSink(nil, port: localPort)
         if let box { box.stream.eventLoop.execute { box.stream.finish() } }
         w?.wake()
         r?.join()
@@ -269,6 +270,7 @@ public final class VPNClient: @unchecked Sendable {
             serverTransportAddress = serverIP
             tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
         }
+        transports.setDatagramSink(self, port: localPort)
         let r = try SystemThread(name: "vpn-client-tun") { [self] in readLoop(device, w) }
         lock.withLock { reader = r }
     }
@@ -383,44 +385,72 @@ public final class VPNClient: @unchecked Sendable {
 
     // MARK: Datapath
 
-    /// A packet from the server: only IPv4 addressed to our tunnel address is written to the TUN.
+    /// A packet from the server (over stcpr, through the app router).
     public func receive(datagram: ByteBuffer, from key: PublicKey) {
+        datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
+    }
+
+    /// A packet from the server over sudph, in place (`DatagramSink`, on the transport's event loop).
+    public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
+        receive(packet: UnsafeRawBufferPointer(payload), from: key)
+    }
+
+    /// Only IPv4 addressed to our tunnel address is written to the TUN.
+    @inline(__always)
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey) {
         guard key == arguments.server else { return }
         let address = tunnelAddress.load(ordering: .relaxed)
         guard address != 0, let device = tunRef.load() else { return }
-        datagram.withUnsafeReadableBytes { packet in
-            guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
-            bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
-            _ = try? device.write(packet)
-        }
+        guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
+        bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
+        _ = try? device.write(packet)
     }
 
+    /// The TUN reader: reads up to a batch of packets straight into the sudph send arena, then
+    /// seals and sends them with one sendmmsg (`SudphDatagramBatch`); over stcpr each packet
+    /// goes through the mux connection instead.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TunDevice.maxPacketSize, alignment: 16)
-        defer { buffer.deallocate() }
+        let batch = SudphDatagramBatch()
         let allocator = ByteBufferAllocator()
         let server = arguments.server
+        var path: SudphDatagramPath?
         while !stopFlag.load(ordering: .relaxed) {
-            let n: Int
-            do {
-                switch try device.read(into: buffer) {
-                case .processed(let count): n = count
-                case .wouldBlock:
-                    _ = try device.waitReadable(waker: waker, timeoutMillis: -1)
-                    continue
-                }
-            } catch {
-                logger.error("vpn-client: TUN read failed", metadata: ["error": "\(error)"])
-                return
+            if path?.isOpen != true {
+                path = transports.datagramPath(to: server, destinationPort: serverPort, sourcePort: localPort)
             }
-            let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            guard IPv4Packet.isValid(packet) else { continue }
-            // Between sessions packets are dropped, never sent around the tunnel.
-            guard tunnelAddress.load(ordering: .relaxed) != 0 else { continue }
-            bytesUpCounter.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
-            var out = allocator.buffer(capacity: n)
-            out.writeBytes(packet)
-            transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
+            var read = 0
+            while !batch.isFull {
+                let slot = batch.nextPayload
+                let n: Int
+                do {
+                    guard case .processed(let count) = try device.read(into: slot) else { break }
+                    n = count
+                } catch {
+                    logger.error("vpn-client: TUN read failed", metadata: ["error": "\(error)"])
+                    batch.flush()
+                    return
+                }
+                read += 1
+                let packet = UnsafeRawBufferPointer(rebasing: slot[0..<n])
+                guard IPv4Packet.isValid(packet) else { continue }
+                // Between sessions packets are dropped, never sent around the tunnel.
+                guard tunnelAddress.load(ordering: .relaxed) != 0 else { continue }
+                bytesUpCounter.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
+                if let path {
+                    batch.commit(length: n, path: path)
+                } else {
+                    var out = allocator.buffer(capacity: n)
+                    out.writeBytes(packet)
+                    transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
+                }
+            }
+            batch.flush()
+            if read == 0 {
+                do { _ = try device.waitReadable(waker: waker, timeoutMillis: -1) } catch {
+                    logger.error("vpn-client: TUN poll failed", metadata: ["error": "\(error)"])
+                    return
+                }
+            }
         }
     }
 

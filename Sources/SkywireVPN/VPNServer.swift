@@ -11,7 +11,7 @@ import Glibc
 /// The `vpn-server` engine (docs/vpn.md): one TUN for every client, a /30 per client from
 /// `VPNAddressPool`, masquerading and `--secure` drops in nftables, IP forwarding on.
 /// Packets travel as mux datagrams; a client's control stream is its session.
-public final class VPNServer: @unchecked Sendable {
+public final class VPNServer: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: `sessions`, `byAddress`, `pool`, `running`, `tun`, `exitInterface`,
     // `reader`, `netlink` and the counters are guarded by `lock`; `arguments` and the other
     // lets are immutable.
@@ -80,6 +80,7 @@ public final class VPNServer: @unchecked Sendable {
                 self.exitInterface = exit
                 self.running = true
             }
+            transports.setDatagramSink(self, port: localPort)
             let r = try SystemThread(name: "vpn-server-tun") { [self] in readLoop(device, waker) }
             lock.withLock { reader = r }
             logger.info("vpn-server up", metadata: ["tun": "\(device.name)", "exit": "\(exit)", "secure": "\(arguments.secure)",
@@ -108,6 +109,7 @@ public final class VPNServer: @unchecked Sendable {
             let box = StreamBox(s.stream)
             box.stream.eventLoop.execute { box.stream.finish() }
         }
+        transports.setDatagramSink(nil, port: localPort)
         w?.wake()
         r?.join()
         device?.close()
@@ -219,51 +221,82 @@ public final class VPNServer: @unchecked Sendable {
 
     // MARK: Datapath
 
-    /// A packet from a client: checked (IPv4, source = its tunnel address) and written to the TUN.
+    /// A packet from a client over stcpr (through the app router).
     public func receive(datagram: ByteBuffer, from key: PublicKey) {
-        datagram.withUnsafeReadableBytes { packet in
-            let (device, ok): (TunDevice?, Bool) = lock.withLock {
-                guard let s = sessions[key], IPv4Packet.isValid(packet),
-                      IPv4Packet.source(packet) == s.lease.client.v4Value else { return (nil, false) }
-                s.bytesIn &+= UInt64(packet.count)
-                s.packetsIn &+= 1
-                return (tun, true)
-            }
-            guard ok, let device else { return }
-            _ = try? device.write(packet)
-        }
+        datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
     }
 
-    /// The TUN reader: each packet goes to the client owning its destination address.
+    /// A packet from a client over sudph, in place (`DatagramSink`, on the transport's event loop).
+    public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
+        receive(packet: UnsafeRawBufferPointer(payload), from: key)
+    }
+
+    /// Checked (IPv4, source = the client's tunnel address) and written to the TUN.
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey) {
+        let (device, ok): (TunDevice?, Bool) = lock.withLock {
+            guard let s = sessions[key], IPv4Packet.isValid(packet),
+                  IPv4Packet.source(packet) == s.lease.client.v4Value else { return (nil, false) }
+            s.bytesIn &+= UInt64(packet.count)
+            s.packetsIn &+= 1
+            return (tun, true)
+        }
+        guard ok, let device else { return }
+        _ = try? device.write(packet)
+    }
+
+    /// How many packets to a client without a sudph path go the slow way before looking again.
+    static let pathRetryPackets: UInt64 = 256
+
+    /// The TUN reader: each packet goes to the client owning its destination address, read
+    /// straight into the sudph send arena and sent in batches (`SudphDatagramBatch`); over
+    /// stcpr through the mux connection.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TunDevice.maxPacketSize, alignment: 16)
-        defer { buffer.deallocate() }
+        let batch = SudphDatagramBatch()
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {
-            let n: Int
-            do {
-                switch try device.read(into: buffer) {
-                case .processed(let count): n = count
-                case .wouldBlock:
-                    _ = try device.waitReadable(waker: waker, timeoutMillis: -1)
-                    continue
+            var read = 0
+            while !batch.isFull {
+                let slot = batch.nextPayload
+                let n: Int
+                do {
+                    guard case .processed(let count) = try device.read(into: slot) else { break }
+                    n = count
+                } catch {
+                    logger.error("vpn-server: TUN read failed", metadata: ["error": "\(error)"])
+                    batch.flush()
+                    return
                 }
-            } catch {
-                logger.error("vpn-server: TUN read failed", metadata: ["error": "\(error)"])
-                return
+                read += 1
+                let packet = UnsafeRawBufferPointer(rebasing: slot[0..<n])
+                guard IPv4Packet.isValid(packet) else { continue }
+                let target: (ServerSession, SudphDatagramPath?, UInt64)? = lock.withLock {
+                    guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
+                    s.bytesOut &+= UInt64(n)
+                    s.packetsOut &+= 1
+                    return (s, s.path, s.packetsOut)
+                }
+                guard let (session, cached, sent) = target else { continue }
+                var path = cached
+                if path?.isOpen != true, cached != nil || sent % Self.pathRetryPackets == 1 {
+                    path = transports.datagramPath(to: session.key, destinationPort: session.clientPort, sourcePort: localPort)
+                    lock.withLock { session.path = path }
+                }
+                if let path {
+                    batch.commit(length: n, path: path)
+                } else {
+                    var out = allocator.buffer(capacity: n)
+                    out.writeBytes(packet)
+                    transports.sendDatagram(to: session.key, destinationPort: session.clientPort, sourcePort: localPort,
+                                            payload: out)
+                }
             }
-            let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            guard IPv4Packet.isValid(packet) else { continue }
-            let target: (PublicKey, UInt16)? = lock.withLock {
-                guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
-                s.bytesOut &+= UInt64(n)
-                s.packetsOut &+= 1
-                return (s.key, s.clientPort)
+            batch.flush()
+            if read == 0 {
+                do { _ = try device.waitReadable(waker: waker, timeoutMillis: -1) } catch {
+                    logger.error("vpn-server: TUN poll failed", metadata: ["error": "\(error)"])
+                    return
+                }
             }
-            guard let (key, port) = target else { continue }
-            var out = allocator.buffer(capacity: n)
-            out.writeBytes(packet)
-            transports.sendDatagram(to: key, destinationPort: port, sourcePort: localPort, payload: out)
         }
     }
 
@@ -313,6 +346,8 @@ final class ServerSession: @unchecked Sendable {
     var bytesOut: UInt64 = 0
     var packetsIn: UInt64 = 0
     var packetsOut: UInt64 = 0
+    /// The sudph datapath to this client, refreshed by the TUN reader when it closes.
+    var path: SudphDatagramPath?
 
     init(key: PublicKey, stream: AppStream, lease: VPNLease, clientPort: UInt16, since: Int64) {
         self.key = key

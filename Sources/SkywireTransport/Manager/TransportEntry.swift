@@ -48,6 +48,9 @@ final class TransportEntry: @unchecked Sendable {
 
     var liveConnection: MuxConnection? { lock.withLock { state == .up ? connection : nil } }
 
+    /// The link under the live connection (its session state was set before `established`).
+    var liveLink: FrameLink? { lock.withLock { state == .up ? link : nil } }
+
     func markWanted() { lock.withLock { wanted = true } }
 
     var info: TransportInfo {

@@ -9,7 +9,7 @@ import SkywireCrypto
 /// that apps use to open streams and send datagrams to a public key.
 public final class TransportManager: @unchecked Sendable {
     // @unchecked Sendable: `entries`, `nextID`, `router`, listener fields and `stopped`
-    // are guarded by `lock`; connections themselves are confined to their event loops.
+    // are guarded by `lock`, `sinks` by its own box lock; connections themselves are confined to their event loops.
     let settings: TransportSettings
     public let group: EventLoopGroup
     /// The group's loops, for `homeLoop(for:)` (immutable after init).
@@ -21,6 +21,8 @@ public final class TransportManager: @unchecked Sendable {
     var stcprListener: Channel?
     var sudph: SudphEndpoint?
     var stopped = false
+    /// `setDatagramSink`'s table, read per received datagram.
+    let sinks = NIOLockedValueBox<[UInt16: DatagramSink]>([:])
 
     /// Redial backoff: 1 s doubling to 30 s, never giving up while the transport is wanted.
     static let backoffInitial: Int64 = 1

@@ -31,8 +31,11 @@ final class SudphEndpoint: @unchecked Sendable {
     /// Sends go around NIO's datagram writer, which closes the channel on errors such as a
     /// firewall's EPERM; here a failed datagram is only dropped (see `UDPBatchSender`).
     private let sender: UDPBatchSender
+    /// The socket, also written by datapath threads (`SudphDatagramPath`); NIO owns and closes it.
+    let fd: Int32
 
     private init(channel: Channel, manager: TransportManager, fd: Int32) {
+        self.fd = fd
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.manager = manager

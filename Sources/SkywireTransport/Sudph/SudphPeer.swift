@@ -78,7 +78,8 @@ final class SudphPeer: FrameLink {
     private var handshakeTask: Scheduled<Void>?
     private var handshakeDelay = SudphPeer.handshakeRetryInitial
     private var handshakeDeadline: NIODeadline?
-    private var session: Session?
+    /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
+    private(set) var sessionBox: SudphSessionBox?
     private(set) var connection: MuxConnection?
     private let arq = ReliableChannel()
     private var overflow = CircularBuffer<ByteBuffer>()
@@ -146,7 +147,8 @@ final class SudphPeer: FrameLink {
             _ = try hs.readMessage(message)
             let (send, receive) = try hs.split()
             guard let sk = send.key, let rk = receive.key else { throw NoiseError.missingKey("split") }
-            session = Session(localIndex: localIndex, remoteIndex: senderIndex, sendKey: sk, receiveKey: rk, confirmed: true)
+            sessionBox = SudphSessionBox(Session(localIndex: localIndex, remoteIndex: senderIndex, sendKey: sk,
+                                                 receiveKey: rk, confirmed: true), address: from)
         } catch {
             // A forged or corrupted response: keep waiting for the real one.
             endpoint.drop("bad handshake response from \(from): \(error)")
@@ -193,7 +195,7 @@ final class SudphPeer: FrameLink {
         // A new initiation from a known key is a new connection (the peer restarted or redialled).
         endpoint.inboundByKey[claimed]?.close(reason: "replaced by a new handshake")
         let peer = SudphPeer(endpoint: endpoint, remote: claimed, address: from, isInitiator: false, entry: nil)
-        peer.session = session
+        peer.sessionBox = SudphSessionBox(session, address: from)
         peer.counters.addReceived(initiation.count + SudphLayout.initiationHeaderSize)
         endpoint.peersByIndex[session.localIndex] = peer
         endpoint.inboundByKey[claimed] = peer
@@ -215,19 +217,19 @@ final class SudphPeer: FrameLink {
 
     func receiveData(_ packet: inout ByteBuffer, localIndex: UInt32, counter: UInt64, keyPhase: UInt8,
                      ciphertext: Range<Int>, from: SocketAddress) {
-        guard var s = session, s.localIndex == localIndex else {
+        guard let box = sessionBox, box.localIndex == localIndex else {
             endpoint.drop("data for a stale index from \(from)")
-            return
-        }
-        guard s.replay.check(counter) else {
-            endpoint.drop("replayed or too old counter \(counter) from \(from)")
             return
         }
         let plainLength: Int
         let key: NoiseTransportKey
         let isNextKey: Bool
         do {
-            (key, isNextKey) = try s.receiveKey(phase: keyPhase, counter: counter)
+            guard let pick = try box.receiveKey(counter: counter, phase: keyPhase) else {
+                endpoint.drop("replayed or too old counter \(counter) from \(from)")
+                return
+            }
+            (key, isNextKey) = pick
             plainLength = try packet.withUnsafeMutableReadableBytes { bytes in
                 let header = UnsafeRawBufferPointer(rebasing: bytes[0..<SudphLayout.dataHeaderSize])
                 let ct = UnsafeRawBufferPointer(rebasing: bytes[ciphertext])
@@ -238,28 +240,26 @@ final class SudphPeer: FrameLink {
             endpoint.drop("data that fails authentication from \(from)")
             return
         }
-        _ = s.replay.commit(counter)
-        if isNextKey {
-            // The peer rotated its key: keep the old one only for its late packets.
-            s.previousReceiveKey = s.receiveKey
-            s.receiveKey = key
-            s.receivePhase = keyPhase
-            s.phaseStartCounter = counter
-            logger.debug("sudph: \(remote.short) rotated its key (phase \(keyPhase))")
+        guard box.commitReceived(counter: counter, phase: keyPhase, key: key, isNext: isNextKey) else {
+            endpoint.drop("replayed counter \(counter) from \(from)")
+            return
         }
-        s.confirmed = true
-        session = s
+        if isNextKey { logger.debug("sudph: \(remote.short) rotated its key (phase \(keyPhase))") }
         counters.addReceived(packet.readableBytes)
-        if from != address { address = from }  // the peer roamed; answer where it is now
+        if from != address {   // the peer roamed; answer where it is now
+            address = from
+            box.currentAddress = from
+        }
         guard plainLength > 0 else { return }   // keepalive
-        packet.withUnsafeReadableBytes { bytes in
-            let plain = UnsafeRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<(ciphertext.lowerBound + plainLength)])
+        packet.withUnsafeMutableReadableBytes { bytes in
+            let plain = UnsafeMutableRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<(ciphertext.lowerBound + plainLength)])
             handleRecord(plain)
         }
         scheduleFlush()
     }
 
-    private func handleRecord(_ plain: UnsafeRawBufferPointer) {
+    private func handleRecord(_ mutablePlain: UnsafeMutableRawBufferPointer) {
+        let plain = UnsafeRawBufferPointer(mutablePlain)
         let record: SudphRecord
         do {
             record = try SudphRecord.decode(plain)
@@ -269,6 +269,7 @@ final class SudphPeer: FrameLink {
         }
         switch record {
         case .unreliable(let range):
+            if deliverToSink(UnsafeMutableRawBufferPointer(rebasing: mutablePlain[range]), headroom: range.lowerBound) { return }
             deliverFrame(UnsafeRawBufferPointer(rebasing: plain[range]))
         case .segment(let seq, let range):
             var frames: [ByteBuffer] = []
@@ -280,6 +281,19 @@ final class SudphPeer: FrameLink {
             arq.receiveAck(ack, now: now)
             drainOverflow()
         }
+    }
+
+    /// A DATAGRAM frame for a port with a `DatagramSink` goes straight to it, in place, without
+    /// the mux session (vpn datapath); false when the frame is anything else.
+    private func deliverToSink(_ frame: UnsafeMutableRawBufferPointer, headroom: Int) -> Bool {
+        typealias L = MuxFrameLayout
+        guard frame.count >= L.datagramHeader, frame[0] == MuxFrameType.datagram.rawValue else { return false }
+        let dst = UInt16(frame[1]) << 8 | UInt16(frame[2])
+        guard let sink = endpoint.manager.datagramSink(port: dst) else { return false }
+        let src = UInt16(frame[3]) << 8 | UInt16(frame[4])
+        sink.receive(datagram: UnsafeMutableRawBufferPointer(rebasing: frame[L.datagramHeader...]),
+                     headroom: headroom + L.datagramHeader, from: remote, sourcePort: src)
+        return true
     }
 
     private func deliverFrame(_ bytes: UnsafeRawBufferPointer) {
@@ -322,7 +336,10 @@ final class SudphPeer: FrameLink {
         logger.debug("sudph: closing \(remote.short): \(reason); overflow \(overflow.count), timer armed \(timer != nil), next timeout \(arq.nextTimeout.map { Int64($0) - Int64(now) } ?? -1) ns, arq \(arq.statistics)")
         handshakeTask?.cancel()
         timer?.cancel()
-        if let s = session, endpoint.peersByIndex[s.localIndex] === self { endpoint.peersByIndex[s.localIndex] = nil }
+        if let box = sessionBox {
+            box.closed.store(true, ordering: .releasing)
+            if endpoint.peersByIndex[box.localIndex] === self { endpoint.peersByIndex[box.localIndex] = nil }
+        }
         if endpoint.peersByIndex[handshakeIndex] === self { endpoint.peersByIndex[handshakeIndex] = nil }
         if endpoint.inboundByKey[remote] === self { endpoint.inboundByKey[remote] = nil }
         let conn = connection
@@ -356,34 +373,28 @@ final class SudphPeer: FrameLink {
 
     /// Encrypts one record into a data packet and queues it (§4.1).
     private func sendRecord(_ record: UnsafeRawBufferPointer) {
-        guard var s = session, s.confirmed || isInitiator || record.count == 0 else { return }
-        guard s.sendCounter < ReplayWindow.rejectAfterMessages else {
-            close(reason: "sudph send counter exhausted")
-            return
-        }
+        guard let box = sessionBox else { return }
+        let r: SudphSessionBox.Reservation
         do {
-            if try s.rotateSendKeyIfDue(now: .now(), interval: endpoint.manager.settings.sudphRekeyInterval) {
-                logger.debug("sudph: rotated our key to \(remote.short) (phase \(s.sendPhase), rotation \(s.rotations))")
-            }
+            guard let reserved = try box.reserve(count: 1, allowUnconfirmed: isInitiator || record.count == 0, now: .now(),
+                                                 rekeyInterval: endpoint.manager.settings.sudphRekeyInterval) else { return }
+            r = reserved
         } catch {
-            close(reason: "sudph key rotation failed: \(error)")
+            close(reason: error.description)
             return
         }
-        let counter = s.sendCounter
-        s.sendCounter += 1
-        s.sendKeyMessages += 1
-        session = s
-        let phase = s.sendPhase
+        if r.rotated {
+            logger.debug("sudph: rotated our key to \(remote.short) (phase \(r.phase), rotation \(r.rotations))")
+        }
+        let counter = r.first
         let total = SudphLayout.dataHeaderSize + record.count + SudphLayout.tagSize
-        let sendKey = s.sendKey
-        let remoteIndex = s.remoteIndex
         endpoint.send(to: address) { out in
             guard total <= out.count,
-                  (try? SudphPacket.writeDataHeader(receiverIndex: remoteIndex, counter: counter, keyPhase: phase, into: out)) != nil
+                  (try? SudphPacket.writeDataHeader(receiverIndex: r.remoteIndex, counter: counter, keyPhase: r.phase, into: out)) != nil
             else { return 0 }
             let header = UnsafeRawBufferPointer(rebasing: out[0..<SudphLayout.dataHeaderSize])
             let body = UnsafeMutableRawBufferPointer(rebasing: out[SudphLayout.dataHeaderSize..<total])
-            guard (try? sendKey.seal(counter: counter, ad: header, plaintext: record, into: body)) != nil else { return 0 }
+            guard (try? r.key.seal(counter: counter, ad: header, plaintext: record, into: body)) != nil else { return 0 }
             return total
         }
         counters.addSent(total)
