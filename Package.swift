@@ -63,7 +63,7 @@ let package = Package(
         ]),
         // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
         .target(name: "SkywireVPN", dependencies: [
-            "SkywireTransport", "SkywireSystem", "SkywireCrypto",
+            "SkywireTransport", "SkywireSystem", "SkywireCrypto", "CSkywireShim",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

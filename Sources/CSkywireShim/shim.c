@@ -9,6 +9,7 @@
 #include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sched.h>
 #include <linux/if_tun.h>
 
@@ -107,3 +108,8 @@ int skw_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int skw_unshare_netns(void) { return unshare(CLONE_NEWNET); }
+
+ssize_t skw_writev2(int fd, const void *a, size_t a_len, const void *b, size_t b_len) {
+    struct iovec iov[2] = {{(void *)a, a_len}, {(void *)b, b_len}};
+    return writev(fd, iov, 2);
+}

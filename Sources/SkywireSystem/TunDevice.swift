@@ -12,22 +12,42 @@ public final class TunDevice: @unchecked Sendable {
     // its reader thread has stopped; read(2)/write(2)/poll(2) on one descriptor are thread-safe.
     public let name: String
     public let descriptor: OwnedDescriptor
+    /// True when opened with IFF_VNET_HDR and TSO (TUNSETOFFLOAD): every read starts with a
+    /// struct virtio_net_hdr and may return a GSO super-packet of up to 64 KiB; every write
+    /// must start with one.
+    public let offloads: Bool
+    /// sizeof(struct virtio_net_hdr) when `offloads`, else 0.
+    public var headerSize: Int { offloads ? Int(skw_vnet_hdr_size) : 0 }
 
     /// Room for the largest packet a TUN returns (64 KiB, the IPv4 total-length limit).
     public static let maxPacketSize = 65535
 
     /// Opens (creates) the TUN interface `name` (at most IFNAMSIZ−1 bytes; "%d" lets the kernel
-    /// pick a number). Blocking unless `nonBlocking`.
-    public init(name: String, nonBlocking: Bool = false) throws {
+    /// pick a number). Blocking unless `nonBlocking`. With `offloads` it asks for IFF_VNET_HDR
+    /// and TUN_F_CSUM|TUN_F_TSO4, and falls back to plain packets when the kernel refuses.
+    public init(name: String, nonBlocking: Bool = false, offloads: Bool = false) throws {
         let size = skw_ifnamsiz()
         guard !name.isEmpty, name.utf8.count < size else {
             throw SystemError(call: "TUNSETIFF(\(name)): interface names are 1...\(size - 1) bytes", errno: EINVAL)
         }
         var buffer = [CChar](repeating: 0, count: size)
         for (i, b) in name.utf8.enumerated() { buffer[i] = CChar(bitPattern: b) }
-        let fd = try syscall("open(/dev/net/tun)+TUNSETIFF(\(name))") {
-            skw_tun_open(&buffer, size, 0, 0)
+        var fd: Int32 = -1
+        var withOffloads = false
+        if offloads {
+            do {
+                fd = try syscall("open(/dev/net/tun)+TUNSETIFF(\(name), IFF_VNET_HDR)") { skw_tun_open(&buffer, size, 1, 0) }
+                try syscall("TUNSETOFFLOAD(\(name))") { skw_tun_set_offload(fd, skw_tun_f_csum() | skw_tun_f_tso4()) }
+                withOffloads = true
+            } catch {
+                if fd >= 0 { _ = Glibc.close(fd) }
+                fd = -1
+            }
         }
+        if fd < 0 {
+            fd = try syscall("open(/dev/net/tun)+TUNSETIFF(\(name))") { skw_tun_open(&buffer, size, 0, 0) }
+        }
+        self.offloads = withOffloads
         descriptor = OwnedDescriptor(taking: fd)
         self.name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if nonBlocking { try descriptor.setNonBlocking() }
@@ -40,11 +60,30 @@ public final class TunDevice: @unchecked Sendable {
         try syscallNonBlocking("read(\(name))") { Glibc.read(descriptor.raw, buffer.baseAddress, buffer.count) }
     }
 
-    /// Writes one IP packet. A full queue (`.wouldBlock`) means the packet is dropped.
+    /// Writes one IP packet (after a zero virtio_net_hdr when `offloads`: no GSO, checksums
+    /// complete). A full queue (`.wouldBlock`) means the packet is dropped.
     @inline(__always)
     @discardableResult
     public func write(_ packet: UnsafeRawBufferPointer) throws -> IOResult<Int> {
-        try syscallNonBlocking("write(\(name))") { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
+        if offloads {
+            return try syscallNonBlocking("writev(\(name))") {
+                withUnsafeTemporaryAllocation(byteCount: Int(skw_vnet_hdr_size), alignment: 8) { header in
+                    header.initializeMemory(as: UInt8.self, repeating: 0)
+                    return skw_writev2(descriptor.raw, header.baseAddress, header.count, packet.baseAddress, packet.count)
+                }
+            }
+        }
+        return try syscallNonBlocking("write(\(name))") { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
+    }
+
+    /// Writes a virtio_net_hdr (`header`, `headerSize` bytes) and a packet (maybe a GSO
+    /// super-packet) as one; only when `offloads`.
+    @inline(__always)
+    @discardableResult
+    public func write(header: UnsafeRawBufferPointer, packet: UnsafeRawBufferPointer) throws -> IOResult<Int> {
+        try syscallNonBlocking("writev(\(name))") {
+            skw_writev2(descriptor.raw, header.baseAddress, header.count, packet.baseAddress, packet.count)
+        }
     }
 
     /// Waits until a packet can be read or `waker` fires; false on timeout or wake-up.

@@ -22,6 +22,12 @@ public enum IPv4Packet {
         packet.isEmpty ? nil : packet[0] >> 4
     }
 
+    /// The total-length field (bytes 2–3).
+    @inline(__always)
+    public static func totalLength(_ packet: UnsafeRawBufferPointer) -> Int {
+        Int(packet[totalLengthOffset]) << 8 | Int(packet[totalLengthOffset + 1])
+    }
+
     @inline(__always)
     public static func source(_ packet: UnsafeRawBufferPointer) -> UInt32 { read32(packet, sourceOffset) }
 

@@ -53,6 +53,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private var waker: EventWaker?
     private var reader: SystemThread?
     private var serverTransportAddress: IPAddress?
+    /// Merges TCP segments from the server for the TUN; used only on the sudph event loop (the
+    /// one thread that calls the `DatagramSink` methods).
+    private let coalescer = TCPCoalescer()
     private var stateEntries: [(key: String, value: String)] = []
     private var lastHandshake: Int64?
     private var lastError: String?
@@ -244,7 +247,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
                                                      transportAddresses: serverIPs, lan: lan?.lan,
                                                      bypassMark: lan?.hasBypass == true ? VPNFirewall.bypassMark : nil))
-        let device = try TunDevice(name: Self.tunName, nonBlocking: true)
+        let device = try TunDevice(name: Self.tunName, nonBlocking: true, offloads: VPNOffloads.enabled)
         try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
         try nl.addAddress(ok.clientAddress, interface: device.name)
         for host in hostRoutes {
@@ -390,20 +393,38 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
     }
 
-    /// A packet from the server over sudph, in place (`DatagramSink`, on the transport's event loop).
+    /// A packet from the server over sudph, in place (`DatagramSink`, on the sudph event loop):
+    /// with TUN offloads, TCP segments are merged (`TCPCoalescer`) until the burst ends.
     public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
-        receive(packet: UnsafeRawBufferPointer(payload), from: key)
+        receive(packet: UnsafeRawBufferPointer(payload), from: key, coalescer: coalescer)
+    }
+
+    public func datagramBatchEnded() {
+        guard let device = tunRef.load(), device.offloads else { return }
+        coalescer.flush { header, packet in Self.write(header, packet, to: device) }
     }
 
     /// Only IPv4 addressed to our tunnel address is written to the TUN.
     @inline(__always)
-    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey) {
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: TCPCoalescer? = nil) {
         guard key == arguments.server else { return }
         let address = tunnelAddress.load(ordering: .relaxed)
         guard address != 0, let device = tunRef.load() else { return }
         guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
         bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
-        _ = try? device.write(packet)
+        if let coalescer, device.offloads {
+            coalescer.add(packet) { header, packet in Self.write(header, packet, to: device) }
+        } else {
+            _ = try? device.write(packet)
+        }
+    }
+
+    /// One TUN write with its virtio_net_hdr.
+    static func write(_ header: VirtioNetHeader, _ packet: UnsafeRawBufferPointer, to device: TunDevice) {
+        withUnsafeTemporaryAllocation(byteCount: VirtioNetHeader.size, alignment: 8) { h in
+            header.write(into: h)
+            _ = try? device.write(header: UnsafeRawBufferPointer(h), packet: packet)
+        }
     }
 
     /// The TUN reader: reads up to a batch of packets straight into the sudph send arena, then
@@ -411,6 +432,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// goes through the mux connection instead.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
         let batch = SudphDatagramBatch()
+        let reader = TunReader(device: device)
         let allocator = ByteBufferAllocator()
         let server = arguments.server
         var path: SudphDatagramPath?
@@ -418,34 +440,28 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             if path?.isOpen != true {
                 path = transports.datagramPath(to: server, destinationPort: serverPort, sourcePort: localPort)
             }
-            var read = 0
-            while !batch.isFull {
-                let slot = batch.nextPayload
-                let n: Int
-                do {
-                    guard case .processed(let count) = try device.read(into: slot) else { break }
-                    n = count
-                } catch {
-                    logger.error("vpn-client: TUN read failed", metadata: ["error": "\(error)"])
-                    batch.flush()
-                    return
+            let reads: Int
+            do {
+                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet in
+                    guard IPv4Packet.isValid(packet) else { return }
+                    // Between sessions packets are dropped, never sent around the tunnel.
+                    guard tunnelAddress.load(ordering: .relaxed) != 0 else { return }
+                    bytesUpCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
+                    if let path {
+                        batch.commit(length: packet.count, path: path)
+                    } else {
+                        var out = allocator.buffer(capacity: packet.count)
+                        out.writeBytes(packet)
+                        transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
+                    }
                 }
-                read += 1
-                let packet = UnsafeRawBufferPointer(rebasing: slot[0..<n])
-                guard IPv4Packet.isValid(packet) else { continue }
-                // Between sessions packets are dropped, never sent around the tunnel.
-                guard tunnelAddress.load(ordering: .relaxed) != 0 else { continue }
-                bytesUpCounter.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
-                if let path {
-                    batch.commit(length: n, path: path)
-                } else {
-                    var out = allocator.buffer(capacity: n)
-                    out.writeBytes(packet)
-                    transports.sendDatagram(to: server, destinationPort: serverPort, sourcePort: localPort, payload: out)
-                }
+            } catch {
+                logger.error("vpn-client: TUN read failed", metadata: ["error": "\(error)"])
+                batch.flush()
+                return
             }
             batch.flush()
-            if read == 0 {
+            if reads == 0 {
                 do { _ = try device.waitReadable(waker: waker, timeoutMillis: -1) } catch {
                     logger.error("vpn-client: TUN poll failed", metadata: ["error": "\(error)"])
                     return

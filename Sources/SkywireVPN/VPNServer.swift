@@ -63,7 +63,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         let originalForward = (try? Sysctl.read(Self.ipForwardKey)) ?? "0"
         try state.save([("nft_table", VPNFirewall.serverTable), ("ip_forward", originalForward)])
         do {
-            let device = try TunDevice(name: Self.tunName, nonBlocking: true)
+            let device = try TunDevice(name: Self.tunName, nonBlocking: true, offloads: VPNOffloads.enabled)
             try nl.setLink(device.name, up: true, mtu: UInt32(mtu))
             let ownV4 = addresses.filter { $0.prefix.family == .v4 && $0.interfaceName != device.name }
             let pool = VPNAddressPool(reserved: ownV4.map(\.prefix))
@@ -226,13 +226,19 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
     }
 
-    /// A packet from a client over sudph, in place (`DatagramSink`, on the transport's event loop).
+    /// A packet from a client over sudph, in place (`DatagramSink`, on the sudph event loop):
+    /// with TUN offloads, TCP segments are merged (`TCPCoalescer`) until the burst ends.
     public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
-        receive(packet: UnsafeRawBufferPointer(payload), from: key)
+        receive(packet: UnsafeRawBufferPointer(payload), from: key, coalescer: coalescer)
+    }
+
+    public func datagramBatchEnded() {
+        guard let device = lock.withLock({ tun }), device.offloads else { return }
+        coalescer.flush { header, packet in VPNClient.write(header, packet, to: device) }
     }
 
     /// Checked (IPv4, source = the client's tunnel address) and written to the TUN.
-    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey) {
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: TCPCoalescer? = nil) {
         let (device, ok): (TunDevice?, Bool) = lock.withLock {
             guard let s = sessions[key], IPv4Packet.isValid(packet),
                   IPv4Packet.source(packet) == s.lease.client.v4Value else { return (nil, false) }
@@ -241,8 +247,15 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             return (tun, true)
         }
         guard ok, let device else { return }
-        _ = try? device.write(packet)
+        if let coalescer, device.offloads {
+            coalescer.add(packet) { header, packet in VPNClient.write(header, packet, to: device) }
+        } else {
+            _ = try? device.write(packet)
+        }
     }
+
+    /// Merges TCP segments from clients for the TUN; used only on the sudph event loop.
+    private let coalescer = TCPCoalescer()
 
     /// How many packets to a client without a sudph path go the slow way before looking again.
     static let pathRetryPackets: UInt64 = 256
@@ -252,46 +265,42 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// stcpr through the mux connection.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
         let batch = SudphDatagramBatch()
+        let reader = TunReader(device: device)
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {
-            var read = 0
-            while !batch.isFull {
-                let slot = batch.nextPayload
-                let n: Int
-                do {
-                    guard case .processed(let count) = try device.read(into: slot) else { break }
-                    n = count
-                } catch {
-                    logger.error("vpn-server: TUN read failed", metadata: ["error": "\(error)"])
-                    batch.flush()
-                    return
+            let reads: Int
+            do {
+                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet in
+                    guard IPv4Packet.isValid(packet) else { return }
+                    let n = packet.count
+                    let target: (ServerSession, SudphDatagramPath?, UInt64)? = lock.withLock {
+                        guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
+                        s.bytesOut &+= UInt64(n)
+                        s.packetsOut &+= 1
+                        return (s, s.path, s.packetsOut)
+                    }
+                    guard let (session, cached, sent) = target else { return }
+                    var path = cached
+                    if path?.isOpen != true, cached != nil || sent % Self.pathRetryPackets == 1 {
+                        path = transports.datagramPath(to: session.key, destinationPort: session.clientPort, sourcePort: localPort)
+                        lock.withLock { session.path = path }
+                    }
+                    if let path {
+                        batch.commit(length: n, path: path)
+                    } else {
+                        var out = allocator.buffer(capacity: n)
+                        out.writeBytes(packet)
+                        transports.sendDatagram(to: session.key, destinationPort: session.clientPort, sourcePort: localPort,
+                                                payload: out)
+                    }
                 }
-                read += 1
-                let packet = UnsafeRawBufferPointer(rebasing: slot[0..<n])
-                guard IPv4Packet.isValid(packet) else { continue }
-                let target: (ServerSession, SudphDatagramPath?, UInt64)? = lock.withLock {
-                    guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
-                    s.bytesOut &+= UInt64(n)
-                    s.packetsOut &+= 1
-                    return (s, s.path, s.packetsOut)
-                }
-                guard let (session, cached, sent) = target else { continue }
-                var path = cached
-                if path?.isOpen != true, cached != nil || sent % Self.pathRetryPackets == 1 {
-                    path = transports.datagramPath(to: session.key, destinationPort: session.clientPort, sourcePort: localPort)
-                    lock.withLock { session.path = path }
-                }
-                if let path {
-                    batch.commit(length: n, path: path)
-                } else {
-                    var out = allocator.buffer(capacity: n)
-                    out.writeBytes(packet)
-                    transports.sendDatagram(to: session.key, destinationPort: session.clientPort, sourcePort: localPort,
-                                            payload: out)
-                }
+            } catch {
+                logger.error("vpn-server: TUN read failed", metadata: ["error": "\(error)"])
+                batch.flush()
+                return
             }
             batch.flush()
-            if read == 0 {
+            if reads == 0 {
                 do { _ = try device.waitReadable(waker: waker, timeoutMillis: -1) } catch {
                     logger.error("vpn-server: TUN poll failed", metadata: ["error": "\(error)"])
                     return

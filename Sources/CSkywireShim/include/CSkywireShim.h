@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <linux/virtio_net.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +30,26 @@ unsigned int skw_tun_f_tso4(void);
 unsigned int skw_tun_f_tso6(void);
 unsigned int skw_tun_f_uso4(void);
 unsigned int skw_tun_f_uso6(void);
+
+/// struct virtio_net_hdr (<linux/virtio_net.h>): what a TUN opened with IFF_VNET_HDR puts
+/// before every packet. Multi-byte fields are in host byte order (no TUNSETVNETBE).
+enum {
+    skw_vnet_hdr_size = sizeof(struct virtio_net_hdr),
+    skw_vnet_hdr_flags_offset = offsetof(struct virtio_net_hdr, flags),
+    skw_vnet_hdr_gso_type_offset = offsetof(struct virtio_net_hdr, gso_type),
+    skw_vnet_hdr_hdr_len_offset = offsetof(struct virtio_net_hdr, hdr_len),
+    skw_vnet_hdr_gso_size_offset = offsetof(struct virtio_net_hdr, gso_size),
+    skw_vnet_hdr_csum_start_offset = offsetof(struct virtio_net_hdr, csum_start),
+    skw_vnet_hdr_csum_offset_offset = offsetof(struct virtio_net_hdr, csum_offset),
+    skw_vnet_hdr_f_needs_csum = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    skw_vnet_hdr_f_data_valid = VIRTIO_NET_HDR_F_DATA_VALID,
+    skw_vnet_hdr_gso_none = VIRTIO_NET_HDR_GSO_NONE,
+    skw_vnet_hdr_gso_tcpv4 = VIRTIO_NET_HDR_GSO_TCPV4,
+    skw_vnet_hdr_gso_ecn = VIRTIO_NET_HDR_GSO_ECN,
+};
+
+/// writev(2) of two buffers as one packet (a TUN's virtio_net_hdr, then the IP packet).
+ssize_t skw_writev2(int fd, const void *a, size_t a_len, const void *b, size_t b_len);
 
 /// IFNAMSIZ from <net/if.h>.
 size_t skw_ifnamsiz(void);

@@ -8,6 +8,9 @@ public protocol DatagramSink: AnyObject, Sendable {
     /// `payload` is the datagram's payload; the `headroom` bytes just before it belong to the
     /// packet buffer and may be overwritten (e.g. with a virtio_net_hdr). Valid only during the call.
     func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from: PublicKey, sourcePort: UInt16)
+    /// The socket has no more datagrams for now (after a recvmmsg burst): push what was held
+    /// back to merge (e.g. TCP segments coalesced for the TUN).
+    func datagramBatchEnded()
 }
 
 extension TransportManager {

@@ -135,6 +135,21 @@ final class SudphEndpoint: @unchecked Sendable {
     /// Sends the queued packets (one sendmmsg per 64).
     func flush() { sender.flush() }
 
+    /// Sinks that got datagrams since the last read burst ended.
+    private var sinksInBatch: [DatagramSink] = []
+
+    func noteSink(_ sink: DatagramSink) {
+        if sinksInBatch.contains(where: { $0 === sink }) { return }
+        sinksInBatch.append(sink)
+    }
+
+    /// The read burst ended: sinks push what they held back.
+    func endSinkBatch() {
+        guard !sinksInBatch.isEmpty else { return }
+        for sink in sinksInBatch { sink.datagramBatchEnded() }
+        sinksInBatch.removeAll(keepingCapacity: true)
+    }
+
     var sendStatistics: (sent: UInt64, dropped: UInt64, lastError: SystemError?) {
         (sender.sent, sender.dropped, sender.lastError)
     }
@@ -194,6 +209,7 @@ private final class SudphInboundHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        box.endpoint?.endSinkBatch()
         box.endpoint?.flush()
     }
 

@@ -291,6 +291,7 @@ final class SudphPeer: FrameLink {
         let dst = UInt16(frame[1]) << 8 | UInt16(frame[2])
         guard let sink = endpoint.manager.datagramSink(port: dst) else { return false }
         let src = UInt16(frame[3]) << 8 | UInt16(frame[4])
+        endpoint.noteSink(sink)
         sink.receive(datagram: UnsafeMutableRawBufferPointer(rebasing: frame[L.datagramHeader...]),
                      headroom: headroom + L.datagramHeader, from: remote, sourcePort: src)
         return true
