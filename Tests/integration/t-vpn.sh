@@ -42,6 +42,9 @@ mkdir -p "$T_WORK/www"
 head -c 5000000 /dev/urandom >"$T_WORK/www/big.bin"
 echo hello >"$T_WORK/www/small.txt"
 want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
+# Bulk TCP both ways over sudph (the TSO/GRO datapath): 48 MB, checked end to end.
+head -c 48000000 /dev/urandom >"$T_WORK/www/bulk.bin"
+want_bulk=$(sha256sum <"$T_WORK/www/bulk.bin" | cut -d' ' -f1)
 ip netns exec $N python3 -m http.server 8080 --bind 0.0.0.0 --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
 T_PIDS+=("$!")
 ip netns exec $L python3 -m http.server 8080 --bind 192.168.77.2 --directory "$T_WORK/www" >"$T_WORK/lan.log" 2>&1 &
@@ -197,6 +200,35 @@ st=$(cli c vpn status --json)
 [ "$(jq -r .info.transport <<<"$st")" = sudph ] && pass "the tunnel now runs over sudph" || fail "transport: $(jq -c .info <<<"$st")"
 got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
 [ "$got" = "$want" ] && pass "5 MB through the VPN over sudph with a matching checksum ($(speed))" || fail "sudph checksum $got != $want"
+ip netns exec $C ethtool -k skwvpn0 2>/dev/null | grep -q '^tcp-segmentation-offload: on' \
+    && pass "the client TUN runs with TSO (IFF_VNET_HDR offloads)" || fail "TUN offloads: $(ip netns exec $C ethtool -k skwvpn0 2>&1 | head -20)"
+got=$( (ip netns exec $C curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" http://203.0.113.2:8080/bulk.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want_bulk" ] && pass "48 MB bulk download over sudph with a matching checksum ($(speed))" || fail "bulk download checksum $got != $want_bulk"
+# Upload: N hashes what one connection sends (one accept, 120 s limit).
+rm -f "$T_WORK/up.sha"
+ip netns exec $N timeout 130 python3 -c '
+import hashlib, socket, sys
+srv = socket.create_server(("203.0.113.2", 9009)); srv.settimeout(120)
+conn, _ = srv.accept(); conn.settimeout(120); h = hashlib.sha256()
+while (b := conn.recv(1 << 16)):
+    h.update(b)
+open(sys.argv[1] + ".tmp", "w").write(h.hexdigest()); conn.close()
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])' "$T_WORK/up.sha" &
+T_PIDS+=("$!")
+up_pid=$!
+for i in $(seq 1 50); do ip netns exec $N ss -Hltn 'sport = :9009' | grep -q . && break; sleep 0.1; done
+start_ns=$(date +%s%N)
+ip netns exec $C timeout 120 python3 -c '
+import socket, sys
+s = socket.create_connection(("203.0.113.2", 9009), timeout=60)
+with open(sys.argv[1], "rb") as f:
+    while (b := f.read(1 << 16)):
+        s.sendall(b)
+s.close()' "$T_WORK/www/bulk.bin" || true
+wait "$up_pid" 2>/dev/null || true
+up_s=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+[ "$(cat "$T_WORK/up.sha" 2>/dev/null)" = "$want_bulk" ] && pass "48 MB bulk upload over sudph with a matching checksum (${up_s} ms)" \
+    || fail "bulk upload checksum $(cat "$T_WORK/up.sha" 2>/dev/null) != $want_bulk"
 expect_ok "vpn stop" cli c vpn stop
 [ "$(snapshot)" = "$before" ] && pass "after crash + restart + stop, the client is exactly as before" \
     || fail "after crash: $(diff <(echo "$before") <(snapshot))"
