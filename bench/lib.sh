@@ -34,6 +34,7 @@ bench_report() {
         kind: $kind,
         transport: env.TRANSPORT,
         peers: .,
-        summary: (map({key: .peer, value: (.summary // .error)}) | from_entries)
+        summary: (map({key: .peer, value: ((.summary // {error: .error})
+            + (if .peak_rss_kb then {peak_rss_kb: .peak_rss_kb} else {} end))}) | from_entries)
     }'
 }

@@ -20,5 +20,5 @@ for peer in $PEERS; do
     *)
         line=$("$H/vpn.sh" "$peer" | tail -n 1) ;;
     esac
-    jq -c --arg p "$peer" '{peer: $p} + .' <<<"$line"
+    jq -c --arg p "$peer" '. + {peer: $p}' <<<"$line"
 done | bench_report vpn-bench
