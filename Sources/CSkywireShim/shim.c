@@ -113,3 +113,60 @@ ssize_t skw_writev2(int fd, const void *a, size_t a_len, const void *b, size_t b
     struct iovec iov[2] = {{(void *)a, a_len}, {(void *)b, b_len}};
     return writev(fd, iov, 2);
 }
+
+#define SKW_GSO_MAX_BATCH 128
+#define SKW_GSO_MAX_BYTES 65000
+
+unsigned skw_udp_gso_max_batch(void) { return SKW_GSO_MAX_BATCH; }
+
+int skw_udp_send_gso(int fd, const uint8_t *arena, size_t slot_size, const uint16_t *lengths,
+                     const struct sockaddr_storage *addrs, const socklen_t *addr_lens, unsigned count, int gso) {
+    struct mmsghdr msgs[SKW_GSO_MAX_BATCH];
+    struct iovec iov[SKW_GSO_MAX_BATCH];
+    unsigned segments[SKW_GSO_MAX_BATCH];
+    union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } control[SKW_GSO_MAX_BATCH];
+    if (count > SKW_GSO_MAX_BATCH) count = SKW_GSO_MAX_BATCH;
+    unsigned m = 0, i = 0;
+    while (i < count) {
+        unsigned j = i + 1;
+        size_t bytes = lengths[i];
+        if (gso) {
+            /* Same address and length; a shorter datagram may close the run. */
+            while (j < count && j - i < skw_udp_gso_max_segments && lengths[j] <= lengths[i]
+                   && bytes + lengths[j] <= SKW_GSO_MAX_BYTES && addr_lens[j] == addr_lens[i]
+                   && memcmp(&addrs[j], &addrs[i], addr_lens[i]) == 0) {
+                bytes += lengths[j];
+                j++;
+                if (lengths[j - 1] < lengths[i]) break;
+            }
+        }
+        memset(&msgs[m], 0, sizeof(msgs[m]));
+        for (unsigned k = i; k < j; k++) {
+            iov[k].iov_base = (void *)(arena + (size_t)k * slot_size);
+            iov[k].iov_len = lengths[k];
+        }
+        msgs[m].msg_hdr.msg_iov = &iov[i];
+        msgs[m].msg_hdr.msg_iovlen = j - i;
+        msgs[m].msg_hdr.msg_name = (void *)&addrs[i];
+        msgs[m].msg_hdr.msg_namelen = addr_lens[i];
+        if (j - i > 1) {
+            memset(&control[m], 0, sizeof(control[m]));
+            msgs[m].msg_hdr.msg_control = control[m].buf;
+            msgs[m].msg_hdr.msg_controllen = sizeof(control[m].buf);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t size = lengths[i];
+            memcpy(CMSG_DATA(c), &size, sizeof(size));
+        }
+        segments[m] = j - i;
+        m++;
+        i = j;
+    }
+    int sent = sendmmsg(fd, msgs, m, MSG_DONTWAIT);
+    if (sent <= 0) return sent < 0 ? -1 : 0;
+    int datagrams = 0;
+    for (int k = 0; k < sent; k++) datagrams += (int)segments[k];
+    return datagrams;
+}

@@ -73,6 +73,19 @@ int skw_udp_send_batch(int fd, const uint8_t *arena, size_t slot_size, const uin
 /// The largest batch `skw_udp_send_batch` takes (UIO_MAXIOV-safe).
 unsigned skw_max_batch(void);
 
+/// Like `skw_udp_send_batch`, but with `gso` non-zero each run of consecutive datagrams to
+/// the same address with the same length (the run's last may be shorter) goes out as one
+/// message with UDP_SEGMENT (Linux UDP GSO, at most `skw_udp_gso_max_segments` per message and
+/// 64 KiB of payload). Returns how many datagrams were sent (>= 1), or -1 with errno set when
+/// the first message failed (EIO/EINVAL: no GSO on this path; resend with `gso` 0).
+/// `count` is at most `skw_udp_gso_max_batch()`.
+int skw_udp_send_gso(int fd, const uint8_t *arena, size_t slot_size, const uint16_t *lengths,
+                     const struct sockaddr_storage *addrs, const socklen_t *addr_lens, unsigned count, int gso);
+
+/// The largest `count` of `skw_udp_send_gso`.
+unsigned skw_udp_gso_max_batch(void);
+enum { skw_udp_gso_max_segments = 64 };
+
 /// Creates a non-blocking, close-on-exec UDP socket for `family` with SO_REUSEADDR set.
 int skw_udp_socket(int family);
 

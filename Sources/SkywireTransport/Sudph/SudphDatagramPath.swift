@@ -37,7 +37,9 @@ public final class SudphDatagramPath: Sendable {
 
 /// A send arena for one datapath thread: callers write datagram payloads straight into slots
 /// (e.g. `read(2)` from a TUN), then `flush` frames and seals every slot in place and sends
-/// them with one sendmmsg(2). No allocation per packet. Not thread-safe: one owning thread.
+/// them with one sendmmsg(2), runs of equal-sized datagrams as one UDP GSO message
+/// (UDP_SEGMENT) where the kernel takes it. No allocation per packet. Not thread-safe: one
+/// owning thread.
 public final class SudphDatagramBatch {
     /// Where a payload starts in its slot: data header, record kind, DATAGRAM frame header.
     public static let payloadOffset = SudphLayout.dataHeaderSize + SudphRecordLayout.unreliableHeaderSize
@@ -59,9 +61,12 @@ public final class SudphDatagramBatch {
     public private(set) var sent: UInt64 = 0
     public private(set) var dropped: UInt64 = 0
     public private(set) var lastError: Error?
+    /// UDP GSO until the kernel refuses it once (EIO/EINVAL: no checksum offload on the route,
+    /// or a segment above the path MTU).
+    public private(set) var segmentationOffload = true
 
     public init() {
-        capacity = Int(skw_max_batch())
+        capacity = Int(skw_udp_gso_max_batch())
         arena = .allocate(byteCount: capacity * Self.slotSize, alignment: 16)
         lengths = [UInt16](repeating: 0, count: capacity)
         payloadLengths = [Int](repeating: 0, count: capacity)
@@ -173,8 +178,8 @@ public final class SudphDatagramBatch {
         return total
     }
 
-    /// sendmmsg(2) of the first `n` slots; a datagram the socket refuses is dropped (as in
-    /// `UDPBatchSender`), a full buffer drops the rest of the batch.
+    /// sendmmsg(2) of the first `n` slots (`skw_udp_send_gso`); a datagram the socket refuses is
+    /// dropped (as in `UDPBatchSender`), a full buffer drops the rest of the batch.
     private func send(_ n: Int) {
         var start = 0
         let fd = sendFD
@@ -186,13 +191,17 @@ public final class SudphDatagramBatch {
                     lengths.withUnsafeBufferPointer { lens in
                         addresses.withUnsafeBufferPointer { addrs in
                             addressLengths.withUnsafeBufferPointer { alens in
-                                skw_udp_send_batch(fd, arena.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * Self.slotSize,
-                                                   Self.slotSize, lens.baseAddress! + start, addrs.baseAddress! + start,
-                                                   alens.baseAddress! + start, UInt32(remaining))
+                                skw_udp_send_gso(fd, arena.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * Self.slotSize,
+                                                 Self.slotSize, lens.baseAddress! + start, addrs.baseAddress! + start,
+                                                 alens.baseAddress! + start, UInt32(remaining), segmentationOffload ? 1 : 0)
                             }
                         }
                     }
                 }
+            } catch let e as SystemError where segmentationOffload && (e.errno == EIO || e.errno == EINVAL) {
+                lastError = e
+                segmentationOffload = false
+                continue
             } catch {
                 lastError = error
                 dropped += 1
