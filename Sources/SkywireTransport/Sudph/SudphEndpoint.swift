@@ -24,9 +24,12 @@ final class SudphEndpoint: @unchecked Sendable {
     /// Peers that dialled us, by their key: a new initiation from the same key replaces the old.
     var inboundByKey: [PublicKey: SudphPeer] = [:]
     private(set) var droppedPackets: UInt64 = 0
-    /// Datagrams read per recvmmsg(2) call, and the largest datagram accepted.
+    /// Messages read per recvmmsg(2) call, the largest datagram accepted, and the room for one
+    /// message: with UDP GRO a message holds up to 64 KiB of equal-sized datagrams.
     static let vectorReadCount = 32
     static let maxDatagram = 2048
+    static let groVectorReadCount = 8
+    static let maxGROMessage = 65536
 
     /// Sends go around NIO's datagram writer, which closes the channel on errors such as a
     /// firewall's EPERM; here a failed datagram is only dropped (see `UDPBatchSender`).
@@ -43,7 +46,10 @@ final class SudphEndpoint: @unchecked Sendable {
     }
 
     static func bind(host: String, port: Int, manager: TransportManager) async throws -> SudphEndpoint {
-        let vectorReadCount = Self.vectorReadCount, maxDatagram = Self.maxDatagram
+        // UDP GRO (UDP_GRO via NIO's datagramReceiveOffload) when the kernel has it.
+        let gro = System.supportsUDPReceiveOffload
+        let vectorReadCount = gro ? Self.groVectorReadCount : Self.vectorReadCount
+        let maxDatagram = gro ? Self.maxGROMessage : Self.maxDatagram
         let box = EndpointBox()
         let local = try SocketAddress(ipAddress: host, port: port)
         let fd = try syscall("socket(udp)") { skw_udp_socket(local.protocol.rawValue) }
@@ -61,6 +67,8 @@ final class SudphEndpoint: @unchecked Sendable {
             // recvmmsg splits the receive buffer evenly between the messages of one batch.
             .channelOption(ChannelOptions.recvAllocator,
                            value: FixedSizeRecvByteBufferAllocator(capacity: vectorReadCount * maxDatagram))
+            .channelOption(ChannelOptions.datagramReceiveOffload, value: gro)
+            .channelOption(ChannelOptions.datagramReceiveSegmentSize, value: gro)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SudphInboundHandler(box: box))
@@ -156,9 +164,31 @@ final class SudphEndpoint: @unchecked Sendable {
 
     // MARK: Receiving (on eventLoop)
 
+    /// One received message: a datagram, or with UDP GRO several of `segmentSize` bytes each
+    /// (the last may be shorter), handled one by one without copying.
     func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
-        var data = envelope.data
-        let from = envelope.remoteAddress
+        let data = envelope.data
+        guard let size = envelope.metadata?.segmentSize, size > 0, data.readableBytes > size else {
+            receive(data, from: envelope.remoteAddress)
+            return
+        }
+        var offset = 0
+        while offset < data.readableBytes {
+            let length = min(size, data.readableBytes - offset)
+            if let slice = data.getSlice(at: data.readerIndex + offset, length: length) {
+                receive(slice, from: envelope.remoteAddress)
+            }
+            offset += length
+        }
+    }
+
+    /// Where data packets are decrypted (not in place: the received buffer is shared with the
+    /// rest of its recvmmsg batch, so writing to it would copy it). Event-loop confined.
+    let plaintext = UnsafeMutableRawBufferPointer.allocate(byteCount: SudphEndpoint.maxDatagram, alignment: 16)
+
+    deinit { plaintext.deallocate() }
+
+    private func receive(_ data: ByteBuffer, from: SocketAddress) {
         let parsed: SudphPacket
         do {
             parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }
@@ -182,7 +212,7 @@ final class SudphEndpoint: @unchecked Sendable {
                 drop("data for unknown index \(receiverIndex) from \(from)")
                 return
             }
-            peer.receiveData(&data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
+            peer.receiveData(data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
                              ciphertext: ciphertext, from: from)
         }
     }

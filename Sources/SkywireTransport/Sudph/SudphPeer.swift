@@ -215,7 +215,7 @@ final class SudphPeer: FrameLink {
 
     // MARK: Data
 
-    func receiveData(_ packet: inout ByteBuffer, localIndex: UInt32, counter: UInt64, keyPhase: UInt8,
+    func receiveData(_ packet: ByteBuffer, localIndex: UInt32, counter: UInt64, keyPhase: UInt8,
                      ciphertext: Range<Int>, from: SocketAddress) {
         guard let box = sessionBox, box.localIndex == localIndex else {
             endpoint.drop("data for a stale index from \(from)")
@@ -230,10 +230,10 @@ final class SudphPeer: FrameLink {
                 return
             }
             (key, isNextKey) = pick
-            plainLength = try packet.withUnsafeMutableReadableBytes { bytes in
+            let out = endpoint.plaintext
+            plainLength = try packet.withUnsafeReadableBytes { bytes in
                 let header = UnsafeRawBufferPointer(rebasing: bytes[0..<SudphLayout.dataHeaderSize])
                 let ct = UnsafeRawBufferPointer(rebasing: bytes[ciphertext])
-                let out = UnsafeMutableRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<ciphertext.upperBound])
                 return try key.open(counter: counter, ad: header, ciphertext: ct, into: out)
             }
         } catch {
@@ -251,10 +251,7 @@ final class SudphPeer: FrameLink {
             box.currentAddress = from
         }
         guard plainLength > 0 else { return }   // keepalive
-        packet.withUnsafeMutableReadableBytes { bytes in
-            let plain = UnsafeMutableRawBufferPointer(rebasing: bytes[ciphertext.lowerBound..<(ciphertext.lowerBound + plainLength)])
-            handleRecord(plain)
-        }
+        handleRecord(UnsafeMutableRawBufferPointer(rebasing: endpoint.plaintext[0..<plainLength]))
         scheduleFlush()
     }
 
