@@ -16,7 +16,8 @@ import Glibc
 /// configured while the session reconnects and is restored on `stop`.
 public final class VPNClient: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
-    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`).
+    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`), except
+    // `coalescer`, which only the sudph event loop uses (the `DatagramSink` calls).
     public static let tunName = "skwvpn0"
     public static let serverPort: UInt16 = 44
     static let stateFileName = "vpn-client.state"
@@ -274,7 +275,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
         }
         transports.setDatagramSink(self, port: localPort)
-        let r = try SystemThread(name: "vpn-client-tun") { [self] in readLoop(device, w) }
+        let mtu = Int(ok.mtu)
+        let r = try SystemThread(name: "vpn-client-tun") { [self] in readLoop(device, w, mtu: mtu) }
         lock.withLock { reader = r }
     }
 
@@ -430,9 +432,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// The TUN reader: reads up to a batch of packets straight into the sudph send arena, then
     /// seals and sends them with one sendmmsg (`SudphDatagramBatch`); over stcpr each packet
     /// goes through the mux connection instead.
-    private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
+    private func readLoop(_ device: TunDevice, _ waker: EventWaker, mtu: Int) {
         let batch = SudphDatagramBatch()
-        let reader = TunReader(device: device)
+        let reader = TunReader(device: device, mtu: mtu)
         let allocator = ByteBufferAllocator()
         let server = arguments.server
         var path: SudphDatagramPath?
@@ -442,12 +444,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             }
             let reads: Int
             do {
-                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet in
+                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
                     guard IPv4Packet.isValid(packet) else { return }
                     // Between sessions packets are dropped, never sent around the tunnel.
                     guard tunnelAddress.load(ordering: .relaxed) != 0 else { return }
                     bytesUpCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
-                    if let path {
+                    if let path, inSlot {
                         batch.commit(length: packet.count, path: path)
                     } else {
                         var out = allocator.buffer(capacity: packet.count)

@@ -14,7 +14,8 @@ import Glibc
 public final class VPNServer: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: `sessions`, `byAddress`, `pool`, `running`, `tun`, `exitInterface`,
     // `reader`, `netlink` and the counters are guarded by `lock`; `arguments` and the other
-    // lets are immutable.
+    // lets are immutable, except `coalescer`, which only the sudph event loop uses (the
+    // `DatagramSink` calls).
     public static let tunName = "skwvpns0"
     public static let defaultMTU: UInt16 = 1400
     static let stateFileName = "vpn-server.state"
@@ -265,12 +266,12 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// stcpr through the mux connection.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
         let batch = SudphDatagramBatch()
-        let reader = TunReader(device: device)
+        let reader = TunReader(device: device, mtu: Int(mtu))
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {
             let reads: Int
             do {
-                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet in
+                reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
                     guard IPv4Packet.isValid(packet) else { return }
                     let n = packet.count
                     let target: (ServerSession, SudphDatagramPath?, UInt64)? = lock.withLock {
@@ -285,7 +286,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
                         path = transports.datagramPath(to: session.key, destinationPort: session.clientPort, sourcePort: localPort)
                         lock.withLock { session.path = path }
                     }
-                    if let path {
+                    if let path, inSlot {
                         batch.commit(length: n, path: path)
                     } else {
                         var out = allocator.buffer(capacity: n)

@@ -12,8 +12,8 @@ import Glibc
 /// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
 /// the socket's event loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
-    // @unchecked Sendable: `peersByIndex`, `inboundByKey` and the handler state are confined to
-    // `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
+    // @unchecked Sendable: `peersByIndex`, `inboundByKey`, `plaintext`, `sinksInBatch` and the
+    // handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
     let channel: Channel
     let eventLoop: EventLoop
     unowned let manager: TransportManager
