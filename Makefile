@@ -39,9 +39,9 @@ integration-test: build
 ## each in one run on the same topology; JSON on stdout. Needs the team harness (../shared/bench
 ## or SKYWIRE_BENCH_HARNESS).
 bench: bench-deps
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) >&2
-	SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/vpn.sh
-	SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
+	@$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) >&2
+	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/vpn.sh
+	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
 
 bench-deps: deps
 	@./scripts/install-deps.sh --bench
