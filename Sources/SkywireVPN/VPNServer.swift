@@ -241,8 +241,10 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// Checked (IPv4, source = the client's tunnel address) and written to the TUN.
     private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: TCPCoalescer? = nil) {
         let (device, ok): (TunDevice?, Bool) = lock.withLock {
-            guard let s = sessions[key], IPv4Packet.isValid(packet),
-                  IPv4Packet.source(packet) == s.lease.client.v4Value else { return (nil, false) }
+            // By source address (a 4-byte hash), then the key: the same rule as looking the key
+            // up first, without hashing 32 bytes per packet.
+            guard IPv4Packet.isValid(packet), let s = byAddress[IPv4Packet.source(packet)], s.key == key
+            else { return (nil, false) }
             s.bytesIn &+= UInt64(packet.count)
             s.packetsIn &+= 1
             return (tun, true)
