@@ -115,7 +115,9 @@ out=$(ip netns exec $A curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1081 h
     || { grep -qE "SOCKS5 connection to 203.0.113.2. \(2\)" <<<"$out" && pass "non-whitelisted visor refused with reply 0x02 not allowed" || fail "unexpected error: $out"; }
 
 # Kill the exit mid-transfer: the application gets a clean error; the proxy recovers after a restart.
-ip netns exec $A curl -sS --max-time 60 --limit-rate 2M --socks5-hostname 127.0.0.1:1080 \
+# 1 MB/s: after 2 s curl has read ~2 MB; what the socket buffers and the client visor can hold on
+# top (~12 MB with autotuning) stays below the 20 MB file, so the kill always lands mid-transfer.
+ip netns exec $A curl -sS --max-time 60 --limit-rate 1M --socks5-hostname 127.0.0.1:1080 \
     -o /dev/null http://203.0.113.2:8080/big.bin >"$T_WORK/curl-kill.log" 2>&1 &
 cpid=$!
 sleep 2
