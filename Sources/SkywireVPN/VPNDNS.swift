@@ -1,3 +1,4 @@
+import Glibc
 import SkywireSystem
 
 /// Points the system resolver at the tunnel's DNS servers and restores it exactly (docs/vpn.md §6).
@@ -8,6 +9,14 @@ enum VPNDNS {
     static let resolvConf = "/etc/resolv.conf"
     static let resolvedStub = "127.0.0.53"
     static let resolvectlCandidates = ["/usr/bin/resolvectl", "/bin/resolvectl"]
+    /// `SKYWIRE_RESOLVECTL` names another resolvectl (non-standard installs, and the tests'
+    /// recording stand-in); the standard paths follow.
+    static var resolvectl: String? {
+        if let path = getenv("SKYWIRE_RESOLVECTL").map({ String(cString: $0) }), !path.isEmpty, FileIO.exists(path) {
+            return path
+        }
+        return resolvectlCandidates.first(where: FileIO.exists)
+    }
     static let backupName = "vpn-client.resolv.conf"
 
     /// Changes the resolver; `record(key, value)` is called with how to undo it *before* the
@@ -16,7 +25,7 @@ enum VPNDNS {
                       record: (String, String) throws -> Void) throws {
         let current = try FileIO.read(resolvConf)
         if let current, String(decoding: current, as: UTF8.self).contains(resolvedStub),
-           let resolvectl = resolvectlCandidates.first(where: FileIO.exists) {
+           let resolvectl = resolvectl {
             try record("resolved_link", tun)
             let r1 = try Subprocess.run(resolvectl, ["dns", tun] + servers.map(\.description))
             let r2 = try Subprocess.run(resolvectl, ["domain", tun, "~."])
@@ -49,7 +58,7 @@ enum VPNDNS {
             try FileIO.remove(resolvConf)
             return true
         case "resolved_link":
-            if let resolvectl = resolvectlCandidates.first(where: FileIO.exists) {
+            if let resolvectl {
                 _ = try? Subprocess.run(resolvectl, ["revert", value])
             }
             return true

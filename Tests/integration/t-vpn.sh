@@ -12,7 +12,7 @@ C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$ D=skwtVD$$
 vpn_cleanup() {
     local rc=$?
     set +e
-    rm -rf "/etc/netns/$C"
+    rm -rf "/etc/netns/$C" "/etc/netns/$D"
     (exit $rc)  # hand the test's status on to lib.sh's cleanup
     cleanup
 }
@@ -125,8 +125,19 @@ srv=$(cli e vpn server status --json)
     && pass "server status lists the client" || fail "server status: $srv"
 
 # Two clients at once: D's lease avoids its own 10.77.0.0/28; replies reach the right client.
-visor_start d $D
-expect_ok "second client: vpn start" cli d vpn start -k "$PKE"
+# D's resolver is systemd-resolved's stub; a recording stand-in for resolvectl (SKYWIRE_RESOLVECTL)
+# shows the per-link DNS set on the TUN and reverted on stop, with resolv.conf left alone.
+mkdir -p "/etc/netns/$D"
+printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\n' >"/etc/netns/$D/resolv.conf"
+resolv_d_before=$(sha256sum <"/etc/netns/$D/resolv.conf")
+printf '#!/bin/sh\necho "$*" >>%s\n' "$T_WORK/resolvectl.log" >"$T_WORK/resolvectl"
+chmod +x "$T_WORK/resolvectl"
+SKYWIRE_RESOLVECTL=$T_WORK/resolvectl visor_start d $D
+expect_ok "second client: vpn start" cli d vpn start -k "$PKE" --dns 192.0.2.53
+grep -qx "dns skwvpn0 192.0.2.53" "$T_WORK/resolvectl.log" && grep -qx "domain skwvpn0 ~." "$T_WORK/resolvectl.log" \
+    && [ "$(sha256sum <"/etc/netns/$D/resolv.conf")" = "$resolv_d_before" ] \
+    && pass "systemd-resolved: DNS set on the TUN link (resolvectl dns/domain), resolv.conf untouched" \
+    || fail "resolved path: $(cat "$T_WORK/resolvectl.log" 2>&1)"
 std=$(cli d vpn status --json)
 [ "$(jq -r .info.tunnel_ip <<<"$std")" = 10.77.0.18/30 ] && pass "second client leased 10.77.0.18/30, outside its own 10.77.0.0/28" \
     || fail "second client lease: $(jq -c .info <<<"$std")"
@@ -139,6 +150,8 @@ wait $pc $pd || true
     && pass "two clients downloading at once, both checksums match" || fail "concurrent: $(cat "$T_WORK/sum.c") $(cat "$T_WORK/sum.d")"
 [ "$(cli e vpn server status --json | jq '.info.clients | length')" = 2 ] && pass "server lists two clients" || fail "server clients"
 expect_ok "second client: vpn stop" cli d vpn stop
+grep -qx "revert skwvpn0" "$T_WORK/resolvectl.log" && [ "$(sha256sum <"/etc/netns/$D/resolv.conf")" = "$resolv_d_before" ] \
+    && pass "systemd-resolved: the link's DNS reverted on stop" || fail "resolved revert: $(cat "$T_WORK/resolvectl.log")"
 visor_stop d
 
 # 3. --secure (default): no LAN host of the exit, no exit-local address; --secure=false: LAN reachable.
