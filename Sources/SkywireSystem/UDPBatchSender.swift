@@ -50,42 +50,19 @@ public final class UDPBatchSender {
 
     /// Sends every queued datagram (sendmmsg, retried on EINTR; failed datagrams dropped).
     public func flush() {
-        var start = 0
-        while start < count {
-            let remaining = count - start
-            let result: IOResult<Int32>
-            do {
-                result = try syscallNonBlocking("sendmmsg") {
-                    lengths.withUnsafeBufferPointer { lens in
-                        addresses.withUnsafeBufferPointer { addrs in
-                            addressLengths.withUnsafeBufferPointer { alens in
-                                skw_udp_send_batch(fd, arena.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * Self.slotSize,
-                                                   Self.slotSize, lens.baseAddress! + start, addrs.baseAddress! + start,
-                                                   alens.baseAddress! + start, UInt32(remaining))
-                            }
-                        }
-                    }
+        guard count > 0 else { return }
+        var tally = UDPSendTally(segmentationOffload: false)
+        lengths.withUnsafeBufferPointer { lens in
+            addresses.withUnsafeBufferPointer { addrs in
+                addressLengths.withUnsafeBufferPointer { alens in
+                    Self.sendSlots(fd: fd, arena: arena, slotSize: Self.slotSize, lengths: lens, addresses: addrs,
+                                   addressLengths: alens, count: count, tally: &tally)
                 }
-            } catch let e as SystemError {
-                // The first datagram of the rest failed: drop it, go on with the others.
-                lastError = e
-                dropped += 1
-                start += 1
-                continue
-            } catch {
-                dropped += UInt64(remaining)
-                break
-            }
-            switch result {
-            case .processed(let n):
-                sent += UInt64(n)
-                start += Int(n)
-            case .wouldBlock:
-                // Socket buffer full: UDP semantics, the rest of this batch is lost.
-                dropped += UInt64(remaining)
-                start = count
             }
         }
+        sent += tally.sent
+        dropped += tally.dropped
+        if let e = tally.lastError { lastError = e as? SystemError ?? lastError }
         count = 0
     }
 }

@@ -178,44 +178,22 @@ public final class SudphDatagramBatch {
         return total
     }
 
-    /// sendmmsg(2) of the first `n` slots (`skw_udp_send_gso`); a datagram the socket refuses is
-    /// dropped (as in `UDPBatchSender`), a full buffer drops the rest of the batch.
+    /// sendmmsg(2) of the first `n` slots (`UDPBatchSender.sendSlots`: UDP GSO while the kernel
+    /// takes it; a refused datagram is dropped, a full buffer drops the rest of the batch).
     private func send(_ n: Int) {
-        var start = 0
+        var tally = UDPSendTally(segmentationOffload: segmentationOffload)
         let fd = sendFD
-        while start < n {
-            let remaining = n - start
-            let result: IOResult<Int32>
-            do {
-                result = try syscallNonBlocking("sendmmsg") {
-                    lengths.withUnsafeBufferPointer { lens in
-                        addresses.withUnsafeBufferPointer { addrs in
-                            addressLengths.withUnsafeBufferPointer { alens in
-                                skw_udp_send_gso(fd, arena.baseAddress!.assumingMemoryBound(to: UInt8.self) + start * Self.slotSize,
-                                                 Self.slotSize, lens.baseAddress! + start, addrs.baseAddress! + start,
-                                                 alens.baseAddress! + start, UInt32(remaining), segmentationOffload ? 1 : 0)
-                            }
-                        }
-                    }
+        lengths.withUnsafeBufferPointer { lens in
+            addresses.withUnsafeBufferPointer { addrs in
+                addressLengths.withUnsafeBufferPointer { alens in
+                    UDPBatchSender.sendSlots(fd: fd, arena: arena, slotSize: Self.slotSize, lengths: lens,
+                                             addresses: addrs, addressLengths: alens, count: n, tally: &tally)
                 }
-            } catch let e as SystemError where segmentationOffload && (e.errno == EIO || e.errno == EINVAL) {
-                lastError = e
-                segmentationOffload = false
-                continue
-            } catch {
-                lastError = error
-                dropped += 1
-                start += 1
-                continue
-            }
-            switch result {
-            case .processed(let k):
-                sent += UInt64(k)
-                start += Int(k)
-            case .wouldBlock:
-                dropped += UInt64(remaining)
-                start = n
             }
         }
+        sent += tally.sent
+        dropped += tally.dropped
+        segmentationOffload = tally.segmentationOffload
+        if let e = tally.lastError { lastError = e }
     }
 }
