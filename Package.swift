@@ -104,7 +104,7 @@ let package = Package(
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
         .testTarget(name: "SkywireDiscoveryTests", dependencies: [
-            "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire",
+            "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
         ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
             "SkywireTransport", "SkywireCrypto",
