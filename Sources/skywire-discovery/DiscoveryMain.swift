@@ -16,7 +16,7 @@ struct DiscoveryCommand: AsyncParsableCommand {
         commandName: "skywire-discovery",
         abstract: "Address resolver, service discovery and sudph rendezvous for skywire visors.",
         discussion: "HTTP JSON API and UDP rendezvous as documented in docs/discovery.md.",
-        subcommands: [Serve.self, Sign.self],
+        subcommands: [Serve.self, Sign.self, Bind.self],
         defaultSubcommand: Serve.self
     )
 }
