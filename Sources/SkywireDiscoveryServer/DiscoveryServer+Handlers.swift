@@ -74,6 +74,20 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A reset or a malformed request (answered 400 by NIO's HTTPServerProtocolErrorHandler): only this connection ends.
+        logger.debug("http connection: \(error)")
+        context.close(promise: nil)
+    }
+
     private func refuseTooLarge(context: ChannelHandlerContext, size: Int) {
         refused = true
         let e = DiscoveryError.tooLarge("body of \(size) bytes, at most \(DiscoveryAPI.maxBodyBytes)")

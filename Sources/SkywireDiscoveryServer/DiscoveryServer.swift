@@ -42,6 +42,8 @@ public final class DiscoveryServer: Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
+                        // A connection silent for 30 s is closed, so idle clients cannot pin sockets.
+                        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
                         try ch.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try ch.pipeline.syncOperations.addHandler(DiscoveryHTTPHandler(handler: handler, pool: pool, udp: udpChannel, logger: logger))
                     }
