@@ -1,4 +1,4 @@
-// sudph rendezvous datagrams (PROTOCOL.md §4.6, docs/discovery.md "UDP rendezvous"):
+// sudph rendezvous datagrams (PROTOCOL.md §4.5, docs/discovery.md "UDP rendezvous"):
 // BIND (0x10), BIND_OK (0x11) and PUNCH (0x12) share the sudph socket with the Noise packets.
 // Pure codec: bytes in, values out; signatures are checked by the caller.
 
@@ -139,7 +139,7 @@ public enum SudphRendezvous: Equatable, Sendable {
         return out
     }
 
-    /// Parses one datagram; every length is exact (§4.6).
+    /// Parses one datagram; every length is exact (PROTOCOL.md §4.5).
     public static func parse(_ bytes: [UInt8]) throws(SudphRendezvousError) -> SudphRendezvous {
         guard let first = bytes.first else { throw .empty }
         guard let type = SudphRendezvousType(rawValue: first) else { throw .unknownType(first) }
