@@ -114,8 +114,12 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 }
 
-/// The UDP rendezvous socket: BIND in, BIND_OK out (store work on the thread pool).
+/// The UDP rendezvous socket: BIND in, BIND_OK out (store work on the thread pool). At most
+/// `maxInFlight` datagrams wait for the store; more are dropped, so a flood cannot queue unbounded work.
 final class RendezvousHandler: ChannelInboundHandler {
+    static let maxInFlight = 256
+    private let inFlight = NIOLockedValueBox(0)
+
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
@@ -135,12 +139,21 @@ final class RendezvousHandler: ChannelInboundHandler {
         var buf = env.data
         let bytes = buf.readBytes(length: buf.readableBytes) ?? []
         guard bytes.count <= 512 else { return }
+        let admitted = inFlight.withLockedValue { n -> Bool in
+            guard n < Self.maxInFlight else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { return }
         let ch = context.channel
         let logger = self.logger
         let remote = env.remoteAddress
-        pool.runIfActive(eventLoop: context.eventLoop) {
+        let inFlight = self.inFlight
+        let work = pool.runIfActive(eventLoop: context.eventLoop) {
             h.handleDatagram(bytes, from: source, nowMs: DiscoveryClock.nowMs())
-        }.whenSuccess { result in
+        }
+        work.whenComplete { _ in inFlight.withLockedValue { $0 -= 1 } }
+        work.whenSuccess { result in
             switch result {
             case .success(let reply):
                 var out = ch.allocator.buffer(capacity: reply.count)
