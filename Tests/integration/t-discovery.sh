@@ -42,6 +42,11 @@ ip netns exec $PRIV ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity
 PKA=$(visor_config a)
 PKB=$(visor_config b)
 PKC=$(visor_config c)
+# E: a real visor behind the NAT that registers itself (skysocks running -> a "proxy" entry in NL).
+PKE=$(visor_config e)
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/e.json" >"$T_WORK/e.tmp"
+install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
 URL=http://198.51.100.1:9090
 TTL=4
 
@@ -115,6 +120,30 @@ check_rendezvous() {
     expect_http "[$label] punch to a key without a binding" 404 "no live sudph binding" POST "/v1/punch/$PKB"
 }
 
+# A visor with transport.discovery registers its transport and, while skysocks runs, a proxy
+# entry; `skywire cli proxy list -c NL` finds it; stopping skysocks, then the visor, removes them.
+check_visor_registration() {
+    visor_start e $PRIV
+    local listing="" ok=0
+    for _ in $(seq 1 50); do
+        listing=$(in_cli "$SKYWIRE_BIN" cli proxy list --discovery "$URL" -c NL --json 2>&1) || true
+        if jq -e --arg pk "$PKE" 'length == 1 and .[0].pk == $pk and .[0].country == "NL"' <<<"$listing" >/dev/null 2>&1; then ok=1; break; fi
+        sleep 0.2
+    done
+    if [ $ok = 1 ]; then pass "[$label] a visor registers its proxy; cli proxy list -c NL finds it"; else fail "[$label] visor registration: $listing"; fi
+    expect_http "[$label] the visor's transport entry advertises its stcpr listener" 200 '"stcpr":\["10\.99\.1\.2:7777"\]' GET "/v1/transports/$PKE"
+    cli e apps stop skysocks >/dev/null 2>&1 || fail "[$label] apps stop skysocks"
+    ok=0
+    for _ in $(seq 1 $(( (TTL / 3 + 2) * 5 ))); do
+        listing=$(in_cli "$SKYWIRE_BIN" cli proxy list --discovery "$URL" --json 2>&1) || true
+        if [ "$listing" = "[]" ]; then ok=1; break; fi
+        sleep 0.2
+    done
+    if [ $ok = 1 ]; then pass "[$label] stopping skysocks removes the proxy entry"; else fail "[$label] proxy entry after skysocks stopped: $listing"; fi
+    visor_stop e
+    expect_http "[$label] a stopped visor deletes its transport entry" 404 "unknown key" GET "/v1/transports/$PKE"
+}
+
 run_suite() {  # run_suite DB_URL LABEL
     local db=$1 label=$2
     log "=== backend: $label"
@@ -175,6 +204,7 @@ run_suite() {  # run_suite DB_URL LABEL
     expect_http "[$label] B's entry intact" 200 "\"pk\":\"$PKB\".*\"label\":\"paris\"" GET "/v1/services/vpn?country=FR"
 
     check_rendezvous
+    check_visor_registration
 
     # TTL: A keeps refreshing, B does not; after the TTL only A is listed.
     local end=$(( $(date +%s) + TTL + 2 ))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import SkywireConfig
 import SkywireDiscovery
+import SkywireVisor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -50,7 +51,7 @@ struct DiscoveryListOptions: ParsableArguments {
         let target = "/v1/services/\(type.rawValue)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
         let entries: [ServiceEntry]
         do {
-            let (status, body) = try DiscoveryFetch.exchange(u, method: "GET", target: target)
+            let (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: target)
             guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
             entries = try ServiceEntry.decodeList(body)
         } catch {

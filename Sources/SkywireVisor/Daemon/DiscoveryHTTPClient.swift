@@ -3,10 +3,12 @@ import SkywireDiscovery
 import Glibc
 #endif
 
-/// A blocking HTTP exchange with the discovery service for one CLI command: getaddrinfo(3),
-/// connect(2) and read(2) bounded by SO_SNDTIMEO / SO_RCVTIMEO.
-enum DiscoveryFetch {
-    static func exchange(_ url: DiscoveryURL, method: String, target: String, timeoutSeconds: Int = 10) throws(DiscoveryError) -> (status: Int, body: [UInt8]) {
+/// A blocking HTTP exchange with the discovery service (the CLI's list commands, the visor's
+/// registration task): getaddrinfo(3), connect(2) and read(2) bounded by SO_SNDTIMEO / SO_RCVTIMEO.
+public enum DiscoveryHTTPClient {
+    public static func exchange(_ url: DiscoveryURL, method: String, target: String,
+                                headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+                                timeoutSeconds: Int = 10) throws(DiscoveryError) -> (status: Int, body: [UInt8]) {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var res: UnsafeMutablePointer<addrinfo>?
@@ -29,7 +31,7 @@ enum DiscoveryFetch {
                 lastError = "connect: \(String(cString: strerror(errno)))"
                 continue
             }
-            let req = DiscoveryHTTP.request(method: method, target: target, host: url.host)
+            let req = DiscoveryHTTP.request(method: method, target: target, host: url.host, headers: headers, body: body)
             var sent = 0
             while sent < req.count {
                 let n = req.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
