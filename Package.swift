@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "skywire", targets: ["skywire"]),
+        // The discovery service (docs/discovery.md); not part of the board image.
+        .executable(name: "skywire-discovery", targets: ["skywire-discovery"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +26,11 @@ let package = Package(
                        providers: [.apt(["libnl-route-3-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl",
                        providers: [.apt(["libmnl-dev"])]),
+        // Discovery storage (server only; the board binary never links these).
+        .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
         // What Swift cannot import directly: ioctl request numbers, ifreq, NLMSG_* macros.
         .target(name: "CSkywireShim"),
 
@@ -47,7 +54,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkywireVisor", dependencies: [
-            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks", "SkywireVPN",
+            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks", "SkywireVPN", "SkywireDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -70,8 +77,25 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "skywire", dependencies: [
-            "SkywireVisor", "SkywireConfig",
+            "SkywireVisor", "SkywireConfig", "SkywireDiscovery",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Discovery: the wire contract shared by visors and the service (pure), then the service.
+        .target(name: "SkywireDiscovery", dependencies: ["SkywireCrypto", "SkywireConfig", "SkywireWire"]),
+        .target(name: "SkywireDiscoveryServer", dependencies: [
+            "SkywireDiscovery", "SkywireCrypto", "SkywireConfig", "SkywireWire", "CSQLite3", "CLibPQ",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "skywire-discovery", dependencies: [
+            "SkywireDiscoveryServer", "SkywireDiscovery", "SkywireConfig", "SkywireCrypto",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -79,6 +103,9 @@ let package = Package(
         .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
+        .testTarget(name: "SkywireDiscoveryTests", dependencies: [
+            "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
+        ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
             "SkywireTransport", "SkywireCrypto",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool
-      dnsmasq-base udhcpc)
+      dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
     pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light wireguard-go wireguard-tools openvpn openssl)

@@ -1,14 +1,14 @@
 /// A strict RFC 8259 JSON parser over UTF-8 bytes. Errors carry the 1-based line and column
 /// (in characters) where parsing stopped. Nesting is bounded so hostile input cannot
 /// exhaust the stack.
-struct JSONParser {
+public struct JSONParser {
     /// Deepest array/object nesting accepted (a visor config needs 5).
     static let maxDepth = 64
 
-    struct SyntaxError: Error, Equatable {
-        var line: Int
-        var column: Int
-        var message: String
+    public struct SyntaxError: Error, Equatable {
+        public var line: Int
+        public var column: Int
+        public var message: String
     }
 
     private let bytes: [UInt8]
@@ -20,7 +20,7 @@ struct JSONParser {
 
     /// Parses one complete JSON text; trailing non-whitespace is an error.
     /// A leading UTF-8 byte order mark is ignored (RFC 8259 §8.1 allows that).
-    static func parse(_ bytes: [UInt8]) throws(SyntaxError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8]) throws(SyntaxError) -> JSONValue {
         var p = JSONParser(bytes: bytes)
         if let bad = firstInvalidUTF8Offset(bytes) {
             throw p.error("the file is not valid UTF-8", at: bad)
@@ -36,7 +36,7 @@ struct JSONParser {
         return value
     }
 
-    static func parse(_ text: String) throws(SyntaxError) -> JSONValue {
+    public static func parse(_ text: String) throws(SyntaxError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 

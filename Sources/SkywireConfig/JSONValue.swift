@@ -1,7 +1,7 @@
 /// A parsed JSON document (RFC 8259). Objects keep their members in file order and keep
 /// duplicate names, so validation can report them instead of silently picking one.
 /// Numbers keep their literal text, so range checks never go through a lossy Double.
-enum JSONValue: Equatable, Sendable {
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)
@@ -9,13 +9,18 @@ enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([Member])
 
-    struct Member: Equatable, Sendable {
-        var name: String
-        var value: JSONValue
+    public struct Member: Equatable, Sendable {
+        public var name: String
+        public var value: JSONValue
+
+        public init(name: String, value: JSONValue) {
+            self.name = name
+            self.value = value
+        }
     }
 
     /// The JSON type name used in "expected X, got Y" messages.
-    var typeName: String {
+    public var typeName: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -35,7 +40,7 @@ extension JSONValue {
 
     /// Pretty-printed text: two-space indentation, object members sorted by name (byte order),
     /// non-ASCII written as UTF-8, a trailing newline. The same value always gives the same text.
-    func prettyPrinted() -> String {
+    public func prettyPrinted() -> String {
         var out = ""
         write(into: &out, indent: "")
         out.append("\n")
@@ -81,7 +86,7 @@ extension JSONValue {
         out.append("\"")
     }
 
-    static func escaped(_ s: String) -> String {
+    public static func escaped(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars {
             switch scalar {

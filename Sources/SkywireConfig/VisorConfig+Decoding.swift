@@ -32,9 +32,12 @@ extension VisorConfig {
                 "both listeners are disabled (stcpr_port and sudph_port are 0) and there are no peers: "
                 + "this visor can neither reach nor be reached by anyone"))
         }
-        if !transport.discovery.isEmpty {
+        if !transport.discovery.isEmpty && !transport.discovery.hasPrefix("http://") {
             out.append(FieldProblem(path: "transport.discovery",
-                                    message: "not used by this version yet; only the static peers are dialled"))
+                                    message: "the visor registers only with http:// discovery services; this one is not used"))
+        }
+        if !transport.country.isEmpty && transport.discovery.isEmpty {
+            out.append(FieldProblem(path: "transport.country", message: "set, but transport.discovery is empty: nothing is registered"))
         }
         return out
     }
@@ -56,6 +59,7 @@ enum Key {
     static let listenAddr = "listen_addr"
     static let peers = "peers"
     static let discovery = "discovery"
+    static let country = "country"
     static let stcpr = "stcpr"
     static let sudph = "sudph"
 
@@ -140,7 +144,7 @@ struct ConfigReader {
     private mutating func readTransport(_ json: JSONValue, own: PublicKey?) -> TransportConfig? {
         let path = Key.transport
         guard let obj = object(json, at: path,
-                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery],
+                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery, Key.country],
                                required: [Key.stcprPort, Key.sudphPort, Key.listenAddr]) else { return nil }
         let stcpr = obj[Key.stcprPort].flatMap { integer($0, at: join(path, Key.stcprPort), in: Limits.listenerPorts) }
         let sudph = obj[Key.sudphPort].flatMap { integer($0, at: join(path, Key.sudphPort), in: Limits.listenerPorts) }
@@ -162,9 +166,19 @@ struct ConfigReader {
             }
             return s
         } ?? ""
-        guard let stcpr, let sudph, let listen, let peers, let discovery else { return nil }
+        let countryPath = join(path, Key.country)
+        let country = obj[Key.country].map { v -> String? in
+            guard let s = string(v, at: countryPath) else { return nil }
+            let u = Array(s.utf8)
+            guard s.isEmpty || (u.count == 2 && u.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") })) else {
+                report(countryPath, "\"\(JSONValue.escaped(s))\" is not an ISO 3166-1 alpha-2 code (two uppercase letters, e.g. DE)")
+                return nil
+            }
+            return s
+        } ?? ""
+        guard let stcpr, let sudph, let listen, let peers, let discovery, let country else { return nil }
         return TransportConfig(stcprPort: UInt16(stcpr), sudphPort: UInt16(sudph), listenAddr: listen,
-                               peers: peers, discovery: discovery)
+                               peers: peers, discovery: discovery, country: country)
     }
 
     private mutating func readPeers(_ json: JSONValue, at path: String, own: PublicKey?) -> [PublicKey: PeerAddresses]? {

@@ -82,18 +82,21 @@ public struct TransportConfig: Sendable, Equatable {
     public var listenAddr: String
     /// Known peers and where to dial them.
     public var peers: [PublicKey: PeerAddresses]
-    /// Resolver/discovery URL, empty for none (not used yet).
+    /// Resolver/discovery URL, empty for none (docs/discovery.md).
     public var discovery: String
+    /// ISO 3166-1 alpha-2 country the visor's services are listed under in discovery; "" for none.
+    public var country: String
 
     public init(stcprPort: UInt16 = VisorConfig.defaultSTCPRPort,
                 sudphPort: UInt16 = VisorConfig.defaultSUDPHPort,
                 listenAddr: String = VisorConfig.defaultListenAddr,
-                peers: [PublicKey: PeerAddresses] = [:], discovery: String = "") {
+                peers: [PublicKey: PeerAddresses] = [:], discovery: String = "", country: String = "") {
         self.stcprPort = stcprPort
         self.sudphPort = sudphPort
         self.listenAddr = listenAddr
         self.peers = peers
         self.discovery = discovery
+        self.country = country
     }
 }
 

@@ -242,6 +242,26 @@ final class VisorConfigValidationTests: XCTestCase {
         let c = try VisorConfig.parse(doc.prettyPrinted())
         XCTAssertEqual(c.transport.discovery, "https://sd.example.org:8443/api")
         XCTAssertEqual(c.warnings().map(\.path), ["transport.discovery"])
+        // http:// is what the visor registers with: no warning.
+        doc.set([.key("transport"), .key("discovery")], .string("http://198.51.100.1:9090"))
+        XCTAssertEqual(try VisorConfig.parse(doc.prettyPrinted()).warnings(), [])
+    }
+
+    func testCountry() throws {
+        for bad in ["de", "DEU", "D", "1A"] {
+            assertOnly(problems { $0.set([.key("transport"), .key("country")], .string(bad)) },
+                       "transport.country", "is not an ISO 3166-1 alpha-2 code")
+        }
+        assertOnly(problems { $0.set([.key("transport"), .key("country")], .number("49")) }, "transport.country", "expected a string")
+        var doc = baseDocument()
+        doc.set([.key("transport"), .key("country")], .string("DE"))
+        let c = try VisorConfig.parse(doc.prettyPrinted())
+        XCTAssertEqual(c.transport.country, "DE")
+        XCTAssertEqual(c.warnings().map(\.path), ["transport.country"])   // no discovery to register with
+        // Written back only when set; the text round-trips.
+        XCTAssertTrue(c.jsonText().contains("\"country\": \"DE\""))
+        XCTAssertEqual(try VisorConfig.parse(c.jsonText()), c)
+        XCTAssertFalse(try VisorConfig.parse(baseDocument().prettyPrinted()).jsonText().contains("country"))
     }
 
     func testNoListenersAndNoPeersIsAWarningNotAnError() throws {

@@ -14,6 +14,8 @@ public final class Visor: Sendable {
     public let apps: AppRegistry
     let control: ControlServer
     let startedAt: ContinuousClock.Instant
+    /// Registration with `transport.discovery`, when set to an http:// URL.
+    let registrar: DiscoveryRegistrar?
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -30,6 +32,7 @@ public final class Visor: Sendable {
         }
         transports.router = apps
         self.startedAt = .now
+        self.registrar = Self.makeRegistrar(options: options, apps: apps, logger: logger)
         let box = VisorBox()
         self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
             await box.visor!.handle(request)
@@ -49,11 +52,13 @@ public final class Visor: Sendable {
             throw error
         }
         await apps.startAutoStartApps()
+        registrar?.start()
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
     }
 
     /// Stops apps, then transports, then the control socket.
     public func shutdown() async {
+        await registrar?.stop()
         await apps.stopAll()
         await transports.shutdown()
         await control.stop()

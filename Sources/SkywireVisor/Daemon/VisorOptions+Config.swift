@@ -14,6 +14,7 @@ extension VisorOptions {
             },
             controlSocket: config.cliAddr,
             logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
-            stateDirectory: config.stateDir)
+            stateDirectory: config.stateDir,
+            discovery: config.transport.discovery, country: config.transport.country)
     }
 }

@@ -23,13 +23,19 @@ public struct VisorOptions: Sendable {
     public var controlSocket: String
     public var logLevel: Logger.Level
     public var stateDirectory: String
+    /// Discovery service to register with (`transport.discovery`), "" for none.
+    public var discovery: String
+    /// Country the visor's services are listed under (`transport.country`).
+    public var country: String
 
     public init(transport: TransportSettings, apps: [AppSpec], controlSocket: String,
-                logLevel: Logger.Level, stateDirectory: String) {
+                logLevel: Logger.Level, stateDirectory: String, discovery: String = "", country: String = "") {
         self.transport = transport
         self.apps = apps
         self.controlSocket = controlSocket
         self.logLevel = logLevel
         self.stateDirectory = stateDirectory
+        self.discovery = discovery
+        self.country = country
     }
 }

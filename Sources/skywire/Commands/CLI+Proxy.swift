@@ -6,7 +6,7 @@ struct ProxyGroup: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
         abstract: "Start, stop and inspect the local SOCKS5 proxy to another visor.",
-        subcommands: [Start.self, Stop.self, Status.self]
+        subcommands: [Start.self, Stop.self, Status.self, List.self]
     )
 
     struct Start: ParsableCommand {

@@ -1,0 +1,127 @@
+import NIOConcurrencyHelpers
+import SkywireConfig
+import SkywireDiscovery
+
+/// `DiscoveryStore` over one SQL connection (SQLite or PostgreSQL: the statements are the same
+/// in both dialects). `@unchecked Sendable`: every use of `connection` holds `lock`.
+final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
+    private let connection: any SQLConnection
+    private let lock = NIOLock()
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS transports (
+            pk TEXT PRIMARY KEY, stcpr TEXT NOT NULL, sudph BOOLEAN NOT NULL, expires_ms BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS bindings (
+            pk TEXT PRIMARY KEY, addr TEXT NOT NULL, ts_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS services (
+            type TEXT NOT NULL, pk TEXT NOT NULL, version TEXT NOT NULL, country TEXT NOT NULL,
+            label TEXT, stats TEXT, expires_ms BIGINT NOT NULL, PRIMARY KEY (type, pk));
+        CREATE INDEX IF NOT EXISTS services_country ON services (type, country);
+        CREATE TABLE IF NOT EXISTS nonces (
+            pk TEXT NOT NULL, nonce TEXT NOT NULL, expires_ms BIGINT NOT NULL, PRIMARY KEY (pk, nonce));
+        """
+
+    init(connection: any SQLConnection) throws(StoreError) {
+        self.connection = connection
+        try connection.runScript(Self.schema)
+    }
+
+    private func run(_ sql: String, _ params: [String?]) throws(StoreError) -> SQLResult {
+        lock.lock()
+        defer { lock.unlock() }
+        return try connection.run(sql, params)
+    }
+
+    private static func int(_ s: String?) throws(StoreError) -> Int64 {
+        guard let s, let v = Int64(s) else { throw StoreError("store: bad integer column \(s ?? "NULL")") }
+        return v
+    }
+
+    func putTransport(pk: String, registration: TransportRegistration, expiresMs: Int64) throws(StoreError) {
+        let stcpr = JSONValue.array(registration.stcpr.map { .string($0) }).compact()
+        _ = try run("""
+            INSERT INTO transports (pk, stcpr, sudph, expires_ms) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (pk) DO UPDATE SET stcpr = excluded.stcpr, sudph = excluded.sudph, expires_ms = excluded.expires_ms
+            """, [pk, stcpr, registration.sudph ? "true" : "false", String(expiresMs)])
+    }
+
+    func transport(pk: String, nowMs: Int64) throws(StoreError) -> TransportEntry? {
+        let r = try run("SELECT stcpr, expires_ms FROM transports WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)])
+        guard let row = r.rows.first else { return nil }
+        var addrs: [String] = []
+        if case .array(let items)? = try? JSONParser.parse(row[0] ?? "[]") {
+            for case .string(let s) in items { addrs.append(s) }
+        }
+        return TransportEntry(pk: pk, stcpr: addrs, sudph: try binding(pk: pk, nowMs: nowMs), expiresMs: try Self.int(row[1]))
+    }
+
+    func deleteTransport(pk: String, nowMs: Int64) throws(StoreError) -> Bool {
+        let live = try run("SELECT 1 FROM transports WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)]).rows.count > 0
+        _ = try run("DELETE FROM transports WHERE pk = $1", [pk])
+        _ = try run("DELETE FROM bindings WHERE pk = $1", [pk])
+        return live
+    }
+
+    func bind(pk: String, address: String, timestampMs: Int64, expiresMs: Int64) throws(StoreError) -> Bool {
+        try run("""
+            INSERT INTO bindings (pk, addr, ts_ms, expires_ms) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (pk) DO UPDATE SET addr = excluded.addr, ts_ms = excluded.ts_ms, expires_ms = excluded.expires_ms
+            WHERE bindings.ts_ms < excluded.ts_ms
+            """, [pk, address, String(timestampMs), String(expiresMs)]).changes == 1
+    }
+
+    func binding(pk: String, nowMs: Int64) throws(StoreError) -> String? {
+        try run("SELECT addr FROM bindings WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)]).rows.first?[0] ?? nil
+    }
+
+    func putService(type: DiscoveryServiceType, pk: String, registration: ServiceRegistration, expiresMs: Int64) throws(StoreError) {
+        _ = try run("""
+            INSERT INTO services (type, pk, version, country, label, stats, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (type, pk) DO UPDATE SET version = excluded.version, country = excluded.country,
+                label = excluded.label, stats = excluded.stats, expires_ms = excluded.expires_ms
+            """, [type.rawValue, pk, registration.version, registration.country, registration.label,
+                  registration.stats.map { DiscoveryValidation.statsJSON($0).compact() }, String(expiresMs)])
+    }
+
+    func services(type: DiscoveryServiceType, country: String?, version: String?, nowMs: Int64) throws(StoreError) -> [ServiceEntry] {
+        // A NULL filter matches everything: ($3 IS NULL OR country = $3) with the parameter typed.
+        let r = try run("""
+            SELECT pk, version, country, label, stats, expires_ms FROM services
+            WHERE type = $1 AND expires_ms > $2
+              AND (CAST($3 AS TEXT) IS NULL OR country = $3) AND (CAST($4 AS TEXT) IS NULL OR version = $4)
+            ORDER BY pk
+            """, [type.rawValue, String(nowMs), country, version])
+        var out: [ServiceEntry] = []
+        for row in r.rows {
+            var stats: [String: Int64]? = nil
+            if let s = row[4], let v = try? JSONParser.parse(s) { stats = try? DiscoveryValidation.stats(v) }
+            out.append(ServiceEntry(pk: row[0] ?? "", type: type,
+                                    registration: ServiceRegistration(version: row[1] ?? "", country: row[2] ?? "", label: row[3], stats: stats),
+                                    expiresMs: try Self.int(row[5])))
+        }
+        return out
+    }
+
+    func deleteService(type: DiscoveryServiceType, pk: String, nowMs: Int64) throws(StoreError) -> Bool {
+        let live = try run("SELECT 1 FROM services WHERE type = $1 AND pk = $2 AND expires_ms > $3",
+                           [type.rawValue, pk, String(nowMs)]).rows.count > 0
+        _ = try run("DELETE FROM services WHERE type = $1 AND pk = $2", [type.rawValue, pk])
+        return live
+    }
+
+    func recordNonce(pk: String, nonce: String, expiresMs: Int64, nowMs: Int64) throws(StoreError) -> Bool {
+        // Inserted, or an expired row taken over: 1 change. A live duplicate: 0 (a replay).
+        try run("""
+            INSERT INTO nonces (pk, nonce, expires_ms) VALUES ($1, $2, $3)
+            ON CONFLICT (pk, nonce) DO UPDATE SET expires_ms = excluded.expires_ms WHERE nonces.expires_ms <= $4
+            """, [pk, nonce, String(expiresMs), String(nowMs)]).changes == 1
+    }
+
+    func purge(nowMs: Int64) throws(StoreError) -> Int {
+        var n = 0
+        for table in ["transports", "bindings", "services", "nonces"] {
+            n += try run("DELETE FROM \(table) WHERE expires_ms <= $1", [String(nowMs)]).changes
+        }
+        return n
+    }
+}

@@ -1,0 +1,130 @@
+import Logging
+import NIOConcurrencyHelpers
+import SkywireConfig
+import SkywireCrypto
+import SkywireDiscovery
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps this visor's entries alive in the discovery service (docs/discovery.md): its transport
+/// entry, and a `vpn` / `proxy` service entry while vpn-server / skysocks run. Refreshes every
+/// ttl/3 (ttl from `GET /v1/info`), deletes what it registered on stop. Failures are logged and
+/// retried at the next refresh; they never stop the visor.
+final class DiscoveryRegistrar: Sendable {
+    /// The app whose running state decides each service entry.
+    static let serviceApps: [(AppName, DiscoveryServiceType)] = [(.vpnServer, .vpn), (.skysocks, .proxy)]
+
+    private let url: DiscoveryURL
+    private let keyPair: KeyPair
+    private let country: String
+    private let stcpr: [String]
+    private let apps: AppRegistry
+    private let logger: Logger
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Service types currently registered (to delete them when their app stops, and on stop).
+    private let registered = NIOLockedValueBox<Set<DiscoveryServiceType>>([])
+    private let lastError = NIOLockedValueBox<String?>(nil)
+
+    init(url: DiscoveryURL, keyPair: KeyPair, country: String, stcpr: [String], apps: AppRegistry, logger: Logger) {
+        self.url = url
+        self.keyPair = keyPair
+        self.country = country
+        self.stcpr = stcpr
+        self.apps = apps
+        self.logger = logger
+    }
+
+    func start() {
+        // Blocking socket calls (5 s timeouts) on a detached task, off the event loops.
+        let t = Task.detached { [self] in
+            var ttl = DiscoveryAPI.defaultTTLSeconds
+            if let (status, body) = try? DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/info", timeoutSeconds: 5),
+               status == 200, let info = try? DiscoveryInfo.decode(body) {
+                ttl = info.ttl
+            }
+            let interval = max(1, ttl / 3)
+            logger.info("discovery: registering every \(interval) s", metadata: ["url": "\(url.host):\(url.port)"])
+            while !Task.isCancelled {
+                refresh()
+                try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
+            }
+        }
+        task.withLockedValue { $0 = t }
+    }
+
+    /// Stops refreshing and deletes the entries (best effort, bounded by the client timeout).
+    func stop() async {
+        let t = task.withLockedValue { t -> Task<Void, Never>? in defer { t = nil }; return t }
+        guard let t else { return }
+        t.cancel()
+        _ = await t.value
+        for type in registered.withLockedValue({ $0 }) {
+            _ = try? write("DELETE", "/v1/services/\(type.rawValue)/\(keyPair.publicKey.hex)", body: [])
+        }
+        _ = try? write("DELETE", "/v1/transports/\(keyPair.publicKey.hex)", body: [])
+        registered.withLockedValue { $0 = [] }
+        logger.info("discovery: entries deleted")
+    }
+
+    private func write(_ method: String, _ target: String, body: [UInt8]) throws(DiscoveryError) {
+        let h = DiscoverySigning.sign(keyPair: keyPair, method: method, target: target, body: body,
+                                      timestampMs: DiscoveryTime.nowMs())
+        let (status, resp) = try DiscoveryHTTPClient.exchange(url, method: method, target: target, headers: h.fields,
+                                                              body: body, timeoutSeconds: 5)
+        guard (200..<300).contains(status) else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(resp)) }
+    }
+
+    private func refresh() {
+        let pk = keyPair.publicKey.hex
+        var problems: [String] = []
+        let tb = Array(TransportRegistration(stcpr: stcpr, sudph: false).json().compact().utf8)
+        do { try write("PUT", "/v1/transports/\(pk)", body: tb) } catch { problems.append("transports: \(error.message)") }
+        let running = Set(apps.snapshot().compactMap { v -> String? in
+            v["status"]?.stringValue == "running" ? v["name"]?.stringValue : nil
+        })
+        for (app, type) in Self.serviceApps {
+            let target = "/v1/services/\(type.rawValue)/\(pk)"
+            if running.contains(app.rawValue) {
+                guard !country.isEmpty else { continue }
+                let body = Array(ServiceRegistration(version: SkywireVersion.string, country: country).json().compact().utf8)
+                do {
+                    try write("PUT", target, body: body)
+                    registered.withLockedValue { _ = $0.insert(type) }
+                } catch { problems.append("\(type.rawValue): \(error.message)") }
+            } else if registered.withLockedValue({ $0.contains(type) }) {
+                do {
+                    try write("DELETE", target, body: [])
+                    registered.withLockedValue { _ = $0.remove(type) }
+                } catch { problems.append("\(type.rawValue) delete: \(error.message)") }
+            }
+        }
+        // Log a failure once, and the recovery once.
+        let now = problems.isEmpty ? nil : problems.joined(separator: "; ")
+        let before = lastError.withLockedValue { v -> String? in defer { v = now }; return v }
+        if let now, now != before { logger.warning("discovery: registration failed: \(now)") }
+        if now == nil, before != nil { logger.info("discovery: registration works again") }
+    }
+}
+
+/// `GET /v1/info`.
+struct DiscoveryInfo {
+    var ttl: Int
+
+    static func decode(_ body: [UInt8]) throws -> DiscoveryInfo {
+        guard case .object(let members) = try JSONParser.parse(body),
+              case .number(let n)? = members.first(where: { $0.name == "ttl" })?.value, let ttl = Int(n), ttl > 0 else {
+            throw DiscoveryError(502, "GET /v1/info: no ttl")
+        }
+        return DiscoveryInfo(ttl: ttl)
+    }
+}
+
+/// Unix time in milliseconds (clock_gettime(CLOCK_REALTIME)) for signed writes.
+enum DiscoveryTime {
+    static func nowMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import SkywireConfig
+import SkywireDiscovery
+import SkywireVisor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of `skywire cli vpn list` / `proxy list`: they ask the discovery service directly,
+/// not the visor (docs/discovery.md).
+struct DiscoveryListOptions: ParsableArguments {
+    @Option(name: .customLong("discovery"), help: "Discovery URL, http://HOST:PORT (default: transport.discovery of --config).")
+    var discovery: String?
+
+    @Option(name: .customLong("config"), help: "Visor config whose transport.discovery names the service.")
+    var config: String?
+
+    @Option(name: [.customShort("c"), .customLong("country")], help: "Only servers in this country (ISO 3166-1 alpha-2, e.g. DE).")
+    var country: String?
+
+    @Option(name: .customLong("server-version"), help: "Only servers of this version.")
+    var serverVersion: String?
+
+    @Flag(help: "Add the servers' reported stats.") var stats = false
+    @Flag(help: "Print JSON (an array of entries).") var json = false
+
+    func validate() throws {
+        if let country {
+            do { try DiscoveryValidation.checkCountry(country) } catch { throw ValidationError("-c \(error.message)") }
+        }
+        if let serverVersion {
+            do { try DiscoveryValidation.checkVersion(serverVersion) } catch { throw ValidationError("--server-version \(error.message)") }
+        }
+    }
+
+    func url() throws -> DiscoveryURL {
+        var text = discovery
+        if text == nil, let config {
+            do { text = try VisorConfig.load(path: config).transport.discovery } catch { throw ValidationError("\(config): \(error)") }
+            if text?.isEmpty == true { throw ValidationError("\(config): transport.discovery is not set; pass --discovery URL") }
+        }
+        guard let text else { throw ValidationError("no discovery service: pass --discovery URL or --config with transport.discovery") }
+        do { return try DiscoveryURL(text) } catch { throw ValidationError(error.message) }
+    }
+
+    func run(_ type: DiscoveryServiceType) throws {
+        let u = try url()
+        var query: [String] = []
+        if let country { query.append("country=\(country)") }
+        if let serverVersion { query.append("version=\(serverVersion)") }
+        let target = "/v1/services/\(type.rawValue)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        let entries: [ServiceEntry]
+        do {
+            let (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: target)
+            guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
+            entries = try ServiceEntry.decodeList(body)
+        } catch {
+            printError("skywire cli \(type.rawValue) list: \((error as? DiscoveryError)?.message ?? "\(error)")")
+            throw ExitCode(1)
+        }
+        if json {
+            print(JSONValueList(entries.map { e -> JSONValue in
+                var v = e.json()
+                if !stats, case .object(let m) = v { v = .object(m.filter { $0.name != "stats" }) }
+                return v
+            }))
+            return
+        }
+        var header = ["PK", "COUNTRY", "VERSION", "LABEL"]
+        if stats { header.append("STATS") }
+        let rows = entries.map { e -> [String] in
+            var row = [e.pk, e.registration.country, e.registration.version, e.registration.label ?? "-"]
+            if stats {
+                row.append(e.registration.stats.map { s in s.keys.sorted().map { "\($0)=\(s[$0]!)" }.joined(separator: " ") } ?? "-")
+            }
+            return row
+        }
+        Output.table(header, rows)
+    }
+
+    private func JSONValueList(_ items: [JSONValue]) -> String { JSONValue.array(items).compact() }
+
+    private func printError(_ message: String) {
+        var line = Array((message + "\n").utf8)
+        _ = write(STDERR_FILENO, &line, line.count)
+    }
+}
+
+extension VPNGroup {
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List VPN exits registered with the discovery service.",
+            discussion: "Asks the discovery service (not the visor): --discovery URL, or transport.discovery of --config.")
+        @OptionGroup var options: DiscoveryListOptions
+        func run() throws { try options.run(.vpn) }
+    }
+}
+
+extension ProxyGroup {
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List SOCKS5 proxies (skysocks) registered with the discovery service.",
+            discussion: "Asks the discovery service (not the visor): --discovery URL, or transport.discovery of --config.")
+        @OptionGroup var options: DiscoveryListOptions
+        func run() throws { try options.run(.proxy) }
+    }
+}

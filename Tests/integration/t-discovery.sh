@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# skywire-discovery on a "public" namespace (198.51.100.1), a client namespace (198.51.100.2)
+# and a visor behind a NAT namespace (nftables masquerade, 10.99.1.0/24 behind 198.51.100.11).
+# Run twice: --db sqlite:FILE, then a PostgreSQL cluster the test starts (unix socket).
+# Checks: signed registration and filtered listing (curl and `skywire cli vpn list`), replayed,
+# forged, cross-key, skewed, oversized and malformed writes refused, an unrefreshed entry gone
+# after its TTL while a refreshed one stays, and the UDP rendezvous reporting the NAT's public
+# address as the visor's observed sudph address.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+DISC_BIN=$(dirname "$SKYWIRE_BIN")/skywire-discovery
+[ -x "$DISC_BIN" ] || die "$DISC_BIN not found: build it with 'swift build' (product skywire-discovery)"
+
+PUB=skwt-dc-pub$$ CLI=skwt-dc-cli$$ NAT=skwt-dc-nat$$ PRIV=skwt-dc-prv$$
+netns_add $PUB; netns_add $CLI; netns_add $NAT; netns_add $PRIV
+# The "internet": a bridge in PUB joining the service, the client and the NAT's outside.
+ip -n $PUB link add skwt-dcbr type bridge
+ip -n $PUB addr add 198.51.100.1/24 dev skwt-dcbr
+ip -n $PUB link set skwt-dcbr up
+attach() {  # attach NS IFNAME ADDR/24: a veth from NS into the bridge
+    ip link add "$2" netns "$1" type veth peer name "$2p" netns $PUB
+    ip -n "$1" addr add "$3" dev "$2"
+    ip -n "$1" link set "$2" up
+    ip -n $PUB link set "$2p" master skwt-dcbr
+    ip -n $PUB link set "$2p" up
+}
+attach $CLI skwt-dcc0 198.51.100.2/24
+attach $NAT skwt-dcn0 198.51.100.11/24
+# Behind the NAT: a private /24 and a masquerade rule on the way out.
+veth_pair $NAT skwt-dcn1 10.99.1.1/24 $PRIV skwt-dcv0 10.99.1.2/24
+ip -n $PRIV route add default via 10.99.1.1
+ip netns exec $NAT sysctl -qw net.ipv4.ip_forward=1
+ip netns exec $NAT nft -f - <<'EOF'
+table ip skwt_dc_nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "skwt-dcn0" masquerade; }
+}
+EOF
+ip netns exec $CLI ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity client -> public"
+ip netns exec $PRIV ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity private -> public through the NAT"
+
+PKA=$(visor_config a)
+PKB=$(visor_config b)
+PKC=$(visor_config c)
+# E: a real visor behind the NAT that registers itself (skysocks running -> a "proxy" entry in NL).
+PKE=$(visor_config e)
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/e.json" >"$T_WORK/e.tmp"
+install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
+URL=http://198.51.100.1:9090
+TTL=4
+
+# in_cli CMD...: runs CMD in the client namespace.
+in_cli() { ip netns exec $CLI "$@"; }
+
+# signed NAME METHOD TARGET [BODY_FILE] -> writes curl header lines to $T_WORK/h
+signed() {
+    local args=(sign -c "$T_WORK/$1.json" --method "$2" --target "$3")
+    [ -n "${4:-}" ] && args+=(--body-file "$4")
+    "$DISC_BIN" "${args[@]}" "${@:5}" >"$T_WORK/h" || die "skywire-discovery sign failed"
+}
+
+# http METHOD TARGET [BODY_FILE]: prints "STATUS BODY" (uses the headers in $T_WORK/h for writes).
+http() {
+    local args=(-s -m 5 -X "$1" -o "$T_WORK/resp" -w '%{http_code}')
+    [ "$1" != GET ] && args+=(-H @"$T_WORK/h")
+    [ -n "${3:-}" ] && args+=(--data-binary @"$3")
+    local code
+    code=$(in_cli curl "${args[@]}" "$URL$2") || true
+    echo "$code $(cat "$T_WORK/resp" 2>/dev/null)"
+}
+
+# expect_http DESC WANT_STATUS WANT_PATTERN METHOD TARGET [BODY_FILE]
+expect_http() {
+    local desc=$1 want=$2 pat=$3; shift 3
+    local got
+    got=$(http "$@")
+    if [[ ${got%% *} == "$want" ]] && grep -qE "$pat" <<<"$got"; then pass "$desc"; else fail "$desc: want $want /$pat/, got: $got"; fi
+}
+
+service_body() {  # service_body COUNTRY LABEL -> file
+    printf '{"version":"0.1.0","country":"%s","label":"%s","stats":{"connected":1}}' "$1" "$2" >"$T_WORK/sb-$1-$2"
+    echo "$T_WORK/sb-$1-$2"
+}
+
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+pg_start() {
+    [ -x "$PG_BIN/initdb" ] || die "PostgreSQL binaries missing (/usr/lib/postgresql/*/bin): run scripts/install-deps.sh"
+    PGDIR=$T_WORK/pg
+    # The server runs as postgres: it must traverse $T_WORK (the files in it stay mode 600).
+    chmod 711 "$T_WORK"
+    mkdir -p "$PGDIR"
+    chown postgres:postgres "$PGDIR"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDIR/data" -A trust -U postgres --no-sync -E UTF8 >"$T_WORK/initdb.log" 2>&1 \
+        || die "initdb failed: $(tail -5 "$T_WORK/initdb.log")"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w -t 30 \
+        -o "-k $PGDIR -c listen_addresses= -p 54330 -c fsync=off" start </dev/null >/dev/null 2>&1 \
+        || die "pg_ctl start failed: $(tail -5 "$PGDIR/postgres.log" 2>&1)"
+    T_PIDS+=("$(head -n1 "$PGDIR/data/postmaster.pid")")
+}
+pg_stop() { runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDIR/data" -m fast -w stop </dev/null >/dev/null 2>&1 || true; }
+
+# The rendezvous: the visor behind the NAT sends a signed BIND; BIND_OK carries its observed
+# (post-NAT) address, which the resolver then publishes.
+check_rendezvous() {
+    local obs
+    obs=$(ip netns exec $PRIV "$DISC_BIN" bind -c "$T_WORK/c.json" --to 198.51.100.1:9091 --from 0.0.0.0:7778 2>"$T_WORK/bind.err") \
+        || { fail "[$label] BIND from behind the NAT: $(cat "$T_WORK/bind.err")"; return; }
+    if [[ $obs == 198.51.100.11:* ]]; then pass "[$label] BIND_OK reports the NAT's public address ($obs)"; else fail "BIND_OK observed '$obs', want 198.51.100.11:*"; fi
+    printf '{"stcpr":[],"sudph":true}' >"$T_WORK/tb-c"
+    signed c PUT "/v1/transports/$PKC" "$T_WORK/tb-c"
+    expect_http "[$label] transport registered with sudph" 200 "\"sudph\":\"$obs\"" PUT "/v1/transports/$PKC" "$T_WORK/tb-c"
+    expect_http "[$label] resolver returns the observed sudph address" 200 "\"sudph\":\"$obs\"" GET "/v1/transports/$PKC"
+    # Punch: A (bound from the client namespace) asks for C; C's socket receives PUNCH(A).
+    in_cli "$DISC_BIN" bind -c "$T_WORK/a.json" --to 198.51.100.1:9091 --from 198.51.100.2:7778 >/dev/null 2>"$T_WORK/bind.err" \
+        || fail "BIND from the client: $(cat "$T_WORK/bind.err")"
+    signed a POST "/v1/punch/$PKC"
+    expect_http "[$label] punch answers with the target's observed address" 200 "\"target\":\"$obs\"" POST "/v1/punch/$PKC"
+    signed a POST "/v1/punch/$PKB"
+    expect_http "[$label] punch to a key without a binding" 404 "no live sudph binding" POST "/v1/punch/$PKB"
+}
+
+# A visor with transport.discovery registers its transport and, while skysocks runs, a proxy
+# entry; `skywire cli proxy list -c NL` finds it; stopping skysocks, then the visor, removes them.
+check_visor_registration() {
+    visor_start e $PRIV
+    local listing="" ok=0
+    for _ in $(seq 1 50); do
+        listing=$(in_cli "$SKYWIRE_BIN" cli proxy list --discovery "$URL" -c NL --json 2>&1) || true
+        if jq -e --arg pk "$PKE" 'length == 1 and .[0].pk == $pk and .[0].country == "NL"' <<<"$listing" >/dev/null 2>&1; then ok=1; break; fi
+        sleep 0.2
+    done
+    if [ $ok = 1 ]; then pass "[$label] a visor registers its proxy; cli proxy list -c NL finds it"; else fail "[$label] visor registration: $listing"; fi
+    expect_http "[$label] the visor's transport entry advertises its stcpr listener" 200 '"stcpr":\["10\.99\.1\.2:7777"\]' GET "/v1/transports/$PKE"
+    cli e apps stop skysocks >/dev/null 2>&1 || fail "[$label] apps stop skysocks"
+    ok=0
+    for _ in $(seq 1 $(( (TTL / 3 + 2) * 5 ))); do
+        listing=$(in_cli "$SKYWIRE_BIN" cli proxy list --discovery "$URL" --json 2>&1) || true
+        if [ "$listing" = "[]" ]; then ok=1; break; fi
+        sleep 0.2
+    done
+    if [ $ok = 1 ]; then pass "[$label] stopping skysocks removes the proxy entry"; else fail "[$label] proxy entry after skysocks stopped: $listing"; fi
+    visor_stop e
+    expect_http "[$label] a stopped visor deletes its transport entry" 404 "unknown key" GET "/v1/transports/$PKE"
+}
+
+run_suite() {  # run_suite DB_URL LABEL
+    local db=$1 label=$2
+    log "=== backend: $label"
+    ip netns exec $PUB "$DISC_BIN" --http 198.51.100.1:9090 --udp 198.51.100.1:9091 --db "$db" --ttl $TTL \
+        >>"$T_WORK/discovery-$label.log" 2>&1 &
+    local pid=$!
+    T_PIDS+=("$pid")
+    for _ in $(seq 1 50); do
+        in_cli curl -s -m 1 -o /dev/null "$URL/v1/info" && break
+        kill -0 $pid 2>/dev/null || die "skywire-discovery ($label) exited: $(tail -5 "$T_WORK/discovery-$label.log")"
+        sleep 0.1
+    done
+    expect_http "[$label] info" 200 '"udp":"198.51.100.1:9091".*"ttl":4' GET /v1/info
+
+    # Registration and filtered listing.
+    local bde bfr
+    bde=$(service_body DE berlin); bfr=$(service_body FR paris)
+    signed a PUT "/v1/services/vpn/$PKA" "$bde"; expect_http "[$label] A registers a DE exit" 200 '"country":"DE"' PUT "/v1/services/vpn/$PKA" "$bde"
+    cp "$T_WORK/h" "$T_WORK/h-replay"
+    signed b PUT "/v1/services/vpn/$PKB" "$bfr"; expect_http "[$label] B registers a FR exit" 200 '"country":"FR"' PUT "/v1/services/vpn/$PKB" "$bfr"
+    expect_http "[$label] list filtered by country" 200 "^200 \\{\"services\":\\[\\{\"pk\":\"$PKA\"[^]]*\\]\\}$" GET "/v1/services/vpn?country=DE"
+    local listing
+    listing=$(in_cli "$SKYWIRE_BIN" cli vpn list --discovery "$URL" -c FR --json 2>&1) || true
+    if jq -e --arg pk "$PKB" 'length == 1 and .[0].pk == $pk and .[0].country == "FR"' <<<"$listing" >/dev/null 2>&1; then
+        pass "[$label] skywire cli vpn list -c FR --json"
+    else
+        fail "[$label] skywire cli vpn list -c FR --json: $listing"
+    fi
+    listing=$(in_cli "$SKYWIRE_BIN" cli vpn list --discovery "$URL" --stats 2>&1) || true
+    if grep -q "$PKA" <<<"$listing" && grep -q "$PKB" <<<"$listing" && grep -qi connected <<<"$listing"; then
+        pass "[$label] skywire cli vpn list --stats"
+    else
+        fail "[$label] skywire cli vpn list --stats: $listing"
+    fi
+
+    # Refused writes.
+    cp "$T_WORK/h-replay" "$T_WORK/h"
+    expect_http "[$label] replayed write refused" 401 "nonce already used" PUT "/v1/services/vpn/$PKA" "$bde"
+    signed a PUT "/v1/services/vpn/$PKB" "$bde"
+    expect_http "[$label] write for another key refused" 403 "signed by" PUT "/v1/services/vpn/$PKB" "$bde"
+    signed a PUT "/v1/services/vpn/$PKB" "$bde"
+    sed -i "s/^Skywire-PK: .*/Skywire-PK: $PKB/" "$T_WORK/h"
+    expect_http "[$label] forged write (B's key, A's signature) refused" 401 "bad signature" PUT "/v1/services/vpn/$PKB" "$bde"
+    signed a PUT "/v1/services/vpn/$PKA" "$bde"
+    expect_http "[$label] body changed after signing refused" 401 "bad signature" PUT "/v1/services/vpn/$PKA" "$bfr"
+    signed a PUT "/v1/services/vpn/$PKA" "$bde" --timestamp-ms $(( $(date +%s%3N) - 120000 ))
+    expect_http "[$label] stale timestamp refused" 401 "from the service clock" PUT "/v1/services/vpn/$PKA" "$bde"
+    head -c 5000 /dev/zero | tr '\0' ' ' >"$T_WORK/big"
+    signed a PUT "/v1/services/vpn/$PKA" "$T_WORK/big"
+    expect_http "[$label] oversized body refused" 413 "at most 4096" PUT "/v1/services/vpn/$PKA" "$T_WORK/big"
+    printf '{"version":"0.1.0","country":"DE",' >"$T_WORK/bad"
+    signed a PUT "/v1/services/vpn/$PKA" "$T_WORK/bad"
+    expect_http "[$label] malformed body refused" 400 "malformed JSON" PUT "/v1/services/vpn/$PKA" "$T_WORK/bad"
+    local unsigned
+    unsigned=$(in_cli curl -s -m 5 -X PUT -w ' %{http_code}' --data-binary @"$bde" "$URL/v1/services/vpn/$PKA") || true
+    if [[ $unsigned == *"missing header"*" 401" ]]; then pass "[$label] unsigned write refused"; else fail "[$label] unsigned write: $unsigned"; fi
+    # B's entry is unchanged by all of the above.
+    expect_http "[$label] B's entry intact" 200 "\"pk\":\"$PKB\".*\"label\":\"paris\"" GET "/v1/services/vpn?country=FR"
+
+    check_rendezvous
+    check_visor_registration
+
+    # TTL: A keeps refreshing, B does not; after the TTL only A is listed.
+    local end=$(( $(date +%s) + TTL + 2 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        signed a PUT "/v1/services/vpn/$PKA" "$bde"
+        [ "$(http PUT "/v1/services/vpn/$PKA" "$bde" | cut -d' ' -f1)" = 200 ] || fail "[$label] refresh of A failed"
+        sleep 1
+    done
+    expect_http "[$label] unrefreshed entry gone after its TTL" 200 '^200 \{"services":\[\]\}$' GET "/v1/services/vpn?country=FR"
+    expect_http "[$label] refreshed entry still listed" 200 "\"pk\":\"$PKA\"" GET "/v1/services/vpn?country=DE"
+    signed a DELETE "/v1/services/vpn/$PKA"
+    expect_http "[$label] delete" 204 "" DELETE "/v1/services/vpn/$PKA"
+    expect_http "[$label] deleted entry gone" 200 '^200 \{"services":\[\]\}$' GET "/v1/services/vpn"
+
+    kill $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+}
+
+run_suite "sqlite:$T_WORK/discovery.sqlite" sqlite
+pg_start
+run_suite "postgresql://postgres@/postgres?host=$T_WORK/pg&port=54330" postgresql
+pg_stop
+finish
