@@ -36,6 +36,12 @@ extension VisorConfig {
             out.append(FieldProblem(path: "transport.discovery",
                                     message: "the visor registers only with http:// discovery services; this one is not used"))
         }
+        if transport.publicAddr != nil && transport.discovery.isEmpty {
+            out.append(FieldProblem(path: "transport.public_addr", message: "set, but transport.discovery is empty: it is not advertised"))
+        }
+        if transport.publicAddr != nil && transport.stcprPort == 0 {
+            out.append(FieldProblem(path: "transport.public_addr", message: "set, but the stcpr listener is disabled (stcpr_port is 0)"))
+        }
         if !transport.country.isEmpty && transport.discovery.isEmpty {
             out.append(FieldProblem(path: "transport.country", message: "set, but transport.discovery is empty: nothing is registered"))
         }
@@ -60,6 +66,7 @@ enum Key {
     static let peers = "peers"
     static let discovery = "discovery"
     static let country = "country"
+    static let publicAddr = "public_addr"
     static let stcpr = "stcpr"
     static let sudph = "sudph"
 
@@ -144,7 +151,7 @@ struct ConfigReader {
     private mutating func readTransport(_ json: JSONValue, own: PublicKey?) -> TransportConfig? {
         let path = Key.transport
         guard let obj = object(json, at: path,
-                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery, Key.country],
+                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery, Key.country, Key.publicAddr],
                                required: [Key.stcprPort, Key.sudphPort, Key.listenAddr]) else { return nil }
         let stcpr = obj[Key.stcprPort].flatMap { integer($0, at: join(path, Key.stcprPort), in: Limits.listenerPorts) }
         let sudph = obj[Key.sudphPort].flatMap { integer($0, at: join(path, Key.sudphPort), in: Limits.listenerPorts) }
@@ -176,9 +183,24 @@ struct ConfigReader {
             }
             return s
         } ?? ""
-        guard let stcpr, let sudph, let listen, let peers, let discovery, let country else { return nil }
+        let publicPath = join(path, Key.publicAddr)
+        var publicAddr: HostPort? = nil
+        var publicAddrValid = true
+        if let v = obj[Key.publicAddr] {
+            if let s = string(v, at: publicPath) {
+                switch HostPort.parse(s) {
+                case .success(let hp): publicAddr = hp
+                case .failure(let e):
+                    report(publicPath, "\"\(JSONValue.escaped(s))\" is not HOST:PORT (\(e))")
+                    publicAddrValid = false
+                }
+            } else {
+                publicAddrValid = false
+            }
+        }
+        guard let stcpr, let sudph, let listen, let peers, let discovery, let country, publicAddrValid else { return nil }
         return TransportConfig(stcprPort: UInt16(stcpr), sudphPort: UInt16(sudph), listenAddr: listen,
-                               peers: peers, discovery: discovery, country: country)
+                               peers: peers, discovery: discovery, country: country, publicAddr: publicAddr)
     }
 
     private mutating func readPeers(_ json: JSONValue, at path: String, own: PublicKey?) -> [PublicKey: PeerAddresses]? {

@@ -28,7 +28,8 @@ extension VisorConfig {
                 member(Key.listenAddr, .string(transport.listenAddr)),
                 member(Key.peers, .object(peers)),
                 member(Key.discovery, .string(transport.discovery)),
-            ] + (transport.country.isEmpty ? [] : [member(Key.country, .string(transport.country))]))),
+            ] + (transport.country.isEmpty ? [] : [member(Key.country, .string(transport.country))])
+              + (transport.publicAddr.map { [member(Key.publicAddr, .string($0.description))] } ?? []))),
             member(Key.launcher, .object([member(Key.apps, .array(apps))])),
             member(Key.cliAddr, .string(cliAddr)),
             member(Key.logLevel, .string(logLevel.rawValue)),

@@ -86,11 +86,16 @@ public struct TransportConfig: Sendable, Equatable {
     public var discovery: String
     /// ISO 3166-1 alpha-2 country the visor's services are listed under in discovery; "" for none.
     public var country: String
+    /// The stcpr address registered with discovery (a port forward or public address the
+    /// listener is reachable at); nil: the listener's own address when it is a specific one.
+    public var publicAddr: HostPort?
 
     public init(stcprPort: UInt16 = VisorConfig.defaultSTCPRPort,
                 sudphPort: UInt16 = VisorConfig.defaultSUDPHPort,
                 listenAddr: String = VisorConfig.defaultListenAddr,
-                peers: [PublicKey: PeerAddresses] = [:], discovery: String = "", country: String = "") {
+                peers: [PublicKey: PeerAddresses] = [:], discovery: String = "", country: String = "",
+                publicAddr: HostPort? = nil) {
+        self.publicAddr = publicAddr
         self.stcprPort = stcprPort
         self.sudphPort = sudphPort
         self.listenAddr = listenAddr

@@ -264,6 +264,27 @@ final class VisorConfigValidationTests: XCTestCase {
         XCTAssertFalse(try VisorConfig.parse(baseDocument().prettyPrinted()).jsonText().contains("country"))
     }
 
+    func testPublicAddr() throws {
+        for bad in ["203.0.113.5", "203.0.113.5:0", "203.0.113.5:70000", "2001:db8::1:7777", ""] {
+            assertOnly(problems { $0.set([.key("transport"), .key("public_addr")], .string(bad)) },
+                       "transport.public_addr", "is not HOST:PORT")
+        }
+        assertOnly(problems { $0.set([.key("transport"), .key("public_addr")], .number("7777")) },
+                   "transport.public_addr", "expected a string")
+        var doc = baseDocument()
+        doc.set([.key("transport"), .key("public_addr")], .string("[2001:db8::5]:7777"))
+        var c = try VisorConfig.parse(doc.prettyPrinted())
+        XCTAssertEqual(c.transport.publicAddr, HostPort(host: "2001:db8::5", port: 7777))
+        XCTAssertEqual(c.warnings().map(\.path), ["transport.public_addr"])   // no discovery to advertise it to
+        XCTAssertTrue(c.jsonText().contains("\"public_addr\": \"[2001:db8::5]:7777\""))
+        XCTAssertEqual(try VisorConfig.parse(c.jsonText()), c)
+        doc.set([.key("transport"), .key("discovery")], .string("http://198.51.100.1:9090"))
+        doc.set([.key("transport"), .key("stcpr_port")], .number("0"))
+        c = try VisorConfig.parse(doc.prettyPrinted())
+        XCTAssertEqual(c.warnings().map(\.message), ["set, but the stcpr listener is disabled (stcpr_port is 0)"])
+        XCTAssertFalse(try VisorConfig.parse(baseDocument().prettyPrinted()).jsonText().contains("public_addr"))
+    }
+
     func testNoListenersAndNoPeersIsAWarningNotAnError() throws {
         var doc = baseDocument()
         doc.set([.key("transport"), .key("stcpr_port")], .number("0"))

@@ -18,6 +18,7 @@ public final class TransportManager: @unchecked Sendable {
     let lock = NIOLock()
     var entries: [String: TransportEntry] = [:]
     private var _router: AppRouter?
+    private var _resolver: PeerResolver?
     var stcprListener: Channel?
     var sudph: SudphEndpoint?
     var stopped = false
@@ -45,6 +46,12 @@ public final class TransportManager: @unchecked Sendable {
     public var router: AppRouter? {
         get { lock.withLock { _router } }
         set { lock.withLock { _router = newValue } }
+    }
+
+    /// Resolves keys that `transport.peers` does not list (`connect`, `openStream`); nil: none.
+    public var resolver: PeerResolver? {
+        get { lock.withLock { _resolver } }
+        set { lock.withLock { _resolver = newValue } }
     }
 
     public var localKey: PublicKey { settings.identity.publicKey }
@@ -108,6 +115,12 @@ public final class TransportManager: @unchecked Sendable {
             throw TransportError(.badAddress,
                                  "no \(type.rawValue) address for \(remote.hex): pass --addr HOST:PORT or add it to transport.peers")
         }
+        return try await add(remote: remote, type: type, target: target)
+    }
+
+    /// `add` with a parsed address.
+    func add(remote: PublicKey, type: TransportType, target: HostPort) async throws -> TransportInfo {
+        guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
         let (host, port) = (target.host, Int(target.port))
         if let existing = lock.withLock({ entries.values.first { $0.remote == remote && $0.type == type && $0.isUp } }) {
             existing.markWanted()
@@ -187,7 +200,7 @@ public final class TransportManager: @unchecked Sendable {
     }
 
     /// Opens a stream to `port` on the visor `remote`. When no transport is up, dials one
-    /// from the peers table first.
+    /// first (`connect`: the peers table, else the resolver).
     /// `waitForAccept: false` hands the stream out before the remote app accepted it (see
     /// `MuxConnection.openStream`).
     public func openStream(to remote: PublicKey, port: UInt16, sourcePort: UInt16,
@@ -199,11 +212,7 @@ public final class TransportManager: @unchecked Sendable {
         }
         let promise = loop.makePromise(of: AppStream.self)
         promise.completeWithTask {
-            let peer = self.settings.peers[remote]
-            guard let type = peer?.stcpr != nil ? TransportType.stcpr : (peer?.sudph != nil ? .sudph : nil) else {
-                throw TransportError(.notFound, "no transport to \(remote.hex) and no address for it in transport.peers")
-            }
-            _ = try await self.add(remote: remote, type: type, address: nil)
+            _ = try await self.connect(remote: remote)
             guard let conn = self.connection(to: remote) else {
                 throw TransportError(.closed, "transport to \(remote.hex) closed while opening a stream")
             }

@@ -45,12 +45,18 @@ extension Visor {
             return try await ping(params)
         case "tp.add":
             let pk = try Self.publicKey(params.requiredString("pk"))
-            let typeName = try params.optionalString("type") ?? TransportType.stcpr.rawValue
-            guard let type = TransportType(rawValue: typeName) else {
-                throw ControlError(.badRequest, "unknown transport type \"\(typeName)\" (stcpr or sudph)")
+            let typeName = try params.optionalString("type")
+            let type = try typeName.map { name throws(ControlError) -> TransportType in
+                guard let t = TransportType(rawValue: name) else {
+                    throw ControlError(.badRequest, "unknown transport type \"\(name)\" (stcpr or sudph)")
+                }
+                return t
             }
-            let info = try await transports.add(remote: pk, type: type, address: params.optionalString("addr"))
-            return info.controlValue
+            // Without --addr: the peers table, else discovery (stcpr, then sudph, when no type is given).
+            if let addr = try params.optionalString("addr") {
+                return try await transports.add(remote: pk, type: type ?? .stcpr, address: addr).controlValue
+            }
+            return try await transports.connect(remote: pk, type: type).controlValue
         case "tp.ls":
             return .array(transports.list().map(\.controlValue))
         case "tp.rm":
@@ -145,15 +151,12 @@ extension Visor {
         }
     }
 
-    /// Makes sure a transport to `pk` is up, dialling one from the peers table if needed.
+    /// Makes sure a transport to `pk` is up, dialling one if needed: from the peers table, else
+    /// from the addresses discovery has for `pk` (`TransportManager.connect`).
     func ensureTransport(to pk: PublicKey, timeout: Int64) async throws {
         guard (1...3600).contains(timeout) else { throw ControlError(.badRequest, "timeout must be in 1...3600 s") }
         if transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) { return }
-        guard let peer = options.transport.peers[pk] else {
-            throw ControlError(.notFound, "no transport to \(pk.hex) and no address for it in transport.peers; add one with: skywire cli tp add \(pk.hex) --addr HOST:PORT")
-        }
-        let type: TransportType = peer.stcpr != nil ? .stcpr : .sudph
-        _ = try await transports.add(remote: pk, type: type, address: nil)
+        _ = try await transports.connect(remote: pk)
     }
 
     static func publicKey(_ hex: String) throws -> PublicKey {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SkywireCrypto
+import SkywireDiscovery
 import SkywireTransport
 
 /// The daemon: transports, apps and the control socket, started and stopped together.
@@ -31,6 +32,7 @@ public final class Visor: Sendable {
                        logger: logger, stateDirectory: stateDirectory)
         }
         transports.router = apps
+        if let url = try? DiscoveryURL(options.discovery) { transports.resolver = DiscoveryResolver(url: url) }
         self.startedAt = .now
         self.registrar = Self.makeRegistrar(options: options, apps: apps, logger: logger)
         let box = VisorBox()

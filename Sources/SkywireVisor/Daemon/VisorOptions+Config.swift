@@ -15,6 +15,7 @@ extension VisorOptions {
             controlSocket: config.cliAddr,
             logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
             stateDirectory: config.stateDir,
-            discovery: config.transport.discovery, country: config.transport.country)
+            discovery: config.transport.discovery, country: config.transport.country,
+            publicAddr: config.transport.publicAddr)
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import SkywireConfig
 import SkywireTransport
 
 /// One entry of `launcher.apps`.
@@ -27,9 +28,13 @@ public struct VisorOptions: Sendable {
     public var discovery: String
     /// Country the visor's services are listed under (`transport.country`).
     public var country: String
+    /// The stcpr address registered with discovery (`transport.public_addr`), nil for the default.
+    public var publicAddr: HostPort?
 
     public init(transport: TransportSettings, apps: [AppSpec], controlSocket: String,
-                logLevel: Logger.Level, stateDirectory: String, discovery: String = "", country: String = "") {
+                logLevel: Logger.Level, stateDirectory: String, discovery: String = "", country: String = "",
+                publicAddr: HostPort? = nil) {
+        self.publicAddr = publicAddr
         self.transport = transport
         self.apps = apps
         self.controlSocket = controlSocket

@@ -13,12 +13,12 @@ struct TransportGroup: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Dial a visor by public key and keep the transport up.")
         @OptionGroup var control: ControlOptions
         @Argument(help: "The remote visor's public key (64 hex).") var pk: String
-        @Option(name: [.customShort("t"), .long], help: "Transport type: stcpr or sudph.") var type: String = "stcpr"
-        @Option(help: "HOST:PORT to dial; default: the peers table in the config.") var addr: String?
+        @Option(name: [.customShort("t"), .long], help: "Transport type: stcpr or sudph (default: stcpr with --addr; without it, stcpr then sudph).") var type: String?
+        @Option(help: "HOST:PORT to dial; default: transport.peers, else the addresses transport.discovery has for PK.") var addr: String?
         @Flag(help: "Print stable JSON.") var json = false
 
         func validate() throws {
-            guard ["stcpr", "sudph"].contains(type) else {
+            if let type, !["stcpr", "sudph"].contains(type) {
                 throw ValidationError("--type must be stcpr or sudph, not \"\(type)\"")
             }
             guard pk.utf8.count == 64, pk.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
@@ -28,7 +28,8 @@ struct TransportGroup: ParsableCommand {
 
         func run() throws {
             try runControl {
-                var params: [String: ControlValue] = ["pk": .string(pk), "type": .string(type)]
+                var params: [String: ControlValue] = ["pk": .string(pk)]
+                if let type { params["type"] = .string(type) }
                 if let addr { params["addr"] = .string(addr) }
                 let tp = try control.client().call("tp.add", params)
                 if json { try Output.json(tp); return }

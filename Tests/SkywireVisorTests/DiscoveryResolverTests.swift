@@ -1,0 +1,142 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SkywireConfig
+import SkywireCrypto
+import SkywireDiscovery
+import SkywireTransport
+import XCTest
+@testable import SkywireVisor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A resolver double: answers from a table, records the keys asked for.
+private final class TableResolver: PeerResolver {
+    let name = "test discovery"
+    let table: [PublicKey: ResolvedPeer]
+    let asked = NIOLockedValueBox<[PublicKey]>([])
+    init(_ table: [PublicKey: ResolvedPeer]) { self.table = table }
+    func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
+        asked.withLockedValue { $0.append(key) }
+        guard let found = table[key] else { throw TransportError(.notFound, "\(key.hex) not found in \(name)") }
+        return found
+    }
+}
+
+final class DiscoveryResolverTests: XCTestCase {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    override func tearDown() {
+        try? group.syncShutdownGracefully()
+    }
+
+    /// A TCP port on 127.0.0.1 that nothing listens on right now (bound, read, closed).
+    private func unusedPort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+                guard bind(fd, p, len) == 0 else { return -1 }
+                return getsockname(fd, p, &len)
+            }
+        }
+        XCTAssertEqual(rc, 0)
+        return UInt16(bigEndian: sin.sin_port)
+    }
+
+    private func manager(stcprPort: Int = 0) -> TransportManager {
+        let settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1",
+                                         stcprPort: stcprPort, sudphPort: 0, peers: [:])
+        return TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+    }
+
+    private func message(_ body: () async throws -> Void) async -> String {
+        do {
+            try await body()
+            XCTFail("expected an error")
+            return ""
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testWithoutPeersOrDiscoveryTheErrorSaysWhatToSet() async throws {
+        let m = manager()
+        let key = KeyPair.generate().publicKey
+        let text = await message { _ = try await m.connect(remote: key) }
+        XCTAssertTrue(text.contains("transport.discovery is not set"), text)
+        XCTAssertTrue(text.contains(key.hex), text)
+        await m.shutdown()
+    }
+
+    func testUnknownKeyAndNoUsableAddressAreErrors() async throws {
+        let m = manager()
+        let known = KeyPair.generate().publicKey
+        let unknown = KeyPair.generate().publicKey
+        let resolver = TableResolver([known: ResolvedPeer(stcpr: [], sudph: HostPort(host: "127.0.0.1", port: 9))])
+        m.resolver = resolver
+        let text1 = await message { _ = try await m.connect(remote: unknown) }
+        XCTAssertTrue(text1.contains("not found in test discovery"), text1)
+        // Its only address is sudph, and sudph is disabled here.
+        let text2 = await message { _ = try await m.connect(remote: known) }
+        XCTAssertTrue(text2.contains("has no usable address"), text2)
+        XCTAssertTrue(text2.contains("sudph is disabled here"), text2)
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, [unknown, known])
+        XCTAssertEqual(m.list(), [])
+        await m.shutdown()
+    }
+
+    func testDiscoveredAddressesAreTriedInTurnAndFailuresNamed() async throws {
+        let port = try unusedPort()
+        let exit = manager(stcprPort: Int(try unusedPort()))
+        try await exit.start()
+        let exitAddr = try XCTUnwrap(exit.stcprListenAddress)
+        let client = manager()
+        let dead = HostPort(host: "127.0.0.1", port: port)
+        let live = try XCTUnwrap(try? HostPort.parse(exitAddr).get())
+        let deadKey = KeyPair.generate().publicKey
+        client.resolver = TableResolver([exit.localKey: ResolvedPeer(stcpr: [dead, live], sudph: nil),
+                                         deadKey: ResolvedPeer(stcpr: [dead], sudph: nil)])
+        let text = await message { _ = try await client.connect(remote: deadKey) }
+        XCTAssertTrue(text.contains("cannot reach \(deadKey.hex)"), text)
+        XCTAssertTrue(text.contains("stcpr 127.0.0.1:\(port)"), text)
+
+        let info = try await client.connect(remote: exit.localKey)
+        XCTAssertEqual(info.type, .stcpr)
+        XCTAssertEqual(info.remoteKey, exit.localKey)
+        XCTAssertEqual(info.remoteAddress, exitAddr)
+        XCTAssertEqual(client.list().map(\.remoteKey), [exit.localKey])
+        await client.shutdown()
+        await exit.shutdown()
+    }
+
+    func testInterpretingTheDiscoveryAnswer() throws {
+        let key = KeyPair.generate().publicKey
+        let src = "discovery http://192.0.2.1:9090"
+        XCTAssertThrowsError(try DiscoveryResolver.interpret(status: 404, body: Array(#"{"error": "unknown key"}"#.utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("\(key.hex) not found in \(src)"), "\($0)")
+        }
+        XCTAssertThrowsError(try DiscoveryResolver.interpret(status: 500, body: Array(#"{"error": "storage failure: x"}"#.utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("answered 500"), "\($0)")
+            XCTAssertTrue("\($0)".contains("storage failure: x"), "\($0)")
+        }
+        let entry = TransportEntry(pk: key.hex, stcpr: ["203.0.113.5:7777", "[2001:db8::1]:7777"], sudph: "198.51.100.7:40123", expiresMs: 1)
+        let found = try DiscoveryResolver.interpret(status: 200, body: Array(entry.json().compact().utf8), key: key, source: src)
+        XCTAssertEqual(found, ResolvedPeer(stcpr: [HostPort(host: "203.0.113.5", port: 7777), HostPort(host: "2001:db8::1", port: 7777)],
+                                           sudph: HostPort(host: "198.51.100.7", port: 40123)))
+        let other = TransportEntry(pk: KeyPair.generate().publicKey.hex, stcpr: [], sudph: nil, expiresMs: 1)
+        XCTAssertThrowsError(try DiscoveryResolver.interpret(status: 200, body: Array(other.json().compact().utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("when asked for \(key.hex)"), "\($0)")
+        }
+        XCTAssertThrowsError(try DiscoveryResolver.interpret(status: 200, body: Array("{".utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("malformed transport entry"), "\($0)")
+        }
+    }
+}
