@@ -14,7 +14,7 @@ struct ProxyGroup: ParsableCommand {
             abstract: "Proxy local SOCKS5 connections through the visor with public key PK.",
             discussion: "Listens on 127.0.0.1:1080 unless --addr says otherwise. The server visor runs skysocks (port 3).")
         @OptionGroup var control: ControlOptions
-        @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex).") var pk: String
+        @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex); dialled at its transport.peers address, else at the addresses transport.discovery has for it.") var pk: String
         @Option(help: "HOST:PORT to listen on (default 127.0.0.1:1080).") var addr: String?
         @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
 

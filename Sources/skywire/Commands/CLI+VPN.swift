@@ -20,7 +20,7 @@ struct VPNGroup: ParsableCommand {
             the uplink directly.
             """)
         @OptionGroup var control: ControlOptions
-        @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex).") var pk: String
+        @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex); dialled at its transport.peers address, else at the addresses transport.discovery has for it.") var pk: String
         @Flag(name: .customLong("existing-tp"), help: "Use an existing transport only; do not dial one.") var existingTransport = false
         @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
         @Flag(help: "Drop all traffic that would leave outside the tunnel, also while reconnecting.") var killswitch = false
