@@ -12,9 +12,10 @@ struct DiscoveryResolver: PeerResolver {
 
     func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
         let url = self.url
-        let (status, body) = try await Task.detached { () throws(DiscoveryError) -> (status: Int, body: [UInt8]) in
+        let answer = try await Task.detached { () throws -> (status: Int, body: [UInt8]) in
             try DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/transports/\(key.hex)", timeoutSeconds: 5)
         }.value
+        let (status, body) = (answer.status, answer.body)
         return try Self.interpret(status: status, body: body, key: key, source: name)
     }
 

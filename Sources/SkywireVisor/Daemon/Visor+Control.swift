@@ -45,12 +45,12 @@ extension Visor {
             return try await ping(params)
         case "tp.add":
             let pk = try Self.publicKey(params.requiredString("pk"))
-            let typeName = try params.optionalString("type")
-            let type = try typeName.map { name throws(ControlError) -> TransportType in
+            var type: TransportType? = nil
+            if let name = try params.optionalString("type") {
                 guard let t = TransportType(rawValue: name) else {
                     throw ControlError(.badRequest, "unknown transport type \"\(name)\" (stcpr or sudph)")
                 }
-                return t
+                type = t
             }
             // Without --addr: the peers table, else discovery (stcpr, then sudph, when no type is given).
             if let addr = try params.optionalString("addr") {
