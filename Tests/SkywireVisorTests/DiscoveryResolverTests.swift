@@ -113,6 +113,13 @@ final class DiscoveryResolverTests: XCTestCase {
         XCTAssertEqual(info.remoteKey, exit.localKey)
         XCTAssertEqual(info.remoteAddress, exitAddr)
         XCTAssertEqual(client.list().map(\.remoteKey), [exit.localKey])
+        // Up already: no second lookup, the same transport.
+        let askedBefore = try XCTUnwrap(client.resolver as? TableResolver).asked.withLockedValue { $0.count }
+        let again = try await client.connect(remote: exit.localKey)
+        XCTAssertEqual(again.id, info.id)
+        XCTAssertEqual(try XCTUnwrap(client.resolver as? TableResolver).asked.withLockedValue { $0.count }, askedBefore)
+        let ownText = await message { _ = try await client.connect(remote: client.localKey) }
+        XCTAssertTrue(ownText.contains("ourselves"), ownText)
         await client.shutdown()
         await exit.shutdown()
     }

@@ -26,7 +26,13 @@ extension TransportManager {
     /// Brings up a transport to `remote` without a given address: from `transport.peers` when it
     /// has one (of `type`, or stcpr before sudph when `type` is nil), else through the resolver,
     /// trying each discovered address in turn (stcpr first, then the sudph observed address).
+    /// A transport already up to `remote` (of `type`, if given) is returned as is, without a lookup.
     public func connect(remote: PublicKey, type: TransportType? = nil) async throws -> TransportInfo {
+        guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
+        if let up = lock.withLock({ entries.values.first { $0.remote == remote && (type == nil || $0.type == type) && $0.isUp } }) {
+            up.markWanted()
+            return up.info
+        }
         if let peer = settings.peers[remote] {
             for t in type.map({ [$0] }) ?? [.stcpr, .sudph] {
                 if let hp = peer.address(for: t) { return try await add(remote: remote, type: t, target: hp) }
