@@ -71,7 +71,7 @@ final class DiscoveryResolverTests: XCTestCase {
         let m = manager()
         let key = KeyPair.generate().publicKey
         let text = await message { _ = try await m.connect(remote: key) }
-        XCTAssertTrue(text.contains("transport.discovery is not set"), text)
+        XCTAssertTrue(text.contains("transport.discovery is not set to an http:// URL"), text)
         XCTAssertTrue(text.contains(key.hex), text)
         await m.shutdown()
     }

@@ -5,7 +5,9 @@
 # Checks: signed registration and filtered listing (curl and `skywire cli vpn list`), replayed,
 # forged, cross-key, skewed, oversized and malformed writes refused, an unrefreshed entry gone
 # after its TTL while a refreshed one stays, and the UDP rendezvous reporting the NAT's public
-# address as the visor's observed sudph address.
+# address as the visor's observed sudph address; connect by key alone: a visor behind the NAT
+# with no peers entry resolves an exit (reachable at its transport.public_addr) through discovery,
+# `proxy start -k PK` connects and a SOCKS fetch works; an unknown key fails clearly.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -47,6 +49,23 @@ PKE=$(visor_config e)
 jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
     | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/e.json" >"$T_WORK/e.tmp"
 install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
+# X: an exit on the public side (listening on 0.0.0.0, advertising transport.public_addr), skysocks in SE.
+PKX=$(visor_config x)
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "SE" | .transport.public_addr = "198.51.100.2:7777"
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/x.json" >"$T_WORK/x.tmp"
+install -m 600 "$T_WORK/x.tmp" "$T_WORK/x.json"
+# F: a client behind the NAT with discovery and no peers at all.
+PKF=$(visor_config f)
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {}' "$T_WORK/f.json" >"$T_WORK/f.tmp"
+install -m 600 "$T_WORK/f.tmp" "$T_WORK/f.json"
+# G: a key nobody registers.
+PKG=$(visor_config g)
+# A small file served on the public side, fetched through the proxy.
+mkdir -p "$T_WORK/www"
+head -c 300000 /dev/urandom >"$T_WORK/www/small.bin"
+WANT_SUM=$(sha256sum <"$T_WORK/www/small.bin" | cut -d' ' -f1)
+ip netns exec $PUB python3 -m http.server --bind 198.51.100.1 8080 --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
+T_PIDS+=("$!")
 URL=http://198.51.100.1:9090
 TTL=4
 
@@ -144,6 +163,46 @@ check_visor_registration() {
     expect_http "[$label] a stopped visor deletes its transport entry" 404 "unknown key" GET "/v1/transports/$PKE"
 }
 
+# Connect by key alone: F (behind the NAT, no peers) finds X's proxy in discovery, resolves X's
+# public stcpr address and relays a download through it; an unregistered key fails clearly.
+check_connect_by_key() {
+    visor_start x $CLI
+    visor_start f $PRIV
+    local listing="" ok=0
+    for _ in $(seq 1 50); do
+        listing=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli proxy list --config "$T_WORK/f.json" -c SE --json 2>&1) || true
+        if jq -e --arg pk "$PKX" 'length == 1 and .[0].pk == $pk' <<<"$listing" >/dev/null 2>&1; then ok=1; break; fi
+        sleep 0.2
+    done
+    if [ $ok = 1 ]; then pass "[$label] behind the NAT, proxy list -c SE finds the exit"; else fail "[$label] proxy list -c SE from behind the NAT: $listing"; fi
+    expect_http "[$label] the exit advertises transport.public_addr" 200 '"stcpr":\["198\.51\.100\.2:7777"\]' GET "/v1/transports/$PKX"
+    if jq -e --arg pk "$PKX" '.transport.peers | has($pk) | not' "$T_WORK/f.json" >/dev/null; then
+        pass "[$label] the client has no peers entry for the exit"
+    else
+        fail "[$label] f.json lists the exit in transport.peers"
+    fi
+    expect_fail "[$label] proxy start -k an unregistered key" "$PKG not found in discovery" cli f proxy start -k "$PKG" -t 10
+    expect_fail "[$label] tp add an unregistered key" "$PKG not found in discovery" cli f tp add "$PKG"
+    expect_ok "[$label] proxy start -k PK by key alone" cli f proxy start -k "$PKX" -t 10
+    local got=""
+    for _ in $(seq 1 20); do
+        got=$( (ip netns exec $PRIV curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://198.51.100.1:8080/small.bin 2>>"$T_WORK/curl.err" || true) | sha256sum | cut -d' ' -f1)
+        [ "$got" = "$WANT_SUM" ] && break
+        sleep 0.2
+    done
+    if [ "$got" = "$WANT_SUM" ]; then pass "[$label] SOCKS fetch through the resolved exit (checksum matches)"; else fail "[$label] SOCKS fetch: checksum $got, want $WANT_SUM: $(tail -3 "$T_WORK/curl.err" 2>/dev/null)"; fi
+    local tps
+    tps=$(cli f tp ls --json 2>&1) || true
+    if jq -e --arg pk "$PKX" 'any(.[]; .remote_pk == $pk and .type == "stcpr" and .remote_addr == "198.51.100.2:7777" and .state == "up")' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] tp ls --json shows the stcpr transport to the discovered address"
+    else
+        fail "[$label] tp ls --json: $tps"
+    fi
+    cli f proxy stop >/dev/null 2>&1 || fail "[$label] proxy stop"
+    visor_stop f
+    visor_stop x
+}
+
 run_suite() {  # run_suite DB_URL LABEL
     local db=$1 label=$2
     log "=== backend: $label"
@@ -205,6 +264,7 @@ run_suite() {  # run_suite DB_URL LABEL
 
     check_rendezvous
     check_visor_registration
+    check_connect_by_key
 
     # TTL: A keeps refreshing, B does not; after the TTL only A is listed.
     local end=$(( $(date +%s) + TTL + 2 ))

@@ -39,7 +39,7 @@ extension TransportManager {
             }
         }
         guard let resolver else {
-            throw TransportError(.notFound, "no \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) in transport.peers, and transport.discovery is not set: pass --addr HOST:PORT, add it to transport.peers, or set transport.discovery")
+            throw TransportError(.notFound, "no \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) in transport.peers, and no discovery to ask (transport.discovery is not set to an http:// URL): pass --addr HOST:PORT, add it to transport.peers, or set transport.discovery")
         }
         let found = try await resolver.resolve(remote)
         var candidates: [(TransportType, HostPort)] = []
