@@ -151,6 +151,16 @@ check_visor_registration() {
     done
     if [ $ok = 1 ]; then pass "[$label] a visor registers its proxy; cli proxy list -c NL finds it"; else fail "[$label] visor registration: $listing"; fi
     expect_http "[$label] the visor's transport entry advertises its stcpr listener" 200 '"stcpr":\["10\.99\.1\.2:7777"\]' GET "/v1/transports/$PKE"
+    # Its sudph socket BINDs at the rendezvous: the entry carries the NAT's public address.
+    local entry=""
+    for _ in $(seq 1 25); do
+        entry=$(http GET "/v1/transports/$PKE")
+        grep -qE '"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry" && break
+        sleep 0.2
+    done
+    if grep -qE '^200 .*"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry"; then pass "[$label] the visor's sudph socket is bound at the rendezvous (observed behind the NAT)"; else fail "[$label] sudph binding of the visor behind the NAT: $entry"; fi
+    grep -q "the rendezvous observes this visor at 198.51.100.11:" "$T_WORK/e.log" && pass "[$label] the visor logs its observed address from BIND_OK" \
+        || fail "[$label] no BIND_OK observed address in e.log"
     cli e apps stop skysocks >/dev/null 2>&1 || fail "[$label] apps stop skysocks"
     ok=0
     for _ in $(seq 1 $(( (TTL / 3 + 2) * 5 ))); do

@@ -97,6 +97,15 @@ public final class TransportManager: @unchecked Sendable {
         await endpoint?.close()
     }
 
+    /// Starts BINDing the sudph socket at the discovery service's UDP rendezvous (`host` an IP
+    /// literal); false when sudph is disabled or `host:port` is not an IP address.
+    public func startRendezvous(host: String, port: Int) -> Bool {
+        guard let endpoint = lock.withLock({ sudph }),
+              let address = try? SocketAddress(ipAddress: host, port: port) else { return false }
+        endpoint.startRendezvous(address, keyPair: settings.identity)
+        return true
+    }
+
     // MARK: Adding and removing
 
     /// Dials `remote` and waits until the handshake completes; the transport then stays wanted

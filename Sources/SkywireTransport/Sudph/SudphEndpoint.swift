@@ -12,8 +12,8 @@ import Glibc
 /// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
 /// the socket's event loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
-    // @unchecked Sendable: `peersByIndex`, `inboundByKey`, `plaintext`, `sinksInBatch` and the
-    // handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
+    // @unchecked Sendable: `peersByIndex`, `inboundByKey`, `plaintext`, `sinksInBatch`, the
+    // rendezvous fields and the handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
     let channel: Channel
     let eventLoop: EventLoop
     unowned let manager: TransportManager
@@ -24,6 +24,11 @@ final class SudphEndpoint: @unchecked Sendable {
     /// Peers that dialled us, by their key: a new initiation from the same key replaces the old.
     var inboundByKey: [PublicKey: SudphPeer] = [:]
     private(set) var droppedPackets: UInt64 = 0
+    /// The UDP rendezvous this socket BINDs at (SudphEndpoint+Rendezvous), its timer, and the
+    /// address it last reported in BIND_OK.
+    var rendezvous: SocketAddress?
+    var bindTask: RepeatedTask?
+    var observedAddress: RendezvousAddress?
     /// Messages read per recvmmsg(2) call, the largest datagram accepted, and the room for one
     /// message: with UDP GRO a message holds up to 64 KiB of equal-sized datagrams.
     static let vectorReadCount = 32
@@ -84,6 +89,8 @@ final class SudphEndpoint: @unchecked Sendable {
 
     func close() async {
         try? await eventLoop.submit {
+            self.bindTask?.cancel()
+            self.bindTask = nil
             // A peer can own two indices (handshake and session): close each once.
             var peers: [ObjectIdentifier: SudphPeer] = [:]
             for peer in self.peersByIndex.values { peers[ObjectIdentifier(peer)] = peer }
@@ -189,6 +196,10 @@ final class SudphEndpoint: @unchecked Sendable {
     deinit { plaintext.deallocate() }
 
     private func receive(_ data: ByteBuffer, from: SocketAddress) {
+        if let first = data.getInteger(at: data.readerIndex, as: UInt8.self), SudphRendezvousType.isRendezvous(first) {
+            receiveRendezvous(data, from: from)
+            return
+        }
         let parsed: SudphPacket
         do {
             parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }

@@ -25,8 +25,13 @@ final class DiscoveryRegistrar: Sendable {
     /// Service types currently registered (to delete them when their app stops, and on stop).
     private let registered = NIOLockedValueBox<Set<DiscoveryServiceType>>([])
     private let lastError = NIOLockedValueBox<String?>(nil)
+    /// Starts BINDing the sudph socket at the rendezvous `GET /v1/info` names; true when it does
+    /// (the transport entry then says `sudph: true`).
+    private let bindRendezvous: @Sendable (HostPort) -> Bool
 
-    init(url: DiscoveryURL, keyPair: KeyPair, country: String, stcpr: [String], apps: AppRegistry, logger: Logger) {
+    init(url: DiscoveryURL, keyPair: KeyPair, country: String, stcpr: [String], apps: AppRegistry, logger: Logger,
+         bindRendezvous: @escaping @Sendable (HostPort) -> Bool = { _ in false }) {
+        self.bindRendezvous = bindRendezvous
         self.url = url
         self.keyPair = keyPair
         self.country = country
@@ -39,14 +44,19 @@ final class DiscoveryRegistrar: Sendable {
         // Blocking socket calls (5 s timeouts) on a detached task, off the event loops.
         let t = Task.detached { [self] in
             var ttl = DiscoveryAPI.defaultTTLSeconds
+            var sudph = false
             if let (status, body) = try? DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/info", timeoutSeconds: 5),
                status == 200, let info = try? DiscoveryInfo.decode(body) {
                 ttl = info.ttl
+                if let udp = info.udp {
+                    sudph = bindRendezvous(udp)
+                    logger.info(sudph ? "discovery: sudph binds at the rendezvous \(udp)" : "discovery: sudph not bound at the rendezvous \(udp) (sudph disabled, or not an IP address)")
+                }
             }
             let interval = max(1, ttl / 3)
             logger.info("discovery: registering every \(interval) s", metadata: ["url": "\(url.host):\(url.port)"])
             while !Task.isCancelled {
-                refresh()
+                refresh(sudph: sudph)
                 try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
             }
         }
@@ -75,10 +85,10 @@ final class DiscoveryRegistrar: Sendable {
         guard (200..<300).contains(status) else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(resp)) }
     }
 
-    private func refresh() {
+    private func refresh(sudph: Bool) {
         let pk = keyPair.publicKey.hex
         var problems: [String] = []
-        let tb = Array(TransportRegistration(stcpr: stcpr, sudph: false).json().compact().utf8)
+        let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph).json().compact().utf8)
         do { try write("PUT", "/v1/transports/\(pk)", body: tb) } catch { problems.append("transports: \(error.message)") }
         let running = Set(apps.snapshot().compactMap { v -> String? in
             v["status"]?.stringValue == "running" ? v["name"]?.stringValue : nil
@@ -110,13 +120,19 @@ final class DiscoveryRegistrar: Sendable {
 /// `GET /v1/info`.
 struct DiscoveryInfo {
     var ttl: Int
+    /// The UDP rendezvous (`udp`), nil when absent or not HOST:PORT.
+    var udp: HostPort?
 
     static func decode(_ body: [UInt8]) throws -> DiscoveryInfo {
         guard case .object(let members) = try JSONParser.parse(body),
               case .number(let n)? = members.first(where: { $0.name == "ttl" })?.value, let ttl = Int(n), ttl > 0 else {
             throw DiscoveryError(502, "GET /v1/info: no ttl")
         }
-        return DiscoveryInfo(ttl: ttl)
+        var udp: HostPort? = nil
+        if case .string(let s)? = members.first(where: { $0.name == "udp" })?.value, case .success(let hp) = HostPort.parse(s) {
+            udp = hp
+        }
+        return DiscoveryInfo(ttl: ttl, udp: udp)
     }
 }
 

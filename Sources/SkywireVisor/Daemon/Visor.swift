@@ -34,7 +34,7 @@ public final class Visor: Sendable {
         transports.router = apps
         if let url = try? DiscoveryURL(options.discovery) { transports.resolver = DiscoveryResolver(url: url) }
         self.startedAt = .now
-        self.registrar = Self.makeRegistrar(options: options, apps: apps, logger: logger)
+        self.registrar = Self.makeRegistrar(options: options, apps: apps, transports: transports, logger: logger)
         let box = VisorBox()
         self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
             await box.visor!.handle(request)

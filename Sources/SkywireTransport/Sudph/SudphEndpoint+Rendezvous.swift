@@ -1,0 +1,92 @@
+import NIOCore
+import SkywireCrypto
+import SkywireWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The visor side of the UDP rendezvous (docs/discovery.md, PROTOCOL.md §4.5) on the sudph socket:
+/// a signed BIND now and every 15 s, BIND_OK noted, PUNCH answered with probe datagrams. BIND_OK
+/// and PUNCH are trusted only from the rendezvous address this endpoint binds to.
+extension SudphEndpoint {
+    static let bindInterval: TimeAmount = .seconds(15)
+    /// Probe datagrams sent to a PUNCH's peer address (one byte 0x00: the peer drops it unparsed;
+    /// it only opens this side's NAT mapping towards the peer).
+    static let punchProbes = 3
+
+    /// Binds at `address` now and every `bindInterval`; replaces an earlier rendezvous.
+    func startRendezvous(_ address: SocketAddress, keyPair: KeyPair) {
+        eventLoop.execute {
+            self.bindTask?.cancel()
+            self.rendezvous = address
+            self.bindTask = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.bindInterval) { _ in
+                self.sendBind(keyPair: keyPair)
+            }
+        }
+    }
+
+    /// On `eventLoop`.
+    private func sendBind(keyPair: KeyPair) {
+        guard let to = rendezvous else { return }
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let ms = UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+        let pk = keyPair.publicKey.bytes
+        let sig = keyPair.sign(SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ms))
+        sendRaw(SudphRendezvous.bind(publicKey: pk, timestampMs: ms, signature: sig).encoded(), to: to)
+        flush()
+    }
+
+    private func sendRaw(_ bytes: [UInt8], to address: SocketAddress) {
+        send(to: address) { slot in
+            bytes.withUnsafeBytes { b in
+                guard b.count <= slot.count else { return 0 }
+                slot.copyMemory(from: b)
+                return b.count
+            }
+        }
+    }
+
+    /// A datagram whose first byte is a rendezvous type (0x10...0x12). On `eventLoop`.
+    func receiveRendezvous(_ data: ByteBuffer, from: SocketAddress) {
+        guard let bound = rendezvous, bound == from else {
+            drop("rendezvous datagram from \(from), which is not the bound rendezvous")
+            return
+        }
+        let message: SudphRendezvous
+        do {
+            message = try SudphRendezvous.parse(Array(data.readableBytesView))
+        } catch {
+            drop("malformed rendezvous datagram from \(from): \(error)")
+            return
+        }
+        switch message {
+        case .bindOK(let observed):
+            if observed != observedAddress {
+                observedAddress = observed
+                logger.info("sudph: the rendezvous observes this visor at \(observed)")
+            }
+        case .punch(let peerKey, let peer):
+            guard let address = Self.socketAddress(peer) else {
+                drop("PUNCH with an unusable address \(peer)")
+                return
+            }
+            logger.debug("sudph: PUNCH, probing \(peer)", metadata: ["pk": "\(peerKey.prefix(4).map { String($0, radix: 16) }.joined())"])
+            for _ in 0..<Self.punchProbes { sendRaw([0], to: address) }
+            flush()
+        case .bind:
+            drop("BIND from \(from): visors do not answer BIND")
+        }
+    }
+
+    static func socketAddress(_ a: RendezvousAddress) -> SocketAddress? {
+        let host: String
+        if a.address.count == 4 {
+            host = a.address.map(String.init).joined(separator: ".")
+        } else {
+            host = stride(from: 0, to: 16, by: 2).map { String(UInt16(a.address[$0]) << 8 | UInt16(a.address[$0 + 1]), radix: 16) }
+                .joined(separator: ":")
+        }
+        return try? SocketAddress(ipAddress: host, port: Int(a.port))
+    }
+}

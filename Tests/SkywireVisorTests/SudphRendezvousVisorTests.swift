@@ -1,0 +1,122 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkywireCrypto
+import SkywireTransport
+import SkywireWire
+import XCTest
+@testable import SkywireVisor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain UDP socket on 127.0.0.1 playing the rendezvous or a peer (SO_RCVTIMEO bounds reads).
+private final class UDPPeer {
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw XCTSkip("no UDP socket") }
+        self.fd = fd
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+                guard bind(fd, p, len) == 0 else { return -1 }
+                return getsockname(fd, p, &len)
+            }
+        }
+        guard rc == 0 else {
+            close(fd)
+            throw XCTSkip("cannot bind UDP on 127.0.0.1")
+        }
+        port = UInt16(bigEndian: sin.sin_port)
+        var tv = timeval(tv_sec: 0, tv_usec: 300_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// The next datagram and its source port, or nil after `tries` empty 300 ms waits.
+    func receive(tries: Int = 10) -> ([UInt8], UInt16)? {
+        var buf = [UInt8](repeating: 0, count: 2048)
+        for _ in 0..<tries {
+            var from = sockaddr_in()
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let n = buf.withUnsafeMutableBytes { b in
+                withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, b.baseAddress, b.count, 0, $0, &len) }
+                }
+            }
+            if n >= 0 { return (Array(buf[0..<n]), UInt16(bigEndian: from.sin_port)) }
+        }
+        return nil
+    }
+
+    func send(_ bytes: [UInt8], toPort: UInt16) {
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_addr.s_addr = inet_addr("127.0.0.1")
+        to.sin_port = toPort.bigEndian
+        _ = bytes.withUnsafeBytes { b in
+            withUnsafePointer(to: &to) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+    }
+}
+
+final class SudphRendezvousVisorTests: XCTestCase {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    override func tearDown() {
+        try? group.syncShutdownGracefully()
+    }
+
+    func testBindIsSignedAndPunchIsTrustedOnlyFromTheRendezvous() async throws {
+        let rendezvous = try UDPPeer(), peer = try UDPPeer(), stranger = try UDPPeer()
+        let kp = KeyPair.generate()
+        let sudphPort = try UDPPeer().port   // closed again at once: free for the visor
+        let settings = TransportSettings(identity: kp, listenHost: "127.0.0.1", stcprPort: 0, sudphPort: Int(sudphPort), peers: [:])
+        let m = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+        try await m.start()
+        XCTAssertFalse(m.startRendezvous(host: "rendezvous.example", port: 9091))   // not an IP address
+        XCTAssertTrue(m.startRendezvous(host: "127.0.0.1", port: Int(rendezvous.port)))
+
+        // A signed, fresh BIND from the sudph socket.
+        let (bind, from) = try XCTUnwrap(rendezvous.receive(), "no BIND within 3 s")
+        XCTAssertEqual(from, sudphPort)
+        guard case .bind(let pk, let ts, let sig) = try SudphRendezvous.parse(bind) else { return XCTFail("not a BIND: \(bind)") }
+        XCTAssertEqual(pk, kp.publicKey.bytes)
+        XCTAssertTrue(kp.publicKey.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts)))
+        XCTAssertLessThan(abs(Int64(ts) - DiscoveryTime.nowMs()), 5000)
+
+        let punch = SudphRendezvous.punch(peerKey: KeyPair.generate().publicKey.bytes,
+                                          peer: RendezvousAddress(address: [127, 0, 0, 1], port: peer.port)!).encoded()
+        // From anyone else: ignored.
+        stranger.send(punch, toPort: sudphPort)
+        XCTAssertNil(peer.receive(tries: 2), "PUNCH from a stranger was obeyed")
+        // From the rendezvous: probes reach the peer's address from the sudph socket.
+        rendezvous.send(punch, toPort: sudphPort)
+        var probes = 0
+        while let (probe, src) = peer.receive(tries: 2) {
+            XCTAssertEqual(probe, [0])
+            XCTAssertEqual(src, sudphPort)
+            probes += 1
+            if probes > 10 { break }
+        }
+        XCTAssertEqual(probes, 3)
+        await m.shutdown()
+    }
+
+    func testInfoCarriesTheRendezvousAddress() throws {
+        let info = try DiscoveryInfo.decode(Array(#"{"version":"0.1.0","udp":"198.51.100.1:9091","ttl":60}"#.utf8))
+        XCTAssertEqual(info.ttl, 60)
+        XCTAssertEqual(info.udp?.description, "198.51.100.1:9091")
+        XCTAssertNil(try DiscoveryInfo.decode(Array(#"{"ttl":60,"udp":"nonsense"}"#.utf8)).udp)
+        XCTAssertThrowsError(try DiscoveryInfo.decode(Array(#"{"udp":"198.51.100.1:9091"}"#.utf8)))
+    }
+}
