@@ -12,12 +12,23 @@ import XCTest
 import Glibc
 #endif
 
-/// A resolver double: answers from a table, records the keys asked for.
+/// A resolver double: answers from a table, records the keys asked for; `punched` answers punches
+/// (nil: a punch fails).
 private final class TableResolver: PeerResolver {
     let name = "test discovery"
     let table: [PublicKey: ResolvedPeer]
+    let punched: HostPort?
     let asked = NIOLockedValueBox<[PublicKey]>([])
-    init(_ table: [PublicKey: ResolvedPeer]) { self.table = table }
+    let punches = NIOLockedValueBox<[PublicKey]>([])
+    init(_ table: [PublicKey: ResolvedPeer], punched: HostPort? = nil) {
+        self.table = table
+        self.punched = punched
+    }
+    func punch(_ key: PublicKey) async throws -> HostPort {
+        punches.withLockedValue { $0.append(key) }
+        guard let punched else { throw TransportError(.unreachable, "no live sudph binding") }
+        return punched
+    }
     func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
         asked.withLockedValue { $0.append(key) }
         guard let found = table[key] else { throw TransportError(.notFound, "\(key.hex) not found in \(name)") }
@@ -51,9 +62,10 @@ final class DiscoveryResolverTests: XCTestCase {
         return UInt16(bigEndian: sin.sin_port)
     }
 
-    private func manager(stcprPort: Int = 0) -> TransportManager {
-        let settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1",
-                                         stcprPort: stcprPort, sudphPort: 0, peers: [:])
+    private func manager(stcprPort: Int = 0, sudphPort: Int = 0) -> TransportManager {
+        var settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1",
+                                         stcprPort: stcprPort, sudphPort: sudphPort, peers: [:])
+        settings.handshakeTimeout = 2
         return TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
     }
 
@@ -122,6 +134,57 @@ final class DiscoveryResolverTests: XCTestCase {
         XCTAssertTrue(ownText.contains("ourselves"), ownText)
         await client.shutdown()
         await exit.shutdown()
+    }
+
+    func testSudphIsPunchedAndDialledFirstThenStcprIsTheFallback() async throws {
+        let exit = manager(stcprPort: Int(try unusedPort()), sudphPort: Int(try unusedPort()))
+        try await exit.start()
+        let stcprAddr = try HostPort.parse(try XCTUnwrap(exit.stcprListenAddress)).get()
+        let sudphAddr = try HostPort.parse(try XCTUnwrap(exit.sudphListenAddress)).get()
+        let stale = HostPort(host: "127.0.0.1", port: try unusedPort())   // what discovery lists; the punch corrects it
+
+        let a = manager(sudphPort: Int(try unusedPort()))
+        try await a.start()
+        let punching = TableResolver([exit.localKey: ResolvedPeer(stcpr: [stcprAddr], sudph: stale)], punched: sudphAddr)
+        a.resolver = punching
+        let viaSudph = try await a.connect(remote: exit.localKey)
+        XCTAssertEqual(viaSudph.type, .sudph)
+        XCTAssertEqual(viaSudph.remoteAddress, sudphAddr.description)
+        XCTAssertEqual(punching.punches.withLockedValue { $0 }, [exit.localKey])
+        await a.shutdown()
+
+        // The punch fails and the listed sudph address is dead: stcpr is used.
+        let b = manager(sudphPort: Int(try unusedPort()))
+        try await b.start()
+        let failing = TableResolver([exit.localKey: ResolvedPeer(stcpr: [stcprAddr], sudph: stale)], punched: nil)
+        b.resolver = failing
+        let viaStcpr = try await b.connect(remote: exit.localKey)
+        XCTAssertEqual(viaStcpr.type, .stcpr)
+        XCTAssertEqual(failing.punches.withLockedValue { $0 }, [exit.localKey])
+        // -t stcpr: no punch at all.
+        let c = manager(sudphPort: Int(try unusedPort()))
+        try await c.start()
+        let third = TableResolver([exit.localKey: ResolvedPeer(stcpr: [stcprAddr], sudph: stale)], punched: sudphAddr)
+        c.resolver = third
+        let onlyStcpr = try await c.connect(remote: exit.localKey, type: .stcpr)
+        XCTAssertEqual(onlyStcpr.type, .stcpr)
+        XCTAssertEqual(third.punches.withLockedValue { $0 }, [])
+        await b.shutdown()
+        await c.shutdown()
+        await exit.shutdown()
+    }
+
+    func testInterpretingThePunchAnswer() throws {
+        let key = KeyPair.generate().publicKey
+        let src = "discovery http://192.0.2.1:9090"
+        XCTAssertEqual(try DiscoveryResolver.interpretPunch(status: 200, body: Array(#"{"target":"198.51.100.7:40123"}"#.utf8), key: key, source: src),
+                       HostPort(host: "198.51.100.7", port: 40123))
+        XCTAssertThrowsError(try DiscoveryResolver.interpretPunch(status: 404, body: Array(#"{"error":"no live sudph binding"}"#.utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("answered 404 to POST /v1/punch/\(key.hex): no live sudph binding"), "\($0)")
+        }
+        XCTAssertThrowsError(try DiscoveryResolver.interpretPunch(status: 200, body: Array(#"{"target":"nowhere"}"#.utf8), key: key, source: src)) {
+            XCTAssertTrue("\($0)".contains("malformed punch answer"), "\($0)")
+        }
     }
 
     func testInterpretingTheDiscoveryAnswer() throws {

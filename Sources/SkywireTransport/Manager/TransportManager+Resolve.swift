@@ -20,12 +20,23 @@ public protocol PeerResolver: Sendable {
     /// Where the addresses come from, for error messages (e.g. "discovery http://host:9090").
     var name: String { get }
     func resolve(_ key: PublicKey) async throws -> ResolvedPeer
+    /// Asks the rendezvous to have `key` open its NAT towards us; returns `key`'s current
+    /// observed sudph address. Resolvers without a rendezvous throw.
+    func punch(_ key: PublicKey) async throws -> HostPort
+}
+
+extension PeerResolver {
+    public func punch(_ key: PublicKey) async throws -> HostPort {
+        throw TransportError(.unreachable, "\(name) cannot punch")
+    }
 }
 
 extension TransportManager {
     /// Brings up a transport to `remote` without a given address: from `transport.peers` when it
     /// has one (of `type`, or stcpr before sudph when `type` is nil), else through the resolver,
-    /// trying each discovered address in turn (stcpr first, then the sudph observed address).
+    /// trying each discovered address in turn: when the key has a sudph address (its live BIND),
+    /// first a punch (`resolver.punch`, so a NAT in front of it lets our handshake in) and a sudph
+    /// dial to the address it returns, then the stcpr addresses.
     /// A transport already up to `remote` (of `type`, if given) is returned as is, without a lookup.
     public func connect(remote: PublicKey, type: TransportType? = nil) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
@@ -43,13 +54,21 @@ extension TransportManager {
         }
         let found = try await resolver.resolve(remote)
         var candidates: [(TransportType, HostPort)] = []
+        var failures: [String] = []
+        if type == nil || type == .sudph, let s = found.sudph, settings.sudphPort > 0 {
+            var target = s
+            do {
+                target = try await resolver.punch(remote)
+            } catch {
+                failures.append("punch: \(error)")   // still dialled: the peer may not be behind a NAT
+            }
+            candidates.append((.sudph, target))
+        }
         if type == nil || type == .stcpr { candidates += found.stcpr.map { (.stcpr, $0) } }
-        if type == nil || type == .sudph, let s = found.sudph, settings.sudphPort > 0 { candidates.append((.sudph, s)) }
         guard !candidates.isEmpty else {
             let have = "stcpr: \(found.stcpr.isEmpty ? "none" : found.stcpr.map(\.description).joined(separator: ", ")), sudph: \(found.sudph?.description ?? "none")"
             throw TransportError(.unreachable, "\(resolver.name) has no usable \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) (\(have)\(settings.sudphPort == 0 && found.sudph != nil ? "; sudph is disabled here" : ""))")
         }
-        var failures: [String] = []
         for (t, hp) in candidates {
             do {
                 return try await add(remote: remote, type: t, target: hp)

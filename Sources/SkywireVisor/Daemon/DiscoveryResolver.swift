@@ -7,6 +7,8 @@ import SkywireTransport
 /// (docs/discovery.md). The blocking HTTP exchange runs on a detached task, never on an event loop.
 struct DiscoveryResolver: PeerResolver {
     let url: DiscoveryURL
+    /// Signs `POST /v1/punch/{pk}`.
+    let keyPair: KeyPair
 
     var name: String { "discovery http://\(url.host.contains(":") ? "[\(url.host)]" : url.host):\(url.port)" }
 
@@ -17,6 +19,30 @@ struct DiscoveryResolver: PeerResolver {
         }.value
         let (status, body) = (answer.status, answer.body)
         return try Self.interpret(status: status, body: body, key: key, source: name)
+    }
+
+    /// `POST /v1/punch/{pk}` (signed): the service sends `key` a PUNCH with our observed address
+    /// and answers with `key`'s observed sudph address.
+    func punch(_ key: PublicKey) async throws -> HostPort {
+        let (url, keyPair, target) = (self.url, self.keyPair, "/v1/punch/\(key.hex)")
+        let answer = try await Task.detached { () throws -> (status: Int, body: [UInt8]) in
+            let h = DiscoverySigning.sign(keyPair: keyPair, method: "POST", target: target, body: [], timestampMs: DiscoveryTime.nowMs())
+            return try DiscoveryHTTPClient.exchange(url, method: "POST", target: target, headers: h.fields, timeoutSeconds: 5)
+        }.value
+        return try Self.interpretPunch(status: answer.status, body: answer.body, key: key, source: name)
+    }
+
+    /// Maps an answer of `POST /v1/punch/{pk}` to the target address (pure, for unit tests).
+    static func interpretPunch(status: Int, body: [UInt8], key: PublicKey, source: String) throws(TransportError) -> HostPort {
+        guard status == 200 else {
+            throw TransportError(.unreachable, "\(source) answered \(status) to POST /v1/punch/\(key.hex): \(DiscoveryHTTP.errorMessage(body))")
+        }
+        guard case .object(let members)? = try? JSONParser.parse(body),
+              case .string(let t)? = members.first(where: { $0.name == "target" })?.value,
+              case .success(let hp) = HostPort.parse(t) else {
+            throw TransportError(.unreachable, "\(source): malformed punch answer for \(key.hex)")
+        }
+        return hp
     }
 
     /// Maps an answer of `GET /v1/transports/{pk}` to addresses (pure, for unit tests).

@@ -32,7 +32,7 @@ public final class Visor: Sendable {
                        logger: logger, stateDirectory: stateDirectory)
         }
         transports.router = apps
-        if let url = try? DiscoveryURL(options.discovery) { transports.resolver = DiscoveryResolver(url: url) }
+        if let url = try? DiscoveryURL(options.discovery) { transports.resolver = DiscoveryResolver(url: url, keyPair: options.transport.identity) }
         self.startedAt = .now
         self.registrar = Self.makeRegistrar(options: options, apps: apps, transports: transports, logger: logger)
         let box = VisorBox()
