@@ -56,7 +56,8 @@ jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "SE
 install -m 600 "$T_WORK/x.tmp" "$T_WORK/x.json"
 # F: a client behind the NAT with discovery and no peers at all.
 PKF=$(visor_config f)
-jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {}' "$T_WORK/f.json" >"$T_WORK/f.tmp"
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {} | .transport.stcpr_port = 7787 | .transport.sudph_port = 7788' \
+    "$T_WORK/f.json" >"$T_WORK/f.tmp"
 install -m 600 "$T_WORK/f.tmp" "$T_WORK/f.json"
 # G: a key nobody registers.
 PKG=$(visor_config g)
@@ -201,13 +202,39 @@ check_connect_by_key() {
         sleep 0.2
     done
     if [ "$got" = "$WANT_SUM" ]; then pass "[$label] SOCKS fetch through the resolved exit (checksum matches)"; else fail "[$label] SOCKS fetch: checksum $got, want $WANT_SUM: $(tail -3 "$T_WORK/curl.err" 2>/dev/null)"; fi
+    # The exit's entry has a sudph address: punched and dialled first.
     local tps
     tps=$(cli f tp ls --json 2>&1) || true
-    if jq -e --arg pk "$PKX" 'any(.[]; .remote_pk == $pk and .type == "stcpr" and .remote_addr == "198.51.100.2:7777" and .state == "up")' <<<"$tps" >/dev/null 2>&1; then
-        pass "[$label] tp ls --json shows the stcpr transport to the discovered address"
+    if jq -e --arg pk "$PKX" 'any(.[]; .remote_pk == $pk and .type == "sudph" and .remote_addr == "198.51.100.2:7778" and .state == "up")' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] tp ls --json shows the sudph transport to the exit's bound address"
     else
-        fail "[$label] tp ls --json: $tps"
+        fail "[$label] tp ls --json (want sudph to 198.51.100.2:7778): $tps"
     fi
+    expect_ok "[$label] tp add PK -t stcpr by key alone" cli f tp add "$PKX" -t stcpr
+    tps=$(cli f tp ls --json 2>&1) || true
+    if jq -e --arg pk "$PKX" 'any(.[]; .remote_pk == $pk and .type == "stcpr" and .remote_addr == "198.51.100.2:7777" and .state == "up")' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] tp ls --json shows the stcpr transport to the exit's public_addr"
+    else
+        fail "[$label] tp ls --json (want stcpr to 198.51.100.2:7777): $tps"
+    fi
+    # Hole punching: X (public side) dials E (behind the NAT, its stcpr address private) by key;
+    # only the PUNCH-triggered probes let X's sudph handshake through the masquerade.
+    visor_start e $PRIV
+    local ok=0
+    for _ in $(seq 1 25); do
+        http GET "/v1/transports/$PKE" | grep -qE '"sudph":"198\.51\.100\.11:[0-9]+"' && { ok=1; break; }
+        sleep 0.2
+    done
+    [ $ok = 1 ] || fail "[$label] E did not bind at the rendezvous"
+    expect_ok "[$label] tp add PK of a visor behind the NAT (punched)" cli x tp add "$PKE"
+    tps=$(cli x tp ls --json 2>&1) || true
+    if jq -e --arg pk "$PKE" 'any(.[]; .remote_pk == $pk and .type == "sudph" and (.remote_addr | startswith("198.51.100.11:")) and .state == "up")' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] the punched sudph transport to the visor behind the NAT is up"
+    else
+        fail "[$label] tp ls --json on X (want sudph to 198.51.100.11:*): $tps"
+    fi
+    expect_ok "[$label] visor ping through the punched transport" cli x visor ping "$PKE" -t 10
+    visor_stop e
     cli f proxy stop >/dev/null 2>&1 || fail "[$label] proxy stop"
     visor_stop f
     visor_stop x
