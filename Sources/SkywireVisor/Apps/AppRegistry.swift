@@ -21,6 +21,13 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         /// An auto-started app whose start failed is retried until it runs or is stopped by hand.
         var retryTask: Task<Void, Never>?
         var retryAt: ContinuousClock.Instant?
+
+        /// No more auto-start retries (cancels a pending one).
+        mutating func endRetries() {
+            retryTask?.cancel()
+            retryTask = nil
+            retryAt = nil
+        }
     }
 
     public typealias DatagramHandler = @Sendable (ByteBuffer, PublicKey, UInt16) -> Void
@@ -73,11 +80,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
             guard let factory = factories[name] else {
                 throw AppError("\(name) is not built into this visor")
             }
-            if !retrying {
-                entries[name]!.retryTask?.cancel()
-                entries[name]!.retryTask = nil
-                entries[name]!.retryAt = nil
-            }
+            if !retrying { entries[name]!.endRetries() }
             entries[name]!.status = .starting
             var spec = entry.spec
             if let args { spec.args = args }
@@ -119,9 +122,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
             guard let entry = entries[name] else { throw AppError("no app named \"\(name)\" in the config") }
             if entry.retryTask != nil, entry.status != .running {
                 // Stopping an app that is waiting to retry its start: no more retries.
-                entries[name]!.retryTask?.cancel()
-                entries[name]!.retryTask = nil
-                entries[name]!.retryAt = nil
+                entries[name]!.endRetries()
                 entries[name]!.status = .stopped
                 return nil
             }
@@ -161,19 +162,13 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 self.logger.info("retrying app start", metadata: ["app": "\(name)"])
                 do {
                     try await self.start(name, args: nil, retrying: true)
-                    self.lock.withLock {
-                        self.entries[name]!.retryTask = nil
-                        self.entries[name]!.retryAt = nil
-                    }
                 } catch is AppStartError {
-                    self.lock.withLock {
-                        self.entries[name]!.retryTask = nil
-                        self.entries[name]!.retryAt = nil
-                    }
+                    // Bad arguments: retrying cannot help.
                 } catch {
-                    guard !Task.isCancelled else { return }
-                    self.scheduleRetry(name, after: next)
+                    if !Task.isCancelled { self.scheduleRetry(name, after: next) }
+                    return
                 }
+                self.lock.withLock { self.entries[name]!.endRetries() }
             }
         }
     }
@@ -183,9 +178,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         let running: [(String, VisorApp)] = lock.withLock {
             var out: [(String, VisorApp)] = []
             for name in order.reversed() {
-                entries[name]?.retryTask?.cancel()
-                entries[name]?.retryTask = nil
-                entries[name]?.retryAt = nil
+                entries[name]?.endRetries()
                 if let app = entries[name]?.app {
                     out.append((name, app))
                     entries[name]!.app = nil
