@@ -41,14 +41,17 @@ final class SkysocksClientVisorApp: VisorApp {
         let localPort = context.port
         do {
             let options = try SkysocksClientOptions.parse(args)
-            let serverKey = try? PublicKey(hex: options.serverKeyHex)
+            // `parse` checked the key's form: parsed once here, not per proxied connection.
+            let serverKey = try PublicKey(hex: options.serverKeyHex)
+            server = options.serverKeyHex
             // Accepted connections live on the loop the transport to the server is dialled on
             // (no thread hop per stream call when this visor dialled it).
-            let childGroup: EventLoopGroup = serverKey.map { transports.homeLoop(for: $0) } ?? transports.group
-            client = SkysocksClientApp(options: options, group: transports.group, childGroup: childGroup,
+            client = SkysocksClientApp(options: options, group: transports.group,
+                                       childGroup: transports.homeLoop(for: serverKey),
                                        logger: context.logger) { request in
                 let loop = request.preferredEventLoop
-                guard let pk = try? PublicKey(hex: request.remoteKeyHex) else {
+                guard let pk = request.remoteKeyHex == options.serverKeyHex ? serverKey
+                        : try? PublicKey(hex: request.remoteKeyHex) else {
                     return loop.makeFailedFuture(AppError("\(request.remoteKeyHex) is not a public key"))
                 }
                 // Optimistic open: the SOCKS greeting travels as early data right behind OPEN
@@ -60,9 +63,6 @@ final class SkysocksClientVisorApp: VisorApp {
         } catch {
             throw AppError("skysocks-client: \(error)")
         }
-        server = args.firstIndex(where: { ["-k", "--pk", "--srv"].contains($0) }).flatMap { i in
-            i + 1 < args.count ? args[i + 1] : nil
-        } ?? "?"
     }
 
     func start() async throws {
