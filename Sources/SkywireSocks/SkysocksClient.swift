@@ -51,14 +51,14 @@ public final class SkysocksClientApp: Sendable {
     let counters = SkysocksCounters()
     let registry = SkysocksSessionRegistry()
     private let group: EventLoopGroup
-    /// Where accepted connections go; by default `group`. Must be a MultiThreadedEventLoopGroup or
-    /// one of its loops (ServerBootstrap's rule).
+    /// Where the listener and accepted connections run; by default `group`. Must be a
+    /// MultiThreadedEventLoopGroup or one of its loops (ServerBootstrap's rule).
     private let childGroup: EventLoopGroup
     private let opener: SkysocksStreamOpener
     private let listener = NIOLockedValueBox<Channel?>(nil)
 
-    /// `childGroup` runs the accepted connections (default: `group`); the visor passes the home loop
-    /// of the transport to the server, so stream calls need no thread hop.
+    /// `childGroup` runs the listener and the accepted connections (default: `group`); the visor passes
+    /// the home loop of the transport to the server, so stream calls need no thread hop.
     public init(options: SkysocksClientOptions, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
                 logger: Logger = Logger(label: "skysocks-client"),
                 opener: @escaping SkysocksStreamOpener) {
@@ -82,11 +82,13 @@ public final class SkysocksClientApp: Sendable {
         registry.reopen()
         let app = self
         let timeout = options.handshakeTimeout
-        return ServerBootstrap(group: group, childGroup: childGroup)
+        // The listener runs on the child loop too: NIO's accept handler then sets a connection up
+        // without the two thread hops (there and back) it makes when the loops differ.
+        return ServerBootstrap(group: childGroup, childGroup: childGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(

@@ -92,6 +92,9 @@ public final class SkysocksServerApp: Sendable {
             stream.reset(.tooManyStreams)
             return
         }
+        // Every session answers (METHOD selection, reply, or a failure on the handshake timer), so the
+        // stream's acceptance can travel with that answer: one message to the client visor, not two.
+        stream.deferAcceptance()
         let session = SkysocksServerSession(app: self, stream: stream, id: id)
         let bound = NIOLoopBound(session, eventLoop: stream.eventLoop)
         let loop = stream.eventLoop
@@ -145,6 +148,9 @@ final class SkysocksServerSession: AppStreamDelegate {
     private var state: State
     private var timer: Scheduled<Void>?
     private var handoff: (() -> Void)?
+    /// Dialogue output (METHOD selection / RFC 1929 status) produced together with a complete request:
+    /// the client sent them in one go and waits for nothing but the reply, so they leave with it.
+    private var heldOutput: ByteBuffer?
 
     init(app: SkysocksServerApp, stream: AppStream, id: Int) {
         self.app = app
@@ -192,7 +198,7 @@ final class SkysocksServerSession: AppStreamDelegate {
                 app.logger.debug("SOCKS5 dialogue failed", metadata: ["reason": "\(reason)"])
                 failWithReply(step.output)
             case .request(let request, let pipelined):
-                if step.output.readableBytes > 0 { stream.write(step.output) }
+                if step.output.readableBytes > 0 { heldOutput = step.output }
                 timer?.cancel()
                 handle(request, pipelined: pipelined)
             }
@@ -246,7 +252,8 @@ final class SkysocksServerSession: AppStreamDelegate {
             stream.setReadPaused(true)
             connect(request)
         case .udpAssociate:
-            SkysocksServerUDPAssociation.start(app: app, stream: stream, request: request) { [self] result in
+            SkysocksServerUDPAssociation.start(app: app, stream: stream, request: request,
+                                               before: heldOutput) { [self] result in
                 guard case .connecting(let pending, let fin) = state else {
                     if case .success(let association) = result { association.close() }
                     return
@@ -256,6 +263,7 @@ final class SkysocksServerSession: AppStreamDelegate {
                     app.logger.info("UDP ASSOCIATE failed", metadata: ["error": "\(error)"])
                     failWithReply(Socks5Reply.encode(code: SkysocksServerApp.replyCode(for: error)))
                 case .success(let association):
+                    heldOutput = nil  // written by `start`, ahead of the reply
                     state = .handedOver
                     handoff = { association.abort() }
                     association.begin(pending: pending, finReceived: fin) { [app, id] in app.registry.unregister(id) }
@@ -272,7 +280,7 @@ final class SkysocksServerSession: AppStreamDelegate {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(app.options.connectTimeout)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(localFailureTimeout: timeout))
@@ -310,8 +318,9 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
         let bound = channel.localAddress.flatMap { Socks5Address($0) } ?? .ipv4(0)
         let boundPort = UInt16(channel.localAddress?.port ?? 0)
-        stream.write(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort,
-                                        allocator: channel.allocator))
+        var reply = takeHeldOutput(capacity: 22)
+        Socks5Reply.write(code: .succeeded, boundAddress: bound, boundPort: boundPort, to: &reply)
+        stream.write(reply)
         let app = self.app
         let id = self.id
         let pipe = SocksStreamPipe(stream: stream, channel: channel, role: .server,
@@ -331,11 +340,22 @@ final class SkysocksServerSession: AppStreamDelegate {
         timer?.cancel()
         app.counters.update { $0.failedSessions += 1 }
         state = .failed
-        if reply.readableBytes > 0 { stream.write(reply) }
+        var out = takeHeldOutput(capacity: reply.readableBytes)
+        var reply = reply
+        out.writeBuffer(&reply)
+        if out.readableBytes > 0 { stream.write(out) }
         stream.finish()
         timer = stream.eventLoop.assumeIsolated().scheduleTask(in: Self.failureLinger) { [self] in
             if case .failed = state { end(reset: .appClosed, failed: false) }
         }
+    }
+
+    /// The held dialogue output (or an empty buffer) to put a reply behind.
+    private func takeHeldOutput(capacity: Int) -> ByteBuffer {
+        guard var held = heldOutput else { return ByteBuffer() }
+        heldOutput = nil
+        held.reserveCapacity(minimumWritableBytes: capacity)
+        return held
     }
 
     /// Releases the session; `reset` aborts the stream first.

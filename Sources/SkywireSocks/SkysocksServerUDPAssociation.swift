@@ -33,7 +33,8 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
 
     /// Binds the exit socket (dual-stack `[::]:0`, else `0.0.0.0:0`), answers the request with its
     /// address, and reports the association (not yet owning the stream) to `completion`.
-    static func start(app: SkysocksServerApp, stream: AppStream, request: Socks5Request,
+    /// Binds the relay socket and writes `before` (held dialogue output) followed by the success reply.
+    static func start(app: SkysocksServerApp, stream: AppStream, request: Socks5Request, before: ByteBuffer?,
                       completion: @escaping (Result<SkysocksServerUDPAssociation, Error>) -> Void) {
         let loop = stream.eventLoop
         DatagramBootstrap(group: loop).bind(host: "::", port: 0).flatMapError { _ in
@@ -56,8 +57,9 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
                 }
                 let port = UInt16(channel.localAddress?.port ?? 0)
                 let bound: Socks5Address = dualStack ? .ipv6(0, 0) : .ipv4(0)
-                stream.write(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: port,
-                                                allocator: channel.allocator))
+                var out = before ?? channel.allocator.buffer(capacity: 22)
+                Socks5Reply.write(code: .succeeded, boundAddress: bound, boundPort: port, to: &out)
+                stream.write(out)
                 app.logger.debug("UDP association", metadata: ["remote": "\(stream.remoteKeyHex)", "port": "\(port)"])
                 completion(.success(association))
             }

@@ -36,10 +36,11 @@ public struct Socks5DialogueSnooper {
     /// Total client bytes held before the dialogue must have ended (RFC 1928/1929 messages are short).
     public static let maxHeldBytes = 4096
 
-    /// With `answerNoAuthLocally`, a greeting that offers only "no authentication" is answered here at
-    /// once (`takeLocalReply`) and the request follows the greeting to the server without waiting for
-    /// its METHOD selection: one round trip over the transport less. The server's selection is then
-    /// checked: anything but "no authentication" becomes reply 0x02 (not allowed) to the application.
+    /// With `answerNoAuthLocally`, a greeting that offers "no authentication" and not username/password
+    /// is answered here at once (`takeLocalReply`) and the request follows the greeting to the server
+    /// without waiting for its METHOD selection: one round trip over the transport less. The server's
+    /// selection is then checked: anything but "no authentication" becomes reply 0x02 (not allowed) to
+    /// the application.
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), answerNoAuthLocally: Bool = false) {
         self.allocator = allocator
         self.answerNoAuthLocally = answerNoAuthLocally
@@ -173,7 +174,7 @@ public struct Socks5DialogueSnooper {
                 case .incomplete: break loop
                 case .invalid: clientState = .passthrough
                 case .complete(let greeting, let length):
-                    if answerNoAuthLocally, greeting.methods == [Socks5Method.noAuthentication.rawValue] {
+                    if answerNoAuthLocally, Self.canAnswerLocally(greeting.methods) {
                         heldGreeting = clientHeld.readSlice(length: length)
                         methodAnsweredLocally = true
                         var reply = allocator.buffer(capacity: 2)
@@ -216,6 +217,14 @@ public struct Socks5DialogueSnooper {
             }
         }
         return forward
+    }
+
+    /// RFC 1928 §3: the server picks one offered method. The server app knows only "no authentication"
+    /// and username/password (RFC 1929), so for a greeting that offers 0x00 but not 0x02 (e.g. curl's
+    /// `05 02 00 01`, GSSAPI being never chosen) its answer is 0x00 or 0xFF: 0x00 can be given here.
+    static func canAnswerLocally(_ methods: [UInt8]) -> Bool {
+        methods.contains(Socks5Method.noAuthentication.rawValue)
+            && !methods.contains(Socks5Method.usernamePassword.rawValue)
     }
 
     private mutating func releaseHeldGreeting(to output: inout ByteBuffer) {

@@ -53,4 +53,12 @@ public protocol AppStream: AnyObject {
     func reset(_ code: AppStreamResetCode)
     /// Stops (true) or resumes (false) delivering data and granting window to the remote end.
     func setReadPaused(_ paused: Bool)
+    /// Called by an app while it takes an incoming stream: the stream's acceptance (mux OPEN_OK)
+    /// leaves with the app's first reply instead of on its own (PROTOCOL.md §5, deferred OPEN_OK),
+    /// for apps that always answer promptly. Default: no effect.
+    func deferAcceptance()
+}
+
+extension AppStream {
+    public func deferAcceptance() {}
 }

@@ -48,6 +48,9 @@ public final class MuxSession<Payload: WirePayload> {
         var earlyBytes: UInt64 = 0
         /// A deferred OPEN not yet emitted: it goes out right before the stream's first DATA/FIN.
         var pendingOpen: MuxFrame<Payload>?
+        /// Accepted with `deferAnswer`: OPEN_OK not yet emitted; it goes out right before the stream's
+        /// first DATA/FIN/WINDOW, or on `sendDeferredAnswer`.
+        var answerDeferred = false
 
         init(phase: MuxStreamInfo.Phase, receiveCredit: UInt64) {
             self.phase = phase
@@ -179,12 +182,31 @@ public final class MuxSession<Payload: WirePayload> {
         }
     }
 
-    /// Accepts an incoming OPEN: emits OPEN_OK with our window.
-    public func accept(_ id: MuxStreamID) throws(MuxSessionError) {
+    /// Accepts an incoming OPEN: emits OPEN_OK with our window. With `deferAnswer` the OPEN_OK waits
+    /// for the stream's first outgoing DATA/FIN/WINDOW (one batch, §5 "Deferred OPEN_OK") or for
+    /// `sendDeferredAnswer`; the owner bounds the wait. Data from the peer is taken meanwhile (the
+    /// peer stays within its early-data allowance until the OPEN_OK reaches it).
+    public func accept(_ id: MuxStreamID, deferAnswer: Bool = false) throws(MuxSessionError) {
         guard !isClosed else { throw .sessionClosed }
         guard let s = streams[id] else { throw .unknownStream(id) }
         guard s.phase == .awaitingAccept else { throw .notAwaitingAccept(id) }
         s.phase = .open
+        if deferAnswer {
+            s.answerDeferred = true
+        } else {
+            outgoing.append(.openOK(streamID: id, initialWindow: configuration.initialWindow))
+        }
+    }
+
+    /// Emits the OPEN_OK of a stream accepted with `deferAnswer` if it has not gone out yet.
+    public func sendDeferredAnswer(_ id: MuxStreamID) {
+        guard !isClosed, let s = streams[id] else { return }
+        emitDeferredAnswer(id, s)
+    }
+
+    private func emitDeferredAnswer(_ id: MuxStreamID, _ s: Stream) {
+        guard s.answerDeferred else { return }
+        s.answerDeferred = false
         outgoing.append(.openOK(streamID: id, initialWindow: configuration.initialWindow))
     }
 
@@ -316,7 +338,7 @@ public final class MuxSession<Payload: WirePayload> {
             events.append(.openRejected(id, code: code, reason: reason))
         case .data(let id, let payload):
             guard let s = existing(id, .data) else { return }
-            if s.phase == .awaitingAccept {
+            if s.phase == .awaitingAccept || s.answerDeferred {
                 // Early data (§5): at most earlyDataLimit bytes before we answer the OPEN.
                 s.earlyBytes += UInt64(payload.count)
                 guard s.earlyBytes <= UInt64(MuxFrameLayout.earlyDataLimit) else {
@@ -445,6 +467,9 @@ public final class MuxSession<Payload: WirePayload> {
             guard !s.sendQueue.isEmpty || s.finRequested else { return }
             emitDeferredOpens(upTo: id)
         }
+        if s.answerDeferred, !s.sendQueue.isEmpty || s.finRequested {
+            emitDeferredAnswer(id, s)
+        }
         let early = s.phase == .opening
         while s.sendCredit > 0, let chunk = s.sendQueue.first {
             let n = min(chunk.count, maxDataPayload, Int(min(s.sendCredit, UInt64(Int.max))))
@@ -478,6 +503,7 @@ public final class MuxSession<Payload: WirePayload> {
         let increment = UInt32(min(s.pendingReturn, UInt64(UInt32.max)))
         s.pendingReturn -= UInt64(increment)
         s.receiveCredit += UInt64(increment)
+        emitDeferredAnswer(id, s)
         outgoing.append(.window(streamID: id, increment: increment))
     }
 

@@ -51,6 +51,39 @@ final class SkysocksEndToEndTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(h.client.status.bytesDown, 22)
     }
 
+    /// A greeting and request sent in one go (what the client app does after answering the greeting
+    /// itself) are answered in one go: METHOD selection and reply in a single stream write.
+    func testPipelinedGreetingAndRequestAreAnsweredInOneWrite() throws {
+        let h = try makeHarness()
+        let echo = try h.startTCPServer(.echo)
+        let loop = group.next()
+        final class Chunks: AppStreamDelegate {
+            var chunks: [[UInt8]] = []
+            func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { chunks.append(Array(data.readableBytesView)) }
+            func appStreamDidReceiveFinish(_ stream: AppStream) {}
+            func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {}
+            func appStreamWritabilityChanged(_ stream: AppStream) {}
+        }
+        let request = SocksBytes.connect(Socks5Address(echo)!, echo.port!)
+        let chunks = try loop.submit { () -> LoopTransfer<Chunks> in
+            let pair = LoopbackAppStream.makePair(on: loop)
+            let chunks = Chunks()
+            pair.opener.setDelegate(chunks)
+            h.server.accept(pair.acceptor)
+            pair.opener.write(ByteBuffer(bytes: [5, 2, 0, 1] + request))
+            return LoopTransfer(value: chunks)
+        }.wait()
+        var got: [[UInt8]] = []
+        for _ in 0..<200 {
+            got = try loop.submit { chunks.value.chunks }.wait()
+            if !got.isEmpty { break }
+            usleep(10_000)
+        }
+        XCTAssertEqual(got.count, 1, "\(got)")
+        XCTAssertEqual(Array(got.first?.prefix(6) ?? []), [5, 0, 5, 0, 0, 1], "METHOD selection, then the reply")
+        XCTAssertEqual(got.first?.count, 2 + 10)
+    }
+
     func testConnectIPv6() throws {
         let h = try makeHarness()
         let echo: SocketAddress

@@ -285,6 +285,29 @@ final class Socks5StateMachineTests: XCTestCase {
         XCTAssertEqual(bytes(s.clientBytes(buffer([9, 9, 9, 9]))), [5, 1, 0, 9, 9, 9, 9])
     }
 
+    func testSnooperAnswersLocallyWhenNoAuthIsOfferedBesideGSSAPI() {
+        // curl built with GSSAPI offers 00 and 01; the server never picks 01, so 00 is answered here.
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 2, 0, 1] + connectIPv4))), [5, 2, 0, 1] + connectIPv4)
+        XCTAssertEqual(s.takeLocalReply().map(bytes), [5, 0])
+        XCTAssertTrue(s.methodAnsweredLocally)
+        guard case .forward(let c, let sv) = s.serverBytes(buffer([5, 0, 5, 0, 0, 1, 1, 2, 3, 4, 0, 9])) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(bytes(c), [5, 0, 0, 1, 1, 2, 3, 4, 0, 9], "the server's METHOD selection is swallowed")
+        XCTAssertEqual(bytes(sv), [])
+        XCTAssertTrue(s.isPassthrough)
+    }
+
+    func testSnooperLeavesGreetingsWithoutNoAuthToTheServer() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 1, 1]))), [5, 1, 1])
+        XCTAssertNil(s.takeLocalReply())
+        XCTAssertFalse(s.methodAnsweredLocally)
+        guard case .forward(let c, _) = s.serverBytes(buffer([5, 0xFF])) else { return XCTFail() }
+        XCTAssertEqual(bytes(c), [5, 0xFF])
+    }
+
     func testSnooperDoesNotAnswerGreetingsOfferingAuthentication() {
         var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
         XCTAssertEqual(bytes(s.clientBytes(buffer([5, 2, 0, 2] + connectIPv4))), [5, 2, 0, 2])

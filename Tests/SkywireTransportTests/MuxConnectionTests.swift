@@ -311,6 +311,89 @@ final class MuxConnectionTests: XCTestCase {
         XCTAssertEqual(server.data, ByteBuffer(string: "early"))
     }
 
+    /// Opens optimistically with `greeting` as early data and lets B's app defer its acceptance.
+    private func openWithDeferredAcceptance(_ greeting: String) throws -> (client: AppStream, server: () -> AppStream?) {
+        var accepted: AppStream?
+        routerB.onStream = { stream, _ in
+            stream.deferAcceptance()
+            accepted = stream
+            return nil
+        }
+        pump()   // the first PING/PONG, so later frame counts are this stream's alone
+        let future = connA.openStream(destinationPort: 3, sourcePort: 1, timeout: .seconds(5), waitForAccept: false)
+        loop.run()
+        let client = try future.wait()
+        client.write(ByteBuffer(string: greeting))
+        loop.run()
+        XCTAssertEqual(linkB.deliver(), 2, "OPEN + early DATA")
+        loop.run()
+        return (client, { accepted })
+    }
+
+    func testDeferredAcceptanceLeavesWithTheAppsFirstReply() throws {
+        let (client, server) = try openWithDeferredAcceptance("hello")
+        let replies = Collector()
+        client.setDelegate(replies)
+        XCTAssertTrue(linkA.queue.isEmpty, "no OPEN_OK on its own")
+        let accepted = try XCTUnwrap(server())
+        accepted.write(ByteBuffer(string: "reply"))
+        loop.run()
+        XCTAssertEqual(linkA.queue.count, 2, "OPEN_OK and DATA in one flush")
+        pump()
+        XCTAssertEqual(replies.data, ByteBuffer(string: "reply"))
+        // The acceptance timer has nothing left to send.
+        loop.advanceTime(by: .seconds(2))
+        XCTAssertTrue(linkA.queue.isEmpty)
+    }
+
+    func testDeferredAcceptanceIsSentAloneAfterItsLimit() throws {
+        let (_, server) = try openWithDeferredAcceptance("hello")
+        XCTAssertNotNil(server())
+        loop.advanceTime(by: MuxConnection.deferredAcceptanceLimit - .milliseconds(1))
+        XCTAssertTrue(linkA.queue.isEmpty)
+        loop.advanceTime(by: .milliseconds(1))
+        loop.run()
+        XCTAssertEqual(linkA.queue.count, 1, "the OPEN_OK, alone, once the app has not answered in time")
+    }
+
+    func testFINCompletingAFinishedStreamRidesWithTheNextFrames() throws {
+        var accepted: [AppStream] = []
+        routerB.onStream = { stream, _ in
+            stream.setDelegate(Collector())
+            accepted.append(stream)
+            return nil
+        }
+        let stream = try open()
+        let client = Collector()
+        stream.setDelegate(client)
+        // B finishes first; A's FIN then completes the stream and is not sent on its own.
+        accepted[0].finish()
+        pump()
+        XCTAssertTrue(client.finished)
+        stream.finish()
+        loop.run()
+        XCTAssertTrue(linkB.queue.isEmpty, "lazy: waits for company")
+        // A regular write on another stream takes it along in the same flush.
+        let other = connA.openStream(destinationPort: 7, sourcePort: 2, timeout: .seconds(5), waitForAccept: false)
+        loop.run()
+        try other.wait().write(ByteBuffer(string: "x"))
+        loop.run()
+        XCTAssertEqual(linkB.queue.count, 3, "FIN + OPEN + DATA in one flush")
+        pump()
+        // Alone, it goes after `lazyFlushDelay`.
+        let third = try open()
+        third.setDelegate(Collector())
+        accepted[2].finish()
+        pump()
+        third.finish()
+        loop.run()
+        XCTAssertTrue(linkB.queue.isEmpty)
+        loop.advanceTime(by: MuxConnection.lazyFlushDelay)
+        XCTAssertEqual(linkB.queue.count, 1, "the FIN, after the delay")
+        pump()
+        XCTAssertEqual(connB.stats.streams, 1, "only the second stream is still open")
+    }
+
     func testRTTIsMeasuredByTheFirstPing() {
         XCTAssertNil(connA.stats.rttMillis, "no PONG yet")
         pump()

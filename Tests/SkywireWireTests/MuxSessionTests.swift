@@ -287,6 +287,80 @@ final class MuxSessionTests: XCTestCase {
         XCTAssertNil(p.b.info(id))
     }
 
+    func testDeferredAnswerLeavesRightBeforeTheFirstData() throws {
+        let p = MuxPair()
+        let id = MuxStreamID(1)
+        p.b.receive(.open(streamID: id, destinationPort: 3, sourcePort: 9, initialWindow: 65536))
+        p.b.receive(.data(streamID: id, payload: [5, 1, 0]))
+        try p.b.accept(id, deferAnswer: true)
+        XCTAssertFalse(p.b.hasOutgoingFrames, "no OPEN_OK on its own")
+        XCTAssertEqual(p.b.info(id)?.phase, .open)
+        // More early data is still taken meanwhile.
+        p.b.receive(.data(streamID: id, payload: [5, 1, 0, 1]))
+        XCTAssertEqual(try p.b.write(id, [5, 0]), 2)
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.openOK(streamID: id, initialWindow: 64 * 1024),
+                                                  .data(streamID: id, payload: [5, 0])])
+        p.b.sendDeferredAnswer(id)
+        XCTAssertFalse(p.b.hasOutgoingFrames, "answered once")
+    }
+
+    func testDeferredAnswerGoesOnRequestOrWithFINOrWINDOW() throws {
+        let p = MuxPair()
+        for id in [MuxStreamID(1), MuxStreamID(3), MuxStreamID(5)] {
+            p.b.receive(.open(streamID: id, destinationPort: 3, sourcePort: 9, initialWindow: 65536))
+            try p.b.accept(id, deferAnswer: true)
+        }
+        XCTAssertFalse(p.b.hasOutgoingFrames)
+        p.b.sendDeferredAnswer(MuxStreamID(1))
+        try p.b.finish(MuxStreamID(3))
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.openOK(streamID: MuxStreamID(1), initialWindow: 64 * 1024),
+                                                  .openOK(streamID: MuxStreamID(3), initialWindow: 64 * 1024),
+                                                  .fin(streamID: MuxStreamID(3))])
+        let id = MuxStreamID(5)
+        p.b.receive(.data(streamID: id, payload: Array(repeating: 1, count: 1000)[...]))
+        p.b.consumed(id, 1000)
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [], "below the WINDOW threshold: nothing yet")
+        p.b.sendDeferredAnswer(id)
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.openOK(streamID: id, initialWindow: 64 * 1024)])
+
+        // Returning window (the app consumed the whole early allowance) answers first too.
+        let small = MuxPair(window: 32 * 1024)
+        let sid = MuxStreamID(1)
+        small.b.receive(.open(streamID: sid, destinationPort: 3, sourcePort: 9, initialWindow: 65536))
+        try small.b.accept(sid, deferAnswer: true)
+        let early = MuxFrameLayout.earlyDataLimit
+        small.b.receive(.data(streamID: sid, payload: Array(repeating: 1, count: early)[...]))
+        small.b.consumed(sid, early)
+        XCTAssertEqual(small.b.takeOutgoingFrames(), [.openOK(streamID: sid, initialWindow: 32 * 1024),
+                                                      .window(streamID: sid, increment: UInt32(early))])
+    }
+
+    func testDeferredAnswerStillLimitsEarlyData() throws {
+        let p = MuxPair()
+        let id = MuxStreamID(1)
+        p.b.receive(.open(streamID: id, destinationPort: 3, sourcePort: 9, initialWindow: 65536))
+        try p.b.accept(id, deferAnswer: true)
+        p.b.receive(.data(streamID: id, payload: Array(repeating: 1, count: MuxFrameLayout.earlyDataLimit)[...]))
+        p.b.receive(.data(streamID: id, payload: [2]))
+        XCTAssertNil(p.b.info(id), "the peer cannot have had more credit than the early allowance")
+        XCTAssertEqual(p.b.takeOutgoingFrames(), [.reset(streamID: id, code: .protocolError)])
+    }
+
+    func testDeferredAnswerThroughAPairCompletesTheOpen() throws {
+        let p = MuxPair()
+        let id = try p.a.openStream(destinationPort: 3, sourcePort: 1, deferOpen: true)
+        XCTAssertEqual(try p.a.write(id, [5, 1, 0, 5, 1, 0, 1]), 7)
+        p.pump()
+        try p.b.accept(id, deferAnswer: true)
+        p.pump()
+        XCTAssertFalse(p.eventsA.contains(.openAccepted(id)))
+        XCTAssertEqual(try p.b.write(id, [5, 0, 5, 0]), 4)
+        p.pump()
+        XCTAssertTrue(p.eventsA.contains(.openAccepted(id)))
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsA, id), [5, 0, 5, 0])
+        XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(64 * 1024 - 7))
+    }
+
     func testSmallConfiguredWindowIsRaisedToTheEarlyAllowance() {
         let s = MuxSession<ArraySlice<UInt8>>(isInitiator: true, initialWindow: 1024)
         XCTAssertEqual(s.configuration.initialWindow, UInt32(MuxFrameLayout.earlyDataLimit))

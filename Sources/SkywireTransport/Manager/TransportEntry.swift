@@ -89,7 +89,7 @@ final class TransportEntry: @unchecked Sendable {
         let logger = manager.logger
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {

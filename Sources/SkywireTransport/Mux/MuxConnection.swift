@@ -11,6 +11,10 @@ final class MuxConnection {
     /// PING interval and the silence after which the peer is declared dead (PROTOCOL.md §4.3).
     static let keepaliveInterval = TimeAmount.seconds(10)
     static let deadPeerTimeout = TimeAmount.seconds(30)
+    /// Longest an app's deferred acceptance (`AppStream.deferAcceptance`) holds the OPEN_OK back.
+    static let deferredAcceptanceLimit = TimeAmount.seconds(1)
+    /// Longest a lazily flushed frame (a FIN completing a finished stream) waits for company.
+    static let lazyFlushDelay = TimeAmount.milliseconds(2)
 
     struct Stats {
         var bytesSent: UInt64
@@ -30,6 +34,8 @@ final class MuxConnection {
     /// Optimistic opens (handed out before OPEN_OK) and the timer that resets them if no answer comes.
     private var optimisticOpens: [MuxStreamID: Scheduled<Void>] = [:]
     private var flushScheduled = false
+    /// A delayed flush of lazily queued frames (`scheduleFlush(lazy:)`), if one is pending.
+    private var lazyFlush: Scheduled<Void>?
     private var closed = false
     private var lastReceive: NIODeadline = .now()
     private var keepaliveTask: RepeatedTask?
@@ -104,6 +110,10 @@ final class MuxConnection {
 
     func flushIfNeeded() {
         flushScheduled = false
+        if let lazy = lazyFlush {
+            lazyFlush = nil
+            lazy.cancel()
+        }
         guard let link else { return }
         var sent = false
         session.drainOutgoing { frame in
@@ -120,7 +130,18 @@ final class MuxConnection {
         if session.hasEvents { processEvents() }
     }
 
-    func scheduleFlush() {
+    /// With `lazy`, the frames queued so far wait up to `lazyFlushDelay` for a regular flush to take
+    /// them along (one write, one wake-up at the peer, instead of two).
+    func scheduleFlush(lazy: Bool = false) {
+        if lazy {
+            guard !flushScheduled, lazyFlush == nil else { return }
+            lazyFlush = eventLoop.scheduleTask(in: Self.lazyFlushDelay) { [weak self] in
+                guard let self else { return }
+                self.lazyFlush = nil
+                self.flushIfNeeded()
+            }
+            return
+        }
         guard !flushScheduled else { return }
         flushScheduled = true
         eventLoop.execute { [weak self] in self?.flushIfNeeded() }
@@ -207,7 +228,16 @@ final class MuxConnection {
                     logger.debug("stream refused", metadata: ["pk": "\(remote.short)", "port": "\(dst)", "why": "\(code)"])
                 } else if !stream.hasEnded {
                     // The app may already have reset the stream (e.g. a whitelist refusal).
-                    try? session.accept(id)
+                    let deferred = stream.acceptanceDeferred
+                    try? session.accept(id, deferAnswer: deferred)
+                    if deferred {
+                        // Bounded: an app that has not answered by then gets its OPEN_OK sent alone.
+                        stream.acceptanceTimer = eventLoop.scheduleTask(in: Self.deferredAcceptanceLimit) { [weak self] in
+                            guard let self, !self.closed else { return }
+                            self.session.sendDeferredAnswer(id)
+                            self.scheduleFlush()
+                        }
+                    }
                     stream.markAccepted()
                 }
             case .openAccepted(let id):

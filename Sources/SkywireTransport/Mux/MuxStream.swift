@@ -26,8 +26,14 @@ final class MuxStream: AppStream {
     private var paused = false
     private var inbound = CircularBuffer<ByteBuffer>()
     private var remoteFinishPending = false
+    /// The remote's FIN reached the delegate.
+    private var remoteFinishDelivered = false
     private var ended = false
     private var reportedWritable = true
+    /// Set by the app during routing: the connection accepts with a deferred OPEN_OK.
+    private(set) var acceptanceDeferred = false
+    /// Sends a deferred OPEN_OK that no reply took along; cancelled when the stream ends.
+    var acceptanceTimer: Scheduled<Void>?
 
     init(id: MuxStreamID, connection: MuxConnection, localPort: UInt16, remotePort: UInt16, accepted: Bool) {
         self.id = id
@@ -73,7 +79,9 @@ final class MuxStream: AppStream {
         if onLoop({ self.finish() }) { return }
         guard !ended, !finishRequested else { return }
         finishRequested = true
-        pump()
+        // A FIN that only completes a stream the remote already finished is not waited for by anyone:
+        // it may ride along with the connection's next frames (bounded, `MuxConnection.lazyFlushDelay`).
+        pump(lazy: remoteFinishDelivered && pendingWrites.isEmpty)
     }
 
     func reset(_ code: AppStreamResetCode) {
@@ -84,6 +92,11 @@ final class MuxStream: AppStream {
         connection.forget(id)
         connection.scheduleFlush()
         clear()
+    }
+
+    func deferAcceptance() {
+        eventLoop.preconditionInEventLoop()
+        if !accepted { acceptanceDeferred = true }
     }
 
     func setReadPaused(_ paused: Bool) {
@@ -100,7 +113,7 @@ final class MuxStream: AppStream {
     }
 
     /// Offers waiting bytes to the session; reports writability changes to the delegate.
-    func pump() {
+    func pump(lazy: Bool = false) {
         guard accepted, !ended else { return }
         while var first = pendingWrites.first {
             let taken: Int
@@ -122,7 +135,7 @@ final class MuxStream: AppStream {
             finishSent = true
             try? connection.session.finish(id)
         }
-        connection.scheduleFlush()
+        connection.scheduleFlush(lazy: lazy)
         let writable = isWritable
         if writable != reportedWritable {
             reportedWritable = writable
@@ -146,6 +159,7 @@ final class MuxStream: AppStream {
             remoteFinishPending = true
             return
         }
+        remoteFinishDelivered = true
         delegate?.appStreamDidReceiveFinish(self)
     }
 
@@ -170,12 +184,15 @@ final class MuxStream: AppStream {
         }
         if !paused, inbound.isEmpty, remoteFinishPending, let d = delegate {
             remoteFinishPending = false
+            remoteFinishDelivered = true
             d.appStreamDidReceiveFinish(self)
         }
         connection.scheduleFlush()
     }
 
     private func clear() {
+        acceptanceTimer?.cancel()
+        acceptanceTimer = nil
         pendingWrites.removeAll()
         pendingBytes = 0
         inbound.removeAll()
