@@ -87,10 +87,11 @@ public final class SkysocksClientApp: Sendable {
         return ServerBootstrap(group: childGroup, childGroup: childGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY: accepted sockets inherit it from the listener (NIO sets it there). Half-closure
+            // is set in the initializer: no per-connection future chain for option application.
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                     try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(
                         localFailureTimeout: timeout,
                         onActive: { handler, context in app.connectionActive(handler, context: context) }))

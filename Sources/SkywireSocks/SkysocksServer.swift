@@ -279,10 +279,11 @@ final class SkysocksServerSession: AppStreamDelegate {
         let timeout = app.options.handshakeTimeout
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(app.options.connectTimeout)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is ClientBootstrap's default; half-closure is set here, not as a bootstrap option
+            // (no future chain per connection).
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                     try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(localFailureTimeout: timeout))
                 }
             }

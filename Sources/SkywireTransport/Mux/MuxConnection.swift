@@ -36,6 +36,8 @@ final class MuxConnection {
     private var flushScheduled = false
     /// A delayed flush of lazily queued frames (`scheduleFlush(lazy:)`), if one is pending.
     private var lazyFlush: Scheduled<Void>?
+    /// Reused plaintext buffer for encoding outgoing frames (`flushIfNeeded`).
+    private var frameScratch: ByteBuffer?
     private var closed = false
     private var lastReceive: NIODeadline = .now()
     private var keepaliveTask: RepeatedTask?
@@ -117,13 +119,17 @@ final class MuxConnection {
         guard let link else { return }
         var sent = false
         session.drainOutgoing { frame in
-            var buffer = ByteBufferAllocator().buffer(capacity: frame.encodedLength)
+            // One plaintext buffer reused for every frame (links that keep a frame get their own copy on
+            // the next write: copy-on-write).
+            var buffer = frameScratch.take() ?? ByteBufferAllocator().buffer(capacity: frame.encodedLength)
+            buffer.clear(minimumCapacity: frame.encodedLength)
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.encodedLength) { out in
                 (try? frame.encode(into: out)) ?? 0
             }
             let reliable: Bool
             if case .datagram = frame { reliable = false } else { reliable = true }
             link.send(frame: buffer, reliable: reliable)
+            frameScratch = buffer
             sent = true
         }
         if sent { link.flush() }
@@ -155,7 +161,13 @@ final class MuxConnection {
     /// refusal arrives as a reset with its code; no answer within `timeout` resets it too.
     func openStream(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount,
                     waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
-        eventLoop.flatSubmit { [self] in
+        guard eventLoop.inEventLoop else {
+            return eventLoop.flatSubmit { [self] in
+                openStream(destinationPort: destinationPort, sourcePort: sourcePort, timeout: timeout,
+                           waitForAccept: waitForAccept)
+            }
+        }
+        return { [self] () -> EventLoopFuture<AppStream> in
             guard !closed else {
                 return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
             }
@@ -193,7 +205,7 @@ final class MuxConnection {
             pendingOpens[id] = (promise, task)
             scheduleFlush()
             return promise.futureResult
-        }
+        }()
     }
 
     func sendDatagram(destinationPort: UInt16, sourcePort: UInt16, payload: ByteBuffer) {

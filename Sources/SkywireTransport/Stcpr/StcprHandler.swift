@@ -39,6 +39,12 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     private(set) var connection: MuxConnection?
     private(set) var remoteKey: PublicKey?
     private var pendingFlush = false
+    /// Encrypted records sent since the last flush, written to the channel together by `flush()`.
+    private var pendingRecords: ByteBuffer?
+    /// Capacity of a flush's record buffer for small records, and for bulk (a record that does not fit
+    /// the small size): records of a flush are written in chunks of at most this many bytes.
+    static let recordBatchCapacity = 2048
+    static let recordBatchLimit = 64 * 1024
     private var closeReason: String?
     let counters = LinkCounters()
 
@@ -175,8 +181,19 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
 
     func send(frame: ByteBuffer, reliable: Bool) {
         guard case .established(let send, _) = state, let context else { return }
-        var out = context.channel.allocator.buffer(capacity: frame.readableBytes + 2 + NoiseConstants.tagLength)
         let length = frame.readableBytes + NoiseConstants.tagLength
+        // Records of one flush share a buffer: one channel write and allocation per flush (or per
+        // `recordBatchLimit` bytes of bulk data), not per frame; a full buffer is written, never grown.
+        var out: ByteBuffer
+        if (pendingRecords?.writableBytes ?? 0) >= 2 + length {
+            out = pendingRecords.take()!  // moved out: stays uniquely referenced, no copy on write
+        } else {
+            if let full = pendingRecords.take() {
+                context.write(wrapOutboundOut(full), promise: nil)
+            }
+            let capacity = 2 + length >= Self.recordBatchCapacity ? Self.recordBatchLimit : Self.recordBatchCapacity
+            out = context.channel.allocator.buffer(capacity: max(2 + length, capacity))
+        }
         out.writeInteger(UInt16(length))
         do {
             try frame.withUnsafeReadableBytes { pt in
@@ -188,14 +205,17 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
             fail("cannot encrypt: \(error)")
             return
         }
-        counters.addSent(out.readableBytes)
-        context.write(wrapOutboundOut(out), promise: nil)
+        counters.addSent(2 + length)
+        pendingRecords = out
         pendingFlush = true
     }
 
     func flush() {
         guard pendingFlush, let context else { return }
         pendingFlush = false
+        if let records = pendingRecords.take() {
+            context.write(wrapOutboundOut(records), promise: nil)
+        }
         context.flush()
     }
 
