@@ -36,6 +36,17 @@ private final class TableResolver: PeerResolver {
     }
 }
 
+/// A resolver that never answers within a test (its lookup sleeps `seconds`, not cancellable).
+private final class StuckResolver: PeerResolver {
+    let name = "stuck discovery"
+    let seconds: UInt64
+    init(seconds: UInt64) { self.seconds = seconds }
+    func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
+        try? await Task.detached { [seconds] in try await Task.sleep(nanoseconds: seconds * 1_000_000_000) }.value
+        return ResolvedPeer(stcpr: [], sudph: nil)
+    }
+}
+
 final class DiscoveryResolverTests: XCTestCase {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
@@ -172,6 +183,68 @@ final class DiscoveryResolverTests: XCTestCase {
         await b.shutdown()
         await c.shutdown()
         await exit.shutdown()
+    }
+
+    /// After a punch the sudph dial uses the punched schedule (resends every 250 ms, gives up
+    /// after 5 s, then stcpr); without a punch the usual one (here handshake_timeout 2 s).
+    /// Asserted through the failure each dial reports, not by timing.
+    func testAPunchedDialUsesThePunchScheduleAnUnpunchedOneTheUsual() async throws {
+        let silent = HostPort(host: "127.0.0.1", port: try unusedPort())   // nothing answers there
+        let exitKey = KeyPair.generate().publicKey
+        let a = manager(sudphPort: Int(try unusedPort()))
+        try await a.start()
+        a.resolver = TableResolver([exitKey: ResolvedPeer(stcpr: [], sudph: silent)], punched: silent)
+        let punched = await message { _ = try await a.connect(remote: exitKey) }
+        XCTAssertTrue(punched.contains("sudph \(silent): "), punched)
+        XCTAssertTrue(punched.contains("no handshake response from 127.0.0.1:\(silent.port) within 5 s, resent every 250 ms after a punch"), punched)
+        XCTAssertEqual(a.list(), [])
+
+        a.resolver = TableResolver([exitKey: ResolvedPeer(stcpr: [], sudph: silent)], punched: nil)
+        let unpunched = await message { _ = try await a.connect(remote: exitKey) }
+        XCTAssertTrue(unpunched.contains("punch: no live sudph binding"), unpunched)
+        XCTAssertTrue(unpunched.contains("no handshake response from 127.0.0.1:\(silent.port) within 2 s"), unpunched)
+        XCTAssertFalse(unpunched.contains("250 ms"), unpunched)
+        await a.shutdown()
+    }
+
+    /// `connect(within:)` (proxy/vpn start -t): a lookup that hangs, and a dial whose handshake
+    /// never completes, end at the limit with an error naming it and the step in progress; the
+    /// abandoned dial leaves no transport entry behind.
+    func testConnectWithinATimeoutEndsOnTimeAndCleansUp() async throws {
+        let key = KeyPair.generate().publicKey
+        let m = manager()
+        m.resolver = StuckResolver(seconds: 8)
+        var started = ContinuousClock.now
+        let stuck = await message { _ = try await m.connect(remote: key, within: 1) }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+        XCTAssertTrue(stuck.contains("no transport to \(key.hex) within the timeout of 1 s (asking stuck discovery for its addresses)"), stuck)
+
+        // A TCP listener that never accepts: connect() succeeds, the Noise handshake never does.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        XCTAssertEqual(withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &len) == 0 ? 0 : -1 }
+        }, 0)
+        let mute = HostPort(host: "127.0.0.1", port: UInt16(bigEndian: sin.sin_port))
+        var settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
+        settings.handshakeTimeout = 30
+        let slow = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+        slow.resolver = TableResolver([key: ResolvedPeer(stcpr: [mute], sudph: nil)])
+        started = ContinuousClock.now
+        let dial = await message { _ = try await slow.connect(remote: key, within: 1) }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+        XCTAssertTrue(dial.contains("within the timeout of 1 s (dialling stcpr \(mute))"), dial)
+        // The abandoned entry is removed (its cancellation is handled on another task: bounded wait).
+        for _ in 0..<50 where !slow.list().isEmpty { try await Task.sleep(nanoseconds: 20_000_000) }
+        XCTAssertEqual(slow.list(), [])
+        let zero = await message { _ = try await slow.connect(remote: key, within: 0) }
+        XCTAssertTrue(zero.contains("at least 1 s"), zero)
+        await slow.shutdown()
+        await m.shutdown()
     }
 
     func testInterpretingThePunchAnswer() throws {

@@ -14,6 +14,8 @@ final class TransportEntry: @unchecked Sendable {
     let host: String
     let port: Int
     let initiator: Bool
+    /// Dialled right after a hole punch: sudph handshakes use `SudphHandshakeSchedule.punched`.
+    let punched: Bool
     private unowned let manager: TransportManager
     private let lock = NIOLock()
     private var wanted: Bool
@@ -30,8 +32,9 @@ final class TransportEntry: @unchecked Sendable {
     private var firstDial: EventLoopPromise<Void>?
 
     init(manager: TransportManager, id: String, remote: PublicKey, type: TransportType,
-         host: String, port: Int, initiator: Bool, wanted: Bool) {
+         host: String, port: Int, initiator: Bool, wanted: Bool, punched: Bool = false) {
         self.manager = manager
+        self.punched = punched
         self.id = id
         self.remote = remote
         self.type = type
@@ -112,7 +115,12 @@ final class TransportEntry: @unchecked Sendable {
             linkClosed(reason: "sudph is disabled")
             return
         }
-        endpoint.dial(remote: remote, host: host, port: port, entry: self)
+        endpoint.dial(remote: remote, host: host, port: port, entry: self, schedule: handshakeSchedule)
+    }
+
+    /// How a sudph dial of this entry resends its initiation and when it gives up.
+    var handshakeSchedule: SudphHandshakeSchedule {
+        punched ? .punched : .normal(limitSeconds: manager.settings.handshakeTimeout)
     }
 
     /// The link finished its handshake: build the mux connection on top of it.
@@ -189,6 +197,18 @@ final class TransportEntry: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// The caller of the first dial gave up (its task was cancelled, e.g. `connect(within:)`
+    /// timed out): the dial's future fails now and the entry is shut down. A handshake still in
+    /// flight ends by itself; if it completes, the connection is refused (`established` → nil).
+    func abandonFirstDial() {
+        let promise: EventLoopPromise<Void>? = lock.withLock {
+            defer { firstDial = nil }
+            return firstDial
+        }
+        shutdown(reason: "dial abandoned")
+        promise?.fail(TransportError(.timeout, "\(type.rawValue) to \(remote.hex) at \(host):\(port): abandoned"))
     }
 
     /// Stops redialling and closes the connection.

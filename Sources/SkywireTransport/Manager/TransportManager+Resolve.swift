@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+import NIOCore
 import SkywireConfig
 import SkywireCrypto
 
@@ -32,13 +34,56 @@ extension PeerResolver {
 }
 
 extension TransportManager {
+    /// `connect`, bounded: when no transport is up within `seconds` (resolving, punching and every
+    /// dial together), throws a `.timeout` error naming the limit and the step in progress. The
+    /// abandoned attempt is cancelled (its dial entries are shut down and removed); nothing else
+    /// is touched. A transport already up is returned at once.
+    public func connect(remote: PublicKey, type: TransportType? = nil, within seconds: Int64) async throws -> TransportInfo {
+        guard seconds > 0 else { throw TransportError(.badAddress, "timeout must be at least 1 s") }
+        let progress = ConnectProgress()
+        return try await Self.withDeadline(.seconds(seconds), {
+            try await self.connect(remote: remote, type: type, progress: progress)
+        }, timedOut: {
+            TransportError(.timeout, "no transport to \(remote.hex) within the timeout of \(seconds) s (\(progress.current)); raise it with -t SECONDS")
+        })
+    }
+
+    /// Runs `operation` and returns its result, unless `limit` passes first: then `operation` is
+    /// cancelled (not awaited) and `timedOut()` is thrown.
+    static func withDeadline<T: Sendable>(_ limit: TimeAmount, _ operation: @escaping @Sendable () async throws -> T,
+                                          timedOut: @escaping @Sendable () -> Error) async throws -> T {
+        let pending = NIOLockedValueBox<CheckedContinuation<T, Error>?>(nil)
+        let take: @Sendable () -> CheckedContinuation<T, Error>? = {
+            pending.withLockedValue { c in defer { c = nil }; return c }
+        }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            pending.withLockedValue { $0 = continuation }
+            let work = Task {
+                let result: Result<T, Error>
+                do { result = .success(try await operation()) } catch { result = .failure(error) }
+                take()?.resume(with: result)
+            }
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, limit.nanoseconds)))
+                guard let c = take() else { return }
+                work.cancel()
+                c.resume(throwing: timedOut())
+            }
+        }
+    }
+
     /// Brings up a transport to `remote` without a given address: from `transport.peers` when it
     /// has one (of `type`, or stcpr before sudph when `type` is nil), else through the resolver,
     /// trying each discovered address in turn: when the key has a sudph address (its live BIND),
     /// first a punch (`resolver.punch`, so a NAT in front of it lets our handshake in) and a sudph
-    /// dial to the address it returns, then the stcpr addresses.
+    /// dial to the address it returns (resending every 250 ms for 5 s:
+    /// `SudphHandshakeSchedule.punched`), then the stcpr addresses.
     /// A transport already up to `remote` (of `type`, if given) is returned as is, without a lookup.
     public func connect(remote: PublicKey, type: TransportType? = nil) async throws -> TransportInfo {
+        try await connect(remote: remote, type: type, progress: ConnectProgress())
+    }
+
+    func connect(remote: PublicKey, type: TransportType?, progress: ConnectProgress) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
         if let up = lock.withLock({ entries.values.first { $0.remote == remote && (type == nil || $0.type == type) && $0.isUp } }) {
             up.markWanted()
@@ -46,36 +91,53 @@ extension TransportManager {
         }
         if let peer = settings.peers[remote] {
             for t in type.map({ [$0] }) ?? [.stcpr, .sudph] {
-                if let hp = peer.address(for: t) { return try await add(remote: remote, type: t, target: hp) }
+                if let hp = peer.address(for: t) {
+                    progress.set("dialling \(t.rawValue) \(hp) from transport.peers")
+                    return try await add(remote: remote, type: t, target: hp)
+                }
             }
         }
         guard let resolver else {
             throw TransportError(.notFound, "no \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) in transport.peers, and no discovery to ask (transport.discovery is not set to an http:// URL): pass --addr HOST:PORT, add it to transport.peers, or set transport.discovery")
         }
+        progress.set("asking \(resolver.name) for its addresses")
         let found = try await resolver.resolve(remote)
-        var candidates: [(TransportType, HostPort)] = []
+        var candidates: [(type: TransportType, address: HostPort, punched: Bool)] = []
         var failures: [String] = []
         if type == nil || type == .sudph, let s = found.sudph, settings.sudphPort > 0 {
             var target = s
+            var punched = false
             do {
+                try Task.checkCancellation()
+                progress.set("asking \(resolver.name) to punch")
                 target = try await resolver.punch(remote)
+                punched = true
             } catch {
                 failures.append("punch: \(error)")   // still dialled: the peer may not be behind a NAT
             }
-            candidates.append((.sudph, target))
+            candidates.append((.sudph, target, punched))
         }
-        if type == nil || type == .stcpr { candidates += found.stcpr.map { (.stcpr, $0) } }
+        if type == nil || type == .stcpr { candidates += found.stcpr.map { (.stcpr, $0, false) } }
         guard !candidates.isEmpty else {
             let have = "stcpr: \(found.stcpr.isEmpty ? "none" : found.stcpr.map(\.description).joined(separator: ", ")), sudph: \(found.sudph?.description ?? "none")"
             throw TransportError(.unreachable, "\(resolver.name) has no usable \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) (\(have)\(settings.sudphPort == 0 && found.sudph != nil ? "; sudph is disabled here" : ""))")
         }
-        for (t, hp) in candidates {
+        for (t, hp, punched) in candidates {
+            try Task.checkCancellation()
+            progress.set("dialling \(t.rawValue) \(hp)\(punched ? " after a punch" : "")\(failures.isEmpty ? "" : "; before: " + failures.joined(separator: "; "))")
             do {
-                return try await add(remote: remote, type: t, target: hp)
+                return try await add(remote: remote, type: t, target: hp, punched: punched)
             } catch {
                 failures.append("\(t.rawValue) \(hp): \(error)")
             }
         }
         throw TransportError(.unreachable, "cannot reach \(remote.hex) at the addresses from \(resolver.name): \(failures.joined(separator: "; "))")
     }
+}
+
+/// What a `connect` is doing right now, for the timeout message.
+final class ConnectProgress: Sendable {
+    private let step = NIOLockedValueBox("starting")
+    var current: String { step.withLockedValue { $0 } }
+    func set(_ s: String) { step.withLockedValue { $0 = s } }
 }

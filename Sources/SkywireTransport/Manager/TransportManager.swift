@@ -127,8 +127,10 @@ public final class TransportManager: @unchecked Sendable {
         return try await add(remote: remote, type: type, target: target)
     }
 
-    /// `add` with a parsed address.
-    func add(remote: PublicKey, type: TransportType, target: HostPort) async throws -> TransportInfo {
+    /// `add` with a parsed address; `punched`: the dial follows a hole punch (sudph resends
+    /// faster and gives up sooner, `SudphHandshakeSchedule.punched`). Cancelling the calling task
+    /// abandons the dial: the entry is shut down and removed, and this throws.
+    func add(remote: PublicKey, type: TransportType, target: HostPort, punched: Bool = false) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
         let (host, port) = (target.host, Int(target.port))
         if let existing = lock.withLock({ entries.values.first { $0.remote == remote && $0.type == type && $0.isUp } }) {
@@ -138,11 +140,16 @@ public final class TransportManager: @unchecked Sendable {
         if type == .sudph && lock.withLock({ sudph }) == nil {
             throw TransportError(.unreachable, "sudph is disabled (transport.sudph_port is 0)")
         }
+        try Task.checkCancellation()
         let entry = TransportEntry(manager: self, id: newID(), remote: remote, type: type,
-                                   host: host, port: port, initiator: true, wanted: true)
+                                   host: host, port: port, initiator: true, wanted: true, punched: punched)
         lock.withLock { entries[entry.id] = entry }
         do {
-            try await entry.dial().get()
+            try await withTaskCancellationHandler {
+                try await entry.dial().get()
+            } onCancel: {
+                entry.abandonFirstDial()
+            }
         } catch {
             entry.shutdown(reason: "first dial failed")
             lock.withLock { _ = entries.removeValue(forKey: entry.id) }

@@ -108,7 +108,7 @@ final class SudphEndpoint: @unchecked Sendable {
     }
 
     /// Starts a handshake to `remote` at `host:port` for `entry`; the outcome reaches the entry.
-    func dial(remote: PublicKey, host: String, port: Int, entry: TransportEntry) {
+    func dial(remote: PublicKey, host: String, port: Int, entry: TransportEntry, schedule: SudphHandshakeSchedule) {
         let address: SocketAddress
         do {
             address = try SocketAddress.makeAddressResolvingHost(host, port: port)
@@ -118,7 +118,8 @@ final class SudphEndpoint: @unchecked Sendable {
         }
         eventLoop.execute {
             do {
-                let peer = try SudphPeer.dial(endpoint: self, remote: remote, address: address, entry: entry)
+                let peer = try SudphPeer.dial(endpoint: self, remote: remote, address: address, entry: entry,
+                                              schedule: schedule)
                 peer.start()
             } catch {
                 entry.linkClosed(reason: "sudph handshake: \(error)")

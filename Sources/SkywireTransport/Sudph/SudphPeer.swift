@@ -7,8 +7,6 @@ import SkywireWire
 /// counters and a replay window, the reliability layer for mux frames, and the `FrameLink`
 /// its `MuxConnection` writes to. Confined to the endpoint's event loop.
 final class SudphPeer: FrameLink {
-    /// Handshake retransmission within one dial attempt: 1 s, doubling (§4.3).
-    static let handshakeRetryInitial = TimeAmount.seconds(1)
     /// Largest DATA payload per frame over sudph (§5).
     static let maxDataPayload = 1200
     /// Reliable frames beyond the ARQ's send buffer wait here; streams stop when this is long.
@@ -76,7 +74,9 @@ final class SudphPeer: FrameLink {
     private var handshakeIndex: UInt32 = 0
     private var handshakePacket: ByteBuffer?
     private var handshakeTask: Scheduled<Void>?
-    private var handshakeDelay = SudphPeer.handshakeRetryInitial
+    /// When initiations are resent and when the dial gives up (§4.3; faster after a punch).
+    private var handshakeSchedule = SudphHandshakeSchedule.normal(limitSeconds: 10)
+    private var handshakeSends = 0
     private var handshakeDeadline: NIODeadline?
     /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
     private(set) var sessionBox: SudphSessionBox?
@@ -108,8 +108,9 @@ final class SudphPeer: FrameLink {
     // MARK: Initiator
 
     static func dial(endpoint: SudphEndpoint, remote: PublicKey, address: SocketAddress,
-                     entry: TransportEntry) throws -> SudphPeer {
+                     entry: TransportEntry, schedule: SudphHandshakeSchedule) throws -> SudphPeer {
         let peer = SudphPeer(endpoint: endpoint, remote: remote, address: address, isInitiator: true, entry: entry)
+        peer.handshakeSchedule = schedule
         let hs = try NoiseHandshake.ikInitiator(identity: endpoint.manager.settings.identity, remote: remote)
         let msg1 = try hs.writeMessage(payload: IdentityClaim.encode(endpoint.manager.localKey))
         peer.handshake = hs
@@ -121,21 +122,24 @@ final class SudphPeer: FrameLink {
     }
 
     func start() {
-        handshakeDeadline = .now() + .seconds(endpoint.manager.settings.handshakeTimeout)
+        handshakeDeadline = .now() + handshakeSchedule.limit
         sendHandshake()
     }
 
     private func sendHandshake() {
         guard !closed, let packet = handshakePacket else { return }
         if let deadline = handshakeDeadline, NIODeadline.now() >= deadline {
-            close(reason: "no handshake response from \(address) within \(endpoint.manager.settings.handshakeTimeout) s")
+            close(reason: "no handshake response from \(TransportManager.format(address)) \(handshakeSchedule.summary)")
             return
         }
         endpoint.send(packet, to: address)
         counters.addSent(packet.readableBytes)
         endpoint.flush()
-        handshakeTask = endpoint.eventLoop.scheduleTask(in: handshakeDelay) { [weak self] in self?.sendHandshake() }
-        handshakeDelay = handshakeDelay * 2
+        handshakeSends += 1
+        // The next resend, or the deadline when that comes first (the dial then fails on time).
+        var next = handshakeSchedule.delay(afterSend: handshakeSends)
+        if let deadline = handshakeDeadline { next = min(next, max(.zero, deadline - NIODeadline.now())) }
+        handshakeTask = endpoint.eventLoop.scheduleTask(in: next) { [weak self] in self?.sendHandshake() }
     }
 
     func receiveResponse(_ message: [UInt8], senderIndex: UInt32, localIndex: UInt32, from: SocketAddress) {

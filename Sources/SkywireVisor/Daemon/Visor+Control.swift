@@ -152,11 +152,13 @@ extension Visor {
     }
 
     /// Makes sure a transport to `pk` is up, dialling one if needed: from the peers table, else
-    /// from the addresses discovery has for `pk` (`TransportManager.connect`).
+    /// from the addresses discovery has for `pk` (`TransportManager.connect`). `timeout` bounds
+    /// the lookup, punch and dials together; on expiry the attempt is abandoned with an error
+    /// naming the timeout.
     func ensureTransport(to pk: PublicKey, timeout: Int64) async throws {
-        guard (1...3600).contains(timeout) else { throw ControlError(.badRequest, "timeout must be in 1...3600 s") }
+        guard (1...3600).contains(timeout) else { throw ControlError(.badRequest, "timeout must be in 1...3600 s, not \(timeout)") }
         if transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) { return }
-        _ = try await transports.connect(remote: pk)
+        _ = try await transports.connect(remote: pk, within: timeout)
     }
 
     static func publicKey(_ hex: String) throws -> PublicKey {
