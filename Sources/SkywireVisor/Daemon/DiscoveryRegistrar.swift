@@ -77,6 +77,17 @@ final class DiscoveryRegistrar: Sendable {
         logger.info("discovery: entries deleted")
     }
 
+    /// The `stats` a service entry reports, from its app's `apps ls` row: vpn-server the clients
+    /// connected now, skysocks the SOCKS sessions open now (`{"connected": N}`); nil without them.
+    static func stats(app: AppName, row: ControlValue) -> [String: Int64]? {
+        let info = row["info"]
+        switch app {
+        case .vpnServer: return info?["clients"]?.arrayValue.map { ["connected": Int64($0.count)] }
+        case .skysocks: return info?["active_sessions"]?.intValue.map { ["connected": max(0, $0)] }
+        default: return nil
+        }
+    }
+
     private func write(_ method: String, _ target: String, body: [UInt8]) throws(DiscoveryError) {
         let h = DiscoverySigning.sign(keyPair: keyPair, method: method, target: target, body: body,
                                       timestampMs: DiscoveryTime.nowMs())
@@ -90,14 +101,16 @@ final class DiscoveryRegistrar: Sendable {
         var problems: [String] = []
         let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph).json().compact().utf8)
         do { try write("PUT", "/v1/transports/\(pk)", body: tb) } catch { problems.append("transports: \(error.message)") }
-        let running = Set(apps.snapshot().compactMap { v -> String? in
-            v["status"]?.stringValue == "running" ? v["name"]?.stringValue : nil
-        })
+        var running: [String: ControlValue] = [:]
+        for v in apps.snapshot() where v["status"]?.stringValue == "running" {
+            if let name = v["name"]?.stringValue { running[name] = v }
+        }
         for (app, type) in Self.serviceApps {
             let target = "/v1/services/\(type.rawValue)/\(pk)"
-            if running.contains(app.rawValue) {
+            if let row = running[app.rawValue] {
                 guard !country.isEmpty else { continue }
-                let body = Array(ServiceRegistration(version: SkywireVersion.string, country: country).json().compact().utf8)
+                let body = Array(ServiceRegistration(version: SkywireVersion.string, country: country,
+                                                     stats: Self.stats(app: app, row: row)).json().compact().utf8)
                 do {
                     try write("PUT", target, body: body)
                     registered.withLockedValue { _ = $0.insert(type) }
