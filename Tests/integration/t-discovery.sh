@@ -8,6 +8,13 @@
 # address as the visor's observed sudph address; connect by key alone: a visor behind the NAT
 # with no peers entry resolves an exit (reachable at its transport.public_addr) through discovery,
 # `proxy start -k PK` connects and a SOCKS fetch works; an unknown key fails clearly.
+# Two NATs: an exit behind a second NAT (10.99.2.0/24 behind 198.51.100.12, vpn-server, country JP)
+# and a client behind the first, neither in the other's peers: `vpn list -c JP`, `vpn start -k PK`
+# over a punched sudph transport, traffic leaves at the exit NAT's address; `vpn stop` restores the
+# client. A client behind a symmetric NAT (10.99.3.0/24 behind 198.51.100.13, masquerade
+# fully-random) cannot punch: `vpn start -k PK` falls back to stcpr (the exit NAT forwards its
+# stcpr port, transport.public_addr) within the punch schedule (5 s), traffic works. `proxy start`
+# / `vpn start -k PK -t 3` to a registered but unreachable key ends after ~3 s naming the timeout.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -15,7 +22,9 @@ DISC_BIN=$(dirname "$SKYWIRE_BIN")/skywire-discovery
 [ -x "$DISC_BIN" ] || die "$DISC_BIN not found: build it with 'swift build' (product skywire-discovery)"
 
 PUB=skwt-dc-pub$$ CLI=skwt-dc-cli$$ NAT=skwt-dc-nat$$ PRIV=skwt-dc-prv$$
+NAT2=skwt-dc-nat2$$ PRIV2=skwt-dc-prv2$$ NAT3=skwt-dc-nat3$$ PRIV3=skwt-dc-prv3$$
 netns_add $PUB; netns_add $CLI; netns_add $NAT; netns_add $PRIV
+netns_add $NAT2; netns_add $PRIV2; netns_add $NAT3; netns_add $PRIV3
 # The "internet": a bridge in PUB joining the service, the client and the NAT's outside.
 ip -n $PUB link add skwt-dcbr type bridge
 ip -n $PUB addr add 198.51.100.1/24 dev skwt-dcbr
@@ -38,8 +47,37 @@ table ip skwt_dc_nat {
     chain post { type nat hook postrouting priority srcnat; oifname "skwt-dcn0" masquerade; }
 }
 EOF
+# The exit's NAT: masquerade out, and its stcpr port forwarded in (DNAT) to the exit 10.99.2.2.
+attach $NAT2 skwt-dcm0 198.51.100.12/24
+veth_pair $NAT2 skwt-dcm1 10.99.2.1/24 $PRIV2 skwt-dcw0 10.99.2.2/24
+ip -n $PRIV2 route add default via 10.99.2.1
+ip netns exec $NAT2 sysctl -qw net.ipv4.ip_forward=1
+ip netns exec $NAT2 nft -f - <<'EOF'
+table ip skwt_dc_nat2 {
+    chain pre { type nat hook prerouting priority dstnat; iifname "skwt-dcm0" tcp dport 7777 dnat to 10.99.2.2:7777; }
+    chain post { type nat hook postrouting priority srcnat; oifname "skwt-dcm0" masquerade; }
+}
+EOF
+# A symmetric NAT: every new flow gets a random source port, so a punched mapping is never reused.
+attach $NAT3 skwt-dcs0 198.51.100.13/24
+veth_pair $NAT3 skwt-dcs1 10.99.3.1/24 $PRIV3 skwt-dct0 10.99.3.2/24
+ip -n $PRIV3 route add default via 10.99.3.1
+ip netns exec $NAT3 sysctl -qw net.ipv4.ip_forward=1
+ip netns exec $NAT3 nft -f - <<'EOF'
+table ip skwt_dc_nat3 {
+    chain post { type nat hook postrouting priority srcnat; oifname "skwt-dcs0" masquerade fully-random; }
+}
+EOF
+# Port 7999 on the public side swallows TCP SYNs: a registered address that never answers.
+ip netns exec $PUB nft -f - <<'EOF'
+table inet skwt_dc_pub {
+    chain in { type filter hook input priority filter; tcp dport 7999 drop; }
+}
+EOF
 ip netns exec $CLI ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity client -> public"
 ip netns exec $PRIV ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity private -> public through the NAT"
+ip netns exec $PRIV2 ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity private2 -> public through the second NAT"
+ip netns exec $PRIV3 ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivity private3 -> public through the symmetric NAT"
 
 PKA=$(visor_config a)
 PKB=$(visor_config b)
@@ -61,6 +99,20 @@ jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {} | 
 install -m 600 "$T_WORK/f.tmp" "$T_WORK/f.json"
 # G: a key nobody registers.
 PKG=$(visor_config g)
+# U: a key whose transport entry (written by the test) names an address that never answers.
+PKU=$(visor_config u)
+# S: a client behind the symmetric NAT, discovery and no peers.
+PKS=$(visor_config s)
+jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {}' "$T_WORK/s.json" >"$T_WORK/s.tmp"
+install -m 600 "$T_WORK/s.tmp" "$T_WORK/s.json"
+# Y: a VPN exit behind the second NAT (country JP, clients F and S whitelisted), reachable over
+# stcpr only through the NAT's port forward (transport.public_addr).
+PKY=$(visor_config y)
+jq --arg wl "$PKF,$PKS" '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "JP"
+    | .transport.public_addr = "198.51.100.12:7777"
+    | (.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start = true | .args = ["--whitelist", $wl])' \
+    "$T_WORK/y.json" >"$T_WORK/y.tmp"
+install -m 600 "$T_WORK/y.tmp" "$T_WORK/y.json"
 # A small file served on the public side, fetched through the proxy.
 mkdir -p "$T_WORK/www"
 head -c 300000 /dev/urandom >"$T_WORK/www/small.bin"
@@ -240,6 +292,158 @@ check_connect_by_key() {
     visor_stop x
 }
 
+# client_snapshot NS: routes, rules, links and nftables of a client namespace (vpn stop restores them).
+client_snapshot() {
+    { ip -n "$1" route show table all; ip -n "$1" rule; ip -n "$1" -o link | cut -d' ' -f2; ip netns exec "$1" nft list ruleset; } 2>&1
+}
+
+# wait_vpn_listed NS CONFIG COUNTRY PK: `vpn list -c COUNTRY --json` lists exactly PK (bounded wait).
+wait_vpn_listed() {
+    local listing="" i
+    for i in $(seq 1 50); do
+        listing=$(ip netns exec "$1" "$SKYWIRE_BIN" cli vpn list --config "$2" -c "$3" --json 2>&1) || true
+        if jq -e --arg pk "$4" 'length == 1 and .[0].pk == $pk' <<<"$listing" >/dev/null 2>&1; then echo "$listing"; return 0; fi
+        sleep 0.2
+    done
+    echo "$listing"
+    return 1
+}
+
+# fetch_via_vpn NS DESC: a download from the "internet" host through the tunnel with a matching
+# checksum, and the host saw the exit NAT's address (198.51.100.12), not the client's NAT.
+fetch_via_vpn() {
+    local ns=$1 desc=$2 got="" lines
+    lines=$(wc -l <"$T_WORK/http.log")
+    for _ in $(seq 1 10); do
+        got=$( (ip netns exec "$ns" curl -fsS --max-time 10 http://198.51.100.1:8080/small.bin 2>>"$T_WORK/curl.err" || true) | sha256sum | cut -d' ' -f1)
+        [ "$got" = "$WANT_SUM" ] && break
+        sleep 0.3
+    done
+    if [ "$got" = "$WANT_SUM" ]; then pass "[$label] $desc: download through the VPN (checksum matches)"; else fail "[$label] $desc: checksum $got, want $WANT_SUM: $(tail -3 "$T_WORK/curl.err" 2>/dev/null)"; fi
+    local seen
+    seen=$(tail -n +$((lines + 1)) "$T_WORK/http.log" | grep '"GET /small.bin' || true)
+    if grep -q '^198\.51\.100\.12 ' <<<"$seen" && ! grep -qE '^198\.51\.100\.1[13] ' <<<"$seen"; then
+        pass "[$label] $desc: the internet host saw the exit NAT's address 198.51.100.12 only"
+    else
+        fail "[$label] $desc: the internet host saw: $seen"
+    fi
+}
+
+# Both ends behind NATs: Y (exit, NAT2) and F (client, NAT1) meet through discovery; the VPN runs
+# over a punched sudph transport. Also: -t bounds the resolve and dial of proxy/vpn start.
+check_two_nat_vpn() {
+    visor_start y $PRIV2
+    visor_start f $PRIV
+    local listing ok=0
+    if listing=$(wait_vpn_listed $PRIV "$T_WORK/f.json" JP "$PKY"); then
+        pass "[$label] behind NAT 1, vpn list -c JP --json finds exactly the exit behind NAT 2"
+    else
+        fail "[$label] vpn list -c JP from behind the NAT: $listing"
+    fi
+    jq -e --arg pk "$PKY" '.transport.peers | has($pk) | not' "$T_WORK/f.json" >/dev/null \
+        && pass "[$label] the client has no peers entry for the exit" || fail "[$label] f.json lists the exit in transport.peers"
+    for _ in $(seq 1 25); do
+        http GET "/v1/transports/$PKY" | grep -qE '"sudph":"198\.51\.100\.12:[0-9]+"' && { ok=1; break; }
+        sleep 0.2
+    done
+    [ $ok = 1 ] && pass "[$label] the exit is bound at the rendezvous at its NAT's address" || fail "[$label] exit binding: $(http GET "/v1/transports/$PKY")"
+
+    # -t bounds resolve + dial: U's registered stcpr address swallows SYNs.
+    local t0 t1 before_tp
+    before_tp=$(cli f tp ls --json | jq -c '[.[] | {remote_pk, type, state}]')
+    printf '{"stcpr":["198.51.100.1:7999"],"sudph":false}' >"$T_WORK/tb-u"
+    signed u PUT "/v1/transports/$PKU" "$T_WORK/tb-u"
+    expect_http "[$label] an unreachable key registered" 200 '"stcpr":\["198\.51\.100\.1:7999"\]' PUT "/v1/transports/$PKU" "$T_WORK/tb-u"
+    t0=$(date +%s%N)
+    expect_fail "[$label] vpn start -k UNREACHABLE -t 3 names the timeout" "within the timeout of 3 s \(dialling stcpr 198\.51\.100\.1:7999\)" \
+        cli f vpn start -k "$PKU" -t 3
+    t1=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if [ $t1 -lt 6000 ]; then pass "[$label] vpn start -t 3 gave up after $t1 ms"; else fail "[$label] vpn start -t 3 took $t1 ms"; fi
+    signed u PUT "/v1/transports/$PKU" "$T_WORK/tb-u"
+    http PUT "/v1/transports/$PKU" "$T_WORK/tb-u" >/dev/null
+    t0=$(date +%s%N)
+    expect_fail "[$label] proxy start -k UNREACHABLE -t 3 names the timeout" "within the timeout of 3 s" cli f proxy start -k "$PKU" -t 3
+    t1=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if [ $t1 -lt 6000 ]; then pass "[$label] proxy start -t 3 gave up after $t1 ms"; else fail "[$label] proxy start -t 3 took $t1 ms"; fi
+    local after_tp apps
+    after_tp=$(cli f tp ls --json | jq -c '[.[] | {remote_pk, type, state}]')
+    apps=$(cli f apps ls --json 2>/dev/null | jq -c '[.[] | select(.name == "vpn-client" or .name == "skysocks-client") | .status]' || true)
+    if [ "$after_tp" = "$before_tp" ] && ! grep -q "$PKU" <<<"$after_tp" && [ "$apps" = '["stopped","stopped"]' ]; then
+        pass "[$label] after the timeouts: no transport to the unreachable key, other transports and apps unchanged"
+    else
+        fail "[$label] after the timeouts: tp $before_tp -> $after_tp, apps $apps"
+    fi
+    expect_fail "[$label] -t 0 refused" "timeout must be in 1\.\.\.3600" cli f vpn start -k "$PKY" -t 0
+
+    # The VPN by key alone over a punched sudph transport.
+    local before st tps
+    before=$(client_snapshot $PRIV)
+    t0=$(date +%s%N)
+    expect_ok "[$label] vpn start -k PK by key alone (both behind NATs)" cli f vpn start -k "$PKY" -t 20
+    t1=$(( ($(date +%s%N) - t0) / 1000000 ))
+    log "[$label] two-NAT vpn start took $t1 ms"
+    tps=$(cli f tp ls --json 2>&1) || true
+    if jq -e --arg pk "$PKY" 'any(.[]; .remote_pk == $pk and .type == "sudph" and (.remote_addr | startswith("198.51.100.12:")) and .state == "up")
+                               and (map(select(.remote_pk == $pk and .type == "stcpr")) | length == 0)' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] tp ls --json: sudph, up, to the exit NAT's address (no stcpr)"
+    else
+        fail "[$label] tp ls --json (want sudph up to 198.51.100.12:*): $tps"
+    fi
+    st=$(cli f vpn status --json 2>&1) || true
+    if [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = sudph ]; then
+        pass "[$label] vpn status: connected over sudph"
+    else
+        fail "[$label] vpn status: $st"
+    fi
+    fetch_via_vpn $PRIV "two NATs, sudph"
+    expect_ok "[$label] vpn stop" cli f vpn stop
+    if [ "$(client_snapshot $PRIV)" = "$before" ]; then pass "[$label] vpn stop restores the client's routes, links and nftables"
+    else fail "[$label] after vpn stop: $(diff <(echo "$before") <(client_snapshot $PRIV))"; fi
+    visor_stop f
+}
+
+# A client behind the symmetric NAT: the punched sudph handshake cannot get through, so the
+# dial falls back to the exit's stcpr address (its NAT's port forward) after the punch schedule.
+check_symmetric_fallback() {
+    visor_start s $PRIV3
+    local listing before t0 t1 tps st
+    if listing=$(wait_vpn_listed $PRIV3 "$T_WORK/s.json" JP "$PKY"); then
+        pass "[$label] behind the symmetric NAT, vpn list -c JP finds the exit"
+    else
+        fail "[$label] vpn list -c JP behind the symmetric NAT: $listing"
+    fi
+    before=$(client_snapshot $PRIV3)
+    t0=$(date +%s%N)
+    expect_ok "[$label] vpn start -k PK behind a symmetric NAT" cli s vpn start -k "$PKY" -t 20
+    t1=$(( ($(date +%s%N) - t0) / 1000000 ))
+    tps=$(cli s tp ls --json 2>&1) || true
+    if jq -e --arg pk "$PKY" 'any(.[]; .remote_pk == $pk and .type == "stcpr" and .remote_addr == "198.51.100.12:7777" and .state == "up")
+                               and (map(select(.remote_pk == $pk and .type == "sudph")) | length == 0)' <<<"$tps" >/dev/null 2>&1; then
+        pass "[$label] tp ls --json: fell back to stcpr 198.51.100.12:7777 (no sudph)"
+    else
+        fail "[$label] tp ls --json (want stcpr up to 198.51.100.12:7777): $tps"
+    fi
+    # The punch schedule: 5 s of sudph, then stcpr (the usual handshake timers would take 10 s+).
+    if [ $t1 -ge 4500 ] && [ $t1 -lt 9000 ]; then pass "[$label] the stcpr fallback took $t1 ms (punch schedule 5 s)"
+    else fail "[$label] the stcpr fallback took $t1 ms, want 4.5-9 s"; fi
+    log "[$label] symmetric NAT: vpn start with the stcpr fallback took $t1 ms"
+    grep -qE "no handshake response from 198\.51\.100\.12:[0-9]+ within 5 s, resent every 250 ms after a punch" "$T_WORK/s.log" \
+        && pass "[$label] the client logs the punched sudph dial giving up after 5 s" \
+        || fail "[$label] no punched-dial failure in s.log"
+    st=$(cli s vpn status --json 2>&1) || true
+    if [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = stcpr ]; then
+        pass "[$label] vpn status: connected over stcpr"
+    else
+        fail "[$label] vpn status: $st"
+    fi
+    fetch_via_vpn $PRIV3 "symmetric NAT, stcpr"
+    expect_ok "[$label] vpn stop (symmetric NAT)" cli s vpn stop
+    if [ "$(client_snapshot $PRIV3)" = "$before" ]; then pass "[$label] vpn stop restores the symmetric-NAT client"
+    else fail "[$label] after vpn stop: $(diff <(echo "$before") <(client_snapshot $PRIV3))"; fi
+    visor_stop s
+    visor_stop y
+}
+
 run_suite() {  # run_suite DB_URL LABEL
     local db=$1 label=$2
     log "=== backend: $label"
@@ -302,6 +506,8 @@ run_suite() {  # run_suite DB_URL LABEL
     check_rendezvous
     check_visor_registration
     check_connect_by_key
+    check_two_nat_vpn
+    check_symmetric_fallback
 
     # TTL: A keeps refreshing, B does not; after the TTL only A is listed.
     local end=$(( $(date +%s) + TTL + 2 ))
