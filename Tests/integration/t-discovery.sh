@@ -238,6 +238,9 @@ check_connect_by_key() {
         sleep 0.2
     done
     if [ $ok = 1 ]; then pass "[$label] behind the NAT, proxy list -c SE finds the exit"; else fail "[$label] proxy list -c SE from behind the NAT: $listing"; fi
+    listing=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli proxy list --config "$T_WORK/f.json" -c SE --stats --json 2>&1) || true
+    jq -e '.[0].stats.connected == 0' <<<"$listing" >/dev/null 2>&1 \
+        && pass "[$label] proxy list --stats: skysocks reports its open sessions (0)" || fail "[$label] proxy list --stats: $listing"
     expect_http "[$label] the exit advertises transport.public_addr" 200 '"stcpr":\["198\.51\.100\.2:7777"\]' GET "/v1/transports/$PKX"
     if jq -e --arg pk "$PKX" '.transport.peers | has($pk) | not' "$T_WORK/f.json" >/dev/null; then
         pass "[$label] the client has no peers entry for the exit"
@@ -396,7 +399,25 @@ check_two_nat_vpn() {
         fail "[$label] vpn status: $st"
     fi
     fetch_via_vpn $PRIV "two NATs, sudph"
+    # The exit reports its connected clients in its service entry (refreshed every ttl/3).
+    local stats=""
+    for _ in $(seq 1 30); do
+        stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats --json 2>&1) || true
+        jq -e '.[0].stats.connected == 1' <<<"$stats" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    jq -e '.[0].stats.connected == 1' <<<"$stats" >/dev/null 2>&1 \
+        && pass "[$label] vpn list --stats: the exit reports 1 connected client" || fail "[$label] vpn list --stats while connected: $stats"
     expect_ok "[$label] vpn stop" cli f vpn stop
+    for _ in $(seq 1 30); do
+        stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats --json 2>&1) || true
+        jq -e '.[0].stats.connected == 0' <<<"$stats" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    jq -e '.[0].stats.connected == 0' <<<"$stats" >/dev/null 2>&1 \
+        && pass "[$label] vpn list --stats: 0 connected after vpn stop" || fail "[$label] vpn list --stats after stop: $stats"
+    stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats 2>&1) || true
+    grep -q "connected=0" <<<"$stats" && pass "[$label] vpn list --stats (text) shows connected=0" || fail "[$label] vpn list --stats text: $stats"
     if [ "$(client_snapshot $PRIV)" = "$before" ]; then pass "[$label] vpn stop restores the client's routes, links and nftables"
     else fail "[$label] after vpn stop: $(diff <(echo "$before") <(client_snapshot $PRIV))"; fi
     visor_stop f

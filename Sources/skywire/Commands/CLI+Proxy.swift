@@ -16,7 +16,7 @@ struct ProxyGroup: ParsableCommand {
         @OptionGroup var control: ControlOptions
         @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex); dialled at its transport.peers address, else at the addresses transport.discovery has for it.") var pk: String
         @Option(help: "HOST:PORT to listen on (default 127.0.0.1:1080).") var addr: String?
-        @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
+        @Option(name: .shortAndLong, help: "Seconds (1-3600) allowed for bringing up a transport to the server: lookup, punch and dials together.") var timeout: Int = 20
 
         func run() throws {
             try runControl {

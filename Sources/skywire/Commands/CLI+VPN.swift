@@ -22,7 +22,7 @@ struct VPNGroup: ParsableCommand {
         @OptionGroup var control: ControlOptions
         @Option(name: [.customShort("k"), .customLong("pk")], help: "The server visor's public key (64 hex); dialled at its transport.peers address, else at the addresses transport.discovery has for it.") var pk: String
         @Flag(name: .customLong("existing-tp"), help: "Use an existing transport only; do not dial one.") var existingTransport = false
-        @Option(name: .shortAndLong, help: "Seconds to wait for a transport to the server.") var timeout: Int = 20
+        @Option(name: .shortAndLong, help: "Seconds (1-3600) allowed for bringing up a transport to the server: lookup, punch and dials together.") var timeout: Int = 20
         @Flag(help: "Drop all traffic that would leave outside the tunnel, also while reconnecting.") var killswitch = false
         @Option(help: "DNS server(s) to use while connected (IPv4, comma separated).") var dns: String?
         @Option(help: "Gateway role: serve this LAN interface (DHCP, DNS) and send its traffic through the exit (docs/gateway.md).")
