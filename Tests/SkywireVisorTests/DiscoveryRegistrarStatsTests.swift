@@ -6,6 +6,14 @@ import XCTest
 /// The `stats` a visor puts in its service entries (docs/discovery.md): vpn-server its connected
 /// clients, skysocks its open sessions, taken from the apps' status rows.
 final class DiscoveryRegistrarStatsTests: XCTestCase {
+    func testBindIntervalKeepsTheBindingAliveForShortTTLs() {
+        XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 60), 15)
+        XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 86400), 15)
+        XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 30), 10)
+        XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 4), 1)
+        XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 3), 1)
+    }
+
     func testStatsComeFromTheAppsStatus() throws {
         let client: ControlValue = .object(["pk": .string("ab"), "tunnel_ip": .string("10.77.0.2/30")])
         let vpn: ControlValue = .object(["name": .string("vpn-server"), "status": .string("running"),

@@ -99,10 +99,11 @@ public final class TransportManager: @unchecked Sendable {
 
     /// Starts BINDing the sudph socket at the discovery service's UDP rendezvous (`host` an IP
     /// literal); false when sudph is disabled or `host:port` is not an IP address.
-    public func startRendezvous(host: String, port: Int) -> Bool {
+    /// `interval`: how often the BIND is repeated (keeps the NAT mapping and the binding alive).
+    public func startRendezvous(host: String, port: Int, interval: TimeAmount = .seconds(15)) -> Bool {
         guard let endpoint = lock.withLock({ sudph }),
               let address = try? SocketAddress(ipAddress: host, port: port) else { return false }
-        endpoint.startRendezvous(address, keyPair: settings.identity)
+        endpoint.startRendezvous(address, keyPair: settings.identity, interval: interval)
         return true
     }
 

@@ -9,17 +9,16 @@ import Glibc
 /// a signed BIND now and every 15 s, BIND_OK noted, PUNCH answered with probe datagrams. BIND_OK
 /// and PUNCH are trusted only from the rendezvous address this endpoint binds to.
 extension SudphEndpoint {
-    static let bindInterval: TimeAmount = .seconds(15)
     /// Probe datagrams sent to a PUNCH's peer address (one byte 0x00: the peer drops it unparsed;
     /// it only opens this side's NAT mapping towards the peer).
     static let punchProbes = 3
 
-    /// Binds at `address` now and every `bindInterval`; replaces an earlier rendezvous.
-    func startRendezvous(_ address: SocketAddress, keyPair: KeyPair) {
+    /// Binds at `address` now and every `interval`; replaces an earlier rendezvous.
+    func startRendezvous(_ address: SocketAddress, keyPair: KeyPair, interval: TimeAmount) {
         eventLoop.execute {
             self.bindTask?.cancel()
             self.rendezvous = address
-            self.bindTask = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.bindInterval) { _ in
+            self.bindTask = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
                 self.sendBind(keyPair: keyPair)
             }
         }
@@ -77,6 +76,20 @@ extension SudphEndpoint {
         case .bind:
             drop("BIND from \(from): visors do not answer BIND")
         }
+    }
+
+    /// A probe (one byte 0x00) a PUNCHed peer sent us. When a punched dial to that peer's IP is
+    /// in progress and the probe came from another port (its NAT mapped the probes there, e.g.
+    /// because our first initiation reached the NAT before the probes left), the dial sends its
+    /// handshake to that port too. Otherwise the probe is dropped. On `eventLoop`.
+    func receiveProbe(from: SocketAddress) {
+        var seen = Set<ObjectIdentifier>()
+        var used = false
+        for peer in peersByIndex.values where seen.insert(ObjectIdentifier(peer)).inserted && peer.awaitsProbe(from: from) {
+            peer.learnProbeTarget(from)
+            used = true
+        }
+        if !used { drop("probe from \(from)") }
     }
 
     static func socketAddress(_ a: RendezvousAddress) -> SocketAddress? {

@@ -201,6 +201,10 @@ final class SudphEndpoint: @unchecked Sendable {
             receiveRendezvous(data, from: from)
             return
         }
+        if data.readableBytes == 1, data.getInteger(at: data.readerIndex, as: UInt8.self) == 0 {
+            receiveProbe(from: from)
+            return
+        }
         let parsed: SudphPacket
         do {
             parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }

@@ -78,6 +78,14 @@ final class SudphPeer: FrameLink {
     private var handshakeSchedule = SudphHandshakeSchedule.normal(limitSeconds: 10)
     private var handshakeSends = 0
     private var handshakeDeadline: NIODeadline?
+    /// A punched dial: other ports of the target's IP that sent us a probe (its NAT mapped the
+    /// probes elsewhere than the punched address); initiations go there too (at most 4).
+    private var probeTargets: [SocketAddress] = []
+    static let maxProbeTargets = 4
+    /// Responder: the initiation this association answered and its response, so that a resent
+    /// copy of the same initiation gets the same response instead of replacing the association.
+    private var answeredInitiation: [UInt8]?
+    private var answer: ByteBuffer?
     /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
     private(set) var sessionBox: SudphSessionBox?
     private(set) var connection: MuxConnection?
@@ -132,14 +140,35 @@ final class SudphPeer: FrameLink {
             close(reason: "no handshake response from \(TransportManager.format(address)) \(handshakeSchedule.summary)")
             return
         }
-        endpoint.send(packet, to: address)
-        counters.addSent(packet.readableBytes)
+        for target in [address] + probeTargets {
+            endpoint.send(packet, to: target)
+            counters.addSent(packet.readableBytes)
+        }
         endpoint.flush()
         handshakeSends += 1
         // The next resend, or the deadline when that comes first (the dial then fails on time).
         var next = handshakeSchedule.delay(afterSend: handshakeSends)
         if let deadline = handshakeDeadline { next = min(next, max(.zero, deadline - NIODeadline.now())) }
         handshakeTask = endpoint.eventLoop.scheduleTask(in: next) { [weak self] in self?.sendHandshake() }
+    }
+
+    /// Whether a probe from `from` belongs to this dial: a punched handshake in progress to the
+    /// same IP address.
+    func awaitsProbe(from: SocketAddress) -> Bool {
+        guard isInitiator, !closed, handshakePacket != nil, !handshakeSchedule.doubling else { return false }
+        return from.ipAddress == address.ipAddress
+    }
+
+    /// A punched dial got a probe from another port of the target's IP: its NAT mapped the
+    /// target's probes to that port, so the handshake goes there too, at once and on every resend.
+    func learnProbeTarget(_ from: SocketAddress) {
+        guard awaitsProbe(from: from), from != address, !probeTargets.contains(from),
+              probeTargets.count < Self.maxProbeTargets, let packet = handshakePacket else { return }
+        probeTargets.append(from)
+        logger.debug("sudph: probe from \(TransportManager.format(from)): sending the handshake there too")
+        endpoint.send(packet, to: from)
+        counters.addSent(packet.readableBytes)
+        endpoint.flush()
     }
 
     func receiveResponse(_ message: [UInt8], senderIndex: UInt32, localIndex: UInt32, from: SocketAddress) {
@@ -177,6 +206,15 @@ final class SudphPeer: FrameLink {
     // MARK: Responder
 
     static func accept(endpoint: SudphEndpoint, initiation: [UInt8], senderIndex: UInt32, from: SocketAddress) {
+        // A resent copy of an initiation already answered (the initiator resends until the
+        // response arrives, every 250 ms after a punch): answer it again, keep the association.
+        for peer in endpoint.inboundByKey.values where peer.answeredInitiation == initiation {
+            guard let answer = peer.answer else { break }
+            endpoint.send(answer, to: from)
+            peer.counters.addSent(answer.readableBytes)
+            endpoint.flush()
+            return
+        }
         let claimed: PublicKey
         let session: Session
         let response: ByteBuffer
@@ -203,6 +241,8 @@ final class SudphPeer: FrameLink {
         peer.counters.addReceived(initiation.count + SudphLayout.initiationHeaderSize)
         endpoint.peersByIndex[session.localIndex] = peer
         endpoint.inboundByKey[claimed] = peer
+        peer.answeredInitiation = initiation
+        peer.answer = response
         endpoint.send(response, to: from)
         peer.counters.addSent(response.readableBytes)
         endpoint.flush()

@@ -25,12 +25,12 @@ final class DiscoveryRegistrar: Sendable {
     /// Service types currently registered (to delete them when their app stops, and on stop).
     private let registered = NIOLockedValueBox<Set<DiscoveryServiceType>>([])
     private let lastError = NIOLockedValueBox<String?>(nil)
-    /// Starts BINDing the sudph socket at the rendezvous `GET /v1/info` names; true when it does
-    /// (the transport entry then says `sudph: true`).
-    private let bindRendezvous: @Sendable (HostPort) -> Bool
+    /// Starts BINDing the sudph socket at the rendezvous `GET /v1/info` names, every given number
+    /// of seconds; true when it does (the transport entry then says `sudph: true`).
+    private let bindRendezvous: @Sendable (HostPort, Int) -> Bool
 
     init(url: DiscoveryURL, keyPair: KeyPair, country: String, stcpr: [String], apps: AppRegistry, logger: Logger,
-         bindRendezvous: @escaping @Sendable (HostPort) -> Bool = { _ in false }) {
+         bindRendezvous: @escaping @Sendable (HostPort, Int) -> Bool = { _, _ in false }) {
         self.bindRendezvous = bindRendezvous
         self.url = url
         self.keyPair = keyPair
@@ -49,7 +49,7 @@ final class DiscoveryRegistrar: Sendable {
                status == 200, let info = try? DiscoveryInfo.decode(body) {
                 ttl = info.ttl
                 if let udp = info.udp {
-                    sudph = bindRendezvous(udp)
+                    sudph = bindRendezvous(udp, Self.bindInterval(ttl: ttl))
                     logger.info(sudph ? "discovery: sudph binds at the rendezvous \(udp)" : "discovery: sudph not bound at the rendezvous \(udp) (sudph disabled, or not an IP address)")
                 }
             }
@@ -75,6 +75,12 @@ final class DiscoveryRegistrar: Sendable {
         _ = try? write("DELETE", "/v1/transports/\(keyPair.publicKey.hex)", body: [])
         registered.withLockedValue { $0 = [] }
         logger.info("discovery: entries deleted")
+    }
+
+    /// Seconds between BINDs: every 15 s (DiscoveryAPI.bindIntervalSeconds), more often when the
+    /// service's TTL is short, so that the binding never expires between two BINDs (ttl/3, ≥ 1).
+    static func bindInterval(ttl: Int) -> Int {
+        min(DiscoveryAPI.bindIntervalSeconds, max(1, ttl / 3))
     }
 
     /// The `stats` a service entry reports, from its app's `apps ls` row: vpn-server the clients
