@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # skywire-discovery on a "public" namespace (198.51.100.1), a client namespace (198.51.100.2)
 # and a visor behind a NAT namespace (nftables masquerade, 10.99.1.0/24 behind 198.51.100.11).
+# The two cone NATs reach the "internet" bridge through 10 ms (one way) delay relays, so that
+# packets punched from both sides cross in flight as between real NATs (with no latency, one
+# side's first packet reaches the other NAT before that NAT sent anything and takes the port).
 # Run twice: --db sqlite:FILE, then a PostgreSQL cluster the test starts (unix socket).
 # Checks: signed registration and filtered listing (curl and `skywire cli vpn list`), replayed,
 # forged, cross-key, skewed, oversized and malformed writes refused, an unrefreshed entry gone
@@ -29,15 +32,34 @@ netns_add $NAT2; netns_add $PRIV2; netns_add $NAT3; netns_add $PRIV3
 ip -n $PUB link add skwt-dcbr type bridge
 ip -n $PUB addr add 198.51.100.1/24 dev skwt-dcbr
 ip -n $PUB link set skwt-dcbr up
-attach() {  # attach NS IFNAME ADDR/24: a veth from NS into the bridge
-    ip link add "$2" netns "$1" type veth peer name "$2p" netns $PUB
+# Offloads off everywhere on the "internet": the delay relays below forward frames of at most
+# 2048 bytes.
+noofl() { ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
+noofl $PUB skwt-dcbr
+attach() {  # attach NS IFNAME ADDR/24 [ONE_WAY_DELAY_MS]: a veth from NS into the bridge
+    if [ -n "${4:-}" ]; then
+        # Through a delay relay in its own namespace (the internet's latency between NATs:
+        # punched packets cross in flight, as they do between real NATs).
+        local d=skwt-dcd-${2#skwt-dc}$$
+        netns_add "$d"
+        ip link add "$2" netns "$1" type veth peer name "$2a" netns "$d"
+        ip link add "$2b" netns "$d" type veth peer name "$2p" netns $PUB
+        for i in "$2a" "$2b"; do noofl "$d" "$i"; ip -n "$d" link set "$i" promisc on; ip -n "$d" link set "$i" up; done
+        ip netns exec "$d" "$PFDELAY" "$2a" "$2b" "$(($4 * 1000))" 4096 >>"$T_WORK/relay-$2.log" 2>&1 &
+        T_PIDS+=("$!")
+    else
+        ip link add "$2" netns "$1" type veth peer name "$2p" netns $PUB
+    fi
+    noofl "$1" "$2"; noofl $PUB "$2p"
     ip -n "$1" addr add "$3" dev "$2"
     ip -n "$1" link set "$2" up
     ip -n $PUB link set "$2p" master skwt-dcbr
     ip -n $PUB link set "$2p" up
 }
+gcc -O2 -o "$T_WORK/pfdelay" "$here/tools/pfdelay.c" || die "cannot build the delay relay"
+PFDELAY=$T_WORK/pfdelay
 attach $CLI skwt-dcc0 198.51.100.2/24
-attach $NAT skwt-dcn0 198.51.100.11/24
+attach $NAT skwt-dcn0 198.51.100.11/24 10
 # Behind the NAT: a private /24 and a masquerade rule on the way out.
 veth_pair $NAT skwt-dcn1 10.99.1.1/24 $PRIV skwt-dcv0 10.99.1.2/24
 ip -n $PRIV route add default via 10.99.1.1
@@ -48,7 +70,7 @@ table ip skwt_dc_nat {
 }
 EOF
 # The exit's NAT: masquerade out, and its stcpr port forwarded in (DNAT) to the exit 10.99.2.2.
-attach $NAT2 skwt-dcm0 198.51.100.12/24
+attach $NAT2 skwt-dcm0 198.51.100.12/24 10
 veth_pair $NAT2 skwt-dcm1 10.99.2.1/24 $PRIV2 skwt-dcw0 10.99.2.2/24
 ip -n $PRIV2 route add default via 10.99.2.1
 ip netns exec $NAT2 sysctl -qw net.ipv4.ip_forward=1
