@@ -47,6 +47,68 @@ private final class StuckResolver: PeerResolver {
     }
 }
 
+/// A UDP relay on 127.0.0.1 between one client and `server`: the client's first `duplicate`
+/// datagrams go to the server twice (a resend that crossed the answer), later ones once;
+/// the server's go back to the client. Runs on its own thread for at most `seconds`.
+private final class DuplicatingRelay: @unchecked Sendable {
+    // @unchecked Sendable: `fd` and `port` are set in init; the rest lives on the relay thread.
+    let fd: Int32
+    let port: UInt16
+    private let stopped = NIOLockedValueBox(false)
+
+    init(server: UInt16, duplicate: Int, seconds: Double) throws {
+        let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, len) == 0 && getsockname(sock, $0, &len) == 0 ? 0 : -1 }
+        }
+        guard sock >= 0, rc == 0 else { throw XCTSkip("no UDP socket") }
+        fd = sock
+        port = UInt16(bigEndian: sin.sin_port)
+        var tv = timeval(tv_sec: 0, tv_usec: 20_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let flag = stopped
+        let thread = Thread {
+            var serverAddr = sockaddr_in()
+            serverAddr.sin_family = sa_family_t(AF_INET)
+            serverAddr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            serverAddr.sin_port = server.bigEndian
+            var client: sockaddr_in?
+            var left = duplicate
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end, !flag.withLockedValue({ $0 }) {
+                var from = sockaddr_in()
+                var fromLen = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let n = withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(sock, &buf, buf.count, 0, $0, &fromLen) }
+                }
+                guard n > 0 else { continue }
+                func send(_ to: sockaddr_in) {
+                    var to = to
+                    _ = withUnsafePointer(to: &to) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(sock, buf, n, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                }
+                if from.sin_port == serverAddr.sin_port {
+                    if let client { send(client) }
+                } else {
+                    client = from
+                    send(serverAddr)
+                    if left > 0 { left -= 1; send(serverAddr) }
+                }
+            }
+        }
+        thread.start()
+    }
+
+    func stop() { stopped.withLockedValue { $0 = true } }
+    deinit { close(fd) }
+}
+
 final class DiscoveryResolverTests: XCTestCase {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
@@ -245,6 +307,39 @@ final class DiscoveryResolverTests: XCTestCase {
         XCTAssertTrue(zero.contains("at least 1 s"), zero)
         await slow.shutdown()
         await m.shutdown()
+    }
+
+    /// A resent copy of the initiation that reaches the responder after it answered (here: each
+    /// of the first packets arrives twice) is answered again and does not replace the session:
+    /// the responder keeps one transport, the same one, and pings go through.
+    func testADuplicatedInitiationDoesNotReplaceTheSession() async throws {
+        let exit = manager(sudphPort: Int(try unusedPort()))
+        try await exit.start()
+        let sudphPort = try XCTUnwrap(try HostPort.parse(try XCTUnwrap(exit.sudphListenAddress)).get()).port
+        let relay = try DuplicatingRelay(server: sudphPort, duplicate: 3, seconds: 20)
+        defer { relay.stop() }
+        let a = manager(sudphPort: Int(try unusedPort()))
+        try await a.start()
+        let via = HostPort(host: "127.0.0.1", port: relay.port)
+        a.resolver = TableResolver([exit.localKey: ResolvedPeer(stcpr: [], sudph: via)], punched: via)
+        let info = try await a.connect(remote: exit.localKey)
+        XCTAssertEqual(info.type, .sudph)
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let inbound = exit.list()
+        XCTAssertEqual(inbound.count, 1)
+        // Mux PINGs answered over the session: the RTT is measured on both sides (bounded wait).
+        var rtt: Double?
+        for _ in 0..<100 {
+            rtt = a.list().first?.rttMillis
+            if rtt != nil { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        XCTAssertNotNil(rtt, "no PONG over the session: \(a.list())")
+        XCTAssertEqual(exit.list().map(\.id), inbound.map(\.id))
+        XCTAssertEqual(exit.list().first?.state, .up)
+        XCTAssertEqual(a.list().first?.state, .up)
+        await a.shutdown()
+        await exit.shutdown()
     }
 
     func testInterpretingThePunchAnswer() throws {
