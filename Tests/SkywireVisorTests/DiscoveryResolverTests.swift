@@ -342,6 +342,27 @@ final class DiscoveryResolverTests: XCTestCase {
         await exit.shutdown()
     }
 
+    /// The responder's first reliable frames (its mux PING, an OPEN_OK) wait for the session's
+    /// confirmation instead of being "sent" unencrypted-nowhere and retransmitted after the 1 s
+    /// initial RTO: the initiator's first PING is answered within one round trip.
+    func testTheResponderSendsAsSoonAsTheSessionIsConfirmed() async throws {
+        let exit = manager(sudphPort: Int(try unusedPort()))
+        try await exit.start()
+        let a = manager(sudphPort: Int(try unusedPort()))
+        try await a.start()
+        _ = try await a.add(remote: exit.localKey, type: .sudph, address: try XCTUnwrap(exit.sudphListenAddress))
+        var rtt: Double?
+        for _ in 0..<100 {
+            rtt = a.list().first?.rttMillis
+            if rtt != nil { break }
+            try await Task.sleep(nanoseconds: 30_000_000)
+        }
+        let measured = try XCTUnwrap(rtt, "no PONG within 3 s")
+        XCTAssertLessThan(measured, 500, "the first PONG waited for a retransmission timeout")
+        await a.shutdown()
+        await exit.shutdown()
+    }
+
     func testInterpretingThePunchAnswer() throws {
         let key = KeyPair.generate().publicKey
         let src = "discovery http://192.0.2.1:9090"

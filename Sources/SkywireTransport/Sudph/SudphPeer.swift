@@ -86,6 +86,9 @@ final class SudphPeer: FrameLink {
     /// copy of the same initiation gets the same response instead of replacing the association.
     private var answeredInitiation: [UInt8]?
     private var answer: ByteBuffer?
+    /// Responder before the initiator's first data packet: reliable frames stay queued in the
+    /// ARQ (not counted as sent, so no retransmission timeout) until the session is confirmed.
+    private var awaitingConfirmation = false
     /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
     private(set) var sessionBox: SudphSessionBox?
     private(set) var connection: MuxConnection?
@@ -243,6 +246,7 @@ final class SudphPeer: FrameLink {
         endpoint.inboundByKey[claimed] = peer
         peer.answeredInitiation = initiation
         peer.answer = response
+        peer.awaitingConfirmation = true
         endpoint.send(response, to: from)
         peer.counters.addSent(response.readableBytes)
         endpoint.flush()
@@ -294,6 +298,7 @@ final class SudphPeer: FrameLink {
             address = from
             box.currentAddress = from
         }
+        if awaitingConfirmation { scheduleFlush() }   // what was held back can go now
         guard plainLength > 0 else { return }   // keepalive
         handleRecord(UnsafeMutableRawBufferPointer(rebasing: endpoint.plaintext[0..<plainLength]))
         scheduleFlush()
@@ -366,6 +371,13 @@ final class SudphPeer: FrameLink {
 
     func flush() {
         guard !closed else { return }
+        if awaitingConfirmation {
+            guard sessionBox?.isConfirmed == true else {
+                endpoint.flush()
+                return
+            }
+            awaitingConfirmation = false
+        }
         let t = now
         arq.poll(now: t) { record in sendRecord(record) }
         endpoint.flush()

@@ -90,6 +90,9 @@ final class SudphSessionBox: @unchecked Sendable {
         }
     }
 
+    /// False while the responder waits for the initiator's first data packet (§4.3).
+    var isConfirmed: Bool { lock.withLock { session.confirmed } }
+
     var currentAddress: SocketAddress {
         get { lock.withLock { address } }
         set { lock.withLock { address = newValue } }
