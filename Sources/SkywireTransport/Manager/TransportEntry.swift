@@ -30,6 +30,9 @@ final class TransportEntry: @unchecked Sendable {
     private var retryTask: Scheduled<Void>?
     private var isShutdown = false
     private var firstDial: EventLoopPromise<Void>?
+    /// Where a sudph redial of a punched entry goes: the address its latest punch returned
+    /// (initially `host:port`).
+    private var punchedTarget: (host: String, port: Int)?
 
     init(manager: TransportManager, id: String, remote: PublicKey, type: TransportType,
          host: String, port: Int, initiator: Bool, wanted: Bool, punched: Bool = false) {
@@ -115,7 +118,28 @@ final class TransportEntry: @unchecked Sendable {
             linkClosed(reason: "sudph is disabled")
             return
         }
-        endpoint.dial(remote: remote, host: host, port: port, entry: self, schedule: handshakeSchedule)
+        let target = lock.withLock { punchedTarget } ?? (host: host, port: port)
+        endpoint.dial(remote: remote, host: target.host, port: target.port, entry: self, schedule: handshakeSchedule)
+    }
+
+    /// A redial of a transport that came up after a hole punch punches again first (the peer's
+    /// NAT may have dropped the mapping meanwhile) and dials the address the punch returns; when
+    /// the punch fails it dials the last address.
+    private func redialPunched() {
+        guard let resolver = manager.resolver else {
+            dialSudph()
+            return
+        }
+        Task { [weak self, remote] in
+            let target = try? await resolver.punch(remote)
+            guard let self else { return }
+            let go: Bool = self.lock.withLock {
+                if let target { self.punchedTarget = (target.host, Int(target.port)) }
+                return !self.isShutdown
+            }
+            if let target { self.logger.debug("redial after a new punch", metadata: ["id": "\(self.id)", "addr": "\(target)"]) }
+            if go { self.dialSudph() }
+        }
     }
 
     /// How a sudph dial of this entry resends its initiation and when it gives up.
@@ -193,7 +217,7 @@ final class TransportEntry: @unchecked Sendable {
                 self.lock.withLock { self.state = .connecting }
                 switch self.type {
                 case .stcpr: self.dialStcpr(on: loop)
-                case .sudph: self.dialSudph()
+                case .sudph: if self.punched { self.redialPunched() } else { self.dialSudph() }
                 }
             }
         }
