@@ -105,6 +105,19 @@ private final class DuplicatingRelay: @unchecked Sendable {
         thread.start()
     }
 
+    /// Sends a punch probe (one byte 0x00) from the relay's port to 127.0.0.1:`port`, as the
+    /// target's NAT does when it maps the target's probes to a port of its own choosing.
+    func probe(toPort port: UInt16) {
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_addr.s_addr = inet_addr("127.0.0.1")
+        to.sin_port = port.bigEndian
+        var byte: UInt8 = 0
+        _ = withUnsafePointer(to: &to) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, &byte, 1, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
     func stop() { stopped.withLockedValue { $0 = true } }
     deinit { close(fd) }
 }
@@ -338,6 +351,33 @@ final class DiscoveryResolverTests: XCTestCase {
         XCTAssertEqual(exit.list().map(\.id), inbound.map(\.id))
         XCTAssertEqual(exit.list().first?.state, .up)
         XCTAssertEqual(a.list().first?.state, .up)
+        await a.shutdown()
+        await exit.shutdown()
+    }
+
+    /// The punched address is dead (the target's NAT took another port for its probes): a probe
+    /// from another port of the target's IP during the punched dial makes the dial send its
+    /// handshake there too, and the transport comes up at that port, well before the 5 s limit.
+    func testAPunchedDialFollowsAProbeFromAnotherPort() async throws {
+        let exit = manager(sudphPort: Int(try unusedPort()))
+        try await exit.start()
+        let exitPort = try HostPort.parse(try XCTUnwrap(exit.sudphListenAddress)).get().port
+        let relay = try DuplicatingRelay(server: exitPort, duplicate: 0, seconds: 20)   // "the NAT's other port"
+        defer { relay.stop() }
+        let aPort = try unusedPort()
+        let a = manager(sudphPort: Int(aPort))
+        try await a.start()
+        let dead = HostPort(host: "127.0.0.1", port: try unusedPort())   // what the punch returns
+        a.resolver = TableResolver([exit.localKey: ResolvedPeer(stcpr: [], sudph: dead)], punched: dead)
+        let started = ContinuousClock.now
+        async let dialled = a.connect(remote: exit.localKey)
+        try await Task.sleep(nanoseconds: 300_000_000)   // the dial is sending to the dead port
+        relay.probe(toPort: aPort)
+        let info = try await dialled
+        XCTAssertEqual(info.type, .sudph)
+        XCTAssertEqual(info.remoteAddress, "127.0.0.1:\(relay.port)")
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+        XCTAssertEqual(exit.list().count, 1)
         await a.shutdown()
         await exit.shutdown()
     }
