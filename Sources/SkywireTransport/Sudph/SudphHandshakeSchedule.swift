@@ -3,7 +3,7 @@ import NIOCore
 /// When a sudph initiator (re)sends its handshake initiation and when it gives up (pure).
 ///
 /// - `normal(limitSeconds:)`: the usual dial (PROTOCOL.md §4.3): resend after 1 s, doubling, give up
-///   after `transport.handshake_timeout`-like `limitSeconds` (10 s by default).
+///   after `limitSeconds` (`HANDSHAKE_TIMEOUT`, `TransportSettings.handshakeTimeout`, 10 s).
 /// - `punched`: a dial right after a hole punch (docs/discovery.md "Hole punching"): resend every
 ///   250 ms, give up after 5 s, so that the stcpr fallback starts soon when the punch did not open a
 ///   path (e.g. a symmetric NAT).
