@@ -85,7 +85,12 @@ done
 before=$(snapshot)
 fwd_before=$(ip netns exec $E cat /proc/sys/net/ipv4/ip_forward)
 visor_start e $E
-st=$(cli e vpn server status --json)
+# The control socket opens before auto-started apps finish starting: wait (bounded) for the outcome.
+for _ in $(seq 1 50); do
+    st=$(cli e vpn server status --json 2>&1) || true
+    [ "$(jq -r .status <<<"$st" 2>/dev/null)" = starting ] || break
+    sleep 0.1
+done
 [ "$(jq -r .status <<<"$st")" = running ] && [ "$(jq -r .info.exit_interface <<<"$st")" = skwve1 ] \
     && pass "vpn-server auto-started with the exit interface of the only default route (skwve1)" || fail "server status: $st"
 [ "$(ip netns exec $E cat /proc/sys/net/ipv4/ip_forward)" = 1 ] && pass "exit: ip_forward on" || fail "ip_forward off"
