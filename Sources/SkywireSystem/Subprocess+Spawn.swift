@@ -39,9 +39,25 @@ extension Subprocess {
 
     /// Whether our child `pid` has exited (reaps it); false while it runs.
     public static func hasExited(_ pid: pid_t) -> Bool {
+        reap(pid) != nil
+    }
+
+    /// How our child `pid` ended (`exit 2`, `killed by signal 9`), reaping it, or nil while it
+    /// runs. A PID that is not (or no longer) our child counts as ended (`gone`).
+    public static func reap(_ pid: pid_t) -> String? {
         var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
-        return r == pid || (r < 0 && errno == ECHILD)
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
+        if r == 0 { return nil }
+        if r != pid { return "gone" }
+        return describe(waitStatus: status)
+    }
+
+    /// A waitpid(2) status in words (WIFEXITED / WTERMSIG by hand: they are macros).
+    public static func describe(waitStatus status: Int32) -> String {
+        let signal = status & 0x7f
+        if signal == 0 { return "exit \((status >> 8) & 0xff)" }
+        return "killed by signal \(signal)"
     }
 
     /// Stops `pid` with SIGTERM, then SIGKILL after `graceMillis`, and reaps it when it is our

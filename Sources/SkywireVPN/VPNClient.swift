@@ -298,6 +298,28 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         }
     }
 
+    /// The exit announced other DNS servers after a reconnect (and `--dns` does not override
+    /// them): the system resolver and the gateway's dnsmasq and DNS fence use the new ones.
+    private func updateDNS(from old: VPNServerOK, to new: VPNServerOK) {
+        guard arguments.dns.isEmpty, old.dns != new.dns else { return }
+        guard !new.dns.isEmpty else {
+            logger.warning("vpn-client: the exit announces no DNS servers any more; keeping the previous ones",
+                           metadata: ["dns": "\(old.dns.map(\.description).joined(separator: ","))"])
+            return
+        }
+        let entries = lock.withLock { stateEntries }
+        do {
+            try VPNDNS.update(servers: new.dns, tun: Self.tunName, entries: entries)
+        } catch {
+            logger.error("vpn-client: cannot point the resolver at the new DNS servers", metadata: ["error": "\(error)"])
+        }
+        do {
+            try gateway?.updateDNS(new.dns)
+        } catch {
+            logger.error("gateway: cannot switch dnsmasq to the new DNS servers", metadata: ["error": "\(error)"])
+        }
+    }
+
     static func host(of address: String) -> String {
         if address.hasPrefix("["), let end = address.firstIndex(of: "]") {
             return String(address[address.index(after: address.startIndex)..<end])
@@ -364,7 +386,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             do {
                 let (box, ok) = try await handshake()
                 let old: VPNServerOK? = lock.withLock { answer }
-                if let old { readdress(from: old, to: ok) } else { try configureLate(ok, box) }
+                if let old {
+                    readdress(from: old, to: ok)
+                    updateDNS(from: old, to: ok)
+                } else {
+                    try configureLate(ok, box)
+                }
                 let stillRunning: Bool = lock.withLock {
                     guard !stopping else { return false }
                     stream = box

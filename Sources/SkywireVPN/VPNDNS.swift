@@ -41,9 +41,23 @@ enum VPNDNS {
         } else {
             try record("resolv_absent", resolvConf)
         }
-        let text = "# written by skywire vpn-client; restored when the VPN stops\n"
-            + servers.map { "nameserver \($0)\n" }.joined()
-        try FileIO.overwrite(resolvConf, Array(text.utf8))
+        try FileIO.overwrite(resolvConf, Array(resolvText(servers).utf8))
+    }
+
+    /// Points the resolver set up by `apply` (as the state entries record) at other servers;
+    /// the recorded way back stays as it is.
+    static func update(servers: [IPAddress], tun: String, entries: [(key: String, value: String)]) throws {
+        if entries.contains(where: { $0.key == "resolved_link" }) {
+            guard let resolvectl else { throw VPNError("resolvectl is gone") }
+            let r = try Subprocess.run(resolvectl, ["dns", tun] + servers.map(\.description))
+            guard r.status == 0 else { throw VPNError("resolvectl failed: \(r.output)") }
+        } else if entries.contains(where: { $0.key == "resolv_backup" || $0.key == "resolv_absent" }) {
+            try FileIO.overwrite(resolvConf, Array(resolvText(servers).utf8))
+        }
+    }
+
+    static func resolvText(_ servers: [IPAddress]) -> String {
+        "# written by skywire vpn-client; restored when the VPN stops\n" + servers.map { "nameserver \($0)\n" }.joined()
     }
 
     /// Undoes one state-file entry; true when the key was a DNS one.

@@ -41,11 +41,7 @@ extension VPNFirewall {
             "oifname \(l) ct state established,related counter name \"lan_bypass\" accept",
             "oifname \(l) drop",
         ]
-        var output = ["type filter hook output priority \(priority); policy accept;"]
-        let v4 = dns.filter { $0.family == .v4 }.map(\.description)
-        if !v4.isEmpty {
-            output.append("oifname != \(t) ip daddr \(set(v4)) meta l4proto { tcp, udp } th dport 53 drop")
-        }
+        let output = ["type filter hook output priority \(priority); policy accept;"] + dnsFenceRules(tun: tun, dns: dns)
         var s = recreate(gatewayTable)
         s += "table \(family) \(gatewayTable) {\n"
         for c in lanCounters { s += "  counter \(c) {}\n" }
@@ -56,6 +52,21 @@ extension VPNFirewall {
         s += "    type nat hook postrouting priority srcnat; policy accept;\n"
         s += "    oifname != \(l) ip saddr \(lanNetwork.network) masquerade\n"
         s += "  }\n}\n"
+        return s
+    }
+
+    /// The output chain's rules: the gateway reaches the DNS servers `dns` only through `tun`.
+    static func dnsFenceRules(tun: String, dns: [IPAddress]) -> [String] {
+        let v4 = dns.filter { $0.family == .v4 }.map(\.description)
+        guard !v4.isEmpty else { return [] }
+        return ["oifname != \(quoted(tun)) ip daddr \(set(v4)) meta l4proto { tcp, udp } th dport 53 drop"]
+    }
+
+    /// New DNS servers (after a reconnect): the output chain's rules replaced in one transaction,
+    /// the rest of the table (and its counters) untouched.
+    public static func gatewayDNSFence(tun: String, dns: [IPAddress]) -> String {
+        var s = "flush chain \(family) \(gatewayTable) output\n"
+        for rule in dnsFenceRules(tun: tun, dns: dns) { s += "add rule \(family) \(gatewayTable) output \(rule)\n" }
         return s
     }
 

@@ -22,7 +22,8 @@ extension VPNGateway {
     }
 
     /// The dnsmasq command line: no config file, no /etc/resolv.conf, no /etc/hosts; listens on
-    /// the LAN interface only; forwards every query to `dns` (reached through the tunnel).
+    /// the LAN interface only; forwards every query to `dns` (reached through the tunnel). The
+    /// lease file outlives dnsmasq, so a restarted one keeps the LAN's addresses.
     func dnsmasqArguments(dns: [IPAddress]) -> [String] {
         let gw = options.lanAddress.address.description
         let mask = IPAddress(v4: options.lanAddress.length == 0 ? 0 : UInt32.max << UInt32(32 - options.lanAddress.length))
@@ -36,14 +37,26 @@ extension VPNGateway {
         return args
     }
 
-    /// Starts dnsmasq (recorded by PID) and checks it is still running a moment later.
-    func startDNSMasq(dns: [IPAddress]) throws {
+    /// Spawns dnsmasq (no checks: the caller waits, or the supervisor watches).
+    func spawnDNSMasq(dns: [IPAddress]) throws -> pid_t {
         guard let binary = Self.dnsmasqCandidates.first(where: { access($0, X_OK) == 0 }) else {
             throw VPNError("the gateway role needs dnsmasq (Debian package dnsmasq-base)")
         }
+        return try Subprocess.spawn(binary, dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
+    }
+
+    /// Starts dnsmasq (recorded by PID), checks it is still running a moment later, then
+    /// supervises it (restarted when it exits, until `teardown`). Without `watch` no task
+    /// calls `superviseOnce` (the unit tests drive it with their own clock).
+    func startDNSMasq(dns: [IPAddress], watch: Bool = true) throws {
+        guard Self.dnsmasqCandidates.contains(where: { access($0, X_OK) == 0 }) else {
+            throw VPNError("the gateway role needs dnsmasq (Debian package dnsmasq-base)")
+        }
+        if let old = endSupervision() { Subprocess.terminate(old, expectedName: "dnsmasq") }
         try configureLANInterface()
         try FileIO.makeDirectories(stateDirectory)
-        let pid = try Subprocess.spawn(binary, dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
+        lock.withLock { self.dns = dns }
+        let pid = try spawnDNSMasq(dns: dns)
         try record("dnsmasq_pid", "\(pid)")
         lock.withLock { dnsmasqPID = pid }
         // dnsmasq checks its options and binds its sockets before it serves: a failure shows
@@ -56,6 +69,7 @@ extension VPNGateway {
                 throw VPNError("dnsmasq exited at once: \(log.split(separator: "\n").joined(separator: "; "))")
             }
         }
+        startSupervising(watch: watch)
         logger.info("gateway: dnsmasq serving the LAN", metadata: [
             "lan": "\(options.lan)", "addr": "\(options.lanAddress)", "pid": "\(pid)",
             "dns": "\(dns.map(\.description).joined(separator: ","))"])
@@ -84,6 +98,12 @@ extension VPNGateway {
         public var lan: String
         public var lanAddress: IPPrefix
         public var dhcpRunning: Bool
+        /// dnsmasq exited and its restart is pending.
+        public var dhcpRestarting: Bool
+        /// Times dnsmasq was restarted after it exited.
+        public var dhcpRestarts: Int
+        /// How the last dnsmasq ended (`killed by signal 9`), nil before any exit.
+        public var dhcpLastExit: String?
         public var clients: [Client]
         public var bypassMACs: [String]
         public var bypassIPs: [IPAddress]
@@ -124,14 +144,16 @@ extension VPNGateway {
     }
 
     public var status: Status {
-        let (pid, dns): (pid_t?, [IPAddress]) = lock.withLock { (dnsmasqPID, self.dns) }
+        let (pid, dns, supervised, sup): (pid_t?, [IPAddress], Bool, DNSMasqSupervision) =
+            lock.withLock { (dnsmasqPID, self.dns, supervising, supervision) }
         let leases = ((try? FileIO.read(leasePath)) ?? nil).map { Self.parseLeases(String(decoding: $0, as: UTF8.self)) } ?? []
         let arp = ((try? FileIO.read("/proc/net/arp")) ?? nil).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let neighbours = Self.parseNeighbours(arp, interface: options.lan).filter { options.lanNetwork.contains($0.ip) }
         let listing = (try? NFTables.listCounters(family: VPNFirewall.family, table: VPNFirewall.gatewayTable)) ?? nil
         let c = listing.map(VPNFirewall.parseCounters) ?? [:]
+        let running = pid.map { Subprocess.processName($0) == "dnsmasq" } ?? false
         return Status(lan: options.lan, lanAddress: options.lanAddress,
-                      dhcpRunning: pid.map { Subprocess.processName($0) == "dnsmasq" } ?? false,
+                      dhcpRunning: running, dhcpRestarting: supervised && !running, dhcpRestarts: sup.restarts, dhcpLastExit: sup.lastExit,
                       clients: Self.clients(leases: leases, neighbours: neighbours), bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
                       bytesUp: c["lan_up"]?.bytes ?? 0, bytesDown: c["lan_down"]?.bytes ?? 0,
                       bytesBypass: c["lan_bypass"]?.bytes ?? 0, droppedPackets: c["lan_dropped"]?.packets ?? 0,

@@ -27,6 +27,11 @@ public final class VPNGateway: @unchecked Sendable {
     var entries: [(key: String, value: String)] = []
     var dnsmasqPID: pid_t?
     var dns: [IPAddress] = []
+    /// dnsmasq is watched and restarted (VPNGateway+Supervisor.swift) from its start until
+    /// `teardown`.
+    var supervising = false
+    var supervision = DNSMasqSupervision(startedAt: 0)
+    var supervisor: Task<Void, Never>?
 
     public init(options: VPNGatewayOptions, tun: String, stateDirectory: String, logger: Logger) {
         self.options = options
@@ -103,8 +108,9 @@ public final class VPNGateway: @unchecked Sendable {
     /// Stops dnsmasq and undoes the bypass routing; with `keepFence` (visor shutdown, failed
     /// start) the LAN kill switch and ip_forward stay, else everything is restored.
     public func teardown(keepFence: Bool) {
-        let pid: pid_t? = lock.withLock { defer { dnsmasqPID = nil }; return dnsmasqPID }
-        if let pid { Subprocess.terminate(pid, expectedName: "dnsmasq") }
+        // Supervision ends first (under the lock the supervisor restarts under): no restart
+        // races the stop.
+        if let pid = endSupervision() { Subprocess.terminate(pid, expectedName: "dnsmasq") }
         let kept = Self.cleanLeftovers(state, keepFence: keepFence, logger: logger)
         lock.withLock { entries = kept }
         if keepFence {

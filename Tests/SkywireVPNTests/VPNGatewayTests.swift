@@ -157,6 +157,165 @@ final class VPNGatewayTests: XCTestCase {
                      "--server=203.0.113.53", "--server=198.51.100.53"] {
             XCTAssertTrue(a.contains(want), "missing \(want) in \(a)")
         }
+        XCTAssertEqual(a.filter { $0.hasPrefix("--server") }.count, 2, "\(a)")
+    }
+
+    func testDNSFenceUpdate() {
+        let dns = [IPAddress("203.0.113.54")!, IPAddress("198.51.100.53")!]
+        XCTAssertEqual(VPNFirewall.gatewayDNSFence(tun: "skwvpn0", dns: dns), """
+            flush chain inet skywire_gateway output
+            add rule inet skywire_gateway output oifname != "skwvpn0" ip daddr { 203.0.113.54, 198.51.100.53 } meta l4proto { tcp, udp } th dport 53 drop
+
+            """)
+        // The full ruleset's output chain carries the same rule.
+        let full = VPNFirewall.gatewayRuleset(lan: "br0", lanNetwork: IPPrefix("192.168.50.0/24")!, tun: "skwvpn0",
+                                              bypassMACs: [], bypassIPs: [], dns: dns)
+        XCTAssertTrue(full.contains("    " + VPNFirewall.dnsFenceRules(tun: "skwvpn0", dns: dns)[0] + "\n"), full)
+        XCTAssertEqual(VPNFirewall.gatewayDNSFence(tun: "skwvpn0", dns: []), "flush chain inet skywire_gateway output\n")
+    }
+
+    /// 1 s doubling to 30 s between failures in a row; a long run starts over; the outage is
+    /// reported once at its start and once at its end.
+    func testDNSMasqRestartSchedule() {
+        XCTAssertEqual((1...8).map { DNSMasqSupervision.delayMillis(failures: $0) },
+                       [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000])
+        XCTAssertEqual(DNSMasqSupervision.delayMillis(failures: 10_000), 30000)
+
+        var s = DNSMasqSupervision(startedAt: 0)
+        XCTAssertFalse(s.checkRunning(at: 10_000), "no outage yet")
+        var r = s.exited(at: 10_000, how: "killed by signal 9")
+        XCTAssertTrue(r.first)
+        XCTAssertEqual(r.delayMillis, 1000)
+        XCTAssertEqual(s.lastExit, "killed by signal 9")
+        XCTAssertFalse(s.restartDue(at: 10_999))
+        XCTAssertTrue(s.restartDue(at: 11_000))
+        s.restarted(at: 11_000)
+        XCTAssertEqual(s.restarts, 1)
+        XCTAssertFalse(s.restartDue(at: 99_000), "nothing due while one runs")
+        // Exits at once again: the same outage, 2 s, then a failed spawn, 4 s.
+        r = s.exited(at: 11_100, how: "exit 2")
+        XCTAssertFalse(r.first)
+        XCTAssertEqual(r.delayMillis, 2000)
+        XCTAssertFalse(s.checkRunning(at: 12_000), "not running: waiting to restart")
+        s.restarted(at: 13_100)
+        XCTAssertEqual(s.exited(at: 13_200, how: "exit 3").delayMillis, 4000)
+        XCTAssertEqual(s.startFailed(at: 17_200, error: "posix_spawn: ENOENT"), 8000)
+        XCTAssertEqual(s.lastExit, "posix_spawn: ENOENT")
+        s.restarted(at: 25_200)
+        XCTAssertEqual(s.restarts, 3)
+        XCTAssertFalse(s.checkRunning(at: 25_300), "too early to count as serving")
+        XCTAssertEqual(s.downSince, 10_000)
+        XCTAssertTrue(s.checkRunning(at: 25_700), "recovered")
+        XCTAssertFalse(s.checkRunning(at: 26_000), "recovery reported once")
+        XCTAssertNil(s.downSince)
+        // A crash soon after recovery keeps climbing; one after a long run starts over at 1 s.
+        r = s.exited(at: 30_000, how: "killed by signal 11")
+        XCTAssertTrue(r.first)
+        XCTAssertEqual(r.delayMillis, 16000)
+        s.restarted(at: 46_000)
+        XCTAssertTrue(s.checkRunning(at: 47_000))
+        r = s.exited(at: 46_000 + DNSMasqSupervision.stableMillis, how: "killed by signal 9")
+        XCTAssertTrue(r.first)
+        XCTAssertEqual(r.delayMillis, 1000)
+        XCTAssertEqual(s.restarts, 4)
+    }
+
+    func testWaitStatusWords() {
+        XCTAssertEqual(Subprocess.describe(waitStatus: 0), "exit 0")
+        XCTAssertEqual(Subprocess.describe(waitStatus: 2 << 8), "exit 2")
+        XCTAssertEqual(Subprocess.describe(waitStatus: 9), "killed by signal 9")
+        XCTAssertEqual(Subprocess.describe(waitStatus: 0x80 | 11), "killed by signal 11")  // core dumped
+    }
+
+    /// A real dnsmasq on a LAN interface in a private namespace, the supervisor driven by hand:
+    /// killed, it is restarted after the back-off and the state file names the new one; new DNS
+    /// servers reach the fence and a dnsmasq started with them; after `teardown` nothing is
+    /// restarted.
+    func testSupervisorRestartsDNSMasqAndTakesNewServers() throws {
+        try XCTSkipUnless(VPNGateway.dnsmasqCandidates.contains { access($0, X_OK) == 0 }, "needs dnsmasq")
+        let dir = "/tmp/skwt-gwsup-\(getpid())"
+        defer {
+            for f in [VPNGateway.stateFileName, "gateway-dnsmasq.leases", "gateway-dnsmasq.log", "gateway-dnsmasq.pid"] { _ = try? FileIO.remove(dir + "/" + f) }
+            _ = rmdir(dir)
+        }
+        try inPrivateNetworkNamespace {
+            let lan = try TunDevice(name: "skwgwlan1")
+            defer { lan.close() }
+            let o = try VPNGatewayOptions.from(lan: lan.name, subnet: "192.168.50.1/24", bypass: [], uplink: nil, range: nil)!
+            let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: dir, logger: Logger(label: "t"))
+            defer { g.teardown(keepFence: false) }
+            try g.installFence()
+            let first = [IPAddress("203.0.113.53")!]
+            try NFTables.apply(VPNFirewall.gatewayDNSFence(tun: "skwvpn0", dns: first))
+            try g.startDNSMasq(dns: first, watch: false)
+            let pid1 = try XCTUnwrap(g.lock.withLock { g.dnsmasqPID })
+            XCTAssertTrue(g.status.dhcpRunning)
+
+            // Killed: reaped and scheduled (bounded wait for the kernel to deliver the kill).
+            XCTAssertEqual(kill(pid1, SIGKILL), 0)
+            let t0 = VPNGateway.nowMillis()
+            for _ in 0..<100 where g.lock.withLock({ g.dnsmasqPID }) != nil {
+                XCTAssertTrue(g.superviseOnce(now: t0))
+                usleep(20_000)
+            }
+            XCTAssertNil(g.lock.withLock { g.dnsmasqPID })
+            var st = g.status
+            XCTAssertFalse(st.dhcpRunning)
+            XCTAssertTrue(st.dhcpRestarting)
+            XCTAssertEqual(st.dhcpLastExit, "killed by signal 9")
+            XCTAssertEqual(st.dhcpRestarts, 0)
+            XCTAssertTrue(g.superviseOnce(now: t0 + 999))
+            XCTAssertNil(g.lock.withLock { g.dnsmasqPID }, "not before the back-off")
+            XCTAssertTrue(g.superviseOnce(now: t0 + 1000))
+            let pid2 = try XCTUnwrap(g.lock.withLock { g.dnsmasqPID })
+            XCTAssertNotEqual(pid1, pid2)
+            XCTAssertEqual(Subprocess.processName(pid2), "dnsmasq")
+            XCTAssertEqual(VPNStateFile(directory: dir, name: VPNGateway.stateFileName).load().filter { $0.key == "dnsmasq_pid" }.map(\.value),
+                           ["\(pid2)"], "the state file names the new dnsmasq only")
+            usleep(600_000)
+            XCTAssertTrue(g.superviseOnce(now: t0 + 1600))
+            XCTAssertEqual(g.lock.withLock { g.dnsmasqPID }, pid2, "it kept running")
+            XCTAssertNil(g.lock.withLock { g.supervision.downSince }, "recovered")
+            st = g.status
+            XCTAssertTrue(st.dhcpRunning)
+            XCTAssertFalse(st.dhcpRestarting)
+            XCTAssertEqual(st.dhcpRestarts, 1)
+
+            // New upstreams: the fence names them, dnsmasq runs again with them (not counted as a
+            // restart), the state file names the new one.
+            let second = [IPAddress("203.0.113.54")!]
+            try g.updateDNS(second)
+            XCTAssertEqual(g.status.dns, second)
+            let table = try XCTUnwrap(try NFTables.listTable(family: "inet", name: VPNFirewall.gatewayTable))
+            XCTAssertTrue(table.contains("203.0.113.54") && !table.contains("203.0.113.53"), table)
+            XCTAssertTrue(table.contains("lan_dropped"), "the rest of the table stays")
+            XCTAssertNil(Subprocess.processName(pid2), "the old dnsmasq is gone")
+            let pid3 = try XCTUnwrap(g.lock.withLock { g.dnsmasqPID })
+            XCTAssertEqual(VPNStateFile(directory: dir, name: VPNGateway.stateFileName).load().filter { $0.key == "dnsmasq_pid" }.map(\.value),
+                           ["\(pid3)"])
+            var log = ""
+            for _ in 0..<100 {
+                log = String(decoding: (try? FileIO.read(dir + "/gateway-dnsmasq.log")) ?? nil ?? [], as: UTF8.self)
+                if log.contains("dnsmasq[\(pid3)]: using nameserver 203.0.113.54#53") { break }
+                usleep(20_000)
+            }
+            XCTAssertTrue(log.contains("dnsmasq[\(pid3)]: using nameserver 203.0.113.54#53"), "no new server: \(log)")
+            try g.updateDNS(second)
+            XCTAssertEqual(g.lock.withLock { g.dnsmasqPID }, pid3, "the same servers change nothing")
+            usleep(600_000)
+            XCTAssertTrue(g.superviseOnce(now: VPNGateway.nowMillis()))
+            XCTAssertEqual(g.lock.withLock { g.dnsmasqPID }, pid3)
+            XCTAssertEqual(g.status.dhcpRestarts, 1)
+            XCTAssertTrue(g.status.dhcpRunning)
+
+            // Stopped: dnsmasq ends and the supervisor restarts nothing.
+            g.teardown(keepFence: false)
+            XCTAssertNil(Subprocess.processName(pid3))
+            XCTAssertFalse(g.superviseOnce(now: t0 + 100_000))
+            XCTAssertNil(g.lock.withLock { g.dnsmasqPID })
+            XCTAssertFalse(g.status.dhcpRunning)
+            XCTAssertFalse(g.status.dhcpRestarting)
+        }
     }
 
     /// The ruleset loads in nft with every option, its counters read back, and the fence

@@ -101,7 +101,9 @@ final class VPNClientVisorApp: VisorApp {
         }
         return .object([
             "interface": .string(g.lan), "address": .string(g.lanAddress.description),
-            "dhcp": .string(g.dhcpRunning ? "running" : "stopped"), "dns": .array(g.dns.map { .string($0.description) }),
+            "dhcp": .string(g.dhcpRunning ? "running" : g.dhcpRestarting ? "restarting" : "stopped"),
+            "dhcp_restarts": .int(Int64(g.dhcpRestarts)), "dhcp_last_exit": g.dhcpLastExit.map { .string($0) } ?? .null,
+            "dns": .array(g.dns.map { .string($0.description) }),
             "clients": .array(clients), "killswitch": .bool(g.fence),
             "bypass": .array(g.bypassMACs.map { .string($0) } + g.bypassIPs.map { .string($0.description) }),
             "bytes_up": .int(Int64(clamping: g.bytesUp)), "bytes_down": .int(Int64(clamping: g.bytesDown)),

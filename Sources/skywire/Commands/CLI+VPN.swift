@@ -98,7 +98,9 @@ struct VPNGroup: ParsableCommand {
             func n(_ k: String) -> Int64 { lan[k]?.intValue ?? 0 }
             let clients = lan["clients"]?.arrayValue ?? []
             let bypass = (lan["bypass"]?.arrayValue ?? []).compactMap(\.stringValue)
-            print("lan:        \(s("interface")) \(s("address")), dhcp \(s("dhcp")), dns via tunnel \((lan["dns"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","))")
+            var dhcp = s("dhcp")
+            if n("dhcp_restarts") > 0 { dhcp += " (\(n("dhcp_restarts")) restart(s), last exit: \(s("dhcp_last_exit")))" }
+            print("lan:        \(s("interface")) \(s("address")), dhcp \(dhcp), dns via tunnel \((lan["dns"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","))")
             print("lan fence:  \(lan["killswitch"]?.boolValue == true ? "on" : "OFF"), \(n("dropped_packets")) packet(s) dropped")
             print("lan bytes:  \(n("bytes_up")) up, \(n("bytes_down")) down through the tunnel, \(n("bytes_bypass")) bypassing")
             print("bypass:     \(bypass.isEmpty ? "-" : bypass.joined(separator: ", "))")
