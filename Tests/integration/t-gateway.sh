@@ -46,6 +46,7 @@ veth_pair $G skwt-gwg1 198.51.100.1/24 $R skwt-gwr0 198.51.100.254/24
 veth_pair $X skwt-gwx0 192.0.2.1/24 $R skwt-gwr1 192.0.2.254/24
 veth_pair $N skwt-gwn0 203.0.113.10/24 $R skwt-gwr2 203.0.113.1/24
 ip -n $N addr add 203.0.113.53/24 dev skwt-gwn0
+ip -n $N addr add 203.0.113.54/24 dev skwt-gwn0
 ip netns exec $R sysctl -qw net.ipv4.ip_forward=1
 ip -n $G route add default via 198.51.100.254
 ip -n $X route add default via 192.0.2.254
@@ -53,7 +54,8 @@ ip -n $N route add default via 203.0.113.1
 # The LAN hosts' resolvers (`ip netns exec` bind-mounts these over /etc/resolv.conf).
 for ns in $L $B; do mkdir -p "/etc/netns/$ns"; echo "# before DHCP" >"/etc/netns/$ns/resolv.conf"; done
 
-# N: HTTP on 203.0.113.10:8080; DNS on 203.0.113.53 that answers only the exit (192.0.2.1).
+# N: HTTP on 203.0.113.10:8080; DNS on 203.0.113.53 and (announced by the exit after its restart
+# in step 4) 203.0.113.54, each answering only the exit (192.0.2.1).
 mkdir -p "$T_WORK/www"
 head -c 5000000 /dev/urandom >"$T_WORK/www/big.bin"
 echo hello >"$T_WORK/www/small.txt"
@@ -65,13 +67,17 @@ table inet skwt_gw_dns {
   counter from_others {}
   chain input {
     type filter hook input priority filter; policy accept;
-    ip daddr 203.0.113.53 meta l4proto { tcp, udp } th dport 53 ip saddr != 192.0.2.1 counter name "from_others" drop
+    ip daddr { 203.0.113.53, 203.0.113.54 } meta l4proto { tcp, udp } th dport 53 ip saddr != 192.0.2.1 counter name "from_others" drop
   }
 }
 EOF
 ip netns exec $N dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
     --listen-address=203.0.113.53 --except-interface=lo --pid-file="$T_WORK/ndns.pid" --log-queries --log-facility=- \
     --address=/files.example.test/203.0.113.10 --address=/again.example.test/203.0.113.10 >"$T_WORK/ndns.log" 2>&1 &
+T_PIDS+=("$!")
+ip netns exec $N dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=203.0.113.54 --except-interface=lo --pid-file="$T_WORK/ndns2.pid" --log-queries --log-facility=- \
+    --address=/files.example.test/203.0.113.10 --address=/again.example.test/203.0.113.10 >"$T_WORK/ndns2.log" 2>&1 &
 T_PIDS+=("$!")
 for i in $(seq 1 100); do
     ip netns exec $G curl -fsS -o /dev/null http://203.0.113.10:8080/small.txt 2>/dev/null && break
@@ -167,6 +173,40 @@ lan=$(jq -c .info.lan <<<"$st")
 txt=$(cli g vpn status)
 grep -q "^clients: *2" <<<"$txt" && grep -q "^lan bytes:" <<<"$txt" && pass "vpn status (text) shows the LAN side" || fail "text: $txt"
 
+# 2b. dnsmasq dies (killed by PID, the one the state file names, after checking it is G's
+#     dnsmasq): the app restarts it within seconds, with the leases kept; vpn status counts it.
+dnsmasq_pid() { sed -n 's/^dnsmasq_pid=//p' "$T_WORK/g-state/vpn-gateway.state" 2>/dev/null | tail -1; }
+dpid=$(dnsmasq_pid)
+if [ -n "$dpid" ] && [ "$(cat /proc/$dpid/comm 2>/dev/null)" = dnsmasq ] && ip netns pids $G | grep -qx "$dpid"; then
+    kill -9 "$dpid"
+    pass "killed G's dnsmasq (pid $dpid, from the state file)"
+else
+    fail "state file's dnsmasq_pid '$dpid' is not G's dnsmasq"
+fi
+ok=
+for _ in $(seq 1 75); do  # 15 s at most
+    st=$(cli g vpn status --json 2>/dev/null) || st='{}'
+    npid=$(dnsmasq_pid)
+    [ "$(jq -r .info.lan.dhcp <<<"$st")" = running ] && [ "$(jq -r .info.lan.dhcp_restarts <<<"$st")" = 1 ] \
+        && [ -n "$npid" ] && [ "$npid" != "$dpid" ] && [ "$(cat /proc/$npid/comm 2>/dev/null)" = dnsmasq ] && { ok=1; break; }
+    sleep 0.2
+done
+[ -n "$ok" ] && pass "dnsmasq restarted (pid $npid): vpn status shows dhcp running, 1 restart, last exit '$(jq -r .info.lan.dhcp_last_exit <<<"$st")'" \
+    || fail "no dnsmasq restart: $(jq -c .info.lan <<<"$st") pid '$npid'"
+[ "$(jq -r .info.lan.dhcp_last_exit <<<"$st")" = "killed by signal 9" ] && pass "vpn status: dhcp_last_exit is the kill" \
+    || fail "dhcp_last_exit: $(jq -r .info.lan.dhcp_last_exit <<<"$st")"
+[ "$(jq -r --arg ip "$lip" '.info.lan.clients[] | select(.ip==$ip) | .source' <<<"$st")" = dhcp ] \
+    && pass "the restarted dnsmasq kept L's lease ($lip)" || fail "L's lease lost: $(jq -c .info.lan.clients <<<"$st")"
+dhcp $L skwt-gwl0 && read -r lip2 _ <"$T_WORK/lease.skwt-gwl0" || lip2=
+[ "$lip2" = "$lip" ] && pass "the restarted dnsmasq serves DHCP: L leased $lip again" || fail "L after the restart: '$lip2' (was $lip)"
+got=$(ip netns exec $L curl -fsS --max-time 10 http://files.example.test:8080/small.txt?after-dnsmasq-restart 2>/dev/null || true)
+[ "$got" = hello ] && pass "the restarted dnsmasq serves DNS: L resolves and fetches" || fail "L after the dnsmasq restart: '$got'"
+grep -q "dhcp .*1 restart(s), last exit: killed by signal 9" <(cli g vpn status) && pass "vpn status (text) shows the restart" \
+    || fail "text: $(cli g vpn status | grep '^lan:')"
+for _ in $(seq 1 25); do grep -q 'gateway: dnsmasq serving the LAN again' "$T_WORK/g.log" && break; sleep 0.2; done
+[ "$(grep -c 'gateway: dnsmasq exited' "$T_WORK/g.log")" = 1 ] && [ "$(grep -c 'gateway: dnsmasq serving the LAN again' "$T_WORK/g.log")" = 1 ] \
+    && pass "one log line for the failure, one for the recovery" || fail "log: $(grep 'gateway: dnsmasq' "$T_WORK/g.log")"
+
 # 3. The exit dies: L is cut off although G's uplink reaches N directly; B still goes direct.
 kill -9 "$PID_x"
 for _ in $(seq 1 50); do
@@ -183,7 +223,10 @@ ip netns exec $B curl -fsS --max-time 3 -o /dev/null http://203.0.113.10:8080/sm
 ! tail -n +$((lines + 1)) "$T_WORK/http.log" | grep -q 'lan-exit-down' && pass "N saw nothing from L while the exit was down" \
     || fail "leak: $(tail -n +$((lines + 1)) "$T_WORK/http.log")"
 
-# 4. The exit restarts: L works again with no manual step (a new name: a fresh DNS query).
+# 4. The exit restarts, now announcing the DNS server 203.0.113.54: L works again with no manual
+#    step (a new name: a fresh DNS query), through the new server only, and keeps its lease.
+jq '(.launcher.apps[] | select(.name=="vpn-server")).args |= map(if . == "203.0.113.53" then "203.0.113.54" else . end)' \
+    "$T_WORK/x.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/x.json"
 visor_start x $X
 ok=
 for _ in $(seq 1 60); do
@@ -194,6 +237,18 @@ done
 got=$( (ip netns exec $L curl -fsS --max-time 120 http://files.example.test:8080/big.bin || true) | sha256sum | cut -d' ' -f1)
 [ "$got" = "$want" ] && pass "exit back: 5 MB again with a matching checksum" || fail "after recovery: $got != $want"
 [ "$(cli g vpn status --json | jq -r .info.reconnects)" -ge 1 ] && pass "the gateway reconnected by itself" || fail "reconnects"
+grep -q 'query\[A\] again.example.test from 192.0.2.1' "$T_WORK/ndns2.log" && ! grep -q 'again.example.test' "$T_WORK/ndns.log" \
+    && pass "after the reconnect L's queries go to the exit's new DNS server (203.0.113.54) only" \
+    || fail "new DNS server: .54: $(grep -c again "$T_WORK/ndns2.log") .53: $(grep -c again "$T_WORK/ndns.log")"
+st=$(cli g vpn status --json)
+[ "$(jq -c .info.lan.dns <<<"$st")" = '["203.0.113.54"]' ] && [ "$(jq -c .info.dns <<<"$st")" = '["203.0.113.54"]' ] \
+    && [ "$(jq -r .info.lan.dhcp_restarts <<<"$st")" = 1 ] && [ "$(jq -r .info.lan.dhcp <<<"$st")" = running ] \
+    && pass "vpn status: dns 203.0.113.54, dnsmasq running, the DNS change not counted as a restart" || fail "status: $(jq -c '{dns: .info.dns, lan: .info.lan}' <<<"$st")"
+ip netns exec $G nft list chain inet skywire_gateway output | grep -q 'ip daddr 203.0.113.54 .*dport 53 drop' \
+    && ! ip netns exec $G nft list chain inet skywire_gateway output | grep -q 203.0.113.53 \
+    && pass "the gateway's DNS fence names the new server" || fail "fence: $(ip netns exec $G nft list chain inet skywire_gateway output)"
+[ "$(jq -r --arg ip "$lip" '.info.lan.clients[] | select(.ip==$ip) | .source' <<<"$st")" = dhcp ] \
+    && pass "L's lease survived the DNS change" || fail "L's lease after the DNS change: $(jq -c .info.lan.clients <<<"$st")"
 
 # 5. The gateway visor dies: its TUN and /1 routes go with it, so L's packets would route out of
 #    the uplink; the kernel-held fence drops them (and the orphaned dnsmasq's upstream queries).
@@ -262,6 +317,9 @@ expect_ok "vpn stop (explicit)" cli g vpn stop
     || fail "after stop: $(diff <(echo "$before") <(snapshot))"
 n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
 [ "$n_dnsmasq" = 0 ] && pass "vpn stop stopped dnsmasq" || fail "$n_dnsmasq dnsmasq left after stop"
+sleep 2  # longer than the first restart back-off: the supervisor must not bring it back
+n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
+[ "$n_dnsmasq" = 0 ] && pass "no dnsmasq restarted after vpn stop" || fail "$n_dnsmasq dnsmasq restarted after stop"
 # 10. Bad gateway arguments (exit up, gateway stopped): clear errors, nothing changed.
 expect_fail "--lan naming no interface is refused" 'no interface "skwt-nope"' cli g vpn start -k "$PKX" --lan skwt-nope -t 2
 expect_fail "--lan-subnet with the network address is refused" "network or broadcast" \
