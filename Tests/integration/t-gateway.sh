@@ -12,6 +12,8 @@
 # address. B is on the bypass list by MAC and goes out directly. The exit dies: L's traffic is
 # dropped although G's uplink reaches N directly; the exit comes back: L works again by itself.
 # The gateway visor dies (SIGKILL) or stops (SIGTERM): the LAN stays fenced. `vpn stop` restores G.
+# G's dnsmasq killed by PID is restarted (leases kept); the exit's new DNS server after a reconnect
+# reaches dnsmasq, the DNS fence and G's resolver.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 command -v dnsmasq >/dev/null || die "dnsmasq missing (scripts/install-deps.sh installs dnsmasq-base)"
@@ -24,7 +26,7 @@ gw_cleanup() {
     set +e
     # The gateway's dnsmasq outlives a SIGKILLed visor: collect G's processes first.
     pids=$(ip netns pids $G 2>/dev/null)
-    rm -rf "/etc/netns/$L" "/etc/netns/$B"
+    rm -rf "/etc/netns/$L" "/etc/netns/$B" "/etc/netns/$G"
     (exit $rc)
     cleanup
     for p in $pids; do [ "$(cat /proc/$p/comm 2>/dev/null)" = dnsmasq ] && kill "$p"; done
@@ -53,6 +55,10 @@ ip -n $X route add default via 192.0.2.254
 ip -n $N route add default via 203.0.113.1
 # The LAN hosts' resolvers (`ip netns exec` bind-mounts these over /etc/resolv.conf).
 for ns in $L $B; do mkdir -p "/etc/netns/$ns"; echo "# before DHCP" >"/etc/netns/$ns/resolv.conf"; done
+# G's own resolver (the client points it at the tunnel's DNS), kept off the host's /etc/resolv.conf.
+mkdir -p "/etc/netns/$G"
+printf '# the gateway namespace resolver\nnameserver 198.51.100.254\n' >"/etc/netns/$G/resolv.conf"
+g_resolv_before=$(cat "/etc/netns/$G/resolv.conf")
 
 # N: HTTP on 203.0.113.10:8080; DNS on 203.0.113.53 and (announced by the exit after its restart
 # in step 4) 203.0.113.54, each answering only the exit (192.0.2.1).
@@ -247,6 +253,8 @@ st=$(cli g vpn status --json)
 ip netns exec $G nft list chain inet skywire_gateway output | grep -q 'ip daddr 203.0.113.54 .*dport 53 drop' \
     && ! ip netns exec $G nft list chain inet skywire_gateway output | grep -q 203.0.113.53 \
     && pass "the gateway's DNS fence names the new server" || fail "fence: $(ip netns exec $G nft list chain inet skywire_gateway output)"
+[ "$(grep '^nameserver' "/etc/netns/$G/resolv.conf")" = "nameserver 203.0.113.54" ] \
+    && pass "G's own resolver follows the new DNS server" || fail "G's resolv.conf: $(cat "/etc/netns/$G/resolv.conf")"
 [ "$(jq -r --arg ip "$lip" '.info.lan.clients[] | select(.ip==$ip) | .source' <<<"$st")" = dhcp ] \
     && pass "L's lease survived the DNS change" || fail "L's lease after the DNS change: $(jq -c .info.lan.clients <<<"$st")"
 
@@ -317,6 +325,8 @@ expect_ok "vpn stop (explicit)" cli g vpn stop
     || fail "after stop: $(diff <(echo "$before") <(snapshot))"
 n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
 [ "$n_dnsmasq" = 0 ] && pass "vpn stop stopped dnsmasq" || fail "$n_dnsmasq dnsmasq left after stop"
+[ "$(cat "/etc/netns/$G/resolv.conf")" = "$g_resolv_before" ] && pass "vpn stop restored G's resolver byte for byte" \
+    || fail "G's resolv.conf after stop: $(cat "/etc/netns/$G/resolv.conf")"
 sleep 2  # longer than the first restart back-off: the supervisor must not bring it back
 n_dnsmasq=$(ip netns pids $G | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c '^dnsmasq$' || true)
 [ "$n_dnsmasq" = 0 ] && pass "no dnsmasq restarted after vpn stop" || fail "$n_dnsmasq dnsmasq restarted after stop"

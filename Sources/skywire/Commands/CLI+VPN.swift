@@ -14,7 +14,8 @@ struct VPNGroup: ParsableCommand {
             abstract: "Send all IPv4 traffic through the visor with public key PK (it runs vpn-server, port 44).",
             discussion: """
             With --lan IFACE this visor becomes a LAN-wide gateway (docs/gateway.md): it serves IFACE \
-            with DHCP and DNS (dnsmasq, DNS forwarded through the tunnel) and forwards the LAN into \
+            with DHCP and DNS (dnsmasq, DNS forwarded through the tunnel to the exit's current DNS \
+            servers, restarted if it dies, leases kept) and forwards the LAN into \
             the tunnel with masquerading. The LAN is cut off whenever the tunnel is down, also while \
             the visor is stopped or dead; only `vpn stop` removes that. Devices in --bypass go out of \
             the uplink directly.
