@@ -394,6 +394,42 @@ final class MuxConnectionTests: XCTestCase {
         XCTAssertEqual(connB.stats.streams, 1, "only the second stream is still open")
     }
 
+    func testASilentPeerIsProbedWhenAStreamOpensAndTheLinkClosed() throws {
+        routerB.onStream = { stream, _ in stream.setDelegate(Collector()); return nil }
+        pump()   // the first PING/PONG: both sides have heard from each other
+        loop.advanceTime(by: MuxConnection.silenceBeforeProbe + .milliseconds(1))
+        linkA.queue.removeAll()
+        linkB.queue.removeAll()
+        // B is gone without a word (e.g. it restarted and forgot the sudph session): nothing A sends arrives.
+        linkA.peer = nil
+        let future = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(10), waitForAccept: false)
+        loop.run()
+        _ = try future.wait()
+        XCTAssertNil(linkA.closedReason)
+        loop.advanceTime(by: MuxConnection.probeTimeout - .milliseconds(1))
+        XCTAssertNil(linkA.closedReason, "still within the probe's time")
+        loop.advanceTime(by: .milliseconds(1))
+        XCTAssertEqual(linkA.closedReason, "dead peer: no answer to a liveness probe within 5 s")
+    }
+
+    func testAPeerThatAnswersTheProbeKeepsTheLink() throws {
+        routerB.onStream = { stream, _ in stream.setDelegate(Collector()); return nil }
+        pump()
+        loop.advanceTime(by: MuxConnection.silenceBeforeProbe + .milliseconds(1))
+        pump()   // keepalive traffic, if any, settles
+        loop.advanceTime(by: MuxConnection.silenceBeforeProbe + .milliseconds(1))
+        let framesBefore = linkA.framesSent
+        let future = connA.openStream(destinationPort: 7, sourcePort: 1, timeout: .seconds(10), waitForAccept: false)
+        loop.run()
+        XCTAssertGreaterThan(linkA.framesSent, framesBefore, "the probe (a PING) went out at once")
+        _ = try future.wait()
+        pump()
+        loop.advanceTime(by: MuxConnection.probeTimeout)
+        pump()
+        XCTAssertNil(linkA.closedReason)
+        XCTAssertNil(linkB.closedReason)
+    }
+
     func testRTTIsMeasuredByTheFirstPing() {
         XCTAssertNil(connA.stats.rttMillis, "no PONG yet")
         pump()

@@ -261,6 +261,39 @@ visor_stop c
 [ "$(snapshot)" = "$before" ] && pass "SIGTERM of the client visor restores routes, nftables and resolv.conf" \
     || fail "after SIGTERM: $(diff <(echo "$before") <(snapshot))"
 
+# 5b. A client without --dns uses the DNS servers the exit announces, and follows a change of
+# them when it reconnects (the exit restarted with another --dns).
+exit_dns() {  # exit_dns IP: restarts the exit announcing IP and waits for its vpn-server
+    jq --arg wl "$WL" --arg d "$1" '(.launcher.apps[] | select(.name=="vpn-server")).args = ["--whitelist", $wl, "--dns", $d]' \
+        "$T_WORK/e.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/e.json"
+    visor_stop e
+    visor_start e $E
+    for _ in $(seq 1 50); do
+        [ "$(cli e vpn server status --json 2>/dev/null | jq -r .status 2>/dev/null)" = running ] && return 0
+        sleep 0.1
+    done
+    fail "vpn-server did not come back announcing $1"
+}
+exit_dns 192.0.2.61
+visor_start c $C
+expect_ok "vpn start without --dns" cli c vpn start -k "$PKE"
+grep -qx 'nameserver 192.0.2.61' "/etc/netns/$C/resolv.conf" && pass "resolv.conf points at the DNS server the exit announced" \
+    || fail "resolv.conf: $(cat "/etc/netns/$C/resolv.conf")"
+exit_dns 192.0.2.62
+for _ in $(seq 1 60); do
+    grep -qx 'nameserver 192.0.2.62' "/etc/netns/$C/resolv.conf" && break
+    sleep 0.5
+done
+st=$(cli c vpn status --json)
+grep -qx 'nameserver 192.0.2.62' "/etc/netns/$C/resolv.conf" && ! grep -q '192.0.2.61' "/etc/netns/$C/resolv.conf" \
+    && [ "$(jq -c .info.dns <<<"$st")" = '["192.0.2.62"]' ] && [ "$(jq -r .info.state <<<"$st")" = connected ] \
+    && pass "after the reconnect the client uses the exit's new DNS server (resolv.conf and status)" \
+    || fail "DNS after reconnect: $(cat "/etc/netns/$C/resolv.conf"); $(jq -c .info <<<"$st")"
+expect_ok "vpn stop" cli c vpn stop
+[ "$(snapshot)" = "$before" ] && pass "after the DNS change and stop, the client is exactly as before" \
+    || fail "after DNS change: $(diff <(echo "$before") <(snapshot))"
+visor_stop c
+
 # 6. Server stop restores the exit.
 expect_ok "vpn server stop" cli e vpn server stop
 ip netns exec $E nft list table inet skywire_vpn_server >/dev/null 2>&1 && fail "server nft table left" || pass "server nft table removed"

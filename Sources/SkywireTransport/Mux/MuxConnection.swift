@@ -11,6 +11,10 @@ final class MuxConnection {
     /// PING interval and the silence after which the peer is declared dead (PROTOCOL.md §4.3).
     static let keepaliveInterval = TimeAmount.seconds(10)
     static let deadPeerTimeout = TimeAmount.seconds(30)
+    /// A stream opening after this much silence from the peer first checks it is alive (`probeIfSilent`).
+    static let silenceBeforeProbe = TimeAmount.seconds(2)
+    /// How long that check waits for anything from the peer before closing the link.
+    static let probeTimeout = TimeAmount.seconds(5)
     /// Longest an app's deferred acceptance (`AppStream.deferAcceptance`) holds the OPEN_OK back.
     static let deferredAcceptanceLimit = TimeAmount.seconds(1)
     /// Longest a lazily flushed frame (a FIN completing a finished stream) waits for company.
@@ -39,8 +43,10 @@ final class MuxConnection {
     /// Reused plaintext buffer for encoding outgoing frames (`flushIfNeeded`).
     private var frameScratch: ByteBuffer?
     private var closed = false
-    private var lastReceive: NIODeadline = .now()
+    /// When anything last arrived from the peer, on the loop's clock (`eventLoop.now`).
+    private var lastReceive: NIODeadline
     private var keepaliveTask: RepeatedTask?
+    private var probeTask: Scheduled<Void>?
     private var pingSentAt: [UInt64: NIODeadline] = [:]
     private var nextPing: UInt64 = 1
     /// Round-trip time of the last PING/PONG in microseconds, -1 before the first; any thread reads it.
@@ -52,6 +58,7 @@ final class MuxConnection {
     init(eventLoop: EventLoop, isInitiator: Bool, remote: PublicKey, link: FrameLink,
          router: AppRouter?, logger: Logger) {
         self.eventLoop = eventLoop
+        self.lastReceive = eventLoop.now
         self.remote = remote
         self.link = link
         self.router = router
@@ -77,7 +84,7 @@ final class MuxConnection {
     /// One decrypted mux frame from the peer.
     func receive(frame: ByteBuffer) {
         guard !closed else { return }
-        lastReceive = .now()
+        lastReceive = eventLoop.now
         frame.withUnsafeReadableBytes { bytes in
             session.receive(encoded: bytes, makePayload: { frame.slice($0) })
         }
@@ -98,6 +105,8 @@ final class MuxConnection {
         guard !closed else { return }
         closed = true
         keepaliveTask?.cancel()
+        probeTask?.cancel()
+        probeTask = nil
         session.closeAll(code: .transportLost)
         processEvents()
         for (_, pending) in pendingOpens {
@@ -171,6 +180,7 @@ final class MuxConnection {
             guard !closed else {
                 return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
             }
+            probeIfSilent()
             let id: MuxStreamID
             do {
                 // An optimistic open defers its OPEN to the first write: one batch on the wire.
@@ -292,7 +302,7 @@ final class MuxConnection {
                 router?.route(datagram: payload, from: remote, destinationPort: dst, sourcePort: src)
             case .pong(let opaque):
                 if let sent = pingSentAt.removeValue(forKey: opaque) {
-                    rttMicros.store((NIODeadline.now() - sent).nanoseconds / 1000, ordering: .relaxed)
+                    rttMicros.store((eventLoop.now - sent).nanoseconds / 1000, ordering: .relaxed)
                 }
             case .closed(let code, let reason, let byPeer):
                 logger.info("transport closing", metadata: ["pk": "\(remote.short)", "code": "\(code)",
@@ -307,15 +317,38 @@ final class MuxConnection {
 
     private func keepalive() {
         guard !closed else { return }
-        if NIODeadline.now() - lastReceive > Self.deadPeerTimeout {
+        if eventLoop.now - lastReceive > Self.deadPeerTimeout {
             logger.info("peer silent; closing transport", metadata: ["pk": "\(remote.short)"])
             link?.close(reason: "dead peer: nothing received for \(Self.deadPeerTimeout.nanoseconds / 1_000_000_000) s")
             return
         }
+        sendPing()
+    }
+
+    /// When an app needs the peer (a stream opens) and the peer has been silent for
+    /// `silenceBeforeProbe`, a PING goes out at once; if nothing at all arrives within
+    /// `probeTimeout` the link is closed, so the transport is dialled afresh instead of waiting for
+    /// the keepalive's `deadPeerTimeout` (a restarted peer forgets a sudph session silently).
+    private func probeIfSilent() {
+        guard !closed, probeTask == nil else { return }
+        let sent = eventLoop.now
+        guard sent - lastReceive > Self.silenceBeforeProbe else { return }
+        sendPing()
+        probeTask = eventLoop.scheduleTask(in: Self.probeTimeout) { [weak self] in
+            guard let self else { return }
+            self.probeTask = nil
+            guard !self.closed, self.lastReceive < sent else { return }
+            self.logger.info("peer did not answer a liveness probe; closing transport", metadata: ["pk": "\(self.remote.short)"])
+            self.link?.close(reason: "dead peer: no answer to a liveness probe within "
+                                      + "\(Self.probeTimeout.nanoseconds / 1_000_000_000) s")
+        }
+    }
+
+    private func sendPing() {
         let opaque = nextPing
         nextPing &+= 1
-        pingSentAt = pingSentAt.filter { NIODeadline.now() - $0.value < Self.deadPeerTimeout }
-        pingSentAt[opaque] = .now()
+        pingSentAt = pingSentAt.filter { eventLoop.now - $0.value < Self.deadPeerTimeout }
+        pingSentAt[opaque] = eventLoop.now
         try? session.ping(opaque: opaque)
         scheduleFlush()
     }
