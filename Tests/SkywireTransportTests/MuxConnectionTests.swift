@@ -4,6 +4,7 @@ import NIOEmbedded
 import XCTest
 @testable import SkywireCrypto
 @testable import SkywireTransport
+import SkywireWire
 
 /// A `FrameLink` test double: frames sent on one end are queued for the other end, and
 /// delivered when the test calls `deliver()`, so the test controls timing.
@@ -428,6 +429,23 @@ final class MuxConnectionTests: XCTestCase {
         pump()
         XCTAssertNil(linkA.closedReason)
         XCTAssertNil(linkB.closedReason)
+    }
+
+    func testOrderlyCloseTellsThePeer() throws {
+        let server = Collector()
+        routerB.onStream = { stream, _ in stream.setDelegate(server); return nil }
+        let stream = try open()
+        let client = Collector()
+        stream.setDelegate(client)
+        connA.close(reason: "visor stopping")
+        XCTAssertEqual(linkA.closedReason, "visor stopping")
+        XCTAssertEqual(client.resetCode, .appClosed, "local streams end")
+        // The CLOSE went out before the link closed (the test double then closes B's end too).
+        let last = try XCTUnwrap(linkB.queue.last)
+        let frame = try last.withUnsafeReadableBytes { try MuxFrame<Range<Int>>.decode($0) }
+        guard case .close(let code, let reason) = frame else { return XCTFail("\(frame)") }
+        XCTAssertEqual(code, .appClosed)
+        XCTAssertEqual(reason, "visor stopping")
     }
 
     func testRTTIsMeasuredByTheFirstPing() {

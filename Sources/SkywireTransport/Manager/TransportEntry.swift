@@ -245,7 +245,12 @@ final class TransportEntry: @unchecked Sendable {
             state = .closed
             return self.link
         }
-        if let link, let loop = connection(loopOf: link) {
+        guard let link else { return }
+        let conn = lock.withLock { connection }
+        if let conn {
+            // The peer hears of it (mux CLOSE) instead of finding out by timeouts.
+            conn.eventLoop.execute { conn.close(reason: reason) }
+        } else if let loop = connection(loopOf: link) {
             loop.execute { link.close(reason: reason) }
         }
     }

@@ -162,6 +162,14 @@ final class MuxConnection {
         eventLoop.execute { [weak self] in self?.flushIfNeeded() }
     }
 
+    /// Orderly end (e.g. the visor stopping): CLOSE goes to the peer, then the link closes.
+    func close(reason: String) {
+        guard !closed else { return }
+        session.close(code: .appClosed, reason: reason)
+        flushIfNeeded()
+        link?.close(reason: reason)
+    }
+
     // MARK: For apps
 
     /// Opens a stream. With `waitForAccept` the future completes on OPEN_OK (or fails on
