@@ -107,15 +107,15 @@ let package = Package(
             "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
         ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
-            "SkywireTransport", "SkywireCrypto",
+            "SkywireTransport", "SkywireCrypto", "SkywireTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire"]),
+        .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
-        // Helpers shared by test targets (network-namespace sandbox).
+        // Helpers shared by test targets (network-namespace sandbox, free loopback ports).
         .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",

@@ -5,6 +5,7 @@ import NIOPosix
 import SkywireConfig
 import SkywireCrypto
 @testable import SkywireTransport
+import SkywireTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -39,21 +40,7 @@ final class PunchedRedialTests: XCTestCase {
         try? group.syncShutdownGracefully()
     }
 
-    /// A UDP port on 127.0.0.1 that nothing uses right now (bound, read, closed).
-    private func unusedUDPPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw XCTSkip("no UDP socket") }
-        defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 ? 0 : -1 }
-        }
-        XCTAssertEqual(rc, 0)
-        return Int(UInt16(bigEndian: sin.sin_port))
-    }
+    private func unusedUDPPort() throws -> Int { Int(try unusedLoopbackPort(Int32(SOCK_DGRAM.rawValue))) }
 
     private func manager(sudphPort: Int) -> TransportManager {
         var settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1", stcprPort: 0,

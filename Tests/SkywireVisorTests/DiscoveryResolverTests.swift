@@ -6,6 +6,7 @@ import SkywireConfig
 import SkywireCrypto
 import SkywireDiscovery
 import SkywireTransport
+import SkywireTestSupport
 import XCTest
 @testable import SkywireVisor
 #if canImport(Glibc)
@@ -129,24 +130,7 @@ final class DiscoveryResolverTests: XCTestCase {
         try? group.syncShutdownGracefully()
     }
 
-    /// A TCP port on 127.0.0.1 that nothing listens on right now (bound, read, closed).
-    private func unusedPort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                guard bind(fd, p, len) == 0 else { return -1 }
-                return getsockname(fd, p, &len)
-            }
-        }
-        XCTAssertEqual(rc, 0)
-        return UInt16(bigEndian: sin.sin_port)
-    }
+    private func unusedPort() throws -> UInt16 { try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue)) }
 
     private func manager(stcprPort: Int = 0, sudphPort: Int = 0) -> TransportManager {
         var settings = TransportSettings(identity: KeyPair.generate(), listenHost: "127.0.0.1",

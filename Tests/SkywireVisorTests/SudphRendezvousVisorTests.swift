@@ -4,6 +4,7 @@ import NIOPosix
 import SkywireCrypto
 import SkywireTransport
 import SkywireWire
+import SkywireTestSupport
 import XCTest
 @testable import SkywireVisor
 #if canImport(Glibc)
@@ -16,24 +17,7 @@ private final class UDPPeer {
     let port: UInt16
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw XCTSkip("no UDP socket") }
-        self.fd = fd
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                guard bind(fd, p, len) == 0 else { return -1 }
-                return getsockname(fd, p, &len)
-            }
-        }
-        guard rc == 0 else {
-            close(fd)
-            throw XCTSkip("cannot bind UDP on 127.0.0.1")
-        }
-        port = UInt16(bigEndian: sin.sin_port)
+        (fd, port) = try boundLoopbackSocket(Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
         var tv = timeval(tv_sec: 0, tv_usec: 300_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }

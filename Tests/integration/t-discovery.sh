@@ -336,6 +336,29 @@ wait_vpn_listed() {
 
 # fetch_via_vpn NS DESC: a download from the "internet" host through the tunnel with a matching
 # checksum, and the host saw the exit NAT's address (198.51.100.12), not the client's NAT.
+# expect_exit_stats N DESC: within 6 s, F's `vpn list -c JP --stats --json` shows N connected clients.
+expect_exit_stats() {
+    local stats=""
+    for _ in $(seq 1 30); do
+        stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats --json 2>&1) || true
+        jq -e --argjson n "$1" '.[0].stats.connected == $n' <<<"$stats" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    jq -e --argjson n "$1" '.[0].stats.connected == $n' <<<"$stats" >/dev/null 2>&1 \
+        && pass "[$label] vpn list --stats: $2" || fail "[$label] vpn list --stats ($2): $stats"
+}
+
+# expect_vpn_connected VISOR TRANSPORT: `vpn status` of VISOR says connected over TRANSPORT.
+expect_vpn_connected() {
+    local st
+    st=$(cli "$1" vpn status --json 2>&1) || true
+    if [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = "$2" ]; then
+        pass "[$label] vpn status: connected over $2"
+    else
+        fail "[$label] vpn status: $st"
+    fi
+}
+
 fetch_via_vpn() {
     local ns=$1 desc=$2 got="" lines
     lines=$(wc -l <"$T_WORK/http.log")
@@ -414,30 +437,13 @@ check_two_nat_vpn() {
     else
         fail "[$label] tp ls --json (want sudph up to 198.51.100.12:*): $tps"
     fi
-    st=$(cli f vpn status --json 2>&1) || true
-    if [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = sudph ]; then
-        pass "[$label] vpn status: connected over sudph"
-    else
-        fail "[$label] vpn status: $st"
-    fi
+    expect_vpn_connected f sudph
     fetch_via_vpn $PRIV "two NATs, sudph"
     # The exit reports its connected clients in its service entry (refreshed every ttl/3).
-    local stats=""
-    for _ in $(seq 1 30); do
-        stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats --json 2>&1) || true
-        jq -e '.[0].stats.connected == 1' <<<"$stats" >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    jq -e '.[0].stats.connected == 1' <<<"$stats" >/dev/null 2>&1 \
-        && pass "[$label] vpn list --stats: the exit reports 1 connected client" || fail "[$label] vpn list --stats while connected: $stats"
+    expect_exit_stats 1 "the exit reports 1 connected client"
     expect_ok "[$label] vpn stop" cli f vpn stop
-    for _ in $(seq 1 30); do
-        stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats --json 2>&1) || true
-        jq -e '.[0].stats.connected == 0' <<<"$stats" >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    jq -e '.[0].stats.connected == 0' <<<"$stats" >/dev/null 2>&1 \
-        && pass "[$label] vpn list --stats: 0 connected after vpn stop" || fail "[$label] vpn list --stats after stop: $stats"
+    expect_exit_stats 0 "0 connected after vpn stop"
+    local stats
     stats=$(ip netns exec $PRIV "$SKYWIRE_BIN" cli vpn list --config "$T_WORK/f.json" -c JP --stats 2>&1) || true
     grep -q "connected=0" <<<"$stats" && pass "[$label] vpn list --stats (text) shows connected=0" || fail "[$label] vpn list --stats text: $stats"
     if [ "$(client_snapshot $PRIV)" = "$before" ]; then pass "[$label] vpn stop restores the client's routes, links and nftables"
@@ -473,12 +479,7 @@ check_symmetric_fallback() {
     grep -qE "no handshake response from 198\.51\.100\.12:[0-9]+ within 5 s, resent every 250 ms after a punch" "$T_WORK/s.log" \
         && pass "[$label] the client logs the punched sudph dial giving up after 5 s" \
         || fail "[$label] no punched-dial failure in s.log"
-    st=$(cli s vpn status --json 2>&1) || true
-    if [ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.transport <<<"$st")" = stcpr ]; then
-        pass "[$label] vpn status: connected over stcpr"
-    else
-        fail "[$label] vpn status: $st"
-    fi
+    expect_vpn_connected s stcpr
     fetch_via_vpn $PRIV3 "symmetric NAT, stcpr"
     expect_ok "[$label] vpn stop (symmetric NAT)" cli s vpn stop
     if [ "$(client_snapshot $PRIV3)" = "$before" ]; then pass "[$label] vpn stop restores the symmetric-NAT client"
