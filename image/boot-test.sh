@@ -377,22 +377,25 @@ check_lan_fenced() { # $1 = label, $2 = probe path
     [ -n "$after" ] && ((after > ${before:-0})) && pass "$1: the fence counted the LAN client's packets (lan_dropped ${before:-?} -> $after)" \
         || fail "$1: lan_dropped did not grow (${before:-?} -> ${after:-?}): $(gssh nft list table inet skywire_gateway 2>&1 | head -n 30)"
 }
-check_gateway() {
-    local v fence_up t name out st i
-    # The unit ran (condition met, nft succeeded) and finished before the network and sysctl.
+check_fence_unit() { # $1 = label: the unit ran (condition met, nft succeeded) before the network and sysctl
+    local v fence_up t u
     v=$(gssh 'systemctl show -P ActiveState skywire-gateway-fence.service; systemctl show -P Result skywire-gateway-fence.service; systemctl show -P ConditionResult skywire-gateway-fence.service' | tr '\n' ' ')
-    [ "$v" = "active success yes " ] && pass "skywire-gateway-fence.service ran (active, success, condition met)" \
-        || fail "skywire-gateway-fence.service state: $v $(gssh journalctl -b -u skywire-gateway-fence --no-pager 2>&1 | tail -n 5)"
+    [ "$v" = "active success yes " ] && pass "$1: skywire-gateway-fence.service ran (active, success, condition met)" \
+        || fail "$1: skywire-gateway-fence.service state: $v $(gssh journalctl -b -u skywire-gateway-fence --no-pager 2>&1 | tail -n 5)"
     fence_up=$(gssh systemctl show -P ActiveEnterTimestampMonotonic skywire-gateway-fence.service)
     for u in network-pre.target systemd-sysctl.service systemd-networkd.service; do
         t=$(gssh systemctl show -P InactiveExitTimestampMonotonic "$u")
         [ -n "$fence_up" ] && ((fence_up > 0 && t > 0 && fence_up <= t)) \
-            && pass "fence loaded before $u started (${fence_up} <= ${t} us after boot)" \
-            || fail "fence not loaded before $u (fence ${fence_up:-?}, $u ${t:-?})"
+            && pass "$1: fence loaded before $u started (${fence_up} <= ${t} us after boot)" \
+            || fail "$1: fence not loaded before $u (fence ${fence_up:-?}, $u ${t:-?})"
     done
     gssh 'journalctl -b --no-pager 2>/dev/null | grep -i "ordering cycle"' >/dev/null \
-        && fail "systemd reports an ordering cycle: $(gssh 'journalctl -b --no-pager | grep -i -m3 "ordering cycle"')" \
-        || pass "no ordering cycle in the journal"
+        && fail "$1: systemd reports an ordering cycle: $(gssh 'journalctl -b --no-pager | grep -i -m3 "ordering cycle"')" \
+        || pass "$1: no ordering cycle in the journal"
+}
+check_gateway() {
+    local v name out st i
+    check_fence_unit "first boot"
     out=$(gssh nft list table inet skywire_gateway 2>&1)
     grep -qF "iifname \"$GW_LAN\" counter name \"lan_dropped\" drop" <<<"$out" \
         && pass "nft table inet skywire_gateway loaded, LAN $GW_LAN dropped unless into skwvpn0" \
@@ -418,7 +421,7 @@ check_gateway() {
     gssh 'pgrep -x dnsmasq' >/dev/null && fail "dnsmasq runs without an exit" || pass "no dnsmasq without an exit"
     # The LAN client: reaches the gateway (the LAN link works), nothing beyond it.
     HTTP_PORT=$(free_port); mkdir -p "$T/gw-www"
-    for p in guest lan-no-exit lan-exit-down lan-after-stop lan-unfenced; do echo ok >"$T/gw-www/$p"; done
+    for p in guest lan-no-exit lan-exit-down lan-after-stop lan-after-reboot lan-unfenced; do echo ok >"$T/gw-www/$p"; done
     timeout 900 python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$T/gw-www" >"$T/gw-http.log" 2>&1 &
     HTTP_PID=$!
     for i in $(seq 1 50); do curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$HTTP_PORT/guest" 2>/dev/null && break; sleep 0.2; done
@@ -454,6 +457,33 @@ check_gateway() {
     gssh 'nft list table inet skywire_gateway' >/dev/null 2>&1 && [ "$(gssh sysctl -n net.ipv4.ip_forward)" = 1 ] \
         && pass "visor stopped: the LAN fence stays loaded" || fail "visor stopped: the LAN fence is gone"
     check_lan_fenced "visor stopped" lan-after-stop
+    # Reboot with the exit still down: the fence unit loads the fence before the network again,
+    # the visor comes back in reconnecting and the LAN stays fenced.
+    local boot_id new_id=""
+    boot_id=$(gssh cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+    gssh 'systemctl reboot' >/dev/null 2>&1 || true
+    deadline=$((SECONDS + BOOT_TIMEOUT))
+    while ((SECONDS < deadline)) && kill -0 "$QEMU_PID" 2>/dev/null; do
+        new_id=$(gssh cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+        [ -n "$new_id" ] && [ "$new_id" != "$boot_id" ] && break
+        sleep "$POLL_SECONDS"
+    done
+    if [ -z "$new_id" ] || [ "$new_id" = "$boot_id" ]; then
+        fail "the gateway did not come back over SSH within ${BOOT_TIMEOUT}s of a reboot"
+    else
+        pass "rebooted ($(elapsed)s after QEMU start)"
+        check_fence_unit "after reboot"
+        st=""
+        for i in $(seq 1 30); do
+            st=$(gssh skywire cli vpn status --json 2>/dev/null || true)
+            [ "$(jq -r '.info.state // empty' <<<"$st" 2>/dev/null)" = reconnecting ] && break
+            sleep 2
+        done
+        [ "$(jq -r '[.info.state, .info.lan.killswitch] | join(" ")' <<<"$st" 2>/dev/null)" = "reconnecting true" ] \
+            && pass "after reboot: vpn-client started from the config, reconnecting, LAN fence on" \
+            || fail "after reboot: vpn-client status: ${st:-none}"
+        check_lan_fenced "after reboot" lan-after-reboot
+    fi
     # Control: the same probe gets out once the fence is removed and NAT added.
     gssh "nft delete table inet skywire_gateway; nft -f - <<'NFT'
 table ip skwbt_control {
