@@ -18,16 +18,19 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_BUILD_FLAGS)
 
 ## test: unit tests, integration tests in network namespaces (root), the aarch64 cross build
-## and its checks, then the qemu-arm64 image boot test (SKYWIRE_TEST_CROSS=0 skips the last two,
-## SKYWIRE_TEST_IMAGE=0 only the boot test).
+## and its checks, then the qemu-arm64 image boot tests: the default image and the gateway
+## image (SKYWIRE_TEST_CROSS=0 skips all of those, SKYWIRE_TEST_IMAGE=0 both boot tests,
+## SKYWIRE_TEST_GATEWAY_IMAGE=0 only the gateway one).
 SKYWIRE_TEST_CROSS ?= 1
 SKYWIRE_TEST_IMAGE ?= $(SKYWIRE_TEST_CROSS)
+SKYWIRE_TEST_GATEWAY_IMAGE ?= $(SKYWIRE_TEST_IMAGE)
 test: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 	@if [ "$(SKYWIRE_TEST_CROSS)" = 1 ]; then $(MAKE) cross-test ARCH=aarch64; fi
 	@if [ "$(SKYWIRE_TEST_IMAGE)" = 1 ]; then $(MAKE) boot-test BOARD=qemu-arm64; fi
+	@if [ "$(SKYWIRE_TEST_GATEWAY_IMAGE)" = 1 ]; then $(MAKE) boot-test-gateway; fi
 
 unit-test: deps
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
@@ -87,7 +90,7 @@ boot-test: deps
 	    ./image/boot-test.sh '$(BOOT_TEST_OUT)/skywire-$(BOARD)-latest.img.xz'
 
 boot-test-gateway:
-	$(MAKE) boot-test BOARD=qemu-arm64 OVERLAYS=base,gateway
+	$(MAKE) boot-test BOARD=qemu-arm64 OVERLAYS=base,gateway DEEP_CHECKS=0
 
 ## fleet: keys, skywire-provision.json and a ready image per device of a fleet manifest
 ## (docs/fleet.md), e.g. make fleet FLEET=fleet.json [OUT=out/fleet] [HOST_SKYWIRE_BIN=path]
