@@ -75,18 +75,19 @@ image:
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/build.sh
 
 ## boot-test: build the image (rootfs cached) and boot it under QEMU with a test
-## skywire-provision.json; the VPN/SOCKS checks run with a host build (DEEP_CHECKS=0: neither).
-## With OVERLAYS (e.g. base,gateway) the image goes to out/$(BOARD)-<overlays>/, so the board's
-## default image is not replaced; an image with `gateway` gets the gateway checks (a second NIC
-## for its LAN, a LAN client in a network namespace). boot-test-gateway = that for qemu-arm64.
+## skywire-provision.json; the VPN/SOCKS checks run with a host build (HOST_SKYWIRE_BIN=path,
+## else `swift build`; DEEP_CHECKS=0: neither). With OVERLAYS (e.g. base,gateway) the image goes
+## to out/$(BOARD)-<overlays>/, so the board's default image is not replaced; an image with
+## `gateway` gets the gateway checks (a second NIC for its LAN, a LAN client in a network
+## namespace). boot-test-gateway: that for qemu-arm64.
 comma := ,
 BOOT_TEST_OUT = out/$(BOARD)$(if $(OVERLAYS),-$(subst $(comma),-,$(OVERLAYS)))
 DEEP_CHECKS ?= 1
 boot-test: deps
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' OUT_DIR='$(CURDIR)/$(BOOT_TEST_OUT)' ./image/build.sh
-	@if [ '$(DEEP_CHECKS)' != 0 ]; then $(SWIFT) build $(SWIFT_BUILD_FLAGS); fi
+	@if [ '$(DEEP_CHECKS)' != 0 ] && [ -z '$(HOST_SKYWIRE_BIN)' ]; then $(SWIFT) build $(SWIFT_BUILD_FLAGS); fi
 	BOARD='$(BOARD)' OVERLAYS='$(OVERLAYS)' DEEP_CHECKS='$(DEEP_CHECKS)' \
-	    HOST_SKYWIRE_BIN="$$([ '$(DEEP_CHECKS)' = 0 ] || echo "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire")" \
+	    HOST_SKYWIRE_BIN="$$([ '$(DEEP_CHECKS)' = 0 ] || echo "$(or $(HOST_SKYWIRE_BIN),$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire)")" \
 	    ./image/boot-test.sh '$(BOOT_TEST_OUT)/skywire-$(BOARD)-latest.img.xz'
 
 boot-test-gateway:
