@@ -40,7 +40,7 @@ GUEST_CPUS=2                 # the build host has 2 cores; never more
 DISK_GROW_TO=3G              # the test disk is bigger than the image: root must grow
 IMAGE=${1:-$REPO/out/$BOARD/skywire-$BOARD-latest.img.xz}
 # The gateway's LAN: a second virtio-net NIC at a fixed PCI slot, so its predictable name is known
-# before the boot (the image keeps systemd's names: enp0s8 on QEMU virt and q35).
+# before the boot (the image keeps systemd's predictable names: enp0s8; the test checks it).
 GW_LAN_SLOT=8 GW_LAN=enp0s8 GW_LAN_MAC=52:54:00:5c:00:08
 GW_SUBNET=192.168.50.1/24 GW_ADDR=192.168.50.1 GW_CLIENT=192.168.50.20
 
