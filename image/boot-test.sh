@@ -348,7 +348,9 @@ check_socks_proxy() {
     kill $http_pid 2>/dev/null || true
     stop_host_visor
 }
-if [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then
+if ! has_overlay vpn-exit && ! has_overlay socks-proxy; then
+    :   # neither app in this image
+elif [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then
     has_overlay vpn-exit && check_vpn_exit
     has_overlay socks-proxy && check_socks_proxy
 else
