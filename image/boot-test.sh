@@ -421,6 +421,8 @@ check_gateway() {
     grep -aq 'gateway: WARNING: no exit provisioned' "$T/serial.log" && pass "the boot log says the LAN stays cut off until an exit is provisioned" \
         || fail "no 'no exit provisioned' warning on the console"
     gssh 'pgrep -x dnsmasq' >/dev/null && fail "dnsmasq runs without an exit" || pass "no dnsmasq without an exit"
+    gssh 'test -x /usr/sbin/dnsmasq && ! systemctl cat dnsmasq.service' >/dev/null 2>&1 \
+        && pass "dnsmasq-base installed (the binary, no dnsmasq.service)" || fail "dnsmasq binary missing or a dnsmasq.service exists"
     # The LAN client: reaches the gateway (the LAN link works), nothing beyond it.
     HTTP_PORT=$(free_port); mkdir -p "$T/gw-www"
     for p in guest lan-no-exit lan-exit-down lan-after-stop lan-after-reboot lan-unfenced; do echo ok >"$T/gw-www/$p"; done
