@@ -369,6 +369,17 @@ lan_probe() { # $1 = URL path; 0 when the LAN client fetched the page from the h
     ip netns exec "$LAN_NS" curl -fsS -o /dev/null --connect-timeout 5 --max-time 8 "http://10.0.2.2:$HTTP_PORT/$1" 2>/dev/null
 }
 http_saw() { grep -qF "GET /$1 " "$T/gw-http.log"; }
+# vpn_status_when_reconnecting: the guest's `vpn status --json` once it says reconnecting (or the
+# last one read after 30 tries, 2 s apart).
+vpn_status_when_reconnecting() {
+    local st="" i
+    for i in $(seq 1 30); do
+        st=$(gssh skywire cli vpn status --json 2>/dev/null || true)
+        [ "$(jq -r '.info.state // empty' <<<"$st" 2>/dev/null)" = reconnecting ] && break
+        sleep 2
+    done
+    printf '%s' "$st"
+}
 check_lan_fenced() { # $1 = label, $2 = probe path
     local before after
     before=$(lan_dropped)
@@ -442,12 +453,7 @@ check_gateway() {
         peers: {($x): {stcpr: "10.0.2.2:1"}}, gateway: {exit: $x, lan: $lan, lan_subnet: $sub, dns: ["10.0.2.3"]}}')
     gssh "cat >/boot/firmware/skywire-provision.json && /usr/lib/skywire/setup && systemctl restart skywire.service" <<<"$out" >"$T/gw-reprovision.log" 2>&1 \
         || fail "re-provisioning an exit failed: $(tail -n 5 "$T/gw-reprovision.log")"
-    st=""
-    for i in $(seq 1 30); do
-        st=$(gssh skywire cli vpn status --json 2>/dev/null || true)
-        [ "$(jq -r '.info.state // empty' <<<"$st" 2>/dev/null)" = reconnecting ] && break
-        sleep 2
-    done
+    st=$(vpn_status_when_reconnecting)
     [ "$(jq -r '[.info.state, .info.lan.interface, .info.lan.killswitch] | join(" ")' <<<"$st" 2>/dev/null)" = "reconnecting $GW_LAN true" ] \
         && pass "exit down: vpn-client (--lan $GW_LAN) runs, state reconnecting, LAN fence on" \
         || fail "vpn-client with an unreachable exit: ${st:-no status} $(gssh journalctl -u skywire -n 15 --no-pager 2>&1)"
@@ -477,12 +483,7 @@ check_gateway() {
     else
         pass "rebooted ($(elapsed)s after QEMU start)"
         check_fence_unit "after reboot"
-        st=""
-        for i in $(seq 1 30); do
-            st=$(gssh skywire cli vpn status --json 2>/dev/null || true)
-            [ "$(jq -r '.info.state // empty' <<<"$st" 2>/dev/null)" = reconnecting ] && break
-            sleep 2
-        done
+        st=$(vpn_status_when_reconnecting)
         [ "$(jq -r '[.info.state, .info.lan.killswitch] | join(" ")' <<<"$st" 2>/dev/null)" = "reconnecting true" ] \
             && pass "after reboot: vpn-client started from the config, reconnecting, LAN fence on" \
             || fail "after reboot: vpn-client status: ${st:-none}"
