@@ -319,9 +319,8 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
         let bound = channel.localAddress.flatMap { Socks5Address($0) } ?? .ipv4(0)
         let boundPort = UInt16(channel.localAddress?.port ?? 0)
-        var reply = takeHeldOutput(capacity: 22)
-        Socks5Reply.write(code: .succeeded, boundAddress: bound, boundPort: boundPort, to: &reply)
-        stream.write(reply)
+        stream.write(withHeldOutput(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort,
+                                                       allocator: channel.allocator)))
         let app = self.app
         let id = self.id
         let pipe = SocksStreamPipe(stream: stream, channel: channel, role: .server,
@@ -341,9 +340,7 @@ final class SkysocksServerSession: AppStreamDelegate {
         timer?.cancel()
         app.counters.update { $0.failedSessions += 1 }
         state = .failed
-        var out = takeHeldOutput(capacity: reply.readableBytes)
-        var reply = reply
-        out.writeBuffer(&reply)
+        let out = withHeldOutput(reply)
         if out.readableBytes > 0 { stream.write(out) }
         stream.finish()
         timer = stream.eventLoop.assumeIsolated().scheduleTask(in: Self.failureLinger) { [self] in
@@ -351,11 +348,11 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
     }
 
-    /// The held dialogue output (or an empty buffer) to put a reply behind.
-    private func takeHeldOutput(capacity: Int) -> ByteBuffer {
-        guard var held = heldOutput else { return ByteBuffer() }
-        heldOutput = nil
-        held.reserveCapacity(minimumWritableBytes: capacity)
+    /// `reply` behind the held dialogue output, if any (which is then no longer held).
+    private func withHeldOutput(_ reply: ByteBuffer) -> ByteBuffer {
+        guard var held = heldOutput.take() else { return reply }
+        var reply = reply
+        held.writeBuffer(&reply)
         return held
     }
 

@@ -32,8 +32,8 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
     }
 
     /// Binds the exit socket (dual-stack `[::]:0`, else `0.0.0.0:0`), answers the request with its
-    /// address, and reports the association (not yet owning the stream) to `completion`.
-    /// Binds the relay socket and writes `before` (held dialogue output) followed by the success reply.
+    /// address (behind `before`, held dialogue output, in one write), and reports the association
+    /// (not yet owning the stream) to `completion`.
     static func start(app: SkysocksServerApp, stream: AppStream, request: Socks5Request, before: ByteBuffer?,
                       completion: @escaping (Result<SkysocksServerUDPAssociation, Error>) -> Void) {
         let loop = stream.eventLoop

@@ -37,21 +37,24 @@ extension VPNGateway {
         return args
     }
 
-    /// Spawns dnsmasq (no checks: the caller waits, or the supervisor watches).
-    func spawnDNSMasq(dns: [IPAddress]) throws -> pid_t {
-        guard let binary = Self.dnsmasqCandidates.first(where: { access($0, X_OK) == 0 }) else {
+    /// The dnsmasq executable, or an error naming the package that provides it.
+    static func dnsmasqBinary() throws -> String {
+        guard let binary = dnsmasqCandidates.first(where: { access($0, X_OK) == 0 }) else {
             throw VPNError("the gateway role needs dnsmasq (Debian package dnsmasq-base)")
         }
-        return try Subprocess.spawn(binary, dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
+        return binary
+    }
+
+    /// Spawns dnsmasq (no checks: the caller waits, or the supervisor watches).
+    func spawnDNSMasq(dns: [IPAddress]) throws -> pid_t {
+        try Subprocess.spawn(Self.dnsmasqBinary(), dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
     }
 
     /// Starts dnsmasq (recorded by PID), checks it is still running a moment later, then
     /// supervises it (restarted when it exits, until `teardown`). Without `watch` no task
     /// calls `superviseOnce` (the unit tests drive it with their own clock).
     func startDNSMasq(dns: [IPAddress], watch: Bool = true) throws {
-        guard Self.dnsmasqCandidates.contains(where: { access($0, X_OK) == 0 }) else {
-            throw VPNError("the gateway role needs dnsmasq (Debian package dnsmasq-base)")
-        }
+        _ = try Self.dnsmasqBinary()   // before anything is changed
         if let old = endSupervision() { Subprocess.terminate(old, expectedName: "dnsmasq") }
         try configureLANInterface()
         try FileIO.makeDirectories(stateDirectory)

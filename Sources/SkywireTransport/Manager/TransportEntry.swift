@@ -237,26 +237,16 @@ final class TransportEntry: @unchecked Sendable {
 
     /// Stops redialling and closes the connection.
     func shutdown(reason: String) {
-        let link: FrameLink? = lock.withLock {
+        let conn: MuxConnection? = lock.withLock {
             isShutdown = true
             wanted = false
             retryTask?.cancel()
             retryTask = nil
             state = .closed
-            return self.link
+            return link == nil ? nil : connection
         }
-        guard let link else { return }
-        let conn = lock.withLock { connection }
-        if let conn {
-            // The peer hears of it (mux CLOSE) instead of finding out by timeouts.
-            conn.eventLoop.execute { conn.close(reason: reason) }
-        } else if let loop = connection(loopOf: link) {
-            loop.execute { link.close(reason: reason) }
-        }
-    }
-
-    private func connection(loopOf link: FrameLink) -> EventLoop? {
-        lock.withLock { connection?.eventLoop }
+        // The peer hears of it (mux CLOSE, then the link closes) instead of finding out by timeouts.
+        if let conn { conn.eventLoop.execute { conn.close(reason: reason) } }
     }
 
     static func unixNow() -> Int64 {

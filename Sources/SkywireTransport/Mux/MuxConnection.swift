@@ -180,50 +180,54 @@ final class MuxConnection {
                     waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
         guard eventLoop.inEventLoop else {
             return eventLoop.flatSubmit { [self] in
-                openStream(destinationPort: destinationPort, sourcePort: sourcePort, timeout: timeout,
-                           waitForAccept: waitForAccept)
+                openStreamOnLoop(destinationPort: destinationPort, sourcePort: sourcePort, timeout: timeout,
+                                 waitForAccept: waitForAccept)
             }
         }
-        return { [self] () -> EventLoopFuture<AppStream> in
-            guard !closed else {
-                return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
-            }
-            probeIfSilent()
-            let id: MuxStreamID
-            do {
-                // An optimistic open defers its OPEN to the first write: one batch on the wire.
-                id = try session.openStream(destinationPort: destinationPort, sourcePort: sourcePort,
-                                            deferOpen: !waitForAccept)
-            } catch {
-                return eventLoop.makeFailedFuture(TransportError(.closed, "cannot open a stream: \(error)"))
-            }
-            let stream = MuxStream(id: id, connection: self, localPort: sourcePort, remotePort: destinationPort,
-                                   accepted: true)
-            streams[id] = stream
-            if !waitForAccept {
-                optimisticOpens[id] = eventLoop.scheduleTask(in: timeout) { [weak self] in
-                    guard let self, self.optimisticOpens.removeValue(forKey: id) != nil else { return }
-                    self.session.reset(id, code: .appClosed)
-                    self.scheduleFlush()
-                    self.logger.debug("optimistic open unanswered", metadata: ["pk": "\(self.remote.short)",
-                                                                             "port": "\(destinationPort)"])
-                    self.streams.removeValue(forKey: id)?.deliverReset(.transportLost)
-                }
-                scheduleFlush()
-                return eventLoop.makeSucceededFuture(stream)
-            }
-            let promise = eventLoop.makePromise(of: AppStream.self)
-            let task = eventLoop.scheduleTask(in: timeout) { [weak self] in
-                guard let self, let pending = self.pendingOpens.removeValue(forKey: id) else { return }
+        return openStreamOnLoop(destinationPort: destinationPort, sourcePort: sourcePort, timeout: timeout,
+                                waitForAccept: waitForAccept)
+    }
+
+    private func openStreamOnLoop(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount,
+                                  waitForAccept: Bool) -> EventLoopFuture<AppStream> {
+        guard !closed else {
+            return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
+        }
+        probeIfSilent()
+        let id: MuxStreamID
+        do {
+            // An optimistic open defers its OPEN to the first write: one batch on the wire.
+            id = try session.openStream(destinationPort: destinationPort, sourcePort: sourcePort,
+                                        deferOpen: !waitForAccept)
+        } catch {
+            return eventLoop.makeFailedFuture(TransportError(.closed, "cannot open a stream: \(error)"))
+        }
+        let stream = MuxStream(id: id, connection: self, localPort: sourcePort, remotePort: destinationPort,
+                               accepted: true)
+        streams[id] = stream
+        if !waitForAccept {
+            optimisticOpens[id] = eventLoop.scheduleTask(in: timeout) { [weak self] in
+                guard let self, self.optimisticOpens.removeValue(forKey: id) != nil else { return }
                 self.session.reset(id, code: .appClosed)
-                self.streams.removeValue(forKey: id)
                 self.scheduleFlush()
-                pending.promise.fail(TransportError(.timeout, "port \(destinationPort) on \(self.remote.hex) did not answer"))
+                self.logger.debug("optimistic open unanswered", metadata: ["pk": "\(self.remote.short)",
+                                                                         "port": "\(destinationPort)"])
+                self.streams.removeValue(forKey: id)?.deliverReset(.transportLost)
             }
-            pendingOpens[id] = (promise, task)
             scheduleFlush()
-            return promise.futureResult
-        }()
+            return eventLoop.makeSucceededFuture(stream)
+        }
+        let promise = eventLoop.makePromise(of: AppStream.self)
+        let task = eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self, let pending = self.pendingOpens.removeValue(forKey: id) else { return }
+            self.session.reset(id, code: .appClosed)
+            self.streams.removeValue(forKey: id)
+            self.scheduleFlush()
+            pending.promise.fail(TransportError(.timeout, "port \(destinationPort) on \(self.remote.hex) did not answer"))
+        }
+        pendingOpens[id] = (promise, task)
+        scheduleFlush()
+        return promise.futureResult
     }
 
     func sendDatagram(destinationPort: UInt16, sourcePort: UInt16, payload: ByteBuffer) {

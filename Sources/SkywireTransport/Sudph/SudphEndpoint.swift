@@ -197,13 +197,15 @@ final class SudphEndpoint: @unchecked Sendable {
     deinit { plaintext.deallocate() }
 
     private func receive(_ data: ByteBuffer, from: SocketAddress) {
-        if let first = data.getInteger(at: data.readerIndex, as: UInt8.self), SudphRendezvousType.isRendezvous(first) {
-            receiveRendezvous(data, from: from)
-            return
-        }
-        if data.readableBytes == 1, data.getInteger(at: data.readerIndex, as: UInt8.self) == 0 {
-            receiveProbe(from: from)
-            return
+        if let first = data.getInteger(at: data.readerIndex, as: UInt8.self) {
+            if SudphRendezvousType.isRendezvous(first) {
+                receiveRendezvous(data, from: from)
+                return
+            }
+            if first == 0, data.readableBytes == 1 {
+                receiveProbe(from: from)
+                return
+            }
         }
         let parsed: SudphPacket
         do {

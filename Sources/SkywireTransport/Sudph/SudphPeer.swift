@@ -158,7 +158,7 @@ final class SudphPeer: FrameLink {
     /// Whether a probe from `from` belongs to this dial: a punched handshake in progress to the
     /// same IP address.
     func awaitsProbe(from: SocketAddress) -> Bool {
-        guard isInitiator, !closed, handshakePacket != nil, !handshakeSchedule.doubling else { return false }
+        guard isInitiator, !closed, handshakePacket != nil, handshakeSchedule == .punched else { return false }
         return from.ipAddress == address.ipAddress
     }
 

@@ -62,12 +62,7 @@ struct DiscoveryResolver: PeerResolver {
         guard entry.pk == key.hex else {
             throw TransportError(.unreachable, "\(source) answered for key \(entry.pk.prefix(64)) when asked for \(key.hex)")
         }
-        let stcpr = entry.stcpr.compactMap { s -> HostPort? in
-            if case .success(let hp) = HostPort.parse(s) { return hp } else { return nil }
-        }
-        let sudph = entry.sudph.flatMap { s -> HostPort? in
-            if case .success(let hp) = HostPort.parse(s) { return hp } else { return nil }
-        }
-        return ResolvedPeer(stcpr: stcpr, sudph: sudph)
+        return ResolvedPeer(stcpr: entry.stcpr.compactMap { try? HostPort.parse($0).get() },
+                            sudph: entry.sudph.flatMap { try? HostPort.parse($0).get() })
     }
 }
