@@ -7,7 +7,7 @@ pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
-    pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light wireguard-go wireguard-tools openvpn openssl)
+    pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light libnginx-mod-stream wireguard-go wireguard-tools openvpn openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
