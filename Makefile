@@ -44,8 +44,8 @@ unit-test: deps
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 
-## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante and a
-## two-hop C relay chain, with ratios to microsocks),
+## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante and two
+## two-hop references, with ratios to microsocks),
 ## each in one run on the same topology; JSON on stdout. Needs the team harness (../shared/bench
 ## or SKYWIRE_BENCH_HARNESS).
 bench: bench-deps

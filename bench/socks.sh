@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # SOCKS5 benchmark: the skysocks apps (encrypted, over an stcpr or sudph transport) against
-# microsocks, dante and a two-hop C relay chain (nginx stream -> microsocks) on the same namespace
+# microsocks, dante and two references for the two-hop shape (relay-chain: nginx stream ->
+# microsocks; swift-epoll: bench/reference/epoll-relay.swift) on the same namespace
 # topology, in one run, using the team's bench
 # harness (SKYWIRE_BENCH_HARNESS, default ../shared/bench beside the checkout).
 # Prints one JSON object: the harness's line per peer and a summary.
 TRANSPORT=${TRANSPORT:-stcpr}
-PEERS=${PEERS:-microsocks dante relay-chain skywire}
+PEERS=${PEERS:-microsocks dante relay-chain swift-epoll skywire}
 # libnginx-mod-stream (scripts/install-deps.sh --bench) for the relay-chain reference.
 NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
 . "$(dirname "$0")/lib.sh"
@@ -37,6 +38,15 @@ stream { server { listen 127.0.0.1:1080; proxy_pass $BENCH_SRV_IP:1080; } }
 EOF
         line=$(LABEL="relay-chain" SOCKS_SERVER_CMD="exec microsocks -i $BENCH_SRV_IP -p 1080" \
                SOCKS_CLIENT_CMD="exec nginx -c $work/nginx.conf -p $work/nginx" \
+               "$H/socks.sh" cmd | tail -n 1) ;;
+    swift-epoll)
+        # Reference: the same two-hop shape in Swift on raw epoll, without SwiftNIO or encryption
+        # (bench/reference/epoll-relay.swift): what a NIO-free Swift datapath costs per request.
+        # Request rate only: it has no flow control for bulk transfers.
+        swiftc -O -import-objc-header "$root/bench/reference/epoll-relay.h" \
+            "$root/bench/reference/epoll-relay.swift" -o "$work/epoll-relay" >&2
+        line=$(TESTS=rps LABEL="swift-epoll" SOCKS_SERVER_CMD="exec $work/epoll-relay srv $BENCH_SRV_IP" \
+               SOCKS_CLIENT_CMD="exec $work/epoll-relay cli $BENCH_SRV_IP" SOCKS_SERVER_DELAY=1 \
                "$H/socks.sh" cmd | tail -n 1) ;;
     *)
         line=$("$H/socks.sh" "$peer" | tail -n 1) ;;
