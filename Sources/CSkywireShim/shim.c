@@ -9,6 +9,8 @@
 #include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sched.h>
 #include <linux/if_tun.h>
@@ -104,6 +106,34 @@ int skw_udp_socket(int family) {
 }
 
 int skw_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+_Static_assert(skw_epoll_ctl_add == EPOLL_CTL_ADD && skw_epoll_ctl_del == EPOLL_CTL_DEL &&
+               skw_epoll_ctl_mod == EPOLL_CTL_MOD, "epoll_ctl ops");
+_Static_assert(skw_epollin == EPOLLIN && skw_epollout == EPOLLOUT && skw_epollerr == EPOLLERR &&
+               skw_epollhup == EPOLLHUP && skw_epollrdhup == EPOLLRDHUP, "epoll events");
+
+int skw_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int skw_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = {.events = events, .data = {.u64 = data}};
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int skw_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (capacity > 64) capacity = 64;
+    int n = epoll_wait(epfd, evs, capacity, timeout_ms);
+    for (int i = 0; i < n; i++) { events[i] = evs[i].events; data[i] = evs[i].data.u64; }
+    return n;
+}
+
+int skw_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
+
+int skw_timerfd_set_absolute(int fd, uint64_t deadline_ns) {
+    struct itimerspec spec = {{0, 0}, {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)}};
+    if (deadline_ns == 0) spec.it_value.tv_nsec = 0;
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL);
+}
 
 int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 

@@ -92,6 +92,24 @@ int skw_udp_socket(int family);
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a descriptor that wakes poll(2).
 int skw_eventfd(void);
 
+/// epoll_create1(EPOLL_CLOEXEC).
+int skw_epoll_create(void);
+/// epoll_ctl(2) with `op` one of skw_epoll_ctl_*, `events` a mask of skw_epoll_*, `data` the
+/// event's user data.
+int skw_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// epoll_wait(2) into two parallel arrays (events, user data) of `capacity` entries.
+int skw_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms);
+enum {
+    skw_epoll_ctl_add = 1, skw_epoll_ctl_del = 2, skw_epoll_ctl_mod = 3,
+    skw_epollin = 0x001, skw_epollout = 0x004, skw_epollerr = 0x008, skw_epollhup = 0x010,
+    skw_epollrdhup = 0x2000,
+};
+
+/// timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC).
+int skw_timerfd_create(void);
+/// Arms `fd` to expire once at CLOCK_MONOTONIC time `deadline_ns` (TFD_TIMER_ABSTIME); 0 disarms.
+int skw_timerfd_set_absolute(int fd, uint64_t deadline_ns);
+
 /// unshare(CLONE_NEWNET): moves the calling thread into a new, empty network namespace (tests).
 int skw_unshare_netns(void);
 
