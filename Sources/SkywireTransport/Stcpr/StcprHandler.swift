@@ -86,7 +86,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
         }
         guard case .initiatorStart(let hs) = state else { return }
         do {
-            let msg1 = try hs.writeMessage(payload: IdentityClaim.encode(identityKey))
+            let msg1 = try StcprHandshake.initiation(hs, identity: identityKey)
             state = .initiatorAwaitingResponse(hs)
             writeRaw(msg1)
             context.flush()
@@ -101,15 +101,8 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
         switch state {
         case .responderAwaitingInitiation(let hs):
             do {
-                guard frame.readableBytes == IdentityClaim.message1Length else {
-                    throw NoiseError.badLength(what: "stcpr handshake message 1", expected: IdentityClaim.message1Length,
-                                               got: frame.readableBytes)
-                }
-                let payload = try hs.readMessage(Array(frame.readableBytesView))
-                let claimed = try IdentityClaim.verify(payload: payload, remoteStatic: hs.remoteStaticKey)
+                let (claimed, msg2, send, receive) = try StcprHandshake.respond(hs, to: Array(frame.readableBytesView))
                 remoteKey = claimed
-                let msg2 = try hs.writeMessage(payload: [])
-                let (send, receive) = try hs.split()
                 guard let conn = hooks.established(claimed, self) else {
                     fail("peer \(claimed.hex) refused", level: .info)
                     return
@@ -124,12 +117,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
             }
         case .initiatorAwaitingResponse(let hs):
             do {
-                guard frame.readableBytes == IdentityClaim.message2Length else {
-                    throw NoiseError.badLength(what: "stcpr handshake message 2", expected: IdentityClaim.message2Length,
-                                               got: frame.readableBytes)
-                }
-                _ = try hs.readMessage(Array(frame.readableBytesView))
-                let (send, receive) = try hs.split()
+                let (send, receive) = try StcprHandshake.complete(hs, with: Array(frame.readableBytesView))
                 state = .established(send: send, receive: receive)
                 timeoutTask?.cancel()
                 guard let remoteKey, let conn = hooks.established(remoteKey, self) else {

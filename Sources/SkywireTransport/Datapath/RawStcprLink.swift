@@ -1,0 +1,243 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import SkywireCrypto
+import SkywireSystem
+
+/// stcpr (PROTOCOL.md §3) on a connected, non-blocking TCP descriptor serviced by an
+/// `EpollEventLoop`: the Noise IK handshake, then one 2-byte-length-prefixed Noise message per
+/// mux frame. The NIO-free counterpart of `StcprHandler`. Owns the descriptor; confined to its loop.
+final class RawStcprLink: FrameLink {
+    /// Decides, after the handshake, whether the peer may stay, and builds its mux connection.
+    struct Hooks {
+        var established: (_ remote: PublicKey, _ link: RawStcprLink) -> MuxConnection?
+        /// Called once when the link ends, with the reason.
+        var closed: (_ reason: String) -> Void
+    }
+
+    private enum State {
+        case initiatorAwaitingResponse(NoiseHandshake)
+        case responderAwaitingInitiation(NoiseHandshake)
+        case established(send: CipherState, receive: CipherState)
+        case closed
+    }
+
+    private let loop: EpollEventLoop
+    private let descriptor: OwnedDescriptor
+    private var state: State
+    private let hooks: Hooks
+    private let logger: Logger
+    private var timeoutTask: Scheduled<Void>?
+    private(set) var connection: MuxConnection?
+    private(set) var remoteKey: PublicKey?
+    /// Bytes read and not yet parsed into records.
+    private var inbound: ByteBuffer
+    /// Encrypted records not yet written.
+    private var outbound: ByteBuffer
+    private var blocked = false
+    private let allocator = ByteBufferAllocator()
+    let counters = LinkCounters()
+
+    var maxDataPayload: Int { StcprHandler.maxDataPayload }
+    var isWritable: Bool { outbound.readableBytes < StcprHandler.highWatermark }
+
+    /// Takes `fd` (connected, non-blocking) and starts the handshake: as initiator when
+    /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
+    init(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expectedRemote: PublicKey?,
+         handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
+        precondition(loop.inEventLoop)
+        self.loop = loop
+        descriptor = OwnedDescriptor(taking: fd)
+        self.hooks = hooks
+        self.logger = logger
+        inbound = allocator.buffer(capacity: 64 * 1024)
+        outbound = allocator.buffer(capacity: StcprHandler.recordBatchCapacity)
+        var firstMessage: [UInt8]?
+        if let expectedRemote {
+            let hs = try NoiseHandshake.ikInitiator(identity: identity, remote: expectedRemote)
+            firstMessage = try StcprHandshake.initiation(hs, identity: identity.publicKey)
+            state = .initiatorAwaitingResponse(hs)
+            remoteKey = expectedRemote
+        } else {
+            state = .responderAwaitingInitiation(try NoiseHandshake.ikResponder(identity: identity))
+        }
+        // The loop's watch holds the link until `finish` unwatches it.
+        try loop.watch(fd, interest: .read) { readiness in self.ready(readiness) }
+        timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
+            self?.fail("handshake not complete in time", level: .info)
+        }
+        if let firstMessage { writeRecord(firstMessage); flush() }
+    }
+
+    // MARK: FrameLink
+
+    func send(frame: ByteBuffer, reliable: Bool) {
+        guard case .established(let send, _) = state else { return }
+        let length = frame.readableBytes + NoiseConstants.tagLength
+        outbound.writeInteger(UInt16(length))
+        do {
+            _ = try frame.withUnsafeReadableBytes { plain in
+                try outbound.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+                    try send.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plain, into: out)
+                }
+            }
+        } catch {
+            fail("cannot encrypt: \(error)")
+            return
+        }
+        counters.addSent(2 + length)
+    }
+
+    func flush() {
+        guard !blocked, outbound.readableBytes > 0, descriptor.isOpen else { return }
+        let wasWritable = isWritable
+        do {
+            while outbound.readableBytes > 0 {
+                let result = try outbound.withUnsafeReadableBytes { bytes in
+                    try syscallNonBlocking("write(stcpr)") { Glibc.write(descriptor.raw, bytes.baseAddress, bytes.count) }
+                }
+                guard case .processed(let n) = result else {
+                    blocked = true
+                    try loop.setInterest(descriptor.raw, [.read, .write])
+                    break
+                }
+                outbound.moveReaderIndex(forwardBy: n)
+            }
+        } catch {
+            fail("\(error)", level: .info)
+            return
+        }
+        if outbound.readableBytes == 0 { outbound.clear() }
+        if !wasWritable && isWritable { connection?.linkWritabilityChanged() }
+    }
+
+    func close(reason: String) {
+        finish(reason: reason)
+    }
+
+    // MARK: Events
+
+    private func ready(_ readiness: EpollEventLoop.Readiness) {
+        if readiness.writable && blocked {
+            blocked = false
+            try? loop.setInterest(descriptor.raw, .read)
+            flush()
+        }
+        if readiness.readable || readiness.hangup { readAvailable() }
+    }
+
+    private func readAvailable() {
+        while descriptor.isOpen {
+            var eof = false, wouldBlock = false
+            do {
+                try inbound.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { space -> Int in
+                    switch try syscallNonBlocking("read(stcpr)", { Glibc.read(descriptor.raw, space.baseAddress, space.count) }) {
+                    case .processed(0): eof = true; return 0
+                    case .processed(let n): return n
+                    case .wouldBlock: wouldBlock = true; return 0
+                    }
+                }
+            } catch {
+                fail("\(error)", level: .info)
+                return
+            }
+            processRecords()
+            if eof { finish(reason: "connection closed by peer"); return }
+            if wouldBlock { break }
+        }
+        connection?.flushIfNeeded()
+    }
+
+    // MARK: Records
+
+    /// Handles every complete record in `inbound`.
+    private func processRecords() {
+        while inbound.readableBytes >= 2, descriptor.isOpen {
+            let length = Int(inbound.getInteger(at: inbound.readerIndex, as: UInt16.self)!)
+            guard inbound.readableBytes >= 2 + length else { break }
+            inbound.moveReaderIndex(forwardBy: 2)
+            let record = inbound.readSlice(length: length)!
+            counters.addReceived(2 + length)
+            handle(record)
+        }
+        if inbound.readableBytes == 0 {
+            inbound.clear()
+        } else if inbound.readerIndex > inbound.capacity / 2 {
+            inbound.discardReadBytes()
+        }
+    }
+
+    private func handle(_ record: ByteBuffer) {
+        switch state {
+        case .responderAwaitingInitiation(let hs):
+            do {
+                let (claimed, reply, send, receive) = try StcprHandshake.respond(hs, to: Array(record.readableBytesView))
+                remoteKey = claimed
+                guard let conn = hooks.established(claimed, self) else {
+                    fail("peer \(claimed.hex) refused", level: .info)
+                    return
+                }
+                writeRecord(reply)
+                state = .established(send: send, receive: receive)
+                connection = conn
+                timeoutTask?.cancel()
+                flush()
+            } catch {
+                fail("handshake rejected: \(error)", level: .info)
+            }
+        case .initiatorAwaitingResponse(let hs):
+            do {
+                let (send, receive) = try StcprHandshake.complete(hs, with: Array(record.readableBytesView))
+                state = .established(send: send, receive: receive)
+                timeoutTask?.cancel()
+                guard let remoteKey, let conn = hooks.established(remoteKey, self) else {
+                    fail("connection no longer wanted")
+                    return
+                }
+                connection = conn
+            } catch {
+                fail("handshake with \(remoteKey?.hex ?? "?") failed: \(error)")
+            }
+        case .established(_, let receive):
+            var plain = allocator.buffer(capacity: record.readableBytes)
+            do {
+                _ = try record.withUnsafeReadableBytes { ct in
+                    try plain.writeWithUnsafeMutableBytes(minimumWritableBytes: ct.count) { out in
+                        try receive.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: ct, into: out)
+                    }
+                }
+            } catch {
+                fail("transport message from \(remoteKey?.hex ?? "?") rejected: \(error)")
+                return
+            }
+            connection?.receive(frame: plain)
+        case .closed:
+            break
+        }
+    }
+
+    private func writeRecord(_ message: [UInt8]) {
+        outbound.writeInteger(UInt16(message.count))
+        outbound.writeBytes(message)
+        counters.addSent(2 + message.count)
+    }
+
+    private func fail(_ reason: String, level: Logger.Level = .warning) {
+        if case .closed = state { return }
+        logger.log(level: level, "stcpr: \(reason)")
+        finish(reason: reason)
+    }
+
+    private func finish(reason: String) {
+        if case .closed = state { return }
+        state = .closed
+        timeoutTask?.cancel()
+        loop.unwatch(descriptor.raw)
+        descriptor.close()
+        connection?.linkClosed(reason: reason)
+        connection = nil
+        hooks.closed(reason)
+    }
+}

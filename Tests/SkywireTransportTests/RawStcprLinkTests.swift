@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import XCTest
+@testable import SkywireCrypto
+@testable import SkywireTransport
+
+/// Writes `data` on a stream as fast as its window allows, then FIN; collects what comes back.
+private final class PumpingSender: AppStreamDelegate {
+    let data: ByteBuffer
+    var offset = 0
+    var received = ByteBuffer()
+    let done: EventLoopPromise<ByteBuffer>
+
+    init(data: ByteBuffer, done: EventLoopPromise<ByteBuffer>) { self.data = data; self.done = done }
+
+    func pump(_ stream: AppStream) {
+        while offset < data.readableBytes && stream.isWritable {
+            let n = min(32 * 1024, data.readableBytes - offset)
+            stream.write(data.getSlice(at: offset, length: n)!)
+            offset += n
+            if offset == data.readableBytes { stream.finish() }
+        }
+    }
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        var d = data
+        received.writeBuffer(&d)
+    }
+    func appStreamDidReceiveFinish(_ stream: AppStream) { done.succeed(received) }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        done.fail(TransportError(.closed, "reset \(code)"))
+    }
+    func appStreamWritabilityChanged(_ stream: AppStream) { pump(stream) }
+}
+
+/// What a link's `established` hook saw.
+private struct Established: @unchecked Sendable {
+    // @unchecked Sendable: both are confined to their loop; the test only hands them back to it.
+    let connection: MuxConnection
+    let link: RawStcprLink
+}
+
+final class RawStcprLinkTests: XCTestCase {
+    private var loopA: EpollEventLoop!
+    private var loopB: EpollEventLoop!
+    private let keyA = KeyPair.generate()
+    private let keyB = KeyPair.generate()
+    private let logger = Logger(label: "raw-stcpr-test")
+    /// Stream delegates are held weakly by their streams; the test keeps them.
+    private let keepAlive = NIOLockedValueBox<[AnyObject]>([])
+
+    override func setUpWithError() throws {
+        loopA = try EpollEventLoop(name: "raw-a")
+        loopB = try EpollEventLoop(name: "raw-b")
+    }
+
+    override func tearDown() {
+        loopA.shutdown(); loopB.shutdown()
+    }
+
+    private func socketPair() -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+        return (fds[0], fds[1])
+    }
+
+    /// Starts a link on `loop` over `fd`; `closed` learns its reason.
+    private func startLink(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expecting: PublicKey?,
+                           router: AppRouter, accept: Bool = true,
+                           closed: EventLoopPromise<String>, connection: EventLoopPromise<Established>) throws {
+        let logger = self.logger
+        try loop.submit {
+            _ = try RawStcprLink(
+                loop: loop, fd: fd, identity: identity, expectedRemote: expecting, handshakeTimeout: .seconds(5),
+                logger: logger,
+                hooks: .init(
+                    established: { remote, link in
+                        guard accept else { return nil }
+                        let conn = MuxConnection(eventLoop: loop, isInitiator: expecting != nil, remote: remote,
+                                                 link: link, router: router, logger: logger)
+                        connection.succeed(Established(connection: conn, link: link))
+                        return conn
+                    },
+                    closed: { reason in closed.succeed(reason) }))
+        }.wait()
+    }
+
+    func testStreamEchoesOneMegabyteOverTheRawLinkBetweenTwoLoops() throws {
+        let (fdA, fdB) = socketPair()
+        let routerB = TestRouter()
+        let keepAlive = self.keepAlive
+        routerB.onStream = { stream, port in
+            guard port == 7 else { return .noSuchPort }
+            let echo = Collector()
+            echo.echo = true
+            stream.setDelegate(echo)
+            keepAlive.withLockedValue { $0.append(echo) }
+            return nil
+        }
+        let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
+        try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        let established = try connA.futureResult.wait()
+        let a = established.connection
+        XCTAssertEqual(try connB.futureResult.wait().connection.remote, keyA.publicKey)
+
+        var payload = ByteBuffer()
+        for i in 0..<(1024 * 1024) { payload.writeInteger(UInt8(truncatingIfNeeded: i &* 31 ^ (i >> 7))) }
+        let done = loopA.makePromise(of: ByteBuffer.self)
+        let sent = payload
+        try loopA.flatSubmit {
+            a.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
+                let sender = PumpingSender(data: sent, done: done)
+                stream.setDelegate(sender)
+                keepAlive.withLockedValue { $0.append(sender) }
+                sender.pump(stream)
+            }
+        }.wait()
+        XCTAssertEqual(try done.futureResult.wait(), payload)
+
+        try loopA.submit { established.link.close(reason: "test over") }.wait()
+        XCTAssertEqual(try closedA.futureResult.wait(), "test over")
+        XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    func testInitiatorExpectingAnotherKeyIsRejectedAndBothEndsClose() throws {
+        let (fdA, fdB) = socketPair()
+        let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
+        try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: KeyPair.generate().publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        XCTAssertTrue(try closedB.futureResult.wait().hasPrefix("handshake rejected"))
+        XCTAssertEqual(try closedA.futureResult.wait(), "connection closed by peer")
+        connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
+    }
+
+    func testRefusedPeerClosesTheInitiator() throws {
+        let (fdA, fdB) = socketPair()
+        let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), accept: false,
+                      closed: closedB, connection: connB)
+        try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        XCTAssertEqual(try closedB.futureResult.wait(), "peer \(keyA.publicKey.hex) refused")
+        XCTAssertEqual(try closedA.futureResult.wait(), "connection closed by peer")
+        connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
+    }
+}
