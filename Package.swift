@@ -102,7 +102,7 @@ let package = Package(
 
         .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
                     resources: [.copy("Vectors")]),
-        .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire"]),
+        .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireDiscoveryTests", dependencies: [
             "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
         ]),
@@ -114,7 +114,7 @@ let package = Package(
         ]),
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
-        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks"]),
+        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireTestSupport"]),
         // Helpers shared by test targets (network-namespace sandbox, free loopback ports).
         .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
                 path: "Tests/SkywireTestSupport"),

@@ -136,7 +136,7 @@ final class RawStcprLinkTests: XCTestCase {
         try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
         try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: KeyPair.generate().publicKey, router: TestRouter(),
                       closed: closedA, connection: connA)
-        XCTAssertTrue(try closedB.futureResult.wait().hasPrefix("handshake rejected"))
+        XCTAssertTrue(try closedB.futureResult.wait().hasPrefix("handshake from the peer rejected"))
         XCTAssertEqual(try closedA.futureResult.wait(), "connection closed by peer")
         connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
     }

@@ -1,3 +1,4 @@
+import SkywireTestSupport
 import XCTest
 @testable import SkywireWire
 

@@ -1,3 +1,4 @@
+import SkywireTestSupport
 @testable import SkywireWire
 
 /// One direction of a simulated UDP path: a drop-tail bottleneck of `bytesPerSecond` holding at most

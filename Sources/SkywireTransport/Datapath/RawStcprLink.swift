@@ -17,21 +17,15 @@ final class RawStcprLink: FrameLink {
         var closed: (_ reason: String) -> Void
     }
 
-    private enum State {
-        case initiatorAwaitingResponse(NoiseHandshake)
-        case responderAwaitingInitiation(NoiseHandshake)
-        case established(send: CipherState, receive: CipherState)
-        case closed
-    }
-
     private let loop: EpollEventLoop
     private let descriptor: OwnedDescriptor
-    private var state: State
+    private var session: StcprSession
     private let hooks: Hooks
     private let logger: Logger
     private var timeoutTask: Scheduled<Void>?
     private(set) var connection: MuxConnection?
-    private(set) var remoteKey: PublicKey?
+    var remoteKey: PublicKey? { session.remoteKey }
+    private var isClosed = false
     /// Bytes read and not yet parsed into records.
     private var inbound: ByteBuffer
     /// Encrypted records not yet written.
@@ -54,15 +48,8 @@ final class RawStcprLink: FrameLink {
         self.logger = logger
         inbound = allocator.buffer(capacity: 64 * 1024)
         outbound = allocator.buffer(capacity: StcprHandler.recordBatchCapacity)
-        var firstMessage: [UInt8]?
-        if let expectedRemote {
-            let hs = try NoiseHandshake.ikInitiator(identity: identity, remote: expectedRemote)
-            firstMessage = try StcprHandshake.initiation(hs, identity: identity.publicKey)
-            state = .initiatorAwaitingResponse(hs)
-            remoteKey = expectedRemote
-        } else {
-            state = .responderAwaitingInitiation(try NoiseHandshake.ikResponder(identity: identity))
-        }
+        session = try StcprSession(identity: identity, expectedRemote: expectedRemote)
+        let firstMessage = try session.start()
         // The loop's watch holds the link until `finish` unwatches it.
         try loop.watch(fd, interest: .read) { readiness in self.ready(readiness) }
         timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
@@ -74,20 +61,13 @@ final class RawStcprLink: FrameLink {
     // MARK: FrameLink
 
     func send(frame: ByteBuffer, reliable: Bool) {
-        guard case .established(let send, _) = state else { return }
-        let length = frame.readableBytes + NoiseConstants.tagLength
-        outbound.writeInteger(UInt16(length))
         do {
-            _ = try frame.withUnsafeReadableBytes { plain in
-                try outbound.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
-                    try send.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plain, into: out)
-                }
-            }
+            guard try session.seal(frame, into: &outbound) else { return }
         } catch {
             fail("cannot encrypt: \(error)")
             return
         }
-        counters.addSent(2 + length)
+        counters.addSent(StcprSession.recordSize(ofFrame: frame.readableBytes))
     }
 
     func flush() {
@@ -170,69 +150,46 @@ final class RawStcprLink: FrameLink {
     }
 
     private func handle(_ record: ByteBuffer) {
-        switch state {
-        case .responderAwaitingInitiation(let hs):
-            do {
-                let (claimed, reply, send, receive) = try StcprHandshake.respond(hs, to: Array(record.readableBytesView))
-                remoteKey = claimed
-                guard let conn = hooks.established(claimed, self) else {
-                    fail("peer \(claimed.hex) refused", level: .info)
-                    return
-                }
-                writeRecord(reply)
-                state = .established(send: send, receive: receive)
-                connection = conn
-                timeoutTask?.cancel()
-                flush()
-            } catch {
-                fail("handshake rejected: \(error)", level: .info)
-            }
-        case .initiatorAwaitingResponse(let hs):
-            do {
-                let (send, receive) = try StcprHandshake.complete(hs, with: Array(record.readableBytesView))
-                state = .established(send: send, receive: receive)
-                timeoutTask?.cancel()
-                guard let remoteKey, let conn = hooks.established(remoteKey, self) else {
-                    fail("connection no longer wanted")
-                    return
-                }
-                connection = conn
-            } catch {
-                fail("handshake with \(remoteKey?.hex ?? "?") failed: \(error)")
-            }
-        case .established(_, let receive):
-            var plain = allocator.buffer(capacity: record.readableBytes)
-            do {
-                _ = try record.withUnsafeReadableBytes { ct in
-                    try plain.writeWithUnsafeMutableBytes(minimumWritableBytes: ct.count) { out in
-                        try receive.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: ct, into: out)
-                    }
-                }
-            } catch {
-                fail("transport message from \(remoteKey?.hex ?? "?") rejected: \(error)")
+        let received: StcprSession.Received
+        do {
+            received = try session.receive(record, allocator: allocator)
+        } catch {
+            let what = session.isEstablished ? "transport message" : "handshake"
+            fail("\(what) from \(remoteKey?.hex ?? "the peer") rejected: \(error)",
+                 level: session.isEstablished || session.isInitiator ? .warning : .info)
+            return
+        }
+        switch received {
+        case .frame(let frame):
+            connection?.receive(frame: frame)
+        case .handshakeComplete(let remote, let reply):
+            timeoutTask?.cancel()
+            connection = hooks.established(remote, self)
+            guard connection != nil else {
+                fail(reply == nil ? "connection no longer wanted" : "peer \(remote.hex) refused", level: .info)
                 return
             }
-            connection?.receive(frame: plain)
-        case .closed:
+            if let reply { writeRecord(reply); flush() }
+        case .nothing:
             break
         }
     }
 
     private func writeRecord(_ message: [UInt8]) {
-        outbound.writeInteger(UInt16(message.count))
-        outbound.writeBytes(message)
+        StcprSession.writeHandshakeRecord(message, into: &outbound)
         counters.addSent(2 + message.count)
     }
 
     private func fail(_ reason: String, level: Logger.Level = .warning) {
-        if case .closed = state { return }
+        guard !isClosed else { return }
         logger.log(level: level, "stcpr: \(reason)")
         finish(reason: reason)
     }
 
     private func finish(reason: String) {
-        if case .closed = state { return }
-        state = .closed
+        guard !isClosed else { return }
+        isClosed = true
+        _ = session.close()
         timeoutTask?.cancel()
         loop.unwatch(descriptor.raw)
         descriptor.close()

@@ -14,14 +14,6 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     /// Queued-but-unsent bytes above which streams stop writing.
     static let highWatermark = 1 << 20
 
-    enum State {
-        case initiatorStart(NoiseHandshake)
-        case initiatorAwaitingResponse(NoiseHandshake)
-        case responderAwaitingInitiation(NoiseHandshake)
-        case established(send: CipherState, receive: CipherState)
-        case closed
-    }
-
     /// Decides, after the handshake, whether the peer may stay, and builds its mux connection.
     struct Hooks {
         /// Called once the peer is authenticated; returns nil to refuse it.
@@ -30,14 +22,14 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
         var closed: (_ reason: String?) -> Void
     }
 
-    private var state: State
+    private var session: StcprSession
     private let hooks: Hooks
     private let logger: Logger
     private let handshakeTimeout: TimeAmount
     private var context: ChannelHandlerContext?
     private var timeoutTask: Scheduled<Void>?
     private(set) var connection: MuxConnection?
-    private(set) var remoteKey: PublicKey?
+    var remoteKey: PublicKey? { session.remoteKey }
     private var pendingFlush = false
     /// Encrypted records sent since the last flush, written to the channel together by `flush()`.
     private var pendingRecords: ByteBuffer?
@@ -51,19 +43,11 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     /// `expectedRemote` is set for the dialling side (it knows whom it calls).
     init(identity: KeyPair, expectedRemote: PublicKey?, handshakeTimeout: TimeAmount,
          logger: Logger, hooks: Hooks) throws {
-        if let expectedRemote {
-            state = .initiatorStart(try NoiseHandshake.ikInitiator(identity: identity, remote: expectedRemote))
-            remoteKey = expectedRemote
-        } else {
-            state = .responderAwaitingInitiation(try NoiseHandshake.ikResponder(identity: identity))
-        }
+        session = try StcprSession(identity: identity, expectedRemote: expectedRemote)
         self.hooks = hooks
         self.logger = logger
         self.handshakeTimeout = handshakeTimeout
-        self.identityKey = identity.publicKey
     }
-
-    private let identityKey: PublicKey
 
     var maxDataPayload: Int { Self.maxDataPayload }
 
@@ -84,10 +68,8 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
         timeoutTask = context.eventLoop.scheduleTask(in: handshakeTimeout) { [weak self] in
             self?.fail("handshake not complete in time", level: .info)
         }
-        guard case .initiatorStart(let hs) = state else { return }
         do {
-            let msg1 = try StcprHandshake.initiation(hs, identity: identityKey)
-            state = .initiatorAwaitingResponse(hs)
+            guard let msg1 = try session.start() else { return }
             writeRaw(msg1)
             context.flush()
         } catch {
@@ -96,52 +78,36 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        counters.addReceived(frame.readableBytes + NoiseLengthPrefixDecoder.prefixLength)
-        switch state {
-        case .responderAwaitingInitiation(let hs):
-            do {
-                let (claimed, msg2, send, receive) = try StcprHandshake.respond(hs, to: Array(frame.readableBytesView))
-                remoteKey = claimed
-                guard let conn = hooks.established(claimed, self) else {
-                    fail("peer \(claimed.hex) refused", level: .info)
-                    return
-                }
-                writeRaw(msg2)
-                context.flush()
-                state = .established(send: send, receive: receive)
-                connection = conn
-                timeoutTask?.cancel()
-            } catch {
+        let record = unwrapInboundIn(data)
+        counters.addReceived(record.readableBytes + NoiseLengthPrefixDecoder.prefixLength)
+        let received: StcprSession.Received
+        do {
+            received = try session.receive(record, allocator: context.channel.allocator)
+        } catch {
+            if session.isEstablished {
+                fail("transport message from \(remoteKey?.hex ?? "?") rejected: \(error)")
+            } else if session.isInitiator {
+                fail("handshake with \(remoteKey?.hex ?? "?") failed: \(error)")
+            } else {
                 fail("handshake from \(context.remoteAddress.map { "\($0)" } ?? "?") rejected: \(error)", level: .info)
             }
-        case .initiatorAwaitingResponse(let hs):
-            do {
-                let (send, receive) = try StcprHandshake.complete(hs, with: Array(frame.readableBytesView))
-                state = .established(send: send, receive: receive)
-                timeoutTask?.cancel()
-                guard let remoteKey, let conn = hooks.established(remoteKey, self) else {
-                    fail("connection no longer wanted")
-                    return
-                }
-                connection = conn
-            } catch {
-                fail("handshake with \(remoteKey?.hex ?? "?") failed: \(error)", level: .warning)
-            }
-        case .established(_, let receive):
-            var plain = context.channel.allocator.buffer(capacity: frame.readableBytes)
-            do {
-                try frame.withUnsafeReadableBytes { ct in
-                    try plain.writeWithUnsafeMutableBytes(minimumWritableBytes: ct.count) { out in
-                        try receive.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: ct, into: out)
-                    }
-                }
-            } catch {
-                fail("transport message from \(remoteKey?.hex ?? "?") rejected: \(error)", level: .warning)
+            return
+        }
+        switch received {
+        case .frame(let frame):
+            connection?.receive(frame: frame)
+        case .handshakeComplete(let remote, let reply):
+            timeoutTask?.cancel()
+            guard let conn = hooks.established(remote, self) else {
+                if reply == nil { fail("connection no longer wanted") } else { fail("peer \(remote.hex) refused", level: .info) }
                 return
             }
-            connection?.receive(frame: plain)
-        case .initiatorStart, .closed:
+            if let reply {
+                writeRaw(reply)
+                context.flush()
+            }
+            connection = conn
+        case .nothing:
             break
         }
     }
@@ -168,32 +134,27 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     // MARK: FrameLink
 
     func send(frame: ByteBuffer, reliable: Bool) {
-        guard case .established(let send, _) = state, let context else { return }
-        let length = frame.readableBytes + NoiseConstants.tagLength
+        guard session.isEstablished, let context else { return }
+        let size = StcprSession.recordSize(ofFrame: frame.readableBytes)
         // Records of one flush share a buffer: one channel write and allocation per flush (or per
         // `recordBatchLimit` bytes of bulk data), not per frame; a full buffer is written, never grown.
         var out: ByteBuffer
-        if (pendingRecords?.writableBytes ?? 0) >= 2 + length {
+        if (pendingRecords?.writableBytes ?? 0) >= size {
             out = pendingRecords.take()!  // moved out: stays uniquely referenced, no copy on write
         } else {
             if let full = pendingRecords.take() {
                 context.write(wrapOutboundOut(full), promise: nil)
             }
-            let capacity = 2 + length >= Self.recordBatchCapacity ? Self.recordBatchLimit : Self.recordBatchCapacity
-            out = context.channel.allocator.buffer(capacity: max(2 + length, capacity))
+            let capacity = size >= Self.recordBatchCapacity ? Self.recordBatchLimit : Self.recordBatchCapacity
+            out = context.channel.allocator.buffer(capacity: max(size, capacity))
         }
-        out.writeInteger(UInt16(length))
         do {
-            try frame.withUnsafeReadableBytes { pt in
-                try out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { dst in
-                    try send.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: pt, into: dst)
-                }
-            }
+            _ = try session.seal(frame, into: &out)
         } catch {
             fail("cannot encrypt: \(error)")
             return
         }
-        counters.addSent(2 + length)
+        counters.addSent(size)
         pendingRecords = out
         pendingFlush = true
     }
@@ -217,8 +178,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     private func writeRaw(_ message: [UInt8]) {
         guard let context else { return }
         var out = context.channel.allocator.buffer(capacity: message.count + 2)
-        out.writeInteger(UInt16(message.count))
-        out.writeBytes(message)
+        StcprSession.writeHandshakeRecord(message, into: &out)
         counters.addSent(out.readableBytes)
         context.write(wrapOutboundOut(out), promise: nil)
     }
@@ -231,8 +191,7 @@ final class StcprHandler: ChannelDuplexHandler, FrameLink {
     }
 
     private func finish(reason: String?) {
-        if case .closed = state { return }
-        state = .closed
+        guard session.close() else { return }
         timeoutTask?.cancel()
         connection?.linkClosed(reason: reason ?? "closed")
         connection = nil
