@@ -51,28 +51,22 @@ final class RawSocketPipe: AppStreamDelegate {
     private func readFromSocket() {
         while !closed && !socketEOF && !readsPaused {
             var buffer = allocator.buffer(capacity: Self.readChunk)
-            var eof = false, wouldBlock = false
+            let outcome: DescriptorRead
             do {
-                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) { space -> Int in
-                    switch try syscallNonBlocking("read", { Glibc.read(descriptor.raw, space.baseAddress, space.count) }) {
-                    case .processed(0): eof = true; return 0
-                    case .processed(let n): return n
-                    case .wouldBlock: wouldBlock = true; return 0
-                    }
-                }
+                outcome = try buffer.appendRead(from: descriptor.raw, count: Self.readChunk, call: "read")
             } catch {
                 abort("\(error)", code: .appClosed)
                 return
             }
             if buffer.readableBytes > 0 { stream.write(buffer) }
-            if eof {
+            if outcome == .endOfFile {
                 socketEOF = true
                 stream.finish()
                 updateInterest()
                 closeIfDone()
                 return
             }
-            if wouldBlock || buffer.readableBytes < Self.readChunk { break }
+            if outcome == .wouldBlock || buffer.readableBytes < Self.readChunk { break }
             if !stream.isWritable {
                 readsPaused = true
                 updateInterest()

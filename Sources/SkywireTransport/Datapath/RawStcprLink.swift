@@ -110,22 +110,16 @@ final class RawStcprLink: FrameLink {
 
     private func readAvailable() {
         while descriptor.isOpen {
-            var eof = false, wouldBlock = false
+            let outcome: DescriptorRead
             do {
-                try inbound.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { space -> Int in
-                    switch try syscallNonBlocking("read(stcpr)", { Glibc.read(descriptor.raw, space.baseAddress, space.count) }) {
-                    case .processed(0): eof = true; return 0
-                    case .processed(let n): return n
-                    case .wouldBlock: wouldBlock = true; return 0
-                    }
-                }
+                outcome = try inbound.appendRead(from: descriptor.raw, count: 16 * 1024, call: "read(stcpr)")
             } catch {
                 fail("\(error)", level: .info)
                 return
             }
             processRecords()
-            if eof { finish(reason: "connection closed by peer"); return }
-            if wouldBlock { break }
+            if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
+            if outcome == .wouldBlock { break }
         }
         connection?.flushIfNeeded()
     }
