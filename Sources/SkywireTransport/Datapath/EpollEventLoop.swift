@@ -36,6 +36,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     private struct Watch {
         var generation: UInt32
+        var interest: Interest
         var handler: (Readiness) -> Void
     }
 
@@ -63,6 +64,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private var nextScheduledID: UInt64 = 0
     private var armedDeadline: UInt64 = 0
     private var runQueue: [() -> Void] = []
+    /// The batch being run, swapped with `runQueue` (and `pending`) so no round allocates.
+    private var running: [() -> Void] = []
 
     /// Reserved epoll user data for the loop's own descriptors.
     private static let wakerToken: UInt64 = UInt64(UInt32.max)
@@ -169,16 +172,17 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         try syscall("epoll_ctl(ADD)") {
             skw_epoll_ctl(epoll.raw, Int32(skw_epoll_ctl_add), fd, interest.rawValue, token(fd, generation))
         }
-        watches[fd] = Watch(generation: generation, handler: handler)
+        watches[fd] = Watch(generation: generation, interest: interest, handler: handler)
     }
 
-    /// Changes what a watched `fd` is waited for. Loop thread only.
+    /// Changes what a watched `fd` is waited for (no system call when it is unchanged). Loop thread only.
     public func setInterest(_ fd: Int32, _ interest: Interest) throws {
         precondition(inEventLoop, "EpollEventLoop.setInterest off the loop thread")
-        guard let watch = watches[fd] else { return }
+        guard let watch = watches[fd], watch.interest != interest else { return }
         try syscall("epoll_ctl(MOD)") {
             skw_epoll_ctl(epoll.raw, Int32(skw_epoll_ctl_mod), fd, interest.rawValue, token(fd, watch.generation))
         }
+        watches[fd]?.interest = interest
     }
 
     /// Stops watching `fd` (before the caller closes it); reports already fetched for it are dropped.
@@ -210,8 +214,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         while true {
             runTasks()
             runDueScheduled()
-            let stopping = lock.withLock { isStopping }
-            if stopping && runQueue.isEmpty && lock.withLock({ pending.isEmpty }) { break }
+            let (stopping, nothingPending) = lock.withLock { (isStopping, pending.isEmpty) }
+            if stopping && runQueue.isEmpty && nothingPending { break }
             armTimer()
             let timeout: Int32 = runQueue.isEmpty && !stopping ? -1 : 0
             let n = events.withUnsafeMutableBufferPointer { ev in
@@ -243,18 +247,18 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     }
 
     private func runTasks() {
-        let remote = lock.withLock { () -> [() -> Void] in
-            defer { pending.removeAll(keepingCapacity: true) }
-            return pending
-        }
-        runQueue.append(contentsOf: remote)
-        // Tasks queued by these tasks run in the next round, after the descriptors were polled.
-        let batch = runQueue
-        runQueue.removeAll(keepingCapacity: true)
-        for task in batch { task() }
+        // Remote tasks after the local ones; tasks queued by these run in the next round, after
+        // the descriptors were polled.
+        lock.withLock { swap(&pending, &running) }
+        runQueue.append(contentsOf: running)
+        running.removeAll(keepingCapacity: true)
+        swap(&runQueue, &running)
+        for task in running { task() }
+        running.removeAll(keepingCapacity: true)
     }
 
     private func runDueScheduled() {
+        guard !scheduled.isEmpty else { return }
         let now = NIODeadline.now().uptimeNanoseconds
         var due = 0
         while due < scheduled.count && scheduled[due].deadline <= now { due += 1 }

@@ -24,9 +24,10 @@ final class RawSocketPipe: AppStreamDelegate {
     private var streamFinished = false  // FIN from the stream: shut the socket's write side
     private var shutDownWrite = false
     private var readsPaused = false
-    private var writeWaiting = false
     private var streamPaused = false
-    private var closed = false
+    /// Bytes from the stream wait for the socket to take them.
+    private var writeWaiting: Bool { toSocket.readableBytes > 0 }
+    private var closed: Bool { !descriptor.isOpen }
     /// Called once with nil when both directions completed, or with the reason it was aborted.
     var onClose: ((String?) -> Void)?
 
@@ -89,7 +90,6 @@ final class RawSocketPipe: AppStreamDelegate {
             toSocket.moveReaderIndex(forwardBy: n)
         }
         if toSocket.readableBytes == 0 { toSocket.clear() }
-        writeWaiting = toSocket.readableBytes > 0
         if streamPaused && toSocket.readableBytes < Self.socketQueueLimit / 2 {
             streamPaused = false
             stream.setReadPaused(false)
@@ -156,7 +156,6 @@ final class RawSocketPipe: AppStreamDelegate {
 
     private func finish(reason: String?) {
         guard !closed else { return }
-        closed = true
         loop.unwatch(descriptor.raw)
         descriptor.close()
         stream.setDelegate(nil)

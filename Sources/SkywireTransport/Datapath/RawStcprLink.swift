@@ -25,13 +25,13 @@ final class RawStcprLink: FrameLink {
     private var timeoutTask: Scheduled<Void>?
     private(set) var connection: MuxConnection?
     var remoteKey: PublicKey? { session.remoteKey }
-    private var isClosed = false
     /// Bytes read and not yet parsed into records.
     private var inbound: ByteBuffer
     /// Encrypted records not yet written.
     private var outbound: ByteBuffer
     private var blocked = false
     private let allocator = ByteBufferAllocator()
+    private let readChunk = 16 * 1024
     let counters = LinkCounters()
 
     var maxDataPayload: Int { StcprHandler.maxDataPayload }
@@ -112,14 +112,14 @@ final class RawStcprLink: FrameLink {
         while descriptor.isOpen {
             let outcome: DescriptorRead
             do {
-                outcome = try inbound.appendRead(from: descriptor.raw, count: 16 * 1024, call: "read(stcpr)")
+                outcome = try inbound.appendRead(from: descriptor.raw, count: readChunk, call: "read(stcpr)")
             } catch {
                 fail("\(error)", level: .info)
                 return
             }
             processRecords()
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
-            if outcome == .wouldBlock { break }
+            guard outcome == .bytes(readChunk) else { break }  // would block, or a short read took all
         }
         connection?.flushIfNeeded()
     }
@@ -158,12 +158,15 @@ final class RawStcprLink: FrameLink {
             connection?.receive(frame: frame)
         case .handshakeComplete(let remote, let reply):
             timeoutTask?.cancel()
+            // Message 2 is queued ahead of anything the new connection sends; a refused peer's link
+            // closes before it is flushed.
+            if let reply { writeRecord(reply) }
             connection = hooks.established(remote, self)
             guard connection != nil else {
                 fail(reply == nil ? "connection no longer wanted" : "peer \(remote.hex) refused", level: .info)
                 return
             }
-            if let reply { writeRecord(reply); flush() }
+            flush()
         case .nothing:
             break
         }
@@ -175,15 +178,13 @@ final class RawStcprLink: FrameLink {
     }
 
     private func fail(_ reason: String, level: Logger.Level = .warning) {
-        guard !isClosed else { return }
+        guard descriptor.isOpen else { return }
         logger.log(level: level, "stcpr: \(reason)")
         finish(reason: reason)
     }
 
     private func finish(reason: String) {
-        guard !isClosed else { return }
-        isClosed = true
-        _ = session.close()
+        guard session.close() else { return }
         timeoutTask?.cancel()
         loop.unwatch(descriptor.raw)
         descriptor.close()
