@@ -71,6 +71,9 @@ final class RawSocketPipeTests: XCTestCase {
     }
 
     override func tearDown() {
+        // Closing A's transport closes its link descriptor; B's link sees EOF and closes its own.
+        let conn = Conn(connection: connA)
+        try? loopA.submit { conn.connection.close(reason: "test over") }.wait()
         loopA.shutdown(); loopB.shutdown()
         for fd in accepted.withLockedValue({ $0 }) { close(fd) }
     }
