@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <linux/if_tun.h>
 
@@ -199,4 +200,8 @@ int skw_udp_send_gso(int fd, const uint8_t *arena, size_t slot_size, const uint1
     int datagrams = 0;
     for (int k = 0; k < sent; k++) datagrams += (int)segments[k];
     return datagrams;
+}
+
+int skw_accept_nonblocking(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

@@ -8,7 +8,7 @@ import SkywireSystem
 
 /// stcpr (PROTOCOL.md §3) on a connected, non-blocking TCP descriptor serviced by an
 /// `EpollEventLoop`: the Noise IK handshake, then one 2-byte-length-prefixed Noise message per
-/// mux frame. The NIO-free counterpart of `StcprHandler`. Owns the descriptor; confined to its loop.
+/// mux frame. Owns the descriptor; confined to its loop.
 final class RawStcprLink: FrameLink {
     /// Decides, after the handshake, whether the peer may stay, and builds its mux connection.
     struct Hooks {
@@ -16,6 +16,13 @@ final class RawStcprLink: FrameLink {
         /// Called once when the link ends, with the reason.
         var closed: (_ reason: String) -> Void
     }
+
+    /// Largest DATA payload per frame over stcpr (PROTOCOL.md §5).
+    static let maxDataPayload = 16 * 1024
+    /// Queued-but-unsent bytes above which streams stop writing.
+    static let highWatermark = 1 << 20
+    /// Initial capacity of the record buffer (grows with bulk data, kept between writes).
+    static let outboundCapacity = 2048
 
     private let loop: EpollEventLoop
     private let descriptor: OwnedDescriptor
@@ -34,28 +41,35 @@ final class RawStcprLink: FrameLink {
     private let readChunk = 16 * 1024
     let counters = LinkCounters()
 
-    var maxDataPayload: Int { StcprHandler.maxDataPayload }
-    var isWritable: Bool { outbound.readableBytes < StcprHandler.highWatermark }
+    var maxDataPayload: Int { Self.maxDataPayload }
+    var isWritable: Bool { outbound.readableBytes < Self.highWatermark }
 
-    /// Takes `fd` (connected, non-blocking) and starts the handshake: as initiator when
+    /// Takes `socket` (connected, non-blocking) and starts the handshake: as initiator when
     /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
-    init(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expectedRemote: PublicKey?,
+    init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: KeyPair, expectedRemote: PublicKey?,
          handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
         precondition(loop.inEventLoop)
         self.loop = loop
-        descriptor = OwnedDescriptor(taking: fd)
+        descriptor = socket
         self.hooks = hooks
         self.logger = logger
         inbound = allocator.buffer(capacity: 64 * 1024)
-        outbound = allocator.buffer(capacity: StcprHandler.recordBatchCapacity)
+        outbound = allocator.buffer(capacity: Self.outboundCapacity)
         session = try StcprSession(identity: identity, expectedRemote: expectedRemote)
         let firstMessage = try session.start()
         // The loop's watch holds the link until `finish` unwatches it.
-        try loop.watch(fd, interest: .read) { readiness in self.ready(readiness) }
+        try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
         timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
             self?.fail("handshake not complete in time", level: .info)
         }
         if let firstMessage { writeRecord(firstMessage); flush() }
+    }
+
+    /// `init(loop:socket:...)` taking a raw descriptor.
+    convenience init(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expectedRemote: PublicKey?,
+                     handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
+        try self.init(loop: loop, socket: OwnedDescriptor(taking: fd), identity: identity, expectedRemote: expectedRemote,
+                      handshakeTimeout: handshakeTimeout, logger: logger, hooks: hooks)
     }
 
     // MARK: FrameLink

@@ -83,34 +83,10 @@ final class TransportEntry: @unchecked Sendable {
             state = .connecting
         }
         switch type {
-        case .stcpr: dialStcpr(on: loop)
+        case .stcpr: manager.dialStcpr(self)
         case .sudph: dialSudph()
         }
         return promise.futureResult
-    }
-
-    private func dialStcpr(on loop: EventLoop) {
-        let settings = manager.settings
-        let timeout = TimeAmount.seconds(settings.handshakeTimeout)
-        let logger = manager.logger
-        let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(timeout)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = try StcprHandler(
-                        identity: settings.identity, expectedRemote: remote, handshakeTimeout: timeout, logger: logger,
-                        hooks: .init(
-                            established: { [weak self] pk, link in self?.established(link: link, on: channel.eventLoop) },
-                            closed: { [weak self] reason in self?.linkClosed(reason: reason) }))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NoiseLengthPrefixDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-        bootstrap.connect(host: host, port: port).whenFailure { [weak self] error in
-            self?.linkClosed(reason: "connect to \(self?.host ?? ""):\(self?.port ?? 0) failed: \(error)")
-        }
     }
 
     private func dialSudph() {
@@ -216,7 +192,7 @@ final class TransportEntry: @unchecked Sendable {
                 self.logger.debug("redialling", metadata: ["id": "\(self.id)", "pk": "\(self.remote.short)"])
                 self.lock.withLock { self.state = .connecting }
                 switch self.type {
-                case .stcpr: self.dialStcpr(on: loop)
+                case .stcpr: self.manager.dialStcpr(self)
                 case .sudph: if self.punched { self.redialPunched() } else { self.dialSudph() }
                 }
             }

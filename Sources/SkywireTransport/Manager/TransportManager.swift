@@ -19,7 +19,9 @@ public final class TransportManager: @unchecked Sendable {
     var entries: [String: TransportEntry] = [:]
     private var _router: AppRouter?
     private var _resolver: PeerResolver?
-    var stcprListener: Channel?
+    var stcprListener: StcprListener?
+    /// The stcpr datapath: one `EpollEventLoop` per NIO loop, created on first use.
+    private var _datapathLoops: [EpollEventLoop] = []
     var sudph: SudphEndpoint?
     var stopped = false
     /// `setDatagramSink`'s table, read per received datagram.
@@ -41,6 +43,25 @@ public final class TransportManager: @unchecked Sendable {
     public func homeLoop(for remote: PublicKey) -> EventLoop {
         guard !loops.isEmpty else { return group.next() }
         return loops[Int(remote.bytes[0]) % loops.count]
+    }
+
+    /// The loops stcpr transports run on (created on first call; stopped by `shutdown`).
+    func datapathLoops() throws -> [EpollEventLoop] {
+        try lock.withLock {
+            if _datapathLoops.isEmpty {
+                for index in 0..<max(1, loops.count) {
+                    _datapathLoops.append(try EpollEventLoop(name: "skywire-dp\(index)"))
+                }
+            }
+            return _datapathLoops
+        }
+    }
+
+    /// The loop an stcpr transport we dial to `remote` runs on (fixed per key, like `homeLoop`);
+    /// its streams are on this loop, so apps that run raw sockets for that peer put them here.
+    public func datapathLoop(for remote: PublicKey) throws -> EpollEventLoop {
+        let all = try datapathLoops()
+        return all[Int(remote.bytes[0]) % all.count]
     }
 
     public var router: AppRouter? {
@@ -74,9 +95,9 @@ public final class TransportManager: @unchecked Sendable {
     /// Binds the stcpr and sudph listeners (a port of 0 in the config disables one).
     public func start() async throws {
         if settings.stcprPort > 0 {
-            let ch = try await bindStcpr()
-            lock.withLock { stcprListener = ch }
-            logger.info("stcpr listening", metadata: ["addr": "\(Self.format(ch.localAddress!))"])
+            let listener = try bindStcpr()
+            lock.withLock { stcprListener = listener }
+            logger.info("stcpr listening", metadata: ["addr": "\(listener.localAddress.map(Self.format) ?? "?")"])
         }
         if settings.sudphPort > 0 {
             let endpoint = try await SudphEndpoint.bind(host: settings.listenHost, port: settings.sudphPort, manager: self)
@@ -85,16 +106,21 @@ public final class TransportManager: @unchecked Sendable {
         }
     }
 
-    /// Closes listeners and every transport.
+    /// Closes listeners and every transport, then stops the datapath loops (what was queued on
+    /// them, e.g. the mux CLOSE to each peer, still runs).
     public func shutdown() async {
-        let (listener, endpoint, all): (Channel?, SudphEndpoint?, [TransportEntry]) = lock.withLock {
-            stopped = true
-            defer { entries.removeAll() }
-            return (stcprListener, sudph, Array(entries.values))
-        }
+        let (listener, endpoint, all, datapath): (StcprListener?, SudphEndpoint?, [TransportEntry], [EpollEventLoop]) =
+            lock.withLock {
+                stopped = true
+                defer { entries.removeAll(); _datapathLoops.removeAll() }
+                return (stcprListener, sudph, Array(entries.values), _datapathLoops)
+            }
         for entry in all { entry.shutdown(reason: "visor stopping") }
-        try? await listener?.close()
+        listener?.close()
         await endpoint?.close()
+        for loop in datapath {
+            await withCheckedContinuation { done in loop.shutdown { _ in done.resume() } }
+        }
     }
 
     /// Starts BINDing the sudph socket at the discovery service's UDP rendezvous (`host` an IP

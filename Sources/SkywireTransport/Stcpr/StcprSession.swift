@@ -4,7 +4,7 @@ import SkywireCrypto
 /// One stcpr connection's protocol state (PROTOCOL.md §3) without I/O: Noise IK whose first
 /// payload is the initiator's signed identity claim, then records of a 2-byte big-endian length
 /// and one Noise transport message per mux frame. Records in, messages and frames out; driven by
-/// `StcprHandler` (NIO) and `RawStcprLink` (raw descriptor).
+/// `RawStcprLink` (a raw descriptor on an `EpollEventLoop`).
 struct StcprSession {
     private enum State {
         case initiatorStart(NoiseHandshake)

@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import NIOCore
+import SkywireSystem
+
+/// Opens an outgoing TCP connection on an `EpollEventLoop` without NIO channels: names are
+/// resolved with getaddrinfo(3) off the loop thread, then each address is tried in turn with a
+/// non-blocking connect(2) until one succeeds or `timeout` (for the whole attempt) passes.
+public enum RawTCPConnector {
+    /// Connects to `host` (IP literal or DNS name) and `port`; `completion` runs once on `loop`
+    /// with the connected descriptor (non-blocking, TCP_NODELAY) or the last error
+    /// (`SystemError`; ETIMEDOUT when the deadline passed; EAI_* text for resolution failures).
+    public static func connect(on loop: EpollEventLoop, host: String, port: Int, timeout: TimeAmount,
+                               _ completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
+        let deadline = NIODeadline.now() + timeout
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            connect(on: loop, to: [literal], deadline: deadline, completion)
+            return
+        }
+        let carried = LoopTransferBox(completion)
+        DispatchQueue.global().async {
+            let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
+            loop.execute {
+                switch result {
+                case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, carried.value)
+                case .failure(let error): carried.value(.failure(error))
+                }
+            }
+        }
+    }
+
+    /// Tries `addresses` in order until one connects or `deadline` passes. Call on `loop`.
+    public static func connect(on loop: EpollEventLoop, to addresses: [SocketAddress], deadline: NIODeadline,
+                               _ completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
+        precondition(loop.inEventLoop)
+        ConnectAttempt(loop: loop, addresses: addresses, deadline: deadline, completion: completion).next()
+    }
+}
+
+/// One connect over a list of addresses; lives in its loop's watch or timer until it completes.
+private final class ConnectAttempt {
+    private let loop: EpollEventLoop
+    private var addresses: ArraySlice<SocketAddress>
+    private let deadline: NIODeadline
+    private var completion: ((Result<OwnedDescriptor, Error>) -> Void)?
+    private var socket: OwnedDescriptor?
+    private var timer: Scheduled<Void>?
+    private var lastError: Error?
+
+    init(loop: EpollEventLoop, addresses: [SocketAddress], deadline: NIODeadline,
+         completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
+        self.loop = loop
+        self.addresses = addresses[...]
+        self.deadline = deadline
+        self.completion = completion
+    }
+
+    func next() {
+        guard let address = addresses.popFirst() else {
+            finish(.failure(lastError ?? SystemError(call: "getaddrinfo: no address", errno: EHOSTUNREACH)))
+            return
+        }
+        guard NIODeadline.now() < deadline else {
+            finish(.failure(SystemError(call: "connect(\(address))", errno: ETIMEDOUT)))
+            return
+        }
+        do {
+            let (socket, inProgress) = try RawTCPSocket.connect(to: address)
+            guard inProgress else { finish(.success(socket)); return }
+            self.socket = socket
+            try loop.watch(socket.raw, interest: .write) { [self] _ in connectEnded(address) }
+            timer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+                abandon(SystemError(call: "connect(\(address))", errno: ETIMEDOUT))
+            }
+        } catch {
+            lastError = error
+            socket?.close(); socket = nil
+            next()
+        }
+    }
+
+    private func connectEnded(_ address: SocketAddress) {
+        guard let socket else { return }
+        timer?.cancel(); timer = nil
+        loop.unwatch(socket.raw)
+        self.socket = nil
+        if let error = RawTCPSocket.connectError(socket.raw) {
+            socket.close()
+            lastError = SystemError(call: "connect(\(address))", errno: error.errno)
+            next()
+        } else {
+            finish(.success(socket))
+        }
+    }
+
+    private func abandon(_ error: Error) {
+        if let socket {
+            loop.unwatch(socket.raw)
+            socket.close()
+            self.socket = nil
+        }
+        finish(.failure(error))
+    }
+
+    private func finish(_ result: Result<OwnedDescriptor, Error>) {
+        guard let completion else { return }
+        self.completion = nil
+        completion(result)
+    }
+}
+
+/// Carries a loop-confined value through a hop to that loop (it is touched only there).
+struct LoopTransferBox<Value>: @unchecked Sendable {
+    // @unchecked Sendable: created on or for one loop and used only after the hop back to it.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension SocketAddress {
+    /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
+    static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_protocol = Int32(IPPROTO_TCP)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0, let list else {
+            throw ResolutionError(host: host, message: String(cString: gai_strerror(rc)))
+        }
+        defer { freeaddrinfo(list) }
+        var out: [SocketAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = list
+        while let info = cursor {
+            if let sa = info.pointee.ai_addr {
+                switch info.pointee.ai_family {
+                case AF_INET:
+                    out.append(SocketAddress(sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }, host: host))
+                case AF_INET6:
+                    out.append(SocketAddress(sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }, host: host))
+                default:
+                    break
+                }
+            }
+            cursor = info.pointee.ai_next
+        }
+        guard !out.isEmpty else { throw ResolutionError(host: host, message: "no IPv4 or IPv6 address") }
+        return out
+    }
+}
+
+/// getaddrinfo(3) found nothing for a name.
+public struct ResolutionError: Error, CustomStringConvertible {
+    public let host: String
+    public let message: String
+    public var description: String { "cannot resolve \(host): \(message)" }
+}

@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import SkywireSystem
+import XCTest
+@testable import SkywireTransport
+
+final class RawTCPConnectorTests: XCTestCase {
+    private var loop: EpollEventLoop!
+
+    override func setUpWithError() throws { loop = try EpollEventLoop(name: "connector-test") }
+    override func tearDown() { loop.shutdown(); loop = nil }
+
+    private func connect(host: String, port: Int, timeout: TimeAmount = .seconds(5)) -> EventLoopFuture<OwnedDescriptor> {
+        let loop = self.loop!
+        let promise = loop.makePromise(of: OwnedDescriptor.self)
+        loop.execute {
+            RawTCPConnector.connect(on: loop, host: host, port: port, timeout: timeout) { promise.completeWith($0) }
+        }
+        return promise.futureResult
+    }
+
+    private func connect(to addresses: [SocketAddress]) -> EventLoopFuture<OwnedDescriptor> {
+        let loop = self.loop!
+        let promise = loop.makePromise(of: OwnedDescriptor.self)
+        loop.execute {
+            RawTCPConnector.connect(on: loop, to: addresses, deadline: .now() + .seconds(5)) { promise.completeWith($0) }
+        }
+        return promise.futureResult
+    }
+
+    /// A port on 127.0.0.1 with nothing listening (bound, then closed).
+    private func closedPort() throws -> Int {
+        let probe = try RawTCPSocket.listen(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), backlog: 1)
+        let port = RawTCPSocket.localAddress(probe.raw)!.port!
+        probe.close()
+        return port
+    }
+
+    func testConnectsAndTheListenerAcceptsTheSameConnection() throws {
+        let listener = try RawTCPSocket.listen(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), backlog: 8)
+        let port = try XCTUnwrap(RawTCPSocket.localAddress(listener.raw)?.port)
+        let client = try connect(host: "127.0.0.1", port: port).wait()
+        var accepted: Int32 = -1
+        for _ in 0..<100 {  // the connection is queued by now; accept4 is non-blocking
+            if case .processed(let fd) = try RawTCPSocket.accept(from: listener.raw) { accepted = fd; break }
+            usleep(10_000)
+        }
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        let server = OwnedDescriptor(taking: accepted)
+        XCTAssertEqual(RawTCPSocket.peerAddress(server.raw)?.port, RawTCPSocket.localAddress(client.raw)?.port)
+        // Bytes cross, and the descriptors are non-blocking (an empty read would block: EAGAIN).
+        XCTAssertEqual(write(client.raw, "ping", 4), 4)
+        var buffer = [UInt8](repeating: 0, count: 8)
+        var got = -1
+        for _ in 0..<100 {
+            got = read(server.raw, &buffer, buffer.count)
+            if got > 0 { break }
+            usleep(10_000)
+        }
+        XCTAssertEqual(Array(buffer.prefix(max(got, 0))), Array("ping".utf8))
+        XCTAssertEqual(read(client.raw, &buffer, buffer.count), -1)
+        XCTAssertEqual(errno, EAGAIN)
+        var noDelay: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        XCTAssertEqual(getsockopt(client.raw, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, &length), 0)
+        XCTAssertEqual(noDelay, 1)
+    }
+
+    func testRefusedConnectFailsWithECONNREFUSED() throws {
+        let port = try closedPort()
+        XCTAssertThrowsError(try connect(host: "127.0.0.1", port: port).wait()) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ECONNREFUSED, "\(error)")
+        }
+    }
+
+    func testLaterAddressIsTriedWhenTheFirstIsRefused() throws {
+        let listener = try RawTCPSocket.listen(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), backlog: 8)
+        let good = try XCTUnwrap(RawTCPSocket.localAddress(listener.raw))
+        let bad = try SocketAddress(ipAddress: "127.0.0.1", port: try closedPort())
+        let client = try connect(to: [bad, good]).wait()
+        XCTAssertEqual(RawTCPSocket.peerAddress(client.raw)?.port, good.port)
+    }
+
+    func testEmptyAddressListAndUnresolvableNameFail() throws {
+        XCTAssertThrowsError(try connect(to: []).wait()) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, EHOSTUNREACH, "\(error)")
+        }
+        // RFC 6761 §6.4: .invalid never resolves.
+        XCTAssertThrowsError(try connect(host: "no-such-host.invalid", port: 80).wait()) { error in
+            XCTAssertTrue(error is ResolutionError, "\(error)")
+            XCTAssertTrue("\(error)".contains("no-such-host.invalid"), "\(error)")
+        }
+    }
+
+    func testListenerReportsAddressInUse() throws {
+        let first = try RawTCPSocket.listen(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), backlog: 8)
+        let address = try XCTUnwrap(RawTCPSocket.localAddress(first.raw))
+        XCTAssertThrowsError(try RawTCPSocket.listen(on: address, backlog: 8)) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, EADDRINUSE, "\(error)")
+            XCTAssertTrue("\(error)".contains("bind"), "\(error)")
+        }
+    }
+}
