@@ -265,25 +265,7 @@ class SkysocksEndToEndTests: XCTestCase {
 
     func testUDPAssociateRelaysDatagrams() throws {
         let h = try makeHarness()
-        let echo = try h.startUDPEcho()
-        let (control, reply) = try dial([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
-        XCTAssertEqual(Array(reply.prefix(4)), [5, 0, 0, 1])
-        XCTAssertEqual(Array(reply[4..<8]), [127, 0, 0, 1], "relay must be on the listener's interface")
-        let relayPort = Int(reply[8]) << 8 | Int(reply[9])
-        let relay = try SocketAddress(ipAddress: "127.0.0.1", port: relayPort)
-
-        let udp = TestSocket(udp: true)
-        udp.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0))
-        var header = ByteBuffer()
-        Socks5UDPHeader(address: Socks5Address(echo)!, port: UInt16(echo.port!)).write(to: &header)
-        let datagram = Array(header.readableBytesView) + Array("ping over udp".utf8)
-        var answer: [UInt8]?
-        for _ in 0..<5 where answer == nil {  // UDP: retry a few times
-            udp.sendTo(datagram, relay)
-            answer = udp.receiveDatagram()
-        }
-        XCTAssertEqual(answer, datagram, "the answer carries the echo server as source and the same data")
-
+        let (control, udp, relay, datagram) = try associateAndEcho("ping over udp")
         // A fragmented datagram is dropped by the exit; the next one still comes back.
         udp.sendTo([0, 0, 1] + Array(datagram[3...]), relay)
         udp.sendTo(datagram, relay)
@@ -292,22 +274,24 @@ class SkysocksEndToEndTests: XCTestCase {
         // The association ends with the control connection.
         control.shutdownWrite()
         XCTAssertTrue(control.waitForClose())
-        let deadline = Date().addingTimeInterval(5)
-        while h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
-        XCTAssertEqual(h.server.status.activeSessions, 0)
+        assertSessionsEnd(h)
         XCTAssertGreaterThanOrEqual(h.server.status.datagramsDropped, 1)
     }
 
     func testHalfCloseStillDeliversResponse() throws {
-        let h = try makeHarness()
+        try checkHalfClosedUpload(of: 300_000, through: makeHarness())
+    }
+
+    /// Uploads `size` bytes to a collect-then-reply server, half-closes, and checks the whole answer.
+    private func checkHalfClosedUpload(of size: Int, through h: SkysocksHarness) throws {
         let server = try h.startTCPServer(.collectThenReply)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(server)!, server.port!))
         XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
-        let payload = [UInt8](repeating: 0x5A, count: 300_000)
+        let payload = [UInt8](repeating: 0x5A, count: size)
         s.send(payload)
         s.shutdownWrite()
         let response = s.receiveAll()
-        let prefix = Array("got 300000 bytes:".utf8)
+        let prefix = Array("got \(size) bytes:".utf8)
         XCTAssertEqual(Array(response.prefix(prefix.count)), prefix)
         XCTAssertEqual(response.count, prefix.count + payload.count)
     }
@@ -356,10 +340,7 @@ class SkysocksEndToEndTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
         XCTAssertEqual(h.client.status.activeSessions, count)
         sockets.removeAll()
-        let deadline = Date().addingTimeInterval(10)
-        while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
-        XCTAssertEqual(h.client.status.activeSessions, 0)
-        XCTAssertEqual(h.server.status.activeSessions, 0)
+        assertSessionsEnd(h, within: 10)
     }
 
     func testStreamOnAnotherEventLoop() throws {
@@ -389,43 +370,47 @@ class SkysocksEndToEndTests: XCTestCase {
         XCTAssertTrue(s.waitForClose())
     }
 
-    /// Streams on a loop of the other kind: the raw client reaches a stream on a NIO loop through a
-    /// `HoppingAppStream` (and the exit runs NIO channels); the NIO client pipes to a stream on an
-    /// `EpollEventLoop` (and the exit runs raw sockets, its UDP socket on the NIO group).
-    func testStreamsOnTheOtherKindOfLoop() throws {
-        let h = try makeHarness(placement: .otherKind)
-        let collect = try h.startTCPServer(.collectThenReply)
-        let (s, reply) = try dial(SocksBytes.connect(Socks5Address(collect)!, collect.port!))
-        XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
-        let payload = [UInt8](repeating: 0x44, count: 1 << 20)
-        s.send(payload)
-        s.shutdownWrite()
-        let all = s.receiveAll()
-        let prefix = Array("got \(payload.count) bytes:".utf8)
-        XCTAssertEqual(Array(all.prefix(prefix.count)), prefix)
-        XCTAssertEqual(all.count, prefix.count + payload.count)
+    /// Waits (bounded) until neither app has a session open.
+    private func assertSessionsEnd(_ h: SkysocksHarness, within seconds: TimeInterval = 5,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(h.client.status.activeSessions, 0, "client sessions", file: file, line: line)
+        XCTAssertEqual(h.server.status.activeSessions, 0, "server sessions", file: file, line: line)
+    }
 
-        let echo = try h.startUDPEcho()
-        let (control, udpReply) = try dial([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
-        XCTAssertEqual(Array(udpReply.prefix(4)), [5, 0, 0, 1])
-        let relay = try SocketAddress(ipAddress: "127.0.0.1", port: Int(udpReply[8]) << 8 | Int(udpReply[9]))
+    /// A UDP ASSOCIATE through the harness, and one datagram echoed back through the relay (retried:
+    /// UDP); returns the control connection, the application's UDP socket, the relay and the datagram.
+    private func associateAndEcho(_ text: String) throws -> (TestSocket, TestSocket, SocketAddress, [UInt8]) {
+        let echo = try harness.startUDPEcho()
+        let (control, reply) = try dial([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(Array(reply.prefix(4)), [5, 0, 0, 1])
+        XCTAssertEqual(Array(reply[4..<8]), [127, 0, 0, 1], "relay must be on the listener's interface")
+        let relay = try SocketAddress(ipAddress: "127.0.0.1", port: Int(reply[8]) << 8 | Int(reply[9]))
         let udp = TestSocket(udp: true)
         udp.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0))
         var header = ByteBuffer()
         Socks5UDPHeader(address: Socks5Address(echo)!, port: UInt16(echo.port!)).write(to: &header)
-        let datagram = Array(header.readableBytesView) + Array("mixed loops".utf8)
+        let datagram = Array(header.readableBytesView) + Array(text.utf8)
         var answer: [UInt8]?
         for _ in 0..<5 where answer == nil {
             udp.sendTo(datagram, relay)
             answer = udp.receiveDatagram()
         }
-        XCTAssertEqual(answer, datagram)
+        XCTAssertEqual(answer, datagram, "the answer carries the echo server as source and the same data")
+        return (control, udp, relay, datagram)
+    }
+
+    /// Streams on a loop of the other kind: the raw client reaches a stream on a NIO loop through a
+    /// `HoppingAppStream` (and the exit runs NIO channels); the NIO client pipes to a stream on an
+    /// `EpollEventLoop` (and the exit runs raw sockets, its UDP socket on the NIO group).
+    func testStreamsOnTheOtherKindOfLoop() throws {
+        let h = try makeHarness(placement: .otherKind)
+        try checkHalfClosedUpload(of: 1 << 20, through: h)
+        let (control, _, _, _) = try associateAndEcho("mixed loops")
         control.shutdownWrite()
         XCTAssertTrue(control.waitForClose())
-        let deadline = Date().addingTimeInterval(5)
-        while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
-        XCTAssertEqual(h.client.status.activeSessions, 0)
-        XCTAssertEqual(h.server.status.activeSessions, 0)
+        assertSessionsEnd(h)
     }
 }
 
