@@ -100,6 +100,7 @@ final class RawSocksSocket: SocksSocket {
                 return
             }
             interest = .read
+            updateInterest()
             readFromSocket()
             return
         }
