@@ -62,7 +62,7 @@ let package = Package(
         ]),
         // SOCKS5 proxy apps (skysocks / skysocks-client) over AppStream.
         .target(name: "SkywireSocks", dependencies: [
-            "SkywireTransport",
+            "SkywireTransport", "SkywireSystem", "CSkywireShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

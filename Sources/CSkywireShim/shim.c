@@ -138,6 +138,8 @@ int skw_timerfd_set_absolute(int fd, uint64_t deadline_ns) {
 
 int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int skw_accept_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
 int skw_unshare_netns(void) { return unshare(CLONE_NEWNET); }
 
 ssize_t skw_writev2(int fd, const void *a, size_t a_len, const void *b, size_t b_len) {
@@ -200,8 +202,4 @@ int skw_udp_send_gso(int fd, const uint8_t *arena, size_t slot_size, const uint1
     int datagrams = 0;
     for (int k = 0; k < sent; k++) datagrams += (int)segments[k];
     return datagrams;
-}
-
-int skw_accept_nonblocking(int fd) {
-    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

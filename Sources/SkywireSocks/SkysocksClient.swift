@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireSystem
 import SkywireTransport
 
 /// What the client app asks the visor for: a stream to `remotePort` on visor `remoteKeyHex`.
@@ -45,6 +46,9 @@ struct LoopTransfer<Value>: @unchecked Sendable {
 /// The `skysocks-client` app: a TCP listener (default 127.0.0.1:1080) whose every connection is
 /// carried as its own stream to the server app, piped both ways with back-pressure and half-close.
 /// UDP ASSOCIATE gets a local UDP relay (docs/socks.md).
+///
+/// Two datapaths with the same behaviour: NIO channels (default), or, with `datapathLoop`, a raw
+/// listener and raw accepted sockets serviced by that `EpollEventLoop` (no NIO channel per connection).
 public final class SkysocksClientApp: Sendable {
     public let options: SkysocksClientOptions
     let logger: Logger
@@ -54,38 +58,52 @@ public final class SkysocksClientApp: Sendable {
     /// Where the listener and accepted connections run; by default `group`. Must be a
     /// MultiThreadedEventLoopGroup or one of its loops (ServerBootstrap's rule).
     private let childGroup: EventLoopGroup
+    private let datapathLoop: EpollEventLoop?
     private let opener: SkysocksStreamOpener
-    private let listener = NIOLockedValueBox<Channel?>(nil)
+    private let listener = NIOLockedValueBox<Listener?>(nil)
+
+    private enum Listener {
+        case channel(Channel)
+        case raw(LoopTransfer<RawTCPListener>, SocketAddress?)
+    }
 
     /// `childGroup` runs the listener and the accepted connections (default: `group`); the visor passes
     /// the home loop of the transport to the server, so stream calls need no thread hop.
+    /// `datapathLoop`: when set, the listener and the accepted connections are raw sockets on that loop
+    /// instead (`childGroup` is then unused); streams on another loop are reached through a
+    /// `HoppingAppStream`. `group` runs what stays on NIO (the local UDP relay of a UDP ASSOCIATE).
     public init(options: SkysocksClientOptions, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
-                logger: Logger = Logger(label: "skysocks-client"),
+                datapathLoop: EpollEventLoop? = nil, logger: Logger = Logger(label: "skysocks-client"),
                 opener: @escaping SkysocksStreamOpener) {
         self.options = options
         self.group = group
         self.childGroup = childGroup ?? group
+        self.datapathLoop = datapathLoop
         self.logger = logger
         self.opener = opener
     }
 
     /// Parses app arguments (`-k PK`, `--addr HOST:PORT`, ...; see `SkysocksClientOptions.parse`).
     public convenience init(arguments: [String], group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
-                            logger: Logger = Logger(label: "skysocks-client"),
+                            datapathLoop: EpollEventLoop? = nil, logger: Logger = Logger(label: "skysocks-client"),
                             opener: @escaping SkysocksStreamOpener) throws {
         self.init(options: try SkysocksClientOptions.parse(arguments), group: group, childGroup: childGroup,
-                  logger: logger, opener: opener)
+                  datapathLoop: datapathLoop, logger: logger, opener: opener)
     }
+
+    /// Listen backlog (both datapaths).
+    static let backlog: Int32 = 1024
 
     /// Binds the listener.
     public func start() -> EventLoopFuture<Void> {
         registry.reopen()
+        if let datapathLoop { return startRaw(on: datapathLoop) }
         let app = self
         let timeout = options.handshakeTimeout
         // The listener runs on the child loop too: NIO's accept handler then sets a connection up
         // without the two thread hops (there and back) it makes when the loops differ.
         return ServerBootstrap(group: childGroup, childGroup: childGroup)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             // TCP_NODELAY: accepted sockets inherit it from the listener (NIO sets it there). Half-closure
             // is set in the initializer: no per-connection future chain for option application.
@@ -94,30 +112,74 @@ public final class SkysocksClientApp: Sendable {
                     try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                     try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(
                         localFailureTimeout: timeout,
-                        onActive: { handler, context in app.connectionActive(handler, context: context) }))
+                        onActive: { socket, connection in app.connectionAccepted(socket, connection: connection) }))
                 }
             }
             .bind(host: options.listenHost, port: options.listenPort)
             .map { channel in
-                app.listener.withLockedValue { $0 = channel }
-                app.logger.info("skysocks-client listening", metadata: [
-                    "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "server": "\(app.options.serverKeyHex)",
-                ])
+                app.listener.withLockedValue { $0 = .channel(channel) }
+                app.logListening(channel.localAddress)
             }
     }
 
+    private func startRaw(on loop: EpollEventLoop) -> EventLoopFuture<Void> {
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(options.listenHost, port: options.listenPort)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        let app = self
+        let timeout = options.handshakeTimeout
+        return loop.submit {
+            let listener = try RawTCPListener(loop: loop, address: address, backlog: Self.backlog) { fd in
+                do {
+                    let socket = try RawSocksSocket(loop: loop, socket: OwnedDescriptor(taking: fd), localFailureTimeout: timeout)
+                    app.connectionAccepted(socket, connection: socket.connection)
+                } catch {
+                    app.logger.notice("could not set up an accepted connection", metadata: ["error": "\(error)"])
+                }
+            }
+            let local = listener.localAddress
+            app.listener.withLockedValue { $0 = .raw(LoopTransfer(value: listener), local) }
+            app.logListening(local)
+        }
+    }
+
+    private func logListening(_ address: SocketAddress?) {
+        logger.info("skysocks-client listening", metadata: [
+            "address": "\(address.map { "\($0)" } ?? "?")", "server": "\(options.serverKeyHex)",
+            "datapath": "\(datapathLoop == nil ? "nio" : "raw")",
+        ])
+    }
+
     /// The listener's address once started (port 0 in options picks a free port).
-    public var localAddress: SocketAddress? { listener.withLockedValue { $0?.localAddress } }
+    public var localAddress: SocketAddress? {
+        listener.withLockedValue { listener -> SocketAddress? in
+            switch listener {
+            case .channel(let channel): return channel.localAddress
+            case .raw(_, let address): return address
+            case nil: return nil
+            }
+        }
+    }
 
     /// Closes the listener and every proxied connection.
     public func stop() -> EventLoopFuture<Void> {
-        let channel = listener.withLockedValue { value -> Channel? in
+        let listener = self.listener.withLockedValue { value -> Listener? in
             defer { value = nil }
             return value
         }
         registry.closeAll()
-        guard let channel else { return group.next().makeSucceededVoidFuture() }
-        return channel.close().recover { _ in }
+        switch listener {
+        case .channel(let channel):
+            return channel.close().recover { _ in }
+        case .raw(let transfer, _):
+            guard let loop = datapathLoop else { return group.next().makeSucceededVoidFuture() }
+            return loop.submit { transfer.value.close() }
+        case nil:
+            return group.next().makeSucceededVoidFuture()
+        }
     }
 
     public var status: SkysocksStatus {
@@ -128,19 +190,22 @@ public final class SkysocksClientApp: Sendable {
 
     // MARK: - Per connection (on the connection's event loop)
 
-    private func connectionActive(_ handler: SocksChannelHandler, context: ChannelHandlerContext) {
-        let channel = context.channel
+    private func connectionAccepted(_ socket: SocksSocket, connection: SocksConnection) {
         counters.update { $0.totalSessions += 1 }
         guard let id = registry.register(limit: options.maxConnections) else {
             logger.notice("connection limit reached, closing new connection")
             counters.update { $0.failedSessions += 1 }
-            handler.closeUnattached()
+            connection.closeUnattached()
             return
         }
-        registry.setAbort(id) { channel.close(promise: nil) }
-        let handlerBound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        let loop = socket.eventLoop
+        // Carried to other loops, touched only on `loop` (and the socket's thread-safe NIO methods).
+        let connectionBound = NIOLoopBound(connection, eventLoop: loop)
+        let socketTransfer = LoopTransfer(value: socket)
+        registry.setAbort(id) { loop.execute { socketTransfer.value.close() } }
         let request = SkysocksStreamRequest(remoteKeyHex: options.serverKeyHex, remotePort: options.serverPort,
-                                            preferredEventLoop: channel.eventLoop)
+                                            preferredEventLoop: loop)
+        let raw = socket is RawSocksSocket
         let app = self
         opener(request).whenComplete { result in
             switch result {
@@ -151,35 +216,36 @@ public final class SkysocksClientApp: Sendable {
                 // the server could not be reached.
                 let code: Socks5ReplyCode = (error as? TransportError)?.streamCode == .forbidden
                     ? .connectionNotAllowed : .hostUnreachable
-                channel.eventLoop.execute {
-                    handlerBound.value.beginLocalFailure(code: code, history: nil)
+                let fail: @Sendable () -> Void = {
+                    connectionBound.value.beginLocalFailure(code: code, history: nil)
+                    connectionBound.value.whenClosed { app.registry.unregister(id) }
                 }
-                channel.closeFuture.whenComplete { _ in app.registry.unregister(id) }
+                if loop.inEventLoop { fail() } else { loop.execute(fail) }
             case .success(let stream):
                 let transfer = LoopTransfer(value: stream)
-                if stream.eventLoop.inEventLoop {
-                    app.startPipe(transfer.value, channel: channel, handler: handlerBound, id: id)
-                } else {
-                    stream.eventLoop.execute {
-                        app.startPipe(transfer.value, channel: channel, handler: handlerBound, id: id)
+                let start = { @Sendable in
+                    let stream = transfer.value
+                    if raw && stream.eventLoop !== loop {
+                        // A raw socket and its pipe share one loop: present the stream there.
+                        let hopping = LoopTransfer(value: HoppingAppStream(wrapping: stream, on: loop))
+                        loop.execute {
+                            app.startPipe(hopping.value, socket: socketTransfer.value, connection: connectionBound, id: id)
+                        }
+                    } else {
+                        app.startPipe(stream, socket: socketTransfer.value, connection: connectionBound, id: id)
                     }
                 }
+                if stream.eventLoop.inEventLoop { start() } else { stream.eventLoop.execute(start) }
             }
         }
     }
 
-    /// On the stream's loop: creates the pipe and attaches it to the connection's handler.
-    private func startPipe(_ stream: AppStream, channel: Channel, handler: NIOLoopBound<SocksChannelHandler>, id: Int) {
+    /// On the stream's loop: creates the pipe and attaches it to the connection.
+    private func startPipe(_ stream: AppStream, socket: SocksSocket, connection: NIOLoopBound<SocksConnection>,
+                           id: Int) {
         let registry = self.registry
-        let pipe = SocksStreamPipe(stream: stream, channel: channel, role: .client, handler: handler, snoop: true,
-                                   counters: counters, logger: logger) { registry.unregister(id) }
-        stream.setDelegate(pipe)
-        let pipeBound = NIOLoopBound(pipe, eventLoop: stream.eventLoop)
-        let streamLoop = stream.eventLoop
-        if channel.eventLoop.inEventLoop {
-            handler.value.attach(pipeBound, streamLoop: streamLoop)
-        } else {
-            channel.eventLoop.execute { handler.value.attach(pipeBound, streamLoop: streamLoop) }
-        }
+        let pipe = SocksStreamPipe(stream: stream, socket: socket, role: .client, connection: connection, snoop: true,
+                                   udpGroup: group, counters: counters, logger: logger) { registry.unregister(id) }
+        pipe.start()
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import SkywireSystem
 import SkywireTransport
 
 #if canImport(Glibc)
@@ -39,20 +40,29 @@ public struct SkysocksServerOptions: Sendable {
 /// the client application over each; opens the outgoing TCP connections and UDP sockets at the exit.
 ///
 /// The visor calls `accept(_:)` for every incoming stream on the app's port, on the stream's event loop.
+/// A stream on a NIO loop gets its exit connection as a NIO channel on that loop; a stream on an
+/// `EpollEventLoop` gets a raw non-blocking socket serviced by that loop (no NIO channel per session).
 public final class SkysocksServerApp: Sendable {
     public let options: SkysocksServerOptions
     let logger: Logger
     let counters = SkysocksCounters()
     let registry = SkysocksSessionRegistry()
+    /// Runs the UDP ASSOCIATE sockets of streams on `EpollEventLoop`s (NIO's shared group when nil).
+    let group: EventLoopGroup?
 
-    public init(options: SkysocksServerOptions, logger: Logger = Logger(label: "skysocks")) {
+    /// `group`: NIO loops for what cannot run on an `EpollEventLoop` (UDP ASSOCIATE's exit socket of a
+    /// stream carried on one); the visor passes its NIO group. Nil: NIO's shared singleton group.
+    public init(options: SkysocksServerOptions, group: EventLoopGroup? = nil,
+                logger: Logger = Logger(label: "skysocks")) {
         self.options = options
+        self.group = group
         self.logger = logger
     }
 
     /// Parses app arguments (`--whitelist`, `--user`, `--pass`, ...; see `SkysocksServerOptions.parse`).
-    public convenience init(arguments: [String], logger: Logger = Logger(label: "skysocks")) throws {
-        self.init(options: try SkysocksServerOptions.parse(arguments), logger: logger)
+    public convenience init(arguments: [String], group: EventLoopGroup? = nil,
+                            logger: Logger = Logger(label: "skysocks")) throws {
+        self.init(options: try SkysocksServerOptions.parse(arguments), group: group, logger: logger)
     }
 
     /// Starts accepting streams (after `stop()`, accepts again).
@@ -119,8 +129,13 @@ public final class SkysocksServerApp: Sendable {
             if let first = error.connectionErrors.first { return replyCode(for: first.error) }
             return .hostUnreachable
         }
+        if let error = error as? SystemError {  // the raw datapath's connect (RawTCPConnector)
+            return replyCode(for: IOError(errnoCode: error.errno, reason: error.call))
+        }
         if let error = error as? ChannelError, case .connectTimeout = error { return .hostUnreachable }
-        if error is SocketAddressError { return .hostUnreachable }
+        if error is SocketAddressError || error is SocketAddressError.UnknownHost || error is ResolutionError {
+            return .hostUnreachable
+        }
         return .generalFailure
     }
 }
@@ -275,6 +290,17 @@ final class SkysocksServerSession: AppStreamDelegate {
     }
 
     private func connect(_ request: Socks5Request) {
+        var domain: String?
+        if case .domain(let name) = request.address { domain = name }
+        let address = request.address.socketAddress(port: request.port)
+        guard domain != nil || address != nil else {
+            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+            return
+        }
+        if let epoll = stream.eventLoop as? EpollEventLoop {
+            connectRaw(request, on: epoll)
+            return
+        }
         let loop = stream.eventLoop
         let timeout = app.options.handshakeTimeout
         let bootstrap = ClientBootstrap(group: loop)
@@ -288,48 +314,79 @@ final class SkysocksServerSession: AppStreamDelegate {
                 }
             }
         let future: EventLoopFuture<Channel>
-        if case .domain(let name) = request.address {
-            future = bootstrap.connect(host: name, port: Int(request.port))
-        } else if let address = request.address.socketAddress(port: request.port) {
+        if let address {
             future = bootstrap.connect(to: address)
         } else {
-            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
-            return
+            future = bootstrap.connect(host: domain ?? "", port: Int(request.port))
         }
         future.hop(to: loop).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .failure(let error):
-                guard case .connecting = state else { return }
-                let code = SkysocksServerApp.replyCode(for: error)
-                app.logger.debug("connect failed", metadata: [
-                    "destination": "\(request.address):\(request.port)", "error": "\(error)", "reply": "\(code)",
-                ])
-                failWithReply(Socks5Reply.encode(code: code))
+                connectFailed(request, error: error)
             case .success(let channel):
-                connected(channel, request: request)
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: SocksChannelHandler.self),
+                      let socket = handler.socket else {
+                    channel.close(promise: nil)
+                    return
+                }
+                connected(socket, connection: handler.connection)
             }
         }
     }
 
-    private func connected(_ channel: Channel, request: Socks5Request) {
-        guard case .connecting(let pending, let fin) = state,
-              let handler = try? channel.pipeline.syncOperations.handler(type: SocksChannelHandler.self) else {
-            channel.close(promise: nil)
+    /// The exit connection as a raw socket on the stream's `EpollEventLoop`.
+    private func connectRaw(_ request: Socks5Request, on loop: EpollEventLoop) {
+        let timeout = app.options.handshakeTimeout
+        let done: (Result<OwnedDescriptor, Error>) -> Void = { [self] result in
+            switch result {
+            case .failure(let error):
+                connectFailed(request, error: error)
+            case .success(let descriptor):
+                guard case .connecting = state else { return }  // the descriptor closes with its owner
+                do {
+                    let socket = try RawSocksSocket(loop: loop, socket: descriptor, localFailureTimeout: timeout)
+                    connected(socket, connection: socket.connection)
+                } catch {
+                    connectFailed(request, error: error)
+                }
+            }
+        }
+        if case .domain(let name) = request.address {
+            RawTCPConnector.connect(on: loop, host: name, port: Int(request.port), timeout: app.options.connectTimeout, done)
+        } else if let address = request.address.socketAddress(port: request.port) {
+            RawTCPConnector.connect(on: loop, to: [address], deadline: .now() + app.options.connectTimeout, done)
+        } else {
+            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+        }
+    }
+
+    private func connectFailed(_ request: Socks5Request, error: Error) {
+        guard case .connecting = state else { return }
+        let code = SkysocksServerApp.replyCode(for: error)
+        app.logger.debug("connect failed", metadata: [
+            "destination": "\(request.address):\(request.port)", "error": "\(error)", "reply": "\(code)",
+        ])
+        failWithReply(Socks5Reply.encode(code: code))
+    }
+
+    private func connected(_ socket: SocksSocket, connection: SocksConnection) {
+        guard case .connecting(let pending, let fin) = state else {
+            socket.close()
             return
         }
-        let bound = channel.localAddress.flatMap { Socks5Address($0) } ?? .ipv4(0)
-        let boundPort = UInt16(channel.localAddress?.port ?? 0)
-        stream.write(withHeldOutput(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort,
-                                                       allocator: channel.allocator)))
+        let local = socket.localAddress
+        let bound = local.flatMap { Socks5Address($0) } ?? .ipv4(0)
+        let boundPort = UInt16(local?.port ?? 0)
+        stream.write(withHeldOutput(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort)))
         let app = self.app
         let id = self.id
-        let pipe = SocksStreamPipe(stream: stream, channel: channel, role: .server,
-                                   handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), snoop: false,
+        // The exit connection is on the stream's loop (made there, raw or NIO).
+        let pipe = SocksStreamPipe(stream: stream, socket: socket, role: .server,
+                                   connection: NIOLoopBound(connection, eventLoop: socket.eventLoop), snoop: false,
                                    counters: app.counters, logger: app.logger) { app.registry.unregister(id) }
         state = .handedOver
         handoff = { pipe.abort() }
-        stream.setDelegate(pipe)
-        handler.attach(NIOLoopBound(pipe, eventLoop: stream.eventLoop), streamLoop: stream.eventLoop)
+        pipe.start()
         for data in pending { pipe.appStream(stream, didReceive: data) }
         if fin { pipe.appStreamDidReceiveFinish(stream) }
         stream.setReadPaused(false)

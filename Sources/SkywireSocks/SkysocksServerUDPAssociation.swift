@@ -37,24 +37,23 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
     static func start(app: SkysocksServerApp, stream: AppStream, request: Socks5Request, before: ByteBuffer?,
                       completion: @escaping (Result<SkysocksServerUDPAssociation, Error>) -> Void) {
         let loop = stream.eventLoop
-        DatagramBootstrap(group: loop).bind(host: "::", port: 0).flatMapError { _ in
-            DatagramBootstrap(group: loop).bind(host: "0.0.0.0", port: 0)
-        }.hop(to: loop).assumeIsolated().whenComplete { result in
+        let group = app.group
+        let anyIPv6 = try? SocketAddress(ipAddress: "::", port: 0)
+        let anyIPv4 = try? SocketAddress(ipAddress: "0.0.0.0", port: 0)
+        let first = anyIPv6.map { bindSkysocksUDP(to: $0, reuseAddress: false, consumerLoop: loop, group: group) }
+            ?? loop.makeFailedFuture(SocketAddressError.unsupported)
+        first.flatMapError { error in
+            guard let anyIPv4 else { return loop.makeFailedFuture(error) }
+            return bindSkysocksUDP(to: anyIPv4, reuseAddress: false, consumerLoop: loop, group: group)
+        }.assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 completion(.failure(error))
-            case .success(let channel):
+            case .success(let (channel, sink)):
                 let dualStack = channel.localAddress?.protocol == .inet6
                 let association = SkysocksServerUDPAssociation(app: app, stream: stream, channel: channel,
                                                                dualStack: dualStack)
-                do {
-                    try channel.pipeline.syncOperations.addHandler(
-                        SkysocksDatagramHandler { association.datagramFromNetwork($0) })
-                } catch {
-                    channel.close(promise: nil)
-                    completion(.failure(error))
-                    return
-                }
+                sink.value.deliver = { association.datagramFromNetwork($0) }
                 let port = UInt16(channel.localAddress?.port ?? 0)
                 let bound: Socks5Address = dualStack ? .ipv6(0, 0) : .ipv4(0)
                 var out = before ?? channel.allocator.buffer(capacity: 22)

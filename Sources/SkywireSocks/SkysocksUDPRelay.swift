@@ -2,21 +2,60 @@ import NIOCore
 import NIOPosix
 import SkywireTransport
 
-/// Hands every datagram of a UDP channel to a closure; errors (ICMP unreachable reported on the socket)
-/// are ignored, the relay lives on.
+/// Where a UDP channel's datagrams go: set on the consumer's loop once the consumer exists.
+final class SkysocksDatagramSink {
+    var deliver: ((AddressedEnvelope<ByteBuffer>) -> Void)?
+}
+
+/// Hands every datagram of a UDP channel to a sink on the consumer's loop (hopping there when the
+/// channel runs on another loop); errors (ICMP unreachable reported on the socket) are ignored, the
+/// relay lives on.
 final class SkysocksDatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let onDatagram: (AddressedEnvelope<ByteBuffer>) -> Void
+    private let sink: LoopTransfer<SkysocksDatagramSink>
+    private let loop: EventLoop
 
-    init(_ onDatagram: @escaping (AddressedEnvelope<ByteBuffer>) -> Void) {
-        self.onDatagram = onDatagram
+    init(sink: LoopTransfer<SkysocksDatagramSink>, on loop: EventLoop) {
+        self.sink = sink
+        self.loop = loop
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onDatagram(unwrapInboundIn(data))
+        let envelope = unwrapInboundIn(data)
+        if loop.inEventLoop {
+            sink.value.deliver?(envelope)
+        } else {
+            let sink = self.sink
+            loop.execute { sink.value.deliver?(envelope) }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {}
+}
+
+/// The loop a UDP relay's NIO channel runs on: the consumer's own, unless that loop cannot run NIO
+/// channels (an `EpollEventLoop`), then one of `group` (NIO's shared group when nil).
+func skysocksUDPLoop(for consumerLoop: EventLoop, group: EventLoopGroup?) -> EventLoop {
+    guard consumerLoop is EpollEventLoop else { return consumerLoop }
+    return (group ?? MultiThreadedEventLoopGroup.singleton).next()
+}
+
+/// Binds a UDP channel for a relay whose consumer is confined to `consumerLoop`; the future completes
+/// there, with the sink the channel's datagrams are delivered to (on `consumerLoop`).
+func bindSkysocksUDP(to address: SocketAddress, reuseAddress: Bool, consumerLoop: EventLoop,
+                     group: EventLoopGroup?) -> EventLoopFuture<(Channel, LoopTransfer<SkysocksDatagramSink>)> {
+    let sink = LoopTransfer(value: SkysocksDatagramSink())
+    var bootstrap = DatagramBootstrap(group: skysocksUDPLoop(for: consumerLoop, group: group))
+    if reuseAddress { bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1) }
+    return bootstrap
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(SkysocksDatagramHandler(sink: sink, on: consumerLoop))
+            }
+        }
+        .bind(to: address)
+        .hop(to: consumerLoop)
+        .map { ($0, sink) }
 }
 
 /// Writes one datagram to a stream as `LEN(2) || datagram` (docs/socks.md); drops it (returning

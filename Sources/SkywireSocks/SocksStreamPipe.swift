@@ -3,13 +3,15 @@ import NIOCore
 import NIOPosix
 import SkywireTransport
 
-/// Pipes bytes between an `AppStream` and a TCP channel with back-pressure and half-close both ways:
-/// * channel → stream: when the stream is not writable, the channel stops reading (autoRead off);
-/// * stream → channel: when the channel is not writable, the stream's reads are paused;
-/// * channel EOF → stream FIN; stream FIN → TCP shutdown(SHUT_WR) once written data is flushed.
+/// Pipes bytes between an `AppStream` and a TCP connection (`SocksSocket`: a NIO channel or a raw
+/// descriptor) with back-pressure and half-close both ways:
+/// * connection → stream: when the stream is not writable, the connection stops reading;
+/// * stream → connection: when the connection is not writable, the stream's reads are paused;
+/// * connection EOF → stream FIN; stream FIN → TCP shutdown(SHUT_WR) once written data is flushed.
 ///
 /// In the client app it also snoops the SOCKS5 dialogue (`Socks5DialogueSnooper`) and, after a UDP
-/// ASSOCIATE, runs the local UDP relay (docs/socks.md). Confined to the stream's event loop.
+/// ASSOCIATE, runs the local UDP relay (docs/socks.md). Confined to the stream's event loop; a raw
+/// socket is on that loop too, a NIO channel may be on another (its events hop here).
 final class SocksStreamPipe: AppStreamDelegate {
     enum Role {
         /// Client app: the channel is the application's connection.
@@ -28,9 +30,11 @@ final class SocksStreamPipe: AppStreamDelegate {
     }
 
     let stream: AppStream
-    let channel: Channel
+    let socket: SocksSocket
     private let role: Role
-    private let handler: NIOLoopBound<SocksChannelHandler>
+    private let connection: NIOLoopBound<SocksConnection>
+    /// Where the client app's UDP relay is bound when the stream's loop cannot run NIO channels.
+    private let udpGroup: EventLoopGroup?
     private let counters: SkysocksCounters
     private let logger: Logger
     private var mode: Mode
@@ -46,19 +50,37 @@ final class SocksStreamPipe: AppStreamDelegate {
     private var channelClosed = false
     private var channelFailed = false
 
-    init(stream: AppStream, channel: Channel, role: Role, handler: NIOLoopBound<SocksChannelHandler>,
-         snoop: Bool, counters: SkysocksCounters, logger: Logger, onDone: @escaping () -> Void) {
+    private static let allocator = ByteBufferAllocator()
+
+    init(stream: AppStream, socket: SocksSocket, role: Role, connection: NIOLoopBound<SocksConnection>,
+         snoop: Bool, udpGroup: EventLoopGroup? = nil, counters: SkysocksCounters, logger: Logger,
+         onDone: @escaping () -> Void) {
         self.stream = stream
-        self.channel = channel
+        self.socket = socket
         self.role = role
-        self.handler = handler
+        self.connection = connection
+        self.udpGroup = udpGroup
         self.counters = counters
         self.logger = logger
         self.onDone = onDone
         // The client app answers a no-authentication-only greeting itself (one transport round trip less).
-        self.mode = snoop ? .snooping(Socks5DialogueSnooper(allocator: channel.allocator,
+        self.mode = snoop ? .snooping(Socks5DialogueSnooper(allocator: Self.allocator,
                                                             answerNoAuthLocally: role == .client),
-                                      history: channel.allocator.buffer(capacity: 0)) : .passthrough
+                                      history: Self.allocator.buffer(capacity: 0)) : .passthrough
+    }
+
+    /// Becomes the stream's delegate and attaches to the connection (on the socket's loop, where
+    /// buffered bytes are replayed). Call on the stream's loop.
+    func start() {
+        stream.setDelegate(self)
+        let pipe = NIOLoopBound(self, eventLoop: stream.eventLoop)
+        let streamLoop = stream.eventLoop
+        let connection = self.connection
+        if socket.eventLoop.inEventLoop {
+            connection.value.attach(pipe, streamLoop: streamLoop)
+        } else {
+            socket.eventLoop.execute { connection.value.attach(pipe, streamLoop: streamLoop) }
+        }
     }
 
     /// Aborts both sides (app stopping).
@@ -66,10 +88,10 @@ final class SocksStreamPipe: AppStreamDelegate {
         guard !streamDone || !channelClosed else { return }
         resetStream(.appClosed)
         closeUDP()
-        channel.close(promise: nil)
+        socket.close()
     }
 
-    // MARK: - Channel events (forwarded by SocksChannelHandler)
+    // MARK: - Connection events (forwarded by SocksConnection)
 
     func channelRead(_ data: ByteBuffer) {
         switch mode {
@@ -86,10 +108,7 @@ final class SocksStreamPipe: AppStreamDelegate {
             let localReply = snooper.takeLocalReply()
             mode = snooper.isPassthrough ? .passthrough : .snooping(snooper, history: history)
             if forward.readableBytes > 0 { writeToStream(forward) }
-            if let localReply {
-                channel.write(localReply, promise: nil)
-                scheduleFlush()
-            }
+            if let localReply { send(localReply) }
         case .udpBinding, .udp, .closed:
             break  // RFC 1928 §7: the control connection carries nothing after a UDP ASSOCIATE reply.
         }
@@ -101,7 +120,7 @@ final class SocksStreamPipe: AppStreamDelegate {
             // The association ends with the control connection (RFC 1928 §7).
             finishStream()
             closeUDP()
-            channel.close(promise: nil)
+            socket.close()
         case .closed:
             break
         default:
@@ -150,8 +169,7 @@ final class SocksStreamPipe: AppStreamDelegate {
         countStreamBytes(data.readableBytes)
         switch mode {
         case .passthrough:
-            channel.write(data, promise: nil)
-            scheduleFlush()
+            send(data)
         case .snooping(var snooper, let history):
             mode = .closed
             switch snooper.serverBytes(data) {
@@ -159,12 +177,9 @@ final class SocksStreamPipe: AppStreamDelegate {
                 mode = snooper.isPassthrough ? .passthrough
                     : .snooping(snooper, history: snooper.hasForwardedServerBytes ? nil : history)
                 if toServer.readableBytes > 0 { writeToStream(toServer) }
-                if toClient.readableBytes > 0 {
-                    channel.write(toClient, promise: nil)
-                    scheduleFlush()
-                }
+                if toClient.readableBytes > 0 { send(toClient) }
             case .udpAssociated(let before, let reply, let request, let frames):
-                if before.readableBytes > 0 { channel.write(before, promise: nil) }
+                if before.readableBytes > 0 { socket.write(before) }
                 var decoder = SkysocksUDPFrameDecoder()
                 decoder.append(frames)
                 mode = .udpBinding(decoder)
@@ -186,14 +201,9 @@ final class SocksStreamPipe: AppStreamDelegate {
         case .udpBinding, .udp:
             finishStream()
             closeUDP()
-            channel.close(promise: nil)
+            socket.close()
         default:
-            // Shut down our write side only after everything written so far has reached the socket:
-            // NIO turns shutdown(output) into a full close (dropping queued writes) once input is closed.
-            let channel = self.channel
-            channel.writeAndFlush(channel.allocator.buffer(capacity: 0)).whenComplete { _ in
-                channel.close(mode: .output, promise: nil)
-            }
+            socket.shutdownOutputWhenFlushed()
         }
         if streamFinSent { streamDone = true }
     }
@@ -207,19 +217,17 @@ final class SocksStreamPipe: AppStreamDelegate {
             let replyCode: Socks5ReplyCode = code == .forbidden ? .connectionNotAllowed : .hostUnreachable
             if snooper.methodAnsweredLocally {
                 // The application already has its METHOD selection: only the reply is missing.
-                let channel = self.channel
-                channel.writeAndFlush(Socks5Reply.encode(code: replyCode, allocator: channel.allocator))
-                    .whenComplete { _ in channel.close(promise: nil) }
+                socket.writeAndClose(Socks5Reply.encode(code: replyCode, allocator: Self.allocator))
                 return
             }
-            let handler = self.handler
+            let connection = self.connection
             let history = history
-            channel.eventLoop.execute { handler.value.beginLocalFailure(code: replyCode, history: history) }
+            socket.eventLoop.execute { connection.value.beginLocalFailure(code: replyCode, history: history) }
             return
         }
         closeUDP()
         mode = .closed
-        channel.close(promise: nil)
+        socket.close()
     }
 
     func appStreamWritabilityChanged(_ stream: AppStream) {
@@ -227,7 +235,7 @@ final class SocksStreamPipe: AppStreamDelegate {
             unwritableBacklog = 0
             if channelReadsPaused {
                 channelReadsPaused = false
-                channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                socket.setReadsPaused(false)
             }
         }
     }
@@ -245,7 +253,7 @@ final class SocksStreamPipe: AppStreamDelegate {
         }
         if !stream.isWritable, !channelReadsPaused {
             channelReadsPaused = true
-            channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            socket.setReadsPaused(true)
         }
     }
 
@@ -262,12 +270,14 @@ final class SocksStreamPipe: AppStreamDelegate {
         stream.reset(code)
     }
 
-    private func scheduleFlush() {
-        guard !flushScheduled else { return }
+    /// Writes to the connection; a NIO channel is flushed once per loop round, a raw socket sends at once.
+    private func send(_ data: ByteBuffer) {
+        socket.write(data)
+        guard socket.needsFlush, !flushScheduled else { return }
         flushScheduled = true
         stream.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
-            self.channel.flush()
+            self.socket.flush()
         }
     }
 
@@ -282,22 +292,19 @@ final class SocksStreamPipe: AppStreamDelegate {
     // MARK: - Client-side UDP relay
 
     private func bindUDPRelay(reply: Socks5Reply, request: Socks5Request) {
-        guard let local = channel.localAddress, let localIP = Socks5Address(local),
+        guard let local = socket.localAddress, let localIP = Socks5Address(local),
               let bindAddress = localIP.socketAddress(port: 0),
-              let peer = channel.remoteAddress else {
+              let peer = socket.remoteAddress else {
             failUDP("control connection has no address")
             return
         }
-        let loop = stream.eventLoop
-        DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .bind(to: bindAddress)
+        bindSkysocksUDP(to: bindAddress, reuseAddress: true, consumerLoop: stream.eventLoop, group: udpGroup)
             .assumeIsolated()
             .whenComplete { result in
                 switch result {
                 case .failure(let error):
                     self.failUDP("binding the UDP relay failed: \(error)")
-                case .success(let datagramChannel):
+                case .success(let (datagramChannel, sink)):
                     guard case .udpBinding(let decoder) = self.mode, let bound = datagramChannel.localAddress,
                           let boundIP = Socks5Address(bound), let boundPort = bound.port else {
                         datagramChannel.close(promise: nil)
@@ -306,18 +313,11 @@ final class SocksStreamPipe: AppStreamDelegate {
                     let relay = SkysocksClientUDPRelay(datagramChannel: datagramChannel, stream: self.stream,
                                                        controlPeer: Socks5Address(peer), request: request,
                                                        decoder: decoder, counters: self.counters)
-                    do {
-                        try datagramChannel.pipeline.syncOperations.addHandler(
-                            SkysocksDatagramHandler { relay.datagramFromApplication($0) })
-                    } catch {
-                        datagramChannel.close(promise: nil)
-                        self.failUDP("UDP relay setup failed: \(error)")
-                        return
-                    }
+                    sink.value.deliver = { relay.datagramFromApplication($0) }
                     self.mode = .udp(relay)
-                    var out = self.channel.allocator.buffer(capacity: 32)
+                    var out = Self.allocator.buffer(capacity: 32)
                     Socks5Reply.write(code: .succeeded, boundAddress: boundIP, boundPort: UInt16(boundPort), to: &out)
-                    self.channel.writeAndFlush(out, promise: nil)
+                    self.send(out)
                     self.logger.debug("UDP relay bound", metadata: ["address": "\(bound)", "server": "\(reply.boundAddress)"])
                     relay.drainStream()
                 }
@@ -326,8 +326,7 @@ final class SocksStreamPipe: AppStreamDelegate {
 
     private func failUDP(_ reason: String) {
         logger.info("UDP ASSOCIATE failed", metadata: ["reason": "\(reason)"])
-        channel.writeAndFlush(Socks5Reply.encode(code: .generalFailure, allocator: channel.allocator))
-            .whenComplete { [channel] _ in channel.close(promise: nil) }
+        socket.writeAndClose(Socks5Reply.encode(code: .generalFailure, allocator: Self.allocator))
         resetStream(.appClosed)
         mode = .closed
     }

@@ -6,9 +6,12 @@ import XCTest
 import SkywireTransport
 
 /// Full path: TCP application → skysocks-client → LoopbackAppStream pair → skysocks → destination on 127.0.0.1.
-final class SkysocksEndToEndTests: XCTestCase {
+/// Every case runs on NIO channels here and on raw sockets in `SkysocksRawEndToEndTests`.
+class SkysocksEndToEndTests: XCTestCase {
     var group: MultiThreadedEventLoopGroup!
     var harness: SkysocksHarness!
+    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
+    var raw: Bool { false }
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -22,9 +25,9 @@ final class SkysocksEndToEndTests: XCTestCase {
 
     private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(), clientKey: String? = nil,
                              window: Int = 256 * 1024, failOpen: Bool = false,
-                             crossLoop: Bool = false) throws -> SkysocksHarness {
+                             placement: StreamPlacement = .preferred) throws -> SkysocksHarness {
         harness = try SkysocksHarness(group: group, serverOptions: options, clientKey: clientKey, window: window,
-                                      failOpen: failOpen, crossLoop: crossLoop)
+                                      failOpen: failOpen, raw: raw, placement: placement)
         return harness
     }
 
@@ -49,6 +52,10 @@ final class SkysocksEndToEndTests: XCTestCase {
         XCTAssertEqual(String(decoding: s.receive(exactly: 22), as: UTF8.self), "hello through skysocks")
         XCTAssertGreaterThanOrEqual(h.server.status.bytesUp, 22)
         XCTAssertGreaterThanOrEqual(h.client.status.bytesDown, 22)
+        // Raw mode really ran raw: the client app asked for streams on its datapath loop (where a NIO
+        // bootstrap could not have made the exit connection).
+        let streamLoop = h.serverStreams.withLockedValue { $0.first?.value.eventLoop }
+        XCTAssertEqual(streamLoop is EpollEventLoop, raw)
     }
 
     /// A greeting and request sent in one go (what the client app does after answering the greeting
@@ -56,7 +63,7 @@ final class SkysocksEndToEndTests: XCTestCase {
     func testPipelinedGreetingAndRequestAreAnsweredInOneWrite() throws {
         let h = try makeHarness()
         let echo = try h.startTCPServer(.echo)
-        let loop = group.next()
+        let loop = h.streamLoop
         final class Chunks: AppStreamDelegate {
             var chunks: [[UInt8]] = []
             func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { chunks.append(Array(data.readableBytesView)) }
@@ -258,25 +265,7 @@ final class SkysocksEndToEndTests: XCTestCase {
 
     func testUDPAssociateRelaysDatagrams() throws {
         let h = try makeHarness()
-        let echo = try h.startUDPEcho()
-        let (control, reply) = try dial([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
-        XCTAssertEqual(Array(reply.prefix(4)), [5, 0, 0, 1])
-        XCTAssertEqual(Array(reply[4..<8]), [127, 0, 0, 1], "relay must be on the listener's interface")
-        let relayPort = Int(reply[8]) << 8 | Int(reply[9])
-        let relay = try SocketAddress(ipAddress: "127.0.0.1", port: relayPort)
-
-        let udp = TestSocket(udp: true)
-        udp.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0))
-        var header = ByteBuffer()
-        Socks5UDPHeader(address: Socks5Address(echo)!, port: UInt16(echo.port!)).write(to: &header)
-        let datagram = Array(header.readableBytesView) + Array("ping over udp".utf8)
-        var answer: [UInt8]?
-        for _ in 0..<5 where answer == nil {  // UDP: retry a few times
-            udp.sendTo(datagram, relay)
-            answer = udp.receiveDatagram()
-        }
-        XCTAssertEqual(answer, datagram, "the answer carries the echo server as source and the same data")
-
+        let (control, udp, relay, datagram) = try associateAndEcho("ping over udp")
         // A fragmented datagram is dropped by the exit; the next one still comes back.
         udp.sendTo([0, 0, 1] + Array(datagram[3...]), relay)
         udp.sendTo(datagram, relay)
@@ -285,22 +274,24 @@ final class SkysocksEndToEndTests: XCTestCase {
         // The association ends with the control connection.
         control.shutdownWrite()
         XCTAssertTrue(control.waitForClose())
-        let deadline = Date().addingTimeInterval(5)
-        while h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
-        XCTAssertEqual(h.server.status.activeSessions, 0)
+        assertSessionsEnd(h)
         XCTAssertGreaterThanOrEqual(h.server.status.datagramsDropped, 1)
     }
 
     func testHalfCloseStillDeliversResponse() throws {
-        let h = try makeHarness()
+        try checkHalfClosedUpload(of: 300_000, through: makeHarness())
+    }
+
+    /// Uploads `size` bytes to a collect-then-reply server, half-closes, and checks the whole answer.
+    private func checkHalfClosedUpload(of size: Int, through h: SkysocksHarness) throws {
         let server = try h.startTCPServer(.collectThenReply)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(server)!, server.port!))
         XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
-        let payload = [UInt8](repeating: 0x5A, count: 300_000)
+        let payload = [UInt8](repeating: 0x5A, count: size)
         s.send(payload)
         s.shutdownWrite()
         let response = s.receiveAll()
-        let prefix = Array("got 300000 bytes:".utf8)
+        let prefix = Array("got \(size) bytes:".utf8)
         XCTAssertEqual(Array(response.prefix(prefix.count)), prefix)
         XCTAssertEqual(response.count, prefix.count + payload.count)
     }
@@ -349,14 +340,11 @@ final class SkysocksEndToEndTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
         XCTAssertEqual(h.client.status.activeSessions, count)
         sockets.removeAll()
-        let deadline = Date().addingTimeInterval(10)
-        while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
-        XCTAssertEqual(h.client.status.activeSessions, 0)
-        XCTAssertEqual(h.server.status.activeSessions, 0)
+        assertSessionsEnd(h, within: 10)
     }
 
     func testStreamOnAnotherEventLoop() throws {
-        let h = try makeHarness(crossLoop: true)
+        let h = try makeHarness(placement: .otherLoop)
         let server = try h.startTCPServer(.collectThenReply)
         var sockets: [TestSocket] = []
         for _ in 0..<8 {
@@ -381,4 +369,77 @@ final class SkysocksEndToEndTests: XCTestCase {
         XCTAssertEqual(Array(reply.prefix(2)), [5, Socks5ReplyCode.hostUnreachable.rawValue])
         XCTAssertTrue(s.waitForClose())
     }
+
+    /// Waits (bounded) until neither app has a session open.
+    private func assertSessionsEnd(_ h: SkysocksHarness, within seconds: TimeInterval = 5,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while h.client.status.activeSessions + h.server.status.activeSessions > 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(h.client.status.activeSessions, 0, "client sessions", file: file, line: line)
+        XCTAssertEqual(h.server.status.activeSessions, 0, "server sessions", file: file, line: line)
+    }
+
+    /// A UDP ASSOCIATE through the harness, and one datagram echoed back through the relay (retried:
+    /// UDP); returns the control connection, the application's UDP socket, the relay and the datagram.
+    private func associateAndEcho(_ text: String) throws -> (TestSocket, TestSocket, SocketAddress, [UInt8]) {
+        let echo = try harness.startUDPEcho()
+        let (control, reply) = try dial([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(Array(reply.prefix(4)), [5, 0, 0, 1])
+        XCTAssertEqual(Array(reply[4..<8]), [127, 0, 0, 1], "relay must be on the listener's interface")
+        let relay = try SocketAddress(ipAddress: "127.0.0.1", port: Int(reply[8]) << 8 | Int(reply[9]))
+        let udp = TestSocket(udp: true)
+        udp.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        var header = ByteBuffer()
+        Socks5UDPHeader(address: Socks5Address(echo)!, port: UInt16(echo.port!)).write(to: &header)
+        let datagram = Array(header.readableBytesView) + Array(text.utf8)
+        var answer: [UInt8]?
+        for _ in 0..<5 where answer == nil {
+            udp.sendTo(datagram, relay)
+            answer = udp.receiveDatagram()
+        }
+        XCTAssertEqual(answer, datagram, "the answer carries the echo server as source and the same data")
+        return (control, udp, relay, datagram)
+    }
+
+    /// Streams on a loop of the other kind: the raw client reaches a stream on a NIO loop through a
+    /// `HoppingAppStream` (and the exit runs NIO channels); the NIO client pipes to a stream on an
+    /// `EpollEventLoop` (and the exit runs raw sockets, its UDP socket on the NIO group).
+    func testStreamsOnTheOtherKindOfLoop() throws {
+        let h = try makeHarness(placement: .otherKind)
+        try checkHalfClosedUpload(of: 1 << 20, through: h)
+        let (control, _, _, _) = try associateAndEcho("mixed loops")
+        control.shutdownWrite()
+        XCTAssertTrue(control.waitForClose())
+        assertSessionsEnd(h)
+    }
+}
+
+/// The same cases on the raw datapath: the client app's listener and connections on an
+/// `EpollEventLoop` (no NIO channels), streams on that loop, so the exit's connections are raw too.
+final class SkysocksRawEndToEndTests: SkysocksEndToEndTests {
+    override var raw: Bool { true }
+
+    // Linux test discovery lists only methods declared in the class itself.
+    override func testConnectIPv4Echo() throws { try super.testConnectIPv4Echo() }
+    override func testPipelinedGreetingAndRequestAreAnsweredInOneWrite() throws { try super.testPipelinedGreetingAndRequestAreAnsweredInOneWrite() }
+    override func testConnectIPv6() throws { try super.testConnectIPv6() }
+    override func testConnectByDomainResolvedAtExit() throws { try super.testConnectByDomainResolvedAtExit() }
+    override func testPipelinedDataAfterRequestIsDelivered() throws { try super.testPipelinedDataAfterRequestIsDelivered() }
+    override func testCurlDownloadThroughProxy() throws { try super.testCurlDownloadThroughProxy() }
+    override func testConnectionRefusedReplies05() throws { try super.testConnectionRefusedReplies05() }
+    override func testUnresolvableDomainReplies04() throws { try super.testUnresolvableDomainReplies04() }
+    override func testBindReplies07() throws { try super.testBindReplies07() }
+    override func testBadAddressTypeReplies08() throws { try super.testBadAddressTypeReplies08() }
+    override func testMalformedGreetingGetsErrorAndClose() throws { try super.testMalformedGreetingGetsErrorAndClose() }
+    override func testIdleHandshakeIsClosedAfterTimeout() throws { try super.testIdleHandshakeIsClosedAfterTimeout() }
+    override func testWhitelistRefusesOtherVisors() throws { try super.testWhitelistRefusesOtherVisors() }
+    override func testWhitelistAdmitsListedVisor() throws { try super.testWhitelistAdmitsListedVisor() }
+    override func testUsernamePassword() throws { try super.testUsernamePassword() }
+    override func testUDPAssociateRelaysDatagrams() throws { try super.testUDPAssociateRelaysDatagrams() }
+    override func testHalfCloseStillDeliversResponse() throws { try super.testHalfCloseStillDeliversResponse() }
+    override func testSlowReaderKeepsBuffersBounded() throws { try super.testSlowReaderKeepsBuffersBounded() }
+    override func testFiveHundredConcurrentConnections() throws { try super.testFiveHundredConcurrentConnections() }
+    override func testStreamOnAnotherEventLoop() throws { try super.testStreamOnAnotherEventLoop() }
+    override func testStreamOpenFailureAnswersApplication() throws { try super.testStreamOpenFailureAnswersApplication() }
+    override func testStreamsOnTheOtherKindOfLoop() throws { try super.testStreamsOnTheOtherKindOfLoop() }
 }

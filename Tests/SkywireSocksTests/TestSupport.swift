@@ -167,7 +167,20 @@ final class UDPEchoHandler: ChannelInboundHandler {
     }
 }
 
-/// Client app → loopback stream pair → server app, on a shared event loop group.
+/// Where the harness puts the streams the client app opens.
+enum StreamPlacement {
+    /// On the loop the client app prefers (its accepted connection's; the datapath loop when raw).
+    case preferred
+    /// On another loop of the same kind (another NIO loop; for raw mode a NIO loop, as over sudph).
+    case otherLoop
+    /// On a loop of the other kind: an `EpollEventLoop` for the NIO client (stcpr streams after the
+    /// visor's datapath change), a NIO loop for the raw client.
+    case otherKind
+}
+
+/// Client app → loopback stream pair → server app, on a shared event loop group. With `raw`, the
+/// client app runs its connections raw on an `EpollEventLoop` and streams live there too (so the
+/// server app's exit connections are raw as well).
 final class SkysocksHarness {
     let group: EventLoopGroup
     let server: SkysocksServerApp
@@ -177,11 +190,16 @@ final class SkysocksHarness {
     /// Every acceptor-side (server app) stream opened, for back-pressure measurements.
     let serverStreams = NIOLockedValueBox<[LoopTransfer<LoopbackAppStream>]>([])
     var helperChannels: [Channel] = []
+    /// The raw client's datapath loop, or (NIO client, `.otherKind`) the loop streams live on.
+    let epoll: EpollEventLoop?
 
     init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksServerOptions(),
-         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, crossLoop: Bool = false) throws {
+         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, raw: Bool = false,
+         placement: StreamPlacement = .preferred) throws {
         self.group = group
-        let server = SkysocksServerApp(options: serverOptions)
+        let epoll = raw || placement == .otherKind ? try EpollEventLoop(name: "skysocks-test-datapath") : nil
+        self.epoll = epoll
+        let server = SkysocksServerApp(options: serverOptions, group: group)
         self.server = server
         server.start()
         let opener = clientKey ?? self.clientKey
@@ -189,11 +207,16 @@ final class SkysocksHarness {
         let serverKey = self.serverKey
         var options = SkysocksClientOptions(serverKeyHex: serverKey)
         options.listenPort = 0
-        client = SkysocksClientApp(options: options, group: group) { request in
+        client = SkysocksClientApp(options: options, group: group, datapathLoop: raw ? epoll : nil) { request in
             var chosen = request.preferredEventLoop
-            if crossLoop {
+            switch placement {
+            case .preferred:
+                break
+            case .otherLoop where !raw:
                 // Put the stream on another loop than the accepted connection (the mux's own loop).
                 for _ in 0..<8 where chosen === request.preferredEventLoop { chosen = group.next() }
+            case .otherLoop, .otherKind:
+                chosen = raw ? group.next() : epoll ?? group.next()
             }
             let loop = chosen
             if failOpen {
@@ -211,6 +234,9 @@ final class SkysocksHarness {
         }
         try client.start().wait()
     }
+
+    /// A loop for streams made by hand: the datapath loop when raw, else a NIO loop.
+    var streamLoop: EventLoop { epoll ?? group.next() }
 
     var proxyAddress: SocketAddress { client.localAddress! }
 
@@ -241,6 +267,7 @@ final class SkysocksHarness {
         _ = try? client.stop().wait()
         server.stop()
         for c in helperChannels { _ = try? c.close().wait() }
+        epoll?.shutdown()
     }
 }
 

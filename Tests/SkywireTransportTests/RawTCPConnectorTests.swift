@@ -39,16 +39,16 @@ final class RawTCPConnectorTests: XCTestCase {
     }
 
     func testConnectsAndTheListenerAcceptsTheSameConnection() throws {
-        let listener = try RawTCPSocket.listen(on: try SocketAddress(ipAddress: "127.0.0.1", port: 0), backlog: 8)
-        let port = try XCTUnwrap(RawTCPSocket.localAddress(listener.raw)?.port)
+        let loop = self.loop!
+        let acceptedPromise = loop.makePromise(of: OwnedDescriptor.self)
+        let listener = try loop.submit {
+            LoopTransferBox(try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
+                                               backlog: 8) { fd in acceptedPromise.succeed(OwnedDescriptor(taking: fd)) })
+        }.wait()
+        defer { loop.execute { listener.value.close() } }
+        let port = try XCTUnwrap(listener.value.localAddress?.port)
         let client = try connect(host: "127.0.0.1", port: port).wait()
-        var accepted: Int32 = -1
-        for _ in 0..<100 {  // the connection is queued by now; accept4 is non-blocking
-            if case .processed(let fd) = try RawTCPSocket.accept(from: listener.raw) { accepted = fd; break }
-            usleep(10_000)
-        }
-        XCTAssertGreaterThanOrEqual(accepted, 0)
-        let server = OwnedDescriptor(taking: accepted)
+        let server = try acceptedPromise.futureResult.wait()
         XCTAssertEqual(RawTCPSocket.peerAddress(server.raw)?.port, RawTCPSocket.localAddress(client.raw)?.port)
         // Bytes cross, and the descriptors are non-blocking (an empty read would block: EAGAIN).
         XCTAssertEqual(write(client.raw, "ping", 4), 4)
@@ -62,10 +62,12 @@ final class RawTCPConnectorTests: XCTestCase {
         XCTAssertEqual(Array(buffer.prefix(max(got, 0))), Array("ping".utf8))
         XCTAssertEqual(read(client.raw, &buffer, buffer.count), -1)
         XCTAssertEqual(errno, EAGAIN)
-        var noDelay: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        XCTAssertEqual(getsockopt(client.raw, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, &length), 0)
-        XCTAssertEqual(noDelay, 1)
+        for socket in [client, server] {
+            var noDelay: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            XCTAssertEqual(getsockopt(socket.raw, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, &length), 0)
+            XCTAssertEqual(noDelay, 1)
+        }
     }
 
     func testRefusedConnectFailsWithECONNREFUSED() throws {

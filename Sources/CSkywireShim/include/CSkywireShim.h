@@ -116,8 +116,8 @@ int skw_unshare_netns(void);
 /// pipe2(fds, O_CLOEXEC).
 int skw_pipe_cloexec(int fds[2]);
 
-/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC) (accept4 needs _GNU_SOURCE).
-int skw_accept_nonblocking(int fd);
+/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): the next connection of a listening socket.
+int skw_accept_nonblock(int fd);
 
 #ifdef __cplusplus
 }

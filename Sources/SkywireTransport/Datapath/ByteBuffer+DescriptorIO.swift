@@ -5,7 +5,7 @@ import NIOCore
 import SkywireSystem
 
 /// What one read(2) from a non-blocking descriptor gave.
-enum DescriptorRead: Equatable {
+public enum DescriptorRead: Equatable, Sendable {
     case bytes(Int)
     case endOfFile
     case wouldBlock
@@ -14,7 +14,7 @@ enum DescriptorRead: Equatable {
 extension ByteBuffer {
     /// read(2) of up to `count` bytes from `fd` appended to the buffer (EINTR retried); `call`
     /// names the read in errors.
-    mutating func appendRead(from fd: Int32, count: Int, call: String) throws -> DescriptorRead {
+    public mutating func appendRead(from fd: Int32, count: Int, call: String) throws -> DescriptorRead {
         var outcome = DescriptorRead.wouldBlock
         try writeWithUnsafeMutableBytes(minimumWritableBytes: count) { space -> Int in
             switch try syscallNonBlocking(call, { Glibc.read(fd, space.baseAddress, space.count) }) {

@@ -90,7 +90,10 @@ final class RawStcprLink: FrameLink {
         do {
             while outbound.readableBytes > 0 {
                 let result = try outbound.withUnsafeReadableBytes { bytes in
-                    try syscallNonBlocking("write(stcpr)") { Glibc.write(descriptor.raw, bytes.baseAddress, bytes.count) }
+                    // send(2) with MSG_NOSIGNAL: a peer that reset gives EPIPE, not SIGPIPE.
+                    try syscallNonBlocking("send(stcpr)") {
+                        Glibc.send(descriptor.raw, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                    }
                 }
                 guard case .processed(let n) = result else {
                     blocked = true

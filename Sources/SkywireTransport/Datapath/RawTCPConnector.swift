@@ -47,7 +47,7 @@ private final class ConnectAttempt {
     private var completion: ((Result<OwnedDescriptor, Error>) -> Void)?
     private var socket: OwnedDescriptor?
     private var timer: Scheduled<Void>?
-    private var lastError: Error?
+    private var firstError: Error?
 
     init(loop: EpollEventLoop, addresses: [SocketAddress], deadline: NIODeadline,
          completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
@@ -59,7 +59,7 @@ private final class ConnectAttempt {
 
     func next() {
         guard let address = addresses.popFirst() else {
-            finish(.failure(lastError ?? SystemError(call: "getaddrinfo: no address", errno: EHOSTUNREACH)))
+            finish(.failure(firstError ?? SystemError(call: "getaddrinfo: no address", errno: EHOSTUNREACH)))
             return
         }
         guard NIODeadline.now() < deadline else {
@@ -75,7 +75,7 @@ private final class ConnectAttempt {
                 abandon(SystemError(call: "connect(\(address))", errno: ETIMEDOUT))
             }
         } catch {
-            lastError = error
+            if firstError == nil { firstError = error }
             socket?.close(); socket = nil
             next()
         }
@@ -88,7 +88,7 @@ private final class ConnectAttempt {
         self.socket = nil
         if let error = RawTCPSocket.connectError(socket.raw) {
             socket.close()
-            lastError = SystemError(call: "connect(\(address))", errno: error.errno)
+            if firstError == nil { firstError = SystemError(call: "connect(\(address))", errno: error.errno) }
             next()
         } else {
             finish(.success(socket))

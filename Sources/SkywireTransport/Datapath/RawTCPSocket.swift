@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSkywireShim
 import NIOCore
 import SkywireSystem
 
@@ -23,14 +22,6 @@ public enum RawTCPSocket {
         }
         try syscall("listen") { Glibc.listen(socket.raw, backlog) }
         return socket
-    }
-
-    /// accept4(2) of one pending connection (non-blocking, close-on-exec, TCP_NODELAY set);
-    /// `.wouldBlock` when none is pending. The caller owns the returned descriptor.
-    public static func accept(from listener: Int32) throws -> IOResult<Int32> {
-        let result = try syscallNonBlocking("accept4") { skw_accept_nonblocking(listener) }
-        if case .processed(let fd) = result { setNoDelay(fd) }
-        return result
     }
 
     /// Starts a non-blocking connect(2) to `address` (TCP_NODELAY set). `inProgress` is true for
@@ -80,21 +71,26 @@ public enum RawTCPSocket {
         let rc = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(fd, $0, &length) }
         }
-        guard rc == 0 else { return nil }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            let v4 = withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) }
-            return SocketAddress(v4, host: "")
-        case AF_INET6:
-            let v6 = withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) }
-            return SocketAddress(v6, host: "")
-        default:
-            return nil
-        }
+        return rc == 0 ? SocketAddress(storage: storage) : nil
     }
 
     private static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32, call: String) throws {
         var value = value
         try syscall(call) { setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) }
+    }
+}
+
+extension SocketAddress {
+    /// An IPv4 or IPv6 `sockaddr_storage` as a `SocketAddress` (nil for other families).
+    public init?(storage: sockaddr_storage) {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) }, host: "")
+        case AF_INET6:
+            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) }, host: "")
+        default:
+            return nil
+        }
     }
 }

@@ -95,7 +95,7 @@ public final class TransportManager: @unchecked Sendable {
     /// Binds the stcpr and sudph listeners (a port of 0 in the config disables one).
     public func start() async throws {
         if settings.stcprPort > 0 {
-            let listener = try bindStcpr()
+            let listener = try await bindStcpr()
             lock.withLock { stcprListener = listener }
             logger.info("stcpr listening", metadata: ["addr": "\(listener.localAddress.map(Self.format) ?? "?")"])
         }

@@ -9,15 +9,14 @@ import SkywireSystem
 extension TransportManager {
     /// Binds the stcpr listener on the first datapath loop; each accepted connection runs the
     /// responder handshake in a `RawStcprLink` on a datapath loop (round robin).
-    func bindStcpr() throws -> StcprListener {
+    func bindStcpr() async throws -> StcprListener {
         let loops = try datapathLoops()
         let address = try SocketAddress(ipAddress: settings.listenHost, port: settings.stcprPort)
-        let socket = try RawTCPSocket.listen(on: address, backlog: StcprListener.backlog)
-        let listener = StcprListener(socket: socket, loops: loops) { [weak self] fd, loop in
-            self?.acceptedStcpr(fd, on: loop)
-        }
-        try loops[0].submit { try listener.start() }.wait()
-        return listener
+        return try await loops[0].submit {
+            try StcprListener(address: address, loops: loops) { [weak self] socket, loop in
+                self?.acceptedStcpr(socket, on: loop)
+            }
+        }.get()
     }
 
     /// Runs the responder side of a connection a peer dialled to us. On `loop`.
@@ -79,65 +78,22 @@ extension TransportManager {
     }
 }
 
-/// The stcpr listening socket, watched on the first datapath loop; accepted connections go to
-/// the loops in turn. Confined to `loops[0]` once started.
+/// The stcpr listening socket (`RawTCPListener` on the first datapath loop); accepted
+/// connections go to the loops in turn.
 final class StcprListener: @unchecked Sendable {
-    // @unchecked Sendable: `next` and the watch are touched only on `loops[0]`; `socket` is
-    // closed there too (`close()` hops).
+    // @unchecked Sendable: `listener` is touched only on `loops[0]` (`close()` hops there).
     static let backlog: Int32 = 256
 
-    private let socket: OwnedDescriptor
     private let loops: [EpollEventLoop]
-    private let accepted: (OwnedDescriptor, EpollEventLoop) -> Void
-    private var next = 0
+    private var listener: RawTCPListener?
     let localAddress: SocketAddress?
 
-    init(socket: OwnedDescriptor, loops: [EpollEventLoop], accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) {
-        self.socket = socket
+    /// Binds `address`; call on `loops[0]`.
+    init(address: SocketAddress, loops: [EpollEventLoop],
+         accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) throws {
         self.loops = loops
-        self.accepted = accepted
-        localAddress = RawTCPSocket.localAddress(socket.raw)
-    }
-
-    func start() throws {
-        try loops[0].watch(socket.raw, interest: .read) { [self] _ in acceptPending() }
-    }
-
-    /// Closes the listening socket (on its loop).
-    func close() {
-        loops[0].execute { [self] in
-            guard socket.isOpen else { return }
-            loops[0].unwatch(socket.raw)
-            socket.close()
-        }
-    }
-
-    /// How long accepting pauses after accept4 failed for want of descriptors or memory.
-    static let acceptRetryDelay = TimeAmount.milliseconds(100)
-
-    private func pauseAccepting() {
-        try? loops[0].setInterest(socket.raw, [])
-        _ = loops[0].assumeIsolated().scheduleTask(in: Self.acceptRetryDelay) { [self] in
-            guard socket.isOpen else { return }
-            try? loops[0].setInterest(socket.raw, .read)
-        }
-    }
-
-    private func acceptPending() {
-        // Bounded per wake-up so a flood cannot starve the loop's other descriptors.
-        for _ in 0..<Self.backlog where socket.isOpen {
-            let fd: Int32
-            do {
-                guard case .processed(let got) = try RawTCPSocket.accept(from: socket.raw) else { return }
-                fd = got
-            } catch let error as SystemError where error.errno == ECONNABORTED || error.errno == EPROTO {
-                continue  // the peer gave up while queued
-            } catch {
-                // EMFILE/ENFILE and the like: leave the rest queued and look again a little later
-                // (the socket stays readable, so watching it meanwhile would spin).
-                pauseAccepting()
-                return
-            }
+        var next = 0
+        let listener = try RawTCPListener(loop: loops[0], address: address, backlog: Self.backlog) { fd in
             let loop = loops[next % loops.count]
             next &+= 1
             let transfer = LoopTransferBox((OwnedDescriptor(taking: fd), accepted))
@@ -146,6 +102,16 @@ final class StcprListener: @unchecked Sendable {
             } else {
                 loop.execute { transfer.value.1(transfer.value.0, loop) }
             }
+        }
+        self.listener = listener
+        localAddress = listener.localAddress
+    }
+
+    /// Closes the listening socket (on its loop).
+    func close() {
+        loops[0].execute { [self] in
+            listener?.close()
+            listener = nil
         }
     }
 }

@@ -10,7 +10,8 @@ final class SkysocksServerVisorApp: VisorApp {
 
     init(context: AppContext, args: [String]) throws {
         do {
-            server = try SkysocksServerApp(arguments: args, logger: context.logger)
+            // Streams over stcpr arrive on a datapath loop (raw sockets); UDP ASSOCIATE binds on the NIO loops.
+            server = try SkysocksServerApp(arguments: args, group: context.transports.group, logger: context.logger)
         } catch {
             throw AppError("skysocks: \(error)")
         }
@@ -44,10 +45,11 @@ final class SkysocksClientVisorApp: VisorApp {
             // `parse` checked the key's form: parsed once here, not per proxied connection.
             let serverKey = try PublicKey(hex: options.serverKeyHex)
             server = options.serverKeyHex
-            // Accepted connections live on the loop the transport to the server is dialled on
-            // (no thread hop per stream call when this visor dialled it).
+            // The listener and accepted connections are raw sockets on the datapath loop the stcpr
+            // transport to the server is dialled on (no thread hop per stream call when this visor
+            // dialled it); a stream over sudph is reached through a hop.
             client = SkysocksClientApp(options: options, group: transports.group,
-                                       childGroup: transports.homeLoop(for: serverKey),
+                                       datapathLoop: try transports.datapathLoop(for: serverKey),
                                        logger: context.logger) { request in
                 let loop = request.preferredEventLoop
                 guard let pk = request.remoteKeyHex == options.serverKeyHex ? serverKey

@@ -1,0 +1,234 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import SkywireSystem
+import SkywireTransport
+
+/// A connected, non-blocking TCP descriptor on an `EpollEventLoop` as a `SocksSocket`, without a NIO
+/// channel: reads go to the connection's `SocksConnection`, writes are sent at once (send(2)
+/// with MSG_NOSIGNAL) and only what the kernel does not take is queued. Behaves like a NIO channel
+/// with half-closure allowed: EOF is reported as input closed, the descriptor closes once both
+/// directions are done; writability follows NIO's default watermarks. Owns the descriptor; the loop's
+/// watch keeps the socket alive until it closes. Loop thread only.
+final class RawSocksSocket: SocksSocket {
+    /// Largest read(2) per call.
+    static let readChunk = 16 * 1024
+    /// Queued bytes at which the socket reports "not writable", and below which it is writable again
+    /// (NIO's default `WriteBufferWaterMark`).
+    static let writeHighWater = 64 * 1024
+    static let writeLowWater = 32 * 1024
+
+    let loop: EpollEventLoop
+    let connection: SocksConnection
+    private let descriptor: OwnedDescriptor
+    /// Bytes the kernel has not taken yet.
+    private var queue = CircularBuffer<ByteBuffer>()
+    private var queuedBytes = 0
+    private var writable = true
+    private var readsPaused = false
+    private var inputClosed = false
+    private var outputShut = false
+    private var shutdownPending = false
+    private var closePending = false
+    /// A hang-up came while reads were paused: the descriptor is out of epoll (a level-triggered
+    /// EPOLLHUP cannot be masked) until reads resume.
+    private var parked = false
+    private var interest: EpollEventLoop.Interest = .read
+    private var closed: Bool { !descriptor.isOpen }
+
+    /// Takes `socket` (connected, non-blocking) and starts reading. Call on `loop`.
+    init(loop: EpollEventLoop, socket: OwnedDescriptor, localFailureTimeout: TimeAmount) throws {
+        self.loop = loop
+        descriptor = socket
+        connection = SocksConnection(localFailureTimeout: localFailureTimeout)
+        connection.socket = self
+        try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
+    }
+
+    // MARK: SocksSocket
+
+    var eventLoop: EventLoop { loop }
+    var localAddress: SocketAddress? { closed ? nil : RawTCPSocket.localAddress(descriptor.raw) }
+    var remoteAddress: SocketAddress? { closed ? nil : RawTCPSocket.peerAddress(descriptor.raw) }
+    var needsFlush: Bool { false }
+
+    func write(_ data: ByteBuffer) {
+        guard !closed, !outputShut, !shutdownPending, !closePending, data.readableBytes > 0 else { return }
+        if queue.isEmpty {
+            var data = data
+            guard send(&data) else { return }
+            if data.readableBytes == 0 { return }
+            enqueue(data)
+        } else {
+            enqueue(data)
+        }
+        updateInterest()
+    }
+
+    func flush() {}
+
+    func writeAndClose(_ data: ByteBuffer) {
+        write(data)
+        guard !closed else { return }
+        if queue.isEmpty { close() } else { closePending = true }
+    }
+
+    func shutdownOutputWhenFlushed() {
+        guard !closed, !outputShut else { return }
+        if queue.isEmpty { shutDownOutput() } else { shutdownPending = true }
+    }
+
+    func close() {
+        guard !closed else { return }
+        loop.unwatch(descriptor.raw)
+        descriptor.close()
+        queue.removeAll()
+        queuedBytes = 0
+        connection.socketClosed()
+    }
+
+    func setReadsPaused(_ paused: Bool) {
+        guard paused != readsPaused, !closed else { return }
+        readsPaused = paused
+        if !paused && parked {
+            parked = false
+            do {
+                try loop.watch(descriptor.raw, interest: .read) { readiness in self.ready(readiness) }
+            } catch {
+                fail()
+                return
+            }
+            interest = .read
+            updateInterest()
+            readFromSocket()
+            return
+        }
+        updateInterest()
+    }
+
+    // MARK: Readiness
+
+    private func ready(_ readiness: EpollEventLoop.Readiness) {
+        if readiness.writable || (readiness.hangup && !queue.isEmpty) { drain() }
+        guard !closed else { return }
+        if readiness.readable || readiness.hangup {
+            if !readsPaused && !inputClosed {
+                readFromSocket()
+            } else if readiness.hangup {
+                // Nothing will be read now and EPOLLHUP would be reported on every wait.
+                if socketError() != 0 { fail(); return }
+                parked = true
+                loop.unwatch(descriptor.raw)
+            }
+        }
+    }
+
+    private func readFromSocket() {
+        while !closed && !inputClosed && !readsPaused {
+            var buffer = ByteBuffer()
+            let outcome: DescriptorRead
+            do {
+                outcome = try buffer.appendRead(from: descriptor.raw, count: Self.readChunk, call: "read")
+            } catch {
+                fail()
+                return
+            }
+            switch outcome {
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                inputClosed = true
+                updateInterest()
+                connection.socketInputClosed()
+                if outputShut { close() }
+                return
+            case .bytes(let count):
+                connection.socketRead(buffer)
+                // A short read emptied the socket (level-triggered epoll reports anything later).
+                if count < Self.readChunk { return }
+            }
+        }
+    }
+
+    private func drain() {
+        while !closed, var head = queue.first {
+            queue.removeFirst()
+            queuedBytes -= head.readableBytes
+            guard send(&head) else { return }
+            if head.readableBytes > 0 {
+                queue.prepend(head)
+                queuedBytes += head.readableBytes
+                break
+            }
+        }
+        guard !closed else { return }
+        if !writable && queuedBytes < Self.writeLowWater {
+            writable = true
+            connection.socketWritabilityChanged(true)
+            guard !closed else { return }
+        }
+        if queue.isEmpty {
+            if closePending { close(); return }
+            if shutdownPending { shutDownOutput(); return }
+        }
+        updateInterest()
+    }
+
+    /// send(2) of `data` (advancing it by what was taken); false when the socket failed (and closed).
+    private func send(_ data: inout ByteBuffer) -> Bool {
+        let result: IOResult<Int>
+        do {
+            result = try data.withUnsafeReadableBytes { bytes in
+                try syscallNonBlocking("send") {
+                    Glibc.send(descriptor.raw, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                }
+            }
+        } catch {
+            fail()
+            return false
+        }
+        if case .processed(let count) = result { data.moveReaderIndex(forwardBy: count) }
+        return true
+    }
+
+    private func enqueue(_ data: ByteBuffer) {
+        queue.append(data)
+        queuedBytes += data.readableBytes
+        if writable && queuedBytes >= Self.writeHighWater {
+            writable = false
+            connection.socketWritabilityChanged(false)
+        }
+    }
+
+    private func shutDownOutput() {
+        shutdownPending = false
+        outputShut = true
+        _ = Glibc.shutdown(descriptor.raw, Int32(SHUT_WR))
+        if inputClosed { close() } else { updateInterest() }
+    }
+
+    private func updateInterest() {
+        guard !closed, !parked else { return }
+        var wanted: EpollEventLoop.Interest = []
+        if !readsPaused && !inputClosed { wanted.insert(.read) }
+        if !queue.isEmpty { wanted.insert(.write) }
+        guard wanted != interest else { return }
+        interest = wanted
+        do { try loop.setInterest(descriptor.raw, wanted) } catch { fail() }
+    }
+
+    private func socketError() -> Int32 {
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        _ = getsockopt(descriptor.raw, SOL_SOCKET, SO_ERROR, &error, &length)
+        return error
+    }
+
+    /// An I/O error (reset, broken pipe): reported like NIO's errorCaught, then the socket closes.
+    private func fail() {
+        guard !closed else { return }
+        connection.socketErrorCaught()
+        close()
+    }
+}
