@@ -124,6 +124,11 @@ final class RawSocksSocket: SocksSocket {
         }
     }
 
+    /// Reads what is there without waiting for epoll to report it (EAGAIN when nothing is).
+    func readNow() {
+        readFromSocket()
+    }
+
     private func readFromSocket() {
         while !closed && !inputClosed && !readsPaused {
             var buffer = ByteBuffer()

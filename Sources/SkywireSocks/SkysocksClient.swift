@@ -136,6 +136,9 @@ public final class SkysocksClientApp: Sendable {
                 do {
                     let socket = try RawSocksSocket(loop: loop, socket: OwnedDescriptor(taking: fd), localFailureTimeout: timeout)
                     app.connectionAccepted(socket, connection: socket.connection)
+                    // The application sends its greeting right after connecting: it is usually
+                    // there already, and reading it now saves a trip through epoll_wait.
+                    socket.readNow()
                 } catch {
                     app.logger.notice("could not set up an accepted connection", metadata: ["error": "\(error)"])
                 }

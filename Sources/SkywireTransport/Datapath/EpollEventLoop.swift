@@ -268,12 +268,16 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         for entry in batch { entry.run() }
     }
 
+    /// Arms the timerfd for the first scheduled deadline, but only when that is earlier than the
+    /// one armed: a later deadline (tasks scheduled and cancelled per request) is armed when the
+    /// armed one fires, so most schedule/cancel pairs cost no timerfd_settime. A fire with nothing
+    /// due is harmless.
     private func armTimer() {
-        let next = scheduled.first?.deadline ?? 0
-        guard next != armedDeadline else { return }
-        armedDeadline = next
-        // A deadline already passed (or 0 ns) fires at once / disarms; both are what is wanted.
-        _ = skw_timerfd_set_absolute(timer.raw, next == 0 ? 0 : max(next, 1))
+        guard let next = scheduled.first?.deadline else { return }
+        guard armedDeadline == 0 || next < armedDeadline else { return }
+        armedDeadline = max(next, 1)
+        // A deadline already passed fires at once, which is what is wanted.
+        _ = skw_timerfd_set_absolute(timer.raw, armedDeadline)
     }
 
     private func insertScheduled(_ entry: ScheduledEntry) {

@@ -68,7 +68,10 @@ private final class ConnectAttempt {
         }
         do {
             let (socket, inProgress) = try RawTCPSocket.connect(to: address)
-            guard inProgress else { finish(.success(socket)); return }
+            guard inProgress, try !RawTCPSocket.connectFinished(socket.raw, to: address) else {
+                finish(.success(socket))
+                return
+            }
             self.socket = socket
             try loop.watch(socket.raw, interest: .write) { [self] _ in connectEnded(address) }
             timer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in

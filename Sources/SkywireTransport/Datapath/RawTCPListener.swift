@@ -6,8 +6,8 @@ import NIOCore
 import SkywireSystem
 
 /// A listening TCP socket on an `EpollEventLoop` without a NIO channel (`RawTCPSocket.listen`:
-/// SO_REUSEADDR), and accept4(2) of non-blocking, close-on-exec connections with TCP_NODELAY,
-/// handed to `onAccept` (which owns them). Running out of descriptors or memory pauses accepting
+/// SO_REUSEADDR; TCP_NODELAY, which accepted sockets inherit), and accept4(2) of non-blocking,
+/// close-on-exec connections handed to `onAccept` (which owns them). Running out of descriptors or memory pauses accepting
 /// for `acceptBackoff` (NIO's `AcceptBackoffHandler` does the same). Loop thread only.
 public final class RawTCPListener {
     /// Connections accepted per readiness report, so one busy listener cannot starve the loop.
@@ -28,6 +28,9 @@ public final class RawTCPListener {
         self.loop = loop
         self.onAccept = onAccept
         descriptor = try RawTCPSocket.listen(on: address, backlog: backlog)
+        // Accepted sockets inherit TCP_NODELAY from the listener (Linux copies the socket), so
+        // no setsockopt per connection; RawTCPConnectorTests checks it.
+        RawTCPSocket.setNoDelay(descriptor.raw)
         localAddress = RawTCPSocket.localAddress(descriptor.raw)
         try loop.watch(descriptor.raw, interest: .read) { [self] _ in acceptReady() }  // the watch holds the listener until `close`
     }
@@ -45,7 +48,6 @@ public final class RawTCPListener {
             guard descriptor.isOpen else { return }
             let fd = skw_accept_nonblock(descriptor.raw)
             if fd >= 0 {
-                RawTCPSocket.setNoDelay(fd)
                 onAccept(fd)
                 continue
             }

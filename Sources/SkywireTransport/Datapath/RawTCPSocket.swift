@@ -38,6 +38,19 @@ public enum RawTCPSocket {
         throw SystemError(call: "connect(\(address))", errno: err)
     }
 
+    /// Whether a connect that reported EINPROGRESS has completed already (a second connect(2):
+    /// EISCONN), as one to a local address usually has by the time the first returns, which saves
+    /// waiting for writability. False while in progress; throws the connect's error if it failed.
+    public static func connectFinished(_ fd: Int32, to address: SocketAddress) throws -> Bool {
+        let rc = address.withSockAddr { sa, length in Glibc.connect(fd, sa, socklen_t(length)) }
+        if rc == 0 { return true }
+        switch errno {
+        case EISCONN: return true
+        case EALREADY, EINPROGRESS, EINTR: return false
+        case let err: throw SystemError(call: "connect(\(address))", errno: err)
+        }
+    }
+
     /// The outcome of a connect that was in progress (SO_ERROR): nil when connected.
     public static func connectError(_ fd: Int32) -> SystemError? {
         var value: Int32 = 0
