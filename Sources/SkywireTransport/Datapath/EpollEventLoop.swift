@@ -115,13 +115,20 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     public func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         let promise: EventLoopPromise<T> = makePromise()
         let id = SchedulingID()
+        // On the loop (timers set and cancelled per request), both take effect at once, without a
+        // queued task each.
         let scheduled = Scheduled(promise: promise, cancellationTask: { [self] in
-            execute {
+            if inEventLoop {
                 id.cancelled = true
-                self.cancelScheduled(id.value)
+                cancelScheduled(id.value)
+            } else {
+                execute {
+                    id.cancelled = true
+                    self.cancelScheduled(id.value)
+                }
             }
         })
-        execute { [self] in
+        let insert: @Sendable () -> Void = { [self] in
             // Cancelled before it was queued (a cancel from the loop can overtake a remote schedule).
             if id.cancelled { promise.fail(EventLoopError.cancelled); return }
             nextScheduledID += 1
@@ -131,6 +138,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
                 run: { do { promise.assumeIsolated().succeed(try task()) } catch { promise.fail(error) } },
                 cancelled: { promise.fail($0) }))
         }
+        if inEventLoop { insert() } else { execute(insert) }
         return scheduled
     }
 
