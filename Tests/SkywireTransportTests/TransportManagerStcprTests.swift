@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SkywireCrypto
+import SkywireTestSupport
+import XCTest
+@testable import SkywireTransport
+
+/// Two transport managers over stcpr on loopback: the raw datapath end to end (listener, dial,
+/// `RawStcprLink`, mux streams on `EpollEventLoop`s) and the redial after the peer restarts.
+final class TransportManagerStcprTests: XCTestCase {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    private var managers: [TransportManager] = []
+    static let echoPort: UInt16 = 7
+
+    override func tearDown() async throws {
+        for m in managers { await m.shutdown() }
+        managers = []
+        try await group.shutdownGracefully()
+    }
+
+    private func manager(identity: KeyPair = .generate(), stcprPort: Int = 0) -> TransportManager {
+        var settings = TransportSettings(identity: identity, listenHost: "127.0.0.1",
+                                         stcprPort: stcprPort, sudphPort: 0, peers: [:])
+        settings.handshakeTimeout = 2
+        let m = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+        managers.append(m)
+        return m
+    }
+
+    /// Sends `payload` on a new stream to `remote`'s echo port, finishes, and returns what came back
+    /// before the echo's FIN, with whether the stream ran on an `EpollEventLoop`.
+    private func echo(_ payload: [UInt8], via m: TransportManager, to remote: PublicKey) throws -> ([UInt8], Bool) {
+        let stream = try m.openStream(to: remote, port: Self.echoPort, sourcePort: 100).wait()
+        let collector = EchoCollector()
+        let transfer = LoopTransferBox(stream)
+        let loop = stream.eventLoop
+        try loop.submit {
+            transfer.value.setDelegate(collector)
+            transfer.value.write(ByteBuffer(bytes: payload))
+            transfer.value.finish()
+        }.wait()
+        let got = try collector.done.futureResult.wait()
+        return (got, loop is EpollEventLoop)
+    }
+
+    func testStreamsEchoOverStcprOnDatapathLoopsAtBothEnds() throws {
+        let server = manager(stcprPort: Int(try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))))
+        let router = EchoRouter()
+        server.router = router
+        try waitAsync { try await server.start() }
+        let address = try XCTUnwrap(server.stcprListenAddress)
+        let client = manager()
+        let info = try waitAsync { try await client.add(remote: server.localKey, type: .stcpr, address: address) }
+        XCTAssertEqual(info.state, .up)
+        XCTAssertEqual(info.remoteAddress, address)
+        for round in 0..<4 {
+            let payload = (0..<(64 * 1024 + round)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ round) }
+            let (back, raw) = try echo(payload, via: client, to: server.localKey)
+            XCTAssertEqual(back, payload, "round \(round)")
+            XCTAssertTrue(raw, "the dialling end's stream is on a datapath loop")
+        }
+        XCTAssertEqual(router.streamsOnDatapathLoops.withLockedValue { $0 }, [true, true, true, true])
+        // One transport each way: dialled (wanted) at the client, accepted at the server.
+        let inbound = server.list()
+        XCTAssertEqual(inbound.count, 1)
+        XCTAssertEqual(inbound.first?.remoteKey, client.localKey)
+        XCTAssertEqual(inbound.first?.initiator, false)
+        XCTAssertEqual(client.list().map(\.initiator), [true])
+    }
+
+    func testDialledTransportIsRedialledWhenThePeerComesBack() throws {
+        let port = Int(try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue)))
+        let identity = KeyPair.generate()
+        let first = manager(identity: identity, stcprPort: port)
+        first.router = EchoRouter()
+        try waitAsync { try await first.start() }
+        let client = manager()
+        _ = try waitAsync { try await client.add(remote: identity.publicKey, type: .stcpr, address: "127.0.0.1:\(port)") }
+        XCTAssertEqual(try echo([1, 2, 3], via: client, to: identity.publicKey).0, [1, 2, 3])
+
+        try waitAsync { await first.shutdown() }
+        try waitUntil("the client sees the transport down") { client.list().first?.state != .up }
+        XCTAssertEqual(client.list().count, 1, "a wanted transport stays listed while it redials")
+
+        let second = manager(identity: identity, stcprPort: port)
+        second.router = EchoRouter()
+        try waitAsync { try await second.start() }
+        // Backoff starts at 1 s (±20 %); a refused redial doubles it to 2 s.
+        try waitUntil("the client redials", seconds: 8) { client.list().first?.state == .up }
+        XCTAssertEqual(try echo([4, 5, 6], via: client, to: identity.publicKey).0, [4, 5, 6])
+    }
+
+    // MARK: Helpers
+
+    private func waitUntil(_ what: String, seconds: Double = 5, _ condition: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return }
+            usleep(20_000)
+        }
+        XCTFail("timed out: \(what)")
+        throw CancellationError()
+    }
+
+    private func waitAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let promise = group.next().makePromise(of: T.self)
+        promise.completeWithTask(body)
+        return try promise.futureResult.wait()
+    }
+}
+
+/// Echoes every stream on `TransportManagerStcprTests.echoPort` and notes whether it arrived on an
+/// `EpollEventLoop`.
+private final class EchoRouter: AppRouter, @unchecked Sendable {
+    // @unchecked Sendable: `streamsOnDatapathLoops` is a locked box; `echoes` is guarded by `lock`.
+    let streamsOnDatapathLoops = NIOLockedValueBox<[Bool]>([])
+    private let lock = NIOLock()
+    private var echoes: [ObjectIdentifier: Echo] = [:]
+
+    func route(stream: AppStream, destinationPort: UInt16) -> AppStreamResetCode? {
+        guard destinationPort == TransportManagerStcprTests.echoPort else { return .noSuchPort }
+        streamsOnDatapathLoops.withLockedValue { $0.append(stream.eventLoop is EpollEventLoop) }
+        let echo = Echo { [weak self] id in self?.lock.withLock { _ = self?.echoes.removeValue(forKey: id) } }
+        lock.withLock { echoes[ObjectIdentifier(echo)] = echo }
+        stream.setDelegate(echo)
+        return nil
+    }
+
+    func route(datagram: ByteBuffer, from: PublicKey, destinationPort: UInt16, sourcePort: UInt16) {}
+}
+
+/// Writes back what it receives; finishes when the peer finishes.
+private final class Echo: AppStreamDelegate {
+    private let done: (ObjectIdentifier) -> Void
+    init(done: @escaping (ObjectIdentifier) -> Void) { self.done = done }
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { stream.write(data) }
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.finish()
+        done(ObjectIdentifier(self))
+    }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { done(ObjectIdentifier(self)) }
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+}
+
+/// Collects a stream's bytes until its FIN.
+private final class EchoCollector: AppStreamDelegate, @unchecked Sendable {
+    // @unchecked Sendable: `bytes` is touched only on the stream's loop; `done` is a promise.
+    private var bytes: [UInt8] = []
+    let done = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: [UInt8].self)
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { bytes += data.readableBytesView }
+    func appStreamDidReceiveFinish(_ stream: AppStream) { done.succeed(bytes) }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        done.fail(TransportError(.closed, "stream reset: \(code)"))
+    }
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+}
