@@ -45,9 +45,12 @@ public final class TransportManager: @unchecked Sendable {
         return loops[Int(remote.bytes[0]) % loops.count]
     }
 
-    /// The loops stcpr transports run on (created on first call; stopped by `shutdown`).
+    /// The loops stcpr transports run on (created on first call; stopped by `shutdown`, after which
+    /// this throws).
     func datapathLoops() throws -> [EpollEventLoop] {
         try lock.withLock {
+            // After `shutdown` no new loops: nothing would stop their threads.
+            guard !stopped else { throw TransportError(.closed, "the transport manager has stopped") }
             if _datapathLoops.isEmpty {
                 for index in 0..<max(1, loops.count) {
                     _datapathLoops.append(try EpollEventLoop(name: "skywire-dp\(index)"))
