@@ -43,9 +43,13 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private struct ScheduledEntry {
         let deadline: UInt64
         let id: UInt64
-        let run: () -> Void
-        let cancelled: (EventLoopError) -> Void
+        /// Runs the task (nil) or fails it with the error (cancelled, loop shut down).
+        let complete: ((any Error)?) -> Void
     }
+
+    /// Boxed once: failing a cancelled or shut-down task allocates nothing.
+    private static let cancelledError: any Error = EventLoopError.cancelled
+    private static let shutdownError: any Error = EventLoopError.shutdown
 
     private let epoll: OwnedDescriptor
     private let waker: OwnedDescriptor
@@ -119,26 +123,16 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         // queued task each.
         let scheduled = Scheduled(promise: promise, cancellationTask: { [self] in
             if inEventLoop {
-                id.cancelled = true
-                cancelScheduled(id.value)
+                cancelScheduled(id)
             } else {
-                execute {
-                    id.cancelled = true
-                    self.cancelScheduled(id.value)
-                }
+                execute { self.cancelScheduled(id) }
             }
         })
-        let insert: @Sendable () -> Void = { [self] in
-            // Cancelled before it was queued (a cancel from the loop can overtake a remote schedule).
-            if id.cancelled { promise.fail(EventLoopError.cancelled); return }
-            nextScheduledID += 1
-            id.value = nextScheduledID
-            insertScheduled(ScheduledEntry(
-                deadline: deadline.uptimeNanoseconds, id: nextScheduledID,
-                run: { do { promise.assumeIsolated().succeed(try task()) } catch { promise.fail(error) } },
-                cancelled: { promise.fail($0) }))
+        if inEventLoop {
+            insertScheduled(id, deadline, promise, task)
+        } else {
+            execute { self.insertScheduled(id, deadline, promise, task) }
         }
-        if inEventLoop { insert() } else { execute(insert) }
         return scheduled
     }
 
@@ -245,7 +239,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
                 }
             }
         }
-        for entry in scheduled { entry.cancelled(.shutdown) }
+        for entry in scheduled { entry.complete(Self.shutdownError) }
         scheduled.removeAll()
         let callbacks = lock.withLock { () -> [(Error?) -> Void] in
             defer { shutdownCallbacks.removeAll() }
@@ -273,7 +267,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         guard due > 0 else { return }
         let batch = scheduled[..<due]
         scheduled.removeFirst(due)
-        for entry in batch { entry.run() }
+        for entry in batch { entry.complete(nil) }
     }
 
     /// Arms the timerfd for the first scheduled deadline, but only when that is earlier than the
@@ -288,7 +282,19 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         _ = skw_timerfd_set_absolute(timer.raw, armedDeadline)
     }
 
-    private func insertScheduled(_ entry: ScheduledEntry) {
+    private func insertScheduled<T>(_ id: SchedulingID, _ deadline: NIODeadline, _ promise: EventLoopPromise<T>,
+                                    _ task: @escaping @Sendable () throws -> T) {
+        // Cancelled before it was queued (a cancel from the loop can overtake a remote schedule).
+        if id.cancelled { promise.fail(Self.cancelledError); return }
+        nextScheduledID += 1
+        id.value = nextScheduledID
+        let entry = ScheduledEntry(deadline: deadline.uptimeNanoseconds, id: nextScheduledID) { error in
+            if let error {
+                promise.fail(error)
+                return
+            }
+            do { promise.assumeIsolated().succeed(try task()) } catch { promise.fail(error) }
+        }
         var low = 0, high = scheduled.count
         while low < high {
             let mid = (low + high) / 2
@@ -298,9 +304,10 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         scheduled.insert(entry, at: low)
     }
 
-    private func cancelScheduled(_ id: UInt64) {
-        guard let index = scheduled.firstIndex(where: { $0.id == id }) else { return }
-        scheduled.remove(at: index).cancelled(.cancelled)
+    private func cancelScheduled(_ id: SchedulingID) {
+        id.cancelled = true
+        guard let index = scheduled.firstIndex(where: { $0.id == id.value }) else { return }
+        scheduled.remove(at: index).complete(Self.cancelledError)
     }
 }
 

@@ -38,6 +38,8 @@ final class MuxConnection {
     /// Optimistic opens (handed out before OPEN_OK) and the timer that resets them if no answer comes.
     private var optimisticOpens: [MuxStreamID: Scheduled<Void>] = [:]
     private var flushScheduled = false
+    /// `flushIfNeeded` as a task, made once (queued once per tick with frames to send).
+    private lazy var flushTask: @Sendable () -> Void = { [owner = WeakConnection(self)] in owner.value?.flushIfNeeded() }
     /// A delayed flush of lazily queued frames (`scheduleFlush(lazy:)`), if one is pending.
     private var lazyFlush: Scheduled<Void>?
     /// Reused plaintext buffer for encoding outgoing frames (`flushIfNeeded`).
@@ -159,7 +161,7 @@ final class MuxConnection {
         }
         guard !flushScheduled else { return }
         flushScheduled = true
-        eventLoop.execute { [weak self] in self?.flushIfNeeded() }
+        eventLoop.execute(flushTask)
     }
 
     /// Orderly end (e.g. the visor stopping): CLOSE goes to the peer, then the link closes.
@@ -364,4 +366,11 @@ final class MuxConnection {
         try? session.ping(opaque: opaque)
         scheduleFlush()
     }
+}
+
+/// A weak reference to a connection, carried by tasks for its own loop (and read only there).
+private final class WeakConnection: @unchecked Sendable {
+    // @unchecked Sendable: `value` is read only on the connection's event loop, where tasks run.
+    weak var value: MuxConnection?
+    init(_ value: MuxConnection) { self.value = value }
 }

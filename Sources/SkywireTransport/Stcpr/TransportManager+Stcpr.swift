@@ -12,11 +12,11 @@ extension TransportManager {
     func bindStcpr() async throws -> StcprListener {
         let loops = try datapathLoops()
         let address = try SocketAddress(ipAddress: settings.listenHost, port: settings.stcprPort)
-        return try await loops[0].submit {
-            try StcprListener(address: address, loops: loops) { [weak self] socket, loop in
-                self?.acceptedStcpr(socket, on: loop)
-            }
-        }.get()
+        let listener = StcprListener(loops: loops) { [weak self] socket, loop in
+            self?.acceptedStcpr(socket, on: loop)
+        }
+        try await loops[0].submit { try listener.start(address: address) }.get()
+        return listener
     }
 
     /// Runs the responder side of a connection a peer dialled to us. On `loop`.
@@ -81,27 +81,26 @@ extension TransportManager {
 /// The stcpr listening socket (`RawTCPListener` on the first datapath loop); accepted
 /// connections go to the loops in turn.
 final class StcprListener: @unchecked Sendable {
-    // @unchecked Sendable: `listener` is touched only on `loops[0]` (`close()` hops there).
+    // @unchecked Sendable: `listener` and `next` are touched only on `loops[0]` (`close()` hops
+    // there); `localAddress` is written by `start` before the future that returns the listener
+    // completes, and only read afterwards.
     static let backlog: Int32 = 256
 
     private let loops: [EpollEventLoop]
+    private let accepted: (OwnedDescriptor, EpollEventLoop) -> Void
     private var listener: RawTCPListener?
-    let localAddress: SocketAddress?
+    private var next = 0
+    private(set) var localAddress: SocketAddress?
 
-    /// Binds `address`; call on `loops[0]`.
-    init(address: SocketAddress, loops: [EpollEventLoop],
-         accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) throws {
+    init(loops: [EpollEventLoop], accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) {
         self.loops = loops
-        var next = 0
-        let listener = try RawTCPListener(loop: loops[0], address: address, backlog: Self.backlog) { fd in
-            let loop = loops[next % loops.count]
-            next &+= 1
-            let transfer = LoopTransferBox((OwnedDescriptor(taking: fd), accepted))
-            if loop === loops[0] {
-                accepted(transfer.value.0, loop)
-            } else {
-                loop.execute { transfer.value.1(transfer.value.0, loop) }
-            }
+        self.accepted = accepted
+    }
+
+    /// Binds `address` and starts accepting; call on `loops[0]`.
+    func start(address: SocketAddress) throws {
+        let listener = try RawTCPListener(loop: loops[0], address: address, backlog: Self.backlog) { [self] fd in
+            dispatch(OwnedDescriptor(taking: fd))
         }
         self.listener = listener
         localAddress = listener.localAddress
@@ -114,4 +113,31 @@ final class StcprListener: @unchecked Sendable {
             listener = nil
         }
     }
+
+    private func dispatch(_ socket: OwnedDescriptor) {
+        let loop = loops[next % loops.count]
+        next &+= 1
+        if loop === loops[0] {
+            accepted(socket, loop)
+        } else {
+            let handoff = AcceptedConnection(socket: socket, loop: loop, accepted: accepted)
+            loop.execute { handoff.run() }
+        }
+    }
+}
+
+/// An accepted connection on its way to the datapath loop that serves it.
+private final class AcceptedConnection: @unchecked Sendable {
+    // @unchecked Sendable: created on the listener's loop, then used only on `loop`.
+    let socket: OwnedDescriptor
+    let loop: EpollEventLoop
+    let accepted: (OwnedDescriptor, EpollEventLoop) -> Void
+
+    init(socket: OwnedDescriptor, loop: EpollEventLoop, accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) {
+        self.socket = socket
+        self.loop = loop
+        self.accepted = accepted
+    }
+
+    func run() { accepted(socket, loop) }
 }
