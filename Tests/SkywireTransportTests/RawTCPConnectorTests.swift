@@ -104,4 +104,43 @@ final class RawTCPConnectorTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("bind"), "\(error)")
         }
     }
+
+    /// Out of descriptors, accept4 fails with EMFILE while the connection stays queued and the
+    /// listener readable: accepting pauses (no spinning on the level-triggered report) and
+    /// resumes once descriptors are free again.
+    func testDescriptorExhaustionPausesAcceptingInsteadOfSpinning() throws {
+        let loop = self.loop!
+        let acceptedPromise = loop.makePromise(of: OwnedDescriptor.self)
+        let listener = try loop.submit {
+            LoopTransferBox(try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
+                                               backlog: 8) { fd in acceptedPromise.succeed(OwnedDescriptor(taking: fd)) })
+        }.wait()
+        defer { loop.execute { listener.value.close() } }
+        let address = try XCTUnwrap(listener.value.localAddress)
+        // The client's socket exists before the limit drops; connect(2) needs no new descriptor.
+        let client = OwnedDescriptor(taking: socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0))
+        var limit = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        let saved = limit
+        // The lowest free descriptor number: with the soft limit there, no descriptor is free.
+        let probe = dup(0)
+        XCTAssertGreaterThan(probe, 0)
+        close(probe)
+        limit.rlim_cur = rlim_t(probe)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        var restored = false
+        defer { if !restored { var s = saved; _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &s) } }
+        let rc = address.withSockAddr { Glibc.connect(client.raw, $0, socklen_t($1)) }
+        XCTAssertEqual(rc, 0, "the kernel completes the handshake into the backlog")
+        usleep(300_000)
+        let roundsWhileExhausted = try loop.submit { listener.value.acceptRounds }.wait()
+        XCTAssertGreaterThanOrEqual(roundsWhileExhausted, 1, "the listener saw the connection")
+        XCTAssertLessThanOrEqual(roundsWhileExhausted, 2, "accepting paused instead of spinning")
+        var s = saved
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &s), 0)
+        restored = true
+        // Accepting resumes after the backoff (1 s) and takes the queued connection.
+        let server = try acceptedPromise.futureResult.wait()
+        XCTAssertEqual(RawTCPSocket.peerAddress(server.raw)?.port, RawTCPSocket.localAddress(client.raw)?.port)
+    }
 }

@@ -18,6 +18,10 @@ public final class RawTCPListener {
     private let descriptor: OwnedDescriptor
     private let onAccept: (Int32) -> Void
     private var backoff: Scheduled<Void>?
+    /// accept4(2) errors that concern only the connection being accepted (accept(2), ERRORS).
+    private static let droppedConnectionErrors: Set<Int32> = [ECONNABORTED, EPROTO, EPERM]
+    /// Readiness reports handled (tests check that exhaustion does not spin the loop).
+    private(set) var acceptRounds = 0
     /// The bound address (the chosen port when asked for port 0).
     public let localAddress: SocketAddress?
 
@@ -44,19 +48,15 @@ public final class RawTCPListener {
     }
 
     private func acceptReady() {
-        for _ in 0..<Self.maxAcceptsPerWake {
-            guard descriptor.isOpen else { return }
-            let fd = skw_accept_nonblock(descriptor.raw)
-            if fd >= 0 {
+        acceptRounds &+= 1
+        for _ in 0..<Self.maxAcceptsPerWake where descriptor.isOpen {
+            do {
+                guard case .processed(let fd) = try syscallNonBlocking("accept4", { skw_accept_nonblock(descriptor.raw) })
+                else { return }
                 onAccept(fd)
-                continue
-            }
-            switch errno {
-            case EAGAIN, EWOULDBLOCK:
-                return
-            case EINTR, ECONNABORTED, EPROTO, EPERM:
+            } catch let error as SystemError where Self.droppedConnectionErrors.contains(error.errno) {
                 continue  // that connection is gone; the next one may be fine
-            default:
+            } catch {
                 pauseAccepting()
                 return
             }
