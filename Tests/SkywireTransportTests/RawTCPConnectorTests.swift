@@ -38,13 +38,19 @@ final class RawTCPConnectorTests: XCTestCase {
         return port
     }
 
-    func testConnectsAndTheListenerAcceptsTheSameConnection() throws {
+    /// A `RawTCPListener` on 127.0.0.1 (any port) whose first accepted connection fulfils the promise.
+    private func listen() throws -> (LoopTransferBox<RawTCPListener>, EventLoopPromise<OwnedDescriptor>) {
         let loop = self.loop!
-        let acceptedPromise = loop.makePromise(of: OwnedDescriptor.self)
+        let accepted = loop.makePromise(of: OwnedDescriptor.self)
         let listener = try loop.submit {
             LoopTransferBox(try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
-                                               backlog: 8) { fd in acceptedPromise.succeed(OwnedDescriptor(taking: fd)) })
+                                               backlog: 8) { fd in accepted.succeed(OwnedDescriptor(taking: fd)) })
         }.wait()
+        return (listener, accepted)
+    }
+
+    func testConnectsAndTheListenerAcceptsTheSameConnection() throws {
+        let (listener, acceptedPromise) = try listen()
         defer { loop.execute { listener.value.close() } }
         let port = try XCTUnwrap(listener.value.localAddress?.port)
         let client = try connect(host: "127.0.0.1", port: port).wait()
@@ -109,12 +115,7 @@ final class RawTCPConnectorTests: XCTestCase {
     /// listener readable: accepting pauses (no spinning on the level-triggered report) and
     /// resumes once descriptors are free again.
     func testDescriptorExhaustionPausesAcceptingInsteadOfSpinning() throws {
-        let loop = self.loop!
-        let acceptedPromise = loop.makePromise(of: OwnedDescriptor.self)
-        let listener = try loop.submit {
-            LoopTransferBox(try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
-                                               backlog: 8) { fd in acceptedPromise.succeed(OwnedDescriptor(taking: fd)) })
-        }.wait()
+        let (listener, acceptedPromise) = try listen()
         defer { loop.execute { listener.value.close() } }
         let address = try XCTUnwrap(listener.value.localAddress)
         // The client's socket exists before the limit drops; connect(2) needs no new descriptor.
