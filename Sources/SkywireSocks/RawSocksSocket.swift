@@ -182,19 +182,13 @@ final class RawSocksSocket: SocksSocket {
 
     /// send(2) of `data` (advancing it by what was taken); false when the socket failed (and closed).
     private func send(_ data: inout ByteBuffer) -> Bool {
-        let result: IOResult<Int>
         do {
-            result = try data.withUnsafeReadableBytes { bytes in
-                try syscallNonBlocking("send") {
-                    Glibc.send(descriptor.raw, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-                }
-            }
+            _ = try data.sendReadable(to: descriptor.raw, call: "send")
+            return true
         } catch {
             fail()
             return false
         }
-        if case .processed(let count) = result { data.moveReaderIndex(forwardBy: count) }
-        return true
     }
 
     private func enqueue(_ data: ByteBuffer) {

@@ -38,11 +38,6 @@ public struct SkysocksClientOptions: Sendable {
     public init(serverKeyHex: String) { self.serverKeyHex = serverKeyHex }
 }
 
-/// Carries a value to the event loop that owns it (the value is only touched there after the hop).
-struct LoopTransfer<Value>: @unchecked Sendable {
-    let value: Value
-}
-
 /// The `skysocks-client` app: a TCP listener (default 127.0.0.1:1080) whose every connection is
 /// carried as its own stream to the server app, piped both ways with back-pressure and half-close.
 /// UDP ASSOCIATE gets a local UDP relay (docs/socks.md).

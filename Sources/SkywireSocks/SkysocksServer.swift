@@ -298,7 +298,7 @@ final class SkysocksServerSession: AppStreamDelegate {
             return
         }
         if let epoll = stream.eventLoop as? EpollEventLoop {
-            connectRaw(request, on: epoll)
+            connectRaw(request, address: address, domain: domain, on: epoll)
             return
         }
         let loop = stream.eventLoop
@@ -334,8 +334,9 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
     }
 
-    /// The exit connection as a raw socket on the stream's `EpollEventLoop`.
-    private func connectRaw(_ request: Socks5Request, on loop: EpollEventLoop) {
+    /// The exit connection as a raw socket on the stream's `EpollEventLoop`, to `address` or else
+    /// `domain` (checked by `connect`: one of them is set).
+    private func connectRaw(_ request: Socks5Request, address: SocketAddress?, domain: String?, on loop: EpollEventLoop) {
         let timeout = app.options.handshakeTimeout
         let done: (Result<OwnedDescriptor, Error>) -> Void = { [self] result in
             switch result {
@@ -351,12 +352,11 @@ final class SkysocksServerSession: AppStreamDelegate {
                 }
             }
         }
-        if case .domain(let name) = request.address {
-            RawTCPConnector.connect(on: loop, host: name, port: Int(request.port), timeout: app.options.connectTimeout, done)
-        } else if let address = request.address.socketAddress(port: request.port) {
+        if let address {
             RawTCPConnector.connect(on: loop, to: [address], deadline: .now() + app.options.connectTimeout, done)
         } else {
-            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+            RawTCPConnector.connect(on: loop, host: domain ?? "", port: Int(request.port),
+                                    timeout: app.options.connectTimeout, done)
         }
     }
 

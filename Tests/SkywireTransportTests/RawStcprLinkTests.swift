@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SkywireSystem
 import XCTest
 @testable import SkywireCrypto
 @testable import SkywireTransport
@@ -75,7 +76,8 @@ final class RawStcprLinkTests: XCTestCase {
         let logger = self.logger
         try loop.submit {
             _ = try RawStcprLink(
-                loop: loop, fd: fd, identity: identity, expectedRemote: expecting, handshakeTimeout: .seconds(5),
+                loop: loop, socket: OwnedDescriptor(taking: fd), identity: identity, expectedRemote: expecting,
+                handshakeTimeout: .seconds(5),
                 logger: logger,
                 hooks: .init(
                     established: { remote, link in

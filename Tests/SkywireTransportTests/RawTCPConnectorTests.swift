@@ -39,11 +39,11 @@ final class RawTCPConnectorTests: XCTestCase {
     }
 
     /// A `RawTCPListener` on 127.0.0.1 (any port) whose first accepted connection fulfils the promise.
-    private func listen() throws -> (LoopTransferBox<RawTCPListener>, EventLoopPromise<OwnedDescriptor>) {
+    private func listen() throws -> (LoopTransfer<RawTCPListener>, EventLoopPromise<OwnedDescriptor>) {
         let loop = self.loop!
         let accepted = loop.makePromise(of: OwnedDescriptor.self)
         let listener = try loop.submit {
-            LoopTransferBox(try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
+            LoopTransfer(value: try RawTCPListener(loop: loop, address: try SocketAddress(ipAddress: "127.0.0.1", port: 0),
                                                backlog: 8) { fd in accepted.succeed(OwnedDescriptor(taking: fd)) })
         }.wait()
         return (listener, accepted)

@@ -37,7 +37,7 @@ final class TransportManagerStcprTests: XCTestCase {
     private func echo(_ payload: [UInt8], via m: TransportManager, to remote: PublicKey) throws -> ([UInt8], Bool) {
         let stream = try m.openStream(to: remote, port: Self.echoPort, sourcePort: 100).wait()
         let collector = EchoCollector()
-        let transfer = LoopTransferBox(stream)
+        let transfer = LoopTransfer(value: stream)
         let loop = stream.eventLoop
         try loop.submit {
             transfer.value.setDelegate(collector)

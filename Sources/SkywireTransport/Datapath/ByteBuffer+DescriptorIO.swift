@@ -25,4 +25,16 @@ extension ByteBuffer {
         }
         return outcome
     }
+
+    /// send(2) of the readable bytes to `fd` with MSG_NOSIGNAL (a peer that reset gives EPIPE, not
+    /// SIGPIPE), moving the reader index past what was taken (EINTR retried); false when the socket
+    /// would block. `call` names the send in errors.
+    public mutating func sendReadable(to fd: Int32, call: String) throws -> Bool {
+        let result = try withUnsafeReadableBytes { bytes in
+            try syscallNonBlocking(call) { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+        }
+        guard case .processed(let count) = result else { return false }
+        moveReaderIndex(forwardBy: count)
+        return true
+    }
 }

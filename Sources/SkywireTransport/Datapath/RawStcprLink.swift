@@ -65,13 +65,6 @@ final class RawStcprLink: FrameLink {
         if let firstMessage { writeRecord(firstMessage); flush() }
     }
 
-    /// `init(loop:socket:...)` taking a raw descriptor.
-    convenience init(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expectedRemote: PublicKey?,
-                     handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
-        try self.init(loop: loop, socket: OwnedDescriptor(taking: fd), identity: identity, expectedRemote: expectedRemote,
-                      handshakeTimeout: handshakeTimeout, logger: logger, hooks: hooks)
-    }
-
     // MARK: FrameLink
 
     func send(frame: ByteBuffer, reliable: Bool) {
@@ -89,18 +82,11 @@ final class RawStcprLink: FrameLink {
         let wasWritable = isWritable
         do {
             while outbound.readableBytes > 0 {
-                let result = try outbound.withUnsafeReadableBytes { bytes in
-                    // send(2) with MSG_NOSIGNAL: a peer that reset gives EPIPE, not SIGPIPE.
-                    try syscallNonBlocking("send(stcpr)") {
-                        Glibc.send(descriptor.raw, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-                    }
-                }
-                guard case .processed(let n) = result else {
+                guard try outbound.sendReadable(to: descriptor.raw, call: "send(stcpr)") else {
                     blocked = true
                     try loop.setInterest(descriptor.raw, [.read, .write])
                     break
                 }
-                outbound.moveReaderIndex(forwardBy: n)
             }
         } catch {
             fail("\(error)", level: .info)

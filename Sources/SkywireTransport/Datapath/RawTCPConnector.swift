@@ -10,8 +10,8 @@ import SkywireSystem
 /// non-blocking connect(2) until one succeeds or `timeout` (for the whole attempt) passes.
 public enum RawTCPConnector {
     /// Connects to `host` (IP literal or DNS name) and `port`; `completion` runs once on `loop`
-    /// with the connected descriptor (non-blocking, TCP_NODELAY) or the last error
-    /// (`SystemError`; ETIMEDOUT when the deadline passed; EAI_* text for resolution failures).
+    /// with the connected descriptor (non-blocking, TCP_NODELAY) or the first error
+    /// (`SystemError`; ETIMEDOUT when the deadline passed; `ResolutionError` when the name does not resolve).
     public static func connect(on loop: EpollEventLoop, host: String, port: Int, timeout: TimeAmount,
                                _ completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
         let deadline = NIODeadline.now() + timeout
@@ -19,7 +19,7 @@ public enum RawTCPConnector {
             connect(on: loop, to: [literal], deadline: deadline, completion)
             return
         }
-        let carried = LoopTransferBox(completion)
+        let carried = LoopTransfer(value: completion)
         DispatchQueue.global().async {
             let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
             loop.execute {
@@ -114,13 +114,6 @@ private final class ConnectAttempt {
     }
 }
 
-/// Carries a loop-confined value through a hop to that loop (it is touched only there).
-struct LoopTransferBox<Value>: @unchecked Sendable {
-    // @unchecked Sendable: created on or for one loop and used only after the hop back to it.
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 extension SocketAddress {
     /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
     static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
@@ -136,16 +129,7 @@ extension SocketAddress {
         var out: [SocketAddress] = []
         var cursor: UnsafeMutablePointer<addrinfo>? = list
         while let info = cursor {
-            if let sa = info.pointee.ai_addr {
-                switch info.pointee.ai_family {
-                case AF_INET:
-                    out.append(SocketAddress(sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }, host: host))
-                case AF_INET6:
-                    out.append(SocketAddress(sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }, host: host))
-                default:
-                    break
-                }
-            }
+            if let sa = info.pointee.ai_addr, let address = SocketAddress(sa, host: host) { out.append(address) }
             cursor = info.pointee.ai_next
         }
         guard !out.isEmpty else { throw ResolutionError(host: host, message: "no IPv4 or IPv6 address") }

@@ -7,8 +7,9 @@ import SkywireSystem
 
 /// A listening TCP socket on an `EpollEventLoop` without a NIO channel (`RawTCPSocket.listen`:
 /// SO_REUSEADDR; TCP_NODELAY, which accepted sockets inherit), and accept4(2) of non-blocking,
-/// close-on-exec connections handed to `onAccept` (which owns them). Running out of descriptors or memory pauses accepting
-/// for `acceptBackoff` (NIO's `AcceptBackoffHandler` does the same). Loop thread only.
+/// close-on-exec connections handed to `onAccept` (which owns them). Running out of descriptors or
+/// memory pauses accepting for `acceptBackoff` (NIO's `AcceptBackoffHandler` does the same). Loop
+/// thread only.
 public final class RawTCPListener {
     /// Connections accepted per readiness report, so one busy listener cannot starve the loop.
     static let maxAcceptsPerWake = 64
@@ -36,7 +37,8 @@ public final class RawTCPListener {
         // no setsockopt per connection; RawTCPConnectorTests checks it.
         RawTCPSocket.setNoDelay(descriptor.raw)
         localAddress = RawTCPSocket.localAddress(descriptor.raw)
-        try loop.watch(descriptor.raw, interest: .read) { [self] _ in acceptReady() }  // the watch holds the listener until `close`
+        // The watch holds the listener until `close`.
+        try loop.watch(descriptor.raw, interest: .read) { [self] _ in acceptReady() }
     }
 
     /// Stops accepting and closes the socket. Call on the loop.

@@ -81,10 +81,9 @@ public enum RawTCPSocket {
         -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(fd, $0, &length) }
+        return withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(fd, $0, &length) == 0 ? SocketAddress($0) : nil }
         }
-        return rc == 0 ? SocketAddress(storage: storage) : nil
     }
 
     private static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32, call: String) throws {
@@ -94,14 +93,13 @@ public enum RawTCPSocket {
 }
 
 extension SocketAddress {
-    /// An IPv4 or IPv6 `sockaddr_storage` as a `SocketAddress` (nil for other families).
-    public init?(storage: sockaddr_storage) {
-        var storage = storage
-        switch Int32(storage.ss_family) {
+    /// An IPv4 or IPv6 `sockaddr` as a `SocketAddress` (nil for other families); `host` only names it.
+    public init?(_ address: UnsafePointer<sockaddr>, host: String = "") {
+        switch Int32(address.pointee.sa_family) {
         case AF_INET:
-            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) }, host: "")
+            self.init(address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }, host: host)
         case AF_INET6:
-            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) }, host: "")
+            self.init(address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }, host: host)
         default:
             return nil
         }

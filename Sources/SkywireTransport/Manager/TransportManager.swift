@@ -42,7 +42,7 @@ public final class TransportManager: @unchecked Sendable {
     /// their own channels for that peer on the same loop (no thread hop per stream call).
     public func homeLoop(for remote: PublicKey) -> EventLoop {
         guard !loops.isEmpty else { return group.next() }
-        return loops[Int(remote.bytes[0]) % loops.count]
+        return loops[Self.loopIndex(for: remote, count: loops.count)]
     }
 
     /// The loops stcpr transports run on (created on first call; stopped by `shutdown`, after which
@@ -64,7 +64,13 @@ public final class TransportManager: @unchecked Sendable {
     /// its streams are on this loop, so apps that run raw sockets for that peer put them here.
     public func datapathLoop(for remote: PublicKey) throws -> EpollEventLoop {
         let all = try datapathLoops()
-        return all[Int(remote.bytes[0]) % all.count]
+        return all[Self.loopIndex(for: remote, count: all.count)]
+    }
+
+    /// The index of `remote`'s loop among `count` (the same for its NIO home loop and its
+    /// datapath loop).
+    private static func loopIndex(for remote: PublicKey, count: Int) -> Int {
+        Int(remote.bytes[0]) % count
     }
 
     public var router: AppRouter? {

@@ -55,7 +55,7 @@ extension TransportManager {
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
         let (identity, logger) = (settings.identity, self.logger)
         let (host, port) = (entry.host, entry.port)
-        let dial = LoopTransferBox(entry)
+        let dial = LoopTransfer(value: entry)
         loop.execute {
             RawTCPConnector.connect(on: loop, host: host, port: port, timeout: timeout) { [weak entry = dial.value] result in
                 guard let entry else { return }
@@ -83,7 +83,7 @@ extension TransportManager {
 final class StcprListener: @unchecked Sendable {
     // @unchecked Sendable: `listener` and `next` are touched only on `loops[0]` (`close()` hops
     // there); `localAddress` is written by `start` before the future that returns the listener
-    // completes, and only read afterwards.
+    // completes, and only read afterwards; `loops` and `accepted` are immutable.
     static let backlog: Int32 = 256
 
     private let loops: [EpollEventLoop]
@@ -120,24 +120,8 @@ final class StcprListener: @unchecked Sendable {
         if loop === loops[0] {
             accepted(socket, loop)
         } else {
-            let handoff = AcceptedConnection(socket: socket, loop: loop, accepted: accepted)
-            loop.execute { handoff.run() }
+            let transfer = LoopTransfer(value: socket)
+            loop.execute { [self] in accepted(transfer.value, loop) }
         }
     }
-}
-
-/// An accepted connection on its way to the datapath loop that serves it.
-private final class AcceptedConnection: @unchecked Sendable {
-    // @unchecked Sendable: created on the listener's loop, then used only on `loop`.
-    let socket: OwnedDescriptor
-    let loop: EpollEventLoop
-    let accepted: (OwnedDescriptor, EpollEventLoop) -> Void
-
-    init(socket: OwnedDescriptor, loop: EpollEventLoop, accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) {
-        self.socket = socket
-        self.loop = loop
-        self.accepted = accepted
-    }
-
-    func run() { accepted(socket, loop) }
 }
