@@ -100,6 +100,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Hostile-peer load generators for the hardening tests (Tests/integration) and benches;
+        // a test tool: not in the board image, not built by `make release`.
+        .executableTarget(name: "skywire-hostile", dependencies: [
+            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),
