@@ -148,6 +148,7 @@ for args in '[]' '["--whitelist",""]'; do
 done
 grep -q "skysocks: whitelist empty: refuses every key; use --whitelist PK,... or --whitelist any" "$T_WORK/b.log" \
     && pass "access: the exit's log says skysocks refuses every key" || fail "access: no refusal notice in the exit's log"
+ctl b apps.stop '{"name":"skysocks"}' >/dev/null
 r=$(ctl b apps.start '{"name":"skysocks","args":["--whitelist","any,'"$PKA"'"]}')
 jq -r '.error.message // empty' <<<"$r" | grep -q "cannot be combined with keys" \
     && pass "access: --whitelist any mixed with a key is refused" || fail "access: any mixed with a key: $r"
