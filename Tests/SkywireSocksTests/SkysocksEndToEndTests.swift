@@ -221,14 +221,7 @@ class SkysocksEndToEndTests: XCTestCase {
 
     func testWhitelistAdmitsListedVisor() throws {
         let key = KeyPair.generate().publicKey
-        var options = SkysocksServerOptions()
-        options.whitelist = .keys([key])
-        let h = try makeHarness(options, clientKey: key.hex)
-        let echo = try h.startTCPServer(.echo)
-        let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
-        XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
-        s.send([9])
-        XCTAssertEqual(s.receive(exactly: 1), [9])
+        try checkAdmitted(.keys([key]), clientKey: key.hex)
     }
 
     /// Closed by default (issue 16): a server given no whitelist refuses every visor with reply
@@ -245,14 +238,19 @@ class SkysocksEndToEndTests: XCTestCase {
 
     /// `--whitelist any` admits a visor no list names.
     func testWhitelistAnyAdmitsEveryVisor() throws {
+        try checkAdmitted(.anyone, clientKey: KeyPair.generate().publicKey.hex)
+    }
+
+    /// A server with `whitelist` proxies for the visor `clientKey` (an echo through it).
+    private func checkAdmitted(_ whitelist: AppWhitelist, clientKey: String) throws {
         var options = SkysocksServerOptions()
-        options.whitelist = .anyone
-        let h = try makeHarness(options, clientKey: KeyPair.generate().publicKey.hex)
+        options.whitelist = whitelist
+        let h = try makeHarness(options, clientKey: clientKey)
         let echo = try h.startTCPServer(.echo)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
         XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
-        s.send([7])
-        XCTAssertEqual(s.receive(exactly: 1), [7])
+        s.send([9])
+        XCTAssertEqual(s.receive(exactly: 1), [9])
     }
 
     func testUsernamePassword() throws {
