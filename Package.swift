@@ -62,7 +62,7 @@ let package = Package(
         ]),
         // SOCKS5 proxy apps (skysocks / skysocks-client) over AppStream.
         .target(name: "SkywireSocks", dependencies: [
-            "SkywireTransport", "SkywireSystem", "CSkywireShim",
+            "SkywireTransport", "SkywireSystem", "SkywireConfig", "CSkywireShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -70,7 +70,7 @@ let package = Package(
         ]),
         // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
         .target(name: "SkywireVPN", dependencies: [
-            "SkywireTransport", "SkywireSystem", "SkywireCrypto", "CSkywireShim",
+            "SkywireTransport", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -122,12 +122,13 @@ let package = Package(
         ]),
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
-        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireTestSupport"]),
+        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireConfig", "SkywireCrypto", "SkywireTestSupport"]),
         // Helpers shared by test targets (network-namespace sandbox, free loopback ports).
         .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",
-                    dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim", "SkywireTestSupport"]),
+                    dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
+                                   "SkywireTestSupport"]),
         .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim", "SkywireTestSupport"]),
     ]
 )

@@ -15,15 +15,15 @@ need_harness() {  # need_harness SCRIPT
 
 # bench_configs SERVER_JQ CLIENT_JQ: writes $work/srv.json (exit, in pfsrv) and $work/cli.json
 # (client, in pfcli, with the exit in its peers table over $TRANSPORT); the filters get $s = the
-# exit's public key. Sets SRV.
+# exit's public key and $c = the client's (an exit refuses every key it does not list). Sets SRV.
 bench_configs() {
     local side
     for side in srv cli; do
         "$BIN" config gen -o "$work/$side.json" --cli-addr "$work/$side.sock" --state-dir "$work/$side" >"$work/$side.pk"
     done
     SRV=$(cat "$work/srv.pk")
-    jq --arg s "$SRV" "$1 | .log_level=\"warning\"" "$work/srv.json" >"$work/t" && install -m600 "$work/t" "$work/srv.json"
-    jq --arg s "$SRV" --arg ip "$BENCH_SRV_IP" "$2
+    jq --arg s "$SRV" --arg c "$(cat "$work/cli.pk")" "$1 | .log_level=\"warning\"" "$work/srv.json" >"$work/t" && install -m600 "$work/t" "$work/srv.json"
+    jq --arg s "$SRV" --arg c "$(cat "$work/cli.pk")" --arg ip "$BENCH_SRV_IP" "$2
         | .transport.peers[\$s] = (if env.TRANSPORT == \"sudph\" then {\"sudph\":(\$ip+\":7778\")} else {\"stcpr\":(\$ip+\":7777\")} end)
         | .log_level=\"warning\"" "$work/cli.json" >"$work/t" && install -m600 "$work/t" "$work/cli.json"
 }

@@ -13,7 +13,7 @@ NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_mod
 need_harness socks.sh
 
 # Exit visor with skysocks; client visor with skysocks-client on 127.0.0.1:1080.
-bench_configs '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true)' \
+bench_configs '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$c])' \
     '(.launcher.apps[] | select(.name=="skysocks-client")) |= (.auto_start=true | .args=["-k",$s,"--addr","127.0.0.1:1080"])'
 
 for peer in $PEERS; do

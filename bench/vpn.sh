@@ -8,7 +8,7 @@ PEERS=${PEERS:-wireguard-go openvpn skywire}
 need_harness vpn.sh
 
 # The exit leaves through pfs1 (the harness's pfsrv→pfnet link).
-bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i","pfs1"])' \
+bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i","pfs1","--whitelist",$c])' \
     '(.launcher.apps[] | select(.name=="vpn-client")) |= (.auto_start=true | .args=["-k",$s])'
 
 for peer in $PEERS; do

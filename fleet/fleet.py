@@ -41,6 +41,11 @@ ROLE_APPS = {"exit": ("vpn-exit", "socks-proxy"), "gateway": ("socks-proxy",), "
 ROLE_DEFAULT_TRUSTS = {"exit": ["role:client", "role:gateway"], "gateway": ["role:client"], "client": []}
 # Overlay app names (launcher.apps "name") that app_trusts may name.
 APP_NAMES = ("vpn-server", "skysocks")
+# The app each app overlay starts (its launcher.apps "name").
+OVERLAY_APP = {"vpn-exit": "vpn-server", "socks-proxy": "skysocks"}
+# A trust list that is this string (not a list) admits every visor key: "whitelist": "any" in the
+# provisioning file, `--whitelist any` on the board. Closed by default: nothing else opens an app.
+ANY = "any"
 LOG_LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "critical")
 TRANSPORTS = ("stcpr", "sudph")
 MANIFEST_KEYS = ("fleet", "version", "defaults", "groups", "devices")
@@ -162,10 +167,10 @@ class Manifest:
             p = p[:-1]
         line = self.lines.get(p, 1)
         label = ""
-        for k in path:
+        for pos, k in enumerate(path):
             if isinstance(k, int):
                 label += f"[{k}]"
-                if len(path) >= 2 and path[0] == "devices" and k == path[1] and isinstance(self.data, dict):
+                if pos == 1 and path[0] == "devices" and isinstance(self.data, dict):
                     devs = self.data.get("devices")
                     if isinstance(devs, list) and k < len(devs) and isinstance(devs[k], dict) \
                             and isinstance(devs[k].get("name"), str):
@@ -356,19 +361,38 @@ class Manifest:
                     if r is not None:
                         nd["app_trusts"][app] = r
             out.append(nd)
-        return None if self.errors else out
+        if self.errors:
+            return None
+        self.access_warnings(out, group_members)
+        return out
+
+    def access_warnings(self, devices, groups):
+        """Names every app that will refuse every key (its trusts resolve to nobody) or admit every key."""
+        for d in devices:
+            p = ["devices", d["index"]]
+            for overlay in d.get("apps", []):
+                app = OVERLAY_APP[overlay]
+                refs, where = (d["app_trusts"][app], p + ["app_trusts", app]) if app in d["app_trusts"] else (d["trusts"], p + ["trusts"])
+                if refs == ANY:
+                    self.warn(where, f"{app}: whitelist any: open to every visor key")
+                elif not any(members(refs, d, devices, groups)):
+                    self.warn(where, f"{app}: whitelist empty: refuses every key (the trust list names no other device or key)")
 
     def refs(self, path, v, names, groups, role):
-        """Checks a trust list: device names, '@group', 'role:<role>', 'all', or 64-hex keys."""
+        """Checks a trust list: device names, '@group', 'role:<role>', 'all', or 64-hex keys; or "any" alone."""
         if v is None:
             return list(ROLE_DEFAULT_TRUSTS.get(role, []))
-        refs = self.string_list(path, v, "trust references")
+        if v == ANY:
+            return ANY
+        refs = self.string_list(path, v, 'trust references (or the string "any" for every visor key)')
         if refs is None:
             return None
         for j, r in enumerate(refs):
             if PK_RE.match(r) or r == "all" or r in names:
                 continue
-            if r.startswith("@"):
+            if r == ANY:
+                self.err(path + [j], f"'any' (every visor key) stands alone: write {json.dumps(ANY)} instead of a list")
+            elif r.startswith("@"):
                 if r[1:] not in groups:
                     self.err(path + [j], f"no group named '{r[1:]}' (groups: {', '.join(sorted(groups)) or 'none'})")
             elif r.startswith("role:"):
@@ -379,22 +403,36 @@ class Manifest:
         return refs
 
 
-def resolve(refs, me, devices, groups):
-    """Trust references -> sorted public keys (never the device's own)."""
-    pks = set()
+def members(refs, me, devices, groups):
+    """A trust list (not ANY) -> (the devices it names, never `me`; the outside keys it names)."""
+    devs, keys = [], set()
     for r in refs:
         if PK_RE.match(r):
-            pks.add(r)
+            keys.add(r)
         elif r == "all":
-            pks.update(x["pk"] for x in devices)
+            devs += devices
         elif r.startswith("@"):
-            pks.update(x["pk"] for x in devices if x["name"] in groups[r[1:]])
+            devs += [x for x in devices if x["name"] in groups[r[1:]]]
         elif r.startswith("role:"):
-            pks.update(x["pk"] for x in devices if x["role"] == r[5:])
+            devs += [x for x in devices if x["role"] == r[5:]]
         else:
-            pks.update(x["pk"] for x in devices if x["name"] == r)
+            devs += [x for x in devices if x["name"] == r]
+    return [x for x in devs if x is not me], keys
+
+
+def resolve(refs, me, devices, groups):
+    """Trust references -> sorted public keys (never the device's own); ANY stays ANY."""
+    if refs == ANY:
+        return ANY
+    devs, keys = members(refs, me, devices, groups)
+    pks = keys | {x["pk"] for x in devs}
     pks.discard(me["pk"])
     return sorted(pks)
+
+
+def admits(dev, pk):
+    """Whether some whitelist of `dev` (resolved) lets `pk` use one of its apps."""
+    return any(w == ANY or pk in w for w in [dev["whitelist"]] + list(dev["app_whitelists"].values()))
 
 
 # --- boards, overlays ----------------------------------------------------------
@@ -768,8 +806,7 @@ def main(argv):
         for d in devices:
             d["peers"] = {}
             for x in devices:
-                allowed = set(x["whitelist"]).union(*x["app_whitelists"].values()) if x["app_whitelists"] else set(x["whitelist"])
-                if x is not d and x.get("address") and x["apps"] and d["pk"] in allowed:
+                if x is not d and x.get("address") and x["apps"] and admits(x, d["pk"]):
                     d["peers"][x["pk"]] = dict(sorted(x["address"].items()))
 
         # Removed devices: keys and provisioning files to archive/, images deleted.
@@ -804,7 +841,7 @@ def main(argv):
                 write_file(pf, prov, 0o600)
             entry = {"name": d["name"], "board": d["board"], "role": d["role"], "hostname": d["hostname"],
                      "pk": d["pk"], "overlays": d["overlays"], "apps": d["apps"],
-                     "whitelist": [by_pk.get(k, k) for k in d["whitelist"]],
+                     "whitelist": ANY if d["whitelist"] == ANY else [by_pk.get(k, k) for k in d["whitelist"]],
                      "peers": sorted(by_pk[k] for k in d["peers"]),
                      "provision": os.path.relpath(pf, stage)}
             if not args.no_images:

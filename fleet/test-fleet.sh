@@ -190,6 +190,22 @@ done
 run_fleet >"$T/run-xz.log" 2>&1 || fail "back to xz failed"
 [ -z "$(find "$OUT/devices" -name '*.img')" ] && pass "switching formats leaves no stale images" || fail "stale raw images left"
 
+# --- 4c. closed by default: "trusts": [] refuses every key, only "trusts": "any" opens -------
+# (provisioning files only, in a separate output tree)
+jq '.devices[0].trusts = "any" | .devices[1].trusts = []' "$T/fleet.json" >"$T/any.json"
+out=$("$FLEET" "$T/any.json" -o "$T/out-any" --no-images 2>&1) || fail "\"trusts\": \"any\" run failed: $out"
+[ "$(jq -c .whitelist "$T/out-any/devices/exit-1/skywire-provision.json")" = '"any"' ] \
+    && [ "$(jq -c '.devices[] | select(.name == "exit-1") | .whitelist' "$T/out-any/inventory.json")" = '"any"' ] \
+    && pass "\"trusts\": \"any\" gives \"whitelist\": \"any\" (provisioning file and inventory)" \
+    || fail "trusts any: $(cat "$T/out-any/devices/exit-1/skywire-provision.json" 2>/dev/null)"
+[ "$(jq -c .whitelist "$T/out-any/devices/gw-1/skywire-provision.json")" = '[]' ] && pass "\"trusts\": [] gives an empty whitelist" \
+    || fail "trusts []: $(jq -c .whitelist "$T/out-any/devices/gw-1/skywire-provision.json" 2>/dev/null)"
+grep -qF '"exit-1".trusts: vpn-server: whitelist any: open to every visor key' <<<"$out" \
+    && grep -qF '"gw-1".trusts: skysocks: whitelist empty: refuses every key' <<<"$out" \
+    && pass "fleet warns about the exit open to every key and the gateway refusing every key" || fail "access warnings: $out"
+[ "$(jq -c --arg pk "$(cat "$T/out-any/keys/exit-1.pk")" '.peers | has($pk)' "$T/out-any/devices/client-1/skywire-provision.json")" = true ] \
+    && pass "an exit open to every key is every device's static peer" || fail "peers with trusts any: $(jq -c .peers "$T/out-any/devices/client-1/skywire-provision.json")"
+
 # --- 5. manifest errors: reported with their place, nothing changed ------------------------
 before=$(snapshot)
 expect_error() { # $1 = label, $2 = manifest text, $3 = regex the error must match
@@ -209,6 +225,8 @@ expect_error "duplicate name" "$(jq --indent 2 '.devices[2].name = "gw-1"' <<<"$
     'devices\[2\] "gw-1"\.name: duplicate device name .gw-1.'
 expect_error "dangling trust" "$(jq --indent 2 '.devices[0].trusts = ["client-1", "client-9"]' <<<"$good")" \
     'bad\.json:[0-9]+: devices\[0\] "exit-1"\.trusts\[1\]: .client-9. names no device'
+expect_error "any inside a trust list" "$(jq --indent 2 '.devices[0].trusts = ["any", "client-1"]' <<<"$good")" \
+    'devices\[0\] "exit-1"\.trusts\[0\]: .any. \(every visor key\) stands alone'
 expect_error "bad role" "$(jq --indent 2 '.devices[2].role = "server"' <<<"$good")" \
     'devices\[2\] "client-1"\.role: "server" is not a role'
 expect_error "missing field" "$(jq --indent 2 'del(.devices[1].role)' <<<"$good")" \

@@ -233,6 +233,10 @@ else
         else
             fail "launcher.apps entry for $name wrong: ${e:-missing}"
         fi
+        # Closed by default (issue 16): the boot log says whom the app admits.
+        grep -aqF "apps: $name: auto-start, whitelist 2 key(s)" "$T/serial.log" \
+            && pass "boot log: $name admits the 2 provisioned keys" \
+            || fail "boot log lacks \"apps: $name: auto-start, whitelist 2 key(s)\": $(grep -a "apps:" "$T/serial.log" | head -n 5)"
     done
     [ "$(gssh stat -c %a /etc/skywire/skywire-config.json)" = 600 ] && pass "config is mode 0600" || fail "config mode not 0600"
     gssh 'test ! -e /boot/firmware/skywire-provision.json && test -e /boot/firmware/skywire-provision.applied.json' \

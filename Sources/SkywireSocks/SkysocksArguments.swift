@@ -1,4 +1,5 @@
 import NIOCore
+import SkywireConfig
 
 /// A bad app argument, with a message fit for the user.
 public struct SkysocksArgumentError: Error, CustomStringConvertible, Equatable {
@@ -57,20 +58,17 @@ struct SkysocksArgumentScanner {
 
 extension SkysocksServerOptions {
     /// Parses the `skysocks` arguments:
-    /// `--whitelist PK[,PK...]` (repeatable), `--user NAME --pass PASSWORD`, `--handshake-timeout SECONDS`,
+    /// `--whitelist PK[,PK...]` or `--whitelist any` (repeatable; missing or empty: nobody, `AppWhitelist`), `--user NAME --pass PASSWORD`, `--handshake-timeout SECONDS`,
     /// `--connect-timeout SECONDS`, `--max-sessions N`.
     public static func parse(_ arguments: [String]) throws(SkysocksArgumentError) -> SkysocksServerOptions {
         var options = SkysocksServerOptions()
         var scanner = SkysocksArgumentScanner(arguments)
         var user: String?
         var pass: String?
+        var whitelist: [String] = []
         while let (name, value) = try scanner.next() {
             switch name {
-            case "--whitelist", "-w":
-                for item in value.split(separator: ",", omittingEmptySubsequences: true) {
-                    options.whitelist.insert(try SkysocksArgumentScanner.publicKey(
-                        String(item.filter { $0 != " " }), option: name))
-                }
+            case "--whitelist", "-w": whitelist.append(value)
             case "--user", "-u": user = value
             case "--pass", "-p": pass = value
             case "--handshake-timeout": options.handshakeTimeout = try SkysocksArgumentScanner.seconds(value, option: name)
@@ -79,6 +77,7 @@ extension SkysocksServerOptions {
             default: throw SkysocksArgumentError("unknown skysocks option '\(name)'")
             }
         }
+        do { options.whitelist = try AppWhitelist(parsing: whitelist) } catch { throw SkysocksArgumentError(error.message) }
         switch (user, pass) {
         case (nil, nil):
             break

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireSystem
 import SkywireTransport
 
@@ -20,8 +21,8 @@ public struct SkysocksServerOptions: Sendable {
     public static let defaultConnectTimeout: TimeAmount = .seconds(10)
     public static let defaultMaxSessions = 4096
 
-    /// Remote visor keys (64 lowercase hex) allowed to use the proxy; empty means everyone.
-    public var whitelist: Set<String> = []
+    /// Remote visors allowed to use the proxy; nobody unless keys are listed or `--whitelist any`.
+    public var whitelist = AppWhitelist.nobody
     /// When set, clients must authenticate with RFC 1929 username/password.
     public var credentials: Socks5Credentials?
     /// Time from a stream's arrival until its SOCKS5 request must be complete.
@@ -47,6 +48,8 @@ public final class SkysocksServerApp: Sendable {
     let logger: Logger
     let counters = SkysocksCounters()
     let registry = SkysocksSessionRegistry()
+    /// `options.whitelist`, as checked per stream.
+    let admitted: AppWhitelist.HexIndex
     /// Runs the UDP ASSOCIATE sockets of streams on `EpollEventLoop`s (NIO's shared group when nil).
     let group: EventLoopGroup?
 
@@ -55,6 +58,7 @@ public final class SkysocksServerApp: Sendable {
     public init(options: SkysocksServerOptions, group: EventLoopGroup? = nil,
                 logger: Logger = Logger(label: "skysocks")) {
         self.options = options
+        admitted = options.whitelist.hexIndex
         self.group = group
         self.logger = logger
     }
@@ -69,7 +73,7 @@ public final class SkysocksServerApp: Sendable {
     public func start() {
         registry.reopen()
         logger.info("skysocks started", metadata: [
-            "whitelist": "\(options.whitelist.isEmpty ? "any" : "\(options.whitelist.count) keys")",
+            "whitelist": "\(options.whitelist.summary)",
             "auth": "\(options.credentials == nil ? "none" : "username/password")",
         ])
     }
@@ -90,7 +94,7 @@ public final class SkysocksServerApp: Sendable {
     public func accept(_ stream: AppStream) {
         stream.eventLoop.preconditionInEventLoop()
         counters.update { $0.totalSessions += 1 }
-        if !options.whitelist.isEmpty, !options.whitelist.contains(stream.remoteKeyHex) {
+        if !admitted.admits(stream.remoteKeyHex) {
             logger.info("refused stream from non-whitelisted visor", metadata: ["remote": "\(stream.remoteKeyHex)"])
             counters.update { $0.failedSessions += 1 }
             stream.reset(.forbidden)

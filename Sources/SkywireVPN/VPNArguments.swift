@@ -1,11 +1,13 @@
+import SkywireConfig
 import SkywireCrypto
 import SkywireSystem
 
-/// `vpn-server` arguments: `--whitelist PK1,PK2` (empty: everyone), `--secure=true|false`
-/// (default true), `-i/--netifc IFACE` (default: the interface of the only default route),
-/// `--dns IP[,IP]` (announced to clients; default none).
+/// `vpn-server` arguments: `--whitelist PK1,PK2` or `--whitelist any` (repeatable; missing or
+/// empty: nobody, `AppWhitelist`), `--secure=true|false` (default true), `-i/--netifc IFACE`
+/// (default: the interface of the only default route), `--dns IP[,IP]` (announced to clients;
+/// default none).
 public struct VPNServerArguments: Equatable, Sendable {
-    public var whitelist: Set<PublicKey> = []
+    public var whitelist = AppWhitelist.nobody
     public var secure = true
     public var exitInterface: String?
     public var dns: [IPAddress] = []
@@ -14,16 +16,11 @@ public struct VPNServerArguments: Equatable, Sendable {
 
     public init(parsing args: [String]) throws(VPNArgumentError) {
         var it = ArgumentCursor(args)
+        var whitelistValues: [String] = []
         while let arg = it.next() {
             switch arg.name {
             case "--whitelist", "-w":
-                let value = try it.value(for: arg)
-                for item in value.split(separator: ",") where !item.isEmpty {
-                    guard let pk = try? PublicKey(hex: String(item)) else {
-                        throw VPNArgumentError("--whitelist: \"\(item)\" is not a public key (64 lowercase hex)")
-                    }
-                    whitelist.insert(pk)
-                }
+                whitelistValues.append(try it.value(for: arg))
             case "--secure":
                 let value = arg.inline ?? "true"
                 guard let b = Bool(value) else { throw VPNArgumentError("--secure takes true or false, not \"\(value)\"") }
@@ -36,6 +33,7 @@ public struct VPNServerArguments: Equatable, Sendable {
                 throw VPNArgumentError("unknown vpn-server argument \"\(arg.raw)\" (--whitelist, --secure, --netifc, --dns)")
             }
         }
+        do { whitelist = try AppWhitelist(parsing: whitelistValues) } catch { throw VPNArgumentError(error.message) }
     }
 }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireSystem
 import SkywireTransport
@@ -85,7 +86,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             let r = try SystemThread(name: "vpn-server-tun") { [self] in readLoop(device, waker) }
             lock.withLock { reader = r }
             logger.info("vpn-server up", metadata: ["tun": "\(device.name)", "exit": "\(exit)", "secure": "\(arguments.secure)",
-                                                    "whitelist": "\(arguments.whitelist.count)"])
+                                                    "whitelist": "\(arguments.whitelist.summary)"])
         } catch {
             stop()
             throw error
@@ -158,7 +159,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// CLIENT_HELLO received: refuse, or lease addresses and answer SERVER_OK.
     fileprivate func admit(_ handler: ServerSessionHandler, hello: VPNClientHello) -> VPNMessage {
         guard let key = try? PublicKey(hex: handler.stream.remoteKeyHex) else { return .error("bad client key") }
-        if !arguments.whitelist.isEmpty && !arguments.whitelist.contains(key) {
+        if !arguments.whitelist.admits(key) {
             lock.withLock { refused += 1 }
             logger.info("vpn-server: refused (not whitelisted)", metadata: ["pk": "\(key.short)"])
             return .forbidden("\(key.hex) is not on this server's whitelist")
@@ -327,7 +328,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         public var exitInterface: String
         public var tun: String
         public var secure: Bool
-        public var whitelist: [PublicKey]
+        public var whitelist: AppWhitelist
         public var clients: [ClientInfo]
         public var totalSessions: Int
         public var refused: Int
@@ -336,7 +337,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     public var status: Status {
         lock.withLock {
             Status(exitInterface: exitInterface, tun: tun?.name ?? Self.tunName, secure: arguments.secure,
-                   whitelist: arguments.whitelist.sorted { $0.hex < $1.hex },
+                   whitelist: arguments.whitelist,
                    clients: sessions.values.map {
                        ClientInfo(key: $0.key, clientAddress: $0.lease.clientPrefix, serverAddress: $0.lease.server,
                                   bytesIn: $0.bytesIn, bytesOut: $0.bytesOut, connectedSince: $0.since)

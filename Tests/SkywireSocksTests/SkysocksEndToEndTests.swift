@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import SkywireConfig
+import SkywireCrypto
 import XCTest
 @testable import SkywireSocks
 import SkywireTransport
@@ -23,7 +25,7 @@ class SkysocksEndToEndTests: XCTestCase {
         try? group.syncShutdownGracefully()
     }
 
-    private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(), clientKey: String? = nil,
+    private func makeHarness(_ options: SkysocksServerOptions = SkysocksHarness.admittingClient, clientKey: String? = nil,
                              window: Int = 256 * 1024, failOpen: Bool = false,
                              placement: StreamPlacement = .preferred) throws -> SkysocksHarness {
         harness = try SkysocksHarness(group: group, serverOptions: options, clientKey: clientKey, window: window,
@@ -73,7 +75,7 @@ class SkysocksEndToEndTests: XCTestCase {
         }
         let request = SocksBytes.connect(Socks5Address(echo)!, echo.port!)
         let chunks = try loop.submit { () -> LoopTransfer<Chunks> in
-            let pair = LoopbackAppStream.makePair(on: loop)
+            let pair = LoopbackAppStream.makePair(on: loop, openerKeyHex: h.clientKey)
             let chunks = Chunks()
             pair.opener.setDelegate(chunks)
             h.server.accept(pair.acceptor)
@@ -194,7 +196,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testIdleHandshakeIsClosedAfterTimeout() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksHarness.admittingClient
         options.handshakeTimeout = .milliseconds(300)
         let h = try makeHarness(options)
         let s = try TestSocket.connect(to: h.proxyAddress)
@@ -208,7 +210,7 @@ class SkysocksEndToEndTests: XCTestCase {
 
     func testWhitelistRefusesOtherVisors() throws {
         var options = SkysocksServerOptions()
-        options.whitelist = [String(repeating: "77", count: 32)]
+        options.whitelist = .keys([KeyPair.generate().publicKey])
         let h = try makeHarness(options)
         let echo = try h.startTCPServer(.echo)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
@@ -218,10 +220,32 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testWhitelistAdmitsListedVisor() throws {
-        let key = String(repeating: "77", count: 32)
+        let key = KeyPair.generate().publicKey
+        try checkAdmitted(.keys([key]), clientKey: key.hex)
+    }
+
+    /// Closed by default (issue 16): a server given no whitelist refuses every visor with reply
+    /// 0x02 (connection not allowed), before reading any SOCKS request.
+    func testNoWhitelistRefusesEveryVisor() throws {
+        let h = try makeHarness(SkysocksServerOptions())
+        let echo = try h.startTCPServer(.echo)
+        let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
+        XCTAssertEqual(Array(reply.prefix(2)), [5, Socks5ReplyCode.connectionNotAllowed.rawValue])
+        XCTAssertTrue(s.waitForClose())
+        XCTAssertEqual(h.server.status.failedSessions, 1)
+        XCTAssertEqual(h.server.status.bytesUp, 0)
+    }
+
+    /// `--whitelist any` admits a visor no list names.
+    func testWhitelistAnyAdmitsEveryVisor() throws {
+        try checkAdmitted(.anyone, clientKey: KeyPair.generate().publicKey.hex)
+    }
+
+    /// A server with `whitelist` proxies for the visor `clientKey` (an echo through it).
+    private func checkAdmitted(_ whitelist: AppWhitelist, clientKey: String) throws {
         var options = SkysocksServerOptions()
-        options.whitelist = [key]
-        let h = try makeHarness(options, clientKey: key)
+        options.whitelist = whitelist
+        let h = try makeHarness(options, clientKey: clientKey)
         let echo = try h.startTCPServer(.echo)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
         XCTAssertEqual(Array(reply.prefix(2)), [5, 0])
@@ -230,7 +254,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testUsernamePassword() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksHarness.admittingClient
         options.credentials = Socks5Credentials(username: "alice", password: "wonderland")
         let h = try makeHarness(options)
         let echo = try h.startTCPServer(.echo)

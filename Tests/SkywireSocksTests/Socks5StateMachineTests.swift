@@ -1,4 +1,6 @@
 import NIOCore
+import SkywireConfig
+import SkywireCrypto
 import XCTest
 @testable import SkywireSocks
 
@@ -340,18 +342,33 @@ final class Socks5StateMachineTests: XCTestCase {
     // MARK: Arguments
 
     func testServerArguments() throws {
-        let pk = String(repeating: "ab", count: 32)
+        let key = KeyPair.generate().publicKey
+        let pk = key.hex
         let options = try SkysocksServerOptions.parse(["--whitelist", "\(pk),\(pk.uppercased())", "--user=u", "--pass", "p",
                                                        "--handshake-timeout", "2.5", "--max-sessions", "7"])
-        XCTAssertEqual(options.whitelist, [pk])
+        XCTAssertEqual(options.whitelist, .keys([key]))
         XCTAssertEqual(options.credentials, Socks5Credentials(username: "u", password: "p"))
         XCTAssertEqual(options.handshakeTimeout, .milliseconds(2500))
         XCTAssertEqual(options.maxSessions, 7)
         XCTAssertThrowsError(try SkysocksServerOptions.parse(["--user", "u"]))
         XCTAssertThrowsError(try SkysocksServerOptions.parse(["--whitelist", "abc"]))
+        XCTAssertThrowsError(try SkysocksServerOptions.parse(["--whitelist", "\(pk),abc"]))
         XCTAssertThrowsError(try SkysocksServerOptions.parse(["--bogus", "1"]))
         XCTAssertThrowsError(try SkysocksServerOptions.parse(["--max-sessions"]))
         XCTAssertThrowsError(try SkysocksServerOptions.parse(["--max-sessions", "-3"]))
+    }
+
+    /// Closed by default (issue 16): no or an empty `--whitelist` admits nobody; `any` alone admits every key.
+    func testServerWhitelistIsClosedByDefault() throws {
+        let key = KeyPair.generate().publicKey
+        XCTAssertEqual(SkysocksServerOptions().whitelist, .nobody)
+        for args in [[], ["--whitelist", ""], ["-w", " , "], ["--max-sessions", "3"]] {
+            XCTAssertEqual(try SkysocksServerOptions.parse(args).whitelist, .nobody, "\(args)")
+        }
+        XCTAssertEqual(try SkysocksServerOptions.parse(["-w", "any"]).whitelist, .anyone)
+        XCTAssertThrowsError(try SkysocksServerOptions.parse(["--whitelist", "any", "--whitelist", key.hex])) { e in
+            XCTAssertTrue("\(e)".contains("cannot be combined"), "\(e)")
+        }
     }
 
     func testClientArguments() throws {

@@ -1,6 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireConfig
+import SkywireCrypto
 import XCTest
 @testable import SkywireSocks
 import SkywireTransport
@@ -185,7 +187,9 @@ final class SkysocksHarness {
     let group: EventLoopGroup
     let server: SkysocksServerApp
     let client: SkysocksClientApp
-    let clientKey = String(repeating: "c1", count: 32)
+    /// The client visor's key (a real one: whitelists hold parsed keys).
+    static let defaultClientKey = KeyPair.generate().publicKey
+    let clientKey = SkysocksHarness.defaultClientKey.hex
     let serverKey = String(repeating: "5e", count: 32)
     /// Every acceptor-side (server app) stream opened, for back-pressure measurements.
     let serverStreams = NIOLockedValueBox<[LoopTransfer<LoopbackAppStream>]>([])
@@ -193,7 +197,14 @@ final class SkysocksHarness {
     /// The raw client's datapath loop, or (NIO client, `.otherKind`) the loop streams live on.
     let epoll: EpollEventLoop?
 
-    init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksServerOptions(),
+    /// Server options whose whitelist lists the harness client (the server refuses everyone by default).
+    static var admittingClient: SkysocksServerOptions {
+        var options = SkysocksServerOptions()
+        options.whitelist = .keys([defaultClientKey])
+        return options
+    }
+
+    init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksHarness.admittingClient,
          clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, raw: Bool = false,
          placement: StreamPlacement = .preferred) throws {
         self.group = group

@@ -1,3 +1,4 @@
+import SkywireConfig
 import SkywireCrypto
 import SkywireSystem
 import XCTest
@@ -157,7 +158,7 @@ final class VPNMiscTests: XCTestCase {
     func testArguments() throws {
         let pk = KeyPair.generate().publicKey.hex
         let s = try VPNServerArguments(parsing: ["--whitelist", "\(pk),\(pk)", "--secure=false", "-i", "eth0"])
-        XCTAssertEqual(s.whitelist.count, 1)
+        XCTAssertEqual(s.whitelist, .keys([try PublicKey(hex: pk)]))
         XCTAssertFalse(s.secure)
         XCTAssertEqual(s.exitInterface, "eth0")
         XCTAssertTrue(try VPNServerArguments(parsing: []).secure)
@@ -170,6 +171,27 @@ final class VPNMiscTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("-k PK"))
         }
         XCTAssertThrowsError(try VPNClientArguments(parsing: ["-k", pk, "--dns", "::1"]))
+    }
+
+    /// Closed by default (issue 16): no, an empty or a blank `--whitelist` admits nobody; `any`
+    /// alone admits every key; malformed keys and `any` mixed with keys are refused.
+    func testServerWhitelistIsClosedByDefault() throws {
+        let pk = KeyPair.generate().publicKey
+        let stranger = KeyPair.generate().publicKey
+        for args in [[], ["--whitelist", ""], ["--whitelist="], ["-w", ","], ["--secure=true"]] {
+            let w = try VPNServerArguments(parsing: args).whitelist
+            XCTAssertEqual(w, .nobody, "\(args)")
+            XCTAssertFalse(w.admits(stranger), "\(args)")
+        }
+        XCTAssertEqual(try VPNServerArguments(parsing: ["--whitelist", "any"]).whitelist, .anyone)
+        XCTAssertTrue(try VPNServerArguments(parsing: ["--whitelist=any"]).whitelist.admits(stranger))
+        XCTAssertEqual(try VPNServerArguments(parsing: ["-w", pk.hex, "-w", ""]).whitelist, .keys([pk]))
+        XCTAssertThrowsError(try VPNServerArguments(parsing: ["--whitelist", "any,\(pk.hex)"])) { e in
+            XCTAssertTrue("\(e)".contains("cannot be combined"), "\(e)")
+        }
+        XCTAssertThrowsError(try VPNServerArguments(parsing: ["--whitelist", "nope,also-nope"])) { e in
+            XCTAssertTrue("\(e)".contains("\"nope\" is not a visor public key"), "\(e)")
+        }
     }
 
     func testServerRuleset() {

@@ -64,6 +64,33 @@ for want in 'log_level: "loud" is not one of' 'launcher.apps\[2\].port: 99999 is
     grep -q "$want" "$dir/bad.out" || fail "check output lacks '$want': $(cat "$dir/bad.out")"
 done
 
+# ---- access (issue 16): closed by default ------------------------------------------------------
+# `config check` names every app that refuses every key (no or an empty whitelist) and every app
+# open to every key (`--whitelist any`); a malformed key, or `any` mixed with keys, is a problem
+# (exit 2), never "everyone".
+access_cfg() {  # access_cfg VPN_ARGS_JSON SOCKS_ARGS_JSON -> $dir/acc.json, both apps auto-started
+    jq --argjson v "$1" --argjson s "$2" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=$v)
+        | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=$s)' "$cfg" >"$dir/acc.json"
+    chmod 600 "$dir/acc.json"
+}
+access_cfg '[]' '["--whitelist","any"]'
+"$bin" config check -c "$dir/acc.json" >"$dir/acc.out" 2>&1 || fail "access: check failed: $(cat "$dir/acc.out")"
+grep -qF 'launcher.apps[0].args: vpn-server: whitelist empty: refuses every key; use --whitelist PK,... or --whitelist any' "$dir/acc.out" \
+    || fail "access: no/empty whitelist not named: $(cat "$dir/acc.out")"
+grep -qF 'launcher.apps[2].args: skysocks: whitelist any: open to every visor key' "$dir/acc.out" \
+    || fail "access: --whitelist any not named: $(cat "$dir/acc.out")"
+access_cfg '["--whitelist",""]' "[\"--whitelist\",\"$pk\"]"
+"$bin" config check -c "$dir/acc.json" >"$dir/acc.out" 2>&1 || fail "access: check failed: $(cat "$dir/acc.out")"
+grep -qF 'vpn-server: whitelist empty: refuses every key' "$dir/acc.out" || fail "access: empty whitelist not named: $(cat "$dir/acc.out")"
+grep -q 'skysocks' "$dir/acc.out" && fail "access: a listed whitelist gave a notice: $(cat "$dir/acc.out")"
+for bad in '["--whitelist","nope"]' "[\"--whitelist\",\"any,$pk\"]"; do
+    access_cfg "$bad" '[]'
+    set +e; "$bin" config check -c "$dir/acc.json" >"$dir/acc.out" 2>&1; rc=$?; set -e
+    [ "$rc" = 2 ] && grep -qE 'launcher.apps\[0\].args: vpn-server: --whitelist: ("nope" is not a visor public key|"any" admits every key and cannot be combined)' "$dir/acc.out" \
+        || fail "access: $bad: rc=$rc $(cat "$dir/acc.out")"
+done
+# ---- end access ---------------------------------------------------------------------------------
+
 # sk not matching pk: exit 2, never silently regenerated.
 jq --arg pk "$pk" '.pk = $pk' "$cfg" >"$dir/mismatch.json"
 chmod 600 "$dir/mismatch.json"

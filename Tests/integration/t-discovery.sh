@@ -109,13 +109,14 @@ PKE=$(visor_config e)
 jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
     | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/e.json" >"$T_WORK/e.tmp"
 install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
-# X: an exit on the public side (listening on 0.0.0.0, advertising transport.public_addr), skysocks in SE.
+# X: an exit on the public side (listening on 0.0.0.0, advertising transport.public_addr), skysocks in SE
+# for F only (F's config is made here, filled in below). E's skysocks has no whitelist: it refuses everyone.
 PKX=$(visor_config x)
-jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "SE" | .transport.public_addr = "198.51.100.2:7777"
-    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/x.json" >"$T_WORK/x.tmp"
+PKF=$(visor_config f)
+jq --arg f "$PKF" '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "SE" | .transport.public_addr = "198.51.100.2:7777"
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true | .args = ["--whitelist", $f])' "$T_WORK/x.json" >"$T_WORK/x.tmp"
 install -m 600 "$T_WORK/x.tmp" "$T_WORK/x.json"
 # F: a client behind the NAT with discovery and no peers at all.
-PKF=$(visor_config f)
 jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.peers = {} | .transport.stcpr_port = 7787 | .transport.sudph_port = 7788' \
     "$T_WORK/f.json" >"$T_WORK/f.tmp"
 install -m 600 "$T_WORK/f.tmp" "$T_WORK/f.json"

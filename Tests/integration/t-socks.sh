@@ -114,6 +114,56 @@ out=$(ip netns exec $A curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1081 h
     && fail "non-whitelisted visor got through: $out" \
     || { grep -qE "SOCKS5 connection to 203.0.113.2. \(2\)" <<<"$out" && pass "non-whitelisted visor refused with reply 0x02 not allowed" || fail "unexpected error: $out"; }
 
+# ---- access (issue 16): closed by default ------------------------------------------------------
+# skysocks started with no whitelist, or an empty one, refuses every visor (reply 0x02) and says
+# so; `--whitelist any` admits the visor no list names. `apps.start` with `args` replaces the
+# configured arguments for one run (docs/cli.md, control socket).
+ctl() {  # ctl NAME METHOD PARAMS_JSON: one control request; prints the response line
+    python3 - "$T_WORK/$1.sock" "$2" "$3" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(30); s.connect(sys.argv[1])
+s.sendall((json.dumps({"id": 1, "method": sys.argv[2], "params": json.loads(sys.argv[3])}) + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"):
+    c = s.recv(65536)
+    if not c: break
+    buf += c
+print(buf.decode().strip())
+PY
+}
+socks_restart() {  # socks_restart ARGS_JSON: restarts B's skysocks with these arguments
+    ctl b apps.stop '{"name":"skysocks"}' >/dev/null
+    r=$(ctl b apps.start "{\"name\":\"skysocks\",\"args\":$1}")
+    jq -e 'has("result")' <<<"$r" >/dev/null || fail "access: apps.start skysocks $1: $r"
+}
+other_fetch() { ip netns exec $A curl -sS --max-time 10 --socks5-hostname 127.0.0.1:1081 http://203.0.113.2:8080/small.txt 2>&1; }
+for args in '[]' '["--whitelist",""]'; do
+    socks_restart "$args"
+    st=$(cli b apps ls --json | jq -c '.[] | select(.name=="skysocks")')
+    [ "$(jq -r .access <<<"$st")" = closed ] && grep -q "refuses every key (whitelist empty)" <<<"$(jq -r .detail <<<"$st")" \
+        && pass "access: skysocks $args: apps ls says it refuses every key" || fail "access: skysocks $args: apps ls: $st"
+    out=$(other_fetch) && fail "access: skysocks $args let a stranger through: $out" \
+        || { grep -qE "SOCKS5 connection to 203.0.113.2. \(2\)" <<<"$out" && pass "access: skysocks $args refuses a stranger with reply 0x02" \
+             || fail "access: skysocks $args: unexpected error: $out"; }
+done
+grep -q "skysocks: whitelist empty: refuses every key; use --whitelist PK,... or --whitelist any" "$T_WORK/b.log" \
+    && pass "access: the exit's log says skysocks refuses every key" || fail "access: no refusal notice in the exit's log"
+ctl b apps.stop '{"name":"skysocks"}' >/dev/null
+r=$(ctl b apps.start '{"name":"skysocks","args":["--whitelist","any,'"$PKA"'"]}')
+jq -r '.error.message // empty' <<<"$r" | grep -q "cannot be combined with keys" \
+    && pass "access: --whitelist any mixed with a key is refused" || fail "access: any mixed with a key: $r"
+socks_restart '["--whitelist","any"]'
+[ "$(cli b apps ls --json | jq -r '.[] | select(.name=="skysocks") | .access')" = open ] \
+    && pass "access: apps ls --json: skysocks access open" || fail "access: apps ls: $(cli b apps ls --json)"
+grep -q "skysocks: whitelist any: open to every visor key" "$T_WORK/b.log" \
+    && pass "access: the exit's log says skysocks is open to every key" || fail "access: no open notice in the exit's log"
+out=$(other_fetch) && [ "$out" = hello ] && pass "access: skysocks --whitelist any admits a stranger" \
+    || fail "access: --whitelist any: $out"
+ctl b apps.stop '{"name":"skysocks"}' >/dev/null
+r=$(ctl b apps.start '{"name":"skysocks"}')
+jq -e 'has("result")' <<<"$r" >/dev/null && pass "access: skysocks back on its configured whitelist" || fail "access: restart skysocks: $r"
+# ---- end access ---------------------------------------------------------------------------------
+
 # Kill the exit mid-transfer: the application gets a clean error; the proxy recovers after a restart.
 # 1 MB/s: after 2 s curl has read ~2 MB. On top of that the client side can hold curl's receive
 # buffer, the client visor's send buffer and one mux window. Receive-buffer autotuning follows

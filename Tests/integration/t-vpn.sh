@@ -296,6 +296,43 @@ expect_ok "vpn stop" cli c vpn stop
     || fail "after DNS change: $(diff <(echo "$before") <(snapshot))"
 visor_stop c
 
+# ---- access (issue 16): closed by default ------------------------------------------------------
+# A vpn-server given no whitelist, or an empty one, refuses every key (forbidden) and says so;
+# `--whitelist any` admits a key no list names; `any` mixed with keys is refused.
+expect_ok "access: vpn server stop" cli e vpn server stop
+for wl_args in "none" "empty"; do
+    if [ $wl_args = none ]; then out=$(cli e vpn server start 2>&1); else out=$(cli e vpn server start --whitelist "" 2>&1); fi \
+        && grep -q "refuses every key (whitelist empty)" <<<"$out" \
+        && pass "access: vpn server start with $wl_args whitelist says it refuses every key ($out)" \
+        || fail "access: vpn server start with $wl_args whitelist: $out"
+    st=$(cli e apps ls --json | jq -c '.[] | select(.name=="vpn-server")')
+    [ "$(jq -r .access <<<"$st")" = closed ] && grep -q "refuses every key" <<<"$(jq -r .detail <<<"$st")" \
+        && pass "access: apps ls --json: vpn-server access closed" || fail "access: apps ls: $st"
+    visor_start o $C
+    expect_fail "access: $wl_args whitelist: a stranger is refused with forbidden" "forbidden" cli o vpn start -k "$PKE"
+    visor_stop o
+    expect_ok "access: vpn server stop ($wl_args)" cli e vpn server stop
+done
+grep -q "vpn-server: whitelist empty: refuses every key; use --whitelist PK,... or --whitelist any" "$T_WORK/e.log" \
+    && pass "access: the exit's log says the vpn-server refuses every key" || fail "access: no refusal notice in the exit's log"
+expect_fail "access: --whitelist any mixed with a key is refused" "cannot be combined with keys" \
+    cli e vpn server start --whitelist "any,$PKC"
+out=$(cli e vpn server start --whitelist any 2>&1) && grep -q "open to every key (whitelist any)" <<<"$out" \
+    && pass "access: vpn server start --whitelist any says it is open to every key" || fail "access: --whitelist any: $out"
+grep -q "vpn-server: whitelist any: open to every visor key" "$T_WORK/e.log" \
+    && pass "access: the exit's log says the vpn-server is open to every key" || fail "access: no open notice in the exit's log"
+[ "$(cli e apps ls --json | jq -r '.[] | select(.name=="vpn-server") | .access')" = open ] \
+    && pass "access: apps ls --json: vpn-server access open" || fail "access: apps ls: $(cli e apps ls --json)"
+visor_start o $C
+expect_ok "access: --whitelist any admits a key no list names" cli o vpn start -k "$PKE"
+[ "$(cli o vpn status --json | jq -r .info.state)" = connected ] && pass "access: the stranger is connected" \
+    || fail "access: stranger status: $(cli o vpn status --json)"
+expect_ok "access: stranger vpn stop" cli o vpn stop
+visor_stop o
+expect_ok "access: vpn server stop (any)" cli e vpn server stop
+expect_ok "access: vpn server start with the whitelist again" cli e vpn server start --whitelist "$WL"
+# ---- end access ---------------------------------------------------------------------------------
+
 # 6. Server stop restores the exit.
 expect_ok "vpn server stop" cli e vpn server stop
 ip netns exec $E nft list table inet skywire_vpn_server >/dev/null 2>&1 && fail "server nft table left" || pass "server nft table removed"

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireTransport
 
@@ -107,6 +108,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 entries[name]!.runningArgs = spec.args
             }
             logger.info("app started", metadata: ["app": "\(name)", "port": "\(spec.port)"])
+            Self.logAccess(of: app, name: name, logger: logger)
         } catch {
             lock.withLock {
                 entries[name]!.status = .failed
@@ -115,6 +117,17 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
             logger.error("app failed to start", metadata: ["app": "\(name)", "error": "\(error)"])
             throw error
         }
+    }
+
+    /// Says plainly, when an app that serves other visors starts, that it refuses every key
+    /// (warning: most likely an unprovisioned whitelist) or is open to every key (notice).
+    static func logAccess(of app: VisorApp, name: String, logger: Logger) {
+        guard let whitelist = app.whitelist else { return }
+        guard let notice = whitelist.notice(app: name) else {
+            logger.info("\(name): \(whitelist.summary)")
+            return
+        }
+        if whitelist.admitsNobody { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
     }
 
     public func stop(_ name: String) async throws {
@@ -215,6 +228,10 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                     let report = app.status()
                     if detail.isEmpty { detail = report.detail }
                     if !report.fields.isEmpty { obj["info"] = .object(report.fields) }
+                    if let whitelist = app.whitelist {
+                        obj["access"] = .string(whitelist.access)
+                        detail += (detail.isEmpty ? "" : "; ") + whitelist.summary
+                    }
                 }
                 obj["detail"] = .string(detail)
                 return .object(obj)

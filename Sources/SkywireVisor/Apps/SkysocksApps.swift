@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireSocks
 import SkywireTransport
@@ -19,6 +20,7 @@ final class SkysocksServerVisorApp: VisorApp {
 
     func start() async throws { server.start() }
     func stop() async { server.stop() }
+    var whitelist: AppWhitelist? { server.options.whitelist }
 
     func accept(stream: AppStream) -> Bool {
         server.accept(stream)
@@ -27,7 +29,9 @@ final class SkysocksServerVisorApp: VisorApp {
 
     func status() -> AppStatusReport {
         let s = server.status
-        return AppStatusReport(detail: "\(s.activeSessions) active", fields: s.controlFields)
+        var fields = s.controlFields
+        fields["whitelist"] = .array(server.options.whitelist.sortedKeys.map { .string($0.hex) })
+        return AppStatusReport(detail: "\(s.activeSessions) active", fields: fields)
     }
 }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireSystem
 import SkywireTransport
@@ -7,10 +8,12 @@ import SkywireVPN
 /// `vpn-server` (port 44): the VPN exit (docs/vpn.md).
 final class VPNServerVisorApp: VisorApp {
     private let server: VPNServer
+    let whitelist: AppWhitelist?
 
     init(context: AppContext, args: [String]) throws {
         let parsed: VPNServerArguments
         do { parsed = try VPNServerArguments(parsing: args) } catch { throw AppError("vpn-server: \(error)") }
+        whitelist = parsed.whitelist
         server = VPNServer(arguments: parsed, transports: context.transports, localPort: context.port,
                            stateDirectory: context.stateDirectory, logger: context.logger)
     }
@@ -41,7 +44,7 @@ final class VPNServerVisorApp: VisorApp {
         return AppStatusReport(
             detail: "\(s.clients.count) client(s) via \(s.exitInterface)\(s.secure ? ", secure" : "")",
             fields: ["exit_interface": .string(s.exitInterface), "interface": .string(s.tun), "secure": .bool(s.secure),
-                     "whitelist": .array(s.whitelist.map { .string($0.hex) }), "clients": .array(clients),
+                     "whitelist": .array(s.whitelist.sortedKeys.map { .string($0.hex) }), "clients": .array(clients),
                      "total_sessions": .int(Int64(s.totalSessions)), "refused": .int(Int64(s.refused))])
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SkywireConfig
 import SkywireCrypto
 import SkywireTransport
 
@@ -28,12 +29,16 @@ public protocol VisorApp: AnyObject, Sendable {
     func accept(stream: AppStream) -> Bool
     /// A datagram from another visor arrived on the app's port.
     func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16)
+    /// For an app that serves other visors: whom it admits (its parsed `--whitelist`). The
+    /// registry logs it when the app starts and shows it in `apps ls`. Nil for the others (default).
+    var whitelist: AppWhitelist? { get }
 }
 
 extension VisorApp {
     public func shutdown() async { await stop() }
     public func accept(stream: AppStream) -> Bool { false }
     public func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {}
+    public var whitelist: AppWhitelist? { nil }
 }
 
 public struct AppStatusReport: Sendable {

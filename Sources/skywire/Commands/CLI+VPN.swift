@@ -122,7 +122,10 @@ struct VPNGroup: ParsableCommand {
     struct ServerStart: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "start", abstract: "Start vpn-server.")
         @OptionGroup var control: ControlOptions
-        @Option(help: "Comma-separated client public keys allowed (default: everyone).") var whitelist: String?
+        @Option(help: ArgumentHelp(
+            "Comma-separated client public keys allowed, or 'any' for every key (default: none, the exit refuses everyone).",
+            valueName: "PK,...|any"))
+        var whitelist: String?
         @Option(help: "Keep clients from private, link-local and exit-local addresses (true|false, default true).")
         var secure: Bool?
         @Option(name: [.customShort("i"), .customLong("netifc")], help: "Exit interface (default: that of the only default route).")
@@ -169,6 +172,7 @@ struct VPNGroup: ParsableCommand {
                         print("  \(c["pk"]?.stringValue ?? "?")  \(c["tunnel_ip"]?.stringValue ?? "?")  in \(c["bytes_in"]?.intValue ?? 0)  out \(c["bytes_out"]?.intValue ?? 0)")
                     }
                 }
+                if let access = app["access"]?.stringValue { print("access:  \(access)") }
                 if let detail = app["detail"]?.stringValue, !detail.isEmpty { print("detail:  \(detail)") }
             }
         }

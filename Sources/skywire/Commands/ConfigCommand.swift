@@ -105,7 +105,8 @@ struct ConfigCommand: ParsableCommand {
     }
 
     /// `skywire config check`: loads the file exactly as the visor does and lists every problem,
-    /// then checks the VPN apps' arguments (`AppArgumentCheck`).
+    /// then checks the apps' arguments (`AppArgumentCheck`) and warns about every app that refuses
+    /// every key (empty whitelist) or admits every key (`--whitelist any`).
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a config file; exit 2 and list every problem if it is invalid.")
@@ -126,7 +127,7 @@ struct ConfigCommand: ParsableCommand {
                 ConfigCommand.printError(ConfigError.invalid(argumentProblems).report(file: config))
                 throw ExitCode(ConfigError.exitCode)
             }
-            for warning in loaded.warnings() {
+            for warning in loaded.warnings() + AppArgumentCheck.accessNotices(loaded.launcher) {
                 ConfigCommand.printError("\(config): warning: \(warning)")
             }
             print("\(config): ok, public key \(loaded.publicKey.hex)")
