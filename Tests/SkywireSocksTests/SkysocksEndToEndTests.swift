@@ -23,7 +23,8 @@ class SkysocksEndToEndTests: XCTestCase {
         try? group.syncShutdownGracefully()
     }
 
-    private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(), clientKey: String? = nil,
+    /// `--secure=false`: the destinations here are on 127.0.0.1, which `--secure` refuses (SkysocksSecureTests).
+    private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(secure: false), clientKey: String? = nil,
                              window: Int = 256 * 1024, failOpen: Bool = false,
                              placement: StreamPlacement = .preferred) throws -> SkysocksHarness {
         harness = try SkysocksHarness(group: group, serverOptions: options, clientKey: clientKey, window: window,
@@ -194,7 +195,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testIdleHandshakeIsClosedAfterTimeout() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.handshakeTimeout = .milliseconds(300)
         let h = try makeHarness(options)
         let s = try TestSocket.connect(to: h.proxyAddress)
@@ -207,7 +208,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testWhitelistRefusesOtherVisors() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.whitelist = [String(repeating: "77", count: 32)]
         let h = try makeHarness(options)
         let echo = try h.startTCPServer(.echo)
@@ -219,7 +220,7 @@ class SkysocksEndToEndTests: XCTestCase {
 
     func testWhitelistAdmitsListedVisor() throws {
         let key = String(repeating: "77", count: 32)
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.whitelist = [key]
         let h = try makeHarness(options, clientKey: key)
         let echo = try h.startTCPServer(.echo)
@@ -230,7 +231,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testUsernamePassword() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.credentials = Socks5Credentials(username: "alice", password: "wonderland")
         let h = try makeHarness(options)
         let echo = try h.startTCPServer(.echo)

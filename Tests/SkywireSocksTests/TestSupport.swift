@@ -193,7 +193,7 @@ final class SkysocksHarness {
     /// The raw client's datapath loop, or (NIO client, `.otherKind`) the loop streams live on.
     let epoll: EpollEventLoop?
 
-    init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksServerOptions(),
+    init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksServerOptions(secure: false),
          clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, raw: Bool = false,
          placement: StreamPlacement = .preferred) throws {
         self.group = group

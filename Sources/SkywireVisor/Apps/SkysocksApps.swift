@@ -27,7 +27,9 @@ final class SkysocksServerVisorApp: VisorApp {
 
     func status() -> AppStatusReport {
         let s = server.status
-        return AppStatusReport(detail: "\(s.activeSessions) active", fields: s.controlFields)
+        var fields = s.controlFields
+        fields["secure"] = .bool(server.options.secure)
+        return AppStatusReport(detail: "\(s.activeSessions) active", fields: fields)
     }
 }
 
@@ -93,6 +95,8 @@ extension SkysocksStatus {
             "failed_sessions": .int(Int64(failedSessions)), "bytes_up": .int(Int64(clamping: bytesUp)),
             "bytes_down": .int(Int64(clamping: bytesDown)),
             "udp_datagrams_relayed": .int(Int64(clamping: datagramsRelayed)),
+            "refused_destinations": .int(Int64(clamping: refusedDestinations)),
+            "udp_datagrams_refused": .int(Int64(clamping: datagramsRefused)),
         ]
     }
 }
