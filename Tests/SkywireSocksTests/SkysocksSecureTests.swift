@@ -55,8 +55,13 @@ class SkysocksSecureTests: XCTestCase {
         }
     }
 
-    /// Greeting and CONNECT in one write; the reply code, and whether the proxy closed afterwards.
     private func connect(_ address: Socks5Address, _ port: Int) throws -> (code: UInt8?, closed: Bool) {
+        try Self.connect(through: harness, to: address, port)
+    }
+
+    /// Greeting and CONNECT in one write; the reply code, and whether the proxy closed afterwards.
+    private static func connect(through harness: SkysocksHarness, to address: Socks5Address,
+                                _ port: Int) throws -> (code: UInt8?, closed: Bool) {
         let s = try TestSocket.connect(to: harness.proxyAddress)
         s.send([5, 1, 0] + SocksBytes.connect(address, port))
         let reply = s.receive(exactly: 2 + 10)
@@ -91,28 +96,39 @@ class SkysocksSecureTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(h.server.status.failedSessions, loopbackForms.count)
     }
 
+    /// In a network namespace of its own (only `lo`): whatever the code does, no packet can leave
+    /// for these addresses on the host's networks.
     func testDefaultRefusesLANLinkLocalMulticastAndBroadcast() throws {
-        let h = try makeHarness(secure: true)
-        let destinations: [Socks5Address] = [
-            .ipv4(0x0A00_0001),             // 10.0.0.1
-            .ipv4(0xAC10_0001),             // 172.16.0.1
-            .ipv4(0xC0A8_0101),             // 192.168.1.1
-            .ipv4(0x6440_0001),             // 100.64.0.1
-            .ipv4(0xA9FE_A9FE),             // 169.254.169.254
-            .ipv4(0xE000_0001),             // 224.0.0.1
-            .ipv4(0xFFFF_FFFF),             // 255.255.255.255
-            .ipv6(0xFE80 << 48, 1),         // fe80::1
-            .ipv6(0xFD00 << 48, 1),         // fd00::1
-            .ipv6(0xFF02 << 48, 1),         // ff02::1
-            .ipv6(0, 0xFFFF_A9FE_A9FE),     // ::ffff:169.254.169.254
-            .ipv6(0, 0xFFFF_0A00_0001),     // ::ffff:10.0.0.1
-        ]
-        for address in destinations {
-            let (code, closed) = try connect(address, 80)
-            XCTAssertEqual(code, Socks5ReplyCode.connectionNotAllowed.rawValue, "\(address)")
-            XCTAssertTrue(closed, "\(address)")
+        let raw = self.raw
+        try inPrivateNetworkNamespace {
+            try RouteNetlink().setLink("lo", up: true)
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            defer { try? group.syncShutdownGracefully() }
+            var options = SkysocksServerOptions()
+            options.connectTimeout = Self.connectTimeout
+            let h = try SkysocksHarness(group: group, serverOptions: options, raw: raw)
+            defer { h.shutdown() }
+            let destinations: [Socks5Address] = [
+                .ipv4(0x0A00_0001),             // 10.0.0.1
+                .ipv4(0xAC10_0001),             // 172.16.0.1
+                .ipv4(0xC0A8_0101),             // 192.168.1.1
+                .ipv4(0x6440_0001),             // 100.64.0.1
+                .ipv4(0xA9FE_A9FE),             // 169.254.169.254
+                .ipv4(0xE000_0001),             // 224.0.0.1
+                .ipv4(0xFFFF_FFFF),             // 255.255.255.255
+                .ipv6(0xFE80 << 48, 1),         // fe80::1
+                .ipv6(0xFD00 << 48, 1),         // fd00::1
+                .ipv6(0xFF02 << 48, 1),         // ff02::1
+                .ipv6(0, 0xFFFF_A9FE_A9FE),     // ::ffff:169.254.169.254
+                .ipv6(0, 0xFFFF_0A00_0001),     // ::ffff:10.0.0.1
+            ]
+            for address in destinations {
+                let (code, closed) = try Self.connect(through: h, to: address, 80)
+                XCTAssertEqual(code, Socks5ReplyCode.connectionNotAllowed.rawValue, "\(address)")
+                XCTAssertTrue(closed, "\(address)")
+            }
+            XCTAssertEqual(h.server.status.refusedDestinations, UInt64(destinations.count))
         }
-        XCTAssertEqual(h.server.status.refusedDestinations, UInt64(destinations.count))
     }
 
     func testSecureFalseReachesTheExitsLoopback() throws {
