@@ -29,6 +29,8 @@ final class SkysocksServerVisorApp: VisorApp {
         let s = server.status
         var fields = s.controlFields
         fields["secure"] = .bool(server.options.secure)
+        fields["refused_destinations"] = .int(Int64(clamping: s.refusedDestinations))
+        fields["udp_datagrams_refused"] = .int(Int64(clamping: s.datagramsRefused))
         return AppStatusReport(detail: "\(s.activeSessions) active", fields: fields)
     }
 }
@@ -95,8 +97,6 @@ extension SkysocksStatus {
             "failed_sessions": .int(Int64(failedSessions)), "bytes_up": .int(Int64(clamping: bytesUp)),
             "bytes_down": .int(Int64(clamping: bytesDown)),
             "udp_datagrams_relayed": .int(Int64(clamping: datagramsRelayed)),
-            "refused_destinations": .int(Int64(clamping: refusedDestinations)),
-            "udp_datagrams_refused": .int(Int64(clamping: datagramsRefused)),
         ]
     }
 }
