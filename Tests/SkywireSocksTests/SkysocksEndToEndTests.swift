@@ -7,21 +7,7 @@ import SkywireTransport
 
 /// Full path: TCP application → skysocks-client → LoopbackAppStream pair → skysocks → destination on 127.0.0.1.
 /// Every case runs on NIO channels here and on raw sockets in `SkysocksRawEndToEndTests`.
-class SkysocksEndToEndTests: XCTestCase {
-    var group: MultiThreadedEventLoopGroup!
-    var harness: SkysocksHarness!
-    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
-    var raw: Bool { false }
-
-    override func setUp() {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    }
-
-    override func tearDown() {
-        harness?.shutdown()
-        harness = nil
-        try? group.syncShutdownGracefully()
-    }
+class SkysocksEndToEndTests: SkysocksHarnessTestCase {
 
     /// `--secure=false`: the destinations here are on 127.0.0.1, which `--secure` refuses (SkysocksSecureTests).
     private func makeHarness(_ options: SkysocksServerOptions = SkysocksServerOptions(secure: false), clientKey: String? = nil,

@@ -13,22 +13,9 @@ import Glibc
 /// `--secure` (the default): CONNECT and UDP datagrams to the exit's loopback, private, link-local,
 /// multicast and reserved ranges, in every form and by name, get reply 0x02 / are not sent, and
 /// never reach the destination. On NIO channels here, raw sockets in `SkysocksRawSecureTests`.
-class SkysocksSecureTests: XCTestCase {
-    var group: MultiThreadedEventLoopGroup!
-    var harness: SkysocksHarness!
-    var raw: Bool { false }
+class SkysocksSecureTests: SkysocksHarnessTestCase {
     /// Bounds a connect that the unchanged code would attempt to an unreachable private address.
     static let connectTimeout: TimeAmount = .seconds(2)
-
-    override func setUp() {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    }
-
-    override func tearDown() {
-        harness?.shutdown()
-        harness = nil
-        try? group.syncShutdownGracefully()
-    }
 
     private func makeHarness(secure: Bool?) throws -> SkysocksHarness {
         var options = secure.map { SkysocksServerOptions(secure: $0) } ?? SkysocksServerOptions()

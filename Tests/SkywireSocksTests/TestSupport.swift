@@ -167,6 +167,24 @@ final class UDPEchoHandler: ChannelInboundHandler {
     }
 }
 
+/// A test case with a NIO group (2 loops) and at most one harness, both shut down after each test.
+class SkysocksHarnessTestCase: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var harness: SkysocksHarness!
+    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
+    var raw: Bool { false }
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    }
+
+    override func tearDown() {
+        harness?.shutdown()
+        harness = nil
+        try? group.syncShutdownGracefully()
+    }
+}
+
 /// Where the harness puts the streams the client app opens.
 enum StreamPlacement {
     /// On the loop the client app prefers (its accepted connection's; the datapath loop when raw).
