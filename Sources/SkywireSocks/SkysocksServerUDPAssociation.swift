@@ -161,8 +161,8 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
         return true
     }
 
-    /// Resolves `name` at the exit (getaddrinfo off the loop), holding a few datagrams meanwhile; keeps
-    /// the first address `--secure` allows (or, when it allows none, the first, which `send` refuses).
+    /// Resolves `name` at the exit (getaddrinfo on NIO's thread pool), holding a few datagrams meanwhile;
+    /// keeps the first address `--secure` allows (or, when it allows none, the first, which `send` refuses).
     private func resolve(_ name: String, port: UInt16, payload: ByteBuffer) {
         if resolving[name] != nil {
             if resolving[name]!.count < Self.maxPendingPerName {
@@ -173,7 +173,9 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
             return
         }
         resolving[name] = [(port, payload)]
-        SocketAddress.resolveAll(host: name, port: 0, on: stream.eventLoop) { [self] result in
+        NIOThreadPool.singleton.runIfActive(eventLoop: stream.eventLoop) {
+            try SocketAddress.resolveAll(host: name, port: 0)
+        }.assumeIsolated().whenComplete { [self] result in
             let waiting = resolving.removeValue(forKey: name) ?? []
             guard !closed else { return }
             guard case .success(let addresses) = result,

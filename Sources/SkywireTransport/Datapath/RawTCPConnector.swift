@@ -123,7 +123,7 @@ extension SocketAddress {
     }
 
     /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
-    static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
+    public static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_protocol = Int32(IPPROTO_TCP)
