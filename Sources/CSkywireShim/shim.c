@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <sched.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -202,4 +204,20 @@ int skw_udp_send_gso(int fd, const uint8_t *arena, size_t slot_size, const uint1
     int datagrams = 0;
     for (int k = 0; k < sent; k++) datagrams += (int)segments[k];
     return datagrams;
+}
+
+int skw_netlink_address_events(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -1;
+    struct sockaddr_nl local;
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }

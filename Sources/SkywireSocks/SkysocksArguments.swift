@@ -15,6 +15,9 @@ struct SkysocksArgumentScanner {
 
     init(_ arguments: [String]) { self.arguments = arguments }
 
+    /// Options that take their value only as `--name=value`; alone they mean `--name=true`.
+    static let flags: Set<String> = ["--secure"]
+
     /// The next option name and its value; nil at the end.
     mutating func next() throws(SkysocksArgumentError) -> (name: String, value: String)? {
         guard index < arguments.count else { return nil }
@@ -26,6 +29,7 @@ struct SkysocksArgumentScanner {
         if let equals = argument.firstIndex(of: "="), argument.hasPrefix("--") {
             return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
         }
+        if Self.flags.contains(argument) { return (argument, "true") }
         guard index < arguments.count else { throw SkysocksArgumentError("option \(argument) needs a value") }
         let value = arguments[index]
         index += 1
@@ -37,6 +41,14 @@ struct SkysocksArgumentScanner {
             throw SkysocksArgumentError("\(option) needs a number of seconds between 0 and 3600, got '\(value)'")
         }
         return .nanoseconds(Int64(seconds * 1_000_000_000))
+    }
+
+    /// `true` or `false` (the VPN's `--secure` spelling).
+    static func boolean(_ value: String, option: String) throws(SkysocksArgumentError) -> Bool {
+        guard let flag = Bool(value) else {
+            throw SkysocksArgumentError("\(option) takes true or false, not '\(value)'")
+        }
+        return flag
     }
 
     static func count(_ value: String, option: String) throws(SkysocksArgumentError) -> Int {
@@ -59,7 +71,9 @@ struct SkysocksArgumentScanner {
 extension SkysocksServerOptions {
     /// Parses the `skysocks` arguments:
     /// `--whitelist PK[,PK...]` or `--whitelist any` (repeatable; missing or empty: nobody, `AppWhitelist`), `--user NAME --pass PASSWORD`, `--handshake-timeout SECONDS`,
-    /// `--connect-timeout SECONDS`, `--max-sessions N`.
+    /// `--connect-timeout SECONDS`, `--max-sessions N`, `--secure[=true|false]` (default true: refuse
+    /// destinations in the exit's own, private, link-local, multicast and reserved ranges and the
+    /// exit's own addresses, docs/socks.md; `--secure=false` allows them).
     public static func parse(_ arguments: [String]) throws(SkysocksArgumentError) -> SkysocksServerOptions {
         var options = SkysocksServerOptions()
         var scanner = SkysocksArgumentScanner(arguments)
@@ -74,6 +88,7 @@ extension SkysocksServerOptions {
             case "--handshake-timeout": options.handshakeTimeout = try SkysocksArgumentScanner.seconds(value, option: name)
             case "--connect-timeout": options.connectTimeout = try SkysocksArgumentScanner.seconds(value, option: name)
             case "--max-sessions": options.maxSessions = try SkysocksArgumentScanner.count(value, option: name)
+            case "--secure": options.secure = try SkysocksArgumentScanner.boolean(value, option: name)
             default: throw SkysocksArgumentError("unknown skysocks option '\(name)'")
             }
         }

@@ -33,8 +33,13 @@ public struct SkysocksServerOptions: Sendable {
     public var maxSessions = defaultMaxSessions
     /// Policy hook: return false to refuse a destination with reply 0x02 (connection not allowed).
     public var destinationFilter: (@Sendable (Socks5Request) -> Bool)?
+    /// `--secure` (default): refuse CONNECT and UDP destinations in non-public ranges and the exit's
+    /// own addresses (`SecureDestinations`), names by what they resolve to, with reply 0x02.
+    public var secure: Bool
 
-    public init() {}
+    public init(secure: Bool = true) {
+        self.secure = secure
+    }
 }
 
 /// The `skysocks` app: accepts streams on visor port 3 and speaks SOCKS5 (RFC 1928) end to end with
@@ -52,6 +57,8 @@ public final class SkysocksServerApp: Sendable {
     let admitted: AppWhitelist.HexIndex
     /// Runs the UDP ASSOCIATE sockets of streams on `EpollEventLoop`s (NIO's shared group when nil).
     let group: EventLoopGroup?
+    /// The `--secure` check; nil with `--secure=false`.
+    let destinations: SecureDestinations?
 
     /// `group`: NIO loops for what cannot run on an `EpollEventLoop` (UDP ASSOCIATE's exit socket of a
     /// stream carried on one); the visor passes its NIO group. Nil: NIO's shared singleton group.
@@ -61,6 +68,7 @@ public final class SkysocksServerApp: Sendable {
         admitted = options.whitelist.hexIndex
         self.group = group
         self.logger = logger
+        destinations = options.secure ? SecureDestinations() : nil
     }
 
     /// Parses app arguments (`--whitelist`, `--user`, `--pass`, ...; see `SkysocksServerOptions.parse`).
@@ -75,6 +83,7 @@ public final class SkysocksServerApp: Sendable {
         logger.info("skysocks started", metadata: [
             "whitelist": "\(options.whitelist.summary)",
             "auth": "\(options.credentials == nil ? "none" : "username/password")",
+            "secure": "\(options.secure)",
         ])
     }
 
@@ -136,6 +145,7 @@ public final class SkysocksServerApp: Sendable {
         if let error = error as? SystemError {  // the raw datapath's connect (RawTCPConnector)
             return replyCode(for: IOError(errnoCode: error.errno, reason: error.call))
         }
+        if error is SkysocksDestinationRefused { return .connectionNotAllowed }
         if let error = error as? ChannelError, case .connectTimeout = error { return .hostUnreachable }
         if error is SocketAddressError || error is SocketAddressError.UnknownHost || error is ResolutionError {
             return .hostUnreachable
@@ -262,6 +272,10 @@ final class SkysocksServerSession: AppStreamDelegate {
             failWithReply(Socks5Reply.encode(code: .connectionNotAllowed))
             return
         }
+        if request.command == .connect, let refused = app.refusal(for: request.address) {
+            refuse(request, SkysocksDestinationRefused(refusals: [refused]))
+            return
+        }
         var pending = CircularBuffer<ByteBuffer>()
         if pipelined.readableBytes > 0 { pending.append(pipelined) }
         state = .connecting(pending: pending, finReceived: false)
@@ -293,22 +307,44 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
     }
 
+    /// Connects to the request's address, or to the addresses its name resolves to (at the exit,
+    /// off the loop) that `--secure` allows, within the connect timeout.
     private func connect(_ request: Socks5Request) {
-        var domain: String?
-        if case .domain(let name) = request.address { domain = name }
-        let address = request.address.socketAddress(port: request.port)
-        guard domain != nil || address != nil else {
-            failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+        let deadline = NIODeadline.now() + app.options.connectTimeout
+        guard case .domain(let name) = request.address else {
+            guard let address = request.address.socketAddress(port: request.port) else {
+                failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
+                return
+            }
+            connect(request, to: [address], name: nil, deadline: deadline)
             return
         }
-        if let epoll = stream.eventLoop as? EpollEventLoop {
-            connectRaw(request, address: address, domain: domain, on: epoll)
-            return
+        SocketAddress.resolveAll(host: name, port: Int(request.port), on: stream.eventLoop) { [self] result in
+            guard case .connecting = state else { return }
+            do {
+                connect(request, to: try app.admitted(try result.get()), name: name, deadline: deadline)
+            } catch {
+                connectFailed(request, error: error)
+            }
         }
+    }
+
+    /// The exit connection to the first of `addresses` that answers: a raw socket on an
+    /// `EpollEventLoop`, else a NIO channel (Happy Eyeballs over the addresses of `name`).
+    private func connect(_ request: Socks5Request, to addresses: [SocketAddress], name: String?, deadline: NIODeadline) {
         let loop = stream.eventLoop
+        if let epoll = loop as? EpollEventLoop {
+            connectRaw(request, to: addresses, deadline: deadline, on: epoll)
+            return
+        }
+        let remaining = deadline - .now()
+        guard remaining > .zero, let first = addresses.first else {
+            connectFailed(request, error: ChannelError.connectTimeout(app.options.connectTimeout))
+            return
+        }
         let timeout = app.options.handshakeTimeout
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(app.options.connectTimeout)
+            .connectTimeout(remaining)
             // TCP_NODELAY is ClientBootstrap's default; half-closure is set here, not as a bootstrap option
             // (no future chain per connection).
             .channelInitializer { channel in
@@ -318,10 +354,10 @@ final class SkysocksServerSession: AppStreamDelegate {
                 }
             }
         let future: EventLoopFuture<Channel>
-        if let address {
-            future = bootstrap.connect(to: address)
+        if let name {
+            future = bootstrap.resolver(CheckedAddressResolver(addresses, on: loop)).connect(host: name, port: Int(request.port))
         } else {
-            future = bootstrap.connect(host: domain ?? "", port: Int(request.port))
+            future = bootstrap.connect(to: first)
         }
         future.hop(to: loop).assumeIsolated().whenComplete { [self] result in
             switch result {
@@ -338,11 +374,11 @@ final class SkysocksServerSession: AppStreamDelegate {
         }
     }
 
-    /// The exit connection as a raw socket on the stream's `EpollEventLoop`, to `address` or else
-    /// `domain` (checked by `connect`: one of them is set).
-    private func connectRaw(_ request: Socks5Request, address: SocketAddress?, domain: String?, on loop: EpollEventLoop) {
+    /// The exit connection as a raw socket on the stream's `EpollEventLoop`.
+    private func connectRaw(_ request: Socks5Request, to addresses: [SocketAddress], deadline: NIODeadline,
+                            on loop: EpollEventLoop) {
         let timeout = app.options.handshakeTimeout
-        let done: (Result<OwnedDescriptor, Error>) -> Void = { [self] result in
+        RawTCPConnector.connect(on: loop, to: addresses, deadline: deadline) { [self] result in
             switch result {
             case .failure(let error):
                 connectFailed(request, error: error)
@@ -356,16 +392,14 @@ final class SkysocksServerSession: AppStreamDelegate {
                 }
             }
         }
-        if let address {
-            RawTCPConnector.connect(on: loop, to: [address], deadline: .now() + app.options.connectTimeout, done)
-        } else {
-            RawTCPConnector.connect(on: loop, host: domain ?? "", port: Int(request.port),
-                                    timeout: app.options.connectTimeout, done)
-        }
     }
 
     private func connectFailed(_ request: Socks5Request, error: Error) {
         guard case .connecting = state else { return }
+        if let refused = error as? SkysocksDestinationRefused {
+            refuse(request, refused)
+            return
+        }
         let code = SkysocksServerApp.replyCode(for: error)
         app.logger.debug("connect failed", metadata: [
             "destination": "\(request.address):\(request.port)", "error": "\(error)", "reply": "\(code)",
@@ -394,6 +428,12 @@ final class SkysocksServerSession: AppStreamDelegate {
         for data in pending { pipe.appStream(stream, didReceive: data) }
         if fin { pipe.appStreamDidReceiveFinish(stream) }
         stream.setReadPaused(false)
+    }
+
+    /// Reply 0x02 to a destination `--secure` refused.
+    private func refuse(_ request: Socks5Request, _ refused: SkysocksDestinationRefused) {
+        app.noteRefused(request, remote: stream.remoteKeyHex, refused)
+        failWithReply(Socks5Reply.encode(code: .connectionNotAllowed))
     }
 
     /// Sends an error reply and FIN, then waits (bounded) for the client's FIN.

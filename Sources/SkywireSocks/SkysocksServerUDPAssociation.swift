@@ -141,6 +141,13 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
     }
 
     private func send(_ payload: ByteBuffer, to address: Socks5Address, port: UInt16) -> Bool {
+        if let (ip, refusal) = app.refusal(for: address) {
+            app.logger.debug("UDP datagram refused by --secure", metadata: [
+                "destination": "\(ip):\(port)", "rule": "\(refusal)", "remote": "\(stream.remoteKeyHex)",
+            ])
+            app.counters.update { $0.datagramsRefused += 1 }
+            return false
+        }
         var target = address
         if dualStack, case .ipv4(let a) = address {
             target = .ipv6(0, 0xFFFF_0000_0000 | UInt64(a))  // ::ffff:a.b.c.d (RFC 4291 §2.5.5.2)
@@ -154,7 +161,8 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
         return true
     }
 
-    /// Resolves `name` at the exit (getaddrinfo on NIO's thread pool), holding a few datagrams meanwhile.
+    /// Resolves `name` at the exit (getaddrinfo on NIO's thread pool), holding a few datagrams meanwhile;
+    /// keeps the first address `--secure` allows (or, when it allows none, the first, which `send` refuses).
     private func resolve(_ name: String, port: UInt16, payload: ByteBuffer) {
         if resolving[name] != nil {
             if resolving[name]!.count < Self.maxPendingPerName {
@@ -165,13 +173,14 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
             return
         }
         resolving[name] = [(port, payload)]
-        let loop = stream.eventLoop
-        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> SocketAddress in
-            try SocketAddress.makeAddressResolvingHost(name, port: 0)
+        NIOThreadPool.singleton.runIfActive(eventLoop: stream.eventLoop) {
+            try SocketAddress.resolveAll(host: name, port: 0)
         }.assumeIsolated().whenComplete { [self] result in
             let waiting = resolving.removeValue(forKey: name) ?? []
             guard !closed else { return }
-            guard case .success(let socketAddress) = result, let address = Socks5Address(socketAddress) else {
+            guard case .success(let addresses) = result,
+                  let socketAddress = (try? app.admitted(addresses))?.first ?? addresses.first,
+                  let address = Socks5Address(socketAddress) else {
                 app.logger.debug("UDP destination did not resolve", metadata: ["name": "\(name)"])
                 app.counters.update { $0.datagramsDropped += UInt64(waiting.count) }
                 return

@@ -16,6 +16,10 @@ public struct SkysocksStatus: Sendable, Equatable {
     /// UDP datagrams relayed (both directions) and dropped (not writable, malformed, FRAG ≠ 0).
     public var datagramsRelayed: UInt64 = 0
     public var datagramsDropped: UInt64 = 0
+    /// Server: CONNECT requests refused by `--secure` (reply 0x02; also counted in `failedSessions`).
+    public var refusedDestinations: UInt64 = 0
+    /// Server: UDP datagrams not sent because `--secure` refused their destination.
+    public var datagramsRefused: UInt64 = 0
     /// Largest number of bytes queued towards a stream while it was not writable (back-pressure check).
     public var peakBytesWrittenWhileUnwritable = 0
 

@@ -9,22 +9,10 @@ import SkywireTransport
 
 /// Full path: TCP application → skysocks-client → LoopbackAppStream pair → skysocks → destination on 127.0.0.1.
 /// Every case runs on NIO channels here and on raw sockets in `SkysocksRawEndToEndTests`.
-class SkysocksEndToEndTests: XCTestCase {
-    var group: MultiThreadedEventLoopGroup!
-    var harness: SkysocksHarness!
-    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
-    var raw: Bool { false }
+class SkysocksEndToEndTests: SkysocksHarnessTestCase {
 
-    override func setUp() {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    }
-
-    override func tearDown() {
-        harness?.shutdown()
-        harness = nil
-        try? group.syncShutdownGracefully()
-    }
-
+    /// `--secure=false` and the harness client listed (SkysocksHarness.admittingClient): the destinations
+    /// here are on 127.0.0.1, which `--secure` refuses (SkysocksSecureTests).
     private func makeHarness(_ options: SkysocksServerOptions = SkysocksHarness.admittingClient, clientKey: String? = nil,
                              window: Int = 256 * 1024, failOpen: Bool = false,
                              placement: StreamPlacement = .preferred) throws -> SkysocksHarness {
@@ -209,7 +197,7 @@ class SkysocksEndToEndTests: XCTestCase {
     }
 
     func testWhitelistRefusesOtherVisors() throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.whitelist = .keys([KeyPair.generate().publicKey])
         let h = try makeHarness(options)
         let echo = try h.startTCPServer(.echo)
@@ -227,7 +215,7 @@ class SkysocksEndToEndTests: XCTestCase {
     /// Closed by default (issue 16): a server given no whitelist refuses every visor with reply
     /// 0x02 (connection not allowed), before reading any SOCKS request.
     func testNoWhitelistRefusesEveryVisor() throws {
-        let h = try makeHarness(SkysocksServerOptions())
+        let h = try makeHarness(SkysocksServerOptions(secure: false))
         let echo = try h.startTCPServer(.echo)
         let (s, reply) = try dial(SocksBytes.connect(Socks5Address(echo)!, echo.port!))
         XCTAssertEqual(Array(reply.prefix(2)), [5, Socks5ReplyCode.connectionNotAllowed.rawValue])
@@ -243,7 +231,7 @@ class SkysocksEndToEndTests: XCTestCase {
 
     /// A server with `whitelist` proxies for the visor `clientKey` (an echo through it).
     private func checkAdmitted(_ whitelist: AppWhitelist, clientKey: String) throws {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.whitelist = whitelist
         let h = try makeHarness(options, clientKey: clientKey)
         let echo = try h.startTCPServer(.echo)

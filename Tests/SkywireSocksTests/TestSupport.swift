@@ -169,6 +169,24 @@ final class UDPEchoHandler: ChannelInboundHandler {
     }
 }
 
+/// A test case with a NIO group (2 loops) and at most one harness, both shut down after each test.
+class SkysocksHarnessTestCase: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var harness: SkysocksHarness!
+    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
+    var raw: Bool { false }
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    }
+
+    override func tearDown() {
+        harness?.shutdown()
+        harness = nil
+        try? group.syncShutdownGracefully()
+    }
+}
+
 /// Where the harness puts the streams the client app opens.
 enum StreamPlacement {
     /// On the loop the client app prefers (its accepted connection's; the datapath loop when raw).
@@ -197,9 +215,10 @@ final class SkysocksHarness {
     /// The raw client's datapath loop, or (NIO client, `.otherKind`) the loop streams live on.
     let epoll: EpollEventLoop?
 
-    /// Server options whose whitelist lists the harness client (the server refuses everyone by default).
+    /// Server options whose whitelist lists the harness client (the server refuses everyone by default), with
+    /// `--secure=false`: the harness destinations are on 127.0.0.1, which `--secure` refuses.
     static var admittingClient: SkysocksServerOptions {
-        var options = SkysocksServerOptions()
+        var options = SkysocksServerOptions(secure: false)
         options.whitelist = .keys([defaultClientKey])
         return options
     }

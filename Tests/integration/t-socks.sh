@@ -188,4 +188,86 @@ done
 [ "${got:-}" = hello ] && pass "the proxy recovered after the exit came back" \
     || fail "no recovery after the exit restarted: $(cat "$T_WORK/recover.err"); tp: $(cli a tp ls --json | jq -c '[.[] | {state, last_error}]')"
 
+# ---- socksdest: skysocks --secure, the exit's destination filter (issue 16) -------------------------
+# Default --secure: the exit refuses its own loopback, its LAN, link-local/metadata addresses, names
+# resolving to loopback and its own addresses (also one added after start) with SOCKS5 reply 0x02,
+# and still reaches the documentation-range "internet" host; --secure=false reaches the loopback server.
+L=skwtSL$$
+netns_add $L
+veth_pair $B skwsb2 192.168.77.1/24 $L skwsl0 192.168.77.2/24
+ip -n $B addr add 169.254.0.1/16 dev skwsb2
+ip -n $L addr add 169.254.169.254/16 dev skwsl0
+mkdir -p "$T_WORK/exit-www" "$T_WORK/lan-www"
+echo "exit-loopback-secret" >"$T_WORK/exit-www/secret.txt"
+echo "lan-secret" >"$T_WORK/lan-www/secret.txt"
+# The exit's loopback-only service, a service on all of the exit's addresses, and a LAN host that
+# also answers as the metadata address 169.254.169.254.
+ip netns exec $B python3 -m http.server --bind 127.0.0.1 8081 --directory "$T_WORK/exit-www" >"$T_WORK/http-exit-lo.log" 2>&1 &
+T_PIDS+=("$!")
+ip netns exec $B python3 -m http.server --bind 0.0.0.0 8082 --directory "$T_WORK/exit-www" >"$T_WORK/http-exit-any.log" 2>&1 &
+T_PIDS+=("$!")
+ip netns exec $L python3 -m http.server --bind 0.0.0.0 80 --directory "$T_WORK/lan-www" >"$T_WORK/http-lan.log" 2>&1 &
+T_PIDS+=("$!")
+# The exit reaches each itself (it asks for "/", so a request for /secret.txt in a log came through the proxy).
+for url in http://127.0.0.1:8081/ http://203.0.113.1:8082/ http://192.168.77.2/ http://169.254.169.254/; do
+    for i in $(seq 1 100); do
+        ip netns exec $B curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && break
+        [ "$i" = 100 ] && die "the exit cannot reach $url itself (test topology broken)"
+        sleep 0.1
+    done
+done
+
+# socks_refused DESC URL: fetching URL through the proxy fails with SOCKS5 reply 2 (not allowed by ruleset).
+socks_refused() {
+    local out
+    if out=$(ip netns exec $A curl -sS --max-time 15 --socks5-hostname 127.0.0.1:1080 "$2" 2>&1); then
+        fail "$1: fetched through the exit: $(head -c 80 <<<"$out")"
+    elif grep -qE "SOCKS5 connection to .*\(2\)" <<<"$out"; then
+        pass "$1: refused with reply 0x02"
+    else
+        fail "$1: not refused with 0x02: $out"
+    fi
+}
+refused_before=$(cli b apps ls --json | jq '.[] | select(.name=="skysocks") | .info.refused_destinations // 0')
+socks_refused "the exit's 127.0.0.1 (HTTP server bound to loopback)" http://127.0.0.1:8081/secret.txt
+socks_refused "the exit's loopback as ::ffff:127.0.0.1" 'http://[::ffff:127.0.0.1]:8081/secret.txt'
+socks_refused "0.0.0.0 (Linux connects it to the host itself)" http://0.0.0.0:8081/secret.txt
+socks_refused "a name resolving to 127.0.0.1 (localhost)" http://localhost:8081/secret.txt
+socks_refused "a private address on the exit's LAN" http://192.168.77.2/secret.txt
+socks_refused "the exit's own LAN address" http://10.79.0.2:8082/secret.txt
+socks_refused "the metadata address 169.254.169.254" http://169.254.169.254/secret.txt
+socks_refused "the exit's own public address" http://203.0.113.1:8082/secret.txt
+ip -n $B addr add 198.51.100.1/24 dev skwsb1
+ip netns exec $B curl -fsS -o /dev/null --max-time 5 http://198.51.100.1:8082/ \
+    || fail "the exit cannot reach its new address itself (test topology broken)"
+socks_refused "an address added to the exit after start" http://198.51.100.1:8082/secret.txt
+got=$(ip netns exec $A curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/small.txt 2>&1)
+[ "$got" = hello ] && pass "--secure still reaches the documentation-range internet host" || fail "internet host: $got"
+if grep -q 'GET /secret.txt' "$T_WORK/http-exit-lo.log" "$T_WORK/http-exit-any.log" "$T_WORK/http-lan.log"; then
+    fail "a refused destination saw a request: $(grep -h 'GET /secret.txt' "$T_WORK"/http-*.log | head -3)"
+else
+    pass "no refused destination saw a request"
+fi
+info=$(cli b apps ls --json | jq -c '.[] | select(.name=="skysocks") | .info')
+[ "$(jq -r .secure <<<"$info")" = true ] && [ "$(jq -r .refused_destinations <<<"$info")" -ge $((refused_before + 9)) ] \
+    && pass "apps ls: secure, refused_destinations counted" || fail "apps ls info: $info"
+grep -q 'destination refused by --secure' "$T_WORK/b.log" && grep -q 'loopback 127.0.0.0/8' "$T_WORK/b.log" \
+    && grep -q 'an address of this host (198.51.100.1)' "$T_WORK/b.log" \
+    && pass "the exit logs each refusal with its rule" || fail "no refusal log line naming the rule: $(grep -i refused "$T_WORK/b.log" | tail -3)"
+
+# --secure=false: the exit's loopback is reachable again.
+visor_stop b
+jq '(.launcher.apps[] | select(.name=="skysocks") | .args) += ["--secure=false"]' "$T_WORK/b.json" >"$T_WORK/t" \
+    && install -m600 "$T_WORK/t" "$T_WORK/b.json"
+visor_start b $B
+got=""
+for _ in $(seq 1 60); do
+    got=$(ip netns exec $A curl -fsS --max-time 10 --socks5-hostname 127.0.0.1:1080 http://127.0.0.1:8081/secret.txt 2>"$T_WORK/insecure.err") \
+        && [ "$got" = exit-loopback-secret ] && break
+    sleep 1
+done
+[ "$got" = exit-loopback-secret ] && pass "--secure=false reaches the exit's loopback server" \
+    || fail "--secure=false: $(cat "$T_WORK/insecure.err"); skysocks: $(cli b apps ls --json | jq -c '.[] | select(.name=="skysocks")')"
+# ---- end socksdest ---------------------------------------------------------------------------------
+
 finish

@@ -119,6 +119,11 @@ int skw_pipe_cloexec(int fds[2]);
 /// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): the next connection of a listening socket.
 int skw_accept_nonblock(int fd);
 
+/// A NETLINK_ROUTE socket (non-blocking, close-on-exec) subscribed to interface-address changes
+/// (RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR): the kernel queues an RTM_NEWADDR/RTM_DELADDR message
+/// on it before the request that changed the address returns. -1 with errno set on failure.
+int skw_netlink_address_events(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,14 +19,10 @@ public enum RawTCPConnector {
             connect(on: loop, to: [literal], deadline: deadline, completion)
             return
         }
-        let carried = LoopTransfer(value: completion)
-        DispatchQueue.global().async {
-            let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
-            loop.execute {
-                switch result {
-                case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, carried.value)
-                case .failure(let error): carried.value(.failure(error))
-                }
+        SocketAddress.resolveAll(host: host, port: port, on: loop) { result in
+            switch result {
+            case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, completion)
+            case .failure(let error): completion(.failure(error))
             }
         }
     }
@@ -115,8 +111,19 @@ private final class ConnectAttempt {
 }
 
 extension SocketAddress {
+    /// `resolveAll(host:port:)` off the loop thread (getaddrinfo(3) blocks); `completion` runs on `loop`
+    /// with every address, or `ResolutionError`.
+    public static func resolveAll(host: String, port: Int, on loop: EventLoop,
+                                  _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
+        let carried = LoopTransfer(value: completion)
+        DispatchQueue.global().async {
+            let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
+            loop.execute { carried.value(result) }
+        }
+    }
+
     /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
-    static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
+    public static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_protocol = Int32(IPPROTO_TCP)

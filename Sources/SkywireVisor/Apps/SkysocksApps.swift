@@ -31,6 +31,9 @@ final class SkysocksServerVisorApp: VisorApp {
         let s = server.status
         var fields = s.controlFields
         fields["whitelist"] = .array(server.options.whitelist.sortedKeys.map { .string($0.hex) })
+        fields["secure"] = .bool(server.options.secure)
+        fields["refused_destinations"] = .int(Int64(clamping: s.refusedDestinations))
+        fields["udp_datagrams_refused"] = .int(Int64(clamping: s.datagramsRefused))
         return AppStatusReport(detail: "\(s.activeSessions) active", fields: fields)
     }
 }
