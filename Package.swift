@@ -127,7 +127,11 @@ let package = Package(
         .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",
-                    dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim", "SkywireTestSupport"]),
+                    dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "CSkywireShim", "SkywireTestSupport",
+                                   "SkywireTransport",
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOEmbedded", package: "swift-nio"),
+                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim", "SkywireTestSupport"]),
     ]
 )

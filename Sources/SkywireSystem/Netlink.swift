@@ -107,6 +107,12 @@ public struct InterfaceAddress: Sendable, Hashable {
     public var interfaceIndex: Int32
     public var interfaceName: String
     public var prefix: IPPrefix
+
+    public init(interfaceIndex: Int32, interfaceName: String, prefix: IPPrefix) {
+        self.interfaceIndex = interfaceIndex
+        self.interfaceName = interfaceName
+        self.prefix = prefix
+    }
 }
 
 /// One route of the kernel's table (`ip route`), first next hop only.
@@ -183,7 +189,7 @@ public final class RouteNetlink {
     let socket: OpaquePointer
 
     static let rtprotStatic: UInt8 = 4       // RTPROT_STATIC
-    static let rtnUnicast: UInt8 = 1         // RTN_UNICAST
+    public static let rtnUnicast: UInt8 = 1  // RTN_UNICAST
     static let ifaUFlagsNoPrefixRoute: UInt32 = 0x200  // IFA_F_NOPREFIXROUTE
     static let frActToTable: UInt8 = 1       // FR_ACT_TO_TBL
 

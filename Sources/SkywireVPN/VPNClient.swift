@@ -190,9 +190,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     /// Opens the control stream and waits for the server's answer.
     private func handshake() async throws -> (StreamBox, VPNServerOK) {
-        let networks = ((try? RouteNetlink().addresses()) ?? [])
-            .filter { $0.prefix.family == .v4 && $0.interfaceName != Self.tunName && $0.interfaceName != "lo" }
-            .map(\.prefix)
+        let nl = try? RouteNetlink()
+        let networks = Self.localNetworks(addresses: (try? nl?.addresses()) ?? [],
+                                          routes: (try? nl?.routes(family: .v4)) ?? [])
         let stream = try await transports.openStream(to: arguments.server, port: serverPort, sourcePort: localPort,
                                                      timeout: Self.handshakeTimeout).get()
         let box = StreamBox(stream)
@@ -213,6 +213,21 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             promise.futureResult.whenComplete { _ in timer.cancel() }
         }
         return (box, try await promise.futureResult.get())
+    }
+
+    /// The IPv4 networks this host has, reported in CLIENT_HELLO (the server's pool avoids
+    /// them) and checked against SERVER_OK (`VPNServerOK.clash`): interface addresses first
+    /// (not loopback, not the tunnel), then the destinations of main-table unicast routes that
+    /// are not default routes and not on the tunnel (a LAN behind a router, another VPN).
+    static func localNetworks(addresses: [InterfaceAddress], routes: [RouteEntry]) -> [IPPrefix] {
+        var out = addresses
+            .filter { $0.prefix.family == .v4 && $0.interfaceName != tunName && $0.interfaceName != "lo" }
+            .map(\.prefix)
+        for r in routes where r.destination.family == .v4 && r.destination.length > 0 && r.table == RouteSpec.mainTable
+            && r.type == RouteNetlink.rtnUnicast && r.interfaceName != tunName && !out.contains(where: { $0.network == r.destination.network }) {
+            out.append(r.destination)
+        }
+        return out
     }
 
     // MARK: System configuration
@@ -562,6 +577,11 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
                 fail(VPNError("forbidden: \(reason)"))
             case .failed(let reason):
                 fail(VPNError("the server refused: \(reason)"))
+            case .unsafeLease(let reason):
+                // The server holds a lease for us: reset so it frees it at once.
+                fail(VPNError(reason))
+                stream.reset(.refused)
+                end()
             }
         } catch {
             fail(error)
