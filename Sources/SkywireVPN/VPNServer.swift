@@ -167,11 +167,12 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         handler.armDeadline(timeout)
     }
 
-    /// A control stream reached its deadline without a session: reset by its handler. Without
-    /// a hello it is counted (`hello_timeouts`) and logged, at info at most once a minute.
-    fileprivate func deadlinePassed(_ stream: AppStream, saidHello: Bool) {
+    /// A control stream reached its deadline (`timeout`) without a session: reset by its
+    /// handler. One the server had not `answered` (no complete hello) is counted
+    /// (`hello_timeouts`) and logged, at info at most once a minute.
+    fileprivate func deadlinePassed(_ stream: AppStream, answered: Bool, timeout: TimeAmount) {
         let key = String(stream.remoteKeyHex.prefix(8))
-        guard !saidHello else {
+        guard !answered else {
             logger.debug("vpn-server: refused client did not close its control stream; reset", metadata: ["pk": "\(key)"])
             return
         }
@@ -182,7 +183,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             if loud { lastHelloTimeoutLog = now }
             return (helloTimeouts, loud)
         }
-        let seconds = "\(VPNServer.helloTimeout.nanoseconds / 1_000_000_000)"
+        let seconds = "\(timeout.nanoseconds / 1_000_000_000)"
         if loud {
             logger.info("vpn-server: control stream without CLIENT_HELLO reset", metadata: ["pk": "\(key)", "after_s": "\(seconds)",
                                                                                         "hello_timeouts": "\(count)"])
@@ -437,7 +438,7 @@ final class ServerSessionHandler: AppStreamDelegate {
             closed = true
             finishSession()
             stream.reset(.protocolError)
-            server?.deadlinePassed(stream, saidHello: answered)
+            server?.deadlinePassed(stream, answered: answered, timeout: timeout)
         }
     }
 

@@ -270,7 +270,7 @@ final class VPNMiscTests: XCTestCase {
         XCTAssertTrue(r.contains("oifname \"eth0\" ip saddr { 10.77.0.0/16 } masquerade"))
         // --secure: the exit itself takes nothing from clients but replies, echo to a tunnel
         // gateway and DNS to the announced servers, then drop, whatever addresses it has.
-        guard let start = r.firstRange(of: "chain input {"), let end = r[start.upperBound...].firstRange(of: "}") else {
+        guard let start = r.firstRange(of: "chain input {"), let end = r[start.upperBound...].firstRange(of: "\n  }") else {
             return XCTFail("no input chain")
         }
         let input = r[start.upperBound..<end.lowerBound].split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }

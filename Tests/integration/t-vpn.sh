@@ -350,6 +350,17 @@ settle() {  # settle NS: IPv6 duplicate address detection over (bounded)
         sleep 0.1
     done
 }
+same_tables() {  # same_tables NAME NS BEFORE WHAT: the tables of NS equal BEFORE
+    local now
+    now=$(tables "$2")
+    [ "$now" = "$3" ] && pass "$1: $4: routing tables and nftables identical" || fail "$1: $4: $(diff <(echo "$3") <(echo "$now"))"
+}
+crash_c() {  # crash_c NAME NS: vpn start, the visor dies (SIGKILL), the visor starts again
+    expect_ok "$1: vpn start (then the visor crashes)" cli c vpn start -k "$PKE" --killswitch
+    kill -9 "$PID_c"
+    wait "$PID_c" 2>/dev/null || true
+    visor_start c "$2"
+}
 route_case() {  # route_case NAME NS EXIT_ADDR HOST_ROUTE
     local name=$1 ns=$2 exit_addr=$3 want=$4 before routes got
     jq --arg e "$PKE" --arg a "$exit_addr" '.transport.peers = {($e): {"stcpr": ($a + ":7777"), "sudph": ($a + ":7778")}}' \
@@ -363,27 +374,19 @@ route_case() {  # route_case NAME NS EXIT_ADDR HOST_ROUTE
     got=$(ip netns exec "$ns" curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
     [ "$got" = hello ] && pass "$name: traffic through the tunnel" || fail "$name: no traffic through the tunnel"
     expect_ok "$name: vpn stop" cli c vpn stop
-    [ "$(tables "$ns")" = "$before" ] && pass "$name: routing tables and nftables identical after stop" \
-        || fail "$name: after stop: $(diff <(echo "$before") <(tables "$ns"))"
-    # The visor dies with the VPN up; vpn stop of the restarted visor restores everything.
-    expect_ok "$name: vpn start (then the visor crashes)" cli c vpn start -k "$PKE" --killswitch
-    kill -9 "$PID_c"
-    wait "$PID_c" 2>/dev/null || true
-    grep -q "^$want *\$" <<<"$(ip -n "$ns" route)" && pass "$name: the crash left the host route (as expected)" \
+    same_tables "$name" "$ns" "$before" "after stop"
+    # The visor dies with the VPN up (the host route stays: it is on the uplink); vpn stop of
+    # the restarted visor restores everything.
+    crash_c "$name" "$ns"
+    grep -q "^$want *\$" <<<"$(ip -n "$ns" route)" && pass "$name: the crash left the host route" \
         || fail "$name: host route gone after the crash"
-    visor_start c "$ns"
     expect_ok "$name: vpn stop after a crash" cli c vpn stop
-    [ "$(tables "$ns")" = "$before" ] && pass "$name: vpn stop after a crash restores the tables exactly" \
-        || fail "$name: after a crash and stop: $(diff <(echo "$before") <(tables "$ns"))"
+    same_tables "$name" "$ns" "$before" "after a crash and vpn stop"
     # A start that finds the crashed run's state file undoes it first.
-    expect_ok "$name: vpn start (then the visor crashes again)" cli c vpn start -k "$PKE" --killswitch
-    kill -9 "$PID_c"
-    wait "$PID_c" 2>/dev/null || true
-    visor_start c "$ns"
+    crash_c "$name" "$ns"
     expect_ok "$name: vpn start over a stale state file" cli c vpn start -k "$PKE" --killswitch
     expect_ok "$name: vpn stop" cli c vpn stop
-    [ "$(tables "$ns")" = "$before" ] && pass "$name: start over a stale state file, then stop: tables identical" \
-        || fail "$name: after a stale start and stop: $(diff <(echo "$before") <(tables "$ns"))"
+    same_tables "$name" "$ns" "$before" "after a start over a stale state file and stop"
     visor_stop c
 }
 route_case "exit on the client's link" $P 10.84.0.2 "10.84.0.2 dev skwvp0 proto static scope link"
