@@ -191,6 +191,20 @@ ip netns exec $C ping -c1 -W1 203.0.113.77 >/dev/null 2>&1 && fail "secure: the 
 got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
 [ "$got" = hello ] && pass "secure: the internet host still works" || fail "secure: the internet host unreachable"
 ip -n $E addr del 203.0.113.77/32 dev skwve1
+# Control streams that never say CLIENT_HELLO are reset (after 10 s) and counted. The hostile
+# peer uses D's whitelisted key (visor d is stopped) from D's namespace.
+to_before=$(cli e vpn server status --json | jq -r '.info.hello_timeouts // 0')
+silent=$(ip netns exec $D timeout 90 "$(dirname "$SKYWIRE_BIN")/skywire-hostile" vpn-silent --pk "$PKE" --stcpr 10.80.0.2:7777 \
+    --sk "$(jq -r .sk "$T_WORK/d.json")" --our-pk "$PKD" --streams 8 --wait 25 2>>"$T_WORK/hostile.log" || true)
+[ "$(jq -r .opened <<<"$silent" 2>/dev/null)" = 8 ] && [ "$(jq -r .closed <<<"$silent")" = 8 ] \
+    && [ "$(jq '[.closed_after_ms[] | select(. < 9000)] | length' <<<"$silent")" = 0 ] \
+    && pass "8 control streams without CLIENT_HELLO reset by the exit after $(jq -c .closed_after_ms <<<"$silent") ms" \
+    || fail "silent control streams: ${silent:-no output: $(tail -3 "$T_WORK/hostile.log" 2>/dev/null)}"
+to_after=$(cli e vpn server status --json | jq -r '.info.hello_timeouts // 0')
+[ $((to_after - to_before)) = 8 ] && pass "vpn server status counts them (hello_timeouts $to_after)" \
+    || fail "hello_timeouts $to_before -> $to_after"
+got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
+[ "$got" = hello ] && pass "the connected client kept working meanwhile" || fail "client broken after the silent streams"
 # ---- [vpn] end ----
 expect_ok "vpn server stop" cli e vpn server stop
 expect_ok "vpn server start --secure=false" cli e vpn server start --whitelist "$WL" --secure=false
