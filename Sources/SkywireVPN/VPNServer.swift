@@ -410,7 +410,9 @@ final class ServerSession: @unchecked Sendable {
 }
 
 /// Drives one control stream on the server (all callbacks on the stream's event loop).
-final class ServerSessionHandler: AppStreamDelegate {
+final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
+    // @unchecked Sendable: confined to the stream's event loop (the delegate callbacks and the
+    // deadline task run there; `session` is set by `admit`, called from `didReceive`).
     weak var server: VPNServer?
     let stream: AppStream
     var handshake = VPNServerHandshake()

@@ -50,10 +50,11 @@ struct VPNSilent: ParsableCommand {
         let started = NIODeadline.now()
         var opened = 0
         for i in 0..<streams {
-            let stream = try manager.openStream(to: exit, port: Self.vpnServerPort, sourcePort: Self.firstSourcePort + UInt16(i),
-                                                timeout: .seconds(10)).wait()
-            let box = LoopTransfer(value: stream)
-            try stream.eventLoop.submit { box.value.setDelegate(SilentDelegate(closes: closes, started: started)) }.wait()
+            try manager.openStream(to: exit, port: Self.vpnServerPort, sourcePort: Self.firstSourcePort + UInt16(i),
+                                   timeout: .seconds(10)).flatMap { stream -> EventLoopFuture<Void> in
+                let box = LoopTransfer(value: stream)
+                return stream.eventLoop.submit { box.value.setDelegate(SilentDelegate(closes: closes, started: started)) }
+            }.wait()
             opened += 1
         }
         sleep(UInt32(wait))
