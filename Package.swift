@@ -66,6 +66,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
@@ -103,8 +104,10 @@ let package = Package(
         // Hostile-peer load generators for the hardening tests (Tests/integration) and benches;
         // a test tool: not in the board image, not built by `make release`.
         .executableTarget(name: "skywire-hostile", dependencies: [
-            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem",
+            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -128,7 +131,10 @@ let package = Package(
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",
                     dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
-                                   "SkywireTestSupport"]),
+                                   "SkywireTestSupport", "SkywireTransport",
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOEmbedded", package: "swift-nio"),
+                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "SkywireSystemTests", dependencies: ["SkywireSystem", "CSkywireShim", "SkywireTestSupport"]),
     ]
 )

@@ -107,6 +107,12 @@ public struct InterfaceAddress: Sendable, Hashable {
     public var interfaceIndex: Int32
     public var interfaceName: String
     public var prefix: IPPrefix
+
+    public init(interfaceIndex: Int32, interfaceName: String, prefix: IPPrefix) {
+        self.interfaceIndex = interfaceIndex
+        self.interfaceName = interfaceName
+        self.prefix = prefix
+    }
 }
 
 /// One route of the kernel's table (`ip route`), first next hop only.
@@ -139,17 +145,24 @@ public struct RouteSpec: Sendable, Hashable, CustomStringConvertible {
     public var gateway: IPAddress?
     public var table: UInt32
     public var metric: UInt32?
+    /// RT_SCOPE_*; nil lets libnl pick (`rtnl_route_guess_scope`: link without a gateway,
+    /// universe with one).
+    public var scope: UInt8?
 
     /// RT_TABLE_MAIN.
     public static let mainTable: UInt32 = 254
+    /// RT_SCOPE_UNIVERSE and RT_SCOPE_LINK.
+    public static let scopeUniverse: UInt8 = 0
+    public static let scopeLink: UInt8 = 253
 
     public init(destination: IPPrefix, interface: String? = nil, gateway: IPAddress? = nil,
-                table: UInt32 = RouteSpec.mainTable, metric: UInt32? = nil) {
+                table: UInt32 = RouteSpec.mainTable, metric: UInt32? = nil, scope: UInt8? = nil) {
         self.destination = destination
         self.interface = interface
         self.gateway = gateway
         self.table = table
         self.metric = metric
+        self.scope = scope
     }
 
     public var description: String {
@@ -158,6 +171,7 @@ public struct RouteSpec: Sendable, Hashable, CustomStringConvertible {
         if let interface { s += " dev \(interface)" }
         if table != Self.mainTable { s += " table \(table)" }
         if let metric { s += " metric \(metric)" }
+        if let scope { s += " scope \(scope == Self.scopeLink ? "link" : scope == Self.scopeUniverse ? "global" : "\(scope)")" }
         return s
     }
 }
@@ -183,7 +197,7 @@ public final class RouteNetlink {
     let socket: OpaquePointer
 
     static let rtprotStatic: UInt8 = 4       // RTPROT_STATIC
-    static let rtnUnicast: UInt8 = 1         // RTN_UNICAST
+    public static let rtnUnicast: UInt8 = 1  // RTN_UNICAST
     static let ifaUFlagsNoPrefixRoute: UInt32 = 0x200  // IFA_F_NOPREFIXROUTE
     static let frActToTable: UInt8 = 1       // FR_ACT_TO_TBL
 
@@ -304,6 +318,7 @@ public final class RouteNetlink {
             rtnl_route_set_protocol(r, Self.rtprotStatic)
             rtnl_route_set_type(r, Self.rtnUnicast)
             if let metric = spec.metric { rtnl_route_set_priority(r, metric) }
+            if let scope = spec.scope { rtnl_route_set_scope(r, scope) }
             try nlCheck("rtnl_route_set_dst(\(spec.destination))", withExtendedLifetime(dst) { rtnl_route_set_dst(r, dst.raw) })
             if index != nil || gateway != nil {
                 guard let nh = rtnl_route_nh_alloc() else { throw NetlinkError("rtnl_route_nh_alloc", code: -NLE_NOMEM) }
@@ -323,7 +338,8 @@ public final class RouteNetlink {
         try nlCheck("rtnl_route_add(\(spec))", route.use { rtnl_route_add(socket, $0, NLM_F_EXCL) })
     }
 
-    /// `ip route del SPEC` (`rtnl_route_delete`).
+    /// `ip route del SPEC` (`rtnl_route_delete`): matches the destination, table, protocol
+    /// (static), next hop and, when given, metric and scope.
     public func removeRoute(_ spec: RouteSpec) throws {
         let route = try makeRoute(spec)
         try nlCheck("rtnl_route_delete(\(spec))", route.use { rtnl_route_delete(socket, $0, 0) })

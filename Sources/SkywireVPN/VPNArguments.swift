@@ -4,8 +4,8 @@ import SkywireSystem
 
 /// `vpn-server` arguments: `--whitelist PK1,PK2` or `--whitelist any` (repeatable; missing or
 /// empty: nobody, `AppWhitelist`), `--secure=true|false` (default true), `-i/--netifc IFACE`
-/// (default: the interface of the only default route), `--dns IP[,IP]` (announced to clients;
-/// default none).
+/// (default: the interface of the only default route; a plain interface name, `checkInterface`),
+/// `--dns IP[,IP]` (announced to clients; default none).
 public struct VPNServerArguments: Equatable, Sendable {
     public var whitelist = AppWhitelist.nobody
     public var secure = true
@@ -26,7 +26,9 @@ public struct VPNServerArguments: Equatable, Sendable {
                 guard let b = Bool(value) else { throw VPNArgumentError("--secure takes true or false, not \"\(value)\"") }
                 secure = b
             case "--netifc", "-i":
-                exitInterface = try it.value(for: arg)
+                let name = try it.value(for: arg)
+                try VPNArgumentError.checkInterface(name, option: "-i/--netifc", reserved: [VPNServer.tunName])
+                exitInterface = name
             case "--dns":
                 dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
             default:
@@ -91,6 +93,24 @@ public struct VPNArgumentError: Error, CustomStringConvertible, Equatable, Senda
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+
+    /// Linux caps interface names at IFNAMSIZ - 1 bytes.
+    static let maxInterfaceName = 15
+    static let interfaceNamePunctuation = "-_.@"
+
+    /// An interface name as the kernel takes it (`dev_valid_name`: 1...15 bytes, not `.` or
+    /// `..`), narrowed to ASCII letters, digits and `-_.@`, so that it can be quoted into an nft
+    /// script or a command line as it is; `lo` and the names in `reserved` (the app's own TUN)
+    /// are refused too.
+    static func checkInterface(_ name: String, option: String, reserved: [String]) throws(VPNArgumentError) {
+        guard !name.isEmpty, name.utf8.count <= maxInterfaceName, name != ".", name != "..",
+              name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || interfaceNamePunctuation.contains($0)) }) else {
+            throw VPNArgumentError("\(option): \"\(name)\" is not an interface name (1...\(maxInterfaceName) of A-Z a-z 0-9 \(interfaceNamePunctuation.map(String.init).joined(separator: " ")))")
+        }
+        guard name != "lo", !reserved.contains(name) else {
+            throw VPNArgumentError("\(option): \"\(name)\" cannot be used (it is \(name == "lo" ? "loopback" : "the tunnel"))")
+        }
+    }
 
     static func addresses(_ value: String, option: String) throws(VPNArgumentError) -> [IPAddress] {
         var out: [IPAddress] = []

@@ -152,6 +152,26 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         gateway?.teardown(keepFence: keepLANFence)
     }
 
+    /// The `/32` (`/128`) host route to the exit's transport address `ip` that keeps it outside
+    /// the tunnel, copied from the route the kernel uses without us: the same gateway and
+    /// device, or the device alone for an exit on the client's own link (scope link).
+    static func hostRoute(to ip: IPAddress, via path: RouteEntry) -> RouteSpec {
+        RouteSpec(destination: IPPrefix(ip, ip.bitCount)!, interface: path.interfaceName, gateway: path.gateway,
+                  scope: path.gateway == nil ? RouteSpec.scopeLink : RouteSpec.scopeUniverse)
+    }
+
+    /// `vpn stop` while the app is not running (the visor died with the VPN up and was started
+    /// again): undoes what the crashed run recorded, the gateway role's LAN side included.
+    /// False when there was nothing to undo.
+    public static func restoreLeftovers(stateDirectory: String, logger: Logger) -> Bool {
+        let state = VPNStateFile(directory: stateDirectory, name: stateFileName)
+        let client = !state.load().isEmpty
+        if client { cleanLeftovers(state, logger: logger) }
+        let lan = VPNGateway.cleanLeftovers(directory: stateDirectory, keepFence: false, logger: logger) > 0
+        if client || lan { logger.info("vpn-client: undid what a crashed run left", metadata: ["state_dir": "\(stateDirectory)"]) }
+        return client || lan
+    }
+
     /// Undoes what the state file records: nft table, host route, DNS.
     static func cleanLeftovers(_ state: VPNStateFile, logger: Logger) {
         let entries = state.load()
@@ -178,6 +198,15 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         state.remove()
     }
 
+    /// Drops the last `key=value` entry again (the change it announced did not happen).
+    private func unrecord(_ key: String, _ value: String) throws {
+        let entries: [(key: String, value: String)] = lock.withLock {
+            if let i = stateEntries.lastIndex(where: { $0.key == key && $0.value == value }) { stateEntries.remove(at: i) }
+            return stateEntries
+        }
+        try state.save(entries)
+    }
+
     private func record(_ key: String, _ value: String) throws {
         let entries: [(key: String, value: String)] = lock.withLock {
             stateEntries.append((key, value))
@@ -190,9 +219,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     /// Opens the control stream and waits for the server's answer.
     private func handshake() async throws -> (StreamBox, VPNServerOK) {
-        let networks = ((try? RouteNetlink().addresses()) ?? [])
-            .filter { $0.prefix.family == .v4 && $0.interfaceName != Self.tunName && $0.interfaceName != "lo" }
-            .map(\.prefix)
+        let nl = try? RouteNetlink()
+        let networks = Self.localNetworks(addresses: (try? nl?.addresses()) ?? [],
+                                          routes: (try? nl?.routes(family: .v4)) ?? [])
         let stream = try await transports.openStream(to: arguments.server, port: serverPort, sourcePort: localPort,
                                                      timeout: Self.handshakeTimeout).get()
         let box = StreamBox(stream)
@@ -215,6 +244,21 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         return (box, try await promise.futureResult.get())
     }
 
+    /// The IPv4 networks this host has, reported in CLIENT_HELLO (the server's pool avoids
+    /// them) and checked against SERVER_OK (`VPNServerOK.clash`): interface addresses first
+    /// (not loopback, not the tunnel), then the destinations of main-table unicast routes that
+    /// are not default routes and not on the tunnel (a LAN behind a router, another VPN).
+    static func localNetworks(addresses: [InterfaceAddress], routes: [RouteEntry]) -> [IPPrefix] {
+        var out = addresses
+            .filter { $0.prefix.family == .v4 && $0.interfaceName != tunName && $0.interfaceName != "lo" }
+            .map(\.prefix)
+        for r in routes where r.destination.family == .v4 && r.destination.length > 0 && r.table == RouteSpec.mainTable
+            && r.type == RouteNetlink.rtnUnicast && r.interfaceName != tunName && !out.contains(where: { $0.network == r.destination.network }) {
+            out.append(r.destination)
+        }
+        return out
+    }
+
     // MARK: System configuration
 
     /// First successful handshake: TUN, address, routes, firewall, DNS; each recorded first.
@@ -230,12 +274,14 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         for t in toServer {
             if let ip = IPAddress(Self.host(of: t.remoteAddress)), !serverIPs.contains(ip) { serverIPs.append(ip) }
         }
+        // A host route that is already there (same destination, device and gateway) is not
+        // ours: it is neither added, recorded nor removed.
         var hostRoutes: [RouteSpec] = []
         for ip in serverIPs {
             let routes = try nl.routes(family: ip.family)
             if let path = RouteEntry.bestRoute(to: ip, in: routes, excludingInterface: Self.tunName) {
-                hostRoutes.append(RouteSpec(destination: IPPrefix(ip, ip.bitCount)!, interface: path.interfaceName,
-                                            gateway: path.gateway))
+                let host = Self.hostRoute(to: ip, via: path)
+                if !(path.destination == host.destination && path.gateway == host.gateway) { hostRoutes.append(host) }
             }
         }
 
@@ -252,11 +298,15 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
         try nl.addAddress(ok.clientAddress, interface: device.name)
         for host in hostRoutes {
-            // A route that was already there is not ours: it is neither recorded nor removed.
+            // Recorded before it is added, exactly as added (scope included), so that a crash
+            // right after the add still leaves a state file that removes it; a route that
+            // turns out to exist already (added meanwhile) is not ours and not recorded.
+            try record("route", host.stateValue)
             do {
                 try nl.addRoute(host)
-                try record("route", host.stateValue)
-            } catch let e as NetlinkError where e.alreadyExists {}
+            } catch let e as NetlinkError where e.alreadyExists {
+                try unrecord("route", host.stateValue)
+            }
         }
         for half in Self.halves {
             try nl.addRoute(RouteSpec(destination: half, interface: device.name))
@@ -562,6 +612,11 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
                 fail(VPNError("forbidden: \(reason)"))
             case .failed(let reason):
                 fail(VPNError("the server refused: \(reason)"))
+            case .unsafeLease(let reason):
+                // The server holds a lease for us: reset so it frees it at once.
+                fail(VPNError(reason))
+                stream.reset(.refused)
+                end()
             }
         } catch {
             fail(error)

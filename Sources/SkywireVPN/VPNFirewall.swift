@@ -25,12 +25,16 @@ public enum VPNFirewall {
     static func set(_ items: [String]) -> String { "{ " + items.joined(separator: ", ") + " }" }
 
     /// The exit's ruleset: clients (from `tun`) are masqueraded; with `secure` they reach only
-    /// the exit interface and no private, link-local or exit-local address (except their own
-    /// tunnel gateways, which live on `tun`); replies come back only for tracked connections;
-    /// clients never reach each other; IPv6 from clients is dropped (not carried). TCP MSS is
-    /// clamped to the route MTU both ways.
+    /// the exit interface and no private, link-local or loopback destination when forwarded, and
+    /// the exit itself not at all (input chain): whatever listens there, on whichever address the
+    /// exit has now or gets later. Let in from `tun` are only replies to connections the exit
+    /// opened, ICMP echo to an address of `tun` itself (a client's tunnel gateway, so `ping`
+    /// shows the tunnel is up), and DNS to the `dns` servers the exit announces (used only
+    /// when one of them is an address of the exit, i.e. the exit runs that resolver).
+    /// Replies come back only for tracked connections; clients never reach each other; IPv6
+    /// from clients is dropped (not carried). TCP MSS is clamped to the route MTU both ways.
     public static func serverRuleset(tun: String, exit: String, secure: Bool, pools: [IPPrefix],
-                                     exitAddresses: [IPAddress]) -> String {
+                                     dns: [IPAddress] = []) -> String {
         let t = quoted(tun), x = quoted(exit)
         var forward = [
             "type filter hook forward priority \(priority); policy accept;",
@@ -53,9 +57,12 @@ public enum VPNFirewall {
         s += "  chain forward {\n" + forward.map { "    \($0)\n" }.joined() + "  }\n"
         var input = ["type filter hook input priority \(priority); policy accept;",
                      "iifname \(t) meta nfproto ipv6 drop"]
-        let v4 = exitAddresses.filter { $0.family == .v4 }.map(\.description)
-        if secure && !v4.isEmpty {
-            input.append("iifname \(t) ip daddr \(set(v4)) drop")
+        if secure {
+            input.append("iifname \(t) ct state established,related accept")
+            input.append("iifname \(t) fib daddr . iif type local icmp type echo-request accept")
+            let v4 = dns.filter { $0.family == .v4 }.map(\.description)
+            if !v4.isEmpty { input.append("iifname \(t) ip daddr \(set(v4)) meta l4proto { tcp, udp } th dport 53 accept") }
+            input.append("iifname \(t) drop")
         }
         s += "  chain input {\n" + input.map { "    \($0)\n" }.joined() + "  }\n"
         let sources = set(pools.map(\.description))

@@ -16,8 +16,6 @@ public struct VPNGatewayOptions: Equatable, Sendable {
     public var dhcpLast: IPAddress
 
     public static let defaultSubnet = IPPrefix("192.168.50.1/24")!
-    /// Linux caps interface names at IFNAMSIZ - 1 bytes.
-    static let maxInterfaceName = 15
 
     public init(lan: String, lanAddress: IPPrefix = Self.defaultSubnet) throws(VPNArgumentError) {
         try Self.checkInterface(lan, option: "--lan")
@@ -33,13 +31,7 @@ public struct VPNGatewayOptions: Equatable, Sendable {
     public var hasBypass: Bool { !bypassMACs.isEmpty || !bypassIPs.isEmpty }
 
     static func checkInterface(_ name: String, option: String) throws(VPNArgumentError) {
-        guard !name.isEmpty, name.utf8.count <= maxInterfaceName,
-              name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.@".contains($0)) }) else {
-            throw VPNArgumentError("\(option): \"\(name)\" is not an interface name (1...15 of A-Z a-z 0-9 - _ . @)")
-        }
-        guard name != VPNClient.tunName, name != "lo" else {
-            throw VPNArgumentError("\(option): \"\(name)\" cannot be used (it is \(name == "lo" ? "loopback" : "the tunnel"))")
-        }
+        try VPNArgumentError.checkInterface(name, option: option, reserved: [VPNClient.tunName])
     }
 
     static func checkSubnet(_ p: IPPrefix) throws(VPNArgumentError) {

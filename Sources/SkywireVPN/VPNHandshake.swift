@@ -7,14 +7,21 @@ public struct VPNClientHandshake: Sendable {
         case accepted(VPNServerOK)
         case forbidden(String)
         case failed(String)
+        /// SERVER_OK leased an address the client cannot take (`VPNServerOK.clash`): the client
+        /// refuses it and sets nothing up.
+        case unsafeLease(String)
     }
 
     private var decoder = VPNMessageDecoder()
     public private(set) var outcome: Outcome?
     public let hello: VPNClientHello
+    /// Every IPv4 network of the client (addresses and routes), the lease is checked against;
+    /// the hello carries the first `maxClientNetworks`.
+    public let localNetworks: [IPPrefix]
 
     public init(localNetworks: [IPPrefix]) {
-        hello = VPNClientHello(networks: Array(localNetworks.filter { $0.family == .v4 }.prefix(VPNMessage.maxClientNetworks)))
+        self.localNetworks = localNetworks.filter { $0.family == .v4 }
+        hello = VPNClientHello(networks: Array(self.localNetworks.prefix(VPNMessage.maxClientNetworks)))
     }
 
     /// The bytes to send first.
@@ -28,7 +35,13 @@ public struct VPNClientHandshake: Sendable {
         while let message = try decoder.next() {
             guard outcome == nil else { continue }
             switch message {
-            case .serverOK(let ok): decided = .accepted(ok)
+            case .serverOK(let ok):
+                if let clash = ok.clash(with: localNetworks) {
+                    decided = .unsafeLease("the exit leased \(ok.clientAddress) (gateway \(ok.serverAddress)), which overlaps "
+                        + "this host's network \(clash.network): refused, it would take over addresses of that network")
+                } else {
+                    decided = .accepted(ok)
+                }
             case .forbidden(let reason): decided = .forbidden(reason)
             case .error(let reason): decided = .failed(reason)
             case .clientHello: throw .unexpected("CLIENT_HELLO from the server")
@@ -68,5 +81,19 @@ public struct VPNServerHandshake: Sendable {
             }
         }
         return got
+    }
+}
+
+extension VPNServerOK {
+    /// The first of the client's `networks` the leased block (client prefix, which holds the
+    /// gateway too) overlaps, or nil. The same networks the server's pool avoids when reported
+    /// (`VPNAddressPool.shortestAvoided` and longer), and any network whose own address falls
+    /// inside the block: a hostile exit could otherwise lease an address in the client's LAN
+    /// and become the "gateway" for its router and neighbours.
+    public func clash(with networks: [IPPrefix]) -> IPPrefix? {
+        let block = clientAddress.network
+        return networks.first { n in
+            n.family == .v4 && (block.contains(n.address) || (n.length >= VPNAddressPool.shortestAvoided && n.overlaps(block)))
+        }
     }
 }

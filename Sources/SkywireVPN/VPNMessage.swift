@@ -116,8 +116,14 @@ public enum VPNMessage: Equatable, Sendable {
             let dns = (0..<count).map { i in IPAddress(bytes: Array(body[okFixedLength + 4 * i..<okFixedLength + 4 * i + 4]))! }
             return .serverOK(VPNServerOK(clientAddress: prefix, serverAddress: server, mtu: mtu, dns: dns))
         case .forbidden, .error:
+            guard body.count <= maxReasonLength else {
+                throw .malformed("reason of \(body.count) bytes (at most \(maxReasonLength))")
+            }
             guard let text = String(validating: body, as: UTF8.self) else { throw .malformed("reason is not valid UTF-8") }
-            return kind == .forbidden ? .forbidden(text) : .error(text)
+            // Shown in errors, logs and terminals: control characters (escape sequences, line
+            // breaks) become spaces.
+            let shown = String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+            return kind == .forbidden ? .forbidden(shown) : .error(shown)
         }
     }
 }
@@ -167,25 +173,35 @@ public enum VPNProtocolError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
-/// Splits control-stream bytes into messages (bytes in, messages out).
+/// Splits control-stream bytes into messages (bytes in, messages out). Consumed bytes are
+/// skipped with a read index and dropped once per `append`, so a chunk of many small messages
+/// costs time linear in its size (not a copy of the rest per message).
 public struct VPNMessageDecoder: Sendable {
     private var buffer: [UInt8] = []
+    private var start = 0
 
     public init() {}
 
+    /// Bytes waiting for the rest of their message.
+    public var pending: Int { buffer.count - start }
+
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        if start > 0 {
+            buffer.removeFirst(start)
+            start = 0
+        }
         buffer.append(contentsOf: bytes)
     }
 
     /// The next complete message, or nil when more bytes are needed.
     public mutating func next() throws(VPNProtocolError) -> VPNMessage? {
-        guard buffer.count >= VPNMessage.headerLength else { return nil }
-        let length = Int(buffer[1]) << 8 | Int(buffer[2])
+        guard pending >= VPNMessage.headerLength else { return nil }
+        let length = Int(buffer[start + 1]) << 8 | Int(buffer[start + 2])
         guard length <= VPNMessage.maxBodyLength else { throw .tooLong(length) }
-        guard buffer.count >= VPNMessage.headerLength + length else { return nil }
-        let end = VPNMessage.headerLength + length
-        let message = try VPNMessage.decode(type: buffer[0], body: buffer[VPNMessage.headerLength..<end])
-        buffer.removeFirst(end)
+        guard pending >= VPNMessage.headerLength + length else { return nil }
+        let bodyStart = start + VPNMessage.headerLength, end = bodyStart + length
+        let message = try VPNMessage.decode(type: buffer[start], body: buffer[bodyStart..<end])
+        start = end
         return message
     }
 }

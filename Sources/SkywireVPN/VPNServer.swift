@@ -19,6 +19,11 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     // `DatagramSink` calls).
     public static let tunName = "skwvpns0"
     public static let defaultMTU: UInt16 = 1400
+    /// How long a control stream may stay open without a CLIENT_HELLO (or, once refused,
+    /// without the client closing it) before the server resets it.
+    public static let helloTimeout: TimeAmount = .seconds(10)
+    /// At most one info line per this many seconds about hello timeouts (the rest at debug).
+    static let helloTimeoutLogInterval: Int64 = 60
     static let stateFileName = "vpn-server.state"
     static let ipForwardKey = "net.ipv4.ip_forward"
 
@@ -41,6 +46,8 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     private(set) var exitInterface = ""
     private var totalSessions = 0
     private var refused = 0
+    private var helloTimeouts = 0
+    private var lastHelloTimeoutLog: Int64 = 0
 
     public init(arguments: VPNServerArguments, transports: TransportManager, localPort: UInt16,
                 stateDirectory: String, logger: Logger, mtu: UInt16 = VPNServer.defaultMTU) {
@@ -60,6 +67,10 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         Self.cleanLeftovers(state, logger: logger)
         let nl = try RouteNetlink()
         let exit = try arguments.exitInterface ?? Self.detectExitInterface(nl)
+        // A detected name goes into the nft script too: the same check as for -i.
+        do { try VPNArgumentError.checkInterface(exit, option: "exit interface", reserved: [Self.tunName]) } catch {
+            throw VPNError(error.message)
+        }
         guard nl.linkExists(exit) else { throw VPNError("exit interface \(exit) does not exist") }
         let addresses = try nl.addresses()
         let originalForward = (try? Sysctl.read(Self.ipForwardKey)) ?? "0"
@@ -70,8 +81,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             let ownV4 = addresses.filter { $0.prefix.family == .v4 && $0.interfaceName != device.name }
             let pool = VPNAddressPool(reserved: ownV4.map(\.prefix))
             try NFTables.apply(VPNFirewall.serverRuleset(
-                tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools,
-                exitAddresses: ownV4.map(\.prefix.address)))
+                tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools, dns: arguments.dns))
             try Sysctl.write(Self.ipForwardKey, "1")
             let waker = try EventWaker()
             lock.withLock {
@@ -150,10 +160,37 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
 
     // MARK: Sessions
 
-    /// A client's control stream arrived (on its event loop).
-    public func accept(stream: AppStream) {
+    /// A client's control stream arrived (on its event loop). It must say CLIENT_HELLO within
+    /// `helloTimeout` (`timeout` in tests), or it is reset and counted.
+    public func accept(stream: AppStream, timeout: TimeAmount = VPNServer.helloTimeout) {
         let handler = ServerSessionHandler(server: self, stream: stream)
         stream.setDelegate(handler)
+        handler.armDeadline(timeout)
+    }
+
+    /// A control stream reached its deadline (`timeout`) without a session: reset by its
+    /// handler. One the server had not `answered` (no complete hello) is counted
+    /// (`hello_timeouts`) and logged, at info at most once a minute.
+    fileprivate func deadlinePassed(_ stream: AppStream, answered: Bool, timeout: TimeAmount) {
+        let key = String(stream.remoteKeyHex.prefix(8))
+        guard !answered else {
+            logger.debug("vpn-server: refused client did not close its control stream; reset", metadata: ["pk": "\(key)"])
+            return
+        }
+        let now = Int64(time(nil))
+        let (count, loud): (Int, Bool) = lock.withLock {
+            helloTimeouts += 1
+            let loud = now - lastHelloTimeoutLog >= Self.helloTimeoutLogInterval
+            if loud { lastHelloTimeoutLog = now }
+            return (helloTimeouts, loud)
+        }
+        let seconds = "\(timeout.nanoseconds / 1_000_000_000)"
+        if loud {
+            logger.info("vpn-server: control stream without CLIENT_HELLO reset", metadata: ["pk": "\(key)", "after_s": "\(seconds)",
+                                                                                        "hello_timeouts": "\(count)"])
+        } else {
+            logger.debug("vpn-server: control stream without CLIENT_HELLO reset", metadata: ["pk": "\(key)", "hello_timeouts": "\(count)"])
+        }
     }
 
     /// CLIENT_HELLO received: refuse, or lease addresses and answer SERVER_OK.
@@ -332,6 +369,8 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         public var clients: [ClientInfo]
         public var totalSessions: Int
         public var refused: Int
+        /// Control streams reset for saying no CLIENT_HELLO within `helloTimeout`.
+        public var helloTimeouts: Int
     }
 
     public var status: Status {
@@ -342,7 +381,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
                        ClientInfo(key: $0.key, clientAddress: $0.lease.clientPrefix, serverAddress: $0.lease.server,
                                   bytesIn: $0.bytesIn, bytesOut: $0.bytesOut, connectedSince: $0.since)
                    }.sorted { $0.key.hex < $1.key.hex },
-                   totalSessions: totalSessions, refused: refused)
+                   totalSessions: totalSessions, refused: refused, helloTimeouts: helloTimeouts)
         }
     }
 }
@@ -372,16 +411,43 @@ final class ServerSession: @unchecked Sendable {
 }
 
 /// Drives one control stream on the server (all callbacks on the stream's event loop).
-final class ServerSessionHandler: AppStreamDelegate {
+final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
+    // @unchecked Sendable: confined to the stream's event loop (the delegate callbacks and the
+    // deadline task run there; `session` is set by `admit`, called from `didReceive`).
     weak var server: VPNServer?
     let stream: AppStream
     var handshake = VPNServerHandshake()
     var session: ServerSession?
+    /// The session (if any) has been ended.
     var ended = false
+    /// The server sent its answer (SERVER_OK, FORBIDDEN or ERROR).
+    var answered = false
+    /// The remote end closed or the stream was reset: nothing left to wait for.
+    var closed = false
+    /// Resets the stream unless a session started by then (`VPNServer.helloTimeout`).
+    private var deadline: Scheduled<Void>?
 
     init(server: VPNServer, stream: AppStream) {
         self.server = server
         self.stream = stream
+    }
+
+    /// The timer holds the handler until it fires or is cancelled (at most `timeout`): a stream
+    /// without a session by then (no hello, or refused and never closed) is reset.
+    func armDeadline(_ timeout: TimeAmount) {
+        deadline = stream.eventLoop.scheduleTask(in: timeout) { [self] in
+            deadline = nil
+            guard !closed, session == nil else { return }
+            closed = true
+            finishSession()
+            stream.reset(.protocolError)
+            server?.deadlinePassed(stream, answered: answered, timeout: timeout)
+        }
+    }
+
+    private func cancelDeadline() {
+        deadline?.cancel()
+        deadline = nil
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
@@ -389,12 +455,18 @@ final class ServerSessionHandler: AppStreamDelegate {
         do {
             guard let hello = try handshake.receive(data.readableBytesView) else { return }
             let answer = server.admit(self, hello: hello)
+            answered = true
             var out = ByteBufferAllocator().buffer(capacity: 64)
             out.writeBytes(answer.encoded())
             stream.write(out)
-            if case .serverOK = answer { return }
+            if case .serverOK = answer {
+                cancelDeadline()
+                return
+            }
+            // Refused: the deadline still resets the stream if the client never closes it.
             stream.finish()
         } catch {
+            answered = true
             var out = ByteBufferAllocator().buffer(capacity: 64)
             out.writeBytes(VPNMessage.error("\(error)").encoded())
             stream.write(out)
@@ -404,11 +476,17 @@ final class ServerSessionHandler: AppStreamDelegate {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
+        closed = true
+        cancelDeadline()
         stream.finish()
         finishSession()
     }
 
-    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { finishSession() }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        closed = true
+        cancelDeadline()
+        finishSession()
+    }
 
     func appStreamWritabilityChanged(_ stream: AppStream) {}
 

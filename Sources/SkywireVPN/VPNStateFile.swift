@@ -28,15 +28,22 @@ struct VPNStateFile {
 }
 
 extension RouteSpec {
-    /// `DEST GATEWAY|- DEV|- TABLE` for the state file.
+    /// `DEST GATEWAY|- DEV|- TABLE SCOPE|- METRIC|-` for the state file: everything the route
+    /// was added with, so that removing it matches exactly that route (docs/vpn.md §5).
     var stateValue: String {
-        "\(destination) \(gateway?.description ?? "-") \(interface ?? "-") \(table)"
+        "\(destination) \(gateway?.description ?? "-") \(interface ?? "-") \(table) \(scope.map(String.init) ?? "-") \(metric.map(String.init) ?? "-")"
     }
 
+    /// Reads `stateValue`, and the four-field form of earlier versions (no scope, no metric).
     init?(stateValue: String) {
         let f = stateValue.split(separator: " ").map(String.init)
-        guard f.count == 4, let dst = IPPrefix(f[0]), let table = UInt32(f[3]) else { return nil }
+        guard f.count == 4 || f.count == 6, let dst = IPPrefix(f[0]), let table = UInt32(f[3]) else { return nil }
+        var scope: UInt8?, metric: UInt32?
+        if f.count == 6 {
+            if f[4] != "-" { guard let s = UInt8(f[4]) else { return nil }; scope = s }
+            if f[5] != "-" { guard let m = UInt32(f[5]) else { return nil }; metric = m }
+        }
         self.init(destination: dst, interface: f[2] == "-" ? nil : f[2],
-                  gateway: f[1] == "-" ? nil : IPAddress(f[1]), table: table)
+                  gateway: f[1] == "-" ? nil : IPAddress(f[1]), table: table, metric: metric, scope: scope)
     }
 }

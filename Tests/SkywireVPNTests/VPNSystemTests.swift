@@ -36,9 +36,54 @@ final class VPNSystemTests: XCTestCase {
         XCTAssertEqual(RouteSpec(stateValue: loaded[1].value), route)
         XCTAssertEqual(RouteSpec(stateValue: loaded[2].value), RouteSpec(destination: IPPrefix("0.0.0.0/1")!, interface: "tun"))
         XCTAssertNil(RouteSpec(stateValue: "garbage"))
+        let link = RouteSpec(destination: IPPrefix("10.79.0.2/32")!, interface: "eth0", scope: RouteSpec.scopeLink)
+        XCTAssertEqual(link.stateValue, "10.79.0.2/32 - eth0 254 253 -")
+        XCTAssertEqual(RouteSpec(stateValue: link.stateValue), link)
+        XCTAssertEqual(RouteSpec(stateValue: "10.79.0.2/32 10.79.0.254 eth0 254 0 100"),
+                       RouteSpec(destination: IPPrefix("10.79.0.2/32")!, interface: "eth0", gateway: IPAddress("10.79.0.254")!,
+                                 metric: 100, scope: RouteSpec.scopeUniverse))
+        XCTAssertNil(RouteSpec(stateValue: "10.79.0.2/32 - eth0 254 link -"))
         state.remove()
         XCTAssertTrue(state.load().isEmpty)
         _ = rmdir(dir)
+    }
+
+    /// The host route to an exit on the client's own link (no gateway, scope link) and to one
+    /// behind a gateway: added as `configure` adds it, removed from its state-file entry as
+    /// `cleanLeftovers` removes it, the routing table is exactly as before; a route to the same
+    /// destination that is not ours (another protocol) survives the removal.
+    func testHostRouteRemovedExactly() throws {
+        try inPrivateNetworkNamespace {
+            let nl = try RouteNetlink()
+            let uplink = try TunDevice(name: "skwhra0")
+            try nl.setLink(uplink.name, up: true)
+            try nl.addAddress(IPPrefix("10.93.0.1/24")!, interface: uplink.name)
+            try nl.addRoute(RouteSpec(destination: IPPrefix("0.0.0.0/0")!, interface: uplink.name,
+                                      gateway: IPAddress("10.93.0.254")!, metric: 100))
+            let before = Set(try nl.routes(family: .v4))
+            for (exit, scope) in [("10.93.0.2", RouteSpec.scopeLink), ("198.51.100.9", RouteSpec.scopeUniverse)] {
+                let ip = IPAddress(exit)!
+                let path = try XCTUnwrap(RouteEntry.bestRoute(to: ip, in: try nl.routes(family: .v4)))
+                let host = VPNClient.hostRoute(to: ip, via: path)
+                XCTAssertEqual(host.scope, scope, exit)
+                XCTAssertEqual(host.gateway, scope == RouteSpec.scopeLink ? nil : IPAddress("10.93.0.254")!)
+                try nl.addRoute(host)
+                XCTAssertNotEqual(Set(try nl.routes(family: .v4)), before)
+                let recorded = try XCTUnwrap(RouteSpec(stateValue: host.stateValue))
+                XCTAssertEqual(recorded, host)
+                try nl.removeRoute(recorded)
+                XCTAssertEqual(Set(try nl.routes(family: .v4)), before, "after removing the host route to \(exit)")
+            }
+            // Not ours: the same destination added by someone else with another scope (host)
+            // is left alone by the removal of our entry.
+            let foreign = RouteSpec(destination: IPPrefix("10.93.0.2/32")!, interface: uplink.name, metric: 7,
+                                    scope: RouteSpec.scopeUniverse)
+            try nl.addRoute(foreign)
+            let withForeign = Set(try nl.routes(family: .v4))
+            let ours = VPNClient.hostRoute(to: IPAddress("10.93.0.2")!, via: try XCTUnwrap(before.first { $0.destination.length == 24 }))
+            XCTAssertThrowsError(try nl.removeRoute(ours)) { e in XCTAssertTrue((e as? NetlinkError)?.notFound == true, "\(e)") }
+            XCTAssertEqual(Set(try nl.routes(family: .v4)), withForeign)
+        }
     }
 
     func testTransportHost() {

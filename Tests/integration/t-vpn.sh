@@ -12,7 +12,7 @@ C=skwtVC$$ E=skwtVE$$ N=skwtVN$$ L=skwtVL$$ D=skwtVD$$
 vpn_cleanup() {
     local rc=$?
     set +e
-    rm -rf "/etc/netns/$C" "/etc/netns/$D"
+    rm -rf "/etc/netns/$C" "/etc/netns/$D" ${P:+"/etc/netns/$P"} ${R:+"/etc/netns/$R"}
     (exit $rc)  # hand the test's status on to lib.sh's cleanup
     cleanup
 }
@@ -166,6 +166,46 @@ ip netns exec $C ping -c1 -W1 203.0.113.1 >/dev/null 2>&1 && fail "secure: clien
     || pass "secure: exit-local addresses are unreachable"
 gw=$(jq -r .info.server_tunnel_ip <<<"$st")
 ip netns exec $C ping -c1 -W2 "$gw" >/dev/null 2>&1 && pass "secure: the tunnel gateway $gw answers" || fail "gateway $gw silent"
+# ---- [vpn] --secure protects the exit host itself (issue 16) ----
+# A TCP service on 0.0.0.0 in the exit's namespace: the client reaches it neither through its
+# tunnel gateway address nor through an address the exit got after vpn-server started (nor the
+# exit's uplink address); the internet host still works. (The server runs with an explicit
+# --whitelist: $WL.)
+ip netns exec $E python3 -m http.server 8089 --bind 0.0.0.0 --directory "$T_WORK/www" >"$T_WORK/exit-http.log" 2>&1 &
+T_PIDS+=("$!")
+for i in $(seq 1 100); do
+    ip netns exec $E curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8089/small.txt 2>/dev/null && break
+    [ "$i" = 100 ] && die "the exit's own test service did not start"
+    sleep 0.1
+done
+ip -n $E addr add 203.0.113.77/32 dev skwve1
+for target in "$gw" 203.0.113.77 203.0.113.1; do
+    ip netns exec $C curl -fsS --max-time 3 -o /dev/null "http://$target:8089/small.txt" 2>/dev/null \
+        && fail "secure: the client reached the exit's own service at $target:8089" \
+        || pass "secure: the exit's own service (0.0.0.0:8089) is unreachable at $target"
+done
+ip netns exec $C ping -c1 -W1 203.0.113.77 >/dev/null 2>&1 && fail "secure: the client pinged an address added to the exit" \
+    || pass "secure: an address added to the exit after start does not answer pings"
+[ "$(grep -v '^127\.0\.0\.1 ' "$T_WORK/exit-http.log" | grep -c GET || true)" = 0 ] \
+    && pass "secure: the exit's service saw no request from a client" || fail "exit service log: $(cat "$T_WORK/exit-http.log")"
+got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
+[ "$got" = hello ] && pass "secure: the internet host still works" || fail "secure: the internet host unreachable"
+ip -n $E addr del 203.0.113.77/32 dev skwve1
+# Control streams that never say CLIENT_HELLO are reset (after 10 s) and counted. The hostile
+# peer uses D's whitelisted key (visor d is stopped) from D's namespace.
+to_before=$(cli e vpn server status --json | jq -r '.info.hello_timeouts // 0')
+silent=$(ip netns exec $D timeout 90 "$(dirname "$SKYWIRE_BIN")/skywire-hostile" vpn-silent --pk "$PKE" --stcpr 10.80.0.2:7777 \
+    --sk "$(jq -r .sk "$T_WORK/d.json")" --our-pk "$PKD" --streams 8 --wait 25 2>>"$T_WORK/hostile.log" || true)
+[ "$(jq -r .opened <<<"$silent" 2>/dev/null)" = 8 ] && [ "$(jq -r .closed <<<"$silent")" = 8 ] \
+    && [ "$(jq '[.closed_after_ms[] | select(. < 9000)] | length' <<<"$silent")" = 0 ] \
+    && pass "8 control streams without CLIENT_HELLO reset by the exit after $(jq -c .closed_after_ms <<<"$silent") ms" \
+    || fail "silent control streams: ${silent:-no output: $(tail -3 "$T_WORK/hostile.log" 2>/dev/null)}"
+to_after=$(cli e vpn server status --json | jq -r '.info.hello_timeouts // 0')
+[ $((to_after - to_before)) = 8 ] && pass "vpn server status counts them (hello_timeouts $to_after)" \
+    || fail "hello_timeouts $to_before -> $to_after"
+got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
+[ "$got" = hello ] && pass "the connected client kept working meanwhile" || fail "client broken after the silent streams"
+# ---- [vpn] end ----
 expect_ok "vpn server stop" cli e vpn server stop
 expect_ok "vpn server start --secure=false" cli e vpn server start --whitelist "$WL" --secure=false
 for _ in $(seq 1 30); do
@@ -332,6 +372,77 @@ visor_stop o
 expect_ok "access: vpn server stop (any)" cli e vpn server stop
 expect_ok "access: vpn server start with the whitelist again" cli e vpn server start --whitelist "$WL"
 # ---- end access ---------------------------------------------------------------------------------
+
+# ---- [vpn] vpn stop restores the routing tables exactly (issue 24) ----
+# The client on the exit's own link with the exit as its default gateway (no router between
+# them), then behind a router: `ip route show table all` (fe80:: lines left out) and nftables
+# before start and after stop must be identical: after a plain stop, after a stop by the
+# restarted visor of a client that crashed with the VPN up, and after a start that found the
+# crashed run's state file. The client is visor c (on the exit's explicit whitelist $WL).
+P=skwtVP$$ Q=skwtVQ$$ R=skwtVR$$
+netns_add $P; netns_add $Q; netns_add $R
+veth_pair $P skwvp0 10.84.0.1/24 $E skwve4 10.84.0.2/24
+ip -n $P route add default via 10.84.0.2
+veth_pair $R skwvr0 10.85.0.1/24 $Q skwvq0 10.85.0.254/24
+veth_pair $Q skwvq1 10.86.0.254/24 $E skwve5 10.86.0.2/24
+ip netns exec $Q sysctl -qw net.ipv4.ip_forward=1
+ip -n $R route add default via 10.85.0.254
+ip -n $E route add 10.85.0.0/24 via 10.86.0.254
+for ns in $P $R; do  # their own resolver file (`ip netns exec` bind-mounts it): the exit announces DNS
+    mkdir -p "/etc/netns/$ns"
+    printf 'nameserver 192.0.2.1\n' >"/etc/netns/$ns/resolv.conf"
+done
+tables() {  # tables NS: every routing table (no IPv6 link-local lines) and the nftables ruleset
+    { ip -n "$1" route show table all | grep -v 'fe80::' || true; ip netns exec "$1" nft list ruleset; } 2>&1
+}
+settle() {  # settle NS: IPv6 duplicate address detection over (bounded)
+    for _ in $(seq 1 100); do
+        [ -z "$(ip -n "$1" -6 addr show tentative)" ] && return 0
+        sleep 0.1
+    done
+}
+same_tables() {  # same_tables NAME NS BEFORE WHAT: the tables of NS equal BEFORE
+    local now
+    now=$(tables "$2")
+    [ "$now" = "$3" ] && pass "$1: $4: routing tables and nftables identical" || fail "$1: $4: $(diff <(echo "$3") <(echo "$now"))"
+}
+crash_c() {  # crash_c NAME NS: vpn start, the visor dies (SIGKILL), the visor starts again
+    expect_ok "$1: vpn start (then the visor crashes)" cli c vpn start -k "$PKE" --killswitch
+    kill -9 "$PID_c"
+    wait "$PID_c" 2>/dev/null || true
+    visor_start c "$2"
+}
+route_case() {  # route_case NAME NS EXIT_ADDR HOST_ROUTE
+    local name=$1 ns=$2 exit_addr=$3 want=$4 before routes got
+    jq --arg e "$PKE" --arg a "$exit_addr" '.transport.peers = {($e): {"stcpr": ($a + ":7777"), "sudph": ($a + ":7778")}}' \
+        "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
+    settle "$ns"
+    before=$(tables "$ns")
+    visor_start c "$ns"
+    expect_ok "$name: vpn start --killswitch" cli c vpn start -k "$PKE" --killswitch
+    routes=$(ip -n "$ns" route)
+    grep -q "^$want *\$" <<<"$routes" && pass "$name: host route to the exit: $want" || fail "$name: routes: $routes"
+    got=$(ip netns exec "$ns" curl -fsS --max-time 10 http://203.0.113.2:8080/small.txt 2>/dev/null || true)
+    [ "$got" = hello ] && pass "$name: traffic through the tunnel" || fail "$name: no traffic through the tunnel"
+    expect_ok "$name: vpn stop" cli c vpn stop
+    same_tables "$name" "$ns" "$before" "after stop"
+    # The visor dies with the VPN up (the host route stays: it is on the uplink); vpn stop of
+    # the restarted visor restores everything.
+    crash_c "$name" "$ns"
+    grep -q "^$want *\$" <<<"$(ip -n "$ns" route)" && pass "$name: the crash left the host route" \
+        || fail "$name: host route gone after the crash"
+    expect_ok "$name: vpn stop after a crash" cli c vpn stop
+    same_tables "$name" "$ns" "$before" "after a crash and vpn stop"
+    # A start that finds the crashed run's state file undoes it first.
+    crash_c "$name" "$ns"
+    expect_ok "$name: vpn start over a stale state file" cli c vpn start -k "$PKE" --killswitch
+    expect_ok "$name: vpn stop" cli c vpn stop
+    same_tables "$name" "$ns" "$before" "after a start over a stale state file and stop"
+    visor_stop c
+}
+route_case "exit on the client's link" $P 10.84.0.2 "10.84.0.2 dev skwvp0 proto static scope link"
+route_case "exit behind a router" $R 10.86.0.2 "10.86.0.2 via 10.85.0.254 dev skwvr0 proto static"
+# ---- [vpn] end ----
 
 # 6. Server stop restores the exit.
 expect_ok "vpn server stop" cli e vpn server stop

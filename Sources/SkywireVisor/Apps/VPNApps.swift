@@ -45,7 +45,8 @@ final class VPNServerVisorApp: VisorApp {
             detail: "\(s.clients.count) client(s) via \(s.exitInterface)\(s.secure ? ", secure" : "")",
             fields: ["exit_interface": .string(s.exitInterface), "interface": .string(s.tun), "secure": .bool(s.secure),
                      "whitelist": .array(s.whitelist.sortedKeys.map { .string($0.hex) }), "clients": .array(clients),
-                     "total_sessions": .int(Int64(s.totalSessions)), "refused": .int(Int64(s.refused))])
+                     "total_sessions": .int(Int64(s.totalSessions)), "refused": .int(Int64(s.refused)),
+                     "hello_timeouts": .int(Int64(s.helloTimeouts))])
     }
 }
 

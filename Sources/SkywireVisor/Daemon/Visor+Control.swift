@@ -131,7 +131,13 @@ extension Visor {
             }
             return row(client)
         case "vpn.stop":
-            try await apps.stop(client)
+            do {
+                try await apps.stop(client)
+            } catch {
+                // Not running: a visor that died with the VPN up left routes, the kill switch
+                // and DNS as they were; stop restores them from the state file (docs/vpn.md §5).
+                guard VPNClient.restoreLeftovers(stateDirectory: options.stateDirectory, logger: logger) else { throw error }
+            }
             return .object([:])
         case "vpn.status":
             return row(client)
