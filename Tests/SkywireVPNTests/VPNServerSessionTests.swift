@@ -79,7 +79,7 @@ final class VPNServerSessionTests: XCTestCase {
         XCTAssertEqual(server.status.helloTimeouts, 2)
     }
 
-    /// A refused client (here: the server is not running, so it answers ERROR) that never
+    /// A refused client (here: the default whitelist admits nobody, so it answers FORBIDDEN) that never
     /// closes its side is reset at the deadline too, but not counted as a hello timeout; one
     /// that closes in time is left alone.
     func testRefusedStreamThatStaysOpenIsReset() throws {
@@ -91,7 +91,7 @@ final class VPNServerSessionTests: XCTestCase {
             XCTAssertTrue(s.finished)
             var d = VPNMessageDecoder()
             d.append(s.written)
-            guard case .error = try d.next() else { return XCTFail("expected ERROR, got \(s.written)") }
+            guard case .forbidden = try d.next() else { return XCTFail("expected FORBIDDEN, got \(s.written)") }
         }
         polite.delegate?.appStreamDidReceiveFinish(polite)
         loop.advanceTime(by: timeout)
