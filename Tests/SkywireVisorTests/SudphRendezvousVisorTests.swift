@@ -73,16 +73,25 @@ final class SudphRendezvousVisorTests: XCTestCase {
         // A signed, fresh BIND from the sudph socket.
         let (bind, from) = try XCTUnwrap(rendezvous.receive(), "no BIND within 3 s")
         XCTAssertEqual(from, sudphPort)
-        guard case .bind(let pk, let ts, let sig) = try SudphRendezvous.parse(bind) else { return XCTFail("not a BIND: \(bind)") }
+        guard case .bind(let pk, let ts, let token, let sig) = try SudphRendezvous.parse(bind) else { return XCTFail("not a BIND: \(bind)") }
         XCTAssertEqual(pk, kp.publicKey.bytes)
-        XCTAssertTrue(kp.publicKey.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts)))
+        XCTAssertTrue(kp.publicKey.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts, token: token)))
         XCTAssertLessThan(abs(Int64(ts) - DiscoveryTime.nowMs()), 5000)
 
-        let punch = SudphRendezvous.punch(peerKey: KeyPair.generate().publicKey.bytes,
-                                          peer: RendezvousAddress(address: [127, 0, 0, 1], port: peer.port)!).encoded()
+        let peerKey = KeyPair.generate().publicKey.bytes
+        let peerAddress = RendezvousAddress(address: [127, 0, 0, 1], port: peer.port)!
+        let punch = SudphRendezvous.punch(token: token, peerKey: peerKey, peer: peerAddress).encoded()
         // From anyone else: ignored.
         stranger.send(punch, toPort: sudphPort)
         XCTAssertNil(peer.receive(tries: 2), "PUNCH from a stranger was obeyed")
+        // From the rendezvous's address but without the BIND's token (an off-path attacker
+        // spoofing the source): ignored.
+        var guessed = token
+        guessed[0] ^= 1
+        rendezvous.send(SudphRendezvous.punch(token: guessed, peerKey: peerKey, peer: peerAddress).encoded(), toPort: sudphPort)
+        rendezvous.send(SudphRendezvous.punch(token: [UInt8](repeating: 0, count: SudphRendezvous.tokenSize), peerKey: peerKey,
+                                              peer: peerAddress).encoded(), toPort: sudphPort)
+        XCTAssertNil(peer.receive(tries: 2), "PUNCH without the BIND token was obeyed")
         // From the rendezvous: probes reach the peer's address from the sudph socket.
         rendezvous.send(punch, toPort: sudphPort)
         var probes = 0

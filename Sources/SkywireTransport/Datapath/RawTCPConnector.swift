@@ -15,18 +15,10 @@ public enum RawTCPConnector {
     public static func connect(on loop: EpollEventLoop, host: String, port: Int, timeout: TimeAmount,
                                _ completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
         let deadline = NIODeadline.now() + timeout
-        if let literal = try? SocketAddress(ipAddress: host, port: port) {
-            connect(on: loop, to: [literal], deadline: deadline, completion)
-            return
-        }
-        let carried = LoopTransfer(value: completion)
-        DispatchQueue.global().async {
-            let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
-            loop.execute {
-                switch result {
-                case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, carried.value)
-                case .failure(let error): carried.value(.failure(error))
-                }
+        SocketAddress.resolveOffLoop(host: host, port: port, on: loop) { result in
+            switch result {
+            case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, completion)
+            case .failure(let error): completion(.failure(error))
             }
         }
     }
@@ -115,6 +107,29 @@ private final class ConnectAttempt {
 }
 
 extension SocketAddress {
+    /// `host` (IP literal or DNS name) resolved without blocking `loop`: a literal at once, a
+    /// name by getaddrinfo(3) on the global dispatch queue (it can block for seconds while DNS is
+    /// down), every address in the resolver's order. `completion` runs on `loop`; when called on
+    /// `loop` with a literal, before this returns. `resolve` is replaceable for tests.
+    static func resolveOffLoop(host: String, port: Int, on loop: any EventLoop,
+                                      resolve: @escaping @Sendable (String, Int) throws -> [SocketAddress] = { try resolveAll(host: $0, port: $1) },
+                                      _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            if loop.inEventLoop {
+                completion(.success([literal]))
+            } else {
+                let carried = LoopTransfer(value: completion)
+                loop.execute { carried.value(.success([literal])) }
+            }
+            return
+        }
+        let carried = LoopTransfer(value: completion)
+        DispatchQueue.global().async {
+            let result = Result { try resolve(host, port) }
+            loop.execute { carried.value(result) }
+        }
+    }
+
     /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
     static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
         var hints = addrinfo()
