@@ -108,7 +108,8 @@ public struct DiscoveryHandler: Sendable {
         switch (req.method, rest.count, rest[0]) {
         case ("GET", 1, "info"):
             try Self.noQuery(query)
-            return .json(200, .object(["version": .string(DiscoveryAPI.version), "udp": .string(udpAddress), "ttl": .int(Int64(ttlSeconds))]))
+            return .json(200, .object(["version": .string(DiscoveryAPI.version), "udp": .string(udpAddress), "ttl": .int(Int64(ttlSeconds)),
+                                       "private_addresses": .bool(allowPrivateAddresses)]))
         case ("GET", 2, "transports"):
             try Self.noQuery(query)
             let pk = try Self.pathKey(rest[1])

@@ -394,7 +394,7 @@ struct DiscoveryConformance {
     func info() {
         let r = handler.handle(getRequest("/v1/info"), nowMs: now)
         XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(r.body, #"{"version":"\#(DiscoveryAPI.version)","udp":"198.51.100.1:9091","ttl":30}"#)
+        XCTAssertEqual(r.body, #"{"version":"\#(DiscoveryAPI.version)","udp":"198.51.100.1:9091","ttl":30,"private_addresses":false}"#)
     }
 }
 

@@ -111,5 +111,17 @@ final class SudphRendezvousVisorTests: XCTestCase {
         XCTAssertEqual(info.udp?.description, "198.51.100.1:9091")
         XCTAssertNil(try DiscoveryInfo.decode(Array(#"{"ttl":60,"udp":"nonsense"}"#.utf8)).udp)
         XCTAssertThrowsError(try DiscoveryInfo.decode(Array(#"{"udp":"198.51.100.1:9091"}"#.utf8)))
+        XCTAssertNil(info.privateAddresses)
+        XCTAssertEqual(try DiscoveryInfo.decode(Array(#"{"ttl":60,"private_addresses":false}"#.utf8)).privateAddresses, false)
+        XCTAssertEqual(try DiscoveryInfo.decode(Array(#"{"ttl":60,"private_addresses":true}"#.utf8)).privateAddresses, true)
+    }
+
+    /// A visor whose listener has a LAN address does not advertise it to a public service (which
+    /// would refuse the whole registration); public addresses and names are kept.
+    func testPublicOnlyAddresses() {
+        let (kept, dropped) = DiscoveryRegistrar.publicOnly(["10.99.1.2:7777", "203.0.113.5:7777", "[fe80::1]:7777", "exit.example:7777"])
+        XCTAssertEqual(kept, ["203.0.113.5:7777", "exit.example:7777"])
+        XCTAssertEqual(dropped.count, 2)
+        XCTAssertTrue(dropped[0].hasPrefix("10.99.1.2:7777 (a private address"), dropped[0])
     }
 }

@@ -24,6 +24,9 @@ struct DiscoveryListOptions: ParsableArguments {
     @Option(help: "Show at most this many servers (pages of \(DiscoveryAPI.maxPageEntries) are fetched until then), 1...100000.")
     var max: Int = DiscoveryListOptions.defaultMax
 
+    @Option(name: .customLong("page-size"), help: .hidden)
+    var pageSize: Int = DiscoveryAPI.maxPageEntries
+
     /// Entries shown by default: enough for any real listing, bounded against a flood of throw-away keys.
     static let defaultMax = 1000
 
@@ -32,6 +35,7 @@ struct DiscoveryListOptions: ParsableArguments {
 
     func validate() throws {
         guard (1...100_000).contains(max) else { throw ValidationError("--max \(max): must be 1...100000") }
+        guard (1...DiscoveryAPI.maxPageEntries).contains(pageSize) else { throw ValidationError("--page-size: 1...\(DiscoveryAPI.maxPageEntries)") }
         if let country {
             do { try DiscoveryValidation.checkCountry(country) } catch { throw ValidationError("-c \(error.message)") }
         }
@@ -61,7 +65,7 @@ struct DiscoveryListOptions: ParsableArguments {
             // Pages sorted by key: each asks for what is still wanted, after the last key seen.
             var after: String? = nil
             repeat {
-                let limit = Swift.min(DiscoveryAPI.maxPageEntries, max - entries.count)
+                let limit = Swift.min(pageSize, max - entries.count)
                 let q = query + ["limit=\(limit)"] + (after.map { ["after=\($0)"] } ?? [])
                 let (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: "/v1/services/\(type.rawValue)?" + q.joined(separator: "&"))
                 guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
