@@ -28,13 +28,13 @@ extension Double {
 /// number of keys or addresses an attacker uses). A bucket that has refilled is the same as no
 /// bucket, so when the table is full those are dropped first; if none has, the least recently
 /// used is dropped (it restarts full, as a new key would). Thread-safe: `buckets` only under `lock`.
-final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
+public final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
     private struct Bucket {
         var tokens: Double
         var updatedMs: Int64
     }
 
-    let limit: RateLimit
+    public let limit: RateLimit
     let capacity: Int
     private let buckets = NIOLockedValueBox<[Key: Bucket]>([:])
 
@@ -79,8 +79,8 @@ final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
 
 /// The write limits of one service: per signing key and per client address.
 public struct DiscoveryRateLimits: Sendable {
-    let perKey: TokenBucketTable<String>
-    let perIP: TokenBucketTable<[UInt8]>
+    public let perKey: TokenBucketTable<String>
+    public let perIP: TokenBucketTable<[UInt8]>
 
     /// Buckets per table by default: ~100 bytes each, so about 1.6 MB per table at most.
     public static let defaultCapacity = 16_384

@@ -90,19 +90,19 @@ struct Serve: AsyncParsableCommand {
             FileHandleStderr.write("skywire-discovery: \(error.description)\n")
             throw ExitCode(1)
         }
+        let limits = DiscoveryRateLimits(perKey: RateLimit(perSecond: keyRate, burst: keyBurst), perIP: RateLimit(perSecond: ipRate, burst: ipBurst))
         let server: DiscoveryServer
         do {
             server = try await DiscoveryServer.start(store: store, http: Self.socketAddress(http), udp: Self.socketAddress(udp),
                                                      ttlSeconds: ttl, udpAnnounce: udpAnnounce,
-                                                     limits: DiscoveryRateLimits(perKey: RateLimit(perSecond: keyRate, burst: keyBurst),
-                                                                                 perIP: RateLimit(perSecond: ipRate, burst: ipBurst)),
+                                                     limits: limits,
                                                      allowPrivateAddresses: allowPrivateAddresses, logger: logger)
         } catch {
             FileHandleStderr.write("skywire-discovery: cannot listen: \(error)\n")
             throw ExitCode(1)
         }
         let policy = allowPrivateAddresses ? "private addresses accepted" : "public addresses only"
-        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db)), writes per key \(keyRate)/s burst \(keyBurst), per address \(ipRate)/s burst \(ipBurst), \(policy)")
+        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db)), writes per key \(limits.perKey.limit), per address \(limits.perIP.limit), \(policy)")
         try await server.wait()
     }
 
