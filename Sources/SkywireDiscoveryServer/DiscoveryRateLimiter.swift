@@ -26,8 +26,9 @@ extension Double {
 
 /// Token buckets per key in a table of at most `capacity` keys (bounded memory whatever the
 /// number of keys or addresses an attacker uses). A bucket that has refilled is the same as no
-/// bucket, so when the table is full those are dropped first; if none has, the least recently
-/// used is dropped (it restarts full, as a new key would). Thread-safe: `buckets` only under `lock`.
+/// bucket, so when the table is full those are dropped first, then the least recently used down
+/// to 7/8 of the capacity (they restart full, as new keys would). Thread-safe: `buckets` only
+/// under its lock (`NIOLockedValueBox`).
 public final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -69,12 +70,20 @@ public final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
         return min(Double(limit.burst), b.tokens + elapsed * limit.perSecond)
     }
 
+    /// Called when the table is full: drops refilled buckets, then the least recently used down
+    /// to 7/8 of the capacity, so this O(n log n) pass runs at most once per capacity/8 new keys.
     private func makeRoom(_ table: inout [Key: Bucket], nowMs: Int64) {
         let full = Double(limit.burst)
         table = table.filter { refilled($0.value, nowMs: nowMs) < full }
-        guard table.count >= capacity, let oldest = table.min(by: { $0.value.updatedMs < $1.value.updatedMs })?.key else { return }
-        table[oldest] = nil
+        let target = capacity - max(1, capacity / Self.evictionFraction)
+        guard table.count > target else { return }
+        for (key, _) in table.sorted(by: { $0.value.updatedMs < $1.value.updatedMs }).prefix(table.count - target) {
+            table[key] = nil
+        }
     }
+
+    /// When full, room is made for capacity / this many new keys at once.
+    static var evictionFraction: Int { 8 }
 }
 
 /// The write limits of one service: per signing key and per client address.

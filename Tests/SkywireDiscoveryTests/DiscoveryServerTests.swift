@@ -144,8 +144,20 @@ final class DiscoveryServerTests: XCTestCase {
         XCTAssertNotNil(table.take("victim", nowMs: now + 1), "a limited key was evicted")
         for i in 0..<10_000 { _ = table.take("x\(i)", nowMs: now + 2) }
         XCTAssertLessThanOrEqual(table.count, 100)
-        // Refilled buckets are dropped first: after a second all are full again.
-        XCTAssertNil(table.take("new", nowMs: now + 2_000))
+    }
+
+    /// A full table drops refilled buckets first, then the least recently used (not a key that
+    /// was just limited); once everything has refilled, one sweep empties it.
+    func testLimiterEvictsRefilledThenOldest() {
+        let table = TokenBucketTable<String>(limit: RateLimit(perSecond: 1, burst: 2), capacity: 10)
+        for i in 0..<9 { XCTAssertNil(table.take("k\(i)", nowMs: 0)) }
+        XCTAssertNil(table.take("limited", nowMs: 100))
+        XCTAssertNil(table.take("limited", nowMs: 100))
+        XCTAssertEqual(table.count, 10)
+        XCTAssertNil(table.take("n1", nowMs: 500))   // full: nothing refilled, the oldest (a k) goes
+        XCTAssertEqual(table.count, 10)
+        XCTAssertNotNil(table.take("limited", nowMs: 600), "the limited key was evicted before older ones")
+        XCTAssertNil(table.take("n2", nowMs: 5_000))  // everything has refilled: all dropped
         XCTAssertEqual(table.count, 1)
     }
 }

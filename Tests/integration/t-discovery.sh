@@ -176,6 +176,17 @@ expect_http() {
     if [[ ${got%% *} == "$want" ]] && grep -qE "$pat" <<<"$got"; then pass "$desc"; else fail "$desc: want $want /$pat/, got: $got"; fi
 }
 
+# wait_entry PK ERE: polls GET /v1/transports/PK (5 s at most) until it matches ERE; prints the last answer.
+wait_entry() {
+    local entry=""
+    for _ in $(seq 1 25); do
+        entry=$(http GET "/v1/transports/$1")
+        grep -qE "$2" <<<"$entry" && break
+        sleep 0.2
+    done
+    echo "$entry"
+}
+
 service_body() {  # service_body COUNTRY LABEL -> file
     printf '{"version":"0.1.0","country":"%s","label":"%s","stats":{"connected":1}}' "$1" "$2" >"$T_WORK/sb-$1-$2"
     echo "$T_WORK/sb-$1-$2"
@@ -231,12 +242,8 @@ check_visor_registration() {
     if [ $ok = 1 ]; then pass "[$label] a visor registers its proxy; cli proxy list -c NL finds it"; else fail "[$label] visor registration: $listing"; fi
     expect_http "[$label] the visor's transport entry advertises its stcpr listener" 200 '"stcpr":\["10\.99\.1\.2:7777"\]' GET "/v1/transports/$PKE"
     # Its sudph socket BINDs at the rendezvous: the entry carries the NAT's public address.
-    local entry=""
-    for _ in $(seq 1 25); do
-        entry=$(http GET "/v1/transports/$PKE")
-        grep -qE '"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry" && break
-        sleep 0.2
-    done
+    local entry
+    entry=$(wait_entry "$PKE" '"sudph":"198\.51\.100\.11:[0-9]+"')
     if grep -qE '^200 .*"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry"; then pass "[$label] the visor's sudph socket is bound at the rendezvous (observed behind the NAT)"; else fail "[$label] sudph binding of the visor behind the NAT: $entry"; fi
     grep -q "the rendezvous observes this visor at 198.51.100.11:" "$T_WORK/e.log" && pass "[$label] the visor logs its observed address from BIND_OK" \
         || fail "[$label] no BIND_OK observed address in e.log"
@@ -612,12 +619,8 @@ check_public_service() {
         | .cli_addr = $sock | .state_dir = $state' "$T_WORK/e.json" >"$T_WORK/p.tmp"
     install -m 600 "$T_WORK/p.tmp" "$T_WORK/p.json"
     visor_start p $PRIV
-    local entry=""
-    for _ in $(seq 1 25); do
-        entry=$(http GET "/v1/transports/$PKE")
-        grep -qE '"stcpr":\[\],"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry" && break
-        sleep 0.2
-    done
+    local entry
+    entry=$(wait_entry "$PKE" '"stcpr":\[\],"sudph":"198\.51\.100\.11:[0-9]+"')
     if grep -qE '^200 .*"stcpr":\[\],"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry"; then
         pass "[public] a visor behind the NAT registers without its LAN listener, sudph bound at the NAT's address"
     else
