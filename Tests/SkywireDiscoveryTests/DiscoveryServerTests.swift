@@ -133,6 +133,23 @@ final class DiscoveryServerTests: XCTestCase {
         await server.stop()
     }
 
+    /// A request head over NIO's parser limit (80 KiB) is refused and the connection closed;
+    /// the service keeps answering.
+    func testOversizedHeadRefused() async throws {
+        let server = try await start()
+        let port = try XCTUnwrap(server.httpAddress.port)
+        let fd = try connectLoopback(port)
+        _ = send(fd, "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 100 * 1024) + "\r\n\r\n")
+        let answer = readAll(fd)
+        close(fd)
+        XCTAssertFalse(answer.hasPrefix("HTTP/1.1 200"), answer)
+        let ok = try connectLoopback(port)
+        XCTAssertTrue(send(ok, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        XCTAssertTrue(readAll(ok).hasPrefix("HTTP/1.1 200"))
+        close(ok)
+        await server.stop()
+    }
+
     /// The limiter's table never holds more than its capacity whatever the number of keys, and a
     /// key limited just now stays limited while strangers churn the table.
     func testLimiterTableIsBounded() {
