@@ -9,7 +9,8 @@ import SkywireWire
 /// One HTTP/1.1 connection: collects a request (body capped at `DiscoveryAPI.maxBodyBytes`,
 /// larger: 413 and close; the head is capped by NIO's parser), runs the handler on the thread
 /// pool, writes the JSON answer. Each request must arrive complete within `deadline` of the
-/// connection opening or of the previous answer (slowloris): else the connection is closed.
+/// connection opening or of the previous answer, and each answer be read within `deadline`
+/// (slowloris, slow readers): else the connection is closed.
 final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -104,7 +105,9 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
                 }
                 if resp.status >= 400 { logger.info("\(req.method) \(req.target.prefix(120)): \(resp.status) \(resp.body.prefix(200))") }
                 Self.write(resp, keepAlive: keepAlive, context: ctx.value)
-                if keepAlive { this.value.armDeadline(context: ctx.value) }
+                // The answer must be taken and (keep-alive) the next request sent within the
+                // deadline too: a client that does not read cannot pin the buffered answer.
+                if ctx.value.channel.isActive { this.value.armDeadline(context: ctx.value) }
             }
         }
     }

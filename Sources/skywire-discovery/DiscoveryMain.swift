@@ -54,6 +54,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ip-burst"), help: "Writes in a burst per client IPv4 address or IPv6 /64, 1...100000.")
     var ipBurst: Int = RateLimit.defaultPerIP.burst
 
+    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most, in total, 1...1000000.")
+    var maxConnections: Int = DiscoveryConnectionLimits.standard.total
+
+    @Option(name: .customLong("max-connections-per-address"), help: "Open HTTP connections at most per client IPv4 address or IPv6 /64, 1...1000000.")
+    var maxConnectionsPerAddress: Int = DiscoveryConnectionLimits.standard.perAddress
+
     @Flag(name: .customLong("allow-private-addresses"),
           help: "Accept loopback, private (RFC 1918, CGNAT, ULA) and link-local transport addresses (private deployments only).")
     var allowPrivateAddresses = false
@@ -71,6 +77,10 @@ struct Serve: AsyncParsableCommand {
         }
         for (name, v) in [("--key-burst", keyBurst), ("--ip-burst", ipBurst)] where !(1...100_000).contains(v) {
             throw ValidationError("\(name) \(v): must be 1...100000")
+        }
+        for (name, v) in [("--max-connections", maxConnections), ("--max-connections-per-address", maxConnectionsPerAddress)]
+        where !(1...1_000_000).contains(v) {
+            throw ValidationError("\(name) \(v): must be 1...1000000")
         }
         guard Logger.Level(rawValue: logLevel) != nil, logLevel != "trace", logLevel != "notice", logLevel != "critical" else {
             throw ValidationError("--log-level \"\(logLevel)\": expected debug, info, warning or error")
@@ -96,7 +106,9 @@ struct Serve: AsyncParsableCommand {
             server = try await DiscoveryServer.start(store: store, http: Self.socketAddress(http), udp: Self.socketAddress(udp),
                                                      ttlSeconds: ttl, udpAnnounce: udpAnnounce,
                                                      limits: limits,
-                                                     allowPrivateAddresses: allowPrivateAddresses, logger: logger)
+                                                     allowPrivateAddresses: allowPrivateAddresses,
+                                                     connectionLimits: DiscoveryConnectionLimits(total: maxConnections, perAddress: maxConnectionsPerAddress),
+                                                     logger: logger)
         } catch {
             FileHandleStderr.write("skywire-discovery: cannot listen: \(error)\n")
             throw ExitCode(1)

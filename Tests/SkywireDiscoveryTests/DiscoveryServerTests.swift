@@ -20,11 +20,13 @@ final class DiscoveryServerTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    func start(deadline: TimeAmount = .seconds(10), limits: DiscoveryRateLimits = DiscoveryRateLimits()) async throws -> DiscoveryServer {
+    func start(deadline: TimeAmount = .seconds(10), limits: DiscoveryRateLimits = DiscoveryRateLimits(),
+               connections: DiscoveryConnectionLimits = .standard) async throws -> DiscoveryServer {
         try await DiscoveryServer.start(store: DiscoveryStoreURL.open("sqlite:\(dir)/db.sqlite"),
                                         http: SocketAddress(ipAddress: "127.0.0.1", port: 0),
                                         udp: SocketAddress(ipAddress: "127.0.0.1", port: 0), ttlSeconds: 60, udpAnnounce: nil,
-                                        limits: limits, requestDeadline: deadline, logger: Logger(label: "test"))
+                                        limits: limits, requestDeadline: deadline, connectionLimits: connections,
+                                        logger: Logger(label: "test"))
     }
 
     /// A blocking TCP socket connected to 127.0.0.1:`port`.
@@ -147,6 +149,25 @@ final class DiscoveryServerTests: XCTestCase {
         XCTAssertTrue(send(ok, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         XCTAssertTrue(readAll(ok).hasPrefix("HTTP/1.1 200"))
         close(ok)
+        await server.stop()
+    }
+
+    /// Connections over the per-address cap are closed at once; a slot freed is usable again.
+    func testConnectionsPerAddressAreCapped() async throws {
+        let server = try await start(connections: DiscoveryConnectionLimits(total: 100, perAddress: 2))
+        let port = try XCTUnwrap(server.httpAddress.port)
+        let held = [try connectLoopback(port), try connectLoopback(port)]
+        let third = try connectLoopback(port)
+        XCTAssertTrue(send(third, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        XCTAssertEqual(readAll(third), "", "a third connection from the same address was served")
+        close(third)
+        close(held[0])
+        try await Task.sleep(nanoseconds: 200_000_000)
+        let again = try connectLoopback(port)
+        XCTAssertTrue(send(again, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        XCTAssertTrue(readAll(again).hasPrefix("HTTP/1.1 200"))
+        close(again)
+        close(held[1])
         await server.stop()
     }
 
