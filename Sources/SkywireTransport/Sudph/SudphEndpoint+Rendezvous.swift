@@ -13,9 +13,9 @@ extension SudphEndpoint {
     /// Probe datagrams sent to a PUNCH's peer address (one byte 0x00: the peer drops it unparsed;
     /// it only opens this side's NAT mapping towards the peer).
     static let punchProbes = 3
-    /// BIND tokens accepted: the newest and the one before it (a PUNCH the service built just
-    /// before our latest BIND arrived carries the previous token).
-    static let bindTokensKept = 2
+    /// BIND tokens accepted: those of the latest 4 BINDs (the service answers with the token of
+    /// the last BIND it received: one sent meanwhile, or up to 3 lost in a row, change nothing).
+    static let bindTokensKept = 4
 
     /// Binds at `address` now and every `interval`; replaces an earlier rendezvous.
     func startRendezvous(_ address: SocketAddress, keyPair: KeyPair, interval: TimeAmount) {
