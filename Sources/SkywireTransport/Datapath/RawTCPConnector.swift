@@ -112,8 +112,8 @@ extension SocketAddress {
     /// down), every address in the resolver's order. `completion` runs on `loop`; when called on
     /// `loop` with a literal, before this returns. `resolve` is replaceable for tests.
     static func resolveOffLoop(host: String, port: Int, on loop: any EventLoop,
-                                      resolve: @escaping @Sendable (String, Int) throws -> [SocketAddress] = { try resolveAll(host: $0, port: $1) },
-                                      _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
+                               resolve: @escaping @Sendable (String, Int) throws -> [SocketAddress] = { try resolveAll(host: $0, port: $1) },
+                               _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
         if let literal = try? SocketAddress(ipAddress: host, port: port) {
             if loop.inEventLoop {
                 completion(.success([literal]))

@@ -115,9 +115,16 @@ final class SudphEndpoint: @unchecked Sendable {
     func dial(remote: PublicKey, host: String, port: Int, entry: TransportEntry, schedule: SudphHandshakeSchedule) {
         SocketAddress.resolveOffLoop(host: host, port: port, on: eventLoop) { result in
             // The first address of the socket's family, else the first (its send error names the mismatch).
+            let all: [SocketAddress]
+            switch result {
+            case .success(let found): all = found
+            case .failure(let error):
+                entry.linkClosed(reason: "\(error is ResolutionError ? "" : "cannot resolve \(host): ")\(error)")
+                return
+            }
             let family = self.localAddress?.protocol
-            guard case .success(let all) = result, let address = all.first(where: { $0.protocol == family }) ?? all.first else {
-                entry.linkClosed(reason: "cannot resolve \(host): \(result)")
+            guard let address = all.first(where: { $0.protocol == family }) ?? all.first else {
+                entry.linkClosed(reason: "cannot resolve \(host): no address")
                 return
             }
             do {
