@@ -63,6 +63,15 @@ final class DiscoveryServerTests: XCTestCase {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `GET /v1/info` on a new connection is answered 200.
+    func assertInfoAnswered(_ port: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let fd = try connectLoopback(port)
+        defer { close(fd) }
+        XCTAssertTrue(send(fd, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), file: file, line: line)
+        let answer = readAll(fd)
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer, file: file, line: line)
+    }
+
     /// A client that sends its head one byte every 100 ms (each byte resets an idle timer) is
     /// disconnected at the deadline; a normal client is served meanwhile.
     func testSlowClientIsCutAtTheRequestDeadline() async throws {
@@ -82,10 +91,7 @@ final class DiscoveryServerTests: XCTestCase {
             if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK { closedAfter = elapsed; break }
             // Normal clients are served while the slow one trickles.
             if ch == "X" {
-                let ok = try connectLoopback(port)
-                XCTAssertTrue(send(ok, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-                XCTAssertTrue(readAll(ok).hasPrefix("HTTP/1.1 200"))
-                close(ok)
+                try assertInfoAnswered(port)
             }
             try await Task.sleep(nanoseconds: 100_000_000)
             if elapsed > 15 { break }
@@ -128,10 +134,7 @@ final class DiscoveryServerTests: XCTestCase {
         XCTAssertTrue(answers[2].hasPrefix("HTTP/1.1 429"), answers[2])
         XCTAssertTrue(answers[2].lowercased().contains("retry-after: "), answers[2])
         XCTAssertTrue(answers[2].contains("too many writes from this address"), answers[2])
-        let fd = try connectLoopback(port)
-        XCTAssertTrue(send(fd, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        XCTAssertTrue(readAll(fd).hasPrefix("HTTP/1.1 200"))
-        close(fd)
+        try assertInfoAnswered(port)
         await server.stop()
     }
 
@@ -145,10 +148,7 @@ final class DiscoveryServerTests: XCTestCase {
         let answer = readAll(fd)
         close(fd)
         XCTAssertFalse(answer.hasPrefix("HTTP/1.1 200"), answer)
-        let ok = try connectLoopback(port)
-        XCTAssertTrue(send(ok, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        XCTAssertTrue(readAll(ok).hasPrefix("HTTP/1.1 200"))
-        close(ok)
+        try assertInfoAnswered(port)
         await server.stop()
     }
 
@@ -163,10 +163,7 @@ final class DiscoveryServerTests: XCTestCase {
         close(third)
         close(held[0])
         try await Task.sleep(nanoseconds: 200_000_000)
-        let again = try connectLoopback(port)
-        XCTAssertTrue(send(again, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        XCTAssertTrue(readAll(again).hasPrefix("HTTP/1.1 200"))
-        close(again)
+        try assertInfoAnswered(port)
         close(held[1])
         await server.stop()
     }
