@@ -67,7 +67,12 @@ struct DiscoveryListOptions: ParsableArguments {
             repeat {
                 let limit = Swift.min(pageSize, max - entries.count)
                 let q = query + ["limit=\(limit)"] + (after.map { ["after=\($0)"] } ?? [])
-                let (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: "/v1/services/\(type.rawValue)?" + q.joined(separator: "&"))
+                let path = "/v1/services/\(type.rawValue)"
+                var (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: path + "?" + q.joined(separator: "&"))
+                if status == 400, after == nil, DiscoveryHTTP.errorMessage(body).hasPrefix("unknown query parameter \"limit\"") {
+                    // A service from before paging: its one answer holds everything.
+                    (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: path + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+                }
                 guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
                 let page = try ServiceEntry.decodePage(body)
                 entries += page.entries.prefix(max - entries.count)
