@@ -116,6 +116,7 @@ let package = Package(
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireDiscoveryTests", dependencies: [
             "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
             "SkywireTransport", "SkywireCrypto", "SkywireTestSupport",

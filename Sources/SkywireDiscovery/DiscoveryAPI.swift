@@ -18,6 +18,13 @@ public enum DiscoveryAPI {
     /// At most this many `stcpr` addresses per visor.
     public static let maxStcprAddresses = 8
     public static let maxLabelCharacters = 64
+    /// Entries per page of `GET /v1/services/{type}`: `limit` is at most this, and an answer
+    /// without `limit` (clients from before paging) holds at most this many. 500 entries of the
+    /// largest size (~1.4 KB) stay well under a client's `DiscoveryHTTP.maxResponseBytes`.
+    public static let maxPageEntries = 500
+    /// A request's head and body must arrive within this many seconds of the connection opening
+    /// or of the previous answer on it (slowloris); else the connection is closed.
+    public static let requestDeadlineSeconds = 10
 
     public static let headerPK = "Skywire-PK"
     public static let headerTimestamp = "Skywire-Timestamp"

@@ -138,12 +138,20 @@ public struct ServiceEntry: Equatable, Sendable {
                             expiresMs: try r.int("expires_ms")!)
     }
 
-    /// Decodes a `{"services": [...]}` listing.
+    /// Decodes a `{"services": [...]}` listing (the answer without `limit`).
     public static func decodeList(_ body: [UInt8]) throws(DiscoveryError) -> [ServiceEntry] {
-        let r = try DiscoveryJSONReader(bytes: body, what: "service list", allowed: ["services"])
+        try decodePage(body).entries
+    }
+
+    /// Decodes one page `{"services": [...], "next": "PK" | null}`; `next` is the `after` of the
+    /// following page, nil on the last.
+    public static func decodePage(_ body: [UInt8]) throws(DiscoveryError) -> (entries: [ServiceEntry], next: String?) {
+        let r = try DiscoveryJSONReader(bytes: body, what: "service list", allowed: ["services", "next"])
         var out: [ServiceEntry] = []
         for item in try r.array("services") ?? [] { out.append(try decode(item)) }
-        return out
+        let next = try r.string("next", required: false)
+        if let next, !DiscoveryValidation.isPublicKeyHex(next) { throw .badRequest("service list: \"next\" is not a public key") }
+        return (out, next)
     }
 }
 

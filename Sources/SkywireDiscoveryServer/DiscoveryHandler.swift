@@ -10,12 +10,16 @@ public struct DiscoveryRequest: Sendable {
     public var target: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The client's IP address (4 or 16 bytes, network order) for the per-IP write limit; nil: not limited.
+    public var remoteAddress: [UInt8]?
 
-    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8],
+                remoteAddress: [UInt8]? = nil) {
         self.method = method
         self.target = target
         self.headers = headers
         self.body = body
+        self.remoteAddress = remoteAddress
     }
 
     /// The value of a header (case-insensitive name); nil when absent. Several copies: an error.
@@ -33,6 +37,8 @@ public struct DiscoveryResponse: Sendable, Equatable {
     public var body: String
     /// A PUNCH datagram to send from the rendezvous socket (`POST /v1/punch`).
     public var punch: PunchAction?
+    /// Seconds for a `Retry-After` header (429).
+    public var retryAfter: Int? = nil
 
     public struct PunchAction: Sendable, Equatable {
         public var to: RendezvousAddress
@@ -44,7 +50,9 @@ public struct DiscoveryResponse: Sendable, Equatable {
     }
 
     static func error(_ e: DiscoveryError) -> DiscoveryResponse {
-        .json(e.status, .object(["error": .string(e.message)]))
+        var r = DiscoveryResponse.json(e.status, .object(["error": .string(e.message)]))
+        r.retryAfter = e.retryAfter
+        return r
     }
 }
 
@@ -55,11 +63,18 @@ public struct DiscoveryHandler: Sendable {
     public let ttlSeconds: Int
     /// The UDP rendezvous address for `GET /v1/info` ("HOST:PORT").
     public let udpAddress: String
+    /// Write limits per key and per client address (429).
+    public let limits: DiscoveryRateLimits
+    /// Accept loopback, private and link-local transport addresses (`--allow-private-addresses`).
+    public let allowPrivateAddresses: Bool
 
-    public init(store: any DiscoveryStore, ttlSeconds: Int, udpAddress: String) {
+    public init(store: any DiscoveryStore, ttlSeconds: Int, udpAddress: String,
+                limits: DiscoveryRateLimits = DiscoveryRateLimits(), allowPrivateAddresses: Bool = false) {
         self.store = store
         self.ttlSeconds = ttlSeconds
         self.udpAddress = udpAddress
+        self.limits = limits
+        self.allowPrivateAddresses = allowPrivateAddresses
     }
 
     var ttlMs: Int64 { Int64(ttlSeconds) * 1000 }
@@ -85,10 +100,16 @@ public struct DiscoveryHandler: Sendable {
         // parts[0] is "" (the path starts with '/').
         guard parts.count >= 3, parts[0].isEmpty, parts[1] == "v1" else { throw DiscoveryError.notFound("no such resource: \(path.prefix(100))") }
         let rest = Array(parts[2...])
+        if req.method != "GET", let ip = req.remoteAddress,
+           let wait = limits.perIP.take(DiscoveryRateLimits.ipKey(ip), nowMs: nowMs) {
+            throw DiscoveryError.tooManyRequests("too many writes from this address (at most \(limits.perIP.limit)); retry in \(wait) s",
+                                                 retryAfter: wait)
+        }
         switch (req.method, rest.count, rest[0]) {
         case ("GET", 1, "info"):
             try Self.noQuery(query)
-            return .json(200, .object(["version": .string(DiscoveryAPI.version), "udp": .string(udpAddress), "ttl": .int(Int64(ttlSeconds))]))
+            return .json(200, .object(["version": .string(DiscoveryAPI.version), "udp": .string(udpAddress), "ttl": .int(Int64(ttlSeconds)),
+                                       "private_addresses": .bool(allowPrivateAddresses)]))
         case ("GET", 2, "transports"):
             try Self.noQuery(query)
             let pk = try Self.pathKey(rest[1])
@@ -99,8 +120,17 @@ public struct DiscoveryHandler: Sendable {
             let pk = try Self.pathKey(rest[1])
             try authenticate(req, pathKey: pk, nowMs: nowMs)
             let reg = try TransportRegistration.decode(req.body)
+            if !allowPrivateAddresses {
+                for a in reg.stcpr {
+                    guard case .success(let hp) = HostPort.parse(a), let why = DiscoveryAddressPolicy.nonPublicReason(host: hp.host) else { continue }
+                    throw DiscoveryError.badRequest("transport registration: stcpr address \(a.prefix(80)) is \(why); this service takes public addresses only")
+                }
+            }
             try store.putTransport(pk: pk, registration: reg, expiresMs: nowMs + ttlMs)
-            return .json(200, try store.transport(pk: pk, nowMs: nowMs)!.json())
+            // What was written, not a second read: a DELETE may run in between.
+            let entry = TransportEntry(pk: pk, stcpr: reg.stcpr, sudph: try store.binding(pk: pk, nowMs: nowMs)?.address,
+                                       expiresMs: nowMs + ttlMs)
+            return .json(200, entry.json())
         case ("DELETE", 2, "transports"):
             try Self.noQuery(query)
             let pk = try Self.pathKey(rest[1])
@@ -110,17 +140,18 @@ public struct DiscoveryHandler: Sendable {
             return DiscoveryResponse(status: 204, body: "", punch: nil)
         case ("GET", 2, "services"):
             let type = try Self.serviceType(rest[1])
-            var country: String? = nil, version: String? = nil
-            for (k, v) in query {
-                switch k {
-                case "country" where country == nil: try DiscoveryValidation.checkCountry(v); country = v
-                case "version" where version == nil: try DiscoveryValidation.checkVersion(v); version = v
-                case "country", "version": throw DiscoveryError.badRequest("query parameter \(k) appears twice")
-                default: throw DiscoveryError.badRequest("unknown query parameter \"\(k.prefix(40))\" (allowed: country, version)")
-                }
+            let q = try ServiceQuery(query)
+            let pageSize = q.limit ?? DiscoveryAPI.maxPageEntries
+            // One more than the page: whether there is a next page.
+            let list = try store.services(type: type, country: q.country, version: q.version, after: q.after,
+                                          limit: pageSize + 1, nowMs: nowMs)
+            let page = list.prefix(pageSize)
+            guard q.limit != nil else {
+                // A client from before paging: the first page, in the shape it knows.
+                return .json(200, .object(["services": .array(page.map { $0.json() })]))
             }
-            let list = try store.services(type: type, country: country, version: version, nowMs: nowMs)
-            return .json(200, .object(["services": .array(list.map { $0.json() })]))
+            let next: JSONValue = list.count > pageSize ? .string(page.last?.pk ?? "") : .null
+            return .json(200, .object(["services": .array(page.map { $0.json() }), "next": next]))
         case ("PUT", 3, "services"):
             try Self.noQuery(query)
             let type = try Self.serviceType(rest[1])
@@ -150,11 +181,13 @@ public struct DiscoveryHandler: Sendable {
             guard let targetAddr = try store.binding(pk: target, nowMs: nowMs) else {
                 throw DiscoveryError.notFound("no live sudph binding for the target key")
             }
-            guard let callerRA = Self.rendezvousAddress(callerAddr), let targetRA = Self.rendezvousAddress(targetAddr) else {
-                throw DiscoveryError(500, "stored binding is not an IP:port")
+            guard let callerRA = Self.rendezvousAddress(callerAddr.address), let targetRA = Self.rendezvousAddress(targetAddr.address),
+                  let targetToken = HexCoding.decode(targetAddr.token), targetToken.count == SudphRendezvous.tokenSize,
+                  let callerKey = HexCoding.decode(caller) else {
+                throw DiscoveryError(500, "stored binding is not an IP:port with a token")
             }
-            let datagram = SudphRendezvous.punch(peerKey: HexCoding.decode(caller)!, peer: callerRA).encoded()
-            var resp = DiscoveryResponse.json(200, .object(["target": .string(targetAddr)]))
+            let datagram = SudphRendezvous.punch(token: targetToken, peerKey: callerKey, peer: callerRA).encoded()
+            var resp = DiscoveryResponse.json(200, .object(["target": .string(targetAddr.address)]))
             resp.punch = .init(to: targetRA, datagram: datagram)
             return resp
         default:
@@ -169,7 +202,7 @@ public struct DiscoveryHandler: Sendable {
 
     /// Checks the four signature headers (docs/discovery.md "Signed writes") and returns the
     /// signer's key. Order: well-formed (400), clock (401), signature (401), path key (403),
-    /// nonce replay (401) — a nonce is only remembered for a valid signature.
+    /// key rate (429), nonce replay (401) — a nonce is only remembered for a valid signature.
     @discardableResult
     func authenticate(_ req: DiscoveryRequest, pathKey: String?, nowMs: Int64) throws -> String {
         func required(_ name: String) throws -> String {
@@ -201,6 +234,11 @@ public struct DiscoveryHandler: Sendable {
         if let pathKey, pathKey != pkHex {
             throw DiscoveryError.forbidden("a write for key \(pathKey.prefix(8))… signed by \(pkHex.prefix(8))…")
         }
+        // After the signature, so nobody can spend another key's tokens.
+        if let wait = limits.perKey.take(pkHex, nowMs: nowMs) {
+            throw DiscoveryError.tooManyRequests("too many writes for key \(pkHex.prefix(8))… (at most \(limits.perKey.limit)); retry in \(wait) s",
+                                                 retryAfter: wait)
+        }
         guard try store.recordNonce(pk: pkHex, nonce: nonceHex, expiresMs: nowMs + DiscoveryAPI.nonceWindowMs, nowMs: nowMs) else {
             throw DiscoveryError.unauthorized("nonce already used (replayed request)")
         }
@@ -215,22 +253,26 @@ public struct DiscoveryHandler: Sendable {
     public func handleDatagram(_ bytes: [UInt8], from source: RendezvousAddress, nowMs: Int64) -> Result<[UInt8], DatagramDrop> {
         let msg: SudphRendezvous
         do { msg = try SudphRendezvous.parse(bytes) } catch { return .failure(.malformed(error.description)) }
-        guard case .bind(let pkBytes, let ts, let sig) = msg else { return .failure(.malformed("only BIND is accepted by the service")) }
+        guard case .bind(let pkBytes, let ts, let token, let sig) = msg else { return .failure(.malformed("only BIND is accepted by the service")) }
         guard let pk = try? PublicKey(bytes: pkBytes) else { return .failure(.malformed("invalid public key")) }
         guard ts <= UInt64(Int64.max), abs(Int64(ts) - nowMs) <= DiscoveryAPI.maxClockSkewMs else {
             return .failure(.rejected("timestamp more than \(DiscoveryAPI.maxClockSkewMs / 1000) s from the service clock"))
         }
-        guard pk.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pkBytes, timestampMs: ts)) else {
+        guard pk.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pkBytes, timestampMs: ts, token: token)) else {
             return .failure(.rejected("bad BIND signature"))
         }
+        if !allowPrivateAddresses, let why = DiscoveryAddressPolicy.nonPublicReason(address: source.address) {
+            return .failure(.rejected("BIND from \(source), \(why); this service takes public addresses only"))
+        }
         do {
-            guard try store.bind(pk: pk.hex, address: source.description, timestampMs: Int64(ts), expiresMs: nowMs + ttlMs) else {
+            guard try store.bind(pk: pk.hex, address: source.description, token: HexCoding.encode(token), timestampMs: Int64(ts),
+                                 expiresMs: nowMs + ttlMs) else {
                 return .failure(.rejected("BIND timestamp not newer than the last one (replay)"))
             }
         } catch {
             return .failure(.rejected("storage failure: \(error.description)"))
         }
-        return .success(SudphRendezvous.bindOK(observed: source).encoded())
+        return .success(SudphRendezvous.bindOK(token: token, observed: source).encoded())
     }
 
     public enum DatagramDrop: Error, Equatable, Sendable, CustomStringConvertible {
@@ -261,6 +303,35 @@ public struct DiscoveryHandler: Sendable {
             pairs.append((String(kv[0]), String(kv[1])))
         }
         return (path, pairs)
+    }
+
+    /// The query of `GET /v1/services/{type}`: filters and paging, each at most once.
+    struct ServiceQuery {
+        var country: String?
+        var version: String?
+        /// Paging: page size (1...maxPageEntries) and the last pk of the previous page.
+        var limit: Int?
+        var after: String?
+
+        init(_ query: [(String, String)]) throws(DiscoveryError) {
+            var seen = Set<String>()
+            for (k, v) in query {
+                guard seen.insert(k).inserted else { throw .badRequest("query parameter \(k.prefix(40)) appears twice") }
+                switch k {
+                case "country": try DiscoveryValidation.checkCountry(v); country = v
+                case "version": try DiscoveryValidation.checkVersion(v); version = v
+                case "limit":
+                    guard v.utf8.count <= 4, let n = Int(v), (1...DiscoveryAPI.maxPageEntries).contains(n) else {
+                        throw .badRequest("limit \"\(v.prefix(16))\" must be 1...\(DiscoveryAPI.maxPageEntries)")
+                    }
+                    limit = n
+                case "after":
+                    guard DiscoveryValidation.isPublicKeyHex(v) else { throw .badRequest("after must be a public key (64 lowercase hex characters)") }
+                    after = v
+                default: throw .badRequest("unknown query parameter \"\(k.prefix(40))\" (allowed: country, version, limit, after)")
+                }
+            }
+        }
     }
 
     static func noQuery(_ q: [(String, String)]) throws(DiscoveryError) {

@@ -7,7 +7,10 @@ import SkywireDiscovery
 import SkywireWire
 
 /// One HTTP/1.1 connection: collects a request (body capped at `DiscoveryAPI.maxBodyBytes`,
-/// larger: 413 and close), runs the handler on the thread pool, writes the JSON answer.
+/// larger: 413 and close; the head is capped by NIO's parser), runs the handler on the thread
+/// pool, writes the JSON answer. Each request must arrive complete within `deadline` of the
+/// connection opening or of the previous answer, and each answer be read within `deadline`
+/// (slowloris, slow readers): else the connection is closed.
 final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -19,12 +22,39 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var refused = false
+    private let deadline: TimeAmount
+    private var deadlineTimer: Scheduled<Void>?
 
-    init(handler: DiscoveryHandler, pool: NIOThreadPool, udp: any Channel, logger: Logger) {
+    init(handler: DiscoveryHandler, pool: NIOThreadPool, udp: any Channel, deadline: TimeAmount, logger: Logger) {
         self.handler = handler
         self.pool = pool
         self.udp = udp
+        self.deadline = deadline
         self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armDeadline(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        context.fireChannelInactive()
+    }
+
+    /// Starts the clock for the next request (on the event loop).
+    private func armDeadline(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let (deadline, logger) = (self.deadline, self.logger)
+        deadlineTimer = context.eventLoop.scheduleTask(in: deadline) {
+            // Closed without an answer: NIO's pipelining handler allows no response before a request head.
+            let context = ctx.value
+            logger.debug("request not complete within \(deadline.nanoseconds / 1_000_000) ms: closing \(context.remoteAddress.map { "\($0)" } ?? "?")")
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -46,8 +76,12 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
         case .end:
             guard !refused, let h = head else { return }
             head = nil
+            // Complete: no deadline while the handler runs; the next one starts with the answer.
+            deadlineTimer?.cancel()
+            deadlineTimer = nil
             let req = DiscoveryRequest(method: h.method.rawValue, target: h.uri,
-                                       headers: h.headers.map { ($0.name, $0.value) }, body: body)
+                                       headers: h.headers.map { ($0.name, $0.value) }, body: body,
+                                       remoteAddress: context.remoteAddress.flatMap { RendezvousAddress($0)?.address })
             body = []
             let keepAlive = h.isKeepAlive
             let handler = self.handler
@@ -55,6 +89,7 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
             let ctx = NIOLoopBound(context, eventLoop: loop)
             let udp = self.udp
             let logger = self.logger
+            let this = NIOLoopBound(self, eventLoop: loop)
             pool.runIfActive(eventLoop: loop) {
                 handler.handle(req, nowMs: DiscoveryClock.nowMs())
             }.whenComplete { result in
@@ -70,15 +105,10 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
                 }
                 if resp.status >= 400 { logger.info("\(req.method) \(req.target.prefix(120)): \(resp.status) \(resp.body.prefix(200))") }
                 Self.write(resp, keepAlive: keepAlive, context: ctx.value)
+                // The answer must be taken and (keep-alive) the next request sent within the
+                // deadline too: a client that does not read cannot pin the buffered answer.
+                if ctx.value.channel.isActive { this.value.armDeadline(context: ctx.value) }
             }
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
         }
     }
 
@@ -99,6 +129,7 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
         if !resp.body.isEmpty { headers.add(name: "Content-Type", value: "application/json") }
         headers.add(name: "Content-Length", value: String(resp.body.utf8.count))
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        if let wait = resp.retryAfter { headers.add(name: "Retry-After", value: String(wait)) }
         let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: resp.status), headers: headers)
         context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         if !resp.body.isEmpty {

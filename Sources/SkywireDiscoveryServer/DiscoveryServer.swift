@@ -19,7 +19,11 @@ public final class DiscoveryServer: Sendable {
 
     /// Binds both sockets (`udpAnnounce`: the "udp" of `GET /v1/info`; default the bound address).
     public static func start(store: any DiscoveryStore, http: SocketAddress, udp: SocketAddress, ttlSeconds: Int,
-                             udpAnnounce: String?, logger: Logger) async throws -> DiscoveryServer {
+                             udpAnnounce: String?, limits: DiscoveryRateLimits = DiscoveryRateLimits(),
+                             allowPrivateAddresses: Bool = false,
+                             requestDeadline: TimeAmount = .seconds(Int64(DiscoveryAPI.requestDeadlineSeconds)),
+                             connectionLimits: DiscoveryConnectionLimits = .standard,
+                             logger: Logger) async throws -> DiscoveryServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
@@ -35,17 +39,26 @@ public final class DiscoveryServer: Sendable {
                 .bind(to: udp).get()
             let boundUDP = udpChannel.localAddress!
             let announce = udpAnnounce ?? Self.hostPort(boundUDP)
-            let handler = DiscoveryHandler(store: store, ttlSeconds: ttlSeconds, udpAddress: announce)
+            let handler = DiscoveryHandler(store: store, ttlSeconds: ttlSeconds, udpAddress: announce, limits: limits,
+                                           allowPrivateAddresses: allowPrivateAddresses)
             handlerBox.withLockedValue { $0 = handler }
+            let connections = DiscoveryConnectionCounter(limits: connectionLimits)
             let httpChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        // A connection silent for 30 s is closed, so idle clients cannot pin sockets.
-                        try ch.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
+                    let address = ch.remoteAddress.flatMap { RendezvousAddress($0)?.address }.map(DiscoveryRateLimits.ipKey)
+                    guard connections.admit(address) else {
+                        logger.debug("connection from \(ch.remoteAddress.map { "\($0)" } ?? "?") refused: at most \(connectionLimits.total) connections, \(connectionLimits.perAddress) per address")
+                        ch.close(promise: nil)
+                        return ch.eventLoop.makeSucceededVoidFuture()
+                    }
+                    ch.closeFuture.whenComplete { _ in connections.release(address) }
+                    return ch.eventLoop.makeCompletedFuture {
+                        // Idle and slow clients cannot pin sockets: the request deadline covers both.
                         try ch.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try ch.pipeline.syncOperations.addHandler(DiscoveryHTTPHandler(handler: handler, pool: pool, udp: udpChannel, logger: logger))
+                        try ch.pipeline.syncOperations.addHandler(DiscoveryHTTPHandler(handler: handler, pool: pool, udp: udpChannel,
+                                                                                       deadline: requestDeadline, logger: logger))
                     }
                 }
                 .bind(to: http).get()

@@ -8,11 +8,14 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
     private let connection: any SQLConnection
     private let lock = NIOLock()
 
+    /// `bindings` (before BIND tokens) is replaced by `sudph_bindings`; bindings live one TTL and
+    /// visors BIND every 15 s, so nothing of value is dropped.
     static let schema = """
         CREATE TABLE IF NOT EXISTS transports (
             pk TEXT PRIMARY KEY, stcpr TEXT NOT NULL, sudph BOOLEAN NOT NULL, expires_ms BIGINT NOT NULL);
-        CREATE TABLE IF NOT EXISTS bindings (
-            pk TEXT PRIMARY KEY, addr TEXT NOT NULL, ts_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
+        DROP TABLE IF EXISTS bindings;
+        CREATE TABLE IF NOT EXISTS sudph_bindings (
+            pk TEXT PRIMARY KEY, addr TEXT NOT NULL, token TEXT NOT NULL, ts_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS services (
             type TEXT NOT NULL, pk TEXT NOT NULL, version TEXT NOT NULL, country TEXT NOT NULL,
             label TEXT, stats TEXT, expires_ms BIGINT NOT NULL, PRIMARY KEY (type, pk));
@@ -52,26 +55,29 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
         if case .array(let items)? = try? JSONParser.parse(row[0] ?? "[]") {
             for case .string(let s) in items { addrs.append(s) }
         }
-        return TransportEntry(pk: pk, stcpr: addrs, sudph: try binding(pk: pk, nowMs: nowMs), expiresMs: try Self.int(row[1]))
+        return TransportEntry(pk: pk, stcpr: addrs, sudph: try binding(pk: pk, nowMs: nowMs)?.address, expiresMs: try Self.int(row[1]))
     }
 
     func deleteTransport(pk: String, nowMs: Int64) throws(StoreError) -> Bool {
         let live = try run("SELECT 1 FROM transports WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)]).rows.count > 0
         _ = try run("DELETE FROM transports WHERE pk = $1", [pk])
-        _ = try run("DELETE FROM bindings WHERE pk = $1", [pk])
+        _ = try run("DELETE FROM sudph_bindings WHERE pk = $1", [pk])
         return live
     }
 
-    func bind(pk: String, address: String, timestampMs: Int64, expiresMs: Int64) throws(StoreError) -> Bool {
+    func bind(pk: String, address: String, token: String, timestampMs: Int64, expiresMs: Int64) throws(StoreError) -> Bool {
         try run("""
-            INSERT INTO bindings (pk, addr, ts_ms, expires_ms) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (pk) DO UPDATE SET addr = excluded.addr, ts_ms = excluded.ts_ms, expires_ms = excluded.expires_ms
-            WHERE bindings.ts_ms < excluded.ts_ms
-            """, [pk, address, String(timestampMs), String(expiresMs)]).changes == 1
+            INSERT INTO sudph_bindings (pk, addr, token, ts_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (pk) DO UPDATE SET addr = excluded.addr, token = excluded.token, ts_ms = excluded.ts_ms,
+                expires_ms = excluded.expires_ms
+            WHERE sudph_bindings.ts_ms < excluded.ts_ms
+            """, [pk, address, token, String(timestampMs), String(expiresMs)]).changes == 1
     }
 
-    func binding(pk: String, nowMs: Int64) throws(StoreError) -> String? {
-        try run("SELECT addr FROM bindings WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)]).rows.first?[0] ?? nil
+    func binding(pk: String, nowMs: Int64) throws(StoreError) -> SudphBinding? {
+        let r = try run("SELECT addr, token FROM sudph_bindings WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)])
+        guard let row = r.rows.first, let addr = row[0], let token = row[1] else { return nil }
+        return SudphBinding(address: addr, token: token)
     }
 
     func putService(type: DiscoveryServiceType, pk: String, registration: ServiceRegistration, expiresMs: Int64) throws(StoreError) {
@@ -83,14 +89,17 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
                   registration.stats.map { DiscoveryValidation.statsJSON($0).compact() }, String(expiresMs)])
     }
 
-    func services(type: DiscoveryServiceType, country: String?, version: String?, nowMs: Int64) throws(StoreError) -> [ServiceEntry] {
+    func services(type: DiscoveryServiceType, country: String?, version: String?, after: String?, limit: Int,
+                  nowMs: Int64) throws(StoreError) -> [ServiceEntry] {
         // A NULL filter matches everything: ($3 IS NULL OR country = $3) with the parameter typed.
+        // `limit` is an Int, written into the text (LIMIT takes no text parameter in SQLite).
         let r = try run("""
             SELECT pk, version, country, label, stats, expires_ms FROM services
             WHERE type = $1 AND expires_ms > $2
               AND (CAST($3 AS TEXT) IS NULL OR country = $3) AND (CAST($4 AS TEXT) IS NULL OR version = $4)
-            ORDER BY pk
-            """, [type.rawValue, String(nowMs), country, version])
+              AND (CAST($5 AS TEXT) IS NULL OR pk > $5)
+            ORDER BY pk LIMIT \(max(0, limit))
+            """, [type.rawValue, String(nowMs), country, version, after])
         var out: [ServiceEntry] = []
         for row in r.rows {
             var stats: [String: Int64]? = nil
@@ -119,7 +128,7 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
 
     func purge(nowMs: Int64) throws(StoreError) -> Int {
         var n = 0
-        for table in ["transports", "bindings", "services", "nonces"] {
+        for table in ["transports", "sudph_bindings", "services", "nonces"] {
             n += try run("DELETE FROM \(table) WHERE expires_ms <= $1", [String(nowMs)]).changes
         }
         return n

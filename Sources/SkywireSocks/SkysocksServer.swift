@@ -319,7 +319,7 @@ final class SkysocksServerSession: AppStreamDelegate {
             connect(request, to: [address], name: nil, deadline: deadline)
             return
         }
-        SocketAddress.resolveAll(host: name, port: Int(request.port), on: stream.eventLoop) { [self] result in
+        SocketAddress.resolveOffLoop(host: name, port: Int(request.port), on: stream.eventLoop) { [self] result in
             guard case .connecting = state else { return }
             do {
                 connect(request, to: try app.admitted(try result.get()), name: name, deadline: deadline)

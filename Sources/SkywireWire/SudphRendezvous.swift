@@ -94,45 +94,58 @@ public enum SudphRendezvousError: Error, Equatable, Sendable, CustomStringConver
     }
 }
 
-/// A parsed rendezvous datagram.
+/// A parsed rendezvous datagram. BIND carries a fresh random token (covered by its signature);
+/// BIND_OK and PUNCH echo the token of the addressee's latest BIND, so an off-path attacker, who
+/// never sees a BIND, cannot forge them even with the rendezvous as spoofed source (PROTOCOL.md §4.5).
 public enum SudphRendezvous: Equatable, Sendable {
-    /// visor → service: `0x10 ‖ pk(32) ‖ timestamp_ms(8, BE) ‖ sig(64)`.
-    case bind(publicKey: [UInt8], timestampMs: UInt64, signature: [UInt8])
-    /// service → visor: `0x11 ‖ family ‖ addr ‖ port`, the visor's observed address.
-    case bindOK(observed: RendezvousAddress)
-    /// service → visor: `0x12 ‖ peer_pk(32) ‖ family ‖ addr ‖ port`.
-    case punch(peerKey: [UInt8], peer: RendezvousAddress)
+    /// visor → service: `0x10 ‖ pk(32) ‖ timestamp_ms(8, BE) ‖ token(16) ‖ sig(64)`.
+    case bind(publicKey: [UInt8], timestampMs: UInt64, token: [UInt8], signature: [UInt8])
+    /// service → visor: `0x11 ‖ token(16) ‖ family ‖ addr ‖ port`, the visor's observed address.
+    case bindOK(token: [UInt8], observed: RendezvousAddress)
+    /// service → visor: `0x12 ‖ token(16) ‖ peer_pk(32) ‖ family ‖ addr ‖ port`.
+    case punch(token: [UInt8], peerKey: [UInt8], peer: RendezvousAddress)
 
-    public static let bindSize = 1 + 32 + 8 + 64
-    /// Domain separator of the BIND signature.
-    public static let bindContext: [UInt8] = Array("SKYWIRE-BIND-1".utf8)
+    public static let tokenSize = 16
+    public static let bindSize = 1 + 32 + 8 + tokenSize + 64
+    /// Domain separator of the BIND signature (version 2: with the token).
+    public static let bindContext: [UInt8] = Array("SKYWIRE-BIND-2".utf8)
 
-    /// The bytes a BIND signature covers: `"SKYWIRE-BIND-1" ‖ pk ‖ timestamp_ms(8, BE)`.
-    public static func bindSignedBytes(publicKey: [UInt8], timestampMs: UInt64) -> [UInt8] {
+    /// The bytes a BIND signature covers: `"SKYWIRE-BIND-2" ‖ pk ‖ timestamp_ms(8, BE) ‖ token`.
+    public static func bindSignedBytes(publicKey: [UInt8], timestampMs: UInt64, token: [UInt8]) -> [UInt8] {
         var out = bindContext
         out.append(contentsOf: publicKey)
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: timestampMs >> UInt64(shift))) }
+        appendBigEndian(timestampMs, to: &out)
+        out.append(contentsOf: token)
         return out
+    }
+
+    static func appendBigEndian(_ v: UInt64, to out: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
     }
 
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
         switch self {
-        case .bind(let pk, let ts, let sig):
-            precondition(pk.count == 32 && sig.count == 64, "BIND needs a 32-byte key and a 64-byte signature")
+        case .bind(let pk, let ts, let token, let sig):
+            precondition(pk.count == 32 && sig.count == 64 && token.count == Self.tokenSize,
+                         "BIND needs a 32-byte key, a 16-byte token and a 64-byte signature")
             out.reserveCapacity(Self.bindSize)
             out.append(SudphRendezvousType.bind.rawValue)
             out.append(contentsOf: pk)
-            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: ts >> UInt64(shift))) }
+            Self.appendBigEndian(ts, to: &out)
+            out.append(contentsOf: token)
             out.append(contentsOf: sig)
-        case .bindOK(let addr):
-            out.reserveCapacity(1 + addr.encodedSize)
+        case .bindOK(let token, let addr):
+            precondition(token.count == Self.tokenSize, "BIND_OK needs a 16-byte token")
+            out.reserveCapacity(1 + Self.tokenSize + addr.encodedSize)
             out.append(SudphRendezvousType.bindOK.rawValue)
+            out.append(contentsOf: token)
             addr.append(to: &out)
-        case .punch(let pk, let addr):
-            precondition(pk.count == 32, "PUNCH needs a 32-byte key")
-            out.reserveCapacity(33 + addr.encodedSize)
+        case .punch(let token, let pk, let addr):
+            precondition(pk.count == 32 && token.count == Self.tokenSize, "PUNCH needs a 16-byte token and a 32-byte key")
+            out.reserveCapacity(1 + Self.tokenSize + 32 + addr.encodedSize)
             out.append(SudphRendezvousType.punch.rawValue)
+            out.append(contentsOf: token)
             out.append(contentsOf: pk)
             addr.append(to: &out)
         }
@@ -143,17 +156,29 @@ public enum SudphRendezvous: Equatable, Sendable {
     public static func parse(_ bytes: [UInt8]) throws(SudphRendezvousError) -> SudphRendezvous {
         guard let first = bytes.first else { throw .empty }
         guard let type = SudphRendezvousType(rawValue: first) else { throw .unknownType(first) }
+        let t = 1 + tokenSize
         switch type {
         case .bind:
             guard bytes.count == bindSize else { throw .wrongLength(.bind, length: bytes.count, expected: bindSize) }
             var ts: UInt64 = 0
             for i in 33 ..< 41 { ts = ts << 8 | UInt64(bytes[i]) }
-            return .bind(publicKey: Array(bytes[1 ..< 33]), timestampMs: ts, signature: Array(bytes[41 ..< 105]))
+            return .bind(publicKey: Array(bytes[1 ..< 33]), timestampMs: ts, token: Array(bytes[41 ..< 41 + tokenSize]),
+                         signature: Array(bytes[(41 + tokenSize)...]))
         case .bindOK:
-            return .bindOK(observed: try RendezvousAddress.parse(bytes[1...], type: .bindOK))
+            guard bytes.count > t else { throw .truncated(.bindOK, length: bytes.count, minimum: t + 7) }
+            return .bindOK(token: Array(bytes[1 ..< t]), observed: try RendezvousAddress.parse(bytes[t...], type: .bindOK))
         case .punch:
-            guard bytes.count >= 34 else { throw .truncated(.punch, length: bytes.count, minimum: 34 + 6) }
-            return .punch(peerKey: Array(bytes[1 ..< 33]), peer: try RendezvousAddress.parse(bytes[33...], type: .punch))
+            guard bytes.count > t + 32 else { throw .truncated(.punch, length: bytes.count, minimum: t + 32 + 7) }
+            return .punch(token: Array(bytes[1 ..< t]), peerKey: Array(bytes[t ..< t + 32]),
+                          peer: try RendezvousAddress.parse(bytes[(t + 32)...], type: .punch))
         }
+    }
+
+    /// Compares two tokens in time independent of where they differ.
+    public static func tokensEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in a.indices { diff |= a[i] ^ b[i] }
+        return diff == 0
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SkywireConfig
+import SkywireCrypto
 import SkywireDiscovery
 import SkywireDiscoveryServer
 import SkywireWire
@@ -54,8 +55,9 @@ struct Bind: ParsableCommand {
         for _ in 0..<tries {
             let ts = UInt64(DiscoveryClock.nowMs())
             let pk = cfg.keyPair.publicKey.bytes
-            let sig = cfg.keyPair.sign(SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts))
-            let dg = SudphRendezvous.bind(publicKey: pk, timestampMs: ts, signature: sig).encoded()
+            let token = SecureRandom.bytes(SudphRendezvous.tokenSize)
+            let sig = cfg.keyPair.sign(SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts, token: token))
+            let dg = SudphRendezvous.bind(publicKey: pk, timestampMs: ts, token: token, signature: sig).encoded()
             _ = dg.withUnsafeBytes { buf in
                 withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -72,7 +74,8 @@ struct Bind: ParsableCommand {
                 if n < 0 { break }   // timeout: send again
                 // Only the service's address may answer (docs/discovery.md: trust the rendezvous only).
                 guard src.sin_addr.s_addr == remote.sin_addr.s_addr, src.sin_port == remote.sin_port else { continue }
-                if case .bindOK(let observed)? = try? SudphRendezvous.parse(Array(buf[0..<n])) {
+                if case .bindOK(let echoed, let observed)? = try? SudphRendezvous.parse(Array(buf[0..<n])),
+                   SudphRendezvous.tokensEqual(echoed, token) {
                     print(observed.description)
                     return
                 }

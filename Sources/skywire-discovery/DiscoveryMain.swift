@@ -42,6 +42,28 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "debug, info, warning or error.")
     var logLevel: String = "info"
 
+    @Option(name: .customLong("key-rate"), help: "Writes per second per signing key (token bucket refill), 0.01...10000.")
+    var keyRate: Double = RateLimit.defaultPerKey.perSecond
+
+    @Option(name: .customLong("key-burst"), help: "Writes in a burst per signing key, 1...100000.")
+    var keyBurst: Int = RateLimit.defaultPerKey.burst
+
+    @Option(name: .customLong("ip-rate"), help: "Writes per second per client IPv4 address or IPv6 /64, 0.01...10000.")
+    var ipRate: Double = RateLimit.defaultPerIP.perSecond
+
+    @Option(name: .customLong("ip-burst"), help: "Writes in a burst per client IPv4 address or IPv6 /64, 1...100000.")
+    var ipBurst: Int = RateLimit.defaultPerIP.burst
+
+    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most, in total, 1...1000000.")
+    var maxConnections: Int = DiscoveryConnectionLimits.standard.total
+
+    @Option(name: .customLong("max-connections-per-address"), help: "Open HTTP connections at most per client IPv4 address or IPv6 /64, 1...1000000.")
+    var maxConnectionsPerAddress: Int = DiscoveryConnectionLimits.standard.perAddress
+
+    @Flag(name: .customLong("allow-private-addresses"),
+          help: "Accept loopback, private (RFC 1918, CGNAT, ULA) and link-local transport addresses (private deployments only).")
+    var allowPrivateAddresses = false
+
     func validate() throws {
         guard (3...86400).contains(ttl) else { throw ValidationError("--ttl \(ttl): must be 3...86400 seconds") }
         for (name, v) in [("--http", http), ("--udp", udp)] {
@@ -49,6 +71,16 @@ struct Serve: AsyncParsableCommand {
         }
         if let a = udpAnnounce, case .failure(let e) = HostPort.parse(a) {
             throw ValidationError("--udp-announce \"\(a)\": \(e.description)")
+        }
+        for (name, v) in [("--key-rate", keyRate), ("--ip-rate", ipRate)] where !(0.01...10000).contains(v) {
+            throw ValidationError("\(name) \(v): must be 0.01...10000 writes per second")
+        }
+        for (name, v) in [("--key-burst", keyBurst), ("--ip-burst", ipBurst)] where !(1...100_000).contains(v) {
+            throw ValidationError("\(name) \(v): must be 1...100000")
+        }
+        for (name, v) in [("--max-connections", maxConnections), ("--max-connections-per-address", maxConnectionsPerAddress)]
+        where !(1...1_000_000).contains(v) {
+            throw ValidationError("\(name) \(v): must be 1...1000000")
         }
         guard Logger.Level(rawValue: logLevel) != nil, logLevel != "trace", logLevel != "notice", logLevel != "critical" else {
             throw ValidationError("--log-level \"\(logLevel)\": expected debug, info, warning or error")
@@ -68,15 +100,21 @@ struct Serve: AsyncParsableCommand {
             FileHandleStderr.write("skywire-discovery: \(error.description)\n")
             throw ExitCode(1)
         }
+        let limits = DiscoveryRateLimits(perKey: RateLimit(perSecond: keyRate, burst: keyBurst), perIP: RateLimit(perSecond: ipRate, burst: ipBurst))
         let server: DiscoveryServer
         do {
             server = try await DiscoveryServer.start(store: store, http: Self.socketAddress(http), udp: Self.socketAddress(udp),
-                                                     ttlSeconds: ttl, udpAnnounce: udpAnnounce, logger: logger)
+                                                     ttlSeconds: ttl, udpAnnounce: udpAnnounce,
+                                                     limits: limits,
+                                                     allowPrivateAddresses: allowPrivateAddresses,
+                                                     connectionLimits: DiscoveryConnectionLimits(total: maxConnections, perAddress: maxConnectionsPerAddress),
+                                                     logger: logger)
         } catch {
             FileHandleStderr.write("skywire-discovery: cannot listen: \(error)\n")
             throw ExitCode(1)
         }
-        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db))")
+        let policy = allowPrivateAddresses ? "private addresses accepted" : "public addresses only"
+        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db)), writes per key \(limits.perKey.limit), per address \(limits.perIP.limit), \(policy)")
         try await server.wait()
     }
 

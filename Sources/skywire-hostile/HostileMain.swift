@@ -12,6 +12,7 @@ struct Hostile: ParsableCommand {
         subcommands: [
             // One line per attack, each in Hostile+<Attack>.swift.
             VPNSilent.self,
+            Slowloris.self,
         ]
     )
 }

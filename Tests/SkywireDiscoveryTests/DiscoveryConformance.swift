@@ -188,7 +188,7 @@ struct DiscoveryConformance {
         // Purge removes expired rows (and only those).
         let purged = try store.purge(nowMs: now + 65_000)
         XCTAssertGreaterThanOrEqual(purged, 2)
-        XCTAssertEqual(try store.services(type: .vpn, country: nil, version: nil, nowMs: now + 65_000).count, 1)
+        XCTAssertEqual(try store.services(type: .vpn, country: nil, version: nil, after: nil, limit: 10, nowMs: now + 65_000).count, 1)
     }
 
     func serviceFilters() throws {
@@ -219,21 +219,25 @@ struct DiscoveryConformance {
     func bindAndPunch() throws {
         let addrA = RendezvousAddress(address: [198, 51, 100, 10], port: 40001)!
         let addrB = RendezvousAddress(address: [198, 51, 100, 20], port: 40002)!
+        let tokenA = [UInt8](repeating: 0xA1, count: 16), tokenB = [UInt8](repeating: 0xB2, count: 16)
         func bind(_ kp: KeyPair, _ ts: Int64, from: RendezvousAddress, at t: Int64? = nil) -> Result<[UInt8], DiscoveryHandler.DatagramDrop> {
-            let sig = kp.sign(SudphRendezvous.bindSignedBytes(publicKey: kp.publicKey.bytes, timestampMs: UInt64(ts)))
-            let dg = SudphRendezvous.bind(publicKey: kp.publicKey.bytes, timestampMs: UInt64(ts), signature: sig).encoded()
+            let token = kp.publicKey == a.publicKey ? tokenA : tokenB
+            let sig = kp.sign(SudphRendezvous.bindSignedBytes(publicKey: kp.publicKey.bytes, timestampMs: UInt64(ts), token: token))
+            let dg = SudphRendezvous.bind(publicKey: kp.publicKey.bytes, timestampMs: UInt64(ts), token: token, signature: sig).encoded()
             return handler.handleDatagram(dg, from: from, nowMs: t ?? now)
         }
-        XCTAssertEqual(try bind(a, now, from: addrA).get(), SudphRendezvous.bindOK(observed: addrA).encoded())
+        // BIND_OK echoes the BIND's token.
+        XCTAssertEqual(try bind(a, now, from: addrA).get(), SudphRendezvous.bindOK(token: tokenA, observed: addrA).encoded())
         // Punch before B binds: 404.
         let early = handler.handle(signedRequest(a, "POST", "/v1/punch/\(b.publicKey.hex)", nowMs: now), nowMs: now)
         XCTAssertEqual(early.status, 404)
         XCTAssertNil(early.punch)
-        XCTAssertEqual(try bind(b, now, from: addrB).get(), SudphRendezvous.bindOK(observed: addrB).encoded())
+        XCTAssertEqual(try bind(b, now, from: addrB).get(), SudphRendezvous.bindOK(token: tokenB, observed: addrB).encoded())
         // The same BIND again (replayed, maybe from another address): dropped, binding unchanged.
         guard case .failure(.rejected) = bind(b, now, from: addrA) else { return XCTFail("replayed BIND accepted") }
         // A bad signature / a stale timestamp: dropped.
-        var dg = SudphRendezvous.bind(publicKey: b.publicKey.bytes, timestampMs: UInt64(now + 1), signature: [UInt8](repeating: 1, count: 64)).encoded()
+        var dg = SudphRendezvous.bind(publicKey: b.publicKey.bytes, timestampMs: UInt64(now + 1), token: tokenB,
+                                      signature: [UInt8](repeating: 1, count: 64)).encoded()
         guard case .failure(.rejected) = handler.handleDatagram(dg, from: addrA, nowMs: now) else { return XCTFail("forged BIND accepted") }
         guard case .failure(.rejected) = bind(b, now - 61_000, from: addrA) else { return XCTFail("stale BIND accepted") }
         dg = [0x10, 1, 2]
@@ -246,7 +250,8 @@ struct DiscoveryConformance {
         let r = handler.handle(signedRequest(a, "POST", "/v1/punch/\(b.publicKey.hex)", nowMs: now), nowMs: now)
         XCTAssertEqual(r.status, 200, r.body)
         XCTAssertEqual(r.body, #"{"target":"198.51.100.20:40002"}"#)
-        XCTAssertEqual(r.punch, .init(to: addrB, datagram: SudphRendezvous.punch(peerKey: a.publicKey.bytes, peer: addrA).encoded()))
+        // The PUNCH to B carries B's BIND token (B drops PUNCHes without it).
+        XCTAssertEqual(r.punch, .init(to: addrB, datagram: SudphRendezvous.punch(token: tokenB, peerKey: a.publicKey.bytes, peer: addrA).encoded()))
         XCTAssertEqual(handler.handle(signedRequest(a, "POST", "/v1/punch/\(a.publicKey.hex)", nowMs: now), nowMs: now).status, 400)
         XCTAssertEqual(handler.handle(signedRequest(a, "POST", "/v1/punch/\(b.publicKey.hex)", body: "x", nowMs: now), nowMs: now).status, 400)
         // Bindings expire with the TTL.
@@ -262,9 +267,164 @@ struct DiscoveryConformance {
         XCTAssertFalse(try store.recordNonce(pk: "k", nonce: "n", expiresMs: now + 400, nowMs: now + 299))
     }
 
+    /// Pages of `GET /v1/services/{type}?limit=N&after=PK`: every entry once, in key order; the
+    /// answer without `limit` (old clients) is the first page in the old shape.
+    func servicePaging() throws {
+        let keys = (10..<17).map { TestKeys.pair(UInt8($0)) }
+        for k in keys { XCTAssertEqual(putService(k).status, 200) }
+        var seen: [String] = []
+        var after: String? = nil
+        var pages = 0
+        repeat {
+            let r = handler.handle(getRequest("/v1/services/vpn?country=DE&limit=3" + (after.map { "&after=\($0)" } ?? "")), nowMs: now + 1)
+            XCTAssertEqual(r.status, 200, r.body)
+            let page = try ServiceEntry.decodePage(Array(r.body.utf8))
+            XCTAssertLessThanOrEqual(page.entries.count, 3)
+            seen += page.entries.map(\.pk)
+            after = page.next
+            pages += 1
+        } while after != nil && pages < 10
+        XCTAssertEqual(pages, 3)
+        XCTAssertEqual(seen, keys.map(\.publicKey.hex).sorted())
+        // No limit: the old shape (no "next"), at most one page.
+        let old = handler.handle(getRequest("/v1/services/vpn"), nowMs: now + 1)
+        XCTAssertFalse(old.body.contains("\"next\""), old.body)
+        XCTAssertEqual(try ServiceEntry.decodeList(Array(old.body.utf8)).count, keys.count)
+        for bad in ["limit=0", "limit=501", "limit=x", "after=zz", "limit=2&limit=3"] {
+            XCTAssertEqual(handler.handle(getRequest("/v1/services/vpn?" + bad), nowMs: now).status, 400, bad)
+        }
+    }
+
+    /// More live entries than a page: the answer without `limit` stays one page (an old client's
+    /// 1 MiB response limit is never reached however many keys register).
+    func unpagedListIsBounded() throws {
+        let n = DiscoveryAPI.maxPageEntries + 20
+        for i in 0..<n {
+            let pk = HexCoding.encode(Blake2b.hash256(Array("k\(i)".utf8)))
+            try store.putService(type: .vpn, pk: pk, registration: ServiceRegistration(version: "0.1.0", country: "DE",
+                                 label: String(repeating: "x", count: DiscoveryAPI.maxLabelCharacters),
+                                 stats: Dictionary(uniqueKeysWithValues: (0..<16).map { ("stat_\($0)_" + String(repeating: "s", count: 24), Int64.max) })),
+                                 expiresMs: now + 30_000)
+        }
+        let r = handler.handle(getRequest("/v1/services/vpn"), nowMs: now)
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(try ServiceEntry.decodeList(Array(r.body.utf8)).count, DiscoveryAPI.maxPageEntries)
+        XCTAssertLessThan(r.body.utf8.count, DiscoveryHTTP.maxResponseBytes)
+        let paged = handler.handle(getRequest("/v1/services/vpn?limit=\(DiscoveryAPI.maxPageEntries)"), nowMs: now)
+        XCTAssertLessThan(paged.body.utf8.count, DiscoveryHTTP.maxResponseBytes)
+        XCTAssertNotNil(try ServiceEntry.decodePage(Array(paged.body.utf8)).next)
+    }
+
+    /// Loopback, private, CGNAT, ULA and link-local stcpr addresses and BIND sources are refused
+    /// by a public service and accepted with `allowPrivateAddresses`.
+    func privateAddressesRefused() throws {
+        let refusedHosts = ["127.0.0.1:7777", "10.99.1.2:7777", "172.16.0.1:1", "192.168.1.1:1", "100.64.0.1:1", "169.254.169.254:80",
+                            "[::1]:1", "[fd00::1]:1", "[fe80::1]:1", "[::ffff:10.0.0.1]:1", "0.0.0.0:1", "localhost:1", "a.localhost:1"]
+        for host in refusedHosts {
+            let r = putTransport(a, #"{"stcpr":["\#(host)"]}"#)
+            XCTAssertEqual(r.status, 400, host)
+            XCTAssertTrue(errorText(r).contains("public addresses only"), errorText(r))
+        }
+        for host in ["203.0.113.5:7777", "[2001:db8::1]:1", "exit.example:7777", "172.32.0.1:1", "100.128.0.1:1"] {
+            XCTAssertEqual(putTransport(a, #"{"stcpr":["\#(host)"]}"#).status, 200, host)
+        }
+        let token = [UInt8](repeating: 1, count: 16)
+        let sig = b.sign(SudphRendezvous.bindSignedBytes(publicKey: b.publicKey.bytes, timestampMs: UInt64(now), token: token))
+        let dg = SudphRendezvous.bind(publicKey: b.publicKey.bytes, timestampMs: UInt64(now), token: token, signature: sig).encoded()
+        let lan = RendezvousAddress(address: [10, 99, 0, 2], port: 4000)!
+        guard case .failure(.rejected(let why)) = handler.handleDatagram(dg, from: lan, nowMs: now) else { return XCTFail("private BIND source accepted") }
+        XCTAssertTrue(why.contains("public addresses only"), why)
+        // A private deployment.
+        let open = DiscoveryHandler(store: store, ttlSeconds: ttl, udpAddress: "10.99.0.1:9091", allowPrivateAddresses: true)
+        for host in refusedHosts {
+            let r = open.handle(signedRequest(c, "PUT", "/v1/transports/\(c.publicKey.hex)", body: #"{"stcpr":["\#(host)"]}"#, nowMs: now), nowMs: now)
+            XCTAssertEqual(r.status, 200, host + " " + r.body)
+        }
+        XCTAssertEqual(try open.handleDatagram(dg, from: lan, nowMs: now).get(), SudphRendezvous.bindOK(token: token, observed: lan).encoded())
+    }
+
+    /// Writes beyond a key's or an address's bucket: 429 with Retry-After; other keys and
+    /// addresses keep being served; tokens come back with time.
+    func rateLimits() throws {
+        let limited = DiscoveryHandler(store: store, ttlSeconds: ttl, udpAddress: "198.51.100.1:9091",
+                                       limits: DiscoveryRateLimits(perKey: RateLimit(perSecond: 1, burst: 3),
+                                                                   perIP: RateLimit(perSecond: 0.1, burst: 5)))
+        func put(_ kp: KeyPair, from ip: [UInt8], at t: Int64) -> DiscoveryResponse {
+            var req = signedRequest(kp, "PUT", "/v1/transports/\(kp.publicKey.hex)", body: "{}", nowMs: t)
+            req.remoteAddress = ip
+            return limited.handle(req, nowMs: t)
+        }
+        let ip1: [UInt8] = [198, 51, 100, 1], ip2: [UInt8] = [198, 51, 100, 2]
+        // Per key: 3 in a burst, the 4th refused, from any address.
+        for i in 0..<3 { XCTAssertEqual(put(a, from: ip1, at: now + Int64(i)).status, 200) }
+        let refused = put(a, from: ip2, at: now + 3)
+        XCTAssertEqual(refused.status, 429, refused.body)
+        XCTAssertEqual(refused.retryAfter, 1)
+        XCTAssertTrue(errorText(refused).hasPrefix("too many writes for key"), errorText(refused))
+        // Another key is served; after a second one more write of `a` is.
+        XCTAssertEqual(put(b, from: ip2, at: now + 4).status, 200)
+        XCTAssertEqual(put(a, from: ip2, at: now + 1_010).status, 200)
+        // Per address: ip1 has 5 in a burst (3 used above, 0.1 back since); fresh keys do not help.
+        let fresh = (40..<60).map { TestKeys.pair(UInt8($0)) }
+        var statuses: [Int] = []
+        for (i, k) in fresh.prefix(4).enumerated() { statuses.append(put(k, from: ip1, at: now + 1_020 + Int64(i)).status) }
+        XCTAssertEqual(statuses, [200, 200, 429, 429], "\(statuses)")
+        // An unsigned write also costs its address a token (checked before the signature).
+        XCTAssertEqual(limited.handle(DiscoveryRequest(method: "PUT", target: "/v1/transports/\(c.publicKey.hex)", headers: [], body: [],
+                                                       remoteAddress: ip1), nowMs: now + 1_030).status, 429)
+        // IPv6: one bucket per /64.
+        let v6a: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1] + [UInt8](repeating: 1, count: 8)
+        let v6b: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1] + [UInt8](repeating: 2, count: 8)
+        for (i, k) in fresh[4..<9].enumerated() { XCTAssertEqual(put(k, from: i % 2 == 0 ? v6a : v6b, at: now + 2_000).status, 200) }
+        XCTAssertEqual(put(fresh[9], from: v6b, at: now + 2_000).status, 429)
+        // Reads are not limited.
+        XCTAssertEqual(limited.handle(getRequest("/v1/transports/\(a.publicKey.hex)"), nowMs: now + 2_000).status, 200)
+    }
+
+    /// A DELETE between the PUT's write and its answer must not crash the service: the answer is
+    /// what was written (before: a second read, force-unwrapped).
+    func putRacingDelete() throws {
+        let racing = DiscoveryHandler(store: DeletingStore(inner: store), ttlSeconds: ttl, udpAddress: "198.51.100.1:9091")
+        let r = racing.handle(signedRequest(a, "PUT", "/v1/transports/\(a.publicKey.hex)", body: #"{"stcpr":["203.0.113.5:7777"]}"#, nowMs: now), nowMs: now)
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertEqual(try TransportEntry.decode(Array(r.body.utf8)).stcpr, ["203.0.113.5:7777"])
+        XCTAssertEqual(handler.handle(getRequest("/v1/transports/\(a.publicKey.hex)"), nowMs: now).status, 404)
+    }
+
     func info() {
         let r = handler.handle(getRequest("/v1/info"), nowMs: now)
         XCTAssertEqual(r.status, 200)
-        XCTAssertEqual(r.body, #"{"version":"\#(DiscoveryAPI.version)","udp":"198.51.100.1:9091","ttl":30}"#)
+        XCTAssertEqual(r.body, #"{"version":"\#(DiscoveryAPI.version)","udp":"198.51.100.1:9091","ttl":30,"private_addresses":false}"#)
     }
+}
+
+/// A store where every transport write is deleted at once, as by a concurrent `DELETE`.
+final class DeletingStore: DiscoveryStore {
+    let inner: any DiscoveryStore
+    init(inner: any DiscoveryStore) { self.inner = inner }
+
+    func putTransport(pk: String, registration: TransportRegistration, expiresMs: Int64) throws(StoreError) {
+        try inner.putTransport(pk: pk, registration: registration, expiresMs: expiresMs)
+        _ = try inner.deleteTransport(pk: pk, nowMs: expiresMs - 1)
+    }
+    func transport(pk: String, nowMs: Int64) throws(StoreError) -> TransportEntry? { try inner.transport(pk: pk, nowMs: nowMs) }
+    func deleteTransport(pk: String, nowMs: Int64) throws(StoreError) -> Bool { try inner.deleteTransport(pk: pk, nowMs: nowMs) }
+    func bind(pk: String, address: String, token: String, timestampMs: Int64, expiresMs: Int64) throws(StoreError) -> Bool {
+        try inner.bind(pk: pk, address: address, token: token, timestampMs: timestampMs, expiresMs: expiresMs)
+    }
+    func binding(pk: String, nowMs: Int64) throws(StoreError) -> SudphBinding? { try inner.binding(pk: pk, nowMs: nowMs) }
+    func putService(type: DiscoveryServiceType, pk: String, registration: ServiceRegistration, expiresMs: Int64) throws(StoreError) {
+        try inner.putService(type: type, pk: pk, registration: registration, expiresMs: expiresMs)
+    }
+    func services(type: DiscoveryServiceType, country: String?, version: String?, after: String?, limit: Int,
+                  nowMs: Int64) throws(StoreError) -> [ServiceEntry] {
+        try inner.services(type: type, country: country, version: version, after: after, limit: limit, nowMs: nowMs)
+    }
+    func deleteService(type: DiscoveryServiceType, pk: String, nowMs: Int64) throws(StoreError) -> Bool {
+        try inner.deleteService(type: type, pk: pk, nowMs: nowMs)
+    }
+    func recordNonce(pk: String, nonce: String, expiresMs: Int64, nowMs: Int64) throws(StoreError) -> Bool {
+        try inner.recordNonce(pk: pk, nonce: nonce, expiresMs: expiresMs, nowMs: nowMs)
+    }
+    func purge(nowMs: Int64) throws(StoreError) -> Int { try inner.purge(nowMs: nowMs) }
 }

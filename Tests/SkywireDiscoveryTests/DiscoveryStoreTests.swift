@@ -28,12 +28,17 @@ final class SQLiteDiscoveryTests: XCTestCase {
     func testServiceFilters() throws { try suite().serviceFilters() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
+    func testServicePaging() throws { try suite().servicePaging() }
+    func testUnpagedListIsBounded() throws { try suite().unpagedListIsBounded() }
+    func testPrivateAddressesRefused() throws { try suite().privateAddressesRefused() }
+    func testRateLimits() throws { try suite().rateLimits() }
+    func testPutRacingDelete() throws { try suite().putRacingDelete() }
 
     func testEntriesSurviveReopen() throws {
         let s = try suite()
         XCTAssertEqual(s.putService(s.a).status, 200)
         let reopened = try DiscoveryStoreURL.open("sqlite:\(dir)/db.sqlite")
-        XCTAssertEqual(try reopened.services(type: .vpn, country: "DE", version: nil, nowMs: s.now).map(\.pk), [s.a.publicKey.hex])
+        XCTAssertEqual(try reopened.services(type: .vpn, country: "DE", version: nil, after: nil, limit: 10, nowMs: s.now).map(\.pk), [s.a.publicKey.hex])
     }
 
     func testBadURLs() {
@@ -62,7 +67,7 @@ final class PostgresDiscoveryTests: XCTestCase {
         let url = Self.fixture!.url
         let store = try DiscoveryStoreURL.open(url)
         // Every check starts from empty tables.
-        try PostgresConnection(url: url).runScript("DELETE FROM transports; DELETE FROM bindings; DELETE FROM services; DELETE FROM nonces;")
+        try PostgresConnection(url: url).runScript("DELETE FROM transports; DELETE FROM sudph_bindings; DELETE FROM services; DELETE FROM nonces;")
         return DiscoveryConformance(store: store)
     }
 
@@ -77,6 +82,11 @@ final class PostgresDiscoveryTests: XCTestCase {
     func testServiceFilters() throws { try suite().serviceFilters() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
+    func testServicePaging() throws { try suite().servicePaging() }
+    func testUnpagedListIsBounded() throws { try suite().unpagedListIsBounded() }
+    func testPrivateAddressesRefused() throws { try suite().privateAddressesRefused() }
+    func testRateLimits() throws { try suite().rateLimits() }
+    func testPutRacingDelete() throws { try suite().putRacingDelete() }
 
     func testBadConnection() {
         XCTAssertThrowsError(try DiscoveryStoreURL.open("postgresql://nobody@/nodb?host=/nonexistent&port=1")) {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import NIOCore
 import SkywireSystem
 import XCTest
@@ -100,6 +101,38 @@ final class RawTCPConnectorTests: XCTestCase {
             XCTAssertTrue(error is ResolutionError, "\(error)")
             XCTAssertTrue("\(error)".contains("no-such-host.invalid"), "\(error)")
         }
+    }
+
+    /// A resolver that hangs (DNS down) does not hold the loop: other work on it runs at once,
+    /// and the lookup's result arrives on the loop when it ends. A literal needs no lookup.
+    func testHangingResolverDoesNotBlockTheLoop() throws {
+        let loop = self.loop!
+        let hang: Double = 2
+        let done = loop.makePromise(of: Double.self)
+        let started = DispatchTime.now().uptimeNanoseconds
+        loop.execute {
+            SocketAddress.resolveOffLoop(host: "peer.example", port: 7000, on: loop, resolve: { host, _ in
+                usleep(useconds_t(hang * 1_000_000))
+                throw ResolutionError(host: host, message: "timed out (test double)")
+            }) { result in
+                XCTAssertTrue(loop.inEventLoop)
+                guard case .failure(let error) = result else { return XCTFail("resolved") }
+                XCTAssertTrue("\(error)".contains("peer.example"), "\(error)")
+                done.succeed(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+            }
+        }
+        // The loop answers while the lookup hangs (generous bound: half the hang).
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try loop.submit { () }.wait()
+        XCTAssertLessThan(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, hang / 2, "the loop waited for the resolver")
+        XCTAssertGreaterThanOrEqual(try done.futureResult.wait(), hang * 0.9)
+        let literal = loop.makePromise(of: [SocketAddress].self)
+        loop.execute {
+            SocketAddress.resolveOffLoop(host: "192.0.2.7", port: 7000, on: loop, resolve: { _, _ in XCTFail("looked up a literal"); return [] }) {
+                literal.completeWith($0)
+            }
+        }
+        XCTAssertEqual(try literal.futureResult.wait(), [try SocketAddress(ipAddress: "192.0.2.7", port: 7000)])
     }
 
     func testListenerReportsAddressInUse() throws {

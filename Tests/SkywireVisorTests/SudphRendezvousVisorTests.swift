@@ -73,16 +73,25 @@ final class SudphRendezvousVisorTests: XCTestCase {
         // A signed, fresh BIND from the sudph socket.
         let (bind, from) = try XCTUnwrap(rendezvous.receive(), "no BIND within 3 s")
         XCTAssertEqual(from, sudphPort)
-        guard case .bind(let pk, let ts, let sig) = try SudphRendezvous.parse(bind) else { return XCTFail("not a BIND: \(bind)") }
+        guard case .bind(let pk, let ts, let token, let sig) = try SudphRendezvous.parse(bind) else { return XCTFail("not a BIND: \(bind)") }
         XCTAssertEqual(pk, kp.publicKey.bytes)
-        XCTAssertTrue(kp.publicKey.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts)))
+        XCTAssertTrue(kp.publicKey.verify(signature: sig, message: SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ts, token: token)))
         XCTAssertLessThan(abs(Int64(ts) - DiscoveryTime.nowMs()), 5000)
 
-        let punch = SudphRendezvous.punch(peerKey: KeyPair.generate().publicKey.bytes,
-                                          peer: RendezvousAddress(address: [127, 0, 0, 1], port: peer.port)!).encoded()
+        let peerKey = KeyPair.generate().publicKey.bytes
+        let peerAddress = RendezvousAddress(address: [127, 0, 0, 1], port: peer.port)!
+        let punch = SudphRendezvous.punch(token: token, peerKey: peerKey, peer: peerAddress).encoded()
         // From anyone else: ignored.
         stranger.send(punch, toPort: sudphPort)
         XCTAssertNil(peer.receive(tries: 2), "PUNCH from a stranger was obeyed")
+        // From the rendezvous's address but without the BIND's token (an off-path attacker
+        // spoofing the source): ignored.
+        var guessed = token
+        guessed[0] ^= 1
+        rendezvous.send(SudphRendezvous.punch(token: guessed, peerKey: peerKey, peer: peerAddress).encoded(), toPort: sudphPort)
+        rendezvous.send(SudphRendezvous.punch(token: [UInt8](repeating: 0, count: SudphRendezvous.tokenSize), peerKey: peerKey,
+                                              peer: peerAddress).encoded(), toPort: sudphPort)
+        XCTAssertNil(peer.receive(tries: 2), "PUNCH without the BIND token was obeyed")
         // From the rendezvous: probes reach the peer's address from the sudph socket.
         rendezvous.send(punch, toPort: sudphPort)
         var probes = 0
@@ -102,5 +111,17 @@ final class SudphRendezvousVisorTests: XCTestCase {
         XCTAssertEqual(info.udp?.description, "198.51.100.1:9091")
         XCTAssertNil(try DiscoveryInfo.decode(Array(#"{"ttl":60,"udp":"nonsense"}"#.utf8)).udp)
         XCTAssertThrowsError(try DiscoveryInfo.decode(Array(#"{"udp":"198.51.100.1:9091"}"#.utf8)))
+        XCTAssertNil(info.privateAddresses)
+        XCTAssertEqual(try DiscoveryInfo.decode(Array(#"{"ttl":60,"private_addresses":false}"#.utf8)).privateAddresses, false)
+        XCTAssertEqual(try DiscoveryInfo.decode(Array(#"{"ttl":60,"private_addresses":true}"#.utf8)).privateAddresses, true)
+    }
+
+    /// A visor whose listener has a LAN address does not advertise it to a public service (which
+    /// would refuse the whole registration); public addresses and names are kept.
+    func testPublicOnlyAddresses() {
+        let (kept, dropped) = DiscoveryRegistrar.publicOnly(["10.99.1.2:7777", "203.0.113.5:7777", "[fe80::1]:7777", "exit.example:7777"])
+        XCTAssertEqual(kept, ["203.0.113.5:7777", "exit.example:7777"])
+        XCTAssertEqual(dropped.count, 2)
+        XCTAssertTrue(dropped[0].hasPrefix("10.99.1.2:7777 (a private address"), dropped[0])
     }
 }

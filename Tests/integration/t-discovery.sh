@@ -18,6 +18,10 @@
 # fully-random) cannot punch: `vpn start -k PK` falls back to stcpr (the exit NAT forwards its
 # stcpr port, transport.public_addr) within the punch schedule (5 s), traffic works. `proxy start`
 # / `vpn start -k PK -t 3` to a registered but unreachable key ends after ~3 s naming the timeout.
+# Hardening (issue 16, check_public_service / check_dns_down_redial): a public service refuses LAN
+# and loopback addresses while a visor behind a NAT still registers without its LAN listener,
+# paged listing through the CLI, slow clients cut at the request deadline, a write flood answered
+# 429; a visor whose DNS hangs keeps answering its control socket during sudph redials by name.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -173,6 +177,17 @@ expect_http() {
     if [[ ${got%% *} == "$want" ]] && grep -qE "$pat" <<<"$got"; then pass "$desc"; else fail "$desc: want $want /$pat/, got: $got"; fi
 }
 
+# wait_entry PK ERE: polls GET /v1/transports/PK (5 s at most) until it matches ERE; prints the last answer.
+wait_entry() {
+    local entry=""
+    for _ in $(seq 1 25); do
+        entry=$(http GET "/v1/transports/$1")
+        grep -qE "$2" <<<"$entry" && break
+        sleep 0.2
+    done
+    echo "$entry"
+}
+
 service_body() {  # service_body COUNTRY LABEL -> file
     printf '{"version":"0.1.0","country":"%s","label":"%s","stats":{"connected":1}}' "$1" "$2" >"$T_WORK/sb-$1-$2"
     echo "$T_WORK/sb-$1-$2"
@@ -228,12 +243,8 @@ check_visor_registration() {
     if [ $ok = 1 ]; then pass "[$label] a visor registers its proxy; cli proxy list -c NL finds it"; else fail "[$label] visor registration: $listing"; fi
     expect_http "[$label] the visor's transport entry advertises its stcpr listener" 200 '"stcpr":\["10\.99\.1\.2:7777"\]' GET "/v1/transports/$PKE"
     # Its sudph socket BINDs at the rendezvous: the entry carries the NAT's public address.
-    local entry=""
-    for _ in $(seq 1 25); do
-        entry=$(http GET "/v1/transports/$PKE")
-        grep -qE '"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry" && break
-        sleep 0.2
-    done
+    local entry
+    entry=$(wait_entry "$PKE" '"sudph":"198\.51\.100\.11:[0-9]+"')
     if grep -qE '^200 .*"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry"; then pass "[$label] the visor's sudph socket is bound at the rendezvous (observed behind the NAT)"; else fail "[$label] sudph binding of the visor behind the NAT: $entry"; fi
     grep -q "the rendezvous observes this visor at 198.51.100.11:" "$T_WORK/e.log" && pass "[$label] the visor logs its observed address from BIND_OK" \
         || fail "[$label] no BIND_OK observed address in e.log"
@@ -492,8 +503,12 @@ check_symmetric_fallback() {
 run_suite() {  # run_suite DB_URL LABEL
     local db=$1 label=$2
     log "=== backend: $label"
+    # >>> discovery helper (issue 16): this test deployment is private: visors behind the NATs
+    # advertise their LAN listeners (E: 10.99.1.2:7777), which a public service refuses
+    # (check_public_service runs one without the setting).
     ip netns exec $PUB "$DISC_BIN" --http 198.51.100.1:9090 --udp 198.51.100.1:9091 --db "$db" --ttl $TTL \
-        >>"$T_WORK/discovery-$label.log" 2>&1 &
+        --allow-private-addresses >>"$T_WORK/discovery-$label.log" 2>&1 &
+    # <<< discovery helper
     local pid=$!
     T_PIDS+=("$pid")
     for _ in $(seq 1 50); do
@@ -570,6 +585,160 @@ run_suite() {  # run_suite DB_URL LABEL
     kill $pid 2>/dev/null || true
     wait $pid 2>/dev/null || true
 }
+
+# >>> discovery helper (issue 16): a public service (no --allow-private-addresses, tight
+# per-address write limit) and the visor's resolver with DNS down.
+URL2=http://198.51.100.1:9190
+# A service as on the internet: LAN addresses refused, a visor behind the NAT still registers
+# (without its LAN listener), lists are paged, a write flood from one address is answered 429
+# while reads go on, and slow clients are cut at the 10 s request deadline.
+check_public_service() {
+    local label=public URL=$URL2
+    ip netns exec $PUB "$DISC_BIN" --http 198.51.100.1:9190 --udp 198.51.100.1:9191 --db "sqlite:$T_WORK/public.sqlite" --ttl $TTL \
+        --ip-rate 2 --ip-burst 40 >>"$T_WORK/discovery-public.log" 2>&1 &
+    local pid=$!
+    T_PIDS+=("$pid")
+    for _ in $(seq 1 50); do
+        in_cli curl -s -m 1 -o /dev/null "$URL/v1/info" && break
+        kill -0 $pid 2>/dev/null || die "skywire-discovery (public) exited: $(tail -5 "$T_WORK/discovery-public.log")"
+        sleep 0.1
+    done
+    expect_http "[public] info says private addresses are refused" 200 '"private_addresses":false' GET /v1/info
+    printf '{"stcpr":["10.99.1.2:7777"],"sudph":true}' >"$T_WORK/tb-lan"
+    signed a PUT "/v1/transports/$PKA" "$T_WORK/tb-lan"
+    expect_http "[public] a LAN stcpr address is refused" 400 "10\.99\.1\.2:7777 is a private address.*public addresses only" PUT "/v1/transports/$PKA" "$T_WORK/tb-lan"
+    printf '{"stcpr":["127.0.0.1:7777"]}' >"$T_WORK/tb-lo"
+    signed a PUT "/v1/transports/$PKA" "$T_WORK/tb-lo"
+    expect_http "[public] a loopback stcpr address is refused" 400 "loopback" PUT "/v1/transports/$PKA" "$T_WORK/tb-lo"
+    printf '{"stcpr":["198.51.100.2:7777"]}' >"$T_WORK/tb-pub"
+    signed a PUT "/v1/transports/$PKA" "$T_WORK/tb-pub"
+    expect_http "[public] a public stcpr address is accepted" 200 '"stcpr":\["198\.51\.100\.2:7777"\]' PUT "/v1/transports/$PKA" "$T_WORK/tb-pub"
+    # P: a visor behind the NAT listening on its LAN address: it registers without it, and its
+    # sudph socket is bound at the NAT's public address (BIND_OK echoes the BIND token).
+    jq --arg sock "$T_WORK/p.sock" --arg state "$T_WORK/p-state" '.transport.discovery = "http://198.51.100.1:9190"
+        | .transport.listen_addr = "10.99.1.2" | .transport.stcpr_port = 7797 | .transport.sudph_port = 7798
+        | .cli_addr = $sock | .state_dir = $state' "$T_WORK/e.json" >"$T_WORK/p.tmp"
+    install -m 600 "$T_WORK/p.tmp" "$T_WORK/p.json"
+    visor_start p $PRIV
+    local entry
+    entry=$(wait_entry "$PKE" '"stcpr":\[\],"sudph":"198\.51\.100\.11:[0-9]+"')
+    if grep -qE '^200 .*"stcpr":\[\],"sudph":"198\.51\.100\.11:[0-9]+"' <<<"$entry"; then
+        pass "[public] a visor behind the NAT registers without its LAN listener, sudph bound at the NAT's address"
+    else
+        fail "[public] registration of the visor behind the NAT: $entry"
+    fi
+    grep -q "not advertising 10.99.1.2:7797" "$T_WORK/p.log" && pass "[public] the visor logs the address it does not advertise" \
+        || fail "[public] no 'not advertising' line in p.log"
+    grep -q "the rendezvous observes this visor at 198.51.100.11:" "$T_WORK/p.log" && pass "[public] BIND_OK with the BIND token accepted" \
+        || fail "[public] no BIND_OK observed address in p.log"
+    visor_stop p
+    # Paging: three exits, listed one per page by the CLI, and bounded by --max.
+    local k
+    for k in a b c; do
+        local pkv="PK${k^^}" body
+        body=$(service_body DE "x$k")
+        signed $k PUT "/v1/services/vpn/${!pkv}" "$body"
+        [ "$(http PUT "/v1/services/vpn/${!pkv}" "$body" | cut -d' ' -f1)" = 200 ] || fail "[public] register exit $k"
+    done
+    local want listing
+    want=$(printf '%s\n' "$PKA" "$PKB" "$PKC" | sort | jq -R . | jq -sc .)
+    listing=$(in_cli "$SKYWIRE_BIN" cli vpn list --discovery "$URL" --page-size 1 --json 2>&1) || true
+    if [ "$(jq -c 'map(.pk)' <<<"$listing" 2>/dev/null)" = "$want" ]; then pass "[public] cli vpn list pages through three pages of one"
+    else fail "[public] cli vpn list --page-size 1: $listing (want $want)"; fi
+    listing=$(in_cli "$SKYWIRE_BIN" cli vpn list --discovery "$URL" --max 2 --json 2>"$T_WORK/list.err") || true
+    if [ "$(jq length <<<"$listing" 2>/dev/null)" = 2 ] && grep -q "showing the first 2 servers" "$T_WORK/list.err"; then
+        pass "[public] cli vpn list --max 2 shows two and says there are more"
+    else fail "[public] cli vpn list --max 2: $listing / $(cat "$T_WORK/list.err")"; fi
+    expect_http "[public] the unpaged list keeps the old shape" 200 '^200 \{"services":\[[^]]*\]\}$' GET /v1/services/vpn
+    # Slowloris: 40 connections that never finish their request head are all closed within
+    # the 10 s request deadline (+ margin); the service answers meanwhile.
+    in_cli "$HOSTILE_BIN" slowloris --to 198.51.100.1:9190 --connections 40 --interval-ms 300 --max-seconds 25 >"$T_WORK/slowloris.out" 2>&1 &
+    local sl=$!
+    T_PIDS+=("$sl")
+    sleep 2
+    expect_http "[public] answers while 40 slow clients hold connections" 200 '"ttl":4' GET /v1/info
+    wait $sl || true
+    local out
+    out=$(cat "$T_WORK/slowloris.out")
+    local last=${out##*last_closed_s=}
+    if [[ $out == *"opened=40 "*"closed_by_server=40 still_open=0"* ]] && [ "${last%%.*}" -le 14 ]; then
+        pass "[public] slow clients cut at the request deadline ($out)"
+    else fail "[public] slowloris: $out"; fi
+    # A write flood from one address: 429 with Retry-After once its burst (40) is spent; reads go on.
+    local codes="" i
+    for i in $(seq 1 60); do
+        codes+=" $(in_cli curl -s -m 5 -D "$T_WORK/flood-$i.hdr" -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/transports/$PKA")"
+    done
+    local n429
+    n429=$(tr ' ' '\n' <<<"$codes" | grep -c '^429$' || true)
+    if [ "$n429" -ge 10 ]; then pass "[public] write flood from one address: $n429 of 60 answered 429"
+    else fail "[public] write flood: codes$codes"; fi
+    local with_retry
+    with_retry=$(cat "$T_WORK"/flood-*.hdr | grep -ciE '^retry-after: [0-9]+' || true)
+    if [ "$with_retry" = "$n429" ]; then pass "[public] every 429 carries Retry-After"
+    else fail "[public] $with_retry Retry-After headers for $n429 answers 429"; fi
+    expect_http "[public] reads still answered during the flood" 200 '"ttl":4' GET /v1/info
+    kill $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+}
+
+# DNS down: visor Q reaches A over sudph by a name from its hosts file; then the name is removed
+# from that file (so it needs DNS, whose server 192.0.2.53 drops port 53) and A stops (its CLOSE
+# makes Q redial at once, by name, every backoff step). resolv.conf and hosts are bind-mounted in
+# a private mount namespace; Q runs on one CPU (one event loop). Q's control socket must keep
+# answering while each redial waits in getaddrinfo(3) (the lookup runs off the event loops).
+check_dns_down_redial() {
+    local ns=skwt-dc-dns$$ sink=skwt-dc-dsk$$
+    netns_add $ns
+    netns_add $sink
+    veth_pair $ns skwt-dcq0 192.0.2.1/24 $sink skwt-dcq1 192.0.2.53/24
+    ip netns exec $sink nft -f - <<'EOF'
+table inet skwt_dc_dns {
+    chain in { type filter hook input priority 0; udp dport 53 drop; tcp dport 53 drop; }
+}
+EOF
+    printf 'nameserver 192.0.2.53\noptions timeout:3 attempts:1\n' >"$T_WORK/resolv-down.conf"
+    printf '127.0.0.1 localhost\n192.0.2.53 peer.example\n' >"$T_WORK/hosts-q"
+    visor_config q >/dev/null
+    jq --arg pk "$PKA" '.transport.peers = {($pk): {"sudph": "peer.example:7778"}}' "$T_WORK/q.json" >"$T_WORK/q.tmp"
+    install -m 600 "$T_WORK/q.tmp" "$T_WORK/q.json"
+    visor_start a $sink
+    ip netns exec $ns unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && exec taskset -c 0 "$3" visor -c "$4"' \
+        sh "$T_WORK/resolv-down.conf" "$T_WORK/hosts-q" "$SKYWIRE_BIN" "$T_WORK/q.json" >>"$T_WORK/q.log" 2>&1 &
+    local pid=$!
+    T_PIDS+=("$pid")
+    PID_q=$pid
+    for _ in $(seq 1 100); do
+        cli q visor info >/dev/null 2>&1 && break
+        kill -0 $pid 2>/dev/null || die "visor q exited early: $(tail -5 "$T_WORK/q.log")"
+        sleep 0.1
+    done
+    expect_ok "[dns] Q reaches A over sudph by name (hosts file)" timeout 15 "$SKYWIRE_BIN" cli --rpc "$T_WORK/q.sock" tp add "$PKA" -t sudph
+    : >"$T_WORK/hosts-q"   # truncated in place: the bind mount keeps showing this file
+    visor_stop a
+    local worst=0 t0 t1 ms end=$(( $(date +%s) + 20 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        t0=$(date +%s%3N)
+        timeout 15 "$SKYWIRE_BIN" cli --rpc "$T_WORK/q.sock" visor info >/dev/null 2>&1 || true
+        t1=$(date +%s%3N)
+        ms=$(( t1 - t0 ))
+        [ $ms -gt $worst ] && worst=$ms
+        kill -0 $pid 2>/dev/null || die "visor q exited: $(tail -5 "$T_WORK/q.log")"
+        sleep 0.2
+    done
+    local tp redials
+    tp=$(timeout 15 "$SKYWIRE_BIN" cli --rpc "$T_WORK/q.sock" tp ls --json 2>&1) || true
+    redials=$(grep -c "redialling" "$T_WORK/q.log" || true)
+    grep -q "cannot resolve peer.example" <<<"$tp" || fail "[dns] the redial did not wait for the resolver: tp ls: $tp"
+    if [ $worst -lt 2000 ]; then pass "[dns] visor info answers within ${worst} ms at worst during $redials redials waiting for DNS"
+    else fail "[dns] visor info took ${worst} ms during $redials redials waiting for DNS"; fi
+    visor_stop q
+}
+HOSTILE_BIN=$(dirname "$SKYWIRE_BIN")/skywire-hostile
+[ -x "$HOSTILE_BIN" ] || die "$HOSTILE_BIN not found: build it with 'swift build' (product skywire-hostile)"
+check_public_service
+check_dns_down_redial
+# <<< discovery helper
 
 run_suite "sqlite:$T_WORK/discovery.sqlite" sqlite
 pg_start

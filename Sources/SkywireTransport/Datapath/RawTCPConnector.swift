@@ -15,11 +15,7 @@ public enum RawTCPConnector {
     public static func connect(on loop: EpollEventLoop, host: String, port: Int, timeout: TimeAmount,
                                _ completion: @escaping (Result<OwnedDescriptor, Error>) -> Void) {
         let deadline = NIODeadline.now() + timeout
-        if let literal = try? SocketAddress(ipAddress: host, port: port) {
-            connect(on: loop, to: [literal], deadline: deadline, completion)
-            return
-        }
-        SocketAddress.resolveAll(host: host, port: port, on: loop) { result in
+        SocketAddress.resolveOffLoop(host: host, port: port, on: loop) { result in
             switch result {
             case .success(let addresses): connect(on: loop, to: addresses, deadline: deadline, completion)
             case .failure(let error): completion(.failure(error))
@@ -111,13 +107,25 @@ private final class ConnectAttempt {
 }
 
 extension SocketAddress {
-    /// `resolveAll(host:port:)` off the loop thread (getaddrinfo(3) blocks); `completion` runs on `loop`
-    /// with every address, or `ResolutionError`.
-    public static func resolveAll(host: String, port: Int, on loop: EventLoop,
-                                  _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
+    /// `host` (IP literal or DNS name) resolved without blocking `loop`: a literal at once, a
+    /// name by getaddrinfo(3) on the global dispatch queue (it can block for seconds while DNS is
+    /// down), every address in the resolver's order. `completion` runs on `loop`; when called on
+    /// `loop` with a literal, before this returns. `resolve` is replaceable for tests.
+    public static func resolveOffLoop(host: String, port: Int, on loop: any EventLoop,
+                               resolve: @escaping @Sendable (String, Int) throws -> [SocketAddress] = { try resolveAll(host: $0, port: $1) },
+                               _ completion: @escaping (Result<[SocketAddress], Error>) -> Void) {
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            if loop.inEventLoop {
+                completion(.success([literal]))
+            } else {
+                let carried = LoopTransfer(value: completion)
+                loop.execute { carried.value(.success([literal])) }
+            }
+            return
+        }
         let carried = LoopTransfer(value: completion)
         DispatchQueue.global().async {
-            let result = Result { try SocketAddress.resolveAll(host: host, port: port) }
+            let result = Result { try resolve(host, port) }
             loop.execute { carried.value(result) }
         }
     }

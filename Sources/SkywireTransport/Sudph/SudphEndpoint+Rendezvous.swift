@@ -7,11 +7,15 @@ import Glibc
 
 /// The visor side of the UDP rendezvous (docs/discovery.md, PROTOCOL.md §4.5) on the sudph socket:
 /// a signed BIND now and every 15 s, BIND_OK noted, PUNCH answered with probe datagrams. BIND_OK
-/// and PUNCH are trusted only from the rendezvous address this endpoint binds to.
+/// and PUNCH are trusted only from the rendezvous address this endpoint binds to and only when
+/// they echo the random token of one of its latest BINDs (an off-path attacker never sees one).
 extension SudphEndpoint {
     /// Probe datagrams sent to a PUNCH's peer address (one byte 0x00: the peer drops it unparsed;
     /// it only opens this side's NAT mapping towards the peer).
     static let punchProbes = 3
+    /// BIND tokens accepted: those of the latest 4 BINDs (the service answers with the token of
+    /// the last BIND it received: one sent meanwhile, or up to 3 lost in a row, change nothing).
+    static let bindTokensKept = 4
 
     /// Binds at `address` now and every `interval`; replaces an earlier rendezvous.
     func startRendezvous(_ address: SocketAddress, keyPair: KeyPair, interval: TimeAmount) {
@@ -31,8 +35,10 @@ extension SudphEndpoint {
         clock_gettime(CLOCK_REALTIME, &ts)
         let ms = UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
         let pk = keyPair.publicKey.bytes
-        let sig = keyPair.sign(SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ms))
-        sendRaw(SudphRendezvous.bind(publicKey: pk, timestampMs: ms, signature: sig).encoded(), to: to)
+        let token = SecureRandom.bytes(SudphRendezvous.tokenSize)
+        bindTokens = Array(([token] + bindTokens).prefix(Self.bindTokensKept))
+        let sig = keyPair.sign(SudphRendezvous.bindSignedBytes(publicKey: pk, timestampMs: ms, token: token))
+        sendRaw(SudphRendezvous.bind(publicKey: pk, timestampMs: ms, token: token, signature: sig).encoded(), to: to)
         flush()
     }
 
@@ -60,12 +66,21 @@ extension SudphEndpoint {
             return
         }
         switch message {
-        case .bindOK(let observed):
+        case .bindOK(let token, _), .punch(let token, _, _):
+            guard bindTokens.contains(where: { SudphRendezvous.tokensEqual($0, token) }) else {
+                drop("rendezvous datagram from \(from) without the token of a recent BIND (forged or stale)")
+                return
+            }
+        case .bind:
+            break
+        }
+        switch message {
+        case .bindOK(_, let observed):
             if observed != observedAddress {
                 observedAddress = observed
                 logger.info("sudph: the rendezvous observes this visor at \(observed)")
             }
-        case .punch(let peerKey, let peer):
+        case .punch(_, let peerKey, let peer):
             guard let address = Self.socketAddress(peer) else {
                 drop("PUNCH with an unusable address \(peer)")
                 return

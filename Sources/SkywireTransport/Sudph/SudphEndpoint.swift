@@ -29,6 +29,8 @@ final class SudphEndpoint: @unchecked Sendable {
     var rendezvous: SocketAddress?
     var bindTask: RepeatedTask?
     var observedAddress: RendezvousAddress?
+    /// Tokens of the latest BINDs (newest first, at most `SudphEndpoint.bindTokensKept`): BIND_OK and PUNCH must echo one.
+    var bindTokens: [[UInt8]] = []
     /// Messages read per recvmmsg(2) call, the largest datagram accepted, and the room for one
     /// message: with UDP GRO a message holds up to 64 KiB of equal-sized datagrams.
     static let vectorReadCount = 32
@@ -108,15 +110,23 @@ final class SudphEndpoint: @unchecked Sendable {
     }
 
     /// Starts a handshake to `remote` at `host:port` for `entry`; the outcome reaches the entry.
+    /// A name is resolved off the event loops (`resolveOffLoop`): redials run on a loop timer,
+    /// and getaddrinfo(3) blocks while DNS is down.
     func dial(remote: PublicKey, host: String, port: Int, entry: TransportEntry, schedule: SudphHandshakeSchedule) {
-        let address: SocketAddress
-        do {
-            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        } catch {
-            entry.linkClosed(reason: "cannot resolve \(host): \(error)")
-            return
-        }
-        eventLoop.execute {
+        SocketAddress.resolveOffLoop(host: host, port: port, on: eventLoop) { result in
+            // The first address of the socket's family, else the first (its send error names the mismatch).
+            let all: [SocketAddress]
+            switch result {
+            case .success(let found): all = found
+            case .failure(let error):
+                entry.linkClosed(reason: "\(error is ResolutionError ? "" : "cannot resolve \(host): ")\(error)")
+                return
+            }
+            let family = self.localAddress?.protocol
+            guard let address = all.first(where: { $0.protocol == family }) ?? all.first else {
+                entry.linkClosed(reason: "cannot resolve \(host): no address")
+                return
+            }
             do {
                 let peer = try SudphPeer.dial(endpoint: self, remote: remote, address: address, entry: entry,
                                               schedule: schedule)

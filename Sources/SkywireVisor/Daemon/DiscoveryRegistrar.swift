@@ -45,9 +45,17 @@ final class DiscoveryRegistrar: Sendable {
         let t = Task.detached { [self] in
             var ttl = DiscoveryAPI.defaultTTLSeconds
             var sudph = false
+            var stcpr = self.stcpr
             if let (status, body) = try? DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/info", timeoutSeconds: 5),
                status == 200, let info = try? DiscoveryInfo.decode(body) {
                 ttl = info.ttl
+                if info.privateAddresses == false {
+                    let (kept, dropped) = Self.publicOnly(stcpr)
+                    stcpr = kept
+                    if !dropped.isEmpty {
+                        logger.info("discovery: the service takes public addresses only; not advertising \(dropped.joined(separator: ", ")) (set transport.public_addr)")
+                    }
+                }
                 if let udp = info.udp {
                     sudph = bindRendezvous(udp, Self.bindInterval(ttl: ttl))
                     logger.info(sudph ? "discovery: sudph binds at the rendezvous \(udp)" : "discovery: sudph not bound at the rendezvous \(udp) (sudph disabled, or not an IP address)")
@@ -56,7 +64,7 @@ final class DiscoveryRegistrar: Sendable {
             let interval = max(1, ttl / 3)
             logger.info("discovery: registering every \(interval) s", metadata: ["url": "\(url.host):\(url.port)"])
             while !Task.isCancelled {
-                refresh(sudph: sudph)
+                refresh(stcpr: stcpr, sudph: sudph)
                 try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
             }
         }
@@ -102,7 +110,20 @@ final class DiscoveryRegistrar: Sendable {
         guard (200..<300).contains(status) else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(resp)) }
     }
 
-    private func refresh(sudph: Bool) {
+    /// `addresses` split into those a public service accepts and the others (with the reason).
+    static func publicOnly(_ addresses: [String]) -> (kept: [String], dropped: [String]) {
+        var kept: [String] = [], dropped: [String] = []
+        for a in addresses {
+            if case .success(let hp) = HostPort.parse(a), let why = DiscoveryAddressPolicy.nonPublicReason(host: hp.host) {
+                dropped.append("\(a) (\(why))")
+            } else {
+                kept.append(a)
+            }
+        }
+        return (kept, dropped)
+    }
+
+    private func refresh(stcpr: [String], sudph: Bool) {
         let pk = keyPair.publicKey.hex
         var problems: [String] = []
         let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph).json().compact().utf8)
@@ -141,6 +162,9 @@ struct DiscoveryInfo {
     var ttl: Int
     /// The UDP rendezvous (`udp`), nil when absent or not HOST:PORT.
     var udp: HostPort?
+    /// `private_addresses`: whether the service accepts non-public transport addresses; nil
+    /// from a service before the address policy (it accepted everything).
+    var privateAddresses: Bool? = nil
 
     static func decode(_ body: [UInt8]) throws -> DiscoveryInfo {
         guard case .object(let members) = try JSONParser.parse(body),
@@ -151,7 +175,9 @@ struct DiscoveryInfo {
         if case .string(let s)? = members.first(where: { $0.name == "udp" })?.value, case .success(let hp) = HostPort.parse(s) {
             udp = hp
         }
-        return DiscoveryInfo(ttl: ttl, udp: udp)
+        var privateAddresses: Bool? = nil
+        if case .bool(let b)? = members.first(where: { $0.name == "private_addresses" })?.value { privateAddresses = b }
+        return DiscoveryInfo(ttl: ttl, udp: udp, privateAddresses: privateAddresses)
     }
 }
 

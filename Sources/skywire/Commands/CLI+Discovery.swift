@@ -21,10 +21,21 @@ struct DiscoveryListOptions: ParsableArguments {
     @Option(name: .customLong("server-version"), help: "Only servers of this version.")
     var serverVersion: String?
 
+    @Option(help: "Show at most this many servers (pages of \(DiscoveryAPI.maxPageEntries) are fetched until then), 1...100000.")
+    var max: Int = DiscoveryListOptions.defaultMax
+
+    @Option(name: .customLong("page-size"), help: .hidden)
+    var pageSize: Int = DiscoveryAPI.maxPageEntries
+
+    /// Entries shown by default: enough for any real listing, bounded against a flood of throw-away keys.
+    static let defaultMax = 1000
+
     @Flag(help: "Add the servers' reported stats.") var stats = false
     @Flag(help: "Print JSON (an array of entries).") var json = false
 
     func validate() throws {
+        guard (1...100_000).contains(max) else { throw ValidationError("--max \(max): must be 1...100000") }
+        guard (1...DiscoveryAPI.maxPageEntries).contains(pageSize) else { throw ValidationError("--page-size: 1...\(DiscoveryAPI.maxPageEntries)") }
         if let country {
             do { try DiscoveryValidation.checkCountry(country) } catch { throw ValidationError("-c \(error.message)") }
         }
@@ -48,15 +59,34 @@ struct DiscoveryListOptions: ParsableArguments {
         var query: [String] = []
         if let country { query.append("country=\(country)") }
         if let serverVersion { query.append("version=\(serverVersion)") }
-        let target = "/v1/services/\(type.rawValue)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-        let entries: [ServiceEntry]
+        var entries: [ServiceEntry] = []
+        var truncated = false
         do {
-            let (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: target)
-            guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
-            entries = try ServiceEntry.decodeList(body)
+            // Pages sorted by key: each asks for what is still wanted, after the last key seen.
+            var after: String? = nil
+            repeat {
+                let limit = Swift.min(pageSize, max - entries.count)
+                let q = query + ["limit=\(limit)"] + (after.map { ["after=\($0)"] } ?? [])
+                let path = "/v1/services/\(type.rawValue)"
+                var (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: path + "?" + q.joined(separator: "&"))
+                if status == 400, after == nil, DiscoveryHTTP.errorMessage(body).hasPrefix("unknown query parameter \"limit\"") {
+                    // A service from before paging: its one answer holds everything.
+                    (status, body) = try DiscoveryHTTPClient.exchange(u, method: "GET", target: path + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+                }
+                guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
+                let page = try ServiceEntry.decodePage(body)
+                entries += page.entries.prefix(max - entries.count)
+                // A page that does not advance (an answer not sorted by key) ends the listing.
+                guard let next = page.next, next > (after ?? ""), !page.entries.isEmpty else { after = nil; break }
+                after = next
+            } while entries.count < max
+            truncated = after != nil
         } catch {
             printError("skywire cli \(type.rawValue) list: \((error as? DiscoveryError)?.message ?? "\(error)")")
             throw ExitCode(1)
+        }
+        if truncated {
+            printError("skywire cli \(type.rawValue) list: showing the first \(max) servers by key; narrow with -c COUNTRY / --server-version or raise --max")
         }
         if json {
             print(JSONValueList(entries.map { e -> JSONValue in
