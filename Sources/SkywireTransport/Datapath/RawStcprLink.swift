@@ -153,11 +153,13 @@ final class RawStcprLink: FrameLink {
 
     private func handle(_ record: ByteBuffer) {
         // A responder checks mac1 and takes an unconfirmed-handshake slot before any DH (§3).
-        if session.awaitsInitiation, let gate = hooks.gate {
+        if session.awaitsInitiation {
             guard session.checkInitiation(record) else {
                 refuse(.mac1, "message 1 of \(record.readableBytes) bytes without a valid mac1")
                 return
             }
+        }
+        if session.awaitsInitiation, let gate = hooks.gate {
             guard gate.reserve() else {
                 refuse(.pendingFull, "\(StcprHandshakeGate.maxUnconfirmed) handshakes await confirmation")
                 return
