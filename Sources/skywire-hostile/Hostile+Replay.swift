@@ -17,13 +17,8 @@ struct Replay: ParsableCommand {
         abstract: "Build key K's handshake message 1 now and resend it later (a replayed handshake).",
         subcommands: [Make.self, Send.self])
 
-    enum Transport: String, ExpressibleByArgument { case sudph, stcpr }
-    /// `v2` is the current wire (PROTOCOL.md §2: stamp, mac1); `v1` the wire before it, to show
-    /// that the unchanged visor is vulnerable.
-    enum Wire: String, ExpressibleByArgument { case v1, v2 }
-
-    /// The v1 identity claim (version 0x01, no stamp) and its message-1 size.
-    static let v1ClaimVersion: UInt8 = 0x01
+    typealias Transport = HostileHandshake.Transport
+    typealias Wire = HostileHandshake.Wire
 
     struct Make: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Build K's message 1 to --remote-pk and save it.")
@@ -41,27 +36,7 @@ struct Replay: ParsableCommand {
         func run() throws {
             let keys = try VisorConfig.load(path: config).keyPair
             let remote = try PublicKey(hex: remotePk)
-            let hs = try NoiseHandshake.ikInitiator(identity: keys, remote: remote)
-            let payload = wire == .v2 ? IdentityClaim.encode(keys.publicKey, timestamp: .now())
-                                      : [Replay.v1ClaimVersion] + keys.publicKey.bytes
-            let message = try hs.writeMessage(payload: payload)
-            let mac1Key = HandshakeMAC.mac1Key(responderStatic: try remote.x25519())
-            var bytes: [UInt8]
-            switch (transport, wire) {
-            case (.stcpr, .v2):
-                let body = message + HandshakeMAC.mac(key: mac1Key, message)
-                bytes = [UInt8(body.count >> 8), UInt8(body.count & 0xff)] + body
-            case (.stcpr, .v1):
-                bytes = [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
-            case (.sudph, .v2):
-                bytes = try message.withUnsafeBytes { try SudphPacket.initiation(senderIndex: UInt32.random(in: 1...UInt32.max), message: $0) }
-                bytes.replaceSubrange(SudphLayout.mac1Offset..<SudphLayout.mac2Offset,
-                                      with: HandshakeMAC.mac(key: mac1Key, Array(bytes[0..<SudphLayout.mac1Offset])))
-            case (.sudph, .v1):
-                let index = UInt32.random(in: 1...UInt32.max)
-                bytes = [SudphPacketType.initiation.rawValue, 0, 0, 0,
-                         UInt8(index >> 24), UInt8((index >> 16) & 0xff), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)] + message
-            }
+            let bytes = try HostileHandshake.message1(from: keys, to: remote, transport: transport, wire: wire)
             guard let file = fopen(out, "wb") else { throw HostileSocket.Failure(description: "cannot write \(out)") }
             defer { fclose(file) }
             guard fwrite(bytes, 1, bytes.count, file) == bytes.count else { throw HostileSocket.Failure(description: "short write to \(out)") }

@@ -27,7 +27,7 @@ final class HandshakeDefenceTests: XCTestCase {
     func testUnconfirmedHandshakeDoesNotReplaceTheConfirmedSessionAndConfirmationSwapsIt() {
         var table = Table(maxPending: 4, pendingLifetime: 10 * Self.second)
         _ = table.offer(key: k, timestamp: stamp(100), index: 1, fingerprint: [1], pending: "first", now: 0)
-        let first = table.confirm(1)
+        let first = table.confirm(1, now: 0)
         XCTAssertEqual(first?.pending, "first")
         XCTAssertNil(first?.replacedLive)
         XCTAssertEqual(table.liveIndex(for: k), 1)
@@ -36,10 +36,10 @@ final class HandshakeDefenceTests: XCTestCase {
         XCTAssertEqual(table.offer(key: k, timestamp: stamp(200), index: 2, fingerprint: [2], pending: "second", now: 0),
                        .accepted(replaced: nil))
         XCTAssertEqual(table.liveIndex(for: k), 1, "unconfirmed: the live session is untouched")
-        XCTAssertNil(table.confirm(99), "only a pending index can be confirmed")
-        XCTAssertNil(table.confirm(1), "a live index is not pending")
+        XCTAssertNil(table.confirm(99, now: 0), "only a pending index can be confirmed")
+        XCTAssertNil(table.confirm(1, now: 0), "a live index is not pending")
         // Confirmation swaps: the old live index is handed back to be closed.
-        let second = table.confirm(2)
+        let second = table.confirm(2, now: 0)
         XCTAssertEqual(second?.key, k)
         XCTAssertEqual(second?.replacedLive, 1)
         XCTAssertEqual(table.liveIndex(for: k), 2)
@@ -65,7 +65,28 @@ final class HandshakeDefenceTests: XCTestCase {
         // After the lifetime the pending handshakes expire and make room.
         XCTAssertTrue(table.hasRoom(now: 10 * Self.second))
         XCTAssertEqual(table.pendingCount, 0)
-        XCTAssertNil(table.confirm(2), "an expired handshake cannot be confirmed")
+        XCTAssertNil(table.confirm(2, now: 10 * Self.second), "an expired handshake cannot be confirmed")
+    }
+
+    func testExpiredPendingHandshakeIsNotConfirmedEvenBeforeItIsPurged() {
+        var table = Table(maxPending: 4, pendingLifetime: 10 * Self.second)
+        _ = table.offer(key: k, timestamp: stamp(1), index: 1, fingerprint: [1], pending: "a", now: 0)
+        XCTAssertTrue(table.isPending(1))
+        XCTAssertNil(table.confirm(1, now: 10 * Self.second))
+        XCTAssertFalse(table.isPending(1))
+        XCTAssertNil(table.liveIndex(for: k))
+    }
+
+    func testRateLimiterAllowsABurstThenTheRatePerAddress() {
+        var limiter = HandshakeRateLimiter(capacity: 2)
+        let a: [UInt8] = [192, 0, 2, 1], b: [UInt8] = [192, 0, 2, 2], c: [UInt8] = [192, 0, 2, 3]
+        XCTAssertEqual((0..<6).map { _ in limiter.allow(a, now: 0) }, [true, true, true, true, true, false], "burst of 5")
+        XCTAssertTrue(limiter.allow(b, now: 0), "another address has its own bucket")
+        XCTAssertFalse(limiter.allow(a, now: HandshakeRateLimiter.tokenCost - 1))
+        XCTAssertTrue(limiter.allow(a, now: HandshakeRateLimiter.tokenCost), "one more every 1/20 s")
+        XCTAssertFalse(limiter.allow(c, now: HandshakeRateLimiter.tokenCost), "table full, nobody idle for 1 s")
+        XCTAssertTrue(limiter.allow(c, now: 2 * Self.second), "idle addresses are forgotten to make room")
+        XCTAssertLessThanOrEqual(limiter.count, 2)
     }
 
     func testStcprAdmissionCapsUnconfirmedHandshakesAndRefusesReplays() {

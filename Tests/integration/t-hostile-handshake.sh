@@ -7,8 +7,10 @@
 #      and B's datagram echo to K (connection(to:)) answers;
 #   3. 10 s of 2,000 random Initiations/s (v1 and v2 sizes): B answers echo throughout, its log
 #      grows by a bounded number of lines; CPU %, RSS and echo RTT are printed (measured, not asserted);
-#   4. 5 s of Initiations with a valid mac1 (an attacker who knows B's key): B is under load and
-#      answers with cookie replies, and a new sudph dial from A still succeeds (it uses the cookie).
+#   4. 6 s of Initiations with a valid mac1 (an attacker who knows B's key): B is under load and
+#      answers with cookie replies, and a new sudph dial from A still succeeds (it uses the cookie);
+#   5. 10 s of 100 valid Initiations/s from throw-away keys: B creates no peer and no transport
+#      for any of them (none confirms), and its RSS stays bounded.
 # To show the attacks on a visor built before the fix, run the attack tools with the old wire:
 #   HOSTILE_WIRE=v1 SKYWIRE_BIN=/tmp/base/skywire SKYWIRE_HOSTILE=.build/debug/skywire-hostile bash t-hostile-handshake.sh
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,8 +23,10 @@ FLOOD_RATE=2000 FLOOD_SECONDS=10
 # Sizes of the random Initiations, used in turn: 137 is v1's Initiation (a DH each on a visor
 # built before the fix), 181 the current one (refused at mac1).
 FLOOD_SIZES=${FLOOD_SIZES:-137,181}
-# Generous bounds (a loaded 2-core machine): log lines added by 10 s of flood, and echo time.
+# Generous bounds (a loaded 2-core machine): log lines added by 10 s of flood; RSS growth under
+# 10 s of throw-away-key Initiations.
 MAX_FLOOD_LOG_LINES=100
+THROWAWAY_RATE=100 MAX_THROWAWAY_RSS_GROWTH_KB=65536
 
 A=skwtA$$ B=skwtB$$ M=skwtM$$
 netns_add $A; netns_add $B; netns_add $M
@@ -147,4 +151,20 @@ jq -e '.cookie_replies > 0' "$T_WORK/flood-mac1.out" >/dev/null && pass "B answe
     || fail "no cookie replies: $(cat "$T_WORK/flood-mac1.out")"
 grep -q "handshakes refused:" "$T_WORK/b.log" && pass "B logged a refusal summary: $(grep "handshakes refused:" "$T_WORK/b.log" | tail -1 | cut -c1-200)" \
     || fail "no refusal summary in B's log"
+
+# --- 5. valid Initiations from throw-away keys
+entries0=$(cli b tp ls --json | jq length)
+rss0=$(rss_kb "$PID_b")
+out=$(ip netns exec $M "$HOSTILE" garbage-init --target 10.79.0.2:7778 --rate $THROWAWAY_RATE --duration 10 \
+    --mac1-pk "$PKB" --valid --wire "$WIRE") || fail "garbage-init --valid: $out"
+sleep 1
+entries1=$(cli b tp ls --json | jq length)
+rss1=$(rss_kb "$PID_b")
+log "throw-away initiations: $out; B's transports $entries0 -> $entries1, rss $rss0 -> $rss1 kB"
+echo "FIGURES-THROWAWAY wire=$WIRE rate=$THROWAWAY_RATE entries_before=$entries0 entries_after=$entries1 rss_before_kb=$rss0 rss_after_kb=$rss1"
+[ "$entries1" -le "$entries0" ] && pass "no transport for unconfirmed throw-away handshakes ($entries0 -> $entries1)" \
+    || fail "throw-away initiations created transports at B: $entries0 -> $entries1"
+[ $((rss1 - rss0)) -le $MAX_THROWAWAY_RSS_GROWTH_KB ] && pass "B's RSS grew by $((rss1 - rss0)) kB (bound $MAX_THROWAWAY_RSS_GROWTH_KB)" \
+    || fail "B's RSS grew by $((rss1 - rss0)) kB under throw-away initiations"
+echo_ok a "$PKB" && pass "K -> B echo answers after the throw-away flood" || fail "K -> B echo after the throw-away flood"
 finish

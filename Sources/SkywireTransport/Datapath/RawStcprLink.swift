@@ -155,7 +155,8 @@ final class RawStcprLink: FrameLink {
         // A responder checks mac1 and takes an unconfirmed-handshake slot before any DH (§3).
         if session.awaitsInitiation {
             guard session.checkInitiation(record) else {
-                refuse(.mac1, "message 1 of \(record.readableBytes) bytes without a valid mac1")
+                let sized = record.readableBytes == StcprSession.initiationRecordLength
+                refuse(sized ? .mac1 : .malformed, "message 1 of \(record.readableBytes) bytes\(sized ? " without a valid mac1" : "")")
                 return
             }
         }

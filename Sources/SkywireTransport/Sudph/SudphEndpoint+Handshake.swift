@@ -41,7 +41,8 @@ extension SudphEndpoint {
                 return
             }
             if handshakeLoad.record(now: now) {
-                let cookie = cookieSecret.cookie(for: SudphHandshakeMACs.addressBytes(from), nowSeconds: now / 1_000_000_000)
+                let address = SudphHandshakeMACs.addressBytes(from)
+                let cookie = cookieSecret.cookie(for: address, nowSeconds: now / 1_000_000_000)
                 guard SudphHandshakeMACs.checkMac2(packet, cookie: cookie) else {
                     let reply = SudphHandshakeMACs.cookieReply(
                         senderIndex: senderIndex, cookie: cookie, cookieKey: identity.cookieKey,
@@ -49,6 +50,10 @@ extension SudphEndpoint {
                     send(ByteBuffer(bytes: reply), to: from)
                     flush()
                     refuse(.cookie, "initiation from \(from) under load without a valid mac2: cookie sent")
+                    return
+                }
+                guard rateLimiter.allow(Array(address.dropLast(2)), now: now) else {
+                    refuse(.rateLimited, "initiation from \(from) under load: over \(HandshakeRateLimiter.ratePerSecond)/s for its address")
                     return
                 }
             }
@@ -121,7 +126,7 @@ extension SudphEndpoint {
             try session.receiveKey.open(counter: counter, ad: UnsafeRawBufferPointer(rebasing: bytes[0..<SudphLayout.dataHeaderSize]),
                                         ciphertext: UnsafeRawBufferPointer(rebasing: bytes[ciphertext]), into: plaintext)
         }) != nil)
-        guard opened, let confirmed = responders.confirm(localIndex) else {
+        guard opened, let confirmed = responders.confirm(localIndex, now: monotonicNow) else {
             drop("unauthenticated data for pending handshake \(localIndex) from \(from)")
             return
         }

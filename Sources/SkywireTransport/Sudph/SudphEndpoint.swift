@@ -28,6 +28,7 @@ final class SudphEndpoint: @unchecked Sendable {
         pendingLifetime: SudphEndpoint.pendingHandshakeLifetime.nanoseconds)
     /// Initiations per second, for the cookie mechanism (§2.1), and the cookie secret.
     var handshakeLoad = HandshakeLoad(threshold: SudphEndpoint.cookieThresholdPerSecond)
+    var rateLimiter = HandshakeRateLimiter()
     var cookieSecret = CookieSecret(nowSeconds: Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds / 1_000_000_000))
     /// Refused initiations per reason, summarised at `info` now and then.
     var refusals = HandshakeRefusalLog()
@@ -220,7 +221,11 @@ final class SudphEndpoint: @unchecked Sendable {
         do {
             parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }
         } catch {
-            drop("malformed packet from \(from): \(error)")
+            if data.getInteger(at: data.readerIndex, as: UInt8.self) == SudphPacketType.initiation.rawValue {
+                refuse(.malformed, "initiation from \(from): \(error)")
+            } else {
+                drop("malformed packet from \(from): \(error)")
+            }
             return
         }
         switch parsed {

@@ -87,10 +87,11 @@ struct SudphResponderTable<Pending> {
     }
 
     /// The initiator's first authenticated data packet arrived on `index`: the pending handshake
-    /// becomes its key's live session. Nil when `index` is not pending.
-    mutating func confirm(_ index: UInt32) -> Confirmed? {
+    /// becomes its key's live session. Nil when `index` is not pending (or expired at `now`).
+    mutating func confirm(_ index: UInt32, now: Int64) -> Confirmed? {
         guard let entry = pending[index] else { return nil }
         remove(index)
+        guard entry.expires > now else { return nil }
         let previous = live[entry.key]
         live[entry.key] = index
         return Confirmed(key: entry.key, pending: entry.payload, replacedLive: previous == index ? nil : previous)
