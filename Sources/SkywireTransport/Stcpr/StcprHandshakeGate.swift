@@ -60,7 +60,6 @@ final class StcprHandshakeGate: @unchecked Sendable {
     func reserve() -> Bool { lock.withLock { state.reserve() } }
     func release() { lock.withLock { state.release() } }
     func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool { lock.withLock { state.admit(key, timestamp: timestamp) } }
-    var unconfirmed: Int { lock.withLock { state.unconfirmed } }
 
     /// Logs a refusal at `debug`, and the periodic summary at `info`.
     func refuse(_ reason: HandshakeRefusal, _ detail: String) {

@@ -33,7 +33,9 @@ final class SudphPeer: FrameLink {
         var rotations: UInt64 = 0
         var sendCounter: UInt64 = 0
         var replay = ReplayWindow()
-        /// The responder may send only once the initiator's first data packet arrived (§4.3).
+        /// The responder may send only once the initiator's first data packet arrived (§4.3). A
+        /// responder's session is built only then (SudphEndpoint+Handshake), so sessions in use
+        /// are confirmed; the flag keeps `reserve` refusing to seal for one that is not.
         var confirmed: Bool
 
         init(localIndex: UInt32, remoteIndex: UInt32, sendKey: NoiseTransportKey, receiveKey: NoiseTransportKey,
