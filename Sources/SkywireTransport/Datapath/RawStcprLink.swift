@@ -217,9 +217,9 @@ final class RawStcprLink: FrameLink {
 
     /// A responder refuses a handshake before confirmation: counted and logged by the gate
     /// (`debug`, with a periodic `info` summary), and the connection closes.
-    private func refuse(_ reason: HandshakeRefusal, _ detail: String) {
+    private func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
         guard descriptor.isOpen else { return }
-        if let gate = hooks.gate { gate.refuse(reason, detail) } else { logger.debug("stcpr: handshake refused: \(detail)") }
+        if let gate = hooks.gate { gate.refuse(reason, detail()) } else { logger.debug("stcpr: handshake refused: \(detail())") }
         finish(reason: "handshake refused (\(reason.rawValue))")
     }
 

@@ -62,8 +62,8 @@ final class StcprHandshakeGate: @unchecked Sendable {
     func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool { lock.withLock { state.admit(key, timestamp: timestamp) } }
 
     /// Logs a refusal at `debug`, and the periodic summary at `info`.
-    func refuse(_ reason: HandshakeRefusal, _ detail: String) {
-        logger.debug("stcpr: handshake refused (\(reason.rawValue)): \(detail)")
+    func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
+        logger.debug("stcpr: handshake refused (\(reason.rawValue)): \(detail())")
         let now = NIODeadline.now().uptimeNanoseconds
         if let summary = lock.withLock({ state.refuse(reason, now: Int64(truncatingIfNeeded: now)) }) {
             logger.info("stcpr: handshakes refused: \(summary)")

@@ -141,9 +141,9 @@ extension SudphEndpoint {
 
     /// Counts and logs a refused initiation: `debug` each, `info` summary at most every
     /// `HandshakeRefusalLog.intervalSeconds`.
-    func refuse(_ reason: HandshakeRefusal, _ detail: String) {
+    func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
         droppedPackets &+= 1
-        logger.debug("sudph: handshake refused (\(reason.rawValue)): \(detail)")
+        logger.debug("sudph: handshake refused (\(reason.rawValue)): \(detail())")
         if let summary = refusals.record(reason, now: monotonicNow) {
             logger.info("sudph: handshakes refused: \(summary)")
         }

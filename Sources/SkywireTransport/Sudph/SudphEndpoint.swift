@@ -259,9 +259,10 @@ final class SudphEndpoint: @unchecked Sendable {
         }
     }
 
-    func drop(_ why: String) {
+    /// Counts a dropped packet; `why` is built only when `debug` is logged (floods stay cheap).
+    func drop(_ why: @autoclosure () -> String) {
         droppedPackets &+= 1
-        logger.debug("sudph: dropped \(why)")
+        logger.debug("sudph: dropped \(why())")
     }
 }
 
