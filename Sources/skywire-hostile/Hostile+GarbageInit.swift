@@ -13,14 +13,15 @@ struct GarbageInit: ParsableCommand {
         commandName: "garbage-init",
         abstract: "Send random sudph initiations (type 1) to HOST:PORT at a rate, bounded in count and time.")
 
-    /// Longest run accepted, whatever --duration says.
+    /// Longest run and highest rate accepted, whatever --duration and --rate say.
     static let maxDurationSeconds = 600.0
+    static let maxRate = 100_000
     /// The pre-v2 Initiation size (PROTOCOL.md v1): used to measure visors built before the change.
     static let legacySize = 137
 
     @Option(help: "Target HOST:PORT (an IP literal).")
     var target: String
-    @Option(help: "Datagrams per second.")
+    @Option(help: "Datagrams per second (at most 100000).")
     var rate: Int = 2000
     @Option(help: "Seconds to send for (at most 600).")
     var duration: Double = 10
@@ -38,7 +39,9 @@ struct GarbageInit: ParsableCommand {
     func run() throws {
         let to = try HostileSocket.address(target)
         let sizeList = sizes.split(separator: ",").compactMap { Int($0) }.filter { $0 >= SudphLayout.initiationHeaderSize }
-        guard !sizeList.isEmpty, rate > 0, duration > 0 else { throw ValidationError("need sizes ≥ 8, a positive rate and duration") }
+        guard !sizeList.isEmpty, rate > 0, rate <= Self.maxRate, duration > 0 else {
+            throw ValidationError("need sizes ≥ 8, a rate in 1...\(Self.maxRate) and a positive duration")
+        }
         let seconds = min(duration, Self.maxDurationSeconds)
         let total = min(count ?? Int(Double(rate) * seconds), Int(Double(rate) * seconds))
         let remote = try mac1Pk.map { try PublicKey(hex: $0) }

@@ -54,12 +54,13 @@ struct Replay: ParsableCommand {
         var transport: Transport
         @Option(help: "How many times (at most 1000).")
         var count: Int = 20
-        @Option(help: "Seconds between two sends.")
+        @Option(help: "Seconds between two sends (at most 5).")
         var interval: Double = 0.05
         @Option(help: "stcpr: seconds to keep the connections open after the last send (at most 60).")
         var hold: Double = 3
 
         static let maxCount = 1000
+        static let maxIntervalSeconds = 5.0
         static let maxHoldSeconds = 60.0
         static let message2RecordLength = 2 + IdentityClaim.message2Length
 
@@ -71,6 +72,7 @@ struct Replay: ParsableCommand {
             bytes = Array(bytes[0..<n])
             let to = try HostileSocket.address(target)
             let times = max(0, min(count, Self.maxCount))
+            let interval = min(max(self.interval, 0), Self.maxIntervalSeconds)
             var answered = 0
             switch transport {
             case .sudph:
