@@ -37,6 +37,18 @@ public final class NoiseHandshake {
         try ikInitiator(localStatic: identity.noiseStaticKeyPair(), remoteStatic: remote.x25519(), prologue: prologue)
     }
 
+    /// Initiator from a visor's cached static keys (no per-handshake derivation of our own key).
+    public static func ikInitiator(identity: NoiseStaticIdentity, remote: PublicKey,
+                                   prologue: [UInt8] = NoiseConstants.prologue) throws -> NoiseHandshake {
+        try ikInitiator(localStatic: identity.staticKeyPair, remoteStatic: remote.x25519(), prologue: prologue)
+    }
+
+    /// Responder from a visor's cached static keys.
+    public static func ikResponder(identity: NoiseStaticIdentity,
+                                   prologue: [UInt8] = NoiseConstants.prologue) throws -> NoiseHandshake {
+        try ikResponder(localStatic: identity.staticKeyPair, prologue: prologue)
+    }
+
     /// Responder from a visor identity.
     public static func ikResponder(identity: KeyPair,
                                    prologue: [UInt8] = NoiseConstants.prologue) throws -> NoiseHandshake {
@@ -76,38 +88,43 @@ public final class NoiseHandshake {
     }
 }
 
-/// The message-1 payload of PROTOCOL.md §2: version byte 0x01, then the initiator's Ed25519
-/// public key, which must convert to the Noise static key carried in the same message.
+/// The message-1 payload of PROTOCOL.md §2: version byte 0x02, the initiator's Ed25519 public
+/// key, which must convert to the Noise static key carried in the same message, and a TAI64N
+/// stamp the responder uses to refuse replays (`HandshakeTimestamps`).
 public enum IdentityClaim {
-    public static let version: UInt8 = 0x01
-    /// 1 version byte + 32-byte Ed25519 public key.
-    public static let length = 1 + PublicKey.byteCount
-    /// IK message 1 with this payload: e (32) + encrypted s (32 + 16) + payload (33 + 16) = 129.
+    /// Payload version 2 (version 1 had no timestamp; such peers are refused).
+    public static let version: UInt8 = 0x02
+    /// 1 version byte + 32-byte Ed25519 public key + 12-byte TAI64N.
+    public static let length = 1 + PublicKey.byteCount + TAI64N.byteCount
+    /// IK message 1 with this payload: e (32) + encrypted s (32 + 16) + payload (45 + 16) = 141.
     public static let message1Length = NoiseConstants.dhLength
         + (NoiseConstants.dhLength + NoiseConstants.tagLength) + (length + NoiseConstants.tagLength)
     /// IK message 2 with an empty payload: e (32) + empty payload tag (16) = 48.
     public static let message2Length = NoiseConstants.dhLength + NoiseConstants.tagLength
 
-    /// The payload for `identity`'s public key.
-    public static func encode(_ publicKey: PublicKey) -> [UInt8] {
-        [version] + publicKey.bytes
+    /// The payload claiming `publicKey`, stamped `timestamp`.
+    public static func encode(_ publicKey: PublicKey, timestamp: TAI64N) -> [UInt8] {
+        [version] + publicKey.bytes + timestamp.bytes
     }
 
     /// Parses the payload and checks `crypto_sign_ed25519_pk_to_curve25519(claimed) == remoteStatic`.
-    public static func verify(payload: [UInt8], remoteStatic: [UInt8]?) throws -> PublicKey {
+    public static func verify(payload: [UInt8], remoteStatic: [UInt8]?) throws -> (key: PublicKey, timestamp: TAI64N) {
         guard payload.count == length else {
             throw NoiseError.badLength(what: "identity claim", expected: length, got: payload.count)
         }
         guard payload[0] == version else { throw NoiseError.badPayload("unknown claim version \(payload[0])") }
         let claimed: PublicKey
         do {
-            claimed = try PublicKey(bytes: Array(payload[1...]))
+            claimed = try PublicKey(bytes: Array(payload[1...PublicKey.byteCount]))
         } catch {
             throw NoiseError.badPayload("claimed key is not a valid Ed25519 public key")
+        }
+        guard let timestamp = TAI64N(bytes: payload[(1 + PublicKey.byteCount)...]) else {
+            throw NoiseError.badPayload("malformed TAI64N timestamp")
         }
         guard let remoteStatic, try claimed.x25519() == remoteStatic else {
             throw NoiseError.badPayload("claimed key \(claimed.short) does not match the Noise static key")
         }
-        return claimed
+        return (claimed, timestamp)
     }
 }

@@ -4,12 +4,14 @@
 public enum SudphPacketType: UInt8, Sendable, CustomStringConvertible {
     case initiation = 0x01
     case response = 0x02
+    case cookieReply = 0x03
     case data = 0x04
 
     public var description: String {
         switch self {
         case .initiation: "initiation"
         case .response: "response"
+        case .cookieReply: "cookie reply"
         case .data: "data"
         }
     }
@@ -26,14 +28,23 @@ public enum SudphLayout {
     /// ChaChaPoly tag.
     public static let tagSize = 16
     /// Noise IK message 1 and 2 sizes with the §2 payloads.
-    public static let initiationMessageSize = 129
+    public static let initiationMessageSize = 141
     public static let responseMessageSize = 48
+    /// mac1 and mac2 of an Initiation (§2.1, §4.1), and the cookie reply's nonce and sealed cookie.
+    public static let macSize = 16
+    public static let cookieNonceSize = 24
+    public static let sealedCookieSize = 32
 
     public static let initiationHeaderSize = prefixSize + indexSize                    // 8
     public static let responseHeaderSize = prefixSize + 2 * indexSize                  // 12
     public static let dataHeaderSize = prefixSize + indexSize + counterSize            // 16
-    public static let initiationPacketSize = initiationHeaderSize + initiationMessageSize // 137
+    /// mac1 covers the Initiation's bytes before it, mac2 the bytes before mac2.
+    public static let mac1Offset = initiationHeaderSize + initiationMessageSize           // 149
+    public static let mac2Offset = mac1Offset + macSize                                   // 165
+    public static let initiationPacketSize = mac2Offset + macSize                         // 181
     public static let responsePacketSize = responseHeaderSize + responseMessageSize       // 60
+    public static let cookieReplyHeaderSize = prefixSize + indexSize                      // 8
+    public static let cookieReplyPacketSize = cookieReplyHeaderSize + cookieNonceSize + sealedCookieSize // 64
     /// An empty plaintext (keepalive) still carries a tag.
     public static let minimumDataPacketSize = dataHeaderSize + tagSize                  // 32
 }
@@ -62,10 +73,13 @@ public enum SudphPacketError: Error, Equatable, Sendable, CustomStringConvertibl
 
 /// A parsed sudph packet header. The ranges point into the parsed bytes (no copy).
 public enum SudphPacket: Equatable, Sendable {
-    /// Type 1: the initiator's index and Noise message 1.
+    /// Type 1: the initiator's index and Noise message 1 (mac1 and mac2 follow at
+    /// `SudphLayout.mac1Offset` and `mac2Offset`).
     case initiation(senderIndex: UInt32, message: Range<Int>)
     /// Type 2: the responder's index, the initiator's index, and Noise message 2.
     case response(senderIndex: UInt32, receiverIndex: UInt32, message: Range<Int>)
+    /// Type 3: the initiator's index (from the Initiation answered), the nonce and the sealed cookie.
+    case cookieReply(receiverIndex: UInt32, nonce: Range<Int>, sealedCookie: Range<Int>)
     /// Type 4: the receiver's index, the explicit Noise nonce, and ciphertext || tag.
     /// `keyPhase` (0 or 1) tells which generation of the sender's key sealed it (§4.3).
     case data(receiverIndex: UInt32, counter: UInt64, keyPhase: UInt8, ciphertext: Range<Int>)
@@ -89,7 +103,7 @@ public enum SudphPacket: Equatable, Sendable {
                 throw .wrongLength(type, length: n, expected: L.initiationPacketSize)
             }
             return .initiation(senderIndex: bytes.readBigEndian(at: L.prefixSize),
-                               message: L.initiationHeaderSize..<n)
+                               message: L.initiationHeaderSize..<L.mac1Offset)
         case .response:
             guard n >= L.responsePacketSize else {
                 throw .truncated(type, length: n, minimum: L.responsePacketSize)
@@ -100,6 +114,16 @@ public enum SudphPacket: Equatable, Sendable {
             return .response(senderIndex: bytes.readBigEndian(at: L.prefixSize),
                              receiverIndex: bytes.readBigEndian(at: L.prefixSize + L.indexSize),
                              message: L.responseHeaderSize..<n)
+        case .cookieReply:
+            guard n == L.cookieReplyPacketSize else {
+                throw n < L.cookieReplyPacketSize
+                    ? .truncated(type, length: n, minimum: L.cookieReplyPacketSize)
+                    : .wrongLength(type, length: n, expected: L.cookieReplyPacketSize)
+            }
+            let nonceStart = L.cookieReplyHeaderSize
+            return .cookieReply(receiverIndex: bytes.readBigEndian(at: L.prefixSize),
+                                nonce: nonceStart..<nonceStart + L.cookieNonceSize,
+                                sealedCookie: nonceStart + L.cookieNonceSize..<n)
         case .data:
             guard n >= L.minimumDataPacketSize else {
                 throw .truncated(type, length: n, minimum: L.minimumDataPacketSize)
@@ -111,7 +135,8 @@ public enum SudphPacket: Equatable, Sendable {
         }
     }
 
-    /// Builds an Initiation packet around Noise message 1 (exactly 129 bytes).
+    /// Builds an Initiation packet around Noise message 1 (exactly 141 bytes), with mac1 and mac2
+    /// zero (the transport fills them in, §2.1).
     public static func initiation(senderIndex: UInt32, message: UnsafeRawBufferPointer) throws(SudphPacketError) -> [UInt8] {
         guard message.count == SudphLayout.initiationMessageSize else {
             throw .wrongLength(.initiation, length: SudphLayout.initiationHeaderSize + message.count,
@@ -122,6 +147,22 @@ public enum SudphPacket: Equatable, Sendable {
         appendPrefix(.initiation, to: &out)
         out.appendBigEndian(senderIndex)
         out.appendBytes(message)
+        out.append(contentsOf: repeatElement(0, count: 2 * SudphLayout.macSize))
+        return out
+    }
+
+    /// Builds a Cookie Reply to the Initiation whose sender index was `receiverIndex`.
+    public static func cookieReply(receiverIndex: UInt32, nonce: [UInt8], sealedCookie: [UInt8]) throws(SudphPacketError) -> [UInt8] {
+        guard nonce.count == SudphLayout.cookieNonceSize, sealedCookie.count == SudphLayout.sealedCookieSize else {
+            throw .wrongLength(.cookieReply, length: SudphLayout.cookieReplyHeaderSize + nonce.count + sealedCookie.count,
+                               expected: SudphLayout.cookieReplyPacketSize)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(SudphLayout.cookieReplyPacketSize)
+        appendPrefix(.cookieReply, to: &out)
+        out.appendBigEndian(receiverIndex)
+        out.append(contentsOf: nonce)
+        out.append(contentsOf: sealedCookie)
         return out
     }
 

@@ -13,6 +13,8 @@ struct Hostile: ParsableCommand {
             // One line per attack, each in Hostile+<Attack>.swift.
             VPNSilent.self,
             Slowloris.self,
+            GarbageInit.self,
+            Replay.self,
         ]
     )
 }

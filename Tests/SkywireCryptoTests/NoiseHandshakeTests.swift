@@ -14,9 +14,9 @@ final class NoiseHandshakeTests: XCTestCase {
     func handshake(_ a: KeyPair, _ b: KeyPair) throws -> Session {
         let initiator = try NoiseHandshake.ikInitiator(identity: a, remote: b.publicKey)
         let responder = try NoiseHandshake.ikResponder(identity: b)
-        let message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey))
+        let message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey, timestamp: .now()))
         let payload1 = try responder.readMessage(message1)
-        let claimed = try IdentityClaim.verify(payload: payload1, remoteStatic: responder.remoteStaticKey)
+        let claimed = try IdentityClaim.verify(payload: payload1, remoteStatic: responder.remoteStaticKey).key
         let message2 = try responder.writeMessage()
         XCTAssertEqual(try initiator.readMessage(message2), [])
         return Session(initiator: initiator, responder: responder, message1: message1, message2: message2,
@@ -27,7 +27,7 @@ final class NoiseHandshakeTests: XCTestCase {
         let a = KeyPair.generate(), b = KeyPair.generate()
         let s = try handshake(a, b)
         XCTAssertEqual(s.message1.count, IdentityClaim.message1Length)
-        XCTAssertEqual(s.message1.count, 129)
+        XCTAssertEqual(s.message1.count, 141)
         XCTAssertEqual(s.message2.count, IdentityClaim.message2Length)
         XCTAssertEqual(s.message2.count, 48)
         XCTAssertEqual(s.claimed, a.publicKey)
@@ -56,7 +56,7 @@ final class NoiseHandshakeTests: XCTestCase {
         // The initiator believes it dials c, but b answers.
         let initiator = try NoiseHandshake.ikInitiator(identity: a, remote: c.publicKey)
         let responder = try NoiseHandshake.ikResponder(identity: b)
-        let message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey))
+        let message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey, timestamp: .now()))
         XCTAssertThrowsError(try responder.readMessage(message1)) { error in
             XCTAssertEqual(error as? NoiseError, .decryptFailed)
         }
@@ -71,12 +71,12 @@ final class NoiseHandshakeTests: XCTestCase {
         let initiator = try NoiseHandshake.ikInitiator(identity: mallory, remote: b.publicKey)
         let responder = try NoiseHandshake.ikResponder(identity: b)
         // Mallory's static key, but claiming to be a.
-        let payload = try responder.readMessage(initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey)))
+        let payload = try responder.readMessage(initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey, timestamp: .now())))
         XCTAssertThrowsError(try IdentityClaim.verify(payload: payload, remoteStatic: responder.remoteStaticKey)) { error in
             guard case .badPayload = error as? NoiseError else { return XCTFail("\(error)") }
         }
         var badVersion = payload
-        badVersion[0] = 0x02
+        badVersion[0] = 0x01
         XCTAssertThrowsError(try IdentityClaim.verify(payload: badVersion, remoteStatic: responder.remoteStaticKey))
         XCTAssertThrowsError(try IdentityClaim.verify(payload: Array(payload.dropLast()),
                                                       remoteStatic: responder.remoteStaticKey))
@@ -89,14 +89,14 @@ final class NoiseHandshakeTests: XCTestCase {
         for position in stride(from: 0, to: reference.message1.count, by: 7) {
             let initiator = try NoiseHandshake.ikInitiator(identity: a, remote: b.publicKey)
             let responder = try NoiseHandshake.ikResponder(identity: b)
-            var message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey))
+            var message1 = try initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey, timestamp: .now()))
             message1[position] ^= 0x40
             XCTAssertThrowsError(try responder.readMessage(message1), "byte \(position)")
         }
         // Message 2.
         let initiator = try NoiseHandshake.ikInitiator(identity: a, remote: b.publicKey)
         let responder = try NoiseHandshake.ikResponder(identity: b)
-        _ = try responder.readMessage(initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey)))
+        _ = try responder.readMessage(initiator.writeMessage(payload: IdentityClaim.encode(a.publicKey, timestamp: .now())))
         var message2 = try responder.writeMessage()
         message2[40] ^= 0x01
         XCTAssertThrowsError(try initiator.readMessage(message2)) { error in

@@ -62,12 +62,15 @@ final class NoiseInteropTests: XCTestCase {
         let socket = try TestSocket.connect(port: port)
         defer { socket.close() }
         let handshake = try NoiseHandshake.ikInitiator(identity: identity, remote: pythonIdentity.publicKey)
-        try socket.sendFrame(handshake.writeMessage(payload: IdentityClaim.encode(identity.publicKey)))
+        let message1 = try handshake.writeMessage(payload: IdentityClaim.encode(identity.publicKey, timestamp: .now()))
+        let mac1Key = HandshakeMAC.mac1Key(responderStatic: try pythonIdentity.publicKey.x25519())
+        try socket.sendFrame(message1 + HandshakeMAC.mac(key: mac1Key, message1))
         let message2 = try socket.receiveFrame()
         XCTAssertEqual(message2.count, IdentityClaim.message2Length)
         XCTAssertEqual(try handshake.readMessage(message2), [])
         XCTAssertTrue(handshake.isComplete)
         let (send, receive) = try handshake.split()
+        try socket.sendFrame(send.encryptWithAd([], []))   // the confirmation (PROTOCOL.md §3)
 
         for round in 0..<3 {
             let opaque = (0..<8).map { UInt8($0 + round * 8) }
@@ -99,14 +102,19 @@ final class NoiseInteropTests: XCTestCase {
         defer { socket.close() }
 
         let handshake = try NoiseHandshake.ikResponder(identity: identity)
-        let message1 = try socket.receiveFrame()
-        XCTAssertEqual(message1.count, IdentityClaim.message1Length)
+        let record = try socket.receiveFrame()
+        XCTAssertEqual(record.count, IdentityClaim.message1Length + HandshakeMAC.macLength)
+        let message1 = Array(record.prefix(IdentityClaim.message1Length))
+        let mac1Key = HandshakeMAC.mac1Key(responderStatic: try identity.publicKey.x25519())
+        XCTAssertEqual(Array(record.suffix(HandshakeMAC.macLength)), HandshakeMAC.mac(key: mac1Key, message1),
+                       "Python's keyed BLAKE2b mac1 matches libsodium's")
         let claimed = try IdentityClaim.verify(payload: handshake.readMessage(message1),
-                                               remoteStatic: handshake.remoteStaticKey)
+                                               remoteStatic: handshake.remoteStaticKey).key
         // The Python side derived its key from the seed without libsodium: both must agree.
         XCTAssertEqual(claimed, pythonIdentity.publicKey)
         try socket.sendFrame(handshake.writeMessage())
         let (send, receive) = try handshake.split()
+        XCTAssertEqual(try receive.decryptWithAd([], socket.receiveFrame()), [], "the confirmation comes first")
 
         let ping = try receive.decryptWithAd([], socket.receiveFrame())
         XCTAssertEqual(ping.count, 9)

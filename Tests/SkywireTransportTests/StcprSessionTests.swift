@@ -6,8 +6,9 @@ import XCTest
 /// `StcprSession` as a pure state machine (PROTOCOL.md §3): messages in, messages and frames out.
 final class StcprSessionTests: XCTestCase {
     private let alloc = ByteBufferAllocator()
-    private let keyA = KeyPair.generate()
-    private let keyB = KeyPair.generate()
+    private let keyA = try! NoiseStaticIdentity(identity: KeyPair.generate())
+    private let keyB = try! NoiseStaticIdentity(identity: KeyPair.generate())
+    private let stamp = TAI64N(unixSeconds: 1_700_000_000, nanoseconds: 0)
 
     /// Splits one record (2-byte length + message) off `records`.
     private func nextMessage(_ records: inout ByteBuffer) -> ByteBuffer? {
@@ -16,23 +17,63 @@ final class StcprSessionTests: XCTestCase {
     }
 
     private func handshake() throws -> (StcprSession, StcprSession) {
-        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey)
+        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
         var b = try StcprSession(identity: keyB, expectedRemote: nil)
         XCTAssertNil(try b.start(), "a responder sends nothing first")
         let msg1 = try XCTUnwrap(try a.start())
-        XCTAssertEqual(msg1.count, IdentityClaim.message1Length)
+        XCTAssertEqual(msg1.count, IdentityClaim.message1Length + HandshakeMAC.macLength)
+        XCTAssertEqual(msg1.count, 157)
         XCTAssertNil(try a.start(), "message 1 is sent once")
-        guard case .handshakeComplete(let claimed, let reply?) = try b.receive(ByteBuffer(bytes: msg1), allocator: alloc) else {
+        XCTAssertTrue(b.checkInitiation(ByteBuffer(bytes: msg1)))
+        guard case .handshakeComplete(let claimed, let claimedStamp?, let reply) = try b.receive(ByteBuffer(bytes: msg1), allocator: alloc) else {
             XCTFail("responder did not complete"); throw CancellationError()
         }
         XCTAssertEqual(claimed, keyA.publicKey)
+        XCTAssertEqual(claimedStamp, stamp)
         XCTAssertEqual(reply.count, IdentityClaim.message2Length)
-        guard case .handshakeComplete(let remote, nil) = try a.receive(ByteBuffer(bytes: reply), allocator: alloc) else {
+        XCTAssertFalse(b.isEstablished, "the responder waits for the initiator's confirmation")
+        var early = ByteBuffer()
+        XCTAssertFalse(try b.seal(ByteBuffer(string: "early"), into: &early), "no frame before confirmation")
+        guard case .handshakeComplete(let remote, nil, let confirmation) = try a.receive(ByteBuffer(bytes: reply), allocator: alloc) else {
             XCTFail("initiator did not complete"); throw CancellationError()
         }
         XCTAssertEqual(remote, keyB.publicKey)
+        XCTAssertEqual(confirmation.count, NoiseConstants.tagLength, "the confirmation is an empty transport message")
+        guard case .confirmed = try b.receive(ByteBuffer(bytes: confirmation), allocator: alloc) else {
+            XCTFail("responder not confirmed"); throw CancellationError()
+        }
         XCTAssertTrue(a.isEstablished && b.isEstablished)
         return (a, b)
+    }
+
+    func testMac1IsCheckedBeforeAnyDH() throws {
+        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
+        let b = try StcprSession(identity: keyB, expectedRemote: nil)
+        var msg1 = try XCTUnwrap(try a.start())
+        // mac1 = keyed BLAKE2b-128 of the Noise message under HASH("mac1----" ‖ B's X25519 key).
+        let key = HandshakeMAC.mac1Key(responderStatic: try keyB.publicKey.x25519())
+        XCTAssertEqual(Array(msg1.suffix(16)), HandshakeMAC.mac(key: key, Array(msg1.prefix(141))))
+        msg1[msg1.count - 1] ^= 1
+        XCTAssertFalse(b.checkInitiation(ByteBuffer(bytes: msg1)))
+        XCTAssertFalse(b.checkInitiation(ByteBuffer(bytes: Array(msg1.prefix(141)))), "message 1 without mac1")
+        let other = try StcprSession(identity: try NoiseStaticIdentity(identity: KeyPair.generate()), expectedRemote: nil)
+        msg1[msg1.count - 1] ^= 1
+        XCTAssertTrue(b.checkInitiation(ByteBuffer(bytes: msg1)))
+        XCTAssertFalse(other.checkInitiation(ByteBuffer(bytes: msg1)), "mac1 is bound to the responder's key")
+    }
+
+    func testResponderRefusesFramesBeforeTheConfirmation() throws {
+        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
+        var b = try StcprSession(identity: keyB, expectedRemote: nil)
+        guard case .handshakeComplete(_, _, let reply) = try b.receive(ByteBuffer(bytes: try XCTUnwrap(try a.start())), allocator: alloc) else {
+            return XCTFail()
+        }
+        _ = try a.receive(ByteBuffer(bytes: reply), allocator: alloc)
+        // A frame where the empty confirmation must come (e.g. a replayer guessing) is refused.
+        var records = ByteBuffer()
+        XCTAssertTrue(try a.seal(ByteBuffer(string: "frame"), into: &records))
+        XCTAssertThrowsError(try b.receive(nextMessage(&records)!, allocator: alloc))
+        XCTAssertFalse(b.isEstablished)
     }
 
     func testHandshakeThenFramesBothWaysInOrder() throws {
@@ -55,7 +96,7 @@ final class StcprSessionTests: XCTestCase {
     }
 
     func testNothingIsSealedBeforeTheHandshakeOrAfterClose() throws {
-        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey)
+        var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
         var out = ByteBuffer()
         XCTAssertFalse(try a.seal(ByteBuffer(string: "early"), into: &out))
         XCTAssertEqual(out.readableBytes, 0)
@@ -80,7 +121,7 @@ final class StcprSessionTests: XCTestCase {
         XCTAssertThrowsError(try responder.receive(ByteBuffer(bytes: [1, 2, 3]), allocator: alloc)) { error in
             XCTAssertTrue("\(error)".contains("message 1"), "\(error)")
         }
-        var initiator = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey)
+        var initiator = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
         _ = try initiator.start()
         XCTAssertThrowsError(try initiator.receive(ByteBuffer(bytes: [1, 2, 3]), allocator: alloc)) { error in
             XCTAssertTrue("\(error)".contains("message 2"), "\(error)")
@@ -88,7 +129,7 @@ final class StcprSessionTests: XCTestCase {
     }
 
     func testResponderRefusesMessageOneForAnotherKey() throws {
-        var a = try StcprSession(identity: keyA, expectedRemote: KeyPair.generate().publicKey)
+        var a = try StcprSession(identity: keyA, expectedRemote: KeyPair.generate().publicKey, timestamp: stamp)
         var b = try StcprSession(identity: keyB, expectedRemote: nil)
         let msg1 = try XCTUnwrap(try a.start())
         XCTAssertThrowsError(try b.receive(ByteBuffer(bytes: msg1), allocator: alloc))

@@ -361,6 +361,8 @@ final class DiscoveryResolverTests: XCTestCase {
         XCTAssertEqual(info.type, .sudph)
         XCTAssertEqual(info.remoteAddress, "127.0.0.1:\(relay.port)")
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+        // The exit's transport exists once the initiator's keepalive confirmed it (bounded wait).
+        for _ in 0..<100 where exit.list().isEmpty { try await Task.sleep(nanoseconds: 20_000_000) }
         XCTAssertEqual(exit.list().count, 1)
         await a.shutdown()
         await exit.shutdown()

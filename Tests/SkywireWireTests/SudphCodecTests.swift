@@ -3,11 +3,24 @@ import XCTest
 
 final class SudphPacketTests: XCTestCase {
     func testInitiationBuildAndParse() throws {
-        let message = (0..<129).map { UInt8($0) }
+        let message = (0..<141).map { UInt8($0) }
         let packet = try message.withUnsafeBytes { try SudphPacket.initiation(senderIndex: 0xDEAD_BEEF, message: $0) }
+        XCTAssertEqual(packet.count, 181)
         XCTAssertEqual(Array(packet[0..<8]), [UInt8](hex: "01000000 deadbeef"))
-        XCTAssertEqual(Array(packet[8...]), message)
-        XCTAssertEqual(try parsePacket(packet).get(), .initiation(senderIndex: 0xDEAD_BEEF, message: 8..<137))
+        XCTAssertEqual(Array(packet[8..<149]), message)
+        XCTAssertEqual(Array(packet[149...]), [UInt8](repeating: 0, count: 32), "mac1 and mac2 are filled in later")
+        XCTAssertEqual(try parsePacket(packet).get(), .initiation(senderIndex: 0xDEAD_BEEF, message: 8..<149))
+    }
+
+    func testCookieReplyBuildAndParse() throws {
+        let nonce = [UInt8](repeating: 0x11, count: 24), sealed = [UInt8](repeating: 0x22, count: 32)
+        let packet = try SudphPacket.cookieReply(receiverIndex: 0x0A0B_0C0D, nonce: nonce, sealedCookie: sealed)
+        XCTAssertEqual(packet, [UInt8](hex: "03000000 0a0b0c0d") + nonce + sealed)
+        XCTAssertEqual(packet.count, 64)
+        XCTAssertEqual(try parsePacket(packet).get(), .cookieReply(receiverIndex: 0x0A0B_0C0D, nonce: 8..<32, sealedCookie: 32..<64))
+        XCTAssertEqual(parsePacket(Array(packet.dropLast())).failure, .truncated(.cookieReply, length: 63, minimum: 64))
+        XCTAssertEqual(parsePacket(packet + [0]).failure, .wrongLength(.cookieReply, length: 65, expected: 64))
+        XCTAssertThrowsError(try SudphPacket.cookieReply(receiverIndex: 1, nonce: [0], sealedCookie: sealed))
     }
 
     func testResponseBuildAndParse() throws {
@@ -57,29 +70,29 @@ final class SudphPacketTests: XCTestCase {
         // Only bit 0 of byte 1 is defined, and only for Data packets.
         buffer[1] = 0x02
         XCTAssertEqual(parsePacket(buffer).failure, .nonZeroReserved(.data))
-        let initiation: [UInt8] = [UInt8](hex: "01010000 00000001") + [UInt8](repeating: 0, count: 129)
+        let initiation: [UInt8] = [UInt8](hex: "01010000 00000001") + [UInt8](repeating: 0, count: 173)
         XCTAssertEqual(parsePacket(initiation).failure, .nonZeroReserved(.initiation))
     }
 
     func testMalformedPacketsAreRejected() {
         func zeros(_ n: Int) -> [UInt8] { [UInt8](repeating: 0, count: n) }
-        let init137: [UInt8] = [UInt8](hex: "01000000 00000001") + zeros(129)
+        let init181: [UInt8] = [UInt8](hex: "01000000 00000001") + zeros(173)
         var cases: [([UInt8], SudphPacketError)] = []
         cases.append(([], .empty))
-        cases.append(([0x03, 0, 0, 0], .unknownType(3)))
+        cases.append(([0x05, 0, 0, 0], .unknownType(5)))
         cases.append(([0x00], .unknownType(0)))
         cases.append(([0x01, 0, 0], .truncated(.initiation, length: 3, minimum: 4)))
         cases.append(([0x04, 0, 1, 0] + zeros(40), .nonZeroReserved(.data)))
         cases.append(([0x02, 0x80, 0, 0] + zeros(56), .nonZeroReserved(.response)))
-        cases.append((Array(init137[0..<136]), .truncated(.initiation, length: 136, minimum: 137)))
-        cases.append((init137 + [0], .wrongLength(.initiation, length: 138, expected: 137)))
+        cases.append((Array(init181[0..<137]), .truncated(.initiation, length: 137, minimum: 181)))
+        cases.append((init181 + [0], .wrongLength(.initiation, length: 182, expected: 181)))
         cases.append(([0x02, 0, 0, 0] + zeros(55), .truncated(.response, length: 59, minimum: 60)))
         cases.append(([0x02, 0, 0, 0] + zeros(57), .wrongLength(.response, length: 61, expected: 60)))
         cases.append(([0x04, 0, 0, 0] + zeros(27), .truncated(.data, length: 31, minimum: 32)))
         for (bytes, expected) in cases {
             XCTAssertEqual(parsePacket(bytes).failure, expected, "\(bytes.prefix(8))")
         }
-        XCTAssertThrowsError(try [UInt8](repeating: 0, count: 128).withUnsafeBytes {
+        XCTAssertThrowsError(try [UInt8](repeating: 0, count: 129).withUnsafeBytes {
             try SudphPacket.initiation(senderIndex: 1, message: $0)
         })
         XCTAssertThrowsError(try [UInt8](repeating: 0, count: 49).withUnsafeBytes {

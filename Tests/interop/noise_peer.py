@@ -14,6 +14,7 @@ Dependencies: Tests/interop/requirements.txt (see the install command there).
 """
 
 import argparse
+import hashlib
 import socket
 import struct
 import sys
@@ -26,10 +27,16 @@ import skywire_keys
 
 PROTOCOL_NAME = b"Noise_IK_25519_ChaChaPoly_BLAKE2b"
 PROLOGUE = b"skywire-swift/1"
-CLAIM_VERSION = 0x01
-CLAIM_LEN = 1 + 32
-MESSAGE1_LEN = 32 + 48 + CLAIM_LEN + 16  # 129
+CLAIM_VERSION = 0x02
+TAI64N_LEN = 12
+TAI64N_EPOCH = (1 << 62) + 10
+TAI64N_GRANULE = 1 << 24
+CLAIM_LEN = 1 + 32 + TAI64N_LEN
+MESSAGE1_LEN = 32 + 48 + CLAIM_LEN + 16  # 141
+MAC_LEN = 16
+MAC1_LABEL = b"mac1----"
 MESSAGE2_LEN = 32 + 16  # 48
+CONFIRMATION_LEN = 16  # an empty transport message: the tag only
 LENGTH_PREFIX = struct.Struct(">H")
 MAX_MESSAGE = 65535
 FRAME_PING = 0x09
@@ -97,6 +104,18 @@ def send_frame(sock, message):
     sock.sendall(LENGTH_PREFIX.pack(len(message)) + bytes(message))
 
 
+def tai64n_now():
+    """PROTOCOL.md section 2: TAI64N, nanoseconds rounded down to a multiple of 2^24."""
+    ns = time.time_ns()
+    return struct.pack(">QI", TAI64N_EPOCH + ns // 1_000_000_000, (ns % 1_000_000_000) & ~(TAI64N_GRANULE - 1))
+
+
+def mac1(responder_x25519_pk, message):
+    """PROTOCOL.md section 2.1: keyed BLAKE2b-128 under BLAKE2b-256("mac1----" || Spub_r)."""
+    key = hashlib.blake2b(MAC1_LABEL + responder_x25519_pk, digest_size=32).digest()
+    return hashlib.blake2b(message, key=key, digest_size=MAC_LEN).digest()
+
+
 def new_connection(seed, initiator):
     skywire_keys.self_check(seed)
     conn = NoiseConnection.from_name(PROTOCOL_NAME)
@@ -114,14 +133,15 @@ def dial(args, deadline):
     remote_pk = parse_hex(args.remote_pk, 32, "--remote-pk")
     own_pk = skywire_keys.ed25519_public_from_seed(seed)
     conn = new_connection(seed, initiator=True)
-    conn.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, skywire_keys.x25519_public_from_ed25519(remote_pk))
+    remote_x25519 = skywire_keys.x25519_public_from_ed25519(remote_pk)
+    conn.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_x25519)
     conn.start_handshake()
     host, port = parse_hostport(args.dial)
     with socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 0.1)) as sock:
-        message1 = conn.write_message(bytes([CLAIM_VERSION]) + own_pk)
+        message1 = conn.write_message(bytes([CLAIM_VERSION]) + own_pk + tai64n_now())
         if len(message1) != MESSAGE1_LEN:
             raise PeerError(f"message 1 is {len(message1)} bytes, expected {MESSAGE1_LEN}")
-        send_frame(sock, message1)
+        send_frame(sock, bytes(message1) + mac1(remote_x25519, bytes(message1)))
         message2 = recv_frame(sock, deadline)
         if message2 is None:
             raise PeerError("responder closed the connection instead of answering message 1")
@@ -132,6 +152,7 @@ def dial(args, deadline):
             raise PeerError(f"message 2 payload should be empty, got {len(payload)} bytes")
         if not conn.handshake_finished:
             raise PeerError("handshake not finished after message 2")
+        send_frame(sock, conn.encrypt(b""))  # the confirmation (section 3)
 
         opaque = bytes(range(1, PING_OPAQUE_LEN + 1))
         send_frame(sock, conn.encrypt(bytes([FRAME_PING]) + opaque))
@@ -146,6 +167,7 @@ def dial(args, deadline):
 
 def listen(args, deadline):
     seed = parse_hex(args.seed_hex, 32, "--seed-hex")
+    own_x25519 = skywire_keys.x25519_public_from_ed25519(skywire_keys.ed25519_public_from_seed(seed))
     conn = new_connection(seed, initiator=False)
     conn.start_handshake()
     host, port = parse_hostport(args.listen)
@@ -163,19 +185,25 @@ def listen(args, deadline):
         message1 = recv_frame(sock, deadline)
         if message1 is None:
             raise PeerError("initiator closed before message 1")
-        if len(message1) != MESSAGE1_LEN:
-            raise PeerError(f"message 1 is {len(message1)} bytes, expected {MESSAGE1_LEN}")
+        if len(message1) != MESSAGE1_LEN + MAC_LEN:
+            raise PeerError(f"message 1 record is {len(message1)} bytes, expected {MESSAGE1_LEN + MAC_LEN}")
+        message1, received_mac1 = message1[:MESSAGE1_LEN], message1[MESSAGE1_LEN:]
+        if mac1(own_x25519, bytes(message1)) != bytes(received_mac1):
+            raise PeerError("message 1 has a wrong mac1")
         claim = bytes(conn.read_message(message1))
         noise_rs = conn.noise_protocol.handshake_state.rs.public_bytes
         if len(claim) != CLAIM_LEN or claim[0] != CLAIM_VERSION:
             raise PeerError(f"malformed identity claim {claim.hex()}")
-        claimed = claim[1:]
+        claimed = claim[1:33]
         if skywire_keys.x25519_public_from_ed25519(claimed) != noise_rs:
             raise PeerError("identity claim does not match the Noise static key")
         print(f"peer {claimed.hex()}", flush=True)
         send_frame(sock, conn.write_message(b""))
         if not conn.handshake_finished:
             raise PeerError("handshake not finished after message 2")
+        confirmation = recv_frame(sock, deadline)
+        if confirmation is None or len(confirmation) != CONFIRMATION_LEN or conn.decrypt(confirmation) != b"":
+            raise PeerError("expected the initiator's empty confirmation message")
 
         answered = 0
         while answered < MAX_PINGS_ANSWERED:

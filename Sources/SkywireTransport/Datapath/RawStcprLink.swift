@@ -15,6 +15,9 @@ final class RawStcprLink: FrameLink {
         var established: (_ remote: PublicKey, _ link: RawStcprLink) -> MuxConnection?
         /// Called once when the link ends, with the reason.
         var closed: (_ reason: String) -> Void
+        /// Responder: the listener's admission (mac1, unconfirmed-handshake cap, replays); nil
+        /// admits every valid handshake (tests).
+        var gate: StcprHandshakeGate? = nil
     }
 
     /// Largest DATA payload per frame over stcpr (PROTOCOL.md §5).
@@ -39,6 +42,8 @@ final class RawStcprLink: FrameLink {
     private var blocked = false
     private let allocator = ByteBufferAllocator()
     private let readChunk = 16 * 1024
+    /// A responder holding one of the gate's unconfirmed-handshake slots.
+    private var holdsHandshakeSlot = false
     let counters = LinkCounters()
 
     var maxDataPayload: Int { Self.maxDataPayload }
@@ -46,8 +51,8 @@ final class RawStcprLink: FrameLink {
 
     /// Takes `socket` (connected, non-blocking) and starts the handshake: as initiator when
     /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
-    init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: KeyPair, expectedRemote: PublicKey?,
-         handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
+    init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
+         timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
         precondition(loop.inEventLoop)
         self.loop = loop
         descriptor = socket
@@ -55,7 +60,7 @@ final class RawStcprLink: FrameLink {
         self.logger = logger
         inbound = allocator.buffer(capacity: 64 * 1024)
         outbound = allocator.buffer(capacity: Self.outboundCapacity)
-        session = try StcprSession(identity: identity, expectedRemote: expectedRemote)
+        session = try StcprSession(identity: identity, expectedRemote: expectedRemote, timestamp: timestamp)
         let firstMessage = try session.start()
         // The loop's watch holds the link until `finish` unwatches it.
         try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
@@ -147,32 +152,81 @@ final class RawStcprLink: FrameLink {
     }
 
     private func handle(_ record: ByteBuffer) {
+        // A responder checks mac1 and takes an unconfirmed-handshake slot before any DH (§3).
+        if session.awaitsInitiation {
+            guard session.checkInitiation(record) else {
+                let sized = record.readableBytes == StcprSession.initiationRecordLength
+                refuse(sized ? .mac1 : .malformed, "message 1 of \(record.readableBytes) bytes\(sized ? " without a valid mac1" : "")")
+                return
+            }
+        }
+        if session.awaitsInitiation, let gate = hooks.gate {
+            guard gate.reserve() else {
+                refuse(.pendingFull, "\(StcprHandshakeGate.maxUnconfirmed) handshakes await confirmation")
+                return
+            }
+            holdsHandshakeSlot = true
+        }
         let received: StcprSession.Received
         do {
             received = try session.receive(record, allocator: allocator)
         } catch {
+            if !session.isEstablished && !session.isInitiator {
+                refuse(.handshake, "from \(remoteKey?.hex ?? "the peer"): \(error)")
+                return
+            }
             let what = session.isEstablished ? "transport message" : "handshake"
-            fail("\(what) from \(remoteKey?.hex ?? "the peer") rejected: \(error)",
-                 level: session.isEstablished || session.isInitiator ? .warning : .info)
+            fail("\(what) from \(remoteKey?.hex ?? "the peer") rejected: \(error)", level: .warning)
             return
         }
         switch received {
         case .frame(let frame):
             connection?.receive(frame: frame)
-        case .handshakeComplete(let remote, let reply):
-            timeoutTask?.cancel()
-            // Message 2 is queued ahead of anything the new connection sends; a refused peer's link
-            // closes before it is flushed.
-            if let reply { writeRecord(reply) }
-            connection = hooks.established(remote, self)
-            guard connection != nil else {
-                fail(reply == nil ? "connection no longer wanted" : "peer \(remote.hex) refused", level: .info)
+        case .handshakeComplete(let remote, let timestamp?, let reply):
+            // Responder: message 2 goes out unless the stamp is a replay; the transport exists
+            // only once the initiator confirms (the handshake timeout keeps running until then).
+            if let gate = hooks.gate, !gate.admit(remote, timestamp: timestamp) {
+                refuse(.replay, "message 1 from \(remote.hex) stamped \(timestamp) is not newer than the last accepted")
                 return
             }
+            writeRecord(reply)
             flush()
+        case .handshakeComplete(let remote, nil, let confirmation):
+            // Initiator: the confirmation goes ahead of anything the new connection sends.
+            timeoutTask?.cancel()
+            writeRecord(confirmation)
+            establish(remote, refused: "connection no longer wanted")
+        case .confirmed:
+            timeoutTask?.cancel()
+            releaseHandshakeSlot()
+            guard let remote = remoteKey else { return }
+            establish(remote, refused: "peer \(remote.hex) refused")
         case .nothing:
             break
         }
+    }
+
+    private func establish(_ remote: PublicKey, refused: String) {
+        connection = hooks.established(remote, self)
+        guard connection != nil else {
+            fail(refused, level: .info)
+            return
+        }
+        flush()
+    }
+
+    /// A responder refuses a handshake before confirmation: counted and logged by the gate
+    /// (`debug`, with a periodic `info` summary), and the connection closes.
+    private func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
+        guard descriptor.isOpen else { return }
+        if let gate = hooks.gate { gate.refuse(reason, detail()) } else { logger.debug("stcpr: handshake refused: \(detail())") }
+        finish(reason: "handshake refused (\(reason.rawValue))")
+    }
+
+    private func releaseHandshakeSlot() {
+        guard holdsHandshakeSlot else { return }
+        holdsHandshakeSlot = false
+        hooks.gate?.release()
     }
 
     private func writeRecord(_ message: [UInt8]) {
@@ -189,6 +243,7 @@ final class RawStcprLink: FrameLink {
     private func finish(reason: String) {
         guard session.close() else { return }
         timeoutTask?.cancel()
+        releaseHandshakeSlot()
         loop.unwatch(descriptor.raw)
         descriptor.close()
         connection?.linkClosed(reason: reason)

@@ -24,6 +24,8 @@ final class TransportEntry: @unchecked Sendable {
     private var link: FrameLink?
     private var remoteAddress: String
     private var establishedAt: Int64?
+    /// `TransportManager.nextUpSequence()` when the connection came up.
+    private var upOrder: UInt64 = 0
     private var lastError: String?
     private var backoff: Int64 = TransportManager.backoffInitial
     private var retryAt: NIODeadline?
@@ -53,6 +55,17 @@ final class TransportEntry: @unchecked Sendable {
     var isUp: Bool { lock.withLock { state == .up } }
 
     var liveConnection: MuxConnection? { lock.withLock { state == .up ? connection : nil } }
+
+    /// The live connection and when it came up relative to others (`connection(to:)`).
+    var liveConnectionAndOrder: (connection: MuxConnection, order: UInt64)? {
+        lock.withLock {
+            guard state == .up, let connection else { return nil }
+            return (connection, upOrder)
+        }
+    }
+
+    /// The stamp for this entry's next message 1 (PROTOCOL.md §2).
+    func handshakeTimestamp() -> TAI64N { manager.nextHandshakeStamp() }
 
     /// The link under the live connection (its session state was set before `established`).
     var liveLink: FrameLink? { lock.withLock { state == .up ? link : nil } }
@@ -127,6 +140,7 @@ final class TransportEntry: @unchecked Sendable {
     func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil) -> MuxConnection? {
         let conn = MuxConnection(eventLoop: loop, isInitiator: initiator, remote: remote, link: link,
                                  router: manager.router, logger: manager.logger)
+        let order = manager.nextUpSequence()
         let (accepted, promise): (Bool, EventLoopPromise<Void>?) = lock.withLock {
             guard !isShutdown else { return (false, nil) }
             connection = conn
@@ -134,6 +148,7 @@ final class TransportEntry: @unchecked Sendable {
             state = .up
             if let remoteAddress { self.remoteAddress = remoteAddress }
             establishedAt = Self.unixNow()
+            upOrder = order
             lastError = nil
             backoff = TransportManager.backoffInitial
             defer { firstDial = nil }

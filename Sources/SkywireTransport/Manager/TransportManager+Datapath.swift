@@ -31,7 +31,10 @@ extension TransportManager {
         let candidates = lock.withLock { entries.values.filter { $0.remote == remote } }
         // Same preference as `connection(to:)`: a live stcpr transport carries the datagrams.
         if candidates.contains(where: { $0.type == .stcpr && $0.liveConnection != nil }) { return nil }
-        for c in candidates where c.type == .sudph {
+        // Newest first, as `connection(to:)` picks.
+        let sudph = candidates.filter { $0.type == .sudph }
+            .sorted { ($0.liveConnectionAndOrder?.order ?? 0) > ($1.liveConnectionAndOrder?.order ?? 0) }
+        for c in sudph {
             guard let peer = c.liveLink as? SudphPeer, let box = peer.sessionBox,
                   !box.closed.load(ordering: .acquiring) else { continue }
             return SudphDatagramPath(box: box, fd: peer.endpoint.fd, counters: peer.counters,

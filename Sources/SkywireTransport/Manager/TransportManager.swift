@@ -26,6 +26,15 @@ public final class TransportManager: @unchecked Sendable {
     var stopped = false
     /// `setDatagramSink`'s table, read per received datagram.
     let sinks = NIOLockedValueBox<[UInt16: DatagramSink]>([:])
+    /// The Noise static key pair and the mac1/cookie keys, derived once from the identity
+    /// (PROTOCOL.md §2.1); nil only for an identity whose keys do not convert (never valid).
+    private let handshakeIdentity: NoiseStaticIdentity?
+    /// The last TAI64N stamp put in a message 1 (stamps strictly increase, PROTOCOL.md §2).
+    private let lastHandshakeStamp = NIOLockedValueBox<TAI64N?>(nil)
+    /// The stcpr listener's admission: unconfirmed-handshake cap, replays, refusal summary.
+    let stcprGate: StcprHandshakeGate
+    /// Orders transports by when they came up (`connection(to:)` prefers the newest).
+    private let upSequence = NIOLockedValueBox<UInt64>(0)
 
     /// Redial backoff: 1 s doubling to 30 s, never giving up while the transport is wanted.
     static let backoffInitial: Int64 = 1
@@ -36,6 +45,33 @@ public final class TransportManager: @unchecked Sendable {
         self.group = group
         self.loops = Array(group.makeIterator())
         self.logger = logger
+        handshakeIdentity = try? NoiseStaticIdentity(identity: settings.identity)
+        stcprGate = StcprHandshakeGate(logger: logger)
+    }
+
+    /// The cached static keys of our identity for handshakes.
+    func noiseIdentity() throws -> NoiseStaticIdentity {
+        guard let handshakeIdentity else {
+            throw TransportError(.handshake, "the identity's Ed25519 keys do not convert to X25519")
+        }
+        return handshakeIdentity
+    }
+
+    /// The TAI64N stamp for a new message 1: now, and always above the previous one.
+    func nextHandshakeStamp() -> TAI64N {
+        lastHandshakeStamp.withLockedValue { last in
+            let stamp = TAI64N.stamp(now: .now(), after: last)
+            last = stamp
+            return stamp
+        }
+    }
+
+    /// The next number in the order transports come up.
+    func nextUpSequence() -> UInt64 {
+        upSequence.withLockedValue { value in
+            value &+= 1
+            return value
+        }
     }
 
     /// The loop a transport we dial to `remote` runs on: fixed per key, so that apps can put
@@ -223,13 +259,20 @@ public final class TransportManager: @unchecked Sendable {
         }
     }
 
-    /// Registers a connection a peer dialled to us.
+    /// Registers a confirmed connection a peer dialled to us. One inbound entry per key and
+    /// type: an older inbound entry of the same key and type (the peer redialled, and its old
+    /// connection is dead or about to be) is shut down and removed.
     func registerInbound(_ entry: TransportEntry) -> Bool {
-        lock.withLock {
-            guard !stopped else { return false }
+        let replaced: [TransportEntry]? = lock.withLock {
+            guard !stopped else { return nil }
+            let older = entries.values.filter { $0.remote == entry.remote && $0.type == entry.type && !$0.initiator }
+            for old in older { entries.removeValue(forKey: old.id) }
             entries[entry.id] = entry
-            return true
+            return older
         }
+        guard let replaced else { return false }
+        for old in replaced { old.shutdown(reason: "replaced by a newer \(entry.type.rawValue) connection from the same key") }
+        return true
     }
 
     func unregister(_ entry: TransportEntry) {
@@ -240,13 +283,14 @@ public final class TransportManager: @unchecked Sendable {
 
     // MARK: Streams and datagrams
 
-    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph.
+    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph; within
+    /// a type the one that came up last (a peer that redialled left its older one dead).
+    /// Only confirmed handshakes create entries (PROTOCOL.md §3, §4.3).
     func connection(to remote: PublicKey) -> MuxConnection? {
         let candidates = lock.withLock { entries.values.filter { $0.remote == remote } }
         for type in [TransportType.stcpr, .sudph] {
-            for c in candidates where c.type == type {
-                if let conn = c.liveConnection { return conn }
-            }
+            let live = candidates.filter { $0.type == type }.compactMap(\.liveConnectionAndOrder)
+            if let best = live.max(by: { $0.order < $1.order }) { return best.connection }
         }
         return nil
     }

@@ -33,9 +33,10 @@ extension TransportManager {
                 entry = created
                 return created.established(link: link, on: loop, remoteAddress: peer.map(TransportManager.format) ?? "?")
             },
-            closed: { reason in entry?.linkClosed(reason: reason) })
+            closed: { reason in entry?.linkClosed(reason: reason) },
+            gate: stcprGate)
         do {
-            _ = try RawStcprLink(loop: loop, socket: socket, identity: settings.identity, expectedRemote: nil,
+            _ = try RawStcprLink(loop: loop, socket: socket, identity: noiseIdentity(), expectedRemote: nil,
                                  handshakeTimeout: .seconds(settings.handshakeTimeout), logger: logger, hooks: hooks)
         } catch {
             logger.warning("stcpr: cannot serve an incoming connection: \(error)")
@@ -53,7 +54,14 @@ extension TransportManager {
             return
         }
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
-        let (identity, logger) = (settings.identity, self.logger)
+        let identity: NoiseStaticIdentity
+        do {
+            identity = try noiseIdentity()
+        } catch {
+            entry.linkClosed(reason: "\(error)")
+            return
+        }
+        let logger = self.logger
         let (host, port) = (entry.host, entry.port)
         let dial = LoopTransfer(value: entry)
         loop.execute {
@@ -68,7 +76,8 @@ extension TransportManager {
                         closed: { [weak entry] reason in entry?.linkClosed(reason: reason) })
                     do {
                         _ = try RawStcprLink(loop: loop, socket: socket, identity: identity, expectedRemote: entry.remote,
-                                             handshakeTimeout: timeout, logger: logger, hooks: hooks)
+                                             timestamp: entry.handshakeTimestamp(), handshakeTimeout: timeout,
+                                             logger: logger, hooks: hooks)
                     } catch {
                         entry.linkClosed(reason: "\(error)")
                     }

@@ -12,18 +12,27 @@ import Glibc
 /// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
 /// the socket's event loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
-    // @unchecked Sendable: `peersByIndex`, `inboundByKey`, `plaintext`, `sinksInBatch`, the
-    // rendezvous fields and the handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
+    // @unchecked Sendable: `peersByIndex`, `responders`, the handshake defence state, `plaintext`,
+    // `sinksInBatch`, the rendezvous fields and the handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
     let channel: Channel
     let eventLoop: EventLoop
     unowned let manager: TransportManager
     var logger: Logger { manager.logger }
     var localAddress: SocketAddress? { channel.localAddress }
-    /// Local receiver index → the peer owning it (current or pending handshake).
+    /// Local receiver index → the peer owning it (a confirmed session, or our own dial's handshake).
     var peersByIndex: [UInt32: SudphPeer] = [:]
-    /// Peers that dialled us, by their key: a new initiation from the same key replaces the old.
-    var inboundByKey: [PublicKey: SudphPeer] = [:]
-    private(set) var droppedPackets: UInt64 = 0
+    /// Responder handshakes awaiting confirmation, stamps accepted per key, and each key's live
+    /// inbound session (SudphEndpoint+Handshake, PROTOCOL.md §4.3).
+    var responders = SudphResponderTable<SudphPendingHandshake>(
+        maxPending: SudphEndpoint.maxPendingHandshakes,
+        pendingLifetime: SudphEndpoint.pendingHandshakeLifetime.nanoseconds)
+    /// Initiations per second, for the cookie mechanism (§2.1), and the cookie secret.
+    var handshakeLoad = HandshakeLoad(threshold: SudphEndpoint.cookieThresholdPerSecond)
+    var rateLimiter = HandshakeRateLimiter()
+    var cookieSecret = CookieSecret(nowSeconds: Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds / 1_000_000_000))
+    /// Refused initiations per reason, summarised at `info` now and then.
+    var refusals = HandshakeRefusalLog()
+    var droppedPackets: UInt64 = 0
     /// The UDP rendezvous this socket BINDs at (SudphEndpoint+Rendezvous), its timer, and the
     /// address it last reported in BIND_OK.
     var rendezvous: SocketAddress?
@@ -97,15 +106,16 @@ final class SudphEndpoint: @unchecked Sendable {
             var peers: [ObjectIdentifier: SudphPeer] = [:]
             for peer in self.peersByIndex.values { peers[ObjectIdentifier(peer)] = peer }
             for peer in peers.values { peer.close(reason: "visor stopping") }
+            self.responders.removeAllPending()
         }.get()
         try? await channel.close()
     }
 
-    /// A fresh random local index not in use.
+    /// A fresh random local index not in use (by a peer or a pending handshake).
     func newIndex() -> UInt32 {
         while true {
             let i = UInt32.random(in: 1...UInt32.max)
-            if peersByIndex[i] == nil { return i }
+            if peersByIndex[i] == nil && !responders.isPending(i) { return i }
         }
     }
 
@@ -221,13 +231,22 @@ final class SudphEndpoint: @unchecked Sendable {
         do {
             parsed = try data.withUnsafeReadableBytes { try SudphPacket.parse($0) }
         } catch {
-            drop("malformed packet from \(from): \(error)")
+            if data.getInteger(at: data.readerIndex, as: UInt8.self) == SudphPacketType.initiation.rawValue {
+                refuse(.malformed, "initiation from \(from): \(error)")
+            } else {
+                drop("malformed packet from \(from): \(error)")
+            }
             return
         }
         switch parsed {
         case .initiation(let senderIndex, let message):
-            let msg = Array(data.readableBytesView[(data.readerIndex + message.lowerBound)..<(data.readerIndex + message.upperBound)])
-            SudphPeer.accept(endpoint: self, initiation: msg, senderIndex: senderIndex, from: from)
+            receiveInitiation(data, senderIndex: senderIndex, message: message, from: from)
+        case .cookieReply(let receiverIndex, let nonce, let sealedCookie):
+            guard let peer = peersByIndex[receiverIndex] else {
+                drop("cookie reply for unknown index \(receiverIndex) from \(from)")
+                return
+            }
+            peer.receiveCookieReply(data, nonce: nonce, sealedCookie: sealedCookie, localIndex: receiverIndex, from: from)
         case .response(let senderIndex, let receiverIndex, let message):
             guard let peer = peersByIndex[receiverIndex] else {
                 drop("response for unknown index \(receiverIndex) from \(from)")
@@ -237,7 +256,12 @@ final class SudphEndpoint: @unchecked Sendable {
             peer.receiveResponse(msg, senderIndex: senderIndex, localIndex: receiverIndex, from: from)
         case .data(let receiverIndex, let counter, let keyPhase, let ciphertext):
             guard let peer = peersByIndex[receiverIndex] else {
-                drop("data for unknown index \(receiverIndex) from \(from)")
+                if responders.isPending(receiverIndex) {
+                    receiveConfirmation(data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
+                                        ciphertext: ciphertext, from: from)
+                } else {
+                    drop("data for unknown index \(receiverIndex) from \(from)")
+                }
                 return
             }
             peer.receiveData(data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
@@ -245,9 +269,10 @@ final class SudphEndpoint: @unchecked Sendable {
         }
     }
 
-    func drop(_ why: String) {
+    /// Counts a dropped packet; `why` is built only when `debug` is logged (floods stay cheap).
+    func drop(_ why: @autoclosure () -> String) {
         droppedPackets &+= 1
-        logger.debug("sudph: dropped \(why)")
+        logger.debug("sudph: dropped \(why())")
     }
 }
 

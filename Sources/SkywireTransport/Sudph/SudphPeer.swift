@@ -33,7 +33,9 @@ final class SudphPeer: FrameLink {
         var rotations: UInt64 = 0
         var sendCounter: UInt64 = 0
         var replay = ReplayWindow()
-        /// The responder may send only once the initiator's first data packet arrived (§4.3).
+        /// The responder may send only once the initiator's first data packet arrived (§4.3). A
+        /// responder's session is built only then (SudphEndpoint+Handshake), so sessions in use
+        /// are confirmed; the flag keeps `reserve` refusing to seal for one that is not.
         var confirmed: Bool
 
         init(localIndex: UInt32, remoteIndex: UInt32, sendKey: NoiseTransportKey, receiveKey: NoiseTransportKey,
@@ -82,13 +84,13 @@ final class SudphPeer: FrameLink {
     /// probes elsewhere than the punched address); initiations go there too (at most 4).
     private var probeTargets: [SocketAddress] = []
     static let maxProbeTargets = 4
-    /// Responder: the initiation this association answered and its response, so that a resent
-    /// copy of the same initiation gets the same response instead of replacing the association.
-    private var answeredInitiation: [UInt8]?
-    private var answer: ByteBuffer?
-    /// Responder before the initiator's first data packet: reliable frames stay queued in the
-    /// ARQ (not counted as sent, so no retransmission timeout) until the session is confirmed.
-    private var awaitingConfirmation = false
+    /// Initiator: the Initiation without its MACs, the responder's mac1 and cookie keys, the
+    /// mac1 last sent, and the cookie from a Cookie Reply (PROTOCOL.md §2.1).
+    private var initiation: [UInt8] = []
+    private var remoteMac1Key: [UInt8] = []
+    private var remoteCookieKey: [UInt8] = []
+    private var sentMac1: [UInt8] = []
+    private var cookie: [UInt8]?
     /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
     private(set) var sessionBox: SudphSessionBox?
     private(set) var connection: MuxConnection?
@@ -98,7 +100,6 @@ final class SudphPeer: FrameLink {
     private var timerDeadline: WireTime?
     private var flushScheduled = false
     private var closed = false
-    private var scratch: [UInt8]
     private let clockOrigin = NIODeadline.now()
     private var wasWritable = true
 
@@ -109,7 +110,6 @@ final class SudphPeer: FrameLink {
         self.address = address
         self.isInitiator = isInitiator
         self.entry = entry
-        self.scratch = [UInt8](repeating: 0, count: 65536)
     }
 
     var logger: Logger { endpoint.logger }
@@ -122,14 +122,48 @@ final class SudphPeer: FrameLink {
                      entry: TransportEntry, schedule: SudphHandshakeSchedule) throws -> SudphPeer {
         let peer = SudphPeer(endpoint: endpoint, remote: remote, address: address, isInitiator: true, entry: entry)
         peer.handshakeSchedule = schedule
-        let hs = try NoiseHandshake.ikInitiator(identity: endpoint.manager.settings.identity, remote: remote)
-        let msg1 = try hs.writeMessage(payload: IdentityClaim.encode(endpoint.manager.localKey))
+        let hs = try NoiseHandshake.ikInitiator(identity: endpoint.manager.noiseIdentity(), remote: remote)
+        let stamp = entry.handshakeTimestamp()
+        let msg1 = try hs.writeMessage(payload: IdentityClaim.encode(endpoint.manager.localKey, timestamp: stamp))
         peer.handshake = hs
         peer.handshakeIndex = endpoint.newIndex()
-        let packet = try msg1.withUnsafeBytes { try SudphPacket.initiation(senderIndex: peer.handshakeIndex, message: $0) }
-        peer.handshakePacket = ByteBuffer(bytes: packet)
+        peer.initiation = try msg1.withUnsafeBytes { try SudphPacket.initiation(senderIndex: peer.handshakeIndex, message: $0) }
+        let remoteStatic = try remote.x25519()
+        peer.remoteMac1Key = HandshakeMAC.mac1Key(responderStatic: remoteStatic)
+        peer.remoteCookieKey = HandshakeMAC.cookieKey(responderStatic: remoteStatic)
+        peer.sealInitiation()
         endpoint.peersByIndex[peer.handshakeIndex] = peer
         return peer
+    }
+
+    /// (Re)builds the Initiation packet with its mac1 and, once we hold a cookie, mac2 (§2.1).
+    private func sealInitiation() {
+        var packet = initiation
+        SudphHandshakeMACs.seal(initiation: &packet, mac1Key: remoteMac1Key, cookie: cookie)
+        sentMac1 = packet.withUnsafeBytes { SudphHandshakeMACs.mac1(of: $0) }
+        handshakePacket = ByteBuffer(bytes: packet)
+    }
+
+    /// A Cookie Reply to our Initiation (the responder is under load): keep the cookie and
+    /// resend the Initiation with mac2 at once (§2.1). A reply that does not open is dropped.
+    func receiveCookieReply(_ packet: ByteBuffer, nonce: Range<Int>, sealedCookie: Range<Int>, localIndex: UInt32,
+                            from: SocketAddress) {
+        guard isInitiator, handshake != nil, handshakePacket != nil, localIndex == handshakeIndex,
+              let opened = packet.withUnsafeReadableBytes({
+                  SudphHandshakeMACs.openCookieReply($0, nonce: nonce, sealedCookie: sealedCookie,
+                                                     cookieKey: remoteCookieKey, mac1: sentMac1)
+              }) else {
+            endpoint.drop("unexpected or forged cookie reply from \(from)")
+            return
+        }
+        let first = cookie == nil
+        cookie = opened
+        sealInitiation()
+        logger.debug("sudph: \(remote.short) is under load: got a cookie, resending the initiation with mac2")
+        guard first, let packet = handshakePacket else { return }
+        endpoint.send(packet, to: from)
+        counters.addSent(packet.readableBytes)
+        endpoint.flush()
     }
 
     func start() {
@@ -208,57 +242,32 @@ final class SudphPeer: FrameLink {
 
     // MARK: Responder
 
-    static func accept(endpoint: SudphEndpoint, initiation: [UInt8], senderIndex: UInt32, from: SocketAddress) {
-        // A resent copy of an initiation already answered (the initiator resends until the
-        // response arrives, every 250 ms after a punch): answer it again, keep the association.
-        for peer in endpoint.inboundByKey.values where peer.answeredInitiation == initiation {
-            guard let answer = peer.answer else { break }
-            endpoint.send(answer, to: from)
-            peer.counters.addSent(answer.readableBytes)
-            endpoint.flush()
-            return
-        }
-        let claimed: PublicKey
-        let session: Session
-        let response: ByteBuffer
-        do {
-            let hs = try NoiseHandshake.ikResponder(identity: endpoint.manager.settings.identity)
-            let payload = try hs.readMessage(initiation)
-            claimed = try IdentityClaim.verify(payload: payload, remoteStatic: hs.remoteStaticKey)
-            let msg2 = try hs.writeMessage(payload: [])
-            let (send, receive) = try hs.split()
-            guard let sk = send.key, let rk = receive.key else { throw NoiseError.missingKey("split") }
-            let index = endpoint.newIndex()
-            session = Session(localIndex: index, remoteIndex: senderIndex, sendKey: sk, receiveKey: rk, confirmed: false)
-            response = ByteBuffer(bytes: try msg2.withUnsafeBytes {
-                try SudphPacket.response(senderIndex: index, receiverIndex: senderIndex, message: $0)
-            })
-        } catch {
-            endpoint.logger.info("sudph: handshake from \(from) rejected: \(error)")
-            return
-        }
-        // A new initiation from a known key is a new connection (the peer restarted or redialled).
-        endpoint.inboundByKey[claimed]?.close(reason: "replaced by a new handshake")
-        let peer = SudphPeer(endpoint: endpoint, remote: claimed, address: from, isInitiator: false, entry: nil)
-        peer.sessionBox = SudphSessionBox(session, address: from)
-        peer.counters.addReceived(initiation.count + SudphLayout.initiationHeaderSize)
-        endpoint.peersByIndex[session.localIndex] = peer
-        endpoint.inboundByKey[claimed] = peer
-        peer.answeredInitiation = initiation
-        peer.answer = response
-        peer.awaitingConfirmation = true
-        endpoint.send(response, to: from)
-        peer.counters.addSent(response.readableBytes)
-        endpoint.flush()
+    /// The peer of a confirmed responder handshake (SudphEndpoint+Handshake): built only once the
+    /// initiator's first data packet authenticated (PROTOCOL.md §4.3).
+    static func confirmedResponder(endpoint: SudphEndpoint, remote: PublicKey, address: SocketAddress,
+                                   session: Session) -> SudphPeer {
+        let peer = SudphPeer(endpoint: endpoint, remote: remote, address: address, isInitiator: false, entry: nil)
+        var confirmed = session
+        confirmed.confirmed = true
+        peer.sessionBox = SudphSessionBox(confirmed, address: address)
+        peer.counters.addReceived(SudphLayout.initiationPacketSize)
+        peer.counters.addSent(SudphLayout.responsePacketSize)
+        return peer
+    }
+
+    /// Registers a confirmed responder peer: its index, its transport entry and mux connection.
+    func register() {
+        guard let box = sessionBox else { return }
+        endpoint.peersByIndex[box.localIndex] = self
         let manager = endpoint.manager
-        let entry = TransportEntry(manager: manager, id: manager.newID(), remote: claimed, type: .sudph,
-                                   host: from.ipAddress ?? "?", port: from.port ?? 0, initiator: false, wanted: false)
-        guard manager.registerInbound(entry) else {
-            peer.close(reason: "visor stopping")
+        let created = TransportEntry(manager: manager, id: manager.newID(), remote: remote, type: .sudph,
+                                     host: address.ipAddress ?? "?", port: address.port ?? 0, initiator: false, wanted: false)
+        guard manager.registerInbound(created) else {
+            close(reason: "visor stopping")
             return
         }
-        peer.entry = entry
-        peer.connection = entry.established(link: peer, on: endpoint.eventLoop, remoteAddress: TransportManager.format(from))
+        entry = created
+        connection = created.established(link: self, on: endpoint.eventLoop, remoteAddress: TransportManager.format(address))
     }
 
     // MARK: Data
@@ -298,7 +307,6 @@ final class SudphPeer: FrameLink {
             address = from
             box.currentAddress = from
         }
-        if awaitingConfirmation { scheduleFlush() }   // what was held back can go now
         guard plainLength > 0 else { return }   // keepalive
         handleRecord(UnsafeMutableRawBufferPointer(rebasing: endpoint.plaintext[0..<plainLength]))
         scheduleFlush()
@@ -371,13 +379,6 @@ final class SudphPeer: FrameLink {
 
     func flush() {
         guard !closed else { return }
-        if awaitingConfirmation {
-            guard sessionBox?.isConfirmed == true else {
-                endpoint.flush()
-                return
-            }
-            awaitingConfirmation = false
-        }
         let t = now
         arq.poll(now: t) { record in sendRecord(record) }
         endpoint.flush()
@@ -395,7 +396,7 @@ final class SudphPeer: FrameLink {
             if endpoint.peersByIndex[box.localIndex] === self { endpoint.peersByIndex[box.localIndex] = nil }
         }
         if endpoint.peersByIndex[handshakeIndex] === self { endpoint.peersByIndex[handshakeIndex] = nil }
-        if endpoint.inboundByKey[remote] === self { endpoint.inboundByKey[remote] = nil }
+        if !isInitiator, let box = sessionBox { endpoint.responders.liveClosed(key: remote, index: box.localIndex) }
         let conn = connection
         connection = nil
         conn?.linkClosed(reason: reason)

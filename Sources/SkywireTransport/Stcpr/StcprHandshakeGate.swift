@@ -1,0 +1,72 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireCrypto
+
+/// What an stcpr listener admits before a handshake is confirmed (PROTOCOL.md §3), pure:
+/// at most `maxUnconfirmed` handshakes that did their DH and wait for the initiator's
+/// confirmation, and per key only initiations newer than the last accepted (replays refused).
+struct StcprAdmission {
+    let maxUnconfirmed: Int
+    private(set) var unconfirmed = 0
+    private(set) var timestamps: HandshakeTimestamps<PublicKey>
+    private(set) var refusals = HandshakeRefusalLog()
+
+    init(maxUnconfirmed: Int, timestampCapacity: Int = HandshakeTimestamps<PublicKey>.defaultCapacity) {
+        precondition(maxUnconfirmed > 0, "room for one handshake at least")
+        self.maxUnconfirmed = maxUnconfirmed
+        timestamps = HandshakeTimestamps(capacity: timestampCapacity)
+    }
+
+    /// Takes a slot for a handshake about to do its DH; false when all are taken.
+    mutating func reserve() -> Bool {
+        guard unconfirmed < maxUnconfirmed else { return false }
+        unconfirmed += 1
+        return true
+    }
+
+    /// Gives a slot back (the handshake was confirmed, refused, or its connection closed).
+    mutating func release() {
+        precondition(unconfirmed > 0, "released more stcpr handshake slots than reserved")
+        unconfirmed -= 1
+    }
+
+    /// Accepts `key`'s initiation stamped `timestamp` if it is newer than the last accepted.
+    mutating func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool {
+        timestamps.accept(timestamp, from: key)
+    }
+
+    mutating func refuse(_ reason: HandshakeRefusal, now: Int64) -> String? {
+        refusals.record(reason, now: now)
+    }
+}
+
+/// The stcpr listener's `StcprAdmission`, shared by the datapath loops.
+final class StcprHandshakeGate: @unchecked Sendable {
+    // @unchecked Sendable: `state` is guarded by `lock`; `logger` is immutable.
+    /// Handshakes that did their DH and wait for confirmation, across all connections
+    /// (PROTOCOL.md §3); further initiations are refused before their DH until one completes.
+    static let maxUnconfirmed = 128
+
+    private let lock = NIOLock()
+    private var state: StcprAdmission
+    private let logger: Logger
+
+    init(logger: Logger, maxUnconfirmed: Int = StcprHandshakeGate.maxUnconfirmed) {
+        self.logger = logger
+        state = StcprAdmission(maxUnconfirmed: maxUnconfirmed)
+    }
+
+    func reserve() -> Bool { lock.withLock { state.reserve() } }
+    func release() { lock.withLock { state.release() } }
+    func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool { lock.withLock { state.admit(key, timestamp: timestamp) } }
+
+    /// Logs a refusal at `debug`, and the periodic summary at `info`.
+    func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
+        logger.debug("stcpr: handshake refused (\(reason.rawValue)): \(detail())")
+        let now = NIODeadline.now().uptimeNanoseconds
+        if let summary = lock.withLock({ state.refuse(reason, now: Int64(truncatingIfNeeded: now)) }) {
+            logger.info("stcpr: handshakes refused: \(summary)")
+        }
+    }
+}
