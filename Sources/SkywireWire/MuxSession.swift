@@ -7,13 +7,19 @@
 /// then `drainOutgoing` (send each frame, in order) and `drainEvents` (dispatch each event). Output
 /// only accumulates between drains, so a driver can batch a whole read burst into one flush.
 public final class MuxSession<Payload: WirePayload> {
+    /// Streams open at once per connection by default (PROTOCOL.md §5). Every stream may hold its
+    /// receive window (256 KiB) in an app that does not read, so this bounds what one peer can
+    /// make a visor hold in streams to 128 × 256 KiB = 32 MiB (docs/hardening.md); 128 proxied
+    /// connections per peer is more than a browser behind skysocks-client keeps open.
+    public static var defaultMaxStreams: Int { 128 }
+
     public struct Configuration: Sendable {
         /// True on the side that dialled the transport: it opens odd stream ids.
         public var isInitiator: Bool
         /// The receive window announced in OPEN / OPEN_OK for every stream.
         public var initialWindow: UInt32 = 256 * 1024
         /// Streams open at once (both directions together); more incoming OPENs get code 4.
-        public var maxStreams: Int = 1024
+        public var maxStreams: Int = MuxSession.defaultMaxStreams
         /// Largest DATA payload (§5: 16 KiB over stcpr, 1200 over sudph).
         public var maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr
         /// Bytes per stream `write` accepts beyond the peer's current window.
@@ -23,7 +29,7 @@ public final class MuxSession<Payload: WirePayload> {
         /// More protocol errors than this on one connection close it with CLOSE code 3 (§5).
         public var maxProtocolErrors: Int = 16
 
-        public init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+        public init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = MuxSession.defaultMaxStreams,
                     maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
             self.isInitiator = isInitiator
             self.initialWindow = initialWindow
@@ -72,6 +78,8 @@ public final class MuxSession<Payload: WirePayload> {
     public private(set) var isClosed = false
     /// Frames for streams that no longer exist (late frames after RESET), dropped silently.
     public private(set) var lateFrames: UInt64 = 0
+    /// Incoming OPENs refused with code 4 because `maxStreams` streams were open.
+    public private(set) var refusedOpens: UInt64 = 0
 
     public init(configuration: Configuration) {
         var configuration = configuration
@@ -86,7 +94,7 @@ public final class MuxSession<Payload: WirePayload> {
         events.reserveCapacity(64)
     }
 
-    public convenience init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+    public convenience init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = MuxSession.defaultMaxStreams,
                             maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
         self.init(configuration: Configuration(isInitiator: isInitiator, initialWindow: initialWindow,
                                                maxStreams: maxStreams, maxDataPayload: maxDataPayload))
@@ -397,6 +405,7 @@ public final class MuxSession<Payload: WirePayload> {
         }
         highestPeerID = id.rawValue
         guard streams.count < configuration.maxStreams else {
+            refusedOpens += 1
             outgoing.append(.openReject(streamID: id, code: .tooManyStreams, reason: "too many streams"))
             return
         }

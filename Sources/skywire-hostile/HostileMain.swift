@@ -11,6 +11,9 @@ struct Hostile: ParsableCommand {
         abstract: "Hostile-peer load generators for skywire's hardening tests (test tool, not shipped).",
         subcommands: [
             // One line per attack, each in Hostile+<Attack>.swift.
+            PingFlood.self,
+            HalfOpen.self,
+            StreamFlood.self,
         ]
     )
 }

@@ -119,6 +119,10 @@ int skw_pipe_cloexec(int fds[2]);
 /// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): the next connection of a listening socket.
 int skw_accept_nonblock(int fd);
 
+/// malloc_trim(0) (<malloc.h>, glibc): returns freed heap memory of every arena to the system;
+/// 1 when memory was released. 0 without glibc.
+int skw_malloc_trim(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -223,13 +223,31 @@ public final class TransportManager: @unchecked Sendable {
         }
     }
 
-    /// Registers a connection a peer dialled to us.
+    /// Inbound transports of one type one key may hold at once (docs/hardening.md): a peer that
+    /// redials while its old connection is still up needs two; more are refused, so one key (its
+    /// holder, or a replay of its handshake) cannot make the visor hold unbounded transports.
+    static let maxInboundTransportsPerKey = 4
+
+    /// Registers a connection a peer dialled to us; false when the visor is stopping or the key
+    /// already has `maxInboundTransportsPerKey` inbound transports of that type.
     func registerInbound(_ entry: TransportEntry) -> Bool {
-        lock.withLock {
-            guard !stopped else { return false }
+        let held: Int? = lock.withLock {
+            guard !stopped else { return nil }
+            let held = entries.values.reduce(0) { n, e in
+                n + (e.remote == entry.remote && e.type == entry.type && !e.initiator ? 1 : 0)
+            }
+            guard held < Self.maxInboundTransportsPerKey else { return held }
             entries[entry.id] = entry
-            return true
+            return 0
         }
+        guard let held else { return false }
+        guard held == 0 else {
+            RefusalLog.shared.note(.transportsPerKey, "\(entry.type.rawValue) from \(entry.remote.short): \(held) inbound "
+                                                      + "transports already (limit \(Self.maxInboundTransportsPerKey))",
+                                   logger: logger)
+            return false
+        }
+        return true
     }
 
     func unregister(_ entry: TransportEntry) {
