@@ -508,4 +508,19 @@ final class MuxSessionTests: XCTestCase {
         guard case .data(_, let first) = frames[0] else { return XCTFail("not DATA") }
         XCTAssertEqual(first.count, 1000)
     }
+
+    func testDefaultStreamLimitRefusesTheOpenBeyondItWithCode4() {
+        let b = MuxSession<ArraySlice<UInt8>>(isInitiator: false)
+        XCTAssertEqual(b.configuration.maxStreams, 128)
+        for i in 0..<(MuxSession<ArraySlice<UInt8>>.defaultMaxStreams + 1) {
+            b.receive(.open(streamID: MuxStreamID(UInt32(2 * i + 1)), destinationPort: 7, sourcePort: 1, initialWindow: 1024))
+        }
+        XCTAssertEqual(b.streamCount, 128)
+        XCTAssertEqual(b.refusedOpens, 1)
+        let rejects = b.takeOutgoingFrames().filter {
+            if case .openReject(_, let code, _) = $0 { return code == .tooManyStreams } else { return false }
+        }
+        XCTAssertEqual(rejects.count, 1)
+    }
+
 }

@@ -73,6 +73,8 @@ final class RawStcprLink: FrameLink {
 
     var maxDataPayload: Int { Self.maxDataPayload }
     var isWritable: Bool { outbound.readableBytes < Self.highWatermark }
+    /// Encrypted bytes queued and not yet taken by the socket.
+    var unsentBytes: Int { outbound.readableBytes }
 
     private struct ControlRecord {
         var end: UInt64
