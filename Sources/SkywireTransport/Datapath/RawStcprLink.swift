@@ -37,7 +37,8 @@ final class RawStcprLink: FrameLink {
     /// control answers by `controlPauseWatermark` plus one read burst.
     static let maxOutbound = 16 << 20
     /// Reads per readiness report (of `readChunk` bytes), so that one peer cannot monopolise the
-    /// loop and the answers to one burst stay bounded (the loop is level-triggered: it comes back).
+    /// loop and the answers to one burst (flushed together, then checked against
+    /// `controlPauseWatermark`) stay bounded; the loop is level-triggered: it comes back.
     static let maxReadsPerWake = 16
     /// Initial capacity of the record buffer (grows with bulk data, kept between writes).
     static let outboundCapacity = 2048
@@ -217,9 +218,6 @@ final class RawStcprLink: FrameLink {
             processRecords()
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
             guard outcome == .bytes(chunk) else { break }  // would block, or a short read took all
-            // The answers to what was read go out (or queue) before more is read.
-            connection?.flushIfNeeded()
-            pauseIfPeerDoesNotRead()
         }
         connection?.flushIfNeeded()
         pauseIfPeerDoesNotRead()

@@ -4,7 +4,8 @@ import NIOCore
 /// and unread data, `MuxStream`). Each queued `ByteBuffer` keeps its whole storage alive, and a
 /// received DATA frame's payload is a slice of that frame's own storage: queued as they come,
 /// 1-byte frames cost ~100 bytes of heap per byte of window. Chunks of at most `coalesceLimit`
-/// bytes are therefore copied into shared buffers of `coalescedCapacity` instead.
+/// bytes that queue behind others are therefore copied into shared buffers of
+/// `coalescedCapacity` (the first is kept as it is: it usually leaves at once).
 struct ByteQueue {
     /// Chunks up to this size are copied (at most this many bytes of copying per chunk).
     static let coalesceLimit = 512
@@ -26,7 +27,7 @@ struct ByteQueue {
         let n = data.readableBytes
         guard n > 0 else { return }
         bytes += n
-        guard n <= Self.coalesceLimit else {
+        guard n <= Self.coalesceLimit, !chunks.isEmpty else {
             chunks.append(data)
             tailIsCoalescing = false
             return
