@@ -4,6 +4,7 @@ import NIOPosix
 import SkywireCrypto
 import XCTest
 @testable import SkywireTransport
+import SkywireWire
 
 /// The pure bounds of docs/hardening.md "Bounded memory per peer": queue accounting, stcpr
 /// admission, inbound transports per key.
@@ -119,4 +120,40 @@ final class BoundedMemoryTests: XCTestCase {
         await manager.shutdown()
         try await group.shutdownGracefully()
     }
+
+    // MARK: sudph overflow
+
+    /// Reliable frames for a peer that acknowledges nothing (here: one that never answered the
+    /// handshake) queue beyond the ARQ's 1024 segments; past `SudphPeer.maxOverflowCost` the peer
+    /// is closed instead of growing (before: without bound).
+    func testSudphPeerThatAcknowledgesNothingIsClosedAtTheOverflowBound() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let settings = TransportSettings(identity: .generate(), listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
+        let manager = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+        let endpoint = try await SudphEndpoint.bind(host: "127.0.0.1", port: 0, manager: manager)
+        let remote = KeyPair.generate().publicKey
+        let entry = TransportEntry(manager: manager, id: manager.newID(), remote: remote, type: .sudph, host: "127.0.0.1",
+                                   port: 9, initiator: true, wanted: false)
+        let sent = try await endpoint.eventLoop.submit { () -> Int in
+            let peer = try SudphPeer.dial(endpoint: endpoint, remote: remote, address: try SocketAddress(ipAddress: "127.0.0.1", port: 9),
+                                          entry: entry, schedule: .normal(limitSeconds: 10))
+            var pong = ByteBuffer()
+            pong.writeInteger(MuxFrameType.pong.rawValue)
+            pong.writeInteger(UInt64(0))
+            var n = 0
+            // 16 MiB / (9 + 64) bytes ≈ 230,000 frames; bounded at 400,000.
+            while n < 400_000 && entry.info.state != .closed {
+                peer.send(frame: pong, reliable: true)
+                n += 1
+            }
+            return n
+        }.get()
+        XCTAssertLessThan(sent, 400_000, "the peer was never closed")
+        XCTAssertEqual(entry.info.state, .closed)
+        XCTAssertTrue(entry.info.lastError?.contains("does not acknowledge") == true, entry.info.lastError ?? "")
+        await endpoint.close()
+        await manager.shutdown()
+        try await group.shutdownGracefully()
+    }
+
 }
