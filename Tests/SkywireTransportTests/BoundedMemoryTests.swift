@@ -141,14 +141,14 @@ final class BoundedMemoryTests: XCTestCase {
             pong.writeInteger(MuxFrameType.pong.rawValue)
             pong.writeInteger(UInt64(0))
             var n = 0
-            // 16 MiB / (9 + 64) bytes ≈ 230,000 frames; bounded at 400,000.
-            while n < 400_000 && entry.info.state != .closed {
+            // 48 MiB / (9 + 64) bytes ≈ 690,000 frames; bounded at 1,000,000.
+            while n < 1_000_000 && entry.info.state != .closed {
                 peer.send(frame: pong, reliable: true)
                 n += 1
             }
             return n
         }.get()
-        XCTAssertLessThan(sent, 400_000, "the peer was never closed")
+        XCTAssertLessThan(sent, 1_000_000, "the peer was never closed")
         XCTAssertEqual(entry.info.state, .closed)
         XCTAssertTrue(entry.info.lastError?.contains("does not acknowledge") == true, entry.info.lastError ?? "")
         await endpoint.close()

@@ -3,7 +3,7 @@
 # legitimate visor A keeps using it.
 #   1. ping-flood: a throw-away key sends PINGs and never reads: V's RSS stays bounded (or the
 #      peer is closed) and A's echo still works.
-#   2. stream-flood: 300 streams to the echo app: at most MuxSession.defaultMaxStreams (128)
+#   2. stream-flood: 600 streams to the echo app: at most MuxSession.defaultMaxStreams (512)
 #      are open; 16 streams filled with 1-byte DATA frames: V's RSS stays bounded.
 #   3. half-open: 20,000 TCP connections that never complete a handshake: A still connects,
 #      and V's RSS comes back near its baseline afterwards.
@@ -99,15 +99,15 @@ fi
 
 # --- 2. streams: the per-connection cap, then 1-byte DATA frames
 if want streams; then
-ip netns exec $X "$HOSTILE" stream-flood --addr 10.78.2.2:7777 --pk "$PKV" --streams 300 --bytes-per-stream 1 \
+ip netns exec $X "$HOSTILE" stream-flood --addr 10.78.2.2:7777 --pk "$PKV" --streams 600 --bytes-per-stream 1 \
     --hold 8 --seconds 30 >"$T_WORK/streams.json" 2>"$T_WORK/streams.log" &
 SF=$!
 T_PIDS+=("$SF")
 sleep 4
 held=$(cli v tp ls --json | jq '[.[] | select(.remote_pk != "'"$PKA"'") | .streams] | max // 0')
-log "stream-flood (300 streams): V holds $held streams for the attacker"
-if [ "$held" -le 128 ] && [ "$held" -gt 0 ]; then pass "streams per connection capped ($held of 300 open)"
-else fail "streams per connection: V holds $held of 300 streams"; fi
+log "stream-flood (600 streams): V holds $held streams for the attacker"
+if [ "$held" -le 512 ] && [ "$held" -gt 0 ]; then pass "streams per connection capped ($held of 600 open)"
+else fail "streams per connection: V holds $held of 600 streams"; fi
 wait "$SF" || true
 
 base2=$(rss_kib "$PID_v")

@@ -33,9 +33,9 @@ final class RawStcprLink: FrameLink {
     static let controlResumeWatermark = 16 * 1024
     /// Hard bound on unsent bytes per link: beyond it the peer is closed ("does not read").
     /// Unreachable by a peer that reads: DATA is bounded by `highWatermark` plus one send buffer per
-    /// stream (`MuxSession.Configuration.sendBufferLimit` × `maxStreams`, 64 KiB × 128 = 8 MiB),
-    /// control answers by `controlPauseWatermark` plus one read burst.
-    static let maxOutbound = 16 << 20
+    /// stream (`MuxSession.Configuration.sendBufferLimit` × `maxStreams`, 64 KiB × 512 = 32 MiB,
+    /// which WINDOW frames release), control answers by `controlPauseWatermark` plus one read burst.
+    static let maxOutbound = 48 << 20
     /// Reads per readiness report (of `readChunk` bytes), so that one peer cannot monopolise the
     /// loop and the answers to one burst (flushed together, then checked against
     /// `controlPauseWatermark`) stay bounded; the loop is level-triggered: it comes back.

@@ -18,8 +18,8 @@ final class SudphPeer: FrameLink {
     static let overflowControlPauseBytes = 64 * 1024
     /// Hard bound on the overflow's cost (bytes plus `overflowEntryCost` per frame): the peer is
     /// closed beyond it. DATA is bounded below it by `overflowHighWatermark` plus one send buffer
-    /// per stream (64 KiB × 128 streams), answers by `overflowControlPauseBytes`.
-    static let maxOverflowCost = 16 << 20
+    /// per stream (64 KiB × 512 streams = 32 MiB), answers by `overflowControlPauseBytes`.
+    static let maxOverflowCost = 48 << 20
     /// Heap per queued frame besides its bytes (a right-sized ByteBuffer storage and its slot).
     static let overflowEntryCost = 64
 
