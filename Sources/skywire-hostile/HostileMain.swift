@@ -14,6 +14,7 @@ struct Hostile: ParsableCommand {
             PingFlood.self,
             HalfOpen.self,
             StreamFlood.self,
+            Connections.self,
         ]
     )
 }

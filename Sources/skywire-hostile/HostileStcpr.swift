@@ -67,8 +67,9 @@ struct HostileStcpr {
 
     /// Connects and completes the handshake as a fresh key; sends then time out after
     /// `sendTimeoutMillis` (so a visor that stops reading shows as a stalled send).
-    init(target: SocketAddress, remote: PublicKey, receiveBuffer: Int32, sendTimeoutMillis: Int) throws {
-        fd = try Self.connect(target, receiveBuffer: receiveBuffer)
+    init(target: SocketAddress, remote: PublicKey, receiveBuffer: Int32, sendTimeoutMillis: Int,
+         from source: SocketAddress? = nil) throws {
+        fd = try Self.connect(target, from: source, receiveBuffer: receiveBuffer)
         codec = try StcprClientCodec(identity: KeyPair.generate(), remote: remote)
         do {
             try Self.sendAll(fd, try codec.firstRecord())
@@ -182,9 +183,9 @@ struct StcprTargetOptions: ParsableArguments {
     @Option(help: "SO_RCVBUF of the attacking socket (small: the visor's answers back up sooner).")
     var rcvbuf: Int32 = 4096
 
-    /// Connects and completes the handshake as a fresh key.
-    func connect(sendTimeoutMillis: Int) throws -> HostileStcpr {
+    /// Connects (from `source` when given) and completes the handshake as a fresh key.
+    func connect(sendTimeoutMillis: Int, from source: SocketAddress? = nil) throws -> HostileStcpr {
         try HostileStcpr(target: try HostileStcpr.address(addr), remote: try PublicKey(hex: pk), receiveBuffer: rcvbuf,
-                         sendTimeoutMillis: sendTimeoutMillis)
+                         sendTimeoutMillis: sendTimeoutMillis, from: source)
     }
 }

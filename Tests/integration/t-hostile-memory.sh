@@ -7,6 +7,8 @@
 #      are open; 16 streams filled with 1-byte DATA frames: V's RSS stays bounded.
 #   3. half-open: 20,000 TCP connections that never complete a handshake: A still connects,
 #      and V's RSS comes back near its baseline afterwards.
+#   4. established: 2,000 completed handshakes from throw-away keys, closed at once: V's RSS
+#      comes back near its baseline (malloc_trim after a mass close).
 # Bounds are generous (a loaded 2-core machine); the figures are printed for docs/hardening.md.
 # HOSTILE_BIN may point at another skywire-hostile (default: next to SKYWIRE_BIN).
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,8 +29,10 @@ TINY_MAX_BYTES_PER_BYTE=${TINY_MAX_BYTES_PER_BYTE:-8}
 STREAM_FLOOD_MAX_GROWTH=${STREAM_FLOOD_MAX_GROWTH:-32}
 HALF_OPEN_MAX_RESIDUE=${HALF_OPEN_MAX_RESIDUE:-32}
 HALF_OPEN_COUNT=${HALF_OPEN_COUNT:-20000}
+ESTABLISHED_COUNT=${ESTABLISHED_COUNT:-2000}
+ESTABLISHED_MAX_RESIDUE=${ESTABLISHED_MAX_RESIDUE:-16}
 # Which parts run (all by default): any of ping streams half-open.
-PARTS=${PARTS:-ping streams half-open}
+PARTS=${PARTS:-ping streams half-open established}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 V=skwtV$$ A=skwtA$$ X=skwtX$$
@@ -178,6 +182,38 @@ residue=$(((after - base3) / 1024))
 [ "$residue" -le "$HALF_OPEN_MAX_RESIDUE" ] && pass "memory returned after $HALF_OPEN_COUNT half-open sockets (+$residue MiB)" \
     || fail "memory not returned after $HALF_OPEN_COUNT half-open sockets: +$residue MiB (bound $HALF_OPEN_MAX_RESIDUE)"
 [ "$rtt" != fail ] && pass "A's echo works after the half-open flood ($rtt ms)" || fail "A's echo failed after the half-open flood"
+fi
+
+# --- 4. established connections from throw-away keys, closed at once
+if want established; then
+sleep 2
+base4=$(rss_kib "$PID_v")
+t0=$(cpu_ticks "$PID_v")
+ip netns exec $X "$HOSTILE" connections --addr 10.78.2.2:7777 --pk "$PKV" --count "$ESTABLISHED_COUNT" --hold 6 \
+    --seconds 90 --sources "$SOURCES" >"$T_WORK/established.json" 2>"$T_WORK/established.log" &
+EST=$!
+T_PIDS+=("$EST")
+peak=$base4
+for _ in $(seq 1 100); do
+    kill -0 "$EST" 2>/dev/null || break
+    r=$(rss_kib "$PID_v"); [ "$r" -gt "$peak" ] && peak=$r
+    sleep 1
+done
+wait "$EST" || true
+t1=$(cpu_ticks "$PID_v")
+sleep 5   # the visor sees every close
+after=$(rss_kib "$PID_v")
+est=$(cat "$T_WORK/established.json" 2>/dev/null || true)
+rtt=$(echo_rtt)
+log "established ($ESTABLISHED_COUNT): $est; V RSS $(mib "$base4") MiB before, $(mib "$peak") MiB held, $(mib "$after") MiB after; CPU $((t1 - t0))/$(getconf CLK_TCK) s; A's echo RTT: $rtt ms"
+grep -h "malloc_trim" "$T_WORK/v.log" | tail -3 >&2 || true
+[ "$(jq -r .established <<<"$est" 2>/dev/null)" -ge $((ESTABLISHED_COUNT * 9 / 10)) ] 2>/dev/null \
+    && pass "the attacker established $(jq -r .established <<<"$est") connections" \
+    || fail "connections established too few: $est $(tail -3 "$T_WORK/established.log")"
+residue=$(((after - base4) / 1024))
+[ "$residue" -le "$ESTABLISHED_MAX_RESIDUE" ] && pass "memory returned after $ESTABLISHED_COUNT connections closed (+$residue MiB)" \
+    || fail "memory not returned after $ESTABLISHED_COUNT connections closed: +$residue MiB (bound $ESTABLISHED_MAX_RESIDUE)"
+[ "$rtt" != fail ] && pass "A's echo works after the mass close ($rtt ms)" || fail "A's echo failed after the mass close"
 fi
 
 kill -0 "$PID_v" 2>/dev/null && pass "V survived" || fail "V died"

@@ -30,9 +30,10 @@ extension TransportManager {
         let logger = self.logger
         let release = {
             guard admission.released(source, halfOpen: halfOpen) else { return }
-            // A mass close (e.g. thousands of half-open sockets timing out): hand the freed heap back.
-            let trimmed = skw_malloc_trim()
-            logger.debug("stcpr: many connections closed; malloc_trim returned \(trimmed)")
+            // A mass close (e.g. thousands of sockets timing out): hand the freed heap back.
+            let before = Self.residentMiB()
+            skw_malloc_trim()
+            logger.debug("stcpr: \(StcprAdmission.trimAfterReleases) connections closed; malloc_trim: RSS \(before) → \(Self.residentMiB()) MiB")
         }
         let hooks = RawStcprLink.Hooks(
             established: { [weak self] pk, link in
@@ -58,6 +59,14 @@ extension TransportManager {
             release()
             logger.warning("stcpr: cannot serve an incoming connection: \(error)")
         }
+    }
+
+    /// This process's resident set in MiB (/proc/self/statm), -1 when unreadable; for the log.
+    static func residentMiB() -> Int {
+        guard let bytes = try? FileIO.read("/proc/self/statm"),
+              let field = String(decoding: bytes, as: UTF8.self).split(separator: " ").dropFirst().first,
+              let pages = Int(field) else { return -1 }
+        return (pages * Int(sysconf(Int32(_SC_PAGESIZE)))) >> 20
     }
 
     /// Dials `host:port` for `entry` on the datapath loop of its remote key and runs the
