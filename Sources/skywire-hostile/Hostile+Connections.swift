@@ -38,9 +38,7 @@ struct Connections: ParsableCommand {
             }
         }
         let established = links.count
-        let holdStart = HostileStcpr.now()
-        while HostileStcpr.now() - holdStart < hold { usleep(100_000) }
-        let closedByVisor = links.reduce(0) { $0 + (HostileStcpr.peerClosed($1.fd) ? 1 : 0) }
+        let closedByVisor = HostileStcpr.hold(links.map(\.fd), seconds: hold)
         print(#"{"established":\#(established),"closed_by_visor":\#(closedByVisor),"failures":\#(failures),"#
               + #""descriptor_limit":\#(limit),"last_error":"\#(lastError)"}"#)
     }

@@ -50,15 +50,20 @@ struct HalfOpen: ParsableCommand {
             }
         }
         let opened = fds.count
-        let holdStart = HostileStcpr.now()
-        while HostileStcpr.now() - holdStart < hold { usleep(100_000) }
-        let closedByVisor = fds.reduce(0) { $0 + (HostileStcpr.peerClosed($1) ? 1 : 0) }
+        let closedByVisor = HostileStcpr.hold(fds, seconds: hold)
         print(#"{"opened":\#(opened),"closed_by_visor":\#(closedByVisor),"failures":\#(failures),"#
               + #""descriptor_limit":\#(limit),"last_error":"\#(lastError)"}"#)
     }
 }
 
 extension HostileStcpr {
+    /// Keeps `fds` open for `seconds`, then says how many of them the visor has closed.
+    static func hold(_ fds: [Int32], seconds: Double) -> Int {
+        let start = now()
+        while now() - start < seconds { usleep(100_000) }
+        return fds.reduce(0) { $0 + (peerClosed($1) ? 1 : 0) }
+    }
+
     /// Best-effort send of a few bytes on a fresh socket.
     static func sendPrefix(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count

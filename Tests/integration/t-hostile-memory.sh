@@ -57,6 +57,16 @@ log "descriptor limit $(ulimit -Sn) (hard $(ulimit -Hn)); half-open sockets per 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mib() { echo $(($1 / 1024)); }
+# peak_rss PID SECONDS: V's highest RSS (KiB, into $peak, which holds the start value) while PID
+# runs, sampled each second for at most SECONDS.
+peak_rss() {
+    local r
+    for _ in $(seq 1 "$2"); do
+        kill -0 "$1" 2>/dev/null || break
+        r=$(rss_kib "$PID_v"); [ "$r" -gt "$peak" ] && peak=$r
+        sleep 1
+    done
+}
 # echo_rtt: A's stream echo of 64 bytes to V (a new stream, one round trip); prints its time
 # in ms, or "fail".
 echo_rtt() {
@@ -121,11 +131,7 @@ ip netns exec $X "$HOSTILE" stream-flood --addr 10.78.2.2:7777 --pk "$PKV" --str
 SF=$!
 T_PIDS+=("$SF")
 peak=$base2
-for _ in $(seq 1 42); do
-    kill -0 "$SF" 2>/dev/null || break
-    r=$(rss_kib "$PID_v"); [ "$r" -gt "$peak" ] && peak=$r
-    sleep 1
-done
+peak_rss "$SF" 42
 rtt=$(echo_rtt)
 r=$(rss_kib "$PID_v"); [ "$r" -gt "$peak" ] && peak=$r
 wait "$SF" || true
@@ -194,11 +200,7 @@ ip netns exec $X "$HOSTILE" connections --addr 10.78.2.2:7777 --pk "$PKV" --coun
 EST=$!
 T_PIDS+=("$EST")
 peak=$base4
-for _ in $(seq 1 100); do
-    kill -0 "$EST" 2>/dev/null || break
-    r=$(rss_kib "$PID_v"); [ "$r" -gt "$peak" ] && peak=$r
-    sleep 1
-done
+peak_rss "$EST" 100
 wait "$EST" || true
 t1=$(cpu_ticks "$PID_v")
 sleep 5   # the visor sees every close
