@@ -17,6 +17,9 @@
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -141,6 +144,14 @@ int skw_timerfd_set_absolute(int fd, uint64_t deadline_ns) {
 int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int skw_accept_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+int skw_malloc_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
 
 int skw_unshare_netns(void) { return unshare(CLONE_NEWNET); }
 

@@ -7,13 +7,34 @@
 /// then `drainOutgoing` (send each frame, in order) and `drainEvents` (dispatch each event). Output
 /// only accumulates between drains, so a driver can batch a whole read burst into one flush.
 public final class MuxSession<Payload: WirePayload> {
+    /// Streams open at once per connection by default (PROTOCOL.md §5): more than a browser
+    /// behind skysocks-client keeps open (Tests/integration/t-socks.sh runs 500 at once).
+    public static var defaultMaxStreams: Int { 512 }
+    /// Streams opened while fewer than this many are open get the full `initialWindow`; later
+    /// ones get `reducedWindow` (PROTOCOL.md §5 lets each OPEN / OPEN_OK announce its own).
+    public static var defaultFullWindowStreams: Int { 64 }
+    /// The window of streams beyond `fullWindowStreams`.
+    public static var defaultReducedWindow: UInt32 { 64 * 1024 }
+
+    /// What one connection's streams may make the receiver hold at most (every stream's window
+    /// unread by a paused app): 64 × 256 KiB + 448 × 64 KiB = 44 MiB with the defaults, where a
+    /// flat 1024 × 256 KiB was 256 MiB (docs/hardening.md).
+    public static func worstCaseReceiveBytes(_ c: Configuration) -> Int {
+        let full = min(c.maxStreams, c.fullWindowStreams)
+        return full * Int(c.initialWindow) + (c.maxStreams - full) * Int(min(c.reducedWindow, c.initialWindow))
+    }
+
     public struct Configuration: Sendable {
         /// True on the side that dialled the transport: it opens odd stream ids.
         public var isInitiator: Bool
         /// The receive window announced in OPEN / OPEN_OK for every stream.
         public var initialWindow: UInt32 = 256 * 1024
         /// Streams open at once (both directions together); more incoming OPENs get code 4.
-        public var maxStreams: Int = 1024
+        public var maxStreams: Int = MuxSession.defaultMaxStreams
+        /// Streams opened while fewer than this many are open announce `initialWindow`, the
+        /// others `reducedWindow` (bounds `worstCaseReceiveBytes`).
+        public var fullWindowStreams: Int = MuxSession.defaultFullWindowStreams
+        public var reducedWindow: UInt32 = MuxSession.defaultReducedWindow
         /// Largest DATA payload (§5: 16 KiB over stcpr, 1200 over sudph).
         public var maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr
         /// Bytes per stream `write` accepts beyond the peer's current window.
@@ -23,7 +44,7 @@ public final class MuxSession<Payload: WirePayload> {
         /// More protocol errors than this on one connection close it with CLOSE code 3 (§5).
         public var maxProtocolErrors: Int = 16
 
-        public init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+        public init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = MuxSession.defaultMaxStreams,
                     maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
             self.isInitiator = isInitiator
             self.initialWindow = initialWindow
@@ -51,10 +72,15 @@ public final class MuxSession<Payload: WirePayload> {
         /// Accepted with `deferAnswer`: OPEN_OK not yet emitted; it goes out right before the stream's
         /// first DATA/FIN/WINDOW, or on `sendDeferredAnswer`.
         var answerDeferred = false
+        /// The receive window this stream announces (OPEN / OPEN_OK) and its WINDOW threshold.
+        let window: UInt32
+        let creditThreshold: UInt64
 
-        init(phase: MuxStreamInfo.Phase, receiveCredit: UInt64) {
+        init(phase: MuxStreamInfo.Phase, window: UInt32, threshold: UInt64) {
             self.phase = phase
-            self.receiveCredit = receiveCredit
+            self.window = window
+            self.receiveCredit = UInt64(window)
+            creditThreshold = threshold
         }
     }
 
@@ -72,11 +98,14 @@ public final class MuxSession<Payload: WirePayload> {
     public private(set) var isClosed = false
     /// Frames for streams that no longer exist (late frames after RESET), dropped silently.
     public private(set) var lateFrames: UInt64 = 0
+    /// Incoming OPENs refused with code 4 because `maxStreams` streams were open.
+    public private(set) var refusedOpens: UInt64 = 0
 
     public init(configuration: Configuration) {
         var configuration = configuration
         // §5: a window below the early-data allowance could not hold the early bytes.
         configuration.initialWindow = max(configuration.initialWindow, UInt32(MuxFrameLayout.earlyDataLimit))
+        configuration.reducedWindow = max(configuration.reducedWindow, UInt32(MuxFrameLayout.earlyDataLimit))
         self.configuration = configuration
         nextLocalID = configuration.isInitiator ? 1 : 2
         let threshold = UInt64(configuration.windowUpdateThreshold ?? configuration.initialWindow / 2)
@@ -86,7 +115,7 @@ public final class MuxSession<Payload: WirePayload> {
         events.reserveCapacity(64)
     }
 
-    public convenience init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = 1024,
+    public convenience init(isInitiator: Bool, initialWindow: UInt32 = 256 * 1024, maxStreams: Int = MuxSession.defaultMaxStreams,
                             maxDataPayload: Int = MuxFrameLayout.maxDataPayloadStcpr) {
         self.init(configuration: Configuration(isInitiator: isInitiator, initialWindow: initialWindow,
                                                maxStreams: maxStreams, maxDataPayload: maxDataPayload))
@@ -154,11 +183,11 @@ public final class MuxSession<Payload: WirePayload> {
         guard nextLocalID <= UInt64(UInt32.max) else { throw .streamIDsExhausted }
         let id = MuxStreamID(UInt32(nextLocalID))
         nextLocalID += 2
-        let s = Stream(phase: .opening, receiveCredit: UInt64(configuration.initialWindow))
+        let s = newStream(phase: .opening)
         s.sendCredit = UInt64(MuxFrameLayout.earlyDataLimit)
         streams[id] = s
         let open = MuxFrame<Payload>.open(streamID: id, destinationPort: destinationPort, sourcePort: sourcePort,
-                                          initialWindow: configuration.initialWindow)
+                                          initialWindow: s.window)
         if deferOpen {
             // With `deferOpen` nothing is sent until the first write or finish: OPEN and the first DATA
             // then leave in one batch (one write, one wake-up at the peer).
@@ -194,7 +223,7 @@ public final class MuxSession<Payload: WirePayload> {
         if deferAnswer {
             s.answerDeferred = true
         } else {
-            outgoing.append(.openOK(streamID: id, initialWindow: configuration.initialWindow))
+            outgoing.append(.openOK(streamID: id, initialWindow: s.window))
         }
     }
 
@@ -207,7 +236,7 @@ public final class MuxSession<Payload: WirePayload> {
     private func emitDeferredAnswer(_ id: MuxStreamID, _ s: Stream) {
         guard s.answerDeferred else { return }
         s.answerDeferred = false
-        outgoing.append(.openOK(streamID: id, initialWindow: configuration.initialWindow))
+        outgoing.append(.openOK(streamID: id, initialWindow: s.window))
     }
 
     /// Refuses an incoming OPEN: emits OPEN_REJECT and forgets the stream.
@@ -397,16 +426,28 @@ public final class MuxSession<Payload: WirePayload> {
         }
         highestPeerID = id.rawValue
         guard streams.count < configuration.maxStreams else {
+            refusedOpens += 1
             outgoing.append(.openReject(streamID: id, code: .tooManyStreams, reason: "too many streams"))
             return
         }
-        let s = Stream(phase: .awaitingAccept, receiveCredit: UInt64(configuration.initialWindow))
+        let s = newStream(phase: .awaitingAccept)
         s.sendCredit = UInt64(window)
         streams[id] = s
         events.append(.streamOpened(id, destinationPort: destinationPort, sourcePort: sourcePort))
     }
 
     // MARK: - Internals
+
+    /// A stream with the full window while fewer than `fullWindowStreams` are open, else the
+    /// reduced one (whose credit goes back at half of it, §5).
+    private func newStream(phase: MuxStreamInfo.Phase) -> Stream {
+        guard streams.count >= configuration.fullWindowStreams,
+              configuration.reducedWindow < configuration.initialWindow else {
+            return Stream(phase: phase, window: configuration.initialWindow, threshold: windowThreshold)
+        }
+        let window = configuration.reducedWindow
+        return Stream(phase: phase, window: window, threshold: max(1, min(windowThreshold, UInt64(window / 2))))
+    }
 
     private func isPeerParity(_ id: MuxStreamID) -> Bool {
         id.isInitiatorParity != configuration.isInitiator
@@ -499,7 +540,7 @@ public final class MuxSession<Payload: WirePayload> {
     }
 
     private func returnCredit(_ id: MuxStreamID, _ s: Stream) {
-        guard !s.remoteFin, s.pendingReturn >= windowThreshold else { return }
+        guard !s.remoteFin, s.pendingReturn >= s.creditThreshold else { return }
         let increment = UInt32(min(s.pendingReturn, UInt64(UInt32.max)))
         s.pendingReturn -= UInt64(increment)
         s.receiveCredit += UInt64(increment)

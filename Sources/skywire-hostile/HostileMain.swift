@@ -15,6 +15,10 @@ struct Hostile: ParsableCommand {
             Slowloris.self,
             GarbageInit.self,
             Replay.self,
+            PingFlood.self,
+            HalfOpen.self,
+            StreamFlood.self,
+            Connections.self,
         ]
     )
 }

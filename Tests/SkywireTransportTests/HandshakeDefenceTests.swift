@@ -89,8 +89,8 @@ final class HandshakeDefenceTests: XCTestCase {
         XCTAssertLessThanOrEqual(limiter.count, 2)
     }
 
-    func testStcprAdmissionCapsUnconfirmedHandshakesAndRefusesReplays() {
-        var admission = StcprAdmission(maxUnconfirmed: 2)
+    func testStcprHandshakeAdmissionCapsUnconfirmedHandshakesAndRefusesReplays() {
+        var admission = StcprHandshakeAdmission(maxUnconfirmed: 2)
         XCTAssertTrue(admission.reserve())
         XCTAssertTrue(admission.reserve())
         XCTAssertFalse(admission.reserve(), "the cap holds until one is confirmed or closed")

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -454,4 +455,50 @@ final class MuxConnectionTests: XCTestCase {
         XCTAssertNotNil(connA.stats.rttMillis, "the first PING goes out at once")
         XCTAssertNotNil(connB.stats.rttMillis)
     }
+
+    /// Resident set size of this process (/proc/self/statm), in bytes.
+    private func residentBytes() -> Int {
+        guard let fields = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8).split(separator: " "),
+              fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// A peer fills a paused stream's whole window with 1-byte DATA frames, each decrypted into its
+    /// own buffer (as `StcprSession.receive` does): queued as they come they cost ~100 bytes of
+    /// heap per byte (docs/hardening.md); the queue must cost about its bytes.
+    func testOneByteFramesOnAPausedStreamCostAboutTheirBytes() throws {
+        let loop = EmbeddedEventLoop()
+        let link = LoopbackLink()
+        let router = TestRouter()
+        var accepted: AppStream?
+        let collector = Collector()
+        router.onStream = { stream, _ in
+            stream.setDelegate(collector)
+            stream.setReadPaused(true)
+            accepted = stream
+            return nil
+        }
+        let conn = MuxConnection(eventLoop: loop, isInitiator: false, remote: KeyPair.generate().publicKey, link: link,
+                                 router: router, logger: Logger(label: "test"))
+        link.connection = conn
+        func feed(_ frame: MuxFrame<ArraySlice<UInt8>>) {
+            var bytes: [UInt8] = []
+            frame.encode(into: &bytes)
+            var buffer = ByteBufferAllocator().buffer(capacity: bytes.count + 16)
+            buffer.writeBytes(bytes)
+            conn.receive(frame: buffer)
+        }
+        let window = 256 * 1024
+        feed(.open(streamID: MuxStreamID(1), destinationPort: 7, sourcePort: 9, initialWindow: UInt32(window)))
+        XCTAssertNotNil(accepted)
+        let before = residentBytes()
+        for _ in 0..<window { feed(.data(streamID: MuxStreamID(1), payload: [0x61])) }
+        let growth = residentBytes() - before
+        XCTAssertEqual(collector.data.readableBytes, 0, "the stream is paused")
+        XCTAssertLessThan(growth, 8 << 20, "\(growth) bytes of heap for \(window) queued bytes")
+        accepted?.setReadPaused(false)
+        XCTAssertEqual(collector.data.readableBytes, window)
+        conn.linkClosed(reason: "test over")
+    }
+
 }

@@ -8,6 +8,8 @@ import SkywireSystem
 import XCTest
 @testable import SkywireCrypto
 @testable import SkywireTransport
+import SkywireWire
+import Dispatch
 
 /// Writes `data` on a stream as fast as its window allows, then FIN; collects what comes back.
 private final class PumpingSender: AppStreamDelegate {
@@ -158,4 +160,101 @@ final class RawStcprLinkTests: XCTestCase {
         XCTAssertTrue(reason == "connection closed by peer" || reason.contains("reset by peer"), reason)
         connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
     }
+
+    // MARK: Bounded memory (docs/hardening.md)
+
+    /// A raw initiator on `fd` (made blocking) that completes the handshake with `loopB`'s responder.
+    private func rawInitiator(_ fd: Int32) throws -> StcprClientCodec {
+        _ = fcntl(fd, F_SETFL, 0)
+        var codec = try StcprClientCodec(identity: keyA, remote: keyB.publicKey)
+        let first = try codec.firstRecord()
+        XCTAssertEqual(first.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, first.count)
+        var reply = [UInt8](repeating: 0, count: 2 + StcprClientCodec.responseLength)
+        var got = 0
+        while got < reply.count {
+            let n = reply[got...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw TransportError(.closed, "no handshake reply") }
+            got += n
+        }
+        let confirmation = try codec.readResponse(Array(reply[2...]))
+        XCTAssertEqual(confirmation.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, confirmation.count)
+        return codec
+    }
+
+    func testPeerThatSendsPingsAndNeverReadsIsNoLongerReadAndResumesOnceItReads() throws {
+        let (fdA, fdB) = socketPair()
+        let closedB = loopB.makePromise(of: String.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
+        var codec = try rawInitiator(fdA)
+        let established = try connB.futureResult.wait()
+        _ = fcntl(fdA, F_SETFL, O_NONBLOCK)
+        defer { close(fdA) }
+
+        // PINGs until the visor side stops taking them for half a second (bounded: 200,000 PINGs).
+        var pending = ByteBuffer()
+        var plain = ByteBuffer()
+        var sent = 0, idleSince: Double?
+        while sent < 200_000 {
+            if pending.readableBytes == 0 {
+                for i in 0..<256 {
+                    plain.clear()
+                    plain.writeInteger(MuxFrameType.ping.rawValue)
+                    plain.writeInteger(UInt64(sent + i))
+                    try codec.seal(frame: plain, into: &pending)
+                }
+                sent += 256
+            }
+            let n = pending.withUnsafeReadableBytes { send(fdA, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                pending.moveReaderIndex(forwardBy: n)
+                idleSince = nil
+                continue
+            }
+            XCTAssertEqual(errno, EAGAIN)
+            let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            if let since = idleSince, now - since > 0.5 { break }
+            if idleSince == nil { idleSince = now }
+            usleep(10_000)
+        }
+        XCTAssertLessThan(sent, 200_000, "the visor side kept reading")
+        let link = established.link
+        let (paused, unsent) = try loopB.submit { (link.readPaused, link.unsentBytes) }.wait()
+        XCTAssertTrue(paused)
+        // The answers it holds: the pause watermark plus at most one read burst's worth.
+        XCTAssertLessThanOrEqual(unsent, RawStcprLink.controlPauseWatermark
+                                         + RawStcprLink.maxReadsPerWake * 16 * 1024 * 2)
+
+        // Once the peer reads its PONGs, the link reads again.
+        var scratch = [UInt8](repeating: 0, count: 64 * 1024)
+        var resumed = false
+        for _ in 0..<500 where !resumed {
+            while scratch.withUnsafeMutableBytes({ read(fdA, $0.baseAddress, $0.count) }) > 0 {}
+            if pending.readableBytes > 0 {
+                let n = pending.withUnsafeReadableBytes { send(fdA, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { pending.moveReaderIndex(forwardBy: n) }
+            }
+            resumed = try loopB.submit { !link.readPaused }.wait()
+            usleep(10_000)
+        }
+        XCTAssertTrue(resumed)
+        try loopB.submit { link.close(reason: "test over") }.wait()
+        XCTAssertEqual(try closedB.futureResult.wait(), "test over")
+    }
+
+    func testWrongHandshakeLengthPrefixClosesAtOnce() throws {
+        let (fdA, fdB) = socketPair()
+        defer { close(fdA) }
+        let closedB = loopB.makePromise(of: String.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
+        let before = RefusalLog.shared.count(.badHandshakeLength)
+        let start = DispatchTime.now()
+        XCTAssertEqual([UInt8]([0xFF, 0xFF, 0x01]).withUnsafeBytes { write(fdA, $0.baseAddress, $0.count) }, 3)
+        XCTAssertEqual(try closedB.futureResult.wait(),
+                       "handshake record of 65535 bytes (expected \(IdentityClaim.message1Length))")
+        // Well before the 5 s handshake timeout.
+        XCTAssertLessThan(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds, 2_000_000_000)
+        XCTAssertEqual(RefusalLog.shared.count(.badHandshakeLength), before + 1)
+        connB.fail(TransportError(.closed, "never established"))
+    }
+
 }

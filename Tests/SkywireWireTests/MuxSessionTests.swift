@@ -508,4 +508,42 @@ final class MuxSessionTests: XCTestCase {
         guard case .data(_, let first) = frames[0] else { return XCTFail("not DATA") }
         XCTAssertEqual(first.count, 1000)
     }
+
+    func testDefaultStreamLimitRefusesTheOpenBeyondItWithCode4AndLaterStreamsGetTheReducedWindow() {
+        typealias S = MuxSession<ArraySlice<UInt8>>
+        let b = S(isInitiator: false)
+        XCTAssertEqual(b.configuration.maxStreams, 512)
+        for i in 0..<(S.defaultMaxStreams + 1) {
+            b.receive(.open(streamID: MuxStreamID(UInt32(2 * i + 1)), destinationPort: 7, sourcePort: 1, initialWindow: 1024))
+        }
+        XCTAssertEqual(b.streamCount, 512)
+        XCTAssertEqual(b.refusedOpens, 1)
+        let rejects = b.takeOutgoingFrames().filter {
+            if case .openReject(_, let code, _) = $0 { return code == .tooManyStreams } else { return false }
+        }
+        XCTAssertEqual(rejects.count, 1)
+        // The first 64 accepted streams announce 256 KiB, the others 64 KiB.
+        for i in 0..<S.defaultMaxStreams { try? b.accept(MuxStreamID(UInt32(2 * i + 1))) }
+        let windows = b.takeOutgoingFrames().compactMap { frame -> UInt32? in
+            if case .openOK(_, let w) = frame { return w } else { return nil }
+        }
+        XCTAssertEqual(windows.count, 512)
+        XCTAssertEqual(windows.prefix(64).allSatisfy { $0 == 256 * 1024 }, true)
+        XCTAssertEqual(windows.dropFirst(64).allSatisfy { $0 == 64 * 1024 }, true)
+        XCTAssertEqual(S.worstCaseReceiveBytes(b.configuration), 64 * 256 * 1024 + 448 * 64 * 1024)   // 44 MiB
+    }
+
+    func testReducedWindowStreamReturnsCreditAtHalfItsWindow() {
+        var cb = MuxSession<ArraySlice<UInt8>>.Configuration(isInitiator: false, initialWindow: 256 * 1024)
+        cb.fullWindowStreams = 0
+        let b = MuxSession<ArraySlice<UInt8>>(configuration: cb)
+        let id = MuxStreamID(1)
+        b.receive(.open(streamID: id, destinationPort: 7, sourcePort: 1, initialWindow: 1024))
+        try? b.accept(id)
+        XCTAssertEqual(b.takeOutgoingFrames().first, .openOK(streamID: id, initialWindow: 64 * 1024))
+        b.receive(.data(streamID: id, payload: ArraySlice(repeating: 1, count: 32 * 1024)))
+        b.consumed(id, 32 * 1024)
+        XCTAssertEqual(b.takeOutgoingFrames(), [.window(streamID: id, increment: 32 * 1024)])
+    }
+
 }

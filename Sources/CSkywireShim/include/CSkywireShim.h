@@ -124,6 +124,10 @@ int skw_accept_nonblock(int fd);
 /// on it before the request that changed the address returns. -1 with errno set on failure.
 int skw_netlink_address_events(void);
 
+/// malloc_trim(0) (<malloc.h>, glibc): returns freed heap memory of every arena to the system;
+/// 1 when memory was released. 0 without glibc.
+int skw_malloc_trim(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import NIOCore
 import SkywireCrypto
+import SkywireWire
 import SkywireSystem
 
 /// stcpr (PROTOCOL.md §3) on a connected, non-blocking TCP descriptor serviced by an
@@ -22,10 +23,31 @@ final class RawStcprLink: FrameLink {
 
     /// Largest DATA payload per frame over stcpr (PROTOCOL.md §5).
     static let maxDataPayload = 16 * 1024
-    /// Queued-but-unsent bytes above which streams stop writing.
+    /// Queued-but-unsent bytes above which streams stop writing (`MuxStream.pump`) and DATAGRAM
+    /// frames are dropped (FrameLink: unreliable under pressure).
     static let highWatermark = 1 << 20
+    /// Bytes of records the peer made us queue by its own frames (PONG, WINDOW, OPEN_OK,
+    /// OPEN_REJECT, RESET, CLOSE: everything but DATA and DATAGRAM) and has not read yet, above
+    /// which the link stops reading from it (back-pressure, like HTTP/2 servers since
+    /// CVE-2019-9512/9515): a peer that sends PINGs and never reads is no longer read. A peer
+    /// that reads never gets near it: WINDOW and PONG answers are a few records per window of data.
+    static let controlPauseWatermark = 64 * 1024
+    /// Reading resumes once the peer has read its answers down to this.
+    static let controlResumeWatermark = 16 * 1024
+    /// Hard bound on unsent bytes per link: beyond it the peer is closed ("does not read").
+    /// Unreachable by a peer that reads: DATA is bounded by `highWatermark` plus one send buffer per
+    /// stream (`MuxSession.Configuration.sendBufferLimit` × `maxStreams`, 64 KiB × 512 = 32 MiB,
+    /// which WINDOW frames release), control answers by `controlPauseWatermark` plus one read burst.
+    static let maxOutbound = 48 << 20
+    /// Reads per readiness report (of `readChunk` bytes), so that one peer cannot monopolise the
+    /// loop and the answers to one burst (flushed together, then checked against
+    /// `controlPauseWatermark`) stay bounded; the loop is level-triggered: it comes back.
+    static let maxReadsPerWake = 16
     /// Initial capacity of the record buffer (grows with bulk data, kept between writes).
     static let outboundCapacity = 2048
+    /// Bytes read at a time before the handshake completes (the receive buffer starts this size):
+    /// a socket that never completes a handshake (half-open) costs little; `readChunk` after.
+    static let handshakeReadChunk = 256
 
     private let loop: EpollEventLoop
     private let descriptor: OwnedDescriptor
@@ -37,9 +59,18 @@ final class RawStcprLink: FrameLink {
     var remoteKey: PublicKey? { session.remoteKey }
     /// Bytes read and not yet parsed into records.
     private var inbound: ByteBuffer
-    /// Encrypted records not yet written.
+    /// Encrypted records not yet written; allocated on first use (a half-open socket has none).
     private var outbound: ByteBuffer
+    /// Bytes ever appended to `outbound` (so `appended - outbound.readableBytes` were sent).
+    private var appended: UInt64 = 0
+    /// Control records (see `controlPauseWatermark`) still in `outbound`: where each ends in the
+    /// stream of appended bytes, and its size; `controlQueued` is their total.
+    private var controlRecords = CircularBuffer<ControlRecord>()
+    private var controlQueued = 0
+    /// The socket took no more (EAGAIN): waiting for EPOLLOUT.
     private var blocked = false
+    /// Reading stopped because the peer does not read its answers (`controlPauseWatermark`).
+    private(set) var readPaused = false
     private let allocator = ByteBufferAllocator()
     private let readChunk = 16 * 1024
     /// A responder holding one of the gate's unconfirmed-handshake slots.
@@ -48,6 +79,13 @@ final class RawStcprLink: FrameLink {
 
     var maxDataPayload: Int { Self.maxDataPayload }
     var isWritable: Bool { outbound.readableBytes < Self.highWatermark }
+    /// Encrypted bytes queued and not yet taken by the socket.
+    var unsentBytes: Int { outbound.readableBytes }
+
+    private struct ControlRecord {
+        var end: UInt64
+        var size: Int
+    }
 
     /// Takes `socket` (connected, non-blocking) and starts the handshake: as initiator when
     /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
@@ -58,8 +96,8 @@ final class RawStcprLink: FrameLink {
         descriptor = socket
         self.hooks = hooks
         self.logger = logger
-        inbound = allocator.buffer(capacity: 64 * 1024)
-        outbound = allocator.buffer(capacity: Self.outboundCapacity)
+        inbound = allocator.buffer(capacity: Self.handshakeReadChunk)
+        outbound = allocator.buffer(capacity: 0)
         session = try StcprSession(identity: identity, expectedRemote: expectedRemote, timestamp: timestamp)
         let firstMessage = try session.start()
         // The loop's watch holds the link until `finish` unwatches it.
@@ -73,13 +111,63 @@ final class RawStcprLink: FrameLink {
     // MARK: FrameLink
 
     func send(frame: ByteBuffer, reliable: Bool) {
+        // DATAGRAM frames may be dropped under pressure (FrameLink); nothing else may.
+        guard reliable || isWritable else { return }
+        reserveOutbound()
         do {
             guard try session.seal(frame, into: &outbound) else { return }
         } catch {
             fail("cannot encrypt: \(error)")
             return
         }
-        counters.addSent(StcprSession.recordSize(ofFrame: frame.readableBytes))
+        let size = StcprSession.recordSize(ofFrame: frame.readableBytes)
+        appended += UInt64(size)
+        counters.addSent(size)
+        if Self.isControl(frame) {
+            controlRecords.append(ControlRecord(end: appended, size: size))
+            controlQueued += size
+        }
+        if outbound.readableBytes > Self.maxOutbound {
+            let reason = "peer does not read: \(outbound.readableBytes) bytes unsent (limit \(Self.maxOutbound))"
+            RefusalLog.shared.note(.outboundOverflow, "stcpr \(remoteKey?.short ?? "peer"): \(reason)", logger: logger)
+            fail(reason, level: .debug)
+        }
+    }
+
+    /// Whether a frame is an answer the peer can make us queue by sending (not DATA or DATAGRAM).
+    private static func isControl(_ frame: ByteBuffer) -> Bool {
+        guard let type = frame.getInteger(at: frame.readerIndex, as: UInt8.self) else { return false }
+        return type != MuxFrameType.data.rawValue && type != MuxFrameType.datagram.rawValue
+    }
+
+    /// The record buffer is allocated on first use (`outboundCapacity`), not per accepted socket.
+    private func reserveOutbound() {
+        if outbound.capacity == 0 { outbound.reserveCapacity(Self.outboundCapacity) }
+    }
+
+    /// Forgets control records the socket has taken, and resumes reading once the peer has read
+    /// its answers down to `controlResumeWatermark`.
+    private func noteSent() {
+        let sent = appended - UInt64(outbound.readableBytes)
+        while let first = controlRecords.first, first.end <= sent {
+            controlQueued -= first.size
+            controlRecords.removeFirst()
+        }
+        if readPaused && controlQueued <= Self.controlResumeWatermark {
+            readPaused = false
+            updateInterest()
+        }
+    }
+
+    /// EPOLLIN unless reading is paused, EPOLLOUT while the socket is full.
+    private func updateInterest() {
+        var interest: EpollEventLoop.Interest = readPaused ? [] : .read
+        if blocked { interest.insert(.write) }
+        do {
+            try loop.setInterest(descriptor.raw, interest)
+        } catch {
+            fail("\(error)", level: .info)
+        }
     }
 
     func flush() {
@@ -89,7 +177,7 @@ final class RawStcprLink: FrameLink {
             while outbound.readableBytes > 0 {
                 guard try outbound.sendReadable(to: descriptor.raw, call: "send(stcpr)") else {
                     blocked = true
-                    try loop.setInterest(descriptor.raw, [.read, .write])
+                    updateInterest()
                     break
                 }
             }
@@ -97,6 +185,7 @@ final class RawStcprLink: FrameLink {
             fail("\(error)", level: .info)
             return
         }
+        noteSent()
         if outbound.readableBytes == 0 { outbound.clear() }
         if !wasWritable && isWritable { connection?.linkWritabilityChanged() }
     }
@@ -110,34 +199,60 @@ final class RawStcprLink: FrameLink {
     private func ready(_ readiness: EpollEventLoop.Readiness) {
         if readiness.writable && blocked {
             blocked = false
-            try? loop.setInterest(descriptor.raw, .read)
+            updateInterest()
             flush()
+        }
+        if readPaused {
+            // Not reading: EPOLLHUP/EPOLLERR still come (level-triggered); the peer is gone.
+            if readiness.hangup { finish(reason: "connection closed by peer") }
+            return
         }
         if readiness.readable || readiness.hangup { readAvailable() }
     }
 
     private func readAvailable() {
-        while descriptor.isOpen {
+        for _ in 0..<Self.maxReadsPerWake where descriptor.isOpen && !readPaused {
             let outcome: DescriptorRead
+            let chunk = session.isEstablished ? readChunk : Self.handshakeReadChunk
             do {
-                outcome = try inbound.appendRead(from: descriptor.raw, count: readChunk, call: "read(stcpr)")
+                outcome = try inbound.appendRead(from: descriptor.raw, count: chunk, call: "read(stcpr)")
             } catch {
                 fail("\(error)", level: .info)
                 return
             }
             processRecords()
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
-            guard outcome == .bytes(readChunk) else { break }  // would block, or a short read took all
+            guard outcome == .bytes(chunk) else { break }  // would block, or a short read took all
         }
         connection?.flushIfNeeded()
+        pauseIfPeerDoesNotRead()
+    }
+
+    /// Back-pressure: stops reading while the peer leaves more than `controlPauseWatermark` bytes
+    /// of answers unread (resumed by `noteSent`). Meanwhile the keepalive hears nothing from it and
+    /// closes the link after `MuxConnection.deadPeerTimeout` unless it starts reading.
+    private func pauseIfPeerDoesNotRead() {
+        guard !readPaused, descriptor.isOpen, controlQueued > Self.controlPauseWatermark else { return }
+        readPaused = true
+        RefusalLog.shared.note(.readPaused, "stcpr \(remoteKey?.short ?? "peer") does not read: \(controlQueued) bytes "
+                                              + "of answers unsent; reading paused", logger: logger)
+        updateInterest()
     }
 
     // MARK: Records
 
     /// Handles every complete record in `inbound`.
     private func processRecords() {
-        while inbound.readableBytes >= 2, descriptor.isOpen {
-            let length = Int(inbound.getInteger(at: inbound.readerIndex, as: UInt16.self)!)
+        while inbound.readableBytes >= 2, descriptor.isOpen,
+              let length = inbound.getInteger(at: inbound.readerIndex, as: UInt16.self).map(Int.init) {
+            // A handshake record has one exact length: a wrong prefix closes at once instead of
+            // waiting for (and buffering) up to 64 KiB.
+            if let expected = session.expectedHandshakeRecordLength, length != expected {
+                let reason = "handshake record of \(length) bytes (expected \(expected))"
+                RefusalLog.shared.note(.badHandshakeLength, "stcpr: \(reason)", logger: logger)
+                fail(reason, level: .debug)
+                return
+            }
             guard inbound.readableBytes >= 2 + length else { break }
             inbound.moveReaderIndex(forwardBy: 2)
             let record = inbound.readSlice(length: length)!

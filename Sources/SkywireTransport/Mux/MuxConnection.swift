@@ -56,6 +56,8 @@ final class MuxConnection {
     /// Shared with the link; safe to read from any thread.
     let counters: LinkCounters
     private let streamCount = ManagedAtomic<Int>(0)
+    /// `session.refusedOpens` already counted in `RefusalLog`.
+    private var refusedOpensNoted: UInt64 = 0
 
     init(eventLoop: EventLoop, isInitiator: Bool, remote: PublicKey, link: FrameLink,
          router: AppRouter?, logger: Logger) {
@@ -92,6 +94,12 @@ final class MuxConnection {
         }
         processEvents()
         streamCount.store(session.streamCount, ordering: .relaxed)
+        if session.refusedOpens != refusedOpensNoted {
+            let new = session.refusedOpens - refusedOpensNoted
+            refusedOpensNoted = session.refusedOpens
+            RefusalLog.shared.note(.streamsPerConnection, count: new, "\(new) OPEN(s) from \(remote.short) refused: "
+                                       + "\(session.configuration.maxStreams) streams open", logger: logger)
+        }
         scheduleFlush()
     }
 

@@ -4,9 +4,11 @@ import SkywireWire
 /// An `AppStream` backed by one stream of a `MuxConnection`. Event-loop bound.
 ///
 /// Writes beyond what the session takes (peer window + its send buffer) wait here, and
-/// `isWritable` turns false once `writeHighWatermark` bytes wait. Reads are delivered to the
-/// delegate and acknowledged to the session (which returns window); while paused they wait
-/// here, bounded by the window we granted.
+/// `isWritable` turns false once `writeHighWatermark` bytes wait; nothing is offered to the
+/// session while the link is over its high watermark (a peer that grants a large window and
+/// does not read cannot grow the link's queue). Reads are delivered to the delegate and
+/// acknowledged to the session (which returns window); while paused they wait here, bounded by
+/// the window we granted. Both queues are `ByteQueue`s: tiny frames cost about their bytes.
 final class MuxStream: AppStream {
     static let writeHighWatermark = 256 * 1024
 
@@ -19,12 +21,12 @@ final class MuxStream: AppStream {
     let remotePort: UInt16
     private var delegate: AppStreamDelegate?
     private var accepted: Bool
-    private var pendingWrites = CircularBuffer<ByteBuffer>()
-    private var pendingBytes = 0
+    private var pendingWrites = ByteQueue()
+    private var pendingBytes: Int { pendingWrites.bytes }
     private var finishRequested = false
     private var finishSent = false
     private var paused = false
-    private var inbound = CircularBuffer<ByteBuffer>()
+    private var inbound = ByteQueue()
     private var remoteFinishPending = false
     /// The remote's FIN reached the delegate.
     private var remoteFinishDelivered = false
@@ -71,7 +73,6 @@ final class MuxStream: AppStream {
         if onLoop({ self.write(data) }) { return }
         guard !ended, !finishRequested, data.readableBytes > 0 else { return }
         pendingWrites.append(data)
-        pendingBytes += data.readableBytes
         pump()
     }
 
@@ -115,19 +116,18 @@ final class MuxStream: AppStream {
     /// Offers waiting bytes to the session; reports writability changes to the delegate.
     func pump(lazy: Bool = false) {
         guard accepted, !ended else { return }
-        while var first = pendingWrites.first {
+        // Over the link's high watermark nothing more is offered: `linkWritabilityChanged` pumps again.
+        while connection.linkIsWritable, let first = pendingWrites.first {
             let taken: Int
             do {
                 taken = try connection.session.write(id, first)
             } catch {
                 break
             }
-            pendingBytes -= taken
             if taken == first.readableBytes {
-                pendingWrites.removeFirst()
+                _ = pendingWrites.popFirst()
             } else {
-                first.moveReaderIndex(forwardBy: taken)
-                pendingWrites[pendingWrites.startIndex] = first
+                pendingWrites.consumeFirst(taken)
                 break
             }
         }
@@ -194,7 +194,6 @@ final class MuxStream: AppStream {
         acceptanceTimer?.cancel()
         acceptanceTimer = nil
         pendingWrites.removeAll()
-        pendingBytes = 0
         inbound.removeAll()
         delegate = nil
     }

@@ -6,7 +6,7 @@ import SkywireCrypto
 /// What an stcpr listener admits before a handshake is confirmed (PROTOCOL.md §3), pure:
 /// at most `maxUnconfirmed` handshakes that did their DH and wait for the initiator's
 /// confirmation, and per key only initiations newer than the last accepted (replays refused).
-struct StcprAdmission {
+struct StcprHandshakeAdmission {
     let maxUnconfirmed: Int
     private(set) var unconfirmed = 0
     private(set) var timestamps: HandshakeTimestamps<PublicKey>
@@ -41,7 +41,7 @@ struct StcprAdmission {
     }
 }
 
-/// The stcpr listener's `StcprAdmission`, shared by the datapath loops.
+/// The stcpr listener's `StcprHandshakeAdmission`, shared by the datapath loops.
 final class StcprHandshakeGate: @unchecked Sendable {
     // @unchecked Sendable: `state` is guarded by `lock`; `logger` is immutable.
     /// Handshakes that did their DH and wait for confirmation, across all connections
@@ -49,12 +49,12 @@ final class StcprHandshakeGate: @unchecked Sendable {
     static let maxUnconfirmed = 128
 
     private let lock = NIOLock()
-    private var state: StcprAdmission
+    private var state: StcprHandshakeAdmission
     private let logger: Logger
 
     init(logger: Logger, maxUnconfirmed: Int = StcprHandshakeGate.maxUnconfirmed) {
         self.logger = logger
-        state = StcprAdmission(maxUnconfirmed: maxUnconfirmed)
+        state = StcprHandshakeAdmission(maxUnconfirmed: maxUnconfirmed)
     }
 
     func reserve() -> Bool { lock.withLock { state.reserve() } }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSkywireShim
 import Logging
 import NIOCore
 import SkywireCrypto
@@ -12,19 +13,32 @@ extension TransportManager {
     func bindStcpr() async throws -> StcprListener {
         let loops = try datapathLoops()
         let address = try SocketAddress(ipAddress: settings.listenHost, port: settings.stcprPort)
-        let listener = StcprListener(loops: loops) { [weak self] socket, loop in
-            self?.acceptedStcpr(socket, on: loop)
+        let listener = StcprListener(loops: loops, logger: logger) { [weak self] socket, peer, admission, loop in
+            self?.acceptedStcpr(socket, from: peer, admission: admission, on: loop)
         }
         try await loops[0].submit { try listener.start(address: address) }.get()
         return listener
     }
 
-    /// Runs the responder side of a connection a peer dialled to us. On `loop`.
-    private func acceptedStcpr(_ socket: OwnedDescriptor, on loop: EpollEventLoop) {
-        let peer = RawTCPSocket.peerAddress(socket.raw)
+    /// Runs the responder side of a connection a peer dialled to us (admitted by `admission`,
+    /// which learns when its handshake completes and when it closes). On `loop`.
+    private func acceptedStcpr(_ socket: OwnedDescriptor, from peer: SocketAddress?, admission: StcprAdmission,
+                               on loop: EpollEventLoop) {
+        let source = StcprAdmission.sourceKey(peer?.ipAddress)
         var entry: TransportEntry?
+        var halfOpen = true
+        let logger = self.logger
+        let release = {
+            guard admission.released(source, halfOpen: halfOpen) else { return }
+            // A mass close (e.g. thousands of sockets timing out): hand the freed heap back.
+            let before = Self.residentMiB()
+            skw_malloc_trim()
+            logger.debug("stcpr: \(StcprAdmission.trimAfterReleases) connections closed; malloc_trim: RSS \(before) → \(Self.residentMiB()) MiB")
+        }
         let hooks = RawStcprLink.Hooks(
             established: { [weak self] pk, link in
+                admission.handshakeCompleted(source)
+                halfOpen = false
                 guard let self else { return nil }
                 let created = TransportEntry(manager: self, id: self.newID(), remote: pk, type: .stcpr,
                                              host: peer?.ipAddress ?? "?", port: peer?.port ?? 0,
@@ -33,14 +47,27 @@ extension TransportManager {
                 entry = created
                 return created.established(link: link, on: loop, remoteAddress: peer.map(TransportManager.format) ?? "?")
             },
-            closed: { reason in entry?.linkClosed(reason: reason) },
+            closed: { reason in
+                release()
+                entry?.linkClosed(reason: reason)
+            },
             gate: stcprGate)
         do {
+            let deadline = min(TimeAmount.seconds(settings.handshakeTimeout), StcprListener.handshakeDeadline)
             _ = try RawStcprLink(loop: loop, socket: socket, identity: noiseIdentity(), expectedRemote: nil,
-                                 handshakeTimeout: .seconds(settings.handshakeTimeout), logger: logger, hooks: hooks)
+                                 handshakeTimeout: deadline, logger: logger, hooks: hooks)
         } catch {
+            release()
             logger.warning("stcpr: cannot serve an incoming connection: \(error)")
         }
+    }
+
+    /// This process's resident set in MiB (/proc/self/statm), -1 when unreadable; for the log.
+    static func residentMiB() -> Int {
+        guard let bytes = try? FileIO.read("/proc/self/statm"),
+              let field = String(decoding: bytes, as: UTF8.self).split(separator: " ").dropFirst().first,
+              let pages = Int(field) else { return -1 }
+        return (pages * Int(sysconf(Int32(_SC_PAGESIZE)))) >> 20
     }
 
     /// Dials `host:port` for `entry` on the datapath loop of its remote key and runs the
@@ -88,21 +115,31 @@ extension TransportManager {
 }
 
 /// The stcpr listening socket (`RawTCPListener` on the first datapath loop); accepted
-/// connections go to the loops in turn.
+/// connections that `admission` lets in go to the loops in turn, the others are closed at once.
 final class StcprListener: @unchecked Sendable {
     // @unchecked Sendable: `listener` and `next` are touched only on `loops[0]` (`close()` hops
     // there); `localAddress` is written by `start` before the future that returns the listener
-    // completes, and only read afterwards; `loops` and `accepted` are immutable.
+    // completes, and only read afterwards; `loops`, `accepted`, `admission` and `logger` are
+    // immutable (`admission` locks itself).
+    typealias Accepted = (OwnedDescriptor, SocketAddress?, StcprAdmission, EpollEventLoop) -> Void
     static let backlog: Int32 = 256
+    /// Longest an accepted socket may take to complete its handshake (at most
+    /// `TransportSettings.handshakeTimeout`): an honest initiator sends message 1 right after connecting.
+    static let handshakeDeadline = TimeAmount.seconds(5)
 
     private let loops: [EpollEventLoop]
-    private let accepted: (OwnedDescriptor, EpollEventLoop) -> Void
+    private let accepted: Accepted
+    private let logger: Logger
+    let admission: StcprAdmission
     private var listener: RawTCPListener?
     private var next = 0
     private(set) var localAddress: SocketAddress?
 
-    init(loops: [EpollEventLoop], accepted: @escaping (OwnedDescriptor, EpollEventLoop) -> Void) {
+    init(loops: [EpollEventLoop], logger: Logger, admission: StcprAdmission = StcprAdmission(),
+         accepted: @escaping Accepted) {
         self.loops = loops
+        self.logger = logger
+        self.admission = admission
         self.accepted = accepted
     }
 
@@ -124,13 +161,22 @@ final class StcprListener: @unchecked Sendable {
     }
 
     private func dispatch(_ socket: OwnedDescriptor) {
+        let peer = RawTCPSocket.peerAddress(socket.raw)
+        let source = StcprAdmission.sourceKey(peer?.ipAddress)
+        if let refusal = admission.admit(source) {
+            socket.close()
+            let now = admission.current
+            RefusalLog.shared.note(refusal.reason, "stcpr connection from \(source) closed (\(now.open) open, "
+                                                   + "\(now.halfOpen) half-open)", logger: logger)
+            return
+        }
         let loop = loops[next % loops.count]
         next &+= 1
         if loop === loops[0] {
-            accepted(socket, loop)
+            accepted(socket, peer, admission, loop)
         } else {
             let transfer = LoopTransfer(value: socket)
-            loop.execute { [self] in accepted(transfer.value, loop) }
+            loop.execute { [self] in accepted(transfer.value, peer, admission, loop) }
         }
     }
 }

@@ -11,6 +11,17 @@ final class SudphPeer: FrameLink {
     static let maxDataPayload = 1200
     /// Reliable frames beyond the ARQ's send buffer wait here; streams stop when this is long.
     static let overflowHighWatermark = 256
+    /// Bytes of answers the peer made us queue in the overflow (every frame but DATA and
+    /// DATAGRAM: PONG, WINDOW, OPEN_REJECT, ...) above which its reliable records are dropped
+    /// unread (it resends them once it acknowledges): sudph's back-pressure on a peer that sends
+    /// PINGs and never acknowledges (one UDP socket serves every peer, so it cannot stop reading).
+    static let overflowControlPauseBytes = 64 * 1024
+    /// Hard bound on the overflow's cost (bytes plus `overflowEntryCost` per frame): the peer is
+    /// closed beyond it. DATA is bounded below it by `overflowHighWatermark` plus one send buffer
+    /// per stream (64 KiB × 512 streams = 32 MiB), answers by `overflowControlPauseBytes`.
+    static let maxOverflowCost = 48 << 20
+    /// Heap per queued frame besides its bytes (a right-sized ByteBuffer storage and its slot).
+    static let overflowEntryCost = 64
 
     /// REKEY_AFTER_MESSAGES (§4.3).
     static let rekeyAfterMessages: UInt64 = 1 << 60
@@ -96,6 +107,9 @@ final class SudphPeer: FrameLink {
     private(set) var connection: MuxConnection?
     private let arq = ReliableChannel()
     private var overflow = CircularBuffer<ByteBuffer>()
+    /// The overflow's cost (`maxOverflowCost`) and the bytes of its answer frames.
+    private var overflowCost = 0
+    private var overflowControlBytes = 0
     private var timer: Scheduled<Void>?
     private var timerDeadline: WireTime?
     private var flushScheduled = false
@@ -326,6 +340,12 @@ final class SudphPeer: FrameLink {
             if deliverToSink(UnsafeMutableRawBufferPointer(rebasing: mutablePlain[range]), headroom: range.lowerBound) { return }
             deliverFrame(UnsafeRawBufferPointer(rebasing: plain[range]))
         case .segment(let seq, let range):
+            guard overflowControlBytes <= Self.overflowControlPauseBytes else {
+                // Back-pressure: unacknowledged and unread; the peer resends after it acknowledges.
+                RefusalLog.shared.note(.segmentsDropped, "sudph \(remote.short) does not acknowledge "
+                                           + "\(overflowControlBytes) bytes of answers; segment \(seq) dropped", logger: logger)
+                return
+            }
             var frames: [ByteBuffer] = []
             arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: now) { frame in
                 frames.append(ByteBuffer(bytes: frame))
@@ -374,7 +394,24 @@ final class SudphPeer: FrameLink {
         if overflow.isEmpty, (try? frame.withUnsafeReadableBytes { try arq.enqueue($0) }) != nil {
             return
         }
-        overflow.append(frame)
+        // A right-sized copy: `frame` may share a larger storage (the connection's scratch buffer).
+        overflow.append(ByteBuffer(bytes: frame.readableBytesView))
+        overflowCost += Self.cost(frame)
+        if Self.isControl(frame) { overflowControlBytes += frame.readableBytes }
+        if overflowCost > Self.maxOverflowCost {
+            let reason = "peer does not acknowledge: \(overflow.count) frames (\(overflowCost) bytes) queued "
+                + "(limit \(Self.maxOverflowCost))"
+            RefusalLog.shared.note(.outboundOverflow, "sudph \(remote.short): \(reason)", logger: logger)
+            close(reason: reason)
+        }
+    }
+
+    private static func cost(_ frame: ByteBuffer) -> Int { frame.readableBytes + overflowEntryCost }
+
+    /// An answer the peer can make us queue by sending (not DATA or DATAGRAM).
+    private static func isControl(_ frame: ByteBuffer) -> Bool {
+        guard let type = frame.getInteger(at: frame.readerIndex, as: UInt8.self) else { return false }
+        return type != MuxFrameType.data.rawValue && type != MuxFrameType.datagram.rawValue
     }
 
     func flush() {
@@ -419,6 +456,8 @@ final class SudphPeer: FrameLink {
         while let frame = overflow.first {
             let ok = (try? frame.withUnsafeReadableBytes { try arq.enqueue($0) }) != nil
             guard ok else { break }
+            overflowCost -= Self.cost(frame)
+            if Self.isControl(frame) { overflowControlBytes -= frame.readableBytes }
             overflow.removeFirst()
         }
         let writable = isWritable
