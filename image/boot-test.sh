@@ -103,6 +103,30 @@ export MTOOLS_SKIP_CHECK=1
 mcopy -o -i "$T/disk.img@@$BOOT_OFFSET" "$T/skywire-provision.json" ::/skywire-provision.json \
     || die "mcopy into the FAT boot partition failed"
 echo "boot-test: wrote skywire-provision.json (visor pk $VISOR_PK) into the boot partition" >&2
+BOOT_SIZE=$(( $(sfdisk -J "$T/disk.img" | jq '.partitiontable.partitions[0].size') * 512 ))
+# scan_boot_partition: the raw bytes of the boot partition (deleted files and free clusters
+# included, which mtools never shows) searched for secret key material: every run of 128 hex
+# digits (the "sk" form of skywire-provision.json, any key), and the visor key's 64-hex seed
+# half (either case) and its 32 raw seed bytes. Prints "<128-hex runs> <visor key forms found>".
+scan_boot_partition() {
+    python3 - "$T/disk.img" "$BOOT_OFFSET" "$BOOT_SIZE" "$VISOR_SK" <<'PY'
+import re, sys
+path, off, size, sk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with open(path, "rb") as f:
+    f.seek(off)
+    data = f.read(size)
+runs = len(re.findall(rb"[0-9a-fA-F]{128}", data))
+seed = sk[:64]
+forms = [n for n, b in (("hex-sk", sk.encode()), ("hex-seed", seed.encode()), ("HEX-seed", seed.upper().encode()),
+                        ("raw-seed", bytes.fromhex(seed))) if b in data]
+print(runs, ",".join(forms) or "none")
+PY
+}
+read -r BOOT_RUNS_BEFORE BOOT_FORMS_BEFORE < <(scan_boot_partition)
+# Control: the scan does see the key that mcopy put there (else the final check proves nothing).
+[[ ,$BOOT_FORMS_BEFORE, == *,hex-sk,* ]] && ((BOOT_RUNS_BEFORE >= 1)) \
+    && pass "control: a raw scan of the boot partition finds the provisioned key before the boot ($BOOT_RUNS_BEFORE run(s) of 128 hex digits; $BOOT_FORMS_BEFORE)" \
+    || fail "control: the raw scan does not find the key just written ($BOOT_RUNS_BEFORE runs, $BOOT_FORMS_BEFORE)"
 
 # --- boot ---------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -196,6 +220,30 @@ grep -aq 'ERROR' <(grep -a 'provision:\|config:\|apps:\|gateway:' "$T/serial.log
     && fail "skywire-setup reported errors on the console (see above)" || pass "skywire-setup reported no errors"
 
 # --- checks over SSH ------------------------------------------------------------
+# The visor's sandbox (skywire.service, docs/boards.md "skywire.service sandbox"): the running
+# visor holds only its capabilities (CAP_NET_ADMIN; with the gateway overlay also what its
+# dnsmasq needs), no new privileges, a seccomp filter, and sees /etc and /usr read-only but its
+# state directory writable. The unit's `systemd-analyze security` exposure is reported.
+CAP_SETGID=6 CAP_SETUID=7 CAP_NET_BIND_SERVICE=10 CAP_NET_ADMIN=12 CAP_NET_RAW=13
+check_sandbox() {
+    local pid st bits want v
+    bits=$((1 << CAP_NET_ADMIN))
+    [ "$GATEWAY" = 1 ] && bits=$((bits | 1 << CAP_NET_BIND_SERVICE | 1 << CAP_NET_RAW | 1 << CAP_SETUID | 1 << CAP_SETGID))
+    want=$(printf '%016x' "$bits")
+    pid=$(gssh systemctl show -P MainPID skywire.service 2>/dev/null)
+    st=$(gssh cat "/proc/${pid:-0}/status" 2>/dev/null || true)
+    v=$(awk '/^(CapBnd|CapEff|CapPrm|NoNewPrivs|Seccomp):/ { printf "%s %s ", $1, $2 }' <<<"$st")
+    [ "$v" = "CapPrm: $want CapEff: $want CapBnd: $want NoNewPrivs: 1 Seccomp: 2 " ] \
+        && pass "visor (pid $pid) sandboxed: capabilities $want only, no new privileges, seccomp filter" \
+        || fail "visor (pid ${pid:-?}) sandbox: want CapPrm/CapEff/CapBnd $want, NoNewPrivs 1, Seccomp 2; got: ${v:-no status}"
+    v=$(gssh "nsenter -t $pid -m sh -c 'touch /etc/skwbt-probe /usr/skwbt-probe 2>&1; touch /var/lib/skywire/skwbt-probe && rm /var/lib/skywire/skwbt-probe && echo state-ok'" 2>&1 || true)
+    [ "$(grep -c 'Read-only file system' <<<"$v")" = 2 ] && grep -q state-ok <<<"$v" \
+        && pass "visor's mount namespace: /etc and /usr read-only, /var/lib/skywire writable" \
+        || fail "visor's file system view is not as the unit says: $v"
+    v=$(gssh 'systemd-analyze security skywire.service --no-pager 2>&1 | tail -n 1' 2>/dev/null || true)
+    echo "boot-test: systemd-analyze security: ${v:-not available}"
+}
+
 SSH=(ssh -i "$T/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no
      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o LogLevel=ERROR root@127.0.0.1)
 gssh() { timeout 30 "${SSH[@]}" "$@"; }
@@ -217,6 +265,7 @@ else
         || fail "hostname is not $TEST_HOSTNAME"
     [ "$(gssh systemctl is-active skywire.service)" = active ] && pass "skywire.service active" \
         || fail "skywire.service not active: $(gssh systemctl status --no-pager -n 20 skywire.service 2>&1 | tail -n 20)"
+    check_sandbox
     for u in systemd-timesyncd ssh systemd-networkd; do
         [ "$(gssh systemctl is-active "$u")" = active ] && pass "$u active" || fail "$u not active"
     done
@@ -406,6 +455,69 @@ check_fence_unit() { # $1 = label: the unit ran (condition met, nft succeeded) b
         && fail "$1: systemd reports an ordering cycle: $(gssh 'journalctl -b --no-pager | grep -i -m3 "ordering cycle"')" \
         || pass "$1: no ordering cycle in the journal"
 }
+# dhcp_discover: one DHCPDISCOVER (broadcast flag set) from the LAN client; prints the
+# offered address, or nothing after 20 s.
+dhcp_discover() {
+    local mac
+    mac=$(ip -n "$LAN_NS" -o link show "$LAN_TAP" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    ip netns exec "$LAN_NS" timeout 25 python3 - "$LAN_TAP" "$mac" <<'PY' 2>/dev/null || true
+import random, socket, struct, sys, time
+iface, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+s.bind(("", 68))
+xid = random.getrandbits(32)
+# RFC 2131 header: op, htype, hlen, hops, xid, secs, flags (broadcast), 4 addresses, chaddr, sname, file.
+msg = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4), bytes(4),
+                  bytes(4), mac + bytes(10), bytes(64), bytes(128))
+msg += b"\x63\x82\x53\x63" + bytes([53, 1, 1, 255])      # magic cookie, DHCPDISCOVER, end
+deadline = time.time() + 20
+s.settimeout(4)
+while time.time() < deadline:
+    s.sendto(msg, ("255.255.255.255", 67))
+    try:
+        while True:
+            data = s.recv(2048)
+            if len(data) >= 244 and struct.unpack("!I", data[4:8])[0] == xid and data[0] == 2:
+                print(socket.inet_ntoa(data[16:20]))
+                sys.exit(0)
+    except socket.timeout:
+        pass
+PY
+}
+# check_dnsmasq_sandbox: the visor starts dnsmasq only once a tunnel is up, which no exit here
+# allows; so dnsmasq runs in a transient unit with the sandbox settings of skywire.service (the
+# unit and its gateway drop-in, as systemctl cat shows them) and the visor's own dnsmasq options,
+# and must offer the LAN client an address (port 67, its ping check, its switch to an
+# unprivileged user). Control: with the base unit's settings only (no drop-in) it must refuse.
+check_dnsmasq_sandbox() {
+    local props base opts out offer
+    sandbox_props() { # $1 = all | base: the [Service] sandbox lines as systemd-run -p arguments
+        gssh "systemctl cat skywire.service" 2>/dev/null | awk -v which="$1" '
+            /^# \// { file++ } /^\[/ { sec = $0; next }
+            sec == "[Service]" && (which == "all" || file == 1) &&
+            /^(CapabilityBoundingSet|NoNewPrivileges|Protect[A-Za-z]*|ReadWritePaths|PrivateTmp|DevicePolicy|DeviceAllow|Restrict[A-Za-z]*|LockPersonality|MemoryDenyWriteExecute|SystemCall[A-Za-z]*|StateDirectory)=/ {
+                printf " -p \047%s\047", $0 }'
+    }
+    props=$(sandbox_props all) base=$(sandbox_props base)
+    opts="--keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --log-facility=- --interface=$GW_LAN --except-interface=lo --bind-interfaces --pid-file=/var/lib/skywire/skwbt-dnsmasq.pid --dhcp-authoritative --dhcp-range=192.168.50.100,192.168.50.150,255.255.255.0,1h --dhcp-option=option:router,$GW_ADDR --dhcp-leasefile=/var/lib/skywire/skwbt-dnsmasq.leases --server=10.0.2.3"
+    [ -n "$props" ] || { fail "dnsmasq sandbox check: cannot read skywire.service's settings"; return; }
+    out=$(gssh "timeout 30 systemd-run --wait --collect --quiet --unit=skwbt-dnsmasq-base $base /usr/sbin/dnsmasq $opts 2>&1; journalctl -q -o cat -u skwbt-dnsmasq-base --no-pager | tail -n 3" 2>&1 || true)
+    grep -qi 'capabilit\|not permitted\|FAILED' <<<"$out" \
+        && pass "control: dnsmasq refuses to start with only the base unit's sandbox: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" \
+        || fail "control: dnsmasq under the base unit's sandbox did not fail as expected: $out"
+    gssh "systemd-run --collect --quiet --unit=skwbt-dnsmasq $props /usr/sbin/dnsmasq $opts" >"$T/gw-dnsmasq.log" 2>&1 \
+        || { fail "could not start dnsmasq in skywire.service's sandbox: $(cat "$T/gw-dnsmasq.log")"; return; }
+    offer=$(dhcp_discover)
+    if [ -n "$offer" ]; then
+        pass "dnsmasq in skywire.service's sandbox (with the gateway drop-in) offered the LAN client $offer"
+    else
+        fail "dnsmasq in skywire.service's sandbox offered no address: $(gssh 'systemctl status --no-pager -n 10 skwbt-dnsmasq; journalctl -q -o cat -u skwbt-dnsmasq --no-pager | tail -n 5' 2>&1)"
+    fi
+    gssh 'systemctl stop skwbt-dnsmasq; rm -f /var/lib/skywire/skwbt-dnsmasq.*' >/dev/null 2>&1 || true
+}
 check_gateway() {
     local v name out st i
     check_fence_unit "first boot"
@@ -467,6 +579,7 @@ check_gateway() {
     gssh 'nft list table inet skywire_gateway' >/dev/null 2>&1 && [ "$(gssh sysctl -n net.ipv4.ip_forward)" = 1 ] \
         && pass "visor stopped: the LAN fence stays loaded" || fail "visor stopped: the LAN fence is gone"
     check_lan_fenced "visor stopped" lan-after-stop
+    check_dnsmasq_sandbox
     # Reboot with the exit still down: the fence unit loads the fence before the network again,
     # the visor comes back in reconnecting and the LAN stays fenced.
     local boot_id new_id=""
@@ -521,6 +634,13 @@ elif mtype -i "$T/disk.img@@$BOOT_OFFSET" ::/skywire-provision.applied.json 2>/d
     fail "the secret key is still in skywire-provision.applied.json"
 else
     pass "boot partition (read offline with mtools) holds no secret key"
+fi
+# The raw partition: a deleted file's clusters keep its bytes unless they were overwritten.
+read -r BOOT_RUNS_AFTER BOOT_FORMS_AFTER < <(scan_boot_partition)
+if [ "$BOOT_RUNS_AFTER" = 0 ] && [ "$BOOT_FORMS_AFTER" = none ]; then
+    pass "raw boot partition after shutdown: no run of 128 hex digits and no form of the visor key (deleted clusters included)"
+else
+    fail "raw boot partition after shutdown still holds key material: $BOOT_RUNS_AFTER run(s) of 128 hex digits; visor key forms: $BOOT_FORMS_AFTER"
 fi
 
 echo "boot-test: board=$BOARD image=$(basename "$IMAGE") ready_after=${READY_S:-never}s ssh_after=${SSH_OK:-never}s"
