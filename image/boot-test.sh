@@ -329,8 +329,8 @@ deep_supported() { # $1 = cli subcommand (vpn|proxy)
 }
 start_host_visor() { # $1 = sk hex, $2 = label: a client visor in $HOST_NS peered with the guest
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || return 1
-    "$HOST_SKYWIRE_BIN" config gen --force -o "$T/host-$2.json" --sk "$1" --cli-addr "$T/host-$2.sock" \
-        --state-dir "$T/state-$2" >/dev/null || return 1
+    "$HOST_SKYWIRE_BIN" config gen --force -o "$T/host-$2.json" --sk-file - --cli-addr "$T/host-$2.sock" \
+        --state-dir "$T/state-$2" <<<"$1" >/dev/null || return 1
     jq --arg pk "$VISOR_PK" --arg a "$NS_HOST_IP:$STCPR_PORT" \
        '.transport.peers[$pk] = {stcpr: $a} | .transport.stcpr_port = 0 | .transport.sudph_port = 0' \
        "$T/host-$2.json" >"$T/host-$2.json.t" && install -m 600 "$T/host-$2.json.t" "$T/host-$2.json"
