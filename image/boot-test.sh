@@ -499,35 +499,33 @@ while time.time() < deadline:
 PY
 }
 # check_dnsmasq_sandbox: the visor starts dnsmasq only once a tunnel is up, which no exit here
-# allows; so dnsmasq runs in a transient unit with the sandbox settings of skywire.service (the
-# unit and its gateway drop-in, as systemctl cat shows them) and the visor's own dnsmasq options,
-# and must offer the LAN client an address (port 67, its ping check, its switch to an
-# unprivileged user). Control: with the base unit's settings only (no drop-in) it must refuse.
+# allows; so dnsmasq runs, with the visor's own dnsmasq options, as a unit made from
+# skywire.service's own files (the unit with ExecStart replaced, and its gateway drop-in), and
+# must offer the LAN client an address (port 67, its ping check, its switch to an unprivileged
+# user). Control: the same unit without the drop-in (the base sandbox) must fail.
 check_dnsmasq_sandbox() {
-    local props base opts out offer
-    sandbox_props() { # $1 = all | base: the [Service] sandbox lines as systemd-run -p arguments
-        gssh "systemctl cat skywire.service" 2>/dev/null | awk -v which="$1" '
-            /^# \// { file++ } /^\[/ { sec = $0; next }
-            sec == "[Service]" && (which == "all" || file == 1) &&
-            /^(CapabilityBoundingSet|NoNewPrivileges|Protect[A-Za-z]*|ReadWritePaths|PrivateTmp|DevicePolicy|DeviceAllow|Restrict[A-Za-z]*|LockPersonality|MemoryDenyWriteExecute|SystemCall[A-Za-z]*|StateDirectory)=/ {
-                printf " -p \047%s\047", $0 }'
-    }
-    props=$(sandbox_props all) base=$(sandbox_props base)
+    local opts out offer
     opts="--keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --log-facility=- --interface=$GW_LAN --except-interface=lo --bind-interfaces --pid-file=/var/lib/skywire/skwbt-dnsmasq.pid --dhcp-authoritative --dhcp-range=192.168.50.100,192.168.50.150,255.255.255.0,1h --dhcp-option=option:router,$GW_ADDR --dhcp-leasefile=/var/lib/skywire/skwbt-dnsmasq.leases --server=10.0.2.3"
-    [ -n "$props" ] || { fail "dnsmasq sandbox check: cannot read skywire.service's settings"; return; }
-    out=$(gssh "timeout 30 systemd-run --wait --collect --quiet --unit=skwbt-dnsmasq-base $base /usr/sbin/dnsmasq $opts 2>&1; journalctl -q -o cat -u skwbt-dnsmasq-base --no-pager | tail -n 3" 2>&1 || true)
-    grep -qi 'capabilit\|not permitted\|FAILED' <<<"$out" \
-        && pass "control: dnsmasq refuses to start with only the base unit's sandbox: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" \
-        || fail "control: dnsmasq under the base unit's sandbox did not fail as expected: $out"
-    gssh "systemd-run --collect --quiet --unit=skwbt-dnsmasq $props /usr/sbin/dnsmasq $opts" >"$T/gw-dnsmasq.log" 2>&1 \
+    gssh "set -e; d=/run/systemd/system
+          sed -e 's|^ExecStart=.*|ExecStart=/usr/sbin/dnsmasq $opts|' -e 's|^Restart=.*|Restart=no|' \
+              -e '/^\(ConditionPathExists\|Requires\|After\|Wants\)=/d' /etc/systemd/system/skywire.service >\$d/skwbt-dnsmasq-base.service
+          cp \$d/skwbt-dnsmasq-base.service \$d/skwbt-dnsmasq.service
+          mkdir -p \$d/skwbt-dnsmasq.service.d; cp /etc/systemd/system/skywire.service.d/*.conf \$d/skwbt-dnsmasq.service.d/
+          systemctl daemon-reload" >"$T/gw-dnsmasq.log" 2>&1 \
+        || { fail "could not make the dnsmasq test units from skywire.service: $(cat "$T/gw-dnsmasq.log")"; return; }
+    out=$(gssh "systemctl start skwbt-dnsmasq-base; sleep 3; systemctl show -P ActiveState skwbt-dnsmasq-base; journalctl -q -o cat -t dnsmasq -u skwbt-dnsmasq-base --no-pager | tail -n 2" 2>&1 || true)
+    [ "$(head -n 1 <<<"$out")" = failed ] \
+        && pass "control: dnsmasq fails with the base unit's sandbox only (no gateway drop-in): $(tail -n +2 <<<"$out" | tr '\n' ' ')" \
+        || fail "control: dnsmasq under the base unit's sandbox did not fail: $out"
+    gssh "systemctl start skwbt-dnsmasq" >"$T/gw-dnsmasq.log" 2>&1 \
         || { fail "could not start dnsmasq in skywire.service's sandbox: $(cat "$T/gw-dnsmasq.log")"; return; }
     offer=$(dhcp_discover)
     if [ -n "$offer" ]; then
         pass "dnsmasq in skywire.service's sandbox (with the gateway drop-in) offered the LAN client $offer"
     else
-        fail "dnsmasq in skywire.service's sandbox offered no address: $(gssh 'systemctl status --no-pager -n 10 skwbt-dnsmasq; journalctl -q -o cat -u skwbt-dnsmasq --no-pager | tail -n 5' 2>&1)"
+        fail "dnsmasq in skywire.service's sandbox offered no address: $(gssh 'systemctl status --no-pager -n 10 skwbt-dnsmasq; journalctl -q -o cat -t dnsmasq -u skwbt-dnsmasq --no-pager | tail -n 5' 2>&1)"
     fi
-    gssh 'systemctl stop skwbt-dnsmasq; rm -f /var/lib/skywire/skwbt-dnsmasq.*' >/dev/null 2>&1 || true
+    gssh 'systemctl stop skwbt-dnsmasq skwbt-dnsmasq-base; rm -rf /run/systemd/system/skwbt-dnsmasq*; systemctl daemon-reload; systemctl reset-failed; rm -f /var/lib/skywire/skwbt-dnsmasq.*' >/dev/null 2>&1 || true
 }
 check_gateway() {
     local v name out st i
