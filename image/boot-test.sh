@@ -99,10 +99,45 @@ truncate -s "$DISK_GROW_TO" "$T/disk.img"
 boot_start=$(sfdisk -J "$T/disk.img" 2>/dev/null | jq '.partitiontable.partitions[0].start') \
     || die "cannot read the partition table of $IMAGE"
 BOOT_OFFSET=$((boot_start * 512))
+# scan_boot_partition [baseline]: the raw bytes of the boot partition (deleted files and free
+# clusters included, which mtools never shows) searched for secret key material. Prints
+# "<new runs> <visor key forms found>": the number of distinct runs of 128 or more hex digits
+# (the "sk" form of skywire-provision.json, any key) that are not in the image as shipped
+# (the kernel holds a few test strings such as 0123456789…; `baseline` saves the runs of the
+# image before the provisioning file is added), and which forms of the visor key appear: hex
+# key, hex seed half (either case), raw seed bytes.
+scan_boot_partition() {
+    python3 - "$T/disk.img" "$BOOT_OFFSET" "$BOOT_SIZE" "$VISOR_SK" "$T/boot-hex-runs" "${1:-}" <<'PY'
+import re, sys
+path, off, size, sk, runs_file, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+with open(path, "rb") as f:
+    f.seek(off)
+    data = f.read(size)
+runs = set(re.findall(rb"[0-9a-fA-F]{128,}", data))
+if mode == "baseline":
+    with open(runs_file, "wb") as f:
+        f.write(b"\n".join(sorted(runs)))
+    print(len(runs), "-")
+    sys.exit(0)
+with open(runs_file, "rb") as f:
+    shipped = set(f.read().split(b"\n"))
+seed = sk[:64]
+forms = [n for n, b in (("hex-sk", sk.encode()), ("hex-seed", seed.encode()), ("HEX-seed", seed.upper().encode()),
+                        ("raw-seed", bytes.fromhex(seed))) if b in data]
+print(len(runs - shipped), ",".join(forms) or "none")
+PY
+}
+BOOT_SIZE=$(( $(sfdisk -J "$T/disk.img" | jq '.partitiontable.partitions[0].size') * 512 ))
+read -r BOOT_RUNS_SHIPPED _ < <(scan_boot_partition baseline)
 export MTOOLS_SKIP_CHECK=1
 mcopy -o -i "$T/disk.img@@$BOOT_OFFSET" "$T/skywire-provision.json" ::/skywire-provision.json \
     || die "mcopy into the FAT boot partition failed"
 echo "boot-test: wrote skywire-provision.json (visor pk $VISOR_PK) into the boot partition" >&2
+read -r BOOT_RUNS_BEFORE BOOT_FORMS_BEFORE < <(scan_boot_partition)
+# Control: the scan does see the key that mcopy put there (else the final check proves nothing).
+[[ ,$BOOT_FORMS_BEFORE, == *,hex-sk,* ]] && [ "$BOOT_RUNS_BEFORE" = 1 ] \
+    && pass "control: a raw scan of the boot partition finds the provisioned key before the boot (1 run of 128+ hex digits besides the $BOOT_RUNS_SHIPPED the image ships; $BOOT_FORMS_BEFORE)" \
+    || fail "control: the raw scan does not find the key just written ($BOOT_RUNS_BEFORE new runs, $BOOT_FORMS_BEFORE)"
 
 # --- boot ---------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -196,6 +231,30 @@ grep -aq 'ERROR' <(grep -a 'provision:\|config:\|apps:\|gateway:' "$T/serial.log
     && fail "skywire-setup reported errors on the console (see above)" || pass "skywire-setup reported no errors"
 
 # --- checks over SSH ------------------------------------------------------------
+# The visor's sandbox (skywire.service, docs/boards.md "skywire.service sandbox"): the running
+# visor holds only its capabilities (CAP_NET_ADMIN; with the gateway overlay also what its
+# dnsmasq needs), no new privileges, a seccomp filter, and sees /etc and /usr read-only but its
+# state directory writable. The unit's `systemd-analyze security` exposure is reported.
+CAP_SETGID=6 CAP_SETUID=7 CAP_NET_BIND_SERVICE=10 CAP_NET_ADMIN=12 CAP_NET_RAW=13
+check_sandbox() {
+    local pid st bits want v
+    bits=$((1 << CAP_NET_ADMIN))
+    [ "$GATEWAY" = 1 ] && bits=$((bits | 1 << CAP_NET_BIND_SERVICE | 1 << CAP_NET_RAW | 1 << CAP_SETUID | 1 << CAP_SETGID))
+    want=$(printf '%016x' "$bits")
+    pid=$(gssh systemctl show -P MainPID skywire.service 2>/dev/null)
+    st=$(gssh cat "/proc/${pid:-0}/status" 2>/dev/null || true)
+    v=$(awk '/^(CapBnd|CapEff|CapPrm|NoNewPrivs|Seccomp):/ { printf "%s %s ", $1, $2 }' <<<"$st")
+    [ "$v" = "CapPrm: $want CapEff: $want CapBnd: $want NoNewPrivs: 1 Seccomp: 2 " ] \
+        && pass "visor (pid $pid) sandboxed: capabilities $want only, no new privileges, seccomp filter" \
+        || fail "visor (pid ${pid:-?}) sandbox: want CapPrm/CapEff/CapBnd $want, NoNewPrivs 1, Seccomp 2; got: ${v:-no status}"
+    v=$(gssh "nsenter -t $pid -m sh -c 'touch /etc/skwbt-probe /usr/skwbt-probe 2>&1; touch /var/lib/skywire/skwbt-probe && rm /var/lib/skywire/skwbt-probe && echo state-ok'" 2>&1 || true)
+    [ "$(grep -c 'Read-only file system' <<<"$v")" = 2 ] && grep -q state-ok <<<"$v" \
+        && pass "visor's mount namespace: /etc and /usr read-only, /var/lib/skywire writable" \
+        || fail "visor's file system view is not as the unit says: $v"
+    v=$(gssh 'systemd-analyze security skywire.service --no-pager 2>&1 | tail -n 1' 2>/dev/null || true)
+    echo "boot-test: systemd-analyze security: ${v:-not available}"
+}
+
 SSH=(ssh -i "$T/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no
      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o LogLevel=ERROR root@127.0.0.1)
 gssh() { timeout 30 "${SSH[@]}" "$@"; }
@@ -217,6 +276,7 @@ else
         || fail "hostname is not $TEST_HOSTNAME"
     [ "$(gssh systemctl is-active skywire.service)" = active ] && pass "skywire.service active" \
         || fail "skywire.service not active: $(gssh systemctl status --no-pager -n 20 skywire.service 2>&1 | tail -n 20)"
+    check_sandbox
     for u in systemd-timesyncd ssh systemd-networkd; do
         [ "$(gssh systemctl is-active "$u")" = active ] && pass "$u active" || fail "$u not active"
     done
@@ -284,8 +344,8 @@ deep_supported() { # $1 = cli subcommand (vpn|proxy)
 }
 start_host_visor() { # $1 = sk hex, $2 = label: a client visor in $HOST_NS peered with the guest
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || return 1
-    "$HOST_SKYWIRE_BIN" config gen --force -o "$T/host-$2.json" --sk "$1" --cli-addr "$T/host-$2.sock" \
-        --state-dir "$T/state-$2" >/dev/null || return 1
+    "$HOST_SKYWIRE_BIN" config gen --force -o "$T/host-$2.json" --sk-file - --cli-addr "$T/host-$2.sock" \
+        --state-dir "$T/state-$2" <<<"$1" >/dev/null || return 1
     jq --arg pk "$VISOR_PK" --arg a "$NS_HOST_IP:$STCPR_PORT" \
        '.transport.peers[$pk] = {stcpr: $a} | .transport.stcpr_port = 0 | .transport.sudph_port = 0' \
        "$T/host-$2.json" >"$T/host-$2.json.t" && install -m 600 "$T/host-$2.json.t" "$T/host-$2.json"
@@ -410,6 +470,67 @@ check_fence_unit() { # $1 = label: the unit ran (condition met, nft succeeded) b
         && fail "$1: systemd reports an ordering cycle: $(gssh 'journalctl -b --no-pager | grep -i -m3 "ordering cycle"')" \
         || pass "$1: no ordering cycle in the journal"
 }
+# dhcp_discover: one DHCPDISCOVER (broadcast flag set) from the LAN client; prints the
+# offered address, or nothing after 20 s.
+dhcp_discover() {
+    local mac
+    mac=$(ip -n "$LAN_NS" -o link show "$LAN_TAP" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    ip netns exec "$LAN_NS" timeout 25 python3 - "$LAN_TAP" "$mac" <<'PY' 2>/dev/null || true
+import random, socket, struct, sys, time
+iface, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+s.bind(("", 68))
+xid = random.getrandbits(32)
+# RFC 2131 header: op, htype, hlen, hops, xid, secs, flags (broadcast), 4 addresses, chaddr, sname, file.
+msg = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4), bytes(4),
+                  bytes(4), mac + bytes(10), bytes(64), bytes(128))
+msg += b"\x63\x82\x53\x63" + bytes([53, 1, 1, 255])      # magic cookie, DHCPDISCOVER, end
+deadline = time.time() + 20
+s.settimeout(4)
+while time.time() < deadline:
+    s.sendto(msg, ("255.255.255.255", 67))
+    try:
+        while True:
+            data = s.recv(2048)
+            if len(data) >= 244 and struct.unpack("!I", data[4:8])[0] == xid and data[0] == 2:
+                print(socket.inet_ntoa(data[16:20]))
+                sys.exit(0)
+    except socket.timeout:
+        pass
+PY
+}
+# check_dnsmasq_sandbox: the visor starts dnsmasq only once a tunnel is up, which no exit here
+# allows; so dnsmasq runs, with the visor's own dnsmasq options, as a unit made from
+# skywire.service's own files (the unit with ExecStart replaced, and its gateway drop-in), and
+# must offer the LAN client an address (port 67, its ping check, its switch to an unprivileged
+# user). Control: the same unit without the drop-in (the base sandbox) must fail.
+check_dnsmasq_sandbox() {
+    local opts out offer
+    opts="--keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --log-facility=- --interface=$GW_LAN --except-interface=lo --bind-interfaces --pid-file=/var/lib/skywire/skwbt-dnsmasq.pid --dhcp-authoritative --dhcp-range=192.168.50.100,192.168.50.150,255.255.255.0,1h --dhcp-option=option:router,$GW_ADDR --dhcp-leasefile=/var/lib/skywire/skwbt-dnsmasq.leases --server=10.0.2.3"
+    gssh "set -e; d=/run/systemd/system
+          sed -e 's|^ExecStart=.*|ExecStart=/usr/sbin/dnsmasq $opts|' -e 's|^Restart=.*|Restart=no|' \
+              -e '/^\(ConditionPathExists\|Requires\|After\|Wants\)=/d' /etc/systemd/system/skywire.service >\$d/skwbt-dnsmasq-base.service
+          cp \$d/skwbt-dnsmasq-base.service \$d/skwbt-dnsmasq.service
+          mkdir -p \$d/skwbt-dnsmasq.service.d; cp /etc/systemd/system/skywire.service.d/*.conf \$d/skwbt-dnsmasq.service.d/
+          systemctl daemon-reload" >"$T/gw-dnsmasq.log" 2>&1 \
+        || { fail "could not make the dnsmasq test units from skywire.service: $(cat "$T/gw-dnsmasq.log")"; return; }
+    out=$(gssh "systemctl start skwbt-dnsmasq-base; sleep 3; systemctl show -P ActiveState skwbt-dnsmasq-base; journalctl -q -o cat -t dnsmasq -u skwbt-dnsmasq-base --no-pager | tail -n 2" 2>&1 || true)
+    [ "$(head -n 1 <<<"$out")" = failed ] \
+        && pass "control: dnsmasq fails with the base unit's sandbox only (no gateway drop-in): $(tail -n +2 <<<"$out" | tr '\n' ' ')" \
+        || fail "control: dnsmasq under the base unit's sandbox did not fail: $out"
+    gssh "systemctl start skwbt-dnsmasq" >"$T/gw-dnsmasq.log" 2>&1 \
+        || { fail "could not start dnsmasq in skywire.service's sandbox: $(cat "$T/gw-dnsmasq.log")"; return; }
+    offer=$(dhcp_discover)
+    if [ -n "$offer" ]; then
+        pass "dnsmasq in skywire.service's sandbox (with the gateway drop-in) offered the LAN client $offer"
+    else
+        fail "dnsmasq in skywire.service's sandbox offered no address: $(gssh 'systemctl status --no-pager -n 10 skwbt-dnsmasq; journalctl -q -o cat -t dnsmasq -u skwbt-dnsmasq --no-pager | tail -n 5' 2>&1)"
+    fi
+    gssh 'systemctl stop skwbt-dnsmasq skwbt-dnsmasq-base; rm -rf /run/systemd/system/skwbt-dnsmasq*; systemctl daemon-reload; systemctl reset-failed; rm -f /var/lib/skywire/skwbt-dnsmasq.*' >/dev/null 2>&1 || true
+}
 check_gateway() {
     local v name out st i
     check_fence_unit "first boot"
@@ -471,6 +592,7 @@ check_gateway() {
     gssh 'nft list table inet skywire_gateway' >/dev/null 2>&1 && [ "$(gssh sysctl -n net.ipv4.ip_forward)" = 1 ] \
         && pass "visor stopped: the LAN fence stays loaded" || fail "visor stopped: the LAN fence is gone"
     check_lan_fenced "visor stopped" lan-after-stop
+    check_dnsmasq_sandbox
     # Reboot with the exit still down: the fence unit loads the fence before the network again,
     # the visor comes back in reconnecting and the LAN stays fenced.
     local boot_id new_id=""
@@ -525,6 +647,13 @@ elif mtype -i "$T/disk.img@@$BOOT_OFFSET" ::/skywire-provision.applied.json 2>/d
     fail "the secret key is still in skywire-provision.applied.json"
 else
     pass "boot partition (read offline with mtools) holds no secret key"
+fi
+# The raw partition: a deleted file's clusters keep its bytes unless they were overwritten.
+read -r BOOT_RUNS_AFTER BOOT_FORMS_AFTER < <(scan_boot_partition)
+if [ "$BOOT_RUNS_AFTER" = 0 ] && [ "$BOOT_FORMS_AFTER" = none ]; then
+    pass "raw boot partition after shutdown: no run of 128+ hex digits the image did not ship with, no form of the visor key (deleted clusters included)"
+else
+    fail "raw boot partition after shutdown still holds key material: $BOOT_RUNS_AFTER new run(s) of 128+ hex digits; visor key forms: $BOOT_FORMS_AFTER"
 fi
 
 echo "boot-test: board=$BOARD image=$(basename "$IMAGE") ready_after=${READY_S:-never}s ssh_after=${SSH_OK:-never}s"

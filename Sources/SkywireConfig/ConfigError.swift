@@ -28,7 +28,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(path: String, operation: String, errno: Int32)
     /// The path is not a regular file (a directory, a device, ...).
     case notRegularFile(path: String)
-    /// The file is larger than `VisorConfig.maxFileBytes`.
+    /// The file is larger than its limit (`VisorConfig.maxFileBytes` for a config,
+    /// `VisorConfig.maxSecretKeyFileBytes` for a secret key file).
     case tooLarge(path: String, size: Int, limit: Int)
     /// The file holds the secret key but group or others may access it (like ssh, we refuse).
     case insecureMode(path: String, mode: UInt32)
@@ -53,7 +54,7 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notRegularFile(let path):
             return "\(path): not a regular file"
         case .tooLarge(let path, let size, let limit):
-            return "\(path): \(size) bytes is larger than the \(limit)-byte limit for a config file"
+            return "\(path): \(size) bytes is larger than the \(limit)-byte limit for this file"
         case .insecureMode(let path, let mode):
             return "\(path): mode \(Self.octal(mode)) lets group or others access the secret key; "
                 + "run 'chmod 600 \(path)'"

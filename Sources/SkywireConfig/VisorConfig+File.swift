@@ -22,6 +22,15 @@ extension VisorConfig {
 
     /// The checked bytes of a config file (all the checks of `load` except parsing).
     static func readFile(path: String) throws(ConfigError) -> [UInt8] {
+        try readPrivateFile(path: path, limit: maxFileBytes)
+    }
+
+    /// The bytes of a file that holds the secret key, at most `limit` of them.
+    ///
+    /// Refuses a file that is not a regular file, that group or others may access
+    /// (`mode & 0o077 != 0`), that belongs to a user other than the effective user or root,
+    /// or that is larger than `limit`.
+    static func readPrivateFile(path: String, limit: Int) throws(ConfigError) -> [UInt8] {
         let fd = FileIO.retrying { open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         defer { _ = close(fd) }
@@ -34,20 +43,37 @@ extension VisorConfig {
         guard st.st_uid == geteuid() || st.st_uid == FileIO.rootUID else {
             throw .insecureOwner(path: path, uid: UInt32(st.st_uid))
         }
-        guard Int(st.st_size) <= maxFileBytes else {
-            throw .tooLarge(path: path, size: Int(st.st_size), limit: maxFileBytes)
+        guard Int(st.st_size) <= limit else {
+            throw .tooLarge(path: path, size: Int(st.st_size), limit: limit)
         }
-        // Read at most one byte past the limit, in case the file grew after fstat.
-        var out = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: FileIO.readChunk)
-        while out.count <= maxFileBytes {
-            let n = buffer.withUnsafeMutableBytes { b in FileIO.retrying { read(fd, b.baseAddress, b.count) } }
-            if n < 0 { throw .io(path: path, operation: "read", errno: errno) }
-            if n == 0 { break }
-            out.append(contentsOf: buffer[0..<n])
+        return try FileIO.readAll(fd: fd, path: path, limit: limit)
+    }
+
+    /// Largest secret key file `secretKeyHex(file:)` reads: the 128 hex digits and some
+    /// whitespace around them.
+    public static let maxSecretKeyFileBytes = 4096
+    /// The `file` argument of `secretKeyHex(file:)` that means standard input.
+    public static let standardInputName = "-"
+
+    /// The secret key hex held in `file` (`skywire config gen --sk-file`), or read from standard
+    /// input when `file` is `-`, with surrounding ASCII whitespace removed.
+    ///
+    /// A file gets the checks of `load` (regular, mode 0600 or stricter, owned by this user or
+    /// root) and at most `maxSecretKeyFileBytes`; standard input the size bound only. So the
+    /// key never has to be on a command line, where `/proc/<pid>/cmdline` shows it to every
+    /// local user. The hex itself is checked by `keyPair(secretKeyHex:)`.
+    public static func secretKeyHex(file: String) throws(ConfigError) -> String {
+        let bytes: [UInt8]
+        if file == standardInputName {
+            bytes = try FileIO.readAll(fd: STDIN_FILENO, path: "standard input", limit: maxSecretKeyFileBytes)
+        } else {
+            bytes = try readPrivateFile(path: file, limit: maxSecretKeyFileBytes)
         }
-        guard out.count <= maxFileBytes else { throw .tooLarge(path: path, size: out.count, limit: maxFileBytes) }
-        return out
+        let isSpace: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t")
+            || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }),
+              let last = bytes.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 
     /// Writes the config atomically with mode 0600.
@@ -79,6 +105,21 @@ enum FileIO {
             let r = call()
             if r >= 0 || errno != EINTR { return r }
         }
+    }
+
+    /// Everything readable from `fd` up to end of file; `.tooLarge` once more than `limit`
+    /// bytes came (at most one chunk is read past the limit, in case a file grew after fstat).
+    static func readAll(fd: Int32, path: String, limit: Int) throws(ConfigError) -> [UInt8] {
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: readChunk)
+        while out.count <= limit {
+            let n = buffer.withUnsafeMutableBytes { b in retrying { read(fd, b.baseAddress, b.count) } }
+            if n < 0 { throw .io(path: path, operation: "read", errno: errno) }
+            if n == 0 { break }
+            out.append(contentsOf: buffer[0..<n])
+        }
+        guard out.count <= limit else { throw .tooLarge(path: path, size: out.count, limit: limit) }
+        return out
     }
 
     /// Directory part and last component of `path` (`x.json` → `.`, `x.json`).

@@ -75,6 +75,37 @@ final class VisorConfigFileTests: XCTestCase {
         XCTAssertThrowsError(try VisorConfig.keyPair(secretKeyHex: forged))
     }
 
+    // MARK: Secret key file (config gen --sk-file)
+
+    func testSecretKeyFileIsTrimmedAndGivesTheSameKey() throws {
+        let path = dir.file("sk")
+        writeRaw(" \n" + TestKeys.peerA.secretKeyHex + "\r\n\n", to: path)
+        let hex = try VisorConfig.secretKeyHex(file: path)
+        XCTAssertEqual(hex, TestKeys.peerA.secretKeyHex)
+        XCTAssertEqual(try VisorConfig.keyPair(secretKeyHex: hex).publicKey, TestKeys.peerA.publicKey)
+        writeRaw("\n\t ", to: path)
+        XCTAssertEqual(try VisorConfig.secretKeyHex(file: path), "")
+    }
+
+    func testSecretKeyFileGetsTheConfigFileChecksAndASmallBound() throws {
+        let path = dir.file("sk")
+        for mode: mode_t in [0o644, 0o640, 0o604] {
+            writeRaw(TestKeys.peerA.secretKeyHex, to: path, mode: mode)
+            XCTAssertThrowsError(try VisorConfig.secretKeyHex(file: path)) { error in
+                XCTAssertEqual(error as? ConfigError, .insecureMode(path: path, mode: UInt32(mode)))
+            }
+        }
+        XCTAssertThrowsError(try VisorConfig.secretKeyHex(file: dir.path)) { error in
+            XCTAssertEqual(error as? ConfigError, .notRegularFile(path: dir.path))
+        }
+        let big = VisorConfig.maxSecretKeyFileBytes + 1
+        writeRaw(TestKeys.peerA.secretKeyHex + String(repeating: "\n", count: big - 128), to: path)
+        XCTAssertThrowsError(try VisorConfig.secretKeyHex(file: path)) { error in
+            XCTAssertEqual(error as? ConfigError,
+                           .tooLarge(path: path, size: big, limit: VisorConfig.maxSecretKeyFileBytes))
+        }
+    }
+
     // MARK: Atomic write
 
     func testWriteRefusesToOverwriteWithoutForce() throws {

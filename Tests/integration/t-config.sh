@@ -46,6 +46,21 @@ last=${sk:127:1}; if [ "$last" = 0 ]; then bad_sk="${sk:0:127}1"; else bad_sk="$
 if "$bin" config gen -o "$dir/z.json" --sk "$bad_sk" >/dev/null 2>"$dir/sk.err"; then fail "bad --sk accepted"; fi
 [ ! -e "$dir/z.json" ] || fail "bad --sk wrote a file"
 
+# --sk-file / --sk-file - (stdin): the same key without putting it on a command line.
+(umask 077; printf '%s\n' "$sk" >"$dir/sk")
+pk4=$("$bin" config gen -o "$dir/f.json" --sk-file "$dir/sk" 2>"$dir/skf.err") || fail "gen --sk-file failed: $(cat "$dir/skf.err")"
+[ "$pk4" = "$pk2" ] && [ "$(jq -r .sk "$dir/f.json")" = "$sk" ] || fail "--sk-file gave a different key"
+pk5=$(printf '%s\n' "$sk" | "$bin" config gen -o "$dir/s.json" --sk-file - 2>"$dir/sks.err") || fail "gen --sk-file - failed: $(cat "$dir/sks.err")"
+[ "$pk5" = "$pk2" ] || fail "--sk-file - gave a different public key"
+chmod 644 "$dir/sk"
+if "$bin" config gen -o "$dir/g.json" --sk-file "$dir/sk" >/dev/null 2>"$dir/skm.err"; then fail "a group/other-readable --sk-file accepted"; fi
+grep -q "chmod 600" "$dir/skm.err" && [ ! -e "$dir/g.json" ] || fail "--sk-file mode: $(cat "$dir/skm.err")"
+(umask 077; printf '%s\n' "$bad_sk" >"$dir/bad-sk")
+if "$bin" config gen -o "$dir/g.json" --sk-file "$dir/bad-sk" >/dev/null 2>"$dir/skb.err"; then fail "bad --sk-file accepted"; fi
+if "$bin" config gen -o "$dir/g.json" --sk "$sk" --sk-file "$dir/sk" >/dev/null 2>"$dir/skx.err"; then fail "--sk with --sk-file accepted"; fi
+grep -q "exclusive" "$dir/skx.err" && [ ! -e "$dir/g.json" ] || fail "--sk with --sk-file: $(cat "$dir/skx.err")"
+grep -q -- "--sk-file: cannot open" <("$bin" config gen -o "$dir/g.json" --sk-file "$dir/none" 2>&1) || fail "missing --sk-file not reported"
+
 # Invalid option values are rejected and write nothing.
 if "$bin" config gen -o "$dir/r.json" --cli-addr relative.sock >/dev/null 2>"$dir/rel.err"; then fail "relative cli-addr accepted"; fi
 grep -q "cli_addr: must be an absolute path" "$dir/rel.err" || fail "unclear: $(cat "$dir/rel.err")"

@@ -35,9 +35,16 @@ struct ConfigCommand: ParsableCommand {
         var force = false
 
         @Option(help: ArgumentHelp(
-            "Use this secret key (128 hex) instead of a fresh one.",
-            discussion: "Command lines are visible to other local users; prefer generating a fresh key."))
+            "Use this secret key (128 hex) instead of a fresh one; visible in /proc/<pid>/cmdline.",
+            discussion: "Every local user can read a command line (ps, /proc/<pid>/cmdline): "
+                + "scripts and boards should pass the key with --sk-file instead."))
         var sk: String?
+
+        @Option(help: ArgumentHelp(
+            "Read the secret key (128 hex) from this file (mode 0600, owned by you or root), "
+                + "or from standard input with '\(VisorConfig.standardInputName)'.",
+            valueName: "path"))
+        var skFile: String?
 
         @Option(help: "TCP port of the stcpr listener, 0 to disable (default \(VisorConfig.defaultSTCPRPort)).")
         var stcprPort: UInt16?
@@ -60,6 +67,9 @@ struct ConfigCommand: ParsableCommand {
         var logLevel: String?
 
         func validate() throws {
+            if sk != nil && skFile != nil {
+                throw ValidationError("--sk and --sk-file are exclusive: give the key once")
+            }
             if let sk {
                 do {
                     _ = try VisorConfig.keyPair(secretKeyHex: sk)
@@ -80,6 +90,19 @@ struct ConfigCommand: ParsableCommand {
                     config = VisorConfig.generate(keyPair: try VisorConfig.keyPair(secretKeyHex: sk))
                 } catch {
                     throw ValidationError("--sk: not a 128-hex Ed25519 secret key (libsodium form: seed || public key)")
+                }
+            } else if let skFile {
+                let hex: String
+                do {
+                    hex = try VisorConfig.secretKeyHex(file: skFile)
+                } catch {
+                    throw ValidationError("--sk-file: " + error.description)
+                }
+                do {
+                    config = VisorConfig.generate(keyPair: try VisorConfig.keyPair(secretKeyHex: hex))
+                } catch {
+                    throw ValidationError("--sk-file \(skFile): not a 128-hex Ed25519 secret key "
+                                          + "(libsodium form: seed || public key)")
                 }
             }
             if let stcprPort { config.transport.stcprPort = stcprPort }

@@ -18,3 +18,18 @@ write_atomic() {
     cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"
 }
 short_pk() { printf '%s…' "${1:0:8}"; }
+# Overwrites file $1 in place with zeros (same length, so the same FAT clusters or ext4
+# blocks: dd conv=notrunc), flushes it to the device (fsync, then sync of its file system),
+# and only then deletes it. A plain rm on the FAT boot partition only marks the directory
+# entry and the clusters free: the bytes stay readable on the card until reused.
+wipe_file() {
+    local f=$1 size dir
+    [ -f "$f" ] || return 0
+    dir=$(dirname "$f")
+    size=$(stat -c %s "$f") || return 1
+    if ((size > 0)); then
+        head -c "$size" /dev/zero | dd of="$f" bs=64K conv=notrunc,fsync status=none || return 1
+        [ "$(stat -c %s "$f")" = "$size" ] || return 1
+    fi
+    sync -f "$dir" && rm -f "$f" && sync -f "$dir"
+}
