@@ -404,8 +404,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     /// Handshake failures worth retrying: anything but a refusal by the server.
     static func isTransient(_ error: Error) -> Bool {
-        let text = "\(error)"
-        return !(text.hasPrefix("forbidden") || text.hasPrefix("the server refused"))
+        guard let e = error as? VPNError else { return true }
+        return e.kind == .failed
     }
 
     /// The first session of a gateway that started without its exit: configure the system now;
@@ -609,9 +609,9 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
                 decided = true
                 promise.succeed(ok)
             case .forbidden(let reason):
-                fail(VPNError("forbidden: \(reason)"))
+                fail(VPNError(.forbidden, "forbidden: \(reason)"))
             case .failed(let reason):
-                fail(VPNError("the server refused: \(reason)"))
+                fail(VPNError(.refused, "the server refused: \(reason)"))
             case .unsafeLease(let reason):
                 // The server holds a lease for us: reset so it frees it at once.
                 fail(VPNError(reason))

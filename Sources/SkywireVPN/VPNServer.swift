@@ -497,10 +497,25 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 }
 
-/// A user-facing VPN failure.
+/// A user-facing VPN failure, with its kind for callers that act on it (retry or not, the
+/// control socket's error code): never decided from the message text.
 public struct VPNError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// The server's whitelist refused this client (FORBIDDEN, docs/vpn.md).
+        case forbidden
+        /// The server answered ERROR: it will not take this client now (pool exhausted, stopping).
+        case refused
+        /// Anything else: no answer, a lost stream, a failed local setup.
+        case failed
+    }
+
+    public let kind: Kind
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String) { self.init(.failed, message) }
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
     public var description: String { message }
 }
 

@@ -10,8 +10,8 @@ public final class EchoApp: VisorApp, @unchecked Sendable {
     public static let defaultPort: UInt16 = 7
     private let context: AppContext
 
-    public init(context: AppContext, args: [String]) throws {
-        guard args.isEmpty else { throw AppError("echo takes no arguments, got \(args)") }
+    /// Takes no options (`AppOptions.echo`: its `args` must be empty).
+    public init(context: AppContext) {
         self.context = context
     }
 

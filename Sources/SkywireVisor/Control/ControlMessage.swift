@@ -58,6 +58,32 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    /// An app's typed error as the control socket reports it: the code is the app's, mapped
+    /// here once (docs/cli.md lists the codes).
+    public init(_ error: AppError) {
+        let code: Code
+        switch error.code {
+        case .invalidArguments: code = .badRequest
+        case .forbidden: code = .forbidden
+        case .notFound: code = .notFound
+        case .conflict: code = .conflict
+        case .failed: code = .failed
+        }
+        self.init(code, error.message)
+    }
+
+    /// The exit status of `skywire cli` for an error with this code (docs/cli.md): 2 for a bad
+    /// request, 1 for every failed operation.
+    public var exitStatus: Int32 {
+        switch code {
+        case .badRequest: ControlError.badRequestExitStatus
+        case .notFound, .conflict, .unavailable, .forbidden, .timeout, .failed: ControlError.failedExitStatus
+        }
+    }
+
+    public static let badRequestExitStatus: Int32 = 2
+    public static let failedExitStatus: Int32 = 1
 }
 
 /// A JSON value, used for request parameters and results so that the wire format

@@ -37,7 +37,11 @@ public final class Visor: Sendable {
         self.registrar = Self.makeRegistrar(options: options, apps: apps, transports: transports, logger: logger)
         let box = VisorBox()
         self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
-            await box.visor!.handle(request)
+            // Nil only for a request that raced the visor's release at shutdown.
+            guard let visor = box.visor else {
+                return ControlResponse(id: request.id, error: ControlError(.unavailable, "the visor is shutting down"))
+            }
+            return await visor.handle(request)
         }
         box.visor = self
     }

@@ -68,7 +68,7 @@ func runControl(_ body: () throws -> Void) throws {
         try body()
     } catch let e as ControlError {
         FileHandleStderr.write("skywire cli: \(e.message)\n")
-        throw ExitCode(e.code == .badRequest ? 2 : 1)
+        throw ExitCode(e.exitStatus)
     }
 }
 
