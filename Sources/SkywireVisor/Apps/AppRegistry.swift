@@ -222,7 +222,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         for spec in specs where spec.autoStart {
             do {
                 try await start(spec.name)
-            } catch let error as AppError where error.isWorthRetrying {
+            } catch where error.isWorthRetrying {
                 scheduleRetry(spec.name, after: retryInitial)
             } catch {
                 // Bad arguments, an app not built in: retrying cannot help.
