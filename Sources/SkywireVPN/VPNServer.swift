@@ -413,7 +413,8 @@ final class ServerSession: @unchecked Sendable {
 /// Drives one control stream on the server (all callbacks on the stream's event loop).
 final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     // @unchecked Sendable: confined to the stream's event loop (the delegate callbacks and the
-    // deadline task run there; `session` is set by `admit`, called from `didReceive`).
+    // deadline task run there; `session` is set by `admit`, called from `didReceive`); the
+    // delegate callbacks check it (preconditionInEventLoop).
     weak var server: VPNServer?
     let stream: AppStream
     var handshake = VPNServerHandshake()
@@ -451,6 +452,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        stream.eventLoop.preconditionInEventLoop()
         guard !ended, let server else { return }
         do {
             guard let hello = try handshake.receive(data.readableBytesView) else { return }
@@ -476,6 +478,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.eventLoop.preconditionInEventLoop()
         closed = true
         cancelDeadline()
         stream.finish()
@@ -483,6 +486,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        stream.eventLoop.preconditionInEventLoop()
         closed = true
         cancelDeadline()
         finishSession()

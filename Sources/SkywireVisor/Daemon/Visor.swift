@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SkywireCrypto
@@ -79,7 +80,13 @@ public final class Visor: Sendable {
 
 /// Lets the control handler reach the visor that owns it.
 final class VisorBox: @unchecked Sendable {
-    // @unchecked Sendable: `visor` is written once in Visor.init before the control
-    // server starts, and only read afterwards.
-    weak var visor: Visor?
+    // @unchecked Sendable: `reference` is guarded by `lock` (written once in Visor.init, read
+    // by every control request).
+    private let lock = NIOLock()
+    private weak var reference: Visor?
+
+    var visor: Visor? {
+        get { lock.withLock { reference } }
+        set { lock.withLock { reference = newValue } }
+    }
 }
