@@ -34,5 +34,15 @@ public enum AppOptions: Sendable {
         }
     }
 
+    /// For an app that serves other visors: whom it admits (its parsed `--whitelist`); nil for
+    /// the others. An app added later that takes `--whitelist` (`AppWhitelist`) adds its case.
+    public var whitelist: AppWhitelist? {
+        switch self {
+        case .vpnServer(let a): a.whitelist
+        case .skysocks(let o): o.whitelist
+        case .echo, .skysocksClient, .vpnClient: nil
+        }
+    }
+
     static func notBuiltIn(_ app: String) -> AppError { AppError(.notFound, "\(app) is not built into this visor") }
 }
