@@ -100,7 +100,11 @@ public struct DiscoveryHandler: Sendable {
             try authenticate(req, pathKey: pk, nowMs: nowMs)
             let reg = try TransportRegistration.decode(req.body)
             try store.putTransport(pk: pk, registration: reg, expiresMs: nowMs + ttlMs)
-            return .json(200, try store.transport(pk: pk, nowMs: nowMs)!.json())
+            // Read back for the stored form; a DELETE by the key's owner may have come in between.
+            guard let stored = try store.transport(pk: pk, nowMs: nowMs) else {
+                throw DiscoveryError.notFound("the entry was deleted while it was written")
+            }
+            return .json(200, stored.json())
         case ("DELETE", 2, "transports"):
             try Self.noQuery(query)
             let pk = try Self.pathKey(rest[1])
