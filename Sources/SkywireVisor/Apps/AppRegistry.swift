@@ -220,7 +220,7 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     /// until it runs or is stopped by hand; bad arguments are not retried.
     public func startAutoStartApps() async {
         for spec in specs where spec.autoStart {
-            do {
+            do throws(AppError) {
                 try await start(spec.name)
             } catch where error.isWorthRetrying {
                 scheduleRetry(spec.name, after: retryInitial)
