@@ -2,6 +2,9 @@
 # Installs the Debian packages that building and testing need. Idempotent: only
 # calls apt-get when something is missing.
 set -euo pipefail
+# Everything this script and apt/dpkg/pip print is diagnostics: stdout carries nothing, so that
+# `make bench` prints only its JSON there.
+exec >&2
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool
       dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql)

@@ -87,7 +87,14 @@ extension VisorConfig {
     public func write(to path: String, force: Bool = false) throws(ConfigError) {
         let problems = validate()
         guard problems.isEmpty else { throw .invalid(problems) }
-        try FileIO.atomicWrite(Array(jsonText().utf8), to: path, mode: VisorConfig.fileMode, force: force)
+        do throws(AtomicFileError) {
+            try AtomicFile.write(Array(jsonText().utf8), to: path, mode: VisorConfig.fileMode, replace: force)
+        } catch {
+            switch error {
+            case .exists(let path): throw .exists(path: path)
+            case .io(let path, let operation, let errno): throw .io(path: path, operation: operation, errno: errno)
+            }
+        }
     }
 }
 
@@ -120,79 +127,5 @@ enum FileIO {
         }
         guard out.count <= limit else { throw .tooLarge(path: path, size: out.count, limit: limit) }
         return out
-    }
-
-    /// Directory part and last component of `path` (`x.json` → `.`, `x.json`).
-    static func split(_ path: String) -> (directory: String, name: String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        let dir = String(path[..<slash])
-        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
-    }
-
-    static func atomicWrite(_ bytes: [UInt8], to path: String, mode: mode_t, force: Bool) throws(ConfigError) {
-        let (directory, name) = split(path)
-        guard !name.isEmpty, name != ".", name != ".." else {
-            throw .io(path: path, operation: "open", errno: EISDIR)
-        }
-        var st = stat()
-        if !force && lstat(path, &st) == 0 { throw .exists(path: path) }
-
-        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(suffix)"
-        let fd = FileIO.retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
-        guard fd >= 0 else { throw .io(path: directory, operation: "create a temporary file in", errno: errno) }
-        var keepTemp = false
-        defer { if !keepTemp { _ = unlink(temp) } }
-
-        do throws(ConfigError) {
-            // The umask may have cleared bits of `mode`; set exactly `mode`.
-            guard fchmod(fd, mode) == 0 else { throw .io(path: temp, operation: "fchmod", errno: errno) }
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { b -> Int in
-                    guard let base = b.baseAddress else { return 0 }
-                    return FileIO.retrying { write(fd, base + offset, b.count - offset) }
-                }
-                guard n > 0 else { throw .io(path: temp, operation: "write", errno: n < 0 ? errno : EIO) }
-                offset += n
-            }
-            guard fsync(fd) == 0 else { throw .io(path: temp, operation: "fsync", errno: errno) }
-        } catch {
-            _ = close(fd)
-            throw error
-        }
-        guard close(fd) == 0 else { throw .io(path: temp, operation: "close", errno: errno) }
-
-        if force {
-            guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
-            keepTemp = true  // it is now `path`
-        } else if link(temp, path) == 0 {
-            // `path` now names the file; the defer removes the temporary name.
-        } else {
-            let e = errno
-            switch e {
-            case EEXIST:
-                throw .exists(path: path)
-            case EPERM, EOPNOTSUPP, ENOSYS, EMLINK:
-                // No hard links here (e.g. vfat): fall back to rename after a fresh check.
-                if lstat(path, &st) == 0 { throw .exists(path: path) }
-                guard rename(temp, path) == 0 else { throw .io(path: path, operation: "rename into", errno: errno) }
-                keepTemp = true
-            default:
-                throw .io(path: path, operation: "link into", errno: e)
-            }
-        }
-        try syncDirectory(directory)
-    }
-
-    /// fsync(2) on the directory so the new name survives a crash.
-    static func syncDirectory(_ directory: String) throws(ConfigError) {
-        let dfd = FileIO.retrying { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-        guard dfd >= 0 else { throw .io(path: directory, operation: "open directory", errno: errno) }
-        defer { _ = close(dfd) }
-        // Some file systems cannot fsync a directory (EINVAL); the rename itself is done.
-        if fsync(dfd) != 0 && errno != EINVAL {
-            throw .io(path: directory, operation: "fsync directory", errno: errno)
-        }
     }
 }

@@ -17,7 +17,10 @@ public enum SecureRandom {
     public static func bytes(_ count: Int) -> [UInt8] {
         Sodium.ensureInitialised()
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        // An empty array may have no storage (nil base address): nothing to fill.
+        out.withUnsafeMutableBytes { buffer in
+            if let base = buffer.baseAddress { randombytes_buf(base, buffer.count) }
+        }
         return out
     }
 }

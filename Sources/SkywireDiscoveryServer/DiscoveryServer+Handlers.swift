@@ -96,7 +96,7 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
                 let resp: DiscoveryResponse
                 switch result {
                 case .success(let r): resp = r
-                case .failure(let e): resp = DiscoveryResponse(status: 503, body: "{\"error\":\"service stopping: \(e)\"}", punch: nil)
+                case .failure(let e): resp = .error(DiscoveryError(503, "service stopping: \(e)"))
                 }
                 if let p = resp.punch, let to = try? p.to.socketAddress() {
                     var buf = udp.allocator.buffer(capacity: p.datagram.count)
@@ -121,7 +121,7 @@ final class DiscoveryHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
     private func refuseTooLarge(context: ChannelHandlerContext, size: Int) {
         refused = true
         let e = DiscoveryError.tooLarge("body of \(size) bytes, at most \(DiscoveryAPI.maxBodyBytes)")
-        Self.write(DiscoveryResponse(status: e.status, body: "{\"error\":\"\(e.message)\"}", punch: nil), keepAlive: false, context: context)
+        Self.write(.error(e), keepAlive: false, context: context)
     }
 
     static func write(_ resp: DiscoveryResponse, keepAlive: Bool, context: ChannelHandlerContext) {

@@ -141,6 +141,30 @@ extension SkysocksClientOptions {
         return options
     }
 
+    /// The options `proxy.start` gives (docs/cli.md): the server's key and, optionally, the
+    /// listen address, each checked as `parse` checks `-k` and `--addr`.
+    public init(server: String, addr: String? = nil) throws(SkysocksArgumentError) {
+        self.init(serverKeyHex: try SkysocksArgumentScanner.publicKey(server, option: "-k"))
+        if let addr { (listenHost, listenPort) = try Self.parseHostPort(addr, option: "--addr") }
+    }
+
+    /// The argument form of these options (`apps ls` shows it): `parse` of it gives them back.
+    public var arguments: [String] {
+        var a = ["-k", serverKeyHex]
+        if listenHost != Self.defaultListenHost || listenPort != Self.defaultListenPort {
+            let host = listenHost.contains(":") ? "[\(listenHost)]" : listenHost
+            a += ["--addr", "\(host):\(listenPort)"]
+        }
+        if serverPort != SkysocksServerOptions.defaultAppPort { a += ["--server-port", "\(serverPort)"] }
+        if maxConnections != Self.defaultMaxConnections { a += ["--max-connections", "\(maxConnections)"] }
+        if handshakeTimeout != SkysocksServerOptions.defaultHandshakeTimeout {
+            a += ["--handshake-timeout", "\(Double(handshakeTimeout.nanoseconds) / Self.nanosecondsPerSecond)"]
+        }
+        return a
+    }
+
+    static let nanosecondsPerSecond = 1e9
+
     /// `HOST:PORT` or `[IPv6]:PORT`; HOST must be an IP literal or `localhost`.
     static func parseHostPort(_ value: String, option: String) throws(SkysocksArgumentError) -> (String, Int) {
         let host: Substring

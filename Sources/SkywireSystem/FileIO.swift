@@ -3,6 +3,7 @@ import Glibc
 #endif
 
 /// Small whole-file helpers for state files, /proc/sys and /etc/resolv.conf (no Foundation).
+/// Files that must be replaced atomically are written with SkywireConfig's `AtomicFile`.
 public enum FileIO {
     static let readChunk = 4096
 
@@ -36,18 +37,6 @@ public enum FileIO {
             }
             done += n
         }
-    }
-
-    /// Writes to `path.tmp`, fsyncs and renames over `path` (state files).
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws {
-        let tmp = path + ".tmp"
-        try overwrite(tmp, bytes, mode: mode)
-        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            _ = Glibc.close(fd)
-        }
-        try syscall("rename(\(tmp))") { rename(tmp, path) }
     }
 
     /// unlink(2); a missing file is not an error.

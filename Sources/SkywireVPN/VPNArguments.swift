@@ -17,6 +17,8 @@ public struct VPNServerArguments: Equatable, Sendable {
     public init(parsing args: [String]) throws(VPNArgumentError) {
         var it = ArgumentCursor(args)
         var whitelistValues: [String] = []
+        var secure = true
+        var netifc: String?, dns: String?
         while let arg = it.next() {
             switch arg.name {
             case "--whitelist", "-w":
@@ -25,17 +27,39 @@ public struct VPNServerArguments: Equatable, Sendable {
                 let value = arg.inline ?? "true"
                 guard let b = Bool(value) else { throw VPNArgumentError("--secure takes true or false, not \"\(value)\"") }
                 secure = b
-            case "--netifc", "-i":
-                let name = try it.value(for: arg)
-                try VPNArgumentError.checkInterface(name, option: "-i/--netifc", reserved: [VPNServer.tunName])
-                exitInterface = name
-            case "--dns":
-                dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
+            case "--netifc", "-i": netifc = try it.value(for: arg)
+            case "--dns": dns = try it.value(for: arg)
             default:
                 throw VPNArgumentError("unknown vpn-server argument \"\(arg.raw)\" (--whitelist, --secure, --netifc, --dns)")
             }
         }
-        do { whitelist = try AppWhitelist(parsing: whitelistValues) } catch { throw VPNArgumentError(error.message) }
+        try self.init(whitelist: whitelistValues, secure: secure, netifc: netifc, dns: dns)
+    }
+
+    /// The options from their values, as `vpn.server.start` gives them (docs/cli.md) and as
+    /// `init(parsing:)` collects them: each value is checked here, once.
+    public init(whitelist values: [String], secure: Bool = true, netifc: String? = nil, dns: String? = nil) throws(VPNArgumentError) {
+        if let netifc {
+            try VPNArgumentError.checkInterface(netifc, option: "-i/--netifc", reserved: [VPNServer.tunName])
+            exitInterface = netifc
+        }
+        if let dns { self.dns = try VPNArgumentError.addresses(dns, option: "--dns") }
+        self.secure = secure
+        do { whitelist = try AppWhitelist(parsing: values) } catch { throw VPNArgumentError(error.message) }
+    }
+
+    /// The argument form of these options (`apps ls` shows it): `init(parsing:)` of it gives them back.
+    public var arguments: [String] {
+        var a: [String] = []
+        switch whitelist {
+        case .anyone: a += [AppWhitelist.option, AppWhitelist.anyToken]
+        case .keys(let keys) where !keys.isEmpty: a += [AppWhitelist.option, keys.map(\.hex).sorted().joined(separator: ",")]
+        case .keys: break
+        }
+        if !secure { a.append("--secure=false") }
+        if let exitInterface { a += ["--netifc", exitInterface] }
+        if !dns.isEmpty { a += ["--dns", dns.map(\.description).joined(separator: ",")] }
+        return a
     }
 }
 
@@ -76,16 +100,44 @@ public struct VPNClientArguments: Equatable, Sendable {
                 guard let b = Bool(value) else { throw VPNArgumentError("--killswitch takes true or false, not \"\(value)\"") }
                 killSwitch = b
             case "--dns":
-                dns = try VPNArgumentError.addresses(try it.value(for: arg), option: "--dns")
+                dns = try Self.dnsServers(try it.value(for: arg))
             default:
                 throw VPNArgumentError("unknown vpn-client argument \"\(arg.raw)\" (-k, --killswitch, --dns, --lan, --lan-subnet, --bypass, --uplink, --dhcp-range)")
             }
         }
         guard let server else { throw VPNArgumentError("vpn-client needs -k PK (the server visor's public key)") }
+        try self.init(server: server, killSwitch: killSwitch, dns: dns, lan: lan, lanSubnet: subnet,
+                      bypass: bypass, uplink: uplink, dhcpRange: range)
+    }
+
+    /// The options from their values, as `vpn.start` gives them (docs/cli.md) and as
+    /// `init(parsing:)` collects them: the gateway flags are checked here, once.
+    public init(server: PublicKey, killSwitch: Bool = false, dns: [IPAddress] = [], lan: String? = nil,
+                lanSubnet: String? = nil, bypass: [String] = [], uplink: String? = nil,
+                dhcpRange: String? = nil) throws(VPNArgumentError) {
         self.server = server
         self.killSwitch = killSwitch
         self.dns = dns
-        gateway = try VPNGatewayOptions.from(lan: lan, subnet: subnet, bypass: bypass, uplink: uplink, range: range)
+        gateway = try VPNGatewayOptions.from(lan: lan, subnet: lanSubnet, bypass: bypass, uplink: uplink, range: dhcpRange)
+    }
+
+    /// `--dns IP[,IP]` as both edges take it.
+    public static func dnsServers(_ value: String) throws(VPNArgumentError) -> [IPAddress] {
+        try VPNArgumentError.addresses(value, option: "--dns")
+    }
+
+    /// The argument form of these options (`apps ls` shows it): `init(parsing:)` of it gives them back.
+    public var arguments: [String] {
+        var a = ["-k", server.hex]
+        if killSwitch { a.append("--killswitch") }
+        if !dns.isEmpty { a += ["--dns", dns.map(\.description).joined(separator: ",")] }
+        if let g = gateway {
+            a += ["--lan", g.lan, "--lan-subnet", g.lanAddress.description]
+            if g.hasBypass { a += ["--bypass", (g.bypassMACs + g.bypassIPs.map(\.description)).joined(separator: ",")] }
+            if let uplink = g.uplink { a += ["--uplink", uplink] }
+            a += ["--dhcp-range", "\(g.dhcpFirst)-\(g.dhcpLast)"]
+        }
+        return a
     }
 }
 

@@ -404,8 +404,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     /// Handshake failures worth retrying: anything but a refusal by the server.
     static func isTransient(_ error: Error) -> Bool {
-        let text = "\(error)"
-        return !(text.hasPrefix("forbidden") || text.hasPrefix("the server refused"))
+        guard let e = error as? VPNError else { return true }
+        return e.kind == .failed
     }
 
     /// The first session of a gateway that started without its exit: configure the system now;
@@ -586,7 +586,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
 /// Reads the server's answer on the client's control stream (callbacks on its event loop).
 final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
-    // @unchecked Sendable: confined to the stream's event loop (every use runs there).
+    // @unchecked Sendable: confined to the stream's event loop (every use runs there); the
+    // delegate callbacks check it (preconditionInEventLoop).
     var handshake: VPNClientHandshake
     let promise: EventLoopPromise<VPNServerOK>
     let onSessionEnd: () -> Void
@@ -601,6 +602,7 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        stream.eventLoop.preconditionInEventLoop()
         do {
             guard let outcome = try handshake.receive(data.readableBytesView) else { return }
             switch outcome {
@@ -609,9 +611,9 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
                 decided = true
                 promise.succeed(ok)
             case .forbidden(let reason):
-                fail(VPNError("forbidden: \(reason)"))
+                fail(VPNError(.forbidden, "forbidden: \(reason)"))
             case .failed(let reason):
-                fail(VPNError("the server refused: \(reason)"))
+                fail(VPNError(.refused, "the server refused: \(reason)"))
             case .unsafeLease(let reason):
                 // The server holds a lease for us: reset so it frees it at once.
                 fail(VPNError(reason))
@@ -626,12 +628,14 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.eventLoop.preconditionInEventLoop()
         fail(VPNError("the server closed the session"))
         stream.finish()
         end()
     }
 
     func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        stream.eventLoop.preconditionInEventLoop()
         fail(VPNError("the session stream was reset: \(code)"))
         end()
     }

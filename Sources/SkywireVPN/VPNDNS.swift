@@ -1,4 +1,5 @@
 import Glibc
+import SkywireConfig
 import SkywireSystem
 
 /// Points the system resolver at the tunnel's DNS servers and restores it exactly (docs/vpn.md §6).
@@ -36,7 +37,7 @@ enum VPNDNS {
         }
         let backup = stateDirectory + "/" + backupName
         if let current {
-            try FileIO.writeAtomically(backup, current)
+            try AtomicFile.write(current, to: backup, replace: true)
             try record("resolv_backup", backup)
         } else {
             try record("resolv_absent", resolvConf)

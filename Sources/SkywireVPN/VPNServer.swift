@@ -413,7 +413,8 @@ final class ServerSession: @unchecked Sendable {
 /// Drives one control stream on the server (all callbacks on the stream's event loop).
 final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     // @unchecked Sendable: confined to the stream's event loop (the delegate callbacks and the
-    // deadline task run there; `session` is set by `admit`, called from `didReceive`).
+    // deadline task run there; `session` is set by `admit`, called from `didReceive`); the
+    // delegate callbacks check it (preconditionInEventLoop).
     weak var server: VPNServer?
     let stream: AppStream
     var handshake = VPNServerHandshake()
@@ -451,6 +452,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        stream.eventLoop.preconditionInEventLoop()
         guard !ended, let server else { return }
         do {
             guard let hello = try handshake.receive(data.readableBytesView) else { return }
@@ -476,6 +478,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.eventLoop.preconditionInEventLoop()
         closed = true
         cancelDeadline()
         stream.finish()
@@ -483,6 +486,7 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        stream.eventLoop.preconditionInEventLoop()
         closed = true
         cancelDeadline()
         finishSession()
@@ -497,10 +501,25 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
     }
 }
 
-/// A user-facing VPN failure.
+/// A user-facing VPN failure, with its kind for callers that act on it (retry or not, the
+/// control socket's error code): never decided from the message text.
 public struct VPNError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// The server's whitelist refused this client (FORBIDDEN, docs/vpn.md).
+        case forbidden
+        /// The server answered ERROR: it will not take this client now (pool exhausted, stopping).
+        case refused
+        /// Anything else: no answer, a lost stream, a failed local setup.
+        case failed
+    }
+
+    public let kind: Kind
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String) { self.init(.failed, message) }
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
     public var description: String { message }
 }
 

@@ -1,3 +1,4 @@
+import SkywireConfig
 import SkywireSystem
 
 /// What a VPN app changed on the system, written before each change so that the next start
@@ -21,7 +22,7 @@ struct VPNStateFile {
     func save(_ entries: [(key: String, value: String)]) throws {
         let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !dir.isEmpty { try FileIO.makeDirectories(dir) }
-        try FileIO.writeAtomically(path, Array(entries.map { "\($0.key)=\($0.value)\n" }.joined().utf8))
+        try AtomicFile.write(Array(entries.map { "\($0.key)=\($0.value)\n" }.joined().utf8), to: path, replace: true)
     }
 
     func remove() { try? FileIO.remove(path) }

@@ -62,4 +62,10 @@ final class KeyTests: XCTestCase {
             XCTAssertEqual(error as? NoiseError, .badLength(what: "X25519 public key", expected: 32, got: 3))
         }
     }
+
+    func testSecureRandomBytesOfAnyLengthIncludingNone() {
+        XCTAssertEqual(SecureRandom.bytes(0), [])
+        XCTAssertEqual(SecureRandom.bytes(33).count, 33)
+        XCTAssertNotEqual(SecureRandom.bytes(32), SecureRandom.bytes(32))
+    }
 }

@@ -193,7 +193,7 @@ final class TunAndNetlinkTests: XCTestCase {
         }
         let dir = "/tmp/skwt-files-\(getpid())/a/b"
         try FileIO.makeDirectories(dir)
-        try FileIO.writeAtomically(dir + "/f", [1, 2, 3])
+        try FileIO.overwrite(dir + "/f", [1, 2, 3])
         XCTAssertEqual(try FileIO.read(dir + "/f"), [1, 2, 3])
         try FileIO.overwrite(dir + "/f", [9])
         XCTAssertEqual(try FileIO.read(dir + "/f"), [9])

@@ -36,10 +36,10 @@ final class AppRegistryRetryTests: XCTestCase {
         let kp = KeyPair.generate()
         let settings = TransportSettings(identity: kp, listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
         let transports = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
-        let factory: AppFactory = { _, args in
+        let factory = AppFactory(parse: { args in
             if args == ["--bad"] { throw AppError("unknown argument --bad") }
-            return FlakyApp(starts: starts, failures: failures)
-        }
+            return .echo
+        }) { _, _ in FlakyApp(starts: starts, failures: failures) }
         return AppRegistry(specs: [AppSpec(name: "flaky", args: args, autoStart: true, port: 99)],
                            factories: ["flaky": factory], logger: Logger(label: "test"),
                            retryInitial: .milliseconds(20), retryMax: .milliseconds(80)) { port in

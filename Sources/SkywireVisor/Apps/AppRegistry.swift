@@ -5,8 +5,19 @@ import SkywireConfig
 import SkywireCrypto
 import SkywireTransport
 
-/// Builds an app from its config entry. Apps register a factory under their config name.
-public typealias AppFactory = @Sendable (_ context: AppContext, _ args: [String]) throws -> VisorApp
+/// How the registry builds one app, registered under its config name: `parse` is the edge
+/// where the config's (or `apps.start`'s) `args` become typed options, once; `make` builds the
+/// app from typed options (`vpn.start` and the other control methods pass those directly).
+public struct AppFactory: Sendable {
+    public let parse: @Sendable (_ args: [String]) throws -> AppOptions
+    public let make: @Sendable (_ context: AppContext, _ options: AppOptions) throws -> VisorApp
+
+    public init(parse: @escaping @Sendable ([String]) throws -> AppOptions,
+                make: @escaping @Sendable (AppContext, AppOptions) throws -> VisorApp) {
+        self.parse = parse
+        self.make = make
+    }
+}
 
 /// The visor's apps: which are configured, which run, and which port routes where.
 public final class AppRegistry: AppRouter, @unchecked Sendable {
@@ -64,58 +75,109 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     public var specs: [AppSpec] { lock.withLock { order.compactMap { entries[$0]?.spec } } }
 
     /// Starts one app by name, with `args` replacing the configured ones for this run when
-    /// given; a start error is returned to the caller and kept for `apps ls`.
-    public func start(_ name: String, args: [String]? = nil) async throws {
-        try await start(name, args: args, retrying: false)
+    /// given (parsed here, the edge); a start error is returned to the caller as an `AppError`
+    /// (its code says why) and kept for `apps ls`.
+    public func start(_ name: String, args: [String]? = nil) async throws(AppError) {
+        try await start(name, launch: args.map { .arguments($0) } ?? .configured, retrying: false)
+    }
+
+    /// Starts one app by name with typed options (`vpn.start` and the other control methods);
+    /// `apps ls` shows `shownArguments` as the app's `args`.
+    public func start(_ name: String, options: AppOptions, shownArguments: [String]) async throws(AppError) {
+        try await start(name, launch: .options(options, shownArguments), retrying: false)
+    }
+
+    /// What a start runs with.
+    private enum Launch {
+        /// The config entry's `args`.
+        case configured
+        /// `args` replacing the configured ones for this run.
+        case arguments([String])
+        /// Typed options, with the argument form `apps ls` shows.
+        case options(AppOptions, [String])
     }
 
     /// `retrying`: called by the auto-start retry task (which must not cancel itself).
-    private func start(_ name: String, args: [String]?, retrying: Bool) async throws {
-        let (spec, factory): (AppSpec, AppFactory) = try lock.withLock {
-            guard let entry = entries[name] else {
-                throw AppError("no app named \"\(name)\" in the config (known: \(order.joined(separator: ", ")))")
+    private func start(_ name: String, launch: Launch, retrying: Bool) async throws(AppError) {
+        let claimed: Result<(AppSpec, AppFactory), AppError> = lock.withLock {
+            guard var entry = entries[name] else {
+                return .failure(AppError(.notFound, "no app named \"\(name)\" in the config (known: \(order.joined(separator: ", ")))"))
             }
             guard entry.status != .running, entry.status != .starting else {
-                throw AppError("\(name) is already \(entry.status.rawValue)")
+                return .failure(AppError(.conflict, "\(name) is already \(entry.status.rawValue)"))
             }
             guard let factory = factories[name] else {
-                throw AppError("\(name) is not built into this visor")
+                return .failure(AppError(.notFound, "\(name) is not built into this visor"))
             }
-            if !retrying { entries[name]!.endRetries() }
-            entries[name]!.status = .starting
-            var spec = entry.spec
-            if let args { spec.args = args }
-            return (spec, factory)
+            if !retrying { entry.endRetries() }
+            entry.status = .starting
+            entries[name] = entry
+            return .success((entry.spec, factory))
         }
-        let app: VisorApp
+        let (spec, factory) = try claimed.get()
+        let context = makeContext(spec.port)
+        let arguments: [String], app: VisorApp
         do {
-            app = try factory(makeContext(spec.port), spec.args)
-        } catch {
+            let options: AppOptions
+            switch launch {
+            case .configured: (options, arguments) = (try Self.parse(spec.args, with: factory), spec.args)
+            case .arguments(let args): (options, arguments) = (try Self.parse(args, with: factory), args)
+            case .options(let o, let shown): (options, arguments) = (o, shown)
+            }
+            app = try factory.make(context, options)
+        } catch let error as AppError {
             // Bad arguments: retrying cannot help.
-            lock.withLock {
-                entries[name]!.status = .failed
-                entries[name]!.lastError = "\(error)"
+            update(name) {
+                $0.status = .failed
+                $0.lastError = "\(error)"
             }
             logger.error("app failed to start", metadata: ["app": "\(name)", "error": "\(error)"])
-            throw AppStartError.invalidArguments(error)
+            throw error.code == .failed ? AppError(.invalidArguments, error.message) : error
+        } catch {
+            update(name) {
+                $0.status = .failed
+                $0.lastError = "\(error)"
+            }
+            throw AppError(.invalidArguments, "\(error)")
         }
         do {
             try await app.start()
-            lock.withLock {
-                entries[name]!.app = app
-                entries[name]!.status = .running
-                entries[name]!.lastError = nil
-                entries[name]!.runningArgs = spec.args
+            update(name) {
+                $0.app = app
+                $0.status = .running
+                $0.lastError = nil
+                $0.runningArgs = arguments
             }
             logger.info("app started", metadata: ["app": "\(name)", "port": "\(spec.port)"])
             Self.logAccess(of: app, name: name, logger: logger)
         } catch {
-            lock.withLock {
-                entries[name]!.status = .failed
-                entries[name]!.lastError = "\(error)"
+            update(name) {
+                $0.status = .failed
+                $0.lastError = "\(error)"
             }
             logger.error("app failed to start", metadata: ["app": "\(name)", "error": "\(error)"])
-            throw error
+            throw error as? AppError ?? AppError(.failed, "\(error)")
+        }
+    }
+
+    /// The edge: `args` to typed options; any refusal is `invalidArguments`.
+    private static func parse(_ args: [String], with factory: AppFactory) throws(AppError) -> AppOptions {
+        do {
+            return try factory.parse(args)
+        } catch let e as AppError {
+            throw e.code == .failed ? AppError(.invalidArguments, e.message) : e
+        } catch {
+            throw AppError(.invalidArguments, "\(error)")
+        }
+    }
+
+    /// Changes the entry `name` under the lock; entries are never removed, so it is there for a
+    /// name `start` found, but a missing one is skipped rather than trapped on.
+    private func update(_ name: String, _ change: (inout Entry) -> Void) {
+        lock.withLock {
+            guard var entry = entries[name] else { return }
+            change(&entry)
+            entries[name] = entry
         }
     }
 
@@ -130,22 +192,25 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         if whitelist.admitsNobody { logger.warning("\(notice)") } else { logger.notice("\(notice)") }
     }
 
-    public func stop(_ name: String) async throws {
-        let app: VisorApp? = try lock.withLock {
-            guard let entry = entries[name] else { throw AppError("no app named \"\(name)\" in the config") }
+    public func stop(_ name: String) async throws(AppError) {
+        let taken: Result<VisorApp?, AppError> = lock.withLock {
+            guard var entry = entries[name] else { return .failure(AppError(.notFound, "no app named \"\(name)\" in the config")) }
             if entry.retryTask != nil, entry.status != .running {
                 // Stopping an app that is waiting to retry its start: no more retries.
-                entries[name]!.endRetries()
-                entries[name]!.status = .stopped
-                return nil
+                entry.endRetries()
+                entry.status = .stopped
+                entries[name] = entry
+                return .success(nil)
             }
             guard entry.status == .running, let app = entry.app else {
-                throw AppError("\(name) is not running")
+                return .failure(AppError(.conflict, "\(name) is not running"))
             }
-            entries[name]!.app = nil
-            entries[name]!.status = .stopped
-            return app
+            entry.app = nil
+            entry.status = .stopped
+            entries[name] = entry
+            return .success(app)
         }
+        let app = try taken.get()
         await app?.stop()
         logger.info("app stopped", metadata: ["app": "\(name)"])
     }
@@ -155,33 +220,33 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     /// until it runs or is stopped by hand; bad arguments are not retried.
     public func startAutoStartApps() async {
         for spec in specs where spec.autoStart {
-            do {
+            do throws(AppError) {
                 try await start(spec.name)
-            } catch is AppStartError {
-            } catch {
+            } catch where error.isWorthRetrying {
                 scheduleRetry(spec.name, after: retryInitial)
+            } catch {
+                // Bad arguments, an app not built in: retrying cannot help.
             }
         }
     }
 
     private func scheduleRetry(_ name: String, after delay: Duration) {
         let next = min(delay * 2, retryMax)
-        lock.withLock {
-            guard entries[name] != nil else { return }
-            entries[name]!.retryAt = .now + delay
-            entries[name]!.retryTask = Task { [weak self] in
+        update(name) { entry in
+            entry.retryAt = .now + delay
+            entry.retryTask = Task { [weak self] in
                 try? await Task.sleep(for: delay)
                 guard let self, !Task.isCancelled else { return }
                 self.logger.info("retrying app start", metadata: ["app": "\(name)"])
                 do {
-                    try await self.start(name, args: nil, retrying: true)
-                } catch is AppStartError {
-                    // Bad arguments: retrying cannot help.
-                } catch {
+                    try await self.start(name, launch: .configured, retrying: true)
+                } catch let error as AppError where error.isWorthRetrying {
                     if !Task.isCancelled { self.scheduleRetry(name, after: next) }
                     return
+                } catch {
+                    // Bad arguments: retrying cannot help.
                 }
-                self.lock.withLock { self.entries[name]!.endRetries() }
+                self.update(name) { $0.endRetries() }
             }
         }
     }
@@ -194,8 +259,8 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
                 entries[name]?.endRetries()
                 if let app = entries[name]?.app {
                     out.append((name, app))
-                    entries[name]!.app = nil
-                    entries[name]!.status = .stopped
+                    entries[name]?.app = nil
+                    entries[name]?.status = .stopped
                 }
             }
             return out
@@ -281,5 +346,17 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
 
     public func releaseEphemeral(_ port: UInt16) {
         lock.withLock { _ = ephemeral.removeValue(forKey: port) }
+    }
+}
+
+extension AppError {
+    /// Whether an auto-started app's failed start is retried: a failure of the start itself
+    /// (exit unreachable, network not up at boot, a whitelist not updated yet), not a refusal
+    /// of its arguments.
+    var isWorthRetrying: Bool {
+        switch code {
+        case .failed, .forbidden: true
+        case .invalidArguments, .notFound, .conflict: false
+        }
     }
 }

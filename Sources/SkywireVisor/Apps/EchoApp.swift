@@ -4,14 +4,14 @@ import SkywireTransport
 
 /// Port 7: echoes streams and datagrams back to the sender (RFC 862 in spirit).
 /// `skywire cli visor ping` uses it to test a transport end to end.
-public final class EchoApp: VisorApp, @unchecked Sendable {
-    // @unchecked Sendable: all mutable state lives in per-stream `EchoSession`s, each confined
-    // to its stream's event loop; `context` is immutable.
+public final class EchoApp: VisorApp {
+    // Sendable without exceptions: `context` is immutable; all mutable state lives in
+    // per-stream `EchoSession`s, each owned by its stream (callbacks on the stream's loop).
     public static let defaultPort: UInt16 = 7
     private let context: AppContext
 
-    public init(context: AppContext, args: [String]) throws {
-        guard args.isEmpty else { throw AppError("echo takes no arguments, got \(args)") }
+    /// Takes no options (`AppOptions.echo`: its `args` must be empty).
+    public init(context: AppContext) {
         self.context = context
     }
 

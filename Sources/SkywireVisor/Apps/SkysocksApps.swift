@@ -9,13 +9,9 @@ import SkywireTransport
 final class SkysocksServerVisorApp: VisorApp {
     private let server: SkysocksServerApp
 
-    init(context: AppContext, args: [String]) throws {
-        do {
-            // Streams over stcpr arrive on a datapath loop (raw sockets); UDP ASSOCIATE binds on the NIO loops.
-            server = try SkysocksServerApp(arguments: args, group: context.transports.group, logger: context.logger)
-        } catch {
-            throw AppError("skysocks: \(error)")
-        }
+    init(context: AppContext, options: SkysocksServerOptions) {
+        // Streams over stcpr arrive on a datapath loop (raw sockets); UDP ASSOCIATE binds on the NIO loops.
+        server = SkysocksServerApp(options: options, group: context.transports.group, logger: context.logger)
     }
 
     func start() async throws { server.start() }
@@ -44,12 +40,11 @@ final class SkysocksClientVisorApp: VisorApp {
     private let client: SkysocksClientApp
     private let server: String
 
-    init(context: AppContext, args: [String]) throws {
+    init(context: AppContext, options: SkysocksClientOptions) throws(AppError) {
         let transports = context.transports
         let localPort = context.port
         do {
-            let options = try SkysocksClientOptions.parse(args)
-            // `parse` checked the key's form: parsed once here, not per proxied connection.
+            // The options checked the key's form: decoded once here, not per proxied connection.
             let serverKey = try PublicKey(hex: options.serverKeyHex)
             server = options.serverKeyHex
             // The listener and accepted connections are raw sockets on the datapath loop the stcpr
@@ -70,7 +65,7 @@ final class SkysocksClientVisorApp: VisorApp {
                                              waitForAccept: false)
             }
         } catch {
-            throw AppError("skysocks-client: \(error)")
+            throw AppError(.invalidArguments, "skysocks-client: \(error)")
         }
     }
 

@@ -10,9 +10,7 @@ final class VPNServerVisorApp: VisorApp {
     private let server: VPNServer
     let whitelist: AppWhitelist?
 
-    init(context: AppContext, args: [String]) throws {
-        let parsed: VPNServerArguments
-        do { parsed = try VPNServerArguments(parsing: args) } catch { throw AppError("vpn-server: \(error)") }
+    init(context: AppContext, arguments parsed: VPNServerArguments) {
         whitelist = parsed.whitelist
         server = VPNServer(arguments: parsed, transports: context.transports, localPort: context.port,
                            stateDirectory: context.stateDirectory, logger: context.logger)
@@ -54,18 +52,22 @@ final class VPNServerVisorApp: VisorApp {
 final class VPNClientVisorApp: VisorApp {
     private let client: VPNClient
 
-    init(context: AppContext, args: [String]) throws {
-        let parsed: VPNClientArguments
-        do { parsed = try VPNClientArguments(parsing: args) } catch { throw AppError("vpn-client: \(error)") }
+    init(context: AppContext, arguments parsed: VPNClientArguments) {
         client = VPNClient(arguments: parsed, transports: context.transports, localPort: context.port,
                            stateDirectory: context.stateDirectory, logger: context.logger)
     }
 
     func start() async throws {
-        do { try await client.start() } catch { throw AppError("vpn-client: \(error)") }
+        do { try await client.start() } catch { throw AppError(Self.code(of: error), "vpn-client: \(error)") }
     }
 
     func stop() async { await client.stop() }
+
+    /// A refusal by the server's whitelist is `forbidden` (the control socket's code); any other
+    /// failure, an ERROR answer included, is `failed`.
+    static func code(of error: Error) -> AppError.Code {
+        (error as? VPNError)?.kind == .forbidden ? .forbidden : .failed
+    }
 
     /// A visor shutdown keeps the gateway's LAN kill switch (a no-op difference otherwise).
     func shutdown() async { await client.stop(keepLANFence: true) }

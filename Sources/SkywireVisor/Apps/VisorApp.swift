@@ -51,20 +51,29 @@ public struct AppStatusReport: Sendable {
     }
 }
 
-/// The user-facing error an app raises for bad arguments or a failed start.
+/// The user-facing error an app or the registry raises, with a code the control socket passes
+/// on (`ControlError.Code`) and the CLI maps to its exit status: decided where the error
+/// arises, never from the message text.
 public struct AppError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
-/// A start failure that retrying cannot fix (the app's arguments were refused).
-enum AppStartError: Error, CustomStringConvertible {
-    case invalidArguments(Error)
-
-    var description: String {
-        switch self {
-        case .invalidArguments(let error): "\(error)"
-        }
+    public enum Code: Sendable, Equatable {
+        /// The app's arguments were refused (retrying cannot help).
+        case invalidArguments
+        /// The remote end refused this visor's key (e.g. a VPN server's whitelist).
+        case forbidden
+        /// No such app in the config, or not built into this visor.
+        case notFound
+        /// The app is already running or starting, or not running when asked to stop.
+        case conflict
+        /// The start failed (unreachable peer, system setup); retrying may help.
+        case failed
     }
+
+    public let code: Code
+    public let message: String
+    public init(_ message: String) { self.init(.failed, message) }
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
 }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import SkywireSystem
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
-import FoundationEssentials
+import SkywireConfig
 
 /// One request on the control socket: a single line of JSON (docs/cli.md).
-public struct ControlRequest: Codable, Sendable {
+public struct ControlRequest: Sendable {
     public var id: Int
     public var method: String
     public var params: [String: ControlValue]
@@ -14,7 +14,7 @@ public struct ControlRequest: Codable, Sendable {
 }
 
 /// One response line: exactly one of `result` and `error` is set.
-public struct ControlResponse: Codable, Sendable {
+public struct ControlResponse: Sendable {
     public var id: Int
     public var result: ControlValue?
     public var error: ControlErrorBody?
@@ -26,13 +26,18 @@ public struct ControlResponse: Codable, Sendable {
     }
 
     public init(id: Int, error: ControlError) {
+        self.init(id: id, errorBody: ControlErrorBody(code: error.code.rawValue, message: error.message))
+    }
+
+    /// An error as the visor sent it (its code may be one this CLI does not know).
+    init(id: Int, errorBody: ControlErrorBody) {
         self.id = id
         self.result = nil
-        self.error = ControlErrorBody(code: error.code.rawValue, message: error.message)
+        self.error = errorBody
     }
 }
 
-public struct ControlErrorBody: Codable, Sendable, Equatable {
+public struct ControlErrorBody: Sendable, Equatable {
     public var code: String
     public var message: String
 }
@@ -58,11 +63,37 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    /// An app's typed error as the control socket reports it: the code is the app's, mapped
+    /// here once (docs/cli.md lists the codes).
+    public init(_ error: AppError) {
+        let code: Code
+        switch error.code {
+        case .invalidArguments: code = .badRequest
+        case .forbidden: code = .forbidden
+        case .notFound: code = .notFound
+        case .conflict: code = .conflict
+        case .failed: code = .failed
+        }
+        self.init(code, error.message)
+    }
+
+    /// The exit status of `skywire cli` for an error with this code (docs/cli.md): 2 for a bad
+    /// request, 1 for every failed operation.
+    public var exitStatus: Int32 {
+        switch code {
+        case .badRequest: ControlError.badRequestExitStatus
+        case .notFound, .conflict, .unavailable, .forbidden, .timeout, .failed: ControlError.failedExitStatus
+        }
+    }
+
+    public static let badRequestExitStatus: Int32 = 2
+    public static let failedExitStatus: Int32 = 1
 }
 
 /// A JSON value, used for request parameters and results so that the wire format
 /// is plain JSON that scripts can produce and read (`--json`).
-public enum ControlValue: Codable, Sendable, Equatable {
+public enum ControlValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -70,31 +101,6 @@ public enum ControlValue: Codable, Sendable, Equatable {
     case string(String)
     case array([ControlValue])
     case object([String: ControlValue])
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let i = try? c.decode(Int64.self) { self = .int(i); return }
-        if let d = try? c.decode(Double.self) { self = .double(d); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([ControlValue].self) { self = .array(a); return }
-        if let o = try? c.decode([String: ControlValue].self) { self = .object(o); return }
-        throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value")
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        }
-    }
 
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     public var intValue: Int64? {
@@ -161,15 +167,19 @@ enum ControlCodec {
     /// Maximum length of one request or response line.
     static let maxLineBytes = 1 << 20
 
-    static func encodeLine<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        var bytes = [UInt8](try enc.encode(value))
+    /// One line: compact JSON (SkywireConfig's writer, object members sorted) and a newline.
+    static func encodeLine<T: ControlJSONCodable>(_ value: T) throws -> [UInt8] {
+        var bytes = Array(value.json.compact().utf8)
         bytes.append(UInt8(ascii: "\n"))
         return bytes
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder().decode(type, from: Data(bytes))
+    /// One line without its newline, parsed with SkywireConfig's JSON parser.
+    static func decode<T: ControlJSONCodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        let value: JSONValue
+        do { value = try JSONParser.parse(bytes) } catch {
+            throw ControlError(.badRequest, "not JSON: line \(error.line), column \(error.column): \(error.message)")
+        }
+        return try T(json: value)
     }
 }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -92,19 +91,27 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
-        while let newline = buffer!.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-            let length = newline - buffer!.readerIndex
-            let line = buffer!.readBytes(length: length)!
-            buffer!.moveReaderIndex(forwardBy: 1)
+        var pending: ByteBuffer
+        if var held = buffer {
+            buffer = nil  // one reference: the append below does not copy
+            held.writeBuffer(&incoming)
+            pending = held
+        } else {
+            pending = incoming
+        }
+        while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")),
+              let line = pending.readBytes(length: newline - pending.readerIndex) {
+            pending.moveReaderIndex(forwardBy: 1)
             queue.append(line)
         }
-        if buffer!.readableBytes > ControlCodec.maxLineBytes {
+        if pending.readableBytes > ControlCodec.maxLineBytes {
             logger.warning("control request too long; closing connection")
+            buffer = nil
             context.close(promise: nil)
             return
         }
-        buffer!.discardReadBytes()
+        pending.discardReadBytes()
+        buffer = pending
         processNext(context: context)
     }
 

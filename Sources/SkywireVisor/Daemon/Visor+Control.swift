@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SkywireConfig
 import SkywireCrypto
+import SkywireSocks
 import SkywireTransport
 import SkywireVPN
 
@@ -14,7 +15,7 @@ extension Visor {
         } catch let e as ControlError {
             return ControlResponse(id: request.id, error: e)
         } catch let e as AppError {
-            return ControlResponse(id: request.id, error: ControlError(.failed, e.message))
+            return ControlResponse(id: request.id, error: ControlError(e))
         } catch let e as TransportError {
             let code: ControlError.Code
             switch e.kind {
@@ -65,10 +66,13 @@ extension Visor {
         case "proxy.start":
             let pk = try Self.publicKey(params.requiredString("pk"))
             let timeout = try params.optionalInt("timeout") ?? 20
+            let options: SkysocksClientOptions
+            do { options = try SkysocksClientOptions(server: pk.hex, addr: params.optionalString("addr")) } catch {
+                throw ControlError(.badRequest, "skysocks-client: \(error)")
+            }
             try await ensureTransport(to: pk, timeout: timeout)
-            var args = ["-k", pk.hex]
-            if let addr = try params.optionalString("addr") { args += ["--addr", addr] }
-            try await apps.start(AppName.skysocksClient.rawValue, args: args)
+            try await apps.start(AppName.skysocksClient.rawValue, options: .skysocksClient(options),
+                                 shownArguments: options.arguments)
             return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "proxy.stop":
             try await apps.stop(AppName.skysocksClient.rawValue)
@@ -106,17 +110,9 @@ extension Visor {
         case "vpn.start":
             let pk = try Self.publicKey(params.requiredString("pk"))
             let timeout = try params.optionalInt("timeout") ?? 20
-            var args = ["-k", pk.hex]
-            if try params.optionalBool("killswitch") ?? false { args.append("--killswitch") }
-            if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
-            for (param, flag) in [("lan", "--lan"), ("lan_subnet", "--lan-subnet"), ("bypass", "--bypass"),
-                                  ("uplink", "--uplink"), ("dhcp_range", "--dhcp-range")] {
-                if let v = try params.optionalString(param) { args += [flag, v] }
-            }
-            // Bad arguments are refused before a transport is dialled.
-            do { _ = try VPNClientArguments(parsing: args) } catch {
-                throw ControlError(.badRequest, "vpn-client: \(error)")
-            }
+            // The edge: the parameters become typed options here, and bad ones are refused
+            // before a transport is dialled.
+            let arguments = try Self.vpnClientArguments(server: pk, params)
             if try params.optionalBool("existing_tp") ?? false {
                 guard transports.list().contains(where: { $0.remoteKey == pk && $0.state == .up }) else {
                     throw ControlError(.notFound, "no transport to \(pk.hex) is up (--existing-tp)")
@@ -124,11 +120,8 @@ extension Visor {
             } else {
                 try await ensureTransport(to: pk, timeout: timeout)
             }
-            do {
-                try await apps.start(client, args: args)
-            } catch let e as AppError where e.message.contains("forbidden") {
-                throw ControlError(.forbidden, e.message)
-            }
+            // A refusal by the server's whitelist arrives as AppError code `forbidden` (handle).
+            try await apps.start(client, options: .vpnClient(arguments), shownArguments: arguments.arguments)
             return row(client)
         case "vpn.stop":
             do {
@@ -142,18 +135,35 @@ extension Visor {
         case "vpn.status":
             return row(client)
         case "vpn.server.start":
-            var args: [String] = []
-            if let w = try params.optionalString("whitelist") { args += ["--whitelist", w] }
-            if let secure = try params.optionalBool("secure") { args.append("--secure=\(secure)") }
-            if let i = try params.optionalString("netifc") { args += ["--netifc", i] }
-            if let dns = try params.optionalString("dns") { args += ["--dns", dns] }
-            try await apps.start(server, args: args)
+            let arguments: VPNServerArguments
+            do {
+                arguments = try VPNServerArguments(
+                    whitelist: params.optionalString("whitelist").map { [$0] } ?? [], secure: params.optionalBool("secure") ?? true,
+                    netifc: params.optionalString("netifc"), dns: params.optionalString("dns"))
+            } catch let e as VPNArgumentError {
+                throw ControlError(.badRequest, "vpn-server: \(e)")
+            }
+            try await apps.start(server, options: .vpnServer(arguments), shownArguments: arguments.arguments)
             return row(server)
         case "vpn.server.stop":
             try await apps.stop(server)
             return .object([:])
         default:
             return row(server)
+        }
+    }
+
+    /// `vpn.start`'s parameters (docs/cli.md) as typed options; bad ones are `bad_request`.
+    static func vpnClientArguments(server pk: PublicKey, _ params: [String: ControlValue]) throws -> VPNClientArguments {
+        do {
+            return try VPNClientArguments(
+                server: pk, killSwitch: params.optionalBool("killswitch") ?? false,
+                dns: params.optionalString("dns").map(VPNClientArguments.dnsServers) ?? [],
+                lan: params.optionalString("lan"), lanSubnet: params.optionalString("lan_subnet"),
+                bypass: params.optionalString("bypass").map { [$0] } ?? [], uplink: params.optionalString("uplink"),
+                dhcpRange: params.optionalString("dhcp_range"))
+        } catch let e as VPNArgumentError {
+            throw ControlError(.badRequest, "vpn-client: \(e)")
         }
     }
 

@@ -69,7 +69,8 @@ extension Visor {
 
 /// Sends a deterministic byte pattern, half-closes, and checks the echo byte by byte.
 private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
-    // @unchecked Sendable: every field is touched only on `stream.eventLoop`.
+    // @unchecked Sendable: every field is touched only on `stream.eventLoop` (`fail` hops
+    // there); `begin` and the delegate callbacks check it (preconditionInEventLoop).
     let stream: AppStream
     let total: Int
     let promise: EventLoopPromise<Int>
@@ -90,6 +91,7 @@ private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
     @inline(__always) static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: (i &* 31) ^ (i >> 11)) }
 
     func begin() {
+        stream.eventLoop.preconditionInEventLoop()
         stream.setDelegate(self)
         pump()
     }
@@ -110,6 +112,7 @@ private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        stream.eventLoop.preconditionInEventLoop()
         guard !done else { return }
         let base = received
         let ok = data.withUnsafeReadableBytes { bytes -> Bool in
@@ -125,6 +128,7 @@ private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
+        stream.eventLoop.preconditionInEventLoop()
         guard !done else { return }
         if received == total {
             done = true
@@ -135,6 +139,7 @@ private final class EchoChecker: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        stream.eventLoop.preconditionInEventLoop()
         fail(ControlError(.failed, "echo stream reset: \(code)"))
     }
 

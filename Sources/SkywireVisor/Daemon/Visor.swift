@@ -1,5 +1,5 @@
-import FoundationEssentials
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SkywireCrypto
@@ -37,7 +37,11 @@ public final class Visor: Sendable {
         self.registrar = Self.makeRegistrar(options: options, apps: apps, transports: transports, logger: logger)
         let box = VisorBox()
         self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
-            await box.visor!.handle(request)
+            // Nil only for a request that raced the visor's release at shutdown.
+            guard let visor = box.visor else {
+                return ControlResponse(id: request.id, error: ControlError(.unavailable, "the visor is shutting down"))
+            }
+            return await visor.handle(request)
         }
         box.visor = self
     }
@@ -75,7 +79,13 @@ public final class Visor: Sendable {
 
 /// Lets the control handler reach the visor that owns it.
 final class VisorBox: @unchecked Sendable {
-    // @unchecked Sendable: `visor` is written once in Visor.init before the control
-    // server starts, and only read afterwards.
-    weak var visor: Visor?
+    // @unchecked Sendable: `reference` is guarded by `lock` (written once in Visor.init, read
+    // by every control request).
+    private let lock = NIOLock()
+    private weak var reference: Visor?
+
+    var visor: Visor? {
+        get { lock.withLock { reference } }
+        set { lock.withLock { reference = newValue } }
+    }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import FoundationEssentials
 import SkywireVisor
 #if canImport(Glibc)
 import Glibc
@@ -38,12 +37,9 @@ struct ControlOptions: ParsableArguments {
 
 /// Output helpers shared by the CLI commands.
 enum Output {
-    /// Prints `value` as stable, sorted-key JSON on one line.
+    /// Prints `value` as stable JSON: sorted keys, two-space indentation (SkywireConfig's writer).
     static func json(_ value: ControlValue) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let data = try enc.encode(value)
-        print(String(decoding: data, as: UTF8.self))
+        print(value.prettyPrinted, terminator: "")
     }
 
     /// Prints rows as aligned columns under a header.
@@ -68,7 +64,7 @@ func runControl(_ body: () throws -> Void) throws {
         try body()
     } catch let e as ControlError {
         FileHandleStderr.write("skywire cli: \(e.message)\n")
-        throw ExitCode(e.code == .badRequest ? 2 : 1)
+        throw ExitCode(e.exitStatus)
     }
 }
 

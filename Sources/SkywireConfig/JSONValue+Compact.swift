@@ -1,5 +1,3 @@
-import SkywireConfig
-
 extension JSONValue {
     /// One-line JSON text (RFC 8259), members in the order given.
     public func compact() -> String {
