@@ -250,7 +250,7 @@ final class RawStcprLinkTests: XCTestCase {
         let start = DispatchTime.now()
         XCTAssertEqual([UInt8]([0xFF, 0xFF, 0x01]).withUnsafeBytes { write(fdA, $0.baseAddress, $0.count) }, 3)
         XCTAssertEqual(try closedB.futureResult.wait(),
-                       "handshake record of 65535 bytes (expected \(IdentityClaim.message1Length))")
+                       "handshake record of 65535 bytes (expected \(StcprSession.initiationRecordLength))")
         // Well before the 5 s handshake timeout.
         XCTAssertLessThan(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds, 2_000_000_000)
         XCTAssertEqual(RefusalLog.shared.count(.badHandshakeLength), before + 1)

@@ -20,6 +20,9 @@ final class StcprSessionTests: XCTestCase {
         var a = try StcprSession(identity: keyA, expectedRemote: keyB.publicKey, timestamp: stamp)
         var b = try StcprSession(identity: keyB, expectedRemote: nil)
         XCTAssertNil(try b.start(), "a responder sends nothing first")
+        // The record lengths RawStcprLink enforces on each length prefix, state by state.
+        XCTAssertEqual(b.expectedHandshakeRecordLength, 157, "responder: message 1 with its mac1")
+        XCTAssertEqual(a.expectedHandshakeRecordLength, IdentityClaim.message2Length, "initiator: message 2")
         let msg1 = try XCTUnwrap(try a.start())
         XCTAssertEqual(msg1.count, IdentityClaim.message1Length + HandshakeMAC.macLength)
         XCTAssertEqual(msg1.count, 157)
@@ -32,6 +35,7 @@ final class StcprSessionTests: XCTestCase {
         XCTAssertEqual(claimedStamp, stamp)
         XCTAssertEqual(reply.count, IdentityClaim.message2Length)
         XCTAssertFalse(b.isEstablished, "the responder waits for the initiator's confirmation")
+        XCTAssertEqual(b.expectedHandshakeRecordLength, NoiseConstants.tagLength, "responder: the 16-byte confirmation")
         var early = ByteBuffer()
         XCTAssertFalse(try b.seal(ByteBuffer(string: "early"), into: &early), "no frame before confirmation")
         guard case .handshakeComplete(let remote, nil, let confirmation) = try a.receive(ByteBuffer(bytes: reply), allocator: alloc) else {
@@ -43,6 +47,8 @@ final class StcprSessionTests: XCTestCase {
             XCTFail("responder not confirmed"); throw CancellationError()
         }
         XCTAssertTrue(a.isEstablished && b.isEstablished)
+        XCTAssertNil(a.expectedHandshakeRecordLength)
+        XCTAssertNil(b.expectedHandshakeRecordLength, "established: frames of any length")
         return (a, b)
     }
 

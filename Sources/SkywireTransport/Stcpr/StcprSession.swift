@@ -62,6 +62,19 @@ struct StcprSession {
 
     var isEstablished: Bool { if case .established = state { return true } else { return false } }
 
+    /// The length the next record must have while the handshake runs (PROTOCOL.md §3): message 1
+    /// with its mac1 for a responder, then the initiator's confirmation; message 2 for an
+    /// initiator; nil once established. `RawStcprLink` closes on any other length prefix at once
+    /// instead of buffering up to 64 KiB for it.
+    var expectedHandshakeRecordLength: Int? {
+        switch state {
+        case .responderAwaitingInitiation: return Self.initiationRecordLength
+        case .responderAwaitingConfirmation: return NoiseConstants.tagLength
+        case .initiatorStart, .initiatorAwaitingResponse: return IdentityClaim.message2Length
+        case .established, .closed: return nil
+        }
+    }
+
     /// A responder that has not read message 1 yet.
     var awaitsInitiation: Bool { if case .responderAwaitingInitiation = state { return true } else { return false } }
 
