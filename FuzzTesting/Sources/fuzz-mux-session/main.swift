@@ -8,8 +8,8 @@
 // * pair: two honest sessions wired back to back, the fuzzer choosing owner actions and when frames
 //   cross. Invariants: neither side ever reports a protocol error (flow control, early data, id
 //   order and FIN rules agree between sender and receiver); each stream's received bytes are a
-//   prefix of the bytes the other side's `write` took, and once everything is delivered and consumed,
-//   all of them.
+//   prefix of the bytes the other side's `write` took, and once everything is delivered and consumed
+//   (and every deferred OPEN_OK sent, as the owner's timer does), all of them.
 import FuzzSupport
 import SkywireWire
 
@@ -121,6 +121,8 @@ struct Side {
     var writable: [MuxStreamID] = []
     /// Incoming OPENs not answered yet.
     var pending: [MuxStreamID] = []
+    /// Accepted with `deferAnswer`: the owner sends the OPEN_OK after a bounded wait.
+    var deferredAnswers: [MuxStreamID] = []
     /// Bytes `write` took, per stream; and bytes received, per stream.
     var written: [MuxStreamID: [UInt8]] = [:]
     var received: [MuxStreamID: [UInt8]] = [:]
@@ -188,8 +190,12 @@ func fuzzPair(_ input: inout FuzzInput) {
             if input.byte() % 4 == 0 {
                 try? s.reject(id, code: .refusedByApp)
                 aborted.insert(id)
-            } else if (try? s.accept(id, deferAnswer: input.bool())) != nil {
-                sides[i].writable.append(id)
+            } else {
+                let deferred = input.bool()
+                if (try? s.accept(id, deferAnswer: deferred)) != nil {
+                    sides[i].writable.append(id)
+                    if deferred { sides[i].deferredAnswers.append(id) }
+                }
             }
         case 2, 3:
             guard !sides[i].writable.isEmpty else { break }
@@ -209,6 +215,9 @@ func fuzzPair(_ input: inout FuzzInput) {
                 s.reset(id, code: .appClosed)
                 aborted.insert(id)
             case 1: s.close(code: .normal)
+            case 2 where !sides[i].deferredAnswers.isEmpty:
+                // The owner's timer for a deferred OPEN_OK fired (MuxConnection.deferredAcceptanceLimit).
+                s.sendDeferredAnswer(sides[i].deferredAnswers.removeFirst())
             case 2: try? s.sendDatagram(destinationPort: 9, sourcePort: 9, payload: [1, 2, 3])
             default: try? s.ping(opaque: UInt64(ops))
             }
@@ -222,6 +231,8 @@ func fuzzPair(_ input: inout FuzzInput) {
         for i in 0..<2 {
             for id in sides[i].pending where (try? sides[i].session.accept(id)) != nil { sides[i].writable.append(id) }
             sides[i].pending = []
+            for id in sides[i].deferredAnswers { sides[i].session.sendDeferredAnswer(id) }
+            sides[i].deferredAnswers = []
             consumeAll(i)
         }
         guard !sides[0].inFlight.isEmpty || !sides[1].inFlight.isEmpty else { break }
