@@ -12,9 +12,9 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-mux-frame", []),
     ("fuzz-mux-session", []),
     ("fuzz-sudph", []),
-    ("fuzz-socks-parsers", [.product(name: "NIOCore", package: "swift-nio")]),
-    ("fuzz-socks-server", [.product(name: "NIOCore", package: "swift-nio")]),
-    ("fuzz-socks-snooper", [.product(name: "NIOCore", package: "swift-nio")]),
+    ("fuzz-socks-parsers", ["SocksFuzzSupport", .product(name: "NIOCore", package: "swift-nio")]),
+    ("fuzz-socks-server", ["SocksFuzzSupport", .product(name: "NIOCore", package: "swift-nio")]),
+    ("fuzz-socks-snooper", ["SocksFuzzSupport", .product(name: "NIOCore", package: "swift-nio")]),
     ("fuzz-vpn-message", []),
     ("fuzz-config", []),
     ("fuzz-discovery", []),
@@ -33,6 +33,11 @@ let package = Package(
         // harness defines `<module>_main` (`@_cdecl`) and hands over to LLVMFuzzerRunDriver here.
         .target(name: "CFuzzDriver"),
         .target(name: "FuzzSupport", dependencies: ["CFuzzDriver"]),
+        // SOCKS5 seed messages shared by the three SOCKS harnesses.
+        .target(name: "SocksFuzzSupport", dependencies: [
+            .product(name: "SkywireFuzzTargets", package: "skywire-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
     ] + harnesses.map { h in
         .executableTarget(name: h.name, dependencies: [
             "FuzzSupport",

@@ -33,7 +33,7 @@ func makeSession(initiator: Bool, _ input: inout FuzzInput) -> Session {
     var config = Session.Configuration(isInitiator: initiator,
                                        initialWindow: UInt32(input.byte()) << 10,   // raised to ≥ 16 KiB by the session
                                        maxStreams: Int(input.byte() % 8) + 1,
-                                       maxDataPayload: Int(input.uint16() % 2048) + 1)
+                                       maxDataPayload: Int(input.uint16() % 2048) + 16)
     config.sendBufferLimit = Int(input.uint16())
     config.maxProtocolErrors = Int(input.byte() % 20)
     return Session(configuration: config)

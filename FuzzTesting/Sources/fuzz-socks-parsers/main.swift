@@ -8,6 +8,7 @@
 import FuzzSupport
 import NIOCore
 import SkywireSocks
+import SocksFuzzSupport
 
 let allocator = ByteBufferAllocator()
 
@@ -104,12 +105,6 @@ public func fuzzSocksParsers(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutableRawPointer?) -> CInt {
     writeSeedsIfAsked {
-        func request(_ cmd: Socks5Command, _ a: Socks5Address, _ port: UInt16) -> [UInt8] {
-            encode { b in
-                b.writeBytes([Socks5.version, cmd.rawValue, Socks5.reserved])
-                writeAddress(a, port: port, to: &b)
-            }
-        }
         let v6 = Socks5Address.ipv6(0x2001_0db8_0000_0000, 1)
         var udp = encode { Socks5UDPHeader(address: .ipv4(0xC000_0201), port: 53).write(to: &$0) }
         udp += [0xAB, 0xCD]
@@ -117,12 +112,12 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
             ("greeting-noauth", [5, 1, 0]),
             ("greeting-curl", [5, 2, 0, 1]),
             ("greeting-userpass", [5, 2, 0, 2]),
-            ("credentials", [1, 4] + Array("user".utf8) + [6] + Array("secret".utf8)),
-            ("request-connect-ipv4", request(.connect, .ipv4(0xC000_0201), 80)),
-            ("request-connect-ipv6", request(.connect, v6, 443)),
-            ("request-connect-domain", request(.connect, .domain("example.com"), 443)),
-            ("request-udp-associate", request(.udpAssociate, .ipv4(0), 0)),
-            ("request-bind", request(.bind, .ipv4(0), 0)),
+            ("credentials", socks5SeedCredentials),
+            ("request-connect-ipv4", socks5Request(.connect, .ipv4(0xC000_0201), 80)),
+            ("request-connect-ipv6", socks5Request(.connect, v6, 443)),
+            ("request-connect-domain", socks5Request(.connect, .domain("example.com"), 443)),
+            ("request-udp-associate", socks5Request(.udpAssociate, .ipv4(0), 0)),
+            ("request-bind", socks5Request(.bind, .ipv4(0), 0)),
             ("reply-succeeded", encode { Socks5Reply.write(code: .succeeded, boundAddress: .ipv4(0x7F00_0001), boundPort: 1080, to: &$0) }),
             ("reply-refused-ipv6", encode { Socks5Reply.write(code: .connectionRefused, boundAddress: v6, to: &$0) }),
             ("udp-header-ipv4", udp),

@@ -7,6 +7,7 @@
 import FuzzSupport
 import NIOCore
 import SkywireSocks
+import SocksFuzzSupport
 
 let credentials = Socks5Credentials(username: "user", password: "secret")
 
@@ -69,22 +70,16 @@ public func fuzzSocksServer(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutableRawPointer?) -> CInt {
     writeSeedsIfAsked {
-        func request(_ cmd: Socks5Command, _ a: Socks5Address, _ port: UInt16) -> [UInt8] {
-            var b = ByteBuffer(bytes: [Socks5.version, cmd.rawValue, Socks5.reserved])
-            a.write(to: &b)
-            b.writeInteger(port)
-            return Array(b.readableBytesView)
-        }
-        let auth = [Socks5.authVersion, 4] + Array("user".utf8) + [6] + Array("secret".utf8)
-        let connect = request(.connect, .domain("example.com"), 443)
+        let auth = socks5SeedCredentials
+        let connect = socks5Request(.connect, .domain("example.com"), 443)
         // mode, number of cuts, cuts, stream
         return [
             ("noauth-connect-whole", [0, 0] + [5, 1, 0] + connect),
             ("noauth-connect-split", [0, 4, 1, 2, 3, 4] + [5, 1, 0] + connect + Array("GET / HTTP/1.0\r\n\r\n".utf8)),
-            ("userpass-connect", [1, 2, 4, 7] + [5, 1, 2] + auth + request(.connect, .ipv4(0xC000_0201), 80)),
+            ("userpass-connect", [1, 2, 4, 7] + [5, 1, 2] + auth + socks5Request(.connect, .ipv4(0xC000_0201), 80)),
             ("userpass-wrong", [1, 0] + [5, 1, 2] + [1, 4] + Array("user".utf8) + [6] + Array("secreT".utf8)),
-            ("any-udp-associate", [2, 1, 3] + [5, 2, 0, 2] + request(.udpAssociate, .ipv4(0), 0)),
-            ("noauth-bind", [0, 0] + [5, 1, 0] + request(.bind, .ipv6(0x2001_0db8_0000_0000, 1), 21)),
+            ("any-udp-associate", [2, 1, 3] + [5, 2, 0, 2] + socks5Request(.udpAssociate, .ipv4(0), 0)),
+            ("noauth-bind", [0, 0] + [5, 1, 0] + socks5Request(.bind, .ipv6(0x2001_0db8_0000_0000, 1), 21)),
         ]
     }
     return 0

@@ -9,6 +9,7 @@
 import FuzzSupport
 import NIOCore
 import SkywireSocks
+import SocksFuzzSupport
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSocksSnooper(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
@@ -62,20 +63,14 @@ public func fuzzSocksSnooper(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutableRawPointer?) -> CInt {
     writeSeedsIfAsked {
-        func request(_ cmd: Socks5Command, _ a: Socks5Address, _ port: UInt16) -> [UInt8] {
-            var b = ByteBuffer(bytes: [Socks5.version, cmd.rawValue, Socks5.reserved])
-            a.write(to: &b)
-            b.writeInteger(port)
-            return Array(b.readableBytesView)
-        }
         func reply(_ code: Socks5ReplyCode) -> [UInt8] {
             Array(Socks5Reply.encode(code: code, boundAddress: .ipv4(0x7F00_0001), boundPort: 4000).readableBytesView)
         }
         func client(_ b: [UInt8]) -> [UInt8] { [UInt8(b.count << 1)] + b }
         func server(_ b: [UInt8]) -> [UInt8] { [UInt8(b.count << 1 | 1)] + b }
-        let connect = request(.connect, .domain("example.com"), 80)
-        let udp = request(.udpAssociate, .ipv4(0), 0)
-        let auth = [Socks5.authVersion, 4] + Array("user".utf8) + [6] + Array("secret".utf8)
+        let connect = socks5Request(.connect, .domain("example.com"), 80)
+        let udp = socks5Request(.udpAssociate, .ipv4(0), 0)
+        let auth = socks5SeedCredentials
         return [
             ("connect", [0] + client([5, 1, 0]) + server([5, 0]) + client(connect) + server(reply(.succeeded)) + client([1, 2, 3]) + server([4, 5])),
             ("connect-pipelined", [0] + client([5, 1, 0] + connect) + server([5, 0] + reply(.succeeded))),
