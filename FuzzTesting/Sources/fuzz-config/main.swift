@@ -1,6 +1,7 @@
 // The config parser (Sources/SkywireConfig/JSONParser.swift, VisorConfig+Decoding.swift, HostPort.swift).
-// Invariants: a JSON text that parses is written by prettyPrinted as text that parses to the same
-// value (members sorted) and is written again identically; a config that parses validates clean,
+// Invariants: a syntax error points inside the text (line and column from 1); a JSON text that
+// parses is written by prettyPrinted as text that parses to the same value (members sorted) and is
+// written again identically; a config that parses validates clean,
 // and its written form parses back to an equal config and is written again identically; problem
 // messages never echo the `sk` value; a HOST:PORT that parses is written as text that parses to it.
 import FuzzSupport
@@ -23,7 +24,13 @@ func canonical(_ v: JSONValue) -> JSONValue {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
     let bytes = FuzzInput(data, size).bytes
-    guard let json = try? JSONParser.parse(bytes) else { return 0 }
+    let json: JSONValue
+    do { json = try JSONParser.parse(bytes) } catch {
+        let lines = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+        invariant(error.line >= 1 && error.line <= lines && error.column >= 1 && error.column <= bytes.count + 1,
+                  "syntax error at line \(error.line), column \(error.column) of a \(lines)-line, \(bytes.count)-byte text")
+        return 0
+    }
     let text = json.prettyPrinted()
     let again: JSONValue
     do { again = try JSONParser.parse(text) } catch {
