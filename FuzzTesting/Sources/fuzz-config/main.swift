@@ -59,7 +59,8 @@ public func fuzzConfig(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
         invariant(!problems.isEmpty, "invalid without problems")
         if case .object(let members) = json {
             for m in members where m.name == "sk" {
-                guard case .string(let sk) = m.value, sk.utf8.count >= 16 else { continue }
+                // Only an sk text that appears once in the input: other fields may legitimately quote the same text.
+                guard case .string(let sk) = m.value, sk.utf8.count >= 16, occurrences(of: Array(sk.utf8), in: bytes) == 1 else { continue }
                 for p in problems {
                     invariant(!p.description.contains(sk), "a problem message echoes the sk value: \(p.path)")
                 }
@@ -69,6 +70,11 @@ public func fuzzConfig(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
         invariant(false, "JSON parsed but the config parser reported \(e)")
     }
     return 0
+}
+
+func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> Int {
+    guard !needle.isEmpty, haystack.count >= needle.count else { return 0 }
+    return (0...(haystack.count - needle.count)).filter { haystack[$0..<$0 + needle.count].elementsEqual(needle) }.count
 }
 
 extension Result where Failure == ConfigError {
