@@ -10,7 +10,7 @@ SWIFT_BUILD_FLAGS ?=
 SWIFT_RELEASE_FLAGS ?= -Xswiftc -cross-module-optimization
 export SWIFT_RELEASE_FLAGS
 
-.PHONY: all build release test unit-test integration-test deps bench bench-deps clean cross cross-test toolchain image boot-test boot-test-gateway fleet fleet-test
+.PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image boot-test boot-test-gateway fleet fleet-test
 
 all: build
 
@@ -30,13 +30,16 @@ release: deps
 ## test: unit tests, integration tests in network namespaces (root), the aarch64 cross build
 ## and its checks, then the qemu-arm64 image boot tests: the default image and the gateway
 ## image (SKYWIRE_TEST_CROSS=0 skips all of those, SKYWIRE_TEST_IMAGE=0 both boot tests,
-## SKYWIRE_TEST_GATEWAY_IMAGE=0 only the gateway one).
+## SKYWIRE_TEST_GATEWAY_IMAGE=0 only the gateway one). Right after the unit tests, a short
+## fuzzing pass: every libFuzzer harness for FUZZ_SHORT_SECONDS (default 6) s (SKYWIRE_TEST_FUZZ=0 skips it).
 SKYWIRE_TEST_CROSS ?= 1
 SKYWIRE_TEST_IMAGE ?= $(SKYWIRE_TEST_CROSS)
 SKYWIRE_TEST_GATEWAY_IMAGE ?= $(SKYWIRE_TEST_IMAGE)
+SKYWIRE_TEST_FUZZ ?= 1
 test: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	@if [ "$(SKYWIRE_TEST_FUZZ)" = 1 ]; then SWIFT='$(SWIFT)' ./scripts/fuzz.sh short; fi
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 	@if [ "$(SKYWIRE_TEST_CROSS)" = 1 ]; then $(MAKE) cross-test ARCH=aarch64; fi
 	@if [ "$(SKYWIRE_TEST_IMAGE)" = 1 ]; then $(MAKE) boot-test BOARD=qemu-arm64; fi
@@ -44,6 +47,21 @@ test: deps
 
 unit-test: deps
 	timeout 1200 $(SWIFT) test $(SWIFT_BUILD_FLAGS)
+
+## fuzz: build the libFuzzer harnesses (FuzzTesting/, with AddressSanitizer) and run each for
+## FUZZ_SECONDS (default 60) s, one after another; fails on a crash or a broken invariant and leaves
+## the reproducer in out/fuzz/artifacts/<harness>/ (docs/fuzzing.md). FUZZ_HARNESSES=name...: only those.
+## fuzz-seeds: regenerate the committed seed corpus (FuzzTesting/corpus/) from the encoders.
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES ?=
+fuzz: deps
+	SWIFT='$(SWIFT)' FUZZ_SECONDS='$(FUZZ_SECONDS)' ./scripts/fuzz.sh run $(FUZZ_HARNESSES)
+
+fuzz-build: deps
+	SWIFT='$(SWIFT)' ./scripts/fuzz.sh build
+
+fuzz-seeds: deps
+	SWIFT='$(SWIFT)' ./scripts/fuzz.sh seeds
 
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
@@ -122,4 +140,4 @@ fleet-test: deps
 	HOST_SKYWIRE_BIN='$(or $(HOST_SKYWIRE_BIN),$(shell $(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path 2>/dev/null)/skywire)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./fleet/test-fleet.sh
 
 clean:
-	rm -rf .build out
+	rm -rf .build out FuzzTesting/.build

@@ -9,6 +9,11 @@ let package = Package(
         .executable(name: "skywire", targets: ["skywire"]),
         // The discovery service (docs/discovery.md); not part of the board image.
         .executable(name: "skywire-discovery", targets: ["skywire-discovery"]),
+        // The parsers and protocol cores, for the libFuzzer harnesses (FuzzTesting/Package.swift,
+        // docs/fuzzing.md); the executables above do not use this product.
+        .library(name: "SkywireFuzzTargets", targets: [
+            "SkywireWire", "SkywireCrypto", "SkywireSystem", "SkywireConfig", "SkywireSocks", "SkywireVPN", "SkywireDiscovery", "SkywireDiscoveryServer",
+        ]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

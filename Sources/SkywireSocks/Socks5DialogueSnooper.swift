@@ -167,6 +167,9 @@ public struct Socks5DialogueSnooper {
 
     private mutating func advanceClient() -> ByteBuffer {
         var forward = allocator.buffer(capacity: 0)
+        // A pipe holds nothing back: a greeting held for the request leaves as soon as the dialogue
+        // turned passthrough, even with no client bytes waiting (the server ended it).
+        if clientState == .passthrough { releaseHeldGreeting(to: &forward) }
         loop: while clientHeld.readableBytes > 0 {
             switch clientState {
             case .greeting:

@@ -225,6 +225,8 @@ public final class MuxSession<Payload: WirePayload> {
         } else {
             outgoing.append(.openOK(streamID: id, initialWindow: s.window))
         }
+        // Early data the owner consumed before answering: its credit was held back (no WINDOW before OPEN_OK, §5).
+        returnCredit(id, s)
     }
 
     /// Emits the OPEN_OK of a stream accepted with `deferAnswer` if it has not gone out yet.
@@ -540,7 +542,8 @@ public final class MuxSession<Payload: WirePayload> {
     }
 
     private func returnCredit(_ id: MuxStreamID, _ s: Stream) {
-        guard !s.remoteFin, s.pendingReturn >= s.creditThreshold else { return }
+        // Not before the OPEN is answered: the opener treats WINDOW before OPEN_OK as a violation (§5).
+        guard !s.remoteFin, s.phase != .awaitingAccept, s.pendingReturn >= s.creditThreshold else { return }
         let increment = UInt32(min(s.pendingReturn, UInt64(UInt32.max)))
         s.pendingReturn -= UInt64(increment)
         s.receiveCredit += UInt64(increment)

@@ -287,6 +287,19 @@ final class Socks5StateMachineTests: XCTestCase {
         XCTAssertEqual(bytes(s.clientBytes(buffer([9, 9, 9, 9]))), [5, 1, 0, 9, 9, 9, 9])
     }
 
+    /// fuzz-socks-snooper reproducer (FuzzTesting/corpus/fuzz-socks-snooper/regression-held-greeting):
+    /// a locally answered greeting is held for the request; when the server's bytes make the dialogue
+    /// passthrough first, the held greeting must leave at once, not wait for more client bytes.
+    func testSnooperReleasesAHeldGreetingWhenTheServerEndsTheDialogue() {
+        var s = Socks5DialogueSnooper(answerNoAuthLocally: true)
+        XCTAssertEqual(bytes(s.clientBytes(buffer([5, 2, 0, 1]))), [])
+        XCTAssertEqual(s.takeLocalReply().map(bytes), [5, 0])
+        // Not a METHOD selection (version 0): both directions become plain pipes.
+        guard case .forward(_, let toServer) = s.serverBytes(buffer([0, 0, 0, 0, 0, 0, 0, 0, 0])) else { return XCTFail() }
+        XCTAssertTrue(s.isPassthrough)
+        XCTAssertEqual(bytes(toServer), [5, 2, 0, 1], "the held greeting goes to the server with the passthrough")
+    }
+
     func testSnooperAnswersLocallyWhenNoAuthIsOfferedBesideGSSAPI() {
         // curl built with GSSAPI offers 00 and 01; the server never picks 01, so 00 is answered here.
         var s = Socks5DialogueSnooper(answerNoAuthLocally: true)

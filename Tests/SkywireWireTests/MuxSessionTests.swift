@@ -361,6 +361,35 @@ final class MuxSessionTests: XCTestCase {
         XCTAssertEqual(p.a.info(id)?.sendCredit, UInt64(64 * 1024 - 7))
     }
 
+    /// fuzz-mux-session reproducer (FuzzTesting/corpus/fuzz-mux-session/regression-window-before-open-ok):
+    /// early data consumed before the OPEN is answered must not send WINDOW ahead of OPEN_OK (the opener
+    /// resets the stream: "WINDOW before OPEN_OK"); the credit leaves right after the OPEN_OK instead, so
+    /// an opener whose window the early data used up can send again.
+    func testCreditConsumedBeforeTheAnswerLeavesAfterOpenOK() throws {
+        let window = MuxFrameLayout.earlyDataLimit
+        let p = MuxPair(window: UInt32(window))
+        let id = try p.a.openStream(destinationPort: 3, sourcePort: 1)
+        XCTAssertEqual(try p.a.write(id, Array(repeating: 7, count: window)[...]), window)
+        p.pump()
+        XCTAssertEqual(MuxPair.dataBytes(p.eventsB, id).count, window)
+        p.b.consumed(id, window)
+        XCTAssertFalse(p.b.hasOutgoingFrames, "no WINDOW for a stream not answered yet")
+        try p.b.accept(id)
+        XCTAssertEqual(p.b.takeOutgoingFrames().map(\.type), [.openOK, .window])
+        let q = MuxPair(window: UInt32(window))
+        let id2 = try q.a.openStream(destinationPort: 3, sourcePort: 1)
+        XCTAssertEqual(try q.a.write(id2, Array(repeating: 7, count: window)[...]), window)
+        q.pump()
+        q.b.consumed(id2, window)
+        try q.b.accept(id2)
+        q.pump()
+        XCTAssertEqual(q.a.info(id2)?.phase, .open)
+        XCTAssertEqual(try q.a.write(id2, [1, 2, 3]), 3)
+        q.pump()
+        XCTAssertEqual(MuxPair.dataBytes(q.eventsB, id2).suffix(3), [1, 2, 3])
+        XCTAssertFalse((q.eventsA + q.eventsB).contains { if case .protocolError = $0 { return true } else { return false } })
+    }
+
     func testSmallConfiguredWindowIsRaisedToTheEarlyAllowance() {
         let s = MuxSession<ArraySlice<UInt8>>(isInitiator: true, initialWindow: 1024)
         XCTAssertEqual(s.configuration.initialWindow, UInt32(MuxFrameLayout.earlyDataLimit))
