@@ -43,6 +43,12 @@ public struct FuzzInput {
         return Array(bytes[position..<position + n])
     }
 
+    /// Exactly `count` bytes: what is left of the input, zero-padded at its end.
+    public mutating func padded(_ count: Int) -> [UInt8] {
+        let taken = take(count)
+        return taken + [UInt8](repeating: 0, count: max(0, count) - taken.count)
+    }
+
     /// A length byte, then that many bytes.
     public mutating func chunk() -> [UInt8] { take(Int(byte())) }
 

@@ -97,16 +97,27 @@ public func fuzzDiscovery(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
         if op & 0x0F == 0x0F {
             // A rendezvous BIND: signed (valid) or raw bytes, from 192.0.2.1:4000.
             let bytes: [UInt8]
+            var token: [UInt8]?
             if op & 0x10 != 0 {
                 let ts = UInt64(now) &+ UInt64(input.byte())
-                let sig = signer.sign(SudphRendezvous.bindSignedBytes(publicKey: signer.publicKey.bytes, timestampMs: ts))
-                bytes = SudphRendezvous.bind(publicKey: signer.publicKey.bytes, timestampMs: ts, signature: sig).encoded()
+                let t = input.padded(SudphRendezvous.tokenSize)
+                let sig = signer.sign(SudphRendezvous.bindSignedBytes(publicKey: signer.publicKey.bytes, timestampMs: ts, token: t))
+                bytes = SudphRendezvous.bind(publicKey: signer.publicKey.bytes, timestampMs: ts, token: t, signature: sig).encoded()
+                token = t
             } else {
                 bytes = input.chunk()
             }
             guard let source = RendezvousAddress(address: [192, 0, 2, 1], port: 4000) else { return 0 }
             if case .success(let reply) = handler.handleDatagram(bytes, from: source, nowMs: now) {
-                invariant((try? SudphRendezvous.parse(reply)) == .bindOK(observed: source), "BIND answered with \(hex(reply))")
+                // BIND_OK echoes the BIND's token (PROTOCOL.md §4.5) and the observed address.
+                let parsed = try? SudphRendezvous.parse(reply)
+                if let token {
+                    invariant(parsed == .bindOK(token: token, observed: source), "BIND answered with \(hex(reply))")
+                } else if case .bindOK(_, let observed)? = parsed {
+                    invariant(observed == source, "BIND answered with \(hex(reply))")
+                } else {
+                    invariant(false, "BIND answered with \(hex(reply))")
+                }
             }
             continue
         }
@@ -120,7 +131,7 @@ public func fuzzDiscovery(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
             // Signed by `signer`; auth 1 names the other key in the path (403), auth 2 signs a stale timestamp.
             let ts = auth == 2 ? now - DiscoveryAPI.maxClockSkewMs - 1 : now
             let signed = DiscoverySigning.sign(keyPair: signer, method: method, target: target, body: body,
-                                               timestampMs: ts, nonce: input.take(16) + [UInt8](repeating: 0, count: 16 - min(16, input.remaining)))
+                                               timestampMs: ts, nonce: input.padded(16))
             headers = signed.fields
         case 3:
             headers = [(DiscoveryAPI.headerPK, signer.publicKey.hex), ("skywire-pk", other.publicKey.hex)]

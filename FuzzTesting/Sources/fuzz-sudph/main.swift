@@ -12,8 +12,18 @@ func checkPacket(_ bytes: [UInt8]) {
     var rebuilt: [UInt8]
     switch packet {
     case .initiation(let sender, let message):
-        invariant(message.upperBound == bytes.count, "initiation message \(message) vs \(bytes.count) bytes")
+        invariant(message.upperBound == SudphLayout.mac1Offset && bytes.count == SudphLayout.initiationPacketSize,
+                  "initiation message \(message) vs \(bytes.count) bytes")
         rebuilt = (try? bytes[message].withUnsafeBytes { raw in try SudphPacket.initiation(senderIndex: sender, message: raw) }) ?? []
+        // The builder leaves mac1 and mac2 zero (the sender computes them over the packet); take them from the input.
+        if rebuilt.count == bytes.count {
+            rebuilt.replaceSubrange(SudphLayout.mac1Offset..., with: bytes[SudphLayout.mac1Offset...])
+        }
+    case .cookieReply(let receiver, let nonce, let sealed):
+        invariant(nonce.upperBound == sealed.lowerBound && sealed.upperBound == bytes.count,
+                  "cookie reply nonce \(nonce), cookie \(sealed) vs \(bytes.count) bytes")
+        rebuilt = (try? SudphPacket.cookieReply(receiverIndex: receiver, nonce: Array(bytes[nonce]),
+                                                sealedCookie: Array(bytes[sealed]))) ?? []
     case .response(let sender, let receiver, let message):
         invariant(message.upperBound == bytes.count, "response message \(message) vs \(bytes.count) bytes")
         rebuilt = (try? bytes[message].withUnsafeBytes { raw in
@@ -93,6 +103,10 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
         if let p = try? m2.withUnsafeBytes({ raw in try SudphPacket.response(senderIndex: 5, receiverIndex: 0x0102_0304, message: raw) }) {
             seeds.append(("packet-response", p))
         }
+        if let p = try? SudphPacket.cookieReply(receiverIndex: 0x0102_0304, nonce: [UInt8](repeating: 0x44, count: SudphLayout.cookieNonceSize),
+                                                sealedCookie: [UInt8](repeating: 0x55, count: SudphLayout.sealedCookieSize)) {
+            seeds.append(("packet-cookie-reply", p))
+        }
         for phase: UInt8 in [0, 1] {
             var d: [UInt8] = []
             SudphPacket.appendDataHeader(receiverIndex: 9, counter: 1 << 40, keyPhase: phase, to: &d)
@@ -111,14 +125,15 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
         seeds.append(("record-ack-sack", SudphAck(cumulative: 0xFFFF_FFFE, window: 64,
                                                   sackBlocks: [SackBlock(start: 0xFFFF_FFFF, end: 3), SackBlock(start: 5, end: 9)]).encoded))
         let pk = [UInt8](repeating: 0xAB, count: 32)
-        seeds.append(("rendezvous-bind", SudphRendezvous.bind(publicKey: pk, timestampMs: 1_700_000_000_000,
+        let token = [UInt8](repeating: 0x7E, count: SudphRendezvous.tokenSize)
+        seeds.append(("rendezvous-bind", SudphRendezvous.bind(publicKey: pk, timestampMs: 1_700_000_000_000, token: token,
                                                                signature: [UInt8](repeating: 0x5A, count: 64)).encoded()))
         if let v4 = RendezvousAddress(address: [192, 0, 2, 1], port: 40000),
            let v6 = RendezvousAddress(address: [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1], port: 5000) {
-            seeds.append(("rendezvous-bind-ok-v4", SudphRendezvous.bindOK(observed: v4).encoded()))
-            seeds.append(("rendezvous-bind-ok-v6", SudphRendezvous.bindOK(observed: v6).encoded()))
-            seeds.append(("rendezvous-punch-v4", SudphRendezvous.punch(peerKey: pk, peer: v4).encoded()))
-            seeds.append(("rendezvous-punch-v6", SudphRendezvous.punch(peerKey: pk, peer: v6).encoded()))
+            seeds.append(("rendezvous-bind-ok-v4", SudphRendezvous.bindOK(token: token, observed: v4).encoded()))
+            seeds.append(("rendezvous-bind-ok-v6", SudphRendezvous.bindOK(token: token, observed: v6).encoded()))
+            seeds.append(("rendezvous-punch-v4", SudphRendezvous.punch(token: token, peerKey: pk, peer: v4).encoded()))
+            seeds.append(("rendezvous-punch-v6", SudphRendezvous.punch(token: token, peerKey: pk, peer: v6).encoded()))
         }
         return seeds
     }

@@ -62,6 +62,15 @@ public func fuzzVPNMessage(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
             }
             invariant(cut.map { r.hasPrefix($0) && $0.utf8.count <= VPNMessage.maxReasonLength } ?? false,
                       "a long reason re-encodes as \(hex(encoded))")
+        } else if encoded != wire, isReason(m) {
+            // Control characters in a reason are shown as spaces (docs/vpn.md §2): only a wire reason
+            // that had some may re-encode differently, and what it decoded to is a fixed point.
+            let wireText = String(decoding: wire[VPNMessage.headerLength...], as: UTF8.self)
+            var again = VPNMessageDecoder()
+            again.append(encoded)
+            invariant(wireText.unicodeScalars.contains { $0.properties.generalCategory == .control }
+                      && (try? again.next()) == m,
+                      "\(m) re-encodes as \(hex(encoded)), wire \(hex(wire))")
         } else {
             invariant(encoded == wire, "\(m) re-encodes as \(hex(encoded)), wire \(hex(wire))")
         }
@@ -100,3 +109,11 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 
 @_cdecl("fuzz_vpn_message_main")
 public func main(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt { runFuzzer(argc, argv) }
+
+/// FORBIDDEN and ERROR carry a reason text.
+func isReason(_ m: VPNMessage) -> Bool {
+    switch m {
+    case .forbidden, .error: return true
+    default: return false
+    }
+}
