@@ -100,8 +100,8 @@ final class BoundedMemoryTests: XCTestCase {
 
     // MARK: Transports per key
 
-    /// One inbound transport per key and type (PROTOCOL.md §3): however often a key registers,
-    /// the visor holds one entry of each type for it; the newer replaces the older.
+    /// Inbound transports per key and type (PROTOCOL.md §3): however often a key registers, the
+    /// visor holds at most `maxInboundTransportsPerKey` of each type for it, the newest ones.
     func testInboundTransportsPerKeyAreBounded() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let settings = TransportSettings(identity: .generate(), listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
@@ -111,17 +111,19 @@ final class BoundedMemoryTests: XCTestCase {
             TransportEntry(manager: manager, id: manager.newID(), remote: key, type: type, host: "192.0.2.1", port: 1,
                            initiator: false, wanted: false)
         }
-        var last: TransportEntry?
+        var registered: [TransportEntry] = []
         for _ in 0..<10 {
             let e = entry(.stcpr)
             XCTAssertTrue(manager.registerInbound(e))
-            last = e
+            registered.append(e)
         }
-        XCTAssertEqual(manager.list().map(\.id), last.map { [$0.id] })
+        let limit = TransportManager.maxInboundTransportsPerKey
+        XCTAssertEqual(manager.list().count, limit)
+        XCTAssertTrue(manager.list().map(\.id).contains(registered[registered.count - 1].id), "the newest is kept")
         // Other types and other keys are counted separately.
         XCTAssertTrue(manager.registerInbound(entry(.sudph)))
         XCTAssertTrue(manager.registerInbound(entry(.stcpr, KeyPair.generate().publicKey)))
-        XCTAssertEqual(manager.list().count, 3)
+        XCTAssertEqual(manager.list().count, limit + 2)
         await manager.shutdown()
         try await group.shutdownGracefully()
     }

@@ -259,19 +259,37 @@ public final class TransportManager: @unchecked Sendable {
         }
     }
 
-    /// Registers a confirmed connection a peer dialled to us. One inbound entry per key and
-    /// type: an older inbound entry of the same key and type (the peer redialled, and its old
-    /// connection is dead or about to be) is shut down and removed.
+    /// Inbound transports of one type one key may hold at once (PROTOCOL.md §3, docs/hardening.md):
+    /// a peer that dials twice (a wanted transport and an app's own dial, or a redial while the
+    /// old connection is not yet seen dead) keeps both; beyond this the oldest are closed, so one
+    /// key cannot make the visor hold unbounded transports. (Closing the older at every new one
+    /// made two dialling entries of one peer close each other in turn.)
+    static let maxInboundTransportsPerKey = 4
+
+    /// Registers a confirmed connection a peer dialled to us; when the key already holds
+    /// `maxInboundTransportsPerKey` inbound transports of that type, the oldest (by the time they
+    /// came up; not yet up counts as oldest) are shut down and removed. False once stopped.
     func registerInbound(_ entry: TransportEntry) -> Bool {
-        let replaced: [TransportEntry]? = lock.withLock {
-            guard !stopped else { return nil }
-            let older = entries.values.filter { $0.remote == entry.remote && $0.type == entry.type && !$0.initiator }
-            for old in older { entries.removeValue(forKey: old.id) }
-            entries[entry.id] = entry
-            return older
+        let held: [TransportEntry]? = lock.withLock {
+            stopped ? nil : entries.values.filter { $0.remote == entry.remote && $0.type == entry.type && !$0.initiator }
         }
-        guard let replaced else { return false }
-        for old in replaced { old.shutdown(reason: "replaced by a newer \(entry.type.rawValue) connection from the same key") }
+        guard let held else { return false }
+        // Entry locks are taken outside the manager's lock.
+        let excess = held.count + 1 - Self.maxInboundTransportsPerKey
+        let oldest = excess > 0
+            ? Array(held.map { ($0, $0.liveConnectionAndOrder?.order ?? 0) }.sorted { $0.1 < $1.1 }.prefix(excess).map(\.0))
+            : []
+        let registered: Bool = lock.withLock {
+            guard !stopped else { return false }
+            for old in oldest where entries[old.id] === old { entries.removeValue(forKey: old.id) }
+            entries[entry.id] = entry
+            return true
+        }
+        guard registered else { return false }
+        for old in oldest {
+            old.shutdown(reason: "closed for a newer \(entry.type.rawValue) connection from the same key "
+                         + "(at most \(Self.maxInboundTransportsPerKey) inbound)")
+        }
         return true
     }
 
