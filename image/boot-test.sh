@@ -390,7 +390,10 @@ check_vpn_exit() {
 check_socks_proxy() {
     deep_supported proxy || { skip "SOCKS5 check: the image's skywire has no 'skywire cli proxy'"; return; }
     [ -x "${HOST_SKYWIRE_BIN:-}" ] || { skip "SOCKS5 check: set HOST_SKYWIRE_BIN to a host skywire build"; return; }
-    # A page served by the test on the host; the guest reaches the host's loopback as 10.0.2.2.
+    # A page served by the test on the host; the guest reaches the host's loopback as 10.0.2.2,
+    # a private (RFC 1918) address: the board's skysocks runs with --secure (the default), so it
+    # must refuse it with reply 2 and count the refusal (docs/socks.md), the SOCKS dialogue having
+    # crossed the mesh to the board.
     mkdir -p "$T/www"; echo "skywire-boot-test-$VISOR_PK" >"$T/www/index.html"
     local http=$(free_port)
     timeout 300 python3 -m http.server "$http" --bind 127.0.0.1 --directory "$T/www" >"$T/http.log" 2>&1 &
@@ -403,10 +406,12 @@ check_socks_proxy() {
     else
         page=$(ip netns exec "$HOST_NS" curl -sS --max-time 60 --socks5-hostname 127.0.0.1:1080 \
                "http://10.0.2.2:$http/" 2>"$T/curl.err" || true)
-        if grep -qF "$VISOR_PK" <<<"$page"; then
-            pass "SOCKS5 fetch of a page served by the test, through the board's skysocks"
+        local refused
+        refused=$(gssh "skywire cli apps ls --json" 2>/dev/null | jq -r '.[] | select(.name=="skysocks") | .info.refused_destinations // 0' 2>/dev/null || echo 0)
+        if ! grep -qF "$VISOR_PK" <<<"$page" && grep -q "(2)" "$T/curl.err" && [ "${refused:-0}" -ge 1 ]; then
+            pass "SOCKS5 through the board: its skysocks refuses the host's private address 10.0.2.2 with reply 2 (--secure; refused_destinations $refused)"
         else
-            fail "SOCKS5 fetch through the board failed: $(cat "$T/curl.err") | proxy: $(hcli client proxy status --json 2>&1 | jq -c .info) | http: $(tail -n 3 "$T/http.log")"
+            fail "SOCKS5 through the board: want reply 2 for 10.0.2.2 and a counted refusal: $(cat "$T/curl.err") | refused_destinations ${refused:-?} | proxy: $(hcli client proxy status --json 2>&1 | jq -c .info) | http: $(tail -n 3 "$T/http.log")"
         fi
     fi
     kill $http_pid 2>/dev/null || true
