@@ -14,6 +14,20 @@ final class DiscoveryRegistrarStatsTests: XCTestCase {
         XCTAssertEqual(DiscoveryRegistrar.bindInterval(ttl: 3), 1)
     }
 
+    func testOnlyRunningAppsThatAdmitSomeKeyAreAdvertised() {
+        func row(_ status: String, _ access: String?) -> ControlValue {
+            var o: [String: ControlValue] = ["name": .string("vpn-server"), "status": .string(status)]
+            if let access { o["access"] = .string(access) }
+            return .object(o)
+        }
+        XCTAssertTrue(DiscoveryRegistrar.advertised(row: row("running", "listed")))
+        XCTAssertTrue(DiscoveryRegistrar.advertised(row: row("running", "open")))
+        XCTAssertTrue(DiscoveryRegistrar.advertised(row: row("running", nil)))
+        XCTAssertFalse(DiscoveryRegistrar.advertised(row: row("running", "closed")))
+        XCTAssertFalse(DiscoveryRegistrar.advertised(row: row("stopped", "listed")))
+        XCTAssertFalse(DiscoveryRegistrar.advertised(row: row("failed", "open")))
+    }
+
     func testStatsComeFromTheAppsStatus() throws {
         let client: ControlValue = .object(["pk": .string("ab"), "tunnel_ip": .string("10.77.0.2/30")])
         let vpn: ControlValue = .object(["name": .string("vpn-server"), "status": .string("running"),

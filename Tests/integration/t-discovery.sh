@@ -108,13 +108,13 @@ ip netns exec $PRIV3 ping -c1 -W2 198.51.100.1 >/dev/null || die "no connectivit
 PKA=$(visor_config a)
 PKB=$(visor_config b)
 PKC=$(visor_config c)
-# E: a real visor behind the NAT that registers itself (skysocks running -> a "proxy" entry in NL).
+# E: a real visor behind the NAT that registers itself (skysocks running for A -> a "proxy" entry in NL).
 PKE=$(visor_config e)
-jq '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
-    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true)' "$T_WORK/e.json" >"$T_WORK/e.tmp"
+jq --arg a "$PKA" '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "NL" | .transport.listen_addr = "10.99.1.2"
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start = true | .args = ["--whitelist", $a])' "$T_WORK/e.json" >"$T_WORK/e.tmp"
 install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
 # X: an exit on the public side (listening on 0.0.0.0, advertising transport.public_addr), skysocks in SE
-# for F only (F's config is made here, filled in below). E's skysocks has no whitelist: it refuses everyone.
+# for F only (F's config is made here, filled in below).
 PKX=$(visor_config x)
 PKF=$(visor_config f)
 jq --arg f "$PKF" '.transport.discovery = "http://198.51.100.1:9090" | .transport.country = "SE" | .transport.public_addr = "198.51.100.2:7777"
@@ -256,7 +256,25 @@ check_visor_registration() {
         sleep 0.2
     done
     if [ $ok = 1 ]; then pass "[$label] stopping skysocks removes the proxy entry"; else fail "[$label] proxy entry after skysocks stopped: $listing"; fi
+    # A skysocks that refuses every key (no whitelist) runs, but is not advertised.
     visor_stop e
+    jq '(.launcher.apps[] | select(.name=="skysocks")) |= (.args = [])' "$T_WORK/e.json" >"$T_WORK/e.tmp"
+    install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
+    visor_start e $PRIV
+    entry=$(wait_entry "$PKE" '"sudph":"198\.51\.100\.11:[0-9]+"')
+    local apps
+    sleep 2  # two refreshes at TTL 4 (one every ttl/3 s): long enough for a wrong entry to be written
+    apps=$(cli e apps ls --json 2>&1) || true
+    listing=$(in_cli "$SKYWIRE_BIN" cli proxy list --discovery "$URL" --json 2>&1) || true
+    if jq -e '.[] | select(.name=="skysocks") | .status == "running" and .access == "closed"' <<<"$apps" >/dev/null 2>&1 \
+        && grep -qE '^200 ' <<<"$entry" && [ "$listing" = "[]" ]; then
+        pass "[$label] a running skysocks that refuses every key is not advertised"
+    else
+        fail "[$label] closed skysocks: apps=$apps entry=$entry listing=$listing"
+    fi
+    visor_stop e
+    jq --arg a "$PKA" '(.launcher.apps[] | select(.name=="skysocks")) |= (.args = ["--whitelist", $a])' "$T_WORK/e.json" >"$T_WORK/e.tmp"
+    install -m 600 "$T_WORK/e.tmp" "$T_WORK/e.json"
     expect_http "[$label] a stopped visor deletes its transport entry" 404 "unknown key" GET "/v1/transports/$PKE"
 }
 

@@ -91,6 +91,13 @@ final class DiscoveryRegistrar: Sendable {
         min(DiscoveryAPI.bindIntervalSeconds, max(1, ttl / 3))
     }
 
+    /// Whether an `apps ls` row earns a service entry: the app runs and admits some key. A running
+    /// app whose whitelist is empty (`access: closed`) refuses everyone, so advertising it would only
+    /// send clients to a refusal; its entry is left out (and deleted if it was there).
+    static func advertised(row: ControlValue) -> Bool {
+        row["status"]?.stringValue == "running" && row["access"]?.stringValue != AppWhitelist.keys([]).access
+    }
+
     /// The `stats` a service entry reports, from its app's `apps ls` row: vpn-server the clients
     /// connected now, skysocks the SOCKS sessions open now (`{"connected": N}`); nil without them.
     static func stats(app: AppName, row: ControlValue) -> [String: Int64]? {
@@ -129,7 +136,7 @@ final class DiscoveryRegistrar: Sendable {
         let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph).json().compact().utf8)
         do { try write("PUT", "/v1/transports/\(pk)", body: tb) } catch { problems.append("transports: \(error.message)") }
         var running: [String: ControlValue] = [:]
-        for v in apps.snapshot() where v["status"]?.stringValue == "running" {
+        for v in apps.snapshot() where Self.advertised(row: v) {
             if let name = v["name"]?.stringValue { running[name] = v }
         }
         for (app, type) in Self.serviceApps {
