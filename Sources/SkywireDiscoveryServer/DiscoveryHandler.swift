@@ -100,10 +100,13 @@ public struct DiscoveryHandler: Sendable {
         // parts[0] is "" (the path starts with '/').
         guard parts.count >= 3, parts[0].isEmpty, parts[1] == "v1" else { throw DiscoveryError.notFound("no such resource: \(path.prefix(100))") }
         let rest = Array(parts[2...])
-        if req.method != "GET", let ip = req.remoteAddress,
-           let wait = limits.perIP.take(DiscoveryRateLimits.ipKey(ip), nowMs: nowMs) {
-            throw DiscoveryError.tooManyRequests("too many writes from this address (at most \(limits.perIP.limit)); retry in \(wait) s",
-                                                 retryAfter: wait)
+        if let ip = req.remoteAddress {
+            let reads = req.method == "GET"
+            let table = reads ? limits.readsPerIP : limits.perIP
+            if let wait = table.take(DiscoveryRateLimits.ipKey(ip), nowMs: nowMs) {
+                throw DiscoveryError.tooManyRequests("too many \(reads ? "reads" : "writes") from this address (at most \(table.limit)); retry in \(wait) s",
+                                                     retryAfter: wait)
+            }
         }
         switch (req.method, rest.count, rest[0]) {
         case ("GET", 1, "info"):
@@ -251,6 +254,10 @@ public struct DiscoveryHandler: Sendable {
     /// anything else (other types, bad signature, stale or replayed timestamp) gets no answer.
     /// Returns the reply, or the reason it was dropped.
     public func handleDatagram(_ bytes: [UInt8], from source: RendezvousAddress, nowMs: Int64) -> Result<[UInt8], DatagramDrop> {
+        // Before parsing and the signature check: a flood from one address costs at most its bucket.
+        if limits.readsPerIP.take(DiscoveryRateLimits.ipKey(source.address), nowMs: nowMs) != nil {
+            return .failure(.rateLimited("more than \(limits.readsPerIP.limit) datagrams from \(source.address.count == 4 ? "this address" : "this /64")"))
+        }
         let msg: SudphRendezvous
         do { msg = try SudphRendezvous.parse(bytes) } catch { return .failure(.malformed(error.description)) }
         guard case .bind(let pkBytes, let ts, let token, let sig) = msg else { return .failure(.malformed("only BIND is accepted by the service")) }
@@ -278,10 +285,12 @@ public struct DiscoveryHandler: Sendable {
     public enum DatagramDrop: Error, Equatable, Sendable, CustomStringConvertible {
         case malformed(String)
         case rejected(String)
+        case rateLimited(String)
         public var description: String {
             switch self {
             case .malformed(let m): "malformed: \(m)"
             case .rejected(let m): "rejected: \(m)"
+            case .rateLimited(let m): "rate limited: \(m)"
             }
         }
     }

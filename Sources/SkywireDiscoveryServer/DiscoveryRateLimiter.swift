@@ -15,6 +15,10 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
     public static let defaultPerKey = RateLimit(perSecond: 1, burst: 20)
     /// Per client IPv4 address or IPv6 /64: room for a few hundred visors behind one NAT.
     public static let defaultPerIP = RateLimit(perSecond: 20, burst: 200)
+    /// Reads (GET) and rendezvous datagrams per client address: a visor BINDs every ttl/3 s and
+    /// looks keys up on connects, so this leaves room for a thousand visors behind one NAT while a
+    /// flood from one address costs at most this many lookups or signature checks a second.
+    public static let defaultReadsPerIP = RateLimit(perSecond: 100, burst: 1_000)
 
     public var description: String { "\(perSecond.formattedRate)/s, burst \(burst)" }
 }
@@ -86,17 +90,21 @@ public final class TokenBucketTable<Key: Hashable & Sendable>: Sendable {
     static var evictionFraction: Int { 8 }
 }
 
-/// The write limits of one service: per signing key and per client address.
+/// The rate limits of one service: writes per signing key and per client address, and reads
+/// (GET requests and rendezvous datagrams, checked before any lookup or signature) per client address.
 public struct DiscoveryRateLimits: Sendable {
     public let perKey: TokenBucketTable<String>
     public let perIP: TokenBucketTable<[UInt8]>
+    public let readsPerIP: TokenBucketTable<[UInt8]>
 
     /// Buckets per table by default: ~100 bytes each, so about 1.6 MB per table at most.
     public static let defaultCapacity = 16_384
 
-    public init(perKey: RateLimit = .defaultPerKey, perIP: RateLimit = .defaultPerIP, capacity: Int = defaultCapacity) {
+    public init(perKey: RateLimit = .defaultPerKey, perIP: RateLimit = .defaultPerIP, readsPerIP: RateLimit = .defaultReadsPerIP,
+                capacity: Int = defaultCapacity) {
         self.perKey = TokenBucketTable(limit: perKey, capacity: capacity)
         self.perIP = TokenBucketTable(limit: perIP, capacity: capacity)
+        self.readsPerIP = TokenBucketTable(limit: readsPerIP, capacity: capacity)
     }
 
     /// The per-IP bucket key: the IPv4 address, or the /64 of an IPv6 address (one subscriber's

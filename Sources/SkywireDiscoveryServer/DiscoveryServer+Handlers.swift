@@ -190,6 +190,9 @@ final class RendezvousHandler: ChannelInboundHandler {
                 var out = ch.allocator.buffer(capacity: reply.count)
                 out.writeBytes(reply)
                 ch.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: out), promise: nil)
+            case .failure(.rateLimited(let why)):
+                // A flood is not logged line by line: at debug level only.
+                logger.debug("datagram from \(source) dropped: rate limited: \(why)")
             case .failure(let drop):
                 logger.info("datagram from \(source) dropped: \(drop)")
             }

@@ -54,6 +54,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ip-burst"), help: "Writes in a burst per client IPv4 address or IPv6 /64, 1...100000.")
     var ipBurst: Int = RateLimit.defaultPerIP.burst
 
+    @Option(name: .customLong("read-rate"), help: "Reads (GET) and rendezvous datagrams per second per client IPv4 address or IPv6 /64, 0.01...10000.")
+    var readRate: Double = RateLimit.defaultReadsPerIP.perSecond
+
+    @Option(name: .customLong("read-burst"), help: "Reads and rendezvous datagrams in a burst per client IPv4 address or IPv6 /64, 1...100000.")
+    var readBurst: Int = RateLimit.defaultReadsPerIP.burst
+
     @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most, in total, 1...1000000.")
     var maxConnections: Int = DiscoveryConnectionLimits.standard.total
 
@@ -72,10 +78,10 @@ struct Serve: AsyncParsableCommand {
         if let a = udpAnnounce, case .failure(let e) = HostPort.parse(a) {
             throw ValidationError("--udp-announce \"\(a)\": \(e.description)")
         }
-        for (name, v) in [("--key-rate", keyRate), ("--ip-rate", ipRate)] where !(0.01...10000).contains(v) {
-            throw ValidationError("\(name) \(v): must be 0.01...10000 writes per second")
+        for (name, v) in [("--key-rate", keyRate), ("--ip-rate", ipRate), ("--read-rate", readRate)] where !(0.01...10000).contains(v) {
+            throw ValidationError("\(name) \(v): must be 0.01...10000 per second")
         }
-        for (name, v) in [("--key-burst", keyBurst), ("--ip-burst", ipBurst)] where !(1...100_000).contains(v) {
+        for (name, v) in [("--key-burst", keyBurst), ("--ip-burst", ipBurst), ("--read-burst", readBurst)] where !(1...100_000).contains(v) {
             throw ValidationError("\(name) \(v): must be 1...100000")
         }
         for (name, v) in [("--max-connections", maxConnections), ("--max-connections-per-address", maxConnectionsPerAddress)]
@@ -100,7 +106,8 @@ struct Serve: AsyncParsableCommand {
             FileHandleStderr.write("skywire-discovery: \(error.description)\n")
             throw ExitCode(1)
         }
-        let limits = DiscoveryRateLimits(perKey: RateLimit(perSecond: keyRate, burst: keyBurst), perIP: RateLimit(perSecond: ipRate, burst: ipBurst))
+        let limits = DiscoveryRateLimits(perKey: RateLimit(perSecond: keyRate, burst: keyBurst), perIP: RateLimit(perSecond: ipRate, burst: ipBurst),
+                                         readsPerIP: RateLimit(perSecond: readRate, burst: readBurst))
         let server: DiscoveryServer
         do {
             server = try await DiscoveryServer.start(store: store, http: Self.socketAddress(http), udp: Self.socketAddress(udp),
@@ -114,7 +121,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let policy = allowPrivateAddresses ? "private addresses accepted" : "public addresses only"
-        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db)), writes per key \(limits.perKey.limit), per address \(limits.perIP.limit), \(policy)")
+        logger.info("listening: http \(server.httpAddress), udp \(server.udpAddress), ttl \(ttl) s, db \(Self.redacted(db)), writes per key \(limits.perKey.limit), per address \(limits.perIP.limit), reads per address \(limits.readsPerIP.limit), \(policy)")
         try await server.wait()
     }
 

@@ -377,8 +377,41 @@ struct DiscoveryConformance {
         let v6b: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1] + [UInt8](repeating: 2, count: 8)
         for (i, k) in fresh[4..<9].enumerated() { XCTAssertEqual(put(k, from: i % 2 == 0 ? v6a : v6b, at: now + 2_000).status, 200) }
         XCTAssertEqual(put(fresh[9], from: v6b, at: now + 2_000).status, 429)
-        // Reads are not limited.
-        XCTAssertEqual(limited.handle(getRequest("/v1/transports/\(a.publicKey.hex)"), nowMs: now + 2_000).status, 200)
+        // Reads have their own bucket (default 100/s, burst 1000): writes did not use it up.
+        var get = getRequest("/v1/transports/\(a.publicKey.hex)")
+        get.remoteAddress = ip1
+        XCTAssertEqual(limited.handle(get, nowMs: now + 2_000).status, 200)
+    }
+
+    /// Reads and rendezvous datagrams beyond an address's read bucket: 429 / dropped before the
+    /// lookup or the signature check; other addresses keep being served.
+    func readLimits() throws {
+        let limited = DiscoveryHandler(store: store, ttlSeconds: ttl, udpAddress: "198.51.100.1:9091",
+                                       limits: DiscoveryRateLimits(readsPerIP: RateLimit(perSecond: 1, burst: 4)))
+        let ip1: [UInt8] = [198, 51, 100, 1], ip2: [UInt8] = [198, 51, 100, 2]
+        func get(from ip: [UInt8], at t: Int64) -> DiscoveryResponse {
+            var req = getRequest("/v1/info")
+            req.remoteAddress = ip
+            return limited.handle(req, nowMs: t)
+        }
+        let statuses = (0..<6).map { get(from: ip1, at: now + Int64($0)).status }
+        XCTAssertEqual(statuses, [200, 200, 200, 200, 429, 429])
+        let refused = get(from: ip1, at: now + 6)
+        XCTAssertTrue(errorText(refused).hasPrefix("too many reads from this address"), errorText(refused))
+        XCTAssertEqual(refused.retryAfter, 1)
+        XCTAssertEqual(get(from: ip2, at: now + 6).status, 200)
+        XCTAssertEqual(get(from: ip1, at: now + 1_100).status, 200)
+        // Datagrams share the read bucket and are counted before parsing: garbage uses it up too.
+        let src = RendezvousAddress(address: [203, 0, 113, 9], port: 4000)!
+        for i in 0..<4 {
+            guard case .failure(.malformed) = limited.handleDatagram([0xff], from: src, nowMs: now + Int64(i)) else { return XCTFail("garbage \(i)") }
+        }
+        guard case .failure(.rateLimited(let why)) = limited.handleDatagram([0xff], from: src, nowMs: now + 5) else {
+            return XCTFail("datagram beyond the burst not rate limited")
+        }
+        XCTAssertTrue(why.contains("1/s, burst 4"), why)
+        let other = RendezvousAddress(address: [203, 0, 113, 10], port: 4000)!
+        guard case .failure(.malformed) = limited.handleDatagram([0xff], from: other, nowMs: now + 5) else { return XCTFail("another source limited") }
     }
 
     /// A DELETE between the PUT's write and its answer must not crash the service: the answer is

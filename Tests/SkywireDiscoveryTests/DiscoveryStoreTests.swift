@@ -32,6 +32,7 @@ final class SQLiteDiscoveryTests: XCTestCase {
     func testUnpagedListIsBounded() throws { try suite().unpagedListIsBounded() }
     func testPrivateAddressesRefused() throws { try suite().privateAddressesRefused() }
     func testRateLimits() throws { try suite().rateLimits() }
+    func testReadLimits() throws { try suite().readLimits() }
     func testPutRacingDelete() throws { try suite().putRacingDelete() }
 
     func testEntriesSurviveReopen() throws {
@@ -86,6 +87,7 @@ final class PostgresDiscoveryTests: XCTestCase {
     func testUnpagedListIsBounded() throws { try suite().unpagedListIsBounded() }
     func testPrivateAddressesRefused() throws { try suite().privateAddressesRefused() }
     func testRateLimits() throws { try suite().rateLimits() }
+    func testReadLimits() throws { try suite().readLimits() }
     func testPutRacingDelete() throws { try suite().putRacingDelete() }
 
     func testBadConnection() {
