@@ -138,7 +138,8 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
-            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireTestSupport",
+            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireSystem", "SkywireTestSupport",
+            .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
