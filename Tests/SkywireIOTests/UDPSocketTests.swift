@@ -5,6 +5,7 @@ import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 import SkywireSystem
+import SkywireTestSupport
 import XCTest
 @testable import SkywireIO
 
@@ -17,7 +18,6 @@ final class UDPSocketTests: XCTestCase {
     static let maxSendsPerThread = 2_000_000
     static let timeLimit: TimeAmount = .seconds(10)
     static let sendingAfterReuse: useconds_t = 100_000
-    static let maxReuseAttempts = 256
 
     /// One datagram of `payload` bytes to `destination`, through `socket.sendSlots`.
     final class OneDatagram {
@@ -49,12 +49,6 @@ final class UDPSocketTests: XCTestCase {
         }
     }
 
-    /// The port an unbound UDP socket got (0 while nothing was sent on it: Linux binds an
-    /// ephemeral port at the first send).
-    static func boundPort(_ fd: Int32) -> Int {
-        RawTCPSocket.localAddress(fd)?.port ?? -1
-    }
-
     func testSendsRacingCloseFailAndNeverReachTheReusedDescriptor() throws {
         let receiver = try UDPSocket(bindingTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0))
         let destination = try XCTUnwrap(receiver.localAddress)
@@ -76,7 +70,9 @@ final class UDPSocketTests: XCTestCase {
                 var otherErrors = 0
                 var sentAfterClose = 0
                 var announced = false
-                for _ in 0..<Self.maxSendsPerThread where !stop.load(ordering: .relaxed) && NIODeadline.now() < deadline {
+                var sends = 0
+                while sends < Self.maxSendsPerThread && !stop.load(ordering: .relaxed) && NIODeadline.now() < deadline {
+                    sends += 1
                     let wasClosed = closed.load(ordering: .acquiring)
                     tally.lastError = nil
                     datagram.send(on: socket, tally: &tally)
@@ -102,24 +98,14 @@ final class UDPSocketTests: XCTestCase {
         socket.close()
         // Sends that start from here on must fail.
         closed.store(true, ordering: .releasing)
-        while fcntl(number, F_GETFD) != -1 && NIODeadline.now() < deadline { sched_yield() }
-        // Lower free numbers are taken first: open unbound sockets until one has the number.
-        var opened: [Int32] = []
-        defer { for fd in opened { _ = Glibc.close(fd) } }
-        for _ in 0..<Self.maxReuseAttempts where !opened.contains(number) {
-            let fd = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            guard fd >= 0 else { break }
-            opened.append(fd)
-        }
+        let reused = ReusedDescriptor(number)
         usleep(Self.sendingAfterReuse)
         stop.store(true, ordering: .relaxed)
         for thread in threads { thread.join() }
 
         XCTAssertFalse(socket.isOpen)
-        XCTAssertTrue(opened.contains(number), "the test needs the closed number reused")
-        for fd in opened {
-            XCTAssertEqual(Self.boundPort(fd), 0, "a send reached descriptor \(fd) after the close")
-        }
+        XCTAssertTrue(reused.taken, "the test needs the closed number reused")
+        XCTAssertEqual(reused.written, [], "a send reached the reused descriptor after the close")
         let all = results.withLockedValue { $0 }
         XCTAssertEqual(all.count, Self.senderThreads)
         for result in all {
