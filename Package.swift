@@ -49,9 +49,17 @@ let package = Package(
             "CSkywireShim", "CNetlink", "CNetlinkRoute", "CMnl",
         ]),
 
+        // The event loop and raw sockets every datapath uses (EpollEventLoop, raw TCP, batched UDP):
+        // transports and apps import it; it knows nothing of transports.
+        .target(name: "SkywireIO", dependencies: [
+            "SkywireSystem", "CSkywireShim",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+
         // Transports and the visor runtime.
         .target(name: "SkywireTransport", dependencies: [
-            "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
+            "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig", "SkywireIO",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -67,7 +75,7 @@ let package = Package(
         ]),
         // SOCKS5 proxy apps (skysocks / skysocks-client) over AppStream.
         .target(name: "SkywireSocks", dependencies: [
-            "SkywireTransport", "SkywireSystem", "SkywireConfig", "CSkywireShim",
+            "SkywireTransport", "SkywireIO", "SkywireSystem", "SkywireConfig", "CSkywireShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -76,7 +84,7 @@ let package = Package(
         ]),
         // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
         .target(name: "SkywireVPN", dependencies: [
-            "SkywireTransport", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
+            "SkywireTransport", "SkywireIO", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -109,7 +117,7 @@ let package = Package(
         // Hostile-peer load generators for the hardening tests (Tests/integration) and benches;
         // a test tool: not in the board image, not built by `make release`.
         .executableTarget(name: "skywire-hostile", dependencies: [
-            "SkywireTransport", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
+            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -123,21 +131,28 @@ let package = Package(
             "SkywireDiscovery", "SkywireDiscoveryServer", "SkywireCrypto", "SkywireConfig", "SkywireWire", "SkywireSystem",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "SkywireIOTests", dependencies: [
+            "SkywireIO", "SkywireSystem", "SkywireTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Atomics", package: "swift-atomics"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .testTarget(name: "SkywireTransportTests", dependencies: [
-            "SkywireTransport", "SkywireCrypto", "SkywireTestSupport",
+            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireSystem", "SkywireTestSupport",
+            .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
-        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireConfig", "SkywireCrypto", "SkywireTestSupport"]),
+        .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireIO", "SkywireConfig", "SkywireCrypto", "SkywireTestSupport"]),
         // Helpers shared by test targets (network-namespace sandbox, free loopback ports).
         .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",
                     dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",
-                                   "SkywireTestSupport", "SkywireTransport",
+                                   "SkywireTestSupport", "SkywireTransport", "SkywireIO",
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOEmbedded", package: "swift-nio"),
                                    .product(name: "Logging", package: "swift-log")]),

@@ -111,6 +111,38 @@ int skw_udp_socket(int family) {
     return fd;
 }
 
+int skw_udp_recv_batch(int fd, uint8_t *arena, size_t slot_size, uint32_t *lengths,
+                       struct sockaddr_storage *addrs, uint16_t *segment_sizes, unsigned count) {
+    struct mmsghdr msgs[SKW_MAX_BATCH];
+    struct iovec iov[SKW_MAX_BATCH];
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control[SKW_MAX_BATCH];
+    if (count > SKW_MAX_BATCH) count = SKW_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        iov[i].iov_base = arena + (size_t)i * slot_size;
+        iov[i].iov_len = slot_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        msgs[i].msg_hdr.msg_control = control[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
+    }
+    int n = recvmmsg(fd, msgs, count, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < n; i++) {
+        lengths[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
+        segment_sizes[i] = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                int size;
+                memcpy(&size, CMSG_DATA(c), sizeof(size));
+                segment_sizes[i] = (uint16_t)size;
+            }
+        }
+    }
+    return n;
+}
+
 int skw_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 _Static_assert(skw_epoll_ctl_add == EPOLL_CTL_ADD && skw_epoll_ctl_del == EPOLL_CTL_DEL &&

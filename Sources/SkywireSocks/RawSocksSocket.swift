@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import SkywireSystem
 import SkywireTransport
+import SkywireIO
 
 /// A connected, non-blocking TCP descriptor on an `EpollEventLoop` as a `SocksSocket`, without a NIO
 /// channel: reads go to the connection's `SocksConnection`, writes are sent at once (send(2)

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireSystem
 import SkywireTransport
+import SkywireIO
 
 /// What the client app asks the visor for: a stream to `remotePort` on visor `remoteKeyHex`.
 public struct SkysocksStreamRequest: Sendable {

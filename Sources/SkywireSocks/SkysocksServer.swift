@@ -12,6 +12,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SkywireIO
 
 /// Settings of the `skysocks` server app.
 public struct SkysocksServerOptions: Sendable {

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SkywireTransport
+import SkywireIO
 
 /// The server app's end of a UDP ASSOCIATE (RFC 1928 §7, framing in docs/socks.md): a UDP socket at the
 /// exit; frames from the stream are sent to their DST.ADDR/DST.PORT (domain names resolved here), and

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import SkywireTransport
+import SkywireIO
 
 /// Where a UDP channel's datagrams go: set on the consumer's loop once the consumer exists.
 final class SkysocksDatagramSink {

@@ -1,4 +1,5 @@
 import NIOCore
+import SkywireIO
 
 /// The TCP connection under a SOCKS session (the application's connection in the client app, the
 /// exit connection in the server app), as `SocksConnection` and `SocksStreamPipe` drive it. Two

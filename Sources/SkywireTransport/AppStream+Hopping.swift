@@ -1,4 +1,5 @@
 import NIOCore
+import SkywireIO
 
 /// Presents an `AppStream` that lives on one event loop (the inner stream's) on another one
 /// (`eventLoop`): every call hops to the inner stream's loop, every delegate event hops back.

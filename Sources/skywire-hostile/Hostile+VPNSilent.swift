@@ -9,6 +9,7 @@ import SkywireTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireIO
 
 /// `vpn-silent`: dials a visor over stcpr, opens `--streams` control streams to its vpn-server
 /// port and never says CLIENT_HELLO; after `--wait` seconds prints one JSON line: how many

@@ -3,6 +3,7 @@ import NIOPosix
 import XCTest
 @testable import SkywireSocks
 import SkywireTransport
+import SkywireIO
 
 /// `HoppingAppStream`: a `LoopbackAppStream` pair on a NIO loop, one end presented on an `EpollEventLoop`.
 final class HoppingAppStreamTests: XCTestCase {

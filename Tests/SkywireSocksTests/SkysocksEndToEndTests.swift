@@ -6,6 +6,7 @@ import SkywireCrypto
 import XCTest
 @testable import SkywireSocks
 import SkywireTransport
+import SkywireIO
 
 /// Full path: TCP application → skysocks-client → LoopbackAppStream pair → skysocks → destination on 127.0.0.1.
 /// Every case runs on NIO channels here and on raw sockets in `SkysocksRawEndToEndTests`.

@@ -9,6 +9,7 @@ import SkywireTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireIO
 
 /// `--secure` (the default): CONNECT and UDP datagrams to the exit's loopback, private, link-local,
 /// multicast and reserved ranges, in every form and by name, get reply 0x02 / are not sent, and

@@ -10,6 +10,7 @@ import SkywireTransport
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireIO
 
 /// A blocking TCP or UDP socket for driving the proxy from a test thread (receive timeout 10 s).
 final class TestSocket {

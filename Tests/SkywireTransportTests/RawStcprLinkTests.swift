@@ -10,6 +10,7 @@ import XCTest
 @testable import SkywireTransport
 import SkywireWire
 import Dispatch
+import SkywireIO
 
 /// Writes `data` on a stream as fast as its window allows, then FIN; collects what comes back.
 private final class PumpingSender: AppStreamDelegate {

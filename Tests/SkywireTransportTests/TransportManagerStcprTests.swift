@@ -9,6 +9,7 @@ import SkywireCrypto
 import SkywireTestSupport
 import XCTest
 @testable import SkywireTransport
+import SkywireIO
 
 /// Two transport managers over stcpr on loopback: the raw datapath end to end (listener, dial,
 /// `RawStcprLink`, mux streams on `EpollEventLoop`s) and the redial after the peer restarts.

@@ -89,6 +89,14 @@ enum { skw_udp_gso_max_segments = 64 };
 /// Creates a non-blocking, close-on-exec UDP socket for `family` with SO_REUSEADDR set.
 int skw_udp_socket(int family);
 
+/// Receives up to `count` messages with one recvmmsg(2) (MSG_DONTWAIT): message i lands at
+/// `arena + i * slot_size` (at most `slot_size` bytes), its length in `lengths[i]` (0 when it
+/// was truncated), its source in `addrs[i]`, and with UDP_GRO on the socket the size of the
+/// datagrams the kernel coalesced into it in `segment_sizes[i]` (0 for a single datagram).
+/// Returns how many messages arrived, or -1 with errno set. `count` is at most SKW_MAX_BATCH.
+int skw_udp_recv_batch(int fd, uint8_t *arena, size_t slot_size, uint32_t *lengths,
+                       struct sockaddr_storage *addrs, uint16_t *segment_sizes, unsigned count);
+
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a descriptor that wakes poll(2).
 int skw_eventfd(void);
 

@@ -6,6 +6,7 @@ import NIOCore
 import SkywireCrypto
 import SkywireWire
 import SkywireSystem
+import SkywireIO
 
 /// stcpr (PROTOCOL.md §3) on a connected, non-blocking TCP descriptor serviced by an
 /// `EpollEventLoop`: the Noise IK handshake, then one 2-byte-length-prefixed Noise message per

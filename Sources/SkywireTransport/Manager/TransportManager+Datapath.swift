@@ -37,7 +37,7 @@ extension TransportManager {
         for c in sudph {
             guard let peer = c.liveLink as? SudphPeer, let box = peer.sessionBox,
                   !box.closed.load(ordering: .acquiring) else { continue }
-            return SudphDatagramPath(box: box, fd: peer.endpoint.fd, counters: peer.counters,
+            return SudphDatagramPath(box: box, socket: peer.endpoint.socket, counters: peer.counters,
                                      allowUnconfirmed: peer.isInitiator, rekeyInterval: settings.sudphRekeyInterval,
                                      destinationPort: destinationPort, sourcePort: sourcePort)
         }

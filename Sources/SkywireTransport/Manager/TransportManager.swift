@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireConfig
 import SkywireCrypto
+import SkywireIO
 
 /// Owns every transport of a visor: listeners, dials, redials with backoff, and the lookup
 /// that apps use to open streams and send datagrams to a public key.

@@ -1,5 +1,6 @@
 import NIOCore
 import SkywireCrypto
+import SkywireIO
 
 /// One stcpr connection's protocol state (PROTOCOL.md §3) without I/O: Noise IK whose first
 /// payload is the initiator's identity claim and TAI64N stamp, message 1 followed by its mac1,

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import SkywireCrypto
 import SkywireSystem
+import SkywireIO
 
 extension TransportManager {
     /// Binds the stcpr listener on the first datapath loop; each accepted connection runs the

@@ -6,6 +6,7 @@ import SkywireWire
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireIO
 
 /// One peer's datagram route for a thread outside the event loop (the VPN datapath): sudph
 /// DATA packets carrying an UNRELIABLE record with one DATAGRAM frame (PROTOCOL.md §4.1, §4.4,
@@ -13,17 +14,18 @@ import Glibc
 /// rotation and counter uniqueness hold for both. Immutable; safe to share.
 public final class SudphDatagramPath: Sendable {
     let box: SudphSessionBox
-    let fd: Int32
+    /// The endpoint's socket (shared by every path of one visor); closed under us, sends fail.
+    let socket: UDPSocket
     let counters: LinkCounters
     let allowUnconfirmed: Bool
     let rekeyInterval: TimeAmount
     public let destinationPort: UInt16
     public let sourcePort: UInt16
 
-    init(box: SudphSessionBox, fd: Int32, counters: LinkCounters, allowUnconfirmed: Bool, rekeyInterval: TimeAmount,
+    init(box: SudphSessionBox, socket: UDPSocket, counters: LinkCounters, allowUnconfirmed: Bool, rekeyInterval: TimeAmount,
          destinationPort: UInt16, sourcePort: UInt16) {
         self.box = box
-        self.fd = fd
+        self.socket = socket
         self.counters = counters
         self.allowUnconfirmed = allowUnconfirmed
         self.rekeyInterval = rekeyInterval
@@ -57,7 +59,7 @@ public final class SudphDatagramBatch {
     private var addressLengths: [socklen_t]
     public private(set) var count = 0
     /// The socket the ready datagrams go out on (every path of one visor shares it).
-    private var sendFD: Int32 = -1
+    private var sendSocket: UDPSocket?
     public private(set) var sent: UInt64 = 0
     public private(set) var dropped: UInt64 = 0
     public private(set) var lastError: Error?
@@ -104,10 +106,10 @@ public final class SudphDatagramBatch {
             guard let path = paths[i] else { i += 1; continue }
             var j = i + 1
             while j < count, paths[j] === path { j += 1 }
-            if path.fd != sendFD {
+            if path.socket !== sendSocket {
                 send(ready)
                 ready = 0
-                sendFD = path.fd
+                sendSocket = path.socket
             }
             ready = seal(path: path, from: i, to: j, compactingTo: ready)
             i = j
@@ -178,16 +180,17 @@ public final class SudphDatagramBatch {
         return total
     }
 
-    /// sendmmsg(2) of the first `n` slots (`UDPBatchSender.sendSlots`: UDP GSO while the kernel
-    /// takes it; a refused datagram is dropped, a full buffer drops the rest of the batch).
+    /// sendmmsg(2) of the first `n` slots (`UDPSocket.sendSlots`: UDP GSO while the kernel
+    /// takes it; a refused datagram is dropped, a full buffer drops the rest of the batch, a
+    /// closed socket drops them all).
     private func send(_ n: Int) {
+        guard n > 0, let socket = sendSocket else { return }
         var tally = UDPSendTally(segmentationOffload: segmentationOffload)
-        let fd = sendFD
         lengths.withUnsafeBufferPointer { lens in
             addresses.withUnsafeBufferPointer { addrs in
                 addressLengths.withUnsafeBufferPointer { alens in
-                    UDPBatchSender.sendSlots(fd: fd, arena: arena, slotSize: Self.slotSize, lengths: lens,
-                                             addresses: addrs, addressLengths: alens, count: n, tally: &tally)
+                    socket.sendSlots(arena: arena, slotSize: Self.slotSize, lengths: lens,
+                                     addresses: addrs, addressLengths: alens, count: n, tally: &tally)
                 }
             }
         }

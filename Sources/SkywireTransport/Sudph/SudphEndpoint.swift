@@ -1,24 +1,28 @@
 import Logging
 import NIOCore
-import NIOPosix
-import CSkywireShim
 import SkywireCrypto
 import SkywireSystem
 import SkywireWire
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireIO
 
-/// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4). All peer state lives on
-/// the socket's event loop; packets are dispatched by type and receiver index.
+/// The sudph UDP socket shared by every sudph peer (PROTOCOL.md §4), read with recvmmsg(2) on
+/// an `EpollEventLoop` (one of the manager's datapath loops). All peer state lives on that
+/// loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
     // @unchecked Sendable: `peersByIndex`, `responders`, the handshake defence state, `plaintext`,
-    // `sinksInBatch`, the rendezvous fields and the handler state are confined to `eventLoop`; other threads only call `dial`/`close`, which hop onto it.
-    let channel: Channel
+    // `sinksInBatch`, `reader`, the rendezvous fields and the handler state are confined to
+    // `eventLoop`; other threads only call `dial`/`close`, which hop onto it, and use `socket`,
+    // which guards itself.
+    /// The loop as peers and mux connections see it (a plain `EventLoop`), and as the socket's
+    /// watcher: the same `EpollEventLoop`.
     let eventLoop: EventLoop
+    private let datapathLoop: EpollEventLoop
     unowned let manager: TransportManager
     var logger: Logger { manager.logger }
-    var localAddress: SocketAddress? { channel.localAddress }
+    var localAddress: SocketAddress? { socket.localAddress }
     /// Local receiver index → the peer owning it (a confirmed session, or our own dial's handshake).
     var peersByIndex: [UInt32: SudphPeer] = [:]
     /// Responder handshakes awaiting confirmation, stamps accepted per key, and each key's live
@@ -40,64 +44,54 @@ final class SudphEndpoint: @unchecked Sendable {
     var observedAddress: RendezvousAddress?
     /// Tokens of the latest BINDs (newest first, at most `SudphEndpoint.bindTokensKept`): BIND_OK and PUNCH must echo one.
     var bindTokens: [[UInt8]] = []
-    /// Messages read per recvmmsg(2) call, the largest datagram accepted, and the room for one
-    /// message: with UDP GRO a message holds up to 64 KiB of equal-sized datagrams.
-    static let vectorReadCount = 32
-    static let maxDatagram = 2048
-    static let groVectorReadCount = 8
-    static let maxGROMessage = 65536
+    /// Socket buffers (SO_RCVBUF/SO_SNDBUF): room for bursts from many peers and VPN threads.
+    static let socketBufferBytes: Int32 = 4 << 20
+    /// recvmmsg(2) calls per readiness report before the loop serves its other descriptors.
+    static let readsPerWake = 4
+    /// The largest datagram accepted (and the decryption scratch buffer's size).
+    static let maxDatagram = UDPMessageReader.maxDatagram
 
-    /// Sends go around NIO's datagram writer, which closes the channel on errors such as a
-    /// firewall's EPERM; here a failed datagram is only dropped (see `UDPBatchSender`).
+    /// The socket: read here, written here and by datapath threads (`SudphDatagramPath`). The
+    /// endpoint owns it and closes it in `close`; a thread's send racing that close fails
+    /// instead of reaching a reused descriptor (`UDPSocket`).
+    let socket: UDPSocket
+    /// A failed datagram is only dropped (see `UDPBatchSender`), never fatal to the socket.
     private let sender: UDPBatchSender
-    /// The socket, also written by datapath threads (`SudphDatagramPath`); NIO owns and closes it.
-    let fd: Int32
+    private let reader: UDPMessageReader
 
-    private init(channel: Channel, manager: TransportManager, fd: Int32) {
-        self.fd = fd
-        self.channel = channel
-        self.eventLoop = channel.eventLoop
+    private init(socket: UDPSocket, loop: EpollEventLoop, manager: TransportManager) {
+        self.socket = socket
+        self.eventLoop = loop
+        self.datapathLoop = loop
         self.manager = manager
-        self.sender = UDPBatchSender(borrowing: fd)
+        self.sender = UDPBatchSender(socket: socket)
+        self.reader = UDPMessageReader(for: socket)
     }
 
+    /// Binds the socket (UDP GRO when the kernel has it) and starts reading it on the last of
+    /// the manager's datapath loops (stcpr's listener accepts on the first).
     static func bind(host: String, port: Int, manager: TransportManager) async throws -> SudphEndpoint {
-        // UDP GRO (UDP_GRO via NIO's datagramReceiveOffload) when the kernel has it.
-        let gro = System.supportsUDPReceiveOffload
-        let vectorReadCount = gro ? Self.groVectorReadCount : Self.vectorReadCount
-        let maxDatagram = gro ? Self.maxGROMessage : Self.maxDatagram
-        let box = EndpointBox()
-        let local = try SocketAddress(ipAddress: host, port: port)
-        let fd = try syscall("socket(udp)") { skw_udp_socket(local.protocol.rawValue) }
+        guard let loop = try manager.datapathLoops().last else {
+            throw TransportError(.closed, "no datapath loop for sudph")
+        }
+        let socket = try UDPSocket(bindingTo: try SocketAddress(ipAddress: host, port: port),
+                                   bufferBytes: Self.socketBufferBytes, receiveOffload: true)
+        let endpoint = SudphEndpoint(socket: socket, loop: loop, manager: manager)
         do {
-            try local.withSockAddr { addr, len in
-                try syscall("bind(\(host):\(port))") { Glibc.bind(fd, addr, socklen_t(len)) }
-            }
+            try await loop.submit {
+                try socket.withDescriptor { fd in
+                    try loop.watch(fd, interest: .read) { [weak endpoint] _ in endpoint?.readReady() }
+                }
+            }.get()
         } catch {
-            _ = Glibc.close(fd)
+            socket.close()
             throw error
         }
-        // NIO owns `fd` from here on and closes it with the channel.
-        let ch = try await DatagramBootstrap(group: manager.group)
-            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: vectorReadCount)
-            // recvmmsg splits the receive buffer evenly between the messages of one batch.
-            .channelOption(ChannelOptions.recvAllocator,
-                           value: FixedSizeRecvByteBufferAllocator(capacity: vectorReadCount * maxDatagram))
-            .channelOption(ChannelOptions.datagramReceiveOffload, value: gro)
-            .channelOption(ChannelOptions.datagramReceiveSegmentSize, value: gro)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SudphInboundHandler(box: box))
-                }
-            }
-            .withBoundSocket(fd).get()
-        _ = try? await ch.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4 << 20).get()
-        _ = try? await ch.setOption(ChannelOptions.socketOption(.so_sndbuf), value: 4 << 20).get()
-        let endpoint = SudphEndpoint(channel: ch, manager: manager, fd: fd)
-        box.endpoint = endpoint
         return endpoint
     }
 
+    /// Closes every peer, stops reading and closes the socket (datapath threads sending on it
+    /// from now on get `UDPSocket.closedError`).
     func close() async {
         try? await eventLoop.submit {
             self.bindTask?.cancel()
@@ -107,8 +101,14 @@ final class SudphEndpoint: @unchecked Sendable {
             for peer in self.peersByIndex.values { peers[ObjectIdentifier(peer)] = peer }
             for peer in peers.values { peer.close(reason: "visor stopping") }
             self.responders.removeAllPending()
+            self.closeSocket()
         }.get()
-        try? await channel.close()
+    }
+
+    /// Stops reading and closes the socket. On `eventLoop`.
+    func closeSocket() {
+        try? socket.withDescriptor { datapathLoop.unwatch($0) }
+        socket.close()
     }
 
     /// A fresh random local index not in use (by a peer or a pending handshake).
@@ -192,22 +192,24 @@ final class SudphEndpoint: @unchecked Sendable {
 
     // MARK: Receiving (on eventLoop)
 
-    /// One received message: a datagram, or with UDP GRO several of `segmentSize` bytes each
-    /// (the last may be shorter), handled one by one without copying.
-    func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
-        let data = envelope.data
-        guard let size = envelope.metadata?.segmentSize, size > 0, data.readableBytes > size else {
-            receive(data, from: envelope.remoteAddress)
-            return
-        }
-        var offset = 0
-        while offset < data.readableBytes {
-            let length = min(size, data.readableBytes - offset)
-            if let slice = data.getSlice(at: data.readerIndex + offset, length: length) {
-                receive(slice, from: envelope.remoteAddress)
+    /// The socket is readable: up to `readsPerWake` recvmmsg(2) batches, each datagram handled in
+    /// place (a UDP GRO message one datagram at a time, without copying); then sinks push what
+    /// they held back and the replies go out in one batch.
+    private func readReady() {
+        for _ in 0..<Self.readsPerWake {
+            let count: Int
+            do {
+                count = try reader.read(from: socket)
+            } catch {
+                // ICMP errors (ECONNREFUSED) surface here; the peer's timers deal with silence.
+                logger.debug("sudph socket error: \(error)")
+                break
             }
-            offset += length
+            guard count > 0 else { break }
+            reader.forEachDatagram { data, from in receive(data, from: from) }
         }
+        endSinkBatch()
+        flush()
     }
 
     /// Where data packets are decrypted (not in place: the received buffer is shared with the
@@ -275,30 +277,3 @@ final class SudphEndpoint: @unchecked Sendable {
         logger.debug("sudph: dropped \(why())")
     }
 }
-
-final class EndpointBox: @unchecked Sendable {
-    // @unchecked Sendable: set once before the channel delivers its first packet.
-    var endpoint: SudphEndpoint?
-}
-
-private final class SudphInboundHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let box: EndpointBox
-
-    init(box: EndpointBox) { self.box = box }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        box.endpoint?.receive(unwrapInboundIn(data))
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        box.endpoint?.endSinkBatch()
-        box.endpoint?.flush()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP errors (ECONNREFUSED) surface here; the peer's timers deal with silence.
-        box.endpoint?.logger.debug("sudph socket error: \(error)")
-    }
-}
-

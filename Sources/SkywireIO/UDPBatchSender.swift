@@ -2,6 +2,7 @@ import CSkywireShim
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireSystem
 
 /// Queues datagrams in a preallocated arena and sends them with one sendmmsg(2) per batch:
 /// no allocation per packet. Callers write each packet's bytes straight into its slot.
@@ -12,7 +13,7 @@ import Glibc
 public final class UDPBatchSender {
     public static let slotSize = 2048
     public let batchSize: Int
-    private let fd: Int32
+    private let socket: UDPSocket
     private let arena: UnsafeMutableRawBufferPointer
     private var lengths: [UInt16]
     private var addresses: [sockaddr_storage]
@@ -22,9 +23,9 @@ public final class UDPBatchSender {
     public private(set) var dropped: UInt64 = 0
     public private(set) var lastError: SystemError?
 
-    /// `fd` is borrowed: the caller keeps it open for this sender's lifetime.
-    public init(borrowing fd: Int32) {
-        self.fd = fd
+    /// Sends on `socket`; once it is closed, every datagram is dropped (`UDPSocket.closedError`).
+    public init(socket: UDPSocket) {
+        self.socket = socket
         self.batchSize = Int(skw_max_batch())
         self.arena = .allocate(byteCount: batchSize * Self.slotSize, alignment: 16)
         self.lengths = [UInt16](repeating: 0, count: batchSize)
@@ -55,8 +56,8 @@ public final class UDPBatchSender {
         lengths.withUnsafeBufferPointer { lens in
             addresses.withUnsafeBufferPointer { addrs in
                 addressLengths.withUnsafeBufferPointer { alens in
-                    Self.sendSlots(fd: fd, arena: arena, slotSize: Self.slotSize, lengths: lens, addresses: addrs,
-                                   addressLengths: alens, count: count, tally: &tally)
+                    socket.sendSlots(arena: arena, slotSize: Self.slotSize, lengths: lens, addresses: addrs,
+                                     addressLengths: alens, count: count, tally: &tally)
                 }
             }
         }

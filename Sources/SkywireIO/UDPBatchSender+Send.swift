@@ -2,6 +2,7 @@ import CSkywireShim
 #if canImport(Glibc)
 import Glibc
 #endif
+import SkywireSystem
 
 /// The counters a batch send updates (`UDPBatchSender`, the sudph datapath).
 public struct UDPSendTally {

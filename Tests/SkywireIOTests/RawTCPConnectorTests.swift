@@ -5,7 +5,7 @@ import Dispatch
 import NIOCore
 import SkywireSystem
 import XCTest
-@testable import SkywireTransport
+@testable import SkywireIO
 
 final class RawTCPConnectorTests: XCTestCase {
     private var loop: EpollEventLoop!

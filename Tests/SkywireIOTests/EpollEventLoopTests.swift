@@ -4,7 +4,7 @@ import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
 import XCTest
-@testable import SkywireTransport
+@testable import SkywireIO
 
 final class EpollEventLoopTests: XCTestCase {
     private var loop: EpollEventLoop!
