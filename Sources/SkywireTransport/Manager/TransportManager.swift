@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireConfig
 import SkywireCrypto
+import SkywireSystem
 
 /// Owns every transport of a visor: listeners, dials, redials with backoff, and the lookup
 /// that apps use to open streams and send datagrams to a public key.
@@ -47,6 +48,7 @@ public final class TransportManager: @unchecked Sendable {
         self.logger = logger
         handshakeIdentity = try? NoiseStaticIdentity(identity: settings.identity)
         stcprGate = StcprHandshakeGate(logger: logger)
+        BlockingPool.recogniseNIOEventLoops()
     }
 
     /// The cached static keys of our identity for handshakes.

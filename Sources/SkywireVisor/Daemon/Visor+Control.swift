@@ -3,6 +3,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireSocks
+import SkywireSystem
 import SkywireTransport
 import SkywireVPN
 
@@ -129,7 +130,10 @@ extension Visor {
             } catch {
                 // Not running: a visor that died with the VPN up left routes, the kill switch
                 // and DNS as they were; stop restores them from the state file (docs/vpn.md §5).
-                guard VPNClient.restoreLeftovers(stateDirectory: options.stateDirectory, logger: logger) else { throw error }
+                let (directory, logger) = (options.stateDirectory, logger)
+                guard await BlockingPool.shared.runOrInline({ VPNClient.restoreLeftovers(stateDirectory: directory, logger: logger) }) else {
+                    throw error
+                }
             }
             return .object([:])
         case "vpn.status":
