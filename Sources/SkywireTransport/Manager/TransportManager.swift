@@ -166,7 +166,8 @@ public final class TransportManager: @unchecked Sendable {
         listener?.close()
         await endpoint?.close()
         for loop in datapath {
-            await withCheckedContinuation { done in loop.shutdown { _ in done.resume() } }
+            // shutdown() joins the loop's thread: on the blocking pool.
+            await BlockingPool.shared.runOrInline { loop.shutdown() }
         }
     }
 
