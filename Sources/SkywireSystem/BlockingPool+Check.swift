@@ -23,14 +23,14 @@ extension BlockingPool {
     /// Adding the same `id` again does nothing.
     public static func addEventLoopProbe(id: String, _ probe: @escaping @Sendable () -> Bool) {
         probes.withLock {
-            if !probes.entries.contains(where: { $0.id == id }) { probes.entries.append((id, probe)) }
+            if !probes.entries.contains(where: { $0.id == id }) { probes.entries.append(Probe(id: id, test: probe)) }
         }
     }
 
     /// Whether the current thread is marked, or recognised by a probe, as an event loop's.
     public static var isEventLoopThread: Bool {
         if pthread_getspecific(eventLoopKey) != nil { return true }
-        return probes.withLock { probes.entries.contains { $0.probe() } }
+        return probes.withLock { probes.entries.contains { $0.test() } }
     }
 
     /// The thread-specific slot `markEventLoopThread` sets (pthread_key_create(3); created once).
@@ -42,10 +42,16 @@ extension BlockingPool {
 
     private static let probes = ProbeList()
 
+    /// One registered test (a struct, not a tuple holding a closure: swiftc 6.2.3's SILGen).
+    private struct Probe {
+        let id: String
+        let test: @Sendable () -> Bool
+    }
+
     private final class ProbeList: @unchecked Sendable {
         // @unchecked Sendable: `entries` is read and written only inside `withLock`.
         private let lock = MutexCondition()
-        var entries: [(id: String, probe: @Sendable () -> Bool)] = []
+        var entries: [Probe] = []
         func withLock<T>(_ body: () throws -> T) rethrows -> T { try lock.withLock(body) }
     }
 }
