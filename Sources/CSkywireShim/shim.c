@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <sys/socket.h>
 #include <sched.h>
+#include <pthread.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -174,6 +175,8 @@ int skw_timerfd_set_absolute(int fd, uint64_t deadline_ns) {
 }
 
 int skw_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int skw_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
 
 int skw_accept_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 

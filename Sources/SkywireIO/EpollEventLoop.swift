@@ -90,6 +90,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         let started = ConditionLock(value: false)
         thread = try SystemThread(name: name) { [self] in
             threadID = pthread_self()
+            BlockingPool.markEventLoopThread()
             started.lock(); started.unlock(withValue: true)
             run()
         }

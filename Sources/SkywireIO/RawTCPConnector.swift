@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import NIOCore
 import SkywireSystem
 
@@ -108,7 +107,7 @@ private final class ConnectAttempt {
 
 extension SocketAddress {
     /// `host` (IP literal or DNS name) resolved without blocking `loop`: a literal at once, a
-    /// name by getaddrinfo(3) on the global dispatch queue (it can block for seconds while DNS is
+    /// name by getaddrinfo(3) on `BlockingPool.shared` (it can block for seconds while DNS is
     /// down), every address in the resolver's order. `completion` runs on `loop`; when called on
     /// `loop` with a literal, before this returns. `resolve` is replaceable for tests.
     public static func resolveOffLoop(host: String, port: Int, on loop: any EventLoop,
@@ -124,14 +123,14 @@ extension SocketAddress {
             return
         }
         let carried = LoopTransfer(value: completion)
-        DispatchQueue.global().async {
-            let result = Result { try resolve(host, port) }
+        BlockingPool.shared.submit({ try resolve(host, port) }) { result in
             loop.execute { carried.value(result) }
         }
     }
 
     /// getaddrinfo(3) for TCP: every address of `host` in the resolver's order. Blocking.
     public static func resolveAll(host: String, port: Int) throws -> [SocketAddress] {
+        BlockingPool.assertMayBlock("getaddrinfo(\(host))")
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_protocol = Int32(IPPROTO_TCP)

@@ -119,15 +119,13 @@ public final class SkysocksClientApp: Sendable {
     }
 
     private func startRaw(on loop: EpollEventLoop) -> EventLoopFuture<Void> {
-        let address: SocketAddress
-        do {
-            address = try SocketAddress.makeAddressResolvingHost(options.listenHost, port: options.listenPort)
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
+        let (host, port) = (options.listenHost, options.listenPort)
         let app = self
         let timeout = options.handshakeTimeout
-        return loop.submit {
+        // getaddrinfo(3) on the blocking pool (listen_host may be a name).
+        return BlockingPool.shared.runFuture(on: loop) {
+            try SocketAddress.makeAddressResolvingHost(host, port: port)
+        }.flatMap { address in loop.submit {
             let listener = try RawTCPListener(loop: loop, address: address, backlog: Self.backlog) { fd in
                 do {
                     let socket = try RawSocksSocket(loop: loop, socket: OwnedDescriptor(taking: fd), localFailureTimeout: timeout)
@@ -142,7 +140,7 @@ public final class SkysocksClientApp: Sendable {
             let local = listener.localAddress
             app.listener.withLockedValue { $0 = .raw(LoopTransfer(value: listener), local) }
             app.logListening(local)
-        }
+        } }
     }
 
     private func logListening(_ address: SocketAddress?) {

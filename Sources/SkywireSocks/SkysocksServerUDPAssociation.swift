@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import SkywireSystem
 import SkywireTransport
 import SkywireIO
 
@@ -162,7 +163,7 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
         return true
     }
 
-    /// Resolves `name` at the exit (getaddrinfo on NIO's thread pool), holding a few datagrams meanwhile;
+    /// Resolves `name` at the exit (getaddrinfo on `BlockingPool.shared`), holding a few datagrams meanwhile;
     /// keeps the first address `--secure` allows (or, when it allows none, the first, which `send` refuses).
     private func resolve(_ name: String, port: UInt16, payload: ByteBuffer) {
         if resolving[name] != nil {
@@ -174,7 +175,7 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
             return
         }
         resolving[name] = [(port, payload)]
-        NIOThreadPool.singleton.runIfActive(eventLoop: stream.eventLoop) {
+        BlockingPool.shared.runFuture(on: stream.eventLoop) {
             try SocketAddress.resolveAll(host: name, port: 0)
         }.assumeIsolated().whenComplete { [self] result in
             let waiting = resolving.removeValue(forKey: name) ?? []

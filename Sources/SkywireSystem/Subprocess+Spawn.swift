@@ -64,6 +64,7 @@ extension Subprocess {
     /// child. Only a process whose /proc/PID/comm is `expectedName` is signalled (a PID from a
     /// state file may have been reused).
     public static func terminate(_ pid: pid_t, expectedName: String, graceMillis: Int = 2000) {
+        BlockingPool.assertMayBlock("stopping \(expectedName) (waitpid)")
         guard pid > 1, processName(pid) == expectedName else { return }
         kill(pid, SIGTERM)
         var waited = 0

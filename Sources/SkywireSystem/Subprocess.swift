@@ -16,6 +16,7 @@ public enum Subprocess {
 
     /// Runs `path` with `arguments` (argv[0] is `path`) and waits for it to exit.
     public static func run(_ path: String, _ arguments: [String], stdin input: [UInt8] = []) throws -> Result {
+        BlockingPool.assertMayBlock("\(path) (waitpid)")
         var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1]
         try syscall("pipe") { skw_pipe_cloexec(&inPipe) }
         let inRead = OwnedDescriptor(taking: inPipe[0]), inWrite = OwnedDescriptor(taking: inPipe[1])

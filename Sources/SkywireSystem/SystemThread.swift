@@ -31,6 +31,7 @@ public final class SystemThread: @unchecked Sendable {
     /// Waits for the thread to finish (once).
     public func join() {
         guard !joined else { return }
+        BlockingPool.assertMayBlock("pthread_join")
         joined = true
         pthread_join(handle, nil)
     }

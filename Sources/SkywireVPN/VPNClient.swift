@@ -80,7 +80,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// Cleans up after a crashed run, performs the first handshake (a refusal throws and
     /// changes nothing), then configures the system.
     public func start() async throws {
-        Self.cleanLeftovers(state, logger: logger)
+        // System changes (nft, netlink, resolvectl, dnsmasq) and joins run on the blocking pool.
+        await BlockingPool.shared.runOrInline { [self] in Self.cleanLeftovers(state, logger: logger) }
         lock.withLock {
             current = .connecting
             stopping = false
@@ -89,8 +90,10 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         do {
             // The LAN is fenced before anything else; without the gateway role, what an
             // earlier gateway run left is removed (the role was turned off).
-            if let gateway { try gateway.installFence() }
-            else { VPNGateway.cleanLeftovers(directory: stateDirectory, keepFence: false, logger: logger) }
+            try await BlockingPool.shared.run { [self] in
+                if let gateway { try gateway.installFence() }
+                else { VPNGateway.cleanLeftovers(directory: stateDirectory, keepFence: false, logger: logger) }
+            }
             let box: StreamBox, ok: VPNServerOK
             do {
                 (box, ok) = try await handshake()
@@ -106,7 +109,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
                 return
             }
             opened = box
-            try configure(ok)
+            try await BlockingPool.shared.run { [self] in try configure(ok) }
             lock.withLock {
                 stream = box
                 answer = ok
@@ -146,10 +149,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         transports.setDatagramSink(nil, port: localPort)
         if let box { box.stream.eventLoop.execute { box.stream.finish() } }
         w?.wake()
-        r?.join()
-        device?.close()
-        Self.cleanLeftovers(state, logger: logger)
-        gateway?.teardown(keepFence: keepLANFence)
+        await BlockingPool.shared.runOrInline { [self] in
+            r?.join()
+            device?.close()
+            Self.cleanLeftovers(state, logger: logger)
+            gateway?.teardown(keepFence: keepLANFence)
+        }
     }
 
     /// The `/32` (`/128`) host route to the exit's transport address `ip` that keeps it outside
@@ -436,11 +441,13 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             do {
                 let (box, ok) = try await handshake()
                 let old: VPNServerOK? = lock.withLock { answer }
-                if let old {
-                    readdress(from: old, to: ok)
-                    updateDNS(from: old, to: ok)
-                } else {
-                    try configureLate(ok, box)
+                try await BlockingPool.shared.run { [self] in
+                    if let old {
+                        readdress(from: old, to: ok)
+                        updateDNS(from: old, to: ok)
+                    } else {
+                        try configureLate(ok, box)
+                    }
                 }
                 let stillRunning: Bool = lock.withLock {
                     guard !stopping else { return false }

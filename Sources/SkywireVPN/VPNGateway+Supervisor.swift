@@ -99,7 +99,9 @@ extension VPNGateway {
         let task = !watch ? nil : Task { [weak self] in
             for _ in 0..<Int.max {
                 try? await Task.sleep(nanoseconds: Self.supervisionTickNanos)
-                guard let self, !Task.isCancelled, self.superviseOnce(now: Self.nowMillis()) else { return }
+                // waitpid(2) and a dnsmasq restart on the blocking pool.
+                guard let self, !Task.isCancelled,
+                      await BlockingPool.shared.runOrInline({ self.superviseOnce(now: Self.nowMillis()) }) else { return }
             }
         }
         let old: Task<Void, Never>? = lock.withLock {

@@ -110,13 +110,24 @@ final class HandshakeDefenceTests: XCTestCase {
         XCTAssertFalse(load.record(now: 3 * s), "two quiet seconds later")
     }
 
+    /// Handshake refusals go through `RefusalLog` (one logger for every refusal): at most one
+    /// summary per interval, with the counts since the last one, and debug lines rate-limited.
     func testRefusalLogSummarisesAtMostOncePerInterval() {
-        var log = HandshakeRefusalLog()
-        let s = Self.second
-        XCTAssertEqual(log.record(.mac1, now: 0), "mac1 1", "the first refusal is reported at once")
-        for i in 1...1000 { XCTAssertNil(log.record(i % 2 == 0 ? .mac1 : .replay, now: Int64(i) * 1_000_000)) }
-        XCTAssertEqual(log.record(.cookie, now: HandshakeRefusalLog.intervalSeconds * s), "mac1 500, cookie 1, replay 500")
-        XCTAssertEqual(log.total, 1002)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var log = RefusalLog.Counter(start: start)
+        var debugLines = 0
+        for i in 1...1000 {
+            let r = log.record((i % 2 == 0 ? HandshakeRefusal.mac1 : .replay).logReason, now: start + .milliseconds(Int64(i)))
+            XCTAssertNil(r.summary, "no summary within the interval (refusal \(i))")
+            if r.debug { debugLines += 1 }
+        }
+        XCTAssertEqual(debugLines, RefusalLog.debugLinesPerInterval, "a flood logs a bounded number of debug lines")
+        let due = log.record(HandshakeRefusal.cookie.logReason, now: start + RefusalLog.summaryInterval)
+        XCTAssertEqual(due.summary.map(RefusalLog.describe), "handshake mac1 500, handshake cookie 1, handshake replay 500")
+        XCTAssertTrue(due.debug, "debug lines start again after a summary")
+        XCTAssertNil(log.record(HandshakeRefusal.malformed.logReason, now: start + RefusalLog.summaryInterval + .seconds(1)).summary)
+        XCTAssertEqual(log.total.values.reduce(0, +), 1002)
+        XCTAssertEqual(log.sinceSummary, [.handshakeMalformed: 1])
     }
 
     func testSudphInitiationMacsAndCookieReply() throws {

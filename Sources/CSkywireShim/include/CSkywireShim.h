@@ -124,6 +124,10 @@ int skw_unshare_netns(void);
 /// pipe2(fds, O_CLOEXEC).
 int skw_pipe_cloexec(int fds[2]);
 
+/// pthread_setname_np(pthread_self(), name) (a GNU extension): the calling thread's name in
+/// /proc/self/task/TID/comm and `ps -L`, at most 15 bytes.
+int skw_set_thread_name(const char *name);
+
 /// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): the next connection of a listening socket.
 int skw_accept_nonblock(int fd);
 

@@ -1,6 +1,5 @@
 /// Why a responder refused a handshake initiation before it established anything (PROTOCOL.md
-/// §2.1). Each refusal is logged at `debug`; `HandshakeRefusalLog` turns them into a periodic
-/// `info` summary.
+/// §2.1). Counted and logged by `RefusalLog` (debug lines rate-limited, a periodic `info` summary).
 enum HandshakeRefusal: String, CaseIterable, Sendable {
     /// Wrong size or reserved bytes.
     case malformed
@@ -18,28 +17,18 @@ enum HandshakeRefusal: String, CaseIterable, Sendable {
     case replay
 }
 
-/// Counts refusals per reason and says when to log a summary: at most one `info` line per
-/// `interval` (pure; times are monotonic nanoseconds).
-struct HandshakeRefusalLog {
-    /// Seconds between two summaries.
-    static let intervalSeconds: Int64 = 30
-    static let nanosecondsPerSecond: Int64 = 1_000_000_000
-
-    private(set) var counts: [HandshakeRefusal: UInt64] = [:]
-    private(set) var total: UInt64 = 0
-    private var lastSummary: Int64?
-
-    /// Counts one refusal; returns the summary to log now (counts since the last summary), if due.
-    mutating func record(_ reason: HandshakeRefusal, now: Int64) -> String? {
-        counts[reason, default: 0] += 1
-        total &+= 1
-        if let last = lastSummary, now - last < Self.intervalSeconds * Self.nanosecondsPerSecond { return nil }
-        lastSummary = now
-        let text = HandshakeRefusal.allCases.compactMap { reason in
-            counts[reason].map { "\(reason.rawValue) \($0)" }
-        }.joined(separator: ", ")
-        counts.removeAll(keepingCapacity: true)
-        return text
+extension HandshakeRefusal {
+    /// The `RefusalLog` reason that counts this refusal.
+    var logReason: RefusalLog.Reason {
+        switch self {
+        case .malformed: return .handshakeMalformed
+        case .mac1: return .handshakeMAC1
+        case .cookie: return .handshakeCookie
+        case .rateLimited: return .handshakeRateLimited
+        case .pendingFull: return .handshakePendingFull
+        case .handshake: return .handshakeInvalid
+        case .replay: return .handshakeReplay
+        }
     }
 }
 

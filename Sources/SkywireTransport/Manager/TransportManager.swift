@@ -5,6 +5,7 @@ import NIOPosix
 import SkywireConfig
 import SkywireCrypto
 import SkywireIO
+import SkywireSystem
 
 /// Owns every transport of a visor: listeners, dials, redials with backoff, and the lookup
 /// that apps use to open streams and send datagrams to a public key.
@@ -48,6 +49,7 @@ public final class TransportManager: @unchecked Sendable {
         self.logger = logger
         handshakeIdentity = try? NoiseStaticIdentity(identity: settings.identity)
         stcprGate = StcprHandshakeGate(logger: logger)
+        BlockingPool.recogniseNIOEventLoops()
     }
 
     /// The cached static keys of our identity for handshakes.
@@ -165,7 +167,8 @@ public final class TransportManager: @unchecked Sendable {
         listener?.close()
         await endpoint?.close()
         for loop in datapath {
-            await withCheckedContinuation { done in loop.shutdown { _ in done.resume() } }
+            // shutdown() joins the loop's thread: on the blocking pool.
+            await BlockingPool.shared.runOrInline { loop.shutdown() }
         }
     }
 

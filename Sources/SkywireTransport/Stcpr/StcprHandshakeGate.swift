@@ -10,7 +10,6 @@ struct StcprHandshakeAdmission {
     let maxUnconfirmed: Int
     private(set) var unconfirmed = 0
     private(set) var timestamps: HandshakeTimestamps<PublicKey>
-    private(set) var refusals = HandshakeRefusalLog()
 
     init(maxUnconfirmed: Int, timestampCapacity: Int = HandshakeTimestamps<PublicKey>.defaultCapacity) {
         precondition(maxUnconfirmed > 0, "room for one handshake at least")
@@ -35,10 +34,6 @@ struct StcprHandshakeAdmission {
     mutating func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool {
         timestamps.accept(timestamp, from: key)
     }
-
-    mutating func refuse(_ reason: HandshakeRefusal, now: Int64) -> String? {
-        refusals.record(reason, now: now)
-    }
 }
 
 /// The stcpr listener's `StcprHandshakeAdmission`, shared by the datapath loops.
@@ -61,12 +56,8 @@ final class StcprHandshakeGate: @unchecked Sendable {
     func release() { lock.withLock { state.release() } }
     func admit(_ key: PublicKey, timestamp: TAI64N) -> Bool { lock.withLock { state.admit(key, timestamp: timestamp) } }
 
-    /// Logs a refusal at `debug`, and the periodic summary at `info`.
+    /// Counts and logs a refusal (`RefusalLog`: debug lines rate-limited, a periodic info summary).
     func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
-        logger.debug("stcpr: handshake refused (\(reason.rawValue)): \(detail())")
-        let now = NIODeadline.now().uptimeNanoseconds
-        if let summary = lock.withLock({ state.refuse(reason, now: Int64(truncatingIfNeeded: now)) }) {
-            logger.info("stcpr: handshakes refused: \(summary)")
-        }
+        RefusalLog.shared.note(reason.logReason, "stcpr: \(detail())", logger: logger)
     }
 }

@@ -139,13 +139,10 @@ extension SudphEndpoint {
         peer.receiveData(packet, localIndex: localIndex, counter: counter, keyPhase: keyPhase, ciphertext: ciphertext, from: from)
     }
 
-    /// Counts and logs a refused initiation: `debug` each, `info` summary at most every
-    /// `HandshakeRefusalLog.intervalSeconds`.
+    /// Counts and logs a refused initiation (`RefusalLog`: debug lines rate-limited, a periodic
+    /// info summary).
     func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
         droppedPackets &+= 1
-        logger.debug("sudph: handshake refused (\(reason.rawValue)): \(detail())")
-        if let summary = refusals.record(reason, now: monotonicNow) {
-            logger.info("sudph: handshakes refused: \(summary)")
-        }
+        RefusalLog.shared.note(reason.logReason, "sudph: \(detail())", logger: logger)
     }
 }

@@ -34,8 +34,6 @@ final class SudphEndpoint: @unchecked Sendable {
     var handshakeLoad = HandshakeLoad(threshold: SudphEndpoint.cookieThresholdPerSecond)
     var rateLimiter = HandshakeRateLimiter()
     var cookieSecret = CookieSecret(nowSeconds: Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds / 1_000_000_000))
-    /// Refused initiations per reason, summarised at `info` now and then.
-    var refusals = HandshakeRefusalLog()
     var droppedPackets: UInt64 = 0
     /// The UDP rendezvous this socket BINDs at (SudphEndpoint+Rendezvous), its timer, and the
     /// address it last reported in BIND_OK.

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import SkywireConfig
 import SkywireCrypto
+import SkywireSystem
 import SkywireTransport
 
 /// How the registry builds one app, registered under its config name: `parse` is the edge
@@ -272,6 +273,12 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
     }
 
     public func app(named name: String) -> VisorApp? { lock.withLock { entries[name]?.app } }
+
+    /// `snapshot()` on the blocking pool, for async callers: an app's status may run `nft list`
+    /// (the gateway's counters).
+    public func snapshotOffPool() async -> [ControlValue] {
+        await BlockingPool.shared.runOrInline { [self] in snapshot() }
+    }
 
     /// `apps ls` rows.
     public func snapshot() -> [ControlValue] {

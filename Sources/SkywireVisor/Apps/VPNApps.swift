@@ -17,10 +17,11 @@ final class VPNServerVisorApp: VisorApp {
     }
 
     func start() async throws {
-        do { try server.start() } catch { throw AppError("vpn-server: \(error)") }
+        // nft, netlink and the TUN set-up block: on the blocking pool.
+        do { try await BlockingPool.shared.run { [server] in try server.start() } } catch { throw AppError("vpn-server: \(error)") }
     }
 
-    func stop() async { server.stop() }
+    func stop() async { await BlockingPool.shared.runOrInline { [server] in server.stop() } }
 
     func accept(stream: AppStream) -> Bool {
         server.accept(stream: stream)

@@ -70,6 +70,7 @@ public struct ControlClient {
     }
 
     static func connect(path: String) throws -> OwnedDescriptor {
+        BlockingPool.assertMayBlock("connect(\(path))")
         let raw = try syscall("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let fd = OwnedDescriptor(taking: raw)
         var addr = sockaddr_un()

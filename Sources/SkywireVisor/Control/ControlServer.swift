@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,7 @@ public final class ControlServer: Sendable {
     /// Binds the socket. Refuses to take over a socket another live visor still serves.
     public func start() async throws {
         try Self.prepareDirectory(for: path)
-        if ControlClient.isServing(path: path) {
+        if try await BlockingPool.shared.run({ [path] in ControlClient.isServing(path: path) }) {
             throw ControlError(.conflict, "\(path): another visor is already serving this control socket")
         }
         let handler = self.handler

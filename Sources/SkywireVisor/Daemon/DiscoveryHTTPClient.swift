@@ -1,14 +1,16 @@
 import SkywireDiscovery
+import SkywireSystem
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A blocking HTTP exchange with the discovery service (the CLI's list commands, the visor's
-/// registration task): getaddrinfo(3), connect(2) and read(2) bounded by SO_SNDTIMEO / SO_RCVTIMEO.
+/// A blocking HTTP exchange with the discovery service (the CLI's list commands; in the visor
+/// on `BlockingPool.shared`): getaddrinfo(3), connect(2) and read(2) bounded by SO_SNDTIMEO / SO_RCVTIMEO.
 public enum DiscoveryHTTPClient {
     public static func exchange(_ url: DiscoveryURL, method: String, target: String,
                                 headers: [(name: String, value: String)] = [], body: [UInt8] = [],
                                 timeoutSeconds: Int = 10) throws(DiscoveryError) -> (status: Int, body: [UInt8]) {
+        BlockingPool.assertMayBlock("the discovery HTTP client (\(method) \(target))")
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var res: UnsafeMutablePointer<addrinfo>?

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import SkywireConfig
 import SkywireCrypto
 import SkywireDiscovery
+import SkywireSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,12 +42,16 @@ final class DiscoveryRegistrar: Sendable {
     }
 
     func start() {
-        // Blocking socket calls (5 s timeouts) on a detached task, off the event loops.
-        let t = Task.detached { [self] in
+        // The blocking HTTP exchanges (5 s timeouts) run on BlockingPool.shared, never on the
+        // cooperative pool or an event loop.
+        let t = Task { [self] in
             var ttl = DiscoveryAPI.defaultTTLSeconds
             var sudph = false
             var stcpr = self.stcpr
-            if let (status, body) = try? DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/info", timeoutSeconds: 5),
+            let url = self.url
+            if let (status, body) = try? await BlockingPool.shared.run({
+                try DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/info", timeoutSeconds: 5)
+            }),
                status == 200, let info = try? DiscoveryInfo.decode(body) {
                 ttl = info.ttl
                 if info.privateAddresses == false {
@@ -61,10 +66,10 @@ final class DiscoveryRegistrar: Sendable {
                     logger.info(sudph ? "discovery: sudph binds at the rendezvous \(udp)" : "discovery: sudph not bound at the rendezvous \(udp) (sudph disabled, or not an IP address)")
                 }
             }
-            let interval = max(1, ttl / 3)
+            let (interval, advertised) = (max(1, ttl / 3), stcpr)
             logger.info("discovery: registering every \(interval) s", metadata: ["url": "\(url.host):\(url.port)"])
             while !Task.isCancelled {
-                refresh(stcpr: stcpr, sudph: sudph)
+                try? await BlockingPool.shared.run { [self, sudph] in refresh(stcpr: advertised, sudph: sudph) }
                 try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
             }
         }
@@ -77,10 +82,13 @@ final class DiscoveryRegistrar: Sendable {
         guard let t else { return }
         t.cancel()
         _ = await t.value
-        for type in registered.withLockedValue({ $0 }) {
-            _ = try? write("DELETE", "/v1/services/\(type.rawValue)/\(keyPair.publicKey.hex)", body: [])
+        let types = registered.withLockedValue { $0 }
+        try? await BlockingPool.shared.run { [self] in
+            for type in types {
+                _ = try? write("DELETE", "/v1/services/\(type.rawValue)/\(keyPair.publicKey.hex)", body: [])
+            }
+            _ = try? write("DELETE", "/v1/transports/\(keyPair.publicKey.hex)", body: [])
         }
-        _ = try? write("DELETE", "/v1/transports/\(keyPair.publicKey.hex)", body: [])
         registered.withLockedValue { $0 = [] }
         logger.info("discovery: entries deleted")
     }

@@ -1,10 +1,12 @@
 import SkywireConfig
 import SkywireCrypto
 import SkywireDiscovery
+import SkywireSystem
 import SkywireTransport
 
 /// The visor's `PeerResolver`: `GET /v1/transports/{pk}` at `transport.discovery`
-/// (docs/discovery.md). The blocking HTTP exchange runs on a detached task, never on an event loop.
+/// (docs/discovery.md). The blocking HTTP exchange runs on `BlockingPool.shared`, never on an event loop or the
+/// cooperative pool.
 struct DiscoveryResolver: PeerResolver {
     let url: DiscoveryURL
     /// Signs `POST /v1/punch/{pk}`.
@@ -14,9 +16,9 @@ struct DiscoveryResolver: PeerResolver {
 
     func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
         let url = self.url
-        let answer = try await Task.detached { () throws -> (status: Int, body: [UInt8]) in
+        let answer = try await BlockingPool.shared.run { () throws -> (status: Int, body: [UInt8]) in
             try DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/transports/\(key.hex)", timeoutSeconds: 5)
-        }.value
+        }
         let (status, body) = (answer.status, answer.body)
         return try Self.interpret(status: status, body: body, key: key, source: name)
     }
@@ -25,10 +27,10 @@ struct DiscoveryResolver: PeerResolver {
     /// and answers with `key`'s observed sudph address.
     func punch(_ key: PublicKey) async throws -> HostPort {
         let (url, keyPair, target) = (self.url, self.keyPair, "/v1/punch/\(key.hex)")
-        let answer = try await Task.detached { () throws -> (status: Int, body: [UInt8]) in
+        let answer = try await BlockingPool.shared.run { () throws -> (status: Int, body: [UInt8]) in
             let h = DiscoverySigning.sign(keyPair: keyPair, method: "POST", target: target, body: [], timestampMs: DiscoveryTime.nowMs())
             return try DiscoveryHTTPClient.exchange(url, method: "POST", target: target, headers: h.fields, timeoutSeconds: 5)
-        }.value
+        }
         return try Self.interpretPunch(status: answer.status, body: answer.body, key: key, source: name)
     }
 

@@ -3,6 +3,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireSocks
+import SkywireSystem
 import SkywireTransport
 import SkywireVPN
 
@@ -40,7 +41,7 @@ extension Visor {
                 "stcpr_addr": transports.stcprListenAddress.map { .string($0) } ?? .null,
                 "sudph_addr": transports.sudphListenAddress.map { .string($0) } ?? .null,
                 "transports": .array(transports.list().map(\.controlValue)),
-                "apps": .array(apps.snapshot()),
+                "apps": .array(await apps.snapshotOffPool()),
             ])
         case "visor.ping":
             return try await ping(params)
@@ -73,16 +74,16 @@ extension Visor {
             try await ensureTransport(to: pk, timeout: timeout)
             try await apps.start(AppName.skysocksClient.rawValue, options: .skysocksClient(options),
                                  shownArguments: options.arguments)
-            return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
+            return await apps.snapshotOffPool().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "proxy.stop":
             try await apps.stop(AppName.skysocksClient.rawValue)
             return .object([:])
         case "proxy.status":
-            return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
+            return await apps.snapshotOffPool().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "vpn.start", "vpn.stop", "vpn.status", "vpn.server.start", "vpn.server.stop", "vpn.server.status":
             return try await vpnControl(method, params)
         case "apps.ls":
-            return .array(apps.snapshot())
+            return .array(await apps.snapshotOffPool())
         case "apps.start":
             let args = try params["args"].map { v -> [String] in
                 guard let a = v.arrayValue, let strings = Optional(a.compactMap(\.stringValue)), strings.count == a.count else {
@@ -103,8 +104,8 @@ extension Visor {
     /// `vpn.*` methods (docs/cli.md): start/stop/status of vpn-client and vpn-server.
     private func vpnControl(_ method: String, _ params: [String: ControlValue]) async throws -> ControlValue {
         let client = AppName.vpnClient.rawValue, server = AppName.vpnServer.rawValue
-        func row(_ name: String) -> ControlValue {
-            apps.snapshot().first { $0["name"]?.stringValue == name } ?? .null
+        func row(_ name: String) async -> ControlValue {
+            await apps.snapshotOffPool().first { $0["name"]?.stringValue == name } ?? .null
         }
         switch method {
         case "vpn.start":
@@ -122,18 +123,21 @@ extension Visor {
             }
             // A refusal by the server's whitelist arrives as AppError code `forbidden` (handle).
             try await apps.start(client, options: .vpnClient(arguments), shownArguments: arguments.arguments)
-            return row(client)
+            return await row(client)
         case "vpn.stop":
             do {
                 try await apps.stop(client)
             } catch {
                 // Not running: a visor that died with the VPN up left routes, the kill switch
                 // and DNS as they were; stop restores them from the state file (docs/vpn.md §5).
-                guard VPNClient.restoreLeftovers(stateDirectory: options.stateDirectory, logger: logger) else { throw error }
+                let (directory, logger) = (options.stateDirectory, logger)
+                guard await BlockingPool.shared.runOrInline({ VPNClient.restoreLeftovers(stateDirectory: directory, logger: logger) }) else {
+                    throw error
+                }
             }
             return .object([:])
         case "vpn.status":
-            return row(client)
+            return await row(client)
         case "vpn.server.start":
             let arguments: VPNServerArguments
             do {
@@ -144,12 +148,12 @@ extension Visor {
                 throw ControlError(.badRequest, "vpn-server: \(e)")
             }
             try await apps.start(server, options: .vpnServer(arguments), shownArguments: arguments.arguments)
-            return row(server)
+            return await row(server)
         case "vpn.server.stop":
             try await apps.stop(server)
             return .object([:])
         default:
-            return row(server)
+            return await row(server)
         }
     }
 
