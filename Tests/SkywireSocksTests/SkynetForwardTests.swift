@@ -51,13 +51,15 @@ final class SkynetForwardTests: XCTestCase {
         if let forward { try server.add(forward) }
         let loop = epoll!
         let clientKey = self.clientKey, serverKey = self.serverKey
-        let local = try unusedLoopbackPort(SOCK_STREAM)
+        let local = try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))
         let options = SkynetClientForward(serverKeyHex: serverKey, remotePort: remotePort, localPort: local)
         let forwarder = SkynetClientForwarder(options: options, loop: loop, logger: Logger(label: "skynet-test")) { _ in
             loop.submit {
                 let (opener, acceptor) = LoopbackAppStream.makePair(on: loop, openerKeyHex: clientKey, acceptorKeyHex: serverKey,
                                                                     acceptorPort: 57)
-                server.accept(acceptor)
+                // The server side sees the stream after the opener holds it, as over a transport.
+                let arriving = LoopTransfer(value: acceptor)
+                loop.execute { server.accept(arriving.value) }
                 return opener as any AppStream
             }
         }
@@ -111,7 +113,7 @@ final class SkynetForwardTests: XCTestCase {
     }
 
     func testClosedTargetPortAndUnexposedPortCloseCleanly() throws {
-        let closed = try unusedLoopbackPort(SOCK_STREAM)
+        let closed = try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))
         let (f, _) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: closed),
                                                                  whitelist: .anyone), remotePort: 8080)
         let socket = try TestSocket.connect(to: try localAddress(f))
