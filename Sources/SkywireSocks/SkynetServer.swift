@@ -25,20 +25,23 @@ final class SkynetExposedForward: Sendable {
 /// `SocksStreamPipe`). Connections are raw sockets on an `EpollEventLoop` (a stream on another loop
 /// is presented there through a `HoppingAppStream`).
 public final class SkynetServer: Sendable {
-    /// From a stream's arrival until its request must be complete.
-    public static let requestTimeout: TimeAmount = .seconds(10)
+    /// From a stream's arrival until its request must be complete (default).
+    public static let defaultRequestTimeout: TimeAmount = .seconds(10)
     /// For the connection to the target (name resolution included).
     public static let connectTimeout: TimeAmount = .seconds(10)
     /// How long a stream answered with a failure waits for the client's FIN before it is reset.
     static let failureLinger: TimeAmount = .seconds(5)
 
     let logger: Logger
+    let requestTimeout: TimeAmount
     private let forwards = NIOLockedValueBox<[SkynetExposedForward]>([])
     /// The datapath loop for a stream from the key (hex) that did not arrive on one.
     private let datapathLoop: @Sendable (String) -> EpollEventLoop?
 
-    public init(logger: Logger, datapathLoop: @escaping @Sendable (String) -> EpollEventLoop?) {
+    public init(logger: Logger, requestTimeout: TimeAmount = defaultRequestTimeout,
+                datapathLoop: @escaping @Sendable (String) -> EpollEventLoop?) {
         self.logger = logger
+        self.requestTimeout = requestTimeout
         self.datapathLoop = datapathLoop
     }
 
@@ -159,7 +162,7 @@ final class SkynetServerSession: AppStreamDelegate {
             handle(port: ownPort, pipelined: pipelined)
             return
         }
-        timer = loop.assumeIsolated().scheduleTask(in: SkynetServer.requestTimeout) { [self] in
+        timer = loop.assumeIsolated().scheduleTask(in: server.requestTimeout) { [self] in
             guard case .awaitingRequest = state else { return }
             server.logger.debug("skynet: request timed out", metadata: ["remote": "\(stream.remoteKeyHex)"])
             end(reset: .protocolError)

@@ -127,6 +127,30 @@ final class SkynetForwardTests: XCTestCase {
         XCTAssertEqual(g.lastError, "\(SkynetOpenError.status(.notExposed))")
     }
 
+    /// A stream whose request never completes (one byte of three) is reset after the request
+    /// timeout; one from a key no forward admits at once, before anything is read.
+    func testUnfinishedRequestIsResetAfterTheTimeout() throws {
+        let key = try PublicKey(hex: clientKey)
+        let server = SkynetServer(logger: Logger(label: "skynet-test"), requestTimeout: .milliseconds(200)) { _ in nil }
+        try server.add(SkynetServerForward(port: 8080, whitelist: .keys([key])))
+        let loop = epoll!
+        let clientKey = self.clientKey, serverKey = self.serverKey
+        let stranger = KeyPair.generate().publicKey.hex
+        let streams = try loop.submit { () -> LoopTransfer<(LoopbackAppStream, LoopbackAppStream)> in
+            let (slow, slowAcceptor) = LoopbackAppStream.makePair(on: loop, openerKeyHex: clientKey, acceptorKeyHex: serverKey, acceptorPort: 57)
+            let (other, otherAcceptor) = LoopbackAppStream.makePair(on: loop, openerKeyHex: stranger, acceptorKeyHex: serverKey, acceptorPort: 57)
+            server.accept(slowAcceptor)
+            server.accept(otherAcceptor)
+            slow.write(ByteBuffer(bytes: [SkynetWire.version]))
+            return LoopTransfer(value: (slow, other))
+        }.wait()
+        let early = try loop.submit { (streams.value.0.resetCode, streams.value.1.resetCode) }.wait()
+        XCTAssertNil(early.0, "reset before the timeout")
+        XCTAssertEqual(early.1, .forbidden, "a stranger's stream is reset at once")
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(try loop.submit { streams.value.0.resetCode }.wait(), .protocolError)
+    }
+
     func testConnectionCapAnswersBusy() throws {
         let port = try targetServer(.echo)
         let (f, _) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: UInt16(port)),

@@ -173,6 +173,43 @@ grep "refused stream from a key no forward admits" "$T_WORK/b.log" | grep -q "$O
 [ "$(grep -c 'GET /small.txt' "$T_WORK/http.log" || true)" = "$seen" ] && pass "the web server saw no request from the stranger" \
     || fail "the web server saw the stranger's request"
 
+# ---- hostile: streams with an unfinished request (skywire-hostile skynet-idle) ----------------------
+HOSTILE=$(dirname "$SKYWIRE_BIN")/skywire-hostile
+[ -x "$HOSTILE" ] || die "build skywire-hostile first (swift build)"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$PID_b/status"; }
+attacker_streams() {  # streams B holds on transports from keys other than A and the stranger visor
+    cli b tp ls --json | jq --arg a "$PKA" --arg o "$OTHER" '[.[] | select(.remote_pk != $a and .remote_pk != $o) | .streams] | max // 0'
+}
+rss0=$(rss)
+# 1. A key no forward admits: each stream is reset as it arrives, and A is still served.
+ip netns exec $A "$HOSTILE" skynet-idle --addr 10.79.9.2:7777 --pk "$PKB" --rcvbuf 262144 --streams 300 --hold 6 --seconds 20 \
+    >"$T_WORK/idle1.json" 2>"$T_WORK/idle1.log" &
+HP=$!; T_PIDS+=("$HP")
+sleep 3
+held=$(attacker_streams)
+got=$(ip netns exec $A curl -fsS --max-time 10 http://127.0.0.1:9000/small.txt 2>&1)
+wait "$HP" || true
+log "skynet-idle as a stranger: $(cat "$T_WORK/idle1.json"); B holds $held of its streams after 3 s; B RSS $rss0 -> $(rss) KiB"
+[ "$(jq -r .streams "$T_WORK/idle1.json" 2>/dev/null)" = 300 ] || fail "skynet-idle did not open its streams: $(cat "$T_WORK/idle1.json" "$T_WORK/idle1.log")"
+[ "$held" = 0 ] && pass "a stranger's 300 unfinished skynet streams are reset at once (0 held)" || fail "B holds $held of a stranger's streams"
+[ "$got" = hello-skynet ] && pass "A is served during the stranger's flood" || fail "A during the flood: $got"
+# 2. A forward open to every key: unfinished requests are held at most the request timeout (10 s).
+expect_ok "expose a port to every key" cli b skynet srv start --port 8099 --name open --target 127.0.0.1:8000 --wl any
+ip netns exec $A "$HOSTILE" skynet-idle --addr 10.79.9.2:7777 --pk "$PKB" --rcvbuf 262144 --streams 300 --hold 18 --seconds 25 \
+    >"$T_WORK/idle2.json" 2>"$T_WORK/idle2.log" &
+HP=$!; T_PIDS+=("$HP")
+sleep 3
+held_early=$(attacker_streams)
+sleep 12
+held_late=$(attacker_streams)
+rss1=$(rss)
+wait "$HP" || true
+log "skynet-idle against --wl any: $(cat "$T_WORK/idle2.json"); B holds $held_early streams after 3 s, $held_late after 15 s; B RSS $rss1 KiB"
+[ "$held_early" -gt 0 ] && [ "$held_early" -le 512 ] && [ "$held_late" = 0 ] \
+    && pass "unfinished requests of an admitted key are held at most the request timeout ($held_early, then 0)" \
+    || fail "admitted key's unfinished requests: $held_early after 3 s, $held_late after 15 s"
+expect_ok "stop the open forward" cli b skynet srv stop --name open
+
 # ---- resolver ----------------------------------------------------------------------------------------
 expect_ok "resolver up" cli a resolver up
 [ "$(cli a resolver status --json | jq -r .listen_addr)" = 127.0.0.1:4446 ] && pass "resolver on 127.0.0.1:4446" || fail "resolver status: $(cli a resolver status --json)"
