@@ -121,96 +121,60 @@ public typealias SkynetStreamOpener = @Sendable (_ serverKeyHex: String) -> Even
 public final class SkynetClientForwarder: Sendable {
     public let options: SkynetClientForward
     let logger: Logger
-    let counters = SkysocksCounters()
-    let registry = SkysocksSessionRegistry()
-    private let loop: EpollEventLoop
+    private let local: SkynetLocalListener
     private let opener: SkynetStreamOpener
-    private let listener = NIOLockedValueBox<LoopTransfer<RawTCPListener>?>(nil)
     private let lastErrorBox = NIOLockedValueBox<String?>(nil)
 
     public init(options: SkynetClientForward, loop: EpollEventLoop, logger: Logger, opener: @escaping SkynetStreamOpener) {
         self.options = options
-        self.loop = loop
         self.logger = logger
         self.opener = opener
+        local = SkynetLocalListener(loop: loop, cap: options.maxConnections, lingerTimeout: SkynetServer.failureLinger, logger: logger)
     }
 
     public var lastError: String? { lastErrorBox.withLockedValue { $0 } }
 
-    public var status: SkysocksStatus {
-        var status = counters.snapshot
-        status.activeSessions = registry.count
-        return status
-    }
+    public var status: SkysocksStatus { local.status }
 
     /// Binds the listener.
     public func start() -> EventLoopFuture<Void> {
-        let address: SocketAddress
-        do {
-            address = try SocketAddress(ipAddress: options.bindHost, port: Int(options.localPort))
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
         let forwarder = self
-        let loop = self.loop
-        return loop.submit {
-            let listener = try RawTCPListener(loop: loop, address: address, backlog: SkysocksClientApp.backlog) { fd in
-                forwarder.accepted(OwnedDescriptor(taking: fd))
+        return local.start(host: options.bindHost, port: options.localPort,
+                           onAccept: { socket, id in forwarder.accepted(socket, id: id) },
+                           onRefused: { forwarder.note($0) })
+            .map { address in
+                forwarder.logger.info("skynet: forwarding", metadata: [
+                    "name": "\(forwarder.options.name)", "local": "\(address)", "server": "\(forwarder.options.serverKeyHex)",
+                    "remote_port": "\(forwarder.options.remotePort)",
+                ])
             }
-            forwarder.listener.withLockedValue { $0 = LoopTransfer(value: listener) }
-            forwarder.logger.info("skynet: forwarding", metadata: [
-                "name": "\(forwarder.options.name)", "local": "\(address)", "server": "\(forwarder.options.serverKeyHex)",
-                "remote_port": "\(forwarder.options.remotePort)",
-            ])
-        }
     }
 
     /// Closes the listener and every forwarded connection.
-    public func stop() -> EventLoopFuture<Void> {
-        let listener = self.listener.withLockedValue { value in
-            defer { value = nil }
-            return value
-        }
-        registry.closeAll()
-        return loop.submit { listener?.value.close() }
-    }
+    public func stop() -> EventLoopFuture<Void> { local.stop() }
 
-    private func accepted(_ descriptor: OwnedDescriptor) {
-        let socket: RawSocksSocket
-        do {
-            socket = try RawSocksSocket(loop: loop, socket: descriptor, localFailureTimeout: SkynetServer.failureLinger)
-        } catch {
-            logger.notice("skynet: could not set up an accepted connection", metadata: ["error": "\(error)"])
-            return
-        }
-        counters.update { $0.totalSessions += 1 }
-        guard let id = registry.register(limit: options.maxConnections) else {
-            note("connection cap \(options.maxConnections) reached")
-            socket.connection.closeUnattached()
-            return
-        }
+    private func accepted(_ socket: RawSocksSocket, id: Int) {
         let transfer = LoopTransfer(value: socket)
-        let loop = self.loop
+        let loop = local.loop, registry = local.registry
         registry.setAbort(id) { loop.execute { transfer.value.close() } }
         let forwarder = self
         Self.open(opener(options.serverKeyHex), port: options.remotePort, on: loop) { result in
             switch result {
             case .failure(let error):
+                forwarder.local.counters.update { $0.failedSessions += 1 }
                 forwarder.note("\(error)")
                 socket.connection.closeUnattached()
-                forwarder.registry.unregister(id)
+                registry.unregister(id)
             case .success(let (stream, leftover)):
                 forwarder.lastErrorBox.withLockedValue { $0 = nil }
-                Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.counters, logger: forwarder.logger) {
-                    forwarder.registry.unregister(id)
-                }
+                Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.local.counters,
+                          logger: forwarder.logger) { registry.unregister(id) }
             }
         }
     }
 
-    /// A failed connection: counted, logged and kept for `skynet status`.
+    /// A refused connection: logged and kept for `skynet status`.
     private func note(_ reason: String) {
-        counters.update { $0.failedSessions += 1 }
         lastErrorBox.withLockedValue { $0 = reason }
         logger.info("skynet: forwarded connection refused", metadata: ["name": "\(options.name)", "reason": "\(reason)"])
     }

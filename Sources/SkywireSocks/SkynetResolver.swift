@@ -23,58 +23,42 @@ public final class SkynetResolver: Sendable {
 
     public let options: SkynetResolverOptions
     let logger: Logger
-    let counters = SkysocksCounters()
-    let registry = SkysocksSessionRegistry()
-    let loop: EpollEventLoop
+    let local: SkynetLocalListener
     let localServer: SkynetServer
     let opener: SkynetStreamOpener
-    private let listener = NIOLockedValueBox<LoopTransfer<RawTCPListener>?>(nil)
     private let refusedBox = NIOLockedValueBox<UInt64>(0)
 
     public init(options: SkynetResolverOptions, loop: EpollEventLoop, localServer: SkynetServer, logger: Logger,
                 opener: @escaping SkynetStreamOpener) {
         self.options = options
-        self.loop = loop
         self.localServer = localServer
         self.logger = logger
         self.opener = opener
+        local = SkynetLocalListener(loop: loop, cap: options.maxConnections, lingerTimeout: Self.handshakeTimeout, logger: logger)
     }
 
+    var loop: EpollEventLoop { local.loop }
+    var counters: SkysocksCounters { local.counters }
+
     public var status: SkysocksStatus {
-        var status = counters.snapshot
-        status.activeSessions = registry.count
+        var status = local.status
         status.refusedDestinations = refusedBox.withLockedValue { $0 }
         return status
     }
 
     public func start() -> EventLoopFuture<Void> {
-        let address: SocketAddress
-        do {
-            address = try SocketAddress(ipAddress: options.listen.host, port: Int(options.listen.port))
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
         let resolver = self
-        let loop = self.loop
-        return loop.submit {
-            let listener = try RawTCPListener(loop: loop, address: address, backlog: SkysocksClientApp.backlog) { fd in
-                resolver.accepted(OwnedDescriptor(taking: fd))
+        return local.start(host: options.listen.host, port: options.listen.port,
+                           onAccept: { socket, id in resolver.accepted(socket, id: id) },
+                           onRefused: { reason in resolver.logger.notice("skynet: resolver refused a connection", metadata: ["reason": "\(reason)"]) })
+            .map { address in
+                resolver.logger.info("skynet: resolver listening", metadata: [
+                    "address": "\(address)", "upstream": "\(resolver.options.upstream.map { "\($0)" } ?? "none")",
+                ])
             }
-            resolver.listener.withLockedValue { $0 = LoopTransfer(value: listener) }
-            resolver.logger.info("skynet: resolver listening", metadata: [
-                "address": "\(address)", "upstream": "\(resolver.options.upstream.map { "\($0)" } ?? "none")",
-            ])
-        }
     }
 
-    public func stop() -> EventLoopFuture<Void> {
-        let listener = self.listener.withLockedValue { value in
-            defer { value = nil }
-            return value
-        }
-        registry.closeAll()
-        return loop.submit { listener?.value.close() }
-    }
+    public func stop() -> EventLoopFuture<Void> { local.stop() }
 
     func noteRefused(_ destination: String, _ code: Socks5ReplyCode) {
         refusedBox.withLockedValue { $0 &+= 1 }
@@ -82,23 +66,9 @@ public final class SkynetResolver: Sendable {
         logger.info("skynet: resolver refused a destination", metadata: ["destination": "\(destination)", "reply": "\(code)"])
     }
 
-    private func accepted(_ descriptor: OwnedDescriptor) {
-        let socket: RawSocksSocket
-        do {
-            socket = try RawSocksSocket(loop: loop, socket: descriptor, localFailureTimeout: Self.handshakeTimeout)
-        } catch {
-            logger.notice("skynet: resolver could not set up a connection", metadata: ["error": "\(error)"])
-            return
-        }
-        counters.update { $0.totalSessions += 1 }
-        guard let id = registry.register(limit: options.maxConnections) else {
-            counters.update { $0.failedSessions += 1 }
-            logger.notice("skynet: resolver connection cap reached", metadata: ["cap": "\(options.maxConnections)"])
-            socket.connection.closeUnattached()
-            return
-        }
+    private func accepted(_ socket: RawSocksSocket, id: Int) {
         let (application, session) = LoopbackAppStream.makePair(on: loop, acceptorPort: SkynetResolverOptions.defaultListen.port)
-        let registry = self.registry
+        let registry = local.registry
         let pipe = SocksStreamPipe(stream: application, socket: socket, role: .client,
                                    connection: NIOLoopBound(socket.connection, eventLoop: loop), snoop: true,
                                    counters: counters, logger: logger) { registry.unregister(id) }
