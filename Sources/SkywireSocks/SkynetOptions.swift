@@ -91,8 +91,10 @@ public struct SkynetOptions: Sendable, Equatable {
     static let verbs: Set<String> = ["srv", "client", "resolver"]
 
     /// Whom the app admits, over every server forward: `any` if one forward is open to every key,
-    /// else the union of the listed keys (empty: nobody, also when nothing is exposed).
-    public var whitelist: AppWhitelist {
+    /// else the union of the listed keys (empty: nobody). Nil when nothing is exposed (only client
+    /// forwards or the resolver: the app serves no other visor).
+    public var whitelist: AppWhitelist? {
+        guard !servers.isEmpty else { return nil }
         var keys = Set<PublicKey>()
         for forward in servers {
             switch forward.whitelist {

@@ -71,8 +71,9 @@ final class SkynetOptionsTests: XCTestCase {
     func testClosedByDefault() throws {
         let options = try SkynetOptions.parse(["srv", "--port", "8080"])
         XCTAssertEqual(options.servers.first?.whitelist, .nobody)
-        XCTAssertTrue(options.whitelist.admitsNobody)
-        XCTAssertTrue(try SkynetOptions.parse([]).whitelist.admitsNobody)
+        XCTAssertEqual(options.whitelist?.admitsNobody, true)
+        XCTAssertNil(try SkynetOptions.parse([]).whitelist, "nothing exposed: no whitelist to report")
+        XCTAssertNil(try SkynetOptions.parse(["client", "--pk", pk, "--remote", "80", "--local", "9000"]).whitelist)
     }
 
     func testRefusals() {

@@ -291,4 +291,13 @@ for _ in $(seq 1 50); do
 done
 [ "$got" = hello-skynet ] && pass "the config forward serves" || fail "config forward: $got"
 
+# ---- over sudph: streams arrive on NIO loops and are presented on the datapath loops --------------
+expect_ok "tp rm (stcpr)" cli a tp rm "$PKB"
+expect_ok "tp add sudph" cli a tp add "$PKB" -t sudph --addr 10.79.9.2:7778
+types=$(cli a tp ls --json | jq -r --arg b "$PKB" '[.[] | select(.remote_pk==$b and .state=="up") | .type] | unique | join(",")')
+expect_ok "skynet start (over sudph)" cli a skynet start --pk "$PKB" --remote 8081 --local 9005 --name boot
+got=$( (ip netns exec $A curl -fsS --max-time 120 http://127.0.0.1:9005/big.bin || true) | sha256sum | cut -d" " -f1)
+[ "$got" = "$want" ] && [ "$types" = sudph ] && pass "5 MB over a sudph transport with a matching checksum" \
+    || fail "sudph: transports $types, checksum $got != $want"
+
 finish
