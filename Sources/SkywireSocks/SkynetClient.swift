@@ -41,7 +41,9 @@ public enum SkynetOpenError: Error, Sendable, Equatable, CustomStringConvertible
 
 /// The client side of a stream's opening: sends the `SkynetRequest`, then waits (bounded) for
 /// the `SkynetReply`; `completion` runs once, on the stream's loop, with the bytes that came
-/// behind an `ok` reply (the caller's pipe then takes the stream over) or the reason.
+/// behind an `ok` reply (the caller's pipe then takes the stream over) or the reason. After an
+/// `ok` the stream's reads are paused: what follows (more data, FIN) waits until the caller has
+/// fed those bytes to its pipe and resumes reading, so nothing overtakes them.
 final class SkynetOpening: AppStreamDelegate {
     static let replyTimeout: TimeAmount = .seconds(15)
 
@@ -76,6 +78,7 @@ final class SkynetOpening: AppStreamDelegate {
         case .complete(let reply, let length):
             buffer.moveReaderIndex(forwardBy: length)
             if reply.status == .ok {
+                stream.setReadPaused(true)
                 finish(.success(buffer), reset: nil)
             } else {
                 // The server sent FIN behind it; ours closes the stream.
@@ -213,5 +216,6 @@ public final class SkynetClientForwarder: Sendable {
                                    counters: counters, logger: logger, onDone: onDone)
         pipe.start()
         if leftover.readableBytes > 0 { pipe.appStream(stream, didReceive: leftover) }
+        stream.setReadPaused(false)  // paused by `SkynetOpening`
     }
 }

@@ -190,6 +190,7 @@ final class SkynetResolverSession: AppStreamDelegate {
                     stream.write(out)
                     AppStreamSplice.join(stream, remote, pendingForB: pipelined, pendingForA: leftover)
                     stream.setReadPaused(false)
+                    remote.setReadPaused(false)  // paused by `SkynetOpening`
                 }
             }
         case .upstream where resolver.options.upstream != nil:

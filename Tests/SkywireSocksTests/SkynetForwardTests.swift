@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SkywireConfig
@@ -89,6 +90,30 @@ final class SkynetForwardTests: XCTestCase {
         XCTAssertEqual(stats?.bytesUp, UInt64(payload.count))
     }
 
+    /// The target half-closes first (a banner, then FIN) and keeps reading: the application sees
+    /// the banner and EOF, and everything it sends afterwards still reaches the target.
+    func testTargetHalfClosesFirstAndKeepsReading() throws {
+        let received = NIOLockedValueBox<(bytes: Int, eof: Bool)>((0, false))
+        let channel = try ServerBootstrap(group: group)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(BannerThenReadHandler(received)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        helpers.append(channel)
+        let (f, _) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: UInt16(channel.localAddress!.port!)),
+                                                                 whitelist: .anyone), remotePort: 8080)
+        let socket = try TestSocket.connect(to: try localAddress(f))
+        XCTAssertEqual(socket.receiveAll(), Array(BannerThenReadHandler.banner.utf8), "banner, then EOF")
+        let payload = [UInt8](repeating: 0x5A, count: 200_000)
+        socket.send(payload)
+        socket.shutdownWrite()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, !received.withLockedValue({ $0.eof }) { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(received.withLockedValue { $0.bytes }, payload.count)
+        XCTAssertTrue(received.withLockedValue { $0.eof }, "the application's FIN reached the target")
+    }
+
     func testKeyNotOnTheListIsClosedPromptlyAndSaysWhy() throws {
         let port = try targetServer(.echo)
         let other = KeyPair.generate().publicKey
@@ -163,5 +188,45 @@ final class SkynetForwardTests: XCTestCase {
         XCTAssertEqual(f.lastError, "\(SkynetOpenError.status(.busy))")
         first.send([4])
         XCTAssertEqual(first.receive(exactly: 1), [4], "the admitted connection keeps working")
+    }
+}
+
+/// Sends `banner`, shuts its output at once, then counts what arrives until the client's FIN.
+private final class BannerThenReadHandler: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked Sendable: used on its channel's event loop only; `received` locks inside.
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    static let banner = "hello, then FIN\n"
+    private let received: NIOLockedValueBox<(bytes: Int, eof: Bool)>
+
+    init(_ received: NIOLockedValueBox<(bytes: Int, eof: Bool)>) { self.received = received }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: Self.banner)), promise: nil)
+        context.close(mode: .output, promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let count = unwrapInboundIn(data).readableBytes
+        received.withLockedValue { $0.bytes += count }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, case .inputClosed = event else { return }
+        received.withLockedValue { $0.eof = true }
+        context.close(promise: nil)
+    }
+
+    /// With its output already shut, NIO reports the peer's clean FIN as the channel going
+    /// inactive (no `inputClosed`); an abort would be an error first (`errorCaught`).
+    func channelInactive(context: ChannelHandlerContext) {
+        received.withLockedValue { $0.eof = $0.eof || !failed }
+    }
+
+    private var failed = false
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failed = true
+        context.close(promise: nil)
     }
 }
