@@ -68,6 +68,11 @@ expect_ok "expose the web server to A" cli b skynet srv start --port 8080 --name
 expect_ok "expose the LAN echo to A" cli b skynet srv start --port 7000 --name echo --target 198.51.100.2:7000 --wl "$PKA"
 expect_ok "expose a closed port to A" cli b skynet srv start --port 9999 --name closed --target 127.0.0.1:1 --wl "$PKA"
 expect_fail "a second forward on the same port" "already exposed" cli b skynet srv start --port 8080 --wl any
+set +e; out=$(cli b skynet srv start --port 8088 --wl "nokey,$PKA" 2>&1); rc=$?; set -e
+[ "$rc" = 2 ] && grep -q '"nokey" is not a visor public key' <<<"$out" && pass "a malformed --wl key is refused (exit 2), nothing exposed" \
+    || fail "malformed --wl: rc=$rc $out"
+set +e; out=$(cli b skynet srv start --port 8088 --wl "any,$PKA" 2>&1); rc=$?; set -e
+[ "$rc" = 2 ] && grep -q "cannot be combined" <<<"$out" && pass "--wl any mixed with keys is refused (exit 2)" || fail "any with keys: rc=$rc $out"
 st=$(cli b skynet srv status --json)
 [ "$(jq -r '[.[].name] | sort | join(",")' <<<"$st")" = closed,echo,web ] && [ "$(jq -r '.[] | select(.name=="web") | .whitelist[0]' <<<"$st")" = "$PKA" ] \
     && pass "srv status lists the three forwards with A whitelisted" || fail "srv status: $st"
@@ -153,6 +158,7 @@ t=$(prompt_close 9003 $A)
 err=$(cli a skynet status --json | jq -r '.[] | select(.name=="unexposed") | .last_error')
 [ "$t" != open ] && [ "$t" != data ] && grep -q "port not exposed" <<<"$err" && pass "a port not exposed: closed in ${t} s, status: $err" \
     || fail "unexposed: $t, $err"
+expect_fail "skynet stop of an unknown forward" "no forward named" cli a skynet stop --name nosuch
 st=$(cli a skynet status)
 grep -q "connection refused by the target" <<<"$st" && pass "skynet status table shows the last error" || fail "status table: $st"
 
