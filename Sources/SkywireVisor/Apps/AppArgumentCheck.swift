@@ -1,7 +1,7 @@
 import SkywireConfig
 
 /// Checks the `args` of the built-in apps (their parsers need no running system: the VPN apps,
-/// gateway role included, the SOCKS apps and echo), for `skywire config check`: a typo is reported
+/// gateway role included, the SOCKS apps, skynet and echo), for `skywire config check`: a typo is reported
 /// with its field path before the app fails to start. An entry with no arguments that does not
 /// auto-start is skipped: its arguments come with `skywire cli vpn start` / `apps start`.
 public enum AppArgumentCheck {

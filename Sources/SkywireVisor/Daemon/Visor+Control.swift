@@ -82,6 +82,8 @@ extension Visor {
             return await apps.snapshotOffPool().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "vpn.start", "vpn.stop", "vpn.status", "vpn.server.start", "vpn.server.stop", "vpn.server.status":
             return try await vpnControl(method, params)
+        case let m where m.hasPrefix("skynet.") || m.hasPrefix("resolver."):
+            return try await skynetControl(method, params)
         case "apps.ls":
             return .array(await apps.snapshotOffPool())
         case "apps.start":

@@ -1,0 +1,221 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireSystem
+import SkywireTransport
+
+/// Why a SkyNet stream could not be opened (client side), for the log, `skynet status` and the
+/// resolver's SOCKS reply.
+public enum SkynetOpenError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The server answered with a failure status.
+    case status(SkynetStatus)
+    /// The stream was reset before the reply (e.g. `forbidden`: no forward there admits our key;
+    /// `no such port`: the visor runs no skynet app).
+    case reset(AppStreamResetCode)
+    /// No stream could be opened (no transport to the visor).
+    case unreachable(String)
+    /// No reply within `SkynetOpening.replyTimeout`, or a malformed one.
+    case noReply(String)
+
+    public var description: String {
+        switch self {
+        case .status(let s): "refused by the server: \(s)"
+        case .reset(.forbidden): "refused by the server: key not whitelisted"
+        case .reset(.noSuchPort): "the remote visor runs no skynet app"
+        case .reset(let code): "stream reset: \(code)"
+        case .unreachable(let why): "visor unreachable: \(why)"
+        case .noReply(let why): "no valid reply: \(why)"
+        }
+    }
+
+    /// The SOCKS5 reply the resolver answers with (RFC 1928 §6).
+    var socksReply: Socks5ReplyCode {
+        switch self {
+        case .status(.forbidden), .reset(.forbidden): .connectionNotAllowed
+        case .status(.notExposed), .status(.refused), .reset(.noSuchPort): .connectionRefused
+        case .status(.unreachable), .unreachable, .noReply: .hostUnreachable
+        default: .generalFailure
+        }
+    }
+}
+
+/// The client side of a stream's opening: sends the `SkynetRequest`, then waits (bounded) for
+/// the `SkynetReply`; `completion` runs once, on the stream's loop, with the bytes that came
+/// behind an `ok` reply (the caller's pipe then takes the stream over) or the reason. After an
+/// `ok` the stream's reads are paused: what follows (more data, FIN) waits until the caller has
+/// fed those bytes to its pipe and resumes reading, so nothing overtakes them.
+final class SkynetOpening: AppStreamDelegate {
+    static let replyTimeout: TimeAmount = .seconds(15)
+
+    private let stream: AppStream
+    private var buffer = ByteBuffer()
+    private var completion: ((Result<ByteBuffer, SkynetOpenError>) -> Void)?
+    private var timer: Scheduled<Void>?
+
+    private init(stream: AppStream, completion: @escaping (Result<ByteBuffer, SkynetOpenError>) -> Void) {
+        self.stream = stream
+        self.completion = completion
+    }
+
+    /// Call on `stream.eventLoop`.
+    static func start(_ stream: AppStream, port: UInt16, completion: @escaping (Result<ByteBuffer, SkynetOpenError>) -> Void) {
+        let opening = SkynetOpening(stream: stream, completion: completion)
+        stream.setDelegate(opening)
+        stream.write(SkynetRequest(port: port).encoded)
+        opening.timer = stream.eventLoop.assumeIsolated().scheduleTask(in: replyTimeout) {
+            opening.finish(.failure(.noReply("timed out")), reset: .appClosed)
+        }
+    }
+
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        var data = data
+        buffer.writeBuffer(&data)
+        switch SkynetReply.parse(buffer) {
+        case .incomplete:
+            if buffer.readableBytes > SkynetWire.replyLength { finish(.failure(.noReply("oversized")), reset: .protocolError) }
+        case .invalid(let reason):
+            finish(.failure(.noReply(reason)), reset: .protocolError)
+        case .complete(let reply, let length):
+            buffer.moveReaderIndex(forwardBy: length)
+            if reply.status == .ok {
+                stream.setReadPaused(true)
+                finish(.success(buffer), reset: nil)
+            } else {
+                // The server sent FIN behind it; ours closes the stream.
+                finish(.failure(.status(reply.status)), reset: nil)
+                stream.setDelegate(nil)
+                stream.finish()
+            }
+        }
+    }
+
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        finish(.failure(.noReply("closed before the reply")), reset: nil)
+        stream.setDelegate(nil)
+        stream.finish()
+    }
+
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+        finish(.failure(.reset(code)), reset: nil)
+    }
+
+    func appStreamWritabilityChanged(_ stream: AppStream) {}
+
+    private func finish(_ result: Result<ByteBuffer, SkynetOpenError>, reset code: AppStreamResetCode?) {
+        guard let completion else { return }
+        self.completion = nil
+        timer?.cancel()
+        if let code {
+            stream.setDelegate(nil)
+            stream.reset(code)
+        }
+        completion(result)
+    }
+}
+
+/// Opens a stream to the SkyNet app of a visor (the visor's mux supplies it; the future may
+/// complete on any loop).
+public typealias SkynetStreamOpener = @Sendable (_ serverKeyHex: String) -> EventLoopFuture<any AppStream>
+
+/// One client forward of the `skynet` app: a raw listener (default 127.0.0.1) on `loop`; each
+/// accepted connection becomes its own stream to the server visor, opened with a `SkynetRequest`
+/// for `remotePort`, then piped both ways. A refusal closes the local connection at once and is
+/// kept as `lastError`.
+public final class SkynetClientForwarder: Sendable {
+    public let options: SkynetClientForward
+    let logger: Logger
+    private let local: SkynetLocalListener
+    private let opener: SkynetStreamOpener
+    private let lastErrorBox = NIOLockedValueBox<String?>(nil)
+
+    public init(options: SkynetClientForward, loop: EpollEventLoop, logger: Logger, opener: @escaping SkynetStreamOpener) {
+        self.options = options
+        self.logger = logger
+        self.opener = opener
+        local = SkynetLocalListener(loop: loop, cap: options.maxConnections, lingerTimeout: SkynetServer.failureLinger, logger: logger)
+    }
+
+    public var lastError: String? { lastErrorBox.withLockedValue { $0 } }
+
+    public var status: SkysocksStatus { local.status }
+
+    /// Binds the listener.
+    public func start() -> EventLoopFuture<Void> {
+        let forwarder = self
+        return local.start(host: options.bindHost, port: options.localPort,
+                           onAccept: { socket, id in forwarder.accepted(socket, id: id) },
+                           onRefused: { forwarder.note($0) })
+            .map { address in
+                forwarder.logger.info("skynet: forwarding", metadata: [
+                    "name": "\(forwarder.options.name)", "local": "\(address)", "server": "\(forwarder.options.serverKeyHex)",
+                    "remote_port": "\(forwarder.options.remotePort)",
+                ])
+            }
+    }
+
+    /// Closes the listener and every forwarded connection.
+    public func stop() -> EventLoopFuture<Void> { local.stop() }
+
+    private func accepted(_ socket: RawSocksSocket, id: Int) {
+        let transfer = LoopTransfer(value: socket)
+        let loop = local.loop, registry = local.registry
+        registry.setAbort(id) { loop.execute { transfer.value.close() } }
+        let forwarder = self
+        Self.open(opener(options.serverKeyHex), port: options.remotePort, on: loop) { result in
+            switch result {
+            case .failure(let error):
+                forwarder.local.counters.update { $0.failedSessions += 1 }
+                forwarder.note("\(error)")
+                socket.connection.closeUnattached()
+                registry.unregister(id)
+            case .success(let (stream, leftover)):
+                forwarder.lastErrorBox.withLockedValue { $0 = nil }
+                Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.local.counters,
+                          logger: forwarder.logger) { registry.unregister(id) }
+            }
+        }
+    }
+
+    /// A refused connection: logged and kept for `skynet status`.
+    private func note(_ reason: String) {
+        lastErrorBox.withLockedValue { $0 = reason }
+        logger.info("skynet: forwarded connection refused", metadata: ["name": "\(options.name)", "reason": "\(reason)"])
+    }
+
+    /// Waits for `future`'s stream, presents it on `loop` and runs its opening for `port`;
+    /// `completion` runs on `loop`.
+    static func open(_ future: EventLoopFuture<any AppStream>, port: UInt16, on loop: EpollEventLoop,
+                     completion: @escaping (Result<(AppStream, ByteBuffer), SkynetOpenError>) -> Void) {
+        let done = LoopTransfer(value: completion)
+        future.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                let reason = (error as? TransportError)?.streamCode.map(SkynetOpenError.reset) ?? .unreachable("\(error)")
+                loop.execute { done.value(.failure(reason)) }
+            case .success(let stream):
+                let transfer = LoopTransfer(value: stream)
+                let begin: @Sendable () -> Void = {
+                    let inner = transfer.value
+                    // A raw socket and its pipe share one loop: present the stream there.
+                    let presented = LoopTransfer(value: inner.eventLoop === loop ? inner : HoppingAppStream(wrapping: inner, on: loop) as AppStream)
+                    loop.execute {
+                        let stream = presented.value
+                        SkynetOpening.start(stream, port: port) { result in done.value(result.map { (stream, $0) }) }
+                    }
+                }
+                if stream.eventLoop.inEventLoop { begin() } else { stream.eventLoop.execute(begin) }
+            }
+        }
+    }
+
+    /// Pipes an opened stream to a local connection (both on the stream's loop).
+    static func pipe(_ stream: AppStream, to socket: RawSocksSocket, leftover: ByteBuffer, role: SocksStreamPipe.Role,
+                     counters: SkysocksCounters, logger: Logger, onDone: @escaping () -> Void) {
+        let pipe = SocksStreamPipe(stream: stream, socket: socket, role: role,
+                                   connection: NIOLoopBound(socket.connection, eventLoop: socket.loop), snoop: false,
+                                   counters: counters, logger: logger, onDone: onDone)
+        pipe.start()
+        if leftover.readableBytes > 0 { pipe.appStream(stream, didReceive: leftover) }
+        stream.setReadPaused(false)  // paused by `SkynetOpening`
+    }
+}
