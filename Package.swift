@@ -67,7 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkywireVisor", dependencies: [
-            "SkywireConfig", "SkywireTransport", "SkywireSystem", "SkywireSocks", "SkywireVPN", "SkywireDiscovery",
+            "SkywireConfig", "SkywireTransport", "SkywireIO", "SkywireSystem", "SkywireSocks", "SkywireVPN", "SkywireDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

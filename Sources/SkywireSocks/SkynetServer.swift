@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SkywireIO
 import SkywireConfig
 import SkywireSystem
 import SkywireTransport

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireConfig
 import SkywireCrypto
+import SkywireIO
 import SkywireTestSupport
 import SkywireTransport
 import XCTest

@@ -5,6 +5,7 @@ import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireIO
 import SkywireSystem
 import XCTest
 @testable import SkywireTransport

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import SkywireConfig
 import SkywireCrypto
+import SkywireIO
 import SkywireSocks
 import SkywireTransport
 
