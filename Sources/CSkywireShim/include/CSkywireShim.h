@@ -131,4 +131,6 @@ int skw_malloc_trim(void);
 #ifdef __cplusplus
 }
 #endif
+
+#include "CSkywirePty.h"
 #endif

@@ -11,6 +11,7 @@ public enum AppOptions: Sendable {
     case skysocksClient(SkysocksClientOptions)
     case vpnServer(VPNServerArguments)
     case vpnClient(VPNClientArguments)
+    case pty(PtyOptions)
 
     /// Parses the arguments of the built-in app `app`; a refusal is an `AppError` with code
     /// `invalidArguments` naming the app, an app not built in one with `notFound`.
@@ -25,7 +26,8 @@ public enum AppOptions: Sendable {
             case .skysocksClient: self = .skysocksClient(try SkysocksClientOptions.parse(arguments))
             case .vpnServer: self = .vpnServer(try VPNServerArguments(parsing: arguments))
             case .vpnClient: self = .vpnClient(try VPNClientArguments(parsing: arguments))
-            case .skychat, .skynet, .pty: throw Self.notBuiltIn(app)
+            case .pty: self = .pty(try PtyOptions.parse(arguments))
+            case .skychat, .skynet: throw Self.notBuiltIn(app)
             }
         } catch let e as AppError {
             throw e
@@ -40,6 +42,7 @@ public enum AppOptions: Sendable {
         switch self {
         case .vpnServer(let a): a.whitelist
         case .skysocks(let o): o.whitelist
+        case .pty(let o): o.whitelist
         case .echo, .skysocksClient, .vpnClient: nil
         }
     }

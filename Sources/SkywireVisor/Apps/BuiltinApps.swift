@@ -3,7 +3,7 @@ import SkywireConfig
 /// The apps compiled into this visor, by config name.
 public enum BuiltinApps {
     public static let factories: [String: AppFactory] = Dictionary(
-        uniqueKeysWithValues: [AppName.echo, .skysocks, .skysocksClient, .vpnServer, .vpnClient].map { ($0.rawValue, factory($0)) })
+        uniqueKeysWithValues: [AppName.echo, .skysocks, .skysocksClient, .vpnServer, .vpnClient, .pty].map { ($0.rawValue, factory($0)) })
 
     /// Parses with `AppOptions(app:arguments:)`; builds the app the options are for.
     static func factory(_ name: AppName) -> AppFactory {
@@ -14,6 +14,7 @@ public enum BuiltinApps {
             case .skysocksClient(let o) where name == .skysocksClient: return try SkysocksClientVisorApp(context: context, options: o)
             case .vpnServer(let a) where name == .vpnServer: return VPNServerVisorApp(context: context, arguments: a)
             case .vpnClient(let a) where name == .vpnClient: return VPNClientVisorApp(context: context, arguments: a)
+            case .pty(let o) where name == .pty: return PtyApp(context: context, options: o)
             default: throw AppError(.invalidArguments, "\(name.rawValue): given the options of another app")
             }
         }
