@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/fsuid.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -147,4 +149,39 @@ int skw_set_thread_fs_ids(uid_t uid, gid_t gid) {
 
 int skw_mkstemp_cloexec(char *template_path) {
     return mkostemp(template_path, O_CLOEXEC);
+}
+
+size_t skw_sigset_size(void) { return sizeof(sigset_t); }
+
+int skw_signalfd_open(const int *signals, int count, void *previous, size_t previous_size) {
+    if (previous_size < sizeof(sigset_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, (sigset_t *)previous);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        int saved = errno;
+        pthread_sigmask(SIG_SETMASK, (const sigset_t *)previous, NULL);
+        errno = saved;
+    }
+    return fd;
+}
+
+void skw_signalfd_close(int fd, const void *previous) {
+    close(fd);
+    pthread_sigmask(SIG_SETMASK, (const sigset_t *)previous, NULL);
+}
+
+int skw_signalfd_next(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof(info));
+    return n == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
 }
