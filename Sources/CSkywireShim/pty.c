@@ -13,7 +13,6 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/fsuid.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -151,37 +150,56 @@ int skw_mkstemp_cloexec(char *template_path) {
     return mkostemp(template_path, O_CLOEXEC);
 }
 
-size_t skw_sigset_size(void) { return sizeof(sigset_t); }
+static int skw_signal_pipe_write = -1;
+static int skw_signal_pipe_count = 0;
+static int skw_signal_pipe_signals[skw_signal_pipe_max];
+static struct sigaction skw_signal_pipe_previous[skw_signal_pipe_max];
 
-int skw_signalfd_open(const int *signals, int count, void *previous, size_t previous_size) {
-    if (previous_size < sizeof(sigset_t)) {
+static void skw_signal_pipe_handler(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t ignored = write(skw_signal_pipe_write, &b, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+int skw_signal_pipe_open(const int *signals, int count) {
+    if (count > skw_signal_pipe_max || skw_signal_pipe_write >= 0) {
         errno = EINVAL;
         return -1;
     }
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
-    int rc = pthread_sigmask(SIG_BLOCK, &set, (sigset_t *)previous);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    skw_signal_pipe_write = fds[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = skw_signal_pipe_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    skw_signal_pipe_count = 0;
+    for (int i = 0; i < count; i++) {
+        if (sigaction(signals[i], &sa, &skw_signal_pipe_previous[i]) != 0) {
+            int saved = errno;
+            skw_signal_pipe_close(fds[0]);
+            errno = saved;
+            return -1;
+        }
+        skw_signal_pipe_signals[i] = signals[i];
+        skw_signal_pipe_count = i + 1;
     }
-    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) {
-        int saved = errno;
-        pthread_sigmask(SIG_SETMASK, (const sigset_t *)previous, NULL);
-        errno = saved;
-    }
-    return fd;
+    return fds[0];
 }
 
-void skw_signalfd_close(int fd, const void *previous) {
-    close(fd);
-    pthread_sigmask(SIG_SETMASK, (const sigset_t *)previous, NULL);
+void skw_signal_pipe_close(int read_fd) {
+    for (int i = 0; i < skw_signal_pipe_count; i++)
+        sigaction(skw_signal_pipe_signals[i], &skw_signal_pipe_previous[i], NULL);
+    skw_signal_pipe_count = 0;
+    if (skw_signal_pipe_write >= 0) close(skw_signal_pipe_write);
+    skw_signal_pipe_write = -1;
+    close(read_fd);
 }
 
-int skw_signalfd_next(int fd) {
-    struct signalfd_siginfo info;
-    ssize_t n = read(fd, &info, sizeof(info));
-    return n == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
+int skw_signal_pipe_next(int read_fd) {
+    unsigned char b;
+    return read(read_fd, &b, 1) == 1 ? (int)b : 0;
 }

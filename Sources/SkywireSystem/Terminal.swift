@@ -42,31 +42,28 @@ public final class TerminalMode {
     deinit { restore() }
 }
 
-/// Signals read from a descriptor (signalfd(2)) instead of handlers, so a poll(2) loop sees them;
-/// blocked while this lives, the previous mask put back by `close()`.
+/// Signals read from a descriptor instead of handled in place, so a poll(2) loop sees them: a
+/// handler writes each to a pipe (whatever thread the kernel delivers it to); the previous
+/// dispositions come back on `close()`. One at a time per process.
 public final class SignalDescriptor {
     public let raw: Int32
-    private var previous: [UInt8]
     private var open = true
 
     public init(_ signals: [Int32]) throws {
-        previous = [UInt8](repeating: 0, count: skw_sigset_size())
         let count = Int32(signals.count)
-        raw = try previous.withUnsafeMutableBytes { saved in
-            try syscall("signalfd") { skw_signalfd_open(signals, count, saved.baseAddress, saved.count) }
-        }
+        raw = try syscall("sigaction") { skw_signal_pipe_open(signals, count) }
     }
 
-    /// The next pending signal, nil when none.
+    /// The next caught signal, nil when none.
     public func next() -> Int32? {
-        let signal = skw_signalfd_next(raw)
+        let signal = skw_signal_pipe_next(raw)
         return signal == 0 ? nil : signal
     }
 
     public func close() {
         guard open else { return }
         open = false
-        previous.withUnsafeBytes { skw_signalfd_close(raw, $0.baseAddress) }
+        skw_signal_pipe_close(raw)
     }
 
     deinit { close() }

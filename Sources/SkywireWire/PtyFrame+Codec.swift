@@ -72,9 +72,9 @@ extension PtyFrame {
             var argv: [String] = []
             for _ in 0..<argc { argv.append(try r.string16()) }
             frame = .open(PtyOpenRequest(mode: mode, argv: argv, term: term, size: size, fileMode: fileMode))
-        case .stdin: frame = .stdin(Array(p))
-        case .stdout: frame = .stdout(Array(p))
-        case .stderr: frame = .stderr(Array(p))
+        case .stdin: frame = .stdin(Array(try r.take(r.remaining)))
+        case .stdout: frame = .stdout(Array(try r.take(r.remaining)))
+        case .stderr: frame = .stderr(Array(try r.take(r.remaining)))
         case .resize: frame = .resize(PtyWindowSize(rows: try r.u16(), columns: try r.u16()))
         case .signal:
             let raw = try r.u8()
@@ -92,10 +92,10 @@ extension PtyFrame {
         case .eof: frame = .eof
         case .error:
             guard p.count <= PtyProtocol.maxErrorMessage else { throw PtyProtocolError("error: message longer than \(PtyProtocol.maxErrorMessage) bytes") }
-            frame = .error(String(decoding: p, as: UTF8.self))
+            frame = .error(String(decoding: try r.take(r.remaining), as: UTF8.self))
         case .digest:
             guard p.count == PtyProtocol.digestLength else { throw PtyProtocolError("digest: \(p.count) bytes, expected \(PtyProtocol.digestLength)") }
-            frame = .digest(Array(p))
+            frame = .digest(Array(try r.take(r.remaining)))
         case .fileInfo:
             frame = .fileInfo(PtyFileInfo(mode: try r.u32() & PtyProtocol.fileModeMask, size: try r.u64()))
         }

@@ -53,15 +53,15 @@ int skw_set_thread_fs_ids(uid_t uid, gid_t gid);
 /// mkostemp(3) with O_CLOEXEC: `template` ends in XXXXXX, replaced in place.
 int skw_mkstemp_cloexec(char *template_path);
 
-/// Blocks `signals` (pthread_sigmask) and returns a signalfd(2) (non-blocking, close-on-exec)
-/// that reads them; the previous mask is stored in `*previous` for skw_signalfd_close.
-int skw_signalfd_open(const int *signals, int count, void *previous, size_t previous_size);
-/// Restores the mask saved by skw_signalfd_open and closes `fd`.
-void skw_signalfd_close(int fd, const void *previous);
-/// Reads one pending signal from a signalfd: its number, 0 when none is pending.
-int skw_signalfd_next(int fd);
-/// sizeof(sigset_t).
-size_t skw_sigset_size(void);
+/// Catches `signals` (at most skw_signal_pipe_max) with a handler that writes each signal's
+/// number as one byte to a non-blocking pipe, whatever thread the kernel picks; returns the
+/// pipe's read end (close-on-exec). One set at a time per process. -1 with errno set.
+int skw_signal_pipe_open(const int *signals, int count);
+/// Puts the previous dispositions back and closes both ends.
+void skw_signal_pipe_close(int read_fd);
+/// The next caught signal from the pipe, 0 when none is pending.
+int skw_signal_pipe_next(int read_fd);
+enum { skw_signal_pipe_max = 8 };
 
 #ifdef __cplusplus
 }

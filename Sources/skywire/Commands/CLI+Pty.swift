@@ -81,15 +81,15 @@ struct PtyGroup: ParsableCommand {
         @OptionGroup var target: Target
         @Option(help: "Seconds after which the command is abandoned (it gets SIGHUP, then SIGKILL) and we exit 124.") var timeout: Int?
         @Argument(help: "The remote visor's public key.") var pk: String
-        @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS...") var command: [String] = []
+        @Argument(parsing: .postTerminator, help: "-- CMD ARGS...") var command: [String] = []
 
         func validate() throws {
             if let timeout, !(1...86_400).contains(timeout) { throw ValidationError("--timeout must be in 1...86400 s") }
-            guard !command.drop(while: { $0 == "--" }).isEmpty else { throw ValidationError("no command given (pty exec PK -- CMD ARGS...)") }
+            guard !command.isEmpty else { throw ValidationError("no command given (pty exec PK -- CMD ARGS...)") }
         }
 
         func run() throws {
-            let argvToRun = command.first == "--" ? Array(command.dropFirst()) : command
+            let argvToRun = command
             try PtyGroup.session {
                 let session = try target.open(pk)
                 return try PtyClient.run(session, request: PtyOpenRequest(mode: .exec, argv: argvToRun), timeout: timeout)
