@@ -170,6 +170,12 @@ enum PtyClient {
                     session.send(.resize(PtyWindowSize(rows: size.rows, columns: size.columns)))
                 } else if let remote = PtySignal(local: signal) {
                     session.send(.signal(remote))
+                    // An interactive shell may ignore it (bash ignores SIGTERM): the client itself
+                    // ends, its terminal put back (the host hangs the shell up when we close).
+                    if interactive, signal == SIGTERM || signal == SIGHUP {
+                        try? session.flush()
+                        return PtyProtocol.signalStatusBase + signal
+                    }
                 }
             }
             if others.count > 1, ready.others[1] != 0 {
