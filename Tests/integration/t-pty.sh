@@ -61,6 +61,30 @@ rss1=$(awk '/VmRSS/ {print $2}' /proc/$pidb/status)
 [ $rc = 0 ] && [ $((rss1 - rss0)) -lt 5000 ] && pass "stdin flood to a non-reading command: exit 0, host RSS ${rss0} -> ${rss1} kB" \
     || fail "stdin flood: rc=$rc, host RSS ${rss0} -> ${rss1} kB"
 
+# Hostile frames from an admitted key, straight through stream.open on A's control socket: a
+# header announcing 2 GiB, then an unknown type. Each gets an error frame and the end of the
+# stream; B keeps serving.
+for frame in 027fffffff ee00000000; do
+    got=$(python3 - "$T_WORK/a.sock" "$PKB" "$frame" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])
+s.sendall((json.dumps({"id": 1, "method": "stream.open", "params": {"pk": sys.argv[2], "port": 22}}) + "\n").encode())
+line = b""
+while not line.endswith(b"\n"): line += s.recv(1)
+assert "result" in json.loads(line), line
+s.sendall(bytes.fromhex(sys.argv[3]))
+data = b""
+while True:
+    c = s.recv(65536)
+    if not c: break
+    data += c
+print(data[:1].hex(), data[5:].decode(errors="replace"))
+PY
+) || true
+    [[ "$got" == 09\ * ]] && pass "hostile frame $frame: error frame and end of stream (${got#09 })" || fail "hostile frame $frame: got '$got'"
+done
+out=$(cli a pty exec "$PKB" -- echo still-served 2>&1) && [ "$out" = still-served ] && pass "B serves the next session" || fail "after hostile frames: $out"
+
 # ---- cp --------------------------------------------------------------------------------------
 head -c 50000000 /dev/urandom >"$T_WORK/big.bin"; chmod 0751 "$T_WORK/big.bin"
 sum=$(sha256sum <"$T_WORK/big.bin" | cut -d' ' -f1)
