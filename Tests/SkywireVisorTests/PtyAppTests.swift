@@ -53,7 +53,8 @@ final class PtyAppTests: XCTestCase {
     private var me: String { (try? SessionUserName.current()) ?? "root" }
 
     /// Opens a session from `clientKey`, sends `bytes`, and returns the host's frames once it ended.
-    private func session(_ app: PtyApp, sending bytes: [UInt8], from key: String? = nil) throws -> (accepted: Bool, frames: [PtyFrame]) {
+    private func session(_ app: PtyApp, sending bytes: [UInt8], from key: String? = nil,
+                         whileRunning: (() throws -> Void)? = nil) throws -> (accepted: Bool, frames: [PtyFrame]) {
         let loop = group.next()
         let promise = loop.makePromise(of: Void.self)
         let collector = FrameCollector(done: promise)
@@ -65,6 +66,7 @@ final class PtyAppTests: XCTestCase {
             return true
         }.wait()
         guard accepted else { return (false, []) }
+        try whileRunning?()
         try promise.futureResult.wait()
         return try loop.submit { (true, collector.frames) }.wait()
     }
@@ -115,6 +117,26 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
         XCTAssertEqual(frames.last, .exit(.exited(7)))
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
+    /// Stopping the app hangs up a running session: its command gets SIGHUP.
+    func testStopHangsUpRunningSessions() throws {
+        let app = try app(["--whitelist", clientKey, "--user", me])
+        try awaitStart(app)
+        let request = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
+        let started = ContinuousClock.now
+        let (_, frames) = try session(app, sending: request) {
+            // Let the command start, then stop the app.
+            Thread.sleep(forTimeInterval: 0.3)
+            let done = DispatchlessWait()
+            Task {
+                await app.stop()
+                done.signal()
+            }
+            done.wait()
+        }
+        XCTAssertEqual(frames.last, .exit(.signalled(UInt8(SIGHUP))))
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
     }
 
     private func awaitStart(_ app: PtyApp) throws {

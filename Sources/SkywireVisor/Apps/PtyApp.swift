@@ -19,6 +19,8 @@ final class PtyApp: VisorApp, @unchecked Sendable {
     private var active = 0
     private var total = 0
     private var refused = 0
+    /// The running sessions' links, hung up by `stop`.
+    private var links: [ObjectIdentifier: PtySessionLink] = [:]
 
     init(context: AppContext, options: PtyOptions) {
         self.context = context
@@ -38,8 +40,21 @@ final class PtyApp: VisorApp, @unchecked Sendable {
         lock.withLock { running = true }
     }
 
+    /// Refuses new sessions and hangs up the running ones (their commands get SIGHUP, then SIGKILL).
     func stop() async {
-        lock.withLock { running = false }
+        let open: [PtySessionLink] = lock.withLock {
+            running = false
+            return Array(links.values)
+        }
+        for link in open { link.peerClosed() }
+    }
+
+    func register(_ link: PtySessionLink) {
+        lock.withLock { links[ObjectIdentifier(link)] = link }
+    }
+
+    func unregister(_ link: PtySessionLink) {
+        lock.withLock { _ = links.removeValue(forKey: ObjectIdentifier(link)) }
     }
 
     func status() -> AppStatusReport {
@@ -69,7 +84,7 @@ final class PtyApp: VisorApp, @unchecked Sendable {
             context.logger.warning("pty: refused a session: \(options.maxSessions) sessions already", metadata: ["pk": "\(key)"])
             return false
         }
-        let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger) { [self] in
+        let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self) { [self] in
             lock.withLock { active -= 1 }
         }
         session.start()

@@ -15,16 +15,19 @@ final class PtyHostSession: AppStreamDelegate {
     private let stream: AppStream
     private let user: String
     private let logger: Logger
+    /// Tracks the session's link while it runs (hung up when the app stops).
+    private weak var app: PtyApp?
     private var onDone: (() -> Void)?
     private var decoder = PtyFrameDecoder()
     private var link: PtySessionLink?
     /// Bytes the worker sent that the stream took while not writable: released when it is again.
     private var heldOutbound = 0
 
-    init(stream: AppStream, user: String, logger: Logger, onDone: @escaping () -> Void) {
+    init(stream: AppStream, user: String, logger: Logger, app: PtyApp?, onDone: @escaping () -> Void) {
         self.stream = stream
         self.user = user
         self.logger = logger
+        self.app = app
         self.onDone = onDone
     }
 
@@ -56,8 +59,10 @@ final class PtyHostSession: AppStreamDelegate {
         do {
             let link = try PtySessionLink(stream: stream, session: self)
             self.link = link
+            app?.register(link)
             try PtySessionWorker(request: request, userName: user, peer: stream.remoteKeyHex, link: link, logger: logger).start()
         } catch {
+            if let link { app?.unregister(link) }
             self.link = nil
             throw PtyProtocolError("cannot start the session: \(error)")
         }
@@ -105,6 +110,7 @@ final class PtyHostSession: AppStreamDelegate {
     /// The worker is done: the stream half-closes after the last frame.
     func workerFinished() {
         stream.finish()
+        if let link { app?.unregister(link) }
         link = nil
         finishIfIdle()
     }
