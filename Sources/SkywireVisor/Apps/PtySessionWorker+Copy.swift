@@ -31,7 +31,7 @@ extension PtySessionWorker {
             if !committed { unlink(tempPath) }
         }
         logger.info("pty: receiving a file", metadata: ["pk": "\(peer)", "path": "\(path)", "user": "\(user.name)"])
-        var hasher = SHA256Stream()
+        let hasher = SHA256Stream()
         var received: UInt64 = 0
         var ended = false
         while true {
@@ -80,7 +80,7 @@ extension PtySessionWorker {
         let info = PtyFileInfo(mode: UInt32(st.st_mode) & PtyProtocol.fileModeMask, size: UInt64(st.st_size))
         logger.info("pty: sending a file", metadata: ["pk": "\(peer)", "path": "\(path)", "bytes": "\(info.size)"])
         link.send(PtyFrame.fileInfo(info).encoded)
-        var hasher = SHA256Stream()
+        let hasher = SHA256Stream()
         var chunk = [UInt8](repeating: 0, count: PtyProtocol.dataChunk)
         var sent: UInt64 = 0
         while true {

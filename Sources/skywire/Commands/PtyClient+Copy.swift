@@ -17,14 +17,14 @@ extension PtyClient {
         guard st.st_mode & S_IFMT == S_IFREG else { throw PtyClientError("\(local) is not a regular file") }
         let target = remote.hasSuffix("/") ? remote + baseName(local) : remote
         session.send(.open(PtyOpenRequest(mode: .copyPut, argv: [target], fileMode: UInt32(st.st_mode) & PtyProtocol.fileModeMask)))
-        var hasher = SHA256Stream()
+        let hasher = SHA256Stream()
         var sent: UInt64 = 0
         var reading = true
         while reading {
             try session.flush()
             while reading, session.canQueue {
                 let before = session.queuedBytes
-                reading = try withUnsafeMutablePointer(to: &hasher) { try session.forward(from: file.raw, as: .stdin, hasher: $0) }
+                reading = try session.forward(from: file.raw, as: .stdin, hasher: hasher)
                 if reading { sent += UInt64(session.queuedBytes - before - PtyProtocol.headerLength) }
             }
             if !reading { break }
@@ -61,7 +61,7 @@ extension PtyClient {
             if !committed { unlink(partial) }
         }
         var info: PtyFileInfo?
-        var hasher = SHA256Stream()
+        let hasher = SHA256Stream()
         var received: UInt64 = 0
         var ended = false
         var verified = false
@@ -75,9 +75,7 @@ extension PtyClient {
                 try PtyClientSession.writeAll(file.raw, bytes)
             case .eof where info != nil && !ended: ended = true
             case .digest(let digest) where ended && !verified:
-                var final = SHA256Stream()
-                swap(&final, &hasher)
-                guard final.finalize() == digest else { throw PtyClientError("checksum mismatch: \(target) not written") }
+                guard hasher.finalize() == digest else { throw PtyClientError("checksum mismatch: \(target) not written") }
                 guard received == info?.size else { throw PtyClientError("\(received) bytes received, \(info?.size ?? 0) announced") }
                 verified = true
             case .exit(let status) where verified: return status

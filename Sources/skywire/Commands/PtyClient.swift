@@ -92,14 +92,14 @@ final class PtyClientSession {
     }
 
     /// Reads up to a chunk from a local descriptor and queues it as `type`; false at its end.
-    func forward(from fd: Int32, as type: PtyFrameType, hasher: UnsafeMutablePointer<SHA256Stream>? = nil) throws -> Bool {
+    func forward(from fd: Int32, as type: PtyFrameType, hasher: SHA256Stream? = nil) throws -> Bool {
         let n = try chunk.withUnsafeMutableBytes { buffer in
             try syscall("read") { read(fd, buffer.baseAddress, buffer.count) }
         }
         guard n > 0 else { return false }
         chunk.withUnsafeBytes { all in
             let bytes = UnsafeRawBufferPointer(rebasing: all[0..<n])
-            hasher?.pointee.update(bytes)
+            hasher?.update(bytes)
             sendData(type, bytes)
         }
         return true
