@@ -40,13 +40,13 @@ final class PtyAppTests: XCTestCase {
         try? group.syncShutdownGracefully()
     }
 
-    private func app(_ args: [String]) throws -> PtyApp {
+    private func app(_ args: [String], openTimeout: TimeAmount = .seconds(10)) throws -> PtyApp {
         let kp = KeyPair.generate()
         let settings = TransportSettings(identity: kp, listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
         let transports = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
         let context = AppContext(localKey: kp.publicKey, port: 22, transports: transports, logger: Logger(label: "test"),
                                  stateDirectory: "/nonexistent")
-        return PtyApp(context: context, options: try PtyOptions.parse(args))
+        return PtyApp(context: context, options: try PtyOptions.parse(args), openTimeout: openTimeout)
     }
 
     /// The current user, so the sessions need no id change.
@@ -117,6 +117,19 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
         XCTAssertEqual(frames.last, .exit(.exited(7)))
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
+    /// A client that never sends `open` loses its session slot after the open timeout.
+    func testSilentClientTimesOut() throws {
+        let app = try app(["--whitelist", clientKey, "--user", me, "--max-sessions", "1"], openTimeout: .milliseconds(300))
+        try awaitStart(app)
+        let (accepted, frames) = try session(app, sending: [0x01, 0x00])  // half a header, then silence
+        XCTAssertTrue(accepted)
+        guard case .error(let message)? = frames.last else { return XCTFail("\(frames)") }
+        XCTAssertTrue(message.contains("no open frame"), message)
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+        let (_, next) = try session(app, sending: PtyFrame.open(.init(mode: .exec, argv: ["true"])).encoded + PtyFrame.eof.encoded)
+        XCTAssertEqual(next.last, .exit(.exited(0)))
     }
 
     /// Stopping the app hangs up a running session: its command gets SIGHUP.

@@ -154,4 +154,16 @@ list=$(cli a pty list --json)
 list=$(cli other pty list --json)
 [ "$(jq -r --arg b "$PKB" '.[] | select(.pk==$b) | .pty' <<<"$list")" = refused ] && pass "pty list: B refuses the stranger" || fail "pty list (other): $list"
 
+# Every session ended: no mux stream may stay open on A or B. The `streams` count of `tp ls` is
+# refreshed when a mux frame arrives; a stream whose last frame was our own FIN is counted until
+# the next one (at the latest the 10 s PING), hence the wait of up to 25 s.
+for _ in $(seq 125); do
+    sa=$(cli a tp ls --json | jq '[.[].streams] | add // 0'); sb=$(cli b tp ls --json | jq '[.[].streams] | add // 0')
+    [ "$sa" = 0 ] && [ "$sb" = 0 ] && break
+    sleep 0.2
+done
+[ "$sa" = 0 ] && [ "$sb" = 0 ] && pass "no mux stream left open after the sessions" || fail "streams still open: A $sa, B $sb"
+st=$(cli b apps ls --json | jq -c '.[] | select(.name=="pty") | .info')
+[ "$(jq -r .active_sessions <<<"$st")" = 0 ] && pass "pty: no session left active ($st)" || fail "pty sessions: $st"
+
 finish

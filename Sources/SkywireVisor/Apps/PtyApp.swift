@@ -21,9 +21,12 @@ final class PtyApp: VisorApp, @unchecked Sendable {
     private var refused = 0
     /// The running sessions' links, hung up by `stop`.
     private var links: [ObjectIdentifier: PtySessionLink] = [:]
+    /// How long a client has to send `open` (shorter in tests).
+    let openTimeout: TimeAmount
 
-    init(context: AppContext, options: PtyOptions) {
+    init(context: AppContext, options: PtyOptions, openTimeout: TimeAmount = PtyHostSession.defaultOpenTimeout) {
         self.context = context
+        self.openTimeout = openTimeout
         self.options = options
         admitted = options.whitelist.hexIndex
     }
@@ -84,7 +87,8 @@ final class PtyApp: VisorApp, @unchecked Sendable {
             context.logger.warning("pty: refused a session: \(options.maxSessions) sessions already", metadata: ["pk": "\(key)"])
             return false
         }
-        let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self) { [self] in
+        let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self,
+                                     openTimeout: openTimeout) { [self] in
             lock.withLock { active -= 1 }
         }
         session.start()

@@ -22,20 +22,35 @@ final class PtyHostSession: AppStreamDelegate {
     private var link: PtySessionLink?
     /// Bytes the worker sent that the stream took while not writable: released when it is again.
     private var heldOutbound = 0
+    private var opened = false
+    private let openTimeout: TimeAmount
 
-    init(stream: AppStream, user: String, logger: Logger, app: PtyApp?, onDone: @escaping () -> Void) {
+    /// How long a client has to send `open` before the session is refused (a slot is held meanwhile).
+    static let defaultOpenTimeout: TimeAmount = .seconds(10)
+
+    init(stream: AppStream, user: String, logger: Logger, app: PtyApp?, openTimeout: TimeAmount = defaultOpenTimeout,
+         onDone: @escaping () -> Void) {
         self.stream = stream
         self.user = user
         self.logger = logger
         self.app = app
+        self.openTimeout = openTimeout
         self.onDone = onDone
     }
 
     func start() {
         stream.setDelegate(self)
+        let transfer = LoopTransfer(value: self)
+        stream.eventLoop.scheduleTask(in: openTimeout) {
+            let session = transfer.value
+            guard !session.opened, session.onDone != nil else { return }
+            session.fail("no open frame within \(session.openTimeout.nanoseconds / 1_000_000_000) s")
+        }
     }
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        // After the session ended, what the client still sends is read and dropped, so its FIN arrives.
+        guard onDone != nil else { return }
         decoder.feed(data.readableBytesView)
         do {
             while let frame = try decoder.next() {
@@ -56,6 +71,7 @@ final class PtyHostSession: AppStreamDelegate {
     /// The first frame must be `open`; it starts the worker.
     private func begin(with frame: PtyFrame) throws {
         guard case .open(let request) = frame else { throw PtyProtocolError("the first frame must be open, not \(frame.type)") }
+        opened = true
         do {
             let link = try PtySessionLink(stream: stream, session: self)
             self.link = link
@@ -70,6 +86,7 @@ final class PtyHostSession: AppStreamDelegate {
 
     /// Ends the stream with an `error` frame (never started, or a malformed frame).
     private func fail(_ message: String) {
+        opened = true
         logger.warning("pty: session refused", metadata: ["pk": "\(stream.remoteKeyHex)", "error": "\(message)"])
         var buffer = ByteBufferAllocator().buffer(capacity: 0)
         buffer.writeBytes(PtyFrame.error(message).encoded)
@@ -119,7 +136,11 @@ final class PtyHostSession: AppStreamDelegate {
     private func finishIfIdle() {
         guard link == nil, let done = onDone else { return }
         onDone = nil
-        stream.setDelegate(nil)
+        // Our direction ends too (a client that closed before `open` gets its FIN answered), and
+        // reads resume (paused by a stdin backlog, they would hold the client's FIN back for ever):
+        // the stream ends, and drops its delegate, once both sides finished.
+        stream.finish()
+        stream.setReadPaused(false)
         done()
     }
 }

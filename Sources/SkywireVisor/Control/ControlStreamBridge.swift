@@ -94,15 +94,19 @@ final class ControlStreamBridge: ChannelInboundHandler, AppStreamDelegate {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        guard !closed else { return }
-        closed = true
-        stream.finish()
+        if !closed {
+            closed = true
+            stream.finish()
+        }
+        // Reads paused for a socket that is gone would hold the stream's FIN back for ever.
+        stream.setReadPaused(false)
         stream.setDelegate(nil)
         self.context = nil
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        stream.setReadPaused(!context.channel.isWritable)
+        // A closing channel turns unwritable: that must not pause a stream nobody will resume.
+        if context.channel.isActive { stream.setReadPaused(!context.channel.isWritable) }
         context.fireChannelWritabilityChanged()
     }
 

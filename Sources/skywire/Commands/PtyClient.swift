@@ -38,7 +38,8 @@ final class PtyClientSession {
     /// Writes what the socket takes now.
     func flush() throws {
         while queuedBytes > 0 {
-            let n = queued.withUnsafeBytes { write(socket.raw, $0.baseAddress! + queuedStart, queuedBytes) }
+            // MSG_NOSIGNAL: a visor that went away is an error here, not a SIGPIPE.
+            let n = queued.withUnsafeBytes { Glibc.send(socket.raw, $0.baseAddress! + queuedStart, queuedBytes, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { break }
                 throw PtyClientError("the connection to the visor failed: \(String(cString: strerror(errno)))")
