@@ -6,7 +6,7 @@ set -euo pipefail
 # `make bench` prints only its JSON there.
 exec >&2
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
-      nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool
+      nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool tmux
       dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.

@@ -143,4 +143,6 @@ int skw_malloc_trim(void);
 #ifdef __cplusplus
 }
 #endif
+
+#include "CSkywirePty.h"
 #endif

@@ -12,6 +12,7 @@ public enum AppOptions: Sendable {
     case vpnServer(VPNServerArguments)
     case vpnClient(VPNClientArguments)
     case skynet(SkynetOptions)
+    case pty(PtyOptions)
 
     /// Parses the arguments of the built-in app `app`; a refusal is an `AppError` with code
     /// `invalidArguments` naming the app, an app not built in one with `notFound`.
@@ -27,7 +28,8 @@ public enum AppOptions: Sendable {
             case .vpnServer: self = .vpnServer(try VPNServerArguments(parsing: arguments))
             case .vpnClient: self = .vpnClient(try VPNClientArguments(parsing: arguments))
             case .skynet: self = .skynet(try SkynetOptions.parse(arguments))
-            case .skychat, .pty: throw Self.notBuiltIn(app)
+            case .pty: self = .pty(try PtyOptions.parse(arguments))
+            case .skychat: throw Self.notBuiltIn(app)
             }
         } catch let e as AppError {
             throw e
@@ -43,6 +45,7 @@ public enum AppOptions: Sendable {
         case .vpnServer(let a): a.whitelist
         case .skysocks(let o): o.whitelist
         case .skynet(let o): o.whitelist
+        case .pty(let o): o.whitelist
         case .echo, .skysocksClient, .vpnClient: nil
         }
     }

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SkywireSystem
+import SkywireTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,18 +12,24 @@ import Glibc
 /// only), serving one JSON request per line and answering one JSON response per line.
 public final class ControlServer: Sendable {
     public typealias Handler = @Sendable (ControlRequest) async -> ControlResponse
+    /// Opens the stream a `stream.open` request asks for (docs/cli.md): after its answer the
+    /// connection carries that stream's bytes (`ControlStreamBridge`).
+    public typealias StreamOpener = @Sendable (ControlRequest) async throws -> AppStream
 
     private let path: String
     private let group: EventLoopGroup
     private let handler: Handler
+    private let streamOpener: StreamOpener?
     private let logger: Logger
     private let channel: NIOLockedValueBox<Channel?> = NIOLockedValueBox(nil)
 
-    public init(path: String, group: EventLoopGroup, logger: Logger, handler: @escaping Handler) {
+    public init(path: String, group: EventLoopGroup, logger: Logger, streamOpener: StreamOpener? = nil,
+                handler: @escaping Handler) {
         self.path = path
         self.group = group
         self.logger = logger
         self.handler = handler
+        self.streamOpener = streamOpener
     }
 
     /// Binds the socket. Refuses to take over a socket another live visor still serves.
@@ -32,6 +39,7 @@ public final class ControlServer: Sendable {
             throw ControlError(.conflict, "\(path): another visor is already serving this control socket")
         }
         let handler = self.handler
+        let streamOpener = self.streamOpener
         let logger = self.logger
         let oldMask = umask(0o177)
         defer { umask(oldMask) }
@@ -40,7 +48,7 @@ public final class ControlServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ControlConnectionHandler(handler: handler, logger: logger))
+                        ControlConnectionHandler(handler: handler, streamOpener: streamOpener, logger: logger))
                 }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
@@ -80,13 +88,15 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let handler: ControlServer.Handler
+    private let streamOpener: ControlServer.StreamOpener?
     private let logger: Logger
     private var buffer: ByteBuffer?
     private var queue: [[UInt8]] = []
     private var busy = false
 
-    init(handler: @escaping ControlServer.Handler, logger: Logger) {
+    init(handler: @escaping ControlServer.Handler, streamOpener: ControlServer.StreamOpener?, logger: Logger) {
         self.handler = handler
+        self.streamOpener = streamOpener
         self.logger = logger
     }
 
@@ -121,23 +131,34 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         busy = true
         let line = queue.removeFirst()
         let handler = self.handler
-        let promise = context.eventLoop.makePromise(of: [UInt8].self)
+        let streamOpener = self.streamOpener
+        let promise = context.eventLoop.makePromise(of: ControlStreamBridge.Answer.self)
         promise.completeWithTask {
             let response: ControlResponse
             do {
                 let request = try ControlCodec.decode(ControlRequest.self, from: line)
+                if request.method == ControlStreamBridge.method, let streamOpener {
+                    return try await ControlStreamBridge.open(request, with: streamOpener)
+                }
                 response = await handler(request)
             } catch {
                 response = ControlResponse(id: 0, error: ControlError(.badRequest, "malformed request: \(error)"))
             }
-            return try ControlCodec.encodeLine(response)
+            return ControlStreamBridge.Answer(line: try ControlCodec.encodeLine(response), stream: nil)
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         promise.futureResult.whenComplete { result in
             let (this, context) = loopBound.value
             this.busy = false
             switch result {
-            case .success(let bytes):
+            case .success(let answer) where answer.stream != nil:
+                // The connection now carries the stream: bytes after the request line go to it.
+                let leftover = this.buffer
+                this.buffer = nil
+                ControlStreamBridge.takeOver(context: context, answer: answer, leftover: leftover, logger: this.logger)
+                return
+            case .success(let answer):
+                let bytes = answer.line
                 context.writeAndFlush(this.wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
             case .failure(let error):
                 this.logger.error("control response failed: \(error)")

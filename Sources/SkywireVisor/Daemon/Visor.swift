@@ -36,7 +36,10 @@ public final class Visor: Sendable {
         self.startedAt = .now
         self.registrar = Self.makeRegistrar(options: options, apps: apps, transports: transports, logger: logger)
         let box = VisorBox()
-        self.control = ControlServer(path: options.controlSocket, group: group, logger: logger) { request in
+        self.control = ControlServer(path: options.controlSocket, group: group, logger: logger, streamOpener: { request in
+            guard let visor = box.visor else { throw ControlError(.unavailable, "the visor is shutting down") }
+            return try await visor.openStream(request.params)
+        }) { request in
             // Nil only for a request that raced the visor's release at shutdown.
             guard let visor = box.visor else {
                 return ControlResponse(id: request.id, error: ControlError(.unavailable, "the visor is shutting down"))

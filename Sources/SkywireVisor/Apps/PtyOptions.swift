@@ -1,0 +1,73 @@
+import SkywireConfig
+
+/// The `pty` app's options (docs/pty.md, "Arguments"): whom it admits and as whom it runs.
+public struct PtyOptions: Sendable, Equatable {
+    /// `--whitelist PK,...|any` (repeatable): closed by default (`AppWhitelist`).
+    public var whitelist: AppWhitelist = .nobody
+    /// `--user NAME`: the account shells, commands and copies run as.
+    public var user: String = PtyOptions.defaultUser
+    /// `--max-sessions N`: sessions at once; more are refused (each is a process and a thread).
+    public var maxSessions: Int = PtyOptions.defaultMaxSessions
+
+    public static let defaultUser = "root"
+    public static let defaultMaxSessions = 16
+    static let maxSessionsLimit = 1024
+
+    public init() {}
+
+    /// Parses `--whitelist`/`-w`, `--user`, `--max-sessions` (`--name value` or `--name=value`).
+    public static func parse(_ arguments: [String]) throws(AppError) -> PtyOptions {
+        var options = PtyOptions()
+        var whitelists: [String] = []
+        var index = 0
+        while index < arguments.count {
+            var name = arguments[index]
+            var value: String?
+            index += 1
+            if name.hasPrefix("--"), let eq = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            }
+            guard ["--whitelist", "-w", "--user", "--max-sessions"].contains(name) else {
+                throw AppError(.invalidArguments, "pty: unknown argument '\(name)' (--whitelist PK,...|any, --user NAME, --max-sessions N)")
+            }
+            if value == nil {
+                guard index < arguments.count else { throw AppError(.invalidArguments, "pty: \(name) needs a value") }
+                value = arguments[index]
+                index += 1
+            }
+            let v = value ?? ""
+            switch name {
+            case "--user":
+                guard !v.isEmpty, !v.contains("/"), !v.contains(":") else { throw AppError(.invalidArguments, "pty: --user '\(v)' is not a user name") }
+                options.user = v
+            case "--max-sessions":
+                guard let n = Int(v), (1...maxSessionsLimit).contains(n) else {
+                    throw AppError(.invalidArguments, "pty: --max-sessions needs 1...\(maxSessionsLimit), got '\(v)'")
+                }
+                options.maxSessions = n
+            default:
+                whitelists.append(v)
+            }
+        }
+        do {
+            options.whitelist = try AppWhitelist(parsing: whitelists)
+        } catch {
+            throw AppError(.invalidArguments, "pty: \(error)")
+        }
+        return options
+    }
+
+    /// The argument form `apps ls` shows.
+    public var arguments: [String] {
+        var out: [String] = []
+        switch whitelist {
+        case .anyone: out += [AppWhitelist.option, AppWhitelist.anyToken]
+        case .keys(let keys) where !keys.isEmpty: out += [AppWhitelist.option, whitelist.sortedKeys.map(\.hex).joined(separator: ",")]
+        case .keys: break
+        }
+        if user != Self.defaultUser { out += ["--user", user] }
+        if maxSessions != Self.defaultMaxSessions { out += ["--max-sessions", String(maxSessions)] }
+        return out
+    }
+}

@@ -1,0 +1,212 @@
+// Encoding and incremental decoding of `PtyFrame` (docs/pty.md, "Protocol").
+
+extension PtyFrame {
+    /// The frame's bytes: header, then payload.
+    public var encoded: [UInt8] {
+        var payload: [UInt8] = []
+        switch self {
+        case .open(let r):
+            payload.append(PtyProtocol.version)
+            payload.append(r.mode.rawValue)
+            payload.appendBigEndian(r.size.rows)
+            payload.appendBigEndian(r.size.columns)
+            payload.appendBigEndian(r.fileMode)
+            payload.appendString16(r.term)
+            payload.appendBigEndian(UInt16(clamping: r.argv.count))
+            for arg in r.argv.prefix(PtyProtocol.maxArguments) { payload.appendString16(arg) }
+        case .stdin(let b), .stdout(let b), .stderr(let b), .digest(let b):
+            payload = b
+        case .resize(let s):
+            payload.appendBigEndian(s.rows)
+            payload.appendBigEndian(s.columns)
+        case .signal(let s):
+            payload.append(s.rawValue)
+        case .exit(.exited(let code)):
+            payload = [PtyExitKind.exited, code]
+        case .exit(.signalled(let signal)):
+            payload = [PtyExitKind.signalled, signal]
+        case .eof:
+            break
+        case .error(let message):
+            payload = Array(message.utf8.prefix(PtyProtocol.maxErrorMessage))
+        case .fileInfo(let info):
+            payload.appendBigEndian(info.mode)
+            payload.appendBigEndian(info.size)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(PtyProtocol.headerLength + payload.count)
+        out.append(type.rawValue)
+        out.appendBigEndian(UInt32(payload.count))
+        out.append(contentsOf: payload)
+        return out
+    }
+
+    /// A data frame's bytes without building the enum (the hot path of stdout and file data).
+    public static func encodeData(_ type: PtyFrameType, _ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.append(type.rawValue)
+        out.appendBigEndian(UInt32(bytes.count))
+        out.append(contentsOf: bytes)
+    }
+
+    /// Decodes one payload of type `rawType`; refuses unknown types and malformed payloads.
+    static func decode(type rawType: UInt8, payload p: ArraySlice<UInt8>) throws(PtyProtocolError) -> PtyFrame {
+        guard let type = PtyFrameType(rawValue: rawType) else {
+            throw PtyProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
+        }
+        var r = PayloadReader(bytes: p, type: type)
+        let frame: PtyFrame
+        switch type {
+        case .open:
+            let version = try r.u8()
+            guard version == PtyProtocol.version else { throw PtyProtocolError("open: protocol version \(version), expected \(PtyProtocol.version)") }
+            let rawMode = try r.u8()
+            guard let mode = PtyMode(rawValue: rawMode) else { throw PtyProtocolError("open: unknown mode \(rawMode)") }
+            let size = PtyWindowSize(rows: try r.u16(), columns: try r.u16())
+            let fileMode = try r.u32()
+            guard fileMode & ~PtyProtocol.fileModeMask == 0 else {
+                throw PtyProtocolError("open: file mode 0o\(String(fileMode, radix: 8)) has bits beyond 0o1777")
+            }
+            let term = try r.string16()
+            let argc = Int(try r.u16())
+            guard argc <= PtyProtocol.maxArguments else { throw PtyProtocolError("open: \(argc) arguments, at most \(PtyProtocol.maxArguments)") }
+            var argv: [String] = []
+            for _ in 0..<argc { argv.append(try r.string16()) }
+            frame = .open(PtyOpenRequest(mode: mode, argv: argv, term: term, size: size, fileMode: fileMode))
+        case .stdin: frame = .stdin(Array(try r.take(r.remaining)))
+        case .stdout: frame = .stdout(Array(try r.take(r.remaining)))
+        case .stderr: frame = .stderr(Array(try r.take(r.remaining)))
+        case .resize: frame = .resize(PtyWindowSize(rows: try r.u16(), columns: try r.u16()))
+        case .signal:
+            let raw = try r.u8()
+            guard let signal = PtySignal(rawValue: raw) else { throw PtyProtocolError("signal: \(raw) is not one a client may send") }
+            frame = .signal(signal)
+        case .exit:
+            let kind = try r.u8(), value = try r.u8()
+            switch kind {
+            case PtyExitKind.exited: frame = .exit(.exited(value))
+            case PtyExitKind.signalled:
+                guard value > 0, value <= PtyProtocol.maxSignalNumber else { throw PtyProtocolError("exit: no signal \(value)") }
+                frame = .exit(.signalled(value))
+            default: throw PtyProtocolError("exit: unknown kind \(kind)")
+            }
+        case .eof: frame = .eof
+        case .error:
+            guard p.count <= PtyProtocol.maxErrorMessage else { throw PtyProtocolError("error: message longer than \(PtyProtocol.maxErrorMessage) bytes") }
+            frame = .error(String(decoding: try r.take(r.remaining), as: UTF8.self))
+        case .digest:
+            guard p.count == PtyProtocol.digestLength else { throw PtyProtocolError("digest: \(p.count) bytes, expected \(PtyProtocol.digestLength)") }
+            frame = .digest(Array(try r.take(r.remaining)))
+        case .fileInfo:
+            frame = .fileInfo(PtyFileInfo(mode: try r.u32() & PtyProtocol.fileModeMask, size: try r.u64()))
+        }
+        guard r.isAtEnd else { throw PtyProtocolError("\(type): \(r.remaining) trailing bytes") }
+        return frame
+    }
+}
+
+/// `exit` frame kinds.
+enum PtyExitKind {
+    static let exited: UInt8 = 0
+    static let signalled: UInt8 = 1
+}
+
+/// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
+/// beyond what one `feed` brought; a header announcing more than `maxPayload` is refused at once.
+public struct PtyFrameDecoder: Sendable {
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var failed: PtyProtocolError?
+
+    public init() {}
+
+    /// Bytes held that do not make a whole frame yet.
+    public var bufferedBytes: Int { buffer.count - start }
+
+    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        if start > 0, start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next whole frame, nil when more bytes are needed. After an error every call throws it.
+    public mutating func next() throws(PtyProtocolError) -> PtyFrame? {
+        if let failed { throw failed }
+        do throws(PtyProtocolError) {
+            let available = buffer.count - start
+            guard available >= PtyProtocol.headerLength else { return nil }
+            let type = buffer[start]
+            var length = 0
+            for i in 1...4 { length = length << 8 | Int(buffer[start + i]) }
+            guard length <= PtyProtocol.maxPayload else {
+                throw PtyProtocolError("frame of \(length) bytes, at most \(PtyProtocol.maxPayload)")
+            }
+            // The type is checked before its payload arrives.
+            guard PtyFrameType(rawValue: type) != nil else { throw PtyProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
+            guard available >= PtyProtocol.headerLength + length else { return nil }
+            let payloadStart = start + PtyProtocol.headerLength
+            let frame = try PtyFrame.decode(type: type, payload: buffer[payloadStart..<(payloadStart + length)])
+            start = payloadStart + length
+            if start == buffer.count {
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+            }
+            return frame
+        } catch {
+            failed = error
+            buffer = []
+            start = 0
+            throw error
+        }
+    }
+}
+
+/// Reads big-endian fields from a payload; running short is a protocol error naming the frame.
+private struct PayloadReader {
+    let bytes: ArraySlice<UInt8>
+    let type: PtyFrameType
+    var offset: Int
+
+    init(bytes: ArraySlice<UInt8>, type: PtyFrameType) {
+        self.bytes = bytes
+        self.type = type
+        offset = bytes.startIndex
+    }
+
+    var isAtEnd: Bool { offset == bytes.endIndex }
+    var remaining: Int { bytes.endIndex - offset }
+
+    mutating func take(_ n: Int) throws(PtyProtocolError) -> ArraySlice<UInt8> {
+        guard remaining >= n else { throw PtyProtocolError("\(type): payload too short") }
+        defer { offset += n }
+        return bytes[offset..<(offset + n)]
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(PtyProtocolError) -> T {
+        try take(MemoryLayout<T>.size).reduce(T(0)) { $0 << 8 | T($1) }
+    }
+
+    mutating func u8() throws(PtyProtocolError) -> UInt8 { try integer(UInt8.self) }
+    mutating func u16() throws(PtyProtocolError) -> UInt16 { try integer(UInt16.self) }
+    mutating func u32() throws(PtyProtocolError) -> UInt32 { try integer(UInt32.self) }
+    mutating func u64() throws(PtyProtocolError) -> UInt64 { try integer(UInt64.self) }
+
+    /// `length:u16 | UTF-8`; invalid UTF-8 is refused.
+    mutating func string16() throws(PtyProtocolError) -> String {
+        let n = Int(try u16())
+        let raw = try take(n)
+        guard let s = String(validating: raw, as: UTF8.self) else { throw PtyProtocolError("\(type): a string is not UTF-8") }
+        guard !s.utf8.contains(0) else { throw PtyProtocolError("\(type): a string contains NUL") }
+        return s
+    }
+}
+
+extension [UInt8] {
+    /// `length:u16 | UTF-8`, cut at 65535 bytes.
+    fileprivate mutating func appendString16(_ s: String) {
+        let bytes = s.utf8.prefix(Int(UInt16.max))
+        appendBigEndian(UInt16(bytes.count))
+        append(contentsOf: bytes)
+    }
+}
