@@ -81,6 +81,8 @@ extension Visor {
             return apps.snapshot().first { $0["name"]?.stringValue == AppName.skysocksClient.rawValue } ?? .null
         case "vpn.start", "vpn.stop", "vpn.status", "vpn.server.start", "vpn.server.stop", "vpn.server.status":
             return try await vpnControl(method, params)
+        case "ui.token", "ui.password", "discovery.services":
+            return try await uiControl(method, params)
         case "apps.ls":
             return .array(apps.snapshot())
         case "apps.start":

@@ -17,6 +17,8 @@ public final class Visor: Sendable {
     let startedAt: ContinuousClock.Instant
     /// Registration with `transport.discovery`, when set to an http:// URL.
     let registrar: DiscoveryRegistrar?
+    /// The web UI (docs/ui.md), nil when `ui.listen` is "".
+    let ui: UIServer?
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -43,6 +45,7 @@ public final class Visor: Sendable {
             }
             return await visor.handle(request)
         }
+        self.ui = Self.makeUI(options: options, group: group, box: box, logger: logger)
         box.visor = self
     }
 
@@ -57,6 +60,7 @@ public final class Visor: Sendable {
             await shutdown()
             throw error
         }
+        await startUI()
         await apps.startAutoStartApps()
         registrar?.start()
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
@@ -68,6 +72,7 @@ public final class Visor: Sendable {
         await apps.stopAll()
         await transports.shutdown()
         await control.stop()
+        await ui?.stop()
         try? await group.shutdownGracefully()
         logger.info("visor stopped")
     }
