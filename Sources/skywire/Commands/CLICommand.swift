@@ -13,7 +13,8 @@ struct CLICommand: ParsableCommand {
             The socket is found from --rpc PATH, else $SKYWIRE_RPC, else the cli_addr of \
             -c CONFIG, else \(ControlPaths.defaultSocket).
             """,
-        subcommands: [VisorGroup.self, TransportGroup.self, AppsGroup.self, ProxyGroup.self, VPNGroup.self]
+        subcommands: [VisorGroup.self, TransportGroup.self, AppsGroup.self, ProxyGroup.self, VPNGroup.self,
+                      URL.self, UI.self]
     )
 }
 
