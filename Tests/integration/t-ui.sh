@@ -116,7 +116,7 @@ if [ "${SKYWIRE_UI_BROWSER:-0}" = 1 ]; then
     art=${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}; mkdir -p "$art"
     blink=$(cli c url)
     # The browser runs in C (the UI is on C's loopback); traffic for the chart comes from curl.
-    if ip netns exec $C python3 "$here/tools/ui-browser.py" --link "$blink" --exit "$PKE" --artifacts "$art" \
+    if ip netns exec $C /usr/bin/python3 "$here/tools/ui-browser.py" --link "$blink" --exit "$PKE" --artifacts "$art" \
         --traffic "http://203.0.113.2:8080/big.bin" >"$T_WORK/browser.log" 2>&1; then
         pass "browser: $(tail -1 "$T_WORK/browser.log")"
     else
