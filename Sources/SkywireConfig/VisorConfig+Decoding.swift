@@ -45,6 +45,7 @@ extension VisorConfig {
         if !transport.country.isEmpty && transport.discovery.isEmpty {
             out.append(FieldProblem(path: "transport.country", message: "set, but transport.discovery is empty: nothing is registered"))
         }
+        out += ui.warnings()
         return out
     }
 }

@@ -33,6 +33,18 @@ extension ConfigReader {
 }
 
 extension UIConfig {
+    /// A listener beyond loopback: allowed (a gateway's LAN address), but the UI is plain HTTP.
+    func warnings() -> [FieldProblem] {
+        guard let listen, !Self.isLoopback(listen.host) else { return [] }
+        return [FieldProblem(path: "ui.listen", message:
+            "\(listen) is reachable beyond this host; logins are required, but the UI is plain HTTP (no TLS): "
+            + "passwords and session cookies cross that network unencrypted")]
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "::1" || host.hasPrefix("127.")
+    }
+
     /// The `ui` member as written, or nil when it is the default (files without `ui` stay as they were).
     var jsonValue: JSONValue? {
         guard self != UIConfig() else { return nil }
