@@ -4,9 +4,9 @@
 #
 #   C (client, UI on 127.0.0.1:8000 in C) ──10.81.0.0/24──▶ E (exit) ──203.0.113.0/24──▶ N
 #   C ──198.51.100.0/24 (C's default route)──▶ N
-# With SKYWIRE_UI_BROWSER=1 (and chromium, chromium-driver, python3-selenium installed) the
-# same setup also runs Tests/integration/tools/ui-browser.py; screenshots go to
-# ${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}.
+# The same setup also runs Tests/integration/tools/ui-browser.py in headless Chromium (chromium,
+# chromium-driver, python3-selenium: scripts/install-deps.sh); screenshots go to
+# ${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}. SKYWIRE_UI_BROWSER=0 leaves it out.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 HOSTILE_BIN=$(dirname "$SKYWIRE_BIN")/skywire-hostile
@@ -111,12 +111,14 @@ expect_http "GET /api/transports lists the transport to the exit" 200 "\"remote_
 got=$(ip netns exec $C curl -fsS --max-time 60 http://203.0.113.2:8080/big.bin | wc -c)
 [ "$got" = 3000000 ] && pass "3 MB through the tunnel" || fail "fetched $got bytes"
 expect_http "GET /api/vpn counts the bytes" 200 '"bytes_down":[0-9]{7,}' -b "$JAR" "$UI/api/vpn"
-if [ "${SKYWIRE_UI_BROWSER:-0}" = 1 ]; then
+if [ "${SKYWIRE_UI_BROWSER:-1}" = 1 ]; then
     expect_ok "vpn stop before the browser test" cli c vpn stop
     art=${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}; mkdir -p "$art"
     blink=$(cli c url)
     # The browser runs in C (the UI is on C's loopback); traffic for the chart comes from curl.
-    if ip netns exec $C /usr/bin/python3 "$here/tools/ui-browser.py" --link "$blink" --exit "$PKE" --artifacts "$art" \
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && /usr/bin/python3 -c 'import selenium' 2>/dev/null \
+        || fail "the browser test needs chromium, chromium-driver and python3-selenium (scripts/install-deps.sh), or SKYWIRE_UI_BROWSER=0"
+    if ip netns exec $C /usr/bin/python3 "$here/tools/ui-browser.py" --link "$blink" --exit "$PKE" --artifacts "$art" --profile "$T_WORK/chromium" \
         --traffic "http://203.0.113.2:8080/big.bin" >"$T_WORK/browser.log" 2>&1; then
         pass "browser: $(tail -1 "$T_WORK/browser.log")"
     else

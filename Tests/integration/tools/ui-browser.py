@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--link", required=True)
     ap.add_argument("--exit", required=True)
     ap.add_argument("--artifacts", required=True)
+    ap.add_argument("--profile", required=True, help="a fresh Chromium profile directory")
     ap.add_argument("--traffic", required=True, help="URL fetched through the tunnel for the chart")
     a = ap.parse_args()
 
@@ -43,7 +44,7 @@ def main():
     opts.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1000,1000", "--no-first-run", "--disable-extensions",
-                 "--user-data-dir=" + os.path.join(a.artifacts, ".profile")):
+                 "--user-data-dir=" + a.profile):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     shot = lambda name: driver.save_screenshot(os.path.join(a.artifacts, name))
