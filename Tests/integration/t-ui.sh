@@ -130,6 +130,11 @@ else
 fi
 expect_http "GET /api/vpn: stopped" 200 '"status":"stopped"' -b "$JAR" "$UI/api/vpn"
 
+# The VPN server page's operations: a malformed whitelist refused, "any" shown as open, stop.
+expect_http "vpn-server start with a malformed whitelist: 400" 400 'not a visor public key' "${X[@]}" "${J[@]}" -d '{"whitelist":"nope"}' "$UI/api/vpn-server/start"
+expect_http "vpn-server start, whitelist any: access open" 200 '"access":"open"' "${X[@]}" "${J[@]}" -d '{"whitelist":"any","secure":true}' "$UI/api/vpn-server/start"
+expect_http "vpn-server stop" 200 '"result":\{\}' "${X[@]}" -X POST "$UI/api/vpn-server/stop"
+
 # 6. Password login, rate limits, logout.
 expect_http "no password set: 401 saying so" 401 'no UI password is set' "${J[@]}" -d '{"password":"whatever-123"}' "$UI/api/login"
 expect_fail "a 5-byte password is refused" 'must be 8' sh -c "echo short | '$SKYWIRE_BIN' cli --rpc '$T_WORK/c.sock' ui password"

@@ -10,6 +10,8 @@ import SkywireSystem
 extension Visor {
     /// The stored password hash: `<state_dir>/ui-password` (Argon2id string, mode 0600).
     static let uiPasswordFile = "ui-password"
+    /// Largest password file read: an Argon2id string is about 100 bytes.
+    static let maxUIPasswordFileBytes = 512
 
     var uiPasswordPath: String { Self.uiPasswordPath(stateDirectory: options.stateDirectory) }
 
@@ -49,7 +51,7 @@ extension Visor {
 
     /// The hash in `path` when it is an Argon2id string; nil otherwise (no password set).
     static func storedUIPassword(path: String) -> String? {
-        guard let bytes = try? FileIO.read(path), bytes.count < 512 else { return nil }
+        guard let bytes = try? FileIO.read(path), bytes.count <= maxUIPasswordFileBytes else { return nil }
         guard let text = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0.isWhitespace }).first else { return nil }
         return PasswordHash.isWellFormed(String(text)) ? String(text) : nil
     }

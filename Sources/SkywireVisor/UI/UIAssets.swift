@@ -148,7 +148,7 @@ enum UIAssets {
 
     async function vpnServer() {
       const app = await get("/api/vpn-server"), info = (app && app.info) || {}, running = app && app.status === "running";
-      const wl = h("textarea", {id: "whitelist", placeholder: "One client key per line, or: any"}, (info.whitelist || []).join("\n"));
+      const wl = h("textarea", {id: "whitelist", placeholder: "One client key per line, or: any"}, (app && app.access === "open" ? ["any"] : info.whitelist || []).join("\n"));
       const secure = h("input", {type: "checkbox", checked: info.secure !== false});
       const start = () => post("/api/vpn-server/start", {whitelist: wl.value.split(/[\s,]+/).filter((x) => x).join(","), secure: secure.checked});
       return [section("VPN server (exit)",
@@ -171,7 +171,7 @@ enum UIAssets {
             : h("div", {class: "row"}, pk, addr, act("Start", () => { const b = {pk: pk.value.trim()}; if (addr.value.trim()) b.addr = addr.value.trim(); return post("/api/socks/start", b); }))),
         section("SOCKS5 server (skysocks)",
           h("div", {}, "Status: ", state(server.status || "stopped"), " " + (server.detail || "")),
-          h("div", {}, "Whitelist: " + ((sinfo.whitelist || []).length ? sinfo.whitelist.length + " key(s)" : "none (refuses everyone unless args say otherwise)") + " · refused destinations " + (sinfo.refused_destinations || 0)),
+          server.status === "running" ? h("div", {}, "Access: " + ({open: "every key (whitelist any)", closed: "no key (whitelist empty)", listed: (sinfo.whitelist || []).length + " key(s) whitelisted"}[server.access] || "-") + " · refused destinations " + (sinfo.refused_destinations || 0)) : null,
           server.status === "running" ? act("Stop", () => post("/api/apps/stop", {name: "skysocks"}), "sec") : act("Start", () => post("/api/apps/start", {name: "skysocks"})))];
     }
 
