@@ -66,13 +66,13 @@ public final class Visor: Sendable {
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
     }
 
-    /// Stops apps, then transports, then the control socket.
+    /// Stops the web UI, then apps, then transports, then the control socket.
     public func shutdown() async {
+        await ui?.stop()
         await registrar?.stop()
         await apps.stopAll()
         await transports.shutdown()
         await control.stop()
-        await ui?.stop()
         try? await group.shutdownGracefully()
         logger.info("visor stopped")
     }
