@@ -91,7 +91,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "skywire", dependencies: [
-            "SkywireVisor", "SkywireConfig", "SkywireDiscovery",
+            "SkywireVisor", "SkywireConfig", "SkywireDiscovery", "SkywireCrypto",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

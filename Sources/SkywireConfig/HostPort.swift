@@ -90,13 +90,13 @@ public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
     }
 
     /// inet_pton(AF_INET): dotted quad.
-    static func isIPv4(_ s: String) -> Bool {
+    public static func isIPv4(_ s: String) -> Bool {
         var addr = in_addr()
         return inet_pton(AF_INET, s, &addr) == 1
     }
 
     /// inet_pton(AF_INET6), no brackets, no zone.
-    static func isIPv6(_ s: String) -> Bool {
+    public static func isIPv6(_ s: String) -> Bool {
         var addr = in6_addr()
         return inet_pton(AF_INET6, s, &addr) == 1
     }

@@ -45,6 +45,7 @@ extension VisorConfig {
         if !transport.country.isEmpty && transport.discovery.isEmpty {
             out.append(FieldProblem(path: "transport.country", message: "set, but transport.discovery is empty: nothing is registered"))
         }
+        out += ui.warnings()
         return out
     }
 }
@@ -59,6 +60,8 @@ enum Key {
     static let cliAddr = "cli_addr"
     static let logLevel = "log_level"
     static let stateDir = "state_dir"
+    static let ui = "ui"
+    static let uiListen = "listen"
 
     static let stcprPort = "stcpr_port"
     static let sudphPort = "sudph_port"
@@ -100,8 +103,8 @@ struct ConfigReader {
     // MARK: Document
 
     mutating func readConfig(_ json: JSONValue) -> VisorConfig? {
-        let known = [Key.version, Key.sk, Key.pk, Key.transport, Key.launcher, Key.cliAddr, Key.logLevel, Key.stateDir]
-        guard let root = object(json, at: "", known: known, required: known) else { return nil }
+        let required = [Key.version, Key.sk, Key.pk, Key.transport, Key.launcher, Key.cliAddr, Key.logLevel, Key.stateDir]
+        guard let root = object(json, at: "", known: required + [Key.ui], required: required) else { return nil }
 
         if let v = root[Key.version], let version = string(v, at: Key.version),
            version != VisorConfig.formatVersion {
@@ -126,9 +129,10 @@ struct ConfigReader {
         let stateDir = root[Key.stateDir].flatMap { v in string(v, at: Key.stateDir) }.flatMap { s in
             absolutePath(s, at: Key.stateDir, maxBytes: nil)
         }
-        guard let keyPair, let transport, let launcher, let cliAddr, let logLevel, let stateDir else { return nil }
+        let ui = root[Key.ui].map { readUI($0) } ?? UIConfig()
+        guard let keyPair, let transport, let launcher, let cliAddr, let logLevel, let stateDir, let ui else { return nil }
         return VisorConfig(keyPair: keyPair, transport: transport, launcher: launcher,
-                           cliAddr: cliAddr, logLevel: logLevel, stateDir: stateDir)
+                           cliAddr: cliAddr, logLevel: logLevel, stateDir: stateDir, ui: ui)
     }
 
     /// `sk`: 128 lowercase hex that must belong to `pk`; its value is never printed.

@@ -34,7 +34,7 @@ extension VisorConfig {
             member(Key.cliAddr, .string(cliAddr)),
             member(Key.logLevel, .string(logLevel.rawValue)),
             member(Key.stateDir, .string(stateDir)),
-        ])
+        ] + (ui.jsonValue.map { [member(Key.ui, $0)] } ?? []))
     }
 
     /// The file text: pretty-printed JSON, names sorted, two-space indent, trailing newline.

@@ -28,6 +28,8 @@ public struct VisorConfig: Sendable, Equatable {
     public var logLevel: LogLevel
     /// Directory for runtime state such as VPN cleanup records (`state_dir`), absolute.
     public var stateDir: String
+    /// The web UI (`ui`, docs/ui.md).
+    public var ui: UIConfig
 
     /// The visor's address.
     public var publicKey: PublicKey { keyPair.publicKey }
@@ -36,13 +38,14 @@ public struct VisorConfig: Sendable, Equatable {
                 launcher: LauncherConfig = LauncherConfig(),
                 cliAddr: String = VisorConfig.defaultCLIAddr,
                 logLevel: LogLevel = VisorConfig.defaultLogLevel,
-                stateDir: String = VisorConfig.defaultStateDir) {
+                stateDir: String = VisorConfig.defaultStateDir, ui: UIConfig = UIConfig()) {
         self.keyPair = keyPair
         self.transport = transport
         self.launcher = launcher
         self.cliAddr = cliAddr
         self.logLevel = logLevel
         self.stateDir = stateDir
+        self.ui = ui
     }
 
     /// The default config around `keyPair` (a fresh one unless given): default ports, no
@@ -68,7 +71,7 @@ public struct VisorConfig: Sendable, Equatable {
     public static func == (a: VisorConfig, b: VisorConfig) -> Bool {
         a.keyPair.publicKey == b.keyPair.publicKey && a.keyPair.secretKey == b.keyPair.secretKey
             && a.transport == b.transport && a.launcher == b.launcher && a.cliAddr == b.cliAddr
-            && a.logLevel == b.logLevel && a.stateDir == b.stateDir
+            && a.logLevel == b.logLevel && a.stateDir == b.stateDir && a.ui == b.ui
     }
 }
 

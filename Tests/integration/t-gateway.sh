@@ -250,9 +250,11 @@ st=$(cli g vpn status --json)
 [ "$(jq -c .info.lan.dns <<<"$st")" = '["203.0.113.54"]' ] && [ "$(jq -c .info.dns <<<"$st")" = '["203.0.113.54"]' ] \
     && [ "$(jq -r .info.lan.dhcp_restarts <<<"$st")" = 1 ] && [ "$(jq -r .info.lan.dhcp <<<"$st")" = running ] \
     && pass "vpn status: dns 203.0.113.54, dnsmasq running, the DNS change not counted as a restart" || fail "status: $(jq -c '{dns: .info.dns, lan: .info.lan}' <<<"$st")"
-ip netns exec $G nft list chain inet skywire_gateway output | grep -q 'ip daddr 203.0.113.54 .*dport 53 drop' \
-    && ! ip netns exec $G nft list chain inet skywire_gateway output | grep -q 203.0.113.53 \
-    && pass "the gateway's DNS fence names the new server" || fail "fence: $(ip netns exec $G nft list chain inet skywire_gateway output)"
+# The listing is read once: `nft ... | grep -q` under pipefail fails when grep exits at its first
+# match and nft gets SIGPIPE (the check failed so once with a correct listing).
+fence=$(ip netns exec $G nft list chain inet skywire_gateway output)
+grep -q 'ip daddr 203.0.113.54 .*dport 53 drop' <<<"$fence" && ! grep -q 203.0.113.53 <<<"$fence" \
+    && pass "the gateway's DNS fence names the new server" || fail "fence: $fence"
 [ "$(grep '^nameserver' "/etc/netns/$G/resolv.conf")" = "nameserver 203.0.113.54" ] \
     && pass "G's own resolver follows the new DNS server" || fail "G's resolv.conf: $(cat "/etc/netns/$G/resolv.conf")"
 [ "$(jq -r --arg ip "$lip" '.info.lan.clients[] | select(.ip==$ip) | .source' <<<"$st")" = dhcp ] \

@@ -36,6 +36,8 @@ boot() {
         export SKYWIRE_SETUP_LIB=$setup/setup-lib.sh
         for h in 30-provision 40-config 50-apps; do bash "$setup/setup.d/$h" || echo "hook $h failed" >&2; done
         cp /etc/skywire/skywire-config.json "$d.json"
+        if [ -e /var/lib/skywire/ui-password ]; then cp -p /var/lib/skywire/ui-password "$d.ui-password"; fi
+        cp /boot/firmware/skywire-provision.applied.json "$d.applied.json" 2>/dev/null || true
     ' boot "$d" "$SETUP_DIR" "$repo" 2>"$T_WORK/$c.log" || fail "[$c] the hooks could not run: $(tail -n 5 "$T_WORK/$c.log")"
 }
 PATH=$T_WORK/bin:$PATH
@@ -88,5 +90,17 @@ boot notapoint '{"version": 1, "whitelist": ["'"$PK1"'", "'"$NOT_A_POINT"'"]}'
 check notapoint "a well-formed non-key reaches the config, which the visor refuses (the app stays closed)" \
     bash -c '! skywire config check -c "$1" >/dev/null 2>&1' _ "$T_WORK/notapoint.json"
 check notapoint "the boot log says why" logged notapoint "skywire config check: "
+
+# The web UI's password (docs/ui.md): only a hash on the card, stored 0600 where the visor reads
+# it, and left out of the applied copy; anything but an Argon2id string is refused.
+HASH=$(echo 'correct horse battery' | "$SKYWIRE_BIN" config hash-password)
+boot uipw '{"version": 1, "ui_password_hash": "'"$HASH"'"}'
+check uipw "the hash is stored, mode 0600" \
+    bash -c '[ "$(cat "$1")" = "$2" ] && [ "$(stat -c %a "$1")" = 600 ]' _ "$T_WORK/uipw.ui-password" "$HASH"
+check uipw "the applied copy on the boot partition has no hash" \
+    bash -c 'jq -e "has(\"ui_password_hash\") | not" "$1" >/dev/null' _ "$T_WORK/uipw.applied.json"
+boot uipwbad '{"version": 1, "ui_password_hash": "hunter2hunter2"}'
+check uipwbad "a plain password is refused and nothing stored" test ! -e "$T_WORK/uipwbad.ui-password"
+check uipwbad "the boot log says why" logged uipwbad "'ui_password_hash' must be an Argon2id string"
 
 finish

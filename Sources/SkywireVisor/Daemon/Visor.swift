@@ -17,6 +17,8 @@ public final class Visor: Sendable {
     let startedAt: ContinuousClock.Instant
     /// Registration with `transport.discovery`, when set to an http:// URL.
     let registrar: DiscoveryRegistrar?
+    /// The web UI (docs/ui.md), nil when `ui.listen` is "".
+    let ui: UIServer?
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -46,6 +48,7 @@ public final class Visor: Sendable {
             }
             return await visor.handle(request)
         }
+        self.ui = Self.makeUI(options: options, group: group, box: box, logger: logger)
         box.visor = self
     }
 
@@ -60,13 +63,15 @@ public final class Visor: Sendable {
             await shutdown()
             throw error
         }
+        await startUI()
         await apps.startAutoStartApps()
         registrar?.start()
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
     }
 
-    /// Stops apps, then transports, then the control socket.
+    /// Stops the web UI, then apps, then transports, then the control socket.
     public func shutdown() async {
+        await ui?.stop()
         await registrar?.stop()
         await apps.stopAll()
         await transports.shutdown()

@@ -16,6 +16,6 @@ extension VisorOptions {
             logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
             stateDirectory: config.stateDir,
             discovery: config.transport.discovery, country: config.transport.country,
-            publicAddr: config.transport.publicAddr)
+            publicAddr: config.transport.publicAddr, uiListen: config.ui.listen)
     }
 }

@@ -30,11 +30,14 @@ public struct VisorOptions: Sendable {
     public var country: String
     /// The stcpr address registered with discovery (`transport.public_addr`), nil for the default.
     public var publicAddr: HostPort?
+    /// The web UI's address (`ui.listen`, docs/ui.md), nil for none.
+    public var uiListen: HostPort?
 
     public init(transport: TransportSettings, apps: [AppSpec], controlSocket: String,
                 logLevel: Logger.Level, stateDirectory: String, discovery: String = "", country: String = "",
-                publicAddr: HostPort? = nil) {
+                publicAddr: HostPort? = nil, uiListen: HostPort? = nil) {
         self.publicAddr = publicAddr
+        self.uiListen = uiListen
         self.transport = transport
         self.apps = apps
         self.controlSocket = controlSocket

@@ -6,7 +6,8 @@ struct VPNGroup: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vpn",
         abstract: "Route this host's (or, as a gateway, its LAN's) traffic through another visor, or serve as a VPN exit.",
-        subcommands: [Start.self, Stop.self, Status.self, List.self, ServerGroup.self]
+        subcommands: [Start.self, Stop.self, Status.self, List.self, ServerGroup.self,
+                      URL.self, UI.self]
     )
 
     struct Start: ParsableCommand {

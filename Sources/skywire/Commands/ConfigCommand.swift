@@ -12,7 +12,7 @@ struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
         abstract: "Create and check the visor config file.",
-        subcommands: [Gen.self, Check.self])
+        subcommands: [Gen.self, Check.self, HashPassword.self])
 
     /// Exit status when the file exists (without --force) or cannot be written.
     static let writeFailedExitCode: Int32 = 1
