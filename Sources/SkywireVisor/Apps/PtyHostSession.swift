@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import SkywireSystem
+import SkywireIO
 import SkywireTransport
 import SkywireWire
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import SkywireIO
 import SkywireTransport
 
 /// `stream.open` (docs/cli.md): the control connection that asked becomes a byte pipe to a stream

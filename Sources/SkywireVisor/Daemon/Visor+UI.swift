@@ -66,7 +66,9 @@ extension Visor {
         case "ui.password":
             let password = try params.requiredString("password")
             let hash: String
-            do { hash = try PasswordHash.hash(Array(password.utf8)) } catch {
+            // Argon2id (64 MiB, about half a second) on the blocking pool.
+            let bytes = Array(password.utf8)
+            do { hash = try await BlockingPool.shared.run { try PasswordHash.hash(bytes) } } catch {
                 throw ControlError(.badRequest, "\(error)")
             }
             do { try AtomicFile.write(Array((hash + "\n").utf8), to: uiPasswordPath, mode: 0o600, replace: true) } catch {
@@ -76,7 +78,7 @@ extension Visor {
             ui?.handler.auth.endAllSessions()
             return .object(["stored": .string(uiPasswordPath)])
         default:  // discovery.services
-            return try discoveryServices(params)
+            return try await discoveryServices(params)
         }
     }
 
@@ -96,7 +98,7 @@ extension Visor {
 
     /// One page of services of `type` (vpn or proxy) from `transport.discovery`, optionally of one
     /// country: the listing `skywire cli vpn list` shows, for the UI's exit list.
-    func discoveryServices(_ params: [String: ControlValue]) throws -> ControlValue {
+    func discoveryServices(_ params: [String: ControlValue]) async throws -> ControlValue {
         let typeName = try params.requiredString("type")
         guard let type = DiscoveryServiceType(rawValue: typeName) else {
             throw ControlError(.badRequest, "unknown service type \"\(typeName)\" (vpn or proxy)")
@@ -110,12 +112,18 @@ extension Visor {
         let url: DiscoveryURL
         do { url = try DiscoveryURL(options.discovery) } catch { throw ControlError(.unavailable, "transport.discovery: \(error.message)") }
         let entries: [ServiceEntry]
-        do throws(DiscoveryError) {
-            let (status, body) = try DiscoveryHTTPClient.exchange(url, method: "GET", target: "/v1/services/\(type.rawValue)?" + query.joined(separator: "&"))
-            guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
-            entries = try ServiceEntry.decodePage(body).entries
-        } catch {
+        let target = "/v1/services/\(type.rawValue)?" + query.joined(separator: "&")
+        do {
+            // Blocking HTTP (up to its timeout) on the blocking pool.
+            entries = try await BlockingPool.shared.run { () throws(DiscoveryError) -> [ServiceEntry] in
+                let (status, body) = try DiscoveryHTTPClient.exchange(url, method: "GET", target: target)
+                guard status == 200 else { throw DiscoveryError(status, DiscoveryHTTP.errorMessage(body)) }
+                return try ServiceEntry.decodePage(body).entries
+            }
+        } catch let error as DiscoveryError {
             throw ControlError(.unavailable, "discovery: \(error.message)")
+        } catch {
+            throw ControlError(.unavailable, "discovery: \(error)")
         }
         return .array(try entries.map { try ControlValue(json: $0.json()) })
     }

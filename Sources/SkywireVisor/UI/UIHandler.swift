@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import SkywireConfig
 import SkywireCrypto
+import SkywireSystem
 
 /// The web UI's request handler (docs/ui.md): static pages, login, and a JSON API whose every
 /// route is one control-socket operation, run through the same `ControlServer.Handler` the
@@ -134,7 +135,9 @@ public final class UIHandler: Sendable {
                 return true
             }
             guard admitted else { return Self.error(429, "rate_limited", "another login is being checked; try again") }
-            ok = PasswordHash.verify(Array(p.utf8), against: stored)
+            // Argon2id takes 64 MiB and about half a second: on the blocking pool, not a Swift task thread.
+            let candidate = Array(p.utf8)
+            ok = await BlockingPool.shared.runOrInline { PasswordHash.verify(candidate, against: stored) }
             verifying.withLockedValue { $0 -= 1 }
         } else {
             return Self.error(400, "bad_request", "send {\"token\": ...} or {\"password\": ...}")
