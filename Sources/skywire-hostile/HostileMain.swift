@@ -19,6 +19,7 @@ struct Hostile: ParsableCommand {
             HalfOpen.self,
             StreamFlood.self,
             Connections.self,
+            ManyTransports.self,
         ]
     )
 }
