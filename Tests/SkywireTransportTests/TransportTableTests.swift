@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Dispatch
 import SkywireCrypto
 @testable import SkywireTransport
 import XCTest
@@ -59,5 +60,31 @@ final class TransportTableTests: XCTestCase {
         let indexed = manager.lock.withLock { manager.entries.to(remote).map(\.id) }
         XCTAssertEqual(indexed.count, TransportManager.maxInboundTransportsPerKey)
         XCTAssertEqual(Set(indexed), listed)
+    }
+
+    /// With 10,000 transports, finding one peer's transports: the index against the scan of
+    /// every entry it replaced (per stream open and per `sendDatagram`). Prints both figures
+    /// (docs/scale.md); asserts only that both find the same.
+    func testLookupByKeyAmongTenThousandTransports() {
+        let count = 10_000, lookups = 100
+        var table = TransportTable()
+        var keys: [PublicKey] = []
+        for _ in 0..<count {
+            let e = entry(KeyPair.generate().publicKey)
+            table[e.id] = e
+            keys.append(e.remote)
+        }
+        func seconds(_ body: () -> Void) -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        var found = 0, scanned = 0
+        let indexed = seconds { for i in 0..<lookups { found += table.to(keys[i * 97]).count } }
+        let scan = seconds { for i in 0..<lookups { scanned += table.values.filter { $0.remote == keys[i * 97] }.count } }
+        XCTAssertEqual(found, lookups)
+        XCTAssertEqual(scanned, lookups)
+        print("TransportTable lookups among \(count) transports: index \(Int(indexed / Double(lookups) * 1e9)) ns, "
+              + "scan of every entry \(Int(scan / Double(lookups) * 1e9)) ns per lookup")
     }
 }
