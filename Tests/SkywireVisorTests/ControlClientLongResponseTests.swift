@@ -4,8 +4,8 @@ import SkywireSystem
 import XCTest
 
 /// The CLI reads long answers from its visor: `tp ls` with thousands of transports is one line
-/// of several MB (docs/scale.md measured ~350 B per transport; the 1 MiB line cap made
-/// `tp ls` fail with "response too long" past ~3,000 transports).
+/// of several MB (docs/scale.md measured ~420 B per transport; the 1 MiB line cap made
+/// `tp ls` fail with "response too long" past ~2,500 transports).
 final class ControlClientLongResponseTests: XCTestCase {
     /// A fake visor on a Unix socket that answers one request with `result`, a string of `size` bytes.
     private func serveOnce(size: Int) throws -> (path: String, done: XCTestExpectation) {

@@ -16,8 +16,8 @@ HOSTILE=${HOSTILE_BIN:-$(dirname "$SKYWIRE_BIN")/skywire-hostile}
 SCALE_COUNT=${SCALE_COUNT:-1000}
 # Addresses the load comes from (64 sockets each at most).
 SCALE_SOURCES=${SCALE_SOURCES:-20}
-# V's RSS growth allowed for SCALE_COUNT transports (MiB): a debug build measured ~+13 MiB for
-# 1,000 (docs/scale.md); the bound leaves room for a loaded machine and allocator slack.
+# V's RSS growth allowed for SCALE_COUNT transports (MiB): a debug build measured +15 to +18 MiB
+# for 1,000 (docs/scale.md); the bound leaves room for a loaded machine and allocator slack.
 SCALE_MAX_GROWTH=${SCALE_MAX_GROWTH:-96}
 # Seconds the transports are held once up: past MuxConnection.deadPeerTimeout (30 s), so a
 # keepalive that does not work shows as closed transports.
