@@ -7,8 +7,20 @@ SWIFT_BUILD_FLAGS ?=
 ## in the debug builds the tests use: `-enforce-exclusivity=unchecked` is not used until a fair
 ## A/B on the current datapath shows a gain worth losing the checks (docs/socks.md).
 ## SWIFT_RELEASE_FLAGS= builds without cross-module optimization.
-SWIFT_RELEASE_FLAGS ?= -Xswiftc -cross-module-optimization
+## The link flags keep the binary small (docs/cross-compiling.md "Binary size"): the static
+## stdlib's link file asks for -export-dynamic, which puts every symbol of our objects and
+## packages (~15,800) in a dynamic symbol table nobody reads (1.5 MB), and the PIE's relative
+## relocations are packed (DT_RELR, glibc >= 2.36: 1.3 MB). lld on the host too: gold knows no
+## DT_RELR (the cross build uses lld already). These flags serve `make release`, `make bench`,
+## `make cross` and so the images (image/build.sh runs `make cross`).
+SWIFT_RELEASE_LINK_FLAGS ?= -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs
+SWIFT_RELEASE_FLAGS ?= -Xswiftc -cross-module-optimization $(SWIFT_RELEASE_LINK_FLAGS)
 export SWIFT_RELEASE_FLAGS
+
+## release-flags: prints SWIFT_RELEASE_FLAGS (toolchain/build.sh reads them when run without make).
+.PHONY: release-flags
+release-flags:
+	@echo '$(SWIFT_RELEASE_FLAGS)'
 
 .PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image boot-test boot-test-gateway fleet fleet-test
 
@@ -68,14 +80,17 @@ integration-test: build
 
 ## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante and two
 ## two-hop references, with ratios to microsocks),
-## each in one run on the same topology; JSON on stdout. Needs the team harness (../shared/bench
-## or SKYWIRE_BENCH_HARNESS). Measures the binary `make release` builds (static Swift runtime, as
+## each in one run on the same topology, then the scale figures (bench/scale.sh: one visor's RSS
+## and CPU with 1 to 10,000 idle transports and 10,000 streams, docs/scale.md); JSON on stdout.
+## Needs the team harness (../shared/bench or SKYWIRE_BENCH_HARNESS). Measures the binary `make release` builds (static Swift runtime, as
 ## shipped on the boards; with the runtime as shared libraries the visors spend ~8 % more CPU per
 ## SOCKS request).
 bench: bench-deps
 	@$(MAKE) --no-print-directory release >&2
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/vpn.sh
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
+	@$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-hostile >&2
+	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/scale.sh
 
 bench-deps: deps
 	@./scripts/install-deps.sh --bench >&2

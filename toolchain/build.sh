@@ -55,8 +55,9 @@ EOJ
 step "compile-$ARCH" "read the compiler errors above; the code must compile with Swift 6.2.3 (no 6.3-only features). Full log: $OUT/build.log"
 export IN_CHROOT_BINDS="$REPO_DIR:/src $ENTRY:/cross /opt/swift-packages:/opt/swift-packages"
 export IN_CHROOT_ENV="HOME=/src/$SCRATCH/home PKG_CONFIG_PATH=$PCDIRS PKG_CONFIG_LIBDIR=$PCDIRS PKG_CONFIG_SYSROOT_DIR=/cross/root"
-# SWIFT_RELEASE_FLAGS: the Makefile's release flags (run without make: the same defaults).
-RELEASE_FLAGS=${SWIFT_RELEASE_FLAGS--Xswiftc -cross-module-optimization -Xswiftc -enforce-exclusivity=unchecked}
+# SWIFT_RELEASE_FLAGS: the Makefile's release flags (run without make: read from the Makefile,
+# the one place they are kept).
+RELEASE_FLAGS=${SWIFT_RELEASE_FLAGS-$(make -s --no-print-directory -C "$REPO_DIR" release-flags)}
 log "swift build -c release --static-swift-stdlib $RELEASE_FLAGS for $TRIPLE (log: $OUT/build.log)"
 if ! in_chroot "$CHROOT/root" /bin/sh -c "cd /src && swift build -c release --static-swift-stdlib $RELEASE_FLAGS \
         --swift-sdks-path /src/$SCRATCH/sdks --swift-sdk skywire-$ARCH \

@@ -28,7 +28,7 @@ extension TransportManager {
     /// around the event loop, when the best live transport to it is sudph; nil otherwise (then
     /// use `sendDatagram`). The path stops working (`isOpen` false) when that transport closes.
     public func datagramPath(to remote: PublicKey, destinationPort: UInt16, sourcePort: UInt16) -> SudphDatagramPath? {
-        let candidates = lock.withLock { entries.values.filter { $0.remote == remote } }
+        let candidates = lock.withLock { entries.to(remote) }
         // Same preference as `connection(to:)`: a live stcpr transport carries the datagrams.
         if candidates.contains(where: { $0.type == .stcpr && $0.liveConnection != nil }) { return nil }
         // Newest first, as `connection(to:)` picks.

@@ -85,7 +85,7 @@ extension TransportManager {
 
     func connect(remote: PublicKey, type: TransportType?, progress: ConnectProgress) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
-        if let up = lock.withLock({ entries.values.first { $0.remote == remote && (type == nil || $0.type == type) && $0.isUp } }) {
+        if let up = lock.withLock({ entries.to(remote).first { (type == nil || $0.type == type) && $0.isUp } }) {
             up.markWanted()
             return up.info
         }

@@ -18,7 +18,7 @@ public final class TransportManager: @unchecked Sendable {
     private let loops: [EventLoop]
     let logger: Logger
     let lock = NIOLock()
-    var entries: [String: TransportEntry] = [:]
+    var entries = TransportTable()
     private var _router: AppRouter?
     private var _resolver: PeerResolver?
     var stcprListener: StcprListener?
@@ -209,7 +209,7 @@ public final class TransportManager: @unchecked Sendable {
     func add(remote: PublicKey, type: TransportType, target: HostPort, punched: Bool = false) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
         let (host, port) = (target.host, Int(target.port))
-        if let existing = lock.withLock({ entries.values.first { $0.remote == remote && $0.type == type && $0.isUp } }) {
+        if let existing = lock.withLock({ entries.to(remote).first { $0.type == type && $0.isUp } }) {
             existing.markWanted()
             return existing.info
         }
@@ -275,7 +275,7 @@ public final class TransportManager: @unchecked Sendable {
     /// came up; not yet up counts as oldest) are shut down and removed. False once stopped.
     func registerInbound(_ entry: TransportEntry) -> Bool {
         let held: [TransportEntry]? = lock.withLock {
-            stopped ? nil : entries.values.filter { $0.remote == entry.remote && $0.type == entry.type && !$0.initiator }
+            stopped ? nil : entries.to(entry.remote).filter { $0.type == entry.type && !$0.initiator }
         }
         guard let held else { return false }
         // Entry locks are taken outside the manager's lock.
@@ -309,7 +309,7 @@ public final class TransportManager: @unchecked Sendable {
     /// a type the one that came up last (a peer that redialled left its older one dead).
     /// Only confirmed handshakes create entries (PROTOCOL.md §3, §4.3).
     func connection(to remote: PublicKey) -> MuxConnection? {
-        let candidates = lock.withLock { entries.values.filter { $0.remote == remote } }
+        let candidates = lock.withLock { entries.to(remote) }
         for type in [TransportType.stcpr, .sudph] {
             let live = candidates.filter { $0.type == type }.compactMap(\.liveConnectionAndOrder)
             if let best = live.max(by: { $0.order < $1.order }) { return best.connection }

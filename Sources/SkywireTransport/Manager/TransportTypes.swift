@@ -24,6 +24,10 @@ public struct TransportSettings: Sendable {
     /// REKEY_AFTER_TIME for sudph sending keys (PROTOCOL.md §4.3); tests shorten it with
     /// the environment variable SKYWIRE_SUDPH_REKEY_SECONDS.
     public var sudphRekeyInterval: TimeAmount = Self.rekeyIntervalFromEnvironment()
+    /// Accepted stcpr sockets in all (`StcprAdmission.Limits.total`, 4096); the scale bench
+    /// (bench/scale.sh, docs/scale.md) raises it with SKYWIRE_STCPR_MAX_CONNECTIONS to measure
+    /// 10,000 transports. Each socket holds a descriptor: keep it under the visor's RLIMIT_NOFILE.
+    public var stcprMaxConnections: Int = Self.stcprMaxConnectionsFromEnvironment()
 
     public init(identity: KeyPair, listenHost: String, stcprPort: Int, sudphPort: Int,
                 peers: [PublicKey: PeerAddresses]) {
@@ -93,5 +97,12 @@ extension TransportSettings {
             return .seconds(s)
         }
         return .seconds(defaultRekeySeconds)
+    }
+
+    static func stcprMaxConnectionsFromEnvironment() -> Int {
+        if let raw = getenv("SKYWIRE_STCPR_MAX_CONNECTIONS"), let n = Int(String(cString: raw)), n > 0 {
+            return n
+        }
+        return StcprAdmission.Limits().total
     }
 }

@@ -14,7 +14,8 @@ extension TransportManager {
     func bindStcpr() async throws -> StcprListener {
         let loops = try datapathLoops()
         let address = try SocketAddress(ipAddress: settings.listenHost, port: settings.stcprPort)
-        let listener = StcprListener(loops: loops, logger: logger) { [weak self] socket, peer, admission, loop in
+        let admission = StcprAdmission(limits: StcprAdmission.Limits(total: settings.stcprMaxConnections))
+        let listener = StcprListener(loops: loops, logger: logger, admission: admission) { [weak self] socket, peer, admission, loop in
             self?.acceptedStcpr(socket, from: peer, admission: admission, on: loop)
         }
         try await loops[0].submit { try listener.start(address: address) }.get()

@@ -46,7 +46,8 @@ public struct ControlClient {
         }
         var response = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while !response.contains(UInt8(ascii: "\n")) {
+        var complete = false
+        while !complete {
             let n: Int
             do {
                 n = try chunk.withUnsafeMutableBytes { buf in
@@ -56,9 +57,12 @@ public struct ControlClient {
                 throw ControlError(.timeout, "the visor did not answer \(method) within \(timeout) s")
             }
             if n == 0 { throw ControlError(.unavailable, "the visor closed the control connection") }
+            // Only the new bytes are searched for the end of the line (a long `tp ls` comes in
+            // many chunks).
+            complete = chunk[0..<n].contains(UInt8(ascii: "\n"))
             response.append(contentsOf: chunk[0..<n])
-            if response.count > ControlCodec.maxLineBytes {
-                throw ControlError(.failed, "response too long")
+            if response.count > ControlCodec.maxResponseBytes {
+                throw ControlError(.failed, "response too long (over \(ControlCodec.maxResponseBytes) bytes)")
             }
         }
         let body = Array(response.prefix(while: { $0 != UInt8(ascii: "\n") }))

@@ -164,8 +164,12 @@ extension Dictionary where Key == String, Value == ControlValue {
 }
 
 enum ControlCodec {
-    /// Maximum length of one request or response line.
+    /// Maximum length of one request line (what the visor reads from a client).
     static let maxLineBytes = 1 << 20
+    /// Maximum length of one response line the CLI reads from its visor: `tp ls` lists every
+    /// transport in one line (~420 B each, so 1 MiB stopped at ~2,500 transports; 10,000 are
+    /// ~4.2 MB: docs/scale.md).
+    static let maxResponseBytes = 64 << 20
 
     /// One line: compact JSON (SkywireConfig's writer, object members sorted) and a newline.
     static func encodeLine<T: ControlJSONCodable>(_ value: T) throws -> [UInt8] {
