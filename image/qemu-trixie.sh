@@ -7,7 +7,7 @@
 #                                              with DIR bind-mounted at the same path inside
 #
 # The chroot is a minimal Debian trixie amd64 tree (mmdebstrap, variant apt) with
-# qemu-system-arm and nothing else, cached as $SKYWIRE_BUILD_CACHE/qemu-trixie-amd64-<key>
+# qemu-system-arm (and fdtput), cached as $SKYWIRE_BUILD_CACHE/qemu-trixie-amd64-<key>
 # (key: suite, mirror and the package list below). It is built in a *.partial directory under a
 # lock and renamed when complete, so a half-made tree is never used. Nothing is installed on the
 # host; the command runs in a private mount namespace, so its mounts disappear with it.
@@ -17,7 +17,8 @@ export LC_ALL=C.UTF-8
 CACHE_DIR=${SKYWIRE_BUILD_CACHE:-/var/cache/skywire-build}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 QEMU_SUITE=trixie
-QEMU_PACKAGES="qemu-system-arm"
+# device-tree-compiler: fdtput, for the test-only device tree changes of image/boot-test-rpi4.sh.
+QEMU_PACKAGES="qemu-system-arm device-tree-compiler"
 # Bumped when the way the tree is made changes.
 QEMU_RECIPE=1
 die() { echo "qemu-trixie: $*" >&2; exit 1; }

@@ -123,12 +123,16 @@ up() { echo "$T_WORK/$1/$2/u/$3"; }     # up CASE etc|boot|var PATH: a file the 
 mode_of() { stat -c '%a %U' "$1" 2>/dev/null; }
 called() { grep -qxF -- "$2" "$T_WORK/$1/calls"; }
 hexof() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
-# secret_gone CASE SECRET: the secret is in no file left on the boot partition, not in the boot
-# log, not in provisioned.json (only in the 0600 wpa_supplicant/hostapd files).
+# secret_gone CASE SECRET: the secret, as is and as JSON writes it (quotes and backslashes
+# escaped), is in no file left on the boot partition, not in the boot log, not in provisioned.json
+# (only in the 0600 wpa_supplicant/hostapd files).
 secret_gone() {
-    ! grep -rqF -- "$2" "$T_WORK/$1/boot/u" && ! grep -qF -- "$2" "$T_WORK/$1.log" \
-        && ! grep -qF -- "$2" "$(up "$1" etc skywire/provisioned.json)" \
-        && [ ! -e "$(up "$1" boot firmware/skywire-provision.json)" ]
+    local form
+    for form in "$2" "$(jq -n --arg s "$2" '$s' | sed 's/^"//; s/"$//')"; do
+        ! grep -rqF -- "$form" "$T_WORK/$1/boot/u" && ! grep -qF -- "$form" "$T_WORK/$1.log" \
+            && ! grep -qF -- "$form" "$(up "$1" etc skywire/provisioned.json)" || return 1
+    done
+    [ ! -e "$(up "$1" boot firmware/skywire-provision.json)" ]
 }
 # wpa_parsed CONF: wpa_supplicant's own parser on CONF (-dd -K prints what it read, keys included;
 # no Wi-Fi driver in this namespace, so it stops after reading the file). Prints the hex of the SSID
