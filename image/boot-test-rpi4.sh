@@ -69,12 +69,7 @@ trap cleanup EXIT
 "$REPO/image/qemu-trixie.sh" path >/dev/null
 
 # --- provisioning file --------------------------------------------------------------------
-ed25519_pair() {
-    local der pub
-    der=$(openssl genpkey -algorithm ed25519 -outform DER | xxd -p | tr -d '\n')
-    pub=$(printf '%s' "$der" | xxd -r -p | openssl pkey -inform DER -pubout -outform DER | xxd -p | tr -d '\n')
-    echo "${der: -64}${pub: -64} ${pub: -64}"
-}
+. "$REPO/image/testing/boot-lib.sh"     # ed25519_pair, elapsed, wait_visor_key
 read -r VISOR_SK VISOR_PK < <(ed25519_pair)
 # A passphrase no file of the image holds (random), so finding it anywhere means a leak.
 WIFI_PASS="rpi4-test-$(openssl rand -hex 12)"
@@ -131,15 +126,7 @@ echo "boot-test-rpi4: ${QEMU[*]}" | tee "$T/qemu.cmd" >&2
 T0=$(date +%s.%N)
 "$REPO/image/qemu-trixie.sh" run "$T" -- "${QEMU[@]}" >"$T/qemu.log" 2>&1 &
 QEMU_PID=$!
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
-READY_S=""
-deadline=$((SECONDS + BOOT_TIMEOUT))
-while ((SECONDS < deadline)); do
-    if grep -aqF "$VISOR_PK" "$T/serial.log" 2>/dev/null; then READY_S=$(elapsed); break; fi
-    kill -0 "$QEMU_PID" 2>/dev/null || break
-    grep -aq 'Kernel panic' "$T/serial.log" 2>/dev/null && break
-    sleep "$POLL_SECONDS"
-done
+wait_visor_key "$VISOR_PK" "$T/serial.log" "$T/qemu.log" "$QEMU_PID" "$BOOT_TIMEOUT" "$POLL_SECONDS" || true
 KERNEL_S=$(grep -am1 -o 'Booting Linux' "$T/serial.log" >/dev/null && echo yes || echo no)
 if [ -n "$READY_S" ]; then
     pass "the visor started with the provisioned public key (serial console ttyS1), ${READY_S}s after QEMU started"
