@@ -195,17 +195,19 @@ check wifipsk "a hex PSK is passed as the PSK (WPA2; SAE needs the passphrase)" 
     test "$(wpa_parsed "$conf")" = "ssid=$(hexof home) pass= psk=$PSK1"
 check wifipsk "mode 600, WPA-PSK, wpa_supplicant@wlan1 enabled" \
     bash -c '[ "$(stat -c %a "$1")" = 600 ] && grep -qx "	key_mgmt=WPA-PSK WPA-PSK-SHA256" "$1" && grep -qx "systemctl --no-reload enable wpa_supplicant@wlan1.service" "$2"' _ "$conf" "$T_WORK/wifipsk/calls"
-check wifipsk "the PSK is gone from the boot partition, the boot log and provisioned.json" secret_gone wifipsk "$PSK1"
+psk_gone() { secret_gone wifipsk "${PSK1^^}" && secret_gone wifipsk "$PSK1"; }
+check wifipsk "the PSK (as written, upper case, and lower case) is gone from the boot partition, the boot log and provisioned.json" psk_gone
 
 # Bad client input: refused with an error naming the field; no file, no unit, nothing recorded
 # as provisioned, the secret in no log; the other fields still applied.
 LONG_SSID=$(printf 's%.0s' $(seq 33))
 BADPASS='s3cr3t-but-bad-#1'
+SHORTPASS='Sh0rt#7'     # 7 characters: one too few
 for c in ssidlong ssidempty passshort passlong passutf8 nocountry badcountry both badpsk nosecret unknown notobject; do
     case $c in
         ssidlong)   w='{"ssid": "'"$LONG_SSID"'", "passphrase": "'"$BADPASS"'", "country": "DE"}'; msg="wifi.ssid must be 1-32 bytes (got 33)" ;;
         ssidempty)  w='{"ssid": "", "passphrase": "'"$BADPASS"'", "country": "DE"}'; msg="wifi.ssid must be 1-32 bytes (got 0)" ;;
-        passshort)  w='{"ssid": "home", "passphrase": "1234567", "country": "DE"}'; msg="wifi.passphrase must be 8-63 printable ASCII characters (got 7 characters)" ;;
+        passshort)  w='{"ssid": "home", "passphrase": "'"$SHORTPASS"'", "country": "DE"}'; msg="wifi.passphrase must be 8-63 printable ASCII characters (got 7 characters)" ;;
         passlong)   w='{"ssid": "home", "passphrase": "'"$BADPASS$(printf 'p%.0s' $(seq 47))"'", "country": "DE"}'; msg="(got 64 characters)" ;;
         passutf8)   w='{"ssid": "home", "passphrase": "'"$BADPASS"'é", "country": "DE"}'; msg="not all printable ASCII" ;;
         nocountry)  w='{"ssid": "home", "passphrase": "'"$BADPASS"'"}'; msg="wifi.country is missing" ;;
@@ -217,12 +219,13 @@ for c in ssidlong ssidempty passshort passlong passutf8 nocountry badcountry bot
         notobject)  w='"'"$BADPASS"'"'; msg="wifi must be an object" ;;
     esac
     boot "$c" '{"version": 1, "log_level": "debug", "wifi": '"$w"'}'
+    secret=$BADPASS; case $c in passshort) secret=$SHORTPASS ;; badpsk) secret=${PSK1:1} ;; esac
     check $c "refused with: $msg" logged $c "$msg"
     check $c "the boot log says wifi was not changed" logged $c "wifi not changed"
     check $c "no wpa_supplicant or networkd file, no unit enabled, nothing provisioned" \
         bash -c '[ ! -e "$1/wpa_supplicant" ] && [ -z "$(ls "$1/systemd/network" 2>/dev/null)" ] && [ ! -s "$2" ] && [ "$(jq -c ".wifi // null" "$1/skywire/provisioned.json")" = null ]' \
         _ "$T_WORK/$c/etc/u" "$T_WORK/$c/calls"
-    check $c "the passphrase is gone from the boot partition, the boot log and provisioned.json" secret_gone $c "$BADPASS"
+    check $c "the secret is gone from the boot partition, the boot log and provisioned.json" secret_gone $c "$secret"
     check $c "the other fields are applied" test "$(jq -r .log_level "$T_WORK/$c.json")" = debug
 done
 
@@ -277,7 +280,7 @@ check ap-wpa2-wpa3 "transition mode: WPA-PSK and SAE, optional management frame 
 for c in apshort apchannel apnocountry apsecurity apsameradio; do
     ap='{"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'", "country": "SE"}' wifi='' lan=''
     case $c in
-        apshort)     ap='{"ssid": "pocket-vpn", "passphrase": "short", "country": "SE"}'; msg="gateway.ap.passphrase must be 8-63 printable ASCII characters (got 5 characters)" ;;
+        apshort)     ap='{"ssid": "pocket-vpn", "passphrase": "'"$SHORTPASS"'", "country": "SE"}'; msg="gateway.ap.passphrase must be 8-63 printable ASCII characters (got 7 characters)" ;;
         apchannel)   ap='{"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'", "country": "SE", "channel": 14}'; msg="gateway.ap.channel must be one of" ;;
         apnocountry) ap='{"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'"}'; msg="gateway.ap.country is missing" ;;
         apsecurity)  ap='{"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'", "country": "SE", "security": "wep"}'; msg="gateway.ap.security must be one of wpa2, wpa3, wpa2-wpa3" ;;
@@ -288,9 +291,20 @@ for c in apshort apchannel apnocountry apsecurity apsameradio; do
     check $c "gateway not changed, no hostapd file, no hostapd unit" \
         bash -c 'grep -qF "gateway not changed" "$1" && [ ! -e "$2/hostapd" ] && ! grep -q hostapd "$3" && [ "$(jq -c ".gateway // null" "$2/skywire/provisioned.json")" = null ]' \
         _ "$T_WORK/$c.log" "$T_WORK/$c/etc/u" "$T_WORK/$c/calls"
-    check $c "the passphrase is gone from the boot partition, the boot log and provisioned.json" secret_gone $c "$BADPASS"
+    check $c "the passphrase is gone from the boot partition, the boot log and provisioned.json" secret_gone $c "$([ $c = apshort ] && echo "$SHORTPASS" || echo "$BADPASS")"
 done
 check apsameradio "the uplink itself is applied" test -f "$(up apsameradio etc wpa_supplicant/wpa_supplicant-wlan0.conf)"
+# Across boots: an access point on the interface the uplink already has is refused, and so is an
+# uplink on the access point's interface.
+BOOT_FROM=wifi boot apafterwifi '{"version": 1, "gateway": {"exit": "'"$PK1"'", "ap": {"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'", "country": "SE"}}}'
+check apafterwifi "an access point on the uplink's wlan0 is refused, the uplink kept" \
+    bash -c 'grep -qF "gateway.ap: wlan0 is the Wi-Fi uplink" "$1" && [ ! -e "$2/hostapd/wlan0.conf" ] && [ -f "$2/wpa_supplicant/wpa_supplicant-wlan0.conf" ]' \
+    _ "$T_WORK/apafterwifi.log" "$T_WORK/apafterwifi/etc/u"
+BOOT_FROM=ap-wpa2 boot wifiafterap '{"version": 1, "wifi": {"ssid": "home", "passphrase": "'"$BADPASS"'", "country": "SE"}}'
+check wifiafterap "an uplink on the access point's wlan0 is refused, the access point kept" \
+    bash -c 'grep -qF "wifi: wlan0 is the gateway'"'"'s Wi-Fi access point" "$1" && [ ! -e "$2/wpa_supplicant/wpa_supplicant-wlan0.conf" ] && [ -f "$2/hostapd/wlan0.conf" ]' \
+    _ "$T_WORK/wifiafterap.log" "$T_WORK/wifiafterap/etc/u"
+check wifiafterap "the passphrase is gone from the boot partition, the boot log and provisioned.json" secret_gone wifiafterap "$BADPASS"
 
 # Re-provisioning the gateway without "ap": the access point is removed.
 BOOT_FROM=ap-wpa2 boot apoff '{"version": 1, "gateway": {"exit": "'"$PK1"'", "lan": "eth1"}}'
