@@ -53,6 +53,10 @@ ensure_chroot() {
         date -u +%Y-%m-%dT%H:%M:%SZ >"$partial/.complete"
         rm -rf "$dir"
         mv -T "$partial" "$dir"
+        # Older trees (another package list or recipe) are not used any more.
+        for old in "$CACHE_DIR/qemu-$QEMU_SUITE-amd64-"*; do
+            [ "$old" = "$dir" ] || [[ $old == *.partial || $old == *.lock ]] || rm -rf "$old"
+        done
     fi
     exec 8>&-
     echo "$dir"
