@@ -41,7 +41,10 @@ DTB=bcm2711-rpi-4-b.dtb
 # kills PID 1. So those two drivers' initcalls are skipped, and unused clocks are left as they are.
 # maxcpus=1: with four vCPUs the kernel stalled (RCU stalls, a CPU that never woke) on this loaded
 # 2-core host.
-TEST_KERNEL_ARGS=${TEST_KERNEL_ARGS-initcall_blacklist=brcmstb_l2_driver_init,brcmstb_i2c_driver_init clk_ignore_unused maxcpus=1}
+# systemd.default_device_timeout_sec=900: udev's coldplug under emulation outlasted systemd's 90 s
+# device timeout, so /dev/disk/by-label/SKYBOOT (the FAT partition, hence the provisioning file)
+# was given up on.
+TEST_KERNEL_ARGS=${TEST_KERNEL_ARGS-initcall_blacklist=brcmstb_l2_driver_init,brcmstb_i2c_driver_init clk_ignore_unused maxcpus=1 systemd.default_device_timeout_sec=900}
 # Test-only device tree changes (fdtput arguments, one change a line, DTB for the file): QEMU puts the SD card on the
 # legacy SDHCI controller (mmc@7e300000, on the board the Wi-Fi chip's SDIO bus), not on EMMC2 (the
 # board's SD slot), and has no firmware GPIO expander, on which the Wi-Fi power sequence (and
