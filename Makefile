@@ -22,7 +22,7 @@ export SWIFT_RELEASE_FLAGS
 release-flags:
 	@echo '$(SWIFT_RELEASE_FLAGS)'
 
-.PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image boot-test boot-test-gateway fleet fleet-test
+.PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image boot-test boot-test-gateway boot-test-rpi4 fleet fleet-test
 
 all: build
 
@@ -138,6 +138,15 @@ boot-test: deps
 
 boot-test-gateway:
 	$(MAKE) boot-test BOARD=qemu-arm64 OVERLAYS=base,gateway DEEP_CHECKS=0
+
+## boot-test-rpi4: build the rpi4 image (rootfs cached) and boot it under QEMU's raspi4b machine
+## (QEMU 10 from a cached trixie chroot, image/qemu-trixie.sh): its own kernel, initrd, device tree
+## and cmdline.txt from the FAT partition, root from the SD card model, to the visor's key on the
+## serial console; then the boot partition and the root are checked (docs/boards.md). Not in
+## `make test` (see docs/boards.md for its time).
+boot-test-rpi4: deps
+	BOARD=rpi4 OVERLAYS= SKYWIRE_BIN='$(SKYWIRE_BIN)' OUT_DIR='$(CURDIR)/out/rpi4' ./image/build.sh
+	./image/boot-test-rpi4.sh out/rpi4/skywire-rpi4-latest.img.xz
 
 ## fleet: keys, skywire-provision.json and a ready image per device of a fleet manifest
 ## (docs/fleet.md), e.g. make fleet FLEET=fleet.json [OUT=out/fleet] [HOST_SKYWIRE_BIN=path]

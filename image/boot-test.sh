@@ -72,13 +72,7 @@ echo "boot-test: image overlays: $IMAGE_OVERLAYS" >&2
 "$REPO/image/host-deps.sh"
 
 # --- keys ---------------------------------------------------------------------
-# Ed25519 key pair as libsodium hex: sk = seed || pk (128 hex), pk (64 hex).
-ed25519_pair() {
-    local der pub
-    der=$(openssl genpkey -algorithm ed25519 -outform DER | xxd -p | tr -d '\n')
-    pub=$(printf '%s' "$der" | xxd -r -p | openssl pkey -inform DER -pubout -outform DER | xxd -p | tr -d '\n')
-    echo "${der: -64}${pub: -64} ${pub: -64}"
-}
+. "$REPO/image/testing/boot-lib.sh"     # ed25519_pair, elapsed, wait_visor_key
 read -r VISOR_SK VISOR_PK < <(ed25519_pair)
 read -r _ WL_PK1 < <(ed25519_pair)
 read -r WL_CLIENT_SK WL_PK2 < <(ed25519_pair)
@@ -207,19 +201,8 @@ if [ "$GATEWAY" = 1 ]; then
     ip -n "$LAN_NS" route add default via "$GW_ADDR"
     echo "boot-test: LAN tap $LAN_TAP in netns $LAN_NS (client $GW_CLIENT)" >&2
 fi
-elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# The visor logs its public key when it starts (it is the only place the full
-# key is printed; skywire-setup prints a shortened form).
-READY_S=""
-deadline=$((SECONDS + BOOT_TIMEOUT))
-while ((SECONDS < deadline)); do
-    if grep -aqF "$VISOR_PK" "$T/serial.log" 2>/dev/null; then READY_S=$(elapsed); break; fi
-    kill -0 "$QEMU_PID" 2>/dev/null || break
-    grep -aq 'Kernel panic' "$T/serial.log" 2>/dev/null && break
-    grep -aq 'internal error\|emulation failure' "$T/qemu.log" 2>/dev/null && { echo "boot-test: QEMU failed: $(head -n 3 "$T/qemu.log")" >&2; break; }
-    sleep "$POLL_SECONDS"
-done
+wait_visor_key "$VISOR_PK" "$T/serial.log" "$T/qemu.log" "$QEMU_PID" "$BOOT_TIMEOUT" "$POLL_SECONDS" || true
 if [ -n "$READY_S" ]; then
     pass "visor started with the provisioned public key (serial console), ${READY_S}s after QEMU start"
 else

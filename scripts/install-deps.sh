@@ -7,7 +7,7 @@ set -euo pipefail
 exec >&2
 pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool tmux
-      dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql
+      dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql hostapd wpasupplicant
       chromium chromium-driver python3-selenium)  # the last three: the web UI's browser test (t-ui.sh)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.

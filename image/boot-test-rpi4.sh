@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# image/boot-test-rpi4.sh: boots the Raspberry Pi 4 image under QEMU's raspi4b machine (QEMU 10 from
+# a cached trixie chroot: image/qemu-trixie.sh) and checks it from outside (docs/boards.md,
+# "Raspberry Pi 4 under QEMU").
+#
+#   image/boot-test-rpi4.sh [IMAGE.img.xz]     (default: out/rpi4/skywire-rpi4-latest.img.xz)
+#
+# The image's own kernel, initrd, device tree (bcm2711-rpi-4-b.dtb) and kernel command line
+# (cmdline.txt) are read from its FAT partition and given to QEMU (-kernel/-initrd/-dtb/-append);
+# the root partition is mounted from the SD card model. What QEMU 10's raspi4b lacks needs a few
+# test-only changes to the device tree and the command line (TEST_DT_CHANGES, TEST_KERNEL_ARGS;
+# docs/boards.md says why each one). A skywire-provision.json with a pre-made
+# visor key and a Wi-Fi uplink goes onto the FAT partition first. Checks: the visor logs the
+# provisioned key on the serial console (the PL011 here; the board's is the mini UART), skywire-setup
+# reports no error, the Wi-Fi uplink was configured; after the guest is stopped, the raw boot
+# partition holds neither the visor key nor the Wi-Fi passphrase, and the root file system
+# (read with e2fsck/debugfs) has the wpa_supplicant file (0600) and the grown root.
+#
+# Environment:
+#   BOOT_TIMEOUT=1500   seconds to wait for the visor's key on the console
+#   COMMIT_WAIT=70      seconds to wait after that, so ext4 (commit=60) has written the root's
+#                       changes before QEMU is stopped (the guest has no network to shut it down)
+#   KEEP_TEST_DIR=1     keep the work directory (disk, serial log)
+# Every wait is bounded. Exit status 0 only when every check passed.
+set -euo pipefail
+{
+export LC_ALL=C.UTF-8 TZ=UTC
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BOARD=rpi4
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-1500}
+COMMIT_WAIT=${COMMIT_WAIT:-70}
+POLL_SECONDS=5
+# QEMU's SD card model needs a power-of-two size; bigger than the image so the root must grow.
+SD_SIZE=2G
+# raspi4b is a fixed machine: 4 Cortex-A72 cores, as the board. Multi-threaded TCG: with one host
+# thread for the four vCPUs (thread=single) the kernel stalled for good in a TLB flush.
+QEMU_ACCEL=tcg,thread=multi
+DTB=bcm2711-rpi-4-b.dtb
+# Test-only kernel arguments: QEMU does not emulate the HDMI blocks' L2 interrupt controllers and
+# DDC I2C controllers, nor the DVP clock gates; touching them is a synchronous external abort that
+# kills PID 1. So those two drivers' initcalls are skipped, and unused clocks are left as they are.
+# maxcpus=1: with four vCPUs the kernel stalled (RCU stalls, a CPU that never woke) on this loaded
+# 2-core host.
+# systemd.default_device_timeout_sec=900: udev's coldplug under emulation outlasted systemd's 90 s
+# device timeout, so /dev/disk/by-label/SKYBOOT (the FAT partition, hence the provisioning file)
+# was given up on.
+TEST_KERNEL_ARGS=${TEST_KERNEL_ARGS-initcall_blacklist=brcmstb_l2_driver_init,brcmstb_i2c_driver_init clk_ignore_unused maxcpus=1 systemd.default_device_timeout_sec=900}
+# Test-only device tree changes (fdtput arguments, one change a line, DTB for the file): QEMU puts the SD card on the
+# legacy SDHCI controller (mmc@7e300000, on the board the Wi-Fi chip's SDIO bus), not on EMMC2 (the
+# board's SD slot), and has no firmware GPIO expander, on which the Wi-Fi power sequence (and
+# EMMC2's regulators) wait forever. So: the SDIO controller without its power sequence and Wi-Fi
+# node (it then finds the card), and EMMC2 disabled.
+TEST_DT_CHANGES=${TEST_DT_CHANGES-"-d DTB /soc/mmc@7e300000 mmc-pwrseq
+-r DTB /soc/mmc@7e300000/wifi@1
+-t s DTB /emmc2bus/mmc@7e340000 status disabled
+-r DTB /soc/serial@7e201000/bluetooth"}
+IMAGE=${1:-$REPO/out/$BOARD/skywire-$BOARD-latest.img.xz}
+
+PASS=0 FAIL=0
+pass() { PASS=$((PASS + 1)); echo "PASS: $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
+die()  { echo "boot-test-rpi4: $*" >&2; exit 1; }
+
+QEMU_PID=""
+mkdir -p /var/tmp
+T=$(mktemp -d /var/tmp/skywire-boot-test-rpi4.XXXXXX)
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" 2>/dev/null || true; fi
+    if [ -n "${KEEP_TEST_DIR:-}" ]; then echo "boot-test-rpi4: kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+[ -f "$IMAGE" ] || die "no image $IMAGE: run 'make image BOARD=rpi4' first"
+"$REPO/image/host-deps.sh"
+"$REPO/image/qemu-trixie.sh" path >/dev/null
+
+# --- provisioning file --------------------------------------------------------------------
+. "$REPO/image/testing/boot-lib.sh"     # ed25519_pair, elapsed, wait_visor_key
+read -r VISOR_SK VISOR_PK < <(ed25519_pair)
+# A passphrase no file of the image holds (random), so finding it anywhere means a leak.
+WIFI_PASS="rpi4-test-$(openssl rand -hex 12)"
+WIFI_SSID="skywire-test-uplink"
+jq -n --arg sk "$VISOR_SK" --arg pass "$WIFI_PASS" --arg ssid "$WIFI_SSID" '{
+    version: 1, hostname: "skywire-rpi4-test", sk: $sk, role: "all", whitelist: [], log_level: "info",
+    wifi: {ssid: $ssid, passphrase: $pass, country: "DE"} }' >"$T/skywire-provision.json"
+
+# --- disk ---------------------------------------------------------------------------------
+echo "boot-test-rpi4: preparing the SD card from $IMAGE" >&2
+xz -dc "$IMAGE" >"$T/sd.img"
+truncate -s "$SD_SIZE" "$T/sd.img"
+read -r boot_start boot_sectors root_start < <(sfdisk -J "$T/sd.img" \
+    | jq -r '.partitiontable.partitions | "\(.[0].start) \(.[0].size) \(.[1].start)"') \
+    || die "cannot read the partition table of $IMAGE"
+BOOT_OFFSET=$((boot_start * 512)) BOOT_SIZE=$((boot_sectors * 512)) ROOT_OFFSET=$((root_start * 512))
+export MTOOLS_SKIP_CHECK=1
+FAT="$T/sd.img@@$BOOT_OFFSET"
+for f in vmlinuz initrd.img "$DTB" cmdline.txt config.txt; do
+    mcopy -n -i "$FAT" "::/$f" "$T/$f" || die "$f is not on the image's FAT partition"
+done
+CMDLINE=$(tr -d '\n' <"$T/cmdline.txt")
+# Test-only: the console on the PL011 (QEMU's first serial port) instead of the mini UART: with
+# QEMU's mini UART model the kernel hangs (intermittently) setting up its interrupt when the
+# console opens; the mini UART's own check stays: cmdline.txt must name it (below).
+TEST_CMDLINE=${CMDLINE//console=ttyS1,115200/console=ttyAMA0,115200}
+cp "$T/$DTB" "$T/test.dtb"
+while read -r -a change; do
+    ((${#change[@]})) || continue
+    "$REPO/image/qemu-trixie.sh" run "$T" -- fdtput "${change[@]/#DTB/$T/test.dtb}" || die "fdtput ${change[*]} failed on $DTB"
+done <<<"$TEST_DT_CHANGES"
+
+grep -q 'console=ttyS1' <<<"$CMDLINE" || fail "cmdline.txt has no console=ttyS1 (the mini UART on GPIO 14/15): $CMDLINE"
+mcopy -o -i "$FAT" "$T/skywire-provision.json" ::/skywire-provision.json || die "mcopy of the provisioning file failed"
+# scan WHAT: counts of the visor key (hex) and the Wi-Fi passphrase in the boot partition's raw
+# bytes (deleted files and free clusters included).
+scan_boot() {
+    python3 - "$T/sd.img" "$BOOT_OFFSET" "$BOOT_SIZE" "$VISOR_SK" "$WIFI_PASS" <<'PY'
+import sys
+path, off, size, sk, pw = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+with open(path, "rb") as f:
+    f.seek(off); data = f.read(size)
+print(data.count(sk.encode()) + data.count(sk[:64].encode()), data.count(pw.encode()))
+PY
+}
+read -r sk_before pw_before < <(scan_boot)
+[ "$sk_before" -ge 1 ] && [ "$pw_before" -ge 1 ] \
+    && pass "control: the raw scan finds the visor key and the Wi-Fi passphrase on the boot partition before the boot" \
+    || fail "control: the raw scan does not find what mcopy just wrote (key $sk_before, passphrase $pw_before)"
+
+# --- boot ---------------------------------------------------------------------------------
+QEMU=(qemu-system-aarch64 -M raspi4b -accel "$QEMU_ACCEL" -display none -monitor none
+      -kernel "$T/vmlinuz" -initrd "$T/initrd.img" -dtb "$T/test.dtb"
+      -append "$TEST_CMDLINE${TEST_KERNEL_ARGS:+ $TEST_KERNEL_ARGS}"
+      -drive "if=sd,format=raw,file=$T/sd.img"
+      -serial "file:$T/serial.log" -serial "file:$T/serial1.log")
+echo "boot-test-rpi4: ${QEMU[*]}" | tee "$T/qemu.cmd" >&2
+T0=$(date +%s.%N)
+"$REPO/image/qemu-trixie.sh" run "$T" -- "${QEMU[@]}" >"$T/qemu.log" 2>&1 &
+QEMU_PID=$!
+wait_visor_key "$VISOR_PK" "$T/serial.log" "$T/qemu.log" "$QEMU_PID" "$BOOT_TIMEOUT" "$POLL_SECONDS" || true
+KERNEL_S=$(grep -am1 -o 'Booting Linux' "$T/serial.log" >/dev/null && echo yes || echo no)
+if [ -n "$READY_S" ]; then
+    pass "the visor started with the provisioned public key (serial console), ${READY_S}s after QEMU started"
+else
+    fail "the visor did not log the provisioned pk within ${BOOT_TIMEOUT}s (kernel started: $KERNEL_S; QEMU: $(tail -n 3 "$T/qemu.log" | tr '\n' ' ')); last console lines:"
+    tail -n 30 "$T/serial.log" | sed 's/^/    | /'
+fi
+grep -a 'skywire-setup\|provision:\|config:\|apps:\|grow-root:\|ssh-host-keys:' "$T/serial.log" | sed 's/^/    console| /' | head -n 30 || true
+if grep -a 'provision:\|config:\|apps:\|grow-root:' "$T/serial.log" | grep -aq 'ERROR'; then
+    fail "skywire-setup reported errors on the console (see above)"
+else
+    pass "skywire-setup reported no errors"
+fi
+grep -aqF "provision: Wi-Fi uplink on wlan0: network '$WIFI_SSID' (passphrase), country DE" "$T/serial.log" \
+    && pass "the Wi-Fi uplink was configured (console)" || fail "no 'Wi-Fi uplink on wlan0' line on the console"
+! grep -aqF "$WIFI_PASS" "$T/serial.log" && pass "the Wi-Fi passphrase is not on the console" || fail "the Wi-Fi passphrase is on the console"
+grep -a 'Machine model:\|mmc[01]: new\|mmcblk[01]: mmc\|EXT4-fs (mmcblk' "$T/serial.log" | sed 's/^/    kernel| /' | head -n 6 || true
+
+# --- after the guest --------------------------------------------------------------------
+if [ -n "$READY_S" ]; then
+    echo "boot-test-rpi4: waiting ${COMMIT_WAIT}s for ext4's commit interval, then stopping QEMU" >&2
+    sleep "$COMMIT_WAIT"
+fi
+kill "$QEMU_PID" 2>/dev/null || true
+wait "$QEMU_PID" 2>/dev/null || true
+QEMU_PID=""
+read -r sk_after pw_after < <(scan_boot)
+[ "$sk_after" = 0 ] && pass "the visor key is gone from the boot partition's raw bytes" || fail "the visor key is still on the boot partition ($sk_after)"
+[ "$pw_after" = 0 ] && pass "the Wi-Fi passphrase is gone from the boot partition's raw bytes" || fail "the Wi-Fi passphrase is still on the boot partition ($pw_after)"
+mdir -b -i "$FAT" ::/ 2>/dev/null | grep -q 'skywire-provision.applied.json' \
+    && pass "skywire-provision.applied.json is on the boot partition" || fail "no skywire-provision.applied.json on the boot partition"
+
+# The root file system as the guest left it (QEMU stopped = power cut): a copy, its journal
+# replayed by e2fsck, then read with debugfs.
+parts=$(sfdisk -J "$T/sd.img")
+root_sectors=$(jq '.partitiontable.partitions[1].size' <<<"$parts")
+dd if="$T/sd.img" of="$T/root.ext4" bs=512 skip="$root_start" count="$root_sectors" status=none
+e2fsck -fy "$T/root.ext4" >"$T/e2fsck.log" 2>&1 || true
+SD_BYTES=$(stat -c %s "$T/sd.img")
+[ $(( (root_start + root_sectors) * 512 )) -gt $((SD_BYTES - 64 * 1024 * 1024)) ] \
+    && pass "the root partition grew to the end of the card ($((root_sectors / 2048)) MiB)" \
+    || fail "the root partition did not grow ($((root_sectors / 2048)) MiB of a ${SD_SIZE} card)"
+wpa=$(debugfs -R "stat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" "$T/root.ext4" 2>/dev/null | sed -n 's/.*Mode: *\([0-7]*\).*/\1/p' | head -n1)
+[ "$wpa" = 0600 ] && pass "wpa_supplicant-wlan0.conf is on the root, mode 0600" || fail "wpa_supplicant-wlan0.conf mode '${wpa:-missing}' on the root (e2fsck: $(tail -n 2 "$T/e2fsck.log" | tr '\n' ' '))"
+debugfs -R "cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" "$T/root.ext4" 2>/dev/null | grep -qxF "	psk=\"$WIFI_PASS\"" \
+    && pass "it holds the passphrase" || fail "it does not hold the passphrase"
+debugfs -R "stat /etc/systemd/system/multi-user.target.wants/wpa_supplicant@wlan0.service" "$T/root.ext4" 2>/dev/null | grep -q 'Type: symlink' \
+    && pass "wpa_supplicant@wlan0.service is enabled" || fail "wpa_supplicant@wlan0.service is not enabled"
+for fw in brcmfmac43455-sdio.bin brcmfmac43455-sdio.raspberrypi,4-model-b.txt; do
+    debugfs -R "stat /usr/lib/firmware/brcm/$fw" "$T/root.ext4" 2>/dev/null | grep -q 'Type: \(regular\|symlink\)' \
+        && pass "the Pi 4's Wi-Fi firmware $fw is installed" || fail "no /usr/lib/firmware/brcm/$fw (firmware-brcm80211)"
+done
+
+echo "boot-test-rpi4: board=rpi4 image=$(basename "$(readlink -f "$IMAGE")") ready_after=${READY_S:-never}s"
+echo "boot-test-rpi4: $PASS passed, $FAIL failed (serial log: $T/serial.log${KEEP_TEST_DIR:+, kept})"
+((FAIL == 0))
+exit
+}
