@@ -7,15 +7,7 @@ import SkywireTransport
 
 /// `LoopbackAppStream`: delivery honours a delegate handover made inside a delegate callback.
 final class LoopbackAppStreamTests: XCTestCase {
-    /// Records what a stream delivers.
-    final class Recorder: AppStreamDelegate {
-        var received: [UInt8] = []
-        var finished = false
-        func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { received += data.readableBytesView }
-        func appStreamDidReceiveFinish(_ stream: AppStream) { finished = true }
-        func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {}
-        func appStreamWritabilityChanged(_ stream: AppStream) {}
-    }
+    typealias Recorder = HoppingAppStreamTests.Recorder
 
     /// Takes the first chunk, then hands the stream to `next` the way `SkynetOpening` and its
     /// forwarder do: pause, new delegate, resume, all inside the callback.
