@@ -154,12 +154,13 @@ public final class LoopbackAppStream: AppStream {
         eventLoop.assumeIsolated().execute { self.deliver() }
     }
 
-    /// Hands inbox data to the delegate unless paused, returning credit to the sender.
+    /// Hands inbox data to the delegate unless paused, returning credit to the sender. The delegate
+    /// is read before every event: one that a callback sets (an opening handing the stream to its
+    /// pipe) gets everything after it, FIN included.
     private func deliver() {
         deliverScheduled = false
-        guard !closed, let delegate else { return }
         var consumed = 0
-        while !readPaused, !closed, let chunk = inbox.popFirst() {
+        while !readPaused, !closed, let delegate, let chunk = inbox.popFirst() {
             consumed += chunk.readableBytes
             delegate.appStream(self, didReceive: chunk)
         }
@@ -167,7 +168,7 @@ public final class LoopbackAppStream: AppStream {
             peer.credit += consumed
             peer.schedulePump()
         }
-        if !readPaused, !closed, inbox.isEmpty, inboxFIN, !finishReceived {
+        if !readPaused, !closed, inbox.isEmpty, inboxFIN, !finishReceived, let delegate {
             finishReceived = true
             delegate.appStreamDidReceiveFinish(self)
         }
