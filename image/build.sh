@@ -384,6 +384,10 @@ dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Package}\t${Version}\t${Arch
     echo "# package<TAB>version<TAB>arch"
     cat "$WORK/packages.tsv"
 } >"$OUT_DIR/$BASENAME.manifest"
+# The same package list as SPDX 2.3 JSON (with source packages and maintainers), checked.
+"$REPO/image/sbom.py" --manifest "$OUT_DIR/$BASENAME.manifest" --admindir "$ROOT/var/lib/dpkg" -o "$OUT_DIR/$BASENAME.spdx.json"
+"$REPO/image/testing/validate-spdx.py" "$OUT_DIR/$BASENAME.spdx.json" --admindir "$ROOT/var/lib/dpkg" >&2 \
+    || die "the SPDX document fails its structure check"
 
 # ---------------------------------------------------------------------------
 step filesystems "making the ext4 root and FAT boot filesystems" \
@@ -468,6 +472,13 @@ if [ -n "$CONF_UBOOT_BLOBS" ]; then
         dd if="$udir/$f" of="$IMG" bs=512 seek="$sector" conv=notrunc status=none
     done
 fi
+
+# ---------------------------------------------------------------------------
+step check "checking the image (image/check-image.sh)" "the FAIL lines above name what is wrong on the disk image"
+TMPDIR=$WORK MANIFEST=$OUT_DIR/$BASENAME.manifest BOARD_CONF=$CONF_FILE "$REPO/image/check-image.sh" "$IMG" >"$WORK/check.log" 2>&1 \
+    || { cat "$WORK/check.log" >&2; die "image check failed"; }
+grep -c '^check-image: ok' "$WORK/check.log" | sed 's/^/    image check: /; s/$/ checks passed/' >&2
+cp "$WORK/check.log" "$OUT_DIR/$BASENAME.check"
 
 # ---------------------------------------------------------------------------
 step compress "compressing and checksumming" "check free space in $OUT_DIR"
