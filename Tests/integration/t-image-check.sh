@@ -97,7 +97,7 @@ expect_pass uboot-good "$T_WORK/uboot.conf"
 
 # One byte of u-boot.itb changed on the disk (sector 16384 + 1000 bytes).
 cp "$T_WORK/uboot-good.img" "$T_WORK/uboot-flip.img"; cp "$T_WORK/uboot-good.manifest" "$T_WORK/uboot-flip.manifest"
-orig=$(dd if="$T_WORK/uboot-flip.img" bs=1 skip=$((16384 * 512 + 1000)) count=1 status=none | xxd -p)
+orig=$(dd if="$T_WORK/uboot-flip.img" bs=1 skip=$((16384 * 512 + 1000)) count=1 status=none | od -An -tx1 | tr -d ' \n')
 printf "\\x$(printf '%02x' $((0x$orig ^ 0xff)))" | dd of="$T_WORK/uboot-flip.img" bs=1 seek=$((16384 * 512 + 1000)) conv=notrunc status=none
 expect_fail uboot-flip "$T_WORK/uboot.conf" "at sector 16384 differ from /usr/lib/u-boot/test-rk3328/u-boot.itb"
 
