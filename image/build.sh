@@ -22,7 +22,9 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=${SUITE:-trixie}
 OUT_DIR=${OUT_DIR:-$REPO/out/$BOARD}
 # Bumped whenever the way the base rootfs is made changes (invalidates the cache).
-ROOTFS_RECIPE=3
+ROOTFS_RECIPE=4
+# Archive components of every base rootfs (boards pick theirs among these with COMPONENTS).
+BASE_COMPONENTS="main non-free-firmware"
 # Timestamp for the files of the cached base rootfs (2025-11-23T12:13:20Z).
 DEFAULT_ROOTFS_EPOCH=1763900000
 # Sizes and offsets are in MiB; the disk image adds this much after the last partition
@@ -44,18 +46,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# Reads KEY=value lines from a board config (no shell evaluation: the file is data).
-load_conf() {
-    local file=$1 line key val n=0
-    while IFS= read -r line || [ -n "$line" ]; do
-        n=$((n + 1))
-        [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-        [[ $line =~ ^([A-Z][A-Z0-9_]*)=(.*)$ ]] || die "$file:$n: expected KEY=value, got: $line"
-        key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-        if [[ $val =~ ^\"(.*)\"$ ]]; then val=${BASH_REMATCH[1]}; fi
-        printf -v "CONF_$key" '%s' "$val"
-    done <"$file"
-}
+. "$REPO/image/board-conf.sh"
 
 # Reads a packages file: one name per line, '#' comments.
 read_packages() { sed -e 's/#.*//' -e 's/[[:space:]]//g' "$1" | grep -v '^$' || true; }
@@ -74,8 +65,7 @@ step host-deps "installing host packages" "run 'image/host-deps.sh' by hand and 
 step board-config "reading board-configs/$BOARD.conf" "pick one of: $(cd "$REPO/board-configs" && ls | sed 's/\.conf$//' | tr '\n' ' ')"
 CONF_FILE=$REPO/board-configs/$BOARD.conf
 [ -f "$CONF_FILE" ] || die "no board config $CONF_FILE"
-CONF_COMPONENTS=main CONF_KERNEL_PACKAGES="" CONF_FIRMWARE_PACKAGES="" CONF_BOOTLOADER_PACKAGES=""
-CONF_EXTRA_PACKAGES="" CONF_DEVICE_TREE="" CONF_UBOOT_TARGET="" CONF_UBOOT_BLOBS="" CONF_EFI_ARCH=""
+board_conf_defaults
 load_conf "$CONF_FILE"
 for k in DEB_ARCH SKYWIRE_ARCH BOOTLOADER CONSOLE PARTITION_TABLE FIRST_PARTITION_OFFSET_MIB \
          BOOT_SIZE_MIB ROOT_SIZE_MIB DEFAULT_OVERLAYS; do
@@ -113,17 +103,31 @@ fi
 # ---------------------------------------------------------------------------
 step rootfs "base rootfs for $SUITE/$CONF_DEB_ARCH" \
     "check network access to $MIRROR; remove $CACHE_DIR/rootfs/*.partial; rerun. mmdebstrap's log is printed above"
-PACKAGES=$( { for o in "${OVERLAY_LIST[@]}"; do [ -f "$REPO/overlays/$o/packages" ] && read_packages "$REPO/overlays/$o/packages"; done
-             for p in $CONF_KERNEL_PACKAGES $CONF_FIRMWARE_PACKAGES $CONF_BOOTLOADER_PACKAGES $CONF_EXTRA_PACKAGES; do echo "$p"; done
-           } | LC_ALL=C sort -u | tr '\n' ' ')
-PACKAGES=${PACKAGES% }
+# One base rootfs per architecture: the base overlay's packages and the board's kernel (the
+# same kernel package for every board of an architecture). Everything else (the other overlays'
+# packages, firmware, bootloader, EXTRA_PACKAGES) is installed on top of a copy of it in the
+# stage step, so boards and overlay sets share one cached mmdebstrap.
+BASE_PACKAGES=$( { read_packages "$REPO/overlays/base/packages"; for p in $CONF_KERNEL_PACKAGES; do echo "$p"; done
+                } | LC_ALL=C sort -u | tr '\n' ' ')
+BASE_PACKAGES=${BASE_PACKAGES% }
+ALL_PACKAGES=$( { for o in "${OVERLAY_LIST[@]}"; do [ -f "$REPO/overlays/$o/packages" ] && read_packages "$REPO/overlays/$o/packages"; done
+                 for p in $CONF_KERNEL_PACKAGES $CONF_FIRMWARE_PACKAGES $CONF_BOOTLOADER_PACKAGES $CONF_EXTRA_PACKAGES; do echo "$p"; done
+               } | LC_ALL=C sort -u)
+# Packages installed on top of the base: ALL minus BASE.
+TOP_PACKAGES=$(comm -23 <(echo "$ALL_PACKAGES") <(tr ' ' '\n' <<<"$BASE_PACKAGES" | LC_ALL=C sort -u) | tr '\n' ' ')
+TOP_PACKAGES=${TOP_PACKAGES% }
+# The base's apt sources carry every component a board may need, so that firmware from
+# non-free-firmware can be installed on top; a board's COMPONENTS must be among them.
+for c in $CONF_COMPONENTS; do
+    [[ " $BASE_COMPONENTS " == *" $c "* ]] || die "$CONF_FILE: COMPONENTS '$c' is not in the base rootfs's components ($BASE_COMPONENTS)"
+done
 # The rootfs gets its own fixed epoch (a constant, part of the cache key) so that image
 # version bumps reuse the cached rootfs; every file added later is clamped to SOURCE_DATE_EPOCH.
 ROOTFS_EPOCH=${ROOTFS_EPOCH:-$DEFAULT_ROOTFS_EPOCH}
 ROOTFS_KEY=$(printf 'recipe=%s\nsuite=%s\narch=%s\nmirror=%s\ncomponents=%s\nepoch=%s\npackages=%s\n' \
-    "$ROOTFS_RECIPE" "$SUITE" "$CONF_DEB_ARCH" "$MIRROR" "$CONF_COMPONENTS" "$ROOTFS_EPOCH" "$PACKAGES" \
+    "$ROOTFS_RECIPE" "$SUITE" "$CONF_DEB_ARCH" "$MIRROR" "$BASE_COMPONENTS" "$ROOTFS_EPOCH" "$BASE_PACKAGES" \
     | sha256sum | cut -c1-16)
-ROOTFS_TAR=$CACHE_DIR/rootfs/$SUITE-$CONF_DEB_ARCH-$ROOTFS_KEY.tar.zst
+ROOTFS_TAR=$CACHE_DIR/rootfs/$SUITE-$CONF_DEB_ARCH-base-$ROOTFS_KEY.tar.zst
 mkdir -p "$CACHE_DIR/rootfs"
 exec 9>"$CACHE_DIR/rootfs/.lock-$ROOTFS_KEY"
 flock -w 3600 9 || die "timed out waiting for another build of the same rootfs (lock $CACHE_DIR/rootfs/.lock-$ROOTFS_KEY)"
@@ -132,12 +136,12 @@ if [ -f "$ROOTFS_TAR" ]; then
 else
     partial=$ROOTFS_TAR.partial
     rm -f "$partial" "$partial.tar"
-    echo "    building $ROOTFS_TAR (packages: $PACKAGES)" >&2
+    echo "    building $ROOTFS_TAR (packages: $BASE_PACKAGES)" >&2
     # initramfs: all storage drivers (the image must boot on any board of the family), zstd.
     SOURCE_DATE_EPOCH=$ROOTFS_EPOCH mmdebstrap \
         --mode=root --variant=apt --arch="$CONF_DEB_ARCH" --format=tar \
-        --components="${CONF_COMPONENTS// /,}" \
-        --include="${PACKAGES// /,}" \
+        --components="${BASE_COMPONENTS// /,}" \
+        --include="${BASE_PACKAGES// /,}" \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -192,6 +196,43 @@ WORK=$(mktemp -d "$CACHE_DIR/work/$BOARD.XXXXXX")
 ROOT=$WORK/root BOOT=$WORK/boot
 mkdir -p "$ROOT" "$BOOT"
 tar --numeric-owner --xattrs --xattrs-include='*' -C "$ROOT" -xpf "$ROOTFS_TAR" --zstd
+
+if [ -n "$TOP_PACKAGES" ]; then
+    step packages "installing on top of the base rootfs: $TOP_PACKAGES" \
+        "check network access to $MIRROR and the package names in $CONF_FILE / overlays/*/packages; apt's output is above"
+    # apt runs inside the copy (foreign architectures through qemu-user/binfmt) with its package
+    # lists and downloaded .debs kept in the cache, bind-mounted (so neither lands in the image).
+    APT_CACHE=$CACHE_DIR/apt/$SUITE-$CONF_DEB_ARCH
+    mkdir -p "$APT_CACHE/lists/partial" "$APT_CACHE/archives/partial"
+    # dpkg and apt logs of this step would differ on every build: the base's are kept.
+    saved_logs=$WORK/saved-logs
+    mkdir -p "$saved_logs"
+    for f in var/log/dpkg.log var/log/alternatives.log var/log/apt/history.log var/log/apt/term.log; do
+        [ -f "$ROOT/$f" ] && install -D -m 0644 "$ROOT/$f" "$saved_logs/$f"
+    done
+    printf '#!/bin/sh\n# image/build.sh: no service starts while packages are installed\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+    chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+    resolv_saved=$WORK/resolv.conf.saved
+    cp -a "$ROOT/etc/resolv.conf" "$resolv_saved" 2>/dev/null || rm -f "$resolv_saved"
+    rm -f "$ROOT/etc/resolv.conf"      # may be a dangling link to systemd-resolved's file
+    exec 8>"$CACHE_DIR/apt/.lock-$SUITE-$CONF_DEB_ARCH"
+    flock -w 3600 8 || die "timed out waiting for another build using $APT_CACHE"
+    IN_CHROOT_BINDS="$APT_CACHE/lists:/var/lib/apt/lists $APT_CACHE/archives:/var/cache/apt/archives" \
+    IN_CHROOT_ENV="DEBIAN_FRONTEND=noninteractive" \
+        "$REPO/toolchain/in-chroot.sh" "$ROOT" /bin/sh -ec "
+            apt-get -q update
+            apt-get -q -y -o Dpkg::Use-Pty=0 --no-install-recommends install $TOP_PACKAGES" \
+        || die "apt-get install $TOP_PACKAGES failed in the rootfs copy"
+    exec 8>&-
+    rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/lib/dpkg/*-old
+    rm -f "$ROOT/etc/resolv.conf"
+    [ -e "$resolv_saved" ] || [ -L "$resolv_saved" ] && cp -a "$resolv_saved" "$ROOT/etc/resolv.conf"
+    for f in var/log/dpkg.log var/log/alternatives.log var/log/apt/history.log var/log/apt/term.log; do
+        if [ -f "$saved_logs/$f" ]; then cp "$saved_logs/$f" "$ROOT/$f"; else rm -f "$ROOT/$f"; fi
+    done
+    rm -f "$ROOT/var/log/apt/eipp.log.xz"
+    STEP=stage
+fi
 install -D -m 0755 -o root -g root "$SKYWIRE_BIN" "$ROOT/usr/bin/skywire"
 
 KVER=$(ls "$ROOT/lib/modules" | sort -V | tail -n1)
@@ -343,6 +384,10 @@ dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Package}\t${Version}\t${Arch
     echo "# package<TAB>version<TAB>arch"
     cat "$WORK/packages.tsv"
 } >"$OUT_DIR/$BASENAME.manifest"
+# The same package list as SPDX 2.3 JSON (with source packages and maintainers), checked.
+"$REPO/image/sbom.py" --manifest "$OUT_DIR/$BASENAME.manifest" --admindir "$ROOT/var/lib/dpkg" -o "$OUT_DIR/$BASENAME.spdx.json"
+"$REPO/image/testing/validate-spdx.py" "$OUT_DIR/$BASENAME.spdx.json" --admindir "$ROOT/var/lib/dpkg" >&2 \
+    || die "the SPDX document fails its structure check"
 
 # ---------------------------------------------------------------------------
 step filesystems "making the ext4 root and FAT boot filesystems" \
@@ -427,6 +472,13 @@ if [ -n "$CONF_UBOOT_BLOBS" ]; then
         dd if="$udir/$f" of="$IMG" bs=512 seek="$sector" conv=notrunc status=none
     done
 fi
+
+# ---------------------------------------------------------------------------
+step check "checking the image (image/check-image.sh)" "the FAIL lines above name what is wrong on the disk image"
+TMPDIR=$WORK MANIFEST=$OUT_DIR/$BASENAME.manifest BOARD_CONF=$CONF_FILE "$REPO/image/check-image.sh" "$IMG" >"$WORK/check.log" 2>&1 \
+    || { cat "$WORK/check.log" >&2; die "image check failed"; }
+grep -c '^check-image: ok' "$WORK/check.log" | sed 's/^/    image check: /; s/$/ checks passed/' >&2
+cp "$WORK/check.log" "$OUT_DIR/$BASENAME.check"
 
 # ---------------------------------------------------------------------------
 step compress "compressing and checksumming" "check free space in $OUT_DIR"

@@ -96,25 +96,12 @@ swift_pins()   { echo "$PINS_DIR/swift-$COMPILER_SUITE-$DEB_ARCH.pins"; }
 sysroot_path() { echo "$CACHE_DIR/sysroot-$TARGET_SUITE-$DEB_ARCH-$(pins_hash "$(sysroot_pins)" "$(swift_pins)" "$TOOLCHAIN_DIR/make-sysroot.sh")"; }
 
 # in_chroot ROOT CMD...: run CMD in ROOT inside a private mount namespace, so every bind
-# mount disappears when the command ends (no cleanup to forget).
+# mount disappears when the command ends (no cleanup to forget). toolchain/in-chroot.sh does
+# it (shared with image/build.sh); a failing `mount -t proc` is reported and falls back to a
+# bind mount of the host's /proc.
 # Extra binds: IN_CHROOT_BINDS="src:dst src:dst" (dst relative to ROOT); extra environment:
 # IN_CHROOT_ENV="NAME=value ..." (no spaces inside values).
-in_chroot() {
-    local root="$1"; shift
-    unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
-        root=$1; shift
-        mount -t proc proc "$root/proc"
-        mount --rbind /dev "$root/dev"
-        mount -t tmpfs tmpfs "$root/tmp"
-        cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-        for b in ${IN_CHROOT_BINDS:-}; do
-            src=${b%%:*}; dst=$root${b#*:}
-            mkdir -p "$dst"; mount --bind "$src" "$dst"
-        done
-        exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-            LANG=C.UTF-8 TERM=dumb ${IN_CHROOT_ENV:-} "$@"
-    ' in_chroot "$root" "$@"
-}
+in_chroot() { "$TOOLCHAIN_DIR/in-chroot.sh" "$@"; }
 
 # apt_setup DIR SUITE DEB_ARCH: a private apt configuration (own sources, lists, cache, empty
 # dpkg status) for one suite and one architecture; then `apt_run DIR apt-get ...` uses it.
