@@ -153,6 +153,13 @@ list=$(cli a pty list --json)
 [ "$(jq -r --arg b "$PKB" '.[] | select(.pk==$b) | .pty' <<<"$list")" = admitted ] && pass "pty list: B admits A" || fail "pty list (a): $list"
 list=$(cli other pty list --json)
 [ "$(jq -r --arg b "$PKB" '.[] | select(.pk==$b) | .pty' <<<"$list")" = refused ] && pass "pty list: B refuses the stranger" || fail "pty list (other): $list"
+# --pk adds visors without a transport: one nobody can reach is reported, bounded by --timeout.
+NOBODY=$("$SKYWIRE_BIN" config gen -o "$T_WORK/nobody.json")
+t0=$(date +%s)
+list=$(cli a pty list --pk "$NOBODY" --timeout 2 --json)
+jq -e --arg n "$NOBODY" --arg b "$PKB" '(.[] | select(.pk==$n) | .pty | startswith("error")) and (.[] | select(.pk==$b) | .pty == "admitted")' <<<"$list" >/dev/null \
+    && [ $(( $(date +%s) - t0 )) -le 20 ] && pass "pty list --pk: an unreachable key is reported as an error, B still admitted" || fail "pty list --pk: $list"
+expect_fail "pty list --max 0 is refused" "must be 1...10000" cli a pty list --max 0
 
 # Every session ended: no mux stream may stay open on A or B. The `streams` count of `tp ls` is
 # refreshed when a mux frame arrives; a stream whose last frame was our own FIN is counted until

@@ -135,24 +135,56 @@ struct PtyGroup: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
-            abstract: "The visors this one has transports to whose pty app admits this visor.",
-            discussion: "Each visor with a transport up is asked for a stream to port 22: admitted when it opens, refused when its whitelist leaves us out. Visors do not advertise pty in discovery, so visors without a transport are not listed.")
+            abstract: "Visors whose pty app admits this visor.",
+            discussion: """
+                Candidates: every visor this one has a transport up to, the keys given with --pk, \
+                and with --discovery the visors this visor's discovery service lists (their vpn and \
+                proxy entries). Each is asked for a stream to port 22 (a transport is brought up when \
+                needed, within --timeout): admitted when it opens, refused when its whitelist leaves \
+                us out, "no pty" when nothing listens there. At most --max visors are asked.
+                """)
         @OptionGroup var control: ControlOptions
+        @Option(name: .customLong("pk"), help: "Also ask this visor (64 hex; repeatable), e.g. the keys of a fleet manifest.")
+        var keys: [String] = []
+        @Flag(name: .customLong("discovery"), help: "Also ask the visors that transport.discovery lists (vpn and proxy entries).")
+        var fromDiscovery = false
+        @Option(name: .shortAndLong, help: "Seconds (1-3600) allowed per visor for the transport and the stream.")
+        var timeout: Int = 5
+        @Option(help: "Ask at most this many visors, 1...10000.")
+        var max: Int = 64
         @Flag(help: "Print stable JSON.") var json = false
+
+        func validate() throws {
+            guard (1...3600).contains(timeout) else { throw ValidationError("--timeout \(timeout): must be 1...3600") }
+            guard (1...10_000).contains(max) else { throw ValidationError("--max \(max): must be 1...10000") }
+            for k in keys { _ = try PtyGroup.publicKey(k) }
+        }
 
         func run() throws {
             try runControl {
                 let client = try control.client()
-                let tps = try client.call("tp.ls").arrayValue ?? []
-                var keys: [String] = []
-                for tp in tps where tp["state"]?.stringValue == "up" {
-                    if let pk = tp["remote_pk"]?.stringValue, !keys.contains(pk) { keys.append(pk) }
+                var candidates: [String] = []
+                func add(_ pk: String) { if !candidates.contains(pk) { candidates.append(pk) } }
+                for tp in try client.call("tp.ls").arrayValue ?? [] where tp["state"]?.stringValue == "up" {
+                    if let pk = tp["remote_pk"]?.stringValue { add(pk) }
+                }
+                keys.map { $0.lowercased() }.forEach(add)
+                if fromDiscovery {
+                    for type in ["vpn", "proxy"] {
+                        for entry in try client.call("discovery.services", ["type": .string(type)]).arrayValue ?? [] {
+                            if let pk = entry["pk"]?.stringValue { add(pk) }
+                        }
+                    }
+                }
+                let asked = Array(candidates.prefix(max))
+                if candidates.count > asked.count {
+                    FileHandleStderr.write("pty list: \(candidates.count) visors found, asking the first \(asked.count) (--max)\n")
                 }
                 var rows: [ControlValue] = []
-                for pk in keys {
+                for pk in asked {
                     let access: String
                     do {
-                        try client.openStream(pk: pk, port: AppName.pty.defaultPort, timeout: Int(client.timeout)).close()
+                        try client.openStream(pk: pk, port: AppName.pty.defaultPort, timeout: timeout).close()
                         access = "admitted"
                     } catch let e as ControlError {
                         access = e.code == .forbidden ? "refused" : (e.code == .notFound ? "no pty" : "error: \(e.message)")
