@@ -4,6 +4,7 @@ import NIOCore
 import SkywireConfig
 import SkywireSystem
 import SkywireTransport
+import SkywireWire
 
 /// `pty` (port 22): remote shells, commands and file copies for the visors on its whitelist
 /// (docs/pty.md). Closed by default. Each admitted stream is one session (`PtyHostSession`):
@@ -39,6 +40,9 @@ final class PtyApp: VisorApp, @unchecked Sendable {
             _ = try SessionUser.lookup(options.user)
         } catch {
             throw AppError(.invalidArguments, "pty: --user \(options.user): \(error)")
+        }
+        if options.sessionHost != nil, !PtyHostHeader.isUserName(options.user) {
+            throw AppError(.invalidArguments, "pty: --user '\(options.user)' is not a portable user name ([a-z_][a-z0-9_-]*, at most \(PtyHostHeader.maxUserLength)), which --session-host needs")
         }
         lock.withLock { running = true }
     }
@@ -86,6 +90,12 @@ final class PtyApp: VisorApp, @unchecked Sendable {
         guard admittedNow else {
             context.logger.warning("pty: refused a session: \(options.maxSessions) sessions already", metadata: ["pk": "\(key)"])
             return false
+        }
+        if let path = options.sessionHost {
+            PtySessionHost.forward(stream, to: path, user: options.user, group: context.transports.group, logger: context.logger) { [self] in
+                lock.withLock { active -= 1 }
+            }
+            return true
         }
         let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self,
                                      openTimeout: openTimeout) { [self] in

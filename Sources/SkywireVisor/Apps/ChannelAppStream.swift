@@ -1,0 +1,176 @@
+import NIOCore
+import SkywireTransport
+
+/// An `AppStream` over a NIO stream channel (a unix socket to or from the pty session host,
+/// docs/pty.md "Session host"), so the code written for mux streams runs over it unchanged:
+/// `PtyHostSession` in `skywire pty-host`, `AppStreamSplice` in the visor. FIN is a half-close
+/// (the channel needs `allowRemoteHalfClosure`); the channel closes once both sides finished.
+/// Confined to the channel's loop (it is the channel's last handler).
+final class ChannelAppStream: ChannelInboundHandler, AppStream {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let channel: Channel
+    let remoteKeyHex: String
+    let localPort: UInt16 = 0
+    let remotePort: UInt16 = 0
+    var eventLoop: EventLoop { channel.eventLoop }
+    var isWritable: Bool { channel.isWritable }
+
+    /// Held until the channel ends (like a mux stream holds its delegate).
+    private var delegate: AppStreamDelegate?
+    private var inputClosed = false
+    private var outputClosed = false
+    private var ended = false
+    /// Bytes that arrived before a delegate was set (the rest of a read that carried the header).
+    private var pending: ByteBuffer?
+
+    init(channel: Channel, remoteKeyHex: String, pending: ByteBuffer? = nil) {
+        self.channel = channel
+        self.remoteKeyHex = remoteKeyHex
+        self.pending = pending
+    }
+
+    func setDelegate(_ delegate: AppStreamDelegate?) {
+        self.delegate = delegate
+        if let delegate, let bytes = pending {
+            pending = nil
+            if bytes.readableBytes > 0 { delegate.appStream(self, didReceive: bytes) }
+        }
+    }
+
+    func write(_ data: ByteBuffer) {
+        guard !outputClosed else { return }
+        channel.writeAndFlush(data, promise: nil)
+    }
+
+    func finish() {
+        guard !outputClosed else { return }
+        outputClosed = true
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.close(mode: .output, promise: promise)
+        promise.futureResult.whenFailure { [channel] _ in channel.close(promise: nil) }
+        if inputClosed { closeWhenFlushed() }
+    }
+
+    func reset(_ code: AppStreamResetCode) {
+        ended = true
+        channel.close(promise: nil)
+    }
+
+    func setReadPaused(_ paused: Bool) {
+        channel.setOption(ChannelOptions.autoRead, value: !paused).whenComplete { _ in }
+        if !paused { channel.read() }
+    }
+
+    private func closeWhenFlushed() {
+        ended = true
+        channel.writeAndFlush(channel.allocator.buffer(capacity: 0)).whenComplete { [channel] _ in channel.close(promise: nil) }
+    }
+
+    // MARK: ChannelInboundHandler
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        delegate?.appStream(self, didReceive: unwrapInboundIn(data))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, case .inputClosed = event, !inputClosed else { return }
+        inputClosed = true
+        delegate?.appStreamDidReceiveFinish(self)
+        if outputClosed { closeWhenFlushed() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isActive { delegate?.appStreamWritabilityChanged(self) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let clean = ended || (inputClosed && outputClosed)
+        ended = true
+        if !clean { delegate?.appStream(self, didResetWith: .transportLost) }
+        delegate = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Joins two `AppStream`s on one loop, both ways: bytes, FIN as FIN (half-close), a reset as a
+/// reset, back-pressure by pausing the side whose bytes the other cannot take. The pty app's
+/// client stream and its connection to the session host (docs/pty.md "Session host").
+final class AppStreamSplice {
+    private let a: AppStream
+    private let b: AppStream
+    private let onDone: () -> Void
+    private var sides: [Side] = []
+    private var finished = 0
+    private var done = false
+
+    /// One direction's receiver: what `from` reports goes to `to`.
+    private final class Side: AppStreamDelegate {
+        /// A cycle (splice → sides → splice) that `end` breaks.
+        let splice: AppStreamSplice
+        let from: AppStream
+        let to: AppStream
+
+        init(splice: AppStreamSplice, from: AppStream, to: AppStream) {
+            self.splice = splice
+            self.from = from
+            self.to = to
+        }
+
+        func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+            to.write(data)
+            if !to.isWritable { from.setReadPaused(true) }
+        }
+
+        func appStreamDidReceiveFinish(_ stream: AppStream) {
+            to.finish()
+            splice.sideFinished()
+        }
+
+        func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {
+            to.reset(code)
+            splice.end()
+        }
+
+        /// `from`'s writability changed: the other side's reads (into `from`) may go on.
+        func appStreamWritabilityChanged(_ stream: AppStream) {
+            if stream.isWritable { to.setReadPaused(false) }
+        }
+    }
+
+    /// Call on the loop both streams share; `onDone` runs once, when both directions ended.
+    init(_ a: AppStream, _ b: AppStream, onDone: @escaping () -> Void) {
+        self.a = a
+        self.b = b
+        self.onDone = onDone
+    }
+
+    /// Sets the delegates (the splice stays alive through them until it ends) and resumes reads.
+    func start() {
+        let ab = Side(splice: self, from: a, to: b)
+        let ba = Side(splice: self, from: b, to: a)
+        sides = [ab, ba]
+        a.setDelegate(ab)
+        b.setDelegate(ba)
+        a.setReadPaused(false)
+        b.setReadPaused(false)
+    }
+
+    private func sideFinished() {
+        finished += 1
+        if finished == sides.count { end() }
+    }
+
+    private func end() {
+        guard !done else { return }
+        done = true
+        a.setDelegate(nil)
+        b.setDelegate(nil)
+        sides = []
+        onDone()
+    }
+}
