@@ -170,7 +170,8 @@ public enum PtySessionHost {
                 let client = transfer.value
                 switch result {
                 case .failure(let error):
-                    refuse(client, "the session host \(path) is not reachable: \(error)", logger: logger, onDone: onDone)
+                    logger.error("pty: the session host is not reachable", metadata: ["socket": "\(path)", "error": "\(error)"])
+                    refuse(client, "the session host is not reachable", logger: logger, onDone: onDone)
                 case .success(let channel):
                     let host = ChannelAppStream(channel: channel, remoteKeyHex: peer)
                     do {
