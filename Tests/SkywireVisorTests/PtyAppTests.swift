@@ -152,6 +152,56 @@ final class PtyAppTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
     }
 
+    /// `--session-host`: the session runs in a `PtySessionHost` behind a unix socket (the
+    /// board's `skywire pty-host`), with the same frames; without a host the client gets an
+    /// `error`; stopping the app hangs the hosted command up.
+    func testSessionHost() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptyhost-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("pty.sock").path
+        let app = try app(["--whitelist", clientKey, "--user", me, "--session-host", path])
+        try awaitStart(app)
+        let request = PtyFrame.open(.init(mode: .exec, argv: ["sh", "-c", "echo hi; echo oops >&2; exit 7"])).encoded
+        // No host yet: an error frame, and the slot is freed.
+        let (accepted, refused) = try session(app, sending: request + PtyFrame.eof.encoded)
+        XCTAssertTrue(accepted)
+        guard case .error(let message)? = refused.last else { return XCTFail("\(refused)") }
+        XCTAssertTrue(message.contains("session host"), message)
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+
+        let server = try group.next().makeFutureWithTask {
+            try await PtySessionHost.listen(path: path, maxSessions: 2, group: self.group, logger: Logger(label: "test"))
+        }.wait()
+        defer { try? server.close().wait() }
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
+        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
+        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
+        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n")
+        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
+        XCTAssertEqual(frames.last, .exit(.exited(7)))
+        // A hostile frame through the host: its error frame comes back.
+        let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0])
+        guard case .error? = hostile.last else { return XCTFail("\(hostile)") }
+
+        let started = ContinuousClock.now
+        let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
+        _ = try session(app, sending: sleeper) {
+            Thread.sleep(forTimeInterval: 0.5)
+            let done = DispatchlessWait()
+            Task {
+                await app.stop()
+                done.signal()
+            }
+            done.wait()
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
     private func awaitStart(_ app: PtyApp) throws {
         let done = DispatchlessWait()
         Task {

@@ -160,6 +160,15 @@ final class AppStreamSplice {
         b.setReadPaused(false)
     }
 
+    /// Aborts both streams (the app stops): the session host sees its connection go and hangs
+    /// the command up (SIGHUP, then SIGKILL), the client sees a reset.
+    func hangUp() {
+        guard !done else { return }
+        a.reset(.appClosed)
+        b.reset(.appClosed)
+        end()
+    }
+
     private func sideFinished() {
         finished += 1
         if finished == sides.count { end() }

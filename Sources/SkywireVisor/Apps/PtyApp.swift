@@ -22,6 +22,8 @@ final class PtyApp: VisorApp, @unchecked Sendable {
     private var refused = 0
     /// The running sessions' links, hung up by `stop`.
     private var links: [ObjectIdentifier: PtySessionLink] = [:]
+    /// The sessions handed to the session host (`--session-host`): their hang-ups, by number.
+    private var hostSessions: [Int: @Sendable () -> Void] = [:]
     /// How long a client has to send `open` (shorter in tests).
     let openTimeout: TimeAmount
 
@@ -49,11 +51,12 @@ final class PtyApp: VisorApp, @unchecked Sendable {
 
     /// Refuses new sessions and hangs up the running ones (their commands get SIGHUP, then SIGKILL).
     func stop() async {
-        let open: [PtySessionLink] = lock.withLock {
+        let (open, hosted): ([PtySessionLink], [@Sendable () -> Void]) = lock.withLock {
             running = false
-            return Array(links.values)
+            return (Array(links.values), Array(hostSessions.values))
         }
         for link in open { link.peerClosed() }
+        for hangUp in hosted { hangUp() }
     }
 
     func register(_ link: PtySessionLink) {
@@ -92,9 +95,21 @@ final class PtyApp: VisorApp, @unchecked Sendable {
             return false
         }
         if let path = options.sessionHost {
-            PtySessionHost.forward(stream, to: path, user: options.user, group: context.transports.group, logger: context.logger) { [self] in
-                lock.withLock { active -= 1 }
-            }
+            let number = lock.withLock { total }
+            PtySessionHost.forward(stream, to: path, user: options.user, group: context.transports.group, logger: context.logger,
+                                   started: { [self] hangUp in
+                                       let stopped: Bool = lock.withLock {
+                                           if running { hostSessions[number] = hangUp }
+                                           return !running
+                                       }
+                                       if stopped { hangUp() }
+                                   },
+                                   onDone: { [self] in
+                                       lock.withLock {
+                                           active -= 1
+                                           hostSessions[number] = nil
+                                       }
+                                   })
             return true
         }
         let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self,

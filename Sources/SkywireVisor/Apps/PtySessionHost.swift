@@ -38,8 +38,8 @@ public enum PtySessionHost {
     }
 
     /// Listens on `path` (mode 0600; a stale socket is replaced) and serves one session per
-    /// connection, at most `maxSessions` at once. Runs until the channel closes.
-    public static func listen(path: String, maxSessions: Int, group: EventLoopGroup, logger: Logger) async throws {
+    /// connection, at most `maxSessions` at once, until the returned channel closes.
+    public static func listen(path: String, maxSessions: Int, group: EventLoopGroup, logger: Logger) async throws -> Channel {
         _ = unlink(path)
         let active = NIOLockedValueBox(0)
         let old = umask(0o177)
@@ -63,7 +63,7 @@ public enum PtySessionHost {
         umask(old)
         guard chmod(path, socketMode) == 0 else { throw SocketError("chmod \(path): \(String(cString: strerror(errno)))") }
         logger.info("pty-host: listening", metadata: ["socket": "\(path)", "max_sessions": "\(maxSessions)"])
-        try await server.closeFuture.get()
+        return server
     }
 
     struct SocketError: Error, CustomStringConvertible {
@@ -142,7 +142,9 @@ public enum PtySessionHost {
     /// Hands an admitted stream to the session host at `path` (called on the stream's loop by
     /// `PtyApp`): connects, sends the header, then splices the two until both ended; `onDone` runs
     /// once then (or when the host cannot be reached: the client gets an `error` frame).
+    /// `started` receives the session's hang-up (callable from any thread), for `PtyApp.stop`.
     static func forward(_ stream: AppStream, to path: String, user: String, group: EventLoopGroup, logger: Logger,
+                        started: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void,
                         onDone: @escaping @Sendable () -> Void) {
         let peer = stream.remoteKeyHex
         let presented: AppStream
@@ -183,7 +185,12 @@ public enum PtySessionHost {
                     }
                     host.write(ByteBuffer(bytes: header))
                     logger.info("pty: session handed to the session host", metadata: ["pk": "\(peer)", "socket": "\(path)"])
-                    AppStreamSplice(client, host, onDone: onDone).start()
+                    let splice = AppStreamSplice(client, host, onDone: onDone)
+                    let hangUp = LoopTransfer(value: splice)
+                    let loop = channel.eventLoop
+                    // Registered before it starts: it may end at once, and `onDone` unregisters it.
+                    started { loop.execute { hangUp.value.hangUp() } }
+                    splice.start()
                 }
             }
     }

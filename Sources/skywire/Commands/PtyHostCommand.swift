@@ -39,7 +39,7 @@ struct PtyHostCommand: AsyncParsableCommand {
         logger.logLevel = level
         let group = MultiThreadedEventLoopGroup.singleton
         if let socket {
-            try await PtySessionHost.listen(path: socket, maxSessions: maxSessions, group: group, logger: logger)
+            try await PtySessionHost.listen(path: socket, maxSessions: maxSessions, group: group, logger: logger).closeFuture.get()
         } else {
             try await PtySessionHost.serve(connectedDescriptor: 0, group: group, logger: logger)
         }
