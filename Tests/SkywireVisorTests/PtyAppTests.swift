@@ -186,10 +186,12 @@ final class PtyAppTests: XCTestCase {
         // A hostile frame through the host: its error frame comes back.
         let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0])
         guard case .error? = hostile.last else { return XCTFail("\(hostile)") }
+        // The host ended each session although its client sent no FIN: no slot stays taken.
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
 
         let started = ContinuousClock.now
         let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
-        _ = try session(app, sending: sleeper) {
+        let (_, hungUp) = try session(app, sending: sleeper) {
             Thread.sleep(forTimeInterval: 0.5)
             let done = DispatchlessWait()
             Task {
@@ -199,6 +201,7 @@ final class PtyAppTests: XCTestCase {
             done.wait()
         }
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
+        XCTAssertFalse(hungUp.contains(.exit(.exited(0))), "\(hungUp)")
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
     }
 

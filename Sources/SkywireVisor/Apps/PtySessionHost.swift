@@ -185,7 +185,7 @@ public enum PtySessionHost {
                     }
                     host.write(ByteBuffer(bytes: header))
                     logger.info("pty: session handed to the session host", metadata: ["pk": "\(peer)", "socket": "\(path)"])
-                    let splice = AppStreamSplice(client, host, onDone: onDone)
+                    let splice = AppStreamSplice(client: client, server: host, onDone: onDone)
                     let hangUp = LoopTransfer(value: splice)
                     let loop = channel.eventLoop
                     // Registered before it starts: it may end at once, and `onDone` unregisters it.
