@@ -218,8 +218,25 @@ grep "pty: session ended" "$T_WORK/host.log" | grep "pk=$PKA" | grep -q 'exit=ex
     && pass "host: sessions logged by the host with the client key" || fail "host log: $(tail -3 "$T_WORK/host.log")"
 grep -q "pty: session handed to the session host" "$T_WORK/b.log" && ! grep "pty: session started" "$T_WORK/b.log" | grep -q "$hsock" \
     && pass "host: the visor logs the hand-over" || fail "visor log: $(grep 'pty:' "$T_WORK/b.log" | tail -3)"
-# The host gone: a session gets an error, not a hang.
 kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; rm -f "$hsock"
+# As on a board (skywire-pty.socket, Accept=yes): one `skywire pty-host` per connection, the
+# connection as its stdin (systemd-socket-activate --inetd), gone once its session ended.
+systemd-socket-activate --inetd -a -l "$hsock" "$SKYWIRE_BIN" pty-host 2>>"$T_WORK/host.log" &
+ACT_PID=$!; T_PIDS+=("$ACT_PID")
+for _ in $(seq 50); do [ -S "$hsock" ] && break; sleep 0.1; done
+rc=0; out=$(cli a pty exec "$PKB" -- sh -c 'echo out; echo err >&2; exit 3' 2>"$T_WORK/err") || rc=$?
+[ "$out" = out ] && [ "$(cat "$T_WORK/err")" = err ] && [ $rc = 3 ] \
+    && pass "socket-activated host: exec stdout, stderr apart and exit code 3" || fail "socket-activated exec: rc=$rc out=$out err=$(cat "$T_WORK/err")"
+rdir=$(mktemp -d /tmp/skwpty-act.XXXXXX)
+cli a pty cp "$T_WORK/h.bin" "$PKB:$rdir/" && cli a pty cp "$PKB:$rdir/h.bin" "$T_WORK/h.back2" \
+    && cmp -s "$T_WORK/h.bin" "$rdir/h.bin" && cmp -s "$T_WORK/h.bin" "$T_WORK/h.back2" \
+    && pass "socket-activated host: cp both ways" || fail "socket-activated cp: $(ls -l "$rdir" "$T_WORK/h.back2" 2>&1)"
+rm -rf "$rdir"
+for _ in $(seq 50); do pgrep -P "$ACT_PID" >/dev/null || break; sleep 0.1; done
+left=$(pgrep -P "$ACT_PID" | tr "\n" " " || true)
+[ -z "$left" ] && pass "socket-activated host: each pty-host exited after its session" || fail "pty-host processes left: $left"
+kill "$ACT_PID"; wait "$ACT_PID" 2>/dev/null || true; rm -f "$hsock"
+# The host gone: a session gets an error, not a hang.
 rc=0; cli a pty exec "$PKB" -- true >"$T_WORK/out" 2>&1 || rc=$?
 [ $rc = 255 ] && grep -q "session host" "$T_WORK/out" && pass "host unreachable: exec fails with 255 ($(head -c 100 "$T_WORK/out"))" \
     || fail "host unreachable: rc=$rc $(cat "$T_WORK/out")"
