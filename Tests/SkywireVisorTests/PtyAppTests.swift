@@ -111,11 +111,7 @@ final class PtyAppTests: XCTestCase {
         }
         let request = PtyFrame.open(.init(mode: .exec, argv: ["sh", "-c", "echo hi; echo oops >&2; exit 7"])).encoded
         let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
-        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
-        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
-        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n")
-        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
-        XCTAssertEqual(frames.last, .exit(.exited(7)))
+        assertHiOopsExit7(frames)
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
     }
 
@@ -138,16 +134,7 @@ final class PtyAppTests: XCTestCase {
         try awaitStart(app)
         let request = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
         let started = ContinuousClock.now
-        let (_, frames) = try session(app, sending: request) {
-            // Let the command start, then stop the app.
-            Thread.sleep(forTimeInterval: 0.3)
-            let done = DispatchlessWait()
-            Task {
-                await app.stop()
-                done.signal()
-            }
-            done.wait()
-        }
+        let (_, frames) = try session(app, sending: request) { self.stop(app, after: 0.3) }
         XCTAssertEqual(frames.last, .exit(.signalled(UInt8(SIGHUP))))
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
     }
@@ -178,11 +165,7 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(stat(path, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o600)
         let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
-        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
-        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
-        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n")
-        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
-        XCTAssertEqual(frames.last, .exit(.exited(7)))
+        assertHiOopsExit7(frames)
         // A hostile frame through the host: its error frame comes back.
         let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0])
         guard case .error? = hostile.last else { return XCTFail("\(hostile)") }
@@ -191,18 +174,30 @@ final class PtyAppTests: XCTestCase {
 
         let started = ContinuousClock.now
         let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
-        let (_, hungUp) = try session(app, sending: sleeper) {
-            Thread.sleep(forTimeInterval: 0.5)
-            let done = DispatchlessWait()
-            Task {
-                await app.stop()
-                done.signal()
-            }
-            done.wait()
-        }
+        let (_, hungUp) = try session(app, sending: sleeper) { self.stop(app, after: 0.5) }
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
         XCTAssertFalse(hungUp.contains(.exit(.exited(0))), "\(hungUp)")
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
+    /// The frames of `sh -c 'echo hi; echo oops >&2; exit 7'`: stdout and stderr apart, exit 7.
+    private func assertHiOopsExit7(_ frames: [PtyFrame], line: UInt = #line) {
+        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
+        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
+        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n", line: line)
+        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n", line: line)
+        XCTAssertEqual(frames.last, .exit(.exited(7)), line: line)
+    }
+
+    /// Lets a session's command start, then stops the app.
+    private func stop(_ app: PtyApp, after seconds: Double) {
+        Thread.sleep(forTimeInterval: seconds)
+        let done = DispatchlessWait()
+        Task {
+            await app.stop()
+            done.signal()
+        }
+        done.wait()
     }
 
     private func awaitStart(_ app: PtyApp) throws {

@@ -3,6 +3,21 @@ import Logging
 import NIOPosix
 import SkywireVisor
 
+/// The daemons' log (`visor`, `pty-host`): stderr, i.e. the journal under systemd.
+enum StderrLogging {
+    /// Sets up swift-log once for the process and returns the `skywire` logger at `level`.
+    static func bootstrap(level: Logger.Level) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var logger = Logger(label: "skywire")
+        logger.logLevel = level
+        return logger
+    }
+}
+
 /// `skywire pty-host` (hidden): the pty session host outside the visor's sandbox
 /// (docs/pty.md "Session host"). Under systemd (`skywire-pty.socket`, `Accept=yes`) stdin is the
 /// connection and one session is served; `--socket PATH` listens itself (tests).
@@ -30,13 +45,7 @@ struct PtyHostCommand: AsyncParsableCommand {
     func run() async throws {
         // stdout may be the session's socket: the log goes to stderr (the journal on boards).
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        var logger = Logger(label: "skywire")
-        logger.logLevel = level
+        let logger = StderrLogging.bootstrap(level: level)
         let group = MultiThreadedEventLoopGroup.singleton
         if let socket {
             try await PtySessionHost.listen(path: socket, maxSessions: maxSessions, group: group, logger: logger).closeFuture.get()
