@@ -77,7 +77,12 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(try PtyOptions.parse(["--whitelist", "any", "--user=pi"]).whitelist, .anyone)
         XCTAssertEqual(try PtyOptions.parse(["-w", clientKey, "--max-sessions", "2"]).maxSessions, 2)
         XCTAssertEqual(try PtyOptions.parse(["-w", clientKey]).arguments, ["--whitelist", clientKey])
-        for bad in [["--whitelist", "nope"], ["--frobnicate", "1"], ["--user"], ["--user", "a/b"], ["--max-sessions", "0"]] {
+        XCTAssertEqual(try PtyOptions.parse(["--session-host", "/run/skywire-pty.sock"]).sessionHost, "/run/skywire-pty.sock")
+        XCTAssertEqual(try PtyOptions.parse(["-w", clientKey, "--session-host=/run/p.sock"]).arguments,
+                       ["--whitelist", clientKey, "--session-host", "/run/p.sock"])
+        XCTAssertNil(try PtyOptions.parse([]).sessionHost)
+        for bad in [["--whitelist", "nope"], ["--frobnicate", "1"], ["--user"], ["--user", "a/b"], ["--max-sessions", "0"],
+                    ["--session-host", "pty.sock"], ["--session-host", ""]] {
             XCTAssertThrowsError(try PtyOptions.parse(bad), "\(bad)") { XCTAssertEqual(($0 as? AppError)?.code, .invalidArguments) }
         }
         XCTAssertEqual(try AppOptions(app: "pty", arguments: []).whitelist, .nobody)
