@@ -185,6 +185,28 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
     }
 
+    /// A session host at its limit answers the next session with an `error` saying so.
+    func testSessionHostBusy() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptybusy-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
+        defer { unlink(path) }
+        let server = try group.next().makeFutureWithTask {
+            try await PtySessionHost.listen(path: path, maxSessions: 1, group: self.group, logger: Logger(label: "test"))
+        }.wait()
+        defer { try? server.close().wait() }
+        let app = try app(["--whitelist", clientKey, "--user", me, "--session-host", path])
+        try awaitStart(app)
+        let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
+        var second: [PtyFrame] = []
+        _ = try session(app, sending: sleeper) {
+            Thread.sleep(forTimeInterval: 0.5)
+            second = try self.session(app, sending: PtyFrame.open(.init(mode: .exec, argv: ["true"])).encoded).frames
+            self.stop(app, after: 0)
+        }
+        guard case .error(let message)? = second.last else { return XCTFail("\(second)") }
+        XCTAssertTrue(message.contains("busy"), message)
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
     /// The frames of `sh -c 'echo hi; echo oops >&2; exit 7'`: stdout and stderr apart, exit 7.
     private func assertHiOopsExit7(_ frames: [PtyFrame], line: UInt = #line) {
         let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()

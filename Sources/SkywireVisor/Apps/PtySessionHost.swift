@@ -46,18 +46,21 @@ public enum PtySessionHost {
         defer { umask(old) }
         let server = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
-                let admitted = active.withLockedValue { count in
-                    guard count < maxSessions else { return false }
+                // Over the limit, a connection still gets its header read and an `error` frame
+                // (the client sees why), up to as many again; beyond that it is closed at once.
+                let slot: Slot = active.withLockedValue { count in
+                    guard count < 2 * maxSessions else { return .none }
                     count += 1
-                    return true
+                    return count <= maxSessions ? .session : .busy
                 }
-                guard admitted else {
+                guard slot != .none else {
                     logger.warning("pty-host: refused a connection: \(maxSessions) sessions already")
                     return channel.close()
                 }
                 let done = channel.eventLoop.makePromise(of: Void.self)
                 channel.closeFuture.and(done.futureResult).whenComplete { _ in active.withLockedValue { $0 -= 1 } }
-                return channel.eventLoop.makeCompletedFuture { try install(on: channel, logger: logger, done: done) }
+                let refusal = slot == .busy ? "the session host is busy: \(maxSessions) sessions already" : nil
+                return channel.eventLoop.makeCompletedFuture { try install(on: channel, logger: logger, done: done, refusal: refusal) }
             }
             .bind(unixDomainSocketPath: path).get()
         umask(old)
@@ -66,6 +69,8 @@ public enum PtySessionHost {
         return server
     }
 
+    private enum Slot { case session, busy, none }
+
     struct SocketError: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }
@@ -73,9 +78,10 @@ public enum PtySessionHost {
 
     /// A connection's pipeline: the header reader, which then starts the session. `done`
     /// completes when the session ended (its worker finished, or it never started).
-    private static func install(on channel: Channel, logger: Logger, done: EventLoopPromise<Void>) throws {
+    /// With `refusal`, the session is answered with that `error` after the header instead.
+    private static func install(on channel: Channel, logger: Logger, done: EventLoopPromise<Void>, refusal: String? = nil) throws {
         try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        try channel.pipeline.syncOperations.addHandler(HeaderReader(logger: logger, done: done))
+        try channel.pipeline.syncOperations.addHandler(HeaderReader(logger: logger, done: done, refusal: refusal))
     }
 
     /// Reads the `PtyHostHeader`, then puts a `ChannelAppStream` behind itself (passing every
@@ -83,16 +89,20 @@ public enum PtySessionHost {
     private final class HeaderReader: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias InboundOut = ByteBuffer
+        typealias OutboundOut = ByteBuffer
 
         private let logger: Logger
         private let done: EventLoopPromise<Void>
+        private let refusal: String?
         private var buffered: [UInt8] = []
         private var started = false
+        private var refused = false
         private var timer: Scheduled<Void>?
 
-        init(logger: Logger, done: EventLoopPromise<Void>) {
+        init(logger: Logger, done: EventLoopPromise<Void>, refusal: String?) {
             self.logger = logger
             self.done = done
+            self.refusal = refusal
         }
 
         func handlerAdded(context: ChannelHandlerContext) {
@@ -106,14 +116,24 @@ public enum PtySessionHost {
                 context.fireChannelRead(data)
                 return
             }
+            guard !refused else { return }  // the session's frames after a refusal: dropped
             buffered += bytes.readBytes(length: bytes.readableBytes) ?? []
             do {
                 guard let (header, length) = try PtyHostHeader.decode(buffered[...]) else {
                     if buffered.count >= PtyHostHeader.maxLength { throw PtyProtocolError("pty host header too long") }
                     return
                 }
-                started = true
                 timer?.cancel()
+                if let refusal {
+                    // The visor ends its side once ours ended (it reads our FIN), then the channel closes.
+                    refused = true
+                    buffered = []
+                    logger.warning("pty-host: session refused", metadata: ["pk": "\(HexCoding.encode(header.peer))", "error": "\(refusal)"])
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: PtyFrame.error(refusal).encoded)), promise: nil)
+                    context.close(mode: .output, promise: nil)
+                    return
+                }
+                started = true
                 let rest = ByteBuffer(bytes: buffered[length...])
                 buffered = []
                 let stream = ChannelAppStream(channel: context.channel, remoteKeyHex: HexCoding.encode(header.peer), pending: rest)
