@@ -82,7 +82,7 @@ TEST_HOSTNAME=skywire-boot-test
 jq -n --arg sk "$VISOR_SK" --arg w1 "$WL_PK1" --arg w2 "$WL_PK2" --arg key "$(cat "$T/id_ed25519.pub")" \
       --arg host "$TEST_HOSTNAME" --argjson gw "$GATEWAY" --arg lan "$GW_LAN" --arg sub "$GW_SUBNET" '{
     version: 1, hostname: $host, ssh_authorized_keys: [$key], sk: $sk,
-    role: "all", whitelist: [$w1, $w2], log_level: "info" }
+    role: "all", whitelist: [$w1, $w2], app_whitelists: {pty: [$w2]}, log_level: "info" }
     + (if $gw == 1 then {gateway: {lan: $lan, lan_subnet: $sub}} else {} end)' >"$T/skywire-provision.json"
 
 # --- disk ---------------------------------------------------------------------
@@ -400,6 +400,39 @@ check_socks_proxy() {
     kill $http_pid 2>/dev/null || true
     stop_host_visor
 }
+# The pty app (docs/pty.md, docs/boards.md "The pty session host"): opened by the provisioned
+# app_whitelists.pty only; the sandboxed visor hands the session to the socket-activated
+# skywire-pty@.service, where the command is root with a writable / and /dev/ptmx.
+check_pty() {
+    deep_supported pty || { skip "pty check: the image's skywire has no 'skywire cli pty'"; return; }
+    local out want
+    [ "$(gssh systemctl is-enabled skywire-pty.socket 2>&1)" = enabled ] && [ "$(gssh stat -c %a /run/skywire-pty.sock 2>&1)" = 600 ] \
+        && pass "skywire-pty.socket enabled, /run/skywire-pty.sock mode 0600" \
+        || fail "skywire-pty.socket: $(gssh systemctl status skywire-pty.socket 2>&1 | head -n 5)"
+    start_host_visor "$WL_CLIENT_SK" client || { fail "cannot start the host-side visor"; return; }
+    out=$(timeout 90 ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-client.sock" pty exec "$VISOR_PK" -- \
+          sh -c 'id -u; touch /etc/skw-pty-test && rm /etc/skw-pty-test && echo rw; test -c /dev/ptmx && echo ptmx; grep -o "skywire-pty@[^/]*" /proc/self/cgroup' 2>&1)
+    want=$'0\nrw\nptmx'
+    [[ $out == "$want"$'\n'skywire-pty@* ]] \
+        && pass "pty exec through the board's session host: root, / writable, /dev/ptmx, in ${out##*$'\n'}" \
+        || fail "pty exec on the board: $out | visor: $(gssh journalctl -u skywire --no-pager -n 5 2>&1 | grep pty) | host: $(gssh journalctl -u 'skywire-pty@*' --no-pager -n 5 2>&1)"
+    head -c 100000 /dev/urandom >"$T/pty.bin"
+    ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-client.sock" pty cp "$T/pty.bin" "$VISOR_PK:/root/pty.bin" >/dev/null 2>&1 \
+        && [ "$(gssh sha256sum /root/pty.bin 2>/dev/null | cut -d' ' -f1)" = "$(sha256sum <"$T/pty.bin" | cut -d' ' -f1)" ] \
+        && pass "pty cp to the board's /root" || fail "pty cp to the board failed"
+    stop_host_visor
+    # WL_PK1 is on the general whitelist only: that does not open the pty.
+    start_host_visor "$STRANGER_SK" stranger || { fail "cannot start the host-side visor"; return; }
+    out=$(timeout 90 ip netns exec "$HOST_NS" "$HOST_SKYWIRE_BIN" cli --rpc "$T/host-stranger.sock" pty exec "$VISOR_PK" -- id 2>&1) \
+        && fail "pty exec by a stranger ran: $out" \
+        || { grep -qi refused <<<"$out" && pass "pty refused a key not in app_whitelists.pty" || fail "pty stranger: $out"; }
+    stop_host_visor
+}
+if [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then
+    check_pty
+else
+    skip "pty check (DEEP_CHECKS=1 enables it)"
+fi
 if ! has_overlay vpn-exit && ! has_overlay socks-proxy; then
     :   # neither app in this image
 elif [ "$DEEP_CHECKS" = 1 ] && [ -n "$SSH_OK" ]; then

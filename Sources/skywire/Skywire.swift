@@ -8,7 +8,7 @@ struct Skywire: AsyncParsableCommand {
         commandName: "skywire",
         abstract: "A Skywire-style visor: key-addressed encrypted transports, VPN and SOCKS5 apps.",
         version: SkywireVersion.string,
-        subcommands: [VisorCommand.self, CLICommand.self, ConfigCommand.self]
+        subcommands: [VisorCommand.self, CLICommand.self, ConfigCommand.self, PtyHostCommand.self]
     )
 
     static func main() async {

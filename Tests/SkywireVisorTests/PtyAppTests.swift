@@ -77,7 +77,12 @@ final class PtyAppTests: XCTestCase {
         XCTAssertEqual(try PtyOptions.parse(["--whitelist", "any", "--user=pi"]).whitelist, .anyone)
         XCTAssertEqual(try PtyOptions.parse(["-w", clientKey, "--max-sessions", "2"]).maxSessions, 2)
         XCTAssertEqual(try PtyOptions.parse(["-w", clientKey]).arguments, ["--whitelist", clientKey])
-        for bad in [["--whitelist", "nope"], ["--frobnicate", "1"], ["--user"], ["--user", "a/b"], ["--max-sessions", "0"]] {
+        XCTAssertEqual(try PtyOptions.parse(["--session-host", "/run/skywire-pty.sock"]).sessionHost, "/run/skywire-pty.sock")
+        XCTAssertEqual(try PtyOptions.parse(["-w", clientKey, "--session-host=/run/p.sock"]).arguments,
+                       ["--whitelist", clientKey, "--session-host", "/run/p.sock"])
+        XCTAssertNil(try PtyOptions.parse([]).sessionHost)
+        for bad in [["--whitelist", "nope"], ["--frobnicate", "1"], ["--user"], ["--user", "a/b"], ["--max-sessions", "0"],
+                    ["--session-host", "pty.sock"], ["--session-host", ""]] {
             XCTAssertThrowsError(try PtyOptions.parse(bad), "\(bad)") { XCTAssertEqual(($0 as? AppError)?.code, .invalidArguments) }
         }
         XCTAssertEqual(try AppOptions(app: "pty", arguments: []).whitelist, .nobody)
@@ -111,11 +116,7 @@ final class PtyAppTests: XCTestCase {
         }
         let request = PtyFrame.open(.init(mode: .exec, argv: ["sh", "-c", "echo hi; echo oops >&2; exit 7"])).encoded
         let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
-        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
-        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
-        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n")
-        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n")
-        XCTAssertEqual(frames.last, .exit(.exited(7)))
+        assertHiOopsExit7(frames)
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
     }
 
@@ -138,18 +139,92 @@ final class PtyAppTests: XCTestCase {
         try awaitStart(app)
         let request = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
         let started = ContinuousClock.now
-        let (_, frames) = try session(app, sending: request) {
-            // Let the command start, then stop the app.
-            Thread.sleep(forTimeInterval: 0.3)
-            let done = DispatchlessWait()
-            Task {
-                await app.stop()
-                done.signal()
-            }
-            done.wait()
-        }
+        let (_, frames) = try session(app, sending: request) { self.stop(app, after: 0.3) }
         XCTAssertEqual(frames.last, .exit(.signalled(UInt8(SIGHUP))))
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
+    }
+
+    /// `--session-host`: the session runs in a `PtySessionHost` behind a unix socket (the
+    /// board's `skywire pty-host`), with the same frames; without a host the client gets an
+    /// `error`; stopping the app hangs the hosted command up.
+    func testSessionHost() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptyhost-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("pty.sock").path
+        let app = try app(["--whitelist", clientKey, "--user", me, "--session-host", path])
+        try awaitStart(app)
+        let request = PtyFrame.open(.init(mode: .exec, argv: ["sh", "-c", "echo hi; echo oops >&2; exit 7"])).encoded
+        // No host yet: an error frame, and the slot is freed.
+        let (accepted, refused) = try session(app, sending: request + PtyFrame.eof.encoded)
+        XCTAssertTrue(accepted)
+        guard case .error(let message)? = refused.last else { return XCTFail("\(refused)") }
+        XCTAssertTrue(message.contains("session host"), message)
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+
+        let server = try group.next().makeFutureWithTask {
+            try await PtySessionHost.listen(path: path, maxSessions: 2, group: self.group, logger: Logger(label: "test"))
+        }.wait()
+        defer { try? server.close().wait() }
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
+        assertHiOopsExit7(frames)
+        // A hostile frame through the host: its error frame comes back.
+        let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0])
+        guard case .error? = hostile.last else { return XCTFail("\(hostile)") }
+        // The host ended each session although its client sent no FIN: no slot stays taken.
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+
+        let started = ContinuousClock.now
+        let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
+        let (_, hungUp) = try session(app, sending: sleeper) { self.stop(app, after: 0.5) }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
+        XCTAssertFalse(hungUp.contains(.exit(.exited(0))), "\(hungUp)")
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
+    /// A session host at its limit answers the next session with an `error` saying so.
+    func testSessionHostBusy() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptybusy-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
+        defer { unlink(path) }
+        let server = try group.next().makeFutureWithTask {
+            try await PtySessionHost.listen(path: path, maxSessions: 1, group: self.group, logger: Logger(label: "test"))
+        }.wait()
+        defer { try? server.close().wait() }
+        let app = try app(["--whitelist", clientKey, "--user", me, "--session-host", path])
+        try awaitStart(app)
+        let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
+        var second: [PtyFrame] = []
+        _ = try session(app, sending: sleeper) {
+            Thread.sleep(forTimeInterval: 0.5)
+            second = try self.session(app, sending: PtyFrame.open(.init(mode: .exec, argv: ["true"])).encoded).frames
+            self.stop(app, after: 0)
+        }
+        guard case .error(let message)? = second.last else { return XCTFail("\(second)") }
+        XCTAssertTrue(message.contains("busy"), message)
+        XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
+    }
+
+    /// The frames of `sh -c 'echo hi; echo oops >&2; exit 7'`: stdout and stderr apart, exit 7.
+    private func assertHiOopsExit7(_ frames: [PtyFrame], line: UInt = #line) {
+        let out = frames.compactMap { if case .stdout(let b) = $0 { b } else { nil } }.joined()
+        let err = frames.compactMap { if case .stderr(let b) = $0 { b } else { nil } }.joined()
+        XCTAssertEqual(String(decoding: Array(out), as: UTF8.self), "hi\n", line: line)
+        XCTAssertEqual(String(decoding: Array(err), as: UTF8.self), "oops\n", line: line)
+        XCTAssertEqual(frames.last, .exit(.exited(7)), line: line)
+    }
+
+    /// Lets a session's command start, then stops the app.
+    private func stop(_ app: PtyApp, after seconds: Double) {
+        Thread.sleep(forTimeInterval: seconds)
+        let done = DispatchlessWait()
+        Task {
+            await app.stop()
+            done.signal()
+        }
+        done.wait()
     }
 
     private func awaitStart(_ app: PtyApp) throws {

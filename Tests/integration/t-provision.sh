@@ -118,6 +118,40 @@ check notapoint "a well-formed non-key reaches the config, which the visor refus
     bash -c '! skywire config check -c "$1" >/dev/null 2>&1' _ "$T_WORK/notapoint.json"
 check notapoint "the boot log says why" logged notapoint "skywire config check: "
 
+# The pty app (docs/pty.md "Session host"): a remote root shell is opt-in. It is in every image
+# (base), handed to the socket-activated session host, and auto-started only when
+# "app_whitelists": {"pty": ...} is provisioned; the general "whitelist" never opens it.
+auto() { jq -c --arg n "$2" '.launcher.apps[] | select(.name == $n) | .auto_start' "$T_WORK/$1.json" 2>/dev/null; }
+HOSTARGS='"--session-host","/run/skywire-pty.sock"'
+check listed "pty: not started with only the general whitelist, and closed" \
+    test "$(auto listed pty) $(args listed pty)" = "false [\"--whitelist\",\"\",$HOSTARGS]"
+check listed "pty: the boot log says how to open it" logged listed 'pty: installed, not started (opt-in: provision "app_whitelists": {"pty":'
+check any "pty: \"whitelist\": \"any\" does not open it" test "$(auto any pty) $(args any pty)" = "false [\"--whitelist\",\"\",$HOSTARGS]"
+boot pty '{"version": 1, "role": "visor", "whitelist": ["'"$PK2"'"], "app_whitelists": {"pty": ["'"$PK1"'"]}}'
+check pty "pty: started with app_whitelists.pty (whatever the role), its keys only, through the session host" \
+    test "$(auto pty pty) $(args pty pty)" = "true [\"--whitelist\",\"$PK1\",$HOSTARGS]"
+check pty "pty: the config passes skywire config check" skywire config check -c "$T_WORK/pty.json"
+check pty "pty: the role still holds the other apps back" test "$(auto pty vpn-server)" = false
+check pty "pty: the config entry has no opt_in marker" bash -c '! grep -q opt_in "$1"' _ "$T_WORK/pty.json"
+boot ptyuser '{"version": 1, "app_whitelists": {"pty": ["'"$PK1"'"]}, "pty_user": "nobody"}'
+check ptyuser "pty_user is passed as --user" \
+    test "$(args ptyuser pty)" = "[\"--whitelist\",\"$PK1\",$HOSTARGS,\"--user\",\"nobody\"]"
+check ptyuser "pty_user is remembered" bash -c '[ "$(jq -r .pty_user "$1/skywire/provisioned.json")" = nobody ]' _ "$T_WORK/ptyuser/etc/u"
+for c in ptyuserbad ptyusermissing ptyusertype; do
+    case $c in
+        ptyuserbad) u='"root;reboot"'; why="'pty_user' must be a user name" ;;
+        ptyusermissing) u='"nosuchuser'$$'"'; why="no such user on this board" ;;
+        ptyusertype) u='["root"]'; why="'pty_user' must be a user name" ;;
+    esac
+    boot $c '{"version": 1, "app_whitelists": {"pty": ["'"$PK1"'"]}, "pty_user": '"$u"'}'
+    check $c "a bad pty_user ($u) is refused: no --user, pty still started as root" \
+        test "$(auto $c pty) $(args $c pty)" = "true [\"--whitelist\",\"$PK1\",$HOSTARGS]"
+    check $c "the boot log says why" logged $c "$why"
+done
+BOOT_FROM=ptyuser boot ptyuserkept '{"version": 1, "app_whitelists": {"pty": ["'"$PK1"'"]}, "pty_user": "Bad"}'
+check ptyuserkept "a bad pty_user on a later boot keeps the previous one" \
+    test "$(args ptyuserkept pty)" = "[\"--whitelist\",\"$PK1\",$HOSTARGS,\"--user\",\"nobody\"]"
+
 # The web UI's password (docs/ui.md): only a hash on the card, stored 0600 where the visor reads
 # it, and left out of the applied copy; anything but an Argon2id string is refused.
 HASH=$(echo 'correct horse battery' | "$SKYWIRE_BIN" config hash-password)

@@ -173,4 +173,81 @@ done
 st=$(cli b apps ls --json | jq -c '.[] | select(.name=="pty") | .info')
 [ "$(jq -r .active_sessions <<<"$st")" = 0 ] && pass "pty: no session left active ($st)" || fail "pty sessions: $st"
 
+
+# ---- through the session host (docs/pty.md "Session host") ------------------------------------
+# B's pty app hands each admitted session to `skywire pty-host --socket` (started here, as the
+# board's socket-activated skywire-pty@.service would be): the same checks again, and the visor
+# itself never forks a session (the command's parent is the host, the visor has no child).
+hsock="$T_WORK/pty-host.sock"
+"$SKYWIRE_BIN" pty-host --socket "$hsock" --max-sessions 4 >>"$T_WORK/host.log" 2>&1 &
+HOST_PID=$!; T_PIDS+=("$HOST_PID")
+for _ in $(seq 50); do [ -S "$hsock" ] && break; sleep 0.1; done
+[ "$(stat -c %a "$hsock" 2>&1)" = 600 ] && pass "session host socket is mode 0600" || fail "host socket: $(stat -c %a "$hsock" 2>&1)"
+visor_stop b
+jq --arg a "$PKA" --arg s "$hsock" '.launcher.apps = [.launcher.apps[] | if .name == "pty" then .args = ["--whitelist", $a, "--session-host", $s] else . end]' \
+    "$T_WORK/b.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/b.json"
+visor_start b $B
+rc=0; out=$(cli a pty exec "$PKB" -- sh -c 'echo out; echo err >&2; exit 3' 2>"$T_WORK/err") || rc=$?
+[ "$out" = out ] && [ "$(cat "$T_WORK/err")" = err ] && [ $rc = 3 ] \
+    && pass "host: exec stdout, stderr apart and exit code 3" || fail "host exec: rc=$rc out=$out err=$(cat "$T_WORK/err")"
+got=$(cli a pty exec "$PKB" -- sha256sum <"$T_WORK/in.bin" | cut -d' ' -f1)
+[ "$got" = "$(sha256sum <"$T_WORK/in.bin" | cut -d' ' -f1)" ] && pass "host: 3 MB of stdin reach the command" || fail "host exec stdin: $got"
+ppid=$(cli a pty exec "$PKB" -- sh -c 'echo $PPID')
+[ "$ppid" = "$HOST_PID" ] && pass "host: the command is the session host's child (ppid $ppid)" || fail "host: command's parent $ppid, host $HOST_PID, visor $PID_b"
+cli a pty exec "$PKB" -- sleep 5 &
+sleep_client=$!
+for _ in $(seq 50); do pgrep -P "$HOST_PID" >/dev/null && break; sleep 0.1; done
+kids=$(pgrep -P "$PID_b" | tr "\n" " " || true)
+pgrep -P "$HOST_PID" >/dev/null && [ -z "$kids" ] && pass "host: the visor forks nothing while a session runs" \
+    || fail "host: visor children '$kids', host children '$(pgrep -P "$HOST_PID" | tr '\n' ' ')'"
+wait $sleep_client || true
+head -c 2000000 /dev/urandom >"$T_WORK/h.bin"; chmod 640 "$T_WORK/h.bin"
+rdir=$(mktemp -d /tmp/skwpty-host.XXXXXX)
+cli a pty cp "$T_WORK/h.bin" "$PKB:$rdir/" && cli a pty cp "$PKB:$rdir/h.bin" "$T_WORK/h.back" \
+    && cmp -s "$T_WORK/h.bin" "$rdir/h.bin" && cmp -s "$T_WORK/h.bin" "$T_WORK/h.back" && [ "$(stat -c %a "$T_WORK/h.back")" = 640 ] \
+    && pass "host: cp both ways, checksum and mode kept" || fail "host cp: $(ls -l "$rdir" "$T_WORK/h.back" 2>&1)"
+rm -rf "$rdir"
+tm="skwtptyh$$"
+tmux -L "$tm" new-session -d -x 100 -y 30 -s s "bash --norc --noprofile"
+T_PIDS+=("$(tmux -L "$tm" display -p '#{pid}')")
+tsend "PS1='local\$ '" Enter
+twait 'local\$' || fail "local shell in tmux did not start"
+tsend "$SKYWIRE_BIN cli --rpc $T_WORK/a.sock pty start $PKB; echo RC=\$?" Enter
+sleep 2
+tsend "PS1='remote# '; tty" Enter
+twait 'remote#' && twait '^/dev/pts/' && pass "host: interactive shell on a pty" || fail "host interactive: $(tshow | tail -5)"
+tsend "stty size" Enter
+twait '^30 100' && pass "host: remote stty size 30 100" || fail "host interactive size: $(tshow | tail -3)"
+tsend "exit 5" Enter
+twait 'RC=5' && pass "host: interactive exit status 5 passed through" || fail "host interactive exit: $(tshow | tail -3)"
+tmux -L "$tm" kill-server
+grep "pty: session ended" "$T_WORK/host.log" | grep "pk=$PKA" | grep -q 'exit=exited(3)' \
+    && pass "host: sessions logged by the host with the client key" || fail "host log: $(tail -3 "$T_WORK/host.log")"
+grep -q "pty: session handed to the session host" "$T_WORK/b.log" && ! grep "pty: session started" "$T_WORK/b.log" | grep -q "$hsock" \
+    && pass "host: the visor logs the hand-over" || fail "visor log: $(grep 'pty:' "$T_WORK/b.log" | tail -3)"
+kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; rm -f "$hsock"
+# As on a board (skywire-pty.socket, Accept=yes): one `skywire pty-host` per connection, the
+# connection as its stdin (systemd-socket-activate --inetd), gone once its session ended.
+systemd-socket-activate --inetd -a -l "$hsock" "$SKYWIRE_BIN" pty-host 2>>"$T_WORK/host.log" &
+ACT_PID=$!; T_PIDS+=("$ACT_PID")
+for _ in $(seq 50); do [ -S "$hsock" ] && break; sleep 0.1; done
+rc=0; out=$(cli a pty exec "$PKB" -- sh -c 'echo out; echo err >&2; exit 3' 2>"$T_WORK/err") || rc=$?
+[ "$out" = out ] && [ "$(cat "$T_WORK/err")" = err ] && [ $rc = 3 ] \
+    && pass "socket-activated host: exec stdout, stderr apart and exit code 3" || fail "socket-activated exec: rc=$rc out=$out err=$(cat "$T_WORK/err")"
+rdir=$(mktemp -d /tmp/skwpty-act.XXXXXX)
+cli a pty cp "$T_WORK/h.bin" "$PKB:$rdir/" && cli a pty cp "$PKB:$rdir/h.bin" "$T_WORK/h.back2" \
+    && cmp -s "$T_WORK/h.bin" "$rdir/h.bin" && cmp -s "$T_WORK/h.bin" "$T_WORK/h.back2" \
+    && pass "socket-activated host: cp both ways" || fail "socket-activated cp: $(ls -l "$rdir" "$T_WORK/h.back2" 2>&1)"
+rm -rf "$rdir"
+for _ in $(seq 50); do pgrep -P "$ACT_PID" >/dev/null || break; sleep 0.1; done
+left=$(pgrep -P "$ACT_PID" | tr "\n" " " || true)
+[ -z "$left" ] && pass "socket-activated host: each pty-host exited after its session" || fail "pty-host processes left: $left"
+kill "$ACT_PID"; wait "$ACT_PID" 2>/dev/null || true; rm -f "$hsock"
+# The host gone: a session gets an error, not a hang.
+rc=0; cli a pty exec "$PKB" -- true >"$T_WORK/out" 2>&1 || rc=$?
+[ $rc = 255 ] && grep -q "session host" "$T_WORK/out" && pass "host unreachable: exec fails with 255 ($(head -c 100 "$T_WORK/out"))" \
+    || fail "host unreachable: rc=$rc $(cat "$T_WORK/out")"
+st=$(cli b apps ls --json | jq -c '.[] | select(.name=="pty") | .info')
+[ "$(jq -r .active_sessions <<<"$st")" = 0 ] && pass "host: no session left active ($st)" || fail "host pty sessions: $st"
+
 finish

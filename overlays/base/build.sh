@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build-time hook of the base overlay (runs on the host; $ROOT is the rootfs).
 set -euo pipefail
-systemctl --root="$ROOT" enable skywire-setup.service skywire.service ssh.service \
+systemctl --root="$ROOT" enable skywire-setup.service skywire.service skywire-pty.socket ssh.service \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service >/dev/null 2>&1
 # No password for anyone: root logs in with SSH keys (or on the console after
 # `passwd` from a provisioned SSH session).

@@ -22,10 +22,12 @@ public enum AppArgumentCheck {
     /// What `config check` says about whom each app that serves other visors admits (printed
     /// as warnings): an app whose whitelist is empty refuses every key; one with
     /// `--whitelist any` is open to every key. Apps with listed keys, and arguments `problems`
-    /// refuses, give nothing here.
+    /// refuses, give nothing here; so does a closed app that is not auto-started (a board's opt-in
+    /// `pty` entry): it serves nobody twice over, and the registry says it if it is started.
     public static func accessNotices(_ launcher: LauncherConfig) -> [FieldProblem] {
         checked(launcher).compactMap { index, app in
             guard let whitelist = (try? AppOptions(app: app.name.rawValue, arguments: app.args))?.whitelist,
+                  app.autoStart || whitelist == .anyone,
                   let notice = whitelist.notice(app: app.name.rawValue) else { return nil }
             return FieldProblem(path: argsPath(index), message: notice)
         }

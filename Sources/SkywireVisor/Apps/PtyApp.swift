@@ -4,6 +4,7 @@ import NIOCore
 import SkywireConfig
 import SkywireSystem
 import SkywireTransport
+import SkywireWire
 
 /// `pty` (port 22): remote shells, commands and file copies for the visors on its whitelist
 /// (docs/pty.md). Closed by default. Each admitted stream is one session (`PtyHostSession`):
@@ -21,6 +22,8 @@ final class PtyApp: VisorApp, @unchecked Sendable {
     private var refused = 0
     /// The running sessions' links, hung up by `stop`.
     private var links: [ObjectIdentifier: PtySessionLink] = [:]
+    /// The sessions handed to the session host (`--session-host`): their hang-ups, by number.
+    private var hostSessions: [Int: @Sendable () -> Void] = [:]
     /// How long a client has to send `open` (shorter in tests).
     let openTimeout: TimeAmount
 
@@ -40,16 +43,20 @@ final class PtyApp: VisorApp, @unchecked Sendable {
         } catch {
             throw AppError(.invalidArguments, "pty: --user \(options.user): \(error)")
         }
+        if options.sessionHost != nil, !PtyHostHeader.isUserName(options.user) {
+            throw AppError(.invalidArguments, "pty: --user '\(options.user)' is not a portable user name ([a-z_][a-z0-9_-]*, at most \(PtyHostHeader.maxUserLength)), which --session-host needs")
+        }
         lock.withLock { running = true }
     }
 
     /// Refuses new sessions and hangs up the running ones (their commands get SIGHUP, then SIGKILL).
     func stop() async {
-        let open: [PtySessionLink] = lock.withLock {
+        let (open, hosted): ([PtySessionLink], [@Sendable () -> Void]) = lock.withLock {
             running = false
-            return Array(links.values)
+            return (Array(links.values), Array(hostSessions.values))
         }
         for link in open { link.peerClosed() }
+        for hangUp in hosted { hangUp() }
     }
 
     func register(_ link: PtySessionLink) {
@@ -86,6 +93,24 @@ final class PtyApp: VisorApp, @unchecked Sendable {
         guard admittedNow else {
             context.logger.warning("pty: refused a session: \(options.maxSessions) sessions already", metadata: ["pk": "\(key)"])
             return false
+        }
+        if let path = options.sessionHost {
+            let number = lock.withLock { total }
+            PtySessionHost.forward(stream, to: path, user: options.user, group: context.transports.group, logger: context.logger,
+                                   started: { [self] hangUp in
+                                       let stopped: Bool = lock.withLock {
+                                           if running { hostSessions[number] = hangUp }
+                                           return !running
+                                       }
+                                       if stopped { hangUp() }
+                                   },
+                                   onDone: { [self] in
+                                       lock.withLock {
+                                           active -= 1
+                                           hostSessions[number] = nil
+                                       }
+                                   })
+            return true
         }
         let session = PtyHostSession(stream: stream, user: options.user, logger: context.logger, app: self,
                                      openTimeout: openTimeout) { [self] in

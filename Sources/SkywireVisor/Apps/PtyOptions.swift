@@ -8,6 +8,9 @@ public struct PtyOptions: Sendable, Equatable {
     public var user: String = PtyOptions.defaultUser
     /// `--max-sessions N`: sessions at once; more are refused (each is a process and a thread).
     public var maxSessions: Int = PtyOptions.defaultMaxSessions
+    /// `--session-host PATH`: sessions run in `skywire pty-host` behind this unix socket
+    /// (boards: outside the visor's sandbox); nil: in the visor's own children.
+    public var sessionHost: String?
 
     public static let defaultUser = "root"
     public static let defaultMaxSessions = 16
@@ -28,8 +31,9 @@ public struct PtyOptions: Sendable, Equatable {
                 value = String(name[name.index(after: eq)...])
                 name = String(name[..<eq])
             }
-            guard ["--whitelist", "-w", "--user", "--max-sessions"].contains(name) else {
-                throw AppError(.invalidArguments, "pty: unknown argument '\(name)' (--whitelist PK,...|any, --user NAME, --max-sessions N)")
+            guard ["--whitelist", "-w", "--user", "--max-sessions", "--session-host"].contains(name) else {
+                throw AppError(.invalidArguments,
+                               "pty: unknown argument '\(name)' (--whitelist PK,...|any, --user NAME, --max-sessions N, --session-host PATH)")
             }
             if value == nil {
                 guard index < arguments.count else { throw AppError(.invalidArguments, "pty: \(name) needs a value") }
@@ -46,6 +50,9 @@ public struct PtyOptions: Sendable, Equatable {
                     throw AppError(.invalidArguments, "pty: --max-sessions needs 1...\(maxSessionsLimit), got '\(v)'")
                 }
                 options.maxSessions = n
+            case "--session-host":
+                guard v.hasPrefix("/") else { throw AppError(.invalidArguments, "pty: --session-host needs an absolute socket path, got '\(v)'") }
+                options.sessionHost = v
             default:
                 whitelists.append(v)
             }
@@ -68,6 +75,7 @@ public struct PtyOptions: Sendable, Equatable {
         }
         if user != Self.defaultUser { out += ["--user", user] }
         if maxSessions != Self.defaultMaxSessions { out += ["--max-sessions", String(maxSessions)] }
+        if let sessionHost { out += ["--session-host", sessionHost] }
         return out
     }
 }

@@ -22,6 +22,9 @@ final class PtyClientSession {
     private var queuedStart = 0
     private var chunk = [UInt8](repeating: 0, count: PtyProtocol.dataChunk)
     private(set) var socketClosed = false
+    /// The visor closed the connection for our writes (EPIPE): what we still send is dropped,
+    /// and reading goes on, since the frames before its close (an `error`) explain why.
+    private(set) var sendClosed = false
 
     init(socket: OwnedDescriptor) throws {
         self.socket = socket
@@ -31,9 +34,15 @@ final class PtyClientSession {
     var queuedBytes: Int { queued.count - queuedStart }
     var canQueue: Bool { queuedBytes < Self.maxQueued }
 
-    func send(_ frame: PtyFrame) { queued += frame.encoded }
+    func send(_ frame: PtyFrame) {
+        guard !sendClosed else { return }
+        queued += frame.encoded
+    }
 
-    func sendData(_ type: PtyFrameType, _ bytes: UnsafeRawBufferPointer) { PtyFrame.encodeData(type, bytes, into: &queued) }
+    func sendData(_ type: PtyFrameType, _ bytes: UnsafeRawBufferPointer) {
+        guard !sendClosed else { return }
+        PtyFrame.encodeData(type, bytes, into: &queued)
+    }
 
     /// Writes what the socket takes now.
     func flush() throws {
@@ -42,6 +51,12 @@ final class PtyClientSession {
             let n = queued.withUnsafeBytes { Glibc.send(socket.raw, $0.baseAddress! + queuedStart, queuedBytes, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { break }
+                if errno == EPIPE || errno == ECONNRESET {
+                    sendClosed = true
+                    queued.removeAll()
+                    queuedStart = 0
+                    return
+                }
                 throw PtyClientError("the connection to the visor failed: \(String(cString: strerror(errno)))")
             }
             queuedStart += n

@@ -33,13 +33,7 @@ struct VisorCommand: AsyncParsableCommand {
             throw ExitCode(ConfigError.exitCode)
         }
         let level = Logger.Level(rawValue: cfg.logLevel.rawValue) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        var logger = Logger(label: "skywire")
-        logger.logLevel = level
+        let logger = StderrLogging.bootstrap(level: level)
         for warning in cfg.warnings() {
             logger.warning("config: \(warning)")
         }
