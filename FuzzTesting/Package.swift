@@ -18,6 +18,7 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-vpn-message", []),
     ("fuzz-config", []),
     ("fuzz-discovery", []),
+    ("fuzz-pty-frame", []),
 ]
 
 let package = Package(

@@ -28,7 +28,7 @@ extension PtyFrame {
         case .eof:
             break
         case .error(let message):
-            payload = Array(message.utf8.prefix(PtyProtocol.maxErrorMessage))
+            payload = Array(PtyProtocol.displayableErrorMessage(message).utf8)
         case .fileInfo(let info):
             payload.appendBigEndian(info.mode)
             payload.appendBigEndian(info.size)
@@ -92,12 +92,21 @@ extension PtyFrame {
         case .eof: frame = .eof
         case .error:
             guard p.count <= PtyProtocol.maxErrorMessage else { throw PtyProtocolError("error: message longer than \(PtyProtocol.maxErrorMessage) bytes") }
-            frame = .error(String(decoding: try r.take(r.remaining), as: UTF8.self))
+            guard let message = String(validating: try r.take(r.remaining), as: UTF8.self) else {
+                throw PtyProtocolError("error: the message is not UTF-8")
+            }
+            // Shown on the client's terminal: a peer's escape sequences must not reach it.
+            frame = .error(PtyProtocol.displayableErrorMessage(message))
         case .digest:
             guard p.count == PtyProtocol.digestLength else { throw PtyProtocolError("digest: \(p.count) bytes, expected \(PtyProtocol.digestLength)") }
             frame = .digest(Array(try r.take(r.remaining)))
         case .fileInfo:
-            frame = .fileInfo(PtyFileInfo(mode: try r.u32() & PtyProtocol.fileModeMask, size: try r.u64()))
+            let mode = try r.u32()
+            // As `open`'s file mode: permission and sticky bits only (the host sends them masked).
+            guard mode & ~PtyProtocol.fileModeMask == 0 else {
+                throw PtyProtocolError("file-info: file mode 0o\(String(mode, radix: 8)) has bits beyond 0o1777")
+            }
+            frame = .fileInfo(PtyFileInfo(mode: mode, size: try r.u64()))
         }
         guard r.isAtEnd else { throw PtyProtocolError("\(type): \(r.remaining) trailing bytes") }
         return frame
@@ -208,5 +217,23 @@ extension [UInt8] {
         let bytes = s.utf8.prefix(Int(UInt16.max))
         appendBigEndian(UInt16(bytes.count))
         append(contentsOf: bytes)
+    }
+}
+
+extension PtyProtocol {
+    /// An `error` frame's message as sent and as shown: control characters (C0, DEL, C1: a
+    /// terminal's escape sequences) as spaces, at most `maxErrorMessage` bytes of UTF-8, cut at a
+    /// character boundary. Applying it twice changes nothing.
+    public static func displayableErrorMessage(_ message: String) -> String {
+        var out = ""
+        var bytes = 0
+        for scalar in message.unicodeScalars {
+            let shown: Unicode.Scalar = scalar.properties.generalCategory == .control ? " " : scalar
+            let n = String(shown).utf8.count
+            guard bytes + n <= maxErrorMessage else { break }
+            out.unicodeScalars.append(shown)
+            bytes += n
+        }
+        return out
     }
 }

@@ -93,6 +93,8 @@ final class PtyFrameCodecTests: XCTestCase {
             ("08 00000001 00", "trailing"),
             ("0a 00000001 00", "expected 32"),
             ("0b 0000000b 000001a4 00000000000000", "too short"),
+            ("09 00000002 c328", "error: the message is not UTF-8"),
+            ("0b 0000000c 00000de4 0000000000000000", "bits beyond 0o1777"),
         ]
         for (hex, expected) in bad {
             var decoder = PtyFrameDecoder()
@@ -101,6 +103,22 @@ final class PtyFrameCodecTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(expected), "\(hex): \(error)")
             }
         }
+    }
+
+    /// An `error` message reaches the client's terminal: control characters (an escape sequence,
+    /// C1 controls) arrive as spaces, and our own long messages are cut at a character boundary
+    /// so that they still decode (found by fuzz-pty-frame: invalid UTF-8 was repaired, not refused).
+    func testErrorMessagesAreShownWithoutControlCharacters() throws {
+        var decoder = PtyFrameDecoder()
+        decoder.feed([UInt8](hex: "09 0000000a 1b5b324a6869 c29b 0a 21"))
+        XCTAssertEqual(try decoder.next(), .error(" [2Jhi  !"))
+        let long = String(repeating: "é", count: PtyProtocol.maxErrorMessage)  // 2 bytes each
+        let encoded = PtyFrame.error(long).encoded
+        XCTAssertEqual(encoded.count, PtyProtocol.headerLength + PtyProtocol.maxErrorMessage)
+        var back = PtyFrameDecoder()
+        back.feed(encoded)
+        XCTAssertEqual(try back.next(), .error(String(repeating: "é", count: PtyProtocol.maxErrorMessage / 2)))
+        XCTAssertEqual(PtyProtocol.displayableErrorMessage("a\u{7F}b\tc"), "a b c")
     }
 
     /// Random bytes never crash the decoder, and it never holds more than one frame's worth.
