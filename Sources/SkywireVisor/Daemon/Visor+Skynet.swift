@@ -62,11 +62,15 @@ extension Visor {
     /// The running `skynet` app, started (with no forwards) when it is not.
     private func skynet() async throws -> SkynetVisorApp {
         if let app = runningSkynet() { return app }
+        // A conflict: started by a concurrent request meanwhile. (No `catch where` on this typed
+        // throw: swiftc 6.2.3, the aarch64 compiler, crashed in SIL verification on it.)
+        var failure: AppError?
         do {
             try await apps.start(AppName.skynet.rawValue, options: .skynet(SkynetOptions()), shownArguments: [])
-        } catch where error.code == .conflict {
-            // Started by a concurrent request meanwhile.
+        } catch {
+            failure = error
         }
+        if let failure, failure.code != .conflict { throw failure }
         guard let app = runningSkynet() else { throw ControlError(.unavailable, "the skynet app is not running") }
         return app
     }
