@@ -73,6 +73,20 @@ public struct UplinkState: Sendable, Equatable {
     @discardableResult
     public mutating func apply(_ event: NetworkEvent) -> Bool {
         let before = uplink
+        update(event)
+        return uplink != before
+    }
+
+    /// Applies several events (a dump); true when the uplink changed. The uplink is compared
+    /// once, not per event.
+    @discardableResult
+    public mutating func apply(_ events: [NetworkEvent]) -> Bool {
+        let before = uplink
+        for e in events { update(e) }
+        return uplink != before
+    }
+
+    private mutating func update(_ event: NetworkEvent) {
         switch event {
         case .link(let index, let name, let up, let running):
             if links[index] != nil || links.count < Self.maxLinks {
@@ -93,14 +107,5 @@ public struct UplinkState: Sendable, Equatable {
             let route = Route(gateway: gateway, interface: interface)
             if !added { defaultRoutes.remove(route) } else if defaultRoutes.count < Self.maxDefaultRoutes { defaultRoutes.insert(route) }
         }
-        return uplink != before
-    }
-
-    /// Applies several events (a dump); true when the uplink changed.
-    @discardableResult
-    public mutating func apply(_ events: [NetworkEvent]) -> Bool {
-        let before = uplink
-        for e in events { apply(e) }
-        return uplink != before
     }
 }
