@@ -4,7 +4,7 @@ import Glibc
 import SkywireSystem
 import SkywireTransport
 
-/// Reads a TUN straight into a `SudphDatagramBatch`. Plain TUNs whose MTU fits a slot are read
+/// Reads a TUN straight into a `DatagramBatch`. Plain TUNs whose MTU fits a slot are read
 /// into the batch's next slot; with offloads (IFF_VNET_HDR + TSO) a read returns a
 /// virtio_net_hdr and maybe a TCP GSO super-packet, which is segmented into slots
 /// (`TCPSegmenter`), and a packet that still needs its checksum gets it. Not thread-safe: one
@@ -19,7 +19,7 @@ final class TunReader {
 
     init(device: TunDevice, mtu: Int) {
         self.device = device
-        scratch = device.offloads || mtu > SudphDatagramBatch.maxPayload
+        scratch = device.offloads || mtu > DatagramBatch.maxPayload
             ? .allocate(byteCount: device.headerSize + TunDevice.maxPacketSize, alignment: 16) : nil
     }
 
@@ -30,7 +30,7 @@ final class TunReader {
     /// and `dispatch` commits it to the batch or not; a packet larger than a slot comes with
     /// `inSlot` false (for the mux path). A full batch is flushed on the way. Returns the number
     /// of reads.
-    func drain(into batch: SudphDatagramBatch, maxReads: Int,
+    func drain(into batch: DatagramBatch, maxReads: Int,
                dispatch: (_ packet: UnsafeRawBufferPointer, _ inSlot: Bool) -> Void) throws -> Int {
         var reads = 0
         while reads < maxReads {
@@ -73,7 +73,7 @@ final class TunReader {
                 dropped += 1
                 continue
             }
-            guard packet.count <= SudphDatagramBatch.maxPayload else {
+            guard packet.count <= DatagramBatch.maxPayload else {
                 dispatch(UnsafeRawBufferPointer(packet), false)
                 continue
             }

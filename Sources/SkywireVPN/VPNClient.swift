@@ -16,8 +16,8 @@ import Glibc
 /// configured while the session reconnects and is restored on `stop`.
 public final class VPNClient: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
-    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`), except
-    // `coalescer`, which only the sudph event loop uses (the `DatagramSink` calls).
+    // (the per-packet state: `tunnelAddress`, `tunRef`, the byte counters, `stopFlag`); the
+    // `coalescer` locks itself (the transports' loops call the `DatagramSink` methods).
     public static let tunName = "skwvpn0"
     public static let serverPort: UInt16 = 44
     static let stateFileName = "vpn-client.state"
@@ -54,9 +54,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private var waker: EventWaker?
     private var reader: SystemThread?
     private var serverTransportAddress: IPAddress?
-    /// Merges TCP segments from the server for the TUN; used only on the sudph event loop (the
-    /// one thread that calls the `DatagramSink` methods).
-    private let coalescer = TCPCoalescer()
+    /// Merges TCP segments from the server for the TUN (the `DatagramSink` calls, from the
+    /// transports' event loops).
+    private let coalescer = SharedTCPCoalescer()
     private var stateEntries: [(key: String, value: String)] = []
     private var lastHandshake: Int64?
     private var lastError: String?
@@ -474,12 +474,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     // MARK: Datapath
 
-    /// A packet from the server (over stcpr, through the app router).
+    /// A packet from the server through the app router (one too large for the in-place path).
     public func receive(datagram: ByteBuffer, from key: PublicKey) {
         datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
     }
 
-    /// A packet from the server over sudph, in place (`DatagramSink`, on the sudph event loop):
+    /// A packet from the server, in place (`DatagramSink`, on the transport's event loop):
     /// with TUN offloads, TCP segments are merged (`TCPCoalescer`) until the burst ends.
     public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
         receive(packet: UnsafeRawBufferPointer(payload), from: key, coalescer: coalescer)
@@ -492,7 +492,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
 
     /// Only IPv4 addressed to our tunnel address is written to the TUN.
     @inline(__always)
-    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: TCPCoalescer? = nil) {
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: SharedTCPCoalescer? = nil) {
         guard key == arguments.server else { return }
         let address = tunnelAddress.load(ordering: .relaxed)
         guard address != 0, let device = tunRef.load() else { return }
@@ -513,15 +513,14 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         }
     }
 
-    /// The TUN reader: reads up to a batch of packets straight into the sudph send arena, then
-    /// seals and sends them with one sendmmsg (`SudphDatagramBatch`); over stcpr each packet
-    /// goes through the mux connection instead.
+    /// The TUN reader: reads up to a batch of packets straight into the send arena
+    /// (`DatagramBatch`), then sends them at once: one sendmmsg over sudph, one write over stcpr.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker, mtu: Int) {
-        let batch = SudphDatagramBatch()
+        let batch = DatagramBatch()
         let reader = TunReader(device: device, mtu: mtu)
         let allocator = ByteBufferAllocator()
         let server = arguments.server
-        var path: SudphDatagramPath?
+        var path: DatagramPath?
         while !stopFlag.load(ordering: .relaxed) {
             if path?.isOpen != true {
                 path = transports.datagramPath(to: server, destinationPort: serverPort, sourcePort: localPort)

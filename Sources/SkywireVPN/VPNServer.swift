@@ -15,8 +15,8 @@ import Glibc
 public final class VPNServer: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: `sessions`, `byAddress`, `pool`, `running`, `tun`, `exitInterface`,
     // `reader`, `netlink` and the counters are guarded by `lock`; `arguments` and the other
-    // lets are immutable, except `coalescer`, which only the sudph event loop uses (the
-    // `DatagramSink` calls).
+    // lets are immutable; the `coalescer` locks itself (the transports' loops call the
+    // `DatagramSink` methods).
     public static let tunName = "skwvpns0"
     public static let defaultMTU: UInt16 = 1400
     /// How long a control stream may stay open without a CLIENT_HELLO (or, once refused,
@@ -260,12 +260,12 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
 
     // MARK: Datapath
 
-    /// A packet from a client over stcpr (through the app router).
+    /// A packet from a client through the app router (one too large for the in-place path).
     public func receive(datagram: ByteBuffer, from key: PublicKey) {
         datagram.withUnsafeReadableBytes { receive(packet: $0, from: key) }
     }
 
-    /// A packet from a client over sudph, in place (`DatagramSink`, on the sudph event loop):
+    /// A packet from a client, in place (`DatagramSink`, on the transport's event loop):
     /// with TUN offloads, TCP segments are merged (`TCPCoalescer`) until the burst ends.
     public func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from key: PublicKey, sourcePort: UInt16) {
         receive(packet: UnsafeRawBufferPointer(payload), from: key, coalescer: coalescer)
@@ -277,7 +277,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     }
 
     /// Checked (IPv4, source = the client's tunnel address) and written to the TUN.
-    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: TCPCoalescer? = nil) {
+    private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: SharedTCPCoalescer? = nil) {
         let (device, ok): (TunDevice?, Bool) = lock.withLock {
             // By source address (a 4-byte hash), then the key: the same rule as looking the key
             // up first, without hashing 32 bytes per packet.
@@ -295,17 +295,16 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         }
     }
 
-    /// Merges TCP segments from clients for the TUN; used only on the sudph event loop.
-    private let coalescer = TCPCoalescer()
+    /// Merges TCP segments from clients for the TUN (the `DatagramSink` calls).
+    private let coalescer = SharedTCPCoalescer()
 
-    /// How many packets to a client without a sudph path go the slow way before looking again.
+    /// How many packets to a client without a datagram path go the slow way before looking again.
     static let pathRetryPackets: UInt64 = 256
 
     /// The TUN reader: each packet goes to the client owning its destination address, read
-    /// straight into the sudph send arena and sent in batches (`SudphDatagramBatch`); over
-    /// stcpr through the mux connection.
+    /// straight into the send arena and sent in batches (`DatagramBatch`) over its transport.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
-        let batch = SudphDatagramBatch()
+        let batch = DatagramBatch()
         let reader = TunReader(device: device, mtu: Int(mtu))
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {
@@ -314,7 +313,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
                 reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
                     guard IPv4Packet.isValid(packet) else { return }
                     let n = packet.count
-                    let target: (ServerSession, SudphDatagramPath?, UInt64)? = lock.withLock {
+                    let target: (ServerSession, DatagramPath?, UInt64)? = lock.withLock {
                         guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
                         s.bytesOut &+= UInt64(n)
                         s.packetsOut &+= 1
@@ -398,8 +397,8 @@ final class ServerSession: @unchecked Sendable {
     var bytesOut: UInt64 = 0
     var packetsIn: UInt64 = 0
     var packetsOut: UInt64 = 0
-    /// The sudph datapath to this client, refreshed by the TUN reader when it closes.
-    var path: SudphDatagramPath?
+    /// The datagram path to this client, refreshed by the TUN reader when it closes.
+    var path: DatagramPath?
 
     init(key: PublicKey, stream: AppStream, lease: VPNLease, clientPort: UInt16, since: Int64) {
         self.key = key

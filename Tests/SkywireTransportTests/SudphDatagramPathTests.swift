@@ -4,7 +4,7 @@ import XCTest
 @testable import SkywireTransport
 @testable import SkywireWire
 
-/// The datapath's pure pieces: the packet a `SudphDatagramBatch` slot is sealed into, and the
+/// The datapath's pure pieces: the packet a `DatagramBatch` slot is sealed into, and the
 /// counter/key bookkeeping of `SudphSessionBox` shared with the event loop.
 final class SudphDatagramPathTests: XCTestCase {
     let sendBytes = [UInt8](repeating: 0x11, count: 32)
@@ -20,11 +20,11 @@ final class SudphDatagramPathTests: XCTestCase {
     func testSealedSlotIsAUnreliableDatagramPacket() throws {
         let b = try box()
         let r = try XCTUnwrap(try b.reserve(count: 1, allowUnconfirmed: false, now: .now(), rekeyInterval: .hours(1)))
-        var slot = [UInt8](repeating: 0, count: SudphDatagramBatch.slotSize)
+        var slot = [UInt8](repeating: 0, count: DatagramBatch.slotSize)
         let payload: [UInt8] = [0x45, 0x00, 0xde, 0xad, 0xbe, 0xef]
-        for (i, byte) in payload.enumerated() { slot[SudphDatagramBatch.payloadOffset + i] = byte }
+        for (i, byte) in payload.enumerated() { slot[DatagramBatch.payloadOffset + i] = byte }
         let total = slot.withUnsafeMutableBytes {
-            SudphDatagramBatch.seal(slot: $0, payloadLength: payload.count, counter: 0x0a0b, reservation: r,
+            DatagramBatch.seal(slot: $0, payloadLength: payload.count, counter: 0x0a0b, reservation: r,
                                     destinationPort: 44, sourcePort: 43)
         }
         XCTAssertEqual(total, 16 + 1 + 5 + payload.count + 16)

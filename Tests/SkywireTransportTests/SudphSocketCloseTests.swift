@@ -14,7 +14,7 @@ import Glibc
 #endif
 
 /// The sudph socket is closed while VPN datapath threads send on it through their
-/// `SudphDatagramPath`s (as NIO could close it under them before it had one owner): their sends
+/// `DatagramPath`s (as NIO could close it under them before it had one owner): their sends
 /// fail and are counted, nothing crashes, and the descriptor number the kernel gives out next
 /// never receives a datagram of theirs.
 final class SudphSocketCloseTests: XCTestCase {
@@ -55,7 +55,7 @@ final class SudphSocketCloseTests: XCTestCase {
         for index in 0..<Self.senderThreads {
             threads.append(try SystemThread(name: "vpn-sender\(index)") {
                 // A TUN reader's loop: fill slots, seal and send them in one batch.
-                let batch = SudphDatagramBatch()
+                let batch = DatagramBatch()
                 var sentBefore: UInt64 = 0
                 var sentAfterClose: UInt64 = 0
                 var flushes = 0

@@ -20,6 +20,8 @@ final class RawStcprLink: FrameLink {
         /// Responder: the listener's admission (mac1, unconfirmed-handshake cap, replays); nil
         /// admits every valid handshake (tests).
         var gate: StcprHandshakeGate? = nil
+        /// Ports whose DATAGRAM frames go straight to a sink, in place (the VPN); nil: all go to the mux.
+        var sinks: DatagramSinks? = nil
     }
 
     /// Largest DATA payload per frame over stcpr (PROTOCOL.md §5).
@@ -46,6 +48,10 @@ final class RawStcprLink: FrameLink {
     static let maxReadsPerWake = 16
     /// Initial capacity of the record buffer (grows with bulk data, kept between writes).
     static let outboundCapacity = 2048
+    /// Records up to this size (a TUN packet's DATAGRAM, control frames) are decrypted in place in
+    /// the receive buffer, so that a DATAGRAM for a sink costs no allocation; larger ones (bulk
+    /// DATA) are decrypted into a buffer of their own, which the mux keeps.
+    static let inPlaceRecordLimit = 2048
     /// Bytes read at a time before the handshake completes (the receive buffer starts this size):
     /// a socket that never completes a handshake (half-open) costs little; `readChunk` after.
     static let handshakeReadChunk = 256
@@ -77,6 +83,10 @@ final class RawStcprLink: FrameLink {
     /// A responder holding one of the gate's unconfirmed-handshake slots.
     private var holdsHandshakeSlot = false
     let counters = LinkCounters()
+    /// Batches of DATAGRAM frames from datapath threads (`DatagramPath` over stcpr).
+    let datagramQueue: StcprDatagramQueue
+    /// Sinks that got datagrams in the current read burst.
+    private var sinkBatch = DatagramSinkBatch()
 
     var maxDataPayload: Int { Self.maxDataPayload }
     var isWritable: Bool { outbound.readableBytes < Self.highWatermark }
@@ -100,7 +110,9 @@ final class RawStcprLink: FrameLink {
         inbound = allocator.buffer(capacity: Self.handshakeReadChunk)
         outbound = allocator.buffer(capacity: 0)
         session = try StcprSession(identity: identity, expectedRemote: expectedRemote, timestamp: timestamp)
+        datagramQueue = StcprDatagramQueue(loop: loop)
         let firstMessage = try session.start()
+        datagramQueue.attach(self)
         // The loop's watch holds the link until `finish` unwatches it.
         try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
         timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
@@ -114,16 +126,7 @@ final class RawStcprLink: FrameLink {
     func send(frame: ByteBuffer, reliable: Bool) {
         // DATAGRAM frames may be dropped under pressure (FrameLink); nothing else may.
         guard reliable || isWritable else { return }
-        reserveOutbound()
-        do {
-            guard try session.seal(frame, into: &outbound) else { return }
-        } catch {
-            fail("cannot encrypt: \(error)")
-            return
-        }
-        let size = StcprSession.recordSize(ofFrame: frame.readableBytes)
-        appended += UInt64(size)
-        counters.addSent(size)
+        guard let size = frame.withUnsafeReadableBytes({ appendRecord($0) }) else { return }
         if Self.isControl(frame) {
             controlRecords.append(ControlRecord(end: appended, size: size))
             controlQueued += size
@@ -133,6 +136,37 @@ final class RawStcprLink: FrameLink {
             RefusalLog.shared.note(.outboundOverflow, "stcpr \(remoteKey?.short ?? "peer"): \(reason)", logger: logger)
             fail(reason, level: .debug)
         }
+    }
+
+    /// Seals one encoded frame as a record at the end of `outbound`; returns its size, nil when
+    /// the session cannot send (not established, closed, or encryption failed: the link fails).
+    private func appendRecord(_ frame: UnsafeRawBufferPointer) -> Int? {
+        reserveOutbound()
+        do {
+            guard try session.seal(bytes: frame, into: &outbound) else { return nil }
+        } catch {
+            fail("cannot encrypt: \(error)")
+            return nil
+        }
+        let size = StcprSession.recordSize(ofFrame: frame.count)
+        appended += UInt64(size)
+        counters.addSent(size)
+        return size
+    }
+
+    /// A batch of DATAGRAM frames from `datagramQueue` (each as a `UInt16` host-order length and
+    /// the frame): one record each at the end of `outbound`, then one flush (one write for the
+    /// batch). Frames that find the link above `highWatermark` (or closed) are dropped (FrameLink:
+    /// unreliable under pressure). Returns how many were dropped.
+    func send(datagramFrames frames: ByteBuffer) -> Int {
+        var dropped = 0
+        var sealed = false
+        StcprDatagramQueue.forEachFrame(frames) { frame in
+            guard descriptor.isOpen, isWritable, appendRecord(frame) != nil else { dropped += 1; return }
+            sealed = true
+        }
+        if sealed { flush() }
+        return dropped
     }
 
     /// Whether a frame is an answer the peer can make us queue by sending (not DATA or DATAGRAM).
@@ -225,6 +259,7 @@ final class RawStcprLink: FrameLink {
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
             guard outcome == .bytes(chunk) else { break }  // would block, or a short read took all
         }
+        sinkBatch.end()
         connection?.flushIfNeeded()
         pauseIfPeerDoesNotRead()
     }
@@ -255,15 +290,49 @@ final class RawStcprLink: FrameLink {
                 return
             }
             guard inbound.readableBytes >= 2 + length else { break }
+            counters.addReceived(2 + length)
+            if session.isEstablished && length <= Self.inPlaceRecordLimit {
+                handleInPlace(length: length)
+                continue
+            }
             inbound.moveReaderIndex(forwardBy: 2)
             let record = inbound.readSlice(length: length)!
-            counters.addReceived(2 + length)
             handle(record)
         }
         if inbound.readableBytes == 0 {
             inbound.clear()
         } else if inbound.readerIndex > inbound.capacity / 2 {
             inbound.discardReadBytes()
+        }
+    }
+
+    /// The transport record at the reader index (after its 2-byte length), decrypted where it
+    /// lies: a DATAGRAM for a port with a sink goes to it without a copy; any other frame is
+    /// copied out for the mux connection.
+    private func handleInPlace(length: Int) {
+        let remote = session.remoteKey
+        let sinks = hooks.sinks
+        let outcome: Result<ByteBuffer?, Error> = inbound.withUnsafeMutableReadableBytes { bytes in
+            let record = UnsafeMutableRawBufferPointer(rebasing: bytes[2..<(2 + length)])
+            do {
+                guard let n = try session.openInPlace(record) else { return .success(nil) }
+                let frame = UnsafeMutableRawBufferPointer(rebasing: record[0..<n])
+                if let sinks, let remote, sinks.deliver(frame, headroom: 2, from: remote, batch: &sinkBatch) {
+                    return .success(nil)
+                }
+                return .success(ByteBuffer(bytes: UnsafeRawBufferPointer(frame)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        inbound.moveReaderIndex(forwardBy: 2 + length)
+        switch outcome {
+        case .success(let frame?):
+            connection?.receive(frame: frame)
+        case .success(nil):
+            break
+        case .failure(let error):
+            fail("transport message from \(remoteKey?.hex ?? "the peer") rejected: \(error)", level: .warning)
         }
     }
 
@@ -362,6 +431,7 @@ final class RawStcprLink: FrameLink {
         releaseHandshakeSlot()
         loop.unwatch(descriptor.raw)
         descriptor.close()
+        datagramQueue.close()
         connection?.linkClosed(reason: reason)
         connection = nil
         hooks.closed(reason)

@@ -1,45 +1,88 @@
 import NIOConcurrencyHelpers
 import SkywireCrypto
+import SkywireWire
 
 /// Receives DATAGRAM frames for one port in place, on a transport's event loop, before (and
-/// instead of) the mux session and the app router. The VPN apps use it to write packets to
-/// their TUN without a copy.
+/// instead of) the mux session and the app router, over sudph and stcpr alike. The VPN apps use
+/// it to write packets to their TUN without a copy.
 public protocol DatagramSink: AnyObject, Sendable {
     /// `payload` is the datagram's payload; the `headroom` bytes just before it belong to the
     /// packet buffer and may be overwritten (e.g. with a virtio_net_hdr). Valid only during the call.
     func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from: PublicKey, sourcePort: UInt16)
-    /// The socket has no more datagrams for now (after a recvmmsg burst): push what was held
-    /// back to merge (e.g. TCP segments coalesced for the TUN).
+    /// The transport has no more datagrams for now (after a recvmmsg burst over sudph, a read
+    /// burst over stcpr): push what was held back to merge (e.g. TCP segments coalesced for the TUN).
     func datagramBatchEnded()
 }
 
+/// `setDatagramSink`'s table (port → sink), read per received datagram by every transport's loop.
+final class DatagramSinks: Sendable {
+    private let table = NIOLockedValueBox<[UInt16: DatagramSink]>([:])
+
+    func set(_ sink: DatagramSink?, port: UInt16) { table.withLockedValue { $0[port] = sink } }
+
+    subscript(port: UInt16) -> DatagramSink? { table.withLockedValue { $0[port] } }
+
+    /// A DATAGRAM frame for a port with a sink goes straight to it, in place, without the mux
+    /// session; false when the frame is anything else (it then takes the mux path).
+    func deliver(_ frame: UnsafeMutableRawBufferPointer, headroom: Int, from remote: PublicKey,
+                 batch: inout DatagramSinkBatch) -> Bool {
+        guard let ports = MuxFrameLayout.datagramPorts(UnsafeRawBufferPointer(frame)),
+              let sink = self[ports.destination] else { return false }
+        let h = MuxFrameLayout.datagramHeader
+        batch.note(sink)
+        sink.receive(datagram: UnsafeMutableRawBufferPointer(rebasing: frame[h...]), headroom: headroom + h,
+                     from: remote, sourcePort: ports.source)
+        return true
+    }
+}
+
+/// The sinks that got datagrams since a transport's read burst began; one per event-loop-confined
+/// reader (the sudph endpoint, each stcpr link).
+struct DatagramSinkBatch {
+    private var sinks: [DatagramSink] = []
+
+    mutating func note(_ sink: DatagramSink) {
+        if sinks.contains(where: { $0 === sink }) { return }
+        sinks.append(sink)
+    }
+
+    /// The read burst ended: sinks push what they held back.
+    mutating func end() {
+        guard !sinks.isEmpty else { return }
+        for sink in sinks { sink.datagramBatchEnded() }
+        sinks.removeAll(keepingCapacity: true)
+    }
+}
+
 extension TransportManager {
-    /// Sends `port`'s datagrams over sudph to `sink` (nil removes it). Over stcpr they still
-    /// reach the app through the router.
+    /// Sends `port`'s datagrams, over sudph and stcpr, to `sink` (nil removes it: they then reach
+    /// the app through the router).
     public func setDatagramSink(_ sink: DatagramSink?, port: UInt16) {
-        sinks.withLockedValue { $0[port] = sink }
+        sinks.set(sink, port: port)
     }
 
-    func datagramSink(port: UInt16) -> DatagramSink? {
-        sinks.withLockedValue { $0[port] }
-    }
-
-    /// A path that seals and sends datagrams to `remote` from a thread of the caller's own,
-    /// around the event loop, when the best live transport to it is sudph; nil otherwise (then
-    /// use `sendDatagram`). The path stops working (`isOpen` false) when that transport closes.
-    public func datagramPath(to remote: PublicKey, destinationPort: UInt16, sourcePort: UInt16) -> SudphDatagramPath? {
+    /// A path that sends datagrams to `remote` from a thread of the caller's own, in batches
+    /// (`DatagramBatch`), over the transport `connection(to:)` would pick: a live stcpr transport
+    /// first, else the newest sudph one; nil when there is none (then use `sendDatagram`). The
+    /// path stops working (`isOpen` false) when that transport closes.
+    public func datagramPath(to remote: PublicKey, destinationPort: UInt16, sourcePort: UInt16) -> DatagramPath? {
         let candidates = lock.withLock { entries.to(remote) }
-        // Same preference as `connection(to:)`: a live stcpr transport carries the datagrams.
-        if candidates.contains(where: { $0.type == .stcpr && $0.liveConnection != nil }) { return nil }
-        // Newest first, as `connection(to:)` picks.
-        let sudph = candidates.filter { $0.type == .sudph }
-            .sorted { ($0.liveConnectionAndOrder?.order ?? 0) > ($1.liveConnectionAndOrder?.order ?? 0) }
-        for c in sudph {
-            guard let peer = c.liveLink as? SudphPeer, let box = peer.sessionBox,
-                  !box.closed.load(ordering: .acquiring) else { continue }
-            return SudphDatagramPath(box: box, socket: peer.endpoint.socket, counters: peer.counters,
-                                     allowUnconfirmed: peer.isInitiator, rekeyInterval: settings.sudphRekeyInterval,
-                                     destinationPort: destinationPort, sourcePort: sourcePort)
+        for type in [TransportType.stcpr, .sudph] {
+            // Newest first, as `connection(to:)` picks.
+            let live = candidates.filter { $0.type == type }
+                .sorted { ($0.liveConnectionAndOrder?.order ?? 0) > ($1.liveConnectionAndOrder?.order ?? 0) }
+            for c in live {
+                if let link = c.liveLink as? RawStcprLink, link.datagramQueue.isOpen {
+                    return DatagramPath(route: .stcpr(link.datagramQueue), destinationPort: destinationPort,
+                                        sourcePort: sourcePort)
+                }
+                guard let peer = c.liveLink as? SudphPeer, let box = peer.sessionBox,
+                      !box.closed.load(ordering: .acquiring) else { continue }
+                let route = SudphDatagramRoute(box: box, socket: peer.endpoint.socket, counters: peer.counters,
+                                               allowUnconfirmed: peer.isInitiator,
+                                               rekeyInterval: settings.sudphRekeyInterval)
+                return DatagramPath(route: .sudph(route), destinationPort: destinationPort, sourcePort: sourcePort)
+            }
         }
         return nil
     }

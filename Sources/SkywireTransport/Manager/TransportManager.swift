@@ -11,7 +11,7 @@ import SkywireSystem
 /// that apps use to open streams and send datagrams to a public key.
 public final class TransportManager: @unchecked Sendable {
     // @unchecked Sendable: `entries`, `nextID`, `router`, listener fields and `stopped`
-    // are guarded by `lock`, `sinks` by its own box lock; connections themselves are confined to their event loops.
+    // are guarded by `lock`, `sinks` by its own lock; connections themselves are confined to their event loops.
     let settings: TransportSettings
     public let group: EventLoopGroup
     /// The group's loops, for `homeLoop(for:)` (immutable after init).
@@ -27,7 +27,7 @@ public final class TransportManager: @unchecked Sendable {
     var sudph: SudphEndpoint?
     var stopped = false
     /// `setDatagramSink`'s table, read per received datagram.
-    let sinks = NIOLockedValueBox<[UInt16: DatagramSink]>([:])
+    let sinks = DatagramSinks()
     /// The Noise static key pair and the mac1/cookie keys, derived once from the identity
     /// (PROTOCOL.md §2.1); nil only for an identity whose keys do not convert (never valid).
     private let handshakeIdentity: NoiseStaticIdentity?

@@ -144,15 +144,27 @@ struct StcprSession {
     /// Appends `frame` as one record (ChaCha20-Poly1305, no associated data); false before the
     /// handshake is complete or after close.
     mutating func seal(_ frame: ByteBuffer, into out: inout ByteBuffer) throws -> Bool {
+        try frame.withUnsafeReadableBytes { try seal(bytes: $0, into: &out) }
+    }
+
+    /// `seal` of an encoded frame in raw memory (the VPN's batches).
+    func seal(bytes plain: UnsafeRawBufferPointer, into out: inout ByteBuffer) throws -> Bool {
         guard case .established(let send, _) = state else { return false }
-        let length = frame.readableBytes + NoiseConstants.tagLength
+        let length = plain.count + NoiseConstants.tagLength
         out.writeInteger(UInt16(length))
-        _ = try frame.withUnsafeReadableBytes { plain in
-            try out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { dst in
-                try send.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plain, into: dst)
-            }
+        _ = try out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { dst in
+            try send.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plain, into: dst)
         }
         return true
+    }
+
+    /// An established session's transport message decrypted in place (the record's buffer is the
+    /// link's own); returns the frame's length at the start of `message`, nil before the session
+    /// is established (then use `receive`). Throws when the message does not authenticate.
+    func openInPlace(_ message: UnsafeMutableRawBufferPointer) throws -> Int? {
+        guard case .established(_, let receive) = state else { return nil }
+        return try receive.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                   ciphertext: UnsafeRawBufferPointer(message), into: message)
     }
 
     /// Appends a handshake message as one record.

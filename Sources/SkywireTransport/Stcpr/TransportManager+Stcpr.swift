@@ -53,7 +53,8 @@ extension TransportManager {
                 release()
                 entry?.linkClosed(reason: reason)
             },
-            gate: stcprGate)
+            gate: stcprGate,
+            sinks: sinks)
         do {
             let deadline = min(TimeAmount.seconds(settings.handshakeTimeout), StcprListener.handshakeDeadline)
             _ = try RawStcprLink(loop: loop, socket: socket, identity: noiseIdentity(), expectedRemote: nil,
@@ -91,6 +92,7 @@ extension TransportManager {
             return
         }
         let logger = self.logger
+        let sinks = self.sinks
         let (host, port) = (entry.host, entry.port)
         let dial = LoopTransfer(value: entry)
         loop.execute {
@@ -102,7 +104,8 @@ extension TransportManager {
                 case .success(let socket):
                     let hooks = RawStcprLink.Hooks(
                         established: { [weak entry] _, link in entry?.established(link: link, on: loop) },
-                        closed: { [weak entry] reason in entry?.linkClosed(reason: reason) })
+                        closed: { [weak entry] reason in entry?.linkClosed(reason: reason) },
+                        sinks: sinks)
                     do {
                         _ = try RawStcprLink(loop: loop, socket: socket, identity: identity, expectedRemote: entry.remote,
                                              timestamp: entry.handshakeTimestamp(), handshakeTimeout: timeout,

@@ -49,7 +49,7 @@ final class SudphEndpoint: @unchecked Sendable {
     /// The largest datagram accepted (and the decryption scratch buffer's size).
     static let maxDatagram = UDPMessageReader.maxDatagram
 
-    /// The socket: read here, written here and by datapath threads (`SudphDatagramPath`). The
+    /// The socket: read here, written here and by datapath threads (`SudphDatagramRoute`). The
     /// endpoint owns it and closes it in `close`; a thread's send racing that close fails
     /// instead of reaching a reused descriptor (`UDPSocket`).
     let socket: UDPSocket
@@ -169,20 +169,8 @@ final class SudphEndpoint: @unchecked Sendable {
     /// Sends the queued packets (one sendmmsg per 64).
     func flush() { sender.flush() }
 
-    /// Sinks that got datagrams since the last read burst ended.
-    private var sinksInBatch: [DatagramSink] = []
-
-    func noteSink(_ sink: DatagramSink) {
-        if sinksInBatch.contains(where: { $0 === sink }) { return }
-        sinksInBatch.append(sink)
-    }
-
-    /// The read burst ended: sinks push what they held back.
-    func endSinkBatch() {
-        guard !sinksInBatch.isEmpty else { return }
-        for sink in sinksInBatch { sink.datagramBatchEnded() }
-        sinksInBatch.removeAll(keepingCapacity: true)
-    }
+    /// Sinks that got datagrams since the last read burst began.
+    var sinkBatch = DatagramSinkBatch()
 
     var sendStatistics: (sent: UInt64, dropped: UInt64, lastError: SystemError?) {
         (sender.sent, sender.dropped, sender.lastError)
@@ -206,7 +194,7 @@ final class SudphEndpoint: @unchecked Sendable {
             guard count > 0 else { break }
             reader.forEachDatagram { data, from in receive(data, from: from) }
         }
-        endSinkBatch()
+        sinkBatch.end()
         flush()
     }
 

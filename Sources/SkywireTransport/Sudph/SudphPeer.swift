@@ -102,7 +102,7 @@ final class SudphPeer: FrameLink {
     private var remoteCookieKey: [UInt8] = []
     private var sentMac1: [UInt8] = []
     private var cookie: [UInt8]?
-    /// The data-phase state, shared with datapath threads (`SudphDatagramPath`).
+    /// The data-phase state, shared with datapath threads (`SudphDatagramRoute`).
     private(set) var sessionBox: SudphSessionBox?
     private(set) var connection: MuxConnection?
     private let arq = ReliableChannel()
@@ -360,15 +360,7 @@ final class SudphPeer: FrameLink {
     /// A DATAGRAM frame for a port with a `DatagramSink` goes straight to it, in place, without
     /// the mux session (vpn datapath); false when the frame is anything else.
     private func deliverToSink(_ frame: UnsafeMutableRawBufferPointer, headroom: Int) -> Bool {
-        typealias L = MuxFrameLayout
-        guard frame.count >= L.datagramHeader, frame[0] == MuxFrameType.datagram.rawValue else { return false }
-        let dst = UInt16(frame[1]) << 8 | UInt16(frame[2])
-        guard let sink = endpoint.manager.datagramSink(port: dst) else { return false }
-        let src = UInt16(frame[3]) << 8 | UInt16(frame[4])
-        endpoint.noteSink(sink)
-        sink.receive(datagram: UnsafeMutableRawBufferPointer(rebasing: frame[L.datagramHeader...]),
-                     headroom: headroom + L.datagramHeader, from: remote, sourcePort: src)
-        return true
+        endpoint.manager.sinks.deliver(frame, headroom: headroom, from: remote, batch: &endpoint.sinkBatch)
     }
 
     private func deliverFrame(_ bytes: UnsafeRawBufferPointer) {

@@ -6,7 +6,7 @@ import SkywireWire
 
 /// The data-phase state of one sudph session (PROTOCOL.md §4.2–§4.3: keys, key phase, send
 /// counter, replay window), shared by the peer's event loop and the datapath threads that send
-/// datagrams around it (`SudphDatagramPath`). Counters are reserved in blocks so that a batch
+/// datagrams around it (`SudphDatagramRoute`). Counters are reserved in blocks so that a batch
 /// takes the lock once.
 final class SudphSessionBox: @unchecked Sendable {
     // @unchecked Sendable: `session` and `address` are guarded by `lock`; `closed` is atomic.

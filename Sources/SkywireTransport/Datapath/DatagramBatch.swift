@@ -8,41 +8,14 @@ import Glibc
 #endif
 import SkywireIO
 
-/// One peer's datagram route for a thread outside the event loop (the VPN datapath): sudph
-/// DATA packets carrying an UNRELIABLE record with one DATAGRAM frame (PROTOCOL.md §4.1, §4.4,
-/// §5), sealed with counters reserved from the session the event loop also sends on, so key
-/// rotation and counter uniqueness hold for both. Immutable; safe to share.
-public final class SudphDatagramPath: Sendable {
-    let box: SudphSessionBox
-    /// The endpoint's socket (shared by every path of one visor); closed under us, sends fail.
-    let socket: UDPSocket
-    let counters: LinkCounters
-    let allowUnconfirmed: Bool
-    let rekeyInterval: TimeAmount
-    public let destinationPort: UInt16
-    public let sourcePort: UInt16
-
-    init(box: SudphSessionBox, socket: UDPSocket, counters: LinkCounters, allowUnconfirmed: Bool, rekeyInterval: TimeAmount,
-         destinationPort: UInt16, sourcePort: UInt16) {
-        self.box = box
-        self.socket = socket
-        self.counters = counters
-        self.allowUnconfirmed = allowUnconfirmed
-        self.rekeyInterval = rekeyInterval
-        self.destinationPort = destinationPort
-        self.sourcePort = sourcePort
-    }
-
-    /// False once the transport closed: get a new path (or fall back to `sendDatagram`).
-    public var isOpen: Bool { !box.closed.load(ordering: .relaxed) }
-}
-
-/// A send arena for one datapath thread: callers write datagram payloads straight into slots
-/// (e.g. `read(2)` from a TUN), then `flush` frames and seals every slot in place and sends
-/// them with one sendmmsg(2), runs of equal-sized datagrams as one UDP GSO message
-/// (UDP_SEGMENT) where the kernel takes it. No allocation per packet. Not thread-safe: one
-/// owning thread.
-public final class SudphDatagramBatch {
+/// A send arena for one datapath thread, whatever the transport (wireguard-go's `conn.Bind`
+/// batches): callers write datagram payloads straight into slots (e.g. `read(2)` from a TUN) and
+/// commit each to a `DatagramPath`; `flush` sends them. Over sudph it frames and seals every
+/// slot in place and sends them with one sendmmsg(2), runs of equal-sized datagrams as one UDP
+/// GSO message (UDP_SEGMENT) where the kernel takes it; over stcpr it frames them in place and
+/// hands each run to the link's event loop at once (`StcprDatagramQueue`: one write for the
+/// batch). No allocation per packet. Not thread-safe: one owning thread.
+public final class DatagramBatch {
     /// Where a payload starts in its slot: data header, record kind, DATAGRAM frame header.
     public static let payloadOffset = SudphLayout.dataHeaderSize + SudphRecordLayout.unreliableHeaderSize
         + MuxFrameLayout.datagramHeader
@@ -54,7 +27,7 @@ public final class SudphDatagramBatch {
     private let arena: UnsafeMutableRawBufferPointer
     private var lengths: [UInt16]
     private var payloadLengths: [Int]
-    private var paths: [SudphDatagramPath?]
+    private var paths: [DatagramPath?]
     private var addresses: [sockaddr_storage]
     private var addressLengths: [socklen_t]
     public private(set) var count = 0
@@ -72,7 +45,7 @@ public final class SudphDatagramBatch {
         arena = .allocate(byteCount: capacity * Self.slotSize, alignment: 16)
         lengths = [UInt16](repeating: 0, count: capacity)
         payloadLengths = [Int](repeating: 0, count: capacity)
-        paths = [SudphDatagramPath?](repeating: nil, count: capacity)
+        paths = [DatagramPath?](repeating: nil, count: capacity)
         addresses = [sockaddr_storage](repeating: sockaddr_storage(), count: capacity)
         addressLengths = [socklen_t](repeating: 0, count: capacity)
     }
@@ -89,15 +62,16 @@ public final class SudphDatagramBatch {
     }
 
     /// Keeps the `length` bytes written at `nextPayload` as a datagram for `path`.
-    public func commit(length: Int, path: SudphDatagramPath) {
+    public func commit(length: Int, path: DatagramPath) {
         precondition(count < capacity && length <= Self.maxPayload)
         payloadLengths[count] = length
         paths[count] = path
         count += 1
     }
 
-    /// Seals every queued datagram in place and sends them; datagrams of a closed or not yet
-    /// confirmed session, or that the socket refuses, are dropped and counted.
+    /// Sends every queued datagram: sealed in place over sudph, handed to the link over stcpr;
+    /// datagrams of a closed or not yet confirmed session, or that the socket or link refuses,
+    /// are dropped and counted.
     public func flush() {
         guard count > 0 else { return }
         var i = 0
@@ -106,12 +80,18 @@ public final class SudphDatagramBatch {
             guard let path = paths[i] else { i += 1; continue }
             var j = i + 1
             while j < count, paths[j] === path { j += 1 }
-            if path.socket !== sendSocket {
-                send(ready)
-                ready = 0
-                sendSocket = path.socket
+            switch path.route {
+            case .sudph(let route):
+                if route.socket !== sendSocket {
+                    send(ready)
+                    ready = 0
+                    sendSocket = route.socket
+                }
+                ready = seal(path: path, route: route, from: i, to: j, compactingTo: ready)
+            case .stcpr(let queue):
+                // Slots already compacted by sudph runs lie below `i`: these are untouched.
+                dropped += UInt64(queue.enqueue(count: j - i) { k in frame(slot: i + k, path: path) })
             }
-            ready = seal(path: path, from: i, to: j, compactingTo: ready)
             i = j
         }
         for k in 0..<count { paths[k] = nil }
@@ -119,17 +99,26 @@ public final class SudphDatagramBatch {
         send(ready)
     }
 
+    /// Slot `k`'s payload as a DATAGRAM frame: the header written just before it.
+    private func frame(slot k: Int, path: DatagramPath) -> UnsafeRawBufferPointer {
+        let end = k * Self.slotSize + Self.payloadOffset + payloadLengths[k]
+        let start = k * Self.slotSize + Self.payloadOffset - MuxFrameLayout.datagramHeader
+        let frame = UnsafeMutableRawBufferPointer(rebasing: arena[start..<end])
+        MuxFrameLayout.writeDatagramHeader(destinationPort: path.destinationPort, sourcePort: path.sourcePort, into: frame)
+        return UnsafeRawBufferPointer(frame)
+    }
+
     /// Seals slots `from..<to` (one path) and moves their metadata to `ready...`; returns the new
     /// number of ready datagrams. Slots are not moved: `order` maps ready → slot.
-    private func seal(path: SudphDatagramPath, from: Int, to: Int, compactingTo ready: Int) -> Int {
+    private func seal(path: DatagramPath, route: SudphDatagramRoute, from: Int, to: Int, compactingTo ready: Int) -> Int {
         let n = to - from
-        guard path.isOpen,
-              let r = try? path.box.reserve(count: n, allowUnconfirmed: path.allowUnconfirmed, now: .now(),
-                                            rekeyInterval: path.rekeyInterval) else {
+        guard route.isOpen,
+              let r = try? route.box.reserve(count: n, allowUnconfirmed: route.allowUnconfirmed, now: .now(),
+                                             rekeyInterval: route.rekeyInterval) else {
             dropped += UInt64(n)
             return ready
         }
-        let address = path.box.currentAddress
+        let address = route.box.currentAddress
         var addressStorage = sockaddr_storage()
         let addressLength: socklen_t = address.withSockAddr { addr, len in
             withUnsafeMutableBytes(of: &addressStorage) { $0.baseAddress!.copyMemory(from: addr, byteCount: len) }
@@ -153,7 +142,7 @@ public final class SudphDatagramBatch {
             bytes += total
             out += 1
         }
-        path.counters.addSent(bytes)
+        route.counters.addSent(bytes)
         return out
     }
 
@@ -168,11 +157,8 @@ public final class SudphDatagramBatch {
               (try? SudphPacket.writeDataHeader(receiverIndex: r.remoteIndex, counter: counter, keyPhase: r.phase,
                                                 into: slot)) != nil else { return 0 }
         slot[h] = SudphRecordKind.unreliable.rawValue
-        slot[h + 1] = MuxFrameType.datagram.rawValue
-        slot[h + 2] = UInt8(destinationPort >> 8)
-        slot[h + 3] = UInt8(destinationPort & 0xff)
-        slot[h + 4] = UInt8(sourcePort >> 8)
-        slot[h + 5] = UInt8(sourcePort & 0xff)
+        MuxFrameLayout.writeDatagramHeader(destinationPort: destinationPort, sourcePort: sourcePort,
+                                           into: UnsafeMutableRawBufferPointer(rebasing: slot[(h + 1)...]))
         let header = UnsafeRawBufferPointer(rebasing: slot[0..<h])
         let plain = UnsafeRawBufferPointer(rebasing: slot[h..<(h + plainLength)])
         let body = UnsafeMutableRawBufferPointer(rebasing: slot[h..<total])

@@ -1,0 +1,176 @@
+import Atomics
+import NIOConcurrencyHelpers
+import NIOCore
+import SkywireIO
+
+/// One peer's datagram route for a thread outside the event loop (the VPN datapath), whatever
+/// the transport, like wireguard-go's `conn.Bind` endpoint: packets are written into a
+/// `DatagramBatch` and leave a batch at a time, as UDP over sudph (sealed on the caller's
+/// thread, sendmmsg/GSO) or as records on an stcpr link (handed to its event loop once per
+/// batch, one write). Immutable; safe to share. Get one from `TransportManager.datagramPath`.
+public final class DatagramPath: Sendable {
+    enum Route: Sendable {
+        case sudph(SudphDatagramRoute)
+        case stcpr(StcprDatagramQueue)
+    }
+
+    let route: Route
+    public let destinationPort: UInt16
+    public let sourcePort: UInt16
+
+    init(route: Route, destinationPort: UInt16, sourcePort: UInt16) {
+        self.route = route
+        self.destinationPort = destinationPort
+        self.sourcePort = sourcePort
+    }
+
+    /// False once the transport closed: get a new path (or fall back to `sendDatagram`).
+    public var isOpen: Bool {
+        switch route {
+        case .sudph(let r): r.isOpen
+        case .stcpr(let q): q.isOpen
+        }
+    }
+}
+
+/// sudph DATA packets carrying an UNRELIABLE record with one DATAGRAM frame (PROTOCOL.md §4.1,
+/// §4.4, §5), sealed with counters reserved from the session the event loop also sends on, so
+/// key rotation and counter uniqueness hold for both. Immutable; safe to share.
+final class SudphDatagramRoute: Sendable {
+    let box: SudphSessionBox
+    /// The endpoint's socket (shared by every path of one visor); closed under us, sends fail.
+    let socket: UDPSocket
+    let counters: LinkCounters
+    let allowUnconfirmed: Bool
+    let rekeyInterval: TimeAmount
+
+    init(box: SudphSessionBox, socket: UDPSocket, counters: LinkCounters, allowUnconfirmed: Bool, rekeyInterval: TimeAmount) {
+        self.box = box
+        self.socket = socket
+        self.counters = counters
+        self.allowUnconfirmed = allowUnconfirmed
+        self.rekeyInterval = rekeyInterval
+    }
+
+    var isOpen: Bool { !box.closed.load(ordering: .relaxed) }
+}
+
+/// DATAGRAM frames from datapath threads to one stcpr link, handed to its event loop a batch at a
+/// time: `enqueue` appends a batch's frames and queues one drain task (none while one is queued);
+/// the loop seals them all as records and flushes once (`RawStcprLink.send(datagramFrames:)`:
+/// one write). Never blocks: beyond `maxPendingBytes` (the loop is behind) frames are dropped and
+/// counted. Two buffers take turns, so the steady state allocates nothing.
+final class StcprDatagramQueue: @unchecked Sendable {
+    // @unchecked Sendable: `pending`, `spare` and `drainQueued` are guarded by `lock`; `link` is
+    // set and read only on `loop` (`attach` and `drain` check it: preconditionInEventLoop);
+    // `loop`, `open` and `dropped` are immutable or atomic.
+    /// Frames waiting for the loop, in bytes (length prefixes included): about 180 full-size
+    /// packets, a few batches, so a stalled loop costs bounded memory.
+    static let maxPendingBytes = 256 * 1024
+    /// Each frame's length prefix in the pending buffer (host-internal, not on the wire).
+    static let lengthPrefix = MemoryLayout<UInt16>.size
+
+    let loop: EpollEventLoop
+    private let lock = NIOLock()
+    /// Frames as (UInt16 length, frame) pairs, appended by `enqueue`.
+    private var pending: ByteBuffer
+    /// The buffer the loop drained last, cleared, waiting to become `pending` again.
+    private var spare: ByteBuffer?
+    private var drainQueued = false
+    private weak var link: RawStcprLink?
+    private let open = ManagedAtomic(true)
+    /// Frames dropped because the queue was full, the link was closed or full (`highWatermark`).
+    let dropped = ManagedAtomic<UInt64>(0)
+    /// `drain` as a task, made once (queued once per batch).
+    private let drainTask: @Sendable () -> Void
+
+    init(loop: EpollEventLoop) {
+        self.loop = loop
+        pending = ByteBufferAllocator().buffer(capacity: 0)
+        let owner = WeakQueue()
+        drainTask = { owner.value?.drain() }
+        owner.value = self
+    }
+
+    /// Called by the link once, on its loop.
+    func attach(_ link: RawStcprLink) {
+        loop.preconditionInEventLoop()
+        self.link = link
+    }
+
+    var isOpen: Bool { open.load(ordering: .relaxed) }
+
+    /// The link closed: later batches are dropped, and paths report `isOpen` false.
+    func close() { open.store(false, ordering: .relaxed) }
+
+    /// Appends `count` encoded DATAGRAM frames (`frame(i)`, valid during the call) for the loop;
+    /// returns how many were dropped (queue full or link closed). Any thread.
+    func enqueue(count: Int, frame: (Int) -> UnsafeRawBufferPointer) -> Int {
+        guard isOpen else { return drop(count) }
+        var accepted = 0
+        let schedule: Bool = lock.withLock {
+            for i in 0..<count {
+                let f = frame(i)
+                guard pending.readableBytes + Self.lengthPrefix + f.count <= Self.maxPendingBytes else { break }
+                pending.writeInteger(UInt16(f.count), endianness: .host)
+                pending.writeBytes(f)
+                accepted += 1
+            }
+            guard accepted > 0, !drainQueued else { return false }
+            drainQueued = true
+            return true
+        }
+        if schedule { loop.execute(drainTask) }
+        return drop(count - accepted)
+    }
+
+    private func drop(_ n: Int) -> Int {
+        if n > 0 { dropped.wrappingIncrement(by: UInt64(n), ordering: .relaxed) }
+        return n
+    }
+
+    /// On the loop: takes everything pending and hands it to the link in one go.
+    private func drain() {
+        loop.preconditionInEventLoop()
+        var frames: ByteBuffer = lock.withLock {
+            drainQueued = false
+            let taken = pending
+            pending = spare ?? ByteBufferAllocator().buffer(capacity: taken.capacity)
+            spare = nil
+            return taken
+        }
+        if let link {
+            _ = drop(link.send(datagramFrames: frames))
+        } else {
+            _ = drop(Self.frameCount(frames))
+        }
+        frames.clear()
+        lock.withLock { spare = frames }
+    }
+
+    /// Calls `body` with each frame of a pending buffer, in order.
+    static func forEachFrame(_ frames: ByteBuffer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        frames.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset + lengthPrefix <= bytes.count {
+                let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+                let start = offset + lengthPrefix
+                body(UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)]))
+                offset = start + length
+            }
+        }
+    }
+
+    static func frameCount(_ frames: ByteBuffer) -> Int {
+        var n = 0
+        forEachFrame(frames) { _ in n += 1 }
+        return n
+    }
+}
+
+/// The queue's own drain task holds it weakly (the link owns the queue).
+private final class WeakQueue: @unchecked Sendable {
+    // @unchecked Sendable: `value` is written once in `StcprDatagramQueue.init`, before the task
+    // that reads it can be queued, and only read afterwards (on the queue's loop).
+    weak var value: StcprDatagramQueue?
+}
