@@ -29,11 +29,16 @@ struct DiscoveryJSONReader {
 
     func has(_ name: String) -> Bool { members[name] != nil && members[name] != .null }
 
-    func string(_ name: String, required: Bool = true) throws(DiscoveryError) -> String? {
+    /// A required string field: missing or null is an error.
+    func string(_ name: String) throws(DiscoveryError) -> String {
+        guard let s = try optionalString(name) else { throw .badRequest("\(what): missing field \"\(name)\"") }
+        return s
+    }
+
+    /// An optional string field: nil when missing or null.
+    func optionalString(_ name: String) throws(DiscoveryError) -> String? {
         switch members[name] {
-        case nil, .null?:
-            if required { throw .badRequest("\(what): missing field \"\(name)\"") }
-            return nil
+        case nil, .null?: return nil
         case .string(let s)?: return s
         case let v?: throw .badRequest("\(what): \"\(name)\" must be a string, got \(v.typeName)")
         }

@@ -49,11 +49,11 @@ public struct ServiceRegistration: Equatable, Sendable {
     public static func decode(_ body: [UInt8]) throws(DiscoveryError) -> ServiceRegistration {
         let r = try DiscoveryJSONReader(bytes: body, what: "service registration",
                                         allowed: ["version", "country", "label", "stats"])
-        let version = try r.string("version")!
+        let version = try r.string("version")
         try DiscoveryValidation.checkVersion(version)
-        let country = try r.string("country")!
+        let country = try r.string("country")
         try DiscoveryValidation.checkCountry(country)
-        let label = try r.string("label", required: false)
+        let label = try r.optionalString("label")
         if let label { try DiscoveryValidation.checkLabel(label) }
         var stats: [String: Int64]? = nil
         if let raw = r.raw("stats") {
@@ -98,7 +98,7 @@ public struct TransportEntry: Equatable, Sendable {
             guard case .string(let s) = item else { throw .badRequest("transport entry: stcpr items must be strings") }
             addrs.append(s)
         }
-        return TransportEntry(pk: try r.string("pk")!, stcpr: addrs, sudph: try r.string("sudph", required: false),
+        return TransportEntry(pk: try r.string("pk"), stcpr: addrs, sudph: try r.optionalString("sudph"),
                               expiresMs: try r.int("expires_ms")!)
     }
 }
@@ -128,13 +128,13 @@ public struct ServiceEntry: Equatable, Sendable {
     static func decode(_ value: JSONValue) throws(DiscoveryError) -> ServiceEntry {
         let r = try DiscoveryJSONReader(value, what: "service entry",
                                         allowed: ["pk", "type", "version", "country", "label", "stats", "expires_ms"])
-        let typeName = try r.string("type")!
+        let typeName = try r.string("type")
         guard let type = DiscoveryServiceType(rawValue: typeName) else { throw .badRequest("service entry: unknown type \"\(typeName)\"") }
         var stats: [String: Int64]? = nil
         if let raw = r.raw("stats") { stats = try DiscoveryValidation.stats(raw) }
-        return ServiceEntry(pk: try r.string("pk")!, type: type,
-                            registration: ServiceRegistration(version: try r.string("version")!, country: try r.string("country")!,
-                                                              label: try r.string("label", required: false), stats: stats),
+        return ServiceEntry(pk: try r.string("pk"), type: type,
+                            registration: ServiceRegistration(version: try r.string("version"), country: try r.string("country"),
+                                                              label: try r.optionalString("label"), stats: stats),
                             expiresMs: try r.int("expires_ms")!)
     }
 
@@ -149,7 +149,7 @@ public struct ServiceEntry: Equatable, Sendable {
         let r = try DiscoveryJSONReader(bytes: body, what: "service list", allowed: ["services", "next"])
         var out: [ServiceEntry] = []
         for item in try r.array("services") ?? [] { out.append(try decode(item)) }
-        let next = try r.string("next", required: false)
+        let next = try r.optionalString("next")
         if let next, !DiscoveryValidation.isPublicKeyHex(next) { throw .badRequest("service list: \"next\" is not a public key") }
         return (out, next)
     }

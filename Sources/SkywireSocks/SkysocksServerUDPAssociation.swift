@@ -166,9 +166,9 @@ final class SkysocksServerUDPAssociation: AppStreamDelegate {
     /// Resolves `name` at the exit (getaddrinfo on `BlockingPool.shared`), holding a few datagrams meanwhile;
     /// keeps the first address `--secure` allows (or, when it allows none, the first, which `send` refuses).
     private func resolve(_ name: String, port: UInt16, payload: ByteBuffer) {
-        if resolving[name] != nil {
-            if resolving[name]!.count < Self.maxPendingPerName {
-                resolving[name]!.append((port, payload))
+        if let pending = resolving[name] {
+            if pending.count < Self.maxPendingPerName {
+                resolving[name, default: []].append((port, payload))
             } else {
                 app.counters.update { $0.datagramsDropped += 1 }
             }

@@ -6,7 +6,8 @@ import SkywireWire
 
 /// Drives one `MuxSession` over a `FrameLink`: routes incoming streams and datagrams to apps,
 /// gives apps `AppStream`s, and batches outgoing frames into one flush per event-loop tick.
-/// Every method must run on `eventLoop`.
+/// Every method must run on `eventLoop` (checked: preconditionInEventLoop at the entry points
+/// from the link and for apps: `receive`, `linkClosed`, `flushIfNeeded`, opening a stream).
 final class MuxConnection {
     /// PING interval and the silence after which the peer is declared dead (PROTOCOL.md §4.3).
     static let keepaliveInterval = TimeAmount.seconds(10)
@@ -87,6 +88,7 @@ final class MuxConnection {
 
     /// One decrypted mux frame from the peer.
     func receive(frame: ByteBuffer) {
+        eventLoop.preconditionInEventLoop()
         guard !closed else { return }
         lastReceive = eventLoop.now
         frame.withUnsafeReadableBytes { bytes in
@@ -112,6 +114,7 @@ final class MuxConnection {
 
     /// The link is gone: every stream is reset with "transport lost".
     func linkClosed(reason: String) {
+        eventLoop.preconditionInEventLoop()
         guard !closed else { return }
         closed = true
         keepaliveTask?.cancel()
@@ -130,6 +133,7 @@ final class MuxConnection {
     }
 
     func flushIfNeeded() {
+        eventLoop.preconditionInEventLoop()
         flushScheduled = false
         if let lazy = lazyFlush {
             lazyFlush = nil
@@ -200,6 +204,7 @@ final class MuxConnection {
 
     private func openStreamOnLoop(destinationPort: UInt16, sourcePort: UInt16, timeout: TimeAmount,
                                   waitForAccept: Bool) -> EventLoopFuture<AppStream> {
+        eventLoop.preconditionInEventLoop()
         guard !closed else {
             return eventLoop.makeFailedFuture(TransportError(.closed, "transport to \(remote.hex) is closed"))
         }

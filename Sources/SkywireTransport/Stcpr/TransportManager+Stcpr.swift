@@ -123,7 +123,7 @@ extension TransportManager {
 /// connections that `admission` lets in go to the loops in turn, the others are closed at once.
 final class StcprListener: @unchecked Sendable {
     // @unchecked Sendable: `listener` and `next` are touched only on `loops[0]` (`close()` hops
-    // there); `localAddress` is written by `start` before the future that returns the listener
+    // there; checked: preconditionInEventLoop in `start` and `dispatch`); `localAddress` is written by `start` before the future that returns the listener
     // completes, and only read afterwards; `loops`, `accepted`, `admission` and `logger` are
     // immutable (`admission` locks itself).
     typealias Accepted = (OwnedDescriptor, SocketAddress?, StcprAdmission, EpollEventLoop) -> Void
@@ -150,6 +150,7 @@ final class StcprListener: @unchecked Sendable {
 
     /// Binds `address` and starts accepting; call on `loops[0]`.
     func start(address: SocketAddress) throws {
+        loops[0].preconditionInEventLoop()
         let listener = try RawTCPListener(loop: loops[0], address: address, backlog: Self.backlog) { [self] fd in
             dispatch(OwnedDescriptor(taking: fd))
         }
@@ -166,6 +167,7 @@ final class StcprListener: @unchecked Sendable {
     }
 
     private func dispatch(_ socket: OwnedDescriptor) {
+        loops[0].preconditionInEventLoop()
         let peer = RawTCPSocket.peerAddress(socket.raw)
         let source = StcprAdmission.sourceKey(peer?.ipAddress)
         if let refusal = admission.admit(source) {

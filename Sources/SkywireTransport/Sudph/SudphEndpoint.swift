@@ -13,9 +13,9 @@ import SkywireIO
 /// loop; packets are dispatched by type and receiver index.
 final class SudphEndpoint: @unchecked Sendable {
     // @unchecked Sendable: `peersByIndex`, `responders`, the handshake defence state, `plaintext`,
-    // `sinksInBatch`, `reader`, the rendezvous fields and the handler state are confined to
-    // `eventLoop`; other threads only call `dial`/`close`, which hop onto it, and use `socket`,
-    // which guards itself.
+    // `sinkBatch`, `reader`, the rendezvous fields and the handler state are confined to
+    // `eventLoop` (checked: preconditionInEventLoop in `readReady`, `closeSocket`, `newIndex`);
+    // other threads only call `dial`/`close`, which hop onto it, and use `socket`, which guards itself.
     /// The loop as peers and mux connections see it (a plain `EventLoop`), and as the socket's
     /// watcher: the same `EpollEventLoop`.
     let eventLoop: EventLoop
@@ -105,12 +105,14 @@ final class SudphEndpoint: @unchecked Sendable {
 
     /// Stops reading and closes the socket. On `eventLoop`.
     func closeSocket() {
+        eventLoop.preconditionInEventLoop()
         try? socket.withDescriptor { datapathLoop.unwatch($0) }
         socket.close()
     }
 
     /// A fresh random local index not in use (by a peer or a pending handshake).
     func newIndex() -> UInt32 {
+        eventLoop.preconditionInEventLoop()
         while true {
             let i = UInt32.random(in: 1...UInt32.max)
             if peersByIndex[i] == nil && !responders.isPending(i) { return i }
@@ -182,6 +184,7 @@ final class SudphEndpoint: @unchecked Sendable {
     /// place (a UDP GRO message one datagram at a time, without copying); then sinks push what
     /// they held back and the replies go out in one batch.
     private func readReady() {
+        eventLoop.preconditionInEventLoop()
         for _ in 0..<Self.readsPerWake {
             let count: Int
             do {
