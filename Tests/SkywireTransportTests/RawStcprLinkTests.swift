@@ -72,14 +72,17 @@ final class RawStcprLinkTests: XCTestCase {
         return (fds[0], fds[1])
     }
 
-    /// Starts a link on `loop` over `fd`; `closed` learns its reason.
-    private func startLink(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expecting: PublicKey?,
+    /// Starts a link on `loop` over `fd`, or over `pipe` (a `MemoryPipe` end on `loop`); `closed`
+    /// learns its reason.
+    private func startLink(loop: EpollEventLoop, fd: Int32 = -1, pipe: LinkPipe? = nil, identity: KeyPair, expecting: PublicKey?,
                            router: AppRouter, accept: Bool = true,
                            closed: EventLoopPromise<String>, connection: EventLoopPromise<Established>) throws {
         let logger = self.logger
+        let given = LoopTransfer(value: pipe)
         try loop.submit {
             _ = try RawStcprLink(
-                loop: loop, socket: OwnedDescriptor(taking: fd), identity: NoiseStaticIdentity(identity: identity),
+                loop: loop, pipe: given.value ?? DescriptorPipe(loop: loop, descriptor: OwnedDescriptor(taking: fd)),
+                identity: NoiseStaticIdentity(identity: identity),
                 expectedRemote: expecting, timestamp: expecting == nil ? nil : .now(), handshakeTimeout: .seconds(5),
                 logger: logger,
                 hooks: .init(
@@ -132,6 +135,81 @@ final class RawStcprLinkTests: XCTestCase {
         try loopA.submit { established.link.close(reason: "test over") }.wait()
         XCTAssertEqual(try closedA.futureResult.wait(), "test over")
         XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    // MARK: Over a byte pipe other than TCP (the dmsg relay stream)
+
+    /// The same handshake and records over an in-memory pipe (the relay stream's shape: a
+    /// reliable byte stream with a bounded buffer each way): 1 MiB echoed through a mux stream;
+    /// what crossed the pipe is ciphertext (the payload's marker never appears in it).
+    func testStreamEchoesOneMegabyteOverAnInMemoryPipe() throws {
+        let (pipeA, pipeB, memoryA, memoryB) = MemoryPipe.pair(on: loopA, capacity: 16 * 1024)
+        let routerB = TestRouter()
+        let keepAlive = self.keepAlive
+        routerB.onStream = { stream, port in
+            guard port == 7 else { return .noSuchPort }
+            let echo = Collector()
+            echo.echo = true
+            stream.setDelegate(echo)
+            keepAlive.withLockedValue { $0.append(echo) }
+            return nil
+        }
+        let closedA = loopA.makePromise(of: String.self), closedB = loopA.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopA.makePromise(of: Established.self)
+        try startLink(loop: loopA, pipe: pipeB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
+        try startLink(loop: loopA, pipe: pipeA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        let established = try connA.futureResult.wait()
+        let a = established.connection
+        XCTAssertEqual(try connB.futureResult.wait().connection.remote, keyA.publicKey)
+
+        let marker = Array("plaintext-marker-7f3a".utf8)
+        var payload = ByteBuffer()
+        while payload.readableBytes < 1024 * 1024 {
+            payload.writeBytes(marker)
+            payload.writeInteger(UInt32(payload.readableBytes))
+        }
+        let done = loopA.makePromise(of: ByteBuffer.self)
+        let sent = payload
+        try loopA.flatSubmit {
+            a.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
+                let sender = PumpingSender(data: sent, done: done)
+                stream.setDelegate(sender)
+                keepAlive.withLockedValue { $0.append(sender) }
+                sender.pump(stream)
+            }
+        }.wait()
+        XCTAssertEqual(try done.futureResult.wait(), payload)
+        let memories = LoopTransfer(value: (memoryA, memoryB))
+        let wire = try loopA.submit {
+            (Array(memories.value.0.written.readableBytesView), Array(memories.value.1.written.readableBytesView))
+        }.wait()
+        XCTAssertGreaterThan(wire.0.count, payload.readableBytes)
+        XCTAssertFalse(Self.contains(wire.0, marker), "plaintext crossed the pipe A→B")
+        XCTAssertFalse(Self.contains(wire.1, marker), "plaintext crossed the pipe B→A")
+
+        try loopA.submit { established.link.close(reason: "test over") }.wait()
+        XCTAssertEqual(try closedA.futureResult.wait(), "test over")
+        XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    /// A relay stream that reaches the wrong visor (a relay that lies about whom it connected):
+    /// the inner handshake fails, neither end establishes.
+    func testInMemoryPipeToAnotherKeyFailsTheInnerHandshake() throws {
+        let (pipeA, pipeB, _, _) = MemoryPipe.pair(on: loopA)
+        let closedA = loopA.makePromise(of: String.self), closedB = loopA.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopA.makePromise(of: Established.self)
+        try startLink(loop: loopA, pipe: pipeB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
+        try startLink(loop: loopA, pipe: pipeA, identity: keyA, expecting: KeyPair.generate().publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        XCTAssertEqual(try closedB.futureResult.wait(), "handshake refused (mac1)")
+        XCTAssertEqual(try closedA.futureResult.wait(), "connection closed by peer")
+        connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count else { return false }
+        return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 
     func testInitiatorExpectingAnotherKeyIsRejectedAndBothEndsClose() throws {
