@@ -58,6 +58,7 @@ public final class Visor: Sendable {
                                                   "version": "\(SkywireVersion.string)"])
         do {
             try await transports.start()
+            try transports.startRelays(options.transport.dmsgServers)
             try await control.start()
         } catch {
             await shutdown()
