@@ -192,14 +192,17 @@ extension Visor {
     /// not through DMSG relays"): with only a dmsg transport up to `pk`, `vpn.start` fails unless
     /// the user opted in (`--allow-relay`).
     func refuseRelayOnlyPath(to pk: PublicKey, allowRelay: Bool) throws {
-        guard !allowRelay else { return }
-        let up = transports.list().filter { $0.remoteKey == pk && $0.state == .up }
-        guard !up.isEmpty, !up.contains(where: { $0.type.isDirect }) else { return }
-        throw ControlError(.failed, Self.relayOnlyRefusal(pk))
+        if let refusal = Self.relayOnlyRefusal(to: pk, transports: transports.list(), allowRelay: allowRelay) {
+            throw ControlError(.failed, refusal)
+        }
     }
 
-    static func relayOnlyRefusal(_ pk: PublicKey) -> String {
-        "the only transport to \(pk.hex) goes through a dmsg relay: the VPN is routed over stcpr or sudph, "
+    /// The refusal's text when the transports up to `pk` are all dmsg and the relay is not
+    /// allowed; nil otherwise.
+    static func relayOnlyRefusal(to pk: PublicKey, transports: [TransportInfo], allowRelay: Bool) -> String? {
+        let up = transports.filter { $0.remoteKey == pk && $0.state == .up }
+        guard !allowRelay, !up.isEmpty, !up.contains(where: { $0.type.isDirect }) else { return nil }
+        return "the only transport to \(pk.hex) goes through a dmsg relay: the VPN is routed over stcpr or sudph, "
             + "not through dmsg relays (pass --allow-relay to use the relay anyway)"
     }
 
