@@ -31,14 +31,14 @@ final class RelayPool: @unchecked Sendable {
     private let lock = NIOLock()
     private var slots: [Slot] = []
     private var stopped = false
-    private let identity: NoiseStaticIdentity
+    private let identity: KeyPair
     private let logger: Logger
     private let factory: RelaySessionFactory
     /// A stream someone opened to us through `relay`, on `loop`: the manager runs the stcpr
     /// responder in it. False refuses it.
     private let incoming: (_ claimed: PublicKey, _ pipe: LinkPipe, _ relay: PublicKey, _ loop: EpollEventLoop) -> Bool
 
-    init(identity: NoiseStaticIdentity, logger: Logger, factory: @escaping RelaySessionFactory,
+    init(identity: KeyPair, logger: Logger, factory: @escaping RelaySessionFactory,
          incoming: @escaping (PublicKey, LinkPipe, PublicKey, EpollEventLoop) -> Bool) {
         self.identity = identity
         self.logger = logger

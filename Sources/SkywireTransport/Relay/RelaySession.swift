@@ -27,5 +27,5 @@ struct RelaySessionHooks {
 }
 
 /// Starts a session with `server` on `loop` (dialling at once); the pool calls it on `loop`.
-typealias RelaySessionFactory = (_ server: DmsgServerAddress, _ loop: EpollEventLoop, _ identity: NoiseStaticIdentity,
+typealias RelaySessionFactory = (_ server: DmsgServerAddress, _ loop: EpollEventLoop, _ identity: KeyPair,
                                  _ logger: Logger, _ hooks: RelaySessionHooks) throws -> RelaySession

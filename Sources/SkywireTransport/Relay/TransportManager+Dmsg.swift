@@ -10,7 +10,7 @@ extension TransportManager {
     /// them. Does nothing for an empty list or when already started.
     public func startRelays(_ servers: [DmsgServerAddress]) throws {
         guard !servers.isEmpty else { return }
-        let identity = try noiseIdentity()
+        let identity = settings.identity
         guard let factory = lock.withLock({ relaySessionFactory }) ?? Self.defaultRelaySessionFactory else {
             throw TransportError(.unreachable, "this build has no dmsg relay client")
         }
@@ -80,8 +80,8 @@ extension TransportManager {
     }
 
     /// Makes the sessions with relay servers when no test put a double in `relaySessionFactory`:
-    /// the dmsg relay client (`DmsgClientSession`), nil while this build has none.
-    static var defaultRelaySessionFactory: RelaySessionFactory? { nil }
+    /// the dmsg relay client (`DmsgClientSession`).
+    static var defaultRelaySessionFactory: RelaySessionFactory? { DmsgRelaySession.make }
 
     /// `remote_addr` of a dmsg transport in `tp ls`.
     static func relayAddress(_ relay: PublicKey) -> String { "relay \(relay.short)" }
