@@ -97,11 +97,11 @@ final class RawStcprLinkTests: XCTestCase {
         }.wait()
     }
 
-    func testStreamEchoesOneMegabyteOverTheRawLinkBetweenTwoLoops() throws {
-        let (fdA, fdB) = socketPair()
-        let routerB = TestRouter()
+    /// A router that echoes every stream to port 7.
+    private func echoRouter() -> TestRouter {
+        let router = TestRouter()
         let keepAlive = self.keepAlive
-        routerB.onStream = { stream, port in
+        router.onStream = { stream, port in
             guard port == 7 else { return .noSuchPort }
             let echo = Collector()
             echo.echo = true
@@ -109,6 +109,28 @@ final class RawStcprLinkTests: XCTestCase {
             keepAlive.withLockedValue { $0.append(echo) }
             return nil
         }
+        return router
+    }
+
+    /// Sends `payload` on a new stream of `a` (on `loopA`) to port 7 and returns what came back.
+    private func echo(_ payload: ByteBuffer, over a: MuxConnection) throws -> ByteBuffer {
+        let keepAlive = self.keepAlive
+        let done = loopA.makePromise(of: ByteBuffer.self)
+        let connection = LoopTransfer(value: a)
+        try loopA.flatSubmit {
+            connection.value.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
+                let sender = PumpingSender(data: payload, done: done)
+                stream.setDelegate(sender)
+                keepAlive.withLockedValue { $0.append(sender) }
+                sender.pump(stream)
+            }
+        }.wait()
+        return try done.futureResult.wait()
+    }
+
+    func testStreamEchoesOneMegabyteOverTheRawLinkBetweenTwoLoops() throws {
+        let (fdA, fdB) = socketPair()
+        let routerB = echoRouter()
         let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
         let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
         try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
@@ -120,17 +142,7 @@ final class RawStcprLinkTests: XCTestCase {
 
         var payload = ByteBuffer()
         for i in 0..<(1024 * 1024) { payload.writeInteger(UInt8(truncatingIfNeeded: i &* 31 ^ (i >> 7))) }
-        let done = loopA.makePromise(of: ByteBuffer.self)
-        let sent = payload
-        try loopA.flatSubmit {
-            a.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
-                let sender = PumpingSender(data: sent, done: done)
-                stream.setDelegate(sender)
-                keepAlive.withLockedValue { $0.append(sender) }
-                sender.pump(stream)
-            }
-        }.wait()
-        XCTAssertEqual(try done.futureResult.wait(), payload)
+        XCTAssertEqual(try echo(payload, over: a), payload)
 
         try loopA.submit { established.link.close(reason: "test over") }.wait()
         XCTAssertEqual(try closedA.futureResult.wait(), "test over")
@@ -144,16 +156,7 @@ final class RawStcprLinkTests: XCTestCase {
     /// what crossed the pipe is ciphertext (the payload's marker never appears in it).
     func testStreamEchoesOneMegabyteOverAnInMemoryPipe() throws {
         let (pipeA, pipeB, memoryA, memoryB) = MemoryPipe.pair(on: loopA, capacity: 16 * 1024)
-        let routerB = TestRouter()
-        let keepAlive = self.keepAlive
-        routerB.onStream = { stream, port in
-            guard port == 7 else { return .noSuchPort }
-            let echo = Collector()
-            echo.echo = true
-            stream.setDelegate(echo)
-            keepAlive.withLockedValue { $0.append(echo) }
-            return nil
-        }
+        let routerB = echoRouter()
         let closedA = loopA.makePromise(of: String.self), closedB = loopA.makePromise(of: String.self)
         let connA = loopA.makePromise(of: Established.self), connB = loopA.makePromise(of: Established.self)
         try startLink(loop: loopA, pipe: pipeB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
@@ -169,17 +172,7 @@ final class RawStcprLinkTests: XCTestCase {
             payload.writeBytes(marker)
             payload.writeInteger(UInt32(payload.readableBytes))
         }
-        let done = loopA.makePromise(of: ByteBuffer.self)
-        let sent = payload
-        try loopA.flatSubmit {
-            a.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
-                let sender = PumpingSender(data: sent, done: done)
-                stream.setDelegate(sender)
-                keepAlive.withLockedValue { $0.append(sender) }
-                sender.pump(stream)
-            }
-        }.wait()
-        XCTAssertEqual(try done.futureResult.wait(), payload)
+        XCTAssertEqual(try echo(payload, over: a), payload)
         let memories = LoopTransfer(value: (memoryA, memoryB))
         let wire = try loopA.submit {
             (Array(memories.value.0.written.readableBytesView), Array(memories.value.1.written.readableBytesView))

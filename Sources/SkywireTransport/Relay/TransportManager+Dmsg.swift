@@ -40,13 +40,7 @@ extension TransportManager {
             entry.linkClosed(reason: "no dmsg relay servers")
             return
         }
-        let identity: NoiseStaticIdentity
-        do {
-            identity = try noiseIdentity()
-        } catch {
-            entry.linkClosed(reason: "\(error)")
-            return
-        }
+        guard let identity = identityForDial(entry) else { return }
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
         let logger = self.logger
         Task { [weak entry] in
@@ -82,6 +76,16 @@ extension TransportManager {
     /// Makes the sessions with relay servers when no test put a double in `relaySessionFactory`:
     /// the dmsg relay client (`DmsgClientSession`).
     static var defaultRelaySessionFactory: RelaySessionFactory? { DmsgRelaySession.make }
+
+    /// Our static keys for a dial of `entry`; nil, with the entry told why, when they do not convert.
+    func identityForDial(_ entry: TransportEntry) -> NoiseStaticIdentity? {
+        do {
+            return try noiseIdentity()
+        } catch {
+            entry.linkClosed(reason: "\(error)")
+            return nil
+        }
+    }
 
     /// `remote_addr` of a dmsg transport in `tp ls`.
     static func relayAddress(_ relay: PublicKey) -> String { "relay \(relay.short)" }

@@ -83,13 +83,7 @@ extension TransportManager {
             return
         }
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
-        let identity: NoiseStaticIdentity
-        do {
-            identity = try noiseIdentity()
-        } catch {
-            entry.linkClosed(reason: "\(error)")
-            return
-        }
+        guard let identity = identityForDial(entry) else { return }
         let logger = self.logger
         let (host, port) = (entry.host, entry.port)
         let dial = LoopTransfer(value: entry)
