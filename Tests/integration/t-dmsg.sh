@@ -17,6 +17,8 @@ veth_pair $A skwda0 10.81.1.2/24 $R skwdr1 10.81.1.1/24
 veth_pair $B skwdb0 10.81.2.2/24 $R skwdr2 10.81.2.1/24
 veth_pair $B skwdb1 203.0.113.1/24 $N skwdn0 203.0.113.2/24
 ip -n $N route add default via 203.0.113.1
+ip -n $B route add default via 203.0.113.2   # the exit's uplink (vpn-server NATs out of it)
+ip -n $A route add default via 10.81.1.1     # R does not forward: nothing leaves A but to R
 ip netns exec $R sysctl -qw net.ipv4.ip_forward=0
 
 # The internet host serves 20 MB that repeat a plaintext marker, and a small file.
@@ -49,7 +51,8 @@ PKB=$(visor_config b)
 jq --arg r "$RELAY_PK" '.transport.dmsg_servers = [{"pk": $r, "addr": "10.81.1.1:8081"}]' \
     "$T_WORK/a.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/a.json"
 jq --arg r "$RELAY_PK" --arg a "$PKA" '.transport.dmsg_servers = [{"pk": $r, "addr": "10.81.2.1:8081"}]
-    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$a])' \
+    | (.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$a])
+    | (.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["--whitelist",$a])' \
     "$T_WORK/b.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/b.json"
 expect_ok "config check accepts transport.dmsg_servers" "$SKYWIRE_BIN" config check -c "$T_WORK/a.json"
 visor_start a $A
@@ -104,8 +107,10 @@ PY
 sniff=$!
 T_PIDS+=("$sniff")
 sleep 0.5
-got=$( (ip netns exec $A curl -fsS --max-time 120 --socks5-hostname 127.0.0.1:1080 http://203.0.113.2:8080/big.bin || true) | sha256sum | cut -d" " -f1)
-[ "$got" = "$want" ] && pass "20 MB through SOCKS5 over dmsg with a matching checksum" || fail "checksum $got != $want"
+got=$( (ip netns exec $A curl -fsS --max-time 120 -w "%{stderr}%{speed_download}" --socks5-hostname 127.0.0.1:1080 \
+        http://203.0.113.2:8080/big.bin 2>"$T_WORK/speed" || true) | sha256sum | cut -d" " -f1)
+speed=$(awk '{printf "%.1f MB/s", $1 / 1e6}' "$T_WORK/speed" 2>/dev/null || echo "? MB/s")
+[ "$got" = "$want" ] && pass "20 MB through SOCKS5 over dmsg with a matching checksum ($speed)" || fail "checksum $got != $want"
 touch "$T_WORK/sniff.stop"; wait "$sniff" 2>/dev/null || true
 read -r packets total seen <"$T_WORK/sniff.out" || { packets=0; total=0; seen=-1; }
 if [ "${total:-0}" -gt 20000000 ] && [ "$seen" = 0 ]; then
@@ -119,6 +124,17 @@ expect_fail "vpn start refuses a dmsg-only path" "the VPN is routed over stcpr o
     cli a vpn start -k "$PKB" -t 10
 [ "$(cli a apps ls --json | jq -r '.[] | select(.name=="vpn-client") | .status')" != running ] \
     && pass "vpn-client not started" || fail "vpn-client running after the refusal"
+
+# With --allow-relay the VPN runs over the dmsg transport: the relay's address bypasses the tunnel.
+mkdir -p "/etc/netns/$A"; : >"/etc/netns/$A/resolv.conf"
+expect_ok "vpn start --allow-relay" cli a vpn start -k "$PKB" -t 10 --allow-relay --dns 192.0.2.53
+st=$(cli a vpn status --json)
+[ "$(jq -r .info.state <<<"$st")" = connected ] && pass "vpn connected over the relay ($(jq -r .info.transport <<<"$st"))" \
+    || fail "vpn status: $st"
+got=$(ip netns exec $A curl -fsS --max-time 20 http://203.0.113.2:8080/small.txt 2>&1 || true)
+[ "$got" = hello ] && pass "traffic through the VPN over dmsg reaches the internet host" || fail "through the VPN: $got"
+expect_ok "vpn stop" cli a vpn stop
+rm -rf "/etc/netns/$A"
 
 # A key with no session at the relay: the stream open fails with the relay's answer.
 STRANGER=$("$SKYWIRE_BIN" config gen -o "$T_WORK/stranger.json")

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireCrypto
 
 /// One logical transport to a peer: a dialled one is kept up (redialled with backoff while
@@ -24,7 +25,7 @@ final class TransportEntry: @unchecked Sendable {
     private var link: FrameLink?
     private var remoteAddress: String
     /// dmsg: the relay server the live (or last) link ran through.
-    private var relayKey: PublicKey?
+    private var relay: DmsgServerAddress?
     private var establishedAt: Int64?
     /// `TransportManager.nextUpSequence()` when the connection came up.
     private var upOrder: UInt64 = 0
@@ -91,7 +92,8 @@ final class TransportEntry: @unchecked Sendable {
                                  initiator: initiator, wanted: wanted, state: state, establishedAt: establishedAt,
                                  bytesSent: stats?.bytesSent ?? 0, bytesReceived: stats?.bytesReceived ?? 0,
                                  streams: stats?.streams ?? 0, lastError: lastError, retryInSeconds: retry,
-                                 rttMillis: stats?.rttMillis, relayKey: relayKey)
+                                 rttMillis: stats?.rttMillis, relayKey: relay?.publicKey,
+                                 relayAddress: relay?.address.description)
         }
     }
 
@@ -146,7 +148,7 @@ final class TransportEntry: @unchecked Sendable {
     }
 
     /// The link finished its handshake: build the mux connection on top of it.
-    func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil, relay: PublicKey? = nil) -> MuxConnection? {
+    func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil, relay: DmsgServerAddress? = nil) -> MuxConnection? {
         let conn = MuxConnection(eventLoop: loop, isInitiator: initiator, remote: remote, link: link,
                                  router: manager.router, logger: manager.logger)
         let order = manager.nextUpSequence()
@@ -156,7 +158,7 @@ final class TransportEntry: @unchecked Sendable {
             self.link = link
             state = .up
             if let remoteAddress { self.remoteAddress = remoteAddress }
-            if let relay { relayKey = relay }
+            if let relay { self.relay = relay }
             establishedAt = Self.unixNow()
             upOrder = order
             lastError = nil

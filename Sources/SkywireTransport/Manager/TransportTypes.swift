@@ -66,8 +66,10 @@ public struct TransportInfo: Sendable, Equatable {
     public var lastError: String?
     public var retryInSeconds: Int64?
     public var rttMillis: Double?
-    /// dmsg: the relay server the transport runs through.
+    /// dmsg: the relay server the transport runs through, and its TCP address (`HOST:PORT`; the
+    /// VPN routes it around its tunnel when allowed to use the relay).
     public var relayKey: PublicKey? = nil
+    public var relayAddress: String? = nil
 }
 
 /// A user-facing transport error.

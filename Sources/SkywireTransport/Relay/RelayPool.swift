@@ -36,10 +36,10 @@ final class RelayPool: @unchecked Sendable {
     private let factory: RelaySessionFactory
     /// A stream someone opened to us through `relay`, on `loop`: the manager runs the stcpr
     /// responder in it. False refuses it.
-    private let incoming: (_ claimed: PublicKey, _ pipe: LinkPipe, _ relay: PublicKey, _ loop: EpollEventLoop) -> Bool
+    private let incoming: (_ claimed: PublicKey, _ pipe: LinkPipe, _ relay: DmsgServerAddress, _ loop: EpollEventLoop) -> Bool
 
     init(identity: KeyPair, logger: Logger, factory: @escaping RelaySessionFactory,
-         incoming: @escaping (PublicKey, LinkPipe, PublicKey, EpollEventLoop) -> Bool) {
+         incoming: @escaping (PublicKey, LinkPipe, DmsgServerAddress, EpollEventLoop) -> Bool) {
         self.identity = identity
         self.logger = logger
         self.factory = factory
@@ -85,7 +85,7 @@ final class RelayPool: @unchecked Sendable {
 
     /// A stream to `remote` through the first relay (in `order`, default: as configured) whose
     /// session is up and that reaches it; the error names each relay's answer.
-    func open(to remote: PublicKey) async throws -> (pipe: LinkPipe, relay: PublicKey, loop: EpollEventLoop) {
+    func open(to remote: PublicKey) async throws -> (pipe: LinkPipe, relay: DmsgServerAddress, loop: EpollEventLoop) {
         let candidates = lock.withLock { slots }
         guard !candidates.isEmpty else {
             throw TransportError(.unreachable, "no dmsg relay servers (set transport.dmsg_servers, or a discovery that lists some)")
@@ -108,7 +108,7 @@ final class RelayPool: @unchecked Sendable {
             }
             do {
                 let opened = try await promise.futureResult.get()
-                return (opened.pipe, slot.server.publicKey, slot.loop)
+                return (opened.pipe, slot.server, slot.loop)
             } catch {
                 failures.append("relay \(slot.server.publicKey.short): \(error)")
             }
@@ -140,7 +140,7 @@ final class RelayPool: @unchecked Sendable {
                     self.logger.info("dmsg relay session up", metadata: ["relay": "\(relay.hex)", "addr": "\(slot.server.address)"])
                 },
                 incoming: { [weak self] claimed, pipe in
-                    self?.incoming(claimed, pipe, relay, slot.loop) ?? false
+                    self?.incoming(claimed, pipe, slot.server, slot.loop) ?? false
                 },
                 closed: { [weak self] reason in self?.sessionClosed(slot, reason: reason) })
             do {

@@ -45,7 +45,7 @@ extension TransportManager {
         let logger = self.logger
         Task { [weak entry] in
             guard let remote = entry?.remote else { return }
-            let opened: (pipe: LinkPipe, relay: PublicKey, loop: EpollEventLoop)
+            let opened: (pipe: LinkPipe, relay: DmsgServerAddress, loop: EpollEventLoop)
             do {
                 opened = try await pool.open(to: remote)
             } catch {
@@ -58,7 +58,7 @@ extension TransportManager {
                 guard let entry else { transfer.value.close(); return }
                 let hooks = RawStcprLink.Hooks(
                     established: { [weak entry] _, link in
-                        entry?.established(link: link, on: loop, remoteAddress: Self.relayAddress(relay), relay: relay)
+                        entry?.established(link: link, on: loop, remoteAddress: Self.relayAddress(relay.publicKey), relay: relay)
                     },
                     closed: { [weak entry] reason in entry?.linkClosed(reason: reason) })
                 do {
@@ -94,20 +94,20 @@ extension TransportManager {
     /// listener's admission (mac1 before any DH, the unconfirmed-handshake cap, replayed stamps:
     /// `stcprGate`); the transport exists once the initiator confirms, as the key it proved
     /// (`claimed`, the relay's word, is only logged). On `loop`.
-    func acceptRelayStream(_ pipe: LinkPipe, claimed: PublicKey, relay: PublicKey, on loop: EpollEventLoop) -> Bool {
+    func acceptRelayStream(_ pipe: LinkPipe, claimed: PublicKey, relay: DmsgServerAddress, on loop: EpollEventLoop) -> Bool {
         guard !lock.withLock({ stopped }) else { return false }
         var entry: TransportEntry?
         let hooks = RawStcprLink.Hooks(
             established: { [weak self] pk, link in
                 guard let self else { return nil }
                 if pk != claimed {
-                    self.logger.info("dmsg: stream through \(relay.short) said to come from \(claimed.short) authenticated as \(pk.short)")
+                    self.logger.info("dmsg: stream through \(relay.publicKey.short) said to come from \(claimed.short) authenticated as \(pk.short)")
                 }
                 let created = TransportEntry(manager: self, id: self.newID(), remote: pk, type: .dmsg,
                                              host: TransportEntry.relayHost, port: 0, initiator: false, wanted: false)
                 guard self.registerInbound(created) else { return nil }
                 entry = created
-                return created.established(link: link, on: loop, remoteAddress: Self.relayAddress(relay), relay: relay)
+                return created.established(link: link, on: loop, remoteAddress: Self.relayAddress(relay.publicKey), relay: relay)
             },
             closed: { reason in entry?.linkClosed(reason: reason) },
             gate: stcprGate)

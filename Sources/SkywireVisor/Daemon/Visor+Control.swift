@@ -229,6 +229,7 @@ extension TransportInfo {
         o["retry_in_seconds"] = retryInSeconds.map { .int($0) } ?? .null
         o["rtt_ms"] = rttMillis.map { .double($0) } ?? .null
         o["relay_pk"] = relayKey.map { .string($0.hex) } ?? .null
+        o["relay_addr"] = relayAddress.map { .string($0) } ?? .null
         return .object(o)
     }
 }
