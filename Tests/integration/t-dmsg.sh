@@ -156,4 +156,30 @@ done
 [ -n "$ok" ] && pass "the proxy works again through the restarted relay" \
     || fail "no proxy after the relay restart; tp: $(cli a tp ls --json | jq -c '[.[] | {type, state, last_error}]')"
 
+# Relay servers from discovery: visor C (no transport.dmsg_servers) finds the relay registered as
+# a `dmsg` service and keeps a session with it; `tp add -t dmsg` then reaches B through it.
+DISC_BIN=$(dirname "$SKYWIRE_BIN")/skywire-discovery
+ip netns exec $R "$DISC_BIN" --http 10.81.1.1:9090 --udp 10.81.1.1:9091 --db "sqlite:$T_WORK/disc.sqlite" \
+    --allow-private-addresses >>"$T_WORK/discovery.log" 2>&1 &
+T_PIDS+=("$!")
+for _ in $(seq 1 50); do ip netns exec $A curl -s -m 1 -o /dev/null http://10.81.1.1:9090/v1/info && break; sleep 0.1; done
+kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+ip netns exec $R "$DMSG_BIN" --listen 0.0.0.0:8081 --key-file "$T_WORK/relay-key.json" --http 127.0.0.1:8082 \
+    --discovery http://10.81.1.1:9090 --public-addr 10.81.1.1:8081 >>"$T_WORK/relay.log" 2>&1 &
+RELAY_PID=$!
+T_PIDS+=("$RELAY_PID")
+listed=""
+for _ in $(seq 1 50); do
+    ip netns exec $A curl -fsS -m 1 http://10.81.1.1:9090/v1/services/dmsg 2>/dev/null | grep -q "$RELAY_PK" && { listed=1; break; }
+    sleep 0.2
+done
+[ -n "$listed" ] && pass "the relay lists itself in discovery as a dmsg service" || fail "relay not in discovery: $(tail -3 "$T_WORK/relay.log")"
+visor_config c >/dev/null
+jq --arg sock "$T_WORK/c.sock" '.transport.stcpr_port=7790 | .transport.sudph_port=7791 | .transport.discovery="http://10.81.1.1:9090"
+    | .ui.listen=""' "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
+visor_start c $A
+relays_up c && pass "visor C took its relay from discovery" || fail "C: dmsg_relays $(cli c visor info --json | jq -c .dmsg_relays); $(grep -i relay "$T_WORK/c.log" | tail -3)"
+relays_up b || fail "B has no relay session after the relay restart"
+expect_ok "C: tp add -t dmsg through the relay it found in discovery" cli c tp add "$PKB" -t dmsg
+
 finish

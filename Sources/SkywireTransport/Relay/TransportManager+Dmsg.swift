@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SkywireConfig
 import SkywireCrypto
+import SkywireDmsg
 import SkywireIO
 
 extension TransportManager {
@@ -25,6 +26,16 @@ extension TransportManager {
         guard started else { return }
         try pool.start(servers: servers) { try datapathLoop(for: $0) }
         logger.info("dmsg relay servers", metadata: ["servers": "\(servers.map { "\($0.publicKey.short)@\($0.address)" })"])
+    }
+
+    /// How many of the relay servers discovery lists a visor keeps a session with.
+    public static let relaysFromDiscovery = DmsgRelayChoice.defaultCount
+
+    /// `relays` ordered for `client` by rendezvous hashing (`DmsgRelayChoice`, docs/dmsg.md): a
+    /// visor takes the first `relaysFromDiscovery` that resolve; the clients spread over the
+    /// relays, and each keeps its relays when others come and go.
+    public static func chooseRelays(for client: PublicKey, among relays: [PublicKey]) -> [PublicKey] {
+        DmsgRelayChoice.pick(client: client, relays: relays, count: relays.count)
     }
 
     /// Relay servers whose session is up: the visor is reachable through them (its discovery
