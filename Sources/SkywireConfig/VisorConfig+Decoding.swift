@@ -27,7 +27,7 @@ extension VisorConfig {
     /// `skywire config check` prints them.
     public func warnings() -> [FieldProblem] {
         var out: [FieldProblem] = []
-        if transport.stcprPort == 0 && transport.sudphPort == 0 && transport.peers.isEmpty {
+        if transport.stcprPort == 0 && transport.sudphPort == 0 && transport.peers.isEmpty && transport.dmsgServers.isEmpty {
             out.append(FieldProblem(path: "transport", message:
                 "both listeners are disabled (stcpr_port and sudph_port are 0) and there are no peers: "
                 + "this visor can neither reach nor be reached by anyone"))
@@ -155,7 +155,8 @@ struct ConfigReader {
     private mutating func readTransport(_ json: JSONValue, own: PublicKey?) -> TransportConfig? {
         let path = Key.transport
         guard let obj = object(json, at: path,
-                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery, Key.country, Key.publicAddr],
+                               known: [Key.stcprPort, Key.sudphPort, Key.listenAddr, Key.peers, Key.discovery, Key.country, Key.publicAddr,
+                                       Key.dmsgServers],
                                required: [Key.stcprPort, Key.sudphPort, Key.listenAddr]) else { return nil }
         let stcpr = obj[Key.stcprPort].flatMap { integer($0, at: join(path, Key.stcprPort), in: Limits.listenerPorts) }
         let sudph = obj[Key.sudphPort].flatMap { integer($0, at: join(path, Key.sudphPort), in: Limits.listenerPorts) }
@@ -202,9 +203,12 @@ struct ConfigReader {
                 publicAddrValid = false
             }
         }
-        guard let stcpr, let sudph, let listen, let peers, let discovery, let country, publicAddrValid else { return nil }
+        let dmsgServers = obj[Key.dmsgServers].map { readDmsgServers($0, at: join(path, Key.dmsgServers), own: own) } ?? []
+        guard let stcpr, let sudph, let listen, let peers, let discovery, let country, publicAddrValid,
+              let dmsgServers else { return nil }
         return TransportConfig(stcprPort: UInt16(stcpr), sudphPort: UInt16(sudph), listenAddr: listen,
-                               peers: peers, discovery: discovery, country: country, publicAddr: publicAddr)
+                               peers: peers, discovery: discovery, country: country, publicAddr: publicAddr,
+                               dmsgServers: dmsgServers)
     }
 
     private mutating func readPeers(_ json: JSONValue, at path: String, own: PublicKey?) -> [PublicKey: PeerAddresses]? {

@@ -29,7 +29,8 @@ extension VisorConfig {
                 member(Key.peers, .object(peers)),
                 member(Key.discovery, .string(transport.discovery)),
             ] + (transport.country.isEmpty ? [] : [member(Key.country, .string(transport.country))])
-              + (transport.publicAddr.map { [member(Key.publicAddr, .string($0.description))] } ?? []))),
+              + (transport.publicAddr.map { [member(Key.publicAddr, .string($0.description))] } ?? [])
+              + (dmsgServersJSON.map { [member(Key.dmsgServers, $0)] } ?? []))),
             member(Key.launcher, .object([member(Key.apps, .array(apps))])),
             member(Key.cliAddr, .string(cliAddr)),
             member(Key.logLevel, .string(logLevel.rawValue)),

@@ -92,13 +92,17 @@ public struct TransportConfig: Sendable, Equatable {
     /// The stcpr address registered with discovery (a port forward or public address the
     /// listener is reachable at); nil: the listener's own address when it is a specific one.
     public var publicAddr: HostPort?
+    /// dmsg relay servers to keep a session with (`transport.dmsg_servers`); empty: the relay
+    /// servers discovery lists, if any (docs/dmsg.md).
+    public var dmsgServers: [DmsgServerAddress]
 
     public init(stcprPort: UInt16 = VisorConfig.defaultSTCPRPort,
                 sudphPort: UInt16 = VisorConfig.defaultSUDPHPort,
                 listenAddr: String = VisorConfig.defaultListenAddr,
                 peers: [PublicKey: PeerAddresses] = [:], discovery: String = "", country: String = "",
-                publicAddr: HostPort? = nil) {
+                publicAddr: HostPort? = nil, dmsgServers: [DmsgServerAddress] = []) {
         self.publicAddr = publicAddr
+        self.dmsgServers = dmsgServers
         self.stcprPort = stcprPort
         self.sudphPort = sudphPort
         self.listenAddr = listenAddr

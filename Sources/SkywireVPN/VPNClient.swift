@@ -271,13 +271,14 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         let nl = try RouteNetlink()
         let toServer = transports.list().filter { $0.remoteKey == arguments.server }
         guard let live = toServer.first(where: { $0.state == .up }),
-              let serverIP = IPAddress(Self.host(of: live.remoteAddress)) else {
+              let serverIP = IPAddress(Self.host(of: live.relayAddress ?? live.remoteAddress)) else {
             throw VPNError("no live transport to \(arguments.server.hex) to route around the tunnel")
         }
-        // Every address the exit's transports use (stcpr and sudph may differ) bypasses the tunnel.
+        // Every address the exit's transports use (stcpr and sudph may differ; a dmsg transport,
+        // with --allow-relay: the relay server's) bypasses the tunnel.
         var serverIPs = [serverIP]
         for t in toServer {
-            if let ip = IPAddress(Self.host(of: t.remoteAddress)), !serverIPs.contains(ip) { serverIPs.append(ip) }
+            if let ip = IPAddress(Self.host(of: t.relayAddress ?? t.remoteAddress)), !serverIPs.contains(ip) { serverIPs.append(ip) }
         }
         // A host route that is already there (same destination, device and gateway) is not
         // ours: it is neither added, recorded nor removed.

@@ -232,6 +232,46 @@ final class VisorConfigValidationTests: XCTestCase {
         }, "transport.peers[\"\(own)\"]", "is this visor's own public key")
     }
 
+    // MARK: transport.dmsg_servers
+
+    private func relay(_ pk: String, _ addr: String) -> JSONValue {
+        .object([.init(name: "pk", value: .string(pk)), .init(name: "addr", value: .string(addr))])
+    }
+
+    func testDmsgServersLoadAndRoundTrip() throws {
+        var doc = baseDocument()
+        doc.set([.key("transport"), .key("dmsg_servers")], .array([relay(peerA, "198.51.100.7:8081")]))
+        let c = try VisorConfig.parse(doc.prettyPrinted())
+        XCTAssertEqual(c.transport.dmsgServers,
+                       [DmsgServerAddress(publicKey: TestKeys.peerA.publicKey, address: HostPort(host: "198.51.100.7", port: 8081))])
+        XCTAssertEqual(try VisorConfig.parse(c.jsonText()), c)
+        // Left out when empty (configs written before dmsg stay byte-identical).
+        XCTAssertFalse(VisorConfig.generate(keyPair: TestKeys.own).jsonText().contains("dmsg_servers"))
+    }
+
+    func testBadDmsgServers() {
+        let own = TestKeys.own.publicKey.hex
+        let path = "transport.dmsg_servers"
+        assertOnly(problems { $0.set([.key("transport"), .key("dmsg_servers")], .object([])) }, path, "expected an array")
+        assertOnly(problems { $0.set([.key("transport"), .key("dmsg_servers")], .array([self.relay(self.peerA, "nohost")])) },
+                   path + "[0].addr", "is not HOST:PORT")
+        assertOnly(problems { $0.set([.key("transport"), .key("dmsg_servers")], .array([self.relay("ab12", "198.51.100.7:1")])) },
+                   path + "[0].pk", "not a 64-hex public key")
+        assertOnly(problems { $0.set([.key("transport"), .key("dmsg_servers")], .array([self.relay(own, "198.51.100.7:1")])) },
+                   path + "[0].pk", "is this visor's own public key")
+        assertOnly(problems {
+            $0.set([.key("transport"), .key("dmsg_servers")],
+                   .array([self.relay(self.peerA, "198.51.100.7:1"), self.relay(self.peerA, "198.51.100.8:1")]))
+        }, path + "[1].pk", "relay server listed twice")
+        assertOnly(problems {
+            $0.set([.key("transport"), .key("dmsg_servers")], .array([.object([.init(name: "pk", value: .string(self.peerA))])]))
+        }, path + "[0].addr", "missing (required)")
+        assertOnly(problems {
+            $0.set([.key("transport"), .key("dmsg_servers")],
+                   .array((0...16).map { i in self.relay(TestKeys.pair(UInt8(10 + i)).publicKey.hex, "198.51.100.7:1") }))
+        }, path, "17 relay servers (at most 16)")
+    }
+
     func testDiscoveryURL() throws {
         assertOnly(problems { $0.set([.key("transport"), .key("discovery")], .string("ftp://example.org")) },
                    "transport.discovery", "is not an http:// or https:// URL")

@@ -72,14 +72,17 @@ final class RawStcprLinkTests: XCTestCase {
         return (fds[0], fds[1])
     }
 
-    /// Starts a link on `loop` over `fd`; `closed` learns its reason.
-    private func startLink(loop: EpollEventLoop, fd: Int32, identity: KeyPair, expecting: PublicKey?,
+    /// Starts a link on `loop` over `fd`, or over `pipe` (a `MemoryPipe` end on `loop`); `closed`
+    /// learns its reason.
+    private func startLink(loop: EpollEventLoop, fd: Int32 = -1, pipe: LinkPipe? = nil, identity: KeyPair, expecting: PublicKey?,
                            router: AppRouter, accept: Bool = true,
                            closed: EventLoopPromise<String>, connection: EventLoopPromise<Established>) throws {
         let logger = self.logger
+        let given = LoopTransfer(value: pipe)
         try loop.submit {
             _ = try RawStcprLink(
-                loop: loop, socket: OwnedDescriptor(taking: fd), identity: NoiseStaticIdentity(identity: identity),
+                loop: loop, pipe: given.value ?? DescriptorPipe(loop: loop, descriptor: OwnedDescriptor(taking: fd)),
+                identity: NoiseStaticIdentity(identity: identity),
                 expectedRemote: expecting, timestamp: expecting == nil ? nil : .now(), handshakeTimeout: .seconds(5),
                 logger: logger,
                 hooks: .init(
@@ -94,11 +97,11 @@ final class RawStcprLinkTests: XCTestCase {
         }.wait()
     }
 
-    func testStreamEchoesOneMegabyteOverTheRawLinkBetweenTwoLoops() throws {
-        let (fdA, fdB) = socketPair()
-        let routerB = TestRouter()
+    /// A router that echoes every stream to port 7.
+    private func echoRouter() -> TestRouter {
+        let router = TestRouter()
         let keepAlive = self.keepAlive
-        routerB.onStream = { stream, port in
+        router.onStream = { stream, port in
             guard port == 7 else { return .noSuchPort }
             let echo = Collector()
             echo.echo = true
@@ -106,6 +109,28 @@ final class RawStcprLinkTests: XCTestCase {
             keepAlive.withLockedValue { $0.append(echo) }
             return nil
         }
+        return router
+    }
+
+    /// Sends `payload` on a new stream of `a` (on `loopA`) to port 7 and returns what came back.
+    private func echo(_ payload: ByteBuffer, over a: MuxConnection) throws -> ByteBuffer {
+        let keepAlive = self.keepAlive
+        let done = loopA.makePromise(of: ByteBuffer.self)
+        let connection = LoopTransfer(value: a)
+        try loopA.flatSubmit {
+            connection.value.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
+                let sender = PumpingSender(data: payload, done: done)
+                stream.setDelegate(sender)
+                keepAlive.withLockedValue { $0.append(sender) }
+                sender.pump(stream)
+            }
+        }.wait()
+        return try done.futureResult.wait()
+    }
+
+    func testStreamEchoesOneMegabyteOverTheRawLinkBetweenTwoLoops() throws {
+        let (fdA, fdB) = socketPair()
+        let routerB = echoRouter()
         let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
         let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
         try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
@@ -117,21 +142,67 @@ final class RawStcprLinkTests: XCTestCase {
 
         var payload = ByteBuffer()
         for i in 0..<(1024 * 1024) { payload.writeInteger(UInt8(truncatingIfNeeded: i &* 31 ^ (i >> 7))) }
-        let done = loopA.makePromise(of: ByteBuffer.self)
-        let sent = payload
-        try loopA.flatSubmit {
-            a.openStream(destinationPort: 7, sourcePort: 50000, timeout: .seconds(5)).map { stream in
-                let sender = PumpingSender(data: sent, done: done)
-                stream.setDelegate(sender)
-                keepAlive.withLockedValue { $0.append(sender) }
-                sender.pump(stream)
-            }
-        }.wait()
-        XCTAssertEqual(try done.futureResult.wait(), payload)
+        XCTAssertEqual(try echo(payload, over: a), payload)
 
         try loopA.submit { established.link.close(reason: "test over") }.wait()
         XCTAssertEqual(try closedA.futureResult.wait(), "test over")
         XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    // MARK: Over a byte pipe other than TCP (the dmsg relay stream)
+
+    /// The same handshake and records over an in-memory pipe (the relay stream's shape: a
+    /// reliable byte stream with a bounded buffer each way): 1 MiB echoed through a mux stream;
+    /// what crossed the pipe is ciphertext (the payload's marker never appears in it).
+    func testStreamEchoesOneMegabyteOverAnInMemoryPipe() throws {
+        let (pipeA, pipeB, memoryA, memoryB) = MemoryPipe.pair(on: loopA, capacity: 16 * 1024)
+        let routerB = echoRouter()
+        let closedA = loopA.makePromise(of: String.self), closedB = loopA.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopA.makePromise(of: Established.self)
+        try startLink(loop: loopA, pipe: pipeB, identity: keyB, expecting: nil, router: routerB, closed: closedB, connection: connB)
+        try startLink(loop: loopA, pipe: pipeA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        let established = try connA.futureResult.wait()
+        let a = established.connection
+        XCTAssertEqual(try connB.futureResult.wait().connection.remote, keyA.publicKey)
+
+        let marker = Array("plaintext-marker-7f3a".utf8)
+        var payload = ByteBuffer()
+        while payload.readableBytes < 1024 * 1024 {
+            payload.writeBytes(marker)
+            payload.writeInteger(UInt32(payload.readableBytes))
+        }
+        XCTAssertEqual(try echo(payload, over: a), payload)
+        let memories = LoopTransfer(value: (memoryA, memoryB))
+        let wire = try loopA.submit {
+            (Array(memories.value.0.written.readableBytesView), Array(memories.value.1.written.readableBytesView))
+        }.wait()
+        XCTAssertGreaterThan(wire.0.count, payload.readableBytes)
+        XCTAssertFalse(Self.contains(wire.0, marker), "plaintext crossed the pipe A→B")
+        XCTAssertFalse(Self.contains(wire.1, marker), "plaintext crossed the pipe B→A")
+
+        try loopA.submit { established.link.close(reason: "test over") }.wait()
+        XCTAssertEqual(try closedA.futureResult.wait(), "test over")
+        XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    /// A relay stream that reaches the wrong visor (a relay that lies about whom it connected):
+    /// the inner handshake fails, neither end establishes.
+    func testInMemoryPipeToAnotherKeyFailsTheInnerHandshake() throws {
+        let (pipeA, pipeB, _, _) = MemoryPipe.pair(on: loopA)
+        let closedA = loopA.makePromise(of: String.self), closedB = loopA.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopA.makePromise(of: Established.self)
+        try startLink(loop: loopA, pipe: pipeB, identity: keyB, expecting: nil, router: TestRouter(), closed: closedB, connection: connB)
+        try startLink(loop: loopA, pipe: pipeA, identity: keyA, expecting: KeyPair.generate().publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        XCTAssertEqual(try closedB.futureResult.wait(), "handshake refused (mac1)")
+        XCTAssertEqual(try closedA.futureResult.wait(), "connection closed by peer")
+        connA.fail(TransportError(.closed, "")); connB.fail(TransportError(.closed, ""))
+    }
+
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count else { return false }
+        return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 
     func testInitiatorExpectingAnotherKeyIsRejectedAndBothEndsClose() throws {

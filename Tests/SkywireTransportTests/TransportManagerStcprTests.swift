@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireCrypto
 import SkywireTestSupport
 import XCTest
@@ -112,6 +113,129 @@ final class TransportManagerStcprTests: XCTestCase {
         let promise = group.next().makePromise(of: T.self)
         promise.completeWithTask(body)
         return try promise.futureResult.wait()
+    }
+
+    // MARK: dmsg (through a relay double: the manager's side of issue 18)
+
+    /// A manager without listeners whose only path is `relay`.
+    private func relayedManager(_ relay: FakeRelay, resolver: PeerResolver? = nil) throws -> TransportManager {
+        let m = manager()
+        m.relaySessionFactory = relay.factory(for: m.localKey)
+        m.resolver = resolver
+        try m.startRelays([relay.server])
+        try waitUntil("relay session up") { m.relaysReachableThrough == [relay.key] }
+        return m
+    }
+
+    func testDmsgTransportRunsStcprInsideARelayStreamAndCarriesStreams() throws {
+        let relay = FakeRelay()
+        let server = try relayedManager(relay)
+        server.router = EchoRouter()
+        let client = try relayedManager(relay)
+        let info = try waitAsync { try await client.connect(remote: server.localKey, type: .dmsg) }
+        XCTAssertEqual(info.type, .dmsg)
+        XCTAssertEqual(info.relayKey, relay.key)
+        XCTAssertEqual(info.remoteAddress, "relay \(relay.key.short)")
+        let payload = (0..<(200 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        XCTAssertEqual(try echo(payload, via: client, to: server.localKey).0, payload)
+        try waitUntil("inbound dmsg transport listed") { server.list().first?.state == .up }
+        let inbound = try XCTUnwrap(server.list().first)
+        XCTAssertEqual(inbound.type, .dmsg)
+        XCTAssertEqual(inbound.remoteKey, client.localKey)
+        XCTAssertEqual(inbound.relayKey, relay.key)
+        XCTAssertFalse(inbound.initiator)
+    }
+
+    /// By key alone with no address anywhere: the direct steps fail and are named, dmsg succeeds.
+    func testKeyAloneFallsBackToDmsgAfterTheDirectStepsFail() throws {
+        let relay = FakeRelay()
+        let server = try relayedManager(relay)
+        server.router = EchoRouter()
+        let closedPort = try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))
+        let resolver = StcprOnlyResolver(address: HostPort(host: "127.0.0.1", port: closedPort))
+        let client = try relayedManager(relay, resolver: resolver)
+        let info = try waitAsync { try await client.connect(remote: server.localKey, within: 10) }
+        XCTAssertEqual(info.type, .dmsg)
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, 1, "the direct step came first")
+        XCTAssertEqual(relay.opened, 1)
+
+        // A key the relay has no session for: the error names the stcpr step and the dmsg step.
+        let absent = KeyPair.generate().publicKey
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: absent, within: 10) }) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("stcpr 127.0.0.1:\(closedPort)"), text)
+            XCTAssertTrue(text.contains("dmsg: "), text)
+            XCTAssertTrue(text.contains("no session for"), text)
+        }
+    }
+
+    /// End to end through the real relay server (`DmsgRelayServer` on loopback) and client
+    /// (`DmsgClientSession`): a dmsg transport carries 1 MiB each way through a mux stream.
+    func testDmsgTransportThroughTheRelayServerOnLoopback() throws {
+        let relayLoop = try EpollEventLoop(name: "relay")
+        defer { relayLoop.shutdown() }
+        let relayKey = KeyPair.generate()
+        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, logger: Logger(label: "relay"))
+        let bound = try waitAsync { try await relay.start(address: SocketAddress(ipAddress: "127.0.0.1", port: 0)) }
+        defer { _ = try? waitAsync { await relay.stop() } }
+        let address = DmsgServerAddress(publicKey: relayKey.publicKey,
+                                        address: HostPort(host: "127.0.0.1", port: UInt16(try XCTUnwrap(bound?.port))))
+        let server = manager(), client = manager()
+        server.router = EchoRouter()
+        for m in [server, client] {
+            try m.startRelays([address])
+            try waitUntil("relay session up") { m.relaysReachableThrough == [relayKey.publicKey] }
+        }
+        let info = try waitAsync { try await client.connect(remote: server.localKey, type: .dmsg) }
+        XCTAssertEqual(info.type, .dmsg)
+        XCTAssertEqual(info.relayKey, relayKey.publicKey)
+        let payload = (0..<(1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ ($0 >> 9)) }
+        XCTAssertEqual(try echo(payload, via: client, to: server.localKey).0, payload)
+        let stats = try waitAsync { await relay.snapshot() }
+        XCTAssertEqual(stats.clients, 2)
+        XCTAssertGreaterThan(stats.bytesIn, UInt64(2 * payload.count), "both directions crossed the relay")
+    }
+
+    /// Without relay servers, dialling by key alone fails as before (no dmsg step), and `-t dmsg`
+    /// says there are no relays.
+    func testWithoutRelaysThereIsNoDmsgStep() throws {
+        let client = manager()
+        let remote = KeyPair.generate().publicKey
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: remote, type: nil) }) { error in
+            XCTAssertTrue("\(error)".contains("no discovery to ask"), "\(error)")
+            XCTAssertFalse("\(error)".contains("dmsg"), "\(error)")
+        }
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: remote, type: .dmsg) }) { error in
+            XCTAssertTrue("\(error)".contains("no dmsg relay servers"), "\(error)")
+        }
+    }
+
+    /// A relay that connects our stream to someone else: the inner handshake (mac1 keyed by the
+    /// key we expect) fails, and the wrong visor gets no transport.
+    func testRelayThatMisroutesAStreamCannotImpersonateThePeer() throws {
+        let relay = FakeRelay()
+        let wanted = try relayedManager(relay)
+        let impostor = try relayedManager(relay)
+        let client = try relayedManager(relay)
+        relay.misrouteTo = impostor.localKey
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: wanted.localKey, type: .dmsg) }) { error in
+            XCTAssertTrue("\(error)".contains("dmsg to \(wanted.localKey.hex) through a dmsg relay"), "\(error)")
+        }
+        XCTAssertEqual(relay.opened, 1)
+        XCTAssertTrue(impostor.list().isEmpty)
+        XCTAssertTrue(client.list().isEmpty)
+    }
+}
+
+/// A resolver double that knows every key at one stcpr address (none for sudph) and counts lookups.
+private final class StcprOnlyResolver: PeerResolver {
+    let name = "test discovery"
+    let address: HostPort
+    let asked = NIOLockedValueBox(0)
+    init(address: HostPort) { self.address = address }
+    func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
+        asked.withLockedValue { $0 += 1 }
+        return ResolvedPeer(stcpr: [address], sudph: nil)
     }
 }
 

@@ -8,9 +8,11 @@ import SkywireWire
 import SkywireSystem
 import SkywireIO
 
-/// stcpr (PROTOCOL.md §3) on a connected, non-blocking TCP descriptor serviced by an
-/// `EpollEventLoop`: the Noise IK handshake, then one 2-byte-length-prefixed Noise message per
-/// mux frame. Owns the descriptor; confined to its loop.
+/// stcpr (PROTOCOL.md §3) on a byte pipe serviced by an `EpollEventLoop`: the Noise IK
+/// handshake, then one 2-byte-length-prefixed Noise message per mux frame. The pipe is a
+/// connected, non-blocking TCP descriptor (stcpr) or a stream through a dmsg relay server
+/// (transport `dmsg`: the same handshake and records end to end, the relay sees ciphertext).
+/// Owns the pipe; confined to its loop.
 final class RawStcprLink: FrameLink {
     /// Decides, after the handshake, whether the peer may stay, and builds its mux connection.
     struct Hooks {
@@ -57,7 +59,7 @@ final class RawStcprLink: FrameLink {
     static let handshakeReadChunk = 256
 
     private let loop: EpollEventLoop
-    private let descriptor: OwnedDescriptor
+    private let pipe: LinkPipe
     private var session: StcprSession
     private let hooks: Hooks
     private let logger: Logger
@@ -100,11 +102,19 @@ final class RawStcprLink: FrameLink {
 
     /// Takes `socket` (connected, non-blocking) and starts the handshake: as initiator when
     /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
-    init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
+    convenience init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
+                     timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
+        try self.init(loop: loop, pipe: DescriptorPipe(loop: loop, descriptor: socket), identity: identity,
+                      expectedRemote: expectedRemote, timestamp: timestamp, handshakeTimeout: handshakeTimeout,
+                      logger: logger, hooks: hooks)
+    }
+
+    /// The same over any `LinkPipe` (a dmsg relay stream; an in-memory pipe in tests).
+    init(loop: EpollEventLoop, pipe: LinkPipe, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
          timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
         precondition(loop.inEventLoop)
         self.loop = loop
-        descriptor = socket
+        self.pipe = pipe
         self.hooks = hooks
         self.logger = logger
         inbound = allocator.buffer(capacity: Self.handshakeReadChunk)
@@ -113,8 +123,8 @@ final class RawStcprLink: FrameLink {
         datagramQueue = StcprDatagramQueue(loop: loop)
         let firstMessage = try session.start()
         datagramQueue.attach(self)
-        // The loop's watch holds the link until `finish` unwatches it.
-        try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
+        // The pipe's handler holds the link until `finish` closes the pipe.
+        try pipe.start(interest: .read) { readiness in self.ready(readiness) }
         timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
             self?.fail("handshake not complete in time", level: .info)
         }
@@ -162,7 +172,7 @@ final class RawStcprLink: FrameLink {
         var dropped = 0
         var sealed = false
         StcprDatagramQueue.forEachFrame(frames) { frame in
-            guard descriptor.isOpen, isWritable, appendRecord(frame) != nil else { dropped += 1; return }
+            guard pipe.isOpen, isWritable, appendRecord(frame) != nil else { dropped += 1; return }
             sealed = true
         }
         if sealed { flush() }
@@ -199,18 +209,18 @@ final class RawStcprLink: FrameLink {
         var interest: EpollEventLoop.Interest = readPaused ? [] : .read
         if blocked { interest.insert(.write) }
         do {
-            try loop.setInterest(descriptor.raw, interest)
+            try pipe.setInterest(interest)
         } catch {
             fail("\(error)", level: .info)
         }
     }
 
     func flush() {
-        guard !blocked, outbound.readableBytes > 0, descriptor.isOpen else { return }
+        guard !blocked, outbound.readableBytes > 0, pipe.isOpen else { return }
         let wasWritable = isWritable
         do {
             while outbound.readableBytes > 0 {
-                guard try outbound.sendReadable(to: descriptor.raw, call: "send(stcpr)") else {
+                guard try pipe.write(from: &outbound) else {
                     blocked = true
                     updateInterest()
                     break
@@ -231,7 +241,7 @@ final class RawStcprLink: FrameLink {
 
     // MARK: Events
 
-    private func ready(_ readiness: EpollEventLoop.Readiness) {
+    private func ready(_ readiness: LinkPipeReadiness) {
         if readiness.writable && blocked {
             blocked = false
             updateInterest()
@@ -246,11 +256,11 @@ final class RawStcprLink: FrameLink {
     }
 
     private func readAvailable() {
-        for _ in 0..<Self.maxReadsPerWake where descriptor.isOpen && !readPaused {
+        for _ in 0..<Self.maxReadsPerWake where pipe.isOpen && !readPaused {
             let outcome: DescriptorRead
             let chunk = session.isEstablished ? readChunk : Self.handshakeReadChunk
             do {
-                outcome = try inbound.appendRead(from: descriptor.raw, count: chunk, call: "read(stcpr)")
+                outcome = try pipe.read(into: &inbound, count: chunk)
             } catch {
                 fail("\(error)", level: .info)
                 return
@@ -268,7 +278,7 @@ final class RawStcprLink: FrameLink {
     /// of answers unread (resumed by `noteSent`). Meanwhile the keepalive hears nothing from it and
     /// closes the link after `MuxConnection.deadPeerTimeout` unless it starts reading.
     private func pauseIfPeerDoesNotRead() {
-        guard !readPaused, descriptor.isOpen, controlQueued > Self.controlPauseWatermark else { return }
+        guard !readPaused, pipe.isOpen, controlQueued > Self.controlPauseWatermark else { return }
         readPaused = true
         RefusalLog.shared.note(.readPaused, "stcpr \(remoteKey?.short ?? "peer") does not read: \(controlQueued) bytes "
                                               + "of answers unsent; reading paused", logger: logger)
@@ -279,7 +289,7 @@ final class RawStcprLink: FrameLink {
 
     /// Handles every complete record in `inbound`.
     private func processRecords() {
-        while inbound.readableBytes >= 2, descriptor.isOpen,
+        while inbound.readableBytes >= 2, pipe.isOpen,
               let length = inbound.getInteger(at: inbound.readerIndex, as: UInt16.self).map(Int.init) {
             // A handshake record has one exact length: a wrong prefix closes at once instead of
             // waiting for (and buffering) up to 64 KiB.
@@ -403,7 +413,7 @@ final class RawStcprLink: FrameLink {
     /// A responder refuses a handshake before confirmation: counted and logged by the gate
     /// (`debug`, with a periodic `info` summary), and the connection closes.
     private func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
-        guard descriptor.isOpen else { return }
+        guard pipe.isOpen else { return }
         if let gate = hooks.gate { gate.refuse(reason, detail()) } else { logger.debug("stcpr: handshake refused: \(detail())") }
         finish(reason: "handshake refused (\(reason.rawValue))")
     }
@@ -420,7 +430,7 @@ final class RawStcprLink: FrameLink {
     }
 
     private func fail(_ reason: String, level: Logger.Level = .warning) {
-        guard descriptor.isOpen else { return }
+        guard pipe.isOpen else { return }
         logger.log(level: level, "stcpr: \(reason)")
         finish(reason: reason)
     }
@@ -429,8 +439,7 @@ final class RawStcprLink: FrameLink {
         guard session.close() else { return }
         timeoutTask?.cancel()
         releaseHandshakeSlot()
-        loop.unwatch(descriptor.raw)
-        descriptor.close()
+        pipe.close()
         datagramQueue.close()
         connection?.linkClosed(reason: reason)
         connection = nil

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireCrypto
 
 /// One logical transport to a peer: a dialled one is kept up (redialled with backoff while
@@ -23,6 +24,8 @@ final class TransportEntry: @unchecked Sendable {
     private var connection: MuxConnection?
     private var link: FrameLink?
     private var remoteAddress: String
+    /// dmsg: the relay server the live (or last) link ran through.
+    private var relay: DmsgServerAddress?
     private var establishedAt: Int64?
     /// `TransportManager.nextUpSequence()` when the connection came up.
     private var upOrder: UInt64 = 0
@@ -47,10 +50,16 @@ final class TransportEntry: @unchecked Sendable {
         self.port = port
         self.initiator = initiator
         self.wanted = wanted
-        self.remoteAddress = "\(host):\(port)"
+        self.remoteAddress = type == .dmsg ? Self.relayHost : "\(host):\(port)"
     }
 
     var logger: Logger { manager.logger }
+
+    /// `host` of a dmsg entry (it has no address: it goes through the relay sessions).
+    static let relayHost = "dmsg"
+
+    /// Where the entry dials, for errors: "at HOST:PORT", or "through a dmsg relay".
+    private var whereabouts: String { type == .dmsg ? "through a dmsg relay" : "at \(host):\(port)" }
 
     var isUp: Bool { lock.withLock { state == .up } }
 
@@ -83,7 +92,8 @@ final class TransportEntry: @unchecked Sendable {
                                  initiator: initiator, wanted: wanted, state: state, establishedAt: establishedAt,
                                  bytesSent: stats?.bytesSent ?? 0, bytesReceived: stats?.bytesReceived ?? 0,
                                  streams: stats?.streams ?? 0, lastError: lastError, retryInSeconds: retry,
-                                 rttMillis: stats?.rttMillis)
+                                 rttMillis: stats?.rttMillis, relayKey: relay?.publicKey,
+                                 relayAddress: relay?.address.description)
         }
     }
 
@@ -98,6 +108,7 @@ final class TransportEntry: @unchecked Sendable {
         switch type {
         case .stcpr: manager.dialStcpr(self)
         case .sudph: dialSudph()
+        case .dmsg: manager.dialDmsg(self)
         }
         return promise.futureResult
     }
@@ -137,7 +148,7 @@ final class TransportEntry: @unchecked Sendable {
     }
 
     /// The link finished its handshake: build the mux connection on top of it.
-    func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil) -> MuxConnection? {
+    func established(link: FrameLink, on loop: EventLoop, remoteAddress: String? = nil, relay: DmsgServerAddress? = nil) -> MuxConnection? {
         let conn = MuxConnection(eventLoop: loop, isInitiator: initiator, remote: remote, link: link,
                                  router: manager.router, logger: manager.logger)
         let order = manager.nextUpSequence()
@@ -147,6 +158,7 @@ final class TransportEntry: @unchecked Sendable {
             self.link = link
             state = .up
             if let remoteAddress { self.remoteAddress = remoteAddress }
+            if let relay { self.relay = relay }
             establishedAt = Self.unixNow()
             upOrder = order
             lastError = nil
@@ -185,7 +197,7 @@ final class TransportEntry: @unchecked Sendable {
         if wasUp {
             logger.info("transport down", metadata: ["id": "\(id)", "pk": "\(remote.hex)", "reason": "\(reason ?? "closed")"])
         }
-        promise?.fail(TransportError(.unreachable, "\(type.rawValue) to \(remote.hex) at \(host):\(port): \(reason ?? "closed")"))
+        promise?.fail(TransportError(.unreachable, "\(type.rawValue) to \(remote.hex) \(whereabouts): \(reason ?? "closed")"))
         if redial {
             scheduleRedial()
         } else if !initiator || !wanted {
@@ -198,9 +210,7 @@ final class TransportEntry: @unchecked Sendable {
         lock.withLock {
             let delay = backoff
             backoff = min(backoff * 2, TransportManager.backoffMax)
-            // ±20 % jitter so that a fleet does not redial in lockstep.
-            let jitterMillis = Int64.random(in: -(delay * 200)...(delay * 200))
-            let amount = TimeAmount.milliseconds(delay * 1000 + jitterMillis)
+            let amount = TransportManager.jittered(seconds: delay)
             retryAt = .now() + amount
             retryTask = loop.scheduleTask(in: amount) { [weak self] in
                 guard let self else { return }
@@ -209,6 +219,7 @@ final class TransportEntry: @unchecked Sendable {
                 switch self.type {
                 case .stcpr: self.manager.dialStcpr(self)
                 case .sudph: if self.punched { self.redialPunched() } else { self.dialSudph() }
+                case .dmsg: self.manager.dialDmsg(self)
                 }
             }
         }
@@ -223,7 +234,7 @@ final class TransportEntry: @unchecked Sendable {
             return firstDial
         }
         shutdown(reason: "dial abandoned")
-        promise?.fail(TransportError(.timeout, "\(type.rawValue) to \(remote.hex) at \(host):\(port): abandoned"))
+        promise?.fail(TransportError(.timeout, "\(type.rawValue) to \(remote.hex) \(whereabouts): abandoned"))
     }
 
     /// Stops redialling and closes the connection.

@@ -77,7 +77,9 @@ extension TransportManager {
     /// trying each discovered address in turn: when the key has a sudph address (its live BIND),
     /// first a punch (`resolver.punch`, so a NAT in front of it lets our handshake in) and a sudph
     /// dial to the address it returns (resending every 250 ms for 5 s:
-    /// `SudphHandshakeSchedule.punched`), then the stcpr addresses.
+    /// `SudphHandshakeSchedule.punched`), then the stcpr addresses; when every direct step fails
+    /// and relay servers are configured, a dmsg transport through them (the error then names
+    /// each step). `type` `.dmsg` goes to the relays at once.
     /// A transport already up to `remote` (of `type`, if given) is returned as is, without a lookup.
     public func connect(remote: PublicKey, type: TransportType? = nil) async throws -> TransportInfo {
         try await connect(remote: remote, type: type, progress: ConnectProgress())
@@ -89,21 +91,69 @@ extension TransportManager {
             up.markWanted()
             return up.info
         }
+        if type == .dmsg { return try await connectThroughRelay(remote, progress: progress, failures: []) }
+        // Without a type, dmsg is the last step: each direct step that fails is named in its error.
+        let relayLast = type == nil && lock.withLock({ relayPool }) != nil
+        do {
+            return try await connectDirect(remote: remote, type: type, progress: progress)
+        } catch let error as DirectFailure where relayLast {
+            return try await connectThroughRelay(remote, progress: progress, failures: error.steps)
+        } catch let error as DirectFailure {
+            throw error.error
+        }
+    }
+
+    /// The direct steps of `connect` failed: `steps` names each, `error` is what to throw when no
+    /// relay step follows.
+    struct DirectFailure: Error {
+        var steps: [String]
+        var error: any Error
+
+        /// `error` as a failed step, unless it is the caller's cancellation (passed through).
+        static func step(_ name: String, _ error: any Error) -> any Error {
+            error is CancellationError ? error : DirectFailure(steps: ["\(name): \(error)"], error: error)
+        }
+    }
+
+    /// `connect`'s last step: a dmsg transport through the relay sessions.
+    private func connectThroughRelay(_ remote: PublicKey, progress: ConnectProgress, failures: [String]) async throws -> TransportInfo {
+        try Task.checkCancellation()
+        progress.set("opening a dmsg stream through a relay\(failures.isEmpty ? "" : "; before: " + failures.joined(separator: "; "))")
+        do {
+            return try await add(remote: remote, type: .dmsg, target: nil)
+        } catch {
+            guard !failures.isEmpty else { throw error }
+            throw TransportError(.unreachable, "cannot reach \(remote.hex): \((failures + ["dmsg: \(error)"]).joined(separator: "; "))")
+        }
+    }
+
+    /// The direct steps (punched sudph, then stcpr; the peers table before discovery); throws a
+    /// `DirectFailure`.
+    private func connectDirect(remote: PublicKey, type: TransportType?, progress: ConnectProgress) async throws -> TransportInfo {
+        var failures: [String] = []
         if let peer = settings.peers[remote] {
             for t in type.map({ [$0] }) ?? [.stcpr, .sudph] {
                 if let hp = peer.address(for: t) {
                     progress.set("dialling \(t.rawValue) \(hp) from transport.peers")
-                    return try await add(remote: remote, type: t, target: hp)
+                    do {
+                        return try await add(remote: remote, type: t, target: hp)
+                    } catch {
+                        throw DirectFailure.step("\(t.rawValue) \(hp) (transport.peers)", error)
+                    }
                 }
             }
         }
         guard let resolver else {
-            throw TransportError(.notFound, "no \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) in transport.peers, and no discovery to ask (transport.discovery is not set to an http:// URL): pass --addr HOST:PORT, add it to transport.peers, or set transport.discovery")
+            throw DirectFailure(steps: ["direct: no address in transport.peers and no discovery to ask"], error: TransportError(.notFound, "no \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) in transport.peers, and no discovery to ask (transport.discovery is not set to an http:// URL): pass --addr HOST:PORT, add it to transport.peers, or set transport.discovery"))
         }
         progress.set("asking \(resolver.name) for its addresses")
-        let found = try await resolver.resolve(remote)
+        let found: ResolvedPeer
+        do {
+            found = try await resolver.resolve(remote)
+        } catch {
+            throw DirectFailure.step(resolver.name, error)
+        }
         var candidates: [(type: TransportType, address: HostPort, punched: Bool)] = []
-        var failures: [String] = []
         if type == nil || type == .sudph, let s = found.sudph, settings.sudphPort > 0 {
             var target = s
             var punched = false
@@ -113,6 +163,7 @@ extension TransportManager {
                 target = try await resolver.punch(remote)
                 punched = true
             } catch {
+                try Task.checkCancellation()
                 failures.append("punch: \(error)")   // still dialled: the peer may not be behind a NAT
             }
             candidates.append((.sudph, target, punched))
@@ -120,7 +171,8 @@ extension TransportManager {
         if type == nil || type == .stcpr { candidates += found.stcpr.map { (.stcpr, $0, false) } }
         guard !candidates.isEmpty else {
             let have = "stcpr: \(found.stcpr.isEmpty ? "none" : found.stcpr.map(\.description).joined(separator: ", ")), sudph: \(found.sudph?.description ?? "none")"
-            throw TransportError(.unreachable, "\(resolver.name) has no usable \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) (\(have)\(settings.sudphPort == 0 && found.sudph != nil ? "; sudph is disabled here" : ""))")
+            let error = TransportError(.unreachable, "\(resolver.name) has no usable \(type.map { "\($0.rawValue) " } ?? "")address for \(remote.hex) (\(have)\(settings.sudphPort == 0 && found.sudph != nil ? "; sudph is disabled here" : ""))")
+            throw DirectFailure(steps: ["direct: \(resolver.name) has no usable address (\(have))"], error: error)
         }
         for (t, hp, punched) in candidates {
             try Task.checkCancellation()
@@ -128,10 +180,11 @@ extension TransportManager {
             do {
                 return try await add(remote: remote, type: t, target: hp, punched: punched)
             } catch {
+                try Task.checkCancellation()
                 failures.append("\(t.rawValue) \(hp): \(error)")
             }
         }
-        throw TransportError(.unreachable, "cannot reach \(remote.hex) at the addresses from \(resolver.name): \(failures.joined(separator: "; "))")
+        throw DirectFailure(steps: failures, error: TransportError(.unreachable, "cannot reach \(remote.hex) at the addresses from \(resolver.name): \(failures.joined(separator: "; "))"))
     }
 }
 

@@ -25,6 +25,10 @@ public final class TransportManager: @unchecked Sendable {
     /// The stcpr datapath: one `EpollEventLoop` per NIO loop, created on first use.
     private var _datapathLoops: [EpollEventLoop] = []
     var sudph: SudphEndpoint?
+    /// Sessions with the dmsg relay servers (`startRelays`); nil: none configured.
+    var relayPool: RelayPool?
+    /// Makes relay sessions; tests put a double here before `startRelays`.
+    var relaySessionFactory: RelaySessionFactory?
     var stopped = false
     /// `setDatagramSink`'s table, read per received datagram.
     let sinks = DatagramSinks()
@@ -41,6 +45,12 @@ public final class TransportManager: @unchecked Sendable {
     /// Redial backoff: 1 s doubling to 30 s, never giving up while the transport is wanted.
     static let backoffInitial: Int64 = 1
     static let backoffMax: Int64 = 30
+
+    /// `seconds` ±20 % jitter, so that a fleet does not redial in lockstep.
+    static func jittered(seconds delay: Int64) -> TimeAmount {
+        let jitterMillis = Int64.random(in: -(delay * 200)...(delay * 200))
+        return .milliseconds(delay * 1000 + jitterMillis)
+    }
 
     public init(settings: TransportSettings, group: EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -157,13 +167,14 @@ public final class TransportManager: @unchecked Sendable {
     /// Closes listeners and every transport, then stops the datapath loops (what was queued on
     /// them, e.g. the mux CLOSE to each peer, still runs).
     public func shutdown() async {
-        let (listener, endpoint, all, datapath): (StcprListener?, SudphEndpoint?, [TransportEntry], [EpollEventLoop]) =
+        let (listener, endpoint, all, datapath, relays): (StcprListener?, SudphEndpoint?, [TransportEntry], [EpollEventLoop], RelayPool?) =
             lock.withLock {
                 stopped = true
                 defer { entries.removeAll(); _datapathLoops.removeAll() }
-                return (stcprListener, sudph, Array(entries.values), _datapathLoops)
+                return (stcprListener, sudph, Array(entries.values), _datapathLoops, relayPool)
             }
         for entry in all { entry.shutdown(reason: "visor stopping") }
+        relays?.stop()
         listener?.close()
         await endpoint?.close()
         for loop in datapath {
@@ -194,6 +205,8 @@ public final class TransportManager: @unchecked Sendable {
             case .success(let hp): target = hp
             case .failure(let e): throw TransportError(.badAddress, "--addr \"\(address)\": \(e)")
             }
+        } else if type == .dmsg {
+            return try await add(remote: remote, type: .dmsg, target: nil)
         } else if let known = settings.peers[remote]?.address(for: type) {
             target = known
         } else {
@@ -206,15 +219,23 @@ public final class TransportManager: @unchecked Sendable {
     /// `add` with a parsed address; `punched`: the dial follows a hole punch (sudph resends
     /// faster and gives up sooner, `SudphHandshakeSchedule.punched`). Cancelling the calling task
     /// abandons the dial: the entry is shut down and removed, and this throws.
-    func add(remote: PublicKey, type: TransportType, target: HostPort, punched: Bool = false) async throws -> TransportInfo {
+    /// dmsg takes no address (`target` nil): it goes through the relay servers' sessions.
+    func add(remote: PublicKey, type: TransportType, target: HostPort?, punched: Bool = false) async throws -> TransportInfo {
         guard remote != localKey else { throw TransportError(.badAddress, "cannot add a transport to ourselves") }
-        let (host, port) = (target.host, Int(target.port))
+        guard (type == .dmsg) == (target == nil) else {
+            throw TransportError(.badAddress, type == .dmsg ? "dmsg goes through the relay servers: it takes no address"
+                                                            : "\(type.rawValue) needs an address")
+        }
+        let (host, port) = target.map { ($0.host, Int($0.port)) } ?? (TransportEntry.relayHost, 0)
         if let existing = lock.withLock({ entries.to(remote).first { $0.type == type && $0.isUp } }) {
             existing.markWanted()
             return existing.info
         }
         if type == .sudph && lock.withLock({ sudph }) == nil {
             throw TransportError(.unreachable, "sudph is disabled (transport.sudph_port is 0)")
+        }
+        if type == .dmsg && lock.withLock({ relayPool }) == nil {
+            throw TransportError(.unreachable, "no dmsg relay servers (set transport.dmsg_servers, or a discovery that lists some)")
         }
         try Task.checkCancellation()
         let entry = TransportEntry(manager: self, id: newID(), remote: remote, type: type,
@@ -305,12 +326,13 @@ public final class TransportManager: @unchecked Sendable {
 
     // MARK: Streams and datagrams
 
-    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph; within
-    /// a type the one that came up last (a peer that redialled left its older one dead).
+    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph, then dmsg
+    /// (through a relay: only when no direct one is up); within a type the one that came up last
+    /// (a peer that redialled left its older one dead).
     /// Only confirmed handshakes create entries (PROTOCOL.md §3, §4.3).
     func connection(to remote: PublicKey) -> MuxConnection? {
         let candidates = lock.withLock { entries.to(remote) }
-        for type in [TransportType.stcpr, .sudph] {
+        for type in [TransportType.stcpr, .sudph, .dmsg] {
             let live = candidates.filter { $0.type == type }.compactMap(\.liveConnectionAndOrder)
             if let best = live.max(by: { $0.order < $1.order }) { return best.connection }
         }

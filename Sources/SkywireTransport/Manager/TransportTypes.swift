@@ -5,10 +5,15 @@ import Glibc
 import SkywireConfig
 import SkywireCrypto
 
-/// The two transport kinds of docs/PROTOCOL.md.
+/// The transport kinds of docs/PROTOCOL.md: direct (stcpr, sudph) and through a dmsg relay
+/// server (docs/dmsg.md: the stcpr handshake and records inside a relay stream).
 public enum TransportType: String, Sendable, CaseIterable, Codable {
     case stcpr
     case sudph
+    case dmsg
+
+    /// A path without a relay in the middle (what the VPN requires unless allowed otherwise).
+    public var isDirect: Bool { self != .dmsg }
 }
 
 /// What the transport layer needs from the visor config.
@@ -28,6 +33,8 @@ public struct TransportSettings: Sendable {
     /// (bench/scale.sh, docs/scale.md) raises it with SKYWIRE_STCPR_MAX_CONNECTIONS to measure
     /// 10,000 transports. Each socket holds a descriptor: keep it under the visor's RLIMIT_NOFILE.
     public var stcprMaxConnections: Int = Self.stcprMaxConnectionsFromEnvironment()
+    /// dmsg relay servers to keep a session with (`transport.dmsg_servers`).
+    public var dmsgServers: [DmsgServerAddress] = []
 
     public init(identity: KeyPair, listenHost: String, stcprPort: Int, sudphPort: Int,
                 peers: [PublicKey: PeerAddresses]) {
@@ -59,6 +66,10 @@ public struct TransportInfo: Sendable, Equatable {
     public var lastError: String?
     public var retryInSeconds: Int64?
     public var rttMillis: Double?
+    /// dmsg: the relay server the transport runs through, and its TCP address (`HOST:PORT`; the
+    /// VPN routes it around its tunnel when allowed to use the relay).
+    public var relayKey: PublicKey? = nil
+    public var relayAddress: String? = nil
 }
 
 /// A user-facing transport error.
@@ -85,6 +96,7 @@ extension PeerAddresses {
         switch type {
         case .stcpr: return stcpr
         case .sudph: return sudph
+        case .dmsg: return nil  // through the relay servers, not an address
         }
     }
 }

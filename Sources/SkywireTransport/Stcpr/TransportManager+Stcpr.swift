@@ -84,13 +84,7 @@ extension TransportManager {
             return
         }
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
-        let identity: NoiseStaticIdentity
-        do {
-            identity = try noiseIdentity()
-        } catch {
-            entry.linkClosed(reason: "\(error)")
-            return
-        }
+        guard let identity = identityForDial(entry) else { return }
         let logger = self.logger
         let sinks = self.sinks
         let (host, port) = (entry.host, entry.port)

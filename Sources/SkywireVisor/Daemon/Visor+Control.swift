@@ -40,6 +40,7 @@ extension Visor {
                 "uptime_seconds": .int(uptimeSeconds),
                 "stcpr_addr": transports.stcprListenAddress.map { .string($0) } ?? .null,
                 "sudph_addr": transports.sudphListenAddress.map { .string($0) } ?? .null,
+                "dmsg_relays": .array(transports.relaysReachableThrough.map { .string($0.hex) }),
                 "transports": .array(transports.list().map(\.controlValue)),
                 "apps": .array(await apps.snapshotOffPool()),
             ])
@@ -50,11 +51,12 @@ extension Visor {
             var type: TransportType? = nil
             if let name = try params.optionalString("type") {
                 guard let t = TransportType(rawValue: name) else {
-                    throw ControlError(.badRequest, "unknown transport type \"\(name)\" (stcpr or sudph)")
+                    throw ControlError(.badRequest, "unknown transport type \"\(name)\" (stcpr, sudph or dmsg)")
                 }
                 type = t
             }
-            // Without --addr: the peers table, else discovery (stcpr, then sudph, when no type is given).
+            // Without --addr: the peers table, else discovery (punched sudph, then stcpr, then dmsg
+            // through the relay servers, when no type is given).
             if let addr = try params.optionalString("addr") {
                 return try await transports.add(remote: pk, type: type ?? .stcpr, address: addr).controlValue
             }
@@ -125,6 +127,7 @@ extension Visor {
             } else {
                 try await ensureTransport(to: pk, timeout: timeout)
             }
+            try refuseRelayOnlyPath(to: pk, allowRelay: params.optionalBool("allow_relay") ?? false)
             // A refusal by the server's whitelist arrives as AppError code `forbidden` (handle).
             try await apps.start(client, options: .vpnClient(arguments), shownArguments: arguments.arguments)
             return await row(client)
@@ -185,6 +188,24 @@ extension Visor {
         _ = try await transports.connect(remote: pk, within: timeout)
     }
 
+    /// The VPN stays on direct transports (as Skywire's: "routed over STCPR or SUDPH transports,
+    /// not through DMSG relays"): with only a dmsg transport up to `pk`, `vpn.start` fails unless
+    /// the user opted in (`--allow-relay`).
+    func refuseRelayOnlyPath(to pk: PublicKey, allowRelay: Bool) throws {
+        if let refusal = Self.relayOnlyRefusal(to: pk, transports: transports.list(), allowRelay: allowRelay) {
+            throw ControlError(.failed, refusal)
+        }
+    }
+
+    /// The refusal's text when the transports up to `pk` are all dmsg and the relay is not
+    /// allowed; nil otherwise.
+    static func relayOnlyRefusal(to pk: PublicKey, transports: [TransportInfo], allowRelay: Bool) -> String? {
+        let up = transports.filter { $0.remoteKey == pk && $0.state == .up }
+        guard !allowRelay, !up.isEmpty, !up.contains(where: { $0.type.isDirect }) else { return nil }
+        return "the only transport to \(pk.hex) goes through a dmsg relay: the VPN is routed over stcpr or sudph, "
+            + "not through dmsg relays (pass --allow-relay to use the relay anyway)"
+    }
+
     static func publicKey(_ hex: String) throws -> PublicKey {
         do {
             return try PublicKey(hex: hex)
@@ -207,6 +228,8 @@ extension TransportInfo {
         o["last_error"] = lastError.map { .string($0) } ?? .null
         o["retry_in_seconds"] = retryInSeconds.map { .int($0) } ?? .null
         o["rtt_ms"] = rttMillis.map { .double($0) } ?? .null
+        o["relay_pk"] = relayKey.map { .string($0.hex) } ?? .null
+        o["relay_addr"] = relayAddress.map { .string($0) } ?? .null
         return .object(o)
     }
 }

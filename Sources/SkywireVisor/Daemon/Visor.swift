@@ -19,6 +19,8 @@ public final class Visor: Sendable {
     let registrar: DiscoveryRegistrar?
     /// The web UI (docs/ui.md), nil when `ui.listen` is "".
     let ui: UIServer?
+    /// Looks up relay servers in discovery until it lists one (`startRelays`).
+    let relayLookup = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -58,6 +60,8 @@ public final class Visor: Sendable {
                                                   "version": "\(SkywireVersion.string)"])
         do {
             try await transports.start()
+            let lookup = try startRelays()
+            relayLookup.withLockedValue { $0 = lookup }
             try await control.start()
         } catch {
             await shutdown()
@@ -73,6 +77,7 @@ public final class Visor: Sendable {
     public func shutdown() async {
         await ui?.stop()
         await registrar?.stop()
+        relayLookup.withLockedValue { $0 }?.cancel()
         await apps.stopAll()
         await transports.shutdown()
         await control.stop()

@@ -13,13 +13,16 @@ struct TransportGroup: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Dial a visor by public key and keep the transport up.")
         @OptionGroup var control: ControlOptions
         @Argument(help: "The remote visor's public key (64 hex).") var pk: String
-        @Option(name: [.customShort("t"), .long], help: "Transport type: stcpr or sudph (default: stcpr with --addr; without it, stcpr then sudph).") var type: String?
-        @Option(help: "HOST:PORT to dial; default: transport.peers, else the addresses transport.discovery has for PK.") var addr: String?
+        @Option(name: [.customShort("t"), .long], help: "Transport type: stcpr, sudph or dmsg (default: stcpr with --addr; without it, punched sudph, then stcpr, then dmsg through the relay servers).") var type: String?
+        @Option(help: "HOST:PORT to dial (not with -t dmsg); default: transport.peers, else the addresses transport.discovery has for PK.") var addr: String?
         @Flag(help: "Print stable JSON.") var json = false
 
         func validate() throws {
-            if let type, !["stcpr", "sudph"].contains(type) {
-                throw ValidationError("--type must be stcpr or sudph, not \"\(type)\"")
+            if let type, !["stcpr", "sudph", "dmsg"].contains(type) {
+                throw ValidationError("--type must be stcpr, sudph or dmsg, not \"\(type)\"")
+            }
+            if type == "dmsg" && addr != nil {
+                throw ValidationError("--addr does not go with -t dmsg (it goes through the relay servers)")
             }
             guard pk.utf8.count == 64, pk.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
                 throw ValidationError("\"\(pk)\" is not a public key (64 lowercase hex characters)")
@@ -49,7 +52,7 @@ struct TransportGroup: ParsableCommand {
                 if json { try Output.json(tps); return }
                 let rows = (tps.arrayValue ?? []).map { tp -> [String] in
                     [tp["id"]?.stringValue ?? "", tp["type"]?.stringValue ?? "", tp["remote_pk"]?.stringValue ?? "",
-                     tp["remote_addr"]?.stringValue ?? "", tp["state"]?.stringValue ?? "",
+                     tp["relay_pk"]?.stringValue.map { "relay \($0)" } ?? tp["remote_addr"]?.stringValue ?? "", tp["state"]?.stringValue ?? "",
                      "\(tp["bytes_sent"]?.intValue ?? 0)", "\(tp["bytes_received"]?.intValue ?? 0)",
                      tp["rtt_ms"]?.doubleValue.map { "\(($0 * 100).rounded() / 100) ms" } ?? "-"]
                 }

@@ -26,6 +26,8 @@ struct VPNGroup: ParsableCommand {
         @Flag(name: .customLong("existing-tp"), help: "Use an existing transport only; do not dial one.") var existingTransport = false
         @Option(name: .shortAndLong, help: "Seconds (1-3600) allowed for bringing up a transport to the server: lookup, punch and dials together.") var timeout: Int = 20
         @Flag(help: "Drop all traffic that would leave outside the tunnel, also while reconnecting.") var killswitch = false
+        @Flag(name: .customLong("allow-relay"), help: "Accept a path through a dmsg relay server when no direct transport (stcpr, sudph) comes up; refused otherwise.")
+        var allowRelay = false
         @Option(help: "DNS server(s) to use while connected (IPv4, comma separated).") var dns: String?
         @Option(help: "Gateway role: serve this LAN interface (DHCP, DNS) and send its traffic through the exit (docs/gateway.md).")
         var lan: String?
@@ -45,6 +47,7 @@ struct VPNGroup: ParsableCommand {
                     "pk": .string(pk), "timeout": .int(Int64(timeout)),
                     "existing_tp": .bool(existingTransport), "killswitch": .bool(killswitch),
                 ]
+                if allowRelay { params["allow_relay"] = .bool(true) }
                 if let dns { params["dns"] = .string(dns) }
                 if let lan { params["lan"] = .string(lan) }
                 if let lanSubnet { params["lan_subnet"] = .string(lanSubnet) }
