@@ -9,9 +9,9 @@ extension VisorOptions {
             transport: TransportSettings(identity: config.keyPair, listenHost: config.transport.listenAddr,
                                          stcprPort: Int(config.transport.stcprPort),
                                          sudphPort: Int(config.transport.sudphPort), peers: config.transport.peers),
-            apps: Self.withSkynet(config.launcher.apps.map {
+            apps: Self.withSkychat(Self.withSkynet(config.launcher.apps.map {
                 AppSpec(name: $0.name.rawValue, args: $0.args, autoStart: $0.autoStart, port: $0.port)
-            }),
+            })),
             controlSocket: config.cliAddr,
             logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
             stateDirectory: config.stateDir,
