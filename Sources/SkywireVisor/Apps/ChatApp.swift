@@ -78,7 +78,15 @@ final class ChatApp: VisorApp, @unchecked Sendable {
 
     var whitelist: AppWhitelist? { options.whitelist }
 
+    /// The state directory's mode when skychat creates it (it holds the history).
+    static let stateDirectoryMode: mode_t = 0o700
+
     func start() async throws {
+        do {
+            try FileIO.makeDirectories(context.stateDirectory, mode: Self.stateDirectoryMode)
+        } catch {
+            throw AppError(.failed, "skychat: cannot create the state directory \(context.stateDirectory): \(error)")
+        }
         let loaded = loadState()
         let peers: [String] = lock.withLock {
             if let loaded { store = loaded }
