@@ -243,8 +243,14 @@ struct ChatStore: Sendable, Equatable {
         while historyBytes > limits.maxHistoryBytes, let victim = conversationWithOldestEntry() {
             historyBytes -= conversations[victim]?.entries.removeFirst().cost ?? 0
             if conversations[victim]?.entries.isEmpty == true { conversations[victim] = nil }
+            clampUnread(victim)
         }
-        if let u = conversations[id].map({ min($0.unread, $0.entries.count) }) { conversations[id]?.unread = u }
+        clampUnread(id)
+    }
+
+    /// Unread is never more than the entries left.
+    private mutating func clampUnread(_ id: String) {
+        if let c = conversations[id], c.unread > c.entries.count { conversations[id]?.unread = c.entries.count }
     }
 
     private func leastRecentConversation(except id: String) -> String? {
