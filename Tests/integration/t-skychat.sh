@@ -107,6 +107,26 @@ out=$(cli a skychat send "$g" "to the group" 2>&1) && grep -q "^delivered" <<<"$
 many=$(for i in $(seq 1 33); do "$SKYWIRE_BIN" config gen -o "$T_WORK/k$i.json"; rm -f "$T_WORK/k$i.json"; done | paste -sd,)
 expect_fail "a group of 33 members is refused" "at most 32" cli a skychat group create big --members "$many"
 
+# ---- the UI's chat page in headless Chromium (SKYWIRE_UI_BROWSER=0 leaves it out) --------------------
+if [ "${SKYWIRE_UI_BROWSER:-1}" != 0 ]; then
+    art=${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}; mkdir -p "$art"
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && /usr/bin/python3 -c 'import selenium' 2>/dev/null \
+        || fail "the browser test needs chromium, chromium-driver and python3-selenium (scripts/install-deps.sh), or SKYWIRE_UI_BROWSER=0"
+    msg="typed on the chat page $$"
+    if ip netns exec $A /usr/bin/python3 "$here/tools/ui-browser.py" --link "$(cli a url)" --artifacts "$art" --profile "$T_WORK/chromium-a" \
+        --chat-send "$PKB" --chat-text "$msg" >"$T_WORK/browser-a.log" 2>&1; then
+        pass "browser on A: $(tail -1 "$T_WORK/browser-a.log")"
+    else
+        fail "browser on A: $(tail -20 "$T_WORK/browser-a.log")"
+    fi
+    if ip netns exec $B /usr/bin/python3 "$here/tools/ui-browser.py" --link "$(cli b url)" --artifacts "$art" --profile "$T_WORK/chromium-b" \
+        --chat-read "$PKA" --chat-text "$msg" >"$T_WORK/browser-b.log" 2>&1; then
+        pass "browser on B: $(tail -1 "$T_WORK/browser-b.log")"
+    else
+        fail "browser on B: $(tail -20 "$T_WORK/browser-b.log")"
+    fi
+fi
+
 # ---- a hostile flood against C (--whitelist any) --------------------------------------------------------
 before=$(cli c apps ls --json | jq -c '.[] | select(.name=="skychat") | .info')
 res=$(ip netns exec $A timeout 60 "$HOSTILE" chat-flood --addr 10.79.22.2:7777 --pk "$PKC" --messages 2000 --streams 3 --oversized --seconds 20 2>&1) \

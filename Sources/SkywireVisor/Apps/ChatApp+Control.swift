@@ -21,8 +21,9 @@ extension ChatApp {
         }
     }
 
-    /// `skychat.show`: one conversation's messages (the last `limit`), marked read.
-    func conversation(_ id: String, limit: Int) throws(ChatStoreError) -> ControlValue {
+    /// `skychat.show`: one conversation's messages (the last `limit`), marked read unless
+    /// `markRead` is false (the UI's GET; it marks them read with `skychat.read`, a POST).
+    func conversation(_ id: String, limit: Int, markRead: Bool) throws(ChatStoreError) -> ControlValue {
         try locked { () throws(ChatStoreError) -> ControlValue in
             let c = store.conversations[id]
             let isGroup = ChatStore.groupID(conversation: id).flatMap { store.groups[$0] } != nil
@@ -34,9 +35,15 @@ extension ChatApp {
                          "state": .string(e.outgoing ? (e.pending == 0 ? "delivered" : "queued") : "received")])
             })
             row["unread"] = .int(Int64(c?.unread ?? 0))
-            store.markRead(id)
+            if markRead { store.markRead(id) }
             return .object(row)
         }
+    }
+
+    /// `skychat.read`: the conversation's messages marked read.
+    func markRead(_ id: String) {
+        lock.withLock { store.markRead(id) }
+        scheduleSave()
     }
 
     /// `skychat.group.create`: a new group of `members`, with a random id.

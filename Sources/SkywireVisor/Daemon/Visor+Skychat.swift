@@ -25,9 +25,19 @@ extension Visor {
             case "skychat.ls":
                 return .array(app.conversationRows())
             case "skychat.show":
-                let limit = try params.optionalInt("limit") ?? Int64(ChatLimits().maxEntriesPerConversation)
-                guard limit > 0 else { throw ControlError(.badRequest, "limit must be positive") }
-                return try app.conversation(Self.conversationID(params.requiredString("id")), limit: Int(clamping: limit))
+                var limit = Int64(ChatLimits().maxEntriesPerConversation)
+                if let v = params["limit"], v != .null {
+                    // From the UI's query string the limit is text.
+                    guard let n = v.intValue ?? v.stringValue.flatMap({ Int64($0) }), n > 0 else {
+                        throw ControlError(.badRequest, "limit must be a positive number")
+                    }
+                    limit = n
+                }
+                return try app.conversation(Self.conversationID(params.requiredString("id")), limit: Int(clamping: limit),
+                                            markRead: params.optionalBool("mark_read") ?? true)
+            case "skychat.read":
+                app.markRead(try Self.conversationID(params.requiredString("id")))
+                return .object([:])
             case "skychat.group.create":
                 let members = try Self.keyList(params.optionalString("members") ?? "")
                 return try app.createGroup(name: params.requiredString("name"), members: members)
