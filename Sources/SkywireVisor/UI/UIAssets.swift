@@ -207,7 +207,7 @@ enum UIAssets {
       const pick = (id) => () => { S.chatWith = id; $("chat-to").value = id; chatRefresh(); };
       const list = $("chat-list"); if (!list) return;
       list.replaceChildren(table(["Conversation", "Unread", "Queued", "Last"], convs.map((c) => [
-        h("a", {href: "#/chat", "data-id": c.id, onclick: (ev) => { ev.preventDefault(); pick(c.id)(); }}, c.kind === "group" ? "👥 " + (c.name || c.id) : c.id.slice(0, 16) + "…"),
+        h("a", {href: "#/chat", "data-id": c.id, onclick: (ev) => { ev.preventDefault(); pick(c.id)(); }}, c.kind === "group" ? "Group: " + (c.name || c.id) : c.id.slice(0, 16) + "…"),
         h("span", {class: c.unread ? "unread" : ""}, c.unread), c.queued, c.last_text || ""])));
       $("chat-groups").replaceChildren(table(["Id", "Name", "Members"], groups.map((g) => [h("code", {}, g.id), g.name, g.members.length])));
       if (!S.chatWith) return;
