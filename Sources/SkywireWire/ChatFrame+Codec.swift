@@ -64,52 +64,41 @@ extension ChatFrame {
 /// `maxPayload` is refused from the header, before the payload arrives. After an error every
 /// call throws it again and nothing is buffered.
 public struct ChatFrameDecoder: Sendable {
-    private var buffer: [UInt8] = []
-    private var start = 0
+    private var buffer = FrameBuffer()
     private var failed: ChatProtocolError?
 
     public init() {}
 
     /// Bytes held that do not make a whole frame yet.
-    public var bufferedBytes: Int { buffer.count - start }
+    public var bufferedBytes: Int { buffer.available }
 
     public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         guard failed == nil else { return }
-        if start > 0, start >= buffer.count / 2 {
-            buffer.removeFirst(start)
-            start = 0
-        }
-        buffer.append(contentsOf: bytes)
+        buffer.feed(bytes)
     }
 
     /// The next whole frame, nil when more bytes are needed.
     public mutating func next() throws(ChatProtocolError) -> ChatFrame? {
         if let failed { throw failed }
         do throws(ChatProtocolError) {
-            let available = buffer.count - start
+            let available = buffer.available
             guard available >= ChatProtocol.headerLength else { return nil }
-            let version = buffer[start], type = buffer[start + 1]
+            let version = buffer[0], type = buffer[1]
             guard version == ChatProtocol.version else {
                 throw ChatProtocolError("protocol version \(version), expected \(ChatProtocol.version)")
             }
             guard ChatFrameType(rawValue: type) != nil else { throw ChatProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
-            let length = Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+            let length = Int(buffer[2]) << 8 | Int(buffer[3])
             guard length <= ChatProtocol.maxPayload else {
                 throw ChatProtocolError("frame of \(length) bytes, at most \(ChatProtocol.maxPayload)")
             }
             guard available >= ChatProtocol.headerLength + length else { return nil }
-            let payloadStart = start + ChatProtocol.headerLength
-            let frame = try ChatFrame.decode(type: type, payload: buffer[payloadStart..<(payloadStart + length)])
-            start = payloadStart + length
-            if start == buffer.count {
-                buffer.removeAll(keepingCapacity: true)
-                start = 0
-            }
+            let frame = try ChatFrame.decode(type: type, payload: buffer.bytes(at: ChatProtocol.headerLength, count: length))
+            buffer.consume(ChatProtocol.headerLength + length)
             return frame
         } catch {
             failed = error
-            buffer = []
-            start = 0
+            buffer.clear()
             throw error
         }
     }

@@ -17,24 +17,7 @@ public struct ChatOptions: Sendable, Equatable {
     public static func parse(_ arguments: [String]) throws(AppError) -> ChatOptions {
         var options = ChatOptions()
         var whitelists: [String] = []
-        var index = 0
-        while index < arguments.count {
-            var name = arguments[index]
-            var value: String?
-            index += 1
-            if name.hasPrefix("--"), let eq = name.firstIndex(of: "=") {
-                value = String(name[name.index(after: eq)...])
-                name = String(name[..<eq])
-            }
-            guard names.contains(name) else {
-                throw AppError(.invalidArguments, "skychat: unknown argument '\(name)' (--whitelist PK,...|any, --rate N)")
-            }
-            if value == nil {
-                guard index < arguments.count else { throw AppError(.invalidArguments, "skychat: \(name) needs a value") }
-                value = arguments[index]
-                index += 1
-            }
-            let v = value ?? ""
+        for (name, v) in try AppArguments.pairs(arguments, names: names, app: "skychat", usage: "--whitelist PK,...|any, --rate N") {
             if name == "--rate" {
                 guard let n = Int(v), rateRange.contains(n) else {
                     throw AppError(.invalidArguments, "skychat: --rate needs \(rateRange.lowerBound)...\(rateRange.upperBound) messages a minute, got '\(v)'")
