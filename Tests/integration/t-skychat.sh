@@ -107,6 +107,29 @@ out=$(cli a skychat send "$g" "to the group" 2>&1) && grep -q "^delivered" <<<"$
 many=$(for i in $(seq 1 33); do "$SKYWIRE_BIN" config gen -o "$T_WORK/k$i.json"; rm -f "$T_WORK/k$i.json"; done | paste -sd,)
 expect_fail "a group of 33 members is refused" "at most 32" cli a skychat group create big --members "$many"
 
+# ---- the chat API over HTTP (A's UI, 127.0.0.1:8000 in A): session, CSRF, bad input -----------------
+UI=http://127.0.0.1:8000 JAR=$T_WORK/jar J=(-H 'Content-Type: application/json')
+hc() { ip netns exec $A curl -s --max-time 60 -w '\n%{http_code}' "$@" | { body=$(cat); echo "${body##*$'\n'} ${body%$'\n'*}"; }; }
+expect_http() {
+    local desc=$1 status=$2 pattern=$3; shift 3
+    local out; out=$(hc "$@")
+    if [ "${out%% *}" = "$status" ] && grep -qE -- "$pattern" <<<"${out#* }"; then pass "$desc"; else fail "$desc: got $out"; fi
+}
+expect_http "GET /api/chat without a session: 401" 401 unauthorized "$UI/api/chat"
+token=$(cli a url); token=${token##*token=}; token=${token%%&*}
+expect_http "token login" 200 '"csrf"' -c "$JAR" "${J[@]}" -d "{\"token\":\"$token\"}" "$UI/api/login"
+csrf=$(hc -b "$JAR" "$UI/api/session" | sed 's/.*"csrf":"\([0-9a-f]*\)".*/\1/')
+X=(-b "$JAR" -H "X-CSRF-Token: $csrf")
+expect_http "GET /api/chat: A's conversations" 200 "\"id\":\"$PKB\"" -b "$JAR" "$UI/api/chat"
+expect_http "POST /api/chat/send without the CSRF token: 403" 403 'X-CSRF-Token' -b "$JAR" "${J[@]}" -d "{\"to\":\"$PKB\",\"text\":\"x\"}" "$UI/api/chat/send"
+expect_http "POST /api/chat/send, empty text: 400" 400 'empty' "${X[@]}" "${J[@]}" -d "{\"to\":\"$PKB\",\"text\":\"\"}" "$UI/api/chat/send"
+expect_http "POST /api/chat/send, unknown member: 400" 400 'unknown member' "${X[@]}" "${J[@]}" -d "{\"to\":\"$PKB\",\"text\":\"x\",\"wait\":60}" "$UI/api/chat/send"
+expect_http "GET /api/chat/show, bad limit: 400" 400 'limit' -b "$JAR" "$UI/api/chat/show?id=$PKB&limit=x"
+expect_http "GET /api/chat/show does not mark read" 200 '"messages"' -b "$JAR" "$UI/api/chat/show?id=$PKB"
+expect_http "POST /api/chat/send: queued at once, delivered by the loop" 200 '"state":"(queued|delivered)"' "${X[@]}" "${J[@]}" -d "{\"to\":\"$PKB\",\"text\":\"via the API\"}" "$UI/api/chat/send"
+wait_for "the API's message is delivered" 30 \
+    bash -c "[ \"\$(\"$SKYWIRE_BIN\" cli --rpc $T_WORK/a.sock skychat show $PKB --json | jq -r '[.messages[] | select(.text==\"via the API\") | .state] | first')\" = delivered ]"
+
 # ---- the UI's chat page in headless Chromium (SKYWIRE_UI_BROWSER=0 leaves it out) --------------------
 if [ "${SKYWIRE_UI_BROWSER:-1}" != 0 ]; then
     art=${SKYWIRE_UI_ARTIFACTS:-/tmp/skywire-ui-artifacts}; mkdir -p "$art"
