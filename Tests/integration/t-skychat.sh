@@ -151,12 +151,15 @@ if [ "${SKYWIRE_UI_BROWSER:-1}" != 0 ]; then
 fi
 
 # ---- a hostile flood against C (--whitelist any) --------------------------------------------------------
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$PID_c/status"; }
+rss_before=$(rss)
 before=$(cli c apps ls --json | jq -c '.[] | select(.name=="skychat") | .info')
 res=$(ip netns exec $A timeout 60 "$HOSTILE" chat-flood --addr 10.79.22.2:7777 --pk "$PKC" --messages 2000 --streams 3 --oversized --seconds 20 2>&1) \
     || fail "chat-flood: $res"
 log "chat-flood: $res"
 sleep 2
 after=$(cli c apps ls --json | jq -c '.[] | select(.name=="skychat") | .info')
+log "C's RSS: ${rss_before} kB before the flood, $(rss) kB after (measured, not asserted)"
 received=$(( $(jq .received <<<"$after") - $(jq .received <<<"$before") ))
 # The default rate is 60 a minute after a burst of 20: the flood (seconds) gets far less than 200.
 [ "$(jq .messages_sent <<<"$res")" = 2000 ] && [ "$received" -le 100 ] && [ "$(jq .rate_limited <<<"$after")" -gt 1000 ] \

@@ -280,8 +280,11 @@ final class ChatApp: VisorApp, @unchecked Sendable {
                 if let bytes = try? ChatFrame.message(item.message).encoded() { frames.append((item.message.id, bytes)) }
             }
             return await ChatOutboundSession.run(stream: stream, frames: frames, timeout: Self.ackTimeout)
-        } catch let e as TransportError where e.streamCode == .refused || e.streamCode == .forbidden {
-            return ChatDeliveryResult(acks: [:], error: "refused by the peer (this visor is not on its skychat whitelist, or is blocked)")
+        } catch let e as TransportError {
+            // (No `catch where`: swiftc 6.2.3 has crashed on it, see Visor.skynet().)
+            let refused = e.streamCode == .refused || e.streamCode == .forbidden
+            return ChatDeliveryResult(acks: [:], error: refused ? "refused by the peer (this visor is not on its skychat whitelist, or is blocked)"
+                                                             : e.streamCode == .noSuchPort ? "the peer's skychat is not running" : "\(e)")
         } catch {
             return ChatDeliveryResult(acks: [:], error: "\(error)")
         }
