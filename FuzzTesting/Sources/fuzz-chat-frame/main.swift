@@ -8,34 +8,10 @@
 import FuzzSupport
 import SkywireWire
 
-private struct Outcome: Equatable {
-    var frames: [ChatFrame] = []
-    var error: ChatProtocolError?
-}
-
-private func decodeAll(_ bytes: [UInt8], chunk: Int) -> Outcome {
+private func decodeAll(_ bytes: [UInt8], chunk: Int) -> DecodeOutcome<ChatFrame, ChatProtocolError> {
     var decoder = ChatFrameDecoder()
-    var out = Outcome()
-    var offset = 0
-    while offset < bytes.count, out.error == nil {
-        let end = min(bytes.count, offset + chunk)
-        decoder.feed(bytes[offset..<end])
-        offset = end
-        invariant(decoder.bufferedBytes <= ChatProtocol.headerLength + ChatProtocol.maxPayload + chunk,
-                  "decoder holds \(decoder.bufferedBytes) bytes")
-        do {
-            while let frame = try decoder.next() { out.frames.append(frame) }
-        } catch {
-            out.error = error
-            let again = Result { () throws(ChatProtocolError) in try decoder.next() }
-            invariant(again.failureValue == error, "after \(error) the decoder gave \(again)")
-        }
-    }
-    return out
-}
-
-private extension Result {
-    var failureValue: Failure? { if case .failure(let e) = self { e } else { nil } }
+    return decodeInChunks(bytes, chunk: chunk, maxHeld: ChatProtocol.headerLength + ChatProtocol.maxPayload,
+                          feed: { decoder.feed($0) }, held: { decoder.bufferedBytes }, next: { () throws(ChatProtocolError) in try decoder.next() })
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
