@@ -122,50 +122,39 @@ enum PtyExitKind {
 /// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
 /// beyond what one `feed` brought; a header announcing more than `maxPayload` is refused at once.
 public struct PtyFrameDecoder: Sendable {
-    private var buffer: [UInt8] = []
-    private var start = 0
+    private var buffer = FrameBuffer()
     private var failed: PtyProtocolError?
 
     public init() {}
 
     /// Bytes held that do not make a whole frame yet.
-    public var bufferedBytes: Int { buffer.count - start }
+    public var bufferedBytes: Int { buffer.available }
 
     public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        if start > 0, start >= buffer.count / 2 {
-            buffer.removeFirst(start)
-            start = 0
-        }
-        buffer.append(contentsOf: bytes)
+        buffer.feed(bytes)
     }
 
     /// The next whole frame, nil when more bytes are needed. After an error every call throws it.
     public mutating func next() throws(PtyProtocolError) -> PtyFrame? {
         if let failed { throw failed }
         do throws(PtyProtocolError) {
-            let available = buffer.count - start
+            let available = buffer.available
             guard available >= PtyProtocol.headerLength else { return nil }
-            let type = buffer[start]
+            let type = buffer[0]
             var length = 0
-            for i in 1...4 { length = length << 8 | Int(buffer[start + i]) }
+            for i in 1...4 { length = length << 8 | Int(buffer[i]) }
             guard length <= PtyProtocol.maxPayload else {
                 throw PtyProtocolError("frame of \(length) bytes, at most \(PtyProtocol.maxPayload)")
             }
             // The type is checked before its payload arrives.
             guard PtyFrameType(rawValue: type) != nil else { throw PtyProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
             guard available >= PtyProtocol.headerLength + length else { return nil }
-            let payloadStart = start + PtyProtocol.headerLength
-            let frame = try PtyFrame.decode(type: type, payload: buffer[payloadStart..<(payloadStart + length)])
-            start = payloadStart + length
-            if start == buffer.count {
-                buffer.removeAll(keepingCapacity: true)
-                start = 0
-            }
+            let frame = try PtyFrame.decode(type: type, payload: buffer.bytes(at: PtyProtocol.headerLength, count: length))
+            buffer.consume(PtyProtocol.headerLength + length)
             return frame
         } catch {
             failed = error
-            buffer = []
-            start = 0
+            buffer.clear()
             throw error
         }
     }

@@ -20,6 +20,7 @@ struct Hostile: ParsableCommand {
             StreamFlood.self,
             Connections.self,
             SkynetIdle.self,
+            ChatFlood.self,
             ManyTransports.self,
         ]
     )

@@ -111,3 +111,39 @@ public func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
 public func runFuzzer(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
     skw_fuzz_run(argc, argv)
 }
+
+/// What an incremental frame decoder made of a byte stream: its frames, then its error (if any).
+public struct DecodeOutcome<Frame: Equatable, Failure: Error & Equatable>: Equatable {
+    public var frames: [Frame] = []
+    public var error: Failure?
+}
+
+/// Feeds `bytes` to a decoder `chunk` bytes at a time (`feed`), taking every whole frame after each
+/// piece (`next`), until the end or the first error. Checks that the decoder never holds more than
+/// `maxHeld` + `chunk` bytes (`held`) and that after an error the next call throws it again.
+/// Shared by the frame-decoder harnesses (fuzz-pty-frame, fuzz-chat-frame).
+public func decodeInChunks<Frame: Equatable, Failure: Error & Equatable>(
+    _ bytes: [UInt8], chunk: Int, maxHeld: Int, feed: (ArraySlice<UInt8>) -> Void, held: () -> Int,
+    next: () throws(Failure) -> Frame?
+) -> DecodeOutcome<Frame, Failure> {
+    var out = DecodeOutcome<Frame, Failure>()
+    var offset = 0
+    while offset < bytes.count, out.error == nil {
+        let end = min(bytes.count, offset + chunk)
+        feed(bytes[offset..<end])
+        offset = end
+        invariant(held() <= maxHeld + chunk, "decoder holds \(held()) bytes")
+        do throws(Failure) {
+            while let frame = try next() { out.frames.append(frame) }
+        } catch {
+            out.error = error
+            do throws(Failure) {
+                _ = try next()
+                invariant(false, "the decoder went on after \(error)")
+            } catch let again {
+                invariant(again == error, "a second call threw \(again), not \(error)")
+            }
+        }
+    }
+    return out
+}

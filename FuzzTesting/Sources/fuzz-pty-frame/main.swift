@@ -8,34 +8,10 @@
 import FuzzSupport
 import SkywireWire
 
-private struct Outcome: Equatable {
-    var frames: [PtyFrame] = []
-    var error: PtyProtocolError?
-}
-
-private func decodeAll(_ bytes: [UInt8], chunk: Int) -> Outcome {
+private func decodeAll(_ bytes: [UInt8], chunk: Int) -> DecodeOutcome<PtyFrame, PtyProtocolError> {
     var decoder = PtyFrameDecoder()
-    var out = Outcome()
-    var offset = 0
-    while offset < bytes.count, out.error == nil {
-        let end = min(bytes.count, offset + chunk)
-        decoder.feed(bytes[offset..<end])
-        offset = end
-        invariant(decoder.bufferedBytes <= PtyProtocol.headerLength + PtyProtocol.maxPayload + chunk,
-                  "decoder holds \(decoder.bufferedBytes) bytes")
-        do {
-            while let frame = try decoder.next() { out.frames.append(frame) }
-        } catch {
-            out.error = error
-            do {
-                _ = try decoder.next()
-                invariant(false, "the decoder went on after \(error)")
-            } catch let again {
-                invariant(again == error, "a second call threw \(again), not \(error)")
-            }
-        }
-    }
-    return out
+    return decodeInChunks(bytes, chunk: chunk, maxHeld: PtyProtocol.headerLength + PtyProtocol.maxPayload,
+                          feed: { decoder.feed($0) }, held: { decoder.bufferedBytes }, next: { () throws(PtyProtocolError) in try decoder.next() })
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")

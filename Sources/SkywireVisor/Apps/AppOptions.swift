@@ -13,6 +13,7 @@ public enum AppOptions: Sendable {
     case vpnClient(VPNClientArguments)
     case skynet(SkynetOptions)
     case pty(PtyOptions)
+    case skychat(ChatOptions)
 
     /// Parses the arguments of the built-in app `app`; a refusal is an `AppError` with code
     /// `invalidArguments` naming the app, an app not built in one with `notFound`.
@@ -29,7 +30,7 @@ public enum AppOptions: Sendable {
             case .vpnClient: self = .vpnClient(try VPNClientArguments(parsing: arguments))
             case .skynet: self = .skynet(try SkynetOptions.parse(arguments))
             case .pty: self = .pty(try PtyOptions.parse(arguments))
-            case .skychat: throw Self.notBuiltIn(app)
+            case .skychat: self = .skychat(try ChatOptions.parse(arguments))
             }
         } catch let e as AppError {
             throw e
@@ -46,6 +47,7 @@ public enum AppOptions: Sendable {
         case .skysocks(let o): o.whitelist
         case .skynet(let o): o.whitelist
         case .pty(let o): o.whitelist
+        case .skychat(let o): o.whitelist
         case .echo, .skysocksClient, .vpnClient: nil
         }
     }

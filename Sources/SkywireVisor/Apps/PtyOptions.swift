@@ -22,25 +22,9 @@ public struct PtyOptions: Sendable, Equatable {
     public static func parse(_ arguments: [String]) throws(AppError) -> PtyOptions {
         var options = PtyOptions()
         var whitelists: [String] = []
-        var index = 0
-        while index < arguments.count {
-            var name = arguments[index]
-            var value: String?
-            index += 1
-            if name.hasPrefix("--"), let eq = name.firstIndex(of: "=") {
-                value = String(name[name.index(after: eq)...])
-                name = String(name[..<eq])
-            }
-            guard ["--whitelist", "-w", "--user", "--max-sessions", "--session-host"].contains(name) else {
-                throw AppError(.invalidArguments,
-                               "pty: unknown argument '\(name)' (--whitelist PK,...|any, --user NAME, --max-sessions N, --session-host PATH)")
-            }
-            if value == nil {
-                guard index < arguments.count else { throw AppError(.invalidArguments, "pty: \(name) needs a value") }
-                value = arguments[index]
-                index += 1
-            }
-            let v = value ?? ""
+        let pairs = try AppArguments.pairs(arguments, names: ["--whitelist", "-w", "--user", "--max-sessions", "--session-host"], app: "pty",
+                                           usage: "--whitelist PK,...|any, --user NAME, --max-sessions N, --session-host PATH")
+        for (name, v) in pairs {
             switch name {
             case "--user":
                 guard !v.isEmpty, !v.contains("/"), !v.contains(":") else { throw AppError(.invalidArguments, "pty: --user '\(v)' is not a user name") }

@@ -86,6 +86,8 @@ extension Visor {
             return try await vpnControl(method, params)
         case let m where m.hasPrefix("skynet.") || m.hasPrefix("resolver."):
             return try await skynetControl(method, params)
+        case let m where m.hasPrefix("skychat."):
+            return try await skychatControl(method, params)
         case "ui.token", "ui.password", "discovery.services":
             return try await uiControl(method, params)
         case "apps.ls":

@@ -5,8 +5,10 @@ import SkywireSocks
 extension VisorOptions {
     /// `specs` with a `skynet` entry (port 57, not auto-started) when the config has none, so
     /// `skywire cli skynet ...` and `resolver ...` work on every visor (docs/skynet.md).
-    static func withSkynet(_ specs: [AppSpec]) -> [AppSpec] {
-        let name = AppName.skynet
+    static func withSkynet(_ specs: [AppSpec]) -> [AppSpec] { withEntry(.skynet, specs) }
+
+    /// `specs` with an entry for `name` on its default port, not auto-started, when there is none.
+    static func withEntry(_ name: AppName, _ specs: [AppSpec]) -> [AppSpec] {
         guard !specs.contains(where: { $0.name == name.rawValue }) else { return specs }
         return specs + [AppSpec(name: name.rawValue, args: [], autoStart: false, port: name.defaultPort)]
     }

@@ -11,9 +11,9 @@ extension VisorOptions {
         transport.dmsgServers = config.transport.dmsgServers
         self.init(
             transport: transport,
-            apps: Self.withSkynet(config.launcher.apps.map {
+            apps: Self.withSkychat(Self.withSkynet(config.launcher.apps.map {
                 AppSpec(name: $0.name.rawValue, args: $0.args, autoStart: $0.autoStart, port: $0.port)
-            }),
+            })),
             controlSocket: config.cliAddr,
             logLevel: Logger.Level(rawValue: config.logLevel.rawValue) ?? .info,
             stateDirectory: config.stateDir,

@@ -7,7 +7,7 @@ enum UIAssets {
     <meta name="viewport" content="width=device-width,initial-scale=1">
     <title>Skywire visor</title><link rel="stylesheet" href="/app.css"></head>
     <body><header><b>Skywire</b><nav id="nav">
-    <a href="#/overview">Overview</a><a href="#/vpn">VPN</a><a href="#/vpn-server">VPN server</a><a href="#/socks">SOCKS5</a>
+    <a href="#/overview">Overview</a><a href="#/vpn">VPN</a><a href="#/vpn-server">VPN server</a><a href="#/socks">SOCKS5</a><a href="#/chat">Chat</a>
     <a href="#" id="logout">Log out</a></nav></header>
     <main id="main"><p>Loading…</p></main><div id="toast" role="status"></div>
     <script src="/app.js"></script></body></html>
@@ -26,6 +26,8 @@ enum UIAssets {
     textarea{width:100%;min-height:5em}.ok{color:#137333;font-weight:bold}.bad{color:#b3261e;font-weight:bold}
     .row{display:flex;flex-wrap:wrap;gap:.5em;align-items:center;margin:.4em 0}
     #toast{position:fixed;bottom:1em;left:1em;right:1em;max-width:40em;margin:auto;background:#b3261e;color:#fff;padding:.6em;border-radius:4px;display:none}
+    .msgs{max-height:24em;overflow-y:auto}.msg{margin:.3em 0;padding:.35em .6em;border-radius:6px;background:#eef1f5;max-width:85%;white-space:pre-wrap;word-break:break-word}
+    .msg.out{margin-left:auto;background:#dbe7fb}.msg small{display:block;color:#5f6368;font-size:.78em}.unread{color:#b3261e;font-weight:bold}
     svg.chart{width:100%;height:160px;background:#fafbfc;border:1px solid #e4e6ea}
     svg.chart polyline{fill:none;stroke-width:2}.rx{stroke:#2f5aa0}.tx{stroke:#e37400}.rxl{color:#2f5aa0}.txl{color:#e37400}
     """
@@ -175,6 +177,50 @@ enum UIAssets {
           server.status === "running" ? act("Stop", () => post("/api/apps/stop", {name: "skysocks"}), "sec") : act("Start", () => post("/api/apps/start", {name: "skysocks"})))];
     }
 
+    // Skychat (docs/skychat.md): conversations, messages, a send box. Polls without rebuilding the
+    // page, so typing is never interrupted; a peer's text is set with textContent only.
+    async function chat() {
+      const to = h("input", {id: "chat-to", placeholder: "Peer key (64 hex) or group id (g…)", size: 44, value: S.chatWith || ""});
+      const text = h("input", {id: "chat-text", placeholder: "Message", size: 44, maxlength: 4096, autocomplete: "off"});
+      const send = async (ev) => {
+        ev.preventDefault();
+        try { S.chatWith = to.value.trim(); const r = await post("/api/chat/send", {to: S.chatWith, text: text.value}); text.value = ""; if (r.last_error) toast(r.last_error); await chatRefresh(); }
+        catch (e) { toast(e.message); }
+      };
+      const gname = h("input", {placeholder: "Group name", size: 14}), gmem = h("input", {placeholder: "Member keys, comma-separated", size: 40});
+      const lpk = h("input", {id: "chat-list-pk", placeholder: "Visor key (64 hex)", size: 44});
+      const listed = (path) => act(path[0].toUpperCase() + path.slice(1), () => post("/api/chat/" + path, {pk: lpk.value.trim()}), "sec");
+      const access = await get("/api/chat/access");
+      const page = [section("Conversations", h("div", {id: "chat-list"})),
+        section("Messages", h("div", {id: "chat-title"}), h("div", {id: "chat-messages", class: "msgs"}),
+          h("form", {class: "row", id: "chat-form", onsubmit: send}, to, text, h("button", {type: "submit", id: "chat-send"}, "Send"))),
+        section("Groups", h("div", {id: "chat-groups"}), h("div", {class: "row"}, gname, gmem,
+          act("Create group", async () => { const g = await post("/api/chat/groups/create", {name: gname.value.trim(), members: gmem.value.trim()}); S.chatWith = g.id; }))),
+        section("Who may write to this visor",
+          h("div", {}, "Access " + access.access + "; allowed " + access.allowed.length + ", blocked " + access.blocked.length + ". Messages from other keys are dropped unread."),
+          h("div", {class: "row"}, lpk, listed("allow"), listed("disallow"), listed("block"), listed("unblock")))];
+      setTimeout(chatRefresh, 0);
+      return page;
+    }
+    async function chatRefresh() {
+      const [convs, groups] = await Promise.all([get("/api/chat"), get("/api/chat/groups")]);
+      const pick = (id) => () => { S.chatWith = id; $("chat-to").value = id; chatRefresh(); };
+      const list = $("chat-list"); if (!list) return;
+      list.replaceChildren(table(["Conversation", "Unread", "Queued", "Last"], convs.map((c) => [
+        h("a", {href: "#/chat", "data-id": c.id, onclick: (ev) => { ev.preventDefault(); pick(c.id)(); }}, c.kind === "group" ? "Group: " + (c.name || c.id) : c.id.slice(0, 16) + "…"),
+        h("span", {class: c.unread ? "unread" : ""}, c.unread), c.queued, c.last_text || ""])));
+      $("chat-groups").replaceChildren(table(["Id", "Name", "Members"], groups.map((g) => [h("code", {}, g.id), g.name, g.members.length])));
+      if (!S.chatWith) return;
+      const c = await get("/api/chat/show?id=" + encodeURIComponent(S.chatWith));
+      $("chat-title").textContent = (c.kind === "group" ? "Group " + (c.name || "") + " · " : "With ") + c.id;
+      const box = $("chat-messages"), atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+      box.replaceChildren(...c.messages.map((m) => h("div", {class: "msg" + (m.outgoing ? " out" : ""), "data-state": m.state, "data-from": m.from},
+        h("small", {}, (m.outgoing ? "me" : m.from.slice(0, 16) + "…") + " · " + new Date(m.time_ms).toLocaleString() + (m.state === "queued" ? " · queued" : "")), m.text)));
+      if (atEnd) box.scrollTop = box.scrollHeight;
+      if (c.unread) await post("/api/chat/read", {id: c.id});
+    }
+    async function chatLoop() { try { await chatRefresh(); } catch (e) { } S.timer = setTimeout(chatLoop, POLL_MS); }
+
     function loginPage(params) {
       const pw = h("input", {type: "password", id: "password", autocomplete: "current-password", placeholder: "UI password"});
       const go = async (body) => {
@@ -188,7 +234,7 @@ enum UIAssets {
         h("form", {class: "row", onsubmit: (ev) => { ev.preventDefault(); go({password: pw.value}); }}, pw, h("button", {type: "submit"}, "Log in")))];
     }
 
-    const PAGES = {overview, vpn, "vpn-server": vpnServer, socks};
+    const PAGES = {overview, vpn, "vpn-server": vpnServer, socks, chat};
     async function render() {
       const [route, q] = location.hash.replace(/^#\//, "").split("?");
       const params = new URLSearchParams(q || "");
@@ -201,7 +247,8 @@ enum UIAssets {
         $("nav").style.visibility = "visible";
         const page = PAGES[route] || overview;
         try { kids = await page(); } catch (e) { kids = [section("Error", e.message)]; }
-        S.timer = setTimeout(() => { if (!document.activeElement || !["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) render(); else S.timer = setTimeout(render, POLL_MS); }, POLL_MS);
+        if (route === "chat") S.timer = setTimeout(chatLoop, POLL_MS);
+        else S.timer = setTimeout(() => { if (!document.activeElement || !["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) render(); else S.timer = setTimeout(render, POLL_MS); }, POLL_MS);
       }
       $("main").replaceChildren(...kids);
     }

@@ -59,6 +59,18 @@ public final class UIHandler: Sendable {
         Route(method: "POST", path: "/api/socks/start", control: "proxy.start", params: ["pk", "addr"]),
         Route(method: "POST", path: "/api/socks/stop", control: "proxy.stop"),
         Route(method: "GET", path: "/api/socks/servers", control: "discovery.services", params: ["country"], fixed: ["type": "proxy"]),
+        Route(method: "GET", path: "/api/chat", control: "skychat.ls"),
+        Route(method: "GET", path: "/api/chat/show", control: "skychat.show", params: ["id", "limit"], fixed: ["mark_read": .bool(false)]),
+        Route(method: "POST", path: "/api/chat/read", control: "skychat.read", params: ["id"]),
+        Route(method: "POST", path: "/api/chat/send", control: "skychat.send", params: ["to", "text"], fixed: ["wait": .int(0)]),
+        Route(method: "GET", path: "/api/chat/groups", control: "skychat.group.ls"),
+        Route(method: "POST", path: "/api/chat/groups/create", control: "skychat.group.create", params: ["name", "members"]),
+        Route(method: "POST", path: "/api/chat/groups/add", control: "skychat.group.add", params: ["group", "pk"]),
+        Route(method: "GET", path: "/api/chat/access", control: "skychat.access"),
+        Route(method: "POST", path: "/api/chat/allow", control: "skychat.allow", params: ["pk"]),
+        Route(method: "POST", path: "/api/chat/disallow", control: "skychat.disallow", params: ["pk"]),
+        Route(method: "POST", path: "/api/chat/block", control: "skychat.block", params: ["pk"]),
+        Route(method: "POST", path: "/api/chat/unblock", control: "skychat.unblock", params: ["pk"]),
     ]
 
     public func respond(to request: UIHTTPRequest, source: String) async -> UIHTTPResponse {

@@ -3,7 +3,9 @@
 chromium-driver and python3-selenium), run by t-ui.sh inside the client's namespace:
 log in with the one-time link, see the transport list, connect the VPN to the test exit,
 see "connected" and a moving throughput chart, disconnect. Screenshots of each page go to
---artifacts. Every wait is bounded; exits non-zero with the reason on the first failure."""
+--artifacts. Every wait is bounded; exits non-zero with the reason on the first failure.
+With --chat-send PK (t-skychat.sh): log in, send --chat-text to PK from the chat page and see
+it delivered; with --chat-read PK: log in and see --chat-text from PK appear on the chat page."""
 import argparse
 import os
 import subprocess
@@ -34,11 +36,16 @@ def wait_for(what, predicate, timeout=WAIT_S):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--link", required=True)
-    ap.add_argument("--exit", required=True)
+    ap.add_argument("--exit")
     ap.add_argument("--artifacts", required=True)
     ap.add_argument("--profile", required=True, help="a fresh Chromium profile directory")
-    ap.add_argument("--traffic", required=True, help="URL fetched through the tunnel for the chart")
+    ap.add_argument("--traffic", help="URL fetched through the tunnel for the chart")
+    ap.add_argument("--chat-send", help="skychat: the peer key to send --chat-text to")
+    ap.add_argument("--chat-read", help="skychat: the peer key whose --chat-text must appear")
+    ap.add_argument("--chat-text")
     a = ap.parse_args()
+    if not (a.chat_send or a.chat_read) and not (a.exit and a.traffic):
+        ap.error("--exit and --traffic, or --chat-send/--chat-read with --chat-text")
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
@@ -54,6 +61,8 @@ def main():
         pk = wait_for("the overview after the token login", lambda: driver.find_element(By.ID, "pk").text)
         if "token=" in driver.current_url:
             raise SystemExit("the login token stayed in the address bar: " + driver.current_url)
+        if a.chat_send or a.chat_read:
+            return chat(driver, a, shot, pk)
         wait_for("the transport to the exit in the list",
                  lambda: a.exit[:16] in driver.find_element(By.ID, "transports").text)
         shot("overview.png")
@@ -94,6 +103,31 @@ def main():
             traffic.kill()
             traffic.wait()
         driver.quit()
+
+
+def chat(driver, a, shot, pk):
+    """The chat page: send a message and see it delivered, or see one arrive."""
+    driver.get(driver.current_url.split("#")[0] + "#/chat")
+    xpath_text = "//div[contains(@class,'msg')][contains(., %s)]" % repr(a.chat_text)
+    if a.chat_send:
+        wait_for("the chat page", lambda: driver.find_element(By.ID, "chat-form"))
+        to = driver.find_element(By.ID, "chat-to")
+        to.clear()
+        to.send_keys(a.chat_send)
+        driver.find_element(By.ID, "chat-text").send_keys(a.chat_text)
+        driver.find_element(By.ID, "chat-send").click()
+        wait_for("the message shown as delivered", lambda: any(
+            e.get_attribute("data-state") == "delivered" for e in driver.find_elements(By.XPATH, xpath_text)))
+        shot("chat-sent.png")
+        print(f"{pk[:16]}… sent {a.chat_text!r} to {a.chat_send[:16]}… from the chat page: delivered")
+    else:
+        link = wait_for("the conversation with the sender in the list",
+                        lambda: driver.find_element(By.CSS_SELECTOR, f"#chat-list a[data-id='{a.chat_read}']"))
+        link.click()
+        wait_for("the message on the page", lambda: any(
+            e.get_attribute("data-state") == "received" for e in driver.find_elements(By.XPATH, xpath_text)))
+        shot("chat-received.png")
+        print(f"{pk[:16]}… sees {a.chat_text!r} from {a.chat_read[:16]}… on its chat page")
 
 
 if __name__ == "__main__":

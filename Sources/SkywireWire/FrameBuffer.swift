@@ -1,0 +1,38 @@
+/// The buffering the incremental frame decoders share (`PtyFrameDecoder`, `ChatFrameDecoder`):
+/// bytes fed in, whole frames taken from the front. Compacts once half of it was consumed.
+struct FrameBuffer: Sendable {
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    /// Bytes held and not consumed.
+    var available: Int { buffer.count - start }
+
+    mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        if start > 0, start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The byte at `offset` from the front; the caller has checked `offset < available`.
+    subscript(offset: Int) -> UInt8 { buffer[start + offset] }
+
+    /// `count` bytes from `offset`, left in place; the caller has checked the range.
+    func bytes(at offset: Int, count: Int) -> ArraySlice<UInt8> { buffer[(start + offset)..<(start + offset + count)] }
+
+    /// Drops `count` bytes from the front.
+    mutating func consume(_ count: Int) {
+        start += count
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        }
+    }
+
+    /// Drops everything (after an error).
+    mutating func clear() {
+        buffer = []
+        start = 0
+    }
+}
