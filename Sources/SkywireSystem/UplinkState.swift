@@ -38,6 +38,8 @@ public struct UplinkState: Sendable, Equatable {
         /// Per route interface: its addresses, sorted.
         public var addresses: [Int32: [IPPrefix]] = [:]
 
+        public init() {}
+
         public var description: String {
             guard !routes.isEmpty else { return "no default route" }
             return routes.map { r in

@@ -38,7 +38,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// The LAN side in the gateway role (docs/gateway.md).
     let gateway: VPNGateway?
 
-    private let lock = NIOLock()
+    let lock = NIOLock()
     private var current: State = .stopped
     private var stopping = false
     private var stream: StreamBox?
@@ -57,7 +57,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// Merges TCP segments from the server for the TUN; used only on the sudph event loop (the
     /// one thread that calls the `DatagramSink` methods).
     private let coalescer = TCPCoalescer()
-    private var stateEntries: [(key: String, value: String)] = []
+    var stateEntries: [(key: String, value: String)] = []
     private var lastHandshake: Int64?
     private var lastError: String?
     private var reconnects = 0
@@ -204,7 +204,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     }
 
     /// Drops the last `key=value` entry again (the change it announced did not happen).
-    private func unrecord(_ key: String, _ value: String) throws {
+    func unrecord(_ key: String, _ value: String) throws {
         let entries: [(key: String, value: String)] = lock.withLock {
             if let i = stateEntries.lastIndex(where: { $0.key == key && $0.value == value }) { stateEntries.remove(at: i) }
             return stateEntries
@@ -212,7 +212,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         try state.save(entries)
     }
 
-    private func record(_ key: String, _ value: String) throws {
+    func record(_ key: String, _ value: String) throws {
         let entries: [(key: String, value: String)] = lock.withLock {
             stateEntries.append((key, value))
             return stateEntries

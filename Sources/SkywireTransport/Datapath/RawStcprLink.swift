@@ -195,6 +195,11 @@ final class RawStcprLink: FrameLink {
         finish(reason: reason)
     }
 
+    /// getsockname(2) of the connected socket; nil once closed.
+    var boundLocalAddress: SocketAddress? {
+        descriptor.isOpen ? RawTCPSocket.localAddress(descriptor.raw) : nil
+    }
+
     // MARK: Events
 
     private func ready(_ readiness: EpollEventLoop.Readiness) {

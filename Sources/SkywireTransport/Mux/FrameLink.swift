@@ -17,6 +17,14 @@ protocol FrameLink: AnyObject {
     func flush()
     /// Closes the link; the owner learns through `MuxConnection.linkClosed`.
     func close(reason: String)
+    /// The local address the link's packets leave from when it is bound to one (an stcpr
+    /// connection's `getsockname`), nil when the kernel picks per packet (a wildcard UDP socket)
+    /// or the link has no socket of its own. On the link's loop.
+    var boundLocalAddress: SocketAddress? { get }
+}
+
+extension FrameLink {
+    var boundLocalAddress: SocketAddress? { nil }
 }
 
 /// Wire byte counters of one link, written on its event loop and read by `tp ls` from anywhere.

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireCrypto
 import SkywireDiscovery
+import SkywireSystem
 import SkywireTransport
 
 /// The daemon: transports, apps and the control socket, started and stopped together.
@@ -19,6 +20,10 @@ public final class Visor: Sendable {
     let registrar: DiscoveryRegistrar?
     /// The web UI (docs/ui.md), nil when `ui.listen` is "".
     let ui: UIServer?
+    /// Follows uplink changes while running (Visor+Uplink).
+    let uplinkWatcher = NIOLockedValueBox<UplinkWatcher?>(nil)
+    /// The reaction to the latest uplink change; each waits for the one before (one at a time).
+    let uplinkWork = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -66,11 +71,13 @@ public final class Visor: Sendable {
         await startUI()
         await apps.startAutoStartApps()
         registrar?.start()
+        await startFollowingUplink()
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
     }
 
     /// Stops the web UI, then apps, then transports, then the control socket.
     public func shutdown() async {
+        await stopFollowingUplink()
         await ui?.stop()
         await registrar?.stop()
         await apps.stopAll()
