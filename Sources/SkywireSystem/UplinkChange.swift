@@ -32,11 +32,15 @@ public struct UplinkChange: Sendable, Equatable, CustomStringConvertible {
     public var carrierChanged: Bool
     public var actions: [Action]
 
-    /// The usable uplink addresses: those of default-route interfaces with carrier.
+    /// fe80::/10 and 169.254.0.0/16 (NonPublicRange's link-local kind).
+    static let linkLocal = (NonPublicRange.ipv4Ranges + NonPublicRange.ipv6Ranges).filter { $0.kind == .linkLocal }.map(\.prefix)
+
+    /// The usable uplink addresses: those of default-route interfaces with carrier, link-local
+    /// ones aside (they never carry a transport to the internet and come and go with IPv6 DAD).
     public static func usableAddresses(_ u: UplinkState.Uplink) -> Set<IPAddress> {
         var out = Set<IPAddress>()
         for (index, prefixes) in u.addresses where u.carrier[index] == true {
-            for p in prefixes { out.insert(p.address) }
+            for p in prefixes where !linkLocal.contains(where: { $0.contains(p.address) }) { out.insert(p.address) }
         }
         return out
     }

@@ -17,14 +17,17 @@ enum UplinkRouteMove {
                          table: old.table, scope: path.gateway == nil ? RouteSpec.scopeLink : RouteSpec.scopeUniverse)
     }
 
-    /// Adds `new`, removes `old` (record first, unrecord after); a route already there is not
-    /// ours (not recorded). Throws the first netlink error.
+    /// Replaces `old` by `new`: `new` recorded, `old` removed and unrecorded, `new` added (the
+    /// kernel refuses a second route to the same destination and metric with EEXIST, so the old
+    /// one goes first; a route already there after that is not ours and not recorded). A crash
+    /// at any point leaves a state file that removes whatever of the two is in the kernel.
+    /// Throws the first netlink error.
     static func move(from old: RouteSpec, to new: RouteSpec, with nl: RouteNetlink,
                      record: (String, String) throws -> Void, unrecord: (String, String) throws -> Void) throws {
         try record("route", new.stateValue)
-        do { try nl.addRoute(new) } catch let e as NetlinkError where e.alreadyExists { try unrecord("route", new.stateValue) }
         do { try nl.removeRoute(old) } catch let e as NetlinkError where e.notFound {}
         try unrecord("route", old.stateValue)
+        do { try nl.addRoute(new) } catch let e as NetlinkError where e.alreadyExists { try unrecord("route", new.stateValue) }
     }
 
     /// Whether two route specs take the same way out (interface and gateway).

@@ -125,3 +125,30 @@ final class UplinkTrackerTests: XCTestCase {
         XCTAssertFalse(t.offline)
     }
 }
+
+/// Kernel behaviours the state must follow.
+final class UplinkStateKernelTests: XCTestCase {
+    /// `ip link set X down` flushes X's IPv4 routes without RTM_DELROUTE: the default route on
+    /// it must go with the link's down event, or the next change still names it.
+    func testLinkDownDropsItsDefaultRoutes() throws {
+        var s = UplinkState()
+        let zero = try XCTUnwrap(IPPrefix("0.0.0.0/0"))
+        s.apply([.link(index: 2, name: "upa", up: true, running: true),
+                 .route(added: true, destination: zero, gateway: IPAddress("192.0.2.1"), interface: 2, table: NetworkEvent.mainTable)])
+        XCTAssertEqual(s.uplink.routes.count, 1)
+        XCTAssertTrue(s.apply(.link(index: 2, name: "upa", up: false, running: false)))
+        XCTAssertEqual(s.uplink.routes, [])
+    }
+
+    /// An IPv6 link-local address appearing (DAD done) is no change of the usable addresses.
+    func testLinkLocalAddressesAreNotUsable() throws {
+        var u = UplinkState.Uplink()
+        u.routes = [UplinkState.Route(gateway: IPAddress("192.0.2.1"), interface: 2)]
+        u.carrier[2] = true
+        u.addresses[2] = [try XCTUnwrap(IPPrefix("192.0.2.10/24"))]
+        var v = u
+        v.addresses[2]?.append(try XCTUnwrap(IPPrefix("fe80::1/64")))
+        XCTAssertEqual(UplinkChange.usableAddresses(v), [try XCTUnwrap(IPAddress("192.0.2.10"))])
+        XCTAssertNil(UplinkChange.between(u, v), "nothing to do")
+    }
+}

@@ -379,6 +379,7 @@ final class MuxConnection {
             return true
         }
         guard probe else { return false }
+        link.pathChanged()
         probeTask?.cancel()
         let sent = eventLoop.now
         sendPing()
