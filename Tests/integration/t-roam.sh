@@ -10,7 +10,8 @@
 # with its link still up, A→B again): each prints the time from the new default route until
 # traffic through the VPN flows again (median printed; asserted only under a generous bound),
 # and checks the host route to the exit uses the new uplink and nothing references the old one.
-# The stcpr transport (VPN) and a sudph transport to the exit both recover.
+# The stcpr transport (VPN) and a sudph transport to the exit both recover, and the discovery
+# service (in E, reached outside the tunnel by the host route) shows the client's new address.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -26,11 +27,24 @@ EXIT=203.0.113.2 TARGET=203.0.113.1
 # Generous: recovery is expected in about 2 s; a loaded 2-core machine must not flake.
 BOUND_S=15
 
+DISC_BIN=$(dirname "$SKYWIRE_BIN")/skywire-discovery
+[ -x "$DISC_BIN" ] || die "$DISC_BIN not found: build it with 'swift build' (product skywire-discovery)"
+# A long TTL: the periodic BIND (every 15 s) and refresh (every 30 s) cannot explain a prompt update.
+DTTL=90
+ip netns exec $E "$DISC_BIN" --http $EXIT:9090 --udp $EXIT:9091 --db "sqlite:$T_WORK/discovery.sqlite" --ttl $DTTL \
+    --allow-private-addresses >>"$T_WORK/discovery.log" 2>&1 &
+T_PIDS+=("$!")
+for _ in $(seq 1 50); do
+    ip netns exec $C curl -s -m 1 -o /dev/null "http://$EXIT:9090/v1/info" && break
+    sleep 0.1
+done
+
 PKC=$(visor_config c)
 PKE=$(visor_config e)
 jq --arg wl "$PKC" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["--whitelist",$wl])' \
     "$T_WORK/e.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/e.json"
-jq --arg e "$PKE" --arg a "$EXIT" '.transport.peers[$e] = {"stcpr":"\($a):7777","sudph":"\($a):7778"}' \
+jq --arg e "$PKE" --arg a "$EXIT" '.transport.peers[$e] = {"stcpr":"\($a):7777","sudph":"\($a):7778"}
+    | .transport.discovery = "http://\($a):9090"' \
     "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
 
 visor_start e $E
@@ -44,6 +58,11 @@ expect_ok "a sudph transport to the exit" cli c tp add "$PKE" -t sudph --addr "$
 ip netns exec $C ping -c1 -W2 $TARGET >/dev/null && pass "traffic flows through the VPN over A" || fail "no traffic over A"
 r=$(ip -n $C route show $EXIT)
 grep -q "via 192.0.2.1 dev skwra0" <<<"$r" && pass "host route to the exit via A" || fail "host route: $r"
+# disc_sudph: the client's sudph address in its discovery entry.
+disc_sudph() { ip netns exec $C curl -s -m 2 "http://$EXIT:9090/v1/transports/$PKC" | jq -r '.sudph // empty' 2>/dev/null; }
+for _ in $(seq 1 100); do [[ "$(disc_sudph)" == 192.0.2.10:* ]] && break; sleep 0.1; done
+[[ "$(disc_sudph)" == 192.0.2.10:* ]] && pass "discovery shows the client at A ($(disc_sudph))" \
+    || fail "discovery entry: $(ip netns exec $C curl -s -m 2 "http://$EXIT:9090/v1/transports/$PKC")"
 
 # recover LABEL NEWGW NEWDEV OLDGW OLDDEV: waits (bounded) until the visor has reacted to the
 # switch (its "network change:" line naming the vanished address) and traffic flows through the
@@ -51,12 +70,12 @@ grep -q "via 192.0.2.1 dev skwra0" <<<"$r" && pass "host route to the exit via A
 # When only the old default route went, the old path keeps working until the visor acts, so
 # traffic before the reaction proves nothing.
 recover() {
-    local label=$1 gw=$2 dev=$3 oldgw=$4 olddev=$5 ok=0 t1 took r all tp
+    local label=$1 gw=$2 dev=$3 oldgw=$4 olddev=$5 newaddr=$6 ok=0 t1 took r all tp d
     for _ in $(seq 1 $((BOUND_S * 10))); do
-        [ "$(grep -c 'gone: .*network change:' "$T_WORK/c.log")" -gt "$reactions" ] && break
+        [ "$(grep -c 'gone: .*network change:' "$T_WORK/c.log" || true)" -gt "$reactions" ] && break
         sleep 0.1
     done
-    reactions=$(grep -c 'gone: .*network change:' "$T_WORK/c.log")
+    reactions=$(grep -c 'gone: .*network change:' "$T_WORK/c.log" || true)
     for _ in $(seq 1 $((BOUND_S * 5))); do
         if ip netns exec $C ping -c1 -W0.2 $TARGET >/dev/null 2>&1; then ok=1; break; fi
         sleep 0.1
@@ -69,6 +88,11 @@ recover() {
     else
         fail "$label: no traffic through the VPN within $BOUND_S s (${took} s)"
     fi
+    # Discovery: the re-BIND after the change, well before the periodic one (15 s).
+    for _ in $(seq 1 50); do [[ "$(disc_sudph)" == "$newaddr":* ]] && break; sleep 0.1; done
+    d=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    [[ "$(disc_sudph)" == "$newaddr":* ]] && pass "$label: discovery shows the new address $(disc_sudph) (checked ${d} s after the new default route)" \
+        || fail "$label: discovery still shows '$(disc_sudph)' ${d} s after the change"
     r=$(ip -n $C route show $EXIT)
     grep -q "via $gw dev $dev" <<<"$r" && pass "$label: host route to the exit via $gw dev $dev" || fail "$label: host route: $r"
     all=$(ip -n $C route show table all)
@@ -85,6 +109,8 @@ recover() {
     done
     [ "$(jq -r '[.[] | select(.state=="up")] | map(.type) | sort | join(",")' <<<"$tp")" = "stcpr,sudph" ] \
         && pass "$label: stcpr and sudph transports to the exit up" || fail "$label: tp ls: $tp"
+    # Informative: whether the sudph session roamed (same session, probed) or was dialled afresh.
+    log "$label: sudph transport $(jq -r '.[] | select(.type=="sudph") | "\(.id) established \(.established_unix)"' <<<"$tp")"
     expect_ok "$label: a visor ping to the exit" cli c visor ping "$PKE" --size 100000
     ip netns exec $C ping -c1 -W2 $TARGET >/dev/null && pass "$label: traffic through the VPN after the move" \
         || fail "$label: no traffic through the VPN after the move"
@@ -96,7 +122,7 @@ ip -n $C link set skwra0 down
 t0=$(date +%s.%N)
 ip -n $C route add default via 198.51.100.1
 reactions=0
-recover "A→B (link down)" 198.51.100.1 skwrb0 192.0.2.1 skwra0
+recover "A→B (link down)" 198.51.100.1 skwrb0 192.0.2.1 skwra0 198.51.100.10
 
 # 2. B → A: A comes back, B's default route is removed with B's link still up (so a stale host
 # route via B would stay unless the visor removes it).
@@ -105,14 +131,14 @@ sleep 1
 ip -n $C route del default via 198.51.100.1
 t0=$(date +%s.%N)
 ip -n $C route add default via 192.0.2.1
-recover "B→A (route removed)" 192.0.2.1 skwra0 198.51.100.1 skwrb0
+recover "B→A (route removed)" 192.0.2.1 skwra0 198.51.100.1 skwrb0 192.0.2.10
 
 # 3. A → B again, by removing A's default route (link up).
 sleep 1
 ip -n $C route del default via 192.0.2.1
 t0=$(date +%s.%N)
 ip -n $C route add default via 198.51.100.1
-recover "A→B (route removed)" 198.51.100.1 skwrb0 192.0.2.1 skwra0
+recover "A→B (route removed)" 198.51.100.1 skwrb0 192.0.2.1 skwra0 198.51.100.10
 
 median=$(sort -n "$T_WORK/times" 2>/dev/null | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }')
 echo "roam: recovery times $(tr '\n' ' ' <"$T_WORK/times" 2>/dev/null)s; median ${median:-none} s" >&2
