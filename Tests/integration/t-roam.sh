@@ -15,7 +15,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-C=skwtRC$$ R=skwtRR$$ E=skwtRE$$
+C=skwtRoamC$$ R=skwtRoamR$$ E=skwtRoamE$$
 netns_add $C; netns_add $R; netns_add $E
 veth_pair $C skwra0 192.0.2.10/24 $R skwra1 192.0.2.1/24
 veth_pair $C skwrb0 198.51.100.10/24 $R skwrb1 198.51.100.1/24
@@ -59,7 +59,7 @@ ip netns exec $C ping -c1 -W2 $TARGET >/dev/null && pass "traffic flows through 
 r=$(ip -n $C route show $EXIT)
 grep -q "via 192.0.2.1 dev skwra0" <<<"$r" && pass "host route to the exit via A" || fail "host route: $r"
 # disc_sudph: the client's sudph address in its discovery entry.
-disc_sudph() { ip netns exec $C curl -s -m 2 "http://$EXIT:9090/v1/transports/$PKC" | jq -r '.sudph // empty' 2>/dev/null; }
+disc_sudph() { ip netns exec $C curl -s -m 1 "http://$EXIT:9090/v1/transports/$PKC" | jq -r '.sudph // empty' 2>/dev/null; }
 for _ in $(seq 1 100); do [[ "$(disc_sudph)" == 192.0.2.10:* ]] && break; sleep 0.1; done
 [[ "$(disc_sudph)" == 192.0.2.10:* ]] && pass "discovery shows the client at A ($(disc_sudph))" \
     || fail "discovery entry: $(ip netns exec $C curl -s -m 2 "http://$EXIT:9090/v1/transports/$PKC")"
@@ -89,7 +89,7 @@ recover() {
         fail "$label: no traffic through the VPN within $BOUND_S s (${took} s)"
     fi
     # Discovery: the re-BIND after the change, well before the periodic one (15 s).
-    for _ in $(seq 1 50); do [[ "$(disc_sudph)" == "$newaddr":* ]] && break; sleep 0.1; done
+    for _ in $(seq 1 30); do [[ "$(disc_sudph)" == "$newaddr":* ]] && break; sleep 0.1; done
     d=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
     [[ "$(disc_sudph)" == "$newaddr":* ]] && pass "$label: discovery shows the new address $(disc_sudph) (checked ${d} s after the new default route)" \
         || fail "$label: discovery still shows '$(disc_sudph)' ${d} s after the change"
