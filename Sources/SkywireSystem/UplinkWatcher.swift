@@ -5,9 +5,10 @@ import Glibc
 
 /// One stream of uplink changes for the visor: a `NetworkMonitor` read on its own thread (the
 /// socket is polled with a bounded timeout, so `stop` takes effect within `pollIntervalMs`), its
-/// events folded into an `UplinkState` (a dump first, and again after an overrun), bursts
-/// debounced (`debounceMs` of quiet, at most `maxDebounceMs` after the first event), then one
-/// `UplinkChange` per settled change handed to `handler` on that thread. The handler must not
+/// events folded into an `UplinkState` (a dump first), bursts debounced (`debounceMs` of quiet,
+/// at most `maxDebounceMs` after the first event), the state read again by a dump once a burst
+/// settles (the kernel does not report every route it drops), then one `UplinkChange` per
+/// settled change handed to `handler` on that thread. The handler must not
 /// block for long: it hands the work to the visor (tasks, the blocking pool).
 public final class UplinkWatcher: Sendable {
     /// Quiet time that ends a burst (a DHCP renewal or an interface coming up sends several
@@ -71,6 +72,14 @@ public final class UplinkWatcher: Sendable {
                 let due = min(lastEvent + debounceMs, first + maxDebounceMs)
                 if now >= due {
                     firstPending = nil
+                    // Events only say that something changed: the kernel does not report every
+                    // route it drops (a link taken down flushes them silently) nor the route a
+                    // `route replace` displaced. What is reported comes from a fresh dump.
+                    if let dump = try? NetworkMonitor(groups: 0).dump() {
+                        var fresh = UplinkState()
+                        fresh.apply(dump)
+                        box.state = fresh
+                    }
                     if let change = tracker.settle(box.state.uplink) { handler(change) }
                     continue
                 }
@@ -95,9 +104,7 @@ public final class UplinkWatcher: Sendable {
                         if firstPending == nil { firstPending = lastEvent }
                     }
                 case .overrun:
-                    // Events were lost: read everything again.
-                    var fresh = UplinkState()
-                    if let dump = try? NetworkMonitor(groups: 0).dump() { fresh.apply(dump); box.state = fresh }
+                    // Events were lost: the dump when the burst settles reads everything again.
                     lastEvent = monotonicMs()
                     if firstPending == nil { firstPending = lastEvent }
                 }
