@@ -6,10 +6,12 @@
 #   C ─────────B: 198.51.100.0/24──▶ R
 #
 # Through the VPN, C pings R's 203.0.113.1 (the /1 routes send it into the tunnel; without a
-# session it is dropped). Three switches (A→B by link down, B→A by removing B's default route
+# session it is dropped). Switches (A→B by link down, B→A by removing B's default route
 # with its link still up, A→B again): each prints the time from the new default route until
 # traffic through the VPN flows again (median printed; asserted only under a generous bound),
 # and checks the host route to the exit uses the new uplink and nothing references the old one.
+# A fourth switch (B→A, route removed) happens during a rate-limited download through the VPN,
+# which must complete with the right checksum; `vpn status` shows the reconnects.
 # The stcpr transport (VPN) and a sudph transport to the exit both recover, and the discovery
 # service (in E, reached outside the tunnel by the host route) shows the client's new address.
 here=$(cd "$(dirname "$0")" && pwd)
@@ -139,6 +141,34 @@ ip -n $C route del default via 192.0.2.1
 t0=$(date +%s.%N)
 ip -n $C route add default via 198.51.100.1
 recover "A→B (route removed)" 198.51.100.1 skwrb0 192.0.2.1 skwra0 198.51.100.10
+
+# 4. Mid-download (B → A, route removed): a rate-limited download through the VPN started on B
+# completes on A with the right checksum (its TCP connection inside the tunnel survives).
+mkdir -p "$T_WORK/www"
+head -c 6000000 /dev/urandom >"$T_WORK/www/big.bin"
+want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
+ip netns exec $R python3 -m http.server 8080 --bind $TARGET --directory "$T_WORK/www" >"$T_WORK/http.log" 2>&1 &
+T_PIDS+=("$!")
+for _ in $(seq 1 100); do ip netns exec $C curl -fsS -m 2 -o /dev/null "http://$TARGET:8080/" 2>/dev/null && break; sleep 0.1; done
+ip netns exec $C curl -fsS --max-time 60 --limit-rate 1000000 -o "$T_WORK/got.bin" "http://$TARGET:8080/big.bin" 2>"$T_WORK/curl.err" &
+dl=$!
+T_PIDS+=("$dl")
+sleep 2
+ip -n $C route del default via 198.51.100.1
+t0=$(date +%s.%N)
+ip -n $C route add default via 192.0.2.1
+recover "B→A mid-download" 192.0.2.1 skwra0 198.51.100.1 skwrb0 192.0.2.10
+if wait "$dl"; then
+    [ "$(sha256sum <"$T_WORK/got.bin" | cut -d' ' -f1)" = "$want" ] && pass "the download across the switch completed with a matching checksum" \
+        || fail "download checksum differs"
+else
+    fail "the download across the switch failed: $(cat "$T_WORK/curl.err")"
+fi
+grep -q "^203.0.113.2 " "$T_WORK/http.log" && ! grep -q "^192.0.2.10 \|^198.51.100.10 " "$T_WORK/http.log" \
+    && pass "the internet host saw only the exit's address" || fail "http log: $(cat "$T_WORK/http.log")"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.state <<<"$st")" = connected ] && [ "$(jq -r .info.reconnects <<<"$st")" -ge 1 ] \
+    && pass "vpn status: connected, $(jq -r .info.reconnects <<<"$st") reconnect(s) across the switches" || fail "vpn status: $st"
 
 median=$(sort -n "$T_WORK/times" 2>/dev/null | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }')
 echo "roam: recovery times $(tr '\n' ' ' <"$T_WORK/times" 2>/dev/null)s; median ${median:-none} s" >&2
