@@ -62,6 +62,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private var lastError: String?
     private var reconnects = 0
     private var reconnectTask: Task<Void, Never>?
+    /// Until then reconnect attempts come every `uplinkRetryInterval` instead of backing off
+    /// (the uplink just changed: the transport is being redialled, VPNRoutes+Uplink.swift).
+    var fastRetryUntil: ContinuousClock.Instant?
 
     public init(arguments: VPNClientArguments, transports: TransportManager, localPort: UInt16,
                 serverPort: UInt16 = VPNClient.serverPort, stateDirectory: String, logger: Logger) {
@@ -436,7 +439,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private func reconnectLoop() async {
         var delay = Self.reconnectInitial
         while !Task.isCancelled && !lock.withLock({ stopping }) {
-            try? await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000_000)
+            let fast = lock.withLock { fastRetryUntil.map { ContinuousClock.now < $0 } ?? false }
+            try? await Task.sleep(for: fast ? Self.uplinkRetryInterval : .seconds(delay))
             if Task.isCancelled || lock.withLock({ stopping }) { break }
             do {
                 let (box, ok) = try await handshake()

@@ -37,11 +37,19 @@ enum UplinkRouteMove {
 }
 
 extension VPNClient {
+    /// After an uplink change, how long reconnect attempts skip the backoff, and their interval.
+    static let uplinkRetryWindow: Duration = .seconds(10)
+    static let uplinkRetryInterval: Duration = .milliseconds(250)
+
     /// Moves each host route to the exit (recorded `route` entries) to the path the kernel now
-    /// takes without it; the gateway role re-copies its bypass default. Blocking (netlink): on
-    /// the blocking pool. Returns what was done, for the visor's log line.
+    /// takes without it; the gateway role re-copies its bypass default; for a while a lost
+    /// session reconnects every 250 ms instead of backing off. Blocking (netlink): on the
+    /// blocking pool. Returns what was done, for the visor's log line.
     public func uplinkChanged() -> [String] {
         var done: [String] = []
+        // The session is likely lost with the old uplink's transport: reconnect without backoff
+        // while the transport is redialled.
+        lock.withLock { fastRetryUntil = .now + Self.uplinkRetryWindow }
         let hostRoutes = lock.withLock { stateEntries.filter { $0.key == "route" }.compactMap { RouteSpec(stateValue: $0.value) } }
         do {
             let nl = try RouteNetlink()
