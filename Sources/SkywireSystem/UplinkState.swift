@@ -38,6 +38,8 @@ public struct UplinkState: Sendable, Equatable {
         /// Per route interface: its addresses, sorted.
         public var addresses: [Int32: [IPPrefix]] = [:]
 
+        public init() {}
+
         public var description: String {
             guard !routes.isEmpty else { return "no default route" }
             return routes.map { r in
@@ -92,6 +94,9 @@ public struct UplinkState: Sendable, Equatable {
             if links[index] != nil || links.count < Self.maxLinks {
                 links[index] = Link(name: name, up: up, running: running)
             }
+            // Taking a link down flushes its IPv4 routes without an RTM_DELROUTE for each
+            // (fib_sync_down_dev): forget its default routes too, as the kernel did.
+            if !up { defaultRoutes = defaultRoutes.filter { $0.interface != index } }
         case .linkRemoved(let index, _):
             links[index] = nil
             addresses[index] = nil

@@ -38,7 +38,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// The LAN side in the gateway role (docs/gateway.md).
     let gateway: VPNGateway?
 
-    private let lock = NIOLock()
+    let lock = NIOLock()
     private var current: State = .stopped
     private var stopping = false
     private var stream: StreamBox?
@@ -57,11 +57,14 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// Merges TCP segments from the server for the TUN (the `DatagramSink` calls, from the
     /// transports' event loops).
     private let coalescer = SharedTCPCoalescer()
-    private var stateEntries: [(key: String, value: String)] = []
+    var stateEntries: [(key: String, value: String)] = []
     private var lastHandshake: Int64?
     private var lastError: String?
     private var reconnects = 0
     private var reconnectTask: Task<Void, Never>?
+    /// Until then reconnect attempts come every `uplinkRetryInterval` instead of backing off
+    /// (the uplink just changed: the transport is being redialled, VPNRoutes+Uplink.swift).
+    var fastRetryUntil: ContinuousClock.Instant?
 
     public init(arguments: VPNClientArguments, transports: TransportManager, localPort: UInt16,
                 serverPort: UInt16 = VPNClient.serverPort, stateDirectory: String, logger: Logger) {
@@ -204,7 +207,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     }
 
     /// Drops the last `key=value` entry again (the change it announced did not happen).
-    private func unrecord(_ key: String, _ value: String) throws {
+    func unrecord(_ key: String, _ value: String) throws {
         let entries: [(key: String, value: String)] = lock.withLock {
             if let i = stateEntries.lastIndex(where: { $0.key == key && $0.value == value }) { stateEntries.remove(at: i) }
             return stateEntries
@@ -212,7 +215,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         try state.save(entries)
     }
 
-    private func record(_ key: String, _ value: String) throws {
+    func record(_ key: String, _ value: String) throws {
         let entries: [(key: String, value: String)] = lock.withLock {
             stateEntries.append((key, value))
             return stateEntries
@@ -437,7 +440,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private func reconnectLoop() async {
         var delay = Self.reconnectInitial
         while !Task.isCancelled && !lock.withLock({ stopping }) {
-            try? await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000_000)
+            let fast = lock.withLock { fastRetryUntil.map { ContinuousClock.now < $0 } ?? false }
+            try? await Task.sleep(for: fast ? Self.uplinkRetryInterval : .seconds(delay))
             if Task.isCancelled || lock.withLock({ stopping }) { break }
             do {
                 let (box, ok) = try await handshake()

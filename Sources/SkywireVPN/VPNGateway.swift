@@ -85,22 +85,28 @@ public final class VPNGateway: @unchecked Sendable {
     /// Marked (bypassing) packets look up a table whose default route is the uplink's.
     private func configureBypass() throws {
         let nl = try RouteNetlink()
-        let defaults = try nl.defaultRoutes(family: .v4).filter { $0.interfaceName != tun && $0.table == 254 }
-        let candidates = options.uplink.map { u in defaults.filter { $0.interfaceName == u } } ?? defaults
-        guard candidates.count == 1, let route = candidates.first else {
+        guard let spec = try bypassUplinkRoute(nl) else {
+            let defaults = try nl.defaultRoutes(family: .v4).filter { $0.interfaceName != tun && $0.table == 254 }
             let names = defaults.map(\.interfaceName).joined(separator: ", ")
             if let u = options.uplink { throw VPNError("--bypass: no default route on the uplink \(u) (default routes: \(names.isEmpty ? "none" : names))") }
             throw VPNError(defaults.isEmpty ? "--bypass needs a default route on the uplink; there is none"
                                             : "--bypass: default routes on several interfaces (\(names)); pick one with --uplink")
         }
-        let spec = RouteSpec(destination: IPPrefix("0.0.0.0/0")!, interface: route.interfaceName, gateway: route.gateway,
-                             table: VPNFirewall.bypassTable)
         let rule = RuleSpec(family: .v4, priority: VPNFirewall.bypassRulePriority, table: VPNFirewall.bypassTable,
                             fwmark: VPNFirewall.bypassMark)
         try record("route", spec.stateValue)
         do { try nl.addRoute(spec) } catch let e as NetlinkError where e.alreadyExists {}
         try record("rule", "\(rule.priority) \(rule.table) \(rule.fwmark!)")
         do { try nl.addRule(rule) } catch let e as NetlinkError where e.alreadyExists {}
+    }
+
+    /// The bypass table's default route: a copy of the uplink's (`--uplink`, else the only
+    /// main-table default route not on the tunnel); nil when there is not exactly one.
+    func bypassUplinkRoute(_ nl: RouteNetlink) throws -> RouteSpec? {
+        let defaults = try nl.defaultRoutes(family: .v4).filter { $0.interfaceName != tun && $0.table == RouteSpec.mainTable }
+        let candidates = options.uplink.map { u in defaults.filter { $0.interfaceName == u } } ?? defaults
+        guard candidates.count == 1, let route = candidates.first, let any = IPPrefix("0.0.0.0/0") else { return nil }
+        return RouteSpec(destination: any, interface: route.interfaceName, gateway: route.gateway, table: VPNFirewall.bypassTable)
     }
 
     // MARK: Stop
@@ -168,6 +174,15 @@ public final class VPNGateway: @unchecked Sendable {
         }
         if kept.isEmpty { state.remove() } else { try? state.save(kept) }
         return kept
+    }
+
+    /// Drops the last `key=value` entry (the change it announced was undone or did not happen).
+    func unrecord(_ key: String, _ value: String) throws {
+        let all: [(key: String, value: String)] = lock.withLock {
+            if let i = entries.lastIndex(where: { $0.key == key && $0.value == value }) { entries.remove(at: i) }
+            return entries
+        }
+        try state.save(all)
     }
 
     func record(_ key: String, _ value: String) throws {

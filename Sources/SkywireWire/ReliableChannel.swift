@@ -373,6 +373,29 @@ public final class ReliableChannel {
         rtoDeadline = now &+ rto
     }
 
+    /// The network path changed under the channel (our uplink moved, docs/architecture.md
+    /// "Network changes"): the RTT estimate and the backed-off RTO describe the old path, where
+    /// segments were lost for reasons the new one does not have. Starts over as on a new
+    /// connection (RFC 6298 §2.1: the initial RTO until a new sample; the initial window,
+    /// RFC 5681 §3.1) and retransmits what is outstanding at the next `poll`, instead of after an
+    /// RTO doubled by the outage.
+    public func pathChanged(now: WireTime) {
+        srtt = nil
+        rttvar = 0
+        rto = configuration.initialRTO
+        cwnd = max(cwnd, configuration.initialCongestionWindow)
+        cwndCredit = 0
+        var seq = una
+        while seq != nxt {
+            let index = Int(seq & sendMask)
+            if !sendSlots[index].sacked, !sendSlots[index].lost { markLost(seq, index: index) }
+            seq &+= 1
+        }
+        lostCursor = una
+        inFastRecovery = false
+        if una != nxt { rtoDeadline = now &+ rto }
+    }
+
     private func growCongestionWindow() {
         guard cwnd < maxCwnd else { return }
         if cwnd < ssthresh {

@@ -173,6 +173,29 @@ final class ReliableChannelTests: XCTestCase {
         XCTAssertEqual(Self.poll(tx, now: 100 * Self.ms).count, 6, "the remaining queued segments go out")
     }
 
+    /// After an outage (RTO backed off, window 1) a path change resends at once with the
+    /// initial RTO and window; without it the next resend waits for the doubled RTO.
+    func testPathChangeRetransmitsAtOnceWithTheInitialRTO() throws {
+        let tx = ReliableChannel()
+        for i in 0..<4 { try tx.enqueue(Self.frame(i)) }
+        XCTAssertEqual(Self.poll(tx, now: 0).count, 4)
+        var t: UInt64 = 0
+        for _ in 0..<3 {   // three RTO expiries: 1 s, 2 s, 4 s
+            t = try XCTUnwrap(tx.nextTimeout)
+            _ = Self.poll(tx, now: t)
+        }
+        XCTAssertEqual(tx.statistics.rto, WireDuration.seconds(8))
+        XCTAssertEqual(tx.statistics.congestionWindow, 1)
+        XCTAssertTrue(Self.poll(tx, now: t + 1).isEmpty, "nothing more until the backed-off RTO")
+        tx.pathChanged(now: t + 1)
+        XCTAssertEqual(tx.statistics.rto, WireDuration.seconds(1))
+        XCTAssertEqual(tx.statistics.congestionWindow, 10)
+        XCTAssertNil(tx.statistics.smoothedRTT)
+        XCTAssertEqual(tx.nextTimeout, 0, "due now")
+        XCTAssertEqual(Self.poll(tx, now: t + 1).count, 4, "every outstanding segment resent at once")
+        XCTAssertEqual(tx.nextTimeout, t + 1 + WireDuration.seconds(1))
+    }
+
     func testFastRetransmitAfterThreeSackingAcksHalvesWindowOnce() throws {
         let tx = ReliableChannel()
         for i in 0..<10 { try tx.enqueue(Self.frame(i)) }

@@ -179,6 +179,28 @@ lan=$(jq -c .info.lan <<<"$st")
 txt=$(cli g vpn status)
 grep -q "^clients: *2" <<<"$txt" && grep -q "^lan bytes:" <<<"$txt" && pass "vpn status (text) shows the LAN side" || fail "text: $txt"
 
+# 2a. The uplink's gateway changes (a new DHCP lease names another router): the visor re-copies
+#     the bypass default into table 6777 and moves the host route to the exit (docs/architecture.md,
+#     "Network changes"); nothing references the old gateway; B still bypasses. Then back.
+ip -n $R addr add 198.51.100.253/24 dev skwt-gwr0
+for pair in "198.51.100.253 198.51.100.254" "198.51.100.254 198.51.100.253"; do
+    read -r new old <<<"$pair"
+    ip -n $G route replace default via $new
+    for _ in $(seq 1 100); do
+        bt=$(ip -n $G route show table 6777); hr=$(ip -n $G route show 192.0.2.1)
+        grep -q "^default via $new " <<<"$bt" && grep -q "via $new " <<<"$hr" && break
+        sleep 0.1
+    done
+    grep -q "^default via $new " <<<"$bt" && pass "uplink gateway $old → $new: the bypass default follows" || fail "bypass table: $bt"
+    grep -q "via $new " <<<"$hr" && pass "uplink gateway $old → $new: the host route to the exit follows" || fail "host route: $hr"
+    all=$(ip -n $G route show table all)
+    grep -q "via $old " <<<"$all" && fail "a route still references $old: $all" || pass "uplink gateway $old → $new: nothing references $old"
+    ip netns exec $B curl -fsS --max-time 10 -o /dev/null "http://203.0.113.10:8080/small.txt?bypass-$new" \
+        && grep -q "^198.51.100.1 .*\"GET /small.txt?bypass-$new" "$T_WORK/http.log" \
+        && pass "uplink gateway $old → $new: B still bypasses" || fail "bypass via $new: $(tail -3 "$T_WORK/http.log")"
+done
+ip -n $R addr del 198.51.100.253/24 dev skwt-gwr0
+
 # 2b. dnsmasq dies (killed by PID, the one the state file names, after checking it is G's
 #     dnsmasq): the app restarts it within seconds, with the leases kept; vpn status counts it.
 dnsmasq_pid() { sed -n 's/^dnsmasq_pid=//p' "$T_WORK/g-state/vpn-gateway.state" 2>/dev/null | tail -1; }

@@ -34,6 +34,8 @@ final class InboxPipe: LinkPipe {
     private var interest: EpollEventLoop.Interest = []
     private var wakeScheduled = false
     private(set) var isOpen = true
+    /// A relay stream has no socket of its own (its relay session's socket is redialled instead).
+    var localAddress: SocketAddress? { nil }
 
     init(loop: EpollEventLoop, sink: Sink, inboxLimit: Int = InboxPipe.defaultInboxLimit) {
         self.loop = loop

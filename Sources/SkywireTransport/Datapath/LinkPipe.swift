@@ -11,6 +11,10 @@ import SkywireIO
 protocol LinkPipe: AnyObject {
     /// False once `close()` ran.
     var isOpen: Bool { get }
+    /// The local address of the socket the bytes leave by (getsockname(2)), nil when the pipe is
+    /// not a socket of its own (a relay stream) or is closed: uplink changes redial links whose
+    /// local address vanished.
+    var localAddress: SocketAddress? { get }
     /// Starts calling `handler` on readiness; the pipe holds the handler until `close()`.
     func start(interest: EpollEventLoop.Interest, _ handler: @escaping (LinkPipeReadiness) -> Void) throws
     func setInterest(_ interest: EpollEventLoop.Interest) throws
@@ -46,6 +50,10 @@ final class DescriptorPipe: LinkPipe {
     }
 
     var isOpen: Bool { descriptor.isOpen }
+
+    var localAddress: SocketAddress? {
+        descriptor.isOpen ? RawTCPSocket.localAddress(descriptor.raw) : nil
+    }
 
     func start(interest: EpollEventLoop.Interest, _ handler: @escaping (LinkPipeReadiness) -> Void) throws {
         try loop.watch(descriptor.raw, interest: interest) { readiness in

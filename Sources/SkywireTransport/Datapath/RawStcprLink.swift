@@ -239,6 +239,9 @@ final class RawStcprLink: FrameLink {
         finish(reason: reason)
     }
 
+    /// getsockname(2) of the connected socket; nil once closed or over a relay stream.
+    var boundLocalAddress: SocketAddress? { pipe.localAddress }
+
     // MARK: Events
 
     private func ready(_ readiness: LinkPipeReadiness) {

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireConfig
 import SkywireCrypto
+import SkywireSystem
 
 /// One logical transport to a peer: a dialled one is kept up (redialled with backoff while
 /// wanted); an inbound one lives as long as its connection.
@@ -38,6 +39,9 @@ final class TransportEntry: @unchecked Sendable {
     /// Where a sudph redial of a punched entry goes: the address its latest punch returned
     /// (initially `host:port`).
     private var punchedTarget: (host: String, port: Int)?
+    /// Until then a loss redials at once instead of after the backoff (the uplink changed: the
+    /// closes it causes, at once or after its probe, are not the peer's fault).
+    private var redialAtOnceUntil: NIODeadline?
 
     init(manager: TransportManager, id: String, remote: PublicKey, type: TransportType,
          host: String, port: Int, initiator: Bool, wanted: Bool, punched: Bool = false) {
@@ -210,7 +214,11 @@ final class TransportEntry: @unchecked Sendable {
         lock.withLock {
             let delay = backoff
             backoff = min(backoff * 2, TransportManager.backoffMax)
-            let amount = TransportManager.jittered(seconds: delay)
+            let atOnce = redialAtOnceUntil.map { NIODeadline.now() < $0 } ?? false
+            redialAtOnceUntil = nil
+            let amount = atOnce ? .zero : TransportManager.jittered(seconds: delay)
+            if atOnce { backoff = TransportManager.backoffInitial }
+            retryTask?.cancel()
             retryAt = .now() + amount
             retryTask = loop.scheduleTask(in: amount) { [weak self] in
                 guard let self else { return }
@@ -222,6 +230,28 @@ final class TransportEntry: @unchecked Sendable {
                 case .dmsg: self.manager.dialDmsg(self)
                 }
             }
+        }
+    }
+
+    /// The uplink changed (TransportManager+Uplink). Up: the connection closes at once if its
+    /// local address is in `vanished`, else is probed (`MuxConnection.uplinkChanged`); a close
+    /// redials without backoff. Waiting for a redial (backoff): it goes out now.
+    func uplinkChanged(vanished: Set<IPAddress>, probe: Bool, probeTimeout: TimeAmount) {
+        let (conn, waiting): (MuxConnection?, Bool) = lock.withLock {
+            guard !isShutdown else { return (nil, false) }
+            // The probe's window, and a margin for the close to reach `linkClosed`.
+            redialAtOnceUntil = .now() + probeTimeout + probeTimeout
+            if state == .backoff && wanted && initiator { return (nil, true) }
+            return (state == .up ? connection : nil, false)
+        }
+        if waiting {
+            logger.info("uplink changed; redialling now", metadata: ["id": "\(id)", "pk": "\(remote.short)"])
+            scheduleRedial()
+            return
+        }
+        guard let conn else { return }
+        conn.eventLoop.execute {
+            _ = conn.uplinkChanged(vanished: vanished, probe: probe, timeout: probeTimeout)
         }
     }
 

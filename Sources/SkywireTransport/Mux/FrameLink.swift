@@ -17,6 +17,18 @@ protocol FrameLink: AnyObject {
     func flush()
     /// Closes the link; the owner learns through `MuxConnection.linkClosed`.
     func close(reason: String)
+    /// The local address the link's packets leave from when it is bound to one (an stcpr
+    /// connection's `getsockname`), nil when the kernel picks per packet (a wildcard UDP socket)
+    /// or the link has no socket of its own. On the link's loop.
+    var boundLocalAddress: SocketAddress? { get }
+    /// The local uplink changed: forget what was learnt about the old path (a backed-off
+    /// retransmission timer) and resend what is outstanding now. On the link's loop.
+    func pathChanged()
+}
+
+extension FrameLink {
+    var boundLocalAddress: SocketAddress? { nil }
+    func pathChanged() {}
 }
 
 /// Wire byte counters of one link, written on its event loop and read by `tp ls` from anywhere.

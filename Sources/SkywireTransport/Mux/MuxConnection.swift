@@ -2,6 +2,7 @@ import Atomics
 import Logging
 import NIOCore
 import SkywireCrypto
+import SkywireSystem
 import SkywireWire
 
 /// Drives one `MuxSession` over a `FrameLink`: routes incoming streams and datagrams to apps,
@@ -369,6 +370,32 @@ final class MuxConnection {
             self.link?.close(reason: "dead peer: no answer to a liveness probe within "
                                       + "\(Self.probeTimeout.nanoseconds / 1_000_000_000) s")
         }
+    }
+
+    /// The uplink changed (TransportManager+Uplink): a link bound to an address in `vanished` is
+    /// closed at once (its packets can no longer leave) and true is returned; otherwise, with
+    /// `probe`, a PING goes out now (a sudph peer learns our new address from it) and the link
+    /// is closed if nothing arrives within `timeout`. On `eventLoop`.
+    func uplinkChanged(vanished: Set<IPAddress>, probe: Bool, timeout: TimeAmount) -> Bool {
+        guard !closed, let link else { return false }
+        if let local = link.boundLocalAddress, let ip = local.ipAddress.flatMap(IPAddress.init), vanished.contains(ip) {
+            logger.info("local address left the uplink; closing transport", metadata: ["pk": "\(remote.short)", "addr": "\(ip)"])
+            link.close(reason: "local address \(ip) left the uplink")
+            return true
+        }
+        guard probe else { return false }
+        link.pathChanged()
+        probeTask?.cancel()
+        let sent = eventLoop.now
+        sendPing()
+        probeTask = eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self else { return }
+            self.probeTask = nil
+            guard !self.closed, self.lastReceive < sent else { return }
+            self.logger.info("peer did not answer after an uplink change; closing transport", metadata: ["pk": "\(self.remote.short)"])
+            self.link?.close(reason: "no answer within \(timeout.nanoseconds / 1_000_000) ms after an uplink change")
+        }
+        return false
     }
 
     private func sendPing() {

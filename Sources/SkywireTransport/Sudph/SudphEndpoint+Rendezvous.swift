@@ -21,10 +21,20 @@ extension SudphEndpoint {
     func startRendezvous(_ address: SocketAddress, keyPair: KeyPair, interval: TimeAmount) {
         eventLoop.execute {
             self.bindTask?.cancel()
+            self.bindSettings = (keyPair, interval)
             self.rendezvous = address
             self.bindTask = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
                 self.sendBind(keyPair: keyPair)
             }
+        }
+    }
+
+    /// BINDs again now and restarts the interval from here (the uplink changed: the service
+    /// and the NAT learn the new address); nothing when no rendezvous is bound. Any thread.
+    func rebindRendezvous() {
+        eventLoop.execute {
+            guard let to = self.rendezvous, let settings = self.bindSettings else { return }
+            self.startRendezvous(to, keyPair: settings.keyPair, interval: settings.interval)
         }
     }
 

@@ -42,6 +42,8 @@ final class SudphEndpoint: @unchecked Sendable {
     var observedAddress: RendezvousAddress?
     /// Tokens of the latest BINDs (newest first, at most `SudphEndpoint.bindTokensKept`): BIND_OK and PUNCH must echo one.
     var bindTokens: [[UInt8]] = []
+    /// The key and interval of the running BINDs (`rebindRendezvous`).
+    var bindSettings: (keyPair: KeyPair, interval: TimeAmount)?
     /// Socket buffers (SO_RCVBUF/SO_SNDBUF): room for bursts from many peers and VPN threads.
     static let socketBufferBytes: Int32 = 4 << 20
     /// recvmmsg(2) calls per readiness report before the loop serves its other descriptors.

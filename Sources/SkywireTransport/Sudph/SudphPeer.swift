@@ -406,6 +406,14 @@ final class SudphPeer: FrameLink {
         return type != MuxFrameType.data.rawValue && type != MuxFrameType.datagram.rawValue
     }
 
+    /// The ARQ starts over on the new path (`ReliableChannel.pathChanged`) and resends now; the
+    /// peer learns our new address from the first of these records.
+    func pathChanged() {
+        guard !closed else { return }
+        arq.pathChanged(now: now)
+        flush()
+    }
+
     func flush() {
         guard !closed else { return }
         let t = now

@@ -272,6 +272,17 @@ public final class AppRegistry: AppRouter, @unchecked Sendable {
         }
     }
 
+    /// Tells every running app that the uplink changed (`VisorApp.uplinkChanged`); what they
+    /// did, each prefixed with the app's name.
+    public func uplinkChanged(_ change: UplinkChange) async -> [String] {
+        let running: [(String, VisorApp)] = lock.withLock { order.compactMap { n in entries[n]?.app.map { (n, $0) } } }
+        var done: [String] = []
+        for (name, app) in running {
+            done += await app.uplinkChanged(change).map { "\(name): \($0)" }
+        }
+        return done
+    }
+
     public func app(named name: String) -> VisorApp? { lock.withLock { entries[name]?.app } }
 
     /// `snapshot()` on the blocking pool, for async callers: an app's status may run `nft list`

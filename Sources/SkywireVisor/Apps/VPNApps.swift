@@ -70,6 +70,10 @@ final class VPNClientVisorApp: VisorApp {
         (error as? VPNError)?.kind == .forbidden ? .forbidden : .failed
     }
 
+    func uplinkChanged(_ change: UplinkChange) async -> [String] {
+        await BlockingPool.shared.runOrInline { [client] in client.uplinkChanged() }
+    }
+
     /// A visor shutdown keeps the gateway's LAN kill switch (a no-op difference otherwise).
     func shutdown() async { await client.stop(keepLANFence: true) }
 

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import SkywireConfig
 import SkywireCrypto
+import SkywireSystem
 import SkywireTransport
 
 /// What an app sees of its visor: the transports, identity and logging.
@@ -32,6 +33,10 @@ public protocol VisorApp: AnyObject, Sendable {
     /// For an app that serves other visors: whom it admits (its parsed `--whitelist`). The
     /// registry logs it when the app starts and shows it in `apps ls`. Nil for the others (default).
     var whitelist: AppWhitelist? { get }
+    /// The uplink changed (docs/architecture.md, "Network changes"): move what the app copied
+    /// from the old one (routes). Returns what it did, for the visor's log line; empty when
+    /// nothing (default).
+    func uplinkChanged(_ change: UplinkChange) async -> [String]
 }
 
 extension VisorApp {
@@ -39,6 +44,7 @@ extension VisorApp {
     public func accept(stream: AppStream) -> Bool { false }
     public func receive(datagram: ByteBuffer, from: PublicKey, sourcePort: UInt16) {}
     public var whitelist: AppWhitelist? { nil }
+    public func uplinkChanged(_ change: UplinkChange) async -> [String] { [] }
 }
 
 public struct AppStatusReport: Sendable {

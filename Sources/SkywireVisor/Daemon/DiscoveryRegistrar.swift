@@ -26,6 +26,8 @@ final class DiscoveryRegistrar: Sendable {
     /// Service types currently registered (to delete them when their app stops, and on stop).
     private let registered = NIOLockedValueBox<Set<DiscoveryServiceType>>([])
     private let lastError = NIOLockedValueBox<String?>(nil)
+    /// What the periodic refresh PUTs (set once `GET /v1/info` was read), for `refreshNow`.
+    private let advertising = NIOLockedValueBox<(stcpr: [String], sudph: Bool)?>(nil)
     /// Starts BINDing the sudph socket at the rendezvous `GET /v1/info` names, every given number
     /// of seconds; true when it does (the transport entry then says `sudph: true`).
     private let bindRendezvous: @Sendable (HostPort, Int) -> Bool
@@ -68,12 +70,20 @@ final class DiscoveryRegistrar: Sendable {
             }
             let (interval, advertised) = (max(1, ttl / 3), stcpr)
             logger.info("discovery: registering every \(interval) s", metadata: ["url": "\(url.host):\(url.port)"])
+            advertising.withLockedValue { $0 = (advertised, sudph) }
             while !Task.isCancelled {
                 try? await BlockingPool.shared.run { [self, sudph] in refresh(stcpr: advertised, sudph: sudph) }
                 try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
             }
         }
         task.withLockedValue { $0 = t }
+    }
+
+    /// Refreshes the entries now, off the periodic schedule (the uplink changed: the service
+    /// sees the new source address at once). Nothing before the first registration.
+    func refreshNow() {
+        guard let (stcpr, sudph) = advertising.withLockedValue({ $0 }) else { return }
+        Task { try? await BlockingPool.shared.run { [self] in refresh(stcpr: stcpr, sudph: sudph) } }
     }
 
     /// Stops refreshing and deletes the entries (best effort, bounded by the client timeout).

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireCrypto
 import SkywireDiscovery
+import SkywireSystem
 import SkywireTransport
 
 /// The daemon: transports, apps and the control socket, started and stopped together.
@@ -21,6 +22,10 @@ public final class Visor: Sendable {
     let ui: UIServer?
     /// Looks up relay servers in discovery until it lists one (`startRelays`).
     let relayLookup = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Follows uplink changes while running (Visor+Uplink).
+    let uplinkWatcher = NIOLockedValueBox<UplinkWatcher?>(nil)
+    /// The reaction to the latest uplink change; each waits for the one before (one at a time).
+    let uplinkWork = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     public init(options: VisorOptions, logger: Logger, factories: [String: AppFactory]) {
         self.options = options
@@ -70,11 +75,13 @@ public final class Visor: Sendable {
         await startUI()
         await apps.startAutoStartApps()
         registrar?.start()
+        await startFollowingUplink()
         logger.info("visor ready", metadata: ["pk": "\(options.transport.identity.publicKey.hex)"])
     }
 
     /// Stops the web UI, then apps, then transports, then the control socket.
     public func shutdown() async {
+        await stopFollowingUplink()
         await ui?.stop()
         await registrar?.stop()
         relayLookup.withLockedValue { $0 }?.cancel()
