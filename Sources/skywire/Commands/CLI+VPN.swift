@@ -84,6 +84,7 @@ struct VPNGroup: ParsableCommand {
                     print("server:     \(s("server_pk"))")
                     print("state:      \(s("state"))")
                     print("tunnel:     \(s("tunnel_ip")) (server \(s("server_tunnel_ip")), \(s("interface")))")
+                    print("ipv6:       \(info["tunnel_ip6"]?.stringValue ?? "blocked: \(s("ipv6_blocked"))")")
                     print("transport:  \(s("transport")) to \(s("server_addr"))")
                     print("bytes:      \(info["bytes_up"]?.intValue ?? 0) up, \(info["bytes_down"]?.intValue ?? 0) down")
                     print("handshake:  \(info["last_handshake_unix"]?.intValue.map { "\($0) (unix)" } ?? "-")")
