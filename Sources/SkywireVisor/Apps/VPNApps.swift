@@ -37,6 +37,7 @@ final class VPNServerVisorApp: VisorApp {
         let clients: [ControlValue] = s.clients.map { c in
             .object(["pk": .string(c.key.hex), "tunnel_ip": .string(c.clientAddress.description),
                      "server_tunnel_ip": .string(c.serverAddress.description),
+                     "tunnel_ip6": c.clientAddress6.map { .string($0.description) } ?? .null,
                      "bytes_in": .int(Int64(clamping: c.bytesIn)), "bytes_out": .int(Int64(clamping: c.bytesOut)),
                      "connected_unix": .int(c.connectedSince)])
         }
