@@ -6,6 +6,7 @@ public enum IPv6Packet {
     static let sourceOffset = 8
     static let destinationOffset = 24
     static let version6: UInt8 = 6
+    static let addressLength = 16
 
     /// True for a well-formed fixed header: version 6, payload length within `packet` (a
     /// jumbogram's zero payload length, RFC 2675, is refused: the tunnel MTU is far smaller).
