@@ -10,9 +10,10 @@ import Glibc
 #endif
 
 /// The `vpn-client` engine (docs/vpn.md): handshake on a control stream to the server's
-/// port, then a TUN with the leased address, `0.0.0.0/1` + `128.0.0.0/1` through it, a host
-/// route to the exit's transport address via the original path, IPv6 (and with the kill
-/// switch everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
+/// port, then a TUN with the leased address, `0.0.0.0/1` + `128.0.0.0/1` through it (with an
+/// IPv6 lease its IPv6 address and `::/1` + `8000::/1` too), a host route to the exit's
+/// transport address via the original path, IPv6 without a lease (and with the kill switch
+/// everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
 /// configured while the session reconnects and is restored on `stop`.
 public final class VPNClient: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
@@ -236,8 +237,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// Opens the control stream and waits for the server's answer.
     private func handshake() async throws -> (StreamBox, VPNServerOK) {
         let nl = try? RouteNetlink()
-        let networks = Self.localNetworks(addresses: (try? nl?.addresses()) ?? [],
-                                          routes: (try? nl?.routes(family: .v4)) ?? [])
+        let addresses = (try? nl?.addresses()) ?? []
+        let networks = Self.localNetworks(addresses: addresses, routes: (try? nl?.routes(family: .v4)) ?? [])
+            + Self.localNetworks6(addresses: addresses)
         let stream = try await transports.openStream(to: arguments.server, port: serverPort, sourcePort: localPort,
                                                      timeout: Self.handshakeTimeout).get()
         let box = StreamBox(stream)
@@ -273,6 +275,15 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             out.append(r.destination)
         }
         return out
+    }
+
+    /// The IPv6 networks of this host's interfaces (not loopback, not the tunnel, not
+    /// link-local) the IPv6 lease is checked against (`VPNIPv6Lease.clash`).
+    static func localNetworks6(addresses: [InterfaceAddress]) -> [IPPrefix] {
+        addresses.filter {
+            $0.prefix.family == .v6 && $0.interfaceName != tunName && $0.interfaceName != "lo"
+                && $0.prefix.address.nonPublicRange?.kind != .linkLocal
+        }.map(\.prefix)
     }
 
     // MARK: System configuration

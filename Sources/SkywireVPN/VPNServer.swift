@@ -350,7 +350,9 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         let (device, ok): (TunDevice?, Bool) = lock.withLock {
             // By source address (a 4-byte hash), then the key: the same rule as looking the key
             // up first, without hashing 32 bytes per packet.
-            guard let source = sessionKey(packet, source: true), let s = byAddress[source], s.key == key
+            // IPv6 only from a session that was leased an IPv6 address.
+            guard let source = sessionKey(packet, source: true), let s = byAddress[source], s.key == key,
+                  s.address6 != nil || IPv4Packet.isValid(packet)
             else { return (nil, false) }
             s.bytesIn &+= UInt64(packet.count)
             s.packetsIn &+= 1

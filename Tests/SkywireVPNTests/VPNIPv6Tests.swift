@@ -113,6 +113,15 @@ final class VPNIPv6Tests: XCTestCase {
         XCTAssertNil(try hs.receive(VPNMessage.unknown(type: 0x70, body: [1]).encoded()))
     }
 
+    /// The IPv6 networks a lease is checked against: not loopback, the TUN or link-local.
+    func testClientLocalNetworks6() {
+        func a(_ dev: String, _ p: String) -> InterfaceAddress { InterfaceAddress(interfaceIndex: 2, interfaceName: dev, prefix: IPPrefix(p)!) }
+        let got = VPNClient.localNetworks6(addresses: [a("lo", "::1/128"), a("eth0", "fe80::1/64"), a("eth0", "2001:db8:c::1/64"),
+                                                       a("eth0", "192.168.1.10/24"), a(VPNClient.tunName, "fd12:3456:7890::a4d:2/64"),
+                                                       a("wlan0", "fd00:77::5/64")])
+        XCTAssertEqual(got, [IPPrefix("2001:db8:c::1/64")!, IPPrefix("fd00:77::5/64")!])
+    }
+
     func testULA() throws {
         let p = VPNIPv6Network.ula(globalID: [0x12, 0x34, 0x56, 0x78, 0x90])
         XCTAssertEqual(p, IPPrefix("fd12:3456:7890::/64"))

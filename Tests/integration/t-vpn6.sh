@@ -92,7 +92,7 @@ routes6=$(ip -n $C -6 route)
 grep -q '^::/1 dev skwvpn0' <<<"$routes6" && grep -q '^8000::/1 dev skwvpn0' <<<"$routes6" \
     && pass "routes: ::/1 and 8000::/1 via skwvpn0" || fail "IPv6 routes: $routes6"
 addrs6=$(ip -n $C -6 addr show dev skwvpn0)  # captured first: `ip | grep -q` can die of SIGPIPE under pipefail
-grep -q "inet6 ${ip6%/64} " <<<"$addrs6" && pass "the TUN has the IPv6 lease" || fail "TUN addresses: $addrs6"
+grep -q "inet6 ${ip6} " <<<"$addrs6" && pass "the TUN has the IPv6 lease" || fail "TUN addresses: $addrs6"
 grep -q '^nameserver 192.0.2.53$' "/etc/netns/$C/resolv.conf" && grep -q '^nameserver 2001:db8:f::53$' "/etc/netns/$C/resolv.conf" \
     && pass "resolv.conf: the exit's IPv4 and IPv6 DNS servers" || fail "resolv.conf: $(cat "/etc/netns/$C/resolv.conf")"
 lines=$(wc -l <"$T_WORK/http.log")
