@@ -69,13 +69,15 @@ jq --arg wl "$PKC" '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_s
     "$T_WORK/e.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/e.json"
 jq --arg e "$PKE" '.transport.peers[$e] = {"sudph":"10.89.0.2:7778"}' "$T_WORK/c.json" >"$T_WORK/t" && install -m600 "$T_WORK/t" "$T_WORK/c.json"
 
+server_up() {  # the exit's auto-started vpn-server (bounded wait)
+    for _ in $(seq 1 50); do
+        [ "$(cli e vpn server status --json 2>/dev/null | jq -r .status)" = running ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 visor_start e $E
-for _ in $(seq 1 50); do
-    st=$(cli e vpn server status --json 2>&1) || true
-    [ "$(jq -r .status <<<"$st" 2>/dev/null)" = starting ] || break
-    sleep 0.1
-done
-[ "$(jq -r .status <<<"$st")" = running ] && pass "vpn-server running" || fail "server status: $st"
+server_up && pass "vpn-server running" || fail "server status: $(cli e vpn server status --json 2>&1)"
 [ "$(ip netns exec $E cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1 ] && pass "exit: IPv6 forwarding on" || fail "IPv6 forwarding off"
 ula=$(cat "$T_WORK/e-state/vpn-server.ula" 2>/dev/null || true)
 [[ "$ula" == fd* ]] && pass "exit: ULA prefix $ula stored" || fail "no stored ULA: '$ula'"
@@ -155,10 +157,7 @@ visor_stop c  # its transport to the dead exit would wait for the dead-peer time
 # 5. An exit without an IPv6 uplink: the client keeps IPv6 blocked and says why.
 ip -n $E -6 route del default
 visor_start e $E
-for _ in $(seq 1 50); do
-    [ "$(cli e vpn server status --json 2>/dev/null | jq -r .status)" = running ] && break
-    sleep 0.1
-done
+server_up || fail "vpn-server did not come back"
 visor_start c $C
 expect_ok "vpn start (exit without IPv6 uplink)" cli c vpn start -k "$PKE"
 st=$(cli c vpn status --json)
