@@ -137,6 +137,23 @@ ip netns exec $C ping -6 -c1 -W1 2001:db8:e::1 >/dev/null 2>&1 && fail "secure: 
 [ "$(grep -c GET "$T_WORK/lan.log" || true)" = 1 ] && pass "secure: the LAN host saw only the exit's own probe" \
     || fail "LAN log: $(cat "$T_WORK/lan.log")"
 
+# 3b. The exit restarts: the client reconnects with the same IPv6 address (the ULA is stored)
+# and IPv6 flows again.
+visor_stop e
+visor_start e $E
+server_up || fail "vpn-server did not come back"
+t0=$(date +%s%N)
+for _ in $(seq 1 600); do
+    st=$(cli c vpn status --json 2>/dev/null) || true
+    [ "$(jq -r .info.state <<<"$st" 2>/dev/null)" = connected ] && [ "$(jq -r .info.reconnects <<<"$st")" -ge 1 ] && break
+    sleep 0.1
+done
+log "the client reconnected after the exit's restart in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+[ "$(jq -r .info.tunnel_ip6 <<<"$st")" = "$ip6" ] && [ "$(cat "$T_WORK/e-state/vpn-server.ula")" = "$ula" ] \
+    && pass "after the exit's restart: the same ULA and IPv6 lease ($ip6)" || fail "after restart: $(jq -c .info <<<"$st")"
+got=$(ip netns exec $C curl -fsS --max-time 10 'http://[2001:db8:f::80]:8080/small.txt' 2>/dev/null || true)
+[ "$got" = hello ] && pass "IPv6 through the tunnel after the exit's restart" || fail "IPv6 fetch after restart: '$got'"
+
 # 4. Kill switch covers IPv6: the exit dies, no IPv6 leaves directly.
 expect_ok "vpn stop" cli c vpn stop
 routes6=$(ip -n $C -6 route)
