@@ -341,7 +341,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             try FileIO.makeDirectories(stateDirectory)
             try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
         }
-        try gateway?.configure(dns: dns)
+        try gateway?.configure(dns: dns, ipv6: ok.ipv6.lease != nil)
         let w = try EventWaker()
         _ = tunRef.storeIfNilThenLoad(device)
         lock.withLock {

@@ -104,7 +104,8 @@ public enum VPNFirewall {
         if !v6.isEmpty { output.append("ip6 daddr \(set(v6)) meta l4proto { tcp, udp } accept") }
         output.append(neighbourDiscovery)
         if !ipv6 { output.append("meta nfproto ipv6 drop") }
-        var forward = ["type filter hook forward priority \(priority); policy accept;", "meta nfproto ipv6 drop"]
+        var forward = ["type filter hook forward priority \(priority); policy accept;"]
+        if !ipv6 { forward.append("meta nfproto ipv6 drop") }
         if killSwitch {
             output.append("oifname \(t) accept")
             if !v4.isEmpty { output.append("ip daddr \(set(v4)) meta l4proto { tcp, udp } accept") }

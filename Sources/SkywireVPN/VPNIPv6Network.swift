@@ -22,7 +22,7 @@ public struct VPNIPv6Network: Equatable, Sendable {
     static let ulaFirstByte: UInt8 = 0xFD
     /// RFC 4193 §3.1: the Global ID is 40 bits.
     static let globalIDLength = 5
-    static let ulaFileName = "vpn-server.ula"
+    public static let ulaFileName = "vpn-server.ula"
 
     public init?(prefix: IPPrefix, routed: Bool) {
         guard prefix.family == .v6, prefix.length == VPNServerArguments.ipv6PrefixLength else { return nil }
@@ -53,10 +53,11 @@ public struct VPNIPv6Network: Equatable, Sendable {
         return IPAddress(bytes: bytes).flatMap { IPPrefix($0, VPNServerArguments.ipv6PrefixLength) }
     }
 
-    /// This exit's ULA /64: read from `directory/vpn-server.ula`, or made and stored there, so
-    /// clients keep their IPv6 addresses across restarts.
-    public static func storedULA(directory: String) throws -> IPPrefix {
-        let path = directory + "/" + ulaFileName
+    /// This exit's ULA /64: read from `directory/name` (`vpn-server.ula`), or made and stored
+    /// there, so clients keep their IPv6 addresses across restarts (the gateway role keeps its
+    /// LAN's in `vpn-gateway.ula`).
+    public static func storedULA(directory: String, name: String = ulaFileName) throws -> IPPrefix {
+        let path = directory + "/" + name
         if let bytes = try FileIO.read(path) {
             let text = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
             guard let p = IPPrefix(text), p.family == .v6, p.length == VPNServerArguments.ipv6PrefixLength,
