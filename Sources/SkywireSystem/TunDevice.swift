@@ -24,7 +24,7 @@ public final class TunDevice: @unchecked Sendable {
 
     /// Opens (creates) the TUN interface `name` (at most IFNAMSIZ−1 bytes; "%d" lets the kernel
     /// pick a number). Blocking unless `nonBlocking`. With `offloads` it asks for IFF_VNET_HDR
-    /// and TUN_F_CSUM|TUN_F_TSO4, and falls back to plain packets when the kernel refuses.
+    /// and TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6, and falls back to plain packets when the kernel refuses.
     public init(name: String, nonBlocking: Bool = false, offloads: Bool = false) throws {
         let size = skw_ifnamsiz()
         guard !name.isEmpty, name.utf8.count < size else {
@@ -37,7 +37,7 @@ public final class TunDevice: @unchecked Sendable {
         if offloads {
             do {
                 fd = try syscall("open(/dev/net/tun)+TUNSETIFF(\(name), IFF_VNET_HDR)") { skw_tun_open(&buffer, size, 1, 0) }
-                try syscall("TUNSETOFFLOAD(\(name))") { skw_tun_set_offload(fd, skw_tun_f_csum() | skw_tun_f_tso4()) }
+                try syscall("TUNSETOFFLOAD(\(name))") { skw_tun_set_offload(fd, skw_tun_f_csum() | skw_tun_f_tso4() | skw_tun_f_tso6()) }
                 withOffloads = true
             } catch {
                 if fd >= 0 { _ = Glibc.close(fd) }

@@ -46,6 +46,7 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public static let dataValid = UInt8(skw_vnet_hdr_f_data_valid)
     public static let gsoNone = UInt8(skw_vnet_hdr_gso_none)
     public static let gsoTCPv4 = UInt8(skw_vnet_hdr_gso_tcpv4)
+    public static let gsoTCPv6 = UInt8(skw_vnet_hdr_gso_tcpv6)
     public static let gsoECN = UInt8(skw_vnet_hdr_gso_ecn)
 
     public var flags: UInt8 = 0
@@ -86,10 +87,13 @@ public struct VirtioNetHeader: Equatable, Sendable {
     }
 }
 
-/// Userspace TCP segmentation of IPv4 GSO super-packets (what the kernel's tcp4_gso_segment
-/// does; cf. wireguard-go tun/offload_linux.go): each segment gets the headers with its IP total
-/// length, IP id (+i), IP header checksum (RFC 791), TCP sequence number, flags (CWR only on the
-/// first, FIN/PSH only on the last) and a full TCP checksum (RFC 793 pseudo-header).
+/// Userspace TCP segmentation of IPv4 and IPv6 GSO super-packets (what the kernel's
+/// tcp4_gso_segment and tcp6_gso_segment do; cf. wireguard-go tun/offload_linux.go): each
+/// segment gets the headers with its IP total length (IPv6: payload length), IPv4 id (+i) and
+/// header checksum (RFC 791; IPv6 has none), TCP sequence number, flags (CWR only on the first,
+/// FIN/PSH only on the last) and a full TCP checksum (RFC 793 pseudo-header; RFC 8200 §8.1 for
+/// IPv6). IPv6 packets with extension headers are not segmented (the TUN hands over TCP right
+/// after the fixed header).
 public enum TCPSegmenter {
     static let protocolTCP: UInt8 = 6
     static let ipChecksumOffset = 10
@@ -102,20 +106,50 @@ public enum TCPSegmenter {
     static let flagPSH: UInt8 = 0x08
     static let flagCWR: UInt8 = 0x80
 
-    /// The header sizes of a TCP/IPv4 packet, or nil when it is not one.
+    static let ipv4ProtocolOffset = 9
+    static let minTCPHeader = 20
+
+    /// The header sizes of a TCP/IPv4 or TCP/IPv6 packet (TCP right after the fixed IPv6
+    /// header), or nil when it is not one.
     public static func headerLengths(_ p: UnsafeRawBufferPointer) -> (ip: Int, tcp: Int)? {
-        guard IPv4Packet.isValid(p), p[9] == protocolTCP else { return nil }
-        let ip = Int(p[0] & 0x0f) * 4
-        guard p.count >= ip + 20 else { return nil }
+        let ip: Int
+        if IPv4Packet.isValid(p), p[ipv4ProtocolOffset] == protocolTCP {
+            ip = Int(p[0] & 0x0f) * 4
+        } else if IPv6Packet.isValid(p), p[IPv6Packet.nextHeaderOffset] == protocolTCP {
+            ip = IPv6Packet.headerLength
+        } else {
+            return nil
+        }
+        guard p.count >= ip + minTCPHeader else { return nil }
         let tcp = Int(p[ip + tcpDataOffsetByte] >> 4) * 4
-        guard tcp >= 20, ip + tcp <= IPv4Packet.totalLength(p) else { return nil }
+        guard tcp >= minTCPHeader, ip + tcp <= ipLength(p) else { return nil }
         return (ip, tcp)
+    }
+
+    /// True for an IPv6 packet (version nibble 6), for a packet `headerLengths` accepted.
+    @inline(__always)
+    static func isIPv6(_ p: UnsafeRawBufferPointer) -> Bool { p[0] >> 4 == IPv6Packet.version6 }
+
+    /// The IP packet's length from its header: IPv4 total length, IPv6 40 + payload length.
+    @inline(__always)
+    static func ipLength(_ p: UnsafeRawBufferPointer) -> Int {
+        isIPv6(p) ? IPv6Packet.headerLength + IPv6Packet.payloadLength(p) : IPv4Packet.totalLength(p)
+    }
+
+    /// Stores `total` as the IP length: IPv4 total length, or IPv6 payload length (total − 40).
+    @inline(__always)
+    static func storeIPLength(_ total: Int, into b: UnsafeMutableRawBufferPointer) {
+        if isIPv6(UnsafeRawBufferPointer(b)) {
+            b.storeBytes(of: UInt16(total - IPv6Packet.headerLength).bigEndian, toByteOffset: IPv6Packet.payloadLengthOffset, as: UInt16.self)
+        } else {
+            b.storeBytes(of: UInt16(total).bigEndian, toByteOffset: IPv4Packet.totalLengthOffset, as: UInt16.self)
+        }
     }
 
     /// How many segments of at most `gsoSize` payload bytes `packet` makes (0: not TCP/IPv4).
     public static func segmentCount(_ packet: UnsafeRawBufferPointer, gsoSize: Int) -> Int {
         guard gsoSize > 0, let (ip, tcp) = headerLengths(packet) else { return 0 }
-        let payload = IPv4Packet.totalLength(packet) - ip - tcp
+        let payload = ipLength(packet) - ip - tcp
         return payload == 0 ? 1 : (payload + gsoSize - 1) / gsoSize
     }
 
@@ -124,7 +158,7 @@ public enum TCPSegmenter {
                                     into out: UnsafeMutableRawBufferPointer) -> Int {
         guard let (ip, tcp) = headerLengths(packet) else { return 0 }
         let header = ip + tcp
-        let payload = IPv4Packet.totalLength(packet) - header
+        let payload = ipLength(packet) - header
         let count = payload == 0 ? 1 : (payload + gsoSize - 1) / gsoSize
         guard index < count else { return 0 }
         let start = header + index * gsoSize
@@ -134,13 +168,15 @@ public enum TCPSegmenter {
         dst.copyMemory(from: src, byteCount: header)
         if length > 0 { (dst + header).copyMemory(from: src + start, byteCount: length) }
 
-        // IPv4: total length, id + index, header checksum.
-        out.storeBytes(of: UInt16(total).bigEndian, toByteOffset: IPv4Packet.totalLengthOffset, as: UInt16.self)
-        let id = UInt16(bigEndian: packet.loadUnaligned(fromByteOffset: ipIDOffset, as: UInt16.self))
-        out.storeBytes(of: (id &+ UInt16(truncatingIfNeeded: index)).bigEndian, toByteOffset: ipIDOffset, as: UInt16.self)
-        out.storeBytes(of: UInt16(0), toByteOffset: ipChecksumOffset, as: UInt16.self)
-        let ipSum = InternetChecksum.add(UnsafeRawBufferPointer(rebasing: out[0..<ip]))
-        out.storeBytes(of: InternetChecksum.finish(ipSum), toByteOffset: ipChecksumOffset, as: UInt16.self)
+        // IPv4: total length, id + index, header checksum; IPv6: payload length only.
+        storeIPLength(total, into: out)
+        if !isIPv6(packet) {
+            let id = UInt16(bigEndian: packet.loadUnaligned(fromByteOffset: ipIDOffset, as: UInt16.self))
+            out.storeBytes(of: (id &+ UInt16(truncatingIfNeeded: index)).bigEndian, toByteOffset: ipIDOffset, as: UInt16.self)
+            out.storeBytes(of: UInt16(0), toByteOffset: ipChecksumOffset, as: UInt16.self)
+            let ipSum = InternetChecksum.add(UnsafeRawBufferPointer(rebasing: out[0..<ip]))
+            out.storeBytes(of: InternetChecksum.finish(ipSum), toByteOffset: ipChecksumOffset, as: UInt16.self)
+        }
 
         // TCP: sequence, flags, checksum over the pseudo-header, header and payload.
         let seq = UInt32(bigEndian: packet.loadUnaligned(fromByteOffset: ip + tcpSequenceOffset, as: UInt32.self))
@@ -157,11 +193,17 @@ public enum TCPSegmenter {
         return total
     }
 
-    /// Source, destination, protocol and TCP length (RFC 793 §3.1), native summing order.
+    /// Source, destination, protocol and TCP length (RFC 793 §3.1), native summing order. For
+    /// IPv6 (RFC 8200 §8.1): the 16-byte addresses, the 32-bit upper-layer length and the next
+    /// header in a 32-bit word: the same sum, as the high halves are zero (length < 65536).
     @inline(__always)
     static func pseudoHeaderSum(_ p: UnsafeMutableRawBufferPointer, ipHeaderLength: Int, length: Int) -> UInt64 {
-        let addresses = UnsafeRawBufferPointer(rebasing: p[IPv4Packet.sourceOffset..<(IPv4Packet.destinationOffset + 4)])
-        return InternetChecksum.add(addresses) &+ InternetChecksum.word(UInt16(p[9])) &+ InternetChecksum.word(UInt16(length))
+        let v6 = isIPv6(UnsafeRawBufferPointer(p))
+        let addresses = v6
+            ? UnsafeRawBufferPointer(rebasing: p[IPv6Packet.sourceOffset..<(IPv6Packet.destinationOffset + IPv6Packet.addressLength)])
+            : UnsafeRawBufferPointer(rebasing: p[IPv4Packet.sourceOffset..<(IPv4Packet.destinationOffset + IPv4Packet.addressLength)])
+        let proto = p[v6 ? IPv6Packet.nextHeaderOffset : ipv4ProtocolOffset]
+        return InternetChecksum.add(addresses) &+ InternetChecksum.word(UInt16(proto)) &+ InternetChecksum.word(UInt16(length))
     }
 
     /// Completes a VIRTIO_NET_HDR_F_NEEDS_CSUM packet: the one's-complement sum from

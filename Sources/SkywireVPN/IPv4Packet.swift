@@ -5,6 +5,7 @@ public enum IPv4Packet {
     static let destinationOffset = 16
     static let totalLengthOffset = 2
     static let version4: UInt8 = 4
+    static let addressLength = 4
 
     /// True for a well-formed IPv4 header: version 4, IHL ≥ 5, total length within `packet`.
     @inline(__always)

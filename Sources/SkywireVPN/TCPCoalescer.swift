@@ -1,7 +1,8 @@
 /// Userspace GRO for a TUN with IFF_VNET_HDR (what the kernel's tcp_gro_receive does; cf.
-/// wireguard-go tun/offload_linux.go): consecutive in-order TCP/IPv4 segments of one flow with
-/// equal ACK number and options are merged into one GSO super-packet (virtio_net_hdr
-/// GSO_TCPV4, NEEDS_CSUM with the pseudo-header sum in the checksum field), so the kernel
+/// wireguard-go tun/offload_linux.go): consecutive in-order TCP/IPv4 or TCP/IPv6 segments of
+/// one flow with equal ACK number and options are merged into one GSO super-packet
+/// (virtio_net_hdr GSO_TCPV4 or GSO_TCPV6, NEEDS_CSUM with the pseudo-header sum in the
+/// checksum field; RFC 8200 §8.1 for IPv6), so the kernel
 /// walks its stack once per super-packet. Other packets pass through unchanged. Pure: output
 /// goes to `emit`. Not thread-safe: one owner (the event loop delivering the datagrams).
 public final class TCPCoalescer {
@@ -43,7 +44,7 @@ public final class TCPCoalescer {
         UnsafeMutableRawBufferPointer(rebasing: buffers[(i * Self.maxLength)..<((i + 1) * Self.maxLength)])
     }
 
-    /// Takes one IPv4 packet (valid header checked by the caller).
+    /// Takes one IP packet (anything but TCP/IPv4 and TCP/IPv6 passes through unchanged).
     public func add(_ p: UnsafeRawBufferPointer, emit: Emit) {
         clock &+= 1
         guard let (ip, tcp) = TCPSegmenter.headerLengths(p) else {
@@ -51,12 +52,14 @@ public final class TCPCoalescer {
             return
         }
         let match = flows.indices.first { flows[$0].count > 0 && sameFlow(p, ip: ip, buffer($0)) }
-        let payload = IPv4Packet.totalLength(p) - ip - tcp
+        let payload = TCPSegmenter.ipLength(p) - ip - tcp
         let flags = p[ip + TCPSegmenter.tcpFlagsOffset]
-        let fragment = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Self.ipFlagsOffset, as: UInt16.self))
-        let candidate = ip == IPv4Packet.minHeaderLength && payload > 0
-            && (flags == Self.flagACK || flags == Self.flagACK | Self.flagPSH)
-            && fragment & (Self.ipFlagsMoreFragments | Self.ipFragmentOffsetMask) == 0
+        // IPv4 without options and not a fragment; IPv6 with TCP right after the fixed header
+        // (a fragment header would be another next header).
+        let plainIP = TCPSegmenter.isIPv6(p) ? true : ip == IPv4Packet.minHeaderLength
+            && UInt16(bigEndian: p.loadUnaligned(fromByteOffset: Self.ipFlagsOffset, as: UInt16.self))
+                & (Self.ipFlagsMoreFragments | Self.ipFragmentOffsetMask) == 0
+        let candidate = plainIP && payload > 0 && (flags == Self.flagACK || flags == Self.flagACK | Self.flagPSH)
         guard candidate else {
             // Keep the flow's order: what it holds goes first.
             if let m = match { flush(m, emit: emit) }
@@ -84,12 +87,20 @@ public final class TCPCoalescer {
         for i in flows.indices where flows[i].count > 0 { flush(i, emit: emit) }
     }
 
-    /// Same addresses and ports (bytes 12–19 of the IP header, 0–3 of TCP).
+    /// Same version, addresses and ports (IPv4: bytes 12–19 of the IP header; IPv6: 8–39; TCP 0–3).
     private func sameFlow(_ p: UnsafeRawBufferPointer, ip: Int, _ b: UnsafeMutableRawBufferPointer) -> Bool {
-        guard Int(b[0] & 0x0f) * 4 == ip else { return false }
+        guard p[0] >> 4 == b[0] >> 4, TCPSegmenter.isIPv6(p) || Int(b[0] & 0x0f) * 4 == ip else { return false }
+        guard p.loadUnaligned(fromByteOffset: ip, as: UInt32.self) == b.loadUnaligned(fromByteOffset: ip, as: UInt32.self) else { return false }
+        if TCPSegmenter.isIPv6(p) {
+            var k = IPv6Packet.sourceOffset
+            while k < IPv6Packet.headerLength {
+                guard p.loadUnaligned(fromByteOffset: k, as: UInt64.self) == b.loadUnaligned(fromByteOffset: k, as: UInt64.self) else { return false }
+                k += 8
+            }
+            return true
+        }
         return p.loadUnaligned(fromByteOffset: IPv4Packet.sourceOffset, as: UInt64.self)
             == b.loadUnaligned(fromByteOffset: IPv4Packet.sourceOffset, as: UInt64.self)
-            && p.loadUnaligned(fromByteOffset: ip, as: UInt32.self) == b.loadUnaligned(fromByteOffset: ip, as: UInt32.self)
     }
 
     private func canAppend(_ p: UnsafeRawBufferPointer, ip: Int, tcp: Int, payload: Int, sequence: UInt32, to i: Int) -> Bool {
@@ -97,8 +108,13 @@ public final class TCPCoalescer {
         guard !f.closed, f.tcpHeader == tcp, sequence == f.nextSequence, payload <= f.segmentSize,
               f.length + payload <= Self.maxLength else { return false }
         let b = buffer(i)
-        // Same TOS, DF, TTL and protocol; same ACK number, data offset and options.
-        guard p[1] == b[1], p[6] == b[6], p[8] == b[8], p[9] == b[9] else { return false }
+        // Same TOS, DF, TTL and protocol (IPv6: traffic class, flow label, next header, hop
+        // limit); same ACK number, data offset and options.
+        if TCPSegmenter.isIPv6(p) {
+            guard p.loadUnaligned(as: UInt32.self) == b.loadUnaligned(as: UInt32.self), p[6] == b[6], p[7] == b[7] else { return false }
+        } else {
+            guard p[1] == b[1], p[6] == b[6], p[8] == b[8], p[9] == b[9] else { return false }
+        }
         guard p.loadUnaligned(fromByteOffset: ip + 8, as: UInt32.self) == b.loadUnaligned(fromByteOffset: ip + 8, as: UInt32.self),
               p[ip + 12] == b[ip + 12] else { return false }
         var k = 20
@@ -139,16 +155,19 @@ public final class TCPCoalescer {
             emit(VirtioNetHeader(), packet)
             return
         }
-        // New total length and IP checksum; the TCP checksum field gets the pseudo-header sum
+        // New IP length (and IPv4 checksum); the TCP checksum field gets the pseudo-header sum
         // for the kernel (or the segmenting NIC) to complete.
-        b.storeBytes(of: UInt16(f.length).bigEndian, toByteOffset: IPv4Packet.totalLengthOffset, as: UInt16.self)
-        b.storeBytes(of: UInt16(0), toByteOffset: TCPSegmenter.ipChecksumOffset, as: UInt16.self)
-        let ipSum = InternetChecksum.add(UnsafeRawBufferPointer(rebasing: b[0..<f.ipHeader]))
-        b.storeBytes(of: InternetChecksum.finish(ipSum), toByteOffset: TCPSegmenter.ipChecksumOffset, as: UInt16.self)
+        let v6 = TCPSegmenter.isIPv6(UnsafeRawBufferPointer(b))
+        TCPSegmenter.storeIPLength(f.length, into: b)
+        if !v6 {
+            b.storeBytes(of: UInt16(0), toByteOffset: TCPSegmenter.ipChecksumOffset, as: UInt16.self)
+            let ipSum = InternetChecksum.add(UnsafeRawBufferPointer(rebasing: b[0..<f.ipHeader]))
+            b.storeBytes(of: InternetChecksum.finish(ipSum), toByteOffset: TCPSegmenter.ipChecksumOffset, as: UInt16.self)
+        }
         let pseudo = TCPSegmenter.pseudoHeaderSum(b, ipHeaderLength: f.ipHeader, length: f.length - f.ipHeader)
         b.storeBytes(of: ~InternetChecksum.finish(pseudo), toByteOffset: f.ipHeader + TCPSegmenter.tcpChecksumOffset,
                      as: UInt16.self)
-        let header = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.gsoTCPv4,
+        let header = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, gsoType: v6 ? VirtioNetHeader.gsoTCPv6 : VirtioNetHeader.gsoTCPv4,
                                      headerLength: UInt16(f.ipHeader + f.tcpHeader), gsoSize: UInt16(f.segmentSize),
                                      checksumStart: UInt16(f.ipHeader), checksumOffset: UInt16(TCPSegmenter.tcpChecksumOffset))
         emit(header, packet)

@@ -49,7 +49,7 @@ final class TunReader {
             let header = device.offloads ? VirtioNetHeader(UnsafeRawBufferPointer(rebasing: scratch[0..<h])) : VirtioNetHeader()
             let packet = UnsafeMutableRawBufferPointer(rebasing: scratch[h..<n])
             let gso = header.gsoType & ~VirtioNetHeader.gsoECN
-            if gso == VirtioNetHeader.gsoTCPv4 {
+            if gso == VirtioNetHeader.gsoTCPv4 || gso == VirtioNetHeader.gsoTCPv6 {
                 let p = UnsafeRawBufferPointer(packet)
                 let size = Int(header.gsoSize)
                 let count = TCPSegmenter.segmentCount(p, gsoSize: size)

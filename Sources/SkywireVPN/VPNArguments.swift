@@ -5,12 +5,19 @@ import SkywireSystem
 /// `vpn-server` arguments: `--whitelist PK1,PK2` or `--whitelist any` (repeatable; missing or
 /// empty: nobody, `AppWhitelist`), `--secure=true|false` (default true), `-i/--netifc IFACE`
 /// (default: the interface of the only default route; a plain interface name, `checkInterface`),
-/// `--dns IP[,IP]` (announced to clients; default none).
+/// `--dns IP[,IP]` (announced to clients; default none), `--dns6 IP[,IP]` (IPv6 DNS servers
+/// announced in IPV6_LEASE), `--ipv6-prefix PREFIX/64` (a prefix routed to the exit: clients get
+/// addresses in it, forwarded without NAT66; default a ULA /64 of this exit, NAT66).
 public struct VPNServerArguments: Equatable, Sendable {
     public var whitelist = AppWhitelist.nobody
     public var secure = true
     public var exitInterface: String?
     public var dns: [IPAddress] = []
+    public var dns6: [IPAddress] = []
+    /// A routed IPv6 prefix (a /64) for the clients instead of the ULA /64 with NAT66.
+    public var ipv6Prefix: IPPrefix?
+    /// The prefix length of the clients' IPv6 network (the ULA and a routed prefix).
+    public static let ipv6PrefixLength = 64
 
     public init() {}
 
@@ -18,7 +25,7 @@ public struct VPNServerArguments: Equatable, Sendable {
         var it = ArgumentCursor(args)
         var whitelistValues: [String] = []
         var secure = true
-        var netifc: String?, dns: String?
+        var netifc: String?, dns: String?, dns6: String?, prefix6: String?
         while let arg = it.next() {
             switch arg.name {
             case "--whitelist", "-w":
@@ -29,21 +36,32 @@ public struct VPNServerArguments: Equatable, Sendable {
                 secure = b
             case "--netifc", "-i": netifc = try it.value(for: arg)
             case "--dns": dns = try it.value(for: arg)
+            case "--dns6": dns6 = try it.value(for: arg)
+            case "--ipv6-prefix": prefix6 = try it.value(for: arg)
             default:
-                throw VPNArgumentError("unknown vpn-server argument \"\(arg.raw)\" (--whitelist, --secure, --netifc, --dns)")
+                throw VPNArgumentError("unknown vpn-server argument \"\(arg.raw)\" (--whitelist, --secure, --netifc, --dns, --dns6, --ipv6-prefix)")
             }
         }
-        try self.init(whitelist: whitelistValues, secure: secure, netifc: netifc, dns: dns)
+        try self.init(whitelist: whitelistValues, secure: secure, netifc: netifc, dns: dns, dns6: dns6, ipv6Prefix: prefix6)
     }
 
     /// The options from their values, as `vpn.server.start` gives them (docs/cli.md) and as
     /// `init(parsing:)` collects them: each value is checked here, once.
-    public init(whitelist values: [String], secure: Bool = true, netifc: String? = nil, dns: String? = nil) throws(VPNArgumentError) {
+    public init(whitelist values: [String], secure: Bool = true, netifc: String? = nil, dns: String? = nil,
+                dns6: String? = nil, ipv6Prefix: String? = nil) throws(VPNArgumentError) {
         if let netifc {
             try VPNArgumentError.checkInterface(netifc, option: "-i/--netifc", reserved: [VPNServer.tunName])
             exitInterface = netifc
         }
         if let dns { self.dns = try VPNArgumentError.addresses(dns, option: "--dns") }
+        if let dns6 { self.dns6 = try VPNArgumentError.addresses(dns6, option: "--dns6", family: .v6) }
+        if let ipv6Prefix {
+            guard let p = IPPrefix(ipv6Prefix), p.family == .v6, p.length == Self.ipv6PrefixLength, p.network == p,
+                  p.address.nonPublicRange == nil || p.address.nonPublicRange?.kind == .uniqueLocal else {
+                throw VPNArgumentError("--ipv6-prefix: \"\(ipv6Prefix)\" is not a global or unique-local IPv6 network of length /\(Self.ipv6PrefixLength)")
+            }
+            self.ipv6Prefix = p
+        }
         self.secure = secure
         do { whitelist = try AppWhitelist(parsing: values) } catch { throw VPNArgumentError(error.message) }
     }
@@ -59,6 +77,8 @@ public struct VPNServerArguments: Equatable, Sendable {
         if !secure { a.append("--secure=false") }
         if let exitInterface { a += ["--netifc", exitInterface] }
         if !dns.isEmpty { a += ["--dns", dns.map(\.description).joined(separator: ",")] }
+        if !dns6.isEmpty { a += ["--dns6", dns6.map(\.description).joined(separator: ",")] }
+        if let ipv6Prefix { a += ["--ipv6-prefix", ipv6Prefix.description] }
         return a
     }
 }
@@ -164,11 +184,11 @@ public struct VPNArgumentError: Error, CustomStringConvertible, Equatable, Senda
         }
     }
 
-    static func addresses(_ value: String, option: String) throws(VPNArgumentError) -> [IPAddress] {
+    static func addresses(_ value: String, option: String, family: IPAddress.Family = .v4) throws(VPNArgumentError) -> [IPAddress] {
         var out: [IPAddress] = []
         for item in value.split(separator: ",") {
-            guard let a = IPAddress(String(item)), a.family == .v4 else {
-                throw VPNArgumentError("\(option): \"\(item)\" is not an IPv4 address")
+            guard let a = IPAddress(String(item)), a.family == family else {
+                throw VPNArgumentError("\(option): \"\(item)\" is not an \(family == .v4 ? "IPv4" : "IPv6") address")
             }
             out.append(a)
         }

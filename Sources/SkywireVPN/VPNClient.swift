@@ -10,9 +10,10 @@ import Glibc
 #endif
 
 /// The `vpn-client` engine (docs/vpn.md): handshake on a control stream to the server's
-/// port, then a TUN with the leased address, `0.0.0.0/1` + `128.0.0.0/1` through it, a host
-/// route to the exit's transport address via the original path, IPv6 (and with the kill
-/// switch everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
+/// port, then a TUN with the leased address, `0.0.0.0/1` + `128.0.0.0/1` through it (with an
+/// IPv6 lease its IPv6 address and `::/1` + `8000::/1` too), a host route to the exit's
+/// transport address via the original path, IPv6 without a lease (and with the kill switch
+/// everything else) blocked in nftables, DNS pointed at the tunnel. The system stays
 /// configured while the session reconnects and is restored on `stop`.
 public final class VPNClient: DatagramSink, @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`; the lets are immutable or atomics
@@ -22,7 +23,11 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     public static let serverPort: UInt16 = 44
     static let stateFileName = "vpn-client.state"
     static let halves = [IPPrefix("0.0.0.0/1")!, IPPrefix("128.0.0.0/1")!]
+    static let halves6 = [IPPrefix("::/1")!, IPPrefix("8000::/1")!]
     static let handshakeTimeout: TimeAmount = .seconds(10)
+    /// How long SERVER_OK waits for its IPV6_LEASE (sent in the same write by exits that carry
+    /// IPv6) before the session goes on without IPv6 (an older exit).
+    static let ipv6Grace: TimeAmount = .seconds(1)
     static let reconnectInitial: Int64 = 1
     static let reconnectMax: Int64 = 10
 
@@ -45,6 +50,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     private var answer: VPNServerOK?
     /// The client tunnel address (host order) while a session is up, 0 between sessions.
     private let tunnelAddress = ManagedAtomic<UInt32>(0)
+    /// The client's IPv6 tunnel address (host-order halves) while a session with an IPv6
+    /// lease is up, (0, 0) otherwise.
+    let tunnelAddress6High = ManagedAtomic<UInt64>(0)
+    let tunnelAddress6Low = ManagedAtomic<UInt64>(0)
+    /// What the firewall was applied with (kept to re-apply it when IPv6 comes or goes).
+    private var firewallAddresses: [IPAddress] = []
     /// The TUN, set once by `configure`.
     private let tunRef = ManagedAtomicLazyReference<TunDevice>()
     private let stopFlag = ManagedAtomic<Bool>(false)
@@ -137,6 +148,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             stopFlag.store(true, ordering: .relaxed)
             current = .stopped
             tunnelAddress.store(0, ordering: .relaxed)
+            setTunnelAddress6(nil)
             defer {
                 stream = nil
                 reconnectTask = nil
@@ -228,8 +240,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// Opens the control stream and waits for the server's answer.
     private func handshake() async throws -> (StreamBox, VPNServerOK) {
         let nl = try? RouteNetlink()
-        let networks = Self.localNetworks(addresses: (try? nl?.addresses()) ?? [],
-                                          routes: (try? nl?.routes(family: .v4)) ?? [])
+        let addresses = (try? nl?.addresses()) ?? []
+        let networks = Self.localNetworks(addresses: addresses, routes: (try? nl?.routes(family: .v4)) ?? [])
+            + Self.localNetworks6(addresses: addresses)
         let stream = try await transports.openStream(to: arguments.server, port: serverPort, sourcePort: localPort,
                                                      timeout: Self.handshakeTimeout).get()
         let box = StreamBox(stream)
@@ -267,6 +280,15 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         return out
     }
 
+    /// The IPv6 networks of this host's interfaces (not loopback, not the tunnel, not
+    /// link-local) the IPv6 lease is checked against (`VPNIPv6Lease.clash`).
+    static func localNetworks6(addresses: [InterfaceAddress]) -> [IPPrefix] {
+        addresses.filter {
+            $0.prefix.family == .v6 && $0.interfaceName != tunName && $0.interfaceName != "lo"
+                && $0.prefix.address.nonPublicRange?.kind != .linkLocal
+        }.map(\.prefix)
+    }
+
     // MARK: System configuration
 
     /// First successful handshake: TUN, address, routes, firewall, DNS; each recorded first.
@@ -294,15 +316,13 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             }
         }
 
-        let dns = arguments.dns.isEmpty ? ok.dns : arguments.dns
+        let dns = arguments.dns.isEmpty ? ok.dns + (ok.ipv6.lease?.dns ?? []) : arguments.dns
         if gateway != nil && dns.isEmpty {
             throw VPNError("the gateway needs DNS servers to forward the LAN's queries to: give --dns IP or run the exit with --dns")
         }
         try record("nft_table", VPNFirewall.clientTable)
-        let lan = arguments.gateway
-        try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
-                                                     transportAddresses: serverIPs, lan: lan?.lan,
-                                                     bypassMark: lan?.hasBypass == true ? VPNFirewall.bypassMark : nil))
+        lock.withLock { firewallAddresses = serverIPs }
+        try applyFirewall(ipv6: ok.ipv6.lease != nil)
         let device = try TunDevice(name: Self.tunName, nonBlocking: true, offloads: VPNOffloads.enabled)
         try nl.setLink(device.name, up: true, mtu: UInt32(ok.mtu))
         try nl.addAddress(ok.clientAddress, interface: device.name)
@@ -320,11 +340,12 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         for half in Self.halves {
             try nl.addRoute(RouteSpec(destination: half, interface: device.name))
         }
+        if let lease6 = ok.ipv6.lease { try addIPv6(lease6, interface: device.name, nl) }
         if !dns.isEmpty {
             try FileIO.makeDirectories(stateDirectory)
             try VPNDNS.apply(servers: dns, tun: device.name, stateDirectory: stateDirectory) { try record($0, $1) }
         }
-        try gateway?.configure(dns: dns)
+        try gateway?.configure(dns: dns, ipv6: ok.ipv6.lease != nil)
         let w = try EventWaker()
         _ = tunRef.storeIfNilThenLoad(device)
         lock.withLock {
@@ -332,6 +353,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             waker = w
             serverTransportAddress = serverIP
             tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
+            setTunnelAddress6(ok.ipv6.lease)
         }
         transports.setDatagramSink(self, port: localPort)
         let mtu = Int(ok.mtu)
@@ -354,6 +376,46 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             }
         } catch {
             logger.error("vpn-client: cannot change the tunnel address", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// `ip -6 addr add LEASE dev TUN` and `::/1`, `8000::/1` through the TUN (existing ones are fine).
+    private func addIPv6(_ lease: VPNIPv6Lease, interface: String, _ nl: RouteNetlink) throws {
+        do { try nl.addAddress(lease.clientAddress, interface: interface) } catch let e as NetlinkError where e.alreadyExists {}
+        for half in Self.halves6 {
+            do { try nl.addRoute(RouteSpec(destination: half, interface: interface)) } catch let e as NetlinkError where e.alreadyExists {}
+        }
+    }
+
+    /// The client ruleset with the recorded transport addresses; IPv6 carried or blocked.
+    private func applyFirewall(ipv6: Bool) throws {
+        let lan = arguments.gateway
+        try NFTables.apply(VPNFirewall.clientRuleset(tun: Self.tunName, killSwitch: arguments.killSwitch,
+                                                     transportAddresses: lock.withLock { firewallAddresses }, lan: lan?.lan,
+                                                     bypassMark: lan?.hasBypass == true ? VPNFirewall.bypassMark : nil,
+                                                     ipv6: ipv6))
+    }
+
+    /// Sets the IPv6 address the datapath accepts (nil: IPv6 dropped).
+    private func setTunnelAddress6(_ lease: VPNIPv6Lease?) {
+        let b = lease?.clientAddress.address.bytes ?? []
+        let halves = b.count == IPAddress.v6Length
+            ? (b[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }, b[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : (0, 0)
+        tunnelAddress6High.store(halves.0, ordering: .relaxed)
+        tunnelAddress6Low.store(halves.1, ordering: .relaxed)
+    }
+
+    /// A reconnect whose IPv6 lease differs: swap the address; when IPv6 comes or goes, the
+    /// firewall follows (blocked without a lease).
+    private func readdress6(from old: VPNServerOK, to new: VPNServerOK) {
+        guard old.ipv6.lease != new.ipv6.lease, let device = lock.withLock({ tun }) else { return }
+        do {
+            let nl = try RouteNetlink()
+            if let o = old.ipv6.lease { try? nl.removeAddress(o.clientAddress, interface: device.name) }
+            if let n = new.ipv6.lease { try addIPv6(n, interface: device.name, nl) }
+            if (old.ipv6.lease == nil) != (new.ipv6.lease == nil) { try applyFirewall(ipv6: new.ipv6.lease != nil) }
+        } catch {
+            logger.error("vpn-client: cannot change the IPv6 tunnel address", metadata: ["error": "\(error)"])
         }
     }
 
@@ -396,6 +458,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             stream = nil
             current = .reconnecting
             tunnelAddress.store(0, ordering: .relaxed)
+            setTunnelAddress6(nil)
             return reconnectTask == nil
         }
         guard start else { return }
@@ -449,6 +512,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
                 try await BlockingPool.shared.run { [self] in
                     if let old {
                         readdress(from: old, to: ok)
+                        readdress6(from: old, to: ok)
                         updateDNS(from: old, to: ok)
                     } else {
                         try configureLate(ok, box)
@@ -460,6 +524,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
                     answer = ok
                     current = .connected
                     tunnelAddress.store(ok.clientAddress.address.v4Value ?? 0, ordering: .relaxed)
+                    setTunnelAddress6(ok.ipv6.lease)
                     lastHandshake = Int64(time(nil))
                     reconnects += 1
                     reconnectTask = nil
@@ -495,13 +560,17 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         coalescer.flush { header, packet in Self.write(header, packet, to: device) }
     }
 
-    /// Only IPv4 addressed to our tunnel address is written to the TUN.
+    /// Only IPv4 addressed to our tunnel address (IPv6 to our IPv6 one) is written to the TUN.
     @inline(__always)
     private func receive(packet: UnsafeRawBufferPointer, from key: PublicKey, coalescer: SharedTCPCoalescer? = nil) {
         guard key == arguments.server else { return }
         let address = tunnelAddress.load(ordering: .relaxed)
         guard address != 0, let device = tunRef.load() else { return }
-        guard IPv4Packet.isValid(packet), IPv4Packet.destination(packet) == address else { return }
+        if IPv4Packet.isValid(packet) {
+            guard IPv4Packet.destination(packet) == address else { return }
+        } else {
+            guard isOurs6(packet) else { return }
+        }
         bytesDownCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
         if let coalescer, device.offloads {
             coalescer.add(packet) { header, packet in Self.write(header, packet, to: device) }
@@ -533,7 +602,7 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
             let reads: Int
             do {
                 reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
-                    guard IPv4Packet.isValid(packet) else { return }
+                    guard IPv4Packet.isValid(packet) || isOurs6(packet, source: true) else { return }
                     // Between sessions packets are dropped, never sent around the tunnel.
                     guard tunnelAddress.load(ordering: .relaxed) != 0 else { return }
                     bytesUpCounter.wrappingIncrement(by: UInt64(packet.count), ordering: .relaxed)
@@ -560,6 +629,15 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         }
     }
 
+    /// A valid IPv6 packet to (from, with `source`) our IPv6 tunnel address, while leased.
+    @inline(__always)
+    private func isOurs6(_ packet: UnsafeRawBufferPointer, source: Bool = false) -> Bool {
+        let high = tunnelAddress6High.load(ordering: .relaxed)
+        guard high != 0, IPv6Packet.isValid(packet) else { return false }
+        let a = source ? IPv6Packet.source(packet) : IPv6Packet.destination(packet)
+        return a.0 == high && a.1 == tunnelAddress6Low.load(ordering: .relaxed)
+    }
+
     // MARK: Status
 
     public struct Status: Sendable {
@@ -574,6 +652,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
         public var lastHandshake: Int64?
         public var transportType: String?
         public var killSwitch: Bool
+        /// The IPv6 tunnel address, or nil with the reason IPv6 is blocked in `ipv6Blocked`.
+        public var clientAddress6: IPPrefix?
+        public var ipv6Blocked: String?
         public var dns: [IPAddress]
         public var reconnects: Int
         public var lastError: String?
@@ -589,7 +670,9 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
                    serverAddress: answer?.serverAddress, serverTransportAddress: serverTransportAddress, mtu: answer?.mtu,
                    bytesUp: bytesUpCounter.load(ordering: .relaxed),
                    bytesDown: bytesDownCounter.load(ordering: .relaxed), lastHandshake: lastHandshake, transportType: type,
-                   killSwitch: arguments.killSwitch, dns: arguments.dns.isEmpty ? (answer?.dns ?? []) : arguments.dns,
+                   killSwitch: arguments.killSwitch, clientAddress6: answer?.ipv6.lease?.clientAddress,
+                   ipv6Blocked: answer.flatMap { if case .unavailable(let why) = $0.ipv6 { return why } else { return nil } },
+                   dns: arguments.dns.isEmpty ? (answer.map { $0.dns + ($0.ipv6.lease?.dns ?? []) } ?? []) : arguments.dns,
                    reconnects: reconnects, lastError: lastError, gateway: lan)
         }
     }
@@ -612,28 +695,44 @@ final class ClientControlHandler: AppStreamDelegate, @unchecked Sendable {
         self.onSessionEnd = onSessionEnd
     }
 
+    /// Accepts without IPv6 when IPV6_LEASE does not follow SERVER_OK within `ipv6Grace`.
+    private var ipv6Timer: Scheduled<Void>?
+
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
         stream.eventLoop.preconditionInEventLoop()
         do {
-            guard let outcome = try handshake.receive(data.readableBytesView) else { return }
-            switch outcome {
-            case .accepted(let ok):
-                accepted = true
-                decided = true
-                promise.succeed(ok)
-            case .forbidden(let reason):
-                fail(VPNError(.forbidden, "forbidden: \(reason)"))
-            case .failed(let reason):
-                fail(VPNError(.refused, "the server refused: \(reason)"))
-            case .unsafeLease(let reason):
-                // The server holds a lease for us: reset so it frees it at once.
-                fail(VPNError(reason))
-                stream.reset(.refused)
-                end()
+            guard let outcome = try handshake.receive(data.readableBytesView) else {
+                if handshake.waitingForIPv6 != nil && ipv6Timer == nil {
+                    ipv6Timer = stream.eventLoop.scheduleTask(in: VPNClient.ipv6Grace) { [self] in
+                        if let outcome = handshake.finishWithoutIPv6() { decide(outcome, stream) }
+                    }
+                }
+                return
             }
+            ipv6Timer?.cancel()
+            decide(outcome, stream)
         } catch {
+            ipv6Timer?.cancel()
             fail(error)
             stream.reset(.protocolError)
+            end()
+        }
+    }
+
+    private func decide(_ outcome: VPNClientHandshake.Outcome, _ stream: AppStream) {
+        switch outcome {
+        case .accepted(let ok):
+            accepted = true
+            decided = true
+            promise.succeed(ok)
+        case .forbidden(let reason):
+            fail(VPNError(.forbidden, "forbidden: \(reason)"))
+        case .failed(let reason):
+            fail(VPNError(.refused, "the server refused: \(reason)"))
+        case .unsafeLease(let reason):
+            // The server holds a lease for us: reset so it frees it at once.
+            fail(VPNError(reason))
+            stream.reset(.refused)
             end()
         }
     }

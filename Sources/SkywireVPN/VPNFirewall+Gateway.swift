@@ -18,9 +18,11 @@ extension VPNFirewall {
     /// indexes, so they hold while `tun` does not exist (reconnecting, visor stopped or dead)
     /// and stay in the kernel until the gateway is stopped explicitly. The LAN's forwarded
     /// traffic is masqueraded (into the tunnel: to the leased tunnel address). With `dns`, the
-    /// gateway itself reaches those servers (its dnsmasq's upstreams) only through `tun`.
+    /// gateway itself reaches those servers (its dnsmasq's upstreams) only through `tun`. IPv6
+    /// from the LAN is dropped, except into `tun` from the LAN's `lan6` /64 while the tunnel
+    /// carries IPv6 (NAT66 to the gateway's IPv6 tunnel address).
     public static func gatewayRuleset(lan: String, lanNetwork: IPPrefix, tun: String, bypassMACs: [String],
-                                      bypassIPs: [IPAddress], dns: [IPAddress]) -> String {
+                                      bypassIPs: [IPAddress], dns: [IPAddress], lan6: IPPrefix? = nil) -> String {
         let l = quoted(lan), t = quoted(tun)
         var prerouting = ["type filter hook prerouting priority mangle; policy accept;"]
         if !bypassMACs.isEmpty {
@@ -33,14 +35,16 @@ extension VPNFirewall {
             "type filter hook forward priority \(priority); policy accept;",
             "iifname \(l) oifname \(t) tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
             "iifname \(t) oifname \(l) tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
-            "iifname \(l) meta nfproto ipv6 counter name \"lan_dropped\" drop",
+            lan6.map { "iifname \(l) meta nfproto ipv6 ip6 saddr != \($0) counter name \"lan_dropped\" drop" }
+                ?? "iifname \(l) meta nfproto ipv6 counter name \"lan_dropped\" drop",
+            lan6.map { _ in "iifname \(l) meta nfproto ipv6 oifname != \(t) counter name \"lan_dropped\" drop" } ?? "",
             "iifname \(l) oifname \(t) counter name \"lan_up\" accept",
             "iifname \(l) oifname != \(l) meta mark \(hex(bypassMark)) counter name \"lan_bypass\" accept",
             "iifname \(l) counter name \"lan_dropped\" drop",
             "iifname \(t) oifname \(l) ct state established,related counter name \"lan_down\" accept",
             "oifname \(l) ct state established,related counter name \"lan_bypass\" accept",
             "oifname \(l) drop",
-        ]
+        ].filter { !$0.isEmpty }
         let output = ["type filter hook output priority \(priority); policy accept;"] + dnsFenceRules(tun: tun, dns: dns)
         var s = recreate(gatewayTable)
         s += "table \(family) \(gatewayTable) {\n"
@@ -51,6 +55,7 @@ extension VPNFirewall {
         s += "  chain postrouting {\n"
         s += "    type nat hook postrouting priority srcnat; policy accept;\n"
         s += "    oifname != \(l) ip saddr \(lanNetwork.network) masquerade\n"
+        if let lan6 { s += "    oifname \(t) ip6 saddr \(lan6) masquerade\n" }
         s += "  }\n}\n"
         return s
     }

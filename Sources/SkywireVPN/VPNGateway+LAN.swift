@@ -13,18 +13,25 @@ extension VPNGateway {
             throw VPNError("--lan: there is no interface \"\(options.lan)\"")
         }
         try nl.setLink(options.lan, up: true)
-        let present = try nl.addresses().contains { $0.interfaceName == options.lan && $0.prefix == options.lanAddress }
-        if !present {
-            try record("address", "\(options.lanAddress) \(options.lan)")
-            do { try nl.addAddress(options.lanAddress, interface: options.lan) }
+        let existing = try nl.addresses()
+        for address in [options.lanAddress] + (lanAddress6.map { [$0] } ?? [])
+        where !existing.contains(where: { $0.interfaceName == options.lan && $0.prefix == address }) {
+            try record("address", "\(address) \(options.lan)")
+            do { try nl.addAddress(address, interface: options.lan) }
             catch let e as NetlinkError where e.alreadyExists {}
         }
+    }
+
+    /// The gateway's IPv6 address on the LAN (`lan6::1/64`) while the LAN gets IPv6.
+    var lanAddress6: IPPrefix? {
+        lock.withLock { lan6 }.flatMap { VPNIPv6Network(prefix: $0, routed: false)?.serverPrefix }
     }
 
     /// The dnsmasq command line: no config file, no /etc/resolv.conf, no /etc/hosts; listens on
     /// the LAN interface only; forwards every query to `dns` (reached through the tunnel). The
     /// lease file outlives dnsmasq, so a restarted one keeps the LAN's addresses.
-    func dnsmasqArguments(dns: [IPAddress]) -> [String] {
+    /// With `lan6` (the tunnel carries IPv6) dnsmasq also sends router advertisements.
+    func dnsmasqArguments(dns: [IPAddress], lan6: IPPrefix? = nil) -> [String] {
         let gw = options.lanAddress.address.description
         let mask = IPAddress(v4: options.lanAddress.length == 0 ? 0 : UInt32.max << UInt32(32 - options.lanAddress.length))
         var args = ["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
@@ -34,6 +41,11 @@ extension VPNGateway {
                     "--dhcp-option=option:router,\(gw)", "--dhcp-option=option:dns-server,\(gw)",
                     "--dhcp-leasefile=\(leasePath)", "--cache-size=1000"]
         args += dns.map { "--server=\($0)" }
+        // IPv6: router advertisements of the LAN's /64 (SLAAC, no DHCPv6), the gateway as
+        // router and DNS server (RDNSS, RFC 8106).
+        if let lan6 {
+            args += ["--enable-ra", "--dhcp-range=\(lan6.address),ra-only,\(lan6.length),\(Self.leaseTime)"]
+        }
         return args
     }
 
@@ -46,8 +58,9 @@ extension VPNGateway {
     }
 
     /// Spawns dnsmasq (no checks: the caller waits, or the supervisor watches).
-    func spawnDNSMasq(dns: [IPAddress]) throws -> pid_t {
-        try Subprocess.spawn(Self.dnsmasqBinary(), dnsmasqArguments(dns: dns), logPath: dnsmasqLogPath)
+    /// (`lan6` is passed in: the supervisor calls this holding `lock`.)
+    func spawnDNSMasq(dns: [IPAddress], lan6: IPPrefix?) throws -> pid_t {
+        try Subprocess.spawn(Self.dnsmasqBinary(), dnsmasqArguments(dns: dns, lan6: lan6), logPath: dnsmasqLogPath)
     }
 
     /// Starts dnsmasq (recorded by PID), checks it is still running a moment later, then
@@ -59,7 +72,7 @@ extension VPNGateway {
         try configureLANInterface()
         try FileIO.makeDirectories(stateDirectory)
         lock.withLock { self.dns = dns }
-        let pid = try spawnDNSMasq(dns: dns)
+        let pid = try spawnDNSMasq(dns: dns, lan6: lock.withLock { lan6 })
         try record("dnsmasq_pid", "\(pid)")
         lock.withLock { dnsmasqPID = pid }
         // dnsmasq checks its options and binds its sockets before it serves: a failure shows

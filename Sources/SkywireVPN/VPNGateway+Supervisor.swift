@@ -133,7 +133,7 @@ extension VPNGateway {
             }
             guard supervision.restartDue(at: now) else { return (true, .none) }
             do {
-                let pid = try spawnDNSMasq(dns: dns)
+                let pid = try spawnDNSMasq(dns: dns, lan6: lan6)
                 supervision.restarted(at: now)
                 adoptLocked(pid)
                 return (true, .restarted(pid))
@@ -200,7 +200,7 @@ extension VPNGateway {
             // A stop in the meantime ended supervision (and stopped nothing of ours): no start.
             guard supervising, dnsmasqPID == nil else { return nil }
             do {
-                let pid = try spawnDNSMasq(dns: dns)
+                let pid = try spawnDNSMasq(dns: dns, lan6: lan6)
                 supervision.replaced(at: now)
                 adoptLocked(pid)
                 return .success(pid)

@@ -14,6 +14,9 @@ public final class VPNGateway: @unchecked Sendable {
     // @unchecked Sendable: every `var` is guarded by `lock`.
     static let stateFileName = "vpn-gateway.state"
     static let ipForwardKey = "net.ipv4.ip_forward"
+    static let ip6ForwardKey = "net.ipv6.conf.all.forwarding"
+    /// The LAN's unique local /64 (RFC 4193), kept across restarts.
+    static let ulaFileName = "vpn-gateway.ula"
     static let dnsmasqCandidates = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
     static let leaseTime = "12h"
 
@@ -27,6 +30,8 @@ public final class VPNGateway: @unchecked Sendable {
     var entries: [(key: String, value: String)] = []
     var dnsmasqPID: pid_t?
     var dns: [IPAddress] = []
+    /// The LAN's IPv6 /64 while the tunnel carries IPv6 (router advertisements, NAT66), else nil.
+    var lan6: IPPrefix?
     /// dnsmasq is watched and restarted (VPNGateway+Supervisor.swift) from its start until
     /// `teardown`.
     var supervising = false
@@ -62,17 +67,27 @@ public final class VPNGateway: @unchecked Sendable {
     private func applyRuleset(dns: [IPAddress]) throws {
         try NFTables.apply(VPNFirewall.gatewayRuleset(lan: options.lan, lanNetwork: options.lanNetwork, tun: tun,
                                                       bypassMACs: options.bypassMACs, bypassIPs: options.bypassIPs,
-                                                      dns: dns))
+                                                      dns: dns, lan6: lock.withLock { lan6 }))
     }
 
     // MARK: Configure
 
-    /// After the tunnel is up: the DNS fence, forwarding, bypass routing and dnsmasq.
-    public func configure(dns: [IPAddress]) throws {
+    /// After the tunnel is up: the DNS fence, forwarding, bypass routing and dnsmasq. With
+    /// `ipv6` (the tunnel carries IPv6) the LAN gets the gateway's ULA /64 by router
+    /// advertisements and its IPv6 is NATed into the tunnel; without, IPv6 stays fenced.
+    public func configure(dns: [IPAddress], ipv6: Bool = false) throws {
         guard !dns.isEmpty else {
             throw VPNError("the gateway needs DNS servers to forward the LAN's queries to: give --dns IP or run the exit with --dns")
         }
+        let prefix = ipv6 ? try VPNIPv6Network.storedULA(directory: stateDirectory, name: Self.ulaFileName) : nil
+        lock.withLock { lan6 = prefix }
         try applyRuleset(dns: dns)
+        if prefix != nil {
+            if !lock.withLock({ entries.contains { $0.key == "ip6_forward" } }) {
+                try record("ip6_forward", (try? Sysctl.read(Self.ip6ForwardKey)) ?? "0")
+            }
+            try Sysctl.write(Self.ip6ForwardKey, "1")
+        }
         lock.withLock { self.dns = dns }
         if !lock.withLock({ entries.contains { $0.key == "ip_forward" } }) {
             try record("ip_forward", (try? Sysctl.read(Self.ipForwardKey)) ?? "0")
@@ -138,7 +153,7 @@ public final class VPNGateway: @unchecked Sendable {
         var kept: [(key: String, value: String)] = []
         let nl = try? RouteNetlink()
         for (key, value) in all.reversed() {
-            if keepFence && (key == "nft_table" || key == "ip_forward") {
+            if keepFence && (key == "nft_table" || key == "ip_forward" || key == "ip6_forward") {
                 kept.insert((key, value), at: 0)
                 continue
             }
@@ -146,8 +161,8 @@ public final class VPNGateway: @unchecked Sendable {
                 switch key {
                 case "nft_table":
                     try NFTables.deleteTable(family: VPNFirewall.family, name: value)
-                case "ip_forward":
-                    try Sysctl.write(ipForwardKey, value)
+                case "ip_forward", "ip6_forward":
+                    try Sysctl.write(key == "ip_forward" ? ipForwardKey : ip6ForwardKey, value)
                 case "route":
                     if let spec = RouteSpec(stateValue: value), let nl {
                         do { try nl.removeRoute(spec) } catch let e as NetlinkError where e.notFound {}

@@ -1,7 +1,9 @@
 import SkywireSystem
 
 /// The client side of the control-stream handshake (docs/vpn.md §2): send CLIENT_HELLO, then
-/// one answer decides. Bytes in, outcome out.
+/// one answer decides. Bytes in, outcome out. SERVER_OK is followed by IPV6_LEASE (§2.1); an
+/// exit that sends none (protocol v1 without IPv6) is accepted without IPv6 when the caller's
+/// grace time passes (`finishWithoutIPv6`).
 public struct VPNClientHandshake: Sendable {
     public enum Outcome: Equatable, Sendable {
         case accepted(VPNServerOK)
@@ -18,10 +20,23 @@ public struct VPNClientHandshake: Sendable {
     /// Every IPv4 network of the client (addresses and routes), the lease is checked against;
     /// the hello carries the first `maxClientNetworks`.
     public let localNetworks: [IPPrefix]
+    /// The client's IPv6 networks, the IPv6 lease is checked against.
+    public let localNetworks6: [IPPrefix]
+    /// SERVER_OK accepted, waiting for IPV6_LEASE.
+    public private(set) var waitingForIPv6: VPNServerOK?
 
     public init(localNetworks: [IPPrefix]) {
         self.localNetworks = localNetworks.filter { $0.family == .v4 }
+        localNetworks6 = localNetworks.filter { $0.family == .v6 }
         hello = VPNClientHello(networks: Array(self.localNetworks.prefix(VPNMessage.maxClientNetworks)))
+    }
+
+    /// The grace time for IPV6_LEASE passed: accepted without IPv6 (`VPNServerOK.noIPv6Lease`).
+    public mutating func finishWithoutIPv6() -> Outcome? {
+        guard outcome == nil, let ok = waitingForIPv6 else { return nil }
+        waitingForIPv6 = nil
+        outcome = .accepted(ok)
+        return outcome
     }
 
     /// The bytes to send first.
@@ -36,15 +51,27 @@ public struct VPNClientHandshake: Sendable {
             guard outcome == nil else { continue }
             switch message {
             case .serverOK(let ok):
+                guard waitingForIPv6 == nil else { throw .unexpected("a second SERVER_OK") }
                 if let clash = ok.clash(with: localNetworks) {
                     decided = .unsafeLease("the exit leased \(ok.clientAddress) (gateway \(ok.serverAddress)), which overlaps "
                         + "this host's network \(clash.network): refused, it would take over addresses of that network")
                 } else {
-                    decided = .accepted(ok)
+                    waitingForIPv6 = ok
+                    continue
                 }
+            case .ipv6Lease(let offer):
+                guard var ok = waitingForIPv6 else { throw .unexpected("IPV6_LEASE before SERVER_OK") }
+                waitingForIPv6 = nil
+                ok.ipv6 = offer
+                if let lease = offer.lease, let clash = lease.clash(with: localNetworks6) {
+                    // IPv6 only is refused: it stays blocked, IPv4 goes on.
+                    ok.ipv6 = .unavailable("the exit leased \(lease.clientAddress), which overlaps this host's network \(clash.network)")
+                }
+                decided = .accepted(ok)
             case .forbidden(let reason): decided = .forbidden(reason)
             case .error(let reason): decided = .failed(reason)
             case .clientHello: throw .unexpected("CLIENT_HELLO from the server")
+            case .unknown where waitingForIPv6 != nil: continue
             case .unknown(let type, _): throw .unexpected("type \(type) before the answer")
             }
             outcome = decided
@@ -76,7 +103,7 @@ public struct VPNServerHandshake: Sendable {
                 continue
             case .unknown(let type, _):
                 throw .unexpected("type \(type) before CLIENT_HELLO")
-            case .serverOK, .forbidden, .error:
+            case .serverOK, .forbidden, .error, .ipv6Lease:
                 throw .unexpected("a server message from the client")
             }
         }
@@ -94,6 +121,17 @@ extension VPNServerOK {
         let block = clientAddress.network
         return networks.first { n in
             n.family == .v4 && (block.contains(n.address) || (n.length >= VPNAddressPool.shortestAvoided && n.overlaps(block)))
+        }
+    }
+}
+
+extension VPNIPv6Lease {
+    /// The first of the client's IPv6 `networks` (not link-local) the leased prefix overlaps,
+    /// or nil: such a lease would take over addresses the client reaches on its own links.
+    public func clash(with networks: [IPPrefix]) -> IPPrefix? {
+        let block = clientAddress.network
+        return networks.first { n in
+            n.family == .v6 && n.length > 0 && n.address.nonPublicRange?.kind != .linkLocal && n.overlaps(block)
         }
     }
 }

@@ -7,11 +7,14 @@ public enum VPNMessage: Equatable, Sendable {
     case serverOK(VPNServerOK)
     case forbidden(String)
     case error(String)
+    /// IPV6_LEASE (docs/vpn.md §2.1): sent by the server right after SERVER_OK; a v1 client
+    /// ignores it (an unknown type after the answer).
+    case ipv6Lease(VPNIPv6Offer)
     /// A type this version does not know; ignored after the handshake (forward compatibility).
     case unknown(type: UInt8, body: [UInt8])
 
     public enum Kind: UInt8, Sendable {
-        case clientHello = 0x01, serverOK = 0x02, forbidden = 0x03, error = 0x04
+        case clientHello = 0x01, serverOK = 0x02, forbidden = 0x03, error = 0x04, ipv6Lease = 0x05
     }
 
     public static let version: UInt8 = 1
@@ -31,6 +34,17 @@ public enum VPNMessage: Equatable, Sendable {
     static let helloFixedLength = 2
     static let okFixedLength = 13
     static let ipv4Length = 4
+    static let ipv6Length = 16
+    /// IPV6_LEASE: version, status; a lease adds client (16), prefix length (1), server (16),
+    /// DNS count (1).
+    static let leaseFixedLength = 2
+    static let leaseAddressesLength = 2 * ipv6Length + 2
+    /// The version of the IPV6_LEASE body.
+    public static let ipv6LeaseVersion: UInt8 = 1
+    static let ipv6Leased: UInt8 = 0
+    static let ipv6Unavailable: UInt8 = 1
+    /// Lease prefix lengths (the client and server addresses differ).
+    static let ipv6PrefixRange: ClosedRange<Int> = 1...127
 
     /// The encoded message, header included.
     public func encoded() -> [UInt8] {
@@ -52,6 +66,21 @@ public enum VPNMessage: Equatable, Sendable {
             b.append(UInt8(ok.dns.count))
             for d in ok.dns { b += d.bytes }
             (type, body) = (Kind.serverOK.rawValue, b)
+        case .ipv6Lease(let offer):
+            var b: [UInt8] = [Self.ipv6LeaseVersion]
+            switch offer {
+            case .leased(let lease):
+                b.append(Self.ipv6Leased)
+                b += lease.clientAddress.address.bytes
+                b.append(UInt8(lease.clientAddress.length))
+                b += lease.serverAddress.bytes
+                b.append(UInt8(lease.dns.count))
+                for d in lease.dns { b += d.bytes }
+            case .unavailable(let reason):
+                b.append(Self.ipv6Unavailable)
+                b += Self.cut(reason)
+            }
+            (type, body) = (Kind.ipv6Lease.rawValue, b)
         case .forbidden(let reason):
             (type, body) = (Kind.forbidden.rawValue, Self.cut(reason))
         case .error(let reason):
@@ -115,16 +144,93 @@ public enum VPNMessage: Equatable, Sendable {
             guard mtuRange.contains(mtu) else { throw .malformed("SERVER_OK MTU \(mtu) is not in \(mtuRange)") }
             let dns = (0..<count).map { i in IPAddress(bytes: Array(body[okFixedLength + 4 * i..<okFixedLength + 4 * i + 4]))! }
             return .serverOK(VPNServerOK(clientAddress: prefix, serverAddress: server, mtu: mtu, dns: dns))
+        case .ipv6Lease:
+            return .ipv6Lease(try decodeIPv6Lease(body))
         case .forbidden, .error:
             guard body.count <= maxReasonLength else {
                 throw .malformed("reason of \(body.count) bytes (at most \(maxReasonLength))")
             }
-            guard let text = String(validating: body, as: UTF8.self) else { throw .malformed("reason is not valid UTF-8") }
-            // Shown in errors, logs and terminals: control characters (escape sequences, line
-            // breaks) become spaces.
-            let shown = String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+            let shown = try shownReason(body)
             return kind == .forbidden ? .forbidden(shown) : .error(shown)
         }
+    }
+}
+
+extension VPNMessage {
+    /// A reason as shown in errors, logs and terminals: valid UTF-8, control characters (escape
+    /// sequences, line breaks) become spaces.
+    static func shownReason(_ body: [UInt8]) throws(VPNProtocolError) -> String {
+        guard let text = String(validating: body, as: UTF8.self) else { throw .malformed("reason is not valid UTF-8") }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+    }
+
+    /// The IPV6_LEASE body: `version | status | (client, length, server, DNS count, DNS…) or
+    /// reason`. A lease's client address is a global or unique-local unicast address (not
+    /// link-local, loopback, multicast, unspecified, an IPv4 form), its prefix 1...127 long and
+    /// holding the server's, another address.
+    static func decodeIPv6Lease(_ body: [UInt8]) throws(VPNProtocolError) -> VPNIPv6Offer {
+        guard body.count >= leaseFixedLength else { throw .malformed("IPV6_LEASE shorter than \(leaseFixedLength) bytes") }
+        guard body[0] == ipv6LeaseVersion else {
+            throw .malformed("IPV6_LEASE version \(body[0]) (this visor speaks \(ipv6LeaseVersion))")
+        }
+        switch body[1] {
+        case ipv6Unavailable:
+            let rest = Array(body[leaseFixedLength...])
+            guard rest.count <= maxReasonLength else { throw .malformed("IPV6_LEASE reason of \(rest.count) bytes (at most \(maxReasonLength))") }
+            return .unavailable(try shownReason(rest))
+        case ipv6Leased:
+            let fixed = leaseFixedLength + leaseAddressesLength
+            guard body.count >= fixed else { throw .malformed("IPV6_LEASE lease shorter than \(fixed) bytes") }
+            let count = Int(body[fixed - 1])
+            guard count <= maxDNSServers else { throw .malformed("IPV6_LEASE lists \(count) DNS servers (at most \(maxDNSServers))") }
+            guard body.count == fixed + ipv6Length * count else {
+                throw .malformed("IPV6_LEASE is \(body.count) bytes, expected \(fixed + ipv6Length * count)")
+            }
+            let at = leaseFixedLength
+            let client = IPAddress(bytes: Array(body[at..<at + ipv6Length]))!
+            let length = Int(body[at + ipv6Length])
+            guard ipv6PrefixRange.contains(length), let prefix = IPPrefix(client, length) else {
+                throw .malformed("IPV6_LEASE prefix length \(length) is not \(ipv6PrefixRange)")
+            }
+            if let range = client.nonPublicRange, range.kind != .uniqueLocal {
+                throw .malformed("IPV6_LEASE client address \(client) is \(range)")
+            }
+            let serverAt = at + ipv6Length + 1
+            let server = IPAddress(bytes: Array(body[serverAt..<serverAt + ipv6Length]))!
+            guard prefix.contains(server), server != client else {
+                throw .malformed("IPV6_LEASE server address \(server) is not another address of \(prefix.network)")
+            }
+            let dns = (0..<count).map { i in IPAddress(bytes: Array(body[fixed + ipv6Length * i..<fixed + ipv6Length * (i + 1)]))! }
+            return .leased(VPNIPv6Lease(clientAddress: prefix, serverAddress: server, dns: dns))
+        default:
+            throw .malformed("IPV6_LEASE status \(body[1]) (0 leased, 1 unavailable)")
+        }
+    }
+}
+
+/// What the exit says about IPv6 (IPV6_LEASE), or why the client has no IPv6 lease.
+public enum VPNIPv6Offer: Equatable, Sendable {
+    case leased(VPNIPv6Lease)
+    /// No IPv6 through the tunnel, and why (the exit has no IPv6 uplink, sent no lease, ...).
+    case unavailable(String)
+
+    /// The lease, if any.
+    public var lease: VPNIPv6Lease? {
+        if case .leased(let l) = self { return l }
+        return nil
+    }
+}
+
+/// The client's IPv6 tunnel address and prefix, the server's, and IPv6 DNS servers (maybe none).
+public struct VPNIPv6Lease: Equatable, Sendable {
+    public var clientAddress: IPPrefix
+    public var serverAddress: IPAddress
+    public var dns: [IPAddress]
+
+    public init(clientAddress: IPPrefix, serverAddress: IPAddress, dns: [IPAddress]) {
+        self.clientAddress = clientAddress
+        self.serverAddress = serverAddress
+        self.dns = dns
     }
 }
 
@@ -148,13 +254,20 @@ public struct VPNServerOK: Equatable, Sendable {
     public var serverAddress: IPAddress
     public var mtu: UInt16
     public var dns: [IPAddress]
+    /// IPv6, from the IPV6_LEASE that follows SERVER_OK (not part of the SERVER_OK bytes).
+    public var ipv6: VPNIPv6Offer
 
-    public init(clientAddress: IPPrefix, serverAddress: IPAddress, mtu: UInt16, dns: [IPAddress]) {
+    public init(clientAddress: IPPrefix, serverAddress: IPAddress, mtu: UInt16, dns: [IPAddress],
+                ipv6: VPNIPv6Offer = .unavailable(VPNServerOK.noIPv6Lease)) {
         self.clientAddress = clientAddress
         self.serverAddress = serverAddress
         self.mtu = mtu
         self.dns = dns
+        self.ipv6 = ipv6
     }
+
+    /// Why IPv6 stays blocked when the exit sent no IPV6_LEASE.
+    public static let noIPv6Lease = "the exit sent no IPv6 lease (an exit without IPv6 support)"
 }
 
 public enum VPNProtocolError: Error, Equatable, Sendable, CustomStringConvertible {

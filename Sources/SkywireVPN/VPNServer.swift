@@ -26,6 +26,13 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     static let helloTimeoutLogInterval: Int64 = 60
     static let stateFileName = "vpn-server.state"
     static let ipForwardKey = "net.ipv4.ip_forward"
+    static let ip6ForwardKey = "net.ipv6.conf.all.forwarding"
+    /// `accept_ra` 1 is ignored once forwarding is on; 2 keeps the exit's router
+    /// advertisements (and so its IPv6 default route) coming (ip-sysctl.rst).
+    static let acceptRAWithForwarding = "2"
+    static let acceptRAKey = "accept_ra:"
+    static func acceptRASysctl(_ interface: String) -> String { "net.ipv6.conf.\(interface).accept_ra" }
+    static let noIPv6Uplink = "the exit has no IPv6 uplink (no default IPv6 route)"
 
     let arguments: VPNServerArguments
     let transports: TransportManager
@@ -33,8 +40,11 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     let logger: Logger
     let state: VPNStateFile
     let mtu: UInt16
+    let stateDirectory: String
 
     private let lock = NIOLock()
+    /// The clients' IPv6 network, or why there is none (set by `start`).
+    private var ipv6: Result<VPNIPv6Network, VPNError> = .failure(VPNError("not started"))
     private var sessions: [PublicKey: ServerSession] = [:]
     private var byAddress: [UInt32: ServerSession] = [:]
     private var pool = VPNAddressPool()
@@ -56,6 +66,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         self.localPort = localPort
         self.logger = logger
         self.mtu = mtu
+        self.stateDirectory = stateDirectory
         state = VPNStateFile(directory: stateDirectory, name: Self.stateFileName)
     }
 
@@ -74,21 +85,36 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         guard nl.linkExists(exit) else { throw VPNError("exit interface \(exit) does not exist") }
         let addresses = try nl.addresses()
         let originalForward = (try? Sysctl.read(Self.ipForwardKey)) ?? "0"
-        try state.save([("nft_table", VPNFirewall.serverTable), ("ip_forward", originalForward)])
+        var entries = [("nft_table", VPNFirewall.serverTable), ("ip_forward", originalForward)]
+        let network6 = clientNetwork6()
+        // IPv6 forwarding (and accept_ra 2 where it was 1) only where the kernel has IPv6.
+        if case .success = network6, let forward6 = try? Sysctl.read(Self.ip6ForwardKey) {
+            entries.append(("ip6_forward", forward6))
+            if let ra = try? Sysctl.read(Self.acceptRASysctl(exit)), ra == "1" { entries.append((Self.acceptRAKey + exit, ra)) }
+        }
+        try state.save(entries)
         do {
             let device = try TunDevice(name: Self.tunName, nonBlocking: true, offloads: VPNOffloads.enabled)
             try nl.setLink(device.name, up: true, mtu: UInt32(mtu))
             let ownV4 = addresses.filter { $0.prefix.family == .v4 && $0.interfaceName != device.name }
             let pool = VPNAddressPool(reserved: ownV4.map(\.prefix))
+            let net6 = try? network6.get()
+            if let net6 { try nl.addAddress(net6.serverPrefix, interface: device.name) }
             try NFTables.apply(VPNFirewall.serverRuleset(
-                tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools, dns: arguments.dns))
+                tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools, dns: arguments.dns,
+                ipv6: net6, lan6: Self.ownNetworks6(addresses, excluding: device.name), dns6: arguments.dns6))
             try Sysctl.write(Self.ipForwardKey, "1")
+            for (key, _) in entries where key == "ip6_forward" || key.hasPrefix(Self.acceptRAKey) {
+                let name = key == "ip6_forward" ? Self.ip6ForwardKey : Self.acceptRASysctl(String(key.dropFirst(Self.acceptRAKey.count)))
+                try Sysctl.write(name, key == "ip6_forward" ? "1" : Self.acceptRAWithForwarding)
+            }
             let waker = try EventWaker()
             lock.withLock {
                 self.tun = device
                 self.waker = waker
                 self.netlink = nl
                 self.pool = pool
+                self.ipv6 = network6
                 self.exitInterface = exit
                 self.running = true
             }
@@ -138,14 +164,54 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
                 do { try NFTables.deleteTable(family: VPNFirewall.family, name: value) } catch {
                     logger.warning("vpn-server: cannot delete nft table", metadata: ["error": "\(error)"])
                 }
-            case "ip_forward":
-                do { try Sysctl.write(ipForwardKey, value) } catch {
-                    logger.warning("vpn-server: cannot restore ip_forward", metadata: ["error": "\(error)"])
+            case "ip_forward", "ip6_forward":
+                do { try Sysctl.write(key == "ip_forward" ? ipForwardKey : ip6ForwardKey, value) } catch {
+                    logger.warning("vpn-server: cannot restore \(key)", metadata: ["error": "\(error)"])
+                }
+            case let k where k.hasPrefix(acceptRAKey):
+                do { try Sysctl.write(acceptRASysctl(String(k.dropFirst(acceptRAKey.count))), value) } catch {
+                    logger.warning("vpn-server: cannot restore accept_ra", metadata: ["error": "\(error)"])
                 }
             default: break
             }
         }
         state.remove()
+    }
+
+    /// The clients' IPv6 network: the routed `--ipv6-prefix`, else this exit's stored ULA /64.
+    private func clientNetwork6() -> Result<VPNIPv6Network, VPNError> {
+        if let p = arguments.ipv6Prefix, let n = VPNIPv6Network(prefix: p, routed: true) { return .success(n) }
+        do {
+            guard let n = VPNIPv6Network(prefix: try VPNIPv6Network.storedULA(directory: stateDirectory), routed: false) else {
+                return .failure(VPNError("no ULA prefix"))
+            }
+            return .success(n)
+        } catch {
+            logger.warning("vpn-server: no IPv6 for clients", metadata: ["error": "\(error)"])
+            return .failure(VPNError("the exit cannot make its IPv6 prefix: \(error)"))
+        }
+    }
+
+    /// The exit's own IPv6 networks (global and ULA, not link-local), which `--secure` keeps
+    /// clients from: the exit's IPv6 LAN.
+    static func ownNetworks6(_ addresses: [InterfaceAddress], excluding tun: String) -> [IPPrefix] {
+        var out: [IPPrefix] = []
+        for a in addresses where a.prefix.family == .v6 && a.interfaceName != tun && a.interfaceName != "lo"
+            && a.prefix.address.nonPublicRange?.kind != .linkLocal && !out.contains(a.prefix.network) {
+            out.append(a.prefix.network)
+        }
+        return out
+    }
+
+    /// What IPV6_LEASE offers the client with IPv4 tunnel address `v4`: an address when the
+    /// exit has its IPv6 network and an IPv6 default route now.
+    private func offer6(v4: UInt32, network: Result<VPNIPv6Network, VPNError>, netlink: RouteNetlink) -> VPNIPv6Offer {
+        switch network {
+        case .failure(let e): return .unavailable(e.message)
+        case .success(let n):
+            guard let routes = try? netlink.defaultRoutes(family: .v6), !routes.isEmpty else { return .unavailable(Self.noIPv6Uplink) }
+            return .leased(VPNIPv6Lease(clientAddress: n.clientAddress(v4: v4), serverAddress: n.serverAddress, dns: arguments.dns6))
+        }
     }
 
     /// The interface of the main table's default route; refuses when there is none or several.
@@ -201,7 +267,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             logger.info("vpn-server: refused (not whitelisted)", metadata: ["pk": "\(key.short)"])
             return .forbidden("\(key.hex) is not on this server's whitelist")
         }
-        let result: Result<VPNLease, VPNError> = lock.withLock {
+        let result: Result<(VPNLease, VPNIPv6Offer), VPNError> = lock.withLock {
             guard running, let tun, let netlink else { return .failure(VPNError("server stopping")) }
             if let old = sessions.removeValue(forKey: key) { dropLocked(old, resetStream: true) }
             guard let lease = pool.allocate(avoiding: hello.networks) else {
@@ -219,16 +285,19 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             sessions[key] = session
             byAddress[lease.client.v4Value!] = session
             totalSessions += 1
-            return .success(lease)
+            let offer = offer6(v4: lease.client.v4Value!, network: ipv6, netlink: netlink)
+            session.address6 = offer.lease?.clientAddress.address
+            return .success((lease, offer))
         }
         switch result {
         case .failure(let e):
             logger.warning("vpn-server: cannot admit client", metadata: ["pk": "\(key.short)", "error": "\(e)"])
             return .error(e.message)
-        case .success(let lease):
-            logger.info("vpn-server: client connected", metadata: ["pk": "\(key.short)", "addr": "\(lease.clientPrefix)"])
+        case .success(let (lease, offer)):
+            logger.info("vpn-server: client connected", metadata: ["pk": "\(key.short)", "addr": "\(lease.clientPrefix)",
+                                                                   "addr6": "\(offer.lease?.clientAddress.description ?? "-")"])
             return .serverOK(VPNServerOK(clientAddress: lease.clientPrefix, serverAddress: lease.server, mtu: mtu,
-                                         dns: arguments.dns))
+                                         dns: arguments.dns, ipv6: offer))
         }
     }
 
@@ -281,7 +350,9 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         let (device, ok): (TunDevice?, Bool) = lock.withLock {
             // By source address (a 4-byte hash), then the key: the same rule as looking the key
             // up first, without hashing 32 bytes per packet.
-            guard IPv4Packet.isValid(packet), let s = byAddress[IPv4Packet.source(packet)], s.key == key
+            // IPv6 only from a session that was leased an IPv6 address.
+            guard let source = sessionKey(packet, source: true), let s = byAddress[source], s.key == key,
+                  s.address6 != nil || IPv4Packet.isValid(packet)
             else { return (nil, false) }
             s.bytesIn &+= UInt64(packet.count)
             s.packetsIn &+= 1
@@ -311,10 +382,9 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             let reads: Int
             do {
                 reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
-                    guard IPv4Packet.isValid(packet) else { return }
                     let n = packet.count
                     let target: (ServerSession, DatagramPath?, UInt64)? = lock.withLock {
-                        guard let s = byAddress[IPv4Packet.destination(packet)] else { return nil }
+                        guard let d = sessionKey(packet, source: false), let s = byAddress[d] else { return nil }
                         s.bytesOut &+= UInt64(n)
                         s.packetsOut &+= 1
                         return (s, s.path, s.packetsOut)
@@ -349,12 +419,23 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         }
     }
 
+    /// The session key (the client's IPv4 tunnel address) of a valid IPv4 or IPv6 packet's
+    /// source or destination; nil for anything else. Called with `lock` held.
+    @inline(__always)
+    private func sessionKey(_ packet: UnsafeRawBufferPointer, source: Bool) -> UInt32? {
+        if IPv4Packet.isValid(packet) { return source ? IPv4Packet.source(packet) : IPv4Packet.destination(packet) }
+        guard case .success(let n) = ipv6, IPv6Packet.isValid(packet) else { return nil }
+        return n.key(source ? IPv6Packet.source(packet) : IPv6Packet.destination(packet))
+    }
+
     // MARK: Status
 
     public struct ClientInfo: Sendable {
         public var key: PublicKey
         public var clientAddress: IPPrefix
         public var serverAddress: IPAddress
+        /// The leased IPv6 address, if any.
+        public var clientAddress6: IPAddress?
         public var bytesIn: UInt64
         public var bytesOut: UInt64
         public var connectedSince: Int64
@@ -378,7 +459,7 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
                    whitelist: arguments.whitelist,
                    clients: sessions.values.map {
                        ClientInfo(key: $0.key, clientAddress: $0.lease.clientPrefix, serverAddress: $0.lease.server,
-                                  bytesIn: $0.bytesIn, bytesOut: $0.bytesOut, connectedSince: $0.since)
+                                  clientAddress6: $0.address6, bytesIn: $0.bytesIn, bytesOut: $0.bytesOut, connectedSince: $0.since)
                    }.sorted { $0.key.hex < $1.key.hex },
                    totalSessions: totalSessions, refused: refused, helloTimeouts: helloTimeouts)
         }
@@ -397,6 +478,8 @@ final class ServerSession: @unchecked Sendable {
     var bytesOut: UInt64 = 0
     var packetsIn: UInt64 = 0
     var packetsOut: UInt64 = 0
+    /// The leased IPv6 address (set once by `admit`, under VPNServer.lock).
+    var address6: IPAddress?
     /// The datagram path to this client, refreshed by the TUN reader when it closes.
     var path: DatagramPath?
 
@@ -459,6 +542,8 @@ final class ServerSessionHandler: AppStreamDelegate, @unchecked Sendable {
             answered = true
             var out = ByteBufferAllocator().buffer(capacity: 64)
             out.writeBytes(answer.encoded())
+            // IPV6_LEASE in the same write as SERVER_OK (docs/vpn.md §2.1).
+            if case .serverOK(let ok) = answer { out.writeBytes(VPNMessage.ipv6Lease(ok.ipv6).encoded()) }
             stream.write(out)
             if case .serverOK = answer {
                 cancelDeadline()

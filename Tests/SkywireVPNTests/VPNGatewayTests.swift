@@ -160,6 +160,35 @@ final class VPNGatewayTests: XCTestCase {
         XCTAssertEqual(a.filter { $0.hasPrefix("--server") }.count, 2, "\(a)")
     }
 
+    /// IPv6 for the LAN: router advertisements of the LAN's ULA /64 only while the tunnel
+    /// carries IPv6; the fence lets the LAN's IPv6 into the tunnel only, NAT66.
+    func testLANIPv6() throws {
+        let o = try XCTUnwrap(try parse(["--lan", "br0"]).gateway)
+        let g = VPNGateway(options: o, tun: "skwvpn0", stateDirectory: "/var/lib/skywire", logger: Logger(label: "t"))
+        XCTAssertFalse(g.dnsmasqArguments(dns: [IPAddress("203.0.113.53")!]).contains("--enable-ra"))
+        XCTAssertNil(g.lanAddress6)
+        g.lock.withLock { g.lan6 = IPPrefix("fd12:3456:7890::/64")! }
+        let a = g.dnsmasqArguments(dns: [IPAddress("203.0.113.53")!], lan6: IPPrefix("fd12:3456:7890::/64")!)
+        XCTAssertTrue(a.contains("--enable-ra") && a.contains("--dhcp-range=fd12:3456:7890::,ra-only,64,12h"), "\(a)")
+        XCTAssertEqual(g.lanAddress6, IPPrefix("fd12:3456:7890::1/64"))
+
+        let fenced = VPNFirewall.gatewayRuleset(lan: "br0", lanNetwork: IPPrefix("192.168.50.0/24")!, tun: "t",
+                                                bypassMACs: [], bypassIPs: [], dns: [])
+        XCTAssertTrue(fenced.contains("iifname \"br0\" meta nfproto ipv6 counter name \"lan_dropped\" drop"))
+        XCTAssertFalse(fenced.contains("ip6 saddr"))
+        let open = VPNFirewall.gatewayRuleset(lan: "br0", lanNetwork: IPPrefix("192.168.50.0/24")!, tun: "t",
+                                              bypassMACs: [], bypassIPs: [], dns: [], lan6: IPPrefix("fd12:3456:7890::/64")!)
+        XCTAssertTrue(open.contains("iifname \"br0\" meta nfproto ipv6 ip6 saddr != fd12:3456:7890::/64 counter name \"lan_dropped\" drop"))
+        XCTAssertTrue(open.contains("iifname \"br0\" meta nfproto ipv6 oifname != \"t\" counter name \"lan_dropped\" drop"))
+        XCTAssertTrue(open.contains("oifname \"t\" ip6 saddr fd12:3456:7890::/64 masquerade"))
+        XCTAssertFalse(open.contains("\n    \n"), "no empty rule")
+        // The client's forward chain drops IPv6 only without a lease.
+        XCTAssertTrue(VPNFirewall.clientRuleset(tun: "t", killSwitch: false, transportAddresses: [], lan: "br0")
+            .contains("chain forward {\n    type filter hook forward priority filter - 1; policy accept;\n    meta nfproto ipv6 drop"))
+        XCTAssertFalse(VPNFirewall.clientRuleset(tun: "t", killSwitch: false, transportAddresses: [], lan: "br0", ipv6: true)
+            .contains("meta nfproto ipv6 drop"))
+    }
+
     func testDNSFenceUpdate() {
         let dns = [IPAddress("203.0.113.54")!, IPAddress("198.51.100.53")!]
         XCTAssertEqual(VPNFirewall.gatewayDNSFence(tun: "skwvpn0", dns: dns), """

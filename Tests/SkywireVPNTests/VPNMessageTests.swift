@@ -78,7 +78,11 @@ final class VPNMessageTests: XCTestCase {
         let ok = VPNServerOK(clientAddress: IPPrefix("10.77.0.2/30")!, serverAddress: IPAddress("10.77.0.1")!, mtu: 1400, dns: [])
         let bytes = VPNMessage.serverOK(ok).encoded()
         XCTAssertNil(try hs.receive(bytes.prefix(5)))
-        XCTAssertEqual(try hs.receive(bytes.dropFirst(5)), .accepted(ok))
+        // SERVER_OK waits for its IPV6_LEASE (an exit without IPv6 support sends none: the
+        // caller's grace timer accepts without IPv6).
+        XCTAssertNil(try hs.receive(bytes.dropFirst(5)))
+        XCTAssertEqual(hs.finishWithoutIPv6(), .accepted(ok))
+        XCTAssertEqual(ok.ipv6, .unavailable(VPNServerOK.noIPv6Lease))
         // Later unknown messages are ignored.
         XCTAssertNil(try hs.receive(VPNMessage.unknown(type: 0x70, body: [1, 2]).encoded()))
         XCTAssertEqual(hs.outcome, .accepted(ok))
@@ -94,10 +98,11 @@ final class VPNMessageTests: XCTestCase {
     /// is one the client reported in its hello, one beyond the 32 it reports, or a network it
     /// has only a route to; honest leases outside are accepted.
     func testClientRefusesLeaseInsideItsOwnNetworks() throws {
+        let noIPv6 = VPNMessage.ipv6Lease(.unavailable(VPNServerOK.noIPv6Lease)).encoded()
         func outcome(_ lease: String, gateway: String, networks: [String]) throws -> VPNClientHandshake.Outcome? {
             var hs = VPNClientHandshake(localNetworks: networks.map { IPPrefix($0)! })
             let ok = VPNServerOK(clientAddress: IPPrefix(lease)!, serverAddress: IPAddress(gateway)!, mtu: 1400, dns: [])
-            return try hs.receive(VPNMessage.serverOK(ok).encoded())
+            return try hs.receive(VPNMessage.serverOK(ok).encoded() + noIPv6)
         }
         let lan = ["192.168.1.10/24", "10.79.0.1/24"]
         // The LAN's router becomes the "tunnel gateway": refused, with the network named.
@@ -116,7 +121,7 @@ final class VPNMessageTests: XCTestCase {
         var hs = VPNClientHandshake(localNetworks: many.map { IPPrefix($0)! })
         XCTAssertEqual(hs.hello.networks.count, VPNMessage.maxClientNetworks)
         let late = VPNServerOK(clientAddress: IPPrefix("172.20.39.2/30")!, serverAddress: IPAddress("172.20.39.1")!, mtu: 1400, dns: [])
-        if case .accepted = try hs.receive(VPNMessage.serverOK(late).encoded()) { XCTFail("lease in an unreported network accepted") }
+        if case .accepted = try hs.receive(VPNMessage.serverOK(late).encoded() + noIPv6) { XCTFail("lease in an unreported network accepted") }
         // Networks shorter than /8 are not avoided by the pool: only their own address counts.
         XCTAssertEqual(try outcome("10.77.0.2/30", gateway: "10.77.0.1", networks: lan + ["10.0.0.1/6"]),
                        .accepted(VPNServerOK(clientAddress: IPPrefix("10.77.0.2/30")!, serverAddress: IPAddress("10.77.0.1")!,

@@ -45,6 +45,7 @@ enum {
     skw_vnet_hdr_f_data_valid = VIRTIO_NET_HDR_F_DATA_VALID,
     skw_vnet_hdr_gso_none = VIRTIO_NET_HDR_GSO_NONE,
     skw_vnet_hdr_gso_tcpv4 = VIRTIO_NET_HDR_GSO_TCPV4,
+    skw_vnet_hdr_gso_tcpv6 = VIRTIO_NET_HDR_GSO_TCPV6,
     skw_vnet_hdr_gso_ecn = VIRTIO_NET_HDR_GSO_ECN,
 };
 

@@ -37,6 +37,7 @@ final class VPNServerVisorApp: VisorApp {
         let clients: [ControlValue] = s.clients.map { c in
             .object(["pk": .string(c.key.hex), "tunnel_ip": .string(c.clientAddress.description),
                      "server_tunnel_ip": .string(c.serverAddress.description),
+                     "tunnel_ip6": c.clientAddress6.map { .string($0.description) } ?? .null,
                      "bytes_in": .int(Int64(clamping: c.bytesIn)), "bytes_out": .int(Int64(clamping: c.bytesOut)),
                      "connected_unix": .int(c.connectedSince)])
         }
@@ -91,6 +92,8 @@ final class VPNClientVisorApp: VisorApp {
         ]
         f["tunnel_ip"] = s.clientAddress.map { .string($0.description) } ?? .null
         f["server_tunnel_ip"] = s.serverAddress.map { .string($0.description) } ?? .null
+        f["tunnel_ip6"] = s.clientAddress6.map { .string($0.description) } ?? .null
+        f["ipv6_blocked"] = s.ipv6Blocked.map { .string($0) } ?? .null
         f["server_addr"] = s.serverTransportAddress.map { .string($0.description) } ?? .null
         f["mtu"] = s.mtu.map { .int(Int64($0)) } ?? .null
         f["last_handshake_unix"] = s.lastHandshake.map { .int($0) } ?? .null

@@ -152,7 +152,8 @@ extension Visor {
             do {
                 arguments = try VPNServerArguments(
                     whitelist: params.optionalString("whitelist").map { [$0] } ?? [], secure: params.optionalBool("secure") ?? true,
-                    netifc: params.optionalString("netifc"), dns: params.optionalString("dns"))
+                    netifc: params.optionalString("netifc"), dns: params.optionalString("dns"),
+                    dns6: params.optionalString("dns6"), ipv6Prefix: params.optionalString("ipv6_prefix"))
             } catch let e as VPNArgumentError {
                 throw ControlError(.badRequest, "vpn-server: \(e)")
             }

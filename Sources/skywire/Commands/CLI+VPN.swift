@@ -12,7 +12,7 @@ struct VPNGroup: ParsableCommand {
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send all IPv4 traffic through the visor with public key PK (it runs vpn-server, port 44).",
+            abstract: "Send all traffic (IPv4, and IPv6 when the exit offers it) through the visor with public key PK (it runs vpn-server, port 44).",
             discussion: """
             With --lan IFACE this visor becomes a LAN-wide gateway (docs/gateway.md): it serves IFACE \
             with DHCP and DNS (dnsmasq, DNS forwarded through the tunnel to the exit's current DNS \
@@ -87,6 +87,7 @@ struct VPNGroup: ParsableCommand {
                     print("server:     \(s("server_pk"))")
                     print("state:      \(s("state"))")
                     print("tunnel:     \(s("tunnel_ip")) (server \(s("server_tunnel_ip")), \(s("interface")))")
+                    print("ipv6:       \(info["tunnel_ip6"]?.stringValue ?? "blocked: \(s("ipv6_blocked"))")")
                     print("transport:  \(s("transport")) to \(s("server_addr"))")
                     print("bytes:      \(info["bytes_up"]?.intValue ?? 0) up, \(info["bytes_down"]?.intValue ?? 0) down")
                     print("handshake:  \(info["last_handshake_unix"]?.intValue.map { "\($0) (unix)" } ?? "-")")
@@ -135,6 +136,10 @@ struct VPNGroup: ParsableCommand {
         @Option(name: [.customShort("i"), .customLong("netifc")], help: "Exit interface (default: that of the only default route).")
         var netifc: String?
         @Option(help: "DNS server(s) announced to clients (IPv4, comma separated).") var dns: String?
+        @Option(help: "IPv6 DNS server(s) announced to clients (comma separated).") var dns6: String?
+        @Option(help: ArgumentHelp("An IPv6 /64 routed to this exit for the clients, forwarded without NAT66 (default: a unique local /64 of this exit, NAT66).",
+                                   valueName: "PREFIX/64"))
+        var ipv6Prefix: String?
 
         func run() throws {
             try runControl {
@@ -143,6 +148,8 @@ struct VPNGroup: ParsableCommand {
                 if let secure { params["secure"] = .bool(secure) }
                 if let netifc { params["netifc"] = .string(netifc) }
                 if let dns { params["dns"] = .string(dns) }
+                if let dns6 { params["dns6"] = .string(dns6) }
+                if let ipv6Prefix { params["ipv6_prefix"] = .string(ipv6Prefix) }
                 let app = try control.client().call("vpn.server.start", params)
                 print("vpn-server \(app["status"]?.stringValue ?? "?"): \(app["detail"]?.stringValue ?? "")")
             }
