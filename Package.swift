@@ -9,10 +9,13 @@ let package = Package(
         .executable(name: "skywire", targets: ["skywire"]),
         // The discovery service (docs/discovery.md); not part of the board image.
         .executable(name: "skywire-discovery", targets: ["skywire-discovery"]),
+        // The dmsg relay server (docs/dmsg.md); not part of the board image.
+        .executable(name: "skywire-dmsg", targets: ["skywire-dmsg"]),
         // The parsers and protocol cores, for the libFuzzer harnesses (FuzzTesting/Package.swift,
         // docs/fuzzing.md); the executables above do not use this product.
         .library(name: "SkywireFuzzTargets", targets: [
             "SkywireWire", "SkywireCrypto", "SkywireSystem", "SkywireConfig", "SkywireSocks", "SkywireVPN", "SkywireDiscovery", "SkywireDiscoveryServer",
+            "SkywireDmsg",
         ]),
     ],
     dependencies: [
@@ -43,6 +46,10 @@ let package = Package(
         .target(name: "SkywireCrypto", dependencies: ["CSodium"]),
         .target(name: "SkywireWire", dependencies: []),
         .target(name: "SkywireConfig", dependencies: ["SkywireCrypto"]),
+        // The dmsg relay's frames, routing and relay choice (PROTOCOL.md §7), pure.
+        .target(name: "SkywireDmsg", dependencies: [
+            "SkywireCrypto", .product(name: "NIOCore", package: "swift-nio"),
+        ]),
 
         // Operating-system access: syscalls, descriptors, TUN, netlink.
         .target(name: "SkywireSystem", dependencies: [
@@ -59,7 +66,7 @@ let package = Package(
 
         // Transports and the visor runtime.
         .target(name: "SkywireTransport", dependencies: [
-            "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig", "SkywireIO",
+            "SkywireCrypto", "SkywireWire", "SkywireDmsg", "SkywireSystem", "SkywireConfig", "SkywireIO",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,16 +121,31 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // The dmsg relay server (docs/dmsg.md): sessions from visors, streams between them.
+        .executableTarget(name: "skywire-dmsg", dependencies: [
+            "SkywireTransport", "SkywireDmsg", "SkywireIO", "SkywireCrypto", "SkywireConfig", "SkywireSystem", "SkywireDiscovery",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Hostile-peer load generators for the hardening tests (Tests/integration) and benches;
         // a test tool: not in the board image, not built by `make release`.
         .executableTarget(name: "skywire-hostile", dependencies: [
-            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig",
+            "SkywireTransport", "SkywireIO", "SkywireCrypto", "SkywireWire", "SkywireSystem", "SkywireConfig", "SkywireDmsg",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        .testTarget(name: "SkywireDmsgTests", dependencies: [
+            "SkywireDmsg", "SkywireCrypto", "SkywireTransport", "SkywireIO", "SkywireTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),

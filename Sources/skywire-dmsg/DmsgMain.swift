@@ -1,0 +1,2 @@
+// Replaced below by the relay server's command line.
+@main struct DmsgMain { static func main() {} }
