@@ -123,7 +123,7 @@ let package = Package(
 
         // The dmsg relay server (docs/dmsg.md): sessions from visors, streams between them.
         .executableTarget(name: "skywire-dmsg", dependencies: [
-            "SkywireTransport", "SkywireDmsg", "SkywireIO", "SkywireCrypto", "SkywireConfig", "SkywireSystem", "SkywireDiscovery",
+            "SkywireTransport", "SkywireDmsg", "SkywireIO", "SkywireCrypto", "SkywireConfig", "SkywireSystem", "SkywireDiscovery", "SkywireVisor",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

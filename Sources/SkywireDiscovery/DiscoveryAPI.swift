@@ -36,6 +36,8 @@ public enum DiscoveryAPI {
 public enum DiscoveryServiceType: String, Sendable, CaseIterable, Hashable {
     case vpn
     case proxy
+    /// A dmsg relay server (docs/dmsg.md): its address is its transport entry's `stcpr`.
+    case dmsg
 }
 
 /// The signature headers of one write ("Signed writes").

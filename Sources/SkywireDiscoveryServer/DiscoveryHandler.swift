@@ -360,7 +360,7 @@ public struct DiscoveryHandler: Sendable {
 
     static func serviceType(_ s: String) throws(DiscoveryError) -> DiscoveryServiceType {
         guard let t = DiscoveryServiceType(rawValue: s) else {
-            throw .badRequest("unknown service type \"\(s.prefix(40))\" (vpn or proxy)")
+            throw .badRequest("unknown service type \"\(s.prefix(40))\" (vpn, proxy or dmsg)")
         }
         return t
     }

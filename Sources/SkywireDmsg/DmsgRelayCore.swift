@@ -49,6 +49,8 @@ public struct DmsgRelayCore {
         public var replacedSessions = 0
         /// Confirmed clients closed because `maxClients` were connected.
         public var refusedClientsFull = 0
+
+        public init() {}
     }
 
     /// One client's side of a stream.

@@ -173,15 +173,15 @@ final class DiscoveryRegistrar: Sendable {
 }
 
 /// `GET /v1/info`.
-struct DiscoveryInfo {
-    var ttl: Int
+public struct DiscoveryInfo {
+    public var ttl: Int
     /// The UDP rendezvous (`udp`), nil when absent or not HOST:PORT.
     var udp: HostPort?
     /// `private_addresses`: whether the service accepts non-public transport addresses; nil
     /// from a service before the address policy (it accepted everything).
     var privateAddresses: Bool? = nil
 
-    static func decode(_ body: [UInt8]) throws -> DiscoveryInfo {
+    public static func decode(_ body: [UInt8]) throws -> DiscoveryInfo {
         guard case .object(let members) = try JSONParser.parse(body),
               case .number(let n)? = members.first(where: { $0.name == "ttl" })?.value, let ttl = Int(n), ttl > 0 else {
             throw DiscoveryError(502, "GET /v1/info: no ttl")
@@ -197,8 +197,8 @@ struct DiscoveryInfo {
 }
 
 /// Unix time in milliseconds (clock_gettime(CLOCK_REALTIME)) for signed writes.
-enum DiscoveryTime {
-    static func nowMs() -> Int64 {
+public enum DiscoveryTime {
+    public static func nowMs() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
