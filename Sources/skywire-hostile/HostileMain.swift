@@ -21,6 +21,10 @@ struct Hostile: ParsableCommand {
             Connections.self,
             SkynetIdle.self,
             ManyTransports.self,
+            DmsgPipe.self,
+            DmsgClients.self,
+            DmsgNoRead.self,
+            DmsgOpenFlood.self,
         ]
     )
 }
