@@ -33,11 +33,12 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
-## release: the two executables only (the test-support target imports XCTest, which has no
-## static build).
+## release: the three executables only (the test-support target imports XCTest, which has no
+## static build): the visor, the discovery service and the dmsg relay server.
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-discovery
+	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-dmsg
 
 ## test: unit tests, integration tests in network namespaces (root), the aarch64 cross build
 ## and its checks, then the qemu-arm64 image boot tests: the default image and the gateway
