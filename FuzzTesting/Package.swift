@@ -19,6 +19,7 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-config", []),
     ("fuzz-discovery", []),
     ("fuzz-pty-frame", []),
+    ("fuzz-dmsg-relay", [.product(name: "NIOCore", package: "swift-nio")]),
 ]
 
 let package = Package(
