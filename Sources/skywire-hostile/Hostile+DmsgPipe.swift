@@ -75,8 +75,28 @@ struct DmsgPipe: ParsableCommand {
         if !outcome.hasPrefix(#"{"ok":true"#) { throw ExitCode(1) }
     }
 
-    /// Byte `i` of the test pattern (xorshift-free: cheap and never constant over a window).
-    static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 13) }
+    /// Period of the test pattern (a prime, so it never lines up with chunk or frame sizes).
+    static let period = 65521
+    /// The test pattern: byte `i` is `table[i % period]` (a table twice the period, so any
+    /// window up to a period long is one contiguous slice).
+    static let table: [UInt8] = (0..<(2 * period)).map { UInt8(truncatingIfNeeded: (($0 % period) &* 2_654_435_761) >> 13) }
+
+    /// Whether `data` equals the pattern from offset `at` on (memcmp(3) per period-long piece).
+    static func matches(_ data: ByteBuffer, at: Int) -> Bool {
+        data.withUnsafeReadableBytes { bytes in
+            table.withUnsafeBytes { t in
+                guard let data = bytes.baseAddress, let pattern = t.baseAddress else { return bytes.count == 0 }
+                var done = 0
+                while done < bytes.count {
+                    let start = (at + done) % period
+                    let n = min(period, bytes.count - done)
+                    guard memcmp(data + done, pattern + start, n) == 0 else { return false }
+                    done += n
+                }
+                return true
+            }
+        }
+    }
 
     /// Writes `total` pattern bytes as the stream takes them and checks the echo.
     static func send(_ stream: DmsgStream, total: Int, start: Double, finish: @escaping (String) -> Void) {
@@ -85,19 +105,18 @@ struct DmsgPipe: ParsableCommand {
         let chunk = 16 * 1024
         func fill() {
             while sent < total {
-                let n = min(chunk, total - sent)
-                var buffer = ByteBuffer()
-                buffer.writeBytes((sent..<sent + n).map(pattern))
+                let n = min(chunk, total - sent, period)
+                let from = sent % period
                 sent += n
-                if !stream.write(buffer) { return }
+                if !stream.write(ByteBuffer(bytes: table[from..<from + n])) { return }
             }
         }
         stream.onWritable = { fill() }
         stream.onData = { data in
             guard !ended else { return }
-            for (offset, byte) in data.readableBytesView.enumerated() where byte != pattern(received + offset) {
+            guard matches(data, at: received) else {
                 ended = true
-                finish(#"{"ok":false,"error":"byte \#(received + offset) differs"}"#)
+                finish(#"{"ok":false,"error":"the echo differs in bytes \#(received)..<\#(received + data.readableBytes)"}"#)
                 stream.close()
                 return
             }
