@@ -22,7 +22,8 @@ struct DmsgPipe: ParsableCommand {
     @OptionGroup var target: DmsgRelayOptions
     @Option(help: "echo or send.") var mode: Mode
     @Option(help: "send: the echoing client's key (hex).") var to: String?
-    @Option(help: "send: bytes to send and check.") var bytes = 1 << 20
+    @Option(help: "send: bytes to send and check per stream.") var bytes = 1 << 20
+    @Option(help: "send: streams to open one after the other (each sends --bytes and waits for the echo).") var streams = 1
     @Option(help: "Seconds before giving up (send) or stopping (echo).") var seconds = 30.0
     @Option(help: "A 32-byte key seed as one repeated byte 1...255 (0: a fresh key).") var seed = 0
 
@@ -33,6 +34,7 @@ struct DmsgPipe: ParsableCommand {
         let destination = try to.map { try PublicKey(hex: $0) }
         if mode == .send && destination == nil { throw ValidationError("send needs --to") }
         let total = bytes
+        let rounds = max(1, streams)
         let start = HostileStcpr.now()
         nonisolated(unsafe) var outcome = #"{"ok":false,"error":"timed out"}"#
         nonisolated(unsafe) var session: DmsgClientSession?
@@ -48,15 +50,26 @@ struct DmsgPipe: ParsableCommand {
                     var line = Array(#"{"pk":"\#(keyPair.publicKey.hex)"}"#.utf8) + [0x0A]
                     _ = Glibc.write(1, &line, line.count)
                     guard let destination, let session else { return }
-                    session.open(to: destination) { result in
-                        switch result {
-                        case .failure(let error):
-                            outcome = #"{"ok":false,"error":"open: \#(error)"}"#
-                            done()
-                        case .success(let stream):
-                            Self.send(stream, total: total, start: start) { outcome = $0; done() }
+                    var round = 0
+                    func next() {
+                        session.open(to: destination) { result in
+                            switch result {
+                            case .failure(let error):
+                                outcome = #"{"ok":false,"error":"open: \#(error)"}"#
+                                done()
+                            case .success(let stream):
+                                Self.send(stream, total: total, start: start) { result in
+                                    round += 1
+                                    guard round < rounds, result.hasPrefix(#"{"ok":true"#) else {
+                                        outcome = rounds == 1 ? result : Self.summary(result, rounds: round, start: start)
+                                        return done()
+                                    }
+                                    next()
+                                }
+                            }
                         }
                     }
+                    next()
                 },
                 closed: { reason in
                     outcome = #"{"ok":false,"error":"session closed: \#(reason)"}"#
@@ -73,6 +86,13 @@ struct DmsgPipe: ParsableCommand {
         if mode == .echo && !finished { outcome = #"{"ok":true,"echoed_for":\#(seconds)}"# }
         print(outcome)
         if !outcome.hasPrefix(#"{"ok":true"#) { throw ExitCode(1) }
+    }
+
+    /// The result of `rounds` sequential streams: streams per second and the bytes of all.
+    static func summary(_ last: String, rounds: Int, start: Double) -> String {
+        guard last.hasPrefix(#"{"ok":true"#) else { return last }
+        let seconds = HostileStcpr.now() - start
+        return #"{"ok":true,"streams":\#(rounds),"seconds":\#((seconds * 1000).rounded() / 1000),"streams_per_s":\#((Double(rounds) / seconds * 10).rounded() / 10)}"#
     }
 
     /// Period of the test pattern (a prime, so it never lines up with chunk or frame sizes).
