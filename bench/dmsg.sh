@@ -67,10 +67,15 @@ log "streams: $streams"
 
 log "memory: $IDLE_CLIENTS idle clients"
 h=$(health); rss0=$(echo "$h" | jq .rss_kib); c0=$(echo "$h" | jq .clients)
-ip netns exec $C "$HOSTILE" dmsg-clients --addr 10.233.0.1:8081 --relay "$RPK" --count "$IDLE_CLIENTS" --rate 400 --hold 8 \
+ip netns exec $C "$HOSTILE" dmsg-clients --addr 10.233.0.1:8081 --relay "$RPK" --count "$IDLE_CLIENTS" --rate 400 --hold 30 \
     >"$work/idle.out" 2>&1 &
 IC=$!; PIDS+=("$IC")
-for _ in $(seq 1 240); do [ "$(health | jq .clients)" -ge $((c0 + IDLE_CLIENTS)) ] && break; sleep 0.5; done
+# Until (nearly) all are in, or the load generator has given up.
+for _ in $(seq 1 240); do
+    [ "$(health | jq .clients)" -ge $((c0 + IDLE_CLIENTS * 99 / 100)) ] && break
+    kill -0 $IC 2>/dev/null || break
+    sleep 0.5
+done
 sleep 2
 h=$(health); clients=$(( $(echo "$h" | jq .clients) - c0 )); rss1=$(echo "$h" | jq .rss_kib)
 wait $IC || true

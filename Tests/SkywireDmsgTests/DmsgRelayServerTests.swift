@@ -123,6 +123,39 @@ final class DmsgRelayServerTests: XCTestCase {
         XCTAssertEqual(stats.streams, 0)
     }
 
+    /// A receiver that pauses reading gets at most its window; the sender stops (its writes queue)
+    /// and everything arrives once reading resumes.
+    func testPausedReaderBoundsWhatIsSent() async throws {
+        try await startRelay()
+        let a = Client(), b = Client()
+        b.echo = false
+        try await connect(a)
+        try await connect(b)
+        let opened = try await open(a, to: b)
+        final class Box: @unchecked Sendable { var received = 0 } // @unchecked Sendable: loop only.
+        let box = Box()
+        let total = 2 << 20
+        try await loop.submit {
+            guard case .success(let stream) = opened.value, let incoming = b.incoming.first else { return XCTFail("open failed") }
+            incoming.pauseReading()
+            incoming.onData = { box.received += $0.readableBytes }
+            var offset = 0
+            func fill() {
+                while offset < total {
+                    offset += 65536
+                    if !stream.write(ByteBuffer(repeating: 0xAB, count: 65536)) { return }
+                }
+            }
+            stream.onWritable = fill
+            fill()
+        }.get()
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        let whilePaused = try await loop.submit { box.received }.get()
+        XCTAssertEqual(whilePaused, Int(DmsgClientSession.streamWindow), "a paused reader receives exactly its window")
+        try await loop.submit { b.incoming.first?.resumeReading() }.get()
+        try await until("everything arrives after resume", timeout: 30) { try await self.loop.submit { box.received == total }.get() }
+    }
+
     func testOpenRefusals() async throws {
         try await startRelay()
         let a = Client(), b = Client(), absent = Client()
