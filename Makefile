@@ -33,11 +33,12 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
-## release: the two executables only (the test-support target imports XCTest, which has no
-## static build).
+## release: the three executables only (the test-support target imports XCTest, which has no
+## static build): the visor, the discovery service and the dmsg relay server.
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-discovery
+	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-dmsg
 
 ## test: unit tests, integration tests in network namespaces (root), the aarch64 cross build
 ## and its checks, then the qemu-arm64 image boot tests: the default image and the gateway
@@ -81,7 +82,9 @@ integration-test: build
 ## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante and two
 ## two-hop references, with ratios to microsocks),
 ## each in one run on the same topology, then the scale figures (bench/scale.sh: one visor's RSS
-## and CPU with 1 to 10,000 idle transports and 10,000 streams, docs/scale.md); JSON on stdout.
+## and CPU with 1 to 10,000 idle transports and 10,000 streams, docs/scale.md), then the dmsg relay's
+## (bench/dmsg.sh: throughput and CPU per Gbit through one relay, streams/s, RSS per idle client,
+## docs/dmsg.md); JSON on stdout.
 ## Needs the team harness (../shared/bench or SKYWIRE_BENCH_HARNESS). Measures the binary `make release` builds (static Swift runtime, as
 ## shipped on the boards; with the runtime as shared libraries the visors spend ~8 % more CPU per
 ## SOCKS request).
@@ -91,6 +94,7 @@ bench: bench-deps
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
 	@$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-hostile >&2
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/scale.sh
+	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/dmsg.sh
 
 bench-deps: deps
 	@./scripts/install-deps.sh --bench >&2

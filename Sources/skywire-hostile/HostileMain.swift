@@ -22,6 +22,10 @@ struct Hostile: ParsableCommand {
             SkynetIdle.self,
             ChatFlood.self,
             ManyTransports.self,
+            DmsgPipe.self,
+            DmsgClients.self,
+            DmsgNoRead.self,
+            DmsgOpenFlood.self,
         ]
     )
 }

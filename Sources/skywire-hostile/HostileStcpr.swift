@@ -96,6 +96,14 @@ struct HostileStcpr {
         }
     }
 
+    /// Seals one already encoded frame as one record, appended to `out`.
+    mutating func sealRecord(_ frame: ByteBuffer, into out: inout ByteBuffer) throws {
+        try codec.seal(frame: frame, into: &out)
+    }
+
+    /// Decrypts one received record's body.
+    mutating func openRecord(_ body: ByteBuffer) throws -> ByteBuffer? { try codec.open(body) }
+
     /// Seals `count` PING frames (opaque values from `opaque` up), appended to `out`.
     mutating func sealPings(_ count: Int, from opaque: UInt64, into out: inout ByteBuffer) throws {
         var plain = ByteBuffer()

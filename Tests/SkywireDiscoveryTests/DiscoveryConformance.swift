@@ -216,6 +216,26 @@ struct DiscoveryConformance {
         XCTAssertEqual(try list("proxy").count, 1)
     }
 
+    /// A dmsg relay registers as a transport entry (its stcpr address) and a `dmsg` service
+    /// (docs/dmsg.md "Discovery"); other types keep their lists; unknown types stay refused.
+    func dmsgRelays() throws {
+        XCTAssertEqual(putTransport(b, #"{"stcpr":["203.0.113.9:8081"],"sudph":false}"#).status, 200)
+        XCTAssertEqual(putService(b, "dmsg", country: "ZZ").status, 200)
+        XCTAssertEqual(putService(a, "vpn").status, 200)
+        let r = handler.handle(getRequest("/v1/services/dmsg"), nowMs: now + 1)
+        XCTAssertEqual(r.status, 200, r.body)
+        let relays = try ServiceEntry.decodeList(Array(r.body.utf8))
+        XCTAssertEqual(relays.map(\.pk), [b.publicKey.hex])
+        XCTAssertEqual(relays.first?.type, .dmsg)
+        let vpn = try ServiceEntry.decodeList(Array(handler.handle(getRequest("/v1/services/vpn"), nowMs: now + 1).body.utf8))
+        XCTAssertEqual(vpn.map(\.pk), [a.publicKey.hex])
+        let address = handler.handle(getRequest("/v1/transports/\(b.publicKey.hex)"), nowMs: now + 1)
+        XCTAssertEqual(try TransportEntry.decode(Array(address.body.utf8)).stcpr, ["203.0.113.9:8081"])
+        let unknown = putService(c, "relay")
+        XCTAssertEqual(unknown.status, 400)
+        XCTAssertTrue(errorText(unknown).contains("vpn, proxy or dmsg"), errorText(unknown))
+    }
+
     func bindAndPunch() throws {
         let addrA = RendezvousAddress(address: [198, 51, 100, 10], port: 40001)!
         let addrB = RendezvousAddress(address: [198, 51, 100, 20], port: 40002)!

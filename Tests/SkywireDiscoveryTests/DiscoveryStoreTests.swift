@@ -26,6 +26,7 @@ final class SQLiteDiscoveryTests: XCTestCase {
     func testBadInputRefused() throws { try suite().badInputRefused() }
     func testTTLExpiry() throws { try suite().ttlExpiry() }
     func testServiceFilters() throws { try suite().serviceFilters() }
+    func testDmsgRelays() throws { try suite().dmsgRelays() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
     func testServicePaging() throws { try suite().servicePaging() }
@@ -81,6 +82,7 @@ final class PostgresDiscoveryTests: XCTestCase {
     func testBadInputRefused() throws { try suite().badInputRefused() }
     func testTTLExpiry() throws { try suite().ttlExpiry() }
     func testServiceFilters() throws { try suite().serviceFilters() }
+    func testDmsgRelays() throws { try suite().dmsgRelays() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
     func testServicePaging() throws { try suite().servicePaging() }

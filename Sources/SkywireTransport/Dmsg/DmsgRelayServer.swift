@@ -50,7 +50,7 @@ public final class DmsgRelayServer: @unchecked Sendable {
         public var idleClosed = 0
     }
 
-    /// How often idle sessions are looked for.
+    /// How often idle sessions are looked for (at most; twice per `idleTimeout` when shorter).
     static let idleSweepInterval = TimeAmount.seconds(5)
     static let backlog: Int32 = 1024
 
@@ -90,7 +90,8 @@ public final class DmsgRelayServer: @unchecked Sendable {
             }
             self.listener = listener
             localAddress = listener.localAddress
-            sweep = loop.scheduleRepeatedTask(initialDelay: Self.idleSweepInterval, delay: Self.idleSweepInterval) { [self] _ in
+            let every = min(Self.idleSweepInterval, .nanoseconds(max(1, limits.idleTimeout.nanoseconds / 2)))
+            sweep = loop.scheduleRepeatedTask(initialDelay: every, delay: every) { [self] _ in
                 closeIdle()
             }
             return listener.localAddress

@@ -36,6 +36,13 @@ public struct StcprClientCodec {
         return Array(out.readableBytesView)
     }
 
+    /// Decrypts one transport record's body (after its 2-byte prefix) into the frame it carries;
+    /// throws when it does not authenticate.
+    public mutating func open(_ body: ByteBuffer) throws -> ByteBuffer? {
+        guard case .frame(let plain) = try session.receive(body, allocator: allocator) else { return nil }
+        return plain
+    }
+
     /// Appends `frame` (an encoded mux frame, its readable bytes) as one transport record to `out`.
     public mutating func seal(frame: ByteBuffer, into out: inout ByteBuffer) throws {
         _ = try session.seal(frame, into: &out)
