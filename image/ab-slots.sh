@@ -20,7 +20,6 @@ compatible=skywire-$BOARD
 bootloader=custom
 data-directory=/boot/firmware/rauc
 bundle-formats=-plain
-max-bundle-download-size=$((2 * 1024 * 1024 * 1024))
 
 [handlers]
 bootloader-custom-backend=/usr/lib/skywire/update/bootloader
@@ -48,6 +47,7 @@ CONF
     install -D -m 0644 "$u/update.conf" "$ROOT/etc/skywire/update.conf"
     systemctl --root="$ROOT" enable skywire-update-health.service >/dev/null 2>&1
     ln -sfn /dev/null "$ROOT/etc/systemd/system/systemd-bless-boot.service"
+    install -D -m 0644 "$REPO/docs/update.md" "$ROOT/usr/share/doc/skywire/update.md"
 }
 
 # Boot partition: systemd-boot, loader.conf with the glob default, slot A's kernel, initrd and entry.

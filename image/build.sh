@@ -199,10 +199,12 @@ IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SI
                sha256sum "$SKYWIRE_BIN" | cut -d' ' -f1
                (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md -type f 2>/dev/null \
                    | LC_ALL=C sort | xargs sha256sum); } | sha256sum | cut -c1-16)
-if [ -z "${FORCE:-}" ] && [ -f "$OUT_DIR/$BASENAME.img.xz" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ] \
-   && { [ -z "${BUNDLE:-}" ] || [ -f "$OUT_DIR/$BASENAME.rootfs.ext4" ]; }; then
+# BUNDLE=1 (image/bundle.sh) makes the root filesystem only, not the compressed disk image.
+CACHED_OUTPUT=$OUT_DIR/$BASENAME.img.xz
+[ -z "${BUNDLE:-}" ] || CACHED_OUTPUT=$OUT_DIR/$BASENAME.rootfs.ext4
+if [ -z "${FORCE:-}" ] && [ -f "$CACHED_OUTPUT" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ]; then
     STEP=done
-    echo "==> cached: $OUT_DIR/$BASENAME.img.xz (inputs unchanged; FORCE=1 rebuilds)" >&2
+    echo "==> cached: $CACHED_OUTPUT (inputs unchanged; FORCE=1 rebuilds)" >&2
     exit 0
 fi
 
@@ -520,6 +522,10 @@ if [ -n "${BUNDLE:-}" ]; then
     rm -f "$OUT_DIR"/*.rootfs.ext4
     cp --sparse=always "$WORK/root.ext4" "$OUT_DIR/$BASENAME.rootfs.ext4.partial"
     mv -f "$OUT_DIR/$BASENAME.rootfs.ext4.partial" "$OUT_DIR/$BASENAME.rootfs.ext4"
+    echo "$IMAGE_KEY" >"$OUT_DIR/.image-key"
+    STEP=done
+    echo "==> done: $OUT_DIR/$BASENAME.rootfs.ext4 (root filesystem for a bundle)" >&2
+    exit 0
 fi
 
 # ---------------------------------------------------------------------------

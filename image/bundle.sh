@@ -2,6 +2,7 @@
 # image/bundle.sh: a signed rauc update bundle for one board (docs/update.md). `make bundle BOARD=...`.
 #
 #   BOARD=qemu-arm64 [VERSION=...] [OVERLAYS=...] [SKYWIRE_BIN=...] [OUT_DIR=out/BOARD-bundle] image/bundle.sh
+#   BOARD=... VERSION=... ROOTFS=root.ext4 OUT_DIR=... image/bundle.sh      (an existing root filesystem)
 #
 # Builds the board's image with BUNDLE=1 (image/build.sh: the same rootfs cache, steps and checks;
 # it also leaves the root filesystem as <name>.rootfs.ext4), then the bundle OUT_DIR/<name>.raucb:
@@ -12,11 +13,18 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 board=${BOARD:-qemu-arm64}
 export OUT_DIR=${OUT_DIR:-$REPO/out/$board-bundle}
-BOARD=$board BUNDLE=1 "$REPO/image/build.sh"
-rootfs=$(ls -t "$OUT_DIR"/skywire-"$board"-*.rootfs.ext4 2>/dev/null | head -n1)
-[ -n "$rootfs" ] || { echo "bundle: image/build.sh left no root filesystem in $OUT_DIR" >&2; exit 1; }
-name=$(basename "$rootfs" .rootfs.ext4)
-version=${name#skywire-"$board"-}
+if [ -n "${ROOTFS:-}" ]; then
+    # An existing root filesystem (ROOTFS=path VERSION=v): bundled as it is, no build.
+    rootfs=$ROOTFS version=${VERSION:?VERSION= is needed with ROOTFS=}
+    name=skywire-$board-$version
+    mkdir -p "$OUT_DIR"
+else
+    BOARD=$board BUNDLE=1 "$REPO/image/build.sh"
+    rootfs=$(ls -t "$OUT_DIR"/skywire-"$board"-*.rootfs.ext4 2>/dev/null | head -n1)
+    [ -n "$rootfs" ] || { echo "bundle: image/build.sh left no root filesystem in $OUT_DIR" >&2; exit 1; }
+    name=$(basename "$rootfs" .rootfs.ext4)
+    version=${name#skywire-"$board"-}
+fi
 out=$OUT_DIR/$name.raucb
 cert=${UPDATE_CERT:-$("$REPO/image/update-key.sh" cert)}
 key=${UPDATE_KEY:-$("$REPO/image/update-key.sh" key)}

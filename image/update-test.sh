@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# image/update-test.sh: A/B updates of a board image under QEMU (`make update-test`, docs/update.md).
+#
+#   BOARD=qemu-arm64 [SKYWIRE_BIN=aarch64 skywire] image/update-test.sh
+#
+# Builds image v1 and the bundles v2 (good), v3bad (its visor cannot start: a stand-in binary that
+# exits 1), v2 signed by another key, v2 for another board, and an unsigned file; boots v1 (slot A)
+# and checks, over SSH (QEMU user networking, 127.0.0.1 only):
+#   1. the unsigned, the other key's and the other board's bundles are refused with a clear message
+#      and nothing changes (boot entries, next slot);
+#   2. a power cut (QEMU killed) in the middle of writing v2 leaves v1 booting;
+#   3. v3bad installs, boots once in slot B, fails its health check, and the board comes back to
+#      v1 in slot A by itself, reporting the rollback;
+#   4. v2 installs, the board reboots into slot B, reports v2, commits the slot (health check) and
+#      keeps the visor's key; it still boots v2 after another reboot.
+# Prints bundle sizes and install times. Root (image builds, loop-free). Work under $T (kept on failure).
+set -euo pipefail
+{
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BOARD=${BOARD:-qemu-arm64}
+[ "$BOARD" = qemu-arm64 ] || { echo "update-test: only qemu-arm64 so far (docs/update.md)" >&2; exit 2; }
+OUT=$REPO/out/update-test
+CACHE_DIR=${SKYWIRE_BUILD_CACHE:-/var/cache/skywire-build}
+GUEST_MEM_MIB=2048
+GUEST_CPUS=2
+# Bounds (generous: TCG on a loaded 2-core host).
+SSH_WAIT_SECONDS=900
+INSTALL_TIMEOUT_SECONDS=1200
+ROLLBACK_WAIT_SECONDS=1500
+FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
+T=$(mktemp -d "${TMPDIR:-/tmp}/skywire-update-test.XXXXXX")
+FAILS=0 PASSES=0
+pass() { PASSES=$((PASSES + 1)); echo "update-test: ok: $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "update-test: FAIL: $*"; }
+die() { echo "update-test: ERROR: $*" >&2; exit 1; }
+QEMU_PID=""
+cleanup() {
+    [ -z "$QEMU_PID" ] || kill -9 "$QEMU_PID" 2>/dev/null || true
+    if ((FAILS)) || [ -n "${KEEP:-}" ]; then echo "update-test: work directory kept: $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+# --- builds -------------------------------------------------------------------
+[ -n "${SKYWIRE_BIN:-}" ] || { make -C "$REPO" cross ARCH=aarch64; SKYWIRE_BIN=$REPO/out/aarch64/skywire; }
+printf '#!/bin/sh\necho "skywire: update-test stand-in for a broken build" >&2\nexit 1\n' >"$T/skywire-broken"
+chmod 755 "$T/skywire-broken"
+t0=$(date +%s)
+BOARD=$BOARD VERSION=v1 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v1 "$REPO/image/build.sh"
+BOARD=$BOARD VERSION=v2 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v2 "$REPO/image/bundle.sh"
+BOARD=$BOARD VERSION=v3bad SKYWIRE_BIN=$T/skywire-broken OUT_DIR=$OUT/v3bad "$REPO/image/bundle.sh"
+other_cert=$("$REPO/image/update-key.sh" cert other) other_key=$("$REPO/image/update-key.sh" key other)
+BOARD=$BOARD VERSION=v2 ROOTFS=$OUT/v2/skywire-$BOARD-v2.rootfs.ext4 OUT_DIR=$OUT/v2-otherkey \
+    UPDATE_CERT=$other_cert UPDATE_KEY=$other_key "$REPO/image/bundle.sh"
+BOARD=x86-64 VERSION=v2 ROOTFS=$OUT/v2/skywire-$BOARD-v2.rootfs.ext4 OUT_DIR=$OUT/v2-otherboard "$REPO/image/bundle.sh"
+# Unsigned: a squashfs with a manifest and the image, as a bundle would carry, and no signature.
+mkdir -p "$T/unsigned"
+printf '[update]\ncompatible=skywire-%s\nversion=v2\n\n[image.rootfs]\nfilename=rootfs.ext4\n' "$BOARD" >"$T/unsigned/manifest.raucm"
+head -c 1048576 /dev/zero >"$T/unsigned/rootfs.ext4"
+mksquashfs "$T/unsigned" "$T/unsigned.raucb" -quiet -noappend >/dev/null
+echo "update-test: builds took $(($(date +%s) - t0)) s" >&2
+declare -A BUNDLE=([v2]=$OUT/v2/skywire-$BOARD-v2.raucb [v3bad]=$OUT/v3bad/skywire-$BOARD-v3bad.raucb
+                   [otherkey]=$OUT/v2-otherkey/skywire-$BOARD-v2.raucb [otherboard]=$OUT/v2-otherboard/skywire-x86-64-v2.raucb
+                   [unsigned]=$T/unsigned.raucb)
+for b in v2 v3bad; do echo "update-test: bundle $b: $(stat -c %s "${BUNDLE[$b]}") bytes"; done
+
+# --- the disk -----------------------------------------------------------------
+xz -dc "$OUT/v1/skywire-$BOARD-v1.img.xz" | dd of="$T/disk.img" bs=4M conv=sparse status=none
+ssh-keygen -q -t ed25519 -N '' -f "$T/id_ed25519"
+printf '{"version": 1, "hostname": "skwupdate", "ssh_authorized_keys": ["%s"]}\n' "$(cat "$T/id_ed25519.pub")" >"$T/skywire-provision.json"
+boot_off=$(sfdisk --json "$T/disk.img" | jq '.partitiontable.partitions[0].start * 512')
+MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/skywire-provision.json" ::/skywire-provision.json
+# esp_entries: the boot entries on the ESP, read from the disk image (QEMU stopped or not).
+esp_entries() { MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries 2>/dev/null | xargs -n1 basename | sort | tr '\n' ' '; }
+
+# --- QEMU ---------------------------------------------------------------------
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SSH_PORT=$(free_port)
+BOOTS=0
+start_qemu() {
+    BOOTS=$((BOOTS + 1))
+    qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$FW" \
+        -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial-$BOOTS.log" \
+        -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0 \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" -device virtio-net-pci,netdev=n0,romfile= \
+        -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0 >"$T/qemu-$BOOTS.log" 2>&1 &
+    QEMU_PID=$!
+}
+power_cut() { kill -9 "$QEMU_PID" 2>/dev/null || true; wait "$QEMU_PID" 2>/dev/null || true; QEMU_PID=""; }
+SSH=(ssh -i "$T/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+     -o ConnectTimeout=10 -o LogLevel=ERROR root@127.0.0.1)
+gssh() { timeout 60 "${SSH[@]}" "$@"; }
+# wait_boot [OLD_BOOT_ID] [SECONDS]: until SSH answers with a boot id other than OLD_BOOT_ID.
+wait_boot() {
+    local old=${1:-} end=$(($(date +%s) + ${2:-$SSH_WAIT_SECONDS})) id
+    while (($(date +%s) < end)); do
+        [ -n "$QEMU_PID" ] && ! kill -0 "$QEMU_PID" 2>/dev/null && die "QEMU exited: $(tail -n 5 "$T/qemu-$BOOTS.log")"
+        id=$(gssh cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+        if [ -n "$id" ] && [ "$id" != "$old" ]; then BOOT_ID=$id; return 0; fi
+        sleep 5
+    done
+    return 1
+}
+running() { gssh 'echo "$(sed -n s/^VERSION=//p /etc/skywire/image-release) $(tr " " "\n" </proc/cmdline | sed -n s/^rauc.slot=//p)"'; }
+upload() { timeout 600 scp -q -i "$T/id_ed25519" -P "$SSH_PORT" -o BatchMode=yes -o StrictHostKeyChecking=no \
+               -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$1" "root@127.0.0.1:/tmp/$2"; }
+# install NAME: rauc install of /tmp/NAME.raucb on the board; output in $T/install-NAME.log.
+install() {
+    local t=$(date +%s) rc=0
+    timeout "$INSTALL_TIMEOUT_SECONDS" "${SSH[@]}" "rauc install --progress /tmp/$1.raucb" >"$T/install-$1.log" 2>&1 || rc=$?
+    INSTALL_SECONDS=$(($(date +%s) - t))
+    return $rc
+}
+
+start_qemu
+wait_boot "" || die "v1 did not come up on SSH within $SSH_WAIT_SECONDS s: $(tail -n 20 "$T/serial-$BOOTS.log")"
+[ "$(running)" = "v1 A" ] && pass "v1 boots in slot A" || fail "running '$(running)', expected 'v1 A'"
+gssh 'rauc status' >"$T/rauc-status-v1.txt" 2>&1 && pass "rauc status answers (booted A)" || fail "rauc status: $(tail -n 5 "$T/rauc-status-v1.txt")"
+PK_V1=$(gssh "jq -r .pk /etc/skywire/skywire-config.json")
+for i in $(seq 1 60); do [ "$(gssh systemctl show -P ActiveState skywire-update-health.service)" = active ] && break; sleep 5; done
+gssh 'journalctl -b -u skywire-update-health --no-pager' | grep -q 'is committed: nothing to check' \
+    && pass "health check: v1 is committed, nothing to check" || fail "health check on v1: $(gssh 'journalctl -b -u skywire-update-health --no-pager | tail -n 5')"
+
+# 1. Refused bundles: nothing changes.
+before=$(gssh 'ls /boot/firmware/loader/entries; /usr/lib/skywire/update/bootloader get-primary')
+for b in unsigned otherkey otherboard; do
+    upload "${BUNDLE[$b]}" "$b.raucb" || die "cannot copy the $b bundle to the board"
+    if install "$b"; then fail "$b bundle installed: $(tail -n 3 "$T/install-$b.log")"
+    else
+        msg=$(grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
+        case $b in
+        unsigned) re='signature|sign';; otherkey) re='verif|signature|certificate|issuer';; otherboard) re='[Cc]ompatible';;
+        esac
+        grep -Eq "$re" "$T/install-$b.log" && pass "$b bundle refused: $msg" || fail "$b bundle refused without a clear message: $msg"
+    fi
+    gssh "rm -f /tmp/$b.raucb"
+done
+after=$(gssh 'ls /boot/firmware/loader/entries; /usr/lib/skywire/update/bootloader get-primary')
+[ "$before" = "$after" ] && pass "refused bundles changed nothing (entries and next slot: $(tr '\n' ' ' <<<"$after"))" \
+    || fail "refused bundles changed the boot entries: '$before' -> '$after'"
+
+# 2. Power cut while v2 is written into slot B.
+upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle to the board"
+timeout "$INSTALL_TIMEOUT_SECONDS" "${SSH[@]}" "rauc install --progress /tmp/v2.raucb" >"$T/install-cut.log" 2>&1 &
+inst=$!
+cut=""
+for i in $(seq 1 600); do
+    if grep -Eq '(^| )([3-7][0-9])%' "$T/install-cut.log"; then cut=1; break; fi
+    kill -0 "$inst" 2>/dev/null || break
+    sleep 0.5
+done
+power_cut; wait "$inst" 2>/dev/null || true
+[ -n "$cut" ] && pass "power cut during the install at '$(grep -Eo '[0-9]+%[^%]*' "$T/install-cut.log" | tail -n1)'" \
+    || fail "the install was not caught in the middle: $(tail -n 3 "$T/install-cut.log")"
+echo "update-test: entries after the cut: $(esp_entries)"
+start_qemu
+wait_boot "" || die "no boot after the power cut: $(tail -n 20 "$T/serial-$BOOTS.log")"
+[ "$(running)" = "v1 A" ] && pass "after the power cut: v1 boots in slot A" || fail "after the power cut: running '$(running)'"
+
+# 3. v3bad: boots once in B, fails its health check, back to v1 in A by itself.
+upload "${BUNDLE[v3bad]}" v3bad.raucb || die "cannot copy the v3bad bundle"
+install v3bad && pass "v3bad installed in ${INSTALL_SECONDS} s" || fail "v3bad install failed: $(tail -n 5 "$T/install-v3bad.log")"
+echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+old=$(gssh cat /proc/sys/kernel/random/boot_id)
+t=$(date +%s)
+gssh 'systemctl reboot' || true
+# Two boots: the trial of B (health check fails, reboot), then A.
+end=$(($(date +%s) + ROLLBACK_WAIT_SECONDS)) back=""
+while (($(date +%s) < end)); do
+    wait_boot "$old" 120 || continue
+    r=$(running || true); old=$BOOT_ID
+    echo "update-test: up: $r ($(($(date +%s) - t)) s after the reboot)"
+    [ "$r" = "v1 A" ] && { back=1; break; }
+done
+if [ -n "$back" ]; then
+    pass "v3bad rolled back to v1 in slot A by itself ($(($(date +%s) - t)) s after the reboot)"
+    grep -q 'HEALTH CHECK FAILED for slot B (v3bad)' "$T"/serial-*.log && pass "slot B reported its failed health check on the console" \
+        || fail "no 'HEALTH CHECK FAILED' on the console"
+    st=$(gssh cat /var/lib/skywire/update-status.json)
+    [ "$(jq -r .state <<<"$st")" = rolled-back ] && [ "$(jq -r .version <<<"$st")" = v3bad ] \
+        && pass "v1 reports the rollback: $st" || fail "update status after the rollback: $st"
+else
+    fail "v3bad: the board did not come back to v1 within $ROLLBACK_WAIT_SECONDS s: $(tail -n 20 "$T/serial-$BOOTS.log")"
+fi
+
+# 4. v2: installs, boots in B, commits, keeps the key.
+upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle"
+install v2 && pass "v2 installed in ${INSTALL_SECONDS} s" || fail "v2 install failed: $(tail -n 5 "$T/install-v2.log")"
+V2_INSTALL_SECONDS=$INSTALL_SECONDS
+old=$(gssh cat /proc/sys/kernel/random/boot_id)
+t=$(date +%s)
+gssh 'systemctl reboot' || true
+wait_boot "$old" || die "v2 did not come up"
+[ "$(running)" = "v2 B" ] && pass "v2 boots in slot B ($(($(date +%s) - t)) s after the reboot)" || fail "after installing v2: running '$(running)'"
+for i in $(seq 1 120); do
+    [ "$(gssh 'jq -r .state /var/lib/skywire/update-status.json' 2>/dev/null)" = committed ] && break; sleep 5
+done
+st=$(gssh cat /var/lib/skywire/update-status.json)
+[ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
+gssh 'ls /boot/firmware/loader/entries' | grep -Eq '^skywire-[0-9]+-b\.conf$' && pass "slot B's entry has no boot counter left" \
+    || fail "slot B's entry: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+[ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
+    || fail "the visor's key changed across the update"
+old=$(gssh cat /proc/sys/kernel/random/boot_id)
+gssh 'systemctl reboot' || true
+wait_boot "$old" || die "v2 did not come up again"
+[ "$(running)" = "v2 B" ] && pass "v2 still boots in slot B after another reboot (committed)" || fail "after a reboot: running '$(running)'"
+gssh 'systemctl poweroff' || true
+for i in $(seq 1 60); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 2; done
+power_cut
+
+echo "update-test: bundle sizes: v2 $(stat -c %s "${BUNDLE[v2]}") bytes, v3bad $(stat -c %s "${BUNDLE[v3bad]}") bytes; v2 install ${V2_INSTALL_SECONDS} s"
+echo "update-test: $PASSES passed, $FAILS failed"
+((FAILS == 0))
+exit
+}
