@@ -197,7 +197,9 @@ fi
 IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SIZE_MIB} ${BUNDLE:-}"
                [ "$CONF_AB_SLOTS" = no ] || sha256sum "$UPDATE_KEYRING" | cut -d' ' -f1
                sha256sum "$SKYWIRE_BIN" | cut -d' ' -f1
-               (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md -type f 2>/dev/null \
+               # (the QEMU test scripts image/*test*.sh are not inputs of the image)
+               (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md docs/update.md -type f \
+                   ! -path 'image/*test*.sh' 2>/dev/null \
                    | LC_ALL=C sort | xargs sha256sum); } | sha256sum | cut -c1-16)
 # BUNDLE=1 (image/bundle.sh) makes the root filesystem only, not the compressed disk image.
 CACHED_OUTPUT=$OUT_DIR/$BASENAME.img.xz

@@ -11,6 +11,8 @@ ESP=/boot/firmware
 ENTRIES=$ESP/loader/entries
 SLOT_DIR_PREFIX=$ESP/slot-
 STATUS_FILE=/var/lib/skywire/update-status.json
+# A failed trial's reason, on the ESP (shared by both slots): the slot it falls back to reports it.
+FAILURE_FILE=$ESP/rauc/skywire-trial-failure.json
 # Tries a newly installed slot gets: one boot.
 TRIAL_TRIES=1
 ENTRY_RE='^skywire-([0-9]+)-([ab])(\+([0-9]+)(-([0-9]+))?)?\.conf$'
