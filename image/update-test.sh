@@ -3,16 +3,16 @@
 #
 #   BOARD=qemu-arm64 [SKYWIRE_BIN=aarch64 skywire] image/update-test.sh
 #
-# Builds image v1 and the bundles v2 (good), v3bad (its visor cannot start: a stand-in binary that
-# exits 1), v2 signed by another key, v2 for another board, and an unsigned file; boots v1 (slot A)
+# Builds image v1 and the bundles v2 (good), v3bad (v2's root filesystem with a stand-in skywire that
+# exits 1: its visor cannot start), v2 signed by another key, v2 for another board, and an unsigned file; boots v1 (slot A)
 # and checks, over SSH (QEMU user networking, 127.0.0.1 only):
 #   1. the unsigned, the other key's and the other board's bundles are refused with a clear message
 #      and nothing changes (boot entries, next slot);
-#   2. a power cut (QEMU killed) in the middle of writing v2 leaves v1 booting;
-#   3. v3bad installs, boots once in slot B, fails its health check, and the board comes back to
-#      v1 in slot A by itself, reporting the rollback;
-#   4. v2 installs, the board reboots into slot B, reports v2, commits the slot (health check) and
-#      keeps the visor's key; it still boots v2 after another reboot.
+#   2. v2 installs into slot B, the board reboots into it, reports v2, commits the slot (health
+#      check) and keeps the visor's key and hostname;
+#   3. v3bad installs into slot A, boots once there, fails its health check, and the board comes
+#      back to v2 in slot B by itself, reporting the rollback;
+#   4. a power cut (QEMU killed) in the middle of writing a bundle into slot A leaves v2 booting.
 # Prints bundle sizes and install times. Root (image builds, loop-free). Work under $T (kept on failure).
 set -euo pipefail
 {
@@ -29,6 +29,8 @@ INSTALL_TIMEOUT_SECONDS=1200
 ROLLBACK_WAIT_SECONDS=1500
 # How long after rauc starts copying the image into the slot QEMU is killed.
 CUT_DELAY_SECONDS=4
+# The broken bundle's health bound (the image's default is 180 s; it fails the same way, sooner).
+V3BAD_HEALTH_TIMEOUT_SECONDS=60
 FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 T=$(mktemp -d "${TMPDIR:-/tmp}/skywire-update-test.XXXXXX")
 FAILS=0 PASSES=0
@@ -51,8 +53,30 @@ printf '#!/bin/sh\necho "skywire: update-test stand-in for a broken build" >&2\n
 chmod 755 "$T/skywire-broken"
 t0=$(date +%s)
 BOARD=$BOARD VERSION=v1 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v1 "$REPO/image/build.sh"
-BOARD=$BOARD VERSION=v2 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v2 "$REPO/image/bundle.sh"
-BOARD=$BOARD VERSION=v3bad SKYWIRE_BIN=$T/skywire-broken OUT_DIR=$OUT/v3bad "$REPO/image/bundle.sh"
+# v2: `make bundle`'s two steps; the bundle is made again only when its root filesystem is newer.
+BOARD=$BOARD VERSION=v2 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v2 BUNDLE=1 "$REPO/image/build.sh"
+[ "$OUT/v2/skywire-$BOARD-v2.raucb" -nt "$OUT/v2/skywire-$BOARD-v2.rootfs.ext4" ] \
+    || BOARD=$BOARD VERSION=v2 ROOTFS=$OUT/v2/skywire-$BOARD-v2.rootfs.ext4 OUT_DIR=$OUT/v2 "$REPO/image/bundle.sh"
+# v3bad: v2's root filesystem with the stand-in binary and version v3bad (debugfs, no second build).
+mkdir -p "$OUT/v3bad"
+cp --sparse=always "$OUT/v2/skywire-$BOARD-v2.rootfs.ext4" "$T/v3bad.ext4"
+printf 'BOARD=%s\nVERSION=v3bad\nOVERLAYS=%s\n' "$BOARD" "$(debugfs -R 'cat /etc/skywire/image-release' "$T/v3bad.ext4" 2>/dev/null | sed -n 's/^OVERLAYS=//p')" >"$T/image-release"
+# Its health bound: V3BAD_HEALTH_TIMEOUT_SECONDS (the test's time; the check fails the same way).
+sed "s/^HEALTH_TIMEOUT_SECONDS=.*/HEALTH_TIMEOUT_SECONDS=$V3BAD_HEALTH_TIMEOUT_SECONDS/" "$REPO/image/files/update/update.conf" >"$T/update.conf"
+debugfs -w -f - "$T/v3bad.ext4" >/dev/null 2>"$T/debugfs.log" <<DEBUGFS
+rm /usr/bin/skywire
+write $T/skywire-broken /usr/bin/skywire
+sif /usr/bin/skywire mode 0100755
+rm /etc/skywire/image-release
+write $T/image-release /etc/skywire/image-release
+sif /etc/skywire/image-release mode 0100644
+rm /etc/skywire/update.conf
+write $T/update.conf /etc/skywire/update.conf
+sif /etc/skywire/update.conf mode 0100644
+DEBUGFS
+[ "$(debugfs -R 'cat /etc/skywire/image-release' "$T/v3bad.ext4" 2>/dev/null | sed -n 's/^VERSION=//p')" = v3bad ] \
+    || die "could not make the v3bad root filesystem: $(cat "$T/debugfs.log")"
+BOARD=$BOARD VERSION=v3bad ROOTFS=$T/v3bad.ext4 OUT_DIR=$OUT/v3bad "$REPO/image/bundle.sh"
 # The refused bundles carry 2 MiB of random bytes as their image (rauc refuses them before reading it).
 head -c 2097152 /dev/urandom >"$T/small.ext4"
 other_cert=$("$REPO/image/update-key.sh" cert other) other_key=$("$REPO/image/update-key.sh" key other)
@@ -145,12 +169,62 @@ after=$(gssh 'ls /boot/firmware/loader/entries; /usr/lib/skywire/update/bootload
 [ "$before" = "$after" ] && pass "refused bundles changed nothing (entries and next slot: $(tr '\n' ' ' <<<"$after"))" \
     || fail "refused bundles changed the boot entries: '$before' -> '$after'"
 
-# 2. Power cut while v2 is written into slot B.
+# reboot_into VERSION SLOT WHAT: reboots the board and waits until it runs VERSION in SLOT, through
+# any number of boots (a trial that fails reboots by itself), within ROLLBACK_WAIT_SECONDS.
+reboot_into() {
+    local old t end r
+    old=$(gssh cat /proc/sys/kernel/random/boot_id); t=$(date +%s); end=$((t + ROLLBACK_WAIT_SECONDS))
+    gssh 'systemctl reboot' || true
+    while (($(date +%s) < end)); do
+        wait_boot "$old" 120 || continue
+        r=$(running || true); old=$BOOT_ID
+        echo "update-test: up: $r ($(($(date +%s) - t)) s after the reboot)"
+        [ "$r" = "$1 $2" ] && { REBOOT_SECONDS=$(($(date +%s) - t)); return 0; }
+    done
+    return 1
+}
+
+# 2. v2: installs into B, boots once in B, commits, keeps the key.
 upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle to the board"
-timeout "$INSTALL_TIMEOUT_SECONDS" "${SSH[@]}" "rauc install --progress /tmp/v2.raucb" >"$T/install-cut.log" 2>&1 &
+install v2 && pass "v2 installed into slot B in ${INSTALL_SECONDS} s" || fail "v2 install failed: $(tail -n 5 "$T/install-v2.log")"
+V2_INSTALL_SECONDS=$INSTALL_SECONDS
+echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+gssh 'rm -f /tmp/v2.raucb'
+reboot_into v2 B && pass "v2 boots in slot B ($REBOOT_SECONDS s after the reboot)" || die "v2 did not come up in slot B: running '$(running)'"
+for i in $(seq 1 120); do
+    [ "$(gssh 'jq -r .state /var/lib/skywire/update-status.json' 2>/dev/null)" = committed ] && break; sleep 5
+done
+st=$(gssh cat /var/lib/skywire/update-status.json)
+[ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
+grep -aq 'COMMITTED slot B (v2)' "$T"/serial-*.log && pass "the console shows the commit" || fail "no 'COMMITTED slot B (v2)' on the console"
+gssh 'ls /boot/firmware/loader/entries' | grep -Eq '^skywire-[0-9]+-b\.conf$' && pass "slot B's entry has no boot counter left: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')" \
+    || fail "slot B's entry: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+[ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
+    || fail "the visor's key changed across the update"
+[ "$(gssh hostname)" = skwupdate ] && pass "the provisioned hostname was carried over" || fail "hostname after the update: $(gssh hostname)"
+
+# 3. v3bad: installs into A, boots once in A, fails its health check, back to v2 in B by itself.
+upload "${BUNDLE[v3bad]}" v3bad.raucb || die "cannot copy the v3bad bundle"
+install v3bad && pass "v3bad installed into slot A in ${INSTALL_SECONDS} s" || fail "v3bad install failed: $(tail -n 5 "$T/install-v3bad.log")"
+echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+gssh 'rm -f /tmp/v3bad.raucb'
+if reboot_into v2 B; then
+    pass "v3bad rolled back to v2 in slot B by itself ($REBOOT_SECONDS s after the reboot, through the trial of slot A)"
+    grep -aq 'HEALTH CHECK FAILED for slot A (v3bad)' "$T"/serial-*.log && pass "slot A reported its failed health check on the console: $(grep -ah 'HEALTH CHECK FAILED' "$T"/serial-*.log | tail -n1 | tr -d '\r')" \
+        || fail "no 'HEALTH CHECK FAILED for slot A (v3bad)' on the console"
+    st=$(gssh cat /var/lib/skywire/update-status.json)
+    [ "$(jq -r .state <<<"$st")" = rolled-back ] && [ "$(jq -r .version <<<"$st")" = v3bad ] \
+        && pass "v2 reports the rollback: $st" || fail "update status after the rollback: $st"
+else
+    fail "v3bad: the board did not come back to v2 in B within $ROLLBACK_WAIT_SECONDS s: $(tail -n 20 "$T/serial-$BOOTS.log")"
+fi
+
+# 4. Power cut while a bundle is written into slot A: v2 keeps booting from B.
+upload "${BUNDLE[v3bad]}" cut.raucb || die "cannot copy the bundle to the board"
+timeout "$INSTALL_TIMEOUT_SECONDS" "${SSH[@]}" "rauc install --progress /tmp/cut.raucb" >"$T/install-cut.log" 2>&1 &
 inst=$!
 cut=""
-# Cut a few seconds into the copy of the image into slot B (rauc's "Copying image" step).
+# Cut a few seconds into the copy of the image into the slot (rauc's "Copying image" step).
 for i in $(seq 1 1200); do
     if grep -aq 'Copying image' "$T/install-cut.log"; then cut=1; sleep "$CUT_DELAY_SECONDS"; break; fi
     kill -0 "$inst" 2>/dev/null || break
@@ -165,61 +239,12 @@ fi
 echo "update-test: entries after the cut: $(esp_entries)"
 start_qemu
 wait_boot "" || die "no boot after the power cut: $(tail -n 20 "$T/serial-$BOOTS.log")"
-[ "$(running)" = "v1 A" ] && pass "after the power cut: v1 boots in slot A" || fail "after the power cut: running '$(running)'"
-
-# 3. v3bad: boots once in B, fails its health check, back to v1 in A by itself.
-upload "${BUNDLE[v3bad]}" v3bad.raucb || die "cannot copy the v3bad bundle"
-install v3bad && pass "v3bad installed in ${INSTALL_SECONDS} s" || fail "v3bad install failed: $(tail -n 5 "$T/install-v3bad.log")"
-echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
-old=$(gssh cat /proc/sys/kernel/random/boot_id)
-t=$(date +%s)
-gssh 'systemctl reboot' || true
-# Two boots: the trial of B (health check fails, reboot), then A.
-end=$(($(date +%s) + ROLLBACK_WAIT_SECONDS)) back=""
-while (($(date +%s) < end)); do
-    wait_boot "$old" 120 || continue
-    r=$(running || true); old=$BOOT_ID
-    echo "update-test: up: $r ($(($(date +%s) - t)) s after the reboot)"
-    [ "$r" = "v1 A" ] && { back=1; break; }
-done
-if [ -n "$back" ]; then
-    pass "v3bad rolled back to v1 in slot A by itself ($(($(date +%s) - t)) s after the reboot)"
-    grep -q 'HEALTH CHECK FAILED for slot B (v3bad)' "$T"/serial-*.log && pass "slot B reported its failed health check on the console" \
-        || fail "no 'HEALTH CHECK FAILED' on the console"
-    st=$(gssh cat /var/lib/skywire/update-status.json)
-    [ "$(jq -r .state <<<"$st")" = rolled-back ] && [ "$(jq -r .version <<<"$st")" = v3bad ] \
-        && pass "v1 reports the rollback: $st" || fail "update status after the rollback: $st"
-else
-    fail "v3bad: the board did not come back to v1 within $ROLLBACK_WAIT_SECONDS s: $(tail -n 20 "$T/serial-$BOOTS.log")"
-fi
-
-# 4. v2: installs, boots in B, commits, keeps the key.
-upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle"
-install v2 && pass "v2 installed in ${INSTALL_SECONDS} s" || fail "v2 install failed: $(tail -n 5 "$T/install-v2.log")"
-V2_INSTALL_SECONDS=$INSTALL_SECONDS
-old=$(gssh cat /proc/sys/kernel/random/boot_id)
-t=$(date +%s)
-gssh 'systemctl reboot' || true
-wait_boot "$old" || die "v2 did not come up"
-[ "$(running)" = "v2 B" ] && pass "v2 boots in slot B ($(($(date +%s) - t)) s after the reboot)" || fail "after installing v2: running '$(running)'"
-for i in $(seq 1 120); do
-    [ "$(gssh 'jq -r .state /var/lib/skywire/update-status.json' 2>/dev/null)" = committed ] && break; sleep 5
-done
-st=$(gssh cat /var/lib/skywire/update-status.json)
-[ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
-gssh 'ls /boot/firmware/loader/entries' | grep -Eq '^skywire-[0-9]+-b\.conf$' && pass "slot B's entry has no boot counter left" \
-    || fail "slot B's entry: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
-[ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
-    || fail "the visor's key changed across the update"
-old=$(gssh cat /proc/sys/kernel/random/boot_id)
-gssh 'systemctl reboot' || true
-wait_boot "$old" || die "v2 did not come up again"
-[ "$(running)" = "v2 B" ] && pass "v2 still boots in slot B after another reboot (committed)" || fail "after a reboot: running '$(running)'"
+[ "$(running)" = "v2 B" ] && pass "after the power cut: v2 still boots in slot B" || fail "after the power cut: running '$(running)'"
 gssh 'systemctl poweroff' || true
 for i in $(seq 1 60); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 2; done
 power_cut
 
-echo "update-test: bundle sizes: v2 $(stat -c %s "${BUNDLE[v2]}") bytes, v3bad $(stat -c %s "${BUNDLE[v3bad]}") bytes; v2 install ${V2_INSTALL_SECONDS} s"
+echo "update-test: bundle sizes: v2 $(stat -c %s "${BUNDLE[v2]}") bytes, v3bad $(stat -c %s "${BUNDLE[v3bad]}") bytes; v2 install ${V2_INSTALL_SECONDS} s (rauc install, on the board)"
 echo "update-test: $PASSES passed, $FAILS failed"
 ((FAILS == 0))
 exit
