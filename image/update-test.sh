@@ -31,6 +31,7 @@ ROLLBACK_WAIT_SECONDS=1500
 CUT_DELAY_SECONDS=4
 # The broken bundle's health bound (the image's default is 180 s; it fails the same way, sooner).
 V3BAD_HEALTH_TIMEOUT_SECONDS=60
+DEVICE_TIMEOUT_ARG=systemd.default_device_timeout_sec=600
 FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 T=$(mktemp -d "${TMPDIR:-/tmp}/skywire-update-test.XXXXXX")
 FAILS=0 PASSES=0
@@ -60,6 +61,9 @@ BOARD=$BOARD VERSION=v2 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v2 BUNDLE=1 "$REPO
     || BOARD=$BOARD VERSION=v2 ROOTFS=$OUT/v2/skywire-$BOARD-v2.rootfs.ext4 OUT_DIR=$OUT/v2 "$REPO/image/bundle.sh"
 # v3bad: v2's root filesystem with the stand-in binary and version v3bad (debugfs, no second build).
 mkdir -p "$OUT/v3bad"
+if [ "$OUT/v3bad/skywire-$BOARD-v3bad.raucb" -nt "$OUT/v2/skywire-$BOARD-v2.rootfs.ext4" ]; then
+    echo "update-test: reusing $OUT/v3bad/skywire-$BOARD-v3bad.raucb (newer than v2's root filesystem)" >&2
+else
 cp --sparse=always "$OUT/v2/skywire-$BOARD-v2.rootfs.ext4" "$T/v3bad.ext4"
 printf 'BOARD=%s\nVERSION=v3bad\nOVERLAYS=%s\n' "$BOARD" "$(debugfs -R 'cat /etc/skywire/image-release' "$T/v3bad.ext4" 2>/dev/null | sed -n 's/^OVERLAYS=//p')" >"$T/image-release"
 # Its health bound: V3BAD_HEALTH_TIMEOUT_SECONDS (the test's time; the check fails the same way).
@@ -86,6 +90,7 @@ rm -f "$OUT/v3bad/skywire-$BOARD-v3bad.raucb"
 rauc bundle --cert="$("$REPO/image/update-key.sh" cert)" --key="$("$REPO/image/update-key.sh" key)" \
     --mksquashfs-args="-comp lzo" "$T/v3bad-content" "$OUT/v3bad/skywire-$BOARD-v3bad.raucb" >"$T/v3bad-bundle.log" 2>&1 \
     || die "rauc bundle v3bad: $(tail -n 3 "$T/v3bad-bundle.log")"
+fi
 # The refused bundles carry 2 MiB of random bytes as their image (rauc refuses them before reading it).
 head -c 2097152 /dev/urandom >"$T/small.ext4"
 other_cert=$("$REPO/image/update-key.sh" cert other) other_key=$("$REPO/image/update-key.sh" key other)
@@ -110,6 +115,13 @@ ssh-keygen -q -t ed25519 -N '' -f "$T/id_ed25519"
 printf '{"version": 1, "hostname": "skwupdate", "ssh_authorized_keys": ["%s"]}\n' "$(cat "$T/id_ed25519.pub")" >"$T/skywire-provision.json"
 boot_off=$(sfdisk --json "$T/disk.img" | jq '.partitiontable.partitions[0].start * 512')
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/skywire-provision.json" ::/skywire-provision.json
+# On a loaded host udev can take longer than systemd's 90 s device timeout, and the FAT partition
+# (with the provisioning file) is then not mounted: the test gives devices 10 minutes (kernel
+# command line of slot A's entry; set-primary copies it into the other slot's entries).
+entry=$(MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries | xargs -n1 basename | grep '^skywire-' | head -n1)
+MTOOLS_SKIP_CHECK=1 mtype -i "$T/disk.img@@$boot_off" "::/loader/entries/$entry" \
+    | sed "s/^options .*/& $DEVICE_TIMEOUT_ARG/" >"$T/entry.conf"
+MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/entry.conf" "::/loader/entries/$entry"
 # esp_entries: the boot entries on the ESP, read from the disk image (QEMU stopped or not).
 esp_entries() { MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries 2>/dev/null | xargs -n1 basename | sort | tr '\n' ' '; }
 
