@@ -25,8 +25,9 @@ OUT_DIR=${OUT_DIR:-$REPO/out/$BOARD}
 ROOTFS_RECIPE=4
 # Archive components of every base rootfs (boards pick theirs among these with COMPONENTS).
 BASE_COMPONENTS="main non-free-firmware"
-# Installed on top of the base on A/B boards (docs/update.md): the update engine.
-UPDATE_PACKAGES="rauc"
+# Installed on top of the base on A/B boards (docs/update.md): the update engine (rauc-service: its
+# D-Bus service, which `rauc install` and `rauc status` talk to).
+UPDATE_PACKAGES="rauc rauc-service"
 # The fleet's update keyring (X.509 PEM, the public half of the fleet key) built into A/B images;
 # default: the development key under the cache (image/update-key.sh makes it). docs/update.md.
 UPDATE_KEYRING=${UPDATE_KEYRING:-}
