@@ -22,7 +22,7 @@ export SWIFT_RELEASE_FLAGS
 release-flags:
 	@echo '$(SWIFT_RELEASE_FLAGS)'
 
-.PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image images image-check boot-test boot-test-gateway boot-test-rpi4 boot-test-x86-64 fleet fleet-test
+.PHONY: all build release test unit-test integration-test fuzz fuzz-build fuzz-seeds deps bench bench-deps clean cross cross-test toolchain image images image-check boot-test boot-test-gateway boot-test-rpi4 boot-test-x86-64 fleet fleet-test bundle update-test
 
 all: build
 
@@ -164,6 +164,20 @@ boot-test: deps
 
 boot-test-gateway:
 	$(MAKE) boot-test BOARD=qemu-arm64 OVERLAYS=base,gateway DEEP_CHECKS=0
+
+## bundle: a signed update bundle for BOARD (docs/update.md): the image's root filesystem (built
+## like `make image`, rootfs cached) in a rauc bundle, out/$(BOARD)-bundle/skywire-$(BOARD)-<version>.raucb,
+## signed with UPDATE_CERT/UPDATE_KEY (default: the development key under the build cache).
+## update-test: A/B updates under QEMU (image/update-test.sh): install, reboot into the new slot,
+## commit; a bundle whose visor fails rolls back by itself; another key's bundle is refused; a power
+## cut during the install leaves the old slot booting. Not in `make test` (see docs/update.md for its time).
+## bundle, update-test: the A/B board (qemu-arm64-ab) unless BOARD is given.
+UPDATE_BOARD = $(if $(filter command line environment,$(origin BOARD)),$(BOARD),qemu-arm64-ab)
+bundle: deps
+	BOARD='$(UPDATE_BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/bundle.sh
+
+update-test: deps
+	BOARD='$(UPDATE_BOARD)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/update-test.sh
 
 ## boot-test-rpi4: build the rpi4 image (rootfs cached) and boot it under QEMU's raspi4b machine
 ## (QEMU 10 from a cached trixie chroot, image/qemu-trixie.sh): its own kernel, initrd, device tree

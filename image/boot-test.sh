@@ -287,8 +287,14 @@ else
     gssh "! grep -qF $VISOR_SK /boot/firmware/skywire-provision.applied.json && ! grep -rqF $VISOR_SK /var/lib/skywire /etc/skywire/provisioned.json" \
         && pass "secret key gone from the boot partition and the provisioning state" || fail "secret key still on disk outside the config"
     root_kib=$(gssh df -k --output=size / | tail -n1 | tr -d ' ')
-    ((root_kib * 1024 > RAW_SIZE)) && pass "root filesystem grown to $((root_kib / 1024)) MiB (image was $((RAW_SIZE / 1048576)) MiB)" \
-        || fail "root filesystem not grown (${root_kib} KiB)"
+    if gssh 'grep -q rauc.slot= /proc/cmdline'; then
+        # A/B (docs/update.md): the slots keep their size.
+        gssh 'journalctl -b -u skywire-setup --no-pager | grep -q "not the last partition"' \
+            && pass "A/B: root slot not grown (${root_kib} KiB)" || fail "A/B: grow-root did not skip the root slot"
+    else
+        ((root_kib * 1024 > RAW_SIZE)) && pass "root filesystem grown to $((root_kib / 1024)) MiB (image was $((RAW_SIZE / 1048576)) MiB)" \
+            || fail "root filesystem not grown (${root_kib} KiB)"
+    fi
     if ! has_overlay vpn-exit; then
         :
     elif gssh skywire --version 2>/dev/null | grep -q fake; then

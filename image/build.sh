@@ -25,6 +25,12 @@ OUT_DIR=${OUT_DIR:-$REPO/out/$BOARD}
 ROOTFS_RECIPE=4
 # Archive components of every base rootfs (boards pick theirs among these with COMPONENTS).
 BASE_COMPONENTS="main non-free-firmware"
+# Installed on top of the base on A/B boards (docs/update.md): the update engine (rauc-service: its
+# D-Bus service, which `rauc install` and `rauc status` talk to).
+UPDATE_PACKAGES="rauc rauc-service"
+# The fleet's update keyring (X.509 PEM, the public half of the fleet key) built into A/B images;
+# default: the development key under the cache (image/update-key.sh makes it). docs/update.md.
+UPDATE_KEYRING=${UPDATE_KEYRING:-}
 # Timestamp for the files of the cached base rootfs (2025-11-23T12:13:20Z).
 DEFAULT_ROOTFS_EPOCH=1763900000
 # Sizes and offsets are in MiB; the disk image adds this much after the last partition
@@ -74,6 +80,10 @@ done
 case $CONF_BOOTLOADER in systemd-boot|rpi-firmware|u-boot-extlinux) ;;
     *) die "$CONF_FILE: unknown BOOTLOADER '$CONF_BOOTLOADER' (systemd-boot, rpi-firmware, u-boot-extlinux)";; esac
 case $CONF_PARTITION_TABLE in gpt|dos) ;; *) die "$CONF_FILE: PARTITION_TABLE must be gpt or dos";; esac
+# A/B root slots and signed updates (docs/update.md): systemd-boot boards only, so far.
+case $CONF_AB_SLOTS in no) ;; yes) [ "$CONF_BOOTLOADER" = systemd-boot ] && [ "$CONF_PARTITION_TABLE" = gpt ] \
+        || die "$CONF_FILE: AB_SLOTS=yes needs BOOTLOADER=systemd-boot and PARTITION_TABLE=gpt (docs/update.md)";;
+    *) die "$CONF_FILE: AB_SLOTS must be yes or no";; esac
 case $CONF_DEB_ARCH in arm64) QEMU_ARCH=aarch64; ELF_MACHINE=AArch64;; amd64) QEMU_ARCH=x86_64; ELF_MACHINE=X86-64;;
     *) die "$CONF_FILE: DEB_ARCH '$CONF_DEB_ARCH' not supported (arm64, amd64)";; esac
 ROOT_SIZE_MIB=${ROOT_SIZE_MIB:-$CONF_ROOT_SIZE_MIB}
@@ -112,6 +122,7 @@ BASE_PACKAGES=$( { read_packages "$REPO/overlays/base/packages"; for p in $CONF_
 BASE_PACKAGES=${BASE_PACKAGES% }
 ALL_PACKAGES=$( { for o in "${OVERLAY_LIST[@]}"; do [ -f "$REPO/overlays/$o/packages" ] && read_packages "$REPO/overlays/$o/packages"; done
                  for p in $CONF_KERNEL_PACKAGES $CONF_FIRMWARE_PACKAGES $CONF_BOOTLOADER_PACKAGES $CONF_EXTRA_PACKAGES; do echo "$p"; done
+                 [ "$CONF_AB_SLOTS" = no ] || for p in $UPDATE_PACKAGES; do echo "$p"; done
                } | LC_ALL=C sort -u)
 # Packages installed on top of the base: ALL minus BASE.
 TOP_PACKAGES=$(comm -23 <(echo "$ALL_PACKAGES") <(tr ' ' '\n' <<<"$BASE_PACKAGES" | LC_ALL=C sort -u) | tr '\n' ' ')
@@ -179,13 +190,24 @@ fi
 
 # The finished image is reused when none of its inputs changed (FORCE=1 rebuilds).
 BASENAME=skywire-$BOARD-$VERSION
-IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SIZE_MIB}"
+if [ "$CONF_AB_SLOTS" = yes ]; then
+    step update-keyring "the update keyring" "UPDATE_KEYRING=/path/to/fleet-cert.pem, or image/update-key.sh for the dev key"
+    [ -n "$UPDATE_KEYRING" ] || UPDATE_KEYRING=$("$REPO/image/update-key.sh" cert)
+    grep -q -- '-----BEGIN CERTIFICATE-----' "$UPDATE_KEYRING" 2>/dev/null || die "UPDATE_KEYRING $UPDATE_KEYRING is not a PEM certificate"
+fi
+IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SIZE_MIB} ${BUNDLE:-}"
+               [ "$CONF_AB_SLOTS" = no ] || sha256sum "$UPDATE_KEYRING" | cut -d' ' -f1
                sha256sum "$SKYWIRE_BIN" | cut -d' ' -f1
-               (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md -type f 2>/dev/null \
+               # (the QEMU test scripts image/*test*.sh are not inputs of the image)
+               (cd "$REPO" && find image overlays "board-configs/$BOARD.conf" docs/boards.md docs/update.md -type f \
+                   ! -path 'image/*test*.sh' 2>/dev/null \
                    | LC_ALL=C sort | xargs sha256sum); } | sha256sum | cut -c1-16)
-if [ -z "${FORCE:-}" ] && [ -f "$OUT_DIR/$BASENAME.img.xz" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ]; then
+# BUNDLE=1 (image/bundle.sh) makes the root filesystem only, not the compressed disk image.
+CACHED_OUTPUT=$OUT_DIR/$BASENAME.img.xz
+[ -z "${BUNDLE:-}" ] || CACHED_OUTPUT=$OUT_DIR/$BASENAME.rootfs.ext4
+if [ -z "${FORCE:-}" ] && [ -f "$CACHED_OUTPUT" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ]; then
     STEP=done
-    echo "==> cached: $OUT_DIR/$BASENAME.img.xz (inputs unchanged; FORCE=1 rebuilds)" >&2
+    echo "==> cached: $CACHED_OUTPUT (inputs unchanged; FORCE=1 rebuilds)" >&2
     exit 0
 fi
 
@@ -244,6 +266,7 @@ ID_SEED="skywire:$BOARD:$VERSION:$SOURCE_DATE_EPOCH"
 DISK_UUID=$(det_uuid "$ID_SEED:disk")
 BOOT_PARTUUID=$(det_uuid "$ID_SEED:boot-part")
 ROOT_PARTUUID=$(det_uuid "$ID_SEED:root-part")
+ROOT_B_PARTUUID=$(det_uuid "$ID_SEED:root-b-part")
 ROOT_FS_UUID=$(det_uuid "$ID_SEED:root-fs")
 ROOT_HASH_SEED=$(det_uuid "$ID_SEED:root-hash")
 BOOT_VOLID=$(printf '%s' "$ID_SEED:boot-fs" | sha256sum | cut -c1-8)
@@ -257,9 +280,13 @@ fi
 KERNEL_CMDLINE="root=$ROOT_REF rw rootwait fsck.repair=yes"
 for c in $CONF_CONSOLE; do KERNEL_CMDLINE+=" console=$c"; done
 KERNEL_CMDLINE+=" ${CONF_KERNEL_ARGS:-}"
+# A/B: the slot for rauc (which slot is booted), and a reboot 10 s after a panic, so that a
+# kernel that cannot mount its root falls back to the other slot (docs/update.md).
+[ "$CONF_AB_SLOTS" = no ] || KERNEL_CMDLINE+=" rauc.slot=A panic=10"
 KERNEL_CMDLINE=${KERNEL_CMDLINE% }
 
 # ---------------------------------------------------------------------------
+. "$REPO/image/ab-slots.sh"
 step overlays "applying overlays: $OVERLAYS" "the overlay named in the step log above failed; see its build.sh"
 REPO_DOCS=$REPO/docs
 export ROOT BOOT BOARD CONF_FILE KVER OVERLAYS SOURCE_DATE_EPOCH REPO_DOCS
@@ -278,6 +305,7 @@ for o in "${OVERLAY_LIST[@]}"; do
 done
 printf '%s\n' "${OVERLAY_LIST[@]}" >"$ROOT/etc/skywire/overlays"
 printf 'BOARD=%s\nVERSION=%s\nOVERLAYS=%s\n' "$BOARD" "$VERSION" "$OVERLAYS" >"$ROOT/etc/skywire/image-release"
+[ "$CONF_AB_SLOTS" = no ] || ab_install_update_files
 
 # ---------------------------------------------------------------------------
 step board "board files: fstab, hostname, boot partition ($CONF_BOOTLOADER)" \
@@ -297,8 +325,10 @@ rm -f "$ROOT"/etc/ssh/ssh_host_*_key "$ROOT"/etc/ssh/ssh_host_*_key.pub
 # /boot/firmware is the FAT partition's mount point: whatever packages put there in the
 # chroot (raspi-firmware hooks) would be hidden and waste space.
 find "$ROOT/boot/firmware" -mindepth 1 -delete
-cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
-cp "$ROOT/boot/initrd.img-$KVER" "$BOOT/initrd.img"
+if [ "$CONF_AB_SLOTS" = no ]; then
+    cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
+    cp "$ROOT/boot/initrd.img-$KVER" "$BOOT/initrd.img"
+fi
 copy_dtbs() {
     local d
     for d in $CONF_DEVICE_TREE; do
@@ -312,17 +342,24 @@ systemd-boot)
     sdboot=$ROOT/usr/lib/systemd/boot/efi/systemd-boot$CONF_EFI_ARCH.efi
     [ -f "$sdboot" ] || die "$sdboot missing: add systemd-boot-efi to BOOTLOADER_PACKAGES"
     install -D -m 0644 "$sdboot" "$BOOT/EFI/BOOT/BOOT${CONF_EFI_ARCH^^}.EFI"
-    install -D -m 0644 /dev/stdin "$BOOT/loader/loader.conf" <<EOF
+    if [ "$CONF_AB_SLOTS" = yes ]; then
+        # One entry per slot, skywire-<generation>-<slot>[+tries].conf; the default glob picks the
+        # first in systemd-boot's order (highest generation first, entries with no tries left
+        # last): docs/update.md. Slot A's kernel and initrd live in /slot-a.
+        ab_install_boot_files
+    else
+        install -D -m 0644 /dev/stdin "$BOOT/loader/loader.conf" <<EOF
 default skywire.conf
 timeout 0
 editor no
 EOF
-    install -D -m 0644 /dev/stdin "$BOOT/loader/entries/skywire.conf" <<EOF
+        install -D -m 0644 /dev/stdin "$BOOT/loader/entries/skywire.conf" <<EOF
 title   skywire $VERSION ($BOARD)
 linux   /vmlinuz
 initrd  /initrd.img
 options $KERNEL_CMDLINE
 EOF
+    fi
     ;;
 rpi-firmware)
     fw=$ROOT/usr/lib/raspi-firmware
@@ -438,7 +475,9 @@ export MTOOLS_SKIP_CHECK=1
 # ---------------------------------------------------------------------------
 step disk "partitioning the disk image" "sfdisk's message above names the problem"
 off=$CONF_FIRST_PARTITION_OFFSET_MIB
-total_mib=$((off + CONF_BOOT_SIZE_MIB + ROOT_SIZE_MIB + TAIL_MIB))
+ROOT_SLOTS=1 ROOT_PARTNAME=root
+[ "$CONF_AB_SLOTS" = no ] || ROOT_SLOTS=2 ROOT_PARTNAME=root-a
+total_mib=$((off + CONF_BOOT_SIZE_MIB + ROOT_SLOTS * ROOT_SIZE_MIB + TAIL_MIB))
 IMG=$WORK/$BASENAME.img
 rm -f "$IMG"
 truncate -s "${total_mib}M" "$IMG"
@@ -453,7 +492,9 @@ if [ "$CONF_PARTITION_TABLE" = gpt ]; then
 label-id: $DISK_UUID
 first-lba: 64
 start=$boot_start, size=$((CONF_BOOT_SIZE_MIB * SECTORS_PER_MIB)), type=$esp_type, uuid=$BOOT_PARTUUID, name=\"boot\", attrs=\"LegacyBIOSBootable\"
-start=$root_start, size=$((ROOT_SIZE_MIB * SECTORS_PER_MIB)), type=$root_type, uuid=$ROOT_PARTUUID, name=\"root\""
+start=$root_start, size=$((ROOT_SIZE_MIB * SECTORS_PER_MIB)), type=$root_type, uuid=$ROOT_PARTUUID, name=\"$ROOT_PARTNAME\""
+    [ "$CONF_AB_SLOTS" = no ] || layout+="
+start=$((root_start + ROOT_SIZE_MIB * SECTORS_PER_MIB)), size=$((ROOT_SIZE_MIB * SECTORS_PER_MIB)), type=$root_type, uuid=$ROOT_B_PARTUUID, name=\"root-b\""
 else
     layout="label: dos
 label-id: $DOS_DISK_ID
@@ -479,6 +520,16 @@ TMPDIR=$WORK MANIFEST=$OUT_DIR/$BASENAME.manifest BOARD_CONF=$CONF_FILE "$REPO/i
     || { cat "$WORK/check.log" >&2; die "image check failed"; }
 grep -c '^check-image: ok' "$WORK/check.log" | sed 's/^/    image check: /; s/$/ checks passed/' >&2
 cp "$WORK/check.log" "$OUT_DIR/$BASENAME.check"
+# BUNDLE=1 (make bundle): the root filesystem alone, the payload of an update bundle (image/bundle.sh).
+if [ -n "${BUNDLE:-}" ]; then
+    rm -f "$OUT_DIR"/*.rootfs.ext4
+    cp --sparse=always "$WORK/root.ext4" "$OUT_DIR/$BASENAME.rootfs.ext4.partial"
+    mv -f "$OUT_DIR/$BASENAME.rootfs.ext4.partial" "$OUT_DIR/$BASENAME.rootfs.ext4"
+    echo "$IMAGE_KEY" >"$OUT_DIR/.image-key"
+    STEP=done
+    echo "==> done: $OUT_DIR/$BASENAME.rootfs.ext4 (root filesystem for a bundle)" >&2
+    exit 0
+fi
 
 # ---------------------------------------------------------------------------
 step compress "compressing and checksumming" "check free space in $OUT_DIR"

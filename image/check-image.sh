@@ -72,7 +72,16 @@ label=$(pt '.partitiontable.label')
 [ "$label" = "$CONF_PARTITION_TABLE" ] && ok "partition table is $label" \
     || fail "partition table is '$label', board config says $CONF_PARTITION_TABLE"
 nparts=$(pt '.partitiontable.partitions | length')
-[ "$nparts" = 2 ] || fatal "expected 2 partitions (boot, root), found $nparts"
+if [ "$CONF_AB_SLOTS" = yes ]; then
+    # A/B (docs/update.md): boot, root-a, root-b; the slots the same size, named for rauc's by-partlabel paths.
+    [ "$nparts" = 3 ] || fatal "expected 3 partitions (boot, root-a, root-b: AB_SLOTS=yes), found $nparts"
+    names=$(pt '[.partitiontable.partitions[].name] | join(",")')
+    [ "$names" = "boot,root-a,root-b" ] && ok "A/B: partitions named boot, root-a, root-b" || fail "A/B: partition names are '$names', expected boot,root-a,root-b"
+    [ "$(pt '.partitiontable.partitions[1].size')" = "$(pt '.partitiontable.partitions[2].size')" ] \
+        && ok "A/B: the root slots are the same size" || fail "A/B: root-a and root-b differ in size"
+else
+    [ "$nparts" = 2 ] || fatal "expected 2 partitions (boot, root), found $nparts"
+fi
 boot_start=$(pt '.partitiontable.partitions[0].start')
 boot_size=$(pt '.partitiontable.partitions[0].size')
 root_start=$(pt '.partitiontable.partitions[1].start')
@@ -235,6 +244,16 @@ systemd-boot)
     efi=EFI/BOOT/BOOT${CONF_EFI_ARCH^^}.EFI
     same "$efi" "/usr/lib/systemd/boot/efi/systemd-boot$CONF_EFI_ARCH.efi" "systemd-boot"
     def=$( [ -f "$B/loader/loader.conf" ] && awk '$1 == "default" { print $2; exit }' "$B/loader/loader.conf" || true)
+    if [ "$CONF_AB_SLOTS" = yes ]; then
+        # A/B: the glob default; the image ships one entry, slot A's, with rauc.slot=A.
+        [ "$def" = 'skywire-*' ] && ok "A/B: loader.conf default is the glob skywire-*" || fail "A/B: loader.conf default is '$def', expected skywire-*"
+        def=$(cd "$B/loader/entries" 2>/dev/null && ls skywire-*.conf 2>/dev/null | sort -V -r | head -n1)
+        grep -q 'rauc\.slot=A' "$B/loader/entries/$def" 2>/dev/null && ok "A/B: entry $def boots slot A" || fail "A/B: entry '${def:-}' has no rauc.slot=A"
+        root_file /etc/rauc/system.conf "$TMP/system.conf" && grep -qx "compatible=skywire-$BOARD" "$TMP/system.conf" \
+            && ok "A/B: /etc/rauc/system.conf compatible=skywire-$BOARD" || fail "A/B: /etc/rauc/system.conf missing or not compatible=skywire-$BOARD"
+        root_file /etc/rauc/keyring.pem "$TMP/keyring.pem" && grep -q -- '-----BEGIN CERTIFICATE-----' "$TMP/keyring.pem" \
+            && ok "A/B: update keyring /etc/rauc/keyring.pem present" || fail "A/B: no update keyring /etc/rauc/keyring.pem"
+    fi
     entry=$B/loader/entries/$def
     if [ -z "$def" ] || [ ! -f "$entry" ]; then
         fail "systemd-boot: loader.conf's default entry '${def:-}' missing"

@@ -14,7 +14,7 @@ struct CLICommand: ParsableCommand {
             -c CONFIG, else \(ControlPaths.defaultSocket).
             """,
         subcommands: [VisorGroup.self, TransportGroup.self, AppsGroup.self, ProxyGroup.self, VPNGroup.self, SkynetGroup.self, ResolverGroup.self,
-                      PtyGroup.self, SkychatGroup.self, URL.self, UI.self]
+                      PtyGroup.self, SkychatGroup.self, UpdateGroup.self, URL.self, UI.self]
     )
 }
 

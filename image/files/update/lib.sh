@@ -1,0 +1,53 @@
+# shellcheck shell=bash
+# /usr/lib/skywire/update/lib.sh: the A/B boot entries on the EFI system partition (docs/update.md),
+# shared by the rauc bootloader backend and the health check. Sourced.
+#
+# Entries: /boot/firmware/loader/entries/skywire-<generation>-<slot>[+<left>[-<done>]].conf, slot a
+# or b. systemd-boot (loader.conf "default skywire-*") boots the first in its order: entries with
+# no tries left last, then the highest generation first. An entry on trial has "+1": systemd-boot
+# renames it to "+0-1" before booting it, so unless the health check commits it (renames it to
+# no counter), the next boot takes the other slot: boot once, then commit.
+ESP=/boot/firmware
+ENTRIES=$ESP/loader/entries
+SLOT_DIR_PREFIX=$ESP/slot-
+STATUS_FILE=/var/lib/skywire/update-status.json
+# A failed trial's reason, on the ESP (shared by both slots): the slot it falls back to reports it.
+FAILURE_FILE=$ESP/rauc/skywire-trial-failure.json
+# Tries a newly installed slot gets: one boot.
+TRIAL_TRIES=1
+ENTRY_RE='^skywire-([0-9]+)-([ab])(\+([0-9]+)(-([0-9]+))?)?\.conf$'
+
+ulog() { echo "skywire-update: $*" >&2; }
+udie() { echo "skywire-update: ERROR: $*" >&2; exit 1; }
+
+# booted_slot: A or B, from rauc.slot= on the kernel command line.
+booted_slot() { tr ' ' '\n' </proc/cmdline | sed -n 's/^rauc\.slot=\([AB]\)$/\1/p' | head -n1; }
+lower() { tr 'AB' 'ab' <<<"$1"; }
+upper() { tr 'ab' 'AB' <<<"$1"; }
+
+# entries: "<generation> <slot> <state> <file>" per entry, in systemd-boot's order (state good,
+# trial or bad; bad last, then by generation, highest first).
+entries() {
+    local f n g s left
+    for f in "$ENTRIES"/skywire-*.conf; do
+        [ -e "$f" ] || continue
+        n=$(basename "$f")
+        [[ $n =~ $ENTRY_RE ]] || continue
+        g=${BASH_REMATCH[1]} s=${BASH_REMATCH[2]} left=${BASH_REMATCH[4]}
+        if [ -z "${BASH_REMATCH[3]}" ]; then echo "1 $g $s good $f"
+        elif ((left > 0)); then echo "1 $g $s trial $f"
+        else echo "0 $g $s bad $f"; fi
+    done | sort -k1,1nr -k2,2nr | cut -d' ' -f2-
+}
+# slot_entry SLOT: "<generation> <state> <file>" of the slot's entry (the first, if several).
+slot_entry() { entries | awk -v s="$(lower "$1")" '$2 == s { print $1, $3, $4; exit }'; }
+max_generation() { entries | awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }'; }
+# rename_entry FILE NEWNAME: atomic on the FAT partition as far as FAT allows (one rename), flushed.
+rename_entry() { mv -f "$1" "$ENTRIES/$2" && sync -f "$ENTRIES"; }
+other_slot() { [ "$1" = A ] && echo B || echo A; }
+# write_status JSON: the last update's outcome, for `skywire cli update status` and fleet status.
+write_status() {
+    local tmp
+    mkdir -p "$(dirname "$STATUS_FILE")"
+    tmp=$(mktemp "$STATUS_FILE.XXXXXX") && printf '%s\n' "$1" >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
+}
