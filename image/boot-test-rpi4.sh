@@ -3,7 +3,7 @@
 # a cached trixie chroot: image/qemu-trixie.sh) and checks it from outside (docs/boards.md,
 # "Raspberry Pi 4 under QEMU").
 #
-#   image/boot-test-rpi4.sh [IMAGE.img.xz]     (default: out/rpi4/skywire-rpi4-latest.img.xz)
+#   image/boot-test-rpi4.sh [IMAGE.img[.xz]]   (default: out/rpi4/skywire-rpi4-latest.img.xz)
 #
 # The image's own kernel, initrd, device tree (bcm2711-rpi-4-b.dtb) and kernel command line
 # (cmdline.txt) are read from its FAT partition and given to QEMU (-kernel/-initrd/-dtb/-append);
@@ -93,7 +93,10 @@ jq -n --arg sk "$VISOR_SK" --arg pass "$WIFI_PASS" --arg ssid "$WIFI_SSID" --arg
 
 # --- disk ---------------------------------------------------------------------------------
 echo "boot-test-rpi4: preparing the SD card from $IMAGE" >&2
-xz -dc "$IMAGE" >"$T/sd.img"
+case $IMAGE in
+*.xz) xz -dc "$IMAGE" >"$T/sd.img" ;;
+*)    cp --sparse=always "$IMAGE" "$T/sd.img" ;;
+esac
 truncate -s "$SD_SIZE" "$T/sd.img"
 read -r boot_start boot_sectors root_start < <(sfdisk -J "$T/sd.img" \
     | jq -r '.partitiontable.partitions | "\(.[0].start) \(.[0].size) \(.[1].start)"') \
