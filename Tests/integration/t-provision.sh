@@ -370,7 +370,7 @@ unset BOOT_OVERLAYS
 
 # The boot partition not mounted (fstab's nofail line, device timeout): no provisioning file is
 # read, and the boot log says why instead of the visor silently making a new key.
-BOOT_FSTAB="PARTUUID=4d2c6ec6-01  /boot/firmware  vfat  defaults,nofail,x-systemd.device-timeout=5min 0 2" boot unmounted ''
+BOOT_FSTAB="PARTUUID=4d2c6ec6-01  /boot/firmware  vfat  defaults,nofail,x-systemd.device-timeout=15min 0 2" boot unmounted ''
 check unmounted "the boot partition listed in fstab but not mounted is reported" \
     logged unmounted "provision: WARNING: the boot partition is not mounted on /boot/firmware: no skywire-provision.json read"
 boot notlisted ''
