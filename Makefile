@@ -181,9 +181,10 @@ update-test: deps
 
 ## boot-test-rpi4: build the rpi4 image (rootfs cached) and boot it under QEMU's raspi4b machine
 ## (QEMU 10 from a cached trixie chroot, image/qemu-trixie.sh): its own kernel, initrd, device tree
-## and cmdline.txt from the FAT partition, root from the SD card model, to the visor's key on the
-## serial console; then the boot partition and the root are checked (docs/boards.md). Not in
-## `make test` (see docs/boards.md for its time).
+## and cmdline.txt from the FAT partition, root from the SD card model, provisioned from the FAT
+## partition, to the visor's "visor ready" line with the provisioned key and its apps' "app started"
+## lines on the serial console; then the boot partition and the root are checked (docs/boards.md).
+## Not in `make test` (it does not fit the CI budget: see docs/boards.md for its time).
 boot-test-rpi4: deps
 	BOARD=rpi4 OVERLAYS= SKYWIRE_BIN='$(SKYWIRE_BIN)' OUT_DIR='$(CURDIR)/out/rpi4' ./image/build.sh
 	./image/boot-test-rpi4.sh out/rpi4/skywire-rpi4-latest.img.xz

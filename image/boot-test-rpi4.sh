@@ -3,7 +3,7 @@
 # a cached trixie chroot: image/qemu-trixie.sh) and checks it from outside (docs/boards.md,
 # "Raspberry Pi 4 under QEMU").
 #
-#   image/boot-test-rpi4.sh [IMAGE.img.xz]     (default: out/rpi4/skywire-rpi4-latest.img.xz)
+#   image/boot-test-rpi4.sh [IMAGE.img[.xz]]   (default: out/rpi4/skywire-rpi4-latest.img.xz)
 #
 # The image's own kernel, initrd, device tree (bcm2711-rpi-4-b.dtb) and kernel command line
 # (cmdline.txt) are read from its FAT partition and given to QEMU (-kernel/-initrd/-dtb/-append);
@@ -18,6 +18,7 @@
 #
 # Environment:
 #   BOOT_TIMEOUT=1500   seconds to wait for the visor's key on the console
+#   APPS_TIMEOUT=300    seconds to wait after that for the "visor ready" and "app started" lines
 #   COMMIT_WAIT=70      seconds to wait after that, so ext4 (commit=60) has written the root's
 #                       changes before QEMU is stopped (the guest has no network to shut it down)
 #   KEEP_TEST_DIR=1     keep the work directory (disk, serial log)
@@ -29,6 +30,12 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 BOARD=rpi4
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-1500}
 COMMIT_WAIT=${COMMIT_WAIT:-70}
+APPS_TIMEOUT=${APPS_TIMEOUT:-300}
+# The default overlays' apps (base,vpn-exit,socks-proxy): name:port. raspi4b has no network
+# device, so no default route: the visor starts skysocks, and vpn-server (an exit needs an uplink)
+# is refused with "no default route", which is checked instead of its "app started" line.
+APPS="vpn-server:44 skysocks:3"
+STARTED_APPS="skysocks:3"
 POLL_SECONDS=5
 # QEMU's SD card model needs a power-of-two size; bigger than the image so the root must grow.
 SD_SIZE=2G
@@ -41,10 +48,11 @@ DTB=bcm2711-rpi-4-b.dtb
 # kills PID 1. So those two drivers' initcalls are skipped, and unused clocks are left as they are.
 # maxcpus=1: with four vCPUs the kernel stalled (RCU stalls, a CPU that never woke) on this loaded
 # 2-core host.
-# systemd.default_device_timeout_sec=900: udev's coldplug under emulation outlasted systemd's 90 s
-# device timeout, so /dev/disk/by-label/SKYBOOT (the FAT partition, hence the provisioning file)
-# was given up on.
-TEST_KERNEL_ARGS=${TEST_KERNEL_ARGS-initcall_blacklist=brcmstb_l2_driver_init,brcmstb_i2c_driver_init clk_ignore_unused maxcpus=1 systemd.default_device_timeout_sec=900}
+# systemd.mask=systemd-networkd-wait-online.service: raspi4b has no network device (no GENET, no
+# PCIe, no SDIO Wi-Fi), so network-online.target (after which skywire.service starts) would wait
+# for its 2 min timeout first.
+# (The boot partition's device timeout is the image's own: fstab x-systemd.device-timeout.)
+TEST_KERNEL_ARGS=${TEST_KERNEL_ARGS-initcall_blacklist=brcmstb_l2_driver_init,brcmstb_i2c_driver_init clk_ignore_unused maxcpus=1 systemd.mask=systemd-networkd-wait-online.service}
 # Test-only device tree changes (fdtput arguments, one change a line, DTB for the file): QEMU puts the SD card on the
 # legacy SDHCI controller (mmc@7e300000, on the board the Wi-Fi chip's SDIO bus), not on EMMC2 (the
 # board's SD slot), and has no firmware GPIO expander, on which the Wi-Fi power sequence (and
@@ -77,16 +85,21 @@ trap cleanup EXIT
 # --- provisioning file --------------------------------------------------------------------
 . "$REPO/image/testing/boot-lib.sh"     # ed25519_pair, elapsed, wait_visor_key
 read -r VISOR_SK VISOR_PK < <(ed25519_pair)
+read -r _ WL_PK1 < <(ed25519_pair)
+read -r _ WL_PK2 < <(ed25519_pair)
 # A passphrase no file of the image holds (random), so finding it anywhere means a leak.
 WIFI_PASS="rpi4-test-$(openssl rand -hex 12)"
 WIFI_SSID="skywire-test-uplink"
-jq -n --arg sk "$VISOR_SK" --arg pass "$WIFI_PASS" --arg ssid "$WIFI_SSID" '{
-    version: 1, hostname: "skywire-rpi4-test", sk: $sk, role: "all", whitelist: [], log_level: "info",
+jq -n --arg sk "$VISOR_SK" --arg pass "$WIFI_PASS" --arg ssid "$WIFI_SSID" --arg w1 "$WL_PK1" --arg w2 "$WL_PK2" '{
+    version: 1, hostname: "skywire-rpi4-test", sk: $sk, role: "all", whitelist: [$w1, $w2], log_level: "info",
     wifi: {ssid: $ssid, passphrase: $pass, country: "DE"} }' >"$T/skywire-provision.json"
 
 # --- disk ---------------------------------------------------------------------------------
 echo "boot-test-rpi4: preparing the SD card from $IMAGE" >&2
-xz -dc "$IMAGE" >"$T/sd.img"
+case $IMAGE in
+*.xz) xz -dc "$IMAGE" >"$T/sd.img" ;;
+*)    cp --sparse=always "$IMAGE" "$T/sd.img" ;;
+esac
 truncate -s "$SD_SIZE" "$T/sd.img"
 read -r boot_start boot_sectors root_start < <(sfdisk -J "$T/sd.img" \
     | jq -r '.partitiontable.partitions | "\(.[0].start) \(.[0].size) \(.[1].start)"') \
@@ -137,9 +150,42 @@ T0=$(date +%s.%N)
 "$REPO/image/qemu-trixie.sh" run "$T" -- "${QEMU[@]}" >"$T/qemu.log" 2>&1 &
 QEMU_PID=$!
 wait_visor_key "$VISOR_PK" "$T/serial.log" "$T/qemu.log" "$QEMU_PID" "$BOOT_TIMEOUT" "$POLL_SECONDS" || true
+VISOR_READY_S=""
 KERNEL_S=$(grep -am1 -o 'Booting Linux' "$T/serial.log" >/dev/null && echo yes || echo no)
 if [ -n "$READY_S" ]; then
     pass "the visor started with the provisioned public key (serial console), ${READY_S}s after QEMU started"
+    # wait_for DEADLINE CMD...: polls CMD until it succeeds, QEMU exits or SECONDS reaches DEADLINE.
+    wait_for() {
+        local deadline=$1; shift
+        until "$@"; do
+            ((SECONDS < deadline)) && kill -0 "$QEMU_PID" 2>/dev/null || return 1
+            sleep "$POLL_SECONDS"
+        done
+    }
+    visor_ready() { grep -a 'visor ready' "$T/serial.log" | grep -aqF "$VISOR_PK"; }
+    app_started() { grep -a 'app started' "$T/serial.log" | grep -aF "app=$1" | grep -aqF "port=$2"; }
+    apps_deadline=$((SECONDS + APPS_TIMEOUT))
+    wait_for "$apps_deadline" visor_ready && VISOR_READY_S=$(elapsed) \
+        && pass "the visor's \"visor ready\" line names the provisioned key (${VISOR_READY_S}s after QEMU started)" \
+        || fail "no \"visor ready\" line with the provisioned key: $(grep -a 'visor ready' "$T/serial.log" | head -n 2)"
+    # The apps start after "visor ready": wait (bounded) for each one's "app started" line.
+    for app in $STARTED_APPS; do
+        name=${app%%:*} port=${app##*:}
+        wait_for "$apps_deadline" app_started "$name" "$port" \
+            && pass "the visor started $name (port $port), $(elapsed)s after QEMU started" \
+            || fail "no \"app started app=$name port=$port\" on the console within ${APPS_TIMEOUT}s after ready"
+    done
+    vpn_refused() { grep -a 'app=vpn-server' "$T/serial.log" | grep -aq 'no default route'; }
+    wait_for "$apps_deadline" vpn_refused \
+        && pass "the visor tried vpn-server, refused for want of a default route (no network device in raspi4b)" \
+        || fail "no vpn-server start attempt (\"no default route\") on the console within ${APPS_TIMEOUT}s after ready"
+    for app in $APPS; do
+        name=${app%%:*}
+        # Closed by default (issue 16): the boot log says whom the app admits.
+        grep -aqF "apps: $name: auto-start, whitelist 2 key(s)" "$T/serial.log" \
+            && pass "boot log: $name admits the 2 provisioned keys" \
+            || fail "boot log lacks \"apps: $name: auto-start, whitelist 2 key(s)\""
+    done
 else
     fail "the visor did not log the provisioned pk within ${BOOT_TIMEOUT}s (kernel started: $KERNEL_S; QEMU: $(tail -n 3 "$T/qemu.log" | tr '\n' ' ')); last console lines:"
     tail -n 30 "$T/serial.log" | sed 's/^/    | /'
@@ -150,6 +196,10 @@ if grep -a 'provision:\|config:\|apps:\|grow-root:' "$T/serial.log" | grep -aq '
 else
     pass "skywire-setup reported no errors"
 fi
+BOOT_MOUNT_FAILED='boot partition is not mounted\|Dependency failed for.*boot-firmware\.mount\|Failed to mount.*boot-firmware\.mount'
+grep -aq "$BOOT_MOUNT_FAILED" "$T/serial.log" \
+    && fail "the boot partition was not mounted: $(grep -a "$BOOT_MOUNT_FAILED" "$T/serial.log" | head -n 3 | tr '\n' ' ')" \
+    || pass "the boot partition was mounted (no mount failure on the console)"
 grep -aqF "provision: Wi-Fi uplink on wlan0: network '$WIFI_SSID' (passphrase), country DE" "$T/serial.log" \
     && pass "the Wi-Fi uplink was configured (console)" || fail "no 'Wi-Fi uplink on wlan0' line on the console"
 ! grep -aqF "$WIFI_PASS" "$T/serial.log" && pass "the Wi-Fi passphrase is not on the console" || fail "the Wi-Fi passphrase is on the console"
@@ -185,12 +235,26 @@ debugfs -R "cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" "$T/root.ext4" 2>
     && pass "it holds the passphrase" || fail "it does not hold the passphrase"
 debugfs -R "stat /etc/systemd/system/multi-user.target.wants/wpa_supplicant@wlan0.service" "$T/root.ext4" 2>/dev/null | grep -q 'Type: symlink' \
     && pass "wpa_supplicant@wlan0.service is enabled" || fail "wpa_supplicant@wlan0.service is not enabled"
+cfg=$(debugfs -R "cat /etc/skywire/skywire-config.json" "$T/root.ext4" 2>/dev/null || true)
+jq -e . <<<"$cfg" >/dev/null 2>&1 || cfg='{}'
+[ "$(jq -r .pk <<<"$cfg" 2>/dev/null)" = "$VISOR_PK" ] && pass "the root's skywire-config.json holds the provisioned pk" \
+    || fail "skywire-config.json pk is '$(jq -r .pk <<<"$cfg" 2>/dev/null)', not the provisioned one"
+for app in $APPS; do
+    name=${app%%:*} port=${app##*:}
+    e=$(jq -c --arg n "$name" '.launcher.apps[]? | select(.name == $n)' <<<"$cfg" 2>/dev/null || true)
+    [ -n "$e" ] && [ "$(jq -r .auto_start <<<"$e")" = true ] && [ "$(jq -r .port <<<"$e")" = "$port" ] \
+       && [ "$(jq -r '.args | join(" ")' <<<"$e")" = "--whitelist $WL_PK1,$WL_PK2" ] \
+        && pass "launcher.apps has $name (port $port, auto_start, provisioned whitelist)" \
+        || fail "launcher.apps entry for $name wrong: ${e:-missing}"
+done
+mode=$(debugfs -R "stat /etc/skywire/skywire-config.json" "$T/root.ext4" 2>/dev/null | sed -n 's/.*Mode: *\([0-7]*\).*/\1/p' | head -n1)
+[ "$mode" = 0600 ] && pass "skywire-config.json is mode 0600" || fail "skywire-config.json mode '${mode:-missing}'"
 for fw in brcmfmac43455-sdio.bin brcmfmac43455-sdio.raspberrypi,4-model-b.txt; do
     debugfs -R "stat /usr/lib/firmware/brcm/$fw" "$T/root.ext4" 2>/dev/null | grep -q 'Type: \(regular\|symlink\)' \
         && pass "the Pi 4's Wi-Fi firmware $fw is installed" || fail "no /usr/lib/firmware/brcm/$fw (firmware-brcm80211)"
 done
 
-echo "boot-test-rpi4: board=rpi4 image=$(basename "$(readlink -f "$IMAGE")") ready_after=${READY_S:-never}s"
+echo "boot-test-rpi4: board=rpi4 image=$(basename "$(readlink -f "$IMAGE")") key_after=${READY_S:-never}s ready_after=${VISOR_READY_S:-never}s"
 echo "boot-test-rpi4: $PASS passed, $FAIL failed (serial log: $T/serial.log${KEEP_TEST_DIR:+, kept})"
 ((FAIL == 0))
 exit

@@ -36,6 +36,12 @@ DEFAULT_ROOTFS_EPOCH=1763900000
 # Sizes and offsets are in MiB; the disk image adds this much after the last partition
 # (GPT keeps a backup header there).
 TAIL_MIB=1
+# How long systemd waits for the boot partition's device (fstab x-systemd.device-timeout; its
+# default is 90 s). The boards boot from that partition and the root is on the same disk, so the
+# device is there: the wait only covers a late udevd (first boot: it starts after
+# systemd-sysusers and systemd-tmpfiles-setup-dev). Under QEMU's raspi4b on a loaded host udevd
+# started 2 min, then over 5 min after the wait began (docs/boards.md).
+BOOT_DEVICE_TIMEOUT=15min
 XZ_LEVEL=${XZ_LEVEL:-6}
 
 STEP=start
@@ -274,8 +280,10 @@ DOS_DISK_ID=0x$(printf '%s' "$ID_SEED:dos" | sha256sum | cut -c1-8)
 if [ "$CONF_PARTITION_TABLE" = dos ]; then
     # MBR partitions are named <disk id>-<partition number>.
     ROOT_REF="PARTUUID=${DOS_DISK_ID#0x}-02"
+    BOOT_REF="PARTUUID=${DOS_DISK_ID#0x}-01"
 else
     ROOT_REF="PARTUUID=$ROOT_PARTUUID"
+    BOOT_REF="PARTUUID=$BOOT_PARTUUID"
 fi
 KERNEL_CMDLINE="root=$ROOT_REF rw rootwait fsck.repair=yes"
 for c in $CONF_CONSOLE; do KERNEL_CMDLINE+=" console=$c"; done
@@ -311,10 +319,16 @@ printf 'BOARD=%s\nVERSION=%s\nOVERLAYS=%s\n' "$BOARD" "$VERSION" "$OVERLAYS" >"$
 step board "board files: fstab, hostname, boot partition ($CONF_BOOTLOADER)" \
     "check KERNEL_PACKAGES/BOOTLOADER_PACKAGES/DEVICE_TREE in $CONF_FILE"
 STEP=board
+# The boot partition by PARTUUID, as the root (and as Raspberry Pi OS does): a label is not
+# unique (a second Skywire card in a USB reader also has SKYBOOT; its provisioning file must not
+# be applied). nofail: a board whose FAT partition is gone still boots (skywire-setup warns);
+# the device timeout: skywire-setup (so the visor) waits for this mount, and on a slow first
+# boot udev may start late (docs/boards.md, "Raspberry Pi 4 under QEMU").
+BOOT_MOUNT_OPTIONS="defaults,noatime,umask=0077,nofail,x-systemd.device-timeout=$BOOT_DEVICE_TIMEOUT"
 cat >"$ROOT/etc/fstab" <<EOF
 # <file system>        <mount point>   <type> <options>                         <dump> <pass>
 $ROOT_REF  /               ext4   defaults,noatime,commit=60        0      1
-LABEL=SKYBOOT          /boot/firmware  vfat   defaults,noatime,umask=0077,nofail 0      2
+$BOOT_REF  /boot/firmware  vfat   $BOOT_MOUNT_OPTIONS 0      2
 EOF
 echo "skywire-$BOARD" >"$ROOT/etc/hostname"; chmod 644 "$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tskywire-%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$BOARD" >"$ROOT/etc/hosts"

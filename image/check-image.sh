@@ -9,7 +9,8 @@
 # partition with mtools at its byte offset (img@@offset), the ext4 root copied out (sparse) and
 # read with debugfs. Checked, for every board: partition table type, first partition's start,
 # labels SKYBOOT/skyroot, the kernel command line's root= names the root partition (PARTUUID of
-# the GPT entry, or <MBR disk id>-02), /etc/fstab's root line the same, the boot partition's kernel
+# the GPT entry, or <MBR disk id>-02), /etc/fstab's root line the same, its /boot/firmware line the
+# boot partition's PARTUUID with nofail and a device timeout, the boot partition's kernel
 # and initrd equal to the root's /boot/vmlinuz-<kver> and initrd.img-<kver> (kver from the manifest
 # or the only one in /boot). Then per BOOTLOADER:
 #   u-boot-extlinux  every UBOOT_BLOBS file read back at its sector equals the u-boot package's
@@ -91,8 +92,10 @@ want_start=$((CONF_FIRST_PARTITION_OFFSET_MIB * SECTORS_PER_MIB))
     || fail "boot partition starts at sector $boot_start, board config says $want_start"
 if [ "$label" = gpt ]; then
     ROOT_REF="PARTUUID=$(pt '.partitiontable.partitions[1].uuid' | tr 'A-F' 'a-f')"
+    BOOT_REF="PARTUUID=$(pt '.partitiontable.partitions[0].uuid' | tr 'A-F' 'a-f')"
 else
     ROOT_REF="PARTUUID=$(pt '.partitiontable.id' | sed 's/^0x//' | tr 'A-F' 'a-f')-02"
+    BOOT_REF="PARTUUID=$(pt '.partitiontable.id' | sed 's/^0x//' | tr 'A-F' 'a-f')-01"
 fi
 
 # Boot partition: every file copied out with mtools at its byte offset.
@@ -141,6 +144,14 @@ check_root_arg() {
 if root_file /etc/fstab "$TMP/fstab"; then
     fstab_root=$(awk '$2 == "/" { print $1 }' "$TMP/fstab")
     [ "$fstab_root" = "$ROOT_REF" ] && ok "/etc/fstab mounts $fstab_root on /" || fail "/etc/fstab mounts '${fstab_root:-nothing}' on /, root partition is $ROOT_REF"
+    # The boot partition (provisioning file) by its PARTUUID, not by a label another card can
+    # have; nofail and a device timeout (docs/boards.md, "Raspberry Pi 4 under QEMU").
+    read -r fstab_boot fstab_boot_opts < <(awk '$2 == "/boot/firmware" { print $1, $4 }' "$TMP/fstab")
+    [ "${fstab_boot:-}" = "$BOOT_REF" ] && ok "/etc/fstab mounts $fstab_boot on /boot/firmware" \
+        || fail "/etc/fstab mounts '${fstab_boot:-nothing}' on /boot/firmware, boot partition is $BOOT_REF"
+    [[ ",${fstab_boot_opts:-}," == *,nofail,* && ",${fstab_boot_opts:-}," == *,x-systemd.device-timeout=* ]] \
+        && ok "/boot/firmware: nofail and a device timeout ($fstab_boot_opts)" \
+        || fail "/boot/firmware options '${fstab_boot_opts:-}' lack nofail or x-systemd.device-timeout="
 else
     fail "no /etc/fstab in the root filesystem"
 fi

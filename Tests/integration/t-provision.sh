@@ -29,18 +29,19 @@ NOT_A_POINT=01$(printf '0%.0s' $(seq 62))
 # $T_WORK/CASE/{etc,boot,var}/u (the overlays' upper directories) and the stubs' calls in
 # $T_WORK/CASE/calls. BOOT_OVERLAYS (default base vpn-exit socks-proxy) lists the image's overlays
 # (with gateway, its hook 55-gateway runs too); BOOT_FROM=CASE2 starts from the state CASE2 left (a
-# reboot with a new provisioning file).
+# reboot with a new provisioning file). An empty PROVISION_JSON: no file on the boot partition;
+# BOOT_FSTAB: a line appended to /etc/fstab (e.g. the image's /boot/firmware line).
 boot() {
     local c=$1 d=$T_WORK/$1
     mkdir -p "$d"/{etc,boot,var}/{u,w} "$d/bootfs"
     if [ -n "${BOOT_FROM:-}" ]; then
         for m in etc boot var; do cp -a "$T_WORK/$BOOT_FROM/$m/u/." "$d/$m/u/"; done
     fi
-    printf '%s\n' "$2" >"$d/provision.json"
+    if [ -n "$2" ]; then printf '%s\n' "$2" >"$d/provision.json"; else : >"$d/provision.json"; fi
     : >"$d/calls"
     unshare -m -n --propagation private bash -c '
         set -e
-        d=$1 setup=$2 repo=$3 overlays=$4
+        d=$1 setup=$2 repo=$3 overlays=$4 fstab=$5
         for m in etc:/etc boot:/boot var:/var/lib; do
             mount -t overlay overlay -o "lowerdir=${m#*:},upperdir=$d/${m%%:*}/u,workdir=$d/${m%%:*}/w" "${m#*:}"
         done
@@ -53,13 +54,14 @@ boot() {
             cp "$repo/overlays/$o/rootfs/etc/skywire/apps.d/"*.json /etc/skywire/apps.d/ 2>/dev/null || true
             [ $o = gateway ] && hooks="$hooks $repo/overlays/gateway/rootfs/usr/lib/skywire/setup.d/55-gateway"
         done
-        cp "$d/provision.json" /boot/firmware/skywire-provision.json
+        [ -z "$fstab" ] || printf "%s\n" "$fstab" >>/etc/fstab
+        [ ! -s "$d/provision.json" ] || cp "$d/provision.json" /boot/firmware/skywire-provision.json
         export SKYWIRE_SETUP_LIB=$setup/setup-lib.sh
         for h in $hooks; do [[ $h == /* ]] || h=$setup/setup.d/$h; bash "$h" || echo "hook $(basename "$h") failed" >&2; done
         cp /etc/skywire/skywire-config.json "$d.json"
         if [ -e /var/lib/skywire/ui-password ]; then cp -p /var/lib/skywire/ui-password "$d.ui-password"; fi
         cp /boot/firmware/skywire-provision.applied.json "$d.applied.json" 2>/dev/null || true
-    ' boot "$d" "$SETUP_DIR" "$repo" "${BOOT_OVERLAYS:-base vpn-exit socks-proxy}" 2>"$T_WORK/$c.log" \
+    ' boot "$d" "$SETUP_DIR" "$repo" "${BOOT_OVERLAYS:-base vpn-exit socks-proxy}" "${BOOT_FSTAB:-}" 2>"$T_WORK/$c.log" \
         || fail "[$c] the hooks could not run: $(tail -n 5 "$T_WORK/$c.log")"
 }
 # Stubs for the commands that would reach the host's systemd: they record their arguments.
@@ -365,5 +367,13 @@ export BOOT_OVERLAYS="base vpn-exit socks-proxy"
 boot apnogw '{"version": 1, "gateway": {"exit": "'"$PK1"'", "ap": {"ssid": "pocket-vpn", "passphrase": "'"$BADPASS"'", "country": "SE"}}}'
 check apnogw "refused: no gateway overlay" bash -c 'grep -qF "gateway.ap: this image has no gateway overlay" "$1" && [ ! -e "$2/hostapd" ]' _ "$T_WORK/apnogw.log" "$T_WORK/apnogw/etc/u"
 unset BOOT_OVERLAYS
+
+# The boot partition not mounted (fstab's nofail line, device timeout): no provisioning file is
+# read, and the boot log says why instead of the visor silently making a new key.
+BOOT_FSTAB="PARTUUID=4d2c6ec6-01  /boot/firmware  vfat  defaults,nofail,x-systemd.device-timeout=15min 0 2" boot unmounted ''
+check unmounted "the boot partition listed in fstab but not mounted is reported" \
+    logged unmounted "provision: WARNING: the boot partition is not mounted on /boot/firmware: no skywire-provision.json read"
+boot notlisted ''
+check notlisted "no such warning when fstab has no /boot/firmware line" bash -c '! grep -qF "boot partition is not mounted" "$1"' _ "$T_WORK/notlisted.log"
 
 finish
