@@ -65,7 +65,7 @@ public func fuzzVPNMessage(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
         } else if encoded != wire, isReason(m) {
             // Control characters in a reason are shown as spaces (docs/vpn.md §2): only a wire reason
             // that had some may re-encode differently, and what it decoded to is a fixed point.
-            let wireText = String(decoding: wire[VPNMessage.headerLength...], as: UTF8.self)
+            let wireText = String(decoding: wire[(VPNMessage.headerLength + reasonOffset(m))...], as: UTF8.self)
             var again = VPNMessageDecoder()
             again.append(encoded)
             invariant(wireText.unicodeScalars.contains { $0.properties.generalCategory == .control }
@@ -113,7 +113,13 @@ public func main(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer
 /// FORBIDDEN and ERROR carry a reason text.
 func isReason(_ m: VPNMessage) -> Bool {
     switch m {
-    case .forbidden, .error: return true
+    case .forbidden, .error, .ipv6Lease(.unavailable): return true
     default: return false
     }
+}
+
+/// Where a reason starts in the body: IPV6_LEASE's comes after its version and status bytes.
+func reasonOffset(_ m: VPNMessage) -> Int {
+    if case .ipv6Lease(.unavailable) = m { return 2 }
+    return 0
 }
