@@ -75,6 +75,13 @@ public enum Sysctl {
     public static func write(_ key: String, _ value: String) throws {
         try FileIO.overwrite(path(key), Array((value + "\n").utf8))
     }
+
+    /// Whether this process may write `key` (access(2) with W_OK): false on a read-only /proc/sys,
+    /// as under systemd's ProtectKernelTunables without a ReadWritePaths= for it, or in a container.
+    /// The error names the call and errno.
+    public static func checkWritable(_ key: String) throws {
+        guard access(path(key), W_OK) == 0 else { throw SystemError(call: "access(\(path(key)), W_OK)", errno: errno) }
+    }
 }
 
 extension String {

@@ -86,11 +86,20 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
         let addresses = try nl.addresses()
         let originalForward = (try? Sysctl.read(Self.ipForwardKey)) ?? "0"
         var entries = [("nft_table", VPNFirewall.serverTable), ("ip_forward", originalForward)]
-        let network6 = clientNetwork6()
-        // IPv6 forwarding (and accept_ra 2 where it was 1) only where the kernel has IPv6.
+        var network6 = clientNetwork6()
+        // IPv6 forwarding (and accept_ra 2 where it was 1) only where the kernel has IPv6 and this
+        // process may write them; otherwise clients get no IPv6 (the lease says why), IPv4 goes on.
         if case .success = network6, let forward6 = try? Sysctl.read(Self.ip6ForwardKey) {
-            entries.append(("ip6_forward", forward6))
-            if let ra = try? Sysctl.read(Self.acceptRASysctl(exit)), ra == "1" { entries.append((Self.acceptRAKey + exit, ra)) }
+            let ra = try? Sysctl.read(Self.acceptRASysctl(exit))
+            do {
+                try Sysctl.checkWritable(Self.ip6ForwardKey)
+                if ra == "1" { try Sysctl.checkWritable(Self.acceptRASysctl(exit)) }
+                entries.append(("ip6_forward", forward6))
+                if let ra, ra == "1" { entries.append((Self.acceptRAKey + exit, ra)) }
+            } catch {
+                logger.warning("vpn-server: no IPv6 for clients", metadata: ["error": "\(error)"])
+                network6 = .failure(VPNError("the exit cannot enable IPv6 forwarding: \(error)"))
+            }
         }
         try state.save(entries)
         do {
