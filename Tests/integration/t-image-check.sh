@@ -31,11 +31,15 @@ root_tree() {
 # (8 MiB each), with the root tree's fstab naming ROOT_REF; blobs from $T_WORK/NAME.blobs ("file sector").
 mkimg() {
     local n=$1 table=$2 ref=$3 first=$4 img=$T_WORK/$1.img
-    printf '%s / ext4 defaults 0 1\n' "$ref" >"$T_WORK/$n.root/etc/fstab"
+    # The boot partition by PARTUUID with nofail and a device timeout, as image/build.sh writes it.
+    local boot_ref=PARTUUID=1234abcd-01
+    [ "$table" = dos ] || boot_ref=PARTUUID=99999999-8888-4777-8666-555555555555
+    printf '%s / ext4 defaults 0 1\n%s /boot/firmware vfat defaults,nofail,x-systemd.device-timeout=15min 0 2\n' \
+        "$ref" "$boot_ref" >"$T_WORK/$n.root/etc/fstab"
     rm -f "$img" "$T_WORK/$n.vfat" "$T_WORK/$n.ext4"
     truncate -s $((first + 8 + 8 + 1))M "$img"
     if [ "$table" = gpt ]; then
-        printf 'label: gpt\nlabel-id: 11111111-2222-4333-8444-555555555555\nfirst-lba: 64\nstart=%d, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=%d, size=%d, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\n' \
+        printf 'label: gpt\nlabel-id: 11111111-2222-4333-8444-555555555555\nfirst-lba: 64\nstart=%d, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=99999999-8888-4777-8666-555555555555\nstart=%d, size=%d, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee\n' \
             $((first * MIB)) $((8 * MIB)) $(((first + 8) * MIB)) $((8 * MIB)) | sfdisk --quiet "$img"
     else
         printf 'label: dos\nlabel-id: 0x1234abcd\nstart=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\n' \
