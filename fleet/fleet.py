@@ -39,8 +39,11 @@ ROLES = ("exit", "gateway", "client")
 ROLE_APPS = {"exit": ("vpn-exit", "socks-proxy"), "gateway": ("socks-proxy",), "client": ()}
 # Whom a role whitelists when the manifest says nothing ("trusts" absent).
 ROLE_DEFAULT_TRUSTS = {"exit": ["role:client", "role:gateway"], "gateway": ["role:client"], "client": []}
-# Overlay app names (launcher.apps "name") that app_trusts may name.
-APP_NAMES = ("vpn-server", "skysocks")
+# App names (launcher.apps "name") that app_trusts may name. "pty" (the base image's remote root
+# shell, opt-in) starts only with an app_trusts.pty list: the keys of the fleet's operators
+# (`fleet/fleet.py status|exec|update` run `skywire cli pty exec` from such a key, docs/fleet.md).
+APP_NAMES = ("vpn-server", "skysocks", "pty")
+PTY_APP = "pty"
 # The app each app overlay starts (its launcher.apps "name").
 OVERLAY_APP = {"vpn-exit": "vpn-server", "socks-proxy": "skysocks"}
 # A trust list that is this string (not a list) admits every visor key: "whitelist": "any" in the
@@ -49,7 +52,7 @@ ANY = "any"
 LOG_LEVELS = ("trace", "debug", "info", "notice", "warning", "error", "critical")
 TRANSPORTS = ("stcpr", "sudph")
 MANIFEST_KEYS = ("fleet", "version", "defaults", "groups", "devices")
-DEFAULT_KEYS = ("board", "overlays", "ssh_authorized_keys", "log_level")
+DEFAULT_KEYS = ("board", "overlays", "ssh_authorized_keys", "log_level", "app_trusts")
 DEVICE_KEYS = ("name", "board", "role", "hostname", "overlays", "ssh_authorized_keys", "trusts",
                "app_trusts", "address", "log_level")
 
@@ -180,7 +183,9 @@ class Manifest:
         return f"{self.path}:{line}: {label or '(top level)'}"
 
     def err(self, path, msg):
-        self.errors.append(f"{self.where(path)}: {msg}")
+        e = f"{self.where(path)}: {msg}"
+        if e not in self.errors:                  # a defaults entry is checked once per device
+            self.errors.append(e)
 
     def warn(self, path, msg):
         self.warnings.append(f"{self.where(path)}: {msg}")
@@ -349,15 +354,20 @@ class Manifest:
             nd["address"] = addr
 
             nd["trusts"] = self.refs(p + ["trusts"], dev.get("trusts"), names, group_members, role)
-            at = dev.get("app_trusts", {})
+            # defaults.app_trusts applies per app; a device's own entry for an app replaces it.
             nd["app_trusts"] = {}
-            if not isinstance(at, dict):
-                self.err(p + ["app_trusts"], "must be an object {\"<app>\": [references]}")
-            else:
+            for base, at in ((["defaults"], defaults.get("app_trusts", {})), (p, dev.get("app_trusts", {}))):
+                if not isinstance(at, dict):
+                    self.err(base + ["app_trusts"], "must be an object {\"<app>\": [references]}")
+                    continue
                 for app, refs in at.items():
+                    where = base + ["app_trusts", app]
                     if app not in APP_NAMES:
-                        self.err(p + ["app_trusts", app], f"unknown app (one of {', '.join(APP_NAMES)})")
-                    r = self.refs(p + ["app_trusts", app], refs, names, group_members, role)
+                        self.err(where, f"unknown app (one of {', '.join(APP_NAMES)})")
+                    if app == PTY_APP and refs == ANY:
+                        self.err(where, "pty is a root shell on the board: name its keys (\"any\" is refused here)")
+                        continue
+                    r = self.refs(where, refs, names, group_members, role)
                     if r is not None:
                         nd["app_trusts"][app] = r
             out.append(nd)
@@ -726,8 +736,15 @@ def provision_doc(dev, devices, groups):
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
+# Fleet operations (fleet/ops.py): `fleet/fleet.py status|exec|update MANIFEST ...`.
+OPS = ("status", "exec", "update")
+
+
 def main(argv):
     import argparse
+    if argv and argv[0] in OPS:
+        import ops
+        return ops.main(argv)
     ap = argparse.ArgumentParser(description="Provision a fleet of skywire boards from one manifest (docs/fleet.md).")
     ap.add_argument("manifest")
     ap.add_argument("-o", "--out", default=os.path.join(REPO, "out", "fleet"))
