@@ -44,6 +44,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Fleet operations' pure logic (fleet/ops.py: selection, staging, parsing, outcomes).
+python3 -m unittest "$REPO/fleet/test_ops.py" >"$T/unit.log" 2>&1 && pass "fleet/test_ops.py unit tests ($(grep -o 'Ran [0-9]* tests' "$T/unit.log"))" \
+    || { cat "$T/unit.log"; fail "fleet/test_ops.py unit tests"; }
+
 if [ -z "${HOST_SKYWIRE_BIN:-}" ]; then
     (cd "$REPO" && swift build --product skywire >&2)
     HOST_SKYWIRE_BIN=$(cd "$REPO" && swift build --show-bin-path)/skywire
@@ -203,6 +207,14 @@ out=$("$FLEET" "$T/any.json" -o "$T/out-any" --no-images 2>&1) || fail "\"trusts
 grep -qF '"exit-1".trusts: vpn-server: whitelist any: open to every visor key' <<<"$out" \
     && grep -qF '"gw-1".trusts: skysocks: whitelist empty: refuses every key' <<<"$out" \
     && pass "fleet warns about the exit open to every key and the gateway refusing every key" || fail "access warnings: $out"
+# The operators' key in defaults.app_trusts.pty: every device's pty admits it (docs/fleet.md, "Operations").
+OPK=$(printf 'ab%.0s' $(seq 32))
+jq --arg k "$OPK" '.defaults.app_trusts = {pty: [$k]} | .devices[2].app_trusts = {pty: [$k, "gw-1"]}' "$T/fleet.json" >"$T/pty.json"
+out=$("$FLEET" "$T/pty.json" -o "$T/out-pty" --no-images 2>&1) || fail "app_trusts.pty run failed: $out"
+[ "$(jq -c .app_whitelists.pty "$T/out-pty/devices/exit-1/skywire-provision.json")" = "[\"$OPK\"]" ] \
+    && [ "$(jq -c '.app_whitelists.pty | length' "$T/out-pty/devices/client-1/skywire-provision.json")" = 2 ] \
+    && pass "defaults.app_trusts.pty gives every device the operator's key (a device's own entry replaces it)" \
+    || fail "app_whitelists.pty: $(jq -c .app_whitelists "$T/out-pty/devices/"*/skywire-provision.json)"
 [ "$(jq -c --arg pk "$(cat "$T/out-any/keys/exit-1.pk")" '.peers | has($pk)' "$T/out-any/devices/client-1/skywire-provision.json")" = true ] \
     && pass "an exit open to every key is every device's static peer" || fail "peers with trusts any: $(jq -c .peers "$T/out-any/devices/client-1/skywire-provision.json")"
 
@@ -227,6 +239,8 @@ expect_error "dangling trust" "$(jq --indent 2 '.devices[0].trusts = ["client-1"
     'bad\.json:[0-9]+: devices\[0\] "exit-1"\.trusts\[1\]: .client-9. names no device'
 expect_error "any inside a trust list" "$(jq --indent 2 '.devices[0].trusts = ["any", "client-1"]' <<<"$good")" \
     'devices\[0\] "exit-1"\.trusts\[0\]: .any. \(every visor key\) stands alone'
+expect_error "pty open to every key" "$(jq --indent 2 '.devices[0].app_trusts = {pty: "any"}' <<<"$good")" \
+    'devices\[0\] "exit-1"\.app_trusts\.pty: pty is a root shell on the board: name its keys'
 expect_error "bad role" "$(jq --indent 2 '.devices[2].role = "server"' <<<"$good")" \
     'devices\[2\] "client-1"\.role: "server" is not a role'
 expect_error "missing field" "$(jq --indent 2 'del(.devices[1].role)' <<<"$good")" \
