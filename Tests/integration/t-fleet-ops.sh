@@ -33,7 +33,7 @@ attach() {  # attach NS IFNAME ADDR/24
     ip -n $PUB link set "$2p" up
 }
 attach $OWN skwt-foo0 198.51.100.2/24
-DEVS=(dev-1 dev-2 dev-3)
+DEVS=(dev1 dev2 dev3)
 declare -A NS ADDR
 i=0
 for d in "${DEVS[@]}"; do
@@ -42,7 +42,7 @@ for d in "${DEVS[@]}"; do
     netns_add "${NS[$d]}"
     attach "${NS[$d]}" "skwt-fo$i" "${ADDR[$d]}/24"
 done
-ip netns exec $OWN ping -c1 -W2 198.51.100.13 >/dev/null || die "no connectivity owner -> dev-3"
+ip netns exec $OWN ping -c1 -W2 198.51.100.13 >/dev/null || die "no connectivity owner -> dev3"
 
 ip netns exec $PUB "$DISC_BIN" --http 198.51.100.1:9090 --udp 198.51.100.1:9091 --db "sqlite:$T_WORK/disc.sqlite" \
     >>"$T_WORK/discovery.log" 2>&1 &
@@ -56,20 +56,20 @@ cat >"$T_WORK/fleet.json" <<EOF
 {
   "fleet": "opstest",
   "defaults": {"board": "qemu-arm64", "app_trusts": {"pty": ["$OWNER_PK"]}},
-  "groups": {"pair": ["dev-1", "dev-2"]},
+  "groups": {"pair": ["dev1", "dev2"]},
   "devices": [
-    {"name": "dev-1", "role": "client"},
-    {"name": "dev-2", "role": "client"},
-    {"name": "dev-3", "role": "client"}
+    {"name": "dev1", "role": "client"},
+    {"name": "dev2", "role": "client"},
+    {"name": "dev3", "role": "client"}
   ]
 }
 EOF
 OUT=$T_WORK/out
 HOST_SKYWIRE_BIN=$SKYWIRE_BIN "$FLEET" "$T_WORK/fleet.json" -o "$OUT" --no-images >"$T_WORK/provision.log" 2>&1 \
     || die "fleet.py provisioning failed: $(cat "$T_WORK/provision.log")"
-wl=$(jq -c '.app_whitelists.pty' "$OUT/devices/dev-2/skywire-provision.json")
+wl=$(jq -c '.app_whitelists.pty' "$OUT/devices/dev2/skywire-provision.json")
 [ "$wl" = "[\"$OWNER_PK\"]" ] && pass "manifest defaults.app_trusts.pty gives every device app_whitelists.pty = the owner's key" \
-    || fail "app_whitelists.pty of dev-2: $wl"
+    || fail "app_whitelists.pty of dev2: $wl"
 
 peers='{}'
 for d in "${DEVS[@]}"; do
@@ -107,7 +107,8 @@ EOF
 cat >>"$T_WORK/bin/devsky" <<'EOF'
 p=$PPID cfg=
 for _ in 1 2 3 4 5 6; do
-    cfg=$(tr '\0' '\n' </proc/$p/cmdline 2>/dev/null | sed -n '/^-c$/{n;p;q}')
+    # The visor: `skywire visor -c CONFIG` (not a shell's `sh -c SCRIPT`).
+    cfg=$(tr '\0' '\n' </proc/$p/cmdline 2>/dev/null | sed -n '2{/^visor$/!q};/^-c$/{n;p;q}')
     [ -n "$cfg" ] && break
     p=$(awk '{print $4}' /proc/$p/stat 2>/dev/null) || break
 done
@@ -180,34 +181,35 @@ ok=$(jq '[.devices[] | select(.reachable and .version == "v1" and .slot == "A" a
 ops status >"$T_WORK/status1.txt" 2>&1 || true
 grep -q '^NAME  *ROLE  *REACH' "$T_WORK/status1.txt" && [ "$(grep -c ' up  *v1 ' "$T_WORK/status1.txt")" = 3 ] \
     && pass "status: table with the 3 devices" || fail "status table: $(cat "$T_WORK/status1.txt")"
+sed 's/^/    | /' "$T_WORK/status1.txt" >&2
 
-visor_stop dev-3
+visor_stop dev3
 t0=$SECONDS
 rc=0; ops status --json --timeout 8 >"$T_WORK/status2.json" 2>"$T_WORK/status2.err" || rc=$?
 took=$((SECONDS - t0))
 st=$(jq -c '[.devices[] | [.name, .reachable]]' "$T_WORK/status2.json" 2>/dev/null)
-[ $rc = 1 ] && [ "$st" = '[["dev-1",true],["dev-2",true],["dev-3",false]]' ] && [ $took -lt 60 ] \
-    && pass "status with dev-3 stopped: dev-3 unreachable, the others answer (${took}s, exit 1)" \
-    || fail "status with dev-3 stopped: rc=$rc took=${took}s $st $(cat "$T_WORK/status2.err")"
+[ $rc = 1 ] && [ "$st" = '[["dev1",true],["dev2",true],["dev3",false]]' ] && [ $took -lt 60 ] \
+    && pass "status with dev3 stopped: dev3 unreachable, the others answer (${took}s, exit 1)" \
+    || fail "status with dev3 stopped: rc=$rc took=${took}s $st $(cat "$T_WORK/status2.err")"
 
 # ---- exec ---------------------------------------------------------------------------------------
 rc=0; ops exec --timeout 8 -- uname -n >"$T_WORK/exec1.out" 2>"$T_WORK/exec1.err" || rc=$?
 host=$(uname -n)
-[ $rc = 1 ] && [ "$(grep -c "^dev-[12]: $host\$" "$T_WORK/exec1.out")" = 2 ] && ! grep -q '^dev-3:' "$T_WORK/exec1.out" \
+[ $rc = 1 ] && [ "$(grep -c "^dev[12]: $host\$" "$T_WORK/exec1.out")" = 2 ] && ! grep -q '^dev3:' "$T_WORK/exec1.out" \
     && grep -q 'exec: 2 ok, 1 unreachable' "$T_WORK/exec1.err" \
     && pass "exec -- uname -n: output prefixed by device, 2 ok, 1 unreachable, exit 1" \
     || fail "exec uname: rc=$rc out=$(cat "$T_WORK/exec1.out") err=$(cat "$T_WORK/exec1.err")"
 
-visor_start dev-3 "${NS[dev-3]}"
+visor_start dev3 "${NS[dev3]}"
 rc=0; ops exec --json --group pair -- sh -c 'echo to-stderr >&2; exit 3' >"$T_WORK/exec2.json" 2>"$T_WORK/exec2.err" || rc=$?
-[ $rc = 1 ] && [ "$(jq -c '[.devices[] | [.name, .outcome, .exit]]' "$T_WORK/exec2.json")" = '[["dev-1","failed",3],["dev-2","failed",3]]' ] \
+[ $rc = 1 ] && [ "$(jq -c '[.devices[] | [.name, .outcome, .exit]]' "$T_WORK/exec2.json")" = '[["dev1","failed",3],["dev2","failed",3]]' ] \
     && [ "$(jq -c .summary "$T_WORK/exec2.json")" = '{"failed":2}' ] && [ "$(grep -c ': to-stderr$' "$T_WORK/exec2.err")" = 2 ] \
     && pass "exec --group pair of a failing command: 2 failed with exit 3, JSON summary, exit 1" \
     || fail "exec failing: rc=$rc $(cat "$T_WORK/exec2.json" "$T_WORK/exec2.err")"
 
 rc=0; ops exec --out "$T_WORK/exec3" -- sh -c 'echo hi-from-$(hostname)' >/dev/null 2>"$T_WORK/exec3.err" || rc=$?
-[ $rc = 0 ] && [ "$(cat "$T_WORK"/exec3/dev-{1,2,3}.out | grep -c '^hi-from-')" = 3 ] \
-    && pass "exec --out DIR: one output file per device, all ok (dev-3 back), exit 0" \
+[ $rc = 0 ] && [ "$(cat "$T_WORK"/exec3/dev{1,2,3}.out | grep -c '^hi-from-')" = 3 ] \
+    && pass "exec --out DIR: one output file per device, all ok (dev3 back), exit 0" \
     || fail "exec --out: rc=$rc $(ls "$T_WORK/exec3" 2>&1) $(cat "$T_WORK/exec3.err")"
 
 # Parallelism: each command notes its start and end; at no time more than --parallel run at once.
@@ -224,28 +226,30 @@ maxpar=$(sort -n "$T_WORK/par.log" | awk '{c += $2; if (c > m) m = c} END {print
 [ "$maxpar" = 1 ] && pass "exec --parallel 1: one at a time" || fail "exec --parallel 1: max at once $maxpar"
 
 # ---- update (against the test double) ------------------------------------------------------------------
-touch "$T_WORK/upd-dev-2/bad"      # dev-2's "health check" fails: it rolls back
+touch "$T_WORK/upd-dev2/bad"      # dev2's "health check" fails: it rolls back
 : >"$T_WORK/applied.log"
 rc=0; ops update --json --from "$OWNER_PK" --bundle skywire-test-v2.raucb --version v2 --canary 1 --poll 1 --wait 60 \
     --reboot-cmd "$T_WORK/bin/devsky reboot" >"$T_WORK/upd1.json" 2>"$T_WORK/upd1.err" || rc=$?
 res=$(jq -c '[.devices[] | [.name, .result]]' "$T_WORK/upd1.json" 2>/dev/null)
-[ $rc = 1 ] && [ "$res" = '[["dev-1","updated"],["dev-2","rolled-back"],["dev-3","skipped"]]' ] && [ "$(jq .stopped "$T_WORK/upd1.json")" = true ] \
-    && pass "update: canary dev-1 updated, dev-2 rolled back, rollout stopped (dev-3 skipped), exit 1" \
+[ $rc = 1 ] && [ "$res" = '[["dev1","updated"],["dev2","rolled-back"],["dev3","skipped"]]' ] && [ "$(jq .stopped "$T_WORK/upd1.json")" = true ] \
+    && pass "update: canary dev1 updated, dev2 rolled back, rollout stopped (dev3 skipped), exit 1" \
     || fail "update: rc=$rc $res $(cat "$T_WORK/upd1.json" "$T_WORK/upd1.err")"
+sed 's/^/    | /' "$T_WORK/upd1.err" >&2
 first=$(awk 'NR == 1 {print $2}' "$T_WORK/applied.log")
-[ "$first" = dev-1 ] && ! grep -q dev-3 "$T_WORK/applied.log" && grep -q "dev-1 apply --from $OWNER_PK --bundle skywire-test-v2.raucb" "$T_WORK/applied.log" \
-    && pass "update: the canary installed first (update apply --from PK --bundle NAME); dev-3 never installed" \
+[ "$first" = dev1 ] && ! grep -q dev3 "$T_WORK/applied.log" && grep -q "dev1 apply --from $OWNER_PK --bundle skywire-test-v2.raucb" "$T_WORK/applied.log" \
+    && pass "update: the canary installed first (update apply --from PK --bundle NAME); dev3 never installed" \
     || fail "update order: $(cat "$T_WORK/applied.log")"
 [ "$(jq -r '.devices[1].reason' "$T_WORK/upd1.json")" = "v2 rolled back to v1: health check: skywire.service is not active" ] \
     && pass "update: the rollback's reason is reported" || fail "rollback reason: $(jq -c '.devices[1]' "$T_WORK/upd1.json")"
 
-rm -f "$T_WORK/upd-dev-2/bad"
+rm -f "$T_WORK/upd-dev2/bad"
 rc=0; ops update --url http://198.51.100.1:8080/skywire-test-v2.raucb --version v2 --canary 50% --poll 1 --wait 60 \
     --reboot-cmd "$T_WORK/bin/devsky reboot" >"$T_WORK/upd2.txt" 2>"$T_WORK/upd2.err" || rc=$?
-[ $rc = 0 ] && grep -qE '^dev-1 +skipped .*already runs v2' "$T_WORK/upd2.txt" && grep -qE '^dev-2 +updated +v1 +v2 ' "$T_WORK/upd2.txt" \
-    && grep -qE '^dev-3 +updated +v1 +v2 ' "$T_WORK/upd2.txt" && grep -q 'stage 1/2 (canary): dev-1, dev-2' "$T_WORK/upd2.err" \
-    && pass "update --url, --canary 50%: dev-1 already on v2 skipped, dev-2 and dev-3 updated, exit 0" \
+[ $rc = 0 ] && grep -qE '^dev1 +skipped .*already runs v2' "$T_WORK/upd2.txt" && grep -qE '^dev2 +updated +v1 +v2 ' "$T_WORK/upd2.txt" \
+    && grep -qE '^dev3 +updated +v1 +v2 ' "$T_WORK/upd2.txt" && grep -q 'stage 1/2 (canary): dev1, dev2' "$T_WORK/upd2.err" \
+    && pass "update --url, --canary 50%: dev1 already on v2 skipped, dev2 and dev3 updated, exit 0" \
     || fail "update 2: rc=$rc $(cat "$T_WORK/upd2.txt" "$T_WORK/upd2.err")"
+sed 's/^/    | /' "$T_WORK/upd2.txt" >&2
 ops status --json >"$T_WORK/status3.json" 2>/dev/null || true
 [ "$(jq -c '[.devices[] | .version]' "$T_WORK/status3.json")" = '["v2","v2","v2"]' ] \
     && pass "status after the rollout: every device reports v2" || fail "status after: $(jq -c '[.devices[] | .version]' "$T_WORK/status3.json")"
