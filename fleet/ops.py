@@ -245,6 +245,12 @@ def judge(before, after, want_version=None):
     return None   # "failed": the health check failed; the board reboots and reports the rollback
 
 
+def canary_proved(rows):
+    """Whether the canary stage shows the bundle works: some canary device updated, or already
+    runs the version (a skipped, unreachable canary proves nothing)."""
+    return any(r["result"] == RESULT_UPDATED or (r["result"] == RESULT_SKIPPED and r.get("already")) for r in rows)
+
+
 def exec_outcome(rc, timed_out=False):
     """`pty exec`'s exit status -> ok / failed / unreachable / timeout (docs/pty.md)."""
     if timed_out or rc == PTY_TIMED_OUT:
@@ -289,6 +295,21 @@ def tail(text, n=REASON_CHARS):
 
 # --- the owner's visor ------------------------------------------------------------------------
 
+def wait_bounded(p, timeout, readers):
+    """Waits for a local `pty exec` (its remote --timeout, its dial bound, a grace), kills it
+    beyond that; then for its output readers. True when it had to be killed."""
+    timed_out = False
+    try:
+        p.wait(timeout + MAX_DIAL_TIMEOUT + KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        p.kill()
+        p.wait()
+    for t in readers:
+        t.join(KILL_GRACE)
+    return timed_out
+
+
 class Owner:
     """Runs `skywire cli` against the owner's visor (control socket `--rpc`, or `-c CONFIG`)."""
 
@@ -323,15 +344,7 @@ class Owner:
         ts = [threading.Thread(target=read, args=(n, f), daemon=True) for n, f in (("out", p.stdout), ("err", p.stderr))]
         for t in ts:
             t.start()
-        timed_out = False
-        try:
-            p.wait(timeout + MAX_DIAL_TIMEOUT + KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            p.kill()
-            p.wait()
-        for t in ts:
-            t.join(KILL_GRACE)
+        timed_out = wait_bounded(p, timeout, ts)
         return p.returncode, bufs.get("out", ""), bufs.get("err", ""), timed_out
 
 
@@ -478,15 +491,7 @@ def device_exec(owner, printer, d, args, out_stream):
                    threading.Thread(target=printer.copy, args=(d["name"], p.stderr, sys.stderr), daemon=True)]
         for t in threads:
             t.start()
-    timed_out = False
-    try:
-        p.wait(args.timeout + MAX_DIAL_TIMEOUT + KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        p.kill()
-        p.wait()
-    for t in threads:
-        t.join(KILL_GRACE)
+    timed_out = wait_bounded(p, args.timeout, threads)
     for f in (fo, fe):
         if f:
             f.close()
@@ -534,7 +539,8 @@ def poll_status(owner, d, args):
 def device_update(owner, d, args, stop):
     """One device: status, apply, reboot, wait for the outcome. Returns its report row."""
     t0 = time.monotonic()
-    row = {"name": d["name"], "pk": d["pk"], "from_version": None, "to_version": None, "result": None, "reason": None}
+    row = {"name": d["name"], "pk": d["pk"], "from_version": None, "to_version": None, "result": None, "reason": None,
+           "already": False}
 
     def done(result, reason):
         row.update(result=result, reason=reason, seconds=round(time.monotonic() - t0, 1))
@@ -549,6 +555,7 @@ def device_update(owner, d, args, stop):
     row["from_version"] = before.get("version")
     last = before.get("last_update") or {}
     if args.version and before.get("version") == args.version and last.get("state") in (None, "committed"):
+        row["already"] = True
         return done(RESULT_SKIPPED, f"already runs {args.version}")
     log(f"{d['name']}: applying ({' '.join(apply_argv(args)[1:])})")
     rc, out, err, timed_out = owner.run(d["pk"], apply_argv(args), args.apply_timeout)
@@ -586,7 +593,11 @@ def cmd_update(args, owner, devices):
                 stop.set()                     # devices not yet started are skipped
             return r
         with ThreadPoolExecutor(max_workers=args.parallel) as ex:
-            rows += list(ex.map(one, stage))
+            done_rows = list(ex.map(one, stage))
+        rows += done_rows
+        if i == 0 and len(plan) > 1 and not stop.is_set() and not canary_proved(done_rows):
+            log("update: no canary device was updated (all skipped): the rest is not started")
+            stop.set()
     counts = summarize(rows, "result")
     if args.json:
         print(json.dumps({"devices": rows, "stopped": stop.is_set(), "summary": counts}, indent=2, sort_keys=True))

@@ -145,6 +145,14 @@ class JudgeTests(unittest.TestCase):
         self.assertIn("skywire.service not active", r[1])
 
 
+class CanaryTests(unittest.TestCase):
+    def test_only_an_update_or_the_version_already_there_proves_the_canary(self):
+        self.assertTrue(ops.canary_proved([{"result": "skipped"}, {"result": "updated"}]))
+        self.assertTrue(ops.canary_proved([{"result": "skipped", "already": True}]))
+        self.assertFalse(ops.canary_proved([{"result": "skipped", "already": False}]))
+        self.assertFalse(ops.canary_proved([]))
+
+
 class SummaryTests(unittest.TestCase):
     def test_exec_outcomes(self):
         self.assertEqual([ops.exec_outcome(rc) for rc in (0, 1, 3, 127, 124, 255)],
