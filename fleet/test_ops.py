@@ -5,7 +5,10 @@ judging an update's outcome, summaries. Run: python3 -m unittest fleet/test_ops.
 
 import json
 import os
+import stat
 import sys
+import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +176,25 @@ class SummaryTests(unittest.TestCase):
         self.assertEqual(ops.apply_argv(A), ["skywire", "cli", "update", "apply", "--from", PK, "--bundle", "v2.raucb"])
         A.from_pk, A.bundle, A.url = None, None, "https://198.51.100.1/b.raucb"
         self.assertEqual(ops.apply_argv(A), ["skywire", "cli", "update", "apply", "https://198.51.100.1/b.raucb"])
+
+
+class BoundedCaptureTests(unittest.TestCase):
+    """A device (or a compromised one) answering `status` with endless output: the owner keeps at
+    most MAX_STATUS_BYTES of it and the run ends (the rest is read and dropped, never held)."""
+
+    def test_flood_is_cut_at_the_limit(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "skywire")
+            # Stands in for the owner's `skywire cli ... pty exec`: 40 MiB on stdout, 8 MiB on stderr.
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\nhead -c 8388608 /dev/zero >&2 &\nhead -c 41943040 /dev/zero | tr '\\0' x\nwait\n")
+            os.chmod(fake, stat.S_IRWXU)
+            t0 = time.monotonic()
+            rc, out, err, timed_out = ops.Owner(fake).run(PK, ["true"], 5)
+            self.assertEqual((rc, timed_out), (0, False))
+            self.assertEqual(len(out), ops.MAX_STATUS_BYTES)
+            self.assertEqual(len(err), ops.MAX_STATUS_BYTES)
+            self.assertLess(time.monotonic() - t0, 60)
 
 
 if __name__ == "__main__":

@@ -254,4 +254,14 @@ ops status --json >"$T_WORK/status3.json" 2>/dev/null || true
 [ "$(jq -c '[.devices[] | .version]' "$T_WORK/status3.json")" = '["v2","v2","v2"]' ] \
     && pass "status after the rollout: every device reports v2" || fail "status after: $(jq -c '[.devices[] | .version]' "$T_WORK/status3.json")"
 
+# A canary that cannot be reached proves nothing: the rest is not started.
+visor_stop dev1
+: >"$T_WORK/applied.log"
+rc=0; ops update --json --url http://198.51.100.1:8080/skywire-test-v3.raucb --canary 1 --poll 1 --wait 30 --status-timeout 8 \
+    --reboot-cmd "$T_WORK/bin/devsky reboot" >"$T_WORK/upd3.json" 2>"$T_WORK/upd3.err" || rc=$?
+[ $rc = 1 ] && [ "$(jq -c '[.devices[] | [.name, .result]]' "$T_WORK/upd3.json")" = '[["dev1","skipped"],["dev2","skipped"],["dev3","skipped"]]' ] \
+    && [ ! -s "$T_WORK/applied.log" ] && grep -q 'no canary device was updated' "$T_WORK/upd3.err" \
+    && pass "update with the canary unreachable: nothing installed anywhere, exit 1" \
+    || fail "update, canary unreachable: rc=$rc $(cat "$T_WORK/upd3.json" "$T_WORK/upd3.err" "$T_WORK/applied.log")"
+
 finish
