@@ -2,6 +2,7 @@
 """fleet/fleet.py: provisions many boards from one manifest (docs/fleet.md).
 
     fleet/fleet.py fleet.json [-o out/fleet]        (make fleet FLEET=fleet.json [OUT=out/fleet])
+    fleet/fleet.py status|exec|update fleet.json …   operations on the running fleet (fleet/ops.py)
 
 For every device of the manifest: an Ed25519 visor key pair (made by the real
 `skywire config gen`, kept under OUT/keys, mode 0600), a `skywire-provision.json`
@@ -745,7 +746,9 @@ def main(argv):
     if argv and argv[0] in OPS:
         import ops
         return ops.main(argv)
-    ap = argparse.ArgumentParser(description="Provision a fleet of skywire boards from one manifest (docs/fleet.md).")
+    ap = argparse.ArgumentParser(description="Provision a fleet of skywire boards from one manifest (docs/fleet.md).",
+                                 epilog="Operations on the provisioned fleet: fleet/fleet.py status|exec|update MANIFEST ... "
+                                        "(fleet/fleet.py status --help; docs/fleet.md, \"Operations\").")
     ap.add_argument("manifest")
     ap.add_argument("-o", "--out", default=os.path.join(REPO, "out", "fleet"))
     ap.add_argument("--format", choices=FORMATS, default=os.environ.get("FLEET_FORMAT", "xz"),
