@@ -175,7 +175,7 @@ final class TransportManagerStcprTests: XCTestCase {
         let relayLoop = try EpollEventLoop(name: "relay")
         defer { relayLoop.shutdown() }
         let relayKey = KeyPair.generate()
-        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, logger: Logger(label: "relay"))
+        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, clients: .any, logger: Logger(label: "relay"))
         let bound = try waitAsync { try await relay.start(address: SocketAddress(ipAddress: "127.0.0.1", port: 0)) }
         defer { _ = try? waitAsync { await relay.stop() } }
         let address = DmsgServerAddress(publicKey: relayKey.publicKey,

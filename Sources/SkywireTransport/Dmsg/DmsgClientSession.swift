@@ -188,6 +188,8 @@ public final class DmsgClientSession {
             send(.pong(opaque))
         case .pong:
             break
+        case .refused(let why):
+            link?.close(reason: why.description)
         case .open(let id, let peer, let window):
             // Relay-opened ids are even; anything else is ignored (a relay bug, not ours to crash on).
             guard id & 1 == 0, streams[id] == nil else { return }

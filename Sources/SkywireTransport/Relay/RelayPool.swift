@@ -18,6 +18,8 @@ final class RelayPool: @unchecked Sendable {
         let loop: EpollEventLoop
         var session: RelaySession?
         var up = false
+        /// When the session came up (the backoff restarts only after it stayed up `stableAfter`).
+        var upSince: NIODeadline?
         var backoff = TransportManager.backoffInitial
         var retryTask: Scheduled<Void>?
         var lastError: String?
@@ -27,6 +29,10 @@ final class RelayPool: @unchecked Sendable {
             self.loop = loop
         }
     }
+
+    /// A session that ends sooner than this after coming up (a relay that refuses the key right
+    /// after the handshake, PROTOCOL.md §7.1) keeps its backoff growing.
+    static let stableAfter = TimeAmount.seconds(10)
 
     private let lock = NIOLock()
     private var slots: [Slot] = []
@@ -134,7 +140,7 @@ final class RelayPool: @unchecked Sendable {
                     guard let self else { return }
                     self.lock.withLock {
                         slot.up = true
-                        slot.backoff = TransportManager.backoffInitial
+                        slot.upSince = .now()
                         slot.lastError = nil
                     }
                     self.logger.info("dmsg relay session up", metadata: ["relay": "\(relay.hex)", "addr": "\(slot.server.address)"])
@@ -157,6 +163,8 @@ final class RelayPool: @unchecked Sendable {
         let (wasUp, delay): (Bool, TimeAmount?) = lock.withLock {
             let wasUp = slot.up
             slot.up = false
+            if let since = slot.upSince, NIODeadline.now() - since >= Self.stableAfter { slot.backoff = TransportManager.backoffInitial }
+            slot.upSince = nil
             slot.lastError = reason
             guard !stopped else { return (wasUp, nil) }
             let delay = slot.backoff
