@@ -71,6 +71,8 @@ final class FakeRelaySession: RelaySession, @unchecked Sendable {
     let hooks: RelaySessionHooks
     private(set) var isEstablished = true
     var relayKey: PublicKey { relay.key }
+    /// Streams are socketpairs the fake does not track.
+    var streamCount: Int { 0 }
 
     init(relay: FakeRelay, client: PublicKey, loop: EpollEventLoop, hooks: RelaySessionHooks) {
         self.relay = relay

@@ -146,6 +146,9 @@ public final class DmsgClientSession {
         if let link { link.close(reason: reason) } else { end(reason) }
     }
 
+    /// Streams open or waiting for the relay's answer.
+    public var streamCount: Int { streams.count + opening.count }
+
     /// Bytes this session read from and wrote to the relay (records, handshake included).
     public var byteCounts: (received: UInt64, sent: UInt64) { (link?.receivedBytes ?? 0, link?.sentBytes ?? 0) }
 

@@ -28,6 +28,7 @@ final class DmsgRelaySession: RelaySession {
 
     var relayKey: PublicKey { session.relayKey }
     var isEstablished: Bool { session.isEstablished }
+    var streamCount: Int { session.streamCount }
 
     func open(to remote: PublicKey, _ done: @escaping (Result<LinkPipe, TransportError>) -> Void) {
         let loop = session.loop

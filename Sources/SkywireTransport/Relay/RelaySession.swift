@@ -10,6 +10,8 @@ import SkywireIO
 protocol RelaySession: AnyObject {
     var relayKey: PublicKey { get }
     var isEstablished: Bool { get }
+    /// Streams open or opening through it (an on-demand session with none is closed when idle).
+    var streamCount: Int { get }
     /// Opens a stream to `remote`; `done` once, on the session's loop.
     func open(to remote: PublicKey, _ done: @escaping (Result<LinkPipe, TransportError>) -> Void)
     func close(reason: String)
