@@ -43,6 +43,16 @@ final class FakeRelay: @unchecked Sendable {
         }
     }
 
+    /// A factory for a client of several relays: each session goes to the relay of its server's key.
+    static func factory(for client: PublicKey, among relays: [FakeRelay]) -> RelaySessionFactory {
+        { server, loop, identity, logger, hooks in
+            guard let relay = relays.first(where: { $0.key == server.publicKey }) else {
+                throw TransportError(.unreachable, "no fake relay \(server.publicKey.short)")
+            }
+            return try relay.factory(for: client)(server, loop, identity, logger, hooks)
+        }
+    }
+
     fileprivate func remove(_ client: PublicKey) {
         lock.withLock { _ = sessions.removeValue(forKey: client) }
     }
