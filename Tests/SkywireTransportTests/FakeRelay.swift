@@ -83,6 +83,8 @@ final class FakeRelaySession: RelaySession, @unchecked Sendable {
     var relayKey: PublicKey { relay.key }
     /// Streams are socketpairs the fake does not track.
     var streamCount: Int { 0 }
+    var localIP: IPAddress? { nil }
+    func probe(timeout: TimeAmount) {}
 
     init(relay: FakeRelay, client: PublicKey, loop: EpollEventLoop, hooks: RelaySessionHooks) {
         self.relay = relay

@@ -4,6 +4,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireIO
+import SkywireSystem
 
 /// The visor's sessions with its dmsg relay servers (`transport.dmsg_servers`): one per server,
 /// each on the datapath loop of the server's key, redialled forever with a bounded, jittered
@@ -27,6 +28,9 @@ final class RelayPool: @unchecked Sendable {
         /// On-demand: when a stream last went through it (on `loop`).
         var lastUsed = NIODeadline.now()
         var idleCheck: RepeatedTask?
+        /// A loss before this redials without backoff (the uplink changed: the probe's window and
+        /// a margin, as `TransportEntry.redialAtOnceUntil`; under the pool's `lock`).
+        var redialAtOnceUntil: NIODeadline?
         /// When the session came up (the backoff restarts only after it stayed up `stableAfter`).
         var upSince: NIODeadline?
         var backoff = TransportManager.backoffInitial
@@ -87,6 +91,10 @@ final class RelayPool: @unchecked Sendable {
         lock.withLock { slots.filter { $0.up && !$0.onDemand }.map(\.server.publicKey) }
     }
 
+    /// Sessions that came up since start (each redial that succeeds counts).
+    var sessionsUp: Int { lock.withLock { upCount } }
+    private var upCount = 0
+
     /// On-demand sessions now (tests, `visor.info`).
     var onDemandCount: Int { lock.withLock { slots.filter(\.onDemand).count } }
 
@@ -112,6 +120,45 @@ final class RelayPool: @unchecked Sendable {
                 slot.session = nil
             }
         }
+    }
+
+    // MARK: Uplink changes
+
+    /// The uplink changed (docs/architecture.md "Network changes"): a session whose TCP local
+    /// address is in `vanished` is closed and redialled at once; the others are probed (PING,
+    /// closed and redialled at once if silent for `timeout`) when `probe`; sessions waiting in
+    /// backoff are redialled now. Returns (redialled, probed).
+    func uplinkChanged(vanished: Set<IPAddress>, probe: Bool, timeout: TimeAmount) -> (redialled: Int, probed: Int) {
+        let all: [Slot] = lock.withLock {
+            guard !stopped else { return [] }
+            return slots.filter { !$0.ended }
+        }
+        var counts = (redialled: 0, probed: 0)
+        for slot in all {
+            let (up, task): (Bool, Scheduled<Void>?) = lock.withLock {
+                slot.redialAtOnceUntil = .now() + timeout + timeout
+                return (slot.up, slot.retryTask)
+            }
+            if !up, let task {
+                // Waiting in backoff: dial now (a dial in flight is left alone).
+                task.cancel()
+                lock.withLock { slot.retryTask = nil }
+                counts.redialled += 1
+                dial(slot)
+                continue
+            }
+            guard up else { continue }
+            if probe { counts.probed += 1 }
+            slot.loop.execute {
+                guard let session = slot.session, session.isEstablished else { return }
+                if let ip = session.localIP, vanished.contains(ip) {
+                    session.close(reason: "its local address \(ip) left the uplink")
+                } else if probe {
+                    session.probe(timeout: timeout)
+                }
+            }
+        }
+        return counts
     }
 
     // MARK: Opening streams
@@ -240,6 +287,7 @@ final class RelayPool: @unchecked Sendable {
                     guard let self else { return }
                     self.lock.withLock {
                         slot.up = true
+                        self.upCount += 1
                         slot.upSince = .now()
                         slot.lastError = nil
                     }
@@ -286,6 +334,10 @@ final class RelayPool: @unchecked Sendable {
             slot.upSince = nil
             slot.lastError = reason
             guard !stopped else { return (wasUp, nil) }
+            if let until = slot.redialAtOnceUntil, NIODeadline.now() < until {
+                slot.redialAtOnceUntil = nil
+                return (wasUp, .zero)
+            }
             let delay = slot.backoff
             slot.backoff = min(slot.backoff * 2, TransportManager.backoffMax)
             return (wasUp, TransportManager.jittered(seconds: delay))
@@ -298,6 +350,7 @@ final class RelayPool: @unchecked Sendable {
         guard let delay else { return }
         let task = slot.loop.scheduleTask(in: delay) { [weak self] in
             guard let self else { return }
+            self.lock.withLock { slot.retryTask = nil }
             self.dial(slot)
         }
         lock.withLock { slot.retryTask = task }
