@@ -40,7 +40,7 @@ ip link add skwbr$$ netns $R type veth peer name skwbc$$ netns $C
 ip -n $R addr add 10.233.0.1/24 dev skwbr$$; ip -n $R link set skwbr$$ up
 ip -n $C addr add 10.233.0.2/24 dev skwbc$$; ip -n $C link set skwbc$$ up
 
-ip netns exec $R "$DMSG" --listen 0.0.0.0:8081 --http 127.0.0.1:8082 --key-file "$work/key.json" --log-level warning \
+ip netns exec $R "$DMSG" --listen 0.0.0.0:8081 --http 127.0.0.1:8082 --key-file "$work/key.json" --log-level warning --clients any \
     --max-connections-per-address $((IDLE_CLIENTS + 100)) >"$work/relay.log" 2>&1 &
 RELAY=$!; PIDS+=("$RELAY")
 health() { ip netns exec $R curl -sf http://127.0.0.1:8082/health; }

@@ -17,6 +17,8 @@ public enum DiscoveryAPI {
     public static let bindIntervalSeconds = 15
     /// At most this many `stcpr` addresses per visor.
     public static let maxStcprAddresses = 8
+    /// At most this many dmsg relay keys (`dmsg`) in a transport entry.
+    public static let maxDmsgRelays = 8
     public static let maxLabelCharacters = 64
     /// Entries per page of `GET /v1/services/{type}`: `limit` is at most this, and an answer
     /// without `limit` (clients from before paging) holds at most this many. 500 entries of the

@@ -1,17 +1,39 @@
 import SkywireConfig
+import SkywireCrypto
 
-/// Body of `PUT /v1/transports/{pk}`: `{"stcpr": ["host:port", …], "sudph": true}`.
+/// Body of `PUT /v1/transports/{pk}`: `{"stcpr": ["host:port", …], "sudph": true, "dmsg": ["relay pk", …]}`
+/// (`dmsg` optional: the relay servers the visor is reachable through, docs/discovery.md).
 public struct TransportRegistration: Equatable, Sendable {
     public var stcpr: [String]
     public var sudph: Bool
+    public var dmsg: [PublicKey]
 
-    public init(stcpr: [String], sudph: Bool) {
+    public init(stcpr: [String], sudph: Bool, dmsg: [PublicKey] = []) {
         self.stcpr = stcpr
         self.sudph = sudph
+        self.dmsg = dmsg
+    }
+
+    /// `dmsg`: at most `DiscoveryAPI.maxDmsgRelays` distinct valid keys (`what` names the body in errors).
+    static func relayKeys(_ items: [JSONValue]?, what: String) throws(DiscoveryError) -> [PublicKey] {
+        guard let items else { return [] }
+        guard items.count <= DiscoveryAPI.maxDmsgRelays else {
+            throw .badRequest("\(what): \(items.count) dmsg relays, at most \(DiscoveryAPI.maxDmsgRelays)")
+        }
+        var keys: [PublicKey] = []
+        for item in items {
+            guard case .string(let s) = item else { throw .badRequest("\(what): dmsg items must be strings, got \(item.typeName)") }
+            guard let key = try? PublicKey(hex: s) else {
+                throw .badRequest("\(what): dmsg relay \"\(s.prefix(80))\" is not a public key (64 lowercase hex characters)")
+            }
+            guard !keys.contains(key) else { throw .badRequest("\(what): duplicate dmsg relay \(key.hex)") }
+            keys.append(key)
+        }
+        return keys
     }
 
     public static func decode(_ body: [UInt8]) throws(DiscoveryError) -> TransportRegistration {
-        let r = try DiscoveryJSONReader(bytes: body, what: "transport registration", allowed: ["stcpr", "sudph"])
+        let r = try DiscoveryJSONReader(bytes: body, what: "transport registration", allowed: ["stcpr", "sudph", "dmsg"])
         var addrs: [String] = []
         for item in try r.array("stcpr") ?? [] {
             guard case .string(let s) = item else { throw .badRequest("transport registration: \"stcpr\" items must be strings, got \(item.typeName)") }
@@ -24,11 +46,16 @@ public struct TransportRegistration: Equatable, Sendable {
             throw .badRequest("transport registration: \(addrs.count) stcpr addresses, at most \(DiscoveryAPI.maxStcprAddresses)")
         }
         guard Set(addrs).count == addrs.count else { throw .badRequest("transport registration: duplicate stcpr address") }
-        return TransportRegistration(stcpr: addrs, sudph: try r.bool("sudph", default: false))
+        return TransportRegistration(stcpr: addrs, sudph: try r.bool("sudph", default: false),
+                                     dmsg: try relayKeys(r.array("dmsg"), what: "transport registration"))
     }
 
+    /// `dmsg` only when the visor has relays (a body without it is what older services accept).
     public func json() -> JSONValue {
-        .object(["stcpr": .array(stcpr.map { .string($0) }), "sudph": .bool(sudph)])
+        var m: [JSONValue.Member] = [.init(name: "stcpr", value: .array(stcpr.map { .string($0) })),
+                                     .init(name: "sudph", value: .bool(sudph))]
+        if !dmsg.isEmpty { m.append(.init(name: "dmsg", value: .array(dmsg.map { .string($0.hex) }))) }
+        return .object(m)
     }
 }
 
@@ -77,28 +104,34 @@ public struct TransportEntry: Equatable, Sendable {
     public var stcpr: [String]
     /// The sudph address the rendezvous observed, when the visor has a live binding.
     public var sudph: String?
+    /// The dmsg relay servers the visor is reachable through (empty: none listed).
+    public var dmsg: [PublicKey]
     public var expiresMs: Int64
 
-    public init(pk: String, stcpr: [String], sudph: String?, expiresMs: Int64) {
+    public init(pk: String, stcpr: [String], sudph: String?, dmsg: [PublicKey] = [], expiresMs: Int64) {
         self.pk = pk
         self.stcpr = stcpr
         self.sudph = sudph
+        self.dmsg = dmsg
         self.expiresMs = expiresMs
     }
 
     public func json() -> JSONValue {
         .object(["pk": .string(pk), "stcpr": .array(stcpr.map { .string($0) }),
-                 "sudph": sudph.map { .string($0) } ?? .null, "expires_ms": .int(expiresMs)])
+                 "sudph": sudph.map { .string($0) } ?? .null, "dmsg": .array(dmsg.map { .string($0.hex) }),
+                 "expires_ms": .int(expiresMs)])
     }
 
+    /// An entry from a service before `dmsg` has none.
     public static func decode(_ body: [UInt8]) throws(DiscoveryError) -> TransportEntry {
-        let r = try DiscoveryJSONReader(bytes: body, what: "transport entry", allowed: ["pk", "stcpr", "sudph", "expires_ms"])
+        let r = try DiscoveryJSONReader(bytes: body, what: "transport entry", allowed: ["pk", "stcpr", "sudph", "dmsg", "expires_ms"])
         var addrs: [String] = []
         for item in try r.array("stcpr") ?? [] {
             guard case .string(let s) = item else { throw .badRequest("transport entry: stcpr items must be strings") }
             addrs.append(s)
         }
         return TransportEntry(pk: try r.string("pk"), stcpr: addrs, sudph: try r.optionalString("sudph"),
+                              dmsg: try TransportRegistration.relayKeys(r.array("dmsg"), what: "transport entry"),
                               expiresMs: try r.int("expires_ms")!)
     }
 }

@@ -132,7 +132,7 @@ public struct DiscoveryHandler: Sendable {
             try store.putTransport(pk: pk, registration: reg, expiresMs: nowMs + ttlMs)
             // What was written, not a second read: a DELETE may run in between.
             let entry = TransportEntry(pk: pk, stcpr: reg.stcpr, sudph: try store.binding(pk: pk, nowMs: nowMs)?.address,
-                                       expiresMs: nowMs + ttlMs)
+                                       dmsg: reg.dmsg, expiresMs: nowMs + ttlMs)
             return .json(200, entry.json())
         case ("DELETE", 2, "transports"):
             try Self.noQuery(query)

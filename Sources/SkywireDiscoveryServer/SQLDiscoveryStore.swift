@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import SkywireConfig
+import SkywireCrypto
 import SkywireDiscovery
 
 /// `DiscoveryStore` over one SQL connection (SQLite or PostgreSQL: the statements are the same
@@ -8,12 +9,15 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
     private let connection: any SQLConnection
     private let lock = NIOLock()
 
-    /// `bindings` (before BIND tokens) is replaced by `sudph_bindings`; bindings live one TTL and
+    /// `transport_relays` holds a transport entry's `dmsg` relay keys (a table of its own, so a
+    /// database from before them needs no ALTER). `bindings` (before BIND tokens) is replaced by `sudph_bindings`; bindings live one TTL and
     /// visors BIND every 15 s, so nothing of value is dropped.
     static let schema = """
         CREATE TABLE IF NOT EXISTS transports (
             pk TEXT PRIMARY KEY, stcpr TEXT NOT NULL, sudph BOOLEAN NOT NULL, expires_ms BIGINT NOT NULL);
         DROP TABLE IF EXISTS bindings;
+        CREATE TABLE IF NOT EXISTS transport_relays (
+            pk TEXT PRIMARY KEY, dmsg TEXT NOT NULL, expires_ms BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS sudph_bindings (
             pk TEXT PRIMARY KEY, addr TEXT NOT NULL, token TEXT NOT NULL, ts_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS services (
@@ -46,6 +50,25 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
             INSERT INTO transports (pk, stcpr, sudph, expires_ms) VALUES ($1, $2, $3, $4)
             ON CONFLICT (pk) DO UPDATE SET stcpr = excluded.stcpr, sudph = excluded.sudph, expires_ms = excluded.expires_ms
             """, [pk, stcpr, registration.sudph ? "true" : "false", String(expiresMs)])
+        if registration.dmsg.isEmpty {
+            _ = try run("DELETE FROM transport_relays WHERE pk = $1", [pk])
+        } else {
+            let dmsg = JSONValue.array(registration.dmsg.map { .string($0.hex) }).compact()
+            _ = try run("""
+                INSERT INTO transport_relays (pk, dmsg, expires_ms) VALUES ($1, $2, $3)
+                ON CONFLICT (pk) DO UPDATE SET dmsg = excluded.dmsg, expires_ms = excluded.expires_ms
+                """, [pk, dmsg, String(expiresMs)])
+        }
+    }
+
+    /// `pk`'s live `dmsg` relay keys (stored only after validation; anything unreadable is skipped).
+    private func relays(pk: String, nowMs: Int64) throws(StoreError) -> [PublicKey] {
+        let r = try run("SELECT dmsg FROM transport_relays WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)])
+        guard let row = r.rows.first, case .array(let items)? = try? JSONParser.parse(row[0] ?? "[]") else { return [] }
+        return items.compactMap { item in
+            guard case .string(let s) = item else { return nil }
+            return try? PublicKey(hex: s)
+        }
     }
 
     func transport(pk: String, nowMs: Int64) throws(StoreError) -> TransportEntry? {
@@ -55,12 +78,14 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
         if case .array(let items)? = try? JSONParser.parse(row[0] ?? "[]") {
             for case .string(let s) in items { addrs.append(s) }
         }
-        return TransportEntry(pk: pk, stcpr: addrs, sudph: try binding(pk: pk, nowMs: nowMs)?.address, expiresMs: try Self.int(row[1]))
+        return TransportEntry(pk: pk, stcpr: addrs, sudph: try binding(pk: pk, nowMs: nowMs)?.address,
+                              dmsg: try relays(pk: pk, nowMs: nowMs), expiresMs: try Self.int(row[1]))
     }
 
     func deleteTransport(pk: String, nowMs: Int64) throws(StoreError) -> Bool {
         let live = try run("SELECT 1 FROM transports WHERE pk = $1 AND expires_ms > $2", [pk, String(nowMs)]).rows.count > 0
         _ = try run("DELETE FROM transports WHERE pk = $1", [pk])
+        _ = try run("DELETE FROM transport_relays WHERE pk = $1", [pk])
         _ = try run("DELETE FROM sudph_bindings WHERE pk = $1", [pk])
         return live
     }
@@ -128,7 +153,7 @@ final class SQLDiscoveryStore: DiscoveryStore, @unchecked Sendable {
 
     func purge(nowMs: Int64) throws(StoreError) -> Int {
         var n = 0
-        for table in ["transports", "sudph_bindings", "services", "nonces"] {
+        for table in ["transports", "transport_relays", "sudph_bindings", "services", "nonces"] {
             n += try run("DELETE FROM \(table) WHERE expires_ms <= $1", [String(nowMs)]).changes
         }
         return n

@@ -76,6 +76,9 @@ extension DmsgFrame {
             try exactly(L.pingLength)
             let opaque = bytes.getInteger(at: at + L.typeSize, as: UInt64.self) ?? 0
             return type == .ping ? .ping(opaque) : .pong(opaque)
+        case .refused:
+            try exactly(L.refusedLength)
+            return .refused(DmsgSessionRefusal(rawValue: bytes.getInteger(at: at + L.typeSize) ?? 0))
         }
     }
 
@@ -90,6 +93,7 @@ extension DmsgFrame {
         case .window: return L.windowLength
         case .close: return L.closeLength
         case .ping, .pong: return L.pingLength
+        case .refused: return L.refusedLength
         }
     }
 
@@ -118,6 +122,8 @@ extension DmsgFrame {
             buffer.writeInteger(code.rawValue)
         case .ping(let opaque), .pong(let opaque):
             buffer.writeInteger(opaque)
+        case .refused(let code):
+            buffer.writeInteger(code.rawValue)
         }
     }
 

@@ -20,6 +20,9 @@ public enum DmsgFrame: Equatable, Sendable {
     case close(stream: DmsgStreamID, code: DmsgCloseCode)
     case ping(UInt64)
     case pong(UInt64)
+    /// Relay → client, right after the handshake: the relay does not serve this key; it closes
+    /// the session after this frame (PROTOCOL.md §7.1).
+    case refused(DmsgSessionRefusal)
 
     /// The type byte.
     public var type: DmsgFrameType {
@@ -32,15 +35,16 @@ public enum DmsgFrame: Equatable, Sendable {
         case .close: .close
         case .ping: .ping
         case .pong: .pong
+        case .refused: .refused
         }
     }
 
-    /// The stream the frame names; nil for PING and PONG.
+    /// The stream the frame names; nil for PING, PONG and REFUSED.
     public var stream: DmsgStreamID? {
         switch self {
         case .open(let id, _, _), .openOK(let id, _), .openReject(let id, _), .data(let id, _),
              .window(let id, _), .close(let id, _): id
-        case .ping, .pong: nil
+        case .ping, .pong, .refused: nil
         }
     }
 }
@@ -55,6 +59,40 @@ public enum DmsgFrameType: UInt8, Sendable, CaseIterable {
     case close = 0x06
     case ping = 0x07
     case pong = 0x08
+    case refused = 0x09
+}
+
+/// Why a relay does not serve a client (REFUSED, PROTOCOL.md §7.1). Unknown codes are kept as `.other`.
+public enum DmsgSessionRefusal: Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// The client's key is not on the relay's client list (`skywire-dmsg --clients`).
+    case notListed
+    /// The relay already serves its `--max-clients`.
+    case full
+    case other(UInt8)
+
+    public init(rawValue: UInt8) {
+        switch rawValue {
+        case 1: self = .notListed
+        case 2: self = .full
+        default: self = .other(rawValue)
+        }
+    }
+
+    public var rawValue: UInt8 {
+        switch self {
+        case .notListed: 1
+        case .full: 2
+        case .other(let raw): raw
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .notListed: "the relay refused this key: it is not on the relay's client list"
+        case .full: "the relay refused this key: it serves its maximum number of clients"
+        case .other(let raw): "the relay refused this key (code \(raw))"
+        }
+    }
 }
 
 /// Why the relay (or the destination) did not open a stream (OPEN_REJECT, PROTOCOL.md §7.3).
@@ -150,6 +188,7 @@ public enum DmsgFrameLayout {
     public static let windowLength = typeSize + streamIDSize + 4
     public static let closeLength = typeSize + streamIDSize + 1
     public static let pingLength = typeSize + 8
+    public static let refusedLength = typeSize + 1
     /// Largest DATA payload: a record of `dataHeader` + this + the 16-byte tag fits a 2-byte length.
     public static let maxDataPayload = 32 * 1024
 }

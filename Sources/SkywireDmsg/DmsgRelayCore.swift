@@ -132,7 +132,7 @@ public struct DmsgRelayCore {
         switch frame {
         case .ping(let opaque):
             return [.send(id, .pong(opaque))]
-        case .pong:
+        case .pong, .refused:
             return []
         case .open(let stream, let peer, let window):
             return open(from: id, stream: stream, to: peer, window: window)

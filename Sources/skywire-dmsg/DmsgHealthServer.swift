@@ -47,6 +47,7 @@ final class DmsgHealthServer: Sendable {
         return JSONValue.object([
             .init(name: "status", value: .string("ok")),
             .init(name: "pk", value: .string(publicKey.hex)),
+            .init(name: "client_list", value: .string(s.clientPolicy)),
             .init(name: "clients", value: n(s.clients)),
             .init(name: "streams", value: n(s.streams)),
             .init(name: "connections", value: n(s.connections)),
@@ -61,6 +62,7 @@ final class DmsgHealthServer: Sendable {
                 .init(name: "handshake", value: counts(s.handshakeRefusals)),
                 .init(name: "connection", value: counts(s.connectionRefusals)),
                 .init(name: "clients_full", value: n(s.core.refusedClientsFull)),
+                .init(name: "refused_keys", value: n(s.refusedKeys)),
                 .init(name: "stream_protocol_errors", value: n(s.core.streamProtocolErrors)),
                 .init(name: "idle_closed", value: n(s.idleClosed)),
                 .init(name: "replaced_sessions", value: n(s.core.replacedSessions)),

@@ -5,6 +5,7 @@ import SkywireConfig
 import SkywireCrypto
 import SkywireDmsg
 import SkywireIO
+import SkywireSystem
 import SkywireTransport
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,9 @@ struct DmsgCommand: AsyncParsableCommand {
         discussion: """
         Clients authenticate with the stcpr handshake (PROTOCOL.md §2–§3) to this server's key, then open
         streams to other clients' keys; the relay forwards ciphertext only (docs/dmsg.md).
+        Closed by default: only keys listed with --clients / --clients-file are served; every other
+        client is refused right after its handshake. `--clients any` makes it a public relay.
+        SIGHUP re-reads --clients-file; SIGTERM deletes the discovery entries and exits.
         """)
 
     @Option(help: "TCP listen address for client sessions, IP:PORT.")
@@ -38,6 +42,12 @@ struct DmsgCommand: AsyncParsableCommand {
 
     @Option(help: "Two-letter country of the service entry (ISO 3166-1 alpha-2 form).")
     var country: String = "ZZ"
+
+    @Option(help: "Client keys served, comma-separated hex, or \"any\" (a public relay). Without it (and without --clients-file) every client is refused.")
+    var clients: String?
+
+    @Option(name: .customLong("clients-file"), help: "File of client keys served, one per line (# comments; \"any\" allowed); re-read on SIGHUP. Adds to --clients.")
+    var clientsFile: String?
 
     @Option(name: .customLong("max-clients"), help: "Authenticated client sessions at most.")
     var maxClients: Int = DmsgRelayCore.Limits().maxClients
@@ -73,6 +83,9 @@ struct DmsgCommand: AsyncParsableCommand {
         where !range.contains(value) {
             throw ValidationError("\(name) \(value): must be \(range.lowerBound)...\(range.upperBound)")
         }
+        if let clients {
+            do { _ = try DmsgClientPolicy.parse(list: clients) } catch { throw ValidationError("--clients: \(error)") }
+        }
         guard ["debug", "info", "warning", "error"].contains(logLevel) else {
             throw ValidationError("--log-level \"\(logLevel)\": expected debug, info, warning or error")
         }
@@ -83,6 +96,32 @@ struct DmsgCommand: AsyncParsableCommand {
         return try SocketAddress(ipAddress: hp.host, port: Int(hp.port))
     }
 
+    /// `--clients` joined with `--clients-file` (read now).
+    func clientPolicy() throws -> DmsgClientPolicy {
+        var policy = DmsgClientPolicy.nobody
+        if let clients {
+            do { policy = try DmsgClientPolicy.parse(list: clients) } catch { throw ClientListError("--clients: \(error)") }
+        }
+        if let clientsFile {
+            let text: String
+            do {
+                guard let bytes = try FileIO.read(clientsFile) else { throw ClientListError("--clients-file \(clientsFile): no such file") }
+                text = String(decoding: bytes, as: UTF8.self)
+            } catch let error as ClientListError { throw error } catch {
+                throw ClientListError("--clients-file \(clientsFile): \(error)")
+            }
+            do { policy = policy.union(try DmsgClientPolicy.parse(file: text)) } catch {
+                throw ClientListError("--clients-file \(clientsFile): \(error)")
+            }
+        }
+        return policy
+    }
+
+    struct ClientListError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     func run() async throws {
         var logger = Logger(label: "skywire-dmsg")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -91,6 +130,15 @@ struct DmsgCommand: AsyncParsableCommand {
             Stderr.write("skywire-dmsg: \(error)\n")
             throw ExitCode(1)
         }
+        let signals = DmsgSignals([SIGHUP, SIGTERM, SIGINT])
+        let policy: DmsgClientPolicy
+        do { policy = try clientPolicy() } catch {
+            Stderr.write("skywire-dmsg: \(error)\n")
+            throw ExitCode(64)
+        }
+        if policy == .nobody {
+            logger.warning("no client keys listed (--clients, --clients-file): every client will be refused; --clients any serves everyone")
+        }
         var limits = DmsgRelayServer.Limits()
         limits.core = DmsgRelayCore.Limits(maxClients: maxClients, maxStreamsPerClient: maxStreamsPerClient,
                                            maxWindow: UInt32(maxWindow))
@@ -98,7 +146,7 @@ struct DmsgCommand: AsyncParsableCommand {
         limits.connectionsPerAddress = maxConnectionsPerAddress
         limits.connectionsTotal = max(limits.connectionsTotal, maxClients + limits.halfOpenTotal)
         let loop = try EpollEventLoop(name: "skw-dmsg")
-        let server = try DmsgRelayServer(loop: loop, identity: keyPair, limits: limits, logger: logger)
+        let server = try DmsgRelayServer(loop: loop, identity: keyPair, limits: limits, clients: policy, logger: logger)
         let bound: SocketAddress?
         do { bound = try await server.start(address: Self.socketAddress(listen)) } catch {
             Stderr.write("skywire-dmsg: cannot listen on \(listen): \(error)\n")
@@ -113,7 +161,7 @@ struct DmsgCommand: AsyncParsableCommand {
         }
         let boundText = bound.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? listen
         let limitText = "limits: \(maxClients) clients, \(maxStreamsPerClient) streams and \(maxWindow) bytes per stream each, idle \(idleTimeout) s"
-        logger.info("dmsg relay \(keyPair.publicKey.hex) listening on \(boundText); /health on \(health?.address ?? "off"); \(limitText)")
+        logger.info("dmsg relay \(keyPair.publicKey.hex) listening on \(boundText); /health on \(health?.address ?? "off"); clients: \(policy.summary); \(limitText)")
         var registrar: DmsgRegistrar?
         if let discovery {
             let advertised = publicAddr ?? (listen.hasPrefix("0.0.0.0:") || listen.hasPrefix("[::]:") ? nil : boundText)
@@ -129,10 +177,31 @@ struct DmsgCommand: AsyncParsableCommand {
             }
             registrar?.start()
         }
-        // Runs until killed (SIGTERM from systemd, like skywire-discovery): sessions end with the
-        // process; the discovery entries expire one TTL later.
-        _ = (registrar, health)
-        while true { try await Task.sleep(nanoseconds: 3_600_000_000_000) }
+        _ = health
+        // Runs until SIGTERM (systemd) or SIGINT: the discovery entries are deleted, sessions end
+        // with the process (clients redial).
+        for await sig in signals.stream {
+            if sig == SIGHUP {
+                do {
+                    let new = try clientPolicy()
+                    await server.setClients(new)
+                    logger.info("SIGHUP: client list re-read: \(new.summary)")
+                } catch {
+                    logger.error("SIGHUP: client list kept: \(error)")
+                }
+                continue
+            }
+            logger.info("signal \(sig): stopping")
+            if let registrar {
+                if let problem = await registrar.stop() {
+                    logger.warning("discovery: entries not deleted: \(problem)")
+                } else {
+                    logger.info("discovery: entries deleted")
+                }
+            }
+            await server.stop()
+            return
+        }
     }
 }
 

@@ -13,6 +13,7 @@ import SkywireVisor
 /// every ttl/3 like a visor's entries; failures are logged and retried at the next refresh.
 final class DmsgRegistrar: Sendable {
     static let version = "0.1.0"
+    static let putTimeoutSeconds = 5
     private let url: DiscoveryURL
     private let keyPair: KeyPair
     private let address: String
@@ -62,22 +63,45 @@ final class DmsgRegistrar: Sendable {
         task.withLockedValue { $0 = t }
     }
 
+    /// Seconds each DELETE on stop may take (systemd's stop timeout is far longer).
+    static let deleteTimeoutSeconds = 2
+
+    /// Stops refreshing and deletes both entries (SIGTERM), each DELETE bounded by
+    /// `deleteTimeoutSeconds`; the problems, or nil when both were deleted.
+    func stop() async -> String? {
+        let t = task.withLockedValue { t -> Task<Void, Never>? in defer { t = nil }; return t }
+        t?.cancel()
+        // A refresh in flight ends within its own timeout; waiting keeps it from re-creating an entry.
+        _ = await t?.value
+        let pk = keyPair.publicKey.hex
+        let problems: [String] = (try? await BlockingPool.shared.run { [self] in
+            ["/v1/services/dmsg/\(pk)", "/v1/transports/\(pk)"].compactMap { target in
+                exchange("DELETE", target, body: [], timeout: Self.deleteTimeoutSeconds)
+            }
+        }) ?? ["DELETE: not run"]
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// One signed request; the problem, or nil on 2xx.
+    private func exchange(_ method: String, _ target: String, body: [UInt8], timeout: Int) -> String? {
+        let h = DiscoverySigning.sign(keyPair: keyPair, method: method, target: target, body: body, timestampMs: DiscoveryTime.nowMs())
+        do {
+            let (status, resp) = try DiscoveryHTTPClient.exchange(url, method: method, target: target, headers: h.fields,
+                                                                  body: body, timeoutSeconds: timeout)
+            return (200..<300).contains(status) ? nil : "\(method) \(target): \(status) \(DiscoveryHTTP.errorMessage(resp))"
+        } catch {
+            return "\(method) \(target): \(error)"
+        }
+    }
+
     /// One round of PUTs; the problem, or nil when both were accepted.
     private func refresh(clients: Int) -> String? {
         let pk = keyPair.publicKey.hex
         let transport = Array(TransportRegistration(stcpr: [address], sudph: false).json().compact().utf8)
         let service = Array(ServiceRegistration(version: Self.version, country: country, label: "dmsg relay",
                                                 stats: ["clients": Int64(clients)]).json().compact().utf8)
-        var problems: [String] = []
-        for (target, body) in [("/v1/transports/\(pk)", transport), ("/v1/services/dmsg/\(pk)", service)] {
-            let h = DiscoverySigning.sign(keyPair: keyPair, method: "PUT", target: target, body: body, timestampMs: DiscoveryTime.nowMs())
-            do {
-                let (status, resp) = try DiscoveryHTTPClient.exchange(url, method: "PUT", target: target, headers: h.fields,
-                                                                      body: body, timeoutSeconds: 5)
-                if !(200..<300).contains(status) { problems.append("PUT \(target): \(status) \(DiscoveryHTTP.errorMessage(resp))") }
-            } catch {
-                problems.append("PUT \(target): \(error)")
-            }
+        let problems = [("/v1/transports/\(pk)", transport), ("/v1/services/dmsg/\(pk)", service)].compactMap { target, body in
+            exchange("PUT", target, body: body, timeout: Self.putTimeoutSeconds)
         }
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
     }

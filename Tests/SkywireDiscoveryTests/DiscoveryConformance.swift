@@ -49,6 +49,46 @@ struct DiscoveryConformance {
         XCTAssertEqual(handler.handle(getRequest("/v1/transports/\(a.publicKey.hex)"), nowMs: now + 13).status, 404)
     }
 
+    /// A transport entry's `dmsg` relays (docs/discovery.md): stored, returned, replaced and
+    /// deleted with the entry; at most `maxDmsgRelays` distinct valid keys, else 400; an entry
+    /// without them (an older visor) stays valid and reads as `"dmsg": []`.
+    func transportRelayList() throws {
+        let r1 = KeyPair.generate().publicKey, r2 = KeyPair.generate().publicKey
+        let pk = a.publicKey.hex
+        func get(_ t: Int64) throws -> TransportEntry {
+            try TransportEntry.decode(Array(handler.handle(getRequest("/v1/transports/\(pk)"), nowMs: t).body.utf8))
+        }
+        let put = putTransport(a, #"{"stcpr":[],"dmsg":["\#(r1.hex)","\#(r2.hex)"]}"#)
+        XCTAssertEqual(put.status, 200, put.body)
+        XCTAssertEqual(try TransportEntry.decode(Array(put.body.utf8)).dmsg, [r1, r2])
+        XCTAssertEqual(try get(now + 1).dmsg, [r1, r2])
+        XCTAssertEqual(putTransport(a, #"{"stcpr":[],"dmsg":["\#(r2.hex)"]}"#, at: now + 2).status, 200)
+        XCTAssertEqual(try get(now + 3).dmsg, [r2])
+        XCTAssertEqual(putTransport(a, #"{"stcpr":["203.0.113.5:1"]}"#, at: now + 4).status, 200)
+        XCTAssertEqual(try get(now + 5).dmsg, [], "an entry without dmsg has none")
+        XCTAssertTrue(handler.handle(getRequest("/v1/transports/\(pk)"), nowMs: now + 5).body.contains(#""dmsg":[]"#))
+        // Bounds: too many, not a key, a duplicate, not strings: 400, and the entry is unchanged.
+        let nine = (0..<(DiscoveryAPI.maxDmsgRelays + 1)).map { _ in "\"\(KeyPair.generate().publicKey.hex)\"" }.joined(separator: ",")
+        let bad: [(String, String)] = [
+            (#"{"dmsg":[\#(nine)]}"#, "transport registration: 9 dmsg relays, at most 8"),
+            (#"{"dmsg":["abc"]}"#, #"transport registration: dmsg relay "abc" is not a public key (64 lowercase hex characters)"#),
+            (#"{"dmsg":["\#(r1.hex)","\#(r1.hex)"]}"#, "transport registration: duplicate dmsg relay \(r1.hex)"),
+            (#"{"dmsg":[1]}"#, "transport registration: dmsg items must be strings, got a number"),
+            (#"{"dmsg":"\#(r1.hex)"}"#, ""),
+        ]
+        for (i, (body, message)) in bad.enumerated() {
+            let resp = putTransport(a, body, at: now + 10 + Int64(i))
+            XCTAssertEqual(resp.status, 400, body)
+            if !message.isEmpty { XCTAssertEqual(errorText(resp), message) }
+        }
+        XCTAssertEqual(try get(now + 20).stcpr, ["203.0.113.5:1"])
+        // Deleted with the entry.
+        XCTAssertEqual(putTransport(a, #"{"dmsg":["\#(r1.hex)"]}"#, at: now + 21).status, 200)
+        XCTAssertEqual(handler.handle(signedRequest(a, "DELETE", "/v1/transports/\(pk)", nowMs: now + 22), nowMs: now + 22).status, 204)
+        XCTAssertEqual(putTransport(a, #"{}"#, at: now + 23).status, 200)
+        XCTAssertEqual(try get(now + 24).dmsg, [], "a deleted entry's relays do not come back")
+    }
+
     func replayRefused() {
         let req = signedRequest(a, "PUT", "/v1/transports/\(a.publicKey.hex)", body: #"{"sudph":true}"#, nowMs: now)
         XCTAssertEqual(handler.handle(req, nowMs: now).status, 200)

@@ -27,6 +27,7 @@ final class SQLiteDiscoveryTests: XCTestCase {
     func testTTLExpiry() throws { try suite().ttlExpiry() }
     func testServiceFilters() throws { try suite().serviceFilters() }
     func testDmsgRelays() throws { try suite().dmsgRelays() }
+    func testTransportRelayList() throws { try suite().transportRelayList() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
     func testServicePaging() throws { try suite().servicePaging() }
@@ -69,7 +70,7 @@ final class PostgresDiscoveryTests: XCTestCase {
         let url = Self.fixture!.url
         let store = try DiscoveryStoreURL.open(url)
         // Every check starts from empty tables.
-        try PostgresConnection(url: url).runScript("DELETE FROM transports; DELETE FROM sudph_bindings; DELETE FROM services; DELETE FROM nonces;")
+        try PostgresConnection(url: url).runScript("DELETE FROM transports; DELETE FROM transport_relays; DELETE FROM sudph_bindings; DELETE FROM services; DELETE FROM nonces;")
         return DiscoveryConformance(store: store)
     }
 
@@ -83,6 +84,7 @@ final class PostgresDiscoveryTests: XCTestCase {
     func testTTLExpiry() throws { try suite().ttlExpiry() }
     func testServiceFilters() throws { try suite().serviceFilters() }
     func testDmsgRelays() throws { try suite().dmsgRelays() }
+    func testTransportRelayList() throws { try suite().transportRelayList() }
     func testBindAndPunch() throws { try suite().bindAndPunch() }
     func testNonceStore() throws { try suite().nonceStore() }
     func testServicePaging() throws { try suite().servicePaging() }

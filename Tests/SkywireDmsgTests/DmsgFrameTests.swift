@@ -23,6 +23,8 @@ final class DmsgFrameTests: XCTestCase {
         XCTAssertEqual(hex(bytes(.close(stream: 9, code: .peerGone))), "06" + "00000009" + "01")
         XCTAssertEqual(hex(bytes(.ping(0x0102030405060708))), "07" + "0102030405060708")
         XCTAssertEqual(hex(bytes(.pong(42))), "08" + "000000000000002a")
+        XCTAssertEqual(hex(bytes(.refused(.notListed))), "09" + "01")
+        XCTAssertEqual(hex(bytes(.refused(.full))), "09" + "02")
     }
 
     func testRoundTripsEveryType() throws {
@@ -30,6 +32,7 @@ final class DmsgFrameTests: XCTestCase {
             .open(stream: 0xFFFF_FFFF, peer: Self.key, window: 0), .openOK(stream: 2, window: 7),
             .openReject(stream: 1, code: .other(200)), .data(stream: 1, payload: ByteBuffer(repeating: 7, count: DmsgFrameLayout.maxDataPayload)),
             .window(stream: 1, increment: 1), .close(stream: 4, code: .protocolError), .ping(0), .pong(.max),
+            .refused(.notListed), .refused(.other(77)),
         ]
         for frame in frames {
             let wire = frame.encoded
@@ -45,7 +48,9 @@ final class DmsgFrameTests: XCTestCase {
         }
         XCTAssertEqual(refused([]), .empty)
         XCTAssertEqual(refused([0x00]), .unknownType(0))
-        XCTAssertEqual(refused([0x09, 0, 0, 0, 0, 0, 0, 0, 0]), .unknownType(9))
+        XCTAssertEqual(refused([0x0A, 0, 0, 0, 0, 0, 0, 0, 0]), .unknownType(10))
+        XCTAssertEqual(refused([0x09, 1, 0]), .wrongLength(.refused, length: 3))
+        XCTAssertEqual(refused([0x09]), .wrongLength(.refused, length: 1))
         XCTAssertEqual(refused([0x02, 0, 0, 0, 1, 0, 0, 0]), .wrongLength(.openOK, length: 8))
         XCTAssertEqual(refused([0x02, 0, 0, 0, 1, 0, 0, 0, 0, 0]), .wrongLength(.openOK, length: 10))
         XCTAssertEqual(refused([0x02, 0, 0, 0, 0, 0, 0, 0, 1]), .zeroStreamID(.openOK))
@@ -86,5 +91,28 @@ final class DmsgFrameTests: XCTestCase {
         XCTAssertLessThan(first.values.max() ?? 0, 100)
         XCTAssertEqual(DmsgRelayChoice.pick(client: client, relays: relays, count: 0), [])
         XCTAssertEqual(DmsgRelayChoice.pick(client: client, relays: [], count: 2), [])
+    }
+
+    func testClientPolicyParsing() throws {
+        let a = KeyPair.generate().publicKey, b = KeyPair.generate().publicKey
+        XCTAssertEqual(try DmsgClientPolicy.parse(list: ""), .nobody, "no keys: nobody")
+        XCTAssertEqual(try DmsgClientPolicy.parse(list: "any"), .any)
+        XCTAssertEqual(try DmsgClientPolicy.parse(list: "\(a.hex), \(b.hex.uppercased()),"), .keys([a, b]))
+        XCTAssertEqual(try DmsgClientPolicy.parse(list: "\(a.hex),any"), .any)
+        XCTAssertThrowsError(try DmsgClientPolicy.parse(list: "\(a.hex),nope")) { error in
+            XCTAssertEqual(error as? DmsgClientPolicy.ParseError, .badKey(index: 2, text: "nope"))
+        }
+        XCTAssertThrowsError(try DmsgClientPolicy.parse(list: "everyone"), "only the word `any` means everyone")
+        let file = "# relay clients\n\(a.hex)  # laptop\n\n  \(b.hex)\n"
+        XCTAssertEqual(try DmsgClientPolicy.parse(file: file), .keys([a, b]))
+        XCTAssertThrowsError(try DmsgClientPolicy.parse(file: "\(a.hex)\n\(a.hex.dropLast())\n")) { error in
+            XCTAssertEqual(error as? DmsgClientPolicy.ParseError, .badKey(index: 2, text: String(a.hex.dropLast())))
+        }
+        XCTAssertFalse(DmsgClientPolicy.nobody.admits(a))
+        XCTAssertTrue(DmsgClientPolicy.keys([a]).admits(a))
+        XCTAssertFalse(DmsgClientPolicy.keys([a]).admits(b))
+        XCTAssertTrue(DmsgClientPolicy.any.admits(b))
+        XCTAssertEqual(DmsgClientPolicy.keys([a]).union(.keys([b])), .keys([a, b]))
+        XCTAssertEqual(DmsgClientPolicy.keys([a]).union(.any), .any)
     }
 }

@@ -15,9 +15,9 @@ final class DmsgRelayServerTests: XCTestCase {
     private let relayKey = KeyPair.generate()
     private var logger: Logger { var l = Logger(label: "dmsg-test"); l.logLevel = .warning; return l }
 
-    private func startRelay(_ limits: DmsgRelayServer.Limits = .init()) async throws {
+    private func startRelay(_ limits: DmsgRelayServer.Limits = .init(), clients: DmsgClientPolicy = .any) async throws {
         loop = try EpollEventLoop(name: "dmsg-test")
-        server = try DmsgRelayServer(loop: loop, identity: relayKey, limits: limits, logger: logger)
+        server = try DmsgRelayServer(loop: loop, identity: relayKey, limits: limits, clients: clients, logger: logger)
         let bound = try await server.start(address: SocketAddress(ipAddress: "127.0.0.1", port: 0))
         port = try XCTUnwrap(bound?.port)
     }
@@ -39,6 +39,14 @@ final class DmsgRelayServerTests: XCTestCase {
     }
 
     private func connect(_ client: Client) async throws {
+        try await dial(client)
+        try await until("\(client.keyPair.publicKey.short) established") { client.up }
+        // The relay admits the client once it has read the confirmation.
+        try await until("relay counts the client") { await self.server.snapshot().clients >= 1 }
+    }
+
+    /// Starts `client`'s session (no wait).
+    private func dial(_ client: Client) async throws {
         let (relay, relayPort, log) = (relayKey.publicKey, port, logger)
         try await loop.submit {
             let hooks = DmsgClientSession.Hooks(
@@ -53,9 +61,6 @@ final class DmsgRelayServerTests: XCTestCase {
             client.session = try DmsgClientSession(loop: self.loop, identity: client.keyPair, relay: relay, host: "127.0.0.1",
                                                    port: relayPort, logger: log, hooks: hooks)
         }.get()
-        try await until("\(client.keyPair.publicKey.short) established") { client.up }
-        // The relay admits the client once it has read the confirmation.
-        try await until("relay counts the client") { await self.server.snapshot().clients >= 1 }
     }
 
     private func until(_ what: String, timeout: Double = 10, _ condition: @escaping () async throws -> Bool) async throws {
@@ -215,5 +220,63 @@ final class DmsgRelayServerTests: XCTestCase {
         let stats = await server.snapshot()
         XCTAssertEqual(stats.handshakeRefusals["mac1"], 1, "message 1 keyed to another relay fails mac1 before any DH")
         XCTAssertEqual(stats.clients, 0)
+    }
+
+    /// Closed by default (docs/dmsg.md): an unlisted key is refused right after its handshake with
+    /// REFUSED (the client reports why), and no session of it appears; a listed key is served.
+    func testUnlistedKeyIsRefusedAfterTheHandshake() async throws {
+        let listed = Client(), unlisted = Client()
+        try await startRelay(clients: .keys([listed.keyPair.publicKey]))
+        try await connect(listed)
+        try await dial(unlisted)
+        try await until("the unlisted client is closed") { try await self.loop.submit { unlisted.closedReason != nil }.get() }
+        let reason = try await loop.submit { unlisted.closedReason }.get()
+        XCTAssertEqual(reason, DmsgSessionRefusal.notListed.description)
+        let stats = await server.snapshot()
+        XCTAssertEqual(stats.refusedKeys, 1)
+        XCTAssertEqual(stats.clients, 1, "only the listed client holds a session")
+        XCTAssertEqual(stats.clientPolicy, "1 listed key")
+        // The listed client cannot reach the refused key: it has no session.
+        guard case .failure(.rejected(.noSession)) = try await open(listed, to: unlisted).value else {
+            return XCTFail("a stream reached a refused key")
+        }
+    }
+
+    func testNoClientListRefusesEveryone() async throws {
+        try await startRelay(clients: .nobody)
+        let a = Client()
+        try await dial(a)
+        try await until("the client is refused") { try await self.loop.submit { a.closedReason != nil }.get() }
+        let stats = await server.snapshot()
+        XCTAssertEqual(stats.refusedKeys, 1)
+        XCTAssertEqual(stats.clients, 0)
+    }
+
+    /// A new list (SIGHUP) cuts off sessions whose key it no longer lists, and serves added keys.
+    func testNewClientListClosesDelistedSessions() async throws {
+        let a = Client(), b = Client()
+        try await startRelay(clients: .keys([a.keyPair.publicKey]))
+        try await connect(a)
+        await server.setClients(.keys([b.keyPair.publicKey]))
+        try await until("A is cut off") { try await self.loop.submit { a.closedReason != nil }.get() }
+        let reason = try await loop.submit { a.closedReason }.get()
+        XCTAssertEqual(reason, DmsgSessionRefusal.notListed.description)
+        try await connect(b)
+        let stats = await server.snapshot()
+        XCTAssertEqual(stats.clients, 1)
+        XCTAssertEqual(stats.refusedKeys, 1)
+    }
+
+    /// Beyond `maxClients` the client is told the relay is full.
+    func testFullRelaySaysSo() async throws {
+        var limits = DmsgRelayServer.Limits()
+        limits.core.maxClients = 1
+        try await startRelay(limits)
+        let a = Client(), b = Client()
+        try await connect(a)
+        try await dial(b)
+        try await until("B is refused") { try await self.loop.submit { b.closedReason != nil }.get() }
+        let reason = try await loop.submit { b.closedReason }.get()
+        XCTAssertEqual(reason, DmsgSessionRefusal.full.description)
     }
 }

@@ -43,6 +43,16 @@ final class FakeRelay: @unchecked Sendable {
         }
     }
 
+    /// A factory for a client of several relays: each session goes to the relay of its server's key.
+    static func factory(for client: PublicKey, among relays: [FakeRelay]) -> RelaySessionFactory {
+        { server, loop, identity, logger, hooks in
+            guard let relay = relays.first(where: { $0.key == server.publicKey }) else {
+                throw TransportError(.unreachable, "no fake relay \(server.publicKey.short)")
+            }
+            return try relay.factory(for: client)(server, loop, identity, logger, hooks)
+        }
+    }
+
     fileprivate func remove(_ client: PublicKey) {
         lock.withLock { _ = sessions.removeValue(forKey: client) }
     }
@@ -71,6 +81,10 @@ final class FakeRelaySession: RelaySession, @unchecked Sendable {
     let hooks: RelaySessionHooks
     private(set) var isEstablished = true
     var relayKey: PublicKey { relay.key }
+    /// Streams are socketpairs the fake does not track.
+    var streamCount: Int { 0 }
+    var localIP: IPAddress? { nil }
+    func probe(timeout: TimeAmount) {}
 
     init(relay: FakeRelay, client: PublicKey, loop: EpollEventLoop, hooks: RelaySessionHooks) {
         self.relay = relay

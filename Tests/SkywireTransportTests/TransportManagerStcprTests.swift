@@ -146,6 +146,64 @@ final class TransportManagerStcprTests: XCTestCase {
         XCTAssertFalse(inbound.initiator)
     }
 
+    /// Two relays (issue 18): the peer is only on R2, we only on R1. Its discovery entry lists
+    /// R2, so the dial opens an on-demand session to R2 (address from R2's entry) and goes through it.
+    func testDmsgDialOpensASessionToThePeersRelay() throws {
+        let r1 = FakeRelay(), r2 = FakeRelay()
+        let server = try relayedManager(r2)
+        server.router = EchoRouter()
+        let resolver = RelayTableResolver([server.localKey: ResolvedPeer(stcpr: [], sudph: nil, dmsg: [r2.key]),
+                                           r2.key: ResolvedPeer(stcpr: [r2.server.address], sudph: nil)])
+        let client = manager()
+        client.relaySessionFactory = FakeRelay.factory(for: client.localKey, among: [r1, r2])
+        client.resolver = resolver
+        try client.startRelays([r1.server])
+        try waitUntil("relay session up") { client.relaysReachableThrough == [r1.key] }
+        let info = try waitAsync { try await client.connect(remote: server.localKey, type: .dmsg) }
+        XCTAssertEqual(info.relayKey, r2.key)
+        XCTAssertEqual(r1.opened, 0, "R1 is not tried: the peer is not listed there")
+        XCTAssertEqual(r2.opened, 1)
+        XCTAssertEqual(client.relayPool?.onDemandCount, 1)
+        XCTAssertEqual(client.relaysReachableThrough, [r1.key], "the on-demand relay is not advertised")
+        let payload = [UInt8](repeating: 9, count: 4096)
+        XCTAssertEqual(try echo(payload, via: client, to: server.localKey).0, payload)
+    }
+
+    /// Without the peer's relays (no entry lists them) only our own relays are tried, and the
+    /// error names each; beyond `RelayPool.maxOnDemand` on-demand sessions a peer's relay is not dialled.
+    func testDmsgDialWithoutThePeersRelaysAndTheOnDemandLimit() throws {
+        let own = FakeRelay()
+        let others = (0...RelayPool.maxOnDemand).map { _ in FakeRelay() }
+        let servers = try others.map { relay -> TransportManager in
+            let m = try relayedManager(relay)
+            m.router = EchoRouter()
+            return m
+        }
+        var table: [PublicKey: ResolvedPeer] = [:]
+        for (relay, server) in zip(others, servers) {
+            table[server.localKey] = ResolvedPeer(stcpr: [], sudph: nil, dmsg: [relay.key])
+            table[relay.key] = ResolvedPeer(stcpr: [relay.server.address], sudph: nil)
+        }
+        let unlisted = try relayedManager(others[0])
+        let client = manager()
+        client.relaySessionFactory = FakeRelay.factory(for: client.localKey, among: [own] + others)
+        client.resolver = RelayTableResolver(table)
+        try client.startRelays([own.server])
+        try waitUntil("relay session up") { client.relaysReachableThrough == [own.key] }
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: unlisted.localKey, type: .dmsg) }) { error in
+            XCTAssertTrue("\(error)".contains("relay \(own.key.short)"), "\(error)")
+        }
+        for server in servers.prefix(RelayPool.maxOnDemand) {
+            _ = try waitAsync { try await client.connect(remote: server.localKey, type: .dmsg) }
+        }
+        XCTAssertEqual(client.relayPool?.onDemandCount, RelayPool.maxOnDemand)
+        let last = try XCTUnwrap(servers.last)
+        XCTAssertThrowsError(try waitAsync { try await client.connect(remote: last.localKey, type: .dmsg) }) { error in
+            XCTAssertTrue("\(error)".contains("on-demand relay sessions are open already"), "\(error)")
+        }
+        XCTAssertEqual(others.last?.opened, 0)
+    }
+
     /// By key alone with no address anywhere: the direct steps fail and are named, dmsg succeeds.
     func testKeyAloneFallsBackToDmsgAfterTheDirectStepsFail() throws {
         let relay = FakeRelay()
@@ -156,7 +214,8 @@ final class TransportManagerStcprTests: XCTestCase {
         let client = try relayedManager(relay, resolver: resolver)
         let info = try waitAsync { try await client.connect(remote: server.localKey, within: 10) }
         XCTAssertEqual(info.type, .dmsg)
-        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, 1, "the direct step came first")
+        // The direct step's lookup, then the dmsg step's (the peer's relays, `dmsg` of its entry).
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, 2, "the direct step came first")
         XCTAssertEqual(relay.opened, 1)
 
         // A key the relay has no session for: the error names the stcpr step and the dmsg step.
@@ -175,7 +234,7 @@ final class TransportManagerStcprTests: XCTestCase {
         let relayLoop = try EpollEventLoop(name: "relay")
         defer { relayLoop.shutdown() }
         let relayKey = KeyPair.generate()
-        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, logger: Logger(label: "relay"))
+        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, clients: .any, logger: Logger(label: "relay"))
         let bound = try waitAsync { try await relay.start(address: SocketAddress(ipAddress: "127.0.0.1", port: 0)) }
         defer { _ = try? waitAsync { await relay.stop() } }
         let address = DmsgServerAddress(publicKey: relayKey.publicKey,
@@ -224,6 +283,17 @@ final class TransportManagerStcprTests: XCTestCase {
         XCTAssertEqual(relay.opened, 1)
         XCTAssertTrue(impostor.list().isEmpty)
         XCTAssertTrue(client.list().isEmpty)
+    }
+}
+
+/// A resolver double with a fixed table.
+private final class RelayTableResolver: PeerResolver {
+    let name = "test discovery"
+    let table: [PublicKey: ResolvedPeer]
+    init(_ table: [PublicKey: ResolvedPeer]) { self.table = table }
+    func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
+        guard let peer = table[key] else { throw TransportError(.notFound, "\(key.short) not in the table") }
+        return peer
     }
 }
 

@@ -4,7 +4,9 @@ import Glibc
 import Logging
 import NIOCore
 import NIOPosix
+import SkywireConfig
 import SkywireCrypto
+import SkywireIO
 import SkywireSystem
 import SkywireTestSupport
 import XCTest
@@ -86,6 +88,60 @@ final class TransportManagerUplinkTests: XCTestCase {
         XCTAssertEqual(now.state, .up)
         XCTAssertNil(now.lastError)
         XCTAssertEqual(server.list().count, 1, "no new connection: \(server.list())")
+    }
+
+    // MARK: dmsg relay sessions
+
+    /// A manager with a session to a real relay server on loopback (the session's local address
+    /// is 127.0.0.1).
+    private func relayed() throws -> (TransportManager, DmsgRelayServer) {
+        let relayKey = KeyPair.generate()
+        let relayLoop = try EpollEventLoop(name: "uplink-relay")
+        let relay = try DmsgRelayServer(loop: relayLoop, identity: relayKey, clients: .any, logger: Logger(label: "relay"))
+        let bound = try waitAsync { try await relay.start(address: SocketAddress(ipAddress: "127.0.0.1", port: 0)) }
+        let port = try XCTUnwrap(bound?.port)
+        let m = manager()
+        try m.startRelays([DmsgServerAddress(publicKey: relayKey.publicKey, address: HostPort(host: "127.0.0.1", port: UInt16(port)))])
+        try until("relay session up") { m.relaysReachableThrough == [relayKey.publicKey] }
+        try until("relay counts the client") { try self.waitAsync { await relay.snapshot().clients } == 1 }
+        return (m, relay)
+    }
+
+    private func until(_ what: String, seconds: Double = 10, _ condition: () throws -> Bool) throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try condition() { return }
+            usleep(10_000)
+        }
+        XCTFail("timed out: \(what)")
+        throw CancellationError()
+    }
+
+    /// A relay session whose local address left the uplink is closed and redialled at once
+    /// (without the change nothing would close it: the loopback connection stays fine).
+    func testRelaySessionOnAVanishedAddressIsRedialledAtOnce() throws {
+        let (client, relay) = try relayed()
+        let pool = try XCTUnwrap(client.relayPool)
+        XCTAssertEqual(pool.sessionsUp, 1)
+        let reaction = client.uplinkChanged(try change(vanishing: "127.0.0.1"))
+        XCTAssertEqual(reaction.probed, 1)
+        let start = ContinuousClock.now
+        try until("a new relay session") { pool.sessionsUp == 2 && client.relaysReachableThrough.count == 1 }
+        print("relay session redialled, up again \(ContinuousClock.now - start) after the change")
+        try until("the relay serves the new session") { try self.waitAsync { await relay.snapshot().clients } == 1 }
+        _ = try? waitAsync { await relay.stop() }
+    }
+
+    /// A relay session on a kept address is probed (PING) and, answered, stays the same session.
+    func testRelaySessionOnAKeptAddressIsProbedAndStays() throws {
+        let (client, relay) = try relayed()
+        let pool = try XCTUnwrap(client.relayPool)
+        let reaction = client.uplinkChanged(try change(vanishing: "10.9.9.9"))
+        XCTAssertEqual(reaction.probed, 1)
+        usleep(UInt32(TransportManager.uplinkProbeTimeout.nanoseconds / 1000) + 500_000)
+        XCTAssertEqual(client.relaysReachableThrough.count, 1)
+        XCTAssertEqual(pool.sessionsUp, 1, "the same session: the relay answered the PING")
+        _ = try? waitAsync { await relay.stop() }
     }
 
     private func waitAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {

@@ -18,7 +18,12 @@
 #   7. memory per idle client: 1,000 authenticated idle clients; RSS growth / clients is printed
 #      (FIGURES-DMSG-RSS, measured, not asserted beyond a generous bound);
 #   8. discovery: a relay started with --discovery lists itself as a `dmsg` service whose
-#      transport entry carries its --public-addr, and refreshes both.
+#      transport entry carries its --public-addr, and refreshes both;
+#   9. closed by default: a relay without --clients says at startup that it refuses everyone and
+#      refuses every client right after its handshake (the client reports why, /health counts
+#      refused_keys, no session appears); with --clients-file only listed keys are served, and
+#      SIGHUP re-reads the file (a key added is served, a key removed is cut off);
+#  10. SIGTERM: the relay deletes its discovery entries (transport and service) before it exits.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
@@ -54,7 +59,7 @@ relay_start() {
 }
 health() { ip netns exec $R curl -sf "http://127.0.0.1:$1/health"; }
 
-relay_start r1 8081 8082 --max-streams-per-client 8
+relay_start r1 8081 8082 --clients any --max-streams-per-client 8
 ip netns exec $C ping -c1 -W2 10.81.0.1 >/dev/null || die "no underlay C-R"
 ECHO_SEED=7
 pipe() { ip netns exec $C "$HOSTILE" dmsg-pipe --addr 10.81.0.1:8081 --relay "$RPK_r1" "$@"; }
@@ -117,14 +122,14 @@ out=$(honest 1000000) && echo "$out" | jq -e '.ok' >/dev/null && pass "honest pa
 kill -0 "$PID_r1" && pass "relay still running after the attacks" || fail "relay died"
 
 # --- 6. client cap
-relay_start r2 8083 8084 --max-clients 5
+relay_start r2 8083 8084 --clients any --max-clients 5
 out=$(ip netns exec $C "$HOSTILE" dmsg-clients --addr 10.81.0.1:8083 --relay "$RPK_r2" --count 10 --rate 50 --hold 2)
 h=$(health 8084)
 echo "$out" | jq -e '.closed_by_relay == 5' >/dev/null && echo "$h" | jq -e '.refusals.clients_full == 5' >/dev/null \
     && pass "10 clients on a relay capped at 5: 5 closed after their handshake ($out)" || fail "client cap: $out / $h"
 
 # --- 7. memory per idle client
-relay_start r3 8085 8086 --max-connections-per-address $((IDLE_CLIENTS + 100))
+relay_start r3 8085 8086 --clients any --max-connections-per-address $((IDLE_CLIENTS + 100))
 rss0=$(health 8086 | jq .rss_kib)
 # 100 per second: all come from one address, and the relay admits 16 half-open sockets per
 # address (StcprAdmission), which a faster start on a loaded machine would exceed.
@@ -153,7 +158,7 @@ ip netns exec $R "$DISCOVERY" --http 127.0.0.1:9090 --udp 127.0.0.1:9091 --db "s
     --allow-private-addresses --ttl 6 >>"$T_WORK/discovery.log" 2>&1 &
 T_PIDS+=("$!")
 for _ in $(seq 1 100); do ip netns exec $R curl -sf http://127.0.0.1:9090/v1/info >/dev/null && break; sleep 0.1; done
-relay_start r4 8087 8088 --discovery http://127.0.0.1:9090 --public-addr 10.81.0.1:8087 --country DE
+relay_start r4 8087 8088 --clients any --discovery http://127.0.0.1:9090 --public-addr 10.81.0.1:8087 --country DE
 listed() { ip netns exec $R curl -sf http://127.0.0.1:9090/v1/services/dmsg; }
 for _ in $(seq 1 50); do listed | jq -e --arg pk "$RPK_r4" '.services | any(.pk == $pk)' >/dev/null 2>&1 && break; sleep 0.2; done
 listed | jq -e --arg pk "$RPK_r4" '.services | any(.pk == $pk and .type == "dmsg" and .country == "DE")' >/dev/null \
@@ -164,4 +169,51 @@ e0=$(listed | jq --arg pk "$RPK_r4" '.services[] | select(.pk == $pk) | .expires
 sleep 4
 e1=$(listed | jq --arg pk "$RPK_r4" '.services[] | select(.pk == $pk) | .expires_ms')
 [ "$e1" -gt "$e0" ] && pass "the relay refreshes its entry (expires $e0 -> $e1)" || fail "no refresh: $e0 -> $e1"
+
+# --- 9. closed by default
+relay_start r5 8089 8090
+grep -q "every client will be refused" "$T_WORK/r5.log" && pass "a relay without --clients says it refuses everyone" \
+    || fail "no startup warning: $(cat "$T_WORK/r5.log")"
+pipe5() { ip netns exec $C "$HOSTILE" dmsg-pipe --addr 10.81.0.1:$1 --relay "$2" "${@:3}"; }
+out=$(pipe5 8089 "$RPK_r5" --mode send --to "$EPK" --bytes 10 --seconds 10 2>&1 | tail -1) || true
+h=$(health 8090)
+echo "$out" | grep -q "not on the relay's client list" && pass "a client of a relay without --clients is refused and told why: $out" \
+    || fail "unlisted client on r5: $out"
+echo "$h" | jq -e '.clients == 0 and .refusals.refused_keys >= 1 and .client_list == "0 listed keys"' >/dev/null \
+    && pass "/health: no session, refused_keys counted" || fail "r5 /health: $h"
+LISTED_SEED=21 OTHER_SEED=22
+listed_pk=$(pipe5 8089 "$RPK_r5" --mode echo --seed $LISTED_SEED --seconds 2 2>/dev/null | head -1 | jq -r .pk) || true
+other_pk=$(pipe5 8089 "$RPK_r5" --mode echo --seed $OTHER_SEED --seconds 2 2>/dev/null | head -1 | jq -r .pk) || true
+[ ${#listed_pk} = 64 ] && [ ${#other_pk} = 64 ] || die "seeded keys not printed: $listed_pk $other_pk"
+printf '# test clients\n%s\n' "$listed_pk" >"$T_WORK/clients.txt"
+relay_start r6 8091 8092 --clients-file "$T_WORK/clients.txt"
+pipe5 8091 "$RPK_r6" --mode echo --seed $LISTED_SEED --seconds 120 >"$T_WORK/listed.out" 2>>"$T_WORK/listed.log" &
+LISTED=$!; T_PIDS+=("$LISTED")
+for _ in $(seq 1 50); do [ "$(health 8092 | jq .clients)" = 1 ] && break; sleep 0.1; done
+out=$(pipe5 8091 "$RPK_r6" --mode send --seed $OTHER_SEED --to "$listed_pk" --bytes 100000 --seconds 10 2>&1 | tail -1) || true
+h=$(health 8092)
+echo "$out" | grep -q "not on the relay's client list" && echo "$h" | jq -e '.clients == 1 and .refusals.refused_keys == 1' >/dev/null \
+    && pass "an unlisted key is refused and its session never appears (clients stays 1): $out" || fail "unlisted on r6: $out / $h"
+printf '%s\n%s\n' "$listed_pk" "$other_pk" >"$T_WORK/clients.txt"
+kill -HUP "$PID_r6"
+for _ in $(seq 1 50); do grep -q "client list re-read: 2 listed keys" "$T_WORK/r6.log" && break; sleep 0.1; done
+out=$(pipe5 8091 "$RPK_r6" --mode send --seed $OTHER_SEED --to "$listed_pk" --bytes 100000 --seconds 20 2>&1 | tail -1) || true
+echo "$out" | jq -e '.ok' >/dev/null && pass "a listed key (added, SIGHUP) reaches another listed key: $out" || fail "listed pair on r6: $out"
+printf '%s\n' "$other_pk" >"$T_WORK/clients.txt"
+kill -HUP "$PID_r6"
+for _ in $(seq 1 50); do [ "$(health 8092 | jq .clients)" = 0 ] && break; sleep 0.1; done
+wait "$LISTED" 2>/dev/null || true
+grep -q "not on the relay's client list" "$T_WORK/listed.out" && [ "$(health 8092 | jq .clients)" = 0 ] \
+    && pass "a key removed from the file (SIGHUP) is cut off and told why" || fail "removed key: $(cat "$T_WORK/listed.out") / $(health 8092)"
+kill -0 "$PID_r6" && pass "SIGHUP does not stop the relay" || fail "r6 exited on SIGHUP"
+
+# --- 10. SIGTERM deletes the discovery entries
+kill -TERM "$PID_r4"
+for _ in $(seq 1 50); do kill -0 "$PID_r4" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$PID_r4" 2>/dev/null && fail "r4 still running 5 s after SIGTERM" || pass "r4 exits on SIGTERM"
+code=$(ip netns exec $R curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:9090/v1/transports/$RPK_r4")
+[ "$code" = 404 ] && pass "SIGTERM deleted the relay's transport entry" || fail "transport entry after SIGTERM: HTTP $code"
+listed | jq -e --arg pk "$RPK_r4" '.services | any(.pk == $pk) | not' >/dev/null \
+    && pass "SIGTERM deleted the relay's dmsg service entry" || fail "service entry after SIGTERM: $(listed)"
+grep -q "discovery: entries deleted" "$T_WORK/r4.log" && pass "r4 logs the deletion" || fail "r4 log: $(tail -3 "$T_WORK/r4.log")"
 finish

@@ -33,7 +33,7 @@ T_PIDS+=("$!")
 for i in $(seq 1 100); do ip netns exec $B curl -fsS -o /dev/null http://203.0.113.2:8080/small.txt 2>/dev/null && break; [ "$i" = 100 ] && die "the test HTTP server did not start"; sleep 0.1; done
 
 relay_start() {
-    ip netns exec $R "$DMSG_BIN" --listen 0.0.0.0:8081 --key-file "$T_WORK/relay-key.json" --http 127.0.0.1:8082 \
+    ip netns exec $R "$DMSG_BIN" --listen 0.0.0.0:8081 --key-file "$T_WORK/relay-key.json" --http 127.0.0.1:8082 --clients any \
         >>"$T_WORK/relay.log" 2>&1 &
     RELAY_PID=$!
     T_PIDS+=("$RELAY_PID")
@@ -164,7 +164,7 @@ ip netns exec $R "$DISC_BIN" --http 10.81.1.1:9090 --udp 10.81.1.1:9091 --db "sq
 T_PIDS+=("$!")
 for _ in $(seq 1 50); do ip netns exec $A curl -s -m 1 -o /dev/null http://10.81.1.1:9090/v1/info && break; sleep 0.1; done
 kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
-ip netns exec $R "$DMSG_BIN" --listen 0.0.0.0:8081 --key-file "$T_WORK/relay-key.json" --http 127.0.0.1:8082 \
+ip netns exec $R "$DMSG_BIN" --listen 0.0.0.0:8081 --key-file "$T_WORK/relay-key.json" --http 127.0.0.1:8082 --clients any \
     --discovery http://10.81.1.1:9090 --public-addr 10.81.1.1:8081 >>"$T_WORK/relay.log" 2>&1 &
 RELAY_PID=$!
 T_PIDS+=("$RELAY_PID")

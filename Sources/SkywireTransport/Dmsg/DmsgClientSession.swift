@@ -73,6 +73,9 @@ public final class DmsgClientSession {
     private var pinger: RepeatedTask?
     private var ended: String?
     public private(set) var isEstablished = false
+    /// The TCP connection's local address (getsockname once connected): the uplink watcher
+    /// closes sessions whose address left the uplink.
+    public private(set) var localAddress: SocketAddress?
 
     /// The last TAI64N stamp any session of this process sent (stamps strictly increase, PROTOCOL.md §2).
     private static let lastStamp = NIOLockedValueBox<TAI64N?>(nil)
@@ -108,6 +111,7 @@ public final class DmsgClientSession {
     }
 
     private func attach(_ socket: OwnedDescriptor, stamp: TAI64N) {
+        localAddress = RawTCPSocket.localAddress(socket.raw)
         let hooks = DmsgRecordLink.Hooks(
             established: { [weak self] _ in self?.established() ?? false },
             frame: { [weak self] frame in self?.received(frame) },
@@ -141,10 +145,25 @@ public final class DmsgClientSession {
         link.send(.ping(UInt64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)))
     }
 
+    /// PINGs the relay now and ends the session unless a record arrives within `timeout` (the
+    /// uplink changed: a connection through the old path is dead though its address remains).
+    public func probe(timeout: TimeAmount) {
+        guard let link, isEstablished else { return }
+        let sent = NIODeadline.now()
+        link.send(.ping(UInt64(truncatingIfNeeded: sent.uptimeNanoseconds)))
+        loop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak link] in
+            guard let self, let link, self.link === link, link.lastReceived < sent else { return }
+            link.close(reason: "no answer from the relay within \(timeout.nanoseconds / 1_000_000) ms after an uplink change")
+        }
+    }
+
     /// Ends the session: every stream closes, pending opens fail.
     public func close(reason: String = "closed by the visor") {
         if let link { link.close(reason: reason) } else { end(reason) }
     }
+
+    /// Streams open or waiting for the relay's answer.
+    public var streamCount: Int { streams.count + opening.count }
 
     /// Bytes this session read from and wrote to the relay (records, handshake included).
     public var byteCounts: (received: UInt64, sent: UInt64) { (link?.receivedBytes ?? 0, link?.sentBytes ?? 0) }
@@ -188,6 +207,8 @@ public final class DmsgClientSession {
             send(.pong(opaque))
         case .pong:
             break
+        case .refused(let why):
+            link?.close(reason: why.description)
         case .open(let id, let peer, let window):
             // Relay-opened ids are even; anything else is ignored (a relay bug, not ours to crash on).
             guard id & 1 == 0, streams[id] == nil else { return }

@@ -48,6 +48,10 @@ public final class DmsgRelayServer: @unchecked Sendable {
         public var connectionRefusals: [String: Int] = [:]
         /// Sessions closed for sending nothing for `idleTimeout`.
         public var idleClosed = 0
+        /// Authenticated clients refused because their key is not on the client list.
+        public var refusedKeys = 0
+        /// The client list (`DmsgClientPolicy.summary`).
+        public var clientPolicy = DmsgClientPolicy.nobody.summary
     }
 
     /// How often idle sessions are looked for (at most; twice per `idleTimeout` when shorter).
@@ -61,6 +65,8 @@ public final class DmsgRelayServer: @unchecked Sendable {
     private let admission: StcprAdmission
     private let gate: StcprHandshakeGate
     private var core: DmsgRelayCore
+    /// Which keys are served (closed by default); replaced by `setClients`.
+    private var clients: DmsgClientPolicy
     private var listener: RawTCPListener?
     private var links: [DmsgRelayCore.ClientID: DmsgRecordLink] = [:]
     private var nextID: DmsgRelayCore.ClientID = 1
@@ -70,8 +76,10 @@ public final class DmsgRelayServer: @unchecked Sendable {
     private var closedBytes: (in: UInt64, out: UInt64) = (0, 0)
     public private(set) var localAddress: SocketAddress?
 
-    public init(loop: EpollEventLoop, identity: KeyPair, limits: Limits = Limits(), logger: Logger) throws {
+    public init(loop: EpollEventLoop, identity: KeyPair, limits: Limits = Limits(), clients: DmsgClientPolicy = .nobody,
+                logger: Logger) throws {
         self.loop = loop
+        self.clients = clients
         self.identity = try NoiseStaticIdentity(identity: identity)
         self.limits = limits
         self.logger = logger
@@ -108,6 +116,19 @@ public final class DmsgRelayServer: @unchecked Sendable {
         }.get()
     }
 
+    /// Replaces the client list (SIGHUP re-reads `--clients-file`). Sessions already up whose
+    /// key is no longer listed are closed with REFUSED.
+    public func setClients(_ policy: DmsgClientPolicy) async {
+        try? await loop.submit { [self] in
+            clients = policy
+            for (_, link) in links where link.established {
+                guard let key = link.remoteKey, !policy.admits(key) else { continue }
+                stats.refusedKeys += 1
+                refuse(link, .notListed)
+            }
+        }.get()
+    }
+
     /// Counters and gauges, taken on the loop.
     public func snapshot() async -> Stats {
         (try? await loop.submit { [self] in currentStats() }.get()) ?? Stats()
@@ -115,6 +136,7 @@ public final class DmsgRelayServer: @unchecked Sendable {
 
     private func currentStats() -> Stats {
         var s = stats
+        s.clientPolicy = clients.summary
         s.clients = core.clientCount
         s.streams = core.streamCount
         let now = admission.current
@@ -166,12 +188,29 @@ public final class DmsgRelayServer: @unchecked Sendable {
         }
     }
 
+    /// A client confirmed its handshake as `key`: refused (REFUSED, then closed) unless its key
+    /// is listed, before the routing core holds anything for it (PROTOCOL.md §7.1).
     private func connect(_ id: DmsgRelayCore.ClientID, key: PublicKey) -> Bool {
+        guard clients.admits(key) else {
+            stats.refusedKeys += 1
+            RefusalLog.shared.note(.keyNotListed, "dmsg client \(key.hex) refused: not on the client list", logger: logger)
+            if let link = links[id] { refuse(link, .notListed) }
+            return false
+        }
         let actions = core.connect(id, key: key)
         let admitted = core.key(of: id) == key
         logger.debug("dmsg: client \(key.short) \(admitted ? "connected" : "refused") (session \(id))")
         perform(actions.filter { if case .close(id, _) = $0 { false } else { true } })
+        if !admitted, let link = links[id] { refuse(link, .full) }
         return admitted
+    }
+
+    /// Tells the client why and closes its session (the frame is written now: the link closes
+    /// right after).
+    private func refuse(_ link: DmsgRecordLink, _ why: DmsgSessionRefusal) {
+        link.send(.refused(why))
+        link.flush()
+        link.close(reason: why.description)
     }
 
     private func received(_ frame: DmsgFrame, from id: DmsgRelayCore.ClientID) {

@@ -35,6 +35,8 @@ final class RefusalLog: Sendable {
         case handshakePendingFull = "handshake pending-full"
         case handshakeInvalid = "handshake invalid"
         case handshakeReplay = "handshake replay"
+        /// dmsg relay: an authenticated client whose key is not on `--clients` (PROTOCOL.md §7.1).
+        case keyNotListed = "dmsg key not listed"
     }
 
     static let shared = RefusalLog()

@@ -8,10 +8,13 @@ public struct ResolvedPeer: Sendable, Equatable {
     public var stcpr: [HostPort]
     /// The key's observed sudph address (its live BIND), if any.
     public var sudph: HostPort?
+    /// The dmsg relay servers the key is reachable through (its entry's `dmsg`), if any.
+    public var dmsg: [PublicKey]
 
-    public init(stcpr: [HostPort], sudph: HostPort?) {
+    public init(stcpr: [HostPort], sudph: HostPort?, dmsg: [PublicKey] = []) {
         self.stcpr = stcpr
         self.sudph = sudph
+        self.dmsg = dmsg
     }
 }
 

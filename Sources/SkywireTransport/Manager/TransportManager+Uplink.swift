@@ -18,7 +18,7 @@ extension TransportManager {
     }
 
     /// Reacts to a change of the uplink (docs/architecture.md, "Network changes"), whatever
-    /// the transport type: transports bound to an address in `change.vanished` are closed and
+    /// the transport type (and the dmsg relay sessions, `RelayPool.uplinkChanged`): transports bound to an address in `change.vanished` are closed and
     /// redialled without backoff, the others probed at once, those waiting in backoff redialled
     /// now; the sudph socket BINDs again at the rendezvous (re-punch: the service learns the new
     /// address). Nothing when the change leaves no usable uplink (the next change does it).
@@ -27,7 +27,13 @@ extension TransportManager {
         guard !change.isOffline else { return reaction }
         let vanished = Set(change.vanished)
         let probe = change.asks(.probeTransports)
-        let (all, endpoint) = lock.withLock { (Array(entries.values), sudph) }
+        let (all, endpoint, pool) = lock.withLock { (Array(entries.values), sudph, relayPool) }
+        if let pool {
+            // dmsg relay sessions follow the uplink like transports (their TCP local address).
+            let relays = pool.uplinkChanged(vanished: vanished, probe: probe, timeout: Self.uplinkProbeTimeout)
+            reaction.redialled += relays.redialled
+            reaction.probed += relays.probed
+        }
         for entry in all {
             let info = entry.info
             if info.state == .backoff || info.state == .up {

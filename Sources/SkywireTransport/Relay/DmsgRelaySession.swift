@@ -3,6 +3,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireIO
+import SkywireSystem
 
 /// `RelaySession` on the dmsg relay client (`DmsgClientSession`, PROTOCOL.md §7): each relay
 /// stream becomes an `InboxPipe` the stcpr link runs in. Confined to the session's loop.
@@ -28,6 +29,9 @@ final class DmsgRelaySession: RelaySession {
 
     var relayKey: PublicKey { session.relayKey }
     var isEstablished: Bool { session.isEstablished }
+    var streamCount: Int { session.streamCount }
+    var localIP: IPAddress? { session.localAddress?.ipAddress.flatMap(IPAddress.init) }
+    func probe(timeout: TimeAmount) { session.probe(timeout: timeout) }
 
     func open(to remote: PublicKey, _ done: @escaping (Result<LinkPipe, TransportError>) -> Void) {
         let loop = session.loop

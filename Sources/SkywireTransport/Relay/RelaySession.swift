@@ -3,6 +3,7 @@ import NIOCore
 import SkywireConfig
 import SkywireCrypto
 import SkywireIO
+import SkywireSystem
 
 /// One session with a dmsg relay server as the visor uses it (docs/dmsg.md): it opens streams
 /// to keys and hands over the streams others open to us. Confined to its `EpollEventLoop`; every
@@ -10,6 +11,12 @@ import SkywireIO
 protocol RelaySession: AnyObject {
     var relayKey: PublicKey { get }
     var isEstablished: Bool { get }
+    /// Streams open or opening through it (an on-demand session with none is closed when idle).
+    var streamCount: Int { get }
+    /// The session's local IP address (its TCP connection's), nil when unknown.
+    var localIP: IPAddress? { get }
+    /// Checks the session after an uplink change: ends it unless the relay answers within `timeout`.
+    func probe(timeout: TimeAmount)
     /// Opens a stream to `remote`; `done` once, on the session's loop.
     func open(to remote: PublicKey, _ done: @escaping (Result<LinkPipe, TransportError>) -> Void)
     func close(reason: String)

@@ -24,7 +24,10 @@ extension TransportManager {
             return true
         }
         guard started else { return }
-        try pool.start(servers: servers) { try datapathLoop(for: $0) }
+        try pool.start(servers: servers) { [weak self] key in
+            guard let self else { throw TransportError(.closed, "transport manager gone") }
+            return try self.datapathLoop(for: key)
+        }
         logger.info("dmsg relay servers", metadata: ["servers": "\(servers.map { "\($0.publicKey.short)@\($0.address)" })"])
     }
 
@@ -54,11 +57,13 @@ extension TransportManager {
         guard let identity = identityForDial(entry) else { return }
         let timeout = TimeAmount.seconds(settings.handshakeTimeout)
         let logger = self.logger
+        let resolver = self.resolver
         Task { [weak entry] in
             guard let remote = entry?.remote else { return }
             let opened: (pipe: LinkPipe, relay: DmsgServerAddress, loop: EpollEventLoop)
             do {
-                opened = try await pool.open(to: remote)
+                opened = try await pool.open(to: remote, peerRelays: await Self.peerRelays(remote, resolver: resolver, logger: logger),
+                                             resolveRelay: { try await Self.relayAddress(of: $0, resolver: resolver) })
             } catch {
                 entry?.linkClosed(reason: "\(error)")
                 return
@@ -82,6 +87,25 @@ extension TransportManager {
                 }
             }
         }
+    }
+
+    /// The relays `remote` lists in discovery (none without a resolver or entry: the dial then
+    /// tries our own relays only).
+    static func peerRelays(_ remote: PublicKey, resolver: PeerResolver?, logger: Logger) async -> [PublicKey] {
+        guard let resolver else { return [] }
+        do { return try await resolver.resolve(remote).dmsg } catch {
+            logger.debug("dmsg: no relays of \(remote.short) from \(resolver.name): \(error)")
+            return []
+        }
+    }
+
+    /// Where relay `key` takes sessions: the first stcpr address of its transport entry (docs/dmsg.md).
+    static func relayAddress(of key: PublicKey, resolver: PeerResolver?) async throws -> HostPort {
+        guard let resolver else { throw TransportError(.unreachable, "no discovery to look up relay \(key.short)'s address") }
+        guard let address = try await resolver.resolve(key).stcpr.first else {
+            throw TransportError(.unreachable, "relay \(key.short)'s entry in \(resolver.name) has no stcpr address")
+        }
+        return address
     }
 
     /// Makes the sessions with relay servers when no test put a double in `relaySessionFactory`:

@@ -31,10 +31,19 @@ final class DiscoveryRegistrar: Sendable {
     /// Starts BINDing the sudph socket at the rendezvous `GET /v1/info` names, every given number
     /// of seconds; true when it does (the transport entry then says `sudph: true`).
     private let bindRendezvous: @Sendable (HostPort, Int) -> Bool
+    /// The dmsg relays whose session is up (the entry's `dmsg`), read at each refresh and every
+    /// `relayCheckSeconds` between refreshes: a change is registered at once.
+    private let relays: @Sendable () -> [PublicKey]
+    /// The `dmsg` list last sent.
+    private let advertisedRelays = NIOLockedValueBox<[PublicKey]>([])
+    /// How often the relay set is compared with what was registered (at most one extra PUT per this).
+    static let relayCheckSeconds = 3
 
     init(url: DiscoveryURL, keyPair: KeyPair, country: String, stcpr: [String], apps: AppRegistry, logger: Logger,
+         relays: @escaping @Sendable () -> [PublicKey] = { [] },
          bindRendezvous: @escaping @Sendable (HostPort, Int) -> Bool = { _, _ in false }) {
         self.bindRendezvous = bindRendezvous
+        self.relays = relays
         self.url = url
         self.keyPair = keyPair
         self.country = country
@@ -73,7 +82,14 @@ final class DiscoveryRegistrar: Sendable {
             advertising.withLockedValue { $0 = (advertised, sudph) }
             while !Task.isCancelled {
                 try? await BlockingPool.shared.run { [self, sudph] in refresh(stcpr: advertised, sudph: sudph) }
-                try? await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
+                // Sleep until the next refresh, or until the relay set differs from the one sent.
+                var waited = 0
+                while waited < interval, !Task.isCancelled {
+                    let step = min(Self.relayCheckSeconds, interval - waited)
+                    try? await Task.sleep(nanoseconds: UInt64(step) * 1_000_000_000)
+                    waited += step
+                    if relays() != advertisedRelays.withLockedValue({ $0 }) { break }
+                }
             }
         }
         task.withLockedValue { $0 = t }
@@ -151,8 +167,12 @@ final class DiscoveryRegistrar: Sendable {
     private func refresh(stcpr: [String], sudph: Bool) {
         let pk = keyPair.publicKey.hex
         var problems: [String] = []
-        let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph).json().compact().utf8)
-        do { try write("PUT", "/v1/transports/\(pk)", body: tb) } catch { problems.append("transports: \(error.message)") }
+        let dmsg = relays()
+        let tb = Array(TransportRegistration(stcpr: stcpr, sudph: sudph, dmsg: dmsg).json().compact().utf8)
+        do {
+            try write("PUT", "/v1/transports/\(pk)", body: tb)
+            advertisedRelays.withLockedValue { $0 = dmsg }
+        } catch { problems.append("transports: \(error.message)") }
         var running: [String: ControlValue] = [:]
         for v in apps.snapshot() where Self.advertised(row: v) {
             if let name = v["name"]?.stringValue { running[name] = v }

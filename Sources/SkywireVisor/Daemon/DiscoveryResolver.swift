@@ -65,6 +65,6 @@ struct DiscoveryResolver: PeerResolver {
             throw TransportError(.unreachable, "\(source) answered for key \(entry.pk.prefix(64)) when asked for \(key.hex)")
         }
         return ResolvedPeer(stcpr: entry.stcpr.compactMap { try? HostPort.parse($0).get() },
-                            sudph: entry.sudph.flatMap { try? HostPort.parse($0).get() })
+                            sudph: entry.sudph.flatMap { try? HostPort.parse($0).get() }, dmsg: entry.dmsg)
     }
 }

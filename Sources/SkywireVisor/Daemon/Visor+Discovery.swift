@@ -22,6 +22,7 @@ extension Visor {
             stcpr.append(t.listenHost.contains(":") ? "[\(t.listenHost)]:\(t.stcprPort)" : "\(t.listenHost):\(t.stcprPort)")
         }
         return DiscoveryRegistrar(url: url, keyPair: t.identity, country: options.country, stcpr: stcpr, apps: apps, logger: logger,
+                                  relays: { Array(transports.relaysReachableThrough.prefix(DiscoveryAPI.maxDmsgRelays)) },
                                   bindRendezvous: { transports.startRendezvous(host: $0.host, port: Int($0.port), interval: .seconds(Int64($1))) })
     }
 }
