@@ -10,6 +10,13 @@ import time
 marker, stop = sys.argv[1].encode(), sys.argv[2]
 seconds, max_bytes = float(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+# A large buffer (root: SO_RCVBUFFORCE): on a loaded machine the reader falls behind a fast transfer.
+RCVBUF = 64 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+try:
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+except OSError:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
 s.settimeout(0.5)
 seen = packets = total = 0
 end = time.time() + seconds
