@@ -26,6 +26,7 @@ REQUESTS=${DMSG_REQUESTS:-500}
 [ "$(id -u)" = 0 ] || { echo "bench/dmsg.sh: run as root" >&2; exit 1; }
 [ -x "$DMSG" ] && [ -x "$HOSTILE" ] || { echo "bench/dmsg.sh: need $DMSG and $HOSTILE" >&2; exit 1; }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d /tmp/skwdmsg.XXXXXX)
 R=skwbR$$ C=skwbC$$ V=skwbV$$
 PIDS=()
@@ -143,7 +144,8 @@ cli a proxy start -k "$PKB" -t 30 >/dev/null
 t0=$(ticks $RELAY)
 over_dmsg=$(visor_row dmsg dmsg)
 t1=$(ticks $RELAY)
-log "visors: dmsg $over_dmsg, relay CPU $(echo "scale=3; ($t1 - $t0) / $hz" | bc) s"
+visor_relay_cpu=$(echo "scale=3; ($t1 - $t0) / $hz" | bc)
+log "visors: dmsg $over_dmsg, relay CPU $visor_relay_cpu s"
 log "visors: over stcpr (direct link)"
 cli a tp add "$PKB" -t stcpr --addr 10.233.2.2:7777 >/dev/null
 over_stcpr=$(visor_row stcpr dmsg,stcpr)
@@ -151,14 +153,15 @@ log "visors: stcpr $over_stcpr"
 
 jq -n --argjson bulk "$bulk" --argjson streams "$streams" --arg cpu "$cpu" --argjson bytes "$BYTES" \
       --argjson clients "$clients" --argjson rss0 "$rss0" --argjson rss1 "$rss1" \
-      --argjson dmsg "$over_dmsg" --argjson stcpr "$over_stcpr" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '{
+      --argjson dmsg "$over_dmsg" --argjson stcpr "$over_stcpr" --arg vcpu "$visor_relay_cpu" \
+      --arg load0 "$load0" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '{
     kind: "dmsg-relay",
-    load_average: $load,
+    load_average: {start: $load0, end: $load},
     bulk: ($bulk + {relay_cpu_s: ($cpu | tonumber),
                     forwarded_gbit: ($bytes * 2 * 8 / 1e9),
                     relay_cpu_s_per_gbit: (if $bytes > 0 then ($cpu | tonumber) / ($bytes * 2 * 8 / 1e9) else null end)}),
     streams: $streams,
     idle: {clients: $clients, rss_before_kib: $rss0, rss_after_kib: $rss1,
            bytes_per_client: (if $clients > 0 then (($rss1 - $rss0) * 1024 / $clients | floor) else null end)},
-    visors: {dmsg: $dmsg, stcpr: $stcpr}
+    visors: {dmsg: ($dmsg + {relay_cpu_s: ($vcpu | tonumber)}), stcpr: $stcpr}
 }'
