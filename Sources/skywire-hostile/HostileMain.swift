@@ -26,6 +26,7 @@ struct Hostile: ParsableCommand {
             DmsgClients.self,
             DmsgNoRead.self,
             DmsgOpenFlood.self,
+            DmsgImpersonate.self,
         ]
     )
 }

@@ -228,6 +228,108 @@ final class TransportManagerStcprTests: XCTestCase {
         }
     }
 
+    // MARK: Moving to a direct transport that comes up later (issue 18)
+
+    /// A client with `relay` and `resolver` whose background direct retry runs on `schedule`.
+    private func retryingManager(_ relay: FakeRelay, resolver: PeerResolver, schedule: DirectRetrySchedule) throws -> TransportManager {
+        var settings = TransportSettings(identity: .generate(), listenHost: "127.0.0.1", stcprPort: 0, sudphPort: 0, peers: [:])
+        settings.handshakeTimeout = 2
+        settings.directRetry = schedule
+        let m = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
+        managers.append(m)
+        m.relaySessionFactory = relay.factory(for: m.localKey)
+        m.resolver = resolver
+        try m.startRelays([relay.server])
+        try waitUntil("relay session up") { m.relaysReachableThrough == [relay.key] }
+        return m
+    }
+
+    private func info(_ m: TransportManager, _ type: TransportType) -> TransportInfo? {
+        m.list().first { $0.type == type && $0.state == .up }
+    }
+
+    /// Reached only through the relay (the peer's stcpr address refuses), the client retries a
+    /// direct transport in the background; once the address works, a new stream takes stcpr,
+    /// while a stream opened over the relay before runs on to its end there.
+    func testNewStreamsMoveToADirectTransportThatComesUpLater() throws {
+        let relay = FakeRelay()
+        let server = manager(stcprPort: Int(try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))))
+        server.router = EchoRouter()
+        server.relaySessionFactory = relay.factory(for: server.localKey)
+        try server.startRelays([relay.server])
+        try waitAsync { try await server.start() }
+        let listening = try XCTUnwrap(server.stcprListenAddress.flatMap { try? HostPort.parse($0).get() })
+        let refusing = HostPort(host: "127.0.0.1", port: try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue)))
+        let resolver = StcprOnlyResolver(address: refusing)
+        let client = try retryingManager(relay, resolver: resolver,
+                                         schedule: DirectRetrySchedule(initial: .milliseconds(200), maximum: .milliseconds(400)))
+        XCTAssertEqual(try waitAsync { try await client.connect(remote: server.localKey, within: 10) }.type, .dmsg)
+
+        // A stream over the relay, left open.
+        let first = (0..<(128 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        let second = (0..<(96 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 1) }
+        let old = try client.openStream(to: server.localKey, port: Self.echoPort, sourcePort: 100).wait()
+        let oldCollector = EchoCollector()
+        let oldStream = LoopTransfer(value: old)
+        try old.eventLoop.submit {
+            oldStream.value.setDelegate(oldCollector)
+            oldStream.value.write(ByteBuffer(bytes: first))
+        }.wait()
+        XCTAssertEqual(client.directRetryPeers, [server.localKey], "the relay path is in use: direct retried in the background")
+        try waitUntil("retried while the address refuses") { resolver.asked.withLockedValue { $0 } >= 3 }
+        XCTAssertNil(info(client, .stcpr))
+
+        // The peer's address now works: the next attempt brings stcpr up, without user action.
+        resolver.address.withLockedValue { $0 = listening }
+        try waitUntil("a direct transport came up", seconds: 10) { self.info(client, .stcpr) != nil }
+        XCTAssertNotNil(info(client, .dmsg), "tp ls shows both")
+        try waitUntil("the retry stopped") { client.directRetryPeers.isEmpty }
+
+        let relayBefore = try XCTUnwrap(info(client, .dmsg)).bytesSent
+        let directBefore = try XCTUnwrap(info(client, .stcpr)).bytesSent
+        let payload = (0..<(256 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 3) }
+        XCTAssertEqual(try echo(payload, via: client, to: server.localKey).0, payload)
+        let relayAfterNew = try XCTUnwrap(info(client, .dmsg)).bytesSent
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(info(client, .stcpr)).bytesSent - directBefore, UInt64(payload.count),
+                                    "the new stream went over stcpr")
+        XCTAssertLessThan(relayAfterNew - relayBefore, UInt64(payload.count / 4), "not over the relay")
+
+        // The old stream still runs over the relay to its end.
+        try old.eventLoop.submit {
+            oldStream.value.write(ByteBuffer(bytes: second))
+            oldStream.value.finish()
+        }.wait()
+        XCTAssertEqual(try oldCollector.done.futureResult.wait(), first + second)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(info(client, .dmsg)).bytesSent - relayAfterNew, UInt64(second.count),
+                                    "the old stream's rest crossed the relay")
+    }
+
+    /// The retry stops when the relay path is idle (no lookups after it), starts again when an
+    /// app opens a stream over the relay, and stops again once that stream ended.
+    func testTheDirectRetryStopsWhenTheRelayPathIsIdle() throws {
+        let relay = FakeRelay()
+        let server = try relayedManager(relay)
+        server.router = EchoRouter()
+        let resolver = StcprOnlyResolver(address: HostPort(host: "127.0.0.1", port: try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))))
+        let client = try retryingManager(relay, resolver: resolver,
+                                         schedule: DirectRetrySchedule(initial: .milliseconds(100), maximum: .milliseconds(200)))
+        XCTAssertEqual(try waitAsync { try await client.connect(remote: server.localKey, within: 10) }.type, .dmsg)
+        try waitUntil("idle: the retry stopped") { client.directRetryPeers.isEmpty }
+        let asked = resolver.asked.withLockedValue { $0 }
+        usleep(600_000)
+        XCTAssertEqual(resolver.asked.withLockedValue { $0 }, asked, "no lookups while idle")
+
+        let stream = try client.openStream(to: server.localKey, port: Self.echoPort, sourcePort: 100).wait()
+        let collector = EchoCollector()
+        let transfer = LoopTransfer(value: stream)
+        try stream.eventLoop.submit { transfer.value.setDelegate(collector) }.wait()
+        XCTAssertEqual(client.directRetryPeers, [server.localKey])
+        try waitUntil("retried while the stream is open") { resolver.asked.withLockedValue { $0 } >= asked + 2 }
+        try stream.eventLoop.submit { transfer.value.finish() }.wait()
+        _ = try collector.done.futureResult.wait()
+        try waitUntil("stopped after the stream ended") { client.directRetryPeers.isEmpty }
+    }
+
     /// End to end through the real relay server (`DmsgRelayServer` on loopback) and client
     /// (`DmsgClientSession`): a dmsg transport carries 1 MiB each way through a mux stream.
     func testDmsgTransportThroughTheRelayServerOnLoopback() throws {
@@ -300,12 +402,13 @@ private final class RelayTableResolver: PeerResolver {
 /// A resolver double that knows every key at one stcpr address (none for sudph) and counts lookups.
 private final class StcprOnlyResolver: PeerResolver {
     let name = "test discovery"
-    let address: HostPort
+    /// Changed by a test when the peer's address starts to work.
+    let address: NIOLockedValueBox<HostPort>
     let asked = NIOLockedValueBox(0)
-    init(address: HostPort) { self.address = address }
+    init(address: HostPort) { self.address = NIOLockedValueBox(address) }
     func resolve(_ key: PublicKey) async throws -> ResolvedPeer {
         asked.withLockedValue { $0 += 1 }
-        return ResolvedPeer(stcpr: [address], sudph: nil)
+        return ResolvedPeer(stcpr: [address.withLockedValue { $0 }], sudph: nil)
     }
 }
 

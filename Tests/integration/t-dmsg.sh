@@ -87,23 +87,8 @@ expect_ok "proxy start -k over dmsg (fallback)" cli a proxy start -k "$PKB" -t 2
     && pass "the proxy's transport is dmsg" || fail "tp ls: $(cli a tp ls --json)"
 
 # Capture in R while 20 MB cross the relay: no packet may carry the plaintext marker.
-ip netns exec $R python3 - "$MARKER" "$T_WORK/sniff.stop" >"$T_WORK/sniff.out" 2>"$T_WORK/sniff.log" <<'PY' &
-import os, socket, sys, time
-marker, stop = sys.argv[1].encode(), sys.argv[2]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
-s.settimeout(0.5)
-seen = packets = total = 0
-end = time.time() + 60
-while time.time() < end and not os.path.exists(stop):
-    try:
-        p = s.recv(65536)
-    except socket.timeout:
-        continue
-    packets += 1; total += len(p)
-    if marker in p: seen += 1
-    if total > 60_000_000: break
-print(packets, total, seen, flush=True)
-PY
+ip netns exec $R python3 "$here/tools/marker-sniff.py" "$MARKER" "$T_WORK/sniff.stop" 60 60000000 \
+    >"$T_WORK/sniff.out" 2>"$T_WORK/sniff.log" &
 sniff=$!
 T_PIDS+=("$sniff")
 sleep 0.5

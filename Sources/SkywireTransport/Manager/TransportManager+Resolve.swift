@@ -123,7 +123,10 @@ extension TransportManager {
         try Task.checkCancellation()
         progress.set("opening a dmsg stream through a relay\(failures.isEmpty ? "" : "; before: " + failures.joined(separator: "; "))")
         do {
-            return try await add(remote: remote, type: .dmsg, target: nil)
+            let info = try await add(remote: remote, type: .dmsg, target: nil)
+            // The relay is the fallback: a direct transport is retried in the background.
+            if !failures.isEmpty { relayInUse(remote) }
+            return info
         } catch {
             guard !failures.isEmpty else { throw error }
             throw TransportError(.unreachable, "cannot reach \(remote.hex): \((failures + ["dmsg: \(error)"]).joined(separator: "; "))")
@@ -131,8 +134,8 @@ extension TransportManager {
     }
 
     /// The direct steps (punched sudph, then stcpr; the peers table before discovery); throws a
-    /// `DirectFailure`.
-    private func connectDirect(remote: PublicKey, type: TransportType?, progress: ConnectProgress) async throws -> TransportInfo {
+    /// `DirectFailure`. Also the background retry's attempt (`relayInUse`).
+    func connectDirect(remote: PublicKey, type: TransportType?, progress: ConnectProgress) async throws -> TransportInfo {
         var failures: [String] = []
         if let peer = settings.peers[remote] {
             for t in type.map({ [$0] }) ?? [.stcpr, .sudph] {

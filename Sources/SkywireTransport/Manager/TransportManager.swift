@@ -29,6 +29,9 @@ public final class TransportManager: @unchecked Sendable {
     var relayPool: RelayPool?
     /// Makes relay sessions; tests put a double here before `startRelays`.
     var relaySessionFactory: RelaySessionFactory?
+    /// Peers reached only through a relay whose direct transport is retried in the background
+    /// (`relayInUse`).
+    var directRetries: [PublicKey: DirectRetryRun] = [:]
     var stopped = false
     /// `setDatagramSink`'s table, read per received datagram.
     let sinks = DatagramSinks()
@@ -173,6 +176,7 @@ public final class TransportManager: @unchecked Sendable {
                 defer { entries.removeAll(); _datapathLoops.removeAll() }
                 return (stcprListener, sudph, Array(entries.values), _datapathLoops, relayPool)
             }
+        for run in lock.withLock({ directRetries.values }) { run.cancel() }
         for entry in all { entry.shutdown(reason: "visor stopping") }
         relays?.stop()
         listener?.close()
@@ -326,18 +330,33 @@ public final class TransportManager: @unchecked Sendable {
 
     // MARK: Streams and datagrams
 
-    /// The best live connection to `remote`: stcpr first (kernel-reliable), then sudph, then dmsg
-    /// (through a relay: only when no direct one is up); within a type the one that came up last
-    /// (a peer that redialled left its older one dead).
+    /// The order `connection(to:)` takes transport types in: direct before relayed.
+    static let preference: [TransportType] = [.stcpr, .sudph, .dmsg]
+
+    /// The best live connection to `remote` and its type: stcpr first (kernel-reliable), then
+    /// sudph, then dmsg (through a relay: only when no direct one is up, so new streams move to a
+    /// direct transport as soon as one comes up while those on the relay run on); within a type
+    /// the one that came up last (a peer that redialled left its older one dead).
     /// Only confirmed handshakes create entries (PROTOCOL.md §3, §4.3).
-    func connection(to remote: PublicKey) -> MuxConnection? {
-        let candidates = lock.withLock { entries.to(remote) }
-        for type in [TransportType.stcpr, .sudph, .dmsg] {
-            let live = candidates.filter { $0.type == type }.compactMap(\.liveConnectionAndOrder)
-            if let best = live.max(by: { $0.order < $1.order }) { return best.connection }
+    func bestConnection(to remote: PublicKey) -> (connection: MuxConnection, type: TransportType)? {
+        let live = lock.withLock { entries.to(remote) }.compactMap { entry in
+            entry.liveConnectionAndOrder.map { (type: entry.type, order: $0.order, value: $0.connection) }
+        }
+        return Self.preferred(live)
+    }
+
+    /// `connection(to:)`'s choice among live transports, pure: the first type in `preference`
+    /// that has one, and of that type the highest `order` (the newest).
+    static func preferred<T>(_ live: [(type: TransportType, order: UInt64, value: T)]) -> (connection: T, type: TransportType)? {
+        for type in preference {
+            if let best = live.filter({ $0.type == type }).max(by: { $0.order < $1.order }) {
+                return (best.value, type)
+            }
         }
         return nil
     }
+
+    func connection(to remote: PublicKey) -> MuxConnection? { bestConnection(to: remote)?.connection }
 
     /// Opens a stream to `port` on the visor `remote`. When no transport is up, dials one
     /// first (`connect`: the peers table, else the resolver).
@@ -346,17 +365,19 @@ public final class TransportManager: @unchecked Sendable {
     public func openStream(to remote: PublicKey, port: UInt16, sourcePort: UInt16,
                            timeout: TimeAmount = .seconds(10), waitForAccept: Bool = true) -> EventLoopFuture<AppStream> {
         let loop = group.next()
-        if let conn = connection(to: remote) {
-            return conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
+        if let best = bestConnection(to: remote) {
+            if best.type == .dmsg { relayInUse(remote) }
+            return best.connection.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
                                    waitForAccept: waitForAccept)
         }
         let promise = loop.makePromise(of: AppStream.self)
         promise.completeWithTask {
             _ = try await self.connect(remote: remote)
-            guard let conn = self.connection(to: remote) else {
+            guard let best = self.bestConnection(to: remote) else {
                 throw TransportError(.closed, "transport to \(remote.hex) closed while opening a stream")
             }
-            return try await conn.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
+            if best.type == .dmsg { self.relayInUse(remote) }
+            return try await best.connection.openStream(destinationPort: port, sourcePort: sourcePort, timeout: timeout,
                                              waitForAccept: waitForAccept).get()
         }
         return promise.futureResult

@@ -35,6 +35,10 @@ public struct TransportSettings: Sendable {
     public var stcprMaxConnections: Int = Self.stcprMaxConnectionsFromEnvironment()
     /// dmsg relay servers to keep a session with (`transport.dmsg_servers`).
     public var dmsgServers: [DmsgServerAddress] = []
+    /// While a peer is reached only through a relay, how often a direct transport is retried
+    /// (30 s doubling to 5 min); tests shorten it with SKYWIRE_DIRECT_RETRY_SECONDS (the first
+    /// wait; the longest is ten times it).
+    public var directRetry: DirectRetrySchedule = Self.directRetryFromEnvironment()
 
     public init(identity: KeyPair, listenHost: String, stcprPort: Int, sudphPort: Int,
                 peers: [PublicKey: PeerAddresses]) {
@@ -109,6 +113,13 @@ extension TransportSettings {
             return .seconds(s)
         }
         return .seconds(defaultRekeySeconds)
+    }
+
+    static func directRetryFromEnvironment() -> DirectRetrySchedule {
+        if let raw = getenv("SKYWIRE_DIRECT_RETRY_SECONDS"), let s = Int64(String(cString: raw)), s > 0 {
+            return DirectRetrySchedule(initial: .seconds(s), maximum: .seconds(s * DirectRetrySchedule.maximumPerInitial))
+        }
+        return .standard
     }
 
     static func stcprMaxConnectionsFromEnvironment() -> Int {
