@@ -21,7 +21,8 @@ final class UpdateServerSession: AppStreamDelegate, @unchecked Sendable {
     static let maxRequestBytes = UpdateProtocol.headerLength + 8 + UpdateProtocol.maxNameBytes
 
     private let stream: AppStream
-    private unowned let app: UpdateServerApp
+    // Strong: the app keeps its sessions until they end, a session its app until then (stop ends them all).
+    private let app: UpdateServerApp
     private let key: String
     private var decoder = UpdateFrameDecoder()
     private var received = 0
@@ -109,8 +110,12 @@ final class UpdateServerSession: AppStreamDelegate, @unchecked Sendable {
     }
 
     func appStreamDidReceiveFinish(_ stream: AppStream) {
-        // The client's FIN after its request is normal; before a request it asked for nothing.
-        if !requested { stream.finish(); end(completed: false) }
+        // The client keeps its direction open while it wants the answer (PROTOCOL.md §6): its FIN
+        // means it went away (a CLI killed: the visor's bridge finishes the stream), so nothing
+        // more is read from the file for it.
+        guard !ended else { return }
+        stream.finish()
+        end(completed: false)
     }
 
     func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) {

@@ -71,6 +71,12 @@ struct UpdateMeshFetch {
         }
         try FileIO.overwrite(digestFile, Array(Self.hex(header.sha256).utf8), mode: 0o600)
         let file = OwnedDescriptor(taking: try syscall("open(\(part))") { Glibc.open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) })
+        // One fetch of a name at a time: a second one would write the same file.
+        do {
+            try syscall("flock(\(part))") { flock(file.raw, LOCK_EX | LOCK_NB) }
+        } catch let e as SystemError where e.errno == EWOULDBLOCK {
+            throw UpdateFetchError("another fetch of \(name) into \(directory) is running")
+        }
         try syscall("fchmod(\(part))") { fchmod(file.raw, 0o600) }
         try syscall("ftruncate(\(part))") { ftruncate(file.raw, off_t(offset)) }
         _ = try syscall("lseek(\(part))") { lseek(file.raw, off_t(offset), SEEK_SET) }
