@@ -85,6 +85,14 @@ rc=0; apply --bundle x.raucb 2>"$T_WORK/p3.log" || rc=$?
 [ $rc = 0 ] && [ "$(cat "$T_WORK/rauc.sum" 2>/dev/null)" = "$SUM" ] && grep -q "SHA-256 $SUM verified" "$T_WORK/p3.log" \
     && pass "whole fetch with --bundle: checksum verified" || fail "whole fetch: rc=$rc $(tail -3 "$T_WORK/p3.log")"
 
+# A partial file whose bytes are not the bundle's (1 MB of zeros, recorded as this bundle): the
+# resumed fetch fails its checksum and removes the partial file; the next run starts over.
+head -c 1000000 /dev/zero >"$dl/x.raucb.part"; echo -n "$SUM" >"$dl/x.raucb.part.sha256"
+rm -f "$T_WORK/rauc.sum"
+expect_fail "a corrupt partial file: checksum mismatch" "checksum mismatch" apply --bundle x.raucb
+[ ! -e "$dl/x.raucb.part" ] && [ ! -e "$T_WORK/rauc.sum" ] && pass "after the mismatch: partial file removed, rauc not run" \
+    || fail "after the mismatch: $(ls "$dl") $(cat "$T_WORK/rauc.sum" 2>&1)"
+
 # ---- refusals ---------------------------------------------------------------------------------
 expect_fail "a bundle that is not there" "no such bundle" apply --bundle nothere.raucb
 expect_fail "a symlink in the directory is not served" "no such bundle" apply --bundle link.raucb
