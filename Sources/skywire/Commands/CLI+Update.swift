@@ -49,7 +49,8 @@ struct UpdateGroup: ParsableCommand {
                 `skywire cli update status` shows the outcome.
                 """)
         @OptionGroup var control: ControlOptions
-        @Argument(help: "The bundle: a .raucb file, or an http:// or https:// URL (not with --from).") var bundle: String?
+        @Argument(help: ArgumentHelp("The bundle: a .raucb file, or an http:// or https:// URL (not with --from).", valueName: "file-or-url"))
+        var bundle: String?
         @Option(help: "Fetch the bundle from the visor with this public key (its update-server app).") var from: String?
         @Option(name: .customLong("bundle"), help: "With --from: the bundle's name on that visor (default: the only one it serves).")
         var bundleName: String?
