@@ -121,7 +121,7 @@ public struct DecodeOutcome<Frame: Equatable, Failure: Error & Equatable>: Equat
 /// Feeds `bytes` to a decoder `chunk` bytes at a time (`feed`), taking every whole frame after each
 /// piece (`next`), until the end or the first error. Checks that the decoder never holds more than
 /// `maxHeld` + `chunk` bytes (`held`) and that after an error the next call throws it again.
-/// Shared by the frame-decoder harnesses (fuzz-pty-frame, fuzz-chat-frame).
+/// Shared by the frame-decoder harnesses (fuzz-pty-frame, fuzz-chat-frame, fuzz-update-frame).
 public func decodeInChunks<Frame: Equatable, Failure: Error & Equatable>(
     _ bytes: [UInt8], chunk: Int, maxHeld: Int, feed: (ArraySlice<UInt8>) -> Void, held: () -> Int,
     next: () throws(Failure) -> Frame?

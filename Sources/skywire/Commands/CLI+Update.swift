@@ -79,17 +79,15 @@ struct UpdateGroup: ParsableCommand {
                                             dialTimeout: dialTimeout, json: json)
                 do {
                     source = .file(try fetch.fetch(try fetch.chooseBundle(bundleName)))
-                } catch let e as UpdateFetchError {
-                    FileHandleStderr.write("skywire cli update apply: \(e.message)\n")
-                    throw ExitCode(1)
-                } catch let e as ControlError {
-                    FileHandleStderr.write("skywire cli update apply: \(e.message)\n")
-                    throw ExitCode(1)
-                } catch let e as UpdateProtocolError {
-                    FileHandleStderr.write("skywire cli update apply: the update server sent a bad frame: \(e)\n")
-                    throw ExitCode(1)
-                } catch let e as SystemError {
-                    FileHandleStderr.write("skywire cli update apply: \(e)\n")
+                } catch {
+                    let reason: String
+                    switch error {
+                    case let e as UpdateFetchError: reason = e.message
+                    case let e as ControlError: reason = e.message
+                    case let e as UpdateProtocolError: reason = "the update server sent a bad frame: \(e)"
+                    default: reason = "\(error)"
+                    }
+                    FileHandleStderr.write("skywire cli update apply: \(reason)\n")
                     throw ExitCode(1)
                 }
             } else {
