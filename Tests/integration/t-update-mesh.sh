@@ -137,7 +137,8 @@ ctl "$T_WORK/h.sock" '{"id":3,"method":"apps.stop","params":{"name":"update-serv
 ctl "$T_WORK/h.sock" "{\"id\":4,\"method\":\"apps.start\",\"params\":{\"name\":\"update-server\",\"args\":[\"--dir\",\"$srv\"]}}" >/dev/null
 expect_fail "no whitelist: nobody is served" "does not list our key" apply --bundle x.raucb
 ctl "$T_WORK/h.sock" '{"id":5,"method":"apps.stop","params":{"name":"update-server"}}' >/dev/null
-ctl "$T_WORK/h.sock" "{\"id\":6,\"method\":\"apps.start\",\"params\":{\"name\":\"update-server\",\"args\":[\"--dir\",\"$srv\",\"--whitelist\",\"$PKB\"]}}" >/dev/null
+# Back to B's key, with one request at a time per key (checked while the reader below stalls).
+ctl "$T_WORK/h.sock" "{\"id\":6,\"method\":\"apps.start\",\"params\":{\"name\":\"update-server\",\"args\":[\"--dir\",\"$srv\",\"--whitelist\",\"$PKB\",\"--max-per-key\",\"1\"]}}" >/dev/null
 
 # ---- a reader that stalls: H's memory stays flat ------------------------------------------------
 pidh=$(eval echo \$PID_h)
@@ -156,7 +157,9 @@ time.sleep(10)
 PY
 spid=$!
 T_PIDS+=("$spid")
-sleep 8
+sleep 6
+expect_fail "a second request from the key while one runs (--max-per-key 1): busy" "busy" apply --bundle x.raucb
+sleep 2
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$pidh/status)
 st=$(cli h apps ls --json | jq -c '.[] | select(.name=="update-server") | .info')
 wait $spid 2>/dev/null || true

@@ -89,7 +89,9 @@ final class UpdateServerSession: AppStreamDelegate, @unchecked Sendable {
     // MARK: AppStreamDelegate
 
     func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
-        guard !ended, !requested else { return }
+        guard !ended else { return }
+        // One request per stream: bytes after it are a protocol error, not something to buffer.
+        guard !requested else { return abort() }
         received += data.readableBytes
         guard received <= Self.maxRequestBytes else { return fail(.badRequest, "a request has at most \(Self.maxRequestBytes) bytes") }
         decoder.feed(data.readableBytesView)

@@ -149,13 +149,20 @@ struct UpdateMeshFetch {
         }
     }
 
+    /// Sends the request. A server that answered at once (`busy`) and finished may have had the
+    /// connection closed before the request went out: EPIPE is then not the error, its answer
+    /// (already received) is, so reading goes on.
     private func send(_ frame: UpdateFrame, on socket: OwnedDescriptor) throws {
         let bytes = try frame.encoded()
-        try bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                done += try syscall("write") { Glibc.send(socket.raw, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL)) }
+        do {
+            try bytes.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    done += try syscall("send") { Glibc.send(socket.raw, raw.baseAddress! + done, raw.count - done, Int32(MSG_NOSIGNAL)) }
+                }
             }
+        } catch let e as SystemError where e.errno == EPIPE || e.errno == ECONNRESET {
+            return
         }
     }
 
