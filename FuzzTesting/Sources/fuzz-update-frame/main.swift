@@ -17,14 +17,8 @@ private func decodeAll(_ bytes: [UInt8], chunk: Int) -> DecodeOutcome<UpdateFram
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzUpdateFrame(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
-    var input = FuzzInput(data, size)
-    let chunk = Int(input.take(1).first ?? 0) % 64 + 1
-    let bytes = input.take(size)
-    let pieces = decodeAll(bytes, chunk: chunk)
-    let whole = decodeAll(bytes, chunk: max(1, bytes.count))
-    invariant(pieces == whole, "chunks of \(chunk) gave \(pieces), the whole input \(whole)")
-    var encoded: [UInt8] = []
-    for frame in whole.frames {
+    checkCanonicalFrames(data, size, maxFrame: UpdateProtocol.headerLength + UpdateProtocol.maxPayload, decode: decodeAll,
+                         encode: { try? $0.encoded() }) { frame in
         switch frame {
         case .get(let name, _): invariant(UpdateProtocol.nameProblem(name) == nil, "a bad name was accepted: \(name)")
         case .listOK(let entries):
@@ -33,14 +27,6 @@ public func fuzzUpdateFrame(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
         case .getOK(let header): invariant(header.offset <= header.size, "offset past the size accepted")
         default: break
         }
-        let bytes = Result { () throws(UpdateProtocolError) in try frame.encoded() }
-        guard case .success(let b) = bytes else { invariant(false, "\(frame) decoded but does not encode"); return 0 }
-        encoded += b
-    }
-    invariant(encoded.count <= bytes.count && Array(bytes.prefix(encoded.count)) == encoded,
-              "re-encoding \(whole.frames.count) frames differs from the input: \(hex(Array(bytes.prefix(64))))")
-    if whole.error == nil {
-        invariant(bytes.count - encoded.count < UpdateProtocol.headerLength + UpdateProtocol.maxPayload, "a whole frame was left undecoded")
     }
     return 0
 }

@@ -17,7 +17,8 @@ struct UpdateGroup: ParsableCommand {
             Boards with A/B root slots (docs/update.md). `apply` checks the bundle (signature by \
             the fleet key in /etc/rauc/keyring.pem, compatible board) and writes it into the slot \
             not booted, with progress; the next boot tries it once, and its health check keeps it \
-            or the board returns to the current slot by itself.
+            or the board returns to the current slot by itself. `apply --from PK` first fetches the \
+            bundle from another visor's update-server app over the mesh (resumable).
             """,
         subcommands: [Apply.self, Status.self]
     )
