@@ -20,6 +20,7 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-discovery", []),
     ("fuzz-pty-frame", []),
     ("fuzz-chat-frame", []),
+    ("fuzz-update-frame", []),
     ("fuzz-dmsg-relay", [.product(name: "NIOCore", package: "swift-nio")]),
 ]
 

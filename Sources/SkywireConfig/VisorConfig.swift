@@ -163,6 +163,8 @@ public enum AppName: String, Sendable, CaseIterable, Hashable, CustomStringConve
     case skychat = "skychat"
     case skynet = "skynet"
     case pty = "pty"
+    /// Serves update bundles (`.raucb`) to the visors on its whitelist (docs/update.md).
+    case updateServer = "update-server"
     /// Echoes streams and datagrams back (`skywire cli visor ping`); for testing a transport.
     case echo = "echo"
 
@@ -174,6 +176,7 @@ public enum AppName: String, Sendable, CaseIterable, Hashable, CustomStringConve
         case .skysocks: return 3
         case .skysocksClient: return 13
         case .pty: return 22
+        case .updateServer: return 24
         case .vpnClient: return 43
         case .vpnServer: return 44
         case .skynet: return 57

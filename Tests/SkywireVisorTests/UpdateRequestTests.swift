@@ -40,4 +40,18 @@ final class UpdateRequestTests: XCTestCase {
                                               lastUpdate: ["state": "rolled-back", "version": "v3", "slot": "B", "reason": "skywire.service is failed"])
         XCTAssertEqual(failed.lines.last, "last     rolled-back, version v3, slot B: skywire.service is failed")
     }
+
+    /// `apply` takes a FILE or URL, or `--from PK` (with `--bundle` only then).
+    func testApplyArguments() throws {
+        let pk = String(repeating: "a", count: 64)
+        let fromPeer = try UpdateGroup.Apply.parse(["--from", pk, "--bundle", "v2.raucb", "--json"])
+        XCTAssertEqual(fromPeer.from, pk)
+        XCTAssertEqual(fromPeer.bundleName, "v2.raucb")
+        XCTAssertEqual(fromPeer.downloadDirectory, UpdateMeshFetch.defaultDirectory)
+        XCTAssertEqual(try UpdateGroup.Apply.parse(["/tmp/v2.raucb"]).bundle, "/tmp/v2.raucb")
+        for bad in [[], ["/tmp/v2.raucb", "--from", pk], ["/tmp/v2.raucb", "--bundle", "v2.raucb"],
+                    ["--from", pk, "--download-dir", "relative"], ["--from", pk, "--dial-timeout", "0"]] {
+            XCTAssertThrowsError(try UpdateGroup.Apply.parse(bad), "\(bad)")
+        }
+    }
 }

@@ -121,7 +121,7 @@ public struct DecodeOutcome<Frame: Equatable, Failure: Error & Equatable>: Equat
 /// Feeds `bytes` to a decoder `chunk` bytes at a time (`feed`), taking every whole frame after each
 /// piece (`next`), until the end or the first error. Checks that the decoder never holds more than
 /// `maxHeld` + `chunk` bytes (`held`) and that after an error the next call throws it again.
-/// Shared by the frame-decoder harnesses (fuzz-pty-frame, fuzz-chat-frame).
+/// Shared by the frame-decoder harnesses (fuzz-pty-frame, fuzz-chat-frame, fuzz-update-frame).
 public func decodeInChunks<Frame: Equatable, Failure: Error & Equatable>(
     _ bytes: [UInt8], chunk: Int, maxHeld: Int, feed: (ArraySlice<UInt8>) -> Void, held: () -> Int,
     next: () throws(Failure) -> Frame?
@@ -146,4 +146,33 @@ public func decodeInChunks<Frame: Equatable, Failure: Error & Equatable>(
         }
     }
     return out
+}
+
+/// The checks of a harness whose decoder's encoding is canonical (fuzz-chat-frame,
+/// fuzz-update-frame), on one libFuzzer input: its first byte sets the chunk size (1...64) the
+/// rest is fed in (`decode(bytes, chunk)`, through `decodeInChunks`). The frames and error decoded
+/// chunk by chunk are those of the whole input at once; `check` sees every frame (bounds); each
+/// frame encodes (`encode` nil: it does not) and the frames re-encode to exactly the input's
+/// prefix they were read from; after them, without an error, less than `maxFrame` bytes are left.
+public func checkCanonicalFrames<Frame: Equatable, Failure: Error & Equatable>(
+    _ data: UnsafeRawPointer?, _ size: Int, maxFrame: Int,
+    decode: ([UInt8], Int) -> DecodeOutcome<Frame, Failure>, encode: (Frame) -> [UInt8]?, check: (Frame) -> Void
+) {
+    var input = FuzzInput(data, size)
+    let chunk = Int(input.take(1).first ?? 0) % 64 + 1
+    let bytes = input.take(size)
+    let pieces = decode(bytes, chunk)
+    let whole = decode(bytes, max(1, bytes.count))
+    invariant(pieces == whole, "chunks of \(chunk) gave \(pieces), the whole input \(whole)")
+    var encoded: [UInt8] = []
+    for frame in whole.frames {
+        check(frame)
+        guard let b = encode(frame) else { invariant(false, "\(frame) decoded but does not encode"); return }
+        encoded += b
+    }
+    invariant(encoded.count <= bytes.count && Array(bytes.prefix(encoded.count)) == encoded,
+              "re-encoding \(whole.frames.count) frames differs from the input: \(hex(Array(bytes.prefix(64))))")
+    if whole.error == nil {
+        invariant(bytes.count - encoded.count < maxFrame, "a whole frame was left undecoded")
+    }
 }

@@ -16,26 +16,12 @@ private func decodeAll(_ bytes: [UInt8], chunk: Int) -> DecodeOutcome<ChatFrame,
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzChatFrame(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
-    var input = FuzzInput(data, size)
-    let chunk = Int(input.take(1).first ?? 0) % 64 + 1
-    let bytes = input.take(size)
-    let pieces = decodeAll(bytes, chunk: chunk)
-    let whole = decodeAll(bytes, chunk: max(1, bytes.count))
-    invariant(pieces == whole, "chunks of \(chunk) gave \(pieces), the whole input \(whole)")
-    var encoded: [UInt8] = []
-    for frame in whole.frames {
+    checkCanonicalFrames(data, size, maxFrame: ChatProtocol.headerLength + ChatProtocol.maxPayload, decode: decodeAll,
+                         encode: { try? $0.encoded() }) { frame in
         if case .message(let m) = frame {
             invariant(ChatProtocol.textProblem(m.text) == nil, "a text out of bounds was accepted")
             invariant(m.group.map { ChatProtocol.groupNameProblem($0.name) == nil } ?? true, "a group name out of bounds was accepted")
         }
-        let bytes = Result { () throws(ChatProtocolError) in try frame.encoded() }
-        guard case .success(let b) = bytes else { invariant(false, "\(frame) decoded but does not encode"); return 0 }
-        encoded += b
-    }
-    invariant(encoded.count <= bytes.count && Array(bytes.prefix(encoded.count)) == encoded,
-              "re-encoding \(whole.frames.count) frames differs from the input: \(hex(Array(bytes.prefix(64))))")
-    if whole.error == nil {
-        invariant(bytes.count - encoded.count < ChatProtocol.headerLength + ChatProtocol.maxPayload, "a whole frame was left undecoded")
     }
     return 0
 }

@@ -14,6 +14,7 @@ public enum AppOptions: Sendable {
     case skynet(SkynetOptions)
     case pty(PtyOptions)
     case skychat(ChatOptions)
+    case updateServer(UpdateServerOptions)
 
     /// Parses the arguments of the built-in app `app`; a refusal is an `AppError` with code
     /// `invalidArguments` naming the app, an app not built in one with `notFound`.
@@ -31,6 +32,7 @@ public enum AppOptions: Sendable {
             case .skynet: self = .skynet(try SkynetOptions.parse(arguments))
             case .pty: self = .pty(try PtyOptions.parse(arguments))
             case .skychat: self = .skychat(try ChatOptions.parse(arguments))
+            case .updateServer: self = .updateServer(try UpdateServerOptions.parse(arguments))
             }
         } catch let e as AppError {
             throw e
@@ -48,6 +50,7 @@ public enum AppOptions: Sendable {
         case .skynet(let o): o.whitelist
         case .pty(let o): o.whitelist
         case .skychat(let o): o.whitelist
+        case .updateServer(let o): o.whitelist
         case .echo, .skysocksClient, .vpnClient: nil
         }
     }

@@ -1,0 +1,192 @@
+// Encoding and incremental decoding of `UpdateFrame` (docs/update.md "Delivery over the mesh").
+
+extension UpdateFrame {
+    /// The frame's bytes, or why it cannot be sent (a name, digest or list out of bounds).
+    public func encoded() throws(UpdateProtocolError) -> [UInt8] {
+        var payload: [UInt8] = []
+        switch self {
+        case .list:
+            break
+        case .get(let name, let offset):
+            if let problem = UpdateProtocol.nameProblem(name) { throw UpdateProtocolError(problem) }
+            payload.appendBigEndian(offset)
+            payload.append(contentsOf: name.utf8)
+        case .listOK(let entries):
+            guard entries.count <= UpdateProtocol.maxEntries else {
+                throw UpdateProtocolError("\(entries.count) bundles, at most \(UpdateProtocol.maxEntries) per list")
+            }
+            payload.appendBigEndian(UInt16(entries.count))
+            for entry in entries {
+                if let problem = UpdateProtocol.nameProblem(entry.name) { throw UpdateProtocolError(problem) }
+                try Self.checkDigest(entry.sha256)
+                payload.appendBigEndian(entry.size)
+                payload.append(contentsOf: entry.sha256)
+                payload.append(UInt8(entry.name.utf8.count))
+                payload.append(contentsOf: entry.name.utf8)
+            }
+        case .getOK(let header):
+            guard header.offset <= header.size else { throw UpdateProtocolError("offset \(header.offset) past the size \(header.size)") }
+            try Self.checkDigest(header.sha256)
+            payload.appendBigEndian(header.size)
+            payload.appendBigEndian(header.offset)
+            payload.append(contentsOf: header.sha256)
+        case .error(let code, let message):
+            payload.append(code.rawValue)
+            payload.append(contentsOf: Self.truncatedUTF8(message, to: UpdateProtocol.maxErrorMessage))
+        }
+        var out: [UInt8] = [UpdateProtocol.version, type.rawValue]
+        out.appendBigEndian(UInt32(payload.count))
+        out.append(contentsOf: payload)
+        return out
+    }
+
+    private static func checkDigest(_ digest: [UInt8]) throws(UpdateProtocolError) {
+        guard digest.count == UpdateProtocol.digestLength else {
+            throw UpdateProtocolError("a SHA-256 digest has \(UpdateProtocol.digestLength) bytes, got \(digest.count)")
+        }
+    }
+
+    /// At most `limit` bytes of `text`, cut at a character boundary.
+    static func truncatedUTF8(_ text: String, to limit: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for character in text {
+            let bytes = Array(character.utf8)
+            guard out.count + bytes.count <= limit else { break }
+            out += bytes
+        }
+        return out
+    }
+
+    /// Decodes one payload of type `rawType`; refuses unknown types and malformed payloads.
+    static func decode(type rawType: UInt8, payload p: ArraySlice<UInt8>) throws(UpdateProtocolError) -> UpdateFrame {
+        guard let type = UpdateFrameType(rawValue: rawType) else {
+            throw UpdateProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
+        }
+        var r = UpdatePayloadReader(bytes: p, type: type)
+        let frame: UpdateFrame
+        switch type {
+        case .list:
+            frame = .list
+        case .get:
+            let offset = try r.u64()
+            frame = .get(name: try r.name(r.remaining), offset: offset)
+        case .listOK:
+            let count = Int(try r.u16())
+            guard count <= UpdateProtocol.maxEntries else {
+                throw UpdateProtocolError("listOK: \(count) bundles, at most \(UpdateProtocol.maxEntries)")
+            }
+            var entries: [UpdateBundleInfo] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                let size = try r.u64()
+                let digest = Array(try r.take(UpdateProtocol.digestLength))
+                let name = try r.name(Int(try r.u8()))
+                entries.append(UpdateBundleInfo(name: name, size: size, sha256: digest))
+            }
+            frame = .listOK(entries)
+        case .getOK:
+            let size = try r.u64(), offset = try r.u64()
+            guard offset <= size else { throw UpdateProtocolError("getOK: offset \(offset) past the size \(size)") }
+            frame = .getOK(UpdateGetHeader(size: size, offset: offset, sha256: Array(try r.take(UpdateProtocol.digestLength))))
+        case .error:
+            let raw = try r.u8()
+            guard let code = UpdateErrorCode(rawValue: raw) else { throw UpdateProtocolError("error: unknown code \(raw)") }
+            guard r.remaining <= UpdateProtocol.maxErrorMessage else {
+                throw UpdateProtocolError("error: a message of \(r.remaining) bytes, at most \(UpdateProtocol.maxErrorMessage)")
+            }
+            frame = .error(code, try r.utf8(r.remaining))
+        }
+        guard r.remaining == 0 else { throw UpdateProtocolError("\(type): \(r.remaining) bytes after the payload") }
+        return frame
+    }
+}
+
+/// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
+/// plus what one `feed` brought; a wrong version, an unknown type or a length over `maxPayload`
+/// is refused from the header. After `getOK` the stream carries raw bytes, which the caller takes
+/// with `takeRemainder()` and no longer feeds here. After an error every call throws it again.
+public struct UpdateFrameDecoder: Sendable {
+    private var buffer = FrameBuffer()
+    private var failed: UpdateProtocolError?
+
+    public init() {}
+
+    /// Bytes held that do not make a whole frame yet.
+    public var bufferedBytes: Int { buffer.available }
+
+    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        guard failed == nil else { return }
+        buffer.feed(bytes)
+    }
+
+    /// The next whole frame, nil when more bytes are needed.
+    public mutating func next() throws(UpdateProtocolError) -> UpdateFrame? {
+        if let failed { throw failed }
+        do throws(UpdateProtocolError) {
+            let available = buffer.available
+            guard available >= UpdateProtocol.headerLength else { return nil }
+            let version = buffer[0], type = buffer[1]
+            guard version == UpdateProtocol.version else {
+                throw UpdateProtocolError("protocol version \(version), expected \(UpdateProtocol.version)")
+            }
+            guard UpdateFrameType(rawValue: type) != nil else { throw UpdateProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
+            let length = (2..<6).reduce(0) { $0 << 8 | Int(buffer[$1]) }
+            guard length <= UpdateProtocol.maxPayload else {
+                throw UpdateProtocolError("frame of \(length) bytes, at most \(UpdateProtocol.maxPayload)")
+            }
+            guard available >= UpdateProtocol.headerLength + length else { return nil }
+            let frame = try UpdateFrame.decode(type: type, payload: buffer.bytes(at: UpdateProtocol.headerLength, count: length))
+            buffer.consume(UpdateProtocol.headerLength + length)
+            return frame
+        } catch {
+            failed = error
+            buffer.clear()
+            throw error
+        }
+    }
+
+    /// The bytes after the last frame returned (the start of a `get`'s raw bytes); empties the decoder.
+    public mutating func takeRemainder() -> [UInt8] {
+        let out = Array(buffer.bytes(at: 0, count: buffer.available))
+        buffer.clear()
+        return out
+    }
+}
+
+/// Reads big-endian fields from a payload; running short is a protocol error naming the frame.
+private struct UpdatePayloadReader {
+    let bytes: ArraySlice<UInt8>
+    let type: UpdateFrameType
+    var offset: Int
+
+    init(bytes: ArraySlice<UInt8>, type: UpdateFrameType) {
+        self.bytes = bytes
+        self.type = type
+        offset = bytes.startIndex
+    }
+
+    var remaining: Int { bytes.endIndex - offset }
+
+    mutating func take(_ n: Int) throws(UpdateProtocolError) -> ArraySlice<UInt8> {
+        guard remaining >= n else { throw UpdateProtocolError("\(type): payload too short") }
+        defer { offset += n }
+        return bytes[offset..<(offset + n)]
+    }
+
+    mutating func u8() throws(UpdateProtocolError) -> UInt8 { try take(1).reduce(0) { $0 << 8 | $1 } }
+    mutating func u16() throws(UpdateProtocolError) -> UInt16 { try take(2).reduce(UInt16(0)) { $0 << 8 | UInt16($1) } }
+    mutating func u64() throws(UpdateProtocolError) -> UInt64 { try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+
+    /// `n` bytes of UTF-8; invalid UTF-8 is refused.
+    mutating func utf8(_ n: Int) throws(UpdateProtocolError) -> String {
+        guard let s = String(validating: try take(n), as: UTF8.self) else { throw UpdateProtocolError("\(type): a string is not UTF-8") }
+        return s
+    }
+
+    /// A bundle name of `n` bytes (`UpdateProtocol.nameProblem`).
+    mutating func name(_ n: Int) throws(UpdateProtocolError) -> String {
+        let name = try utf8(n)
+        if let problem = UpdateProtocol.nameProblem(name) { throw UpdateProtocolError("\(type): \(problem)") }
+        return name
+    }
+}
