@@ -11,6 +11,35 @@ BENCH_SRV_IP=10.231.1.1
 
 need_harness() {  # need_harness SCRIPT
     [ -x "$H/$1" ] || { echo "bench: harness not found at $H (set SKYWIRE_BENCH_HARNESS)" >&2; exit 1; }
+    # The harness sums the daemons' CPU over /proc/[0-9]*/stat with awk. mawk and gawk both stop
+    # with a fatal error when one of those processes exits during the scan, which on a busy
+    # machine loses whole process trees: CPU-s/GB came out negative or several times too high.
+    # So the harness's awk is gawk with a BEGINFILE rule that skips files it cannot open.
+    if command -v gawk >/dev/null; then
+        mkdir -p "$work/bin"
+        cat >"$work/bin/awk" <<'AWK'
+#!/usr/bin/env bash
+# awk for the bench harness: gawk, skipping input files that vanished (bench/lib.sh).
+args=() program=
+while [ $# -gt 0 ]; do
+    case $1 in
+    -v|-F) args+=("$1" "$2"); shift 2 ;;
+    -f) program=file; args+=("$1" "$2"); shift 2 ;;
+    --) shift; break ;;
+    -*) args+=("$1"); shift ;;
+    *) break ;;
+    esac
+done
+if [ -z "$program" ] && [ $# -gt 0 ]; then args+=(-e "$1"); shift; fi
+# Only with input files: a BEGINFILE rule would make a BEGIN-only program read stdin.
+[ $# -gt 0 ] && args=(-e 'BEGINFILE { if (ERRNO != "") nextfile }' "${args[@]}")
+exec gawk "${args[@]}" -- "$@"
+AWK
+        chmod +x "$work/bin/awk"
+        export PATH="$work/bin:$PATH"
+    else
+        echo "bench: gawk not installed (scripts/install-deps.sh --bench): CPU figures may be wrong" >&2
+    fi
 }
 
 # bench_configs SERVER_JQ CLIENT_JQ: writes $work/srv.json (exit, in pfsrv) and $work/cli.json

@@ -13,7 +13,8 @@ pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
 pkgs+=(mtools dosfstools e2fsprogs fdisk)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
-    pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light libnginx-mod-stream wireguard-go wireguard-tools openvpn openssl)
+    pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light libnginx-mod-stream wireguard-go wireguard-tools openvpn openssl
+              gawk)  # gawk: bench/lib.sh puts it first as the harness's awk (it skips the /proc files that vanish)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

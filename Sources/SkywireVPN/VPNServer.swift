@@ -107,8 +107,18 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
             try nl.setLink(device.name, up: true, mtu: UInt32(mtu))
             let ownV4 = addresses.filter { $0.prefix.family == .v4 && $0.interfaceName != device.name }
             let pool = VPNAddressPool(reserved: ownV4.map(\.prefix))
-            let net6 = try? network6.get()
-            if let net6 { try nl.addAddress(net6.serverPrefix, interface: device.name) }
+            var net6 = try? network6.get()
+            if let n = net6 {
+                do {
+                    try nl.addAddress(n.serverPrefix, interface: device.name)
+                } catch {
+                    // IPv6 turned off on this host (disable_ipv6=1: the kernel refuses the address
+                    // with EACCES): clients get no IPv6 (the lease says why), IPv4 goes on.
+                    logger.warning("vpn-server: no IPv6 for clients", metadata: ["error": "\(error)"])
+                    network6 = .failure(VPNError("the exit cannot address its TUN over IPv6: \(error)"))
+                    net6 = nil
+                }
+            }
             try NFTables.apply(VPNFirewall.serverRuleset(
                 tun: device.name, exit: exit, secure: arguments.secure, pools: pool.pools, dns: arguments.dns,
                 ipv6: net6, lan6: Self.ownNetworks6(addresses, excluding: device.name), dns6: arguments.dns6))

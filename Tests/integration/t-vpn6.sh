@@ -222,6 +222,26 @@ got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.80:8080/small.tx
 expect_ok "vpn stop" cli c vpn stop
 visor_stop c
 
+# 5b. An exit with IPv6 turned off (disable_ipv6=1, as in the bench harness's namespaces): the
+# kernel refuses the TUN's IPv6 address (EACCES); vpn-server still starts and serves IPv4, and
+# the client says why it has no IPv6.
+visor_stop e
+ip netns exec $E sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+visor_start e $E
+server_up && pass "vpn-server starts on an exit with IPv6 disabled" \
+    || fail "server status (IPv6 disabled): $(cli e vpn server status --json 2>&1; tail -3 "$T_WORK/e.log")"
+visor_start c $C
+expect_ok "vpn start (exit with IPv6 disabled)" cli c vpn start -k "$PKE"
+st=$(cli c vpn status --json)
+[ "$(jq -r .info.tunnel_ip6 <<<"$st")" = null ] && [[ "$(jq -r .info.ipv6_blocked <<<"$st")" == *"cannot address its TUN over IPv6"* ]] \
+    && pass "status: IPv6 blocked, because the exit cannot use IPv6" || fail "status: $(jq -c .info <<<"$st")"
+got=$(ip netns exec $C curl -fsS --max-time 10 http://203.0.113.80:8080/small.txt 2>/dev/null || true)
+[ "$got" = hello ] && tail -n 1 "$T_WORK/http.log" | grep -q '^::ffff:203.0.113.1 ' \
+    && pass "IPv4 through the tunnel works with the exit's IPv6 disabled" || fail "IPv4 fetch (IPv6 disabled): '$got' $(tail -n 1 "$T_WORK/http.log")"
+expect_ok "vpn stop" cli c vpn stop
+visor_stop c
+ip netns exec $E sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+
 # 6. Server stop restores the exit.
 expect_ok "vpn server stop" cli e vpn server stop
 [ "$(ip netns exec $E cat /proc/sys/net/ipv6/conf/all/forwarding)" = 0 ] && pass "IPv6 forwarding restored" || fail "IPv6 forwarding not restored"
