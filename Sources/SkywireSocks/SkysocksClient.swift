@@ -10,8 +10,8 @@ import SkywireIO
 public struct SkysocksStreamRequest: Sendable {
     public var remoteKeyHex: String
     public var remotePort: UInt16
-    /// The event loop of the accepted TCP connection: a stream on this loop needs no thread hops.
-    /// A stream on another loop works too.
+    /// The event loop of the accepted TCP connection: a stream on this loop needs no move. A stream
+    /// on another `EpollEventLoop` gets the connection moved there; one on no such loop is refused.
     public var preferredEventLoop: EventLoop
 }
 

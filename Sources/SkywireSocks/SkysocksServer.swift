@@ -47,8 +47,8 @@ public struct SkysocksServerOptions: Sendable {
 /// the client application over each; opens the outgoing TCP connections and UDP sockets at the exit.
 ///
 /// The visor calls `accept(_:)` for every incoming stream on the app's port, on the stream's event loop.
-/// A stream on a NIO loop gets its exit connection as a NIO channel on that loop; a stream on an
-/// `EpollEventLoop` gets a raw non-blocking socket serviced by that loop (no NIO channel per session).
+/// Each exit connection is a raw non-blocking socket (`RawSocksSocket`) on the stream's
+/// `EpollEventLoop` (no NIO channel per session); a stream on no such loop is refused.
 public final class SkysocksServerApp: Sendable {
     public let options: SkysocksServerOptions
     let logger: Logger
