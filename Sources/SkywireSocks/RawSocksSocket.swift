@@ -6,13 +6,14 @@ import SkywireSystem
 import SkywireTransport
 import SkywireIO
 
-/// A connected, non-blocking TCP descriptor on an `EpollEventLoop` as a `SocksSocket`, without a NIO
-/// channel: reads go to the connection's `SocksConnection`, writes are sent at once (send(2)
+/// The TCP connection under a SOCKS session (the application's connection in the client app, the
+/// exit connection in the server app, the target's in skynet), as `SocksConnection` and
+/// `SocksStreamPipe` drive it: a connected, non-blocking TCP descriptor on an `EpollEventLoop`: reads go to the connection's `SocksConnection`, writes are sent at once (send(2)
 /// with MSG_NOSIGNAL) and only what the kernel does not take is queued. Behaves like a NIO channel
 /// with half-closure allowed: EOF is reported as input closed, the descriptor closes once both
 /// directions are done; writability follows NIO's default watermarks. Owns the descriptor; the loop's
 /// watch keeps the socket alive until it closes. Loop thread only.
-final class RawSocksSocket: SocksSocket {
+final class RawSocksSocket {
     /// Largest read(2) per call.
     static let readChunk = 16 * 1024
     /// Queued bytes at which the socket reports "not writable", and below which it is writable again
@@ -20,7 +21,8 @@ final class RawSocksSocket: SocksSocket {
     static let writeHighWater = 64 * 1024
     static let writeLowWater = 32 * 1024
 
-    let loop: EpollEventLoop
+    /// The loop the socket is confined to; changes only through `move(to:then:)`.
+    private(set) var loop: EpollEventLoop
     let connection: SocksConnection
     private let descriptor: OwnedDescriptor
     /// Bytes the kernel has not taken yet.
@@ -47,12 +49,42 @@ final class RawSocksSocket: SocksSocket {
         try loop.watch(socket.raw, interest: .read) { readiness in self.ready(readiness) }
     }
 
-    // MARK: SocksSocket
+    // MARK: Connection
 
-    var eventLoop: EventLoop { loop }
     var localAddress: SocketAddress? { closed ? nil : RawTCPSocket.localAddress(descriptor.raw) }
     var remoteAddress: SocketAddress? { closed ? nil : RawTCPSocket.peerAddress(descriptor.raw) }
-    var needsFlush: Bool { false }
+
+    /// Hands the socket (and its `SocksConnection`) to `target`, the loop of the stream it will be
+    /// piped to, so socket and pipe share one thread: on `loop`, the descriptor leaves its epoll set;
+    /// on `target`, it joins target's with the same interest, then `then` runs there. Call on `loop`
+    /// before a pipe is attached (the connection then holds no timer). Level-triggered epoll reports
+    /// on `target` whatever arrived in between.
+    func move(to target: EpollEventLoop, then: @escaping (RawSocksSocket) -> Void) {
+        loop.preconditionInEventLoop()
+        guard target !== loop else {
+            then(self)
+            return
+        }
+        let watched = !closed && !parked
+        if watched { loop.unwatch(descriptor.raw) }
+        loop = target
+        let socket = LoopTransfer(value: self)
+        let next = LoopTransfer(value: then)
+        target.execute {
+            if watched { socket.value.rewatch() }
+            next.value(socket.value)
+        }
+    }
+
+    /// On `loop` after a move: back in the epoll set with the interest the socket had.
+    private func rewatch() {
+        guard !closed else { return }
+        do {
+            try loop.watch(descriptor.raw, interest: interest) { readiness in self.ready(readiness) }
+        } catch {
+            fail()
+        }
+    }
 
     func write(_ data: ByteBuffer) {
         guard !closed, !outputShut, !shutdownPending, !closePending, data.readableBytes > 0 else { return }
@@ -66,8 +98,6 @@ final class RawSocksSocket: SocksSocket {
         }
         updateInterest()
     }
-
-    func flush() {}
 
     func writeAndClose(_ data: ByteBuffer) {
         write(data)

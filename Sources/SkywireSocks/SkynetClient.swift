@@ -160,9 +160,9 @@ public final class SkynetClientForwarder: Sendable {
     private func accepted(_ socket: RawSocksSocket, id: Int) {
         let transfer = LoopTransfer(value: socket)
         let loop = local.loop, registry = local.registry
-        registry.setAbort(id) { loop.execute { transfer.value.close() } }
+        registry.setAbort(id) { RawSocksSocket.close(transfer, madeOn: loop) }
         let forwarder = self
-        Self.open(opener(options.serverKeyHex), port: options.remotePort, on: loop) { result in
+        Self.open(opener(options.serverKeyHex), port: options.remotePort, on: .streamLoop(failures: loop)) { result in
             switch result {
             case .failure(let error):
                 forwarder.local.counters.update { $0.failedSessions += 1 }
@@ -170,9 +170,18 @@ public final class SkynetClientForwarder: Sendable {
                 socket.connection.closeUnattached()
                 registry.unregister(id)
             case .success(let (stream, leftover)):
+                // On the stream's datapath loop: the connection moves there, then the pipe starts.
                 forwarder.lastErrorBox.withLockedValue { $0 = nil }
-                Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.local.counters,
-                          logger: forwarder.logger) { registry.unregister(id) }
+                guard let streamLoop = stream.datapathLoop else {  // `open` refused such a stream already
+                    stream.reset(.appClosed)
+                    loop.execute { transfer.value.close() }
+                    registry.unregister(id)
+                    return
+                }
+                RawSocksSocket.join(transfer, from: loop, to: stream, on: streamLoop) { socket, hold in
+                    Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.local.counters,
+                              logger: forwarder.logger, hold: hold) { registry.unregister(id) }
+                }
             }
         }
     }
@@ -183,23 +192,48 @@ public final class SkynetClientForwarder: Sendable {
         logger.info("skynet: forwarded connection refused", metadata: ["name": "\(options.name)", "reason": "\(reason)"])
     }
 
-    /// Waits for `future`'s stream, presents it on `loop` and runs its opening for `port`;
-    /// `completion` runs on `loop`.
-    static func open(_ future: EventLoopFuture<any AppStream>, port: UInt16, on loop: EpollEventLoop,
+    /// Where `open` runs a stream's opening and its completion.
+    enum Placement {
+        /// On the stream's own datapath loop (a stream on none is refused); a failure before there
+        /// is a stream completes on `failures`. The caller moves its socket to the stream's loop.
+        case streamLoop(failures: EpollEventLoop)
+        /// On `loop`, the stream presented there through a `HoppingAppStream` when it runs
+        /// elsewhere (the resolver: it splices the stream to an in-memory one on its loop).
+        case presented(on: EpollEventLoop)
+    }
+
+    /// Waits for `future`'s stream and runs its opening for `port` where `placement` says;
+    /// `completion` runs there.
+    static func open(_ future: EventLoopFuture<any AppStream>, port: UInt16, on placement: Placement,
                      completion: @escaping (Result<(AppStream, ByteBuffer), SkynetOpenError>) -> Void) {
         let done = LoopTransfer(value: completion)
+        let failures: EpollEventLoop
+        switch placement {
+        case .streamLoop(let loop), .presented(let loop): failures = loop
+        }
         future.whenComplete { result in
             switch result {
             case .failure(let error):
                 let reason = (error as? TransportError)?.streamCode.map(SkynetOpenError.reset) ?? .unreachable("\(error)")
-                loop.execute { done.value(.failure(reason)) }
+                failures.execute { done.value(.failure(reason)) }
             case .success(let stream):
                 let transfer = LoopTransfer(value: stream)
                 let begin: @Sendable () -> Void = {
                     let inner = transfer.value
-                    // A raw socket and its pipe share one loop: present the stream there.
-                    let presented = LoopTransfer(value: inner.eventLoop === loop ? inner : HoppingAppStream(wrapping: inner, on: loop) as AppStream)
-                    loop.execute {
+                    let target: EpollEventLoop
+                    switch placement {
+                    case .streamLoop:
+                        guard let own = inner.datapathLoop else {
+                            inner.reset(.appClosed)
+                            failures.execute { done.value(.failure(.unreachable("\(SkysocksStreamLoopError())"))) }
+                            return
+                        }
+                        target = own
+                    case .presented(let loop):
+                        target = loop
+                    }
+                    let presented = LoopTransfer(value: inner.eventLoop === target ? inner : HoppingAppStream(wrapping: inner, on: target) as AppStream)
+                    target.execute {
                         let stream = presented.value
                         SkynetOpening.start(stream, port: port) { result in done.value(result.map { (stream, $0) }) }
                     }
@@ -210,13 +244,14 @@ public final class SkynetClientForwarder: Sendable {
     }
 
     /// Pipes an opened stream to a local connection (both on the stream's loop).
+    /// `hold`: the stream was held while the socket moved here (`RawSocksSocket.join`).
     static func pipe(_ stream: AppStream, to socket: RawSocksSocket, leftover: ByteBuffer, role: SocksStreamPipe.Role,
-                     counters: SkysocksCounters, logger: Logger, onDone: @escaping () -> Void) {
+                     counters: SkysocksCounters, logger: Logger, hold: AppStreamHold? = nil, onDone: @escaping () -> Void) {
         let pipe = SocksStreamPipe(stream: stream, socket: socket, role: role,
                                    connection: NIOLoopBound(socket.connection, eventLoop: socket.loop), snoop: false,
                                    counters: counters, logger: logger, onDone: onDone)
         pipe.start()
         if leftover.readableBytes > 0 { pipe.appStream(stream, didReceive: leftover) }
-        stream.setReadPaused(false)  // paused by `SkynetOpening`
+        if let hold { hold.release(to: pipe) } else { stream.setReadPaused(false) }  // paused by `SkynetOpening`
     }
 }

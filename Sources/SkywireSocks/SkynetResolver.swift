@@ -178,7 +178,7 @@ final class SkynetResolverSession: AppStreamDelegate {
             let stream = self.stream
             // Bytes the application sends before the reply wait in the in-memory stream's window.
             stream.setReadPaused(true)
-            SkynetClientForwarder.open(resolver.opener(key), port: request.port, on: resolver.loop) { [resolver] result in
+            SkynetClientForwarder.open(resolver.opener(key), port: request.port, on: .presented(on: resolver.loop)) { [resolver] result in
                 switch result {
                 case .failure(let error):
                     resolver.logger.info("skynet: resolver could not reach the visor", metadata: [
@@ -231,7 +231,7 @@ final class SkynetResolverSession: AppStreamDelegate {
     /// and reply reach the application's snooper as a skysocks server's would.
     private func upstream(_ destination: String, held: ByteBuffer) {
         guard let upstream = resolver.options.upstream, !dialogueOverflow,
-              let loop = stream.eventLoop as? EpollEventLoop else {
+              let loop = stream.datapathLoop else {
             refuse(destination, .generalFailure, held: held)
             return
         }

@@ -23,8 +23,7 @@ final class SkynetExposedForward: Sendable {
 /// The server half of the `skynet` app: streams arriving on its port (57) name an exposed port
 /// (`SkynetRequest`); a key the forward's whitelist admits is connected to the forward's target and
 /// the stream is piped to that TCP connection (back-pressure and half-close both ways,
-/// `SocksStreamPipe`). Connections are raw sockets on an `EpollEventLoop` (a stream on another loop
-/// is presented there through a `HoppingAppStream`).
+/// `SocksStreamPipe`). Connections are raw sockets on the stream's own `EpollEventLoop`.
 public final class SkynetServer: Sendable {
     /// From a stream's arrival until its request must be complete (default).
     public static let defaultRequestTimeout: TimeAmount = .seconds(10)
@@ -36,14 +35,10 @@ public final class SkynetServer: Sendable {
     let logger: Logger
     let requestTimeout: TimeAmount
     private let forwards = NIOLockedValueBox<[SkynetExposedForward]>([])
-    /// The datapath loop for a stream from the key (hex) that did not arrive on one.
-    private let datapathLoop: @Sendable (String) -> EpollEventLoop?
 
-    public init(logger: Logger, requestTimeout: TimeAmount = defaultRequestTimeout,
-                datapathLoop: @escaping @Sendable (String) -> EpollEventLoop?) {
+    public init(logger: Logger, requestTimeout: TimeAmount = defaultRequestTimeout) {
         self.logger = logger
         self.requestTimeout = requestTimeout
-        self.datapathLoop = datapathLoop
     }
 
     /// Exposes a port; refused when the name or port is taken.
@@ -100,24 +95,16 @@ public final class SkynetServer: Sendable {
         serve(stream, port: nil, pipelined: ByteBuffer()) { SkynetReply(status: $0).encoded }
     }
 
-    /// Runs a session for `stream` on a datapath loop. `port` nil: read from the stream's request;
+    /// Runs a session for `stream` on its datapath loop. `port` nil: read from the stream's request;
     /// set: the stream is this visor's own (the resolver's `skywire.skynet`), no request and no
     /// whitelist; `pipelined`: bytes already read from it. `reply` encodes the answer the stream gets.
     func serve(_ stream: AppStream, port: UInt16?, pipelined: ByteBuffer, reply: @escaping (SkynetStatus) -> ByteBuffer) {
-        if let loop = stream.eventLoop as? EpollEventLoop {
-            SkynetServerSession(server: self, stream: stream, loop: loop, ownPort: port, reply: reply).start(pipelined: pipelined)
-            return
-        }
-        guard let loop = datapathLoop(stream.remoteKeyHex) else {
+        guard let loop = stream.datapathLoop else {
+            logger.warning("skynet: \(SkysocksStreamLoopError())", metadata: ["remote": "\(stream.remoteKeyHex)"])
             stream.reset(.appClosed)
             return
         }
-        let hopping = LoopTransfer(value: HoppingAppStream(wrapping: stream, on: loop))
-        let encode = LoopTransfer(value: reply)
-        loop.execute { [self] in
-            SkynetServerSession(server: self, stream: hopping.value, loop: loop, ownPort: port, reply: encode.value)
-                .start(pipelined: pipelined)
-        }
+        SkynetServerSession(server: self, stream: stream, loop: loop, ownPort: port, reply: reply).start(pipelined: pipelined)
     }
 
     static func status(for error: Error) -> SkynetStatus {

@@ -10,8 +10,8 @@ import SkywireIO
 public struct SkysocksStreamRequest: Sendable {
     public var remoteKeyHex: String
     public var remotePort: UInt16
-    /// The event loop of the accepted TCP connection: a stream on this loop needs no thread hops.
-    /// A stream on another loop works too.
+    /// The event loop of the accepted TCP connection: a stream on this loop needs no move. A stream
+    /// on another `EpollEventLoop` gets the connection moved there; one on no such loop is refused.
     public var preferredEventLoop: EventLoop
 }
 
@@ -43,82 +43,47 @@ public struct SkysocksClientOptions: Sendable {
 /// carried as its own stream to the server app, piped both ways with back-pressure and half-close.
 /// UDP ASSOCIATE gets a local UDP relay (docs/socks.md).
 ///
-/// Two datapaths with the same behaviour: NIO channels (default), or, with `datapathLoop`, a raw
-/// listener and raw accepted sockets serviced by that `EpollEventLoop` (no NIO channel per connection).
+/// The listener and the accepted connections are raw sockets (`RawSocksSocket`) on `datapathLoop`;
+/// a connection whose stream runs on another datapath loop moves there before the pipe starts
+/// (`RawSocksSocket.move`), so a connection and its stream always share one thread.
 public final class SkysocksClientApp: Sendable {
     public let options: SkysocksClientOptions
     let logger: Logger
     let counters = SkysocksCounters()
     let registry = SkysocksSessionRegistry()
+    /// Runs what stays on NIO: the local UDP relay of a UDP ASSOCIATE (docs/architecture.md).
     private let group: EventLoopGroup
-    /// Where the listener and accepted connections run; by default `group`. Must be a
-    /// MultiThreadedEventLoopGroup or one of its loops (ServerBootstrap's rule).
-    private let childGroup: EventLoopGroup
-    private let datapathLoop: EpollEventLoop?
+    private let datapathLoop: EpollEventLoop
     private let opener: SkysocksStreamOpener
-    private let listener = NIOLockedValueBox<Listener?>(nil)
+    /// The listener (used on `datapathLoop` only) and its address.
+    private let listener = NIOLockedValueBox<(LoopTransfer<RawTCPListener>, SocketAddress?)?>(nil)
 
-    private enum Listener {
-        case channel(Channel)
-        case raw(LoopTransfer<RawTCPListener>, SocketAddress?)
-    }
-
-    /// `childGroup` runs the listener and the accepted connections (default: `group`); the visor passes
-    /// the home loop of the transport to the server, so stream calls need no thread hop.
-    /// `datapathLoop`: when set, the listener and the accepted connections are raw sockets on that loop
-    /// instead (`childGroup` is then unused); streams on another loop are reached through a
-    /// `HoppingAppStream`. `group` runs what stays on NIO (the local UDP relay of a UDP ASSOCIATE).
-    public init(options: SkysocksClientOptions, group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
-                datapathLoop: EpollEventLoop? = nil, logger: Logger = Logger(label: "skysocks-client"),
-                opener: @escaping SkysocksStreamOpener) {
+    /// `datapathLoop` runs the listener and the accepted connections (the visor passes the loop the
+    /// transport to the server is dialled on, so stream calls usually need no move).
+    public init(options: SkysocksClientOptions, group: EventLoopGroup, datapathLoop: EpollEventLoop,
+                logger: Logger = Logger(label: "skysocks-client"), opener: @escaping SkysocksStreamOpener) {
         self.options = options
         self.group = group
-        self.childGroup = childGroup ?? group
         self.datapathLoop = datapathLoop
         self.logger = logger
         self.opener = opener
     }
 
     /// Parses app arguments (`-k PK`, `--addr HOST:PORT`, ...; see `SkysocksClientOptions.parse`).
-    public convenience init(arguments: [String], group: EventLoopGroup, childGroup: EventLoopGroup? = nil,
-                            datapathLoop: EpollEventLoop? = nil, logger: Logger = Logger(label: "skysocks-client"),
+    public convenience init(arguments: [String], group: EventLoopGroup, datapathLoop: EpollEventLoop,
+                            logger: Logger = Logger(label: "skysocks-client"),
                             opener: @escaping SkysocksStreamOpener) throws {
-        self.init(options: try SkysocksClientOptions.parse(arguments), group: group, childGroup: childGroup,
+        self.init(options: try SkysocksClientOptions.parse(arguments), group: group,
                   datapathLoop: datapathLoop, logger: logger, opener: opener)
     }
 
-    /// Listen backlog (both datapaths).
+    /// Listen backlog.
     static let backlog: Int32 = 1024
 
     /// Binds the listener.
     public func start() -> EventLoopFuture<Void> {
         registry.reopen()
-        if let datapathLoop { return startRaw(on: datapathLoop) }
-        let app = self
-        let timeout = options.handshakeTimeout
-        // The listener runs on the child loop too: NIO's accept handler then sets a connection up
-        // without the two thread hops (there and back) it makes when the loops differ.
-        return ServerBootstrap(group: childGroup, childGroup: childGroup)
-            .serverChannelOption(ChannelOptions.backlog, value: Self.backlog)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            // TCP_NODELAY: accepted sockets inherit it from the listener (NIO sets it there). Half-closure
-            // is set in the initializer: no per-connection future chain for option application.
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                    try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(
-                        localFailureTimeout: timeout,
-                        onActive: { socket, connection in app.connectionAccepted(socket, connection: connection) }))
-                }
-            }
-            .bind(host: options.listenHost, port: options.listenPort)
-            .map { channel in
-                app.listener.withLockedValue { $0 = .channel(channel) }
-                app.logListening(channel.localAddress)
-            }
-    }
-
-    private func startRaw(on loop: EpollEventLoop) -> EventLoopFuture<Void> {
+        let loop = datapathLoop
         let (host, port) = (options.listenHost, options.listenPort)
         let app = self
         let timeout = options.handshakeTimeout
@@ -129,7 +94,7 @@ public final class SkysocksClientApp: Sendable {
             let listener = try RawTCPListener(loop: loop, address: address, backlog: Self.backlog) { fd in
                 do {
                     let socket = try RawSocksSocket(loop: loop, socket: OwnedDescriptor(taking: fd), localFailureTimeout: timeout)
-                    app.connectionAccepted(socket, connection: socket.connection)
+                    app.connectionAccepted(socket)
                     // The application sends its greeting right after connecting: it is usually
                     // there already, and reading it now saves a trip through epoll_wait.
                     socket.readNow()
@@ -138,45 +103,25 @@ public final class SkysocksClientApp: Sendable {
                 }
             }
             let local = listener.localAddress
-            app.listener.withLockedValue { $0 = .raw(LoopTransfer(value: listener), local) }
-            app.logListening(local)
+            app.listener.withLockedValue { $0 = (LoopTransfer(value: listener), local) }
+            app.logger.info("skysocks-client listening", metadata: [
+                "address": "\(local.map { "\($0)" } ?? "?")", "server": "\(app.options.serverKeyHex)",
+            ])
         } }
     }
 
-    private func logListening(_ address: SocketAddress?) {
-        logger.info("skysocks-client listening", metadata: [
-            "address": "\(address.map { "\($0)" } ?? "?")", "server": "\(options.serverKeyHex)",
-            "datapath": "\(datapathLoop == nil ? "nio" : "raw")",
-        ])
-    }
-
     /// The listener's address once started (port 0 in options picks a free port).
-    public var localAddress: SocketAddress? {
-        listener.withLockedValue { listener -> SocketAddress? in
-            switch listener {
-            case .channel(let channel): return channel.localAddress
-            case .raw(_, let address): return address
-            case nil: return nil
-            }
-        }
-    }
+    public var localAddress: SocketAddress? { listener.withLockedValue { $0?.1 } }
 
     /// Closes the listener and every proxied connection.
     public func stop() -> EventLoopFuture<Void> {
-        let listener = self.listener.withLockedValue { value -> Listener? in
+        let listener = self.listener.withLockedValue { value in
             defer { value = nil }
             return value
         }
         registry.closeAll()
-        switch listener {
-        case .channel(let channel):
-            return channel.close().recover { _ in }
-        case .raw(let transfer, _):
-            guard let loop = datapathLoop else { return group.next().makeSucceededVoidFuture() }
-            return loop.submit { transfer.value.close() }
-        case nil:
-            return group.next().makeSucceededVoidFuture()
-        }
+        guard let (transfer, _) = listener else { return datapathLoop.makeSucceededVoidFuture() }
+        return datapathLoop.submit { transfer.value.close() }
     }
 
     public var status: SkysocksStatus {
@@ -185,24 +130,23 @@ public final class SkysocksClientApp: Sendable {
         return status
     }
 
-    // MARK: - Per connection (on the connection's event loop)
+    // MARK: - Per connection (on the connection's loop)
 
-    private func connectionAccepted(_ socket: SocksSocket, connection: SocksConnection) {
+    private func connectionAccepted(_ socket: RawSocksSocket) {
         counters.update { $0.totalSessions += 1 }
+        let connection = socket.connection
         guard let id = registry.register(limit: options.maxConnections) else {
             logger.notice("connection limit reached, closing new connection")
             counters.update { $0.failedSessions += 1 }
             connection.closeUnattached()
             return
         }
-        let loop = socket.eventLoop
-        // Carried to other loops, touched only on `loop` (and the socket's thread-safe NIO methods).
-        let connectionBound = NIOLoopBound(connection, eventLoop: loop)
+        let loop = socket.loop
+        // Carried to the stream's loop, touched only on `loop` until the socket moves there.
         let socketTransfer = LoopTransfer(value: socket)
-        registry.setAbort(id) { loop.execute { socketTransfer.value.close() } }
+        registry.setAbort(id) { RawSocksSocket.close(socketTransfer, madeOn: loop) }
         let request = SkysocksStreamRequest(remoteKeyHex: options.serverKeyHex, remotePort: options.serverPort,
                                             preferredEventLoop: loop)
-        let raw = socket is RawSocksSocket
         let app = self
         opener(request).whenComplete { result in
             switch result {
@@ -213,36 +157,46 @@ public final class SkysocksClientApp: Sendable {
                 // the server could not be reached.
                 let code: Socks5ReplyCode = (error as? TransportError)?.streamCode == .forbidden
                     ? .connectionNotAllowed : .hostUnreachable
-                let fail: @Sendable () -> Void = {
-                    connectionBound.value.beginLocalFailure(code: code, history: nil)
-                    connectionBound.value.whenClosed { app.registry.unregister(id) }
-                }
-                if loop.inEventLoop { fail() } else { loop.execute(fail) }
+                app.failLocally(socketTransfer, on: loop, code: code, id: id)
             case .success(let stream):
-                let transfer = LoopTransfer(value: stream)
-                let start = { @Sendable in
-                    let stream = transfer.value
-                    if raw && stream.eventLoop !== loop {
-                        // A raw socket and its pipe share one loop: present the stream there.
-                        let hopping = LoopTransfer(value: HoppingAppStream(wrapping: stream, on: loop))
-                        loop.execute {
-                            app.startPipe(hopping.value, socket: socketTransfer.value, connection: connectionBound, id: id)
-                        }
-                    } else {
-                        app.startPipe(stream, socket: socketTransfer.value, connection: connectionBound, id: id)
+                guard let streamLoop = stream.datapathLoop else {
+                    app.logger.warning("skysocks-client: \(SkysocksStreamLoopError())")
+                    app.counters.update { $0.failedSessions += 1 }
+                    let reset = LoopTransfer(value: stream)
+                    stream.eventLoop.execute { reset.value.reset(.appClosed) }
+                    app.failLocally(socketTransfer, on: loop, code: .generalFailure, id: id)
+                    return
+                }
+                // Socket and pipe share the stream's loop: the socket moves there unless it is there.
+                let streamTransfer = LoopTransfer(value: stream)
+                let join: @Sendable () -> Void = {
+                    let stream = streamTransfer.value
+                    RawSocksSocket.join(socketTransfer, from: loop, to: stream, on: streamLoop) { socket, hold in
+                        app.startPipe(stream, socket: socket, hold: hold, id: id)
                     }
                 }
-                if stream.eventLoop.inEventLoop { start() } else { stream.eventLoop.execute(start) }
+                if streamLoop.inEventLoop { join() } else { streamLoop.execute(join) }
             }
         }
     }
 
-    /// On the stream's loop: creates the pipe and attaches it to the connection.
-    private func startPipe(_ stream: AppStream, socket: SocksSocket, connection: NIOLoopBound<SocksConnection>,
-                           id: Int) {
+    /// Answers the application's dialogue here with `code` (no stream), on the socket's `loop`.
+    private func failLocally(_ socket: LoopTransfer<RawSocksSocket>, on loop: EpollEventLoop, code: Socks5ReplyCode, id: Int) {
         let registry = self.registry
-        let pipe = SocksStreamPipe(stream: stream, socket: socket, role: .client, connection: connection, snoop: true,
+        loop.execute {
+            let connection = socket.value.connection
+            connection.beginLocalFailure(code: code, history: nil)
+            connection.whenClosed { registry.unregister(id) }
+        }
+    }
+
+    /// On the stream's loop (the socket's): creates the pipe and attaches it to the connection.
+    private func startPipe(_ stream: AppStream, socket: RawSocksSocket, hold: AppStreamHold?, id: Int) {
+        let registry = self.registry
+        let pipe = SocksStreamPipe(stream: stream, socket: socket, role: .client,
+                                   connection: NIOLoopBound(socket.connection, eventLoop: socket.loop), snoop: true,
                                    udpGroup: group, counters: counters, logger: logger) { registry.unregister(id) }
         pipe.start()
+        hold?.release(to: pipe)
     }
 }

@@ -64,25 +64,3 @@ extension SkysocksServerApp {
         counters.update { $0.refusedDestinations += 1 }
     }
 }
-
-/// Hands NIO's Happy Eyeballs (RFC 8305) addresses that were already resolved and checked, so the
-/// connection goes to none but those.
-final class CheckedAddressResolver: Resolver, Sendable {
-    private let loop: EventLoop
-    private let addresses: [SocketAddress]
-
-    init(_ addresses: [SocketAddress], on loop: EventLoop) {
-        self.loop = loop
-        self.addresses = addresses
-    }
-
-    func initiateAQuery(host: String, port: Int) -> EventLoopFuture<[SocketAddress]> {
-        loop.makeSucceededFuture(addresses.filter { $0.protocol == .inet })
-    }
-
-    func initiateAAAAQuery(host: String, port: Int) -> EventLoopFuture<[SocketAddress]> {
-        loop.makeSucceededFuture(addresses.filter { $0.protocol == .inet6 })
-    }
-
-    func cancelQueries() {}
-}

@@ -47,8 +47,8 @@ public struct SkysocksServerOptions: Sendable {
 /// the client application over each; opens the outgoing TCP connections and UDP sockets at the exit.
 ///
 /// The visor calls `accept(_:)` for every incoming stream on the app's port, on the stream's event loop.
-/// A stream on a NIO loop gets its exit connection as a NIO channel on that loop; a stream on an
-/// `EpollEventLoop` gets a raw non-blocking socket serviced by that loop (no NIO channel per session).
+/// Each exit connection is a raw non-blocking socket (`RawSocksSocket`) on the stream's
+/// `EpollEventLoop` (no NIO channel per session); a stream on no such loop is refused.
 public final class SkysocksServerApp: Sendable {
     public let options: SkysocksServerOptions
     let logger: Logger
@@ -317,67 +317,26 @@ final class SkysocksServerSession: AppStreamDelegate {
                 failWithReply(Socks5Reply.encode(code: .addressTypeNotSupported))
                 return
             }
-            connect(request, to: [address], name: nil, deadline: deadline)
+            connect(request, to: [address], deadline: deadline)
             return
         }
         SocketAddress.resolveOffLoop(host: name, port: Int(request.port), on: stream.eventLoop) { [self] result in
             guard case .connecting = state else { return }
             do {
-                connect(request, to: try app.admitted(try result.get()), name: name, deadline: deadline)
+                connect(request, to: try app.admitted(try result.get()), deadline: deadline)
             } catch {
                 connectFailed(request, error: error)
             }
         }
     }
 
-    /// The exit connection to the first of `addresses` that answers: a raw socket on an
-    /// `EpollEventLoop`, else a NIO channel (Happy Eyeballs over the addresses of `name`).
-    private func connect(_ request: Socks5Request, to addresses: [SocketAddress], name: String?, deadline: NIODeadline) {
-        let loop = stream.eventLoop
-        if let epoll = loop as? EpollEventLoop {
-            connectRaw(request, to: addresses, deadline: deadline, on: epoll)
+    /// The exit connection to the first of `addresses` that answers, within `deadline`: a raw socket
+    /// on the stream's datapath loop (`RawTCPConnector`, one address after the other).
+    private func connect(_ request: Socks5Request, to addresses: [SocketAddress], deadline: NIODeadline) {
+        guard let loop = stream.datapathLoop else {
+            connectFailed(request, error: SkysocksStreamLoopError())
             return
         }
-        let remaining = deadline - .now()
-        guard remaining > .zero, let first = addresses.first else {
-            connectFailed(request, error: ChannelError.connectTimeout(app.options.connectTimeout))
-            return
-        }
-        let timeout = app.options.handshakeTimeout
-        let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(remaining)
-            // TCP_NODELAY is ClientBootstrap's default; half-closure is set here, not as a bootstrap option
-            // (no future chain per connection).
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                    try channel.pipeline.syncOperations.addHandler(SocksChannelHandler(localFailureTimeout: timeout))
-                }
-            }
-        let future: EventLoopFuture<Channel>
-        if let name {
-            future = bootstrap.resolver(CheckedAddressResolver(addresses, on: loop)).connect(host: name, port: Int(request.port))
-        } else {
-            future = bootstrap.connect(to: first)
-        }
-        future.hop(to: loop).assumeIsolated().whenComplete { [self] result in
-            switch result {
-            case .failure(let error):
-                connectFailed(request, error: error)
-            case .success(let channel):
-                guard let handler = try? channel.pipeline.syncOperations.handler(type: SocksChannelHandler.self),
-                      let socket = handler.socket else {
-                    channel.close(promise: nil)
-                    return
-                }
-                connected(socket, connection: handler.connection)
-            }
-        }
-    }
-
-    /// The exit connection as a raw socket on the stream's `EpollEventLoop`.
-    private func connectRaw(_ request: Socks5Request, to addresses: [SocketAddress], deadline: NIODeadline,
-                            on loop: EpollEventLoop) {
         let timeout = app.options.handshakeTimeout
         RawTCPConnector.connect(on: loop, to: addresses, deadline: deadline) { [self] result in
             switch result {
@@ -408,7 +367,7 @@ final class SkysocksServerSession: AppStreamDelegate {
         failWithReply(Socks5Reply.encode(code: code))
     }
 
-    private func connected(_ socket: SocksSocket, connection: SocksConnection) {
+    private func connected(_ socket: RawSocksSocket, connection: SocksConnection) {
         guard case .connecting(let pending, let fin) = state else {
             socket.close()
             return
@@ -419,9 +378,9 @@ final class SkysocksServerSession: AppStreamDelegate {
         stream.write(withHeldOutput(Socks5Reply.encode(code: .succeeded, boundAddress: bound, boundPort: boundPort)))
         let app = self.app
         let id = self.id
-        // The exit connection is on the stream's loop (made there, raw or NIO).
+        // The exit connection is on the stream's loop (made there).
         let pipe = SocksStreamPipe(stream: stream, socket: socket, role: .server,
-                                   connection: NIOLoopBound(connection, eventLoop: socket.eventLoop), snoop: false,
+                                   connection: NIOLoopBound(connection, eventLoop: socket.loop), snoop: false,
                                    counters: app.counters, logger: app.logger) { app.registry.unregister(id) }
         state = .handedOver
         handoff = { pipe.abort() }

@@ -1,33 +1,8 @@
 import NIOCore
 import SkywireIO
 
-/// The TCP connection under a SOCKS session (the application's connection in the client app, the
-/// exit connection in the server app), as `SocksConnection` and `SocksStreamPipe` drive it. Two
-/// implementations: `NIOSocksSocket` (a NIO channel; callable from any thread) and `RawSocksSocket`
-/// (a raw descriptor on an `EpollEventLoop`; callable on that loop only).
-protocol SocksSocket: AnyObject {
-    /// The loop the connection's events are reported on.
-    var eventLoop: EventLoop { get }
-    var localAddress: SocketAddress? { get }
-    var remoteAddress: SocketAddress? { get }
-    /// True when written bytes wait for `flush()` (NIO); false when `write` sends at once.
-    var needsFlush: Bool { get }
-    /// Queues bytes for the connection.
-    func write(_ data: ByteBuffer)
-    func flush()
-    /// Sends `data`, then closes the connection.
-    func writeAndClose(_ data: ByteBuffer)
-    /// shutdown(SHUT_WR) once every byte written so far has left.
-    func shutdownOutputWhenFlushed()
-    /// Closes both directions now.
-    func close()
-    /// Stops (true) or resumes (false) reading from the connection.
-    func setReadsPaused(_ paused: Bool)
-}
-
-/// The SOCKS side of one TCP connection, the same for both kinds of `SocksSocket`: buffers early
-/// bytes until a `SocksStreamPipe` is attached, then forwards every connection event to the pipe on
-/// the stream's event loop; can also answer the SOCKS5 dialogue locally with a failure reply when no
+/// The SOCKS side of one TCP connection (a `RawSocksSocket`): buffers early bytes until a
+/// `SocksStreamPipe` is attached, then forwards every connection event to the pipe; can also answer the SOCKS5 dialogue locally with a failure reply when no
 /// stream can be had (client app). Confined to the socket's event loop; the socket reports its
 /// events through the `socket…` methods.
 final class SocksConnection {
@@ -41,9 +16,9 @@ final class SocksConnection {
         case closed
     }
 
-    /// Set once by the socket right after both exist (the socket owns this object; a raw socket is
-    /// kept alive by its loop watch until it closes, a NIO one by its channel handler).
-    unowned var socket: SocksSocket!
+    /// Set once by the socket right after both exist (the socket owns this object and is kept alive
+    /// by its loop watch until it closes).
+    unowned var socket: RawSocksSocket!
     private var state: State = .buffering([], bytes: 0, inputClosed: false)
     private let localFailureTimeout: TimeAmount
     private var localFailureTimer: Scheduled<Void>?
@@ -170,7 +145,7 @@ final class SocksConnection {
                 return
             }
             let socket = self.socket!
-            localFailureTimer = socket.eventLoop.assumeIsolated().scheduleTask(in: localFailureTimeout) {
+            localFailureTimer = socket.loop.assumeIsolated().scheduleTask(in: localFailureTimeout) {
                 socket.close()
             }
             socket.setReadsPaused(false)
@@ -191,7 +166,6 @@ final class SocksConnection {
             state = .localFailure(handshake, code: code)
             if output.readableBytes > 0 {
                 socket.write(output)
-                socket.flush()
             }
         case .request:
             Socks5Reply.write(code: code, to: &output)

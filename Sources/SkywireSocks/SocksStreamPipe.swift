@@ -3,15 +3,14 @@ import NIOCore
 import NIOPosix
 import SkywireTransport
 
-/// Pipes bytes between an `AppStream` and a TCP connection (`SocksSocket`: a NIO channel or a raw
-/// descriptor) with back-pressure and half-close both ways:
+/// Pipes bytes between an `AppStream` and a TCP connection (`RawSocksSocket`) with back-pressure and half-close both ways:
 /// * connection → stream: when the stream is not writable, the connection stops reading;
 /// * stream → connection: when the connection is not writable, the stream's reads are paused;
 /// * connection EOF → stream FIN; stream FIN → TCP shutdown(SHUT_WR) once written data is flushed.
 ///
 /// In the client app it also snoops the SOCKS5 dialogue (`Socks5DialogueSnooper`) and, after a UDP
-/// ASSOCIATE, runs the local UDP relay (docs/socks.md). Confined to the stream's event loop; a raw
-/// socket is on that loop too, a NIO channel may be on another (its events hop here).
+/// ASSOCIATE, runs the local UDP relay (docs/socks.md). Confined to the stream's event loop, which
+/// is the socket's too (a socket accepted elsewhere is moved there first, `RawSocksSocket.move`).
 final class SocksStreamPipe: AppStreamDelegate {
     enum Role {
         /// Client app: the channel is the application's connection.
@@ -30,7 +29,7 @@ final class SocksStreamPipe: AppStreamDelegate {
     }
 
     let stream: AppStream
-    let socket: SocksSocket
+    let socket: RawSocksSocket
     private let role: Role
     private let connection: NIOLoopBound<SocksConnection>
     /// Where the client app's UDP relay is bound when the stream's loop cannot run NIO channels.
@@ -40,7 +39,6 @@ final class SocksStreamPipe: AppStreamDelegate {
     private var mode: Mode
     private var onDone: (() -> Void)?
 
-    private var flushScheduled = false
     private var channelReadsPaused = false
     private var streamReadsPaused = false
     private var unwritableBacklog = 0
@@ -52,7 +50,7 @@ final class SocksStreamPipe: AppStreamDelegate {
 
     private static let allocator = ByteBufferAllocator()
 
-    init(stream: AppStream, socket: SocksSocket, role: Role, connection: NIOLoopBound<SocksConnection>,
+    init(stream: AppStream, socket: RawSocksSocket, role: Role, connection: NIOLoopBound<SocksConnection>,
          snoop: Bool, udpGroup: EventLoopGroup? = nil, counters: SkysocksCounters, logger: Logger,
          onDone: @escaping () -> Void) {
         self.stream = stream
@@ -69,18 +67,12 @@ final class SocksStreamPipe: AppStreamDelegate {
                                       history: Self.allocator.buffer(capacity: 0)) : .passthrough
     }
 
-    /// Becomes the stream's delegate and attaches to the connection (on the socket's loop, where
-    /// buffered bytes are replayed). Call on the stream's loop.
+    /// Becomes the stream's delegate and attaches to the connection (which replays the bytes it
+    /// buffered). Call on the stream's loop, the socket's.
     func start() {
         stream.setDelegate(self)
-        let pipe = NIOLoopBound(self, eventLoop: stream.eventLoop)
-        let streamLoop = stream.eventLoop
-        let connection = self.connection
-        if socket.eventLoop.inEventLoop {
-            connection.value.attach(pipe, streamLoop: streamLoop)
-        } else {
-            socket.eventLoop.execute { connection.value.attach(pipe, streamLoop: streamLoop) }
-        }
+        socket.loop.preconditionInEventLoop()
+        connection.value.attach(NIOLoopBound(self, eventLoop: socket.loop), streamLoop: socket.loop)
     }
 
     /// Aborts both sides (app stopping).
@@ -222,7 +214,7 @@ final class SocksStreamPipe: AppStreamDelegate {
             }
             let connection = self.connection
             let history = history
-            socket.eventLoop.execute { connection.value.beginLocalFailure(code: replyCode, history: history) }
+            socket.loop.execute { connection.value.beginLocalFailure(code: replyCode, history: history) }
             return
         }
         closeUDP()
@@ -270,15 +262,9 @@ final class SocksStreamPipe: AppStreamDelegate {
         stream.reset(code)
     }
 
-    /// Writes to the connection; a NIO channel is flushed once per loop round, a raw socket sends at once.
+    /// Writes to the connection (sent at once; what the kernel does not take waits in the socket).
     private func send(_ data: ByteBuffer) {
         socket.write(data)
-        guard socket.needsFlush, !flushScheduled else { return }
-        flushScheduled = true
-        stream.eventLoop.assumeIsolated().execute {
-            self.flushScheduled = false
-            self.socket.flush()
-        }
     }
 
     private func countChannelBytes(_ count: Int) {

@@ -19,6 +19,8 @@ import Glibc
 final class SkynetForwardTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private var epoll: EpollEventLoop!
+    /// Where `forwarder(…, streamsElsewhere: true)` puts the streams (another datapath loop).
+    private var otherEpoll: EpollEventLoop!
     private var helpers: [Channel] = []
     private var forwarders: [SkynetClientForwarder] = []
     private let clientKey = KeyPair.generate().publicKey.hex
@@ -27,12 +29,14 @@ final class SkynetForwardTests: XCTestCase {
     override func setUpWithError() throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         epoll = try EpollEventLoop(name: "skynet-test")
+        otherEpoll = try EpollEventLoop(name: "skynet-test-other")
     }
 
     override func tearDown() {
         for f in forwarders { _ = try? f.stop().wait() }
         for c in helpers { _ = try? c.close().wait() }
         epoll.shutdown()
+        otherEpoll.shutdown()
         try? group.syncShutdownGracefully()
     }
 
@@ -47,15 +51,18 @@ final class SkynetForwardTests: XCTestCase {
         return channel.localAddress!.port!
     }
 
-    /// A server with `forward`, and a started client forward to `remotePort` whose streams reach it.
-    private func forwarder(exposing forward: SkynetServerForward?, remotePort: UInt16) throws -> (SkynetClientForwarder, SkynetServer) {
-        let server = SkynetServer(logger: Logger(label: "skynet-test")) { _ in nil }
+    /// A server with `forward`, and a started client forward to `remotePort` whose streams reach it;
+    /// `streamsElsewhere`: the streams run on another datapath loop than the forward's listener.
+    private func forwarder(exposing forward: SkynetServerForward?, remotePort: UInt16,
+                           streamsElsewhere: Bool = false) throws -> (SkynetClientForwarder, SkynetServer) {
+        let server = SkynetServer(logger: Logger(label: "skynet-test"))
         if let forward { try server.add(forward) }
-        let loop = epoll!
+        let listenLoop = epoll!
+        let loop = streamsElsewhere ? otherEpoll! : listenLoop
         let clientKey = self.clientKey, serverKey = self.serverKey
         let local = try unusedLoopbackPort(Int32(SOCK_STREAM.rawValue))
         let options = SkynetClientForward(serverKeyHex: serverKey, remotePort: remotePort, localPort: local)
-        let forwarder = SkynetClientForwarder(options: options, loop: loop, logger: Logger(label: "skynet-test")) { _ in
+        let forwarder = SkynetClientForwarder(options: options, loop: listenLoop, logger: Logger(label: "skynet-test")) { _ in
             loop.submit {
                 let (opener, acceptor) = LoopbackAppStream.makePair(on: loop, openerKeyHex: clientKey, acceptorKeyHex: serverKey,
                                                                     acceptorPort: 57)
@@ -75,10 +82,21 @@ final class SkynetForwardTests: XCTestCase {
     }
 
     func testForwardsWithHalfCloseBothWays() throws {
+        try checkForwardsWithHalfCloseBothWays(streamsElsewhere: false)
+    }
+
+    /// Streams on another datapath loop than the listener's (as over dmsg): each connection moves
+    /// to its stream's loop (`RawSocksSocket.move`) and carries the same bytes.
+    func testConnectionMovesToTheStreamsLoop() throws {
+        try checkForwardsWithHalfCloseBothWays(streamsElsewhere: true)
+    }
+
+    private func checkForwardsWithHalfCloseBothWays(streamsElsewhere: Bool) throws {
         let port = try targetServer(.collectThenReply)
         let key = try PublicKey(hex: clientKey)
         let (f, server) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: UInt16(port)),
-                                                                      whitelist: .keys([key])), remotePort: 8080)
+                                                                      whitelist: .keys([key])), remotePort: 8080,
+                                        streamsElsewhere: streamsElsewhere)
         let payload = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let socket = try TestSocket.connect(to: try localAddress(f))
         socket.send(payload)
@@ -157,7 +175,7 @@ final class SkynetForwardTests: XCTestCase {
     /// timeout; one from a key no forward admits at once, before anything is read.
     func testUnfinishedRequestIsResetAfterTheTimeout() throws {
         let key = try PublicKey(hex: clientKey)
-        let server = SkynetServer(logger: Logger(label: "skynet-test"), requestTimeout: .milliseconds(200)) { _ in nil }
+        let server = SkynetServer(logger: Logger(label: "skynet-test"), requestTimeout: .milliseconds(200))
         try server.add(SkynetServerForward(port: 8080, whitelist: .keys([key])))
         let loop = epoll!
         let clientKey = self.clientKey, serverKey = self.serverKey

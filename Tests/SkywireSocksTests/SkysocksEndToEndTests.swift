@@ -9,8 +9,9 @@ import SkywireTransport
 import SkywireIO
 
 /// Full path: TCP application → skysocks-client → LoopbackAppStream pair → skysocks → destination on 127.0.0.1.
-/// Every case runs on NIO channels here and on raw sockets in `SkysocksRawEndToEndTests`.
-class SkysocksEndToEndTests: SkysocksHarnessTestCase {
+/// Connections are raw sockets on the client app's `EpollEventLoop`, streams live there (or, for
+/// `.otherLoop`, on another `EpollEventLoop`), so the exit's connections are raw sockets too.
+final class SkysocksEndToEndTests: SkysocksHarnessTestCase {
 
     /// `--secure=false` and the harness client listed (SkysocksHarness.admittingClient): the destinations
     /// here are on 127.0.0.1, which `--secure` refuses (SkysocksSecureTests).
@@ -18,7 +19,7 @@ class SkysocksEndToEndTests: SkysocksHarnessTestCase {
                              window: Int = 256 * 1024, failOpen: Bool = false,
                              placement: StreamPlacement = .preferred) throws -> SkysocksHarness {
         harness = try SkysocksHarness(group: group, serverOptions: options, clientKey: clientKey, window: window,
-                                      failOpen: failOpen, raw: raw, placement: placement)
+                                      failOpen: failOpen, placement: placement)
         return harness
     }
 
@@ -43,10 +44,9 @@ class SkysocksEndToEndTests: SkysocksHarnessTestCase {
         XCTAssertEqual(String(decoding: s.receive(exactly: 22), as: UTF8.self), "hello through skysocks")
         XCTAssertGreaterThanOrEqual(h.server.status.bytesUp, 22)
         XCTAssertGreaterThanOrEqual(h.client.status.bytesDown, 22)
-        // Raw mode really ran raw: the client app asked for streams on its datapath loop (where a NIO
-        // bootstrap could not have made the exit connection).
+        // The client app asked for streams on its datapath loop.
         let streamLoop = h.serverStreams.withLockedValue { $0.first?.value.eventLoop }
-        XCTAssertEqual(streamLoop is EpollEventLoop, raw)
+        XCTAssertTrue(streamLoop === h.epoll)
     }
 
     /// A greeting and request sent in one go (what the client app does after answering the greeting
@@ -414,45 +414,15 @@ class SkysocksEndToEndTests: SkysocksHarnessTestCase {
         return (control, udp, relay, datagram)
     }
 
-    /// Streams on a loop of the other kind: the raw client reaches a stream on a NIO loop through a
-    /// `HoppingAppStream` (and the exit runs NIO channels); the NIO client pipes to a stream on an
-    /// `EpollEventLoop` (and the exit runs raw sockets, its UDP socket on the NIO group).
-    func testStreamsOnTheOtherKindOfLoop() throws {
-        let h = try makeHarness(placement: .otherKind)
+    /// Streams on another datapath loop than the client app's: each accepted connection moves to
+    /// the stream's loop (`RawSocksSocket.move`) before its pipe starts; a half-closed upload and a
+    /// UDP ASSOCIATE (its relay on the NIO group) still work.
+    func testMovedConnectionsCarryUploadsAndUDP() throws {
+        let h = try makeHarness(placement: .otherLoop)
         try checkHalfClosedUpload(of: 1 << 20, through: h)
         let (control, _, _, _) = try associateAndEcho("mixed loops")
         control.shutdownWrite()
         XCTAssertTrue(control.waitForClose())
         assertSessionsEnd(h)
     }
-}
-
-/// The same cases on the raw datapath: the client app's listener and connections on an
-/// `EpollEventLoop` (no NIO channels), streams on that loop, so the exit's connections are raw too.
-final class SkysocksRawEndToEndTests: SkysocksEndToEndTests {
-    override var raw: Bool { true }
-
-    // Linux test discovery lists only methods declared in the class itself.
-    override func testConnectIPv4Echo() throws { try super.testConnectIPv4Echo() }
-    override func testPipelinedGreetingAndRequestAreAnsweredInOneWrite() throws { try super.testPipelinedGreetingAndRequestAreAnsweredInOneWrite() }
-    override func testConnectIPv6() throws { try super.testConnectIPv6() }
-    override func testConnectByDomainResolvedAtExit() throws { try super.testConnectByDomainResolvedAtExit() }
-    override func testPipelinedDataAfterRequestIsDelivered() throws { try super.testPipelinedDataAfterRequestIsDelivered() }
-    override func testCurlDownloadThroughProxy() throws { try super.testCurlDownloadThroughProxy() }
-    override func testConnectionRefusedReplies05() throws { try super.testConnectionRefusedReplies05() }
-    override func testUnresolvableDomainReplies04() throws { try super.testUnresolvableDomainReplies04() }
-    override func testBindReplies07() throws { try super.testBindReplies07() }
-    override func testBadAddressTypeReplies08() throws { try super.testBadAddressTypeReplies08() }
-    override func testMalformedGreetingGetsErrorAndClose() throws { try super.testMalformedGreetingGetsErrorAndClose() }
-    override func testIdleHandshakeIsClosedAfterTimeout() throws { try super.testIdleHandshakeIsClosedAfterTimeout() }
-    override func testWhitelistRefusesOtherVisors() throws { try super.testWhitelistRefusesOtherVisors() }
-    override func testWhitelistAdmitsListedVisor() throws { try super.testWhitelistAdmitsListedVisor() }
-    override func testUsernamePassword() throws { try super.testUsernamePassword() }
-    override func testUDPAssociateRelaysDatagrams() throws { try super.testUDPAssociateRelaysDatagrams() }
-    override func testHalfCloseStillDeliversResponse() throws { try super.testHalfCloseStillDeliversResponse() }
-    override func testSlowReaderKeepsBuffersBounded() throws { try super.testSlowReaderKeepsBuffersBounded() }
-    override func testFiveHundredConcurrentConnections() throws { try super.testFiveHundredConcurrentConnections() }
-    override func testStreamOnAnotherEventLoop() throws { try super.testStreamOnAnotherEventLoop() }
-    override func testStreamOpenFailureAnswersApplication() throws { try super.testStreamOpenFailureAnswersApplication() }
-    override func testStreamsOnTheOtherKindOfLoop() throws { try super.testStreamsOnTheOtherKindOfLoop() }
 }

@@ -13,8 +13,8 @@ import SkywireIO
 
 /// `--secure` (the default): CONNECT and UDP datagrams to the exit's loopback, private, link-local,
 /// multicast and reserved ranges, in every form and by name, get reply 0x02 / are not sent, and
-/// never reach the destination. On NIO channels here, raw sockets in `SkysocksRawSecureTests`.
-class SkysocksSecureTests: SkysocksHarnessTestCase {
+/// never reach the destination (the exit's connections raw on the stream's `EpollEventLoop`).
+final class SkysocksSecureTests: SkysocksHarnessTestCase {
     /// Bounds a connect that the unchanged code would attempt to an unreachable private address.
     static let connectTimeout: TimeAmount = .seconds(2)
 
@@ -23,7 +23,7 @@ class SkysocksSecureTests: SkysocksHarnessTestCase {
         var options = SkysocksHarness.admittingClient
         options.secure = secure ?? SkysocksServerOptions().secure
         options.connectTimeout = Self.connectTimeout
-        harness = try SkysocksHarness(group: group, serverOptions: options, raw: raw)
+        harness = try SkysocksHarness(group: group, serverOptions: options)
         return harness
     }
 
@@ -89,7 +89,6 @@ class SkysocksSecureTests: SkysocksHarnessTestCase {
     /// In a network namespace of its own (only `lo`): whatever the code does, no packet can leave
     /// for these addresses on the host's networks.
     func testDefaultRefusesLANLinkLocalMulticastAndBroadcast() throws {
-        let raw = self.raw
         try inPrivateNetworkNamespace {
             try RouteNetlink().setLink("lo", up: true)
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -97,7 +96,7 @@ class SkysocksSecureTests: SkysocksHarnessTestCase {
             var options = SkysocksHarness.admittingClient
             options.secure = SkysocksServerOptions().secure
             options.connectTimeout = Self.connectTimeout
-            let h = try SkysocksHarness(group: group, serverOptions: options, raw: raw)
+            let h = try SkysocksHarness(group: group, serverOptions: options)
             defer { h.shutdown() }
             let destinations: [Socks5Address] = [
                 .ipv4(0x0A00_0001),             // 10.0.0.1
@@ -193,15 +192,4 @@ class SkysocksSecureTests: SkysocksHarnessTestCase {
             XCTAssertEqual("\(error)", "unexpected argument 'false'")
         }
     }
-}
-
-/// The same cases with the exit's connections raw on an `EpollEventLoop`.
-final class SkysocksRawSecureTests: SkysocksSecureTests {
-    override var raw: Bool { true }
-
-    // Linux test discovery lists only methods declared in the class itself.
-    override func testDefaultRefusesTheExitsLoopbackInEveryForm() throws { try super.testDefaultRefusesTheExitsLoopbackInEveryForm() }
-    override func testDefaultRefusesLANLinkLocalMulticastAndBroadcast() throws { try super.testDefaultRefusesLANLinkLocalMulticastAndBroadcast() }
-    override func testSecureFalseReachesTheExitsLoopback() throws { try super.testSecureFalseReachesTheExitsLoopback() }
-    override func testUDPDatagramsToTheExitsLoopbackAreNotSent() throws { try super.testUDPDatagramsToTheExitsLoopbackAreNotSent() }
 }

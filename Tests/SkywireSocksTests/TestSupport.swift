@@ -174,8 +174,6 @@ final class UDPEchoHandler: ChannelInboundHandler {
 class SkysocksHarnessTestCase: XCTestCase {
     var group: MultiThreadedEventLoopGroup!
     var harness: SkysocksHarness!
-    /// Raw datapath: the client app on an `EpollEventLoop`, streams (and so the exit's sockets) there.
-    var raw: Bool { false }
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -190,18 +188,16 @@ class SkysocksHarnessTestCase: XCTestCase {
 
 /// Where the harness puts the streams the client app opens.
 enum StreamPlacement {
-    /// On the loop the client app prefers (its accepted connection's; the datapath loop when raw).
+    /// On the loop the client app prefers (its accepted connection's: its datapath loop).
     case preferred
-    /// On another loop of the same kind (another NIO loop; for raw mode a NIO loop, as over sudph).
+    /// On another datapath loop (as a stream over a transport dialled on another loop, e.g. dmsg's):
+    /// the client app's connection moves there.
     case otherLoop
-    /// On a loop of the other kind: an `EpollEventLoop` for the NIO client (stcpr streams after the
-    /// visor's datapath change), a NIO loop for the raw client.
-    case otherKind
 }
 
-/// Client app → loopback stream pair → server app, on a shared event loop group. With `raw`, the
-/// client app runs its connections raw on an `EpollEventLoop` and streams live there too (so the
-/// server app's exit connections are raw as well).
+/// Client app → loopback stream pair → server app. The client app runs its connections on an
+/// `EpollEventLoop` and streams live on one too (so the server app's exit connections are there as
+/// well); the NIO group runs the test servers and the UDP relays.
 final class SkysocksHarness {
     let group: EventLoopGroup
     let server: SkysocksServerApp
@@ -213,8 +209,10 @@ final class SkysocksHarness {
     /// Every acceptor-side (server app) stream opened, for back-pressure measurements.
     let serverStreams = NIOLockedValueBox<[LoopTransfer<LoopbackAppStream>]>([])
     var helperChannels: [Channel] = []
-    /// The raw client's datapath loop, or (NIO client, `.otherKind`) the loop streams live on.
-    let epoll: EpollEventLoop?
+    /// The client app's datapath loop.
+    let epoll: EpollEventLoop
+    /// Where `.otherLoop` puts the streams.
+    let otherEpoll: EpollEventLoop?
 
     /// Server options whose whitelist lists the harness client (the server refuses everyone by default), with
     /// `--secure=false`: the harness destinations are on 127.0.0.1, which `--secure` refuses.
@@ -225,11 +223,13 @@ final class SkysocksHarness {
     }
 
     init(group: EventLoopGroup, serverOptions: SkysocksServerOptions = SkysocksHarness.admittingClient,
-         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false, raw: Bool = false,
+         clientKey: String? = nil, window: Int = 256 * 1024, failOpen: Bool = false,
          placement: StreamPlacement = .preferred) throws {
         self.group = group
-        let epoll = raw || placement == .otherKind ? try EpollEventLoop(name: "skysocks-test-datapath") : nil
+        let epoll = try EpollEventLoop(name: "skysocks-test-datapath")
         self.epoll = epoll
+        let otherEpoll = placement == .otherLoop ? try EpollEventLoop(name: "skysocks-test-other") : nil
+        self.otherEpoll = otherEpoll
         let server = SkysocksServerApp(options: serverOptions, group: group)
         self.server = server
         server.start()
@@ -238,18 +238,8 @@ final class SkysocksHarness {
         let serverKey = self.serverKey
         var options = SkysocksClientOptions(serverKeyHex: serverKey)
         options.listenPort = 0
-        client = SkysocksClientApp(options: options, group: group, datapathLoop: raw ? epoll : nil) { request in
-            var chosen = request.preferredEventLoop
-            switch placement {
-            case .preferred:
-                break
-            case .otherLoop where !raw:
-                // Put the stream on another loop than the accepted connection (the mux's own loop).
-                for _ in 0..<8 where chosen === request.preferredEventLoop { chosen = group.next() }
-            case .otherLoop, .otherKind:
-                chosen = raw ? group.next() : epoll ?? group.next()
-            }
-            let loop = chosen
+        client = SkysocksClientApp(options: options, group: group, datapathLoop: epoll) { request in
+            let loop: EventLoop = otherEpoll ?? request.preferredEventLoop
             if failOpen {
                 return loop.makeFailedFuture(ChannelError.connectTimeout(.seconds(1)))
             }
@@ -266,8 +256,8 @@ final class SkysocksHarness {
         try client.start().wait()
     }
 
-    /// A loop for streams made by hand: the datapath loop when raw, else a NIO loop.
-    var streamLoop: EventLoop { epoll ?? group.next() }
+    /// A loop for streams made by hand: the datapath loop.
+    var streamLoop: EventLoop { epoll }
 
     var proxyAddress: SocketAddress { client.localAddress! }
 
@@ -298,7 +288,8 @@ final class SkysocksHarness {
         _ = try? client.stop().wait()
         server.stop()
         for c in helperChannels { _ = try? c.close().wait() }
-        epoll?.shutdown()
+        epoll.shutdown()
+        otherEpoll?.shutdown()
     }
 }
 

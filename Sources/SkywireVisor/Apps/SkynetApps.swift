@@ -26,10 +26,7 @@ final class SkynetVisorApp: VisorApp {
     init(context: AppContext, options: SkynetOptions) {
         self.context = context
         initial = options
-        let transports = context.transports
-        server = SkynetServer(logger: context.logger) { hex in
-            (try? PublicKey(hex: hex)).flatMap { try? transports.datapathLoop(for: $0) }
-        }
+        server = SkynetServer(logger: context.logger)
     }
 
     func start() async throws {

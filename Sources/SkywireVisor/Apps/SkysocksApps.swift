@@ -47,9 +47,9 @@ final class SkysocksClientVisorApp: VisorApp {
             // The options checked the key's form: decoded once here, not per proxied connection.
             let serverKey = try PublicKey(hex: options.serverKeyHex)
             server = options.serverKeyHex
-            // The listener and accepted connections are raw sockets on the datapath loop the stcpr
-            // transport to the server is dialled on (no thread hop per stream call when this visor
-            // dialled it); a stream over sudph is reached through a hop.
+            // The listener and accepted connections are raw sockets on the datapath loop a transport
+            // this visor dials to the server runs on; a connection whose stream runs on another
+            // datapath loop (sudph's, a dmsg relay's) moves there before it is piped.
             client = SkysocksClientApp(options: options, group: transports.group,
                                        datapathLoop: try transports.datapathLoop(for: serverKey),
                                        logger: context.logger) { request in
