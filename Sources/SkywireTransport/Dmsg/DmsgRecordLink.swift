@@ -44,8 +44,9 @@ final class DmsgRecordLink: RecordLinkUpper {
     /// Set once in `init` (nil only while the link is being made).
     private var link: RawStcprLink?
     private var flushScheduled = false
-    /// One plaintext buffer reused for every frame sent (the link seals a copy).
-    private var scratch = ByteBuffer()
+    /// One plaintext buffer reused for every frame sent (the link seals a copy); allocated on
+    /// the first send (the relay's memory per idle client).
+    private var scratch: ByteBuffer?
     /// When the last frame arrived (the relay's idle cap, the client's silence check).
     private(set) var lastReceived = NIODeadline.now()
     private(set) var established = false
@@ -62,9 +63,10 @@ final class DmsgRecordLink: RecordLinkUpper {
          timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, maxOutbound: Int, logger: Logger, hooks: Hooks) throws {
         self.loop = loop
         self.hooks = hooks
+        let refused = hooks.refused
         let linkHooks = RawStcprLink.Hooks(
             established: { [weak self] remote, _ in self?.establish(remote) },
-            closed: hooks.closed, gate: hooks.gate, refused: { hooks.refused($0.rawValue) })
+            closed: hooks.closed, gate: hooks.gate, refused: { refused($0.rawValue) })
         link = try RawStcprLink(loop: loop, socket: socket, identity: identity, expectedRemote: expectedRemote,
                                 timestamp: timestamp, handshakeTimeout: handshakeTimeout,
                                 limits: Self.limits(maxOutbound: maxOutbound), logger: logger, hooks: linkHooks)
@@ -80,9 +82,11 @@ final class DmsgRecordLink: RecordLinkUpper {
     /// Queues `frame` as one record; it leaves with the next flush (scheduled once per loop turn).
     func send(_ frame: DmsgFrame) {
         guard let link, link.isOpen else { return }
-        scratch.clear(minimumCapacity: frame.encodedLength)
-        frame.encode(into: &scratch)
-        link.send(frame: scratch, reliable: true)
+        var plain = scratch.take() ?? ByteBuffer()
+        plain.clear(minimumCapacity: frame.encodedLength)
+        frame.encode(into: &plain)
+        link.send(frame: plain, reliable: true)
+        scratch = plain
         guard !flushScheduled else { return }
         flushScheduled = true
         loop.assumeIsolated().execute { [weak self] in
