@@ -12,11 +12,12 @@ import SkywireIO
 /// handshake, then one 2-byte-length-prefixed Noise message per mux frame. The pipe is a
 /// connected, non-blocking TCP descriptor (stcpr) or a stream through a dmsg relay server
 /// (transport `dmsg`: the same handshake and records end to end, the relay sees ciphertext).
-/// Owns the pipe; confined to its loop.
+/// The same link carries a dmsg relay session (PROTOCOL.md §7.1, `DmsgRecordLink`: relay frames
+/// instead of mux frames, with `Limits.relaySession`). Owns the pipe; confined to its loop.
 final class RawStcprLink: FrameLink {
-    /// Decides, after the handshake, whether the peer may stay, and builds its mux connection.
+    /// Decides, after the handshake, whether the peer may stay, and builds what rides the link.
     struct Hooks {
-        var established: (_ remote: PublicKey, _ link: RawStcprLink) -> MuxConnection?
+        var established: (_ remote: PublicKey, _ link: RawStcprLink) -> RecordLinkUpper?
         /// Called once when the link ends, with the reason.
         var closed: (_ reason: String) -> Void
         /// Responder: the listener's admission (mac1, unconfirmed-handshake cap, replays); nil
@@ -24,6 +25,41 @@ final class RawStcprLink: FrameLink {
         var gate: StcprHandshakeGate? = nil
         /// Ports whose DATAGRAM frames go straight to a sink, in place (the VPN); nil: all go to the mux.
         var sinks: DatagramSinks? = nil
+        /// Responder: a handshake refused before confirmation, with its `HandshakeRefusal` (the
+        /// relay's `/health` counts).
+        var refused: ((HandshakeRefusal) -> Void)? = nil
+    }
+
+    /// The link's bounds on what it queues and how it reads.
+    struct Limits {
+        /// Unsent bytes from which `isWritable` is false (writers wait for `linkWritabilityChanged`).
+        var highWatermark: Int
+        /// Unsent bytes beyond which the peer is closed ("does not read").
+        var maxOutbound: Int
+        /// Which unsent bytes pause reading the peer, and the pause and resume marks.
+        var readPause: ReadPause
+        /// Drops the receive and send buffers whenever they empty and compacts the send buffer (a
+        /// relay's memory per idle client); stcpr keeps them (no allocation per packet).
+        var releasesIdleBuffers: Bool
+        /// Whether VPN threads may send DATAGRAM batches (`datagramQueue`).
+        var carriesDatagrams: Bool
+        /// Names the link in logs and syscall errors.
+        var name: String
+
+        /// stcpr and the `dmsg` transport: mux frames.
+        static let transport = Limits(
+            highWatermark: RawStcprLink.highWatermark, maxOutbound: RawStcprLink.maxOutbound,
+            readPause: .answers(pause: RawStcprLink.controlPauseWatermark, resume: RawStcprLink.controlResumeWatermark),
+            releasesIdleBuffers: false, carriesDatagrams: true, name: "stcpr")
+        // A dmsg relay session's: `DmsgRecordLink.limits`.
+    }
+
+    /// What makes the link stop reading a peer that does not read (back-pressure).
+    enum ReadPause {
+        /// The answers its own frames made us queue (`controlPauseWatermark`).
+        case answers(pause: Int, resume: Int)
+        /// Everything unsent toward it.
+        case unsent(pause: Int, resume: Int)
     }
 
     /// Largest DATA payload per frame over stcpr (PROTOCOL.md §5).
@@ -62,9 +98,10 @@ final class RawStcprLink: FrameLink {
     private let pipe: LinkPipe
     private var session: StcprSession
     private let hooks: Hooks
+    let limits: Limits
     private let logger: Logger
     private var timeoutTask: Scheduled<Void>?
-    private(set) var connection: MuxConnection?
+    private(set) var connection: RecordLinkUpper?
     var remoteKey: PublicKey? { session.remoteKey }
     /// Bytes read and not yet parsed into records.
     private var inbound: ByteBuffer
@@ -85,15 +122,17 @@ final class RawStcprLink: FrameLink {
     /// A responder holding one of the gate's unconfirmed-handshake slots.
     private var holdsHandshakeSlot = false
     let counters = LinkCounters()
-    /// Batches of DATAGRAM frames from datapath threads (`DatagramPath` over stcpr).
-    let datagramQueue: StcprDatagramQueue
+    /// Batches of DATAGRAM frames from datapath threads (`DatagramPath` over stcpr); nil when
+    /// `limits.carriesDatagrams` is false.
+    let datagramQueue: StcprDatagramQueue?
     /// Sinks that got datagrams in the current read burst.
     private var sinkBatch = DatagramSinkBatch()
 
     var maxDataPayload: Int { Self.maxDataPayload }
-    var isWritable: Bool { outbound.readableBytes < Self.highWatermark }
+    var isWritable: Bool { outbound.readableBytes < limits.highWatermark }
     /// Encrypted bytes queued and not yet taken by the socket.
     var unsentBytes: Int { outbound.readableBytes }
+    var isOpen: Bool { pipe.isOpen }
 
     private struct ControlRecord {
         var end: UInt64
@@ -103,26 +142,31 @@ final class RawStcprLink: FrameLink {
     /// Takes `socket` (connected, non-blocking) and starts the handshake: as initiator when
     /// `expectedRemote` is set (it sends message 1 now), else as responder. Call on `loop`.
     convenience init(loop: EpollEventLoop, socket: OwnedDescriptor, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
-                     timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
-        try self.init(loop: loop, pipe: DescriptorPipe(loop: loop, descriptor: socket), identity: identity,
+                     timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, limits: Limits = .transport,
+                     logger: Logger, hooks: Hooks) throws {
+        try self.init(loop: loop, pipe: DescriptorPipe(loop: loop, descriptor: socket, name: limits.name), identity: identity,
                       expectedRemote: expectedRemote, timestamp: timestamp, handshakeTimeout: handshakeTimeout,
-                      logger: logger, hooks: hooks)
+                      limits: limits, logger: logger, hooks: hooks)
     }
 
     /// The same over any `LinkPipe` (a dmsg relay stream; an in-memory pipe in tests).
     init(loop: EpollEventLoop, pipe: LinkPipe, identity: NoiseStaticIdentity, expectedRemote: PublicKey?,
-         timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, logger: Logger, hooks: Hooks) throws {
+         timestamp: TAI64N? = nil, handshakeTimeout: TimeAmount, limits: Limits = .transport,
+         logger: Logger, hooks: Hooks) throws {
         precondition(loop.inEventLoop)
         self.loop = loop
         self.pipe = pipe
         self.hooks = hooks
+        self.limits = limits
         self.logger = logger
         inbound = allocator.buffer(capacity: Self.handshakeReadChunk)
         outbound = allocator.buffer(capacity: 0)
+        // A relay session tracks no control records (`ReadPause.unsent`): no ring allocated per client.
+        if case .unsent = limits.readPause { controlRecords = CircularBuffer(initialCapacity: 1) }
         session = try StcprSession(identity: identity, expectedRemote: expectedRemote, timestamp: timestamp)
-        datagramQueue = StcprDatagramQueue(loop: loop)
+        datagramQueue = limits.carriesDatagrams ? StcprDatagramQueue(loop: loop) : nil
         let firstMessage = try session.start()
-        datagramQueue.attach(self)
+        datagramQueue?.attach(self)
         // The pipe's handler holds the link until `finish` closes the pipe.
         try pipe.start(interest: .read) { readiness in self.ready(readiness) }
         timeoutTask = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
@@ -137,13 +181,13 @@ final class RawStcprLink: FrameLink {
         // DATAGRAM frames may be dropped under pressure (FrameLink); nothing else may.
         guard reliable || isWritable else { return }
         guard let size = frame.withUnsafeReadableBytes({ appendRecord($0) }) else { return }
-        if Self.isControl(frame) {
+        if case .answers = limits.readPause, Self.isControl(frame) {
             controlRecords.append(ControlRecord(end: appended, size: size))
             controlQueued += size
         }
-        if outbound.readableBytes > Self.maxOutbound {
-            let reason = "peer does not read: \(outbound.readableBytes) bytes unsent (limit \(Self.maxOutbound))"
-            RefusalLog.shared.note(.outboundOverflow, "stcpr \(remoteKey?.short ?? "peer"): \(reason)", logger: logger)
+        if outbound.readableBytes > limits.maxOutbound {
+            let reason = "peer does not read: \(outbound.readableBytes) bytes unsent (limit \(limits.maxOutbound))"
+            RefusalLog.shared.note(.outboundOverflow, "\(limits.name) \(remoteKey?.short ?? "peer"): \(reason)", logger: logger)
             fail(reason, level: .debug)
         }
     }
@@ -191,16 +235,24 @@ final class RawStcprLink: FrameLink {
     }
 
     /// Forgets control records the socket has taken, and resumes reading once the peer has read
-    /// its answers down to `controlResumeWatermark`.
+    /// what pauses it (`Limits.readPause`) down to the resume mark.
     private func noteSent() {
         let sent = appended - UInt64(outbound.readableBytes)
         while let first = controlRecords.first, first.end <= sent {
             controlQueued -= first.size
             controlRecords.removeFirst()
         }
-        if readPaused && controlQueued <= Self.controlResumeWatermark {
+        if readPaused && pausingBytes.queued <= pausingBytes.resume {
             readPaused = false
             updateInterest()
+        }
+    }
+
+    /// The unsent bytes that pause reading (`Limits.readPause`), with its marks.
+    private var pausingBytes: (queued: Int, pause: Int, resume: Int) {
+        switch limits.readPause {
+        case .answers(let pause, let resume): (controlQueued, pause, resume)
+        case .unsent(let pause, let resume): (outbound.readableBytes, pause, resume)
         }
     }
 
@@ -231,7 +283,12 @@ final class RawStcprLink: FrameLink {
             return
         }
         noteSent()
-        if outbound.readableBytes == 0 { outbound.clear() }
+        if outbound.readableBytes == 0 {
+            // A relay keeps no buffer for an idle client; stcpr reuses its own.
+            if limits.releasesIdleBuffers { outbound = allocator.buffer(capacity: 0) } else { outbound.clear() }
+        } else if limits.releasesIdleBuffers && outbound.readerIndex > outbound.capacity / 2 {
+            outbound.discardReadBytes()
+        }
         if !wasWritable && isWritable { connection?.linkWritabilityChanged() }
     }
 
@@ -259,6 +316,7 @@ final class RawStcprLink: FrameLink {
     }
 
     private func readAvailable() {
+        var drained = true
         for _ in 0..<Self.maxReadsPerWake where pipe.isOpen && !readPaused {
             let outcome: DescriptorRead
             let chunk = session.isEstablished ? readChunk : Self.handshakeReadChunk
@@ -270,21 +328,27 @@ final class RawStcprLink: FrameLink {
             }
             processRecords()
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
-            guard outcome == .bytes(chunk) else { break }  // would block, or a short read took all
+            drained = outcome != .bytes(chunk)
+            guard !drained else { break }  // would block, or a short read took all
         }
         sinkBatch.end()
         connection?.flushIfNeeded()
         pauseIfPeerDoesNotRead()
+        // An idle relay client keeps no read buffer (the relay's memory per idle client).
+        if limits.releasesIdleBuffers && drained && inbound.readableBytes == 0 && session.isEstablished {
+            inbound = allocator.buffer(capacity: 0)
+        }
     }
 
     /// Back-pressure: stops reading while the peer leaves more than `controlPauseWatermark` bytes
     /// of answers unread (resumed by `noteSent`). Meanwhile the keepalive hears nothing from it and
     /// closes the link after `MuxConnection.deadPeerTimeout` unless it starts reading.
     private func pauseIfPeerDoesNotRead() {
-        guard !readPaused, pipe.isOpen, controlQueued > Self.controlPauseWatermark else { return }
+        let pausing = pausingBytes
+        guard !readPaused, pipe.isOpen, pausing.queued > pausing.pause else { return }
         readPaused = true
-        RefusalLog.shared.note(.readPaused, "stcpr \(remoteKey?.short ?? "peer") does not read: \(controlQueued) bytes "
-                                              + "of answers unsent; reading paused", logger: logger)
+        RefusalLog.shared.note(.readPaused, "\(limits.name) \(remoteKey?.short ?? "peer") does not read: \(pausing.queued) "
+                                              + "bytes unsent; reading paused", logger: logger)
         updateInterest()
     }
 
@@ -298,7 +362,8 @@ final class RawStcprLink: FrameLink {
             // waiting for (and buffering) up to 64 KiB.
             if let expected = session.expectedHandshakeRecordLength, length != expected {
                 let reason = "handshake record of \(length) bytes (expected \(expected))"
-                RefusalLog.shared.note(.badHandshakeLength, "stcpr: \(reason)", logger: logger)
+                RefusalLog.shared.note(.badHandshakeLength, "\(limits.name): \(reason)", logger: logger)
+                if !session.isInitiator { hooks.refused?(.malformed) }
                 fail(reason, level: .debug)
                 return
             }
@@ -417,7 +482,8 @@ final class RawStcprLink: FrameLink {
     /// (`debug`, with a periodic `info` summary), and the connection closes.
     private func refuse(_ reason: HandshakeRefusal, _ detail: @autoclosure () -> String) {
         guard pipe.isOpen else { return }
-        if let gate = hooks.gate { gate.refuse(reason, detail()) } else { logger.debug("stcpr: handshake refused: \(detail())") }
+        if let gate = hooks.gate { gate.refuse(reason, detail()) } else { logger.debug("\(limits.name): handshake refused: \(detail())") }
+        hooks.refused?(reason)
         finish(reason: "handshake refused (\(reason.rawValue))")
     }
 
@@ -434,7 +500,7 @@ final class RawStcprLink: FrameLink {
 
     private func fail(_ reason: String, level: Logger.Level = .warning) {
         guard pipe.isOpen else { return }
-        logger.log(level: level, "stcpr: \(reason)")
+        logger.log(level: level, "\(limits.name): \(reason)")
         finish(reason: reason)
     }
 
@@ -443,7 +509,7 @@ final class RawStcprLink: FrameLink {
         timeoutTask?.cancel()
         releaseHandshakeSlot()
         pipe.close()
-        datagramQueue.close()
+        datagramQueue?.close()
         connection?.linkClosed(reason: reason)
         connection = nil
         hooks.closed(reason)

@@ -72,8 +72,8 @@ extension TransportManager {
             let live = candidates.filter { $0.type == type }
                 .sorted { ($0.liveConnectionAndOrder?.order ?? 0) > ($1.liveConnectionAndOrder?.order ?? 0) }
             for c in live {
-                if let link = c.liveLink as? RawStcprLink, link.datagramQueue.isOpen {
-                    return DatagramPath(route: .stcpr(link.datagramQueue), destinationPort: destinationPort,
+                if let link = c.liveLink as? RawStcprLink, let queue = link.datagramQueue, queue.isOpen {
+                    return DatagramPath(route: .stcpr(queue), destinationPort: destinationPort,
                                         sourcePort: sourcePort)
                 }
                 guard let peer = c.liveLink as? SudphPeer, let box = peer.sessionBox,
