@@ -181,7 +181,9 @@ for b in unsigned otherkey otherboard; do
     else
         msg=$(grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
         case $b in
-        unsigned) re='signature|sign';; otherkey) re='verif|signature|certificate|issuer';; otherboard) re='[Cc]ompatible';;
+        # rauc's words: "Signature size is 0" (no signature), "signature verification failed",
+        # "Compatible mismatch" (case-sensitive words, so both cases).
+        unsigned) re='[Ss]ignature';; otherkey) re='[Ss]ignature verification|[Vv]erify error';; otherboard) re='[Cc]ompatible';;
         esac
         grep -Eq "$re" "$T/install-$b.log" && pass "$b bundle refused: $msg" || fail "$b bundle refused without a clear message: $msg"
     fi
