@@ -96,6 +96,9 @@ final class DmsgRecordLink: RecordLinkUpper {
         }
     }
 
+    /// Writes what is queued now (before a close: the refusal frame must leave first).
+    func flush() { link?.flush() }
+
     func close(reason: String) { link?.close(reason: reason) }
 
     // MARK: RecordLinkUpper
@@ -111,7 +114,7 @@ final class DmsgRecordLink: RecordLinkUpper {
 
     func linkWritabilityChanged() { hooks.writable() }
 
-    func flushIfNeeded() { link?.flush() }
+    func flushIfNeeded() { flush() }
 
     func linkClosed(reason: String) {}
 }
