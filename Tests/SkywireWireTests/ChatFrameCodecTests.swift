@@ -12,27 +12,9 @@ final class ChatFrameCodecTests: XCTestCase {
         (.ack(id: 7, status: .retryLater), "01 02 0009 0000000000000007 01"),
     ]
 
-    func testExactBytesAndRoundTrip() throws {
-        for (frame, hex) in Self.examples {
-            let expected = [UInt8](hex: hex)
-            XCTAssertEqual(try frame.encoded(), expected, "\(frame)")
-            var decoder = ChatFrameDecoder()
-            decoder.feed(expected)
-            XCTAssertEqual(try decoder.next(), frame)
-            XCTAssertNil(try decoder.next())
-            XCTAssertEqual(decoder.bufferedBytes, 0)
-        }
-    }
-
-    func testByteByByteFeedGivesTheSameFrames() throws {
-        let all = try Self.examples.flatMap { try $0.0.encoded() }
-        var decoder = ChatFrameDecoder()
-        var frames: [ChatFrame] = []
-        for byte in all {
-            decoder.feed([byte])
-            while let f = try decoder.next() { frames.append(f) }
-        }
-        XCTAssertEqual(frames, Self.examples.map(\.0))
+    /// Exact bytes, round trip, and the same frames fed one byte at a time.
+    func testExactBytesRoundTripAndByteByByteFeed() throws {
+        try assertFrameExamples(Self.examples, decoder: ChatFrameDecoder.self) { try $0.encoded() }
     }
 
     func testLargestMessageFitsAndOneByteMoreIsRefused() throws {

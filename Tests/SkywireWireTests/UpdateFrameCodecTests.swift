@@ -18,27 +18,9 @@ final class UpdateFrameCodecTests: XCTestCase {
         (.error(.busy, ""), "01 1f 00000001 04"),
     ]
 
-    func testExactBytesAndRoundTrip() throws {
-        for (frame, hex) in Self.examples {
-            let expected = [UInt8](hex: hex)
-            XCTAssertEqual(try frame.encoded(), expected, "\(frame)")
-            var decoder = UpdateFrameDecoder()
-            decoder.feed(expected)
-            XCTAssertEqual(try decoder.next(), frame)
-            XCTAssertNil(try decoder.next())
-            XCTAssertEqual(decoder.bufferedBytes, 0)
-        }
-    }
-
-    func testByteByByteFeedGivesTheSameFrames() throws {
-        let all = try Self.examples.flatMap { try $0.0.encoded() }
-        var decoder = UpdateFrameDecoder()
-        var frames: [UpdateFrame] = []
-        for byte in all {
-            decoder.feed([byte])
-            while let f = try decoder.next() { frames.append(f) }
-        }
-        XCTAssertEqual(frames, Self.examples.map(\.0))
+    /// Exact bytes, round trip, and the same frames fed one byte at a time.
+    func testExactBytesRoundTripAndByteByByteFeed() throws {
+        try assertFrameExamples(Self.examples, decoder: UpdateFrameDecoder.self) { try $0.encoded() }
     }
 
     /// After `getOK` the stream is raw bytes: what came with the header is handed back whole.
