@@ -25,7 +25,8 @@ enum VPNDNS {
     static func apply(servers: [IPAddress], tun: String, stateDirectory: String,
                       record: (String, String) throws -> Void) throws {
         let current = try FileIO.read(resolvConf)
-        if let current, String(decoding: current, as: UTF8.self).contains(resolvedStub),
+        // Bytes, not `String.contains(String)`, which would link _StringProcessing (~0.95 MB).
+        if let current, current.indices.contains(where: { current[$0...].starts(with: resolvedStub.utf8) }),
            let resolvectl = resolvectl {
             try record("resolved_link", tun)
             let r1 = try Subprocess.run(resolvectl, ["dns", tun] + servers.map(\.description))

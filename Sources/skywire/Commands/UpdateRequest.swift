@@ -8,6 +8,9 @@ enum UpdateSource: Equatable {
     static let maxLength = 4096
     static let urlSchemes = ["http://", "https://"]
 
+    /// What ends a URL scheme (RFC 3986 §3).
+    static let schemeSeparator = "://"
+
     static func parse(_ argument: String) throws(UpdateRequestError) -> UpdateSource {
         guard !argument.isEmpty else { throw .empty }
         guard argument.utf8.count <= maxLength else { throw .tooLong(argument.utf8.count) }
@@ -19,8 +22,9 @@ enum UpdateSource: Equatable {
             guard !host.isEmpty, !argument.contains(" ") else { throw .badURL(argument) }
             return .url(argument)
         }
-        if let colon = lower.firstRange(of: "://") {
-            throw .unsupportedScheme(String(lower[..<colon.lowerBound]))
+        // Stdlib only: `firstRange(of:)` would link _StringProcessing (~0.95 MB, docs/cross-compiling.md).
+        if let colon = lower.indices.first(where: { lower[$0...].hasPrefix(Self.schemeSeparator) }) {
+            throw .unsupportedScheme(String(lower[..<colon]))
         }
         return .file(argument)
     }
