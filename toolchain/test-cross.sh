@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make cross-test ARCH=<arch>: checks out/<arch>/skywire from `make cross`:
-#   1. ELF machine matches ARCH, binary is stripped, sha256 file matches;
+#   1. ELF machine matches ARCH, binary is stripped, sha256 file matches, size under the budget,
+#      no FoundationEssentials / _StringProcessing linked;
 #   2. NEEDED libraries are only glibc's and libsodium / libnl-3 / libnl-route-3 / libmnl;
 #   3. no GLIBC_ symbol version above 2.38 (runs on Debian trixie, glibc 2.41);
 #   4. runs on the target libraries: `skywire --version`, `skywire config gen -o /tmp/x.json`
@@ -29,6 +30,21 @@ machine=$(readelf -h "$BIN" | awk -F: '/Machine:/{gsub(/^ +/,"",$2); print $2}')
 [[ "$machine" == *"$want_machine"* ]] && pass "ELF machine: $machine" || fail "ELF machine is '$machine', want $want_machine"
 if readelf -S -W "$BIN" | grep -qE '\.symtab|\.debug_'; then fail "binary is not stripped"; else pass "stripped ($(stat -c %s "$BIN") bytes)"; fi
 (cd "$OUT" && sha256sum --quiet -c skywire.sha256) && pass "skywire.sha256 matches" || fail "skywire.sha256 does not match"
+
+# 1b. Size budget (issue 17: the stripped binary under 20 MB; docs/cross-compiling.md "Binary size"), and
+# none of the libraries that cost most of it when something pulls them in again: FoundationEssentials
+# (through an unpatched argument parser, Vendor/swift-argument-parser/PATCHES.md) or _StringProcessing
+# (String.firstRange(of:), contains(String)). Mangled module names in the unstripped build's symbols.
+SIZE_BUDGET_BYTES=20000000
+size=$(stat -c %s "$BIN")
+[ "$size" -lt "$SIZE_BUDGET_BYTES" ] && pass "size $size B, under the budget of $SIZE_BUDGET_BYTES B" \
+    || fail "size $size B is over the budget of $SIZE_BUDGET_BYTES B (docs/cross-compiling.md)"
+UNSTRIPPED="$REPO_DIR/.build-cross-$ARCH/$TRIPLE/release/skywire"
+if [ -f "$UNSTRIPPED" ]; then
+    linked=$(nm "$UNSTRIPPED" 2>/dev/null | grep -c -E '20FoundationEssentials|17_StringProcessing' || true)
+    [ "$linked" = 0 ] && pass "links neither FoundationEssentials nor _StringProcessing" \
+        || fail "links FoundationEssentials or _StringProcessing ($linked symbols; docs/cross-compiling.md)"
+fi
 
 # 2. NEEDED libraries.
 mapfile -t needed < <(readelf -d -W "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
