@@ -35,7 +35,7 @@ extension ChatFrame {
         guard let type = ChatFrameType(rawValue: rawType) else {
             throw ChatProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
         }
-        var r = ChatPayloadReader(bytes: p, type: type)
+        var r = AppPayloadReader<ChatFrameType, ChatProtocolError>(bytes: p, type: type)
         switch type {
         case .message:
             let id = try r.u64(), time = try r.u64(), flags = try r.u8()
@@ -101,35 +101,5 @@ public struct ChatFrameDecoder: Sendable {
             buffer.clear()
             throw error
         }
-    }
-}
-
-/// Reads big-endian fields from a payload; running short is a protocol error naming the frame.
-private struct ChatPayloadReader {
-    let bytes: ArraySlice<UInt8>
-    let type: ChatFrameType
-    var offset: Int
-
-    init(bytes: ArraySlice<UInt8>, type: ChatFrameType) {
-        self.bytes = bytes
-        self.type = type
-        offset = bytes.startIndex
-    }
-
-    var remaining: Int { bytes.endIndex - offset }
-
-    mutating func take(_ n: Int) throws(ChatProtocolError) -> ArraySlice<UInt8> {
-        guard remaining >= n else { throw ChatProtocolError("\(type): payload too short") }
-        defer { offset += n }
-        return bytes[offset..<(offset + n)]
-    }
-
-    mutating func u8() throws(ChatProtocolError) -> UInt8 { try take(1).reduce(0) { $0 << 8 | $1 } }
-    mutating func u64() throws(ChatProtocolError) -> UInt64 { try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
-
-    /// `n` bytes of UTF-8; invalid UTF-8 is refused.
-    mutating func utf8(_ n: Int) throws(ChatProtocolError) -> String {
-        guard let s = String(validating: try take(n), as: UTF8.self) else { throw ChatProtocolError("\(type): a string is not UTF-8") }
-        return s
     }
 }

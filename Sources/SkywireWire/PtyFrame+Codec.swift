@@ -53,7 +53,7 @@ extension PtyFrame {
         guard let type = PtyFrameType(rawValue: rawType) else {
             throw PtyProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
         }
-        var r = PayloadReader(bytes: p, type: type)
+        var r = AppPayloadReader<PtyFrameType, PtyProtocolError>(bytes: p, type: type)
         let frame: PtyFrame
         switch type {
         case .open:
@@ -160,42 +160,11 @@ public struct PtyFrameDecoder: Sendable {
     }
 }
 
-/// Reads big-endian fields from a payload; running short is a protocol error naming the frame.
-private struct PayloadReader {
-    let bytes: ArraySlice<UInt8>
-    let type: PtyFrameType
-    var offset: Int
-
-    init(bytes: ArraySlice<UInt8>, type: PtyFrameType) {
-        self.bytes = bytes
-        self.type = type
-        offset = bytes.startIndex
-    }
-
-    var isAtEnd: Bool { offset == bytes.endIndex }
-    var remaining: Int { bytes.endIndex - offset }
-
-    mutating func take(_ n: Int) throws(PtyProtocolError) -> ArraySlice<UInt8> {
-        guard remaining >= n else { throw PtyProtocolError("\(type): payload too short") }
-        defer { offset += n }
-        return bytes[offset..<(offset + n)]
-    }
-
-    mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(PtyProtocolError) -> T {
-        try take(MemoryLayout<T>.size).reduce(T(0)) { $0 << 8 | T($1) }
-    }
-
-    mutating func u8() throws(PtyProtocolError) -> UInt8 { try integer(UInt8.self) }
-    mutating func u16() throws(PtyProtocolError) -> UInt16 { try integer(UInt16.self) }
-    mutating func u32() throws(PtyProtocolError) -> UInt32 { try integer(UInt32.self) }
-    mutating func u64() throws(PtyProtocolError) -> UInt64 { try integer(UInt64.self) }
-
-    /// `length:u16 | UTF-8`; invalid UTF-8 is refused.
+extension AppPayloadReader where Failure == PtyProtocolError {
+    /// `length:u16 | UTF-8`; invalid UTF-8 and NUL are refused.
     mutating func string16() throws(PtyProtocolError) -> String {
-        let n = Int(try u16())
-        let raw = try take(n)
-        guard let s = String(validating: raw, as: UTF8.self) else { throw PtyProtocolError("\(type): a string is not UTF-8") }
-        guard !s.utf8.contains(0) else { throw PtyProtocolError("\(type): a string contains NUL") }
+        let s = try utf8(Int(try u16()))
+        guard !s.utf8.contains(0) else { throw failure("a string contains NUL") }
         return s
     }
 }

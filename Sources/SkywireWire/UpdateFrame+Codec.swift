@@ -62,7 +62,7 @@ extension UpdateFrame {
         guard let type = UpdateFrameType(rawValue: rawType) else {
             throw UpdateProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
         }
-        var r = UpdatePayloadReader(bytes: p, type: type)
+        var r = AppPayloadReader<UpdateFrameType, UpdateProtocolError>(bytes: p, type: type)
         let frame: UpdateFrame
         switch type {
         case .list:
@@ -153,40 +153,11 @@ public struct UpdateFrameDecoder: Sendable {
     }
 }
 
-/// Reads big-endian fields from a payload; running short is a protocol error naming the frame.
-private struct UpdatePayloadReader {
-    let bytes: ArraySlice<UInt8>
-    let type: UpdateFrameType
-    var offset: Int
-
-    init(bytes: ArraySlice<UInt8>, type: UpdateFrameType) {
-        self.bytes = bytes
-        self.type = type
-        offset = bytes.startIndex
-    }
-
-    var remaining: Int { bytes.endIndex - offset }
-
-    mutating func take(_ n: Int) throws(UpdateProtocolError) -> ArraySlice<UInt8> {
-        guard remaining >= n else { throw UpdateProtocolError("\(type): payload too short") }
-        defer { offset += n }
-        return bytes[offset..<(offset + n)]
-    }
-
-    mutating func u8() throws(UpdateProtocolError) -> UInt8 { try take(1).reduce(0) { $0 << 8 | $1 } }
-    mutating func u16() throws(UpdateProtocolError) -> UInt16 { try take(2).reduce(UInt16(0)) { $0 << 8 | UInt16($1) } }
-    mutating func u64() throws(UpdateProtocolError) -> UInt64 { try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
-
-    /// `n` bytes of UTF-8; invalid UTF-8 is refused.
-    mutating func utf8(_ n: Int) throws(UpdateProtocolError) -> String {
-        guard let s = String(validating: try take(n), as: UTF8.self) else { throw UpdateProtocolError("\(type): a string is not UTF-8") }
-        return s
-    }
-
+extension AppPayloadReader where Failure == UpdateProtocolError {
     /// A bundle name of `n` bytes (`UpdateProtocol.nameProblem`).
     mutating func name(_ n: Int) throws(UpdateProtocolError) -> String {
         let name = try utf8(n)
-        if let problem = UpdateProtocol.nameProblem(name) { throw UpdateProtocolError("\(type): \(problem)") }
+        if let problem = UpdateProtocol.nameProblem(name) { throw failure(problem) }
         return name
     }
 }
