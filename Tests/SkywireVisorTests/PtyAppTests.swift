@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SkywireConfig
 import SkywireCrypto
+import SkywireIO
 import SkywireSocks
 import SkywireTransport
 import SkywireWire
@@ -53,9 +54,11 @@ final class PtyAppTests: XCTestCase {
     private var me: String { (try? SessionUserName.current()) ?? "root" }
 
     /// Opens a session from `clientKey`, sends `bytes`, and returns the host's frames once it ended.
-    private func session(_ app: PtyApp, sending bytes: [UInt8], from key: String? = nil,
+    /// The streams run on `loop` (a datapath `EpollEventLoop`, as a transport's do, where the
+    /// session host's socket joins them), else on the NIO group.
+    private func session(_ app: PtyApp, sending bytes: [UInt8], from key: String? = nil, on loop: EventLoop? = nil,
                          whileRunning: (() throws -> Void)? = nil) throws -> (accepted: Bool, frames: [PtyFrame]) {
-        let loop = group.next()
+        let loop = loop ?? group.next()
         let promise = loop.makePromise(of: Void.self)
         let collector = FrameCollector(done: promise)
         let accepted = try loop.submit { () -> Bool in
@@ -148,6 +151,8 @@ final class PtyAppTests: XCTestCase {
     /// board's `skywire pty-host`), with the same frames; without a host the client gets an
     /// `error`; stopping the app hangs the hosted command up.
     func testSessionHost() throws {
+        let datapath = try EpollEventLoop(name: "pty-test")
+        defer { datapath.shutdown() }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptyhost-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -156,7 +161,7 @@ final class PtyAppTests: XCTestCase {
         try awaitStart(app)
         let request = PtyFrame.open(.init(mode: .exec, argv: ["sh", "-c", "echo hi; echo oops >&2; exit 7"])).encoded
         // No host yet: an error frame, and the slot is freed.
-        let (accepted, refused) = try session(app, sending: request + PtyFrame.eof.encoded)
+        let (accepted, refused) = try session(app, sending: request + PtyFrame.eof.encoded, on: datapath)
         XCTAssertTrue(accepted)
         guard case .error(let message)? = refused.last else { return XCTFail("\(refused)") }
         XCTAssertTrue(message.contains("session host"), message)
@@ -169,17 +174,17 @@ final class PtyAppTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(path, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o600)
-        let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded)
+        let (_, frames) = try session(app, sending: request + PtyFrame.eof.encoded, on: datapath)
         assertHiOopsExit7(frames)
         // A hostile frame through the host: its error frame comes back.
-        let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0])
+        let (_, hostile) = try session(app, sending: [0xEE, 0, 0, 0, 0], on: datapath)
         guard case .error? = hostile.last else { return XCTFail("\(hostile)") }
         // The host ended each session although its client sent no FIN: no slot stays taken.
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
 
         let started = ContinuousClock.now
         let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
-        let (_, hungUp) = try session(app, sending: sleeper) { self.stop(app, after: 0.5) }
+        let (_, hungUp) = try session(app, sending: sleeper, on: datapath) { self.stop(app, after: 0.5) }
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(20))
         XCTAssertFalse(hungUp.contains(.exit(.exited(0))), "\(hungUp)")
         XCTAssertEqual(app.status().fields["active_sessions"], .int(0))
@@ -187,6 +192,8 @@ final class PtyAppTests: XCTestCase {
 
     /// A session host at its limit answers the next session with an `error` saying so.
     func testSessionHostBusy() throws {
+        let datapath = try EpollEventLoop(name: "pty-test")
+        defer { datapath.shutdown() }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("skw-ptybusy-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
         defer { unlink(path) }
         let server = try group.next().makeFutureWithTask {
@@ -197,9 +204,9 @@ final class PtyAppTests: XCTestCase {
         try awaitStart(app)
         let sleeper = PtyFrame.open(.init(mode: .exec, argv: ["sleep", "30"])).encoded + PtyFrame.eof.encoded
         var second: [PtyFrame] = []
-        _ = try session(app, sending: sleeper) {
+        _ = try session(app, sending: sleeper, on: datapath) {
             Thread.sleep(forTimeInterval: 0.5)
-            second = try self.session(app, sending: PtyFrame.open(.init(mode: .exec, argv: ["true"])).encoded).frames
+            second = try self.session(app, sending: PtyFrame.open(.init(mode: .exec, argv: ["true"])).encoded, on: datapath).frames
             self.stop(app, after: 0)
         }
         guard case .error(let message)? = second.last else { return XCTFail("\(second)") }

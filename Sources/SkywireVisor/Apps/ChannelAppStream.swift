@@ -1,9 +1,9 @@
 import NIOCore
 import SkywireTransport
 
-/// An `AppStream` over a NIO stream channel (a unix socket to or from the pty session host,
+/// An `AppStream` over a NIO stream channel (a connection the pty session host accepted,
 /// docs/pty.md "Session host"), so the code written for mux streams runs over it unchanged:
-/// `PtyHostSession` in `skywire pty-host`, `AppStreamSplice` in the visor. FIN is a half-close
+/// `PtyHostSession` in `skywire pty-host` (the visor's end is a `SocketAppStream`). FIN is a half-close
 /// (the channel needs `allowRemoteHalfClosure`); the channel closes once both sides finished.
 /// Confined to the channel's loop (it is the channel's last handler).
 final class ChannelAppStream: ChannelInboundHandler, AppStream {

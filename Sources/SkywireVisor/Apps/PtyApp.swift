@@ -96,7 +96,7 @@ final class PtyApp: VisorApp, @unchecked Sendable {
         }
         if let path = options.sessionHost {
             let number = lock.withLock { total }
-            PtySessionHost.forward(stream, to: path, user: options.user, group: context.transports.group, logger: context.logger,
+            PtySessionHost.forward(stream, to: path, user: options.user, logger: context.logger,
                                    started: { [self] hangUp in
                                        let stopped: Bool = lock.withLock {
                                            if running { hostSessions[number] = hangUp }

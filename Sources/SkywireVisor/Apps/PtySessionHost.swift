@@ -160,59 +160,41 @@ public enum PtySessionHost {
     // MARK: the visor's side
 
     /// Hands an admitted stream to the session host at `path` (called on the stream's loop by
-    /// `PtyApp`): connects, sends the header, then splices the two until both ended; `onDone` runs
-    /// once then (or when the host cannot be reached: the client gets an `error` frame).
-    /// `started` receives the session's hang-up (callable from any thread), for `PtyApp.stop`.
-    static func forward(_ stream: AppStream, to path: String, user: String, group: EventLoopGroup, logger: Logger,
+    /// `PtyApp`): connects a unix socket on that loop (an `EpollEventLoop`, as every transport's
+    /// streams have), sends the header, then splices the two on that loop until both ended;
+    /// `onDone` runs once then (or when the host cannot be reached: the client gets an `error`
+    /// frame). `started` receives the session's hang-up (callable from any thread), for `PtyApp.stop`.
+    static func forward(_ stream: AppStream, to path: String, user: String, logger: Logger,
                         started: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void,
                         onDone: @escaping @Sendable () -> Void) {
+        stream.eventLoop.preconditionInEventLoop()
         let peer = stream.remoteKeyHex
-        let presented: AppStream
-        let bootstrap: ClientBootstrap
-        if let same = ClientBootstrap(validatingGroup: stream.eventLoop) {
-            presented = stream
-            bootstrap = same
-        } else {
-            let loop = group.next()
-            presented = HoppingAppStream(wrapping: stream, on: loop)
-            bootstrap = ClientBootstrap(group: loop)
+        guard let loop = stream.eventLoop as? EpollEventLoop else {
+            refuse(stream, "the stream is not on a datapath event loop", logger: logger, onDone: onDone)
+            return
         }
         let header: [UInt8]
         do {
             header = try PtyHostHeader(peer: HexCoding.decode(peer) ?? [], user: user).encoded
         } catch {
-            refuse(presented, "\(error)", logger: logger, onDone: onDone)
+            refuse(stream, "\(error)", logger: logger, onDone: onDone)
             return
         }
-        let transfer = LoopTransfer(value: presented)
-        bootstrap
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .connect(unixDomainSocketPath: path)
-            .whenComplete { result in
-                let client = transfer.value
-                switch result {
-                case .failure(let error):
-                    logger.error("pty: the session host is not reachable", metadata: ["socket": "\(path)", "error": "\(error)"])
-                    refuse(client, "the session host is not reachable", logger: logger, onDone: onDone)
-                case .success(let channel):
-                    let host = ChannelAppStream(channel: channel, remoteKeyHex: peer)
-                    do {
-                        try channel.pipeline.syncOperations.addHandler(host)
-                    } catch {
-                        channel.close(promise: nil)
-                        refuse(client, "\(error)", logger: logger, onDone: onDone)
-                        return
-                    }
-                    host.write(ByteBuffer(bytes: header))
-                    logger.info("pty: session handed to the session host", metadata: ["pk": "\(peer)", "socket": "\(path)"])
-                    let splice = AppStreamSplice(client: client, server: host, onDone: onDone)
-                    let hangUp = LoopTransfer(value: splice)
-                    let loop = channel.eventLoop
-                    // Registered before it starts: it may end at once, and `onDone` unregisters it.
-                    started { loop.execute { hangUp.value.hangUp() } }
-                    splice.start()
-                }
-            }
+        let host: SocketAppStream
+        do {
+            host = try SocketAppStream(loop: loop, socket: RawUnixSocket.connect(path: path), remoteKeyHex: peer)
+        } catch {
+            logger.error("pty: the session host is not reachable", metadata: ["socket": "\(path)", "error": "\(error)"])
+            refuse(stream, "the session host is not reachable", logger: logger, onDone: onDone)
+            return
+        }
+        host.write(ByteBuffer(bytes: header))
+        logger.info("pty: session handed to the session host", metadata: ["pk": "\(peer)", "socket": "\(path)"])
+        let splice = AppStreamSplice(client: stream, server: host, onDone: onDone)
+        let hangUp = LoopTransfer(value: splice)
+        // Registered before it starts: it may end at once, and `onDone` unregisters it.
+        started { loop.execute { hangUp.value.hangUp() } }
+        splice.start()
     }
 
     /// The client gets an `error` frame and FIN (as for a session that cannot start).
