@@ -18,7 +18,7 @@ extension RawSocksSocket {
         let hold = LoopTransfer(value: AppStreamHold(holding: stream))
         let next = LoopTransfer(value: body)
         origin.execute {
-            socket.value.move(to: streamLoop) { moved in next.value(moved, hold.value) }
+            socket.value.move(to: streamLoop) { _ in next.value(socket.value, hold.value) }
         }
     }
 
