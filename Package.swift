@@ -170,8 +170,9 @@ let package = Package(
         .testTarget(name: "SkywireVisorTests", dependencies: ["SkywireVisor", "skywire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireConfigTests", dependencies: ["SkywireConfig"]),
         .testTarget(name: "SkywireSocksTests", dependencies: ["SkywireSocks", "SkywireIO", "SkywireConfig", "SkywireCrypto", "SkywireTestSupport"]),
-        // Helpers shared by test targets (network-namespace sandbox, free loopback ports).
-        .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "CSkywireShim"],
+        // Helpers shared by test targets (network-namespace sandbox, free loopback ports, a stream recorder).
+        .target(name: "SkywireTestSupport", dependencies: ["SkywireSystem", "SkywireTransport", "CSkywireShim",
+                                                       .product(name: "NIOCore", package: "swift-nio")],
                 path: "Tests/SkywireTestSupport"),
         .testTarget(name: "SkywireVPNTests",
                     dependencies: ["SkywireVPN", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",

@@ -162,25 +162,43 @@ public final class SkynetClientForwarder: Sendable {
         let loop = local.loop, registry = local.registry
         registry.setAbort(id) { RawSocksSocket.close(transfer, madeOn: loop) }
         let forwarder = self
-        Self.open(opener(options.serverKeyHex), port: options.remotePort, on: .streamLoop(failures: loop)) { result in
+        Self.carry(transfer, from: loop, over: opener(options.serverKeyHex), port: options.remotePort,
+                   counters: local.counters, logger: logger,
+                   failed: { error in
+                       forwarder.local.counters.update { $0.failedSessions += 1 }
+                       forwarder.note("\(error)")
+                       transfer.value.connection.closeUnattached()
+                       registry.unregister(id)
+                   },
+                   connected: { _ in forwarder.lastErrorBox.withLockedValue { $0 = nil } },
+                   onDone: { registry.unregister(id) })
+    }
+
+    /// Carries a connection accepted on `loop` over a SkyNet stream (the forwarder's, the
+    /// resolver's `<pk>.skynet`): waits for `future`'s stream and its opening for `port` (`open`),
+    /// then moves the connection to the stream's loop (`RawSocksSocket.join`), runs `connected`
+    /// there and pipes the two; `onDone` when the pipe ends. A failure runs `failed` on `loop`,
+    /// with the connection still there.
+    static func carry(_ socket: LoopTransfer<RawSocksSocket>, from loop: EpollEventLoop, over future: EventLoopFuture<any AppStream>,
+                      port: UInt16, counters: SkysocksCounters, logger: Logger,
+                      failed: @escaping (SkynetOpenError) -> Void, connected: @escaping (RawSocksSocket) -> Void,
+                      onDone: @escaping () -> Void) {
+        open(future, port: port, failures: loop) { result in
             switch result {
             case .failure(let error):
-                forwarder.local.counters.update { $0.failedSessions += 1 }
-                forwarder.note("\(error)")
-                socket.connection.closeUnattached()
-                registry.unregister(id)
+                failed(error)
             case .success(let (stream, leftover)):
                 // On the stream's datapath loop: the connection moves there, then the pipe starts.
-                forwarder.lastErrorBox.withLockedValue { $0 = nil }
                 guard let streamLoop = stream.datapathLoop else {  // `open` refused such a stream already
                     stream.reset(.appClosed)
-                    loop.execute { transfer.value.close() }
-                    registry.unregister(id)
+                    let fail = LoopTransfer(value: failed)
+                    loop.execute { fail.value(.unreachable("\(SkysocksStreamLoopError())")) }
                     return
                 }
-                RawSocksSocket.join(transfer, from: loop, to: stream, on: streamLoop) { socket, hold in
-                    Self.pipe(stream, to: socket, leftover: leftover, role: .client, counters: forwarder.local.counters,
-                              logger: forwarder.logger, hold: hold) { registry.unregister(id) }
+                RawSocksSocket.join(socket, from: loop, to: stream, on: streamLoop) { socket, hold in
+                    connected(socket)
+                    pipe(stream, to: socket, leftover: leftover, role: .client, counters: counters, logger: logger,
+                         hold: hold, onDone: onDone)
                 }
             }
         }
@@ -192,25 +210,14 @@ public final class SkynetClientForwarder: Sendable {
         logger.info("skynet: forwarded connection refused", metadata: ["name": "\(options.name)", "reason": "\(reason)"])
     }
 
-    /// Where `open` runs a stream's opening and its completion.
-    enum Placement {
-        /// On the stream's own datapath loop (a stream on none is refused); a failure before there
-        /// is a stream completes on `failures`. The caller moves its socket to the stream's loop.
-        case streamLoop(failures: EpollEventLoop)
-        /// On `loop`, the stream presented there through a `HoppingAppStream` when it runs
-        /// elsewhere (the resolver: it splices the stream to an in-memory one on its loop).
-        case presented(on: EpollEventLoop)
-    }
-
-    /// Waits for `future`'s stream and runs its opening for `port` where `placement` says;
-    /// `completion` runs there.
-    static func open(_ future: EventLoopFuture<any AppStream>, port: UInt16, on placement: Placement,
+    /// Waits for `future`'s stream and runs its opening for `port` on the stream's own datapath
+    /// loop (a stream on none is refused), where `completion` runs with the stream and the bytes
+    /// behind the reply; every failure (no stream, a refusal, no reply) completes on `failures`,
+    /// where the caller's socket still is. After a success the caller moves its socket to the
+    /// stream's loop (`RawSocksSocket.join`).
+    static func open(_ future: EventLoopFuture<any AppStream>, port: UInt16, failures: EpollEventLoop,
                      completion: @escaping (Result<(AppStream, ByteBuffer), SkynetOpenError>) -> Void) {
         let done = LoopTransfer(value: completion)
-        let failures: EpollEventLoop
-        switch placement {
-        case .streamLoop(let loop), .presented(let loop): failures = loop
-        }
         future.whenComplete { result in
             switch result {
             case .failure(let error):
@@ -219,23 +226,20 @@ public final class SkynetClientForwarder: Sendable {
             case .success(let stream):
                 let transfer = LoopTransfer(value: stream)
                 let begin: @Sendable () -> Void = {
-                    let inner = transfer.value
-                    let target: EpollEventLoop
-                    switch placement {
-                    case .streamLoop:
-                        guard let own = inner.datapathLoop else {
-                            inner.reset(.appClosed)
-                            failures.execute { done.value(.failure(.unreachable("\(SkysocksStreamLoopError())"))) }
-                            return
-                        }
-                        target = own
-                    case .presented(let loop):
-                        target = loop
+                    let stream = transfer.value
+                    guard stream.datapathLoop != nil else {
+                        stream.reset(.appClosed)
+                        failures.execute { done.value(.failure(.unreachable("\(SkysocksStreamLoopError())"))) }
+                        return
                     }
-                    let presented = LoopTransfer(value: inner.eventLoop === target ? inner : HoppingAppStream(wrapping: inner, on: target) as AppStream)
-                    target.execute {
-                        let stream = presented.value
-                        SkynetOpening.start(stream, port: port) { result in done.value(result.map { (stream, $0) }) }
+                    SkynetOpening.start(stream, port: port) { result in
+                        switch result {
+                        case .success(let leftover):
+                            done.value(.success((stream, leftover)))
+                        case .failure(let reason):
+                            // The caller's socket is still on `failures` (a refusal must not touch it here).
+                            if failures.inEventLoop { done.value(.failure(reason)) } else { failures.execute { done.value(.failure(reason)) } }
+                        }
                     }
                 }
                 if stream.eventLoop.inEventLoop { begin() } else { stream.eventLoop.execute(begin) }

@@ -12,14 +12,16 @@ import SkywireTransport
 /// malformed `.skynet` name, a `.dmsg` name (not served yet: no relay) or another name without
 /// upstream gets reply 0x04, an IP address without upstream 0x08, UDP ASSOCIATE 0x07.
 ///
-/// Per connection: the application's socket is piped (with the skysocks client's dialogue
-/// snooper, which answers the greeting locally) to one end of an in-memory stream pair; a
-/// `SkynetResolverSession` speaks SOCKS5 on the other end, then splices it to the SkyNet stream,
-/// hands it to the local `SkynetServer`, or pipes it to the upstream server.
+/// Per connection (a `RawSocksSocket` on the listener's loop): a `SkynetResolverSession` reads the
+/// SOCKS5 dialogue straight from the socket, then carries the connection over a SkyNet stream
+/// (moved once to the stream's datapath loop and piped, as the client forward does), hands it to
+/// the local `SkynetServer`, or splices it to the upstream server (`SkynetResolverUpstream`).
 public final class SkynetResolver: Sendable {
     public static let skynetSuffix = ".skynet"
     public static let selfName = "skywire.skynet"
     public static let dmsgSuffix = ".dmsg"
+    /// How long a client may take to finish its SOCKS5 request (and the upstream server its
+    /// METHOD selection) before the connection is closed.
     static let handshakeTimeout: TimeAmount = .seconds(10)
 
     public let options: SkynetResolverOptions
@@ -68,137 +70,113 @@ public final class SkynetResolver: Sendable {
     }
 
     private func accepted(_ socket: RawSocksSocket, id: Int) {
-        let (application, session) = LoopbackAppStream.makePair(on: loop, acceptorPort: SkynetResolverOptions.defaultListen.port)
-        let registry = local.registry
-        let pipe = SocksStreamPipe(stream: application, socket: socket, role: .client,
-                                   connection: NIOLoopBound(socket.connection, eventLoop: loop), snoop: true,
-                                   counters: counters, logger: logger) { registry.unregister(id) }
-        let transfer = LoopTransfer(value: pipe)
-        let loop = self.loop
-        registry.setAbort(id) { loop.execute { transfer.value.abort() } }
-        SkynetResolverSession(resolver: self, stream: session).start()
-        pipe.start()
+        let transfer = LoopTransfer(value: socket)
+        let loop = self.loop, registry = local.registry
+        registry.setAbort(id) { RawSocksSocket.close(transfer, madeOn: loop) }
+        // Wherever the connection ends (here, or on the stream's loop it moved to).
+        socket.connection.whenClosed { registry.unregister(id) }
+        SkynetResolverSession(resolver: self, socket: socket).start()
+        // The application sends its greeting right after connecting (as in the skysocks client).
         socket.readNow()
     }
 }
 
-/// The SOCKS5 server end of one resolver connection (on the resolver's loop): the dialogue, then
-/// the destination's route.
-final class SkynetResolverSession: AppStreamDelegate {
-    /// The dialogue bytes kept to replay to the upstream server: greeting, RFC 1929 and request fit.
-    static let maxDialogueBytes = 2 * 1024
-
-    private let resolver: SkynetResolver
-    private let stream: AppStream
+/// The SOCKS5 server side of one resolver connection, on the listener's loop: reads the dialogue
+/// from the socket (`SocksConnectionReader`, any split; bytes behind the request are buffered by
+/// the connection for the pipe), then routes the request. Refusals answer with their reply code
+/// and close.
+final class SkynetResolverSession: SocksConnectionReader {
+    let resolver: SkynetResolver
+    let socket: RawSocksSocket
     private var handshake = Socks5ServerHandshake(authentication: .none)
-    private var dialogue = ByteBuffer()
-    /// More than `maxDialogueBytes` came before the request: it cannot be replayed upstream.
-    private var dialogueOverflow = false
-    private var active = true
     private var timer: Scheduled<Void>?
 
-    init(resolver: SkynetResolver, stream: AppStream) {
+    init(resolver: SkynetResolver, socket: RawSocksSocket) {
         self.resolver = resolver
-        self.stream = stream
+        self.socket = socket
     }
 
     func start() {
-        stream.setDelegate(self)
-        timer = stream.eventLoop.assumeIsolated().scheduleTask(in: SkynetResolver.handshakeTimeout) { [self] in
-            guard active else { return }
-            end()
-            stream.reset(.appClosed)
+        let socket = self.socket, logger = resolver.logger
+        timer = resolver.loop.assumeIsolated().scheduleTask(in: SkynetResolver.handshakeTimeout) {
+            logger.debug("skynet: resolver SOCKS5 dialogue timed out")
+            socket.close()
         }
+        socket.connection.read(by: self)
     }
 
-    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
-        guard active else { return }
-        if dialogue.readableBytes + data.readableBytes <= Self.maxDialogueBytes {
-            var copy = data
-            dialogue.writeBuffer(&copy)
-        } else {
-            dialogueOverflow = true
-        }
-        let step = handshake.receive(data)
+    func connectionRead(_ buffer: ByteBuffer) {
+        let step = handshake.receive(buffer)
         switch step.outcome {
         case .needMoreData:
-            if step.output.readableBytes > 0 { stream.write(step.output) }
+            if step.output.readableBytes > 0 { socket.write(step.output) }
         case .failed(let reason):
             resolver.logger.debug("skynet: resolver SOCKS5 dialogue failed", metadata: ["reason": "\(reason)"])
-            end()
-            answer(step.output)
+            timer?.cancel()
+            socket.writeAndClose(step.output)
         case .request(let request, let pipelined):
-            end()
-            route(request, held: step.output, pipelined: pipelined)
+            timer?.cancel()
+            // A METHOD selection for a greeting that came in the same read leaves first.
+            if step.output.readableBytes > 0 { socket.write(step.output) }
+            socket.connection.stopReading(pending: pipelined)
+            route(request)
         }
     }
 
-    func appStreamDidReceiveFinish(_ stream: AppStream) {
-        guard active else { return }
-        end()
-        stream.finish()
-    }
-
-    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { end() }
-    func appStreamWritabilityChanged(_ stream: AppStream) {}
-
-    private func end() {
-        active = false
+    func connectionInputClosed() {
         timer?.cancel()
+        socket.close()
     }
 
-    /// Sends `output` and FIN, and lets go of the stream.
-    private func answer(_ output: ByteBuffer) {
-        if output.readableBytes > 0 { stream.write(output) }
-        stream.setDelegate(nil)
-        stream.finish()
-    }
-
-    private func refuse(_ destination: String, _ code: Socks5ReplyCode, held: ByteBuffer) {
+    /// Answers the request with `code` and closes (counted and logged as a refusal).
+    func refuse(_ destination: String, _ code: Socks5ReplyCode) {
         resolver.noteRefused(destination, code)
-        var out = held
-        Socks5Reply.write(code: code, to: &out)
-        answer(out)
+        socket.writeAndClose(Socks5Reply.encode(code: code))
     }
 
-    private func route(_ request: Socks5Request, held: ByteBuffer, pipelined: ByteBuffer) {
+    private func route(_ request: Socks5Request) {
         let destination = "\(request.address):\(request.port)"
         guard request.command == .connect else {
-            refuse(destination, .commandNotSupported, held: held)
+            refuse(destination, .commandNotSupported)
             return
         }
         switch SkynetResolverSession.destination(of: request.address) {
         case .this:
-            resolver.localServer.serve(stream, port: request.port, pipelined: pipelined) { status in
-                var out = held
-                Socks5Reply.write(code: status == .ok ? .succeeded : SkynetOpenError.status(status).socksReply, to: &out)
-                return out
-            }
+            serveHere(port: request.port)
         case .visor(let key):
-            let stream = self.stream
-            // Bytes the application sends before the reply wait in the in-memory stream's window.
-            stream.setReadPaused(true)
-            SkynetClientForwarder.open(resolver.opener(key), port: request.port, on: .presented(on: resolver.loop)) { [resolver] result in
-                switch result {
-                case .failure(let error):
-                    resolver.logger.info("skynet: resolver could not reach the visor", metadata: [
-                        "destination": "\(destination)", "reason": "\(error)",
-                    ])
-                    self.refuse(destination, error.socksReply, held: held)
-                case .success(let (remote, leftover)):
-                    var out = held
-                    Socks5Reply.write(code: .succeeded, to: &out)
-                    stream.write(out)
-                    AppStreamSplice.join(stream, remote, pendingForB: pipelined, pendingForA: leftover)
-                    stream.setReadPaused(false)
-                    remote.setReadPaused(false)  // paused by `SkynetOpening`
-                }
-            }
+            carry(to: key, port: request.port, destination: destination)
         case .upstream where resolver.options.upstream != nil:
-            upstream(destination, held: held)
+            SkynetResolverUpstream.connect(self, request: request, destination: destination)
         case .refused(let code), .upstream(let code):
-            refuse(destination, code, held: held)
+            refuse(destination, code)
         }
+    }
+
+    /// `<pk>.skynet`: a SkyNet stream to that visor; once it is open, the connection moves to the
+    /// stream's loop, gets the success reply there and is piped.
+    private func carry(to key: String, port: UInt16, destination: String) {
+        let resolver = self.resolver
+        SkynetClientForwarder.carry(LoopTransfer(value: socket), from: resolver.loop, over: resolver.opener(key), port: port,
+                                    counters: resolver.counters, logger: resolver.logger,
+                                    failed: { error in
+                                        resolver.logger.info("skynet: resolver could not reach the visor", metadata: [
+                                            "destination": "\(destination)", "reason": "\(error)",
+                                        ])
+                                        self.refuse(destination, error.socksReply)
+                                    },
+                                    connected: { socket in socket.write(Socks5Reply.encode(code: .succeeded)) },
+                                    onDone: {})
+    }
+
+    /// `skywire.skynet`: this visor's own forward, served by the local `SkynetServer` through an
+    /// in-memory stream on this loop (its whitelist not applied: the local operator asks).
+    private func serveHere(port: UInt16) {
+        let (application, session) = LoopbackAppStream.makePair(on: resolver.loop, acceptorPort: SkynetResolverOptions.defaultListen.port)
+        resolver.localServer.serve(session, port: port, pipelined: ByteBuffer()) { status in
+            Socks5Reply.encode(code: status == .ok ? .succeeded : SkynetOpenError.status(status).socksReply)
+        }
+        SkynetClientForwarder.pipe(application, to: socket, leftover: ByteBuffer(), role: .client,
+                                   counters: resolver.counters, logger: resolver.logger) {}
     }
 
     enum Destination: Equatable {
@@ -225,35 +203,5 @@ final class SkynetResolverSession: AppStreamDelegate {
         // `.dmsg` names need the relay (docs/skynet.md); never sent upstream.
         if name.hasSuffix(SkynetResolver.dmsgSuffix) { return .refused(.hostUnreachable) }
         return .upstream(.hostUnreachable)
-    }
-
-    /// Replays the dialogue to the upstream SOCKS5 server and pipes the rest: its METHOD selection
-    /// and reply reach the application's snooper as a skysocks server's would.
-    private func upstream(_ destination: String, held: ByteBuffer) {
-        guard let upstream = resolver.options.upstream, !dialogueOverflow,
-              let loop = stream.datapathLoop else {
-            refuse(destination, .generalFailure, held: held)
-            return
-        }
-        let stream = self.stream
-        let dialogue = self.dialogue
-        stream.setReadPaused(true)
-        RawTCPConnector.connect(on: loop, host: upstream.host, port: Int(upstream.port), timeout: SkynetServer.connectTimeout) { [self] result in
-            switch result {
-            case .failure(let error):
-                resolver.logger.info("skynet: resolver upstream unreachable", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
-                refuse(destination, SkysocksServerApp.replyCode(for: error), held: held)
-            case .success(let descriptor):
-                do {
-                    let socket = try RawSocksSocket(loop: loop, socket: descriptor, localFailureTimeout: SkynetServer.failureLinger)
-                    socket.write(dialogue)
-                    SkynetClientForwarder.pipe(stream, to: socket, leftover: ByteBuffer(), role: .server,
-                                               counters: resolver.counters, logger: resolver.logger) {}
-                    stream.setReadPaused(false)
-                } catch {
-                    refuse(destination, .generalFailure, held: held)
-                }
-            }
-        }
     }
 }

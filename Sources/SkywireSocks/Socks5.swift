@@ -88,6 +88,15 @@ public struct Socks5Request: Equatable, Sendable {
         self.address = address
         self.port = port
     }
+
+    /// Writes `VER CMD RSV ATYP DST.ADDR DST.PORT` (RFC 1928 §4).
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(Socks5.version)
+        buffer.writeInteger(command.rawValue)
+        buffer.writeInteger(Socks5.reserved)
+        address.write(to: &buffer)
+        buffer.writeInteger(port)
+    }
 }
 
 /// A parsed SOCKS5 reply (RFC 1928 §6).

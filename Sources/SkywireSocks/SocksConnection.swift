@@ -1,9 +1,19 @@
 import NIOCore
 import SkywireIO
 
+/// Reads a connection itself before a pipe is attached (`SocksConnection.read(by:)`): the
+/// resolver's SOCKS5 dialogue, an upstream server's METHOD selection. On the socket's loop.
+protocol SocksConnectionReader: AnyObject {
+    /// Bytes read.
+    func connectionRead(_ buffer: ByteBuffer)
+    /// EOF before the reader was done.
+    func connectionInputClosed()
+}
+
 /// The SOCKS side of one TCP connection (a `RawSocksSocket`): buffers early bytes until a
 /// `SocksStreamPipe` is attached, then forwards every connection event to the pipe; can also answer the SOCKS5 dialogue locally with a failure reply when no
-/// stream can be had (client app). Confined to the socket's event loop; the socket reports its
+/// stream can be had (client app), or hand its bytes to a `SocksConnectionReader` until it has
+/// read what it needs (the resolver). Confined to the socket's event loop; the socket reports its
 /// events through the `socket…` methods.
 final class SocksConnection {
     /// Bytes buffered before a pipe is attached; beyond this, reading pauses.
@@ -12,6 +22,7 @@ final class SocksConnection {
     private enum State {
         case buffering(CircularBuffer<ByteBuffer>, bytes: Int, inputClosed: Bool)
         case attached(NIOLoopBound<SocksStreamPipe>, streamLoop: EventLoop)
+        case reading(SocksConnectionReader)
         case localFailure(Socks5ServerHandshake, code: Socks5ReplyCode)
         case closed
     }
@@ -43,6 +54,8 @@ final class SocksConnection {
             let total = bytes + buffer.readableBytes
             state = .buffering(queue, bytes: total, inputClosed: inputClosed)
             if total >= Self.maxBufferedBytes { socket.setReadsPaused(true) }
+        case .reading(let reader):
+            reader.connectionRead(buffer)
         case .localFailure(var handshake, let code):
             state = .closed
             let step = handshake.receive(buffer)
@@ -58,6 +71,8 @@ final class SocksConnection {
             Self.onPipe(pipe, loop) { $0.channelInputClosed() }
         case .buffering(let queue, let bytes, _):
             state = .buffering(queue, bytes: bytes, inputClosed: true)
+        case .reading(let reader):
+            reader.connectionInputClosed()
         case .localFailure:
             state = .closed
             socket.close()
@@ -117,6 +132,34 @@ final class SocksConnection {
         }
     }
 
+    /// Hands what was buffered, and every read from now on, to `reader` until it calls
+    /// `stopReading`. False when the connection is not buffering (attached, closing or closed).
+    @discardableResult
+    func read(by reader: SocksConnectionReader) -> Bool {
+        guard case .buffering(let queue, let bytes, let inputClosed) = state else { return false }
+        state = .reading(reader)
+        // Through `socketRead`: the reader may stop reading part-way, the rest is buffered again.
+        for buffer in queue { socketRead(buffer) }
+        if inputClosed { socketInputClosed() }
+        // Reads paused on a full buffer resume only now, so nothing overtakes the replay.
+        if bytes >= Self.maxBufferedBytes {
+            switch state {
+            case .reading: socket.setReadsPaused(false)
+            case .buffering(_, let now, _) where now < Self.maxBufferedBytes: socket.setReadsPaused(false)
+            default: break
+            }
+        }
+        return true
+    }
+
+    /// The reader is done: `pending` (bytes it read past what it needed) and what arrives next
+    /// are buffered again for the pipe.
+    func stopReading(pending: ByteBuffer) {
+        guard case .reading = state else { return }
+        state = .buffering([], bytes: 0, inputClosed: false)
+        if pending.readableBytes > 0 { socketRead(pending) }
+    }
+
     /// Answers the application's SOCKS5 dialogue here with `code` (no stream could be had), feeding
     /// `history` (bytes already received) first, then closes.
     func beginLocalFailure(code: Socks5ReplyCode, history: ByteBuffer?) {
@@ -129,7 +172,7 @@ final class SocksConnection {
             inputClosed = closed
         case .attached:
             if var history { input.writeBuffer(&history) }
-        case .localFailure, .closed:
+        case .reading, .localFailure, .closed:
             return
         }
         state = .closed

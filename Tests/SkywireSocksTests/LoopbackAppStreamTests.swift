@@ -3,11 +3,12 @@ import NIOPosix
 import XCTest
 @testable import SkywireSocks
 import SkywireIO
+import SkywireTestSupport
 import SkywireTransport
 
 /// `LoopbackAppStream`: delivery honours a delegate handover made inside a delegate callback.
 final class LoopbackAppStreamTests: XCTestCase {
-    typealias Recorder = HoppingAppStreamTests.Recorder
+    typealias Recorder = AppStreamRecorder
 
     /// Takes the first chunk, then hands the stream to `next` the way `SkynetOpening` and its
     /// forwarder do: pause, new delegate, resume, all inside the callback.

@@ -171,6 +171,19 @@ final class SkynetForwardTests: XCTestCase {
         XCTAssertEqual(g.lastError, "\(SkynetOpenError.status(.notExposed))")
     }
 
+    /// A refusal for a stream on another datapath loop than the listener's (as over sudph or
+    /// dmsg): the local connection, still on the listener's loop, is closed there (closing it on
+    /// the stream's loop trapped: `EpollEventLoop.unwatch off the loop thread`).
+    func testRefusalWithTheStreamOnAnotherLoop() throws {
+        let port = try targetServer(.echo)
+        let (f, _) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: UInt16(port)),
+                                                                 whitelist: .anyone), remotePort: 9999, streamsElsewhere: true)
+        let socket = try TestSocket.connect(to: try localAddress(f))
+        XCTAssertTrue(socket.waitForClose())
+        XCTAssertEqual(f.lastError, "\(SkynetOpenError.status(.notExposed))")
+        XCTAssertEqual(f.status.activeSessions, 0)
+    }
+
     /// A stream whose request never completes (one byte of three) is reset after the request
     /// timeout; one from a key no forward admits at once, before anything is read.
     func testUnfinishedRequestIsResetAfterTheTimeout() throws {

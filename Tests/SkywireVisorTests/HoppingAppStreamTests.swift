@@ -1,23 +1,16 @@
 import NIOCore
 import NIOPosix
-import XCTest
-@testable import SkywireSocks
-import SkywireTransport
 import SkywireIO
+import SkywireSocks
+import SkywireTestSupport
+import SkywireTransport
+import XCTest
+@testable import SkywireVisor
 
-/// `HoppingAppStream`: a `LoopbackAppStream` pair on a NIO loop, one end presented on an `EpollEventLoop`.
+/// `HoppingAppStream` (the control socket's `stream.open` bridge's view of a stream): a
+/// `LoopbackAppStream` pair on a NIO loop, one end presented on an `EpollEventLoop`.
 final class HoppingAppStreamTests: XCTestCase {
-    /// Records what a stream delivers; touched on the stream's loop only.
-    final class Recorder: AppStreamDelegate {
-        var received: [UInt8] = []
-        var finished = false
-        var resetCode: AppStreamResetCode?
-        var writabilityChanges = 0
-        func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { received += data.readableBytesView }
-        func appStreamDidReceiveFinish(_ stream: AppStream) { finished = true }
-        func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { resetCode = code }
-        func appStreamWritabilityChanged(_ stream: AppStream) { writabilityChanges += 1 }
-    }
+    typealias Recorder = AppStreamRecorder
 
     /// A pair on `nio` (`inner` ↔ `peer`), `inner` presented on `epoll` as `wrapped`.
     final class Fixture: @unchecked Sendable {

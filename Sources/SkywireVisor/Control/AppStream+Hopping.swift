@@ -1,20 +1,23 @@
 import NIOCore
 import SkywireIO
+import SkywireTransport
 
-/// Presents an `AppStream` that lives on one event loop (the inner stream's) on another one
-/// (`eventLoop`): every call hops to the inner stream's loop, every delegate event hops back.
-/// For code confined to one loop (e.g. a raw datapath on an `EpollEventLoop`) that gets a stream
-/// on another (e.g. one carried by sudph on a NIO loop). Not for hot paths: two hops per write.
+/// Presents an `AppStream` that lives on one event loop (the inner stream's, a datapath
+/// `EpollEventLoop`) on another one (`eventLoop`): every call hops to the inner stream's loop,
+/// every delegate event hops back. Its one user is the control socket's `stream.open` bridge
+/// (`ControlStreamBridge`: a NIO channel of the control server, on a NIO loop, piped to a mux
+/// stream). Not for hot paths: two hops per write; the datapath apps move their sockets to the
+/// stream's loop instead (`RawSocksSocket.move`).
 ///
 /// Back-pressure holds across the hop: `isWritable` is false while the inner stream reported
 /// "not writable" or `maxBytesInFlight` or more written bytes have not reached it yet; while reads
 /// are paused, events that already crossed wait here (bounded by the inner stream's window).
-public final class HoppingAppStream: AppStream, @unchecked Sendable {
+final class HoppingAppStream: AppStream, @unchecked Sendable {
     // @unchecked Sendable: the properties under "Presented loop" are touched only on `eventLoop`,
     // `inner` and `proxy` only on the inner stream's loop; closures carry the object between them.
 
     /// Written bytes on their way to the inner stream above which `isWritable` is false.
-    public static let maxBytesInFlight = 64 * 1024
+    static let maxBytesInFlight = 64 * 1024
 
     private enum Event {
         case data(ByteBuffer)
@@ -22,10 +25,10 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
         case reset(AppStreamResetCode)
     }
 
-    public let eventLoop: EventLoop
-    public let remoteKeyHex: String
-    public let localPort: UInt16
-    public let remotePort: UInt16
+    let eventLoop: EventLoop
+    let remoteKeyHex: String
+    let localPort: UInt16
+    let remotePort: UInt16
 
     private let inner: AppStream
     private let innerLoop: EventLoop
@@ -43,7 +46,7 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
 
     /// Wraps `inner` and takes over its delegate at once (so nothing it reports is lost). Call on
     /// `inner.eventLoop`; afterwards use the wrapper only on `loop`.
-    public init(wrapping inner: AppStream, on loop: EventLoop) {
+    init(wrapping inner: AppStream, on loop: EventLoop) {
         inner.eventLoop.preconditionInEventLoop()
         self.inner = inner
         innerLoop = inner.eventLoop
@@ -58,15 +61,15 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
         inner.setDelegate(proxy)
     }
 
-    public var isWritable: Bool { !closed && innerWritable && bytesInFlight < Self.maxBytesInFlight }
+    var isWritable: Bool { !closed && innerWritable && bytesInFlight < Self.maxBytesInFlight }
 
-    public func setDelegate(_ delegate: AppStreamDelegate?) {
+    func setDelegate(_ delegate: AppStreamDelegate?) {
         eventLoop.preconditionInEventLoop()
         self.delegate = delegate
         deliver()
     }
 
-    public func write(_ data: ByteBuffer) {
+    func write(_ data: ByteBuffer) {
         eventLoop.preconditionInEventLoop()
         let count = data.readableBytes
         guard !closed, count > 0 else { return }
@@ -83,13 +86,13 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
         }
     }
 
-    public func finish() {
+    func finish() {
         eventLoop.preconditionInEventLoop()
         guard !closed else { return }
         innerLoop.execute { [self] in inner.finish() }
     }
 
-    public func reset(_ code: AppStreamResetCode) {
+    func reset(_ code: AppStreamResetCode) {
         eventLoop.preconditionInEventLoop()
         guard !closed else { return }
         closed = true
@@ -102,7 +105,7 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
         }
     }
 
-    public func setReadPaused(_ paused: Bool) {
+    func setReadPaused(_ paused: Bool) {
         eventLoop.preconditionInEventLoop()
         guard !closed, paused != readPaused else { return }
         readPaused = paused
@@ -110,7 +113,7 @@ public final class HoppingAppStream: AppStream, @unchecked Sendable {
         if !paused { deliver() }
     }
 
-    public func deferAcceptance() {
+    func deferAcceptance() {
         innerLoop.execute { [self] in inner.deferAcceptance() }
     }
 
