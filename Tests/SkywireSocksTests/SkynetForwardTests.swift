@@ -41,12 +41,7 @@ final class SkynetForwardTests: XCTestCase {
     }
 
     private func targetServer(_ mode: TestServerMode) throws -> Int {
-        let channel = try ServerBootstrap(group: group)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(TestServerHandler(mode: mode)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).wait()
+        let channel = try startTestServer(on: group) { TestServerHandler(mode: mode) }
         helpers.append(channel)
         return channel.localAddress!.port!
     }
@@ -113,12 +108,7 @@ final class SkynetForwardTests: XCTestCase {
     /// the banner and EOF, and everything it sends afterwards still reaches the target.
     func testTargetHalfClosesFirstAndKeepsReading() throws {
         let received = NIOLockedValueBox<(bytes: Int, eof: Bool)>((0, false))
-        let channel = try ServerBootstrap(group: group)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(BannerThenReadHandler(received)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).wait()
+        let channel = try startTestServer(on: group) { BannerThenReadHandler(received) }
         helpers.append(channel)
         let (f, _) = try forwarder(exposing: SkynetServerForward(port: 8080, target: HostPort(host: "127.0.0.1", port: UInt16(channel.localAddress!.port!)),
                                                                  whitelist: .anyone), remotePort: 8080)
@@ -181,6 +171,8 @@ final class SkynetForwardTests: XCTestCase {
         let socket = try TestSocket.connect(to: try localAddress(f))
         XCTAssertTrue(socket.waitForClose())
         XCTAssertEqual(f.lastError, "\(SkynetOpenError.status(.notExposed))")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, f.status.activeSessions > 0 { Thread.sleep(forTimeInterval: 0.01) }
         XCTAssertEqual(f.status.activeSessions, 0)
     }
 

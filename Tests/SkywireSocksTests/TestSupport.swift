@@ -95,6 +95,18 @@ final class TestSocket {
     }
 }
 
+/// A TCP server on `host` (a free port) whose every connection gets a handler from `makeHandler`;
+/// remote half-closure allowed.
+func startTestServer(on group: EventLoopGroup, host: String = "127.0.0.1",
+                     _ makeHandler: @escaping @Sendable () -> ChannelHandler) throws -> Channel {
+    try ServerBootstrap(group: group)
+        .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+        }
+        .bind(host: host, port: 0).wait()
+}
+
 /// What a test TCP server does with a connection.
 enum TestServerMode: Sendable {
     /// Echoes bytes; half-closes when the client does.
@@ -262,14 +274,7 @@ final class SkysocksHarness {
     var proxyAddress: SocketAddress { client.localAddress! }
 
     func startTCPServer(_ mode: TestServerMode, host: String = "127.0.0.1") throws -> SocketAddress {
-        let channel = try ServerBootstrap(group: group)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TestServerHandler(mode: mode))
-                }
-            }
-            .bind(host: host, port: 0).wait()
+        let channel = try startTestServer(on: group, host: host) { TestServerHandler(mode: mode) }
         helperChannels.append(channel)
         return channel.localAddress!
     }
