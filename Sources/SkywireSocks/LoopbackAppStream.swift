@@ -3,8 +3,9 @@ import SkywireTransport
 
 /// An in-memory `AppStream` pair on one event loop, with mux-like flow control (docs/PROTOCOL.md §5):
 /// a sender transmits at most the receiver's window; the receiver returns credit as its delegate
-/// consumes data, and withholds it while reads are paused. Used by tests and by integration runs that
-/// do not need a transport. Every method must be called on `eventLoop`.
+/// consumes data, and withholds it while reads are paused. Used by tests, by integration runs that
+/// do not need a transport, and by the resolver to splice a connection to this visor's own SkyNet
+/// server or to its upstream SOCKS5 server on one loop. Every method must be called on `eventLoop`.
 public final class LoopbackAppStream: AppStream {
     public let eventLoop: EventLoop
     public let remoteKeyHex: String
