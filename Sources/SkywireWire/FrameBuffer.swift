@@ -1,4 +1,4 @@
-/// The buffering the incremental frame decoders share (`PtyFrameDecoder`, `ChatFrameDecoder`):
+/// The buffering of `AppFrameDecoder` (Skychat, PTY and update frames):
 /// bytes fed in, whole frames taken from the front. Compacts once half of it was consumed.
 struct FrameBuffer: Sendable {
     private var buffer: [UInt8] = []
