@@ -82,10 +82,12 @@ final class AppFrameDecoderTests: XCTestCase {
         try assertSplitAtEveryByte(PtyFrameDecoder.self, pty.map(\.0), pty.flatMap { [UInt8](hex: $0.1) })
     }
 
-    /// A length of exactly `maxPayload` passes the header check: the decoder waits for the whole
-    /// payload (nil one byte short), then judges the payload (`payloadError`, not a length error).
-    private func assertLongestLengthIsWaitedFor<D: ExampleFrameDecoder>(
-        _: D.Type, header hex: String, maxPayload: Int, payloadError: String, file: StaticString = #filePath, line: UInt = #line
+    /// A length of exactly `maxPayload` (`longest`) passes the header check: the decoder waits for
+    /// the whole payload (nil one byte short), then judges the payload (`payloadError`, not a
+    /// length error). Each header of `tooLong` is refused at once with its error.
+    private func assertLengthLimits<D: ExampleFrameDecoder>(
+        _: D.Type, longest hex: String, maxPayload: Int, payloadError: String, tooLong: KeyValuePairs<String, String>,
+        file: StaticString = #filePath, line: UInt = #line
     ) {
         let header = [UInt8](hex: hex)
         var decoder = D()
@@ -98,28 +100,28 @@ final class AppFrameDecoderTests: XCTestCase {
         XCTAssertThrowsError(try decoder.nextFrame(), hex, file: file, line: line) { error in
             XCTAssertEqual("\(error)", payloadError, hex, file: file, line: line)
         }
+        for (hex, expected) in tooLong {
+            XCTAssertEqual(firstError(D.self, hex, file: file, line: line), expected, hex, file: file, line: line)
+        }
     }
 
     func testLongestLengthAndOneMorePerFormat() {
         XCTAssertEqual(ChatProtocol.maxPayload, 0x105a)
-        assertLongestLengthIsWaitedFor(ChatFrameDecoder.self, header: "01 02 105a", maxPayload: ChatProtocol.maxPayload,
-                                       payloadError: "ack: 4186 bytes, expected 9")
-        XCTAssertEqual(firstError(ChatFrameDecoder.self, "01 02 105b"), "frame of 4187 bytes, at most 4186")
-        XCTAssertEqual(firstError(ChatFrameDecoder.self, "01 02 ffff"), "frame of 65535 bytes, at most 4186")
-
+        assertLengthLimits(ChatFrameDecoder.self, longest: "01 02 105a", maxPayload: ChatProtocol.maxPayload,
+                           payloadError: "ack: 4186 bytes, expected 9",
+                           tooLong: ["01 02 105b": "frame of 4187 bytes, at most 4186", "01 02 ffff": "frame of 65535 bytes, at most 4186"])
         XCTAssertEqual(UpdateProtocol.maxPayload, 0x1_0000)
-        assertLongestLengthIsWaitedFor(UpdateFrameDecoder.self, header: "01 01 00010000", maxPayload: UpdateProtocol.maxPayload,
-                                       payloadError: "list: 65536 bytes after the payload")
-        XCTAssertEqual(firstError(UpdateFrameDecoder.self, "01 01 00010001"), "frame of 65537 bytes, at most 65536")
-        XCTAssertEqual(firstError(UpdateFrameDecoder.self, "01 01 01000000"), "frame of 16777216 bytes, at most 65536")
-        XCTAssertEqual(firstError(UpdateFrameDecoder.self, "01 01 ffffffff"), "frame of 4294967295 bytes, at most 65536")
-
+        assertLengthLimits(UpdateFrameDecoder.self, longest: "01 01 00010000", maxPayload: UpdateProtocol.maxPayload,
+                           payloadError: "list: 65536 bytes after the payload",
+                           tooLong: ["01 01 00010001": "frame of 65537 bytes, at most 65536",
+                                     "01 01 01000000": "frame of 16777216 bytes, at most 65536",
+                                     "01 01 ffffffff": "frame of 4294967295 bytes, at most 65536"])
         XCTAssertEqual(PtyProtocol.maxPayload, 0x1_0000)
-        assertLongestLengthIsWaitedFor(PtyFrameDecoder.self, header: "08 00010000", maxPayload: PtyProtocol.maxPayload,
-                                       payloadError: "eof: 65536 trailing bytes")
-        XCTAssertEqual(firstError(PtyFrameDecoder.self, "08 00010001"), "frame of 65537 bytes, at most 65536")
-        XCTAssertEqual(firstError(PtyFrameDecoder.self, "08 01000000"), "frame of 16777216 bytes, at most 65536")
-        XCTAssertEqual(firstError(PtyFrameDecoder.self, "08 ffffffff"), "frame of 4294967295 bytes, at most 65536")
+        assertLengthLimits(PtyFrameDecoder.self, longest: "08 00010000", maxPayload: PtyProtocol.maxPayload,
+                           payloadError: "eof: 65536 trailing bytes",
+                           tooLong: ["08 00010001": "frame of 65537 bytes, at most 65536",
+                                     "08 01000000": "frame of 16777216 bytes, at most 65536",
+                                     "08 ffffffff": "frame of 4294967295 bytes, at most 65536"])
     }
 
     /// Which header problem is named when there are several: version, then type, then length for
