@@ -52,7 +52,7 @@ public protocol AppFrame: Sendable {
 /// version, an unknown type or a length over `maxPayload` is refused once the header is whole,
 /// before the payload arrives. After an error every call throws it again, and nothing is buffered.
 /// Inlinable, so that each caller gets it specialized for its frame type (unspecialized, a small
-/// frame cost about three times as long).
+/// frame took 3-5 times as long).
 public struct AppFrameDecoder<Frame: AppFrame>: Sendable {
     @usableFromInline var buffer = FrameBuffer()
     @usableFromInline var failed: Frame.Failure?
