@@ -1,12 +1,3 @@
-/// The error type of an app frame codec (Skychat, PTY, update): one message naming the problem.
-protocol AppProtocolError: Error {
-    init(_ message: String)
-}
-
-extension ChatProtocolError: AppProtocolError {}
-extension PtyProtocolError: AppProtocolError {}
-extension UpdateProtocolError: AppProtocolError {}
-
 /// Reads big-endian fields from an app frame's payload; running short, or a string that is not
 /// UTF-8, is a protocol error naming the frame type (`"<type>: payload too short"`).
 struct AppPayloadReader<FrameType, Failure: AppProtocolError> {

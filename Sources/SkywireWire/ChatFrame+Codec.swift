@@ -30,11 +30,8 @@ extension ChatFrame {
         return out
     }
 
-    /// Decodes one payload of type `rawType`; refuses unknown types and malformed payloads.
-    static func decode(type rawType: UInt8, payload p: ArraySlice<UInt8>) throws(ChatProtocolError) -> ChatFrame {
-        guard let type = ChatFrameType(rawValue: rawType) else {
-            throw ChatProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
-        }
+    /// One payload of type `type` (known from the header); refuses a malformed payload.
+    public static func decode(type: ChatFrameType, payload p: ArraySlice<UInt8>) throws(ChatProtocolError) -> ChatFrame {
         var r = AppPayloadReader<ChatFrameType, ChatProtocolError>(bytes: p, type: type)
         switch type {
         case .message:
@@ -59,47 +56,10 @@ extension ChatFrame {
     }
 }
 
-/// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
-/// plus what one `feed` brought; a wrong version, an unknown type or a length over
-/// `maxPayload` is refused from the header, before the payload arrives. After an error every
-/// call throws it again and nothing is buffered.
-public struct ChatFrameDecoder: Sendable {
-    private var buffer = FrameBuffer()
-    private var failed: ChatProtocolError?
-
-    public init() {}
-
-    /// Bytes held that do not make a whole frame yet.
-    public var bufferedBytes: Int { buffer.available }
-
-    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        guard failed == nil else { return }
-        buffer.feed(bytes)
-    }
-
-    /// The next whole frame, nil when more bytes are needed.
-    public mutating func next() throws(ChatProtocolError) -> ChatFrame? {
-        if let failed { throw failed }
-        do throws(ChatProtocolError) {
-            let available = buffer.available
-            guard available >= ChatProtocol.headerLength else { return nil }
-            let version = buffer[0], type = buffer[1]
-            guard version == ChatProtocol.version else {
-                throw ChatProtocolError("protocol version \(version), expected \(ChatProtocol.version)")
-            }
-            guard ChatFrameType(rawValue: type) != nil else { throw ChatProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
-            let length = Int(buffer[2]) << 8 | Int(buffer[3])
-            guard length <= ChatProtocol.maxPayload else {
-                throw ChatProtocolError("frame of \(length) bytes, at most \(ChatProtocol.maxPayload)")
-            }
-            guard available >= ChatProtocol.headerLength + length else { return nil }
-            let frame = try ChatFrame.decode(type: type, payload: buffer.bytes(at: ChatProtocol.headerLength, count: length))
-            buffer.consume(ChatProtocol.headerLength + length)
-            return frame
-        } catch {
-            failed = error
-            buffer.clear()
-            throw error
-        }
-    }
+extension ChatFrame: AppFrame {
+    public static var frameHeader: AppFrameHeader { ChatProtocol.frameHeader }
 }
+
+/// Splits a byte stream into Skychat frames (`AppFrameDecoder`): version, type, then length are
+/// checked from the header.
+public typealias ChatFrameDecoder = AppFrameDecoder<ChatFrame>

@@ -71,7 +71,10 @@ public enum ChatProtocol {
     /// The first byte of every frame.
     public static let version: UInt8 = 1
     /// version (1) + type (1) + length (2).
-    public static let headerLength = 4
+    public static let headerLength = frameHeader.length
+    /// `version | type | length:u16`; a header is refused for its version, then its type, then its length.
+    public static let frameHeader = AppFrameHeader(version: version, lengthBytes: MemoryLayout<UInt16>.size,
+                                                   maxPayload: maxPayload, order: .typeThenLength)
     /// The longest text of one message, in UTF-8 bytes.
     public static let maxTextBytes = 4096
     /// The longest group name, in UTF-8 bytes.

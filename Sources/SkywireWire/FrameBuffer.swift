@@ -1,13 +1,17 @@
-/// The buffering the incremental frame decoders share (`PtyFrameDecoder`, `ChatFrameDecoder`):
+/// The buffering of `AppFrameDecoder` (Skychat, PTY and update frames):
 /// bytes fed in, whole frames taken from the front. Compacts once half of it was consumed.
+/// Inlinable with the decoder, so that callers get it specialized.
+@usableFromInline
 struct FrameBuffer: Sendable {
-    private var buffer: [UInt8] = []
-    private var start = 0
+    @usableFromInline var buffer: [UInt8] = []
+    @usableFromInline var start = 0
+
+    @inlinable init() {}
 
     /// Bytes held and not consumed.
-    var available: Int { buffer.count - start }
+    @inlinable var available: Int { buffer.count - start }
 
-    mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    @inlinable mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if start > 0, start >= buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
@@ -16,13 +20,13 @@ struct FrameBuffer: Sendable {
     }
 
     /// The byte at `offset` from the front; the caller has checked `offset < available`.
-    subscript(offset: Int) -> UInt8 { buffer[start + offset] }
+    @inlinable subscript(offset: Int) -> UInt8 { buffer[start + offset] }
 
     /// `count` bytes from `offset`, left in place; the caller has checked the range.
-    func bytes(at offset: Int, count: Int) -> ArraySlice<UInt8> { buffer[(start + offset)..<(start + offset + count)] }
+    @inlinable func bytes(at offset: Int, count: Int) -> ArraySlice<UInt8> { buffer[(start + offset)..<(start + offset + count)] }
 
     /// Drops `count` bytes from the front.
-    mutating func consume(_ count: Int) {
+    @inlinable mutating func consume(_ count: Int) {
         start += count
         if start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
@@ -31,7 +35,7 @@ struct FrameBuffer: Sendable {
     }
 
     /// Drops everything (after an error).
-    mutating func clear() {
+    @inlinable mutating func clear() {
         buffer = []
         start = 0
     }

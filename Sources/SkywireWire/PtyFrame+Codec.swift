@@ -48,11 +48,8 @@ extension PtyFrame {
         out.append(contentsOf: bytes)
     }
 
-    /// Decodes one payload of type `rawType`; refuses unknown types and malformed payloads.
-    static func decode(type rawType: UInt8, payload p: ArraySlice<UInt8>) throws(PtyProtocolError) -> PtyFrame {
-        guard let type = PtyFrameType(rawValue: rawType) else {
-            throw PtyProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
-        }
+    /// One payload of type `type` (known from the header); refuses a malformed payload.
+    public static func decode(type: PtyFrameType, payload p: ArraySlice<UInt8>) throws(PtyProtocolError) -> PtyFrame {
         var r = AppPayloadReader<PtyFrameType, PtyProtocolError>(bytes: p, type: type)
         let frame: PtyFrame
         switch type {
@@ -119,46 +116,13 @@ enum PtyExitKind {
     static let signalled: UInt8 = 1
 }
 
-/// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
-/// beyond what one `feed` brought; a header announcing more than `maxPayload` is refused at once.
-public struct PtyFrameDecoder: Sendable {
-    private var buffer = FrameBuffer()
-    private var failed: PtyProtocolError?
-
-    public init() {}
-
-    /// Bytes held that do not make a whole frame yet.
-    public var bufferedBytes: Int { buffer.available }
-
-    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        buffer.feed(bytes)
-    }
-
-    /// The next whole frame, nil when more bytes are needed. After an error every call throws it.
-    public mutating func next() throws(PtyProtocolError) -> PtyFrame? {
-        if let failed { throw failed }
-        do throws(PtyProtocolError) {
-            let available = buffer.available
-            guard available >= PtyProtocol.headerLength else { return nil }
-            let type = buffer[0]
-            var length = 0
-            for i in 1...4 { length = length << 8 | Int(buffer[i]) }
-            guard length <= PtyProtocol.maxPayload else {
-                throw PtyProtocolError("frame of \(length) bytes, at most \(PtyProtocol.maxPayload)")
-            }
-            // The type is checked before its payload arrives.
-            guard PtyFrameType(rawValue: type) != nil else { throw PtyProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
-            guard available >= PtyProtocol.headerLength + length else { return nil }
-            let frame = try PtyFrame.decode(type: type, payload: buffer.bytes(at: PtyProtocol.headerLength, count: length))
-            buffer.consume(PtyProtocol.headerLength + length)
-            return frame
-        } catch {
-            failed = error
-            buffer.clear()
-            throw error
-        }
-    }
+extension PtyFrame: AppFrame {
+    public static var frameHeader: AppFrameHeader { PtyProtocol.frameHeader }
 }
+
+/// Splits a byte stream into PTY frames (`AppFrameDecoder`): an oversized length is named before
+/// an unknown type.
+public typealias PtyFrameDecoder = AppFrameDecoder<PtyFrame>
 
 extension AppPayloadReader where Failure == PtyProtocolError {
     /// `length:u16 | UTF-8`; invalid UTF-8 and NUL are refused.

@@ -130,7 +130,11 @@ public enum PtyProtocol {
     /// The protocol version in `open` (its first byte).
     public static let version: UInt8 = 1
     /// type (1) + length (4).
-    public static let headerLength = 5
+    public static let headerLength = frameHeader.length
+    /// `type | length:u32` (no version byte: `open` carries it); a header is refused for its
+    /// length, then its type.
+    public static let frameHeader = AppFrameHeader(version: nil, lengthBytes: MemoryLayout<UInt32>.size,
+                                                   maxPayload: maxPayload, order: .lengthThenType)
     /// The largest payload of any frame: a frame announcing more is refused before it is read.
     public static let maxPayload = 64 * 1024
     /// Data frames are cut to this size by senders.

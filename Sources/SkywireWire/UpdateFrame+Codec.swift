@@ -57,11 +57,8 @@ extension UpdateFrame {
         return out
     }
 
-    /// Decodes one payload of type `rawType`; refuses unknown types and malformed payloads.
-    static func decode(type rawType: UInt8, payload p: ArraySlice<UInt8>) throws(UpdateProtocolError) -> UpdateFrame {
-        guard let type = UpdateFrameType(rawValue: rawType) else {
-            throw UpdateProtocolError("unknown frame type 0x\(String(rawType, radix: 16))")
-        }
+    /// One payload of type `type` (known from the header); refuses a malformed payload.
+    public static func decode(type: UpdateFrameType, payload p: ArraySlice<UInt8>) throws(UpdateProtocolError) -> UpdateFrame {
         var r = AppPayloadReader<UpdateFrameType, UpdateProtocolError>(bytes: p, type: type)
         let frame: UpdateFrame
         switch type {
@@ -101,57 +98,14 @@ extension UpdateFrame {
     }
 }
 
-/// Splits a byte stream into frames. Holds at most one partial frame (header + `maxPayload`)
-/// plus what one `feed` brought; a wrong version, an unknown type or a length over `maxPayload`
-/// is refused from the header. After `getOK` the stream carries raw bytes, which the caller takes
-/// with `takeRemainder()` and no longer feeds here. After an error every call throws it again.
-public struct UpdateFrameDecoder: Sendable {
-    private var buffer = FrameBuffer()
-    private var failed: UpdateProtocolError?
-
-    public init() {}
-
-    /// Bytes held that do not make a whole frame yet.
-    public var bufferedBytes: Int { buffer.available }
-
-    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        guard failed == nil else { return }
-        buffer.feed(bytes)
-    }
-
-    /// The next whole frame, nil when more bytes are needed.
-    public mutating func next() throws(UpdateProtocolError) -> UpdateFrame? {
-        if let failed { throw failed }
-        do throws(UpdateProtocolError) {
-            let available = buffer.available
-            guard available >= UpdateProtocol.headerLength else { return nil }
-            let version = buffer[0], type = buffer[1]
-            guard version == UpdateProtocol.version else {
-                throw UpdateProtocolError("protocol version \(version), expected \(UpdateProtocol.version)")
-            }
-            guard UpdateFrameType(rawValue: type) != nil else { throw UpdateProtocolError("unknown frame type 0x\(String(type, radix: 16))") }
-            let length = (2..<6).reduce(0) { $0 << 8 | Int(buffer[$1]) }
-            guard length <= UpdateProtocol.maxPayload else {
-                throw UpdateProtocolError("frame of \(length) bytes, at most \(UpdateProtocol.maxPayload)")
-            }
-            guard available >= UpdateProtocol.headerLength + length else { return nil }
-            let frame = try UpdateFrame.decode(type: type, payload: buffer.bytes(at: UpdateProtocol.headerLength, count: length))
-            buffer.consume(UpdateProtocol.headerLength + length)
-            return frame
-        } catch {
-            failed = error
-            buffer.clear()
-            throw error
-        }
-    }
-
-    /// The bytes after the last frame returned (the start of a `get`'s raw bytes); empties the decoder.
-    public mutating func takeRemainder() -> [UInt8] {
-        let out = Array(buffer.bytes(at: 0, count: buffer.available))
-        buffer.clear()
-        return out
-    }
+extension UpdateFrame: AppFrame {
+    public static var frameHeader: AppFrameHeader { UpdateProtocol.frameHeader }
 }
+
+/// Splits a byte stream into update frames (`AppFrameDecoder`): version, type, then length are
+/// checked from the header. After `getOK` the stream carries raw bytes, which the caller takes with
+/// `takeRemainder()` and no longer feeds here.
+public typealias UpdateFrameDecoder = AppFrameDecoder<UpdateFrame>
 
 extension AppPayloadReader where Failure == UpdateProtocolError {
     /// A bundle name of `n` bytes (`UpdateProtocol.nameProblem`).

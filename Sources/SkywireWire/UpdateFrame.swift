@@ -83,7 +83,10 @@ public struct UpdateProtocolError: Error, Equatable, Sendable, CustomStringConve
 public enum UpdateProtocol {
     public static let version: UInt8 = 1
     /// version (1) + type (1) + length (4).
-    public static let headerLength = 6
+    public static let headerLength = frameHeader.length
+    /// `version | type | length:u32`; a header is refused for its version, then its type, then its length.
+    public static let frameHeader = AppFrameHeader(version: version, lengthBytes: MemoryLayout<UInt32>.size,
+                                                   maxPayload: maxPayload, order: .typeThenLength)
     /// The largest payload: a frame announcing more is refused from its header.
     public static let maxPayload = 64 * 1024
     /// The most bundles a `listOK` carries (the server lists the first ones by name).

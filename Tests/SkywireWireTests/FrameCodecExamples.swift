@@ -1,8 +1,8 @@
 import XCTest
 @testable import SkywireWire
 
-/// The decoder API the app frame codecs share (`ChatFrameDecoder`, `UpdateFrameDecoder`), so the
-/// byte-exact example checks are written once.
+/// The decoder API the app frame codecs share (`ChatFrameDecoder`, `PtyFrameDecoder`,
+/// `UpdateFrameDecoder`: one `AppFrameDecoder`), so the byte-exact example checks are written once.
 protocol ExampleFrameDecoder {
     associatedtype Frame: Equatable
     init()
@@ -11,12 +11,8 @@ protocol ExampleFrameDecoder {
     mutating func nextFrame() throws -> Frame?
 }
 
-extension ChatFrameDecoder: ExampleFrameDecoder {
-    mutating func nextFrame() throws -> ChatFrame? { try next() }
-}
-
-extension UpdateFrameDecoder: ExampleFrameDecoder {
-    mutating func nextFrame() throws -> UpdateFrame? { try next() }
+extension AppFrameDecoder: ExampleFrameDecoder where Frame: Equatable {
+    mutating func nextFrame() throws -> Frame? { try next() }
 }
 
 /// Each example encodes to exactly its hand-written bytes and decodes back to itself, alone and
