@@ -156,7 +156,7 @@ if [ "$DEEP_CHECKS" = 1 ]; then
     NETDEV="$NETDEV,hostfwd=tcp:$NS_HOST_IP:$STCPR_PORT-:7777"
 fi
 . "$REPO/image/testing/qemu-machine.sh"
-qemu_machine "$BOARD" || die "BOARD=$BOARD cannot be booted under QEMU here (see above)"
+qemu_machine "$BOARD" "$T" || die "BOARD=$BOARD cannot be booted under QEMU here (see above)"
 QEMU=("${QEMU_MACHINE[@]}"
        -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial.log"
        -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0

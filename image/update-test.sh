@@ -22,7 +22,6 @@ case $BOARD in qemu-arm64-ab|x86-64) ;; *) echo "update-test: only qemu-arm64-ab
 # The machine (image/testing/qemu-machine.sh: x86-64 under KVM when /dev/kvm is usable), the board's
 # skywire build, and another A/B board for the bundle that must be refused as another board's.
 . "$REPO/image/testing/qemu-machine.sh"
-qemu_machine "$BOARD" || exit 2
 SKYWIRE_ARCH=$(sed -n 's/^SKYWIRE_ARCH=//p' "$REPO/board-configs/$BOARD.conf")
 OTHER_BOARD=x86-64; [ "$BOARD" != x86-64 ] || OTHER_BOARD=qemu-arm64-ab
 OUT=$REPO/out/update-test
@@ -39,6 +38,7 @@ CUT_DELAY_SECONDS=4
 V3BAD_HEALTH_TIMEOUT_SECONDS=60
 DEVICE_TIMEOUT_ARG=systemd.default_device_timeout_sec=600
 T=$(mktemp -d "${TMPDIR:-/tmp}/skywire-update-test.XXXXXX")
+qemu_machine "$BOARD" "$T" || exit 2
 FAILS=0 PASSES=0
 pass() { PASSES=$((PASSES + 1)); echo "update-test: ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); echo "update-test: FAIL: $*"; }
@@ -183,7 +183,7 @@ for b in unsigned otherkey otherboard; do
     upload "${BUNDLE[$b]}" "$b.raucb" || die "cannot copy the $b bundle to the board"
     if install "$b"; then fail "$b bundle installed: $(tail -n 3 "$T/install-$b.log")"
     else
-        msg=$(grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
+        msg=$(grep -a -m1 'LastError' "$T/install-$b.log" || grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
         case $b in
         # rauc's words: "Signature size is 0" (no signature), "signature verification failed",
         # "Compatible mismatch" (case-sensitive words, so both cases).
