@@ -171,7 +171,8 @@ boot-test-gateway:
 ## update-test: A/B updates under QEMU (image/update-test.sh): install, reboot into the new slot,
 ## commit; a bundle whose visor fails rolls back by itself; another key's bundle is refused; a power
 ## cut during the install leaves the old slot booting. Not in `make test` (see docs/update.md for its time).
-## bundle, update-test: the A/B board (qemu-arm64-ab) unless BOARD is given.
+## bundle, update-test: the A/B board (qemu-arm64-ab) unless BOARD is given (update-test: qemu-arm64-ab
+## or x86-64; x86-64 under KVM when /dev/kvm is usable, image/testing/qemu-machine.sh).
 UPDATE_BOARD = $(if $(filter command line environment,$(origin BOARD)),$(BOARD),qemu-arm64-ab)
 bundle: deps
 	BOARD='$(UPDATE_BOARD)' OVERLAYS='$(OVERLAYS)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/bundle.sh
@@ -189,7 +190,8 @@ boot-test-rpi4: deps
 	BOARD=rpi4 OVERLAYS= SKYWIRE_BIN='$(SKYWIRE_BIN)' OUT_DIR='$(CURDIR)/out/rpi4' ./image/build.sh
 	./image/boot-test-rpi4.sh out/rpi4/skywire-rpi4-latest.img.xz
 
-## boot-test-x86-64: the x86-64 image booted under TCG (q35, OVMF) with the same checks as qemu-arm64.
+## boot-test-x86-64: the x86-64 image (A/B slots) booted under KVM when /dev/kvm is usable, else TCG
+## (q35, OVMF), with the same checks as qemu-arm64.
 ## Not in `make test` (see docs/boards.md for its time).
 boot-test-x86-64:
 	$(MAKE) boot-test BOARD=x86-64

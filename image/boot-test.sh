@@ -5,7 +5,7 @@
 #   image/boot-test.sh [IMAGE.img.xz]     (default: out/$BOARD/skywire-$BOARD-latest.img.xz)
 #
 # Environment:
-#   BOARD=qemu-arm64|x86-64   which QEMU machine to use (default qemu-arm64)
+#   BOARD=qemu-arm64|qemu-arm64-ab|x86-64   which QEMU machine to use (default qemu-arm64)
 #   BOOT_TIMEOUT=420          seconds to wait for the visor to log its key
 #   SSH_TIMEOUT=120           seconds to wait for SSH after that
 #   CHECK_PORTS=1             require the visor's stcpr port (7777/tcp) to accept connections
@@ -17,7 +17,8 @@
 #                             .manifest, else the board's default). With `gateway` the guest gets a
 #                             second NIC (its LAN) on a tap device in a network namespace with a
 #                             LAN client, and the gateway checks run (docs/boards.md)
-#   USE_KVM=1                 x86-64 only: use /dev/kvm instead of TCG
+#   USE_KVM=auto              x86-64 only: KVM when /dev/kvm is usable (tried first), else TCG;
+#                             0: TCG; 1: KVM or fail (image/testing/qemu-machine.sh)
 # Every wait is bounded. Exit status 0 only when every enabled check passed.
 set -euo pipefail
 # The whole script is one compound command, so bash parses it completely before running:
@@ -37,7 +38,7 @@ DEEP_CHECKS=${DEEP_CHECKS:-1}
 POLL_SECONDS=2
 GUEST_MEM_MIB=1024
 GUEST_CPUS=2                 # the build host has 2 cores; never more
-DISK_GROW_TO=3G              # the test disk is bigger than the image: root must grow
+DISK_GROW_TO=3G              # the test disk is at least this (root must grow; A/B images stay as they are)
 IMAGE=${1:-$REPO/out/$BOARD/skywire-$BOARD-latest.img.xz}
 # The gateway's LAN: a second virtio-net NIC at a fixed PCI slot, so its predictable name is known
 # before the boot (the image keeps systemd's predictable names: enp0s8; the test checks it).
@@ -89,7 +90,7 @@ jq -n --arg sk "$VISOR_SK" --arg w1 "$WL_PK1" --arg w2 "$WL_PK2" --arg key "$(ca
 echo "boot-test: preparing disk from $IMAGE" >&2
 xz -dc "$IMAGE" >"$T/disk.img"
 RAW_SIZE=$(stat -c %s "$T/disk.img")
-truncate -s "$DISK_GROW_TO" "$T/disk.img"
+truncate -s ">$DISK_GROW_TO" "$T/disk.img"     # never smaller: an A/B x86-64 image is larger
 boot_start=$(sfdisk -J "$T/disk.img" 2>/dev/null | jq '.partitiontable.partitions[0].start') \
     || die "cannot read the partition table of $IMAGE"
 BOOT_OFFSET=$((boot_start * 512))
@@ -154,19 +155,10 @@ if [ "$DEEP_CHECKS" = 1 ]; then
     ip -n "$HOST_NS" route add default via "$NS_HOST_IP"
     NETDEV="$NETDEV,hostfwd=tcp:$NS_HOST_IP:$STCPR_PORT-:7777"
 fi
-case $BOARD in
-qemu-arm64)
-    FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
-    QEMU=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$FW") ;;
-x86-64)
-    FW=/usr/share/ovmf/OVMF.fd
-    # KVM only on request (USE_KVM=1): nested KVM in containers can fail at boot.
-    accel=tcg; [ "${USE_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && accel=kvm
-    QEMU=(qemu-system-x86_64 -M q35 -accel "$accel" -bios "$FW") ;;
-*) die "BOARD=$BOARD cannot be booted under QEMU (qemu-arm64, x86-64)";;
-esac
-[ -f "$FW" ] || die "UEFI firmware $FW missing (image/host-deps.sh installs qemu-efi-aarch64 and ovmf)"
-QEMU+=(-smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial.log"
+. "$REPO/image/testing/qemu-machine.sh"
+qemu_machine "$BOARD" "$T" || die "BOARD=$BOARD cannot be booted under QEMU here (see above)"
+QEMU=("${QEMU_MACHINE[@]}"
+       -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial.log"
        -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0
        -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile=
        -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # image/update-test.sh: A/B updates of a board image under QEMU (`make update-test`, docs/update.md).
 #
-#   BOARD=qemu-arm64-ab [SKYWIRE_BIN=aarch64 skywire] image/update-test.sh
+#   BOARD=qemu-arm64-ab|x86-64 [SKYWIRE_BIN=the board's skywire] image/update-test.sh
 #
 # Builds image v1 and the bundles v2 (good), v3bad (v2's root filesystem with a stand-in skywire that
 # exits 1: its visor cannot start), v2 signed by another key, v2 for another board, and an unsigned file; boots v1 (slot A)
@@ -18,7 +18,12 @@ set -euo pipefail
 {
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BOARD=${BOARD:-qemu-arm64-ab}
-[ "$BOARD" = qemu-arm64-ab ] || { echo "update-test: only qemu-arm64-ab so far (docs/update.md)" >&2; exit 2; }
+case $BOARD in qemu-arm64-ab|x86-64) ;; *) echo "update-test: only qemu-arm64-ab and x86-64 so far (docs/update.md)" >&2; exit 2;; esac
+# The machine (image/testing/qemu-machine.sh: x86-64 under KVM when /dev/kvm is usable), the board's
+# skywire build, and another A/B board for the bundle that must be refused as another board's.
+. "$REPO/image/testing/qemu-machine.sh"
+SKYWIRE_ARCH=$(sed -n 's/^SKYWIRE_ARCH=//p' "$REPO/board-configs/$BOARD.conf")
+OTHER_BOARD=x86-64; [ "$BOARD" != x86-64 ] || OTHER_BOARD=qemu-arm64-ab
 OUT=$REPO/out/update-test
 CACHE_DIR=${SKYWIRE_BUILD_CACHE:-/var/cache/skywire-build}
 GUEST_MEM_MIB=2048
@@ -32,8 +37,8 @@ CUT_DELAY_SECONDS=4
 # The broken bundle's health bound (the image's default is 180 s; it fails the same way, sooner).
 V3BAD_HEALTH_TIMEOUT_SECONDS=60
 DEVICE_TIMEOUT_ARG=systemd.default_device_timeout_sec=600
-FW=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
 T=$(mktemp -d "${TMPDIR:-/tmp}/skywire-update-test.XXXXXX")
+qemu_machine "$BOARD" "$T" || exit 2
 FAILS=0 PASSES=0
 pass() { PASSES=$((PASSES + 1)); echo "update-test: ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); echo "update-test: FAIL: $*"; }
@@ -49,7 +54,7 @@ trap cleanup EXIT
 # A fixed timestamp (not the last commit's), so that a rerun after a commit reuses the builds
 # whose inputs did not change.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1796400000}
-[ -n "${SKYWIRE_BIN:-}" ] || { make -C "$REPO" cross ARCH=aarch64; SKYWIRE_BIN=$REPO/out/aarch64/skywire; }
+[ -n "${SKYWIRE_BIN:-}" ] || { make -C "$REPO" cross ARCH="$SKYWIRE_ARCH"; SKYWIRE_BIN=$REPO/out/$SKYWIRE_ARCH/skywire; }
 printf '#!/bin/sh\necho "skywire: update-test stand-in for a broken build" >&2\nexit 1\n' >"$T/skywire-broken"
 chmod 755 "$T/skywire-broken"
 t0=$(date +%s)
@@ -96,7 +101,7 @@ head -c 2097152 /dev/urandom >"$T/small.ext4"
 other_cert=$("$REPO/image/update-key.sh" cert other) other_key=$("$REPO/image/update-key.sh" key other)
 BOARD=$BOARD VERSION=v2 ROOTFS=$T/small.ext4 OUT_DIR=$T/otherkey \
     UPDATE_CERT=$other_cert UPDATE_KEY=$other_key "$REPO/image/bundle.sh"
-BOARD=x86-64 VERSION=v2 ROOTFS=$T/small.ext4 OUT_DIR=$T/otherboard "$REPO/image/bundle.sh"
+BOARD=$OTHER_BOARD VERSION=v2 ROOTFS=$T/small.ext4 OUT_DIR=$T/otherboard "$REPO/image/bundle.sh"
 # Unsigned: a squashfs with a manifest and the image, as a bundle would carry, and no signature.
 mkdir -p "$T/unsigned"
 printf '[update]\ncompatible=skywire-%s\nversion=v2\n\n[image.rootfs]\nfilename=rootfs.ext4\n' "$BOARD" >"$T/unsigned/manifest.raucm"
@@ -104,7 +109,7 @@ head -c 1048576 /dev/zero >"$T/unsigned/rootfs.ext4"
 mksquashfs "$T/unsigned" "$T/unsigned.raucb" -quiet -noappend >/dev/null
 echo "update-test: builds took $(($(date +%s) - t0)) s" >&2
 declare -A BUNDLE=([v2]=$OUT/v2/skywire-$BOARD-v2.raucb [v3bad]=$OUT/v3bad/skywire-$BOARD-v3bad.raucb
-                   [otherkey]=$T/otherkey/skywire-$BOARD-v2.raucb [otherboard]=$T/otherboard/skywire-x86-64-v2.raucb
+                   [otherkey]=$T/otherkey/skywire-$BOARD-v2.raucb [otherboard]=$T/otherboard/skywire-$OTHER_BOARD-v2.raucb
                    [unsigned]=$T/unsigned.raucb)
 for b in v2 v3bad; do echo "update-test: bundle $b: $(stat -c %s "${BUNDLE[$b]}") bytes"; done
 
@@ -131,8 +136,7 @@ SSH_PORT=$(free_port)
 BOOTS=0
 start_qemu() {
     BOOTS=$((BOOTS + 1))
-    qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$FW" \
-        -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial-$BOOTS.log" \
+    "${QEMU_MACHINE[@]}" -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial-$BOOTS.log" \
         -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0 \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" -device virtio-net-pci,netdev=n0,romfile= \
         -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0 >"$T/qemu-$BOOTS.log" 2>&1 &
@@ -179,7 +183,7 @@ for b in unsigned otherkey otherboard; do
     upload "${BUNDLE[$b]}" "$b.raucb" || die "cannot copy the $b bundle to the board"
     if install "$b"; then fail "$b bundle installed: $(tail -n 3 "$T/install-$b.log")"
     else
-        msg=$(grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
+        msg=$(grep -a -m1 'LastError' "$T/install-$b.log" || grep -v '^ *[0-9]*%' "$T/install-$b.log" | tail -n 2 | tr '\n' ' ')
         case $b in
         # rauc's words: "Signature size is 0" (no signature), "signature verification failed",
         # "Compatible mismatch" (case-sensitive words, so both cases).

@@ -8,6 +8,10 @@
 # renames it to "+0-1" before booting it, so unless the health check commits it (renames it to
 # no counter), the next boot takes the other slot: boot once, then commit.
 ESP=/boot/firmware
+# Where these files are (tests point it at the repository's copies).
+UPDATE_LIB_DIR=${UPDATE_LIB_DIR:-/usr/lib/skywire/update}
+# The running system's root, whose state carry_state copies ("" on a board; a test's fake root).
+RUNNING_ROOT=""
 ENTRIES=$ESP/loader/entries
 SLOT_DIR_PREFIX=$ESP/slot-
 STATUS_FILE=/var/lib/skywire/update-status.json
@@ -51,3 +55,42 @@ write_status() {
     mkdir -p "$(dirname "$STATUS_FILE")"
     tmp=$(mktemp "$STATUS_FILE.XXXXXX") && printf '%s\n' "$1" >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
+
+# slot_on_trial SLOT FILE: status 0 when the booted SLOT (its entry FILE) still has a boot counter.
+slot_on_trial() { [[ $(basename "${2:-}") =~ \+ ]]; }
+
+# carry_state MNT PARTUUID SLOT: the board's state into the new slot mounted at MNT (partition
+# PARTUUID): every path of persist.list present here replaces the new slot's, except the image's own
+# files listed after "!", kept as the new slot has them; its fstab then names its own root and the
+# ESP this board mounts.
+carry_state() {
+    local mnt=$1 partuuid=$2 slot=$3 keep p src esp_dev
+    keep=$(mktemp -d "${TMPDIR:-/run}/skywire-update-keep.XXXXXX")
+    while read -r p; do
+        case $p in '!'*) p=${p#!}; [ -e "$mnt$p" ] && install -D "$mnt$p" "$keep$p";; esac
+    done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$UPDATE_LIB_DIR/persist.list")
+    while read -r p; do
+        case $p in '!'*) continue;; esac
+        for src in $RUNNING_ROOT$p; do            # globs (ssh host keys)
+            [ -e "$src" ] || continue
+            src=${src#"$RUNNING_ROOT"}
+            rm -rf "${mnt:?}$src"
+            mkdir -p "$(dirname "$mnt$src")"
+            cp -a "$RUNNING_ROOT$src" "$mnt$src"
+        done
+    done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$UPDATE_LIB_DIR/persist.list")
+    (cd "$keep" && find . -type f -printf '%P\n' | while read -r p; do cp -a "$p" "$mnt/$p"; done)
+    rm -rf "$keep"
+    sed -i "s|^PARTUUID=[0-9a-fA-F-]*\([[:space:]]\+/[[:space:]]\)|PARTUUID=$partuuid\1|" "$mnt/etc/fstab"
+    # The ESP is this board's, not the one of the image the bundle was built from (every build has
+    # its own partition UUIDs): the new slot mounts it as the running slot does. Without this, the
+    # new slot waited for a partition that does not exist and came up without its boot entries.
+    esp_dev=$(awk -v m=/boot/firmware '$1 !~ /^#/ && $2 == m { print $1; exit }' "$RUNNING_ROOT/etc/fstab")
+    [ -n "$esp_dev" ] || udie "no /boot/firmware line in /etc/fstab"
+    sed -i "s|^[^#[:space:]]\+\([[:space:]]\+/boot/firmware[[:space:]]\)|$esp_dev\1|" "$mnt/etc/fstab"
+    grep -Eq "^$esp_dev[[:space:]]+/boot/firmware[[:space:]]" "$mnt/etc/fstab" || udie "slot $slot's /etc/fstab has no /boot/firmware line"
+}
+
+# A board whose boot selection is not systemd-boot's entries (the Pi's autoboot.txt) replaces the
+# entry functions above in lib-board.sh (image/ab-slots.sh installs it).
+[ ! -f "$UPDATE_LIB_DIR/lib-board.sh" ] || . "$UPDATE_LIB_DIR/lib-board.sh"
