@@ -45,9 +45,71 @@ max_generation() { entries | awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print 
 # rename_entry FILE NEWNAME: atomic on the FAT partition as far as FAT allows (one rename), flushed.
 rename_entry() { mv -f "$1" "$ENTRIES/$2" && sync -f "$ENTRIES"; }
 other_slot() { [ "$1" = A ] && echo B || echo A; }
+# on_trial SLOT: the booted slot's entry still has a counter: only its health check keeps it.
+on_trial() { [[ $(basename "$(slot_entry "$1" | cut -d' ' -f3)") =~ \+ ]]; }
+# booted_committed SLOT: a committed slot booted (nothing to do here: its entry has no counter).
+booted_committed() { :; }
 # write_status JSON: the last update's outcome, for `skywire cli update status` and fleet status.
 write_status() {
     local tmp
     mkdir -p "$(dirname "$STATUS_FILE")"
     tmp=$(mktemp "$STATUS_FILE.XXXXXX") && printf '%s\n' "$1" >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
+
+# prepare_slot SLOT: mounts the freshly written slot, copies its kernel and initrd (and the device
+# trees in SLOT_DEVICE_TREES, U-Boot boards) to /slot-<x>/ on the ESP, carries the device's state
+# over (persist.list), points its fstab at its own partition. Sets VERSION_NEW and PARTUUID_NEW.
+prepare_slot() {
+    local slot=$1 x dev partuuid mnt kver p src keep esp_dev
+    x=$(lower "$slot")
+    dev=/dev/disk/by-partlabel/root-$x
+    partuuid=$(blkid -s PARTUUID -o value "$dev") || udie "no PARTUUID for $dev"
+    mnt=$(mktemp -d /run/skywire-update.XXXXXX)
+    mount -t ext4 "$dev" "$mnt" || udie "cannot mount $dev"
+    trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt" 2>/dev/null' EXIT
+    kver=$(ls "$mnt/lib/modules" | sort -V | tail -n1)
+    [ -n "$kver" ] && [ -f "$mnt/boot/vmlinuz-$kver" ] && [ -f "$mnt/boot/initrd.img-$kver" ] \
+        || udie "slot $slot has no kernel and initrd in /boot"
+    mkdir -p "$SLOT_DIR_PREFIX$x"
+    for p in vmlinuz initrd.img; do
+        src=$mnt/boot/$p-$kver
+        cp "$src" "$SLOT_DIR_PREFIX$x/$p.new" && mv -f "$SLOT_DIR_PREFIX$x/$p.new" "$SLOT_DIR_PREFIX$x/$p"
+    done
+    for p in ${SLOT_DEVICE_TREES:-}; do
+        src=$mnt/usr/lib/linux-image-$kver/$p
+        [ -f "$src" ] || udie "slot $slot has no device tree $p"
+        install -D -m 0644 "$src" "$SLOT_DIR_PREFIX$x/dtbs/$p.new" && mv -f "$SLOT_DIR_PREFIX$x/dtbs/$p.new" "$SLOT_DIR_PREFIX$x/dtbs/$p"
+    done
+    # State: every path of persist.list present here replaces the new slot's; the image's own
+    # files listed after "!" are kept from the new slot.
+    keep=$(mktemp -d /run/skywire-update-keep.XXXXXX)
+    while read -r p; do
+        case $p in '!'*) p=${p#!}; [ -e "$mnt$p" ] && install -D "$mnt$p" "$keep$p";; esac
+    done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' /usr/lib/skywire/update/persist.list)
+    while read -r p; do
+        case $p in '!'*) continue;; esac
+        for src in $p; do            # globs (ssh host keys)
+            [ -e "$src" ] || continue
+            rm -rf "${mnt:?}$src"
+            mkdir -p "$(dirname "$mnt$src")"
+            cp -a "$src" "$mnt$src"
+        done
+    done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' /usr/lib/skywire/update/persist.list)
+    (cd "$keep" && find . -type f -printf '%P\n' | while read -r p; do cp -a "$p" "$mnt/$p"; done)
+    rm -rf "$keep"
+    sed -i "s|^PARTUUID=[0-9a-fA-F-]*\([[:space:]]\+/[[:space:]]\)|PARTUUID=$partuuid\1|" "$mnt/etc/fstab"
+    # The ESP is this board's, not the one of the image the bundle was built from (every build has
+    # its own partition UUIDs): the new slot mounts it as the running slot does. Without this, the
+    # new slot waited for a partition that does not exist and came up without its boot entries.
+    esp_dev=$(awk -v m="$ESP" '$1 !~ /^#/ && $2 == m { print $1; exit }' /etc/fstab)
+    [ -n "$esp_dev" ] || udie "no $ESP line in /etc/fstab"
+    sed -i "s|^[^#[:space:]]\+\([[:space:]]\+$ESP[[:space:]]\)|$esp_dev\1|" "$mnt/etc/fstab"
+    grep -Eq "^$esp_dev[[:space:]]+$ESP[[:space:]]" "$mnt/etc/fstab" || udie "slot $slot's /etc/fstab has no $ESP line"
+    VERSION_NEW=$(sed -n 's/^VERSION=//p' "$mnt/etc/skywire/image-release" 2>/dev/null)
+    sync -f "$mnt"
+    umount "$mnt"; rmdir "$mnt"; trap - EXIT
+    PARTUUID_NEW=$partuuid
+}
+
+# Boards booted by U-Boot's boot script keep the A/B state in a file instead of entries (lib-uboot.sh).
+[ ! -f /usr/lib/skywire/update/lib-uboot.sh ] || . /usr/lib/skywire/update/lib-uboot.sh
