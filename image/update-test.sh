@@ -233,8 +233,9 @@ done
 st=$(gssh cat /var/lib/skywire/update-status.json)
 [ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
 grep -aq 'COMMITTED slot B (v2)' "$T"/serial-*.log && pass "the console shows the commit" || fail "no 'COMMITTED slot B (v2)' on the console"
-gssh "$BOOT_STATE_CMD" | grep -Eq "$(committed_re B)" && pass "slot B is committed (no boot counter left): $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')" \
-    || fail "slot B's entry: $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')"
+# (read whole first: `grep -q` in a pipe with pipefail fails when it stops reading before ssh ends)
+bstate=$(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')
+grep -Eq "$(committed_re B)" <<<"$bstate" && pass "slot B is committed (no boot counter left): $bstate" || fail "slot B's entry: $bstate"
 [ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
     || fail "the visor's key changed across the update"
 [ "$(gssh hostname)" = skwupdate ] && pass "the provisioned hostname was carried over" || fail "hostname after the update: $(gssh hostname)"
