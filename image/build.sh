@@ -83,13 +83,15 @@ for k in DEB_ARCH SKYWIRE_ARCH BOOTLOADER CONSOLE PARTITION_TABLE FIRST_PARTITIO
          BOOT_SIZE_MIB ROOT_SIZE_MIB DEFAULT_OVERLAYS; do
     v="CONF_$k"; [ -n "${!v:-}" ] || die "$CONF_FILE: $k is not set"
 done
-case $CONF_BOOTLOADER in systemd-boot|rpi-firmware|u-boot-extlinux) ;;
-    *) die "$CONF_FILE: unknown BOOTLOADER '$CONF_BOOTLOADER' (systemd-boot, rpi-firmware, u-boot-extlinux)";; esac
+case $CONF_BOOTLOADER in systemd-boot|rpi-firmware|u-boot-extlinux|u-boot-script) ;;
+    *) die "$CONF_FILE: unknown BOOTLOADER '$CONF_BOOTLOADER' (systemd-boot, rpi-firmware, u-boot-extlinux, u-boot-script)";; esac
 case $CONF_PARTITION_TABLE in gpt|dos) ;; *) die "$CONF_FILE: PARTITION_TABLE must be gpt or dos";; esac
-# A/B root slots and signed updates (docs/update.md): systemd-boot boards only, so far.
-case $CONF_AB_SLOTS in no) ;; yes) [ "$CONF_BOOTLOADER" = systemd-boot ] && [ "$CONF_PARTITION_TABLE" = gpt ] \
-        || die "$CONF_FILE: AB_SLOTS=yes needs BOOTLOADER=systemd-boot and PARTITION_TABLE=gpt (docs/update.md)";;
+# A/B root slots and signed updates (docs/update.md): systemd-boot and U-Boot script boards, so far.
+case $CONF_AB_SLOTS in no) ;; yes) [[ $CONF_BOOTLOADER == systemd-boot || $CONF_BOOTLOADER == u-boot-script ]] && [ "$CONF_PARTITION_TABLE" = gpt ] \
+        || die "$CONF_FILE: AB_SLOTS=yes needs BOOTLOADER=systemd-boot or u-boot-script and PARTITION_TABLE=gpt (docs/update.md)";;
     *) die "$CONF_FILE: AB_SLOTS must be yes or no";; esac
+# u-boot-script: U-Boot runs the A/B boot script (image/ab-uboot.sh), so only with A/B slots.
+[ "$CONF_BOOTLOADER" != u-boot-script ] || [ "$CONF_AB_SLOTS" = yes ] || die "$CONF_FILE: BOOTLOADER=u-boot-script needs AB_SLOTS=yes"
 case $CONF_DEB_ARCH in arm64) QEMU_ARCH=aarch64; ELF_MACHINE=AArch64;; amd64) QEMU_ARCH=x86_64; ELF_MACHINE=X86-64;;
     *) die "$CONF_FILE: DEB_ARCH '$CONF_DEB_ARCH' not supported (arm64, amd64)";; esac
 ROOT_SIZE_MIB=${ROOT_SIZE_MIB:-$CONF_ROOT_SIZE_MIB}
@@ -295,6 +297,7 @@ KERNEL_CMDLINE=${KERNEL_CMDLINE% }
 
 # ---------------------------------------------------------------------------
 . "$REPO/image/ab-slots.sh"
+. "$REPO/image/ab-uboot.sh"
 step overlays "applying overlays: $OVERLAYS" "the overlay named in the step log above failed; see its build.sh"
 REPO_DOCS=$REPO/docs
 export ROOT BOOT BOARD CONF_FILE KVER OVERLAYS SOURCE_DATE_EPOCH REPO_DOCS
@@ -407,6 +410,7 @@ label skywire
     append $KERNEL_CMDLINE
 EOF
     ;;
+u-boot-script) ab_uboot_files ;;
 esac
 if [ "$CONF_BOOTLOADER" != rpi-firmware ]; then
     # Kernel upgrades copy the new kernel and initrd onto the boot partition.

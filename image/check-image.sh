@@ -18,6 +18,10 @@
 #                    first partition and do not overlap; extlinux/extlinux.conf's default label
 #                    names a kernel, initrd and device tree that exist on the boot partition, the
 #                    device tree equal to the kernel package's.
+#   u-boot-script    (A/B, image/ab-uboot.sh) the UBOOT_BLOBS as above; /boot.scr holds
+#                    image/files/update/boot.cmd, no extlinux.conf; abstate.txt/.bak boot slot A;
+#                    slot-a/ has the root's kernel, initrd and device tree and slot.env a command line
+#                    naming the root with rauc.slot=A; the root has the U-Boot rauc backend.
 #   rpi-firmware     MBR with a bootable FAT partition; config.txt (arm_64bit=1, its kernel= and
 #                    initramfs files present), cmdline.txt (one line), every file of raspi-firmware
 #                    (/usr/lib/raspi-firmware) present and equal, every DEVICE_TREE present.
@@ -28,6 +32,7 @@ set -euo pipefail
 export LC_ALL=C MTOOLS_SKIP_CHECK=1
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/image/board-conf.sh"
+. "$REPO/image/ab-uboot.sh"
 
 SECTOR=512
 SECTORS_PER_MIB=2048
@@ -156,6 +161,13 @@ else
     fail "no /etc/fstab in the root filesystem"
 fi
 
+if [ "$CONF_AB_SLOTS" = yes ]; then
+    root_file /etc/rauc/system.conf "$TMP/system.conf" && grep -qx "compatible=skywire-$BOARD" "$TMP/system.conf" \
+        && ok "A/B: /etc/rauc/system.conf compatible=skywire-$BOARD" || fail "A/B: /etc/rauc/system.conf missing or not compatible=skywire-$BOARD"
+    root_file /etc/rauc/keyring.pem "$TMP/keyring.pem" && grep -q -- '-----BEGIN CERTIFICATE-----' "$TMP/keyring.pem" \
+        && ok "A/B: update keyring /etc/rauc/keyring.pem present" || fail "A/B: no update keyring /etc/rauc/keyring.pem"
+fi
+
 KVER=$(manifest_value kernel)
 if [ -z "$KVER" ]; then
     KVER=$(debugfs -R 'ls -l /boot' "$R" 2>/dev/null | awk '{print $NF}' | sed -n 's/^vmlinuz-//p' | sort -V | tail -n1)
@@ -168,10 +180,9 @@ file_present() {
     [ -n "$p" ] && [ -f "$B/$p" ] && ok "$2: /$p present" || fail "$2: /${p:-(empty)} missing on the boot partition"
 }
 
-case $CONF_BOOTLOADER in
-u-boot-extlinux)
-    # The bootloader at its sectors equals the u-boot package's files; nothing overlaps.
-    prev_end=0
+# check_uboot_blobs: the bootloader at its sectors equals the u-boot package's files; nothing overlaps.
+check_uboot_blobs() {
+    local prev_end=0 blob f sector pkgfile size end
     for blob in $(tr ' ' '\n' <<<"$CONF_UBOOT_BLOBS" | sort -t: -k2 -n); do
         f=${blob%%:*} sector=${blob##*:}
         pkgfile=/usr/lib/u-boot/$CONF_UBOOT_TARGET/$f
@@ -187,6 +198,11 @@ u-boot-extlinux)
             || fail "u-boot: $f ends at sector $end, inside the first partition (starts at $boot_start)"
         prev_end=$end
     done
+}
+
+case $CONF_BOOTLOADER in
+u-boot-extlinux)
+    check_uboot_blobs
     conf=$B/extlinux/extlinux.conf
     if [ ! -f "$conf" ]; then
         fail "extlinux: /extlinux/extlinux.conf missing"
@@ -211,6 +227,11 @@ u-boot-extlinux)
         [ -n "$kernel" ] && [ -n "$KVER" ] && same "${kernel#/}" "/boot/vmlinuz-$KVER" "kernel"
         [ -n "$initrd" ] && [ -n "$KVER" ] && same "${initrd#/}" "/boot/initrd.img-$KVER" "initrd"
     fi
+    ;;
+u-boot-script)
+    # A/B only (image/ab-uboot.sh): the blobs as for extlinux, then boot.scr, the state and slot A.
+    check_uboot_blobs
+    ab_uboot_check
     ;;
 rpi-firmware)
     [ "$label" = dos ] && ok "Pi: MBR partition table" || fail "Pi: the firmware needs an MBR (dos) partition table, found $label"
@@ -260,10 +281,6 @@ systemd-boot)
         [ "$def" = 'skywire-*' ] && ok "A/B: loader.conf default is the glob skywire-*" || fail "A/B: loader.conf default is '$def', expected skywire-*"
         def=$(cd "$B/loader/entries" 2>/dev/null && ls skywire-*.conf 2>/dev/null | sort -V -r | head -n1)
         grep -q 'rauc\.slot=A' "$B/loader/entries/$def" 2>/dev/null && ok "A/B: entry $def boots slot A" || fail "A/B: entry '${def:-}' has no rauc.slot=A"
-        root_file /etc/rauc/system.conf "$TMP/system.conf" && grep -qx "compatible=skywire-$BOARD" "$TMP/system.conf" \
-            && ok "A/B: /etc/rauc/system.conf compatible=skywire-$BOARD" || fail "A/B: /etc/rauc/system.conf missing or not compatible=skywire-$BOARD"
-        root_file /etc/rauc/keyring.pem "$TMP/keyring.pem" && grep -q -- '-----BEGIN CERTIFICATE-----' "$TMP/keyring.pem" \
-            && ok "A/B: update keyring /etc/rauc/keyring.pem present" || fail "A/B: no update keyring /etc/rauc/keyring.pem"
     fi
     entry=$B/loader/entries/$def
     if [ -z "$def" ] || [ ! -f "$entry" ]; then

@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(mmdebstrap debian-archive-keyring qemu-user-static binfmt-support arch-test
       qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils
       mtools dosfstools e2fsprogs fdisk xz-utils zstd bmap-tools jq openssl
-      binutils coreutils tar git xxd python3 curl openssh-client rauc squashfs-tools)
+      binutils coreutils tar git xxd python3 curl openssh-client rauc squashfs-tools
+      u-boot-tools u-boot-qemu)  # mkimage (boot.scr); the U-Boot of QEMU virt (qemu-arm64-uboot)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

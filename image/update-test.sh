@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # image/update-test.sh: A/B updates of a board image under QEMU (`make update-test`, docs/update.md).
 #
-#   BOARD=qemu-arm64-ab|x86-64 [SKYWIRE_BIN=the board's skywire] image/update-test.sh
+#   BOARD=qemu-arm64-ab|qemu-arm64-uboot|x86-64 [SKYWIRE_BIN=the board's skywire] image/update-test.sh
 #
 # Builds image v1 and the bundles v2 (good), v3bad (v2's root filesystem with a stand-in skywire that
 # exits 1: its visor cannot start), v2 signed by another key, v2 for another board, and an unsigned file; boots v1 (slot A)
@@ -18,13 +18,15 @@ set -euo pipefail
 {
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BOARD=${BOARD:-qemu-arm64-ab}
-case $BOARD in qemu-arm64-ab|x86-64) ;; *) echo "update-test: only qemu-arm64-ab and x86-64 so far (docs/update.md)" >&2; exit 2;; esac
+case $BOARD in qemu-arm64-ab|qemu-arm64-uboot|x86-64) ;;
+    *) echo "update-test: only qemu-arm64-ab, qemu-arm64-uboot and x86-64 so far (docs/update.md)" >&2; exit 2;; esac
 # The machine (image/testing/qemu-machine.sh: x86-64 under KVM when /dev/kvm is usable), the board's
 # skywire build, and another A/B board for the bundle that must be refused as another board's.
 . "$REPO/image/testing/qemu-machine.sh"
 SKYWIRE_ARCH=$(sed -n 's/^SKYWIRE_ARCH=//p' "$REPO/board-configs/$BOARD.conf")
 OTHER_BOARD=x86-64; [ "$BOARD" != x86-64 ] || OTHER_BOARD=qemu-arm64-ab
 OUT=$REPO/out/update-test
+[ "$BOARD" = qemu-arm64-ab ] || OUT=$OUT-$BOARD
 CACHE_DIR=${SKYWIRE_BUILD_CACHE:-/var/cache/skywire-build}
 GUEST_MEM_MIB=2048
 GUEST_CPUS=2
@@ -120,15 +122,25 @@ ssh-keygen -q -t ed25519 -N '' -f "$T/id_ed25519"
 printf '{"version": 1, "hostname": "skwupdate", "ssh_authorized_keys": ["%s"]}\n' "$(cat "$T/id_ed25519.pub")" >"$T/skywire-provision.json"
 boot_off=$(sfdisk --json "$T/disk.img" | jq '.partitiontable.partitions[0].start * 512')
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/skywire-provision.json" ::/skywire-provision.json
+# The boot selection's state (systemd-boot entries here; image/update-test-uboot.sh for U-Boot):
+# add_kernel_arg ARG: appends ARG to slot A's kernel command line on the disk image;
+# esp_entries: the state read from the disk image (QEMU stopped or not);
+# BOOT_STATE_CMD: the board command that prints it; committed_re SLOT: a regex it matches when SLOT
+# is committed.
+add_kernel_arg() {
+    local entry
+    entry=$(MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries | xargs -n1 basename | grep '^skywire-' | head -n1)
+    MTOOLS_SKIP_CHECK=1 mtype -i "$T/disk.img@@$boot_off" "::/loader/entries/$entry" | sed "s/^options .*/& $1/" >"$T/entry.conf"
+    MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/entry.conf" "::/loader/entries/$entry"
+}
+esp_entries() { MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries 2>/dev/null | xargs -n1 basename | sort | tr '\n' ' '; }
+BOOT_STATE_CMD='ls /boot/firmware/loader/entries'
+committed_re() { echo "^skywire-[0-9]+-$(tr AB ab <<<"$1")\\.conf\$"; }
+[ "$BOARD" != qemu-arm64-uboot ] || . "$REPO/image/update-test-uboot.sh"
 # On a loaded host udev can take longer than systemd's 90 s device timeout, and the FAT partition
 # (with the provisioning file) is then not mounted: the test gives devices 10 minutes (kernel
-# command line of slot A's entry; set-primary copies it into the other slot's entries).
-entry=$(MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries | xargs -n1 basename | grep '^skywire-' | head -n1)
-MTOOLS_SKIP_CHECK=1 mtype -i "$T/disk.img@@$boot_off" "::/loader/entries/$entry" \
-    | sed "s/^options .*/& $DEVICE_TIMEOUT_ARG/" >"$T/entry.conf"
-MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/entry.conf" "::/loader/entries/$entry"
-# esp_entries: the boot entries on the ESP, read from the disk image (QEMU stopped or not).
-esp_entries() { MTOOLS_SKIP_CHECK=1 mdir -b -i "$T/disk.img@@$boot_off" ::/loader/entries 2>/dev/null | xargs -n1 basename | sort | tr '\n' ' '; }
+# command line of slot A; set-primary copies it into the other slot's).
+add_kernel_arg "$DEVICE_TIMEOUT_ARG"
 
 # --- QEMU ---------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -178,7 +190,7 @@ gssh 'journalctl -b -u skywire-update-health --no-pager' | grep -q 'is committed
     && pass "health check: v1 is committed, nothing to check" || fail "health check on v1: $(gssh 'journalctl -b -u skywire-update-health --no-pager | tail -n 5')"
 
 # 1. Refused bundles: nothing changes.
-before=$(gssh 'ls /boot/firmware/loader/entries; /usr/lib/skywire/update/bootloader get-primary')
+before=$(gssh "$BOOT_STATE_CMD; /usr/lib/skywire/update/bootloader get-primary")
 for b in unsigned otherkey otherboard; do
     upload "${BUNDLE[$b]}" "$b.raucb" || die "cannot copy the $b bundle to the board"
     if install "$b"; then fail "$b bundle installed: $(tail -n 3 "$T/install-$b.log")"
@@ -193,7 +205,7 @@ for b in unsigned otherkey otherboard; do
     fi
     gssh "rm -f /tmp/$b.raucb"
 done
-after=$(gssh 'ls /boot/firmware/loader/entries; /usr/lib/skywire/update/bootloader get-primary')
+after=$(gssh "$BOOT_STATE_CMD; /usr/lib/skywire/update/bootloader get-primary")
 [ "$before" = "$after" ] && pass "refused bundles changed nothing (entries and next slot: $(tr '\n' ' ' <<<"$after"))" \
     || fail "refused bundles changed the boot entries: '$before' -> '$after'"
 
@@ -216,7 +228,7 @@ reboot_into() {
 upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle to the board"
 install v2 && pass "v2 installed into slot B in ${INSTALL_SECONDS} s" || fail "v2 install failed: $(tail -n 5 "$T/install-v2.log")"
 V2_INSTALL_SECONDS=$INSTALL_SECONDS
-echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+echo "update-test: entries before the reboot: $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')"
 gssh 'rm -f /tmp/v2.raucb'
 reboot_into v2 B && pass "v2 boots in slot B ($REBOOT_SECONDS s after the reboot)" || die "v2 did not come up in slot B: running '$(running)'"
 for i in $(seq 1 120); do
@@ -225,8 +237,9 @@ done
 st=$(gssh cat /var/lib/skywire/update-status.json)
 [ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
 grep -aq 'COMMITTED slot B (v2)' "$T"/serial-*.log && pass "the console shows the commit" || fail "no 'COMMITTED slot B (v2)' on the console"
-gssh 'ls /boot/firmware/loader/entries' | grep -Eq '^skywire-[0-9]+-b\.conf$' && pass "slot B's entry has no boot counter left: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')" \
-    || fail "slot B's entry: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+# (read whole first: `grep -q` in a pipe with pipefail fails when it stops reading before ssh ends)
+bstate=$(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')
+grep -Eq "$(committed_re B)" <<<"$bstate" && pass "slot B is committed (no boot counter left): $bstate" || fail "slot B's entry: $bstate"
 [ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
     || fail "the visor's key changed across the update"
 [ "$(gssh hostname)" = skwupdate ] && pass "the provisioned hostname was carried over" || fail "hostname after the update: $(gssh hostname)"
@@ -234,7 +247,7 @@ gssh 'ls /boot/firmware/loader/entries' | grep -Eq '^skywire-[0-9]+-b\.conf$' &&
 # 3. v3bad: installs into A, boots once in A, fails its health check, back to v2 in B by itself.
 upload "${BUNDLE[v3bad]}" v3bad.raucb || die "cannot copy the v3bad bundle"
 install v3bad && pass "v3bad installed into slot A in ${INSTALL_SECONDS} s" || fail "v3bad install failed: $(tail -n 5 "$T/install-v3bad.log")"
-echo "update-test: entries before the reboot: $(gssh 'ls /boot/firmware/loader/entries' | tr '\n' ' ')"
+echo "update-test: entries before the reboot: $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')"
 gssh 'rm -f /tmp/v3bad.raucb'
 if reboot_into v2 B; then
     pass "v3bad rolled back to v2 in slot B by itself ($REBOOT_SECONDS s after the reboot, through the trial of slot A)"

@@ -11,6 +11,8 @@ pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       chromium chromium-driver python3-selenium)  # the last three: the web UI's browser test (t-ui.sh)
 # image/check-image.sh and Tests/integration/t-image-check.sh (FAT with mtools, ext4 with debugfs, sfdisk).
 pkgs+=(mtools dosfstools e2fsprogs fdisk)
+# Tests/integration/t-uboot-script.sh (the A/B boot script under QEMU virt's U-Boot; mkimage).
+pkgs+=(qemu-system-arm u-boot-qemu u-boot-tools)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
     pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light libnginx-mod-stream wireguard-go wireguard-tools openvpn openssl

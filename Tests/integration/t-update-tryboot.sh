@@ -118,11 +118,11 @@ expect "update status after the install" "installed B v2" jq -r '"\(.state) \(.s
 boot B                                       # the firmware took [tryboot]'s partition: slot B, once
 expect "trial boot: get-current" B bl get-current
 expect "trial boot: the health check sees slot B on trial" "0 trial" bash -c '. "$UPDATE_LIB_DIR/lib.sh"; slot_entry B | cut -d" " -f1,2'
-bash -c '. "$UPDATE_LIB_DIR/lib.sh"; slot_on_trial B' && pass "slot_on_trial B in its trial boot" || fail "slot_on_trial B is false in B's trial boot"
+bash -c '. "$UPDATE_LIB_DIR/lib.sh"; on_trial B' && pass "on_trial B in its trial boot" || fail "on_trial B is false in B's trial boot"
 bl set-state B good && pass "rauc status mark-good booted (set-state B good)" || fail "set-state B good failed"
 expect_autoboot 3 3 "committed B"
 expect "after the commit: get-primary" B bl get-primary
-bash -c '. "$UPDATE_LIB_DIR/lib.sh"; slot_on_trial B' && fail "slot B still on trial after its commit" || pass "slot B not on trial after its commit"
+bash -c '. "$UPDATE_LIB_DIR/lib.sh"; on_trial B' && fail "slot B still on trial after its commit" || pass "slot B not on trial after its commit"
 boot B
 expect "a normal boot after the commit: get-state B" good bl get-state B
 expect "a normal boot after the commit: get-state A (the old slot, intact)" good bl get-state A

@@ -14,6 +14,8 @@
 # OVMF's first instructions, so the probe boots OVMF alone and waits for its boot manager.
 
 QEMU_AAVMF=/usr/share/qemu-efi-aarch64/QEMU_EFI.fd
+# Debian's U-Boot for QEMU virt (u-boot-qemu): runs boot.scr from the disk (U-Boot boards' A/B).
+QEMU_UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin
 QEMU_OVMF=/usr/share/ovmf/OVMF.fd
 QEMU_OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 QEMU_OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -53,6 +55,10 @@ qemu_machine() {
         QEMU_ACCEL=tcg
         fw=$QEMU_AAVMF
         QEMU_MACHINE=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$QEMU_AAVMF") ;;
+    qemu-arm64-uboot)
+        QEMU_ACCEL=tcg
+        fw=$QEMU_UBOOT
+        QEMU_MACHINE=(qemu-system-aarch64 -M virt -cpu cortex-a57 -accel tcg,thread=multi -bios "$QEMU_UBOOT") ;;
     x86-64)
         QEMU_ACCEL=tcg
         case ${USE_KVM:-auto} in
@@ -67,8 +73,8 @@ qemu_machine() {
         [ "$QEMU_ACCEL" = tcg ] || QEMU_MACHINE+=(-cpu host)
         QEMU_MACHINE+=(-drive "if=pflash,format=raw,unit=1,file=$2/ovmf-vars.fd"
                        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$QEMU_OVMF_CODE") ;;
-    *) echo "qemu-machine: BOARD=$1 has no QEMU machine here (qemu-arm64, qemu-arm64-ab, x86-64)" >&2; return 1 ;;
+    *) echo "qemu-machine: BOARD=$1 has no QEMU machine here (qemu-arm64, qemu-arm64-ab, qemu-arm64-uboot, x86-64)" >&2; return 1 ;;
     esac
-    [ -f "$fw" ] || { echo "qemu-machine: UEFI firmware $fw missing (image/host-deps.sh installs qemu-efi-aarch64 and ovmf)" >&2; return 1; }
+    [ -f "$fw" ] || { echo "qemu-machine: UEFI firmware $fw missing (image/host-deps.sh installs qemu-efi-aarch64, ovmf and u-boot-qemu)" >&2; return 1; }
     echo "qemu-machine: $1 under ${QEMU_ACCEL^^}" >&2
 }

@@ -8,6 +8,8 @@
 # renames it to "+0-1" before booting it, so unless the health check commits it (renames it to
 # no counter), the next boot takes the other slot: boot once, then commit.
 ESP=/boot/firmware
+# The ESP's mount point as /etc/fstab names it (tests move ESP, not this).
+ESP_MOUNT=/boot/firmware
 # Where these files are (tests point it at the repository's copies).
 UPDATE_LIB_DIR=${UPDATE_LIB_DIR:-/usr/lib/skywire/update}
 # The running system's root, whose state carry_state copies ("" on a board; a test's fake root).
@@ -49,15 +51,16 @@ max_generation() { entries | awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print 
 # rename_entry FILE NEWNAME: atomic on the FAT partition as far as FAT allows (one rename), flushed.
 rename_entry() { mv -f "$1" "$ENTRIES/$2" && sync -f "$ENTRIES"; }
 other_slot() { [ "$1" = A ] && echo B || echo A; }
+# on_trial SLOT: the booted slot's entry still has a counter: only its health check keeps it.
+on_trial() { [[ $(basename "$(slot_entry "$1" | cut -d' ' -f3)") =~ \+ ]]; }
+# booted_committed SLOT: a committed slot booted (nothing to do here: its entry has no counter).
+booted_committed() { :; }
 # write_status JSON: the last update's outcome, for `skywire cli update status` and fleet status.
 write_status() {
     local tmp
     mkdir -p "$(dirname "$STATUS_FILE")"
     tmp=$(mktemp "$STATUS_FILE.XXXXXX") && printf '%s\n' "$1" >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
-
-# slot_on_trial SLOT FILE: status 0 when the booted SLOT (its entry FILE) still has a boot counter.
-slot_on_trial() { [[ $(basename "${2:-}") =~ \+ ]]; }
 
 # carry_state MNT PARTUUID SLOT: the board's state into the new slot mounted at MNT (partition
 # PARTUUID): every path of persist.list present here replaces the new slot's, except the image's own
@@ -85,12 +88,45 @@ carry_state() {
     # The ESP is this board's, not the one of the image the bundle was built from (every build has
     # its own partition UUIDs): the new slot mounts it as the running slot does. Without this, the
     # new slot waited for a partition that does not exist and came up without its boot entries.
-    esp_dev=$(awk -v m=/boot/firmware '$1 !~ /^#/ && $2 == m { print $1; exit }' "$RUNNING_ROOT/etc/fstab")
-    [ -n "$esp_dev" ] || udie "no /boot/firmware line in /etc/fstab"
-    sed -i "s|^[^#[:space:]]\+\([[:space:]]\+/boot/firmware[[:space:]]\)|$esp_dev\1|" "$mnt/etc/fstab"
-    grep -Eq "^$esp_dev[[:space:]]+/boot/firmware[[:space:]]" "$mnt/etc/fstab" || udie "slot $slot's /etc/fstab has no /boot/firmware line"
+    esp_dev=$(awk -v m="$ESP_MOUNT" '$1 !~ /^#/ && $2 == m { print $1; exit }' "$RUNNING_ROOT/etc/fstab")
+    [ -n "$esp_dev" ] || udie "no $ESP_MOUNT line in /etc/fstab"
+    sed -i "s|^[^#[:space:]]\+\([[:space:]]\+$ESP_MOUNT[[:space:]]\)|$esp_dev\1|" "$mnt/etc/fstab"
+    grep -Eq "^$esp_dev[[:space:]]+$ESP_MOUNT[[:space:]]" "$mnt/etc/fstab" || udie "slot $slot's /etc/fstab has no $ESP_MOUNT line"
 }
 
+# prepare_slot SLOT: mounts the freshly written slot, copies its kernel and initrd (and the device
+# trees in SLOT_DEVICE_TREES, U-Boot boards) to /slot-<x>/ on the ESP, carries the device's state
+# over (persist.list), points its fstab at its own partition. Sets VERSION_NEW and PARTUUID_NEW.
+prepare_slot() {
+    local slot=$1 x dev partuuid mnt kver p src
+    x=$(lower "$slot")
+    dev=/dev/disk/by-partlabel/root-$x
+    partuuid=$(blkid -s PARTUUID -o value "$dev") || udie "no PARTUUID for $dev"
+    mnt=$(mktemp -d /run/skywire-update.XXXXXX)
+    mount -t ext4 "$dev" "$mnt" || udie "cannot mount $dev"
+    trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt" 2>/dev/null' EXIT
+    kver=$(ls "$mnt/lib/modules" | sort -V | tail -n1)
+    [ -n "$kver" ] && [ -f "$mnt/boot/vmlinuz-$kver" ] && [ -f "$mnt/boot/initrd.img-$kver" ] \
+        || udie "slot $slot has no kernel and initrd in /boot"
+    mkdir -p "$SLOT_DIR_PREFIX$x"
+    for p in vmlinuz initrd.img; do
+        src=$mnt/boot/$p-$kver
+        cp "$src" "$SLOT_DIR_PREFIX$x/$p.new" && mv -f "$SLOT_DIR_PREFIX$x/$p.new" "$SLOT_DIR_PREFIX$x/$p"
+    done
+    for p in ${SLOT_DEVICE_TREES:-}; do
+        src=$mnt/usr/lib/linux-image-$kver/$p
+        [ -f "$src" ] || udie "slot $slot has no device tree $p"
+        install -D -m 0644 "$src" "$SLOT_DIR_PREFIX$x/dtbs/$p.new" && mv -f "$SLOT_DIR_PREFIX$x/dtbs/$p.new" "$SLOT_DIR_PREFIX$x/dtbs/$p"
+    done
+    carry_state "$mnt" "$partuuid" "$slot"
+    VERSION_NEW=$(sed -n 's/^VERSION=//p' "$mnt/etc/skywire/image-release" 2>/dev/null)
+    sync -f "$mnt"
+    umount "$mnt"; rmdir "$mnt"; trap - EXIT
+    PARTUUID_NEW=$partuuid
+}
+
+# Boards booted by U-Boot's boot script keep the A/B state in a file instead of entries (lib-uboot.sh).
+[ ! -f /usr/lib/skywire/update/lib-uboot.sh ] || . /usr/lib/skywire/update/lib-uboot.sh
 # A board whose boot selection is not systemd-boot's entries (the Pi's autoboot.txt) replaces the
 # entry functions above in lib-board.sh (image/ab-slots.sh installs it).
 [ ! -f "$UPDATE_LIB_DIR/lib-board.sh" ] || . "$UPDATE_LIB_DIR/lib-board.sh"

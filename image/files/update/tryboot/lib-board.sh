@@ -107,4 +107,4 @@ slot_state() {
 # slot_entry SLOT: "<generation> <state> <file>" as lib.sh's (the health check reads it); the file
 # is autoboot.txt, the generation unused (0).
 slot_entry() { [ -f "$AUTOBOOT" ] || return 0; echo "0 $(slot_state "$1") $AUTOBOOT"; }
-slot_on_trial() { [ "$(slot_state "$1")" = trial ]; }
+on_trial() { [ "$(slot_state "$1")" = trial ]; }
