@@ -153,7 +153,7 @@ start_host_visor() {
          | .transport.sudph_port = 0 | .transport.discovery = "" | .transport.peers = {($bpk): {stcpr: $baddr}}
          | .transport.dmsg_servers = [] | .ui = {listen: ""}
          | .launcher.apps = [{name: "update-server", port: $uport, auto_start: true, args: ["--dir", $dir, "--whitelist", $bpk]}]' \
-        "$T/host.json" >"$T/host.json.new" && install -m 600 "$T/host.json.new" "$T/host.json"
+        "$T/host.json" >"$T/host.json.new" && command install -m 600 "$T/host.json.new" "$T/host.json"
     "$HOST_SKYWIRE_BIN" visor -c "$T/host.json" >>"$T/host-visor.log" 2>&1 &
     HOST_VISOR_PID=$!
     for i in $(seq 1 100); do
