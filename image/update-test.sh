@@ -8,12 +8,18 @@
 # and checks, over SSH (QEMU user networking, 127.0.0.1 only):
 #   1. the unsigned, the other key's and the other board's bundles are refused with a clear message
 #      and nothing changes (boot entries, next slot);
-#   2. v2 installs into slot B, the board reboots into it, reports v2, commits the slot (health
-#      check) and keeps the visor's key and hostname;
-#   3. v3bad installs into slot A, boots once there, fails its health check, and the board comes
-#      back to v2 in slot B by itself, reporting the rollback;
+#   2. v2 comes over the mesh: a host visor started here (127.0.0.1 only; the guest reaches it as
+#      10.0.2.2, the board is provisioned with it as a static stcpr peer) serves v2 and v3bad with
+#      its update-server app to the board's key only; the board runs `skywire cli update apply
+#      --from HOST_PK` (progress, SHA-256, rauc), reboots into slot B, reports v2, commits the slot
+#      (health check: its transport to the host visor up too) and keeps the visor's key and hostname;
+#   3. `fleet/fleet.py update --from HOST_PK` from the host (the owner visor = the host visor, the
+#      device's pty admits its key) installs v3bad over the mesh into slot A and reboots the board;
+#      v3bad fails its health check, the board comes back to v2 in slot B by itself, and the
+#      rollout reports the rollback and stops before the second device (a key with no visor);
 #   4. a power cut (QEMU killed) in the middle of writing a bundle into slot A leaves v2 booting.
-# Prints bundle sizes and install times. Root (image builds, loop-free). Work under $T (kept on failure).
+# Prints bundle sizes, mesh transfer rates and install times. Root (image builds, loop-free). Work
+# under $T (kept on failure). HOST_SKYWIRE_BIN: the host's skywire (default: `swift build` here).
 set -euo pipefail
 {
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +39,17 @@ GUEST_CPUS=2
 # Bounds (generous: TCG on a loaded 2-core host).
 SSH_WAIT_SECONDS=900
 INSTALL_TIMEOUT_SECONDS=1200
+# Fetch over the mesh (~200 MB under TCG) plus the install.
+MESH_APPLY_TIMEOUT_SECONDS=2400
+# fleet update: the rollback (trial boot, failed check, reboot into v2) reported within this.
+FLEET_WAIT_SECONDS=1800
+FLEET_POLL_SECONDS=15
+# QEMU user networking: the guest reaches the host's 127.0.0.1 as this address.
+GUEST_HOST_ADDR=10.0.2.2
+# The update-server app's port (docs/update.md) and the pty app's (docs/pty.md).
+UPDATE_SERVER_PORT=24
+# The board's stcpr listener (the visor's default port, `skywire config gen`).
+BOARD_STCPR_PORT=7777
 ROLLBACK_WAIT_SECONDS=1500
 # How long after rauc starts copying the image into the slot QEMU is killed.
 CUT_DELAY_SECONDS=4
@@ -45,9 +62,10 @@ FAILS=0 PASSES=0
 pass() { PASSES=$((PASSES + 1)); echo "update-test: ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); echo "update-test: FAIL: $*"; }
 die() { echo "update-test: ERROR: $*" >&2; exit 1; }
-QEMU_PID=""
+QEMU_PID="" HOST_VISOR_PID=""
 cleanup() {
     [ -z "$QEMU_PID" ] || kill -9 "$QEMU_PID" 2>/dev/null || true
+    [ -z "$HOST_VISOR_PID" ] || kill "$HOST_VISOR_PID" 2>/dev/null || true
     if ((FAILS)) || [ -n "${KEEP:-}" ]; then echo "update-test: work directory kept: $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -115,11 +133,52 @@ declare -A BUNDLE=([v2]=$OUT/v2/skywire-$BOARD-v2.raucb [v3bad]=$OUT/v3bad/skywi
                    [unsigned]=$T/unsigned.raucb)
 for b in v2 v3bad; do echo "update-test: bundle $b: $(stat -c %s "${BUNDLE[$b]}") bytes"; done
 
+# --- the host visor -------------------------------------------------------------
+# It serves v2 and v3bad (hard links in $T/bundles) with its update-server app and is the fleet's
+# owner visor. It listens on 127.0.0.1 only (stcpr; no sudph, discovery, dmsg or UI). Its key is
+# made now (the board is provisioned with it); it starts once the board's key is known. Both dial
+# on demand: the board the host as $GUEST_HOST_ADDR:HOST_PORT (its static peer, provisioned), the
+# host the board's stcpr listener through a QEMU port forward (127.0.0.1:BOARD_FWD_PORT).
+if [ -z "${HOST_SKYWIRE_BIN:-}" ]; then
+    (cd "$REPO" && swift build --product skywire >&2)
+    HOST_SKYWIRE_BIN=$(cd "$REPO" && swift build --show-bin-path)/skywire
+fi
+[ -x "$HOST_SKYWIRE_BIN" ] || die "no host skywire at $HOST_SKYWIRE_BIN"
+mkdir -p "$T/bundles"
+for b in v2 v3bad; do
+    ln -f "${BUNDLE[$b]}" "$T/bundles/" 2>/dev/null || cp "${BUNDLE[$b]}" "$T/bundles/"
+done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HOST_PORT=$(free_port) BOARD_FWD_PORT=$(free_port)
+HOST_PK=$("$HOST_SKYWIRE_BIN" config gen -o "$T/host.json")
+hcli() { "$HOST_SKYWIRE_BIN" cli --rpc "$T/host.sock" "$@"; }
+# start_host_visor BOARD_PK: the update-server serves BOARD_PK only; the board is a static peer.
+start_host_visor() {
+    jq --arg sock "$T/host.sock" --arg st "$T/host-state" --argjson port "$HOST_PORT" --arg dir "$T/bundles" \
+        --argjson uport "$UPDATE_SERVER_PORT" --arg bpk "$1" --arg baddr "127.0.0.1:$BOARD_FWD_PORT" \
+        '.cli_addr = $sock | .state_dir = $st | .transport.listen_addr = "127.0.0.1" | .transport.stcpr_port = $port
+         | .transport.sudph_port = 0 | .transport.discovery = "" | .transport.peers = {($bpk): {stcpr: $baddr}}
+         | .transport.dmsg_servers = [] | .ui = {listen: ""}
+         | .launcher.apps = [{name: "update-server", port: $uport, auto_start: true, args: ["--dir", $dir, "--whitelist", $bpk]}]' \
+        "$T/host.json" >"$T/host.json.new" && command install -m 600 "$T/host.json.new" "$T/host.json"
+    "$HOST_SKYWIRE_BIN" visor -c "$T/host.json" >>"$T/host-visor.log" 2>&1 &
+    HOST_VISOR_PID=$!
+    for i in $(seq 1 100); do
+        hcli visor info >/dev/null 2>&1 && return 0
+        kill -0 "$HOST_VISOR_PID" 2>/dev/null || die "the host visor exited: $(tail -n 5 "$T/host-visor.log")"
+        sleep 0.2
+    done
+    die "the host visor did not open its control socket: $(tail -n 5 "$T/host-visor.log")"
+}
+
 # --- the disk -----------------------------------------------------------------
 if [ -n "${V1_RAW:-}" ]; then cp --sparse=always "$V1_RAW" "$T/disk.img"
 else xz -dc "$OUT/v1/skywire-$BOARD-v1.img.xz" | dd of="$T/disk.img" bs=4M conv=sparse status=none; fi
 ssh-keygen -q -t ed25519 -N '' -f "$T/id_ed25519"
-printf '{"version": 1, "hostname": "skwupdate", "ssh_authorized_keys": ["%s"]}\n' "$(cat "$T/id_ed25519.pub")" >"$T/skywire-provision.json"
+# The host visor: a static peer (stcpr through QEMU's host alias) and the pty app's only key.
+jq -n --arg ssh "$(cat "$T/id_ed25519.pub")" --arg hpk "$HOST_PK" --arg addr "$GUEST_HOST_ADDR:$HOST_PORT" \
+    '{version: 1, hostname: "skwupdate", ssh_authorized_keys: [$ssh], peers: {($hpk): {stcpr: $addr}},
+      app_whitelists: {pty: [$hpk]}}' >"$T/skywire-provision.json"
 boot_off=$(sfdisk --json "$T/disk.img" | jq '.partitiontable.partitions[0].start * 512')
 MTOOLS_SKIP_CHECK=1 mcopy -o -i "$T/disk.img@@$boot_off" "$T/skywire-provision.json" ::/skywire-provision.json
 # The boot selection's state (systemd-boot entries here; image/update-test-uboot.sh for U-Boot):
@@ -143,14 +202,13 @@ committed_re() { echo "^skywire-[0-9]+-$(tr AB ab <<<"$1")\\.conf\$"; }
 add_kernel_arg "$DEVICE_TIMEOUT_ARG"
 
 # --- QEMU ---------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SSH_PORT=$(free_port)
 BOOTS=0
 start_qemu() {
     BOOTS=$((BOOTS + 1))
     "${QEMU_MACHINE[@]}" -smp "$GUEST_CPUS" -m "$GUEST_MEM_MIB" -display none -monitor none -serial "file:$T/serial-$BOOTS.log" \
         -drive "if=none,id=hd0,format=raw,file=$T/disk.img" -device virtio-blk-pci,drive=hd0 \
-        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" -device virtio-net-pci,netdev=n0,romfile= \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$BOARD_FWD_PORT-:$BOARD_STCPR_PORT" -device virtio-net-pci,netdev=n0,romfile= \
         -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0 >"$T/qemu-$BOOTS.log" 2>&1 &
     QEMU_PID=$!
 }
@@ -185,6 +243,7 @@ wait_boot "" || die "v1 did not come up on SSH within $SSH_WAIT_SECONDS s: $(tai
 [ "$(running)" = "v1 A" ] && pass "v1 boots in slot A" || fail "running '$(running)', expected 'v1 A'"
 gssh 'rauc status' >"$T/rauc-status-v1.txt" 2>&1 && pass "rauc status answers (booted A)" || fail "rauc status: $(tail -n 5 "$T/rauc-status-v1.txt")"
 PK_V1=$(gssh "jq -r .pk /etc/skywire/skywire-config.json")
+[[ $PK_V1 =~ ^[0-9a-f]{64}$ ]] || die "no visor key on the board: '$PK_V1'"
 for i in $(seq 1 60); do [ "$(gssh systemctl show -P ActiveState skywire-update-health.service)" = active ] && break; sleep 5; done
 gssh 'journalctl -b -u skywire-update-health --no-pager' | grep -q 'is committed: nothing to check' \
     && pass "health check: v1 is committed, nothing to check" || fail "health check on v1: $(gssh 'journalctl -b -u skywire-update-health --no-pager | tail -n 5')"
@@ -224,12 +283,43 @@ reboot_into() {
     return 1
 }
 
-# 2. v2: installs into B, boots once in B, commits, keeps the key.
-upload "${BUNDLE[v2]}" v2.raucb || die "cannot copy the v2 bundle to the board"
-install v2 && pass "v2 installed into slot B in ${INSTALL_SECONDS} s" || fail "v2 install failed: $(tail -n 5 "$T/install-v2.log")"
-V2_INSTALL_SECONDS=$INSTALL_SECONDS
+# The host visor's update-server serves the board's key only (read from the board), and the
+# board's visor dials the host visor when it needs it (its provisioned static peer).
+[ "$(gssh "jq -r '.transport.stcpr_port // $BOARD_STCPR_PORT' /etc/skywire/skywire-config.json")" = "$BOARD_STCPR_PORT" ] \
+    || die "the board's stcpr port is not $BOARD_STCPR_PORT (the QEMU port forward's)"
+start_host_visor "$PK_V1"
+st=$(hcli apps ls --json | jq -c '.[] | select(.name == "update-server") | {status, args}')
+[ "$(jq -r .status <<<"$st")" = running ] && [ "$(jq -c '.args[-2:]' <<<"$st")" = "[\"--whitelist\",\"$PK_V1\"]" ] \
+    && pass "host visor $HOST_PK (127.0.0.1:$HOST_PORT): update-server runs for the board's key only" \
+    || fail "host update-server: $st"
+server_info() { hcli apps ls --json | jq -c '.[] | select(.name == "update-server") | .info'; }
+# fetch_rate LOG: the CLI's last progress line's rate over the whole fetch ("R MiB/s, received N bytes").
+fetch_rate() { grep -ao '[0-9.]* MiB/s, received [0-9]* bytes' "$1" 2>/dev/null | tail -n1 || true; }
+
+# 2. v2 over the mesh: fetched from the host visor, installed into B, boots once in B, commits.
+V2_NAME=$(basename "${BUNDLE[v2]}")
+V2_SUM=$(sha256sum <"${BUNDLE[v2]}" | cut -d' ' -f1)
+t=$(date +%s) rc=0
+# Each line stamped with the host's clock (seconds since the start) to time the transfer.
+{ timeout "$MESH_APPLY_TIMEOUT_SECONDS" "${SSH[@]}" "skywire cli update apply --from $HOST_PK --bundle $V2_NAME" 2>&1 \
+    | while IFS= read -r l; do printf '%s %s\n' "$(($(date +%s) - t))" "$l"; done >"$T/install-v2.log"; } || rc=$?
+V2_INSTALL_SECONDS=$(($(date +%s) - t))
+[ $rc = 0 ] && grep -aq 'succeeded' "$T/install-v2.log" \
+    && pass "v2 fetched over the mesh and installed into slot B in ${V2_INSTALL_SECONDS} s (skywire cli update apply --from the host visor)" \
+    || fail "v2 apply --from the host visor: exit $rc: $(tail -n 5 "$T/install-v2.log")"
+n=$(grep -ac "^[0-9]* $V2_NAME: .* MiB/s" "$T/install-v2.log" || true)
+((n >= 2)) && pass "progress printed ($n lines; last: $(grep -a "^[0-9]* $V2_NAME: .* MiB/s" "$T/install-v2.log" | tail -n1 | cut -d' ' -f2-))" \
+    || fail "no progress lines: $(head -n 3 "$T/install-v2.log")"
+grep -aq "SHA-256 $V2_SUM verified" "$T/install-v2.log" && pass "the fetched bundle's SHA-256 matches the host's file ($V2_SUM)" \
+    || fail "SHA-256 of the fetched v2 not verified as $V2_SUM: $(grep -a 'SHA-256\|checksum' "$T/install-v2.log")"
+V2_FETCH_SECONDS=$(grep -a "received [0-9]* bytes" "$T/install-v2.log" | tail -n1 | cut -d' ' -f1 || true)
+V2_SIZE=$(stat -c %s "${BUNDLE[v2]}")
+V2_RATE="${V2_SIZE} bytes in ${V2_FETCH_SECONDS:-?} s ($(awk -v b="$V2_SIZE" -v s="${V2_FETCH_SECONDS:-0}" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1e6; else print "?" }') MB/s; the CLI: $(fetch_rate "$T/install-v2.log"))"
+echo "update-test: v2 over the mesh: $V2_RATE; apply (fetch + rauc) ${V2_INSTALL_SECONDS} s"
+echo "update-test: host update-server after v2: $(server_info)"
+echo "update-test: host visor's transports: $(hcli tp ls --json | jq -c '[.[] | {remote_pk: .remote_pk[:16], type, remote_addr, initiator, state, bytes_sent}]')"
 echo "update-test: entries before the reboot: $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')"
-gssh 'rm -f /tmp/v2.raucb'
+gssh "rm -f /var/cache/skywire/update/$V2_NAME"
 reboot_into v2 B && pass "v2 boots in slot B ($REBOOT_SECONDS s after the reboot)" || die "v2 did not come up in slot B: running '$(running)'"
 for i in $(seq 1 120); do
     [ "$(gssh 'jq -r .state /var/lib/skywire/update-status.json' 2>/dev/null)" = committed ] && break; sleep 5
@@ -244,21 +334,43 @@ grep -Eq "$(committed_re B)" <<<"$bstate" && pass "slot B is committed (no boot 
     || fail "the visor's key changed across the update"
 [ "$(gssh hostname)" = skwupdate ] && pass "the provisioned hostname was carried over" || fail "hostname after the update: $(gssh hostname)"
 
-# 3. v3bad: installs into A, boots once in A, fails its health check, back to v2 in B by itself.
-upload "${BUNDLE[v3bad]}" v3bad.raucb || die "cannot copy the v3bad bundle"
-install v3bad && pass "v3bad installed into slot A in ${INSTALL_SECONDS} s" || fail "v3bad install failed: $(tail -n 5 "$T/install-v3bad.log")"
-echo "update-test: entries before the reboot: $(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')"
-gssh 'rm -f /tmp/v3bad.raucb'
-if reboot_into v2 B; then
-    pass "v3bad rolled back to v2 in slot B by itself ($REBOOT_SECONDS s after the reboot, through the trial of slot A)"
-    grep -aq 'HEALTH CHECK FAILED for slot A (v3bad)' "$T"/serial-*.log && pass "slot A reported its failed health check on the console: $(grep -ah 'HEALTH CHECK FAILED' "$T"/serial-*.log | tail -n1 | tr -d '\r')" \
-        || fail "no 'HEALTH CHECK FAILED for slot A (v3bad)' on the console"
-    st=$(gssh cat /var/lib/skywire/update-status.json)
-    [ "$(jq -r .state <<<"$st")" = rolled-back ] && [ "$(jq -r .version <<<"$st")" = v3bad ] \
-        && pass "v2 reports the rollback: $st" || fail "update status after the rollback: $st"
-else
-    fail "v3bad: the board did not come back to v2 in B within $ROLLBACK_WAIT_SECONDS s: $(tail -n 20 "$T/serial-$BOOTS.log")"
-fi
+# 3. v3bad by `fleet update` from the host: the owner visor is the host visor, the device the
+# board (its key read from it) and a second device with a key no visor holds (never reached: the
+# rollout stops after the canary rolls back). Over the mesh into A, boots once in A, fails its
+# health check, back to v2 in B by itself.
+mkdir -p "$T/fleet/keys"
+echo "$PK_V1" >"$T/fleet/keys/board.pk"
+"$HOST_SKYWIRE_BIN" config gen -o "$T/ghost.json" >"$T/fleet/keys/ghost.pk"
+jq -n --arg board "$BOARD" --arg hpk "$HOST_PK" '{fleet: "updatetest", defaults: {board: $board, app_trusts: {pty: [$hpk]}},
+    devices: [{name: "board", role: "client", hostname: "skwupdate"}, {name: "ghost", role: "client"}]}' >"$T/fleet.json"
+V3_NAME=$(basename "${BUNDLE[v3bad]}")
+t=$(date +%s) rc=0
+timeout $((MESH_APPLY_TIMEOUT_SECONDS + FLEET_WAIT_SECONDS + 600)) python3 "$REPO/fleet/fleet.py" update "$T/fleet.json" -o "$T/fleet" \
+    --rpc "$T/host.sock" --skywire "$HOST_SKYWIRE_BIN" --from "$HOST_PK" --bundle "$V3_NAME" --version v3bad --canary 1 \
+    --apply-timeout "$MESH_APPLY_TIMEOUT_SECONDS" --wait "$FLEET_WAIT_SECONDS" --poll "$FLEET_POLL_SECONDS" --out "$T/fleet-logs" --json \
+    >"$T/fleet-update.json" 2>"$T/fleet-update.log" || rc=$?
+FLEET_SECONDS=$(($(date +%s) - t))
+sed 's/^/update-test: | /' "$T/fleet-update.log"
+jq -r '.devices[] | "update-test: | \(.name) \(.result) \(.from_version) -> \(.to_version) \(.seconds) s: \(.reason)"' "$T/fleet-update.json" 2>/dev/null || true
+row() { jq -c --arg n "$1" '.devices[] | select(.name == $n)' "$T/fleet-update.json" 2>/dev/null || true; }
+b=$(row board) g=$(row ghost)
+[ $rc = 1 ] && [ "$(jq -r .result <<<"$b")" = rolled-back ] && [ "$(jq -r .from_version <<<"$b")" = v2 ] \
+    && jq -r .reason <<<"$b" | grep -q '^v3bad rolled back to v2' \
+    && pass "fleet update (canary: the board) reports the rollback, exit 1, in $FLEET_SECONDS s: $(jq -r .reason <<<"$b")" \
+    || fail "fleet update: exit $rc, board: ${b:-none}; $(tail -n 5 "$T/fleet-update.log")"
+[ "$(jq -r .result <<<"$g")" = skipped ] && [ "$(jq -r .reason <<<"$g")" = "rollout stopped" ] && [ "$(jq -r .stopped "$T/fleet-update.json")" = true ] \
+    && pass "the rollout stopped after the canary: the second device skipped" || fail "second device: ${g:-none}"
+grep -q "SHA-256 $(sha256sum <"${BUNDLE[v3bad]}" | cut -d' ' -f1) verified" "$T/fleet-logs/board.apply.log" 2>/dev/null \
+    && pass "v3bad came over the mesh, SHA-256 verified ($(fetch_rate "$T/fleet-logs/board.apply.log"))" \
+    || fail "v3bad fetch: $(tail -n 3 "$T/fleet-logs/board.apply.log" 2>&1)"
+wait_boot "" 600 || die "the board does not answer on SSH after the fleet update: $(tail -n 20 "$T/serial-$BOOTS.log")"
+st=$(gssh cat /var/lib/skywire/update-status.json)
+[ "$(running)" = "v2 B" ] && [ "$(jq -r .state <<<"$st")" = rolled-back ] && [ "$(jq -r .version <<<"$st")" = v3bad ] \
+    && pass "v3bad rolled back to v2 in slot B by itself (through the trial of slot A), and v2 reports it: $st" \
+    || fail "after v3bad: running '$(running)', update status: $st"
+grep -aq 'HEALTH CHECK FAILED for slot A (v3bad)' "$T"/serial-*.log && pass "slot A reported its failed health check on the console: $(grep -ah 'HEALTH CHECK FAILED' "$T"/serial-*.log | tail -n1 | tr -d '\r')" \
+    || fail "no 'HEALTH CHECK FAILED for slot A (v3bad)' on the console"
+gssh "rm -f /var/cache/skywire/update/$V3_NAME"
 
 # 4. Power cut while a bundle is written into slot A: v2 keeps booting from B.
 upload "${BUNDLE[v3bad]}" cut.raucb || die "cannot copy the bundle to the board"
@@ -285,7 +397,8 @@ gssh 'systemctl poweroff' || true
 for i in $(seq 1 60); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 2; done
 power_cut
 
-echo "update-test: bundle sizes: v2 $(stat -c %s "${BUNDLE[v2]}") bytes, v3bad $(stat -c %s "${BUNDLE[v3bad]}") bytes; v2 install ${V2_INSTALL_SECONDS} s (rauc install, on the board)"
+echo "update-test: bundle sizes: v2 $(stat -c %s "${BUNDLE[v2]}") bytes, v3bad $(stat -c %s "${BUNDLE[v3bad]}") bytes"
+echo "update-test: v2 over the mesh: $V2_RATE; apply (fetch + rauc install) ${V2_INSTALL_SECONDS} s; fleet update (v3bad, to the rollback) ${FLEET_SECONDS} s"
 echo "update-test: $PASSES passed, $FAILS failed"
 ((FAILS == 0))
 exit
