@@ -145,6 +145,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // ChaCha20-Poly1305 CPU per GB, OpenSSL against libsodium (bench/aead.sh); a bench tool only.
+        .executableTarget(name: "skywire-aead-bench", dependencies: ["SkywireCrypto"], path: "bench/aead"),
+
         .testTarget(name: "SkywireDmsgTests", dependencies: [
             "SkywireDmsg", "SkywireCrypto", "SkywireTransport", "SkywireIO", "SkywireTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
