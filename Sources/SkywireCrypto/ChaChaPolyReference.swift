@@ -51,3 +51,16 @@ public struct ChaChaPolyReference: Sendable {
         return Int(written)
     }
 }
+
+/// Seal and open with explicit counters, as both ChaCha20-Poly1305 implementations offer them
+/// (`NoiseTransportKey` on OpenSSL, `ChaChaPolyReference` on libsodium): what the equivalence
+/// tests and the AEAD benchmark drive.
+public protocol ChaChaPolySealing {
+    func seal(counter: UInt64, ad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
+              into output: UnsafeMutableRawBufferPointer) throws -> Int
+    func open(counter: UInt64, ad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
+              into output: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+extension NoiseTransportKey: ChaChaPolySealing {}
+extension ChaChaPolyReference: ChaChaPolySealing {}

@@ -111,7 +111,7 @@ final class ChaChaPolyEquivalenceTests: XCTestCase {
 
     // MARK: - Helpers
 
-    static func seal<S: ChaChaPolySealer>(_ s: S, counter: UInt64, ad: [UInt8], _ plaintext: [UInt8]) throws -> [UInt8] {
+    static func seal<S: ChaChaPolySealing>(_ s: S, counter: UInt64, ad: [UInt8], _ plaintext: [UInt8]) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: plaintext.count + NoiseConstants.tagLength)
         let n = try ad.withUnsafeBytes { a in
             try plaintext.withUnsafeBytes { p in try out.withUnsafeMutableBytes { o in try s.seal(counter: counter, ad: a, plaintext: p, into: o) } }
@@ -120,7 +120,7 @@ final class ChaChaPolyEquivalenceTests: XCTestCase {
         return out
     }
 
-    static func open<S: ChaChaPolySealer>(_ s: S, counter: UInt64, ad: [UInt8], _ ciphertext: [UInt8]) throws -> [UInt8] {
+    static func open<S: ChaChaPolySealing>(_ s: S, counter: UInt64, ad: [UInt8], _ ciphertext: [UInt8]) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: max(ciphertext.count, 1))
         let n = try ad.withUnsafeBytes { a in
             try ciphertext.withUnsafeBytes { c in try out.withUnsafeMutableBytes { o in try s.open(counter: counter, ad: a, ciphertext: c, into: o) } }
@@ -128,13 +128,3 @@ final class ChaChaPolyEquivalenceTests: XCTestCase {
         return Array(out.prefix(n))
     }
 }
-
-/// Both implementations, for the helpers above.
-protocol ChaChaPolySealer {
-    func seal(counter: UInt64, ad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
-              into output: UnsafeMutableRawBufferPointer) throws -> Int
-    func open(counter: UInt64, ad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
-              into output: UnsafeMutableRawBufferPointer) throws -> Int
-}
-extension NoiseTransportKey: ChaChaPolySealer {}
-extension ChaChaPolyReference: ChaChaPolySealer {}

@@ -21,18 +21,9 @@ func threadCPUSeconds() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
-protocol AEAD {
-    func seal(counter: UInt64, ad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
-              into output: UnsafeMutableRawBufferPointer) throws -> Int
-    func open(counter: UInt64, ad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
-              into output: UnsafeMutableRawBufferPointer) throws -> Int
-}
-extension NoiseTransportKey: AEAD {}
-extension ChaChaPolyReference: AEAD {}
-
 /// Seals `bytesPerCase` in records of `size` bytes in place (as sudph does), then opens one
 /// sealed record as many times into another buffer; returns (seal, open) CPU seconds per GB.
-func measure<A: AEAD>(_ aead: A, size: Int) throws -> (seal: Double, open: Double) {
+func measure<A: ChaChaPolySealing>(_ aead: A, size: Int) throws -> (seal: Double, open: Double) {
     let records = max(1, bytesPerCase / size)
     let sealed = size + NoiseConstants.tagLength
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: sealed, alignment: 64)
