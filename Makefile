@@ -79,7 +79,8 @@ fuzz-seeds: deps
 integration-test: build
 	./Tests/integration/run.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire"
 
-## bench: VPN figures (vs wireguard-go, OpenVPN) and SOCKS5 figures (vs microsocks, dante and two
+## bench: VPN figures (vs wireguard-go, OpenVPN), the AEAD's CPU per GB (bench/aead.sh: OpenSSL,
+## which the transports use, against libsodium, one thread), SOCKS5 figures (vs microsocks, dante and two
 ## two-hop references, with ratios to microsocks),
 ## each in one run on the same topology, then the scale figures (bench/scale.sh: one visor's RSS
 ## and CPU with 1 to 10,000 idle transports and 10,000 streams, docs/scale.md), then the dmsg relay's
@@ -91,6 +92,7 @@ integration-test: build
 bench: bench-deps
 	@$(MAKE) --no-print-directory release >&2
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/vpn.sh
+	@./bench/aead.sh
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/socks.sh
 	@$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-hostile >&2
 	@SKYWIRE_BIN="$$($(SWIFT) build -c release $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --show-bin-path)/skywire" ./bench/scale.sh

@@ -29,6 +29,9 @@ let package = Package(
         // One [system] module per C library, named by its exact pkg-config name.
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
+        // The transports' ChaCha20-Poly1305 (OpenSSL's AVX-512/AVX2/NEON code; docs/architecture.md).
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-3.0",
                        providers: [.apt(["libnl-3-dev"])]),
         .systemLibrary(name: "CNetlinkRoute", pkgConfig: "libnl-route-3.0",
@@ -44,7 +47,7 @@ let package = Package(
         .target(name: "CSkywireShim"),
 
         // Pure protocol core: no I/O.
-        .target(name: "SkywireCrypto", dependencies: ["CSodium"]),
+        .target(name: "SkywireCrypto", dependencies: ["CSodium", "CLibCrypto"]),
         .target(name: "SkywireWire", dependencies: []),
         .target(name: "SkywireConfig", dependencies: ["SkywireCrypto"]),
         // The dmsg relay's frames, routing and relay choice (PROTOCOL.md §7), pure.
@@ -142,12 +145,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // ChaCha20-Poly1305 CPU per GB, OpenSSL against libsodium (bench/aead.sh); a bench tool only.
+        .executableTarget(name: "skywire-aead-bench", dependencies: ["SkywireCrypto"], path: "bench/aead"),
+
         .testTarget(name: "SkywireDmsgTests", dependencies: [
             "SkywireDmsg", "SkywireCrypto", "SkywireTransport", "SkywireIO", "SkywireTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto"],
+        .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto", "SkywireTestSupport"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireDiscoveryTests", dependencies: [

@@ -8,6 +8,8 @@
 #
 # PEERS: wireguard-go openvpn skywire-sudph skywire-stcpr (default); `skywire` means both
 #        skywire rows (`skywire-T` for each T in TRANSPORTS, default "sudph stcpr").
+# SKYWIRE_BIN_BASE: a second skywire binary (e.g. main's) run as rows skywire-T-base beside
+#        every skywire-T row, same configs, same minutes (an A/B of two builds).
 # WG_GO: the wireguard-go binary. Default: Debian trixie's, unpacked (not installed) by the
 #        harness's fetch-peers.sh; WG_GO=wireguard-go selects the installed (bookworm) one.
 RUNS=${RUNS:-3}
@@ -25,8 +27,9 @@ need_harness vpn.sh
 rows=()
 for peer in $PEERS; do
     case $peer in
-    skywire) for t in $TRANSPORTS; do rows+=("skywire-$t"); done ;;
-    skywire-sudph|skywire-stcpr|wireguard-go|openvpn|baseline) rows+=("$peer") ;;
+    skywire) for t in $TRANSPORTS; do rows+=("skywire-$t"); [ -z "${SKYWIRE_BIN_BASE:-}" ] || rows+=("skywire-$t-base"); done ;;
+    skywire-sudph|skywire-stcpr) rows+=("$peer"); [ -z "${SKYWIRE_BIN_BASE:-}" ] || rows+=("$peer-base") ;;
+    wireguard-go|openvpn|baseline) rows+=("$peer") ;;
     *) echo "bench/vpn.sh: unknown peer $peer" >&2; exit 2 ;;
     esac
 done
@@ -53,9 +56,10 @@ for run in $(seq 1 "$RUNS"); do
         echo "bench/vpn.sh: run $run/$RUNS: $peer" >&2
         case $peer in
         skywire-*)
-            t=${peer#skywire-}
-            line=$(LABEL="$peer" VPN_SERVER_CMD="exec $BIN visor -c $work/srv.json" \
-                   VPN_CLIENT_CMD="sleep 1; exec $BIN visor -c $work/cli-$t.json" \
+            t=${peer#skywire-}; t=${t%-base}
+            bin=$BIN; [[ $peer != *-base ]] || bin=$SKYWIRE_BIN_BASE
+            line=$(LABEL="$peer" VPN_SERVER_CMD="exec $bin visor -c $work/srv.json" \
+                   VPN_CLIENT_CMD="sleep 1; exec $bin visor -c $work/cli-$t.json" \
                    "$H/vpn.sh" cmd | tail -n 1) ;;
         wireguard-go)
             line=$(WG_GO="$wg_go" "$H/vpn.sh" wireguard-go | tail -n 1) ;;
@@ -90,7 +94,8 @@ done | jq -s --arg runs "$RUNS" --arg wgbin "$wg_go" \
         ratios: {
             sudph_vs_wireguard_go: rat($su; $wg; "_mbps"),
             stcpr_vs_sudph: rat($st; $su; "_mbps"),
-            sudph_vs_openvpn: rat($su; ($m.openvpn // {}); "_mbps")
+            sudph_vs_openvpn: rat($su; ($m.openvpn // {}); "_mbps"),
+            sudph_vs_base: rat($su; ($m["skywire-sudph-base"] // {}); "_mbps")
         },
         cpu_s_per_GB: ($m | with_entries(.value = cpu(.value))),
         ping_median_ms: ($m | with_entries(.value = .value.ping_median_ms))

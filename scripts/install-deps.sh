@@ -5,7 +5,7 @@ set -euo pipefail
 # Everything this script and apt/dpkg/pip print is diagnostics: stdout carries nothing, so that
 # `make bench` prints only its JSON there.
 exec >&2
-pkgs=(libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
+pkgs=(libsodium-dev libssl-dev libnl-3-dev libnl-route-3-dev libmnl-dev pkg-config
       nftables iproute2 iputils-ping curl jq python3 python3-venv gcc socat ethtool tmux
       dnsmasq-base udhcpc libsqlite3-dev libpq-dev postgresql hostapd wpasupplicant
       chromium chromium-driver python3-selenium)  # the last three: the web UI's browser test (t-ui.sh)

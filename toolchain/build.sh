@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make cross ARCH=<arch>: release build of `skywire` for ARCH with the pinned Debian Swift 6.2.3,
 # Swift standard library linked statically, stripped, into out/<arch>/skywire (+ .sha256).
-# The target needs only glibc (<= 2.38 symbols) and libsodium, libnl-3, libnl-route-3, libmnl.
+# The target needs only glibc (<= 2.38 symbols) and libsodium, libcrypto (OpenSSL 3), libnl-3, libnl-route-3, libmnl.
 source "$(dirname "$0")/common.sh"
 arch_vars "${1:?usage: build.sh ARCH}"
 require_root

@@ -2,7 +2,7 @@
 # make cross-test ARCH=<arch>: checks out/<arch>/skywire from `make cross`:
 #   1. ELF machine matches ARCH, binary is stripped, sha256 file matches, size under the budget,
 #      no FoundationEssentials / _StringProcessing linked;
-#   2. NEEDED libraries are only glibc's and libsodium / libnl-3 / libnl-route-3 / libmnl;
+#   2. NEEDED libraries are only glibc's and libsodium / libcrypto (OpenSSL) / libnl-3 / libnl-route-3 / libmnl;
 #   3. no GLIBC_ symbol version above 2.38 (runs on Debian trixie, glibc 2.41);
 #   4. runs on the target libraries: `skywire --version`, `skywire config gen -o /tmp/x.json`
 #      (aarch64: qemu-aarch64-static -L <trixie sysroot>; x86_64: chroot into the trixie sysroot).
@@ -48,7 +48,7 @@ fi
 
 # 2. NEEDED libraries.
 mapfile -t needed < <(readelf -d -W "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-allowed_re='^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libutil\.so\.1|libresolv\.so\.2|ld-linux-[a-z0-9_-]+\.so\.[0-9]+|libsodium\.so\.[0-9]+|libnl-3\.so\.200|libnl-route-3\.so\.200|libmnl\.so\.0)$'
+allowed_re='^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libutil\.so\.1|libresolv\.so\.2|ld-linux-[a-z0-9_-]+\.so\.[0-9]+|libsodium\.so\.[0-9]+|libcrypto\.so\.3|libnl-3\.so\.200|libnl-route-3\.so\.200|libmnl\.so\.0)$'
 bad=()
 for l in "${needed[@]}"; do [[ "$l" =~ $allowed_re ]] || bad+=("$l"); done
 if ((${#bad[@]})); then fail "unexpected NEEDED: ${bad[*]} (all: ${needed[*]})"

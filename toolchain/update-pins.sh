@@ -5,7 +5,7 @@
 # records the sid swiftlang version. Review and commit the diff; the cache keys change with it.
 source "$(dirname "$0")/common.sh"
 arch_vars "${1:?usage: update-pins.sh ARCH}"
-SYSROOT_PACKAGES=(libc6-dev libsodium-dev libnl-3-dev libnl-route-3-dev libmnl-dev
+SYSROOT_PACKAGES=(libc6-dev libsodium-dev libssl-dev libnl-3-dev libnl-route-3-dev libmnl-dev
                   linux-libc-dev libgcc-14-dev libstdc++-14-dev)
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 

@@ -22,6 +22,8 @@ public enum NoiseError: Error, Equatable, CustomStringConvertible, Sendable {
     case badBuffer(String)
     /// The handshake payload is malformed or its identity claim does not match the Noise static key.
     case badPayload(String)
+    /// OpenSSL's cipher failed other than by a tag mismatch (the call and ERR_error_string's text).
+    case cipher(String)
 
     public var description: String {
         switch self {
@@ -36,6 +38,7 @@ public enum NoiseError: Error, Equatable, CustomStringConvertible, Sendable {
         case .unsupported(let what): return "unsupported Noise protocol: \(what)"
         case .badBuffer(let why): return "bad buffer: \(why)"
         case .badPayload(let why): return "bad handshake payload: \(why)"
+        case .cipher(let why): return "ChaCha20-Poly1305 (OpenSSL): \(why)"
         }
     }
 }

@@ -1,16 +1,23 @@
-import CSodium
+import Synchronization
 
-/// A ChaChaPoly key (Noise spec rev. 34 §12.3) used with explicit nonces:
-/// `crypto_aead_chacha20poly1305_ietf_*`, nonce = 4 zero bytes || 64-bit little-endian counter,
-/// ciphertext = encrypted plaintext || 16-byte tag.
+/// A ChaChaPoly key (Noise spec rev. 34 §12.3) used with explicit nonces: ChaCha20-Poly1305
+/// (RFC 8439 §2.8) on OpenSSL libcrypto (`ChaChaPolyCipher`), nonce = 4 zero bytes || 64-bit
+/// little-endian counter, ciphertext = encrypted plaintext || 16-byte tag.
 ///
 /// `seal`/`open` write into caller buffers and do not allocate; `plaintext`/`ciphertext` and the
 /// output may be the very same memory (in-place), but must not partially overlap. This is what
 /// sudph uses (PROTOCOL.md §4.1, Noise §11.4 out-of-order transport messages).
-/// Immutable after creation (the key is never changed in place; Rekey makes a new key), so it is
-/// safe to share between threads without a lock.
+/// The key never changes (Rekey makes a new key) and several threads may seal with it at once
+/// (sudph's event loop and the VPN threads): each record borrows a cipher context from `idle`,
+/// made on first need and kept for the key's life, so a key has as many contexts as threads
+/// that used it at the same moment (at most `maxIdleCiphers` are kept).
 public final class NoiseTransportKey: @unchecked Sendable {
+    // @unchecked Sendable: `key` is immutable; the cipher contexts are reached only through
+    // `idle`, a Mutex, and each is used by the one thread that took it out.
     let key: SecureBytes
+    private let idle = Mutex<[ChaChaPolyCipher]>([])
+    /// Contexts kept for reuse; more threads at once than this allocate and free the extra ones.
+    static let maxIdleCiphers = 8
 
     /// A key from 32 bytes (e.g. from `CipherState.key` or a test).
     public convenience init(bytes: [UInt8]) throws {
@@ -21,7 +28,6 @@ public final class NoiseTransportKey: @unchecked Sendable {
     }
 
     init(secure: SecureBytes) {
-        Sodium.ensureInitialised()
         self.key = secure
     }
 
@@ -49,19 +55,12 @@ public final class NoiseTransportKey: @unchecked Sendable {
             throw NoiseError.badBuffer("output holds \(output.count) bytes, plaintext needs \(plainLength)")
         }
         try Self.checkOverlap(UnsafeRawBufferPointer(start: ciphertext.baseAddress, count: plainLength), output)
-        // Checked above: at least the tag, so the pointer is non-nil.
-        guard let cipherBase = ciphertext.uint8Pointer else { throw NoiseError.decryptFailed }
-        var nonce = Self.nonce(counter)
-        var written: UInt64 = 0
-        let rc = withUnsafeBytes(of: &nonce) { noncePtr in
-            crypto_aead_chacha20poly1305_ietf_decrypt(
-                output.uint8Pointer, &written, nil,
-                cipherBase, UInt64(ciphertext.count),
-                ad.uint8Pointer, UInt64(ad.count),
-                noncePtr.baseAddress!.assumingMemoryBound(to: UInt8.self), key.nonNullBytes)
+        try Self.withNonce(counter) { n in
+            try withCipher { cipher throws(NoiseError) in
+                try cipher.open(nonce: n, ad: ad, ciphertext: ciphertext, into: output.uint8Pointer)
+            }
         }
-        guard rc == 0 else { throw NoiseError.decryptFailed }
-        return Int(written)
+        return plainLength
     }
 
     /// REKEY(k) (§4.2): the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zero bytes).
@@ -95,23 +94,45 @@ public final class NoiseTransportKey: @unchecked Sendable {
         try Self.checkOverlap(plaintext, UnsafeMutableRawBufferPointer(rebasing: output[0..<needed]))
         // Checked above: room for at least the tag, so the pointer is non-nil.
         guard let outBase = output.uint8Pointer else { throw NoiseError.badBuffer("empty output") }
-        var nonce = Self.nonce(counter)
-        var written: UInt64 = 0
-        let rc = withUnsafeBytes(of: &nonce) { noncePtr in
-            crypto_aead_chacha20poly1305_ietf_encrypt(
-                outBase, &written,
-                plaintext.uint8Pointer, UInt64(plaintext.count),
-                ad.uint8Pointer, UInt64(ad.count), nil,
-                noncePtr.baseAddress!.assumingMemoryBound(to: UInt8.self), key.nonNullBytes)
+        try Self.withNonce(counter) { n in
+            try withCipher { cipher throws(NoiseError) in
+                try cipher.seal(nonce: n, ad: ad, plaintext: plaintext, into: outBase)
+            }
         }
-        guard rc == 0 else { throw NoiseError.badBuffer("crypto_aead_chacha20poly1305_ietf_encrypt failed") }
-        return Int(written)
+        return needed
+    }
+
+    /// Runs `body` with a cipher context of this key no other thread uses meanwhile: an idle one,
+    /// else a new one; it goes back to `idle` afterwards (unless `maxIdleCiphers` are there).
+    @inline(__always)
+    private func withCipher(_ body: (ChaChaPolyCipher) throws(NoiseError) -> Void) throws(NoiseError) {
+        let cipher: ChaChaPolyCipher
+        if let pooled = idle.withLock({ $0.popLast() }) {
+            cipher = pooled
+        } else {
+            cipher = try ChaChaPolyCipher(key: key)
+        }
+        defer {
+            idle.withLock { contexts in
+                if contexts.count < Self.maxIdleCiphers { contexts.append(cipher) }
+            }
+        }
+        try body(cipher)
     }
 
     /// The 96-bit IETF nonce of Noise §12.3: 32 zero bits, then the counter little-endian.
     @inline(__always)
     static func nonce(_ counter: UInt64) -> (UInt32, UInt32, UInt32) {
         (0, UInt32(truncatingIfNeeded: counter).littleEndian, UInt32(truncatingIfNeeded: counter >> 32).littleEndian)
+    }
+
+    /// Runs `body` with the nonce for `counter` as the 12 bytes the C APIs take.
+    @inline(__always)
+    static func withNonce<R>(_ counter: UInt64, _ body: (UnsafePointer<UInt8>) throws -> R) rethrows -> R {
+        var nonce = nonce(counter)
+        return try withUnsafeMutablePointer(to: &nonce) { tuple in
+            try body(UnsafeRawPointer(tuple).assumingMemoryBound(to: UInt8.self))
+        }
     }
 
     /// Input and output must be the same memory or disjoint.

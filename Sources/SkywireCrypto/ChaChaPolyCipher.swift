@@ -1,0 +1,105 @@
+import CLibCrypto
+
+/// One OpenSSL `EVP_CIPHER_CTX` for ChaCha20-Poly1305 (RFC 8439 §2.8, `EVP_chacha20_poly1305`)
+/// holding one key: the key is set once when the context is made (EVP_CipherInit_ex), each
+/// record sets only its 96-bit nonce, so sealing or opening allocates nothing. OpenSSL's one-pass
+/// AVX-512/AVX2 (x86-64) and NEON (aarch64) code runs under it; the bytes are libsodium's
+/// `crypto_aead_chacha20poly1305_ietf_*` (the same construction; `ChaChaPolyReference`).
+///
+/// Not thread-safe: one record at a time. `NoiseTransportKey` keeps a pool of these and lends
+/// each to one thread per record.
+final class ChaChaPolyCipher: @unchecked Sendable {
+    // @unchecked Sendable: confined to one thread at a time; it moves between threads only
+    // through its key's pool (`NoiseTransportKey.idle`, a Mutex), never used while pooled.
+    private let context: OpaquePointer
+
+    /// A context for `key` (32 bytes). Throws `NoiseError.cipher` with OpenSSL's error text.
+    init(key: SecureBytes) throws(NoiseError) {
+        guard key.count == NoiseConstants.keyLength else {
+            throw .badLength(what: "ChaChaPoly key", expected: NoiseConstants.keyLength, got: key.count)
+        }
+        guard let context = EVP_CIPHER_CTX_new() else { throw LibCrypto.error("EVP_CIPHER_CTX_new") }
+        self.context = context
+        guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, key.nonNullBytes, nil, LibCrypto.keepDirection) == 1 else {
+            EVP_CIPHER_CTX_free(context)
+            throw LibCrypto.error("EVP_CipherInit_ex(chacha20-poly1305)")
+        }
+    }
+
+    /// EVP_CIPHER_CTX_free wipes the key state (OPENSSL_clear_free) and frees the context.
+    deinit { EVP_CIPHER_CTX_free(context) }
+
+    /// Seals `plaintext` into `output` (ciphertext, then the 16-byte tag at `output + count`).
+    /// The caller checked lengths and overlap; `output` may be `plaintext`'s own memory.
+    func seal(nonce: UnsafePointer<UInt8>, ad: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
+              into output: UnsafeMutablePointer<UInt8>) throws(NoiseError) {
+        guard EVP_EncryptInit_ex(context, nil, nil, nil, nonce) == 1 else { throw LibCrypto.error("EVP_EncryptInit_ex") }
+        var written: Int32 = 0
+        if let adBase = ad.uint8Pointer, ad.count > 0 {
+            guard EVP_EncryptUpdate(context, nil, &written, adBase, Int32(ad.count)) == 1 else {
+                throw LibCrypto.error("EVP_EncryptUpdate(ad)")
+            }
+        }
+        if let plainBase = plaintext.uint8Pointer, plaintext.count > 0 {
+            guard EVP_EncryptUpdate(context, output, &written, plainBase, Int32(plaintext.count)) == 1,
+                  Int(written) == plaintext.count else { throw LibCrypto.error("EVP_EncryptUpdate") }
+        }
+        let tag = output + plaintext.count
+        guard EVP_EncryptFinal_ex(context, tag, &written) == 1 else { throw LibCrypto.error("EVP_EncryptFinal_ex") }
+        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(NoiseConstants.tagLength), tag) == 1 else {
+            throw LibCrypto.error("EVP_CIPHER_CTX_ctrl(EVP_CTRL_AEAD_GET_TAG)")
+        }
+    }
+
+    /// Opens `ciphertext` (at least the tag; checked by the caller) into `output`; a tag that
+    /// does not verify is `NoiseError.decryptFailed` (the output bytes are then unspecified).
+    func open(nonce: UnsafePointer<UInt8>, ad: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer,
+              into output: UnsafeMutablePointer<UInt8>?) throws(NoiseError) {
+        let plainLength = ciphertext.count - NoiseConstants.tagLength
+        guard let cipherBase = ciphertext.uint8Pointer, plainLength >= 0 else { throw .decryptFailed }
+        guard EVP_DecryptInit_ex(context, nil, nil, nil, nonce) == 1 else { throw LibCrypto.error("EVP_DecryptInit_ex") }
+        // EVP_CTRL_AEAD_SET_TAG copies the tag (the ctrl takes a non-const pointer, never writes).
+        let tag = UnsafeMutableRawPointer(mutating: cipherBase + plainLength)
+        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(NoiseConstants.tagLength), tag) == 1 else {
+            throw LibCrypto.error("EVP_CIPHER_CTX_ctrl(EVP_CTRL_AEAD_SET_TAG)")
+        }
+        var written: Int32 = 0
+        if let adBase = ad.uint8Pointer, ad.count > 0 {
+            guard EVP_DecryptUpdate(context, nil, &written, adBase, Int32(ad.count)) == 1 else {
+                throw LibCrypto.error("EVP_DecryptUpdate(ad)")
+            }
+        }
+        if plainLength > 0 {
+            guard let output, EVP_DecryptUpdate(context, output, &written, cipherBase, Int32(plainLength)) == 1,
+                  Int(written) == plainLength else { throw LibCrypto.error("EVP_DecryptUpdate") }
+        }
+        // Final checks the tag (CRYPTO_memcmp) and writes nothing for a stream cipher.
+        var scratch = UInt8(0)
+        guard EVP_DecryptFinal_ex(context, &scratch, &written) == 1 else {
+            ERR_clear_error()
+            throw .decryptFailed
+        }
+    }
+}
+
+/// OpenSSL libcrypto helpers.
+enum LibCrypto {
+    /// EVP_CipherInit_ex's `enc` argument that leaves the direction as it is (-1).
+    static let keepDirection: Int32 = -1
+    /// Room for one ERR_error_string_n line.
+    static let errorTextCapacity = 256
+
+    /// The oldest error on this thread's OpenSSL error queue as `NoiseError.cipher`, naming the
+    /// call that failed (ERR_get_error, ERR_error_string_n); the queue is cleared.
+    static func error(_ call: String) -> NoiseError {
+        let code = ERR_get_error()
+        ERR_clear_error()
+        guard code != 0 else { return .cipher("\(call) failed (no OpenSSL error queued)") }
+        var text = [CChar](repeating: 0, count: errorTextCapacity)
+        ERR_error_string_n(code, &text, text.count)
+        let line = text.withUnsafeBufferPointer { buffer in
+            String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return .cipher("\(call) failed: \(line)")
+    }
+}
