@@ -327,9 +327,10 @@ done
 st=$(gssh cat /var/lib/skywire/update-status.json)
 [ "$(jq -r .state <<<"$st")" = committed ] && pass "v2 passed its health check and committed slot B: $st" || fail "v2 not committed: $st"
 grep -aq 'COMMITTED slot B (v2)' "$T"/serial-*.log && pass "the console shows the commit" || fail "no 'COMMITTED slot B (v2)' on the console"
-# (read whole first: `grep -q` in a pipe with pipefail fails when it stops reading before ssh ends)
-bstate=$(gssh "$BOOT_STATE_CMD" | tr '\n' ' ')
-grep -Eq "$(committed_re B)" <<<"$bstate" && pass "slot B is committed (no boot counter left): $bstate" || fail "slot B's entry: $bstate"
+# Read whole, then matched line by line (committed_re may anchor a line; grep -q on ssh's pipe would
+# stop early and fail the pipeline by SIGPIPE under pipefail).
+bstate=$(gssh "$BOOT_STATE_CMD")
+grep -Eq "$(committed_re B)" <<<"$bstate" && pass "slot B is committed (no boot counter left): $(tr '\n' ' ' <<<"$bstate")" || fail "slot B's entry: $(tr '\n' ' ' <<<"$bstate")"
 [ "$(gssh "jq -r .pk /etc/skywire/skywire-config.json")" = "$PK_V1" ] && pass "the visor kept its key across the update" \
     || fail "the visor's key changed across the update"
 [ "$(gssh hostname)" = skwupdate ] && pass "the provisioned hostname was carried over" || fail "hostname after the update: $(gssh hostname)"
