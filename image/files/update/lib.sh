@@ -29,6 +29,11 @@ udie() { echo "skywire-update: ERROR: $*" >&2; exit 1; }
 # booted_slot: A or B, from rauc.slot= on the kernel command line.
 booted_slot() { tr ' ' '\n' </proc/cmdline | sed -n 's/^rauc\.slot=\([AB]\)$/\1/p' | head -n1; }
 lower() { tr 'AB' 'ab' <<<"$1"; }
+# slot_arg X: X when it names a slot (A or B), else the backend's usage error.
+slot_arg() { [[ ${1:-} =~ ^[AB]$ ]] || udie "bootloader: slot must be A or B, got '${1:-}'"; echo "$1"; }
+# retarget_cmdline SLOT PARTUUID: the kernel command line on stdin, its root and rauc.slot= set to
+# SLOT's (the booted slot's line made into the new slot's).
+retarget_cmdline() { sed -e "s/root=PARTUUID=[0-9a-fA-F-]*/root=PARTUUID=$2/" -e "s/rauc\.slot=[AB]/rauc.slot=$1/"; }
 upper() { tr 'ab' 'AB' <<<"$1"; }
 
 # entries: "<generation> <slot> <state> <file>" per entry, in systemd-boot's order (state good,
