@@ -46,9 +46,10 @@ final class ChaChaPolyCipher: @unchecked Sendable {
         }
         let tag = output + plaintext.count
         guard EVP_EncryptFinal_ex(context, tag, &written) == 1 else { throw LibCrypto.error("EVP_EncryptFinal_ex") }
-        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(NoiseConstants.tagLength), tag) == 1 else {
-            throw LibCrypto.error("EVP_CIPHER_CTX_ctrl(EVP_CTRL_AEAD_GET_TAG)")
-        }
+        // The tag straight from the provider (EVP_CIPHER_CTX_get_params), not through
+        // EVP_CIPHER_CTX_ctrl(EVP_CTRL_AEAD_GET_TAG), which builds the same parameter and more.
+        let ok = LibCrypto.withTagParameter(tag) { EVP_CIPHER_CTX_get_params(context, $0) }
+        guard ok == 1 else { throw LibCrypto.error("EVP_CIPHER_CTX_get_params(tag)") }
     }
 
     /// Opens `ciphertext` (at least the tag; checked by the caller) into `output`; a tag that
@@ -57,12 +58,11 @@ final class ChaChaPolyCipher: @unchecked Sendable {
               into output: UnsafeMutablePointer<UInt8>?) throws(NoiseError) {
         let plainLength = ciphertext.count - NoiseConstants.tagLength
         guard let cipherBase = ciphertext.uint8Pointer, plainLength >= 0 else { throw .decryptFailed }
-        guard EVP_DecryptInit_ex(context, nil, nil, nil, nonce) == 1 else { throw LibCrypto.error("EVP_DecryptInit_ex") }
-        // EVP_CTRL_AEAD_SET_TAG copies the tag (the ctrl takes a non-const pointer, never writes).
-        let tag = UnsafeMutableRawPointer(mutating: cipherBase + plainLength)
-        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(NoiseConstants.tagLength), tag) == 1 else {
-            throw LibCrypto.error("EVP_CIPHER_CTX_ctrl(EVP_CTRL_AEAD_SET_TAG)")
-        }
+        // The nonce and the expected tag in one call: the provider's dinit sets the nonce, then
+        // its parameters (the tag, copied; OpenSSL takes a non-const pointer and never writes).
+        let tag = UnsafeMutablePointer(mutating: cipherBase + plainLength)
+        let ok = LibCrypto.withTagParameter(tag) { EVP_DecryptInit_ex2(context, nil, nil, nonce, $0) }
+        guard ok == 1 else { throw LibCrypto.error("EVP_DecryptInit_ex2(nonce, tag)") }
         var written: Int32 = 0
         if let adBase = ad.uint8Pointer, ad.count > 0 {
             guard EVP_DecryptUpdate(context, nil, &written, adBase, Int32(ad.count)) == 1 else {
@@ -88,6 +88,24 @@ enum LibCrypto {
     static let keepDirection: Int32 = -1
     /// Room for one ERR_error_string_n line.
     static let errorTextCapacity = 256
+    /// OSSL_CIPHER_PARAM_AEAD_TAG, NUL-terminated and static (an OSSL_PARAM keeps the pointer).
+    static let tagKey: StaticString = "tag"
+    /// OSSL_PARAM_UNMODIFIED: `return_size` before the provider sets it.
+    static let parameterUnmodified = Int(bitPattern: UInt.max)
+
+    /// `body` with an OSSL_PARAM list holding one octet string, the 16-byte AEAD tag at `tag`
+    /// (OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, ...), OSSL_PARAM_END), built on the
+    /// stack: nothing to allocate per record.
+    @inline(__always)
+    static func withTagParameter(_ tag: UnsafeMutablePointer<UInt8>, _ body: (UnsafeMutablePointer<OSSL_PARAM>) -> Int32) -> Int32 {
+        let key = UnsafeRawPointer(tagKey.utf8Start).assumingMemoryBound(to: CChar.self)
+        var params = (OSSL_PARAM(key: key, data_type: UInt32(OSSL_PARAM_OCTET_STRING), data: UnsafeMutableRawPointer(tag),
+                                 data_size: NoiseConstants.tagLength, return_size: parameterUnmodified),
+                      OSSL_PARAM())
+        return withUnsafeMutablePointer(to: &params) { tuple in
+            tuple.withMemoryRebound(to: OSSL_PARAM.self, capacity: 2) { body($0) }
+        }
+    }
 
     /// The oldest error on this thread's OpenSSL error queue as `NoiseError.cipher`, naming the
     /// call that failed (ERR_get_error, ERR_error_string_n); the queue is cleared.

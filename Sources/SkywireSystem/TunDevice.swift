@@ -88,12 +88,18 @@ public final class TunDevice: @unchecked Sendable {
 
     /// Waits until a packet can be read or `waker` fires; false on timeout or wake-up.
     /// `timeoutMillis` −1 waits forever.
+    /// The two pollfds live on the stack: a TUN reader calls this each time it drains the TUN.
     public func waitReadable(waker: EventWaker?, timeoutMillis: Int32) throws -> Bool {
-        var fds = [pollfd(fd: descriptor.raw, events: Int16(POLLIN), revents: 0)]
-        if let waker { fds.append(pollfd(fd: waker.descriptor.raw, events: Int16(POLLIN), revents: 0)) }
-        let n = try syscall("poll(\(name))") { poll(&fds, nfds_t(fds.count), timeoutMillis) }
-        if n > 0, fds.count > 1, fds[1].revents != 0 { return false }
-        return n > 0 && fds[0].revents & Int16(POLLIN) != 0
+        var fds = (pollfd(fd: descriptor.raw, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: waker?.descriptor.raw ?? -1, events: Int16(POLLIN), revents: 0))
+        let count: nfds_t = waker == nil ? 1 : 2
+        let n = try withUnsafeMutablePointer(to: &fds) { tuple in
+            try tuple.withMemoryRebound(to: pollfd.self, capacity: 2) { p in
+                try syscall("poll(\(name))") { poll(p, count, timeoutMillis) }
+            }
+        }
+        if n > 0, count > 1, fds.1.revents != 0 { return false }
+        return n > 0 && fds.0.revents & Int16(POLLIN) != 0
     }
 
     /// Closes the descriptor; the kernel removes the interface.

@@ -26,10 +26,18 @@ final class DatagramSinks: Sendable {
     /// session; false when the frame is anything else (it then takes the mux path).
     func deliver(_ frame: UnsafeMutableRawBufferPointer, headroom: Int, from remote: PublicKey,
                  batch: inout DatagramSinkBatch) -> Bool {
-        guard let ports = MuxFrameLayout.datagramPorts(UnsafeRawBufferPointer(frame)),
-              let sink = self[ports.destination] else { return false }
+        guard let ports = MuxFrameLayout.datagramPorts(UnsafeRawBufferPointer(frame)) else { return false }
+        // The table is locked once per port and burst, not per datagram: a sink removed during
+        // a burst gets the rest of that burst, as one looked up just before its removal would.
+        let sink: DatagramSink
+        if let noted = batch.sink(port: ports.destination) {
+            sink = noted
+        } else {
+            guard let found = self[ports.destination] else { return false }
+            batch.note(found, port: ports.destination)
+            sink = found
+        }
         let h = MuxFrameLayout.datagramHeader
-        batch.note(sink)
         sink.receive(datagram: UnsafeMutableRawBufferPointer(rebasing: frame[h...]), headroom: headroom + h,
                      from: remote, sourcePort: ports.source)
         return true
@@ -40,17 +48,26 @@ final class DatagramSinks: Sendable {
 /// reader (the sudph endpoint, each stcpr link).
 struct DatagramSinkBatch {
     private var sinks: [DatagramSink] = []
+    /// The port each of `sinks` was looked up for.
+    private var ports: [UInt16] = []
 
-    mutating func note(_ sink: DatagramSink) {
-        if sinks.contains(where: { $0 === sink }) { return }
-        sinks.append(sink)
+    /// The sink already looked up for `port` in this burst.
+    func sink(port: UInt16) -> DatagramSink? {
+        for i in ports.indices where ports[i] == port { return sinks[i] }
+        return nil
     }
 
-    /// The read burst ended: sinks push what they held back.
+    mutating func note(_ sink: DatagramSink, port: UInt16) {
+        sinks.append(sink)
+        ports.append(port)
+    }
+
+    /// The read burst ended: sinks push what they held back (once each, whatever their ports).
     mutating func end() {
         guard !sinks.isEmpty else { return }
-        for sink in sinks { sink.datagramBatchEnded() }
+        for i in sinks.indices where !sinks[..<i].contains(where: { $0 === sinks[i] }) { sinks[i].datagramBatchEnded() }
         sinks.removeAll(keepingCapacity: true)
+        ports.removeAll(keepingCapacity: true)
     }
 }
 

@@ -21,6 +21,9 @@ final class SudphEndpoint: @unchecked Sendable {
     let eventLoop: EventLoop
     private let datapathLoop: EpollEventLoop
     unowned let manager: TransportManager
+    /// The manager's sink table, held here: read per received datagram, without loading the
+    /// unowned `manager` (a checked strong retain) each time.
+    let sinks: DatagramSinks
     var logger: Logger { manager.logger }
     var localAddress: SocketAddress? { socket.localAddress }
     /// Local receiver index → the peer owning it (a confirmed session, or our own dial's handshake).
@@ -64,6 +67,7 @@ final class SudphEndpoint: @unchecked Sendable {
         self.eventLoop = loop
         self.datapathLoop = loop
         self.manager = manager
+        self.sinks = manager.sinks
         self.sender = UDPBatchSender(socket: socket)
         self.reader = UDPMessageReader(for: socket)
     }

@@ -360,7 +360,7 @@ final class SudphPeer: FrameLink {
     /// A DATAGRAM frame for a port with a `DatagramSink` goes straight to it, in place, without
     /// the mux session (vpn datapath); false when the frame is anything else.
     private func deliverToSink(_ frame: UnsafeMutableRawBufferPointer, headroom: Int) -> Bool {
-        endpoint.manager.sinks.deliver(frame, headroom: headroom, from: remote, batch: &endpoint.sinkBatch)
+        endpoint.sinks.deliver(frame, headroom: headroom, from: remote, batch: &endpoint.sinkBatch)
     }
 
     private func deliverFrame(_ bytes: UnsafeRawBufferPointer) {
