@@ -10,7 +10,7 @@ import CLibCrypto
 /// each to one thread per record.
 final class ChaChaPolyCipher: @unchecked Sendable {
     // @unchecked Sendable: confined to one thread at a time; it moves between threads only
-    // through its key's pool (`NoiseTransportKey.idle`, a Mutex), never used while pooled.
+    // through its key (`NoiseTransportKey.primary`, an Atomic, or `.spares`, a Mutex), never used while parked.
     private let context: OpaquePointer
 
     /// A context for `key` (32 bytes). Throws `NoiseError.cipher` with OpenSSL's error text.
