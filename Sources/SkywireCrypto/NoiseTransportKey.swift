@@ -8,23 +8,16 @@ import Synchronization
 /// output may be the very same memory (in-place), but must not partially overlap. This is what
 /// sudph uses (PROTOCOL.md §4.1, Noise §11.4 out-of-order transport messages).
 /// The key never changes (Rekey makes a new key) and several threads may seal with it at once
-/// (sudph's event loop and the VPN threads): each record borrows a cipher context. The first
-/// context is made on the key's first record and lives in `primary`, taken and put back with
-/// one atomic exchange each (no lock on the hot path); a thread that finds it lent out takes a
-/// spare from `spares` (a Mutex) or makes one, so a key holds one context, or as many as
-/// threads used it at the same moment (at most 1 + `maxSpareCiphers` kept).
-public final class NoiseTransportKey: @unchecked Sendable {
-    // @unchecked Sendable: `key` is immutable; a cipher context is reached only through
-    // `primary` (an Atomic: exchange acquiring, put back releasing) or `spares` (a Mutex), and
-    // each is used by the one thread that took it out until it puts it back.
+/// (sudph's event loop and the VPN threads). A key holds no cipher context: each thread keeps a
+/// few (`ThreadCiphers`), each loaded with one key and tagged with that key's `id`, so a record
+/// finds its thread's context for the key without a lock, and a key that is not in use costs
+/// no OpenSSL memory (a relay or a visor holds thousands of idle sessions).
+public final class NoiseTransportKey: Sendable {
     let key: SecureBytes
-    /// The context most records use, +1 retained while parked here; nil while lent out or
-    /// before the first record.
-    private let primary = Atomic<Unmanaged<ChaChaPolyCipher>?>(nil)
-    private let spares = Mutex<[ChaChaPolyCipher]>([])
-    /// Spare contexts kept beside `primary` for threads that seal or open at the same moment;
-    /// more threads at once than 1 + this allocate and free the extra ones.
-    static let maxSpareCiphers = 3
+    /// Unique for the process's life (never reused, unlike an address), so a thread's context
+    /// tagged with it holds this key and no other.
+    let id: UInt64
+    private static let nextID = Atomic<UInt64>(1)
 
     /// A key from 32 bytes (e.g. from `CipherState.key` or a test).
     public convenience init(bytes: [UInt8]) throws {
@@ -36,11 +29,7 @@ public final class NoiseTransportKey: @unchecked Sendable {
 
     init(secure: SecureBytes) {
         self.key = secure
-    }
-
-    /// Releases the parked context (EVP_CIPHER_CTX_free wipes its key state); spares go with `spares`.
-    deinit {
-        primary.load(ordering: .acquiring)?.release()
+        self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     /// ENCRYPT(k, n, ad, plaintext) into `output`; returns the bytes written (plaintext + 16).
@@ -114,42 +103,10 @@ public final class NoiseTransportKey: @unchecked Sendable {
         return needed
     }
 
-    /// Runs `body` with a cipher context of this key no other thread uses meanwhile: `primary`
-    /// if it is parked, else a spare, else a new one; it is put back afterwards (`putBack`).
+    /// Runs `body` with this thread's cipher context loaded with this key.
     @inline(__always)
     private func withCipher(_ body: (ChaChaPolyCipher) throws(NoiseError) -> Void) throws(NoiseError) {
-        let lent: Unmanaged<ChaChaPolyCipher>
-        if let parked = primary.exchange(nil, ordering: .acquiring) {
-            lent = parked
-        } else {
-            lent = try spareOrNewCipher()
-        }
-        defer { putBack(lent) }
-        try body(lent.takeUnretainedValue())
-    }
-
-    /// A spare context, or a new one (the first record of the key, or more threads at once).
-    private func spareOrNewCipher() throws(NoiseError) -> Unmanaged<ChaChaPolyCipher> {
-        if let spare = spares.withLock({ $0.popLast() }) { return .passRetained(spare) }
-        _ = LibCrypto.initialised
-        return .passRetained(try ChaChaPolyCipher(key: key))
-    }
-
-    /// Parks `cipher` in `primary` if that is empty, else keeps it as a spare (up to
-    /// `maxSpareCiphers`) or frees it.
-    @inline(__always)
-    private func putBack(_ cipher: Unmanaged<ChaChaPolyCipher>) {
-        if primary.compareExchange(expected: nil, desired: cipher, successOrdering: .releasing,
-                                   failureOrdering: .relaxed).exchanged { return }
-        let owned = cipher.takeRetainedValue()
-        spares.withLock { contexts in
-            if contexts.count < Self.maxSpareCiphers { contexts.append(owned) }
-        }
-    }
-
-    /// Contexts this key holds while none is lent out (for tests: 0 before the first record).
-    var heldCiphers: Int {
-        (primary.load(ordering: .acquiring) == nil ? 0 : 1) + spares.withLock { $0.count }
+        try body(ThreadCiphers.current.cipher(for: self))
     }
 
     /// The 96-bit IETF nonce of Noise §12.3: 32 zero bits, then the counter little-endian.
