@@ -146,14 +146,16 @@ let package = Package(
         ]),
 
         // ChaCha20-Poly1305 CPU per GB, OpenSSL against libsodium (bench/aead.sh); a bench tool only.
-        .executableTarget(name: "skywire-aead-bench", dependencies: ["SkywireCrypto"], path: "bench/aead"),
+        .executableTarget(name: "skywire-aead-bench", dependencies: ["SkywireCrypto", "SkywireCryptoReference"], path: "bench/aead"),
+        // libsodium's ChaCha20-Poly1305 as the reference for the equivalence tests and bench/aead (not in the visor).
+        .target(name: "SkywireCryptoReference", dependencies: ["SkywireCrypto", "CSodium"], path: "Tests/SkywireCryptoReference"),
 
         .testTarget(name: "SkywireDmsgTests", dependencies: [
             "SkywireDmsg", "SkywireCrypto", "SkywireTransport", "SkywireIO", "SkywireTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto", "SkywireTestSupport"],
+        .testTarget(name: "SkywireCryptoTests", dependencies: ["SkywireCrypto", "SkywireCryptoReference", "SkywireTestSupport"],
                     resources: [.copy("Vectors")]),
         .testTarget(name: "SkywireWireTests", dependencies: ["SkywireWire", "SkywireTestSupport"]),
         .testTarget(name: "SkywireDiscoveryTests", dependencies: [

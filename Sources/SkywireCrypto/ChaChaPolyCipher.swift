@@ -6,11 +6,11 @@ import CLibCrypto
 /// AVX-512/AVX2 (x86-64) and NEON (aarch64) code runs under it; the bytes are libsodium's
 /// `crypto_aead_chacha20poly1305_ietf_*` (the same construction; `ChaChaPolyReference`).
 ///
-/// Not thread-safe: one record at a time. `NoiseTransportKey` keeps a pool of these and lends
-/// each to one thread per record.
+/// Not thread-safe: one record at a time. Each thread keeps its own (`ThreadCiphers`) and loads
+/// the key of the record's `NoiseTransportKey` into one when it is not there yet.
 final class ChaChaPolyCipher: @unchecked Sendable {
-    // @unchecked Sendable: confined to one thread at a time; it moves between threads only
-    // through its key's pool (`NoiseTransportKey.idle`, a Mutex), never used while pooled.
+    // @unchecked Sendable: confined to the one thread whose `ThreadCiphers` made it (a
+    // pthread-specific value, never handed to another thread).
     private let context: OpaquePointer
 
     /// A context for `key` (32 bytes). Throws `NoiseError.cipher` with OpenSSL's error text.
@@ -23,6 +23,17 @@ final class ChaChaPolyCipher: @unchecked Sendable {
         guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, key.nonNullBytes, nil, LibCrypto.keepDirection) == 1 else {
             EVP_CIPHER_CTX_free(context)
             throw LibCrypto.error("EVP_CipherInit_ex(chacha20-poly1305)")
+        }
+    }
+
+    /// Replaces the key (EVP_CipherInit_ex with only the key): the context then seals and opens
+    /// with `key` as if made for it; nothing is allocated.
+    func load(key: SecureBytes) throws(NoiseError) {
+        guard key.count == NoiseConstants.keyLength else {
+            throw .badLength(what: "ChaChaPoly key", expected: NoiseConstants.keyLength, got: key.count)
+        }
+        guard EVP_CipherInit_ex(context, nil, nil, key.nonNullBytes, nil, LibCrypto.keepDirection) == 1 else {
+            throw LibCrypto.error("EVP_CipherInit_ex(key)")
         }
     }
 

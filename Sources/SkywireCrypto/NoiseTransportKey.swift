@@ -8,16 +8,16 @@ import Synchronization
 /// output may be the very same memory (in-place), but must not partially overlap. This is what
 /// sudph uses (PROTOCOL.md §4.1, Noise §11.4 out-of-order transport messages).
 /// The key never changes (Rekey makes a new key) and several threads may seal with it at once
-/// (sudph's event loop and the VPN threads): each record borrows a cipher context from `idle`,
-/// made on first need and kept for the key's life, so a key has as many contexts as threads
-/// that used it at the same moment (at most `maxIdleCiphers` are kept).
-public final class NoiseTransportKey: @unchecked Sendable {
-    // @unchecked Sendable: `key` is immutable; the cipher contexts are reached only through
-    // `idle`, a Mutex, and each is used by the one thread that took it out.
+/// (sudph's event loop and the VPN threads). A key holds no cipher context: each thread keeps a
+/// few (`ThreadCiphers`), each loaded with one key and tagged with that key's `id`, so a record
+/// finds its thread's context for the key without a lock, and a key that is not in use costs
+/// no OpenSSL memory (a relay or a visor holds thousands of idle sessions).
+public final class NoiseTransportKey: Sendable {
     let key: SecureBytes
-    private let idle = Mutex<[ChaChaPolyCipher]>([])
-    /// Contexts kept for reuse; more threads at once than this allocate and free the extra ones.
-    static let maxIdleCiphers = 8
+    /// Unique for the process's life (never reused, unlike an address), so a thread's context
+    /// tagged with it holds this key and no other.
+    let id: UInt64
+    private static let nextID = Atomic<UInt64>(1)
 
     /// A key from 32 bytes (e.g. from `CipherState.key` or a test).
     public convenience init(bytes: [UInt8]) throws {
@@ -29,6 +29,7 @@ public final class NoiseTransportKey: @unchecked Sendable {
 
     init(secure: SecureBytes) {
         self.key = secure
+        self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     /// ENCRYPT(k, n, ad, plaintext) into `output`; returns the bytes written (plaintext + 16).
@@ -102,22 +103,10 @@ public final class NoiseTransportKey: @unchecked Sendable {
         return needed
     }
 
-    /// Runs `body` with a cipher context of this key no other thread uses meanwhile: an idle one,
-    /// else a new one; it goes back to `idle` afterwards (unless `maxIdleCiphers` are there).
+    /// Runs `body` with this thread's cipher context loaded with this key.
     @inline(__always)
     private func withCipher(_ body: (ChaChaPolyCipher) throws(NoiseError) -> Void) throws(NoiseError) {
-        let cipher: ChaChaPolyCipher
-        if let pooled = idle.withLock({ $0.popLast() }) {
-            cipher = pooled
-        } else {
-            cipher = try ChaChaPolyCipher(key: key)
-        }
-        defer {
-            idle.withLock { contexts in
-                if contexts.count < Self.maxIdleCiphers { contexts.append(cipher) }
-            }
-        }
-        try body(cipher)
+        try body(ThreadCiphers.current.cipher(for: self))
     }
 
     /// The 96-bit IETF nonce of Noise §12.3: 32 zero bits, then the counter little-endian.

@@ -3,6 +3,7 @@ import SkywireTestSupport
 import Synchronization
 import XCTest
 @testable import SkywireCrypto
+import SkywireCryptoReference
 
 /// The transports' ChaCha20-Poly1305 moved from libsodium to OpenSSL (`ChaChaPolyCipher`): these
 /// tests hold OpenSSL's output byte for byte to libsodium's (`ChaChaPolyReference`) over random

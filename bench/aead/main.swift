@@ -7,6 +7,7 @@
 import Glibc
 #endif
 import SkywireCrypto
+import SkywireCryptoReference
 
 /// Record sizes: a VPN packet's record over sudph, and the largest Noise plaintext (64 KiB).
 let sizes = [1420, NoiseConstants.maxPlaintextLength]
