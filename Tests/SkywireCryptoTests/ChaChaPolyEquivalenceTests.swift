@@ -83,7 +83,7 @@ final class ChaChaPolyEquivalenceTests: XCTestCase {
                     XCTAssertEqual(error as? NoiseError, expected, "size \(size), \(what)")
                 }
                 XCTAssertThrowsError(try Self.open(reference, counter: counter, ad: a, c), "size \(size), \(what): libsodium")
-                // The same key (and its pooled context) still opens the genuine record.
+                // The same key (and the context this thread holds for it) still opens the genuine record.
                 XCTAssertEqual(try Self.open(key, counter: 5, ad: ad, sealed), plaintext, "size \(size) after \(what)")
             }
         }
