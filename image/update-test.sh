@@ -81,13 +81,14 @@ t0=$(date +%s)
 # Phase times (seconds since the start and since the last mark) for the log: where the time goes.
 T_START=$t0 T_MARK=$t0
 mark() { local now; now=$(date +%s); echo "update-test: time: $1: $((now - T_MARK)) s (at $((now - T_START)) s)"; T_MARK=$now; }
-# The disk images here are booted, never flashed: xz at level 0 (XZ_LEVEL= overrides) and the raw
-# disk kept (KEEP_RAW), so that neither a slow xz nor a decompression costs test time.
+# The disk images here are booted, never flashed: no xz (XZ_LEVEL=none: the raw disk alone;
+# XZ_LEVEL=N compresses it too, and KEEP_RAW keeps the raw disk then).
 # V1_RAW=path: v1's raw disk image as image/build.sh left it (KEEP_RAW=1), instead of building it.
 V1_IMG=$OUT/v1/skywire-$BOARD-v1.img
 if [ -z "${V1_RAW:-}" ]; then
-    BOARD=$BOARD VERSION=v1 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v1 XZ_LEVEL=${XZ_LEVEL:-0} KEEP_RAW=1 "$REPO/image/build.sh"
-    # A cached build made without KEEP_RAW has only the .img.xz (a rebuild removes the .img first).
+    BOARD=$BOARD VERSION=v1 SKYWIRE_BIN=$SKYWIRE_BIN OUT_DIR=$OUT/v1 XZ_LEVEL=${XZ_LEVEL:-none} KEEP_RAW=1 "$REPO/image/build.sh"
+    # A cached build made with XZ_LEVEL=N and without KEEP_RAW has only the .img.xz (a rebuild
+    # removes the .img first).
     [ -f "$V1_IMG" ] || { xz -dc "$V1_IMG.xz" | dd of="$V1_IMG.partial" bs=4M conv=sparse status=none && mv -f "$V1_IMG.partial" "$V1_IMG"; }
     V1_RAW=$V1_IMG
 fi
