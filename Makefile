@@ -45,7 +45,7 @@ release: deps
 ## image (SKYWIRE_TEST_CROSS=0 skips all of those, SKYWIRE_TEST_IMAGE=0 both boot tests,
 ## SKYWIRE_TEST_GATEWAY_IMAGE=0 only the gateway one). SKYWIRE_TEST_UPDATE=1 adds the A/B update
 ## test (update-test on qemu-arm64-ab with the cross build) after the first boot test: off by
-## default, since it adds ~30 min under TCG to a CI run of ~46 min (docs/update.md).
+## default, since it adds ~39 min under TCG to a CI run of ~46 min (docs/update.md).
 ## Right after the unit tests, a short fuzzing pass: every libFuzzer harness for
 ## FUZZ_SHORT_SECONDS (default 6) s (SKYWIRE_TEST_FUZZ=0 skips it).
 SKYWIRE_TEST_CROSS ?= 1
