@@ -212,6 +212,7 @@ IMAGE_KEY=$( { echo "$ROOTFS_KEY $OVERLAYS $VERSION $SOURCE_DATE_EPOCH ${ROOT_SI
                    | LC_ALL=C sort | xargs sha256sum); } | sha256sum | cut -c1-16)
 # BUNDLE=1 (image/bundle.sh) makes the root filesystem only, not the compressed disk image.
 CACHED_OUTPUT=$OUT_DIR/$BASENAME.img.xz
+[ "$XZ_LEVEL" != none ] || CACHED_OUTPUT=$OUT_DIR/$BASENAME.img
 [ -z "${BUNDLE:-}" ] || CACHED_OUTPUT=$OUT_DIR/$BASENAME.rootfs.ext4
 if [ -z "${FORCE:-}" ] && [ -f "$CACHED_OUTPUT" ] && [ "$(cat "$OUT_DIR/.image-key" 2>/dev/null)" = "$IMAGE_KEY" ]; then
     STEP=done
@@ -552,6 +553,16 @@ fi
 # ---------------------------------------------------------------------------
 step compress "compressing and checksumming" "check free space in $OUT_DIR"
 rm -f "$OUT_DIR/$BASENAME.img" "$OUT_DIR/$BASENAME.img.xz" "$OUT_DIR/$BASENAME.img.bmap"
+# XZ_LEVEL=none: a disk only booted by the tests (image/update-test.sh), never flashed: the raw
+# image alone, no xz (minutes of test time on a loaded 2-core host).
+if [ "$XZ_LEVEL" = none ]; then
+    mv -f "$IMG" "$OUT_DIR/$BASENAME.img"
+    (cd "$OUT_DIR" && sha256sum "$BASENAME.img" >"$BASENAME.img.sha256")
+    echo "$IMAGE_KEY" >"$OUT_DIR/.image-key"
+    STEP=done
+    echo "==> done: $OUT_DIR/$BASENAME.img (raw ${total_mib} MiB, not compressed: XZ_LEVEL=none)" >&2
+    exit 0
+fi
 if command -v bmaptool >/dev/null; then
     bmaptool create -o "$OUT_DIR/$BASENAME.img.bmap" "$IMG" 2>/dev/null \
         || echo "    warning: bmaptool create failed; no .bmap" >&2

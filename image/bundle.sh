@@ -9,6 +9,7 @@
 # rauc's "verity" format (a squashfs with the manifest and the root filesystem image, a dm-verity
 # hash tree, a CMS signature), compatible "skywire-BOARD", version VERSION, signed with
 # UPDATE_CERT/UPDATE_KEY (default: the development key of image/update-key.sh).
+# MKSQUASHFS_ARGS: passed to rauc's mksquashfs (update-test: "-comp lzo", faster than the default xz).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 board=${BOARD:-qemu-arm64-ab}
@@ -48,7 +49,7 @@ filename=rootfs.ext4
 MANIFEST
 rm -f "$out" "$out.partial"
 t0=$(date +%s)
-rauc bundle --cert="$cert" --key="$key" "$work/content" "$out.partial" >"$work/rauc.log" 2>&1 \
+rauc bundle --cert="$cert" --key="$key" ${MKSQUASHFS_ARGS:+--mksquashfs-args="$MKSQUASHFS_ARGS"} "$work/content" "$out.partial" >"$work/rauc.log" 2>&1 \
     || { cat "$work/rauc.log" >&2; echo "bundle: rauc bundle failed" >&2; exit 1; }
 mv -f "$out.partial" "$out"
 ln -sfn "$name.raucb" "$OUT_DIR/skywire-$board-latest.raucb"
