@@ -121,6 +121,8 @@ ab_uboot_check() {
 # (check-image.sh's check_rpi_firmware).
 ab_uboot_rpi_check() {
     local kernel h
+    [ "$(pt '.partitiontable.partitions[0].type')" = c ] && [ "$(pt '.partitiontable.partitions[0].bootable // false')" = true ] \
+        && ok "Pi: MBR boot partition type c (FAT32 LBA), bootable" || fail "Pi: the boot partition is not type c and bootable"
     [ -f "$B/config.txt" ] || { fail "Pi: /config.txt missing"; return; }
     grep -qx 'arm_64bit=1' "$B/config.txt" && ok "Pi: config.txt has arm_64bit=1" || fail "Pi: config.txt lacks arm_64bit=1"
     kernel=$(sed -n 's/^kernel=//p' "$B/config.txt" | tail -n1)
