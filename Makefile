@@ -189,10 +189,12 @@ update-test: deps
 	BOARD='$(UPDATE_BOARD)' SKYWIRE_BIN='$(SKYWIRE_BIN)' ./image/update-test.sh
 
 ## boot-test-rpi4: build the rpi4 image (rootfs cached) and boot it under QEMU's raspi4b machine
-## (QEMU 10 from a cached trixie chroot, image/qemu-trixie.sh): its own kernel, initrd, device tree
-## and cmdline.txt from the FAT partition, root from the SD card model, provisioned from the FAT
-## partition, to the visor's "visor ready" line with the provisioned key and its apps' "app started"
-## lines on the serial console; then the boot partition and the root are checked (docs/boards.md).
+## (QEMU 10 from a cached trixie chroot, image/qemu-trixie.sh): its own U-Boot and device tree from
+## the FAT partition (QEMU in the Pi firmware's place), boot.scr boots slot A, root from the SD card
+## model, provisioned from the FAT partition, to the visor's "visor ready" line with the provisioned
+## key and its apps' "app started" lines on the serial console; then the boot partition, the A/B
+## state and the root are checked, and slot B is booted and committed, and a failing slot B falls
+## back to A (AB_BOOTS=no skips those two; docs/boards.md, docs/update.md "Raspberry Pi").
 ## Not in `make test` (it does not fit the CI budget: see docs/boards.md for its time).
 boot-test-rpi4: deps
 	BOARD=rpi4 OVERLAYS= SKYWIRE_BIN='$(SKYWIRE_BIN)' OUT_DIR='$(CURDIR)/out/rpi4' ./image/build.sh

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # image/ab-slots.sh: the A/B part of image/build.sh for boards with AB_SLOTS=yes (sourced;
-# uses ROOT, BOOT, REPO, BOARD, VERSION, KVER, KERNEL_CMDLINE, UPDATE_KEYRING). docs/update.md.
+# uses ROOT, BOOT, REPO, BOARD, VERSION, KVER, KERNEL_CMDLINE, UPDATE_KEYRING, SLOT_A_DEV, SLOT_B_DEV). docs/update.md.
 #
 # Disk: boot (ESP) | root-a | root-b, the two root slots the same size. The image ships slot A
 # filled and slot B empty; rauc writes a bundle's root filesystem into the slot not booted.
@@ -28,12 +28,12 @@ bootloader-custom-backend=/usr/lib/skywire/update/bootloader
 path=/etc/rauc/keyring.pem
 
 [slot.rootfs.0]
-device=/dev/disk/by-partlabel/root-a
+device=$SLOT_A_DEV
 type=ext4
 bootname=A
 
 [slot.rootfs.1]
-device=/dev/disk/by-partlabel/root-b
+device=$SLOT_B_DEV
 type=ext4
 bootname=B
 CONF

@@ -5,7 +5,7 @@
 # board_conf_defaults: the optional keys' defaults (CONF_<KEY>).
 board_conf_defaults() {
     CONF_COMPONENTS=main CONF_KERNEL_PACKAGES="" CONF_FIRMWARE_PACKAGES="" CONF_BOOTLOADER_PACKAGES=""
-    CONF_EXTRA_PACKAGES="" CONF_DEVICE_TREE="" CONF_UBOOT_TARGET="" CONF_UBOOT_BLOBS="" CONF_EFI_ARCH="" CONF_AB_SLOTS=no
+    CONF_EXTRA_PACKAGES="" CONF_DEVICE_TREE="" CONF_UBOOT_TARGET="" CONF_UBOOT_BLOBS="" CONF_UBOOT_LOADER="" CONF_EFI_ARCH="" CONF_AB_SLOTS=no
 }
 
 # Reads KEY=value lines from a board config (no shell evaluation: the file is data).

@@ -5,16 +5,22 @@
 #
 #   image/boot-test-rpi4.sh [IMAGE.img[.xz]]   (default: out/rpi4/skywire-rpi4-latest.img.xz)
 #
-# The image's own kernel, initrd, device tree (bcm2711-rpi-4-b.dtb) and kernel command line
-# (cmdline.txt) are read from its FAT partition and given to QEMU (-kernel/-initrd/-dtb/-append);
-# the root partition is mounted from the SD card model. What QEMU 10's raspi4b lacks needs a few
+# The image's own U-Boot (u-boot.bin) and device tree (bcm2711-rpi-4-b.dtb) are read from its FAT
+# partition and given to QEMU (-kernel/-dtb) in place of the Pi firmware, which QEMU does not run;
+# U-Boot finds the SD card, runs boot.scr (the A/B slots: docs/update.md), loads slot A's kernel and
+# initrd and boots it with that device tree and the slot's command line (slot-a/slot.env); the
+# root partition is mounted from the SD card model. What QEMU 10's raspi4b lacks needs a few
 # test-only changes to the device tree and the command line (TEST_DT_CHANGES, TEST_KERNEL_ARGS;
 # docs/boards.md says why each one). A skywire-provision.json with a pre-made
 # visor key and a Wi-Fi uplink goes onto the FAT partition first. Checks: the visor logs the
 # provisioned key on the serial console (the PL011 here; the board's is the mini UART), skywire-setup
 # reports no error, the Wi-Fi uplink was configured; after the guest is stopped, the raw boot
 # partition holds neither the visor key nor the Wi-Fi passphrase, and the root file system
-# (read with e2fsck/debugfs) has the wpa_supplicant file (0600) and the grown root.
+# (read with e2fsck/debugfs) has the wpa_supplicant file (0600), slot A kept its size (A/B), and
+# the A/B state on the FAT partition has slot A committed. Then, unless AB_BOOTS=no, two more
+# boots of the same card (image/boot-test-rpi4-ab.sh): slot B (root-a's file system copied into
+# root-b, as rauc would write it) first in BOOT_ORDER with one try boots and is committed by its
+# health check; a slot B whose kernel cannot mount its root falls back to slot A by the counter.
 #
 # Environment:
 #   BOOT_TIMEOUT=1500   seconds to wait for the visor's key on the console
@@ -22,6 +28,7 @@
 #   COMMIT_WAIT=70      seconds to wait after that, so ext4 (commit=60) has written the root's
 #                       changes before QEMU is stopped (the guest has no network to shut it down)
 #   KEEP_TEST_DIR=1     keep the work directory (disk, serial log)
+#   AB_BOOTS=no         skip the slot B boots
 # Every wait is bounded. Exit status 0 only when every check passed.
 set -euo pipefail
 {
@@ -37,13 +44,13 @@ APPS_TIMEOUT=${APPS_TIMEOUT:-300}
 APPS="vpn-server:44 skysocks:3"
 STARTED_APPS="skysocks:3"
 POLL_SECONDS=5
-# QEMU's SD card model needs a power-of-two size; bigger than the image so the root must grow.
-SD_SIZE=2G
+# QEMU's SD card model needs a power-of-two size (the image, boot + two 1280 MiB slots, is ~2.8 GiB).
+SD_SIZE=4G
 # raspi4b is a fixed machine: 4 Cortex-A72 cores, as the board. Multi-threaded TCG: with one host
 # thread for the four vCPUs (thread=single) the kernel stalled for good in a TLB flush.
 QEMU_ACCEL=tcg,thread=multi
 DTB=bcm2711-rpi-4-b.dtb
-# Test-only kernel arguments: QEMU does not emulate the HDMI blocks' L2 interrupt controllers and
+# Test-only kernel arguments (appended to the slots' sk_args= on the test card): QEMU does not emulate the HDMI blocks' L2 interrupt controllers and
 # DDC I2C controllers, nor the DVP clock gates; touching them is a synchronous external abort that
 # kills PID 1. So those two drivers' initcalls are skipped, and unused clocks are left as they are.
 # maxcpus=1: with four vCPUs the kernel stalled (RCU stalls, a CPU that never woke) on this loaded
@@ -107,21 +114,34 @@ read -r boot_start boot_sectors root_start < <(sfdisk -J "$T/sd.img" \
 BOOT_OFFSET=$((boot_start * 512)) BOOT_SIZE=$((boot_sectors * 512)) ROOT_OFFSET=$((root_start * 512))
 export MTOOLS_SKIP_CHECK=1
 FAT="$T/sd.img@@$BOOT_OFFSET"
-for f in vmlinuz initrd.img "$DTB" cmdline.txt config.txt; do
-    mcopy -n -i "$FAT" "::/$f" "$T/$f" || die "$f is not on the image's FAT partition"
+for f in u-boot.bin "$DTB" config.txt slot-a/slot.env abstate.txt; do
+    mcopy -n -i "$FAT" "::/$f" "$T/$(basename "$f")" || die "$f is not on the image's FAT partition"
 done
-CMDLINE=$(tr -d '\n' <"$T/cmdline.txt")
+CMDLINE=$(tr -d '\r\000' <"$T/slot.env" | sed -n 's/^sk_args=//p')
+grep -qx 'kernel=u-boot.bin' "$T/config.txt" && pass "config.txt has the firmware start U-Boot (kernel=u-boot.bin)" \
+    || fail "config.txt does not start u-boot.bin: $(grep kernel "$T/config.txt")"
+[ "$(tr -d '\000' <"$T/abstate.txt" | sort | tr '\n' ' ')" = "BOOT_A_LEFT=3 BOOT_B_LEFT=0 BOOT_ORDER=A B " ] \
+    && pass "the image's A/B state boots slot A (3 tries), slot B not installed" || fail "abstate.txt: $(tr '\n' ' ' <"$T/abstate.txt")"
 # Test-only: the console on the PL011 (QEMU's first serial port) instead of the mini UART: with
 # QEMU's mini UART model the kernel hangs (intermittently) setting up its interrupt when the
 # console opens; the mini UART's own check stays: cmdline.txt must name it (below).
 TEST_CMDLINE=${CMDLINE//console=ttyS1,115200/console=ttyAMA0,115200}
+# set_slot_env SLOT SK_ARGS: the slot's slot.env on the test card (U-Boot reads it; no device tree file).
+set_slot_env() {
+    printf 'sk_args=%s\nsk_fdt=\n' "$2" >"$T/slot-$1.env"
+    mmd -i "$FAT" "::/slot-$1" 2>/dev/null || true
+    mcopy -o -i "$FAT" "$T/slot-$1.env" "::/slot-$1/slot.env" || die "mcopy of slot-$1/slot.env failed"
+}
+set_slot_env a "$TEST_CMDLINE${TEST_KERNEL_ARGS:+ $TEST_KERNEL_ARGS}"
+# ab_state: the A/B state on the card, one line, sorted ("BOOT_A_LEFT=n BOOT_B_LEFT=n BOOT_ORDER=X Y ").
+ab_state() { mtype -i "$FAT" ::/abstate.txt 2>/dev/null | tr -d '\000\r' | sort | tr '\n' ' '; }
 cp "$T/$DTB" "$T/test.dtb"
 while read -r -a change; do
     ((${#change[@]})) || continue
     "$REPO/image/qemu-trixie.sh" run "$T" -- fdtput "${change[@]/#DTB/$T/test.dtb}" || die "fdtput ${change[*]} failed on $DTB"
 done <<<"$TEST_DT_CHANGES"
 
-grep -q 'console=ttyS1' <<<"$CMDLINE" || fail "cmdline.txt has no console=ttyS1 (the mini UART on GPIO 14/15): $CMDLINE"
+grep -q 'console=ttyS1' <<<"$CMDLINE" || fail "slot A's command line has no console=ttyS1 (the mini UART on GPIO 14/15): $CMDLINE"
 mcopy -o -i "$FAT" "$T/skywire-provision.json" ::/skywire-provision.json || die "mcopy of the provisioning file failed"
 # scan WHAT: counts of the visor key (hex) and the Wi-Fi passphrase in the boot partition's raw
 # bytes (deleted files and free clusters included).
@@ -140,9 +160,10 @@ read -r sk_before pw_before < <(scan_boot)
     || fail "control: the raw scan does not find what mcopy just wrote (key $sk_before, passphrase $pw_before)"
 
 # --- boot ---------------------------------------------------------------------------------
+# The PL011 (serial.log) has the kernel's console; U-Boot prints on the mini UART (serial1.log), the
+# device tree's stdout-path.
 QEMU=(qemu-system-aarch64 -M raspi4b -accel "$QEMU_ACCEL" -display none -monitor none
-      -kernel "$T/vmlinuz" -initrd "$T/initrd.img" -dtb "$T/test.dtb"
-      -append "$TEST_CMDLINE${TEST_KERNEL_ARGS:+ $TEST_KERNEL_ARGS}"
+      -kernel "$T/u-boot.bin" -dtb "$T/test.dtb"
       -drive "if=sd,format=raw,file=$T/sd.img"
       -serial "file:$T/serial.log" -serial "file:$T/serial1.log")
 echo "boot-test-rpi4: ${QEMU[*]}" | tee "$T/qemu.cmd" >&2
@@ -152,6 +173,9 @@ QEMU_PID=$!
 wait_visor_key "$VISOR_PK" "$T/serial.log" "$T/qemu.log" "$QEMU_PID" "$BOOT_TIMEOUT" "$POLL_SECONDS" || true
 VISOR_READY_S=""
 KERNEL_S=$(grep -am1 -o 'Booting Linux' "$T/serial.log" >/dev/null && echo yes || echo no)
+grep -aq 'skywire-boot: booting slot A from slot-a/' "$T/serial1.log" \
+    && pass "U-Boot ran boot.scr from the SD card and booted slot A ($(grep -a 'skywire-boot: state saved' "$T/serial1.log" | head -n1 | tr -d '\r'))" \
+    || fail "U-Boot did not boot slot A: $(grep -a 'skywire-boot\|MMC:\|U-Boot 20' "$T/serial1.log" | tr -d '\r' | tail -n 4 | tr '\n' ' ')"
 if [ -n "$READY_S" ]; then
     pass "the visor started with the provisioned public key (serial console), ${READY_S}s after QEMU started"
     # wait_for DEADLINE CMD...: polls CMD until it succeeds, QEMU exits or SECONDS reaches DEADLINE.
@@ -225,10 +249,12 @@ parts=$(sfdisk -J "$T/sd.img")
 root_sectors=$(jq '.partitiontable.partitions[1].size' <<<"$parts")
 dd if="$T/sd.img" of="$T/root.ext4" bs=512 skip="$root_start" count="$root_sectors" status=none
 e2fsck -fy "$T/root.ext4" >"$T/e2fsck.log" 2>&1 || true
-SD_BYTES=$(stat -c %s "$T/sd.img")
-[ $(( (root_start + root_sectors) * 512 )) -gt $((SD_BYTES - 64 * 1024 * 1024)) ] \
-    && pass "the root partition grew to the end of the card ($((root_sectors / 2048)) MiB)" \
-    || fail "the root partition did not grow ($((root_sectors / 2048)) MiB of a ${SD_SIZE} card)"
+[ "$root_sectors" = "$(jq '.partitiontable.partitions[2].size' <<<"$parts")" ] \
+    && pass "slot A's partition kept its size ($((root_sectors / 2048)) MiB, as slot B's: A/B slots do not grow)" \
+    || fail "slot A's partition is $((root_sectors / 2048)) MiB, slot B's $(($(jq '.partitiontable.partitions[2].size' <<<"$parts") / 2048)) MiB"
+[ "$(ab_state)" = "BOOT_A_LEFT=3 BOOT_B_LEFT=0 BOOT_ORDER=A B " ] \
+    && pass "A/B state after the boot: slot A committed (boot.scr counted the boot, the health check restored 3 tries)" \
+    || fail "A/B state after the boot: $(ab_state)"
 wpa=$(debugfs -R "stat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" "$T/root.ext4" 2>/dev/null | sed -n 's/.*Mode: *\([0-7]*\).*/\1/p' | head -n1)
 [ "$wpa" = 0600 ] && pass "wpa_supplicant-wlan0.conf is on the root, mode 0600" || fail "wpa_supplicant-wlan0.conf mode '${wpa:-missing}' on the root (e2fsck: $(tail -n 2 "$T/e2fsck.log" | tr '\n' ' '))"
 debugfs -R "cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf" "$T/root.ext4" 2>/dev/null | grep -qxF "	psk=\"$WIFI_PASS\"" \
@@ -253,6 +279,8 @@ for fw in brcmfmac43455-sdio.bin brcmfmac43455-sdio.raspberrypi,4-model-b.txt; d
     debugfs -R "stat /usr/lib/firmware/brcm/$fw" "$T/root.ext4" 2>/dev/null | grep -q 'Type: \(regular\|symlink\)' \
         && pass "the Pi 4's Wi-Fi firmware $fw is installed" || fail "no /usr/lib/firmware/brcm/$fw (firmware-brcm80211)"
 done
+
+[ "${AB_BOOTS:-yes}" = no ] || [ -z "$READY_S" ] || . "$REPO/image/boot-test-rpi4-ab.sh"
 
 echo "boot-test-rpi4: board=rpi4 image=$(basename "$(readlink -f "$IMAGE")") key_after=${READY_S:-never}s ready_after=${VISOR_READY_S:-never}s"
 echo "boot-test-rpi4: $PASS passed, $FAIL failed (serial log: $T/serial.log${KEEP_TEST_DIR:+, kept})"

@@ -86,10 +86,16 @@ done
 case $CONF_BOOTLOADER in systemd-boot|rpi-firmware|u-boot-extlinux|u-boot-script) ;;
     *) die "$CONF_FILE: unknown BOOTLOADER '$CONF_BOOTLOADER' (systemd-boot, rpi-firmware, u-boot-extlinux, u-boot-script)";; esac
 case $CONF_PARTITION_TABLE in gpt|dos) ;; *) die "$CONF_FILE: PARTITION_TABLE must be gpt or dos";; esac
-# A/B root slots and signed updates (docs/update.md): systemd-boot and U-Boot script boards, so far.
-case $CONF_AB_SLOTS in no) ;; yes) [[ $CONF_BOOTLOADER == systemd-boot || $CONF_BOOTLOADER == u-boot-script ]] && [ "$CONF_PARTITION_TABLE" = gpt ] \
-        || die "$CONF_FILE: AB_SLOTS=yes needs BOOTLOADER=systemd-boot or u-boot-script and PARTITION_TABLE=gpt (docs/update.md)";;
+# A/B root slots and signed updates (docs/update.md): systemd-boot (GPT) and U-Boot script boards
+# (GPT, or MBR for the Pi, whose firmware reads only MBR).
+case $CONF_AB_SLOTS in no) ;; yes) [[ ($CONF_BOOTLOADER == systemd-boot && $CONF_PARTITION_TABLE == gpt) || $CONF_BOOTLOADER == u-boot-script ]] \
+        || die "$CONF_FILE: AB_SLOTS=yes needs BOOTLOADER=u-boot-script, or systemd-boot with PARTITION_TABLE=gpt (docs/update.md)";;
     *) die "$CONF_FILE: AB_SLOTS must be yes or no";; esac
+# UBOOT_LOADER: what starts U-Boot: empty (the SoC's boot ROM, UBOOT_BLOBS on raw sectors, or QEMU's
+# -bios) or rpi-firmware (the Pi's GPU firmware, config.txt kernel=u-boot.bin; image/ab-uboot.sh).
+case $CONF_UBOOT_LOADER in "") ;; rpi-firmware) [ "$CONF_BOOTLOADER" = u-boot-script ] && [ "$CONF_PARTITION_TABLE" = dos ] \
+        || die "$CONF_FILE: UBOOT_LOADER=rpi-firmware needs BOOTLOADER=u-boot-script and PARTITION_TABLE=dos";;
+    *) die "$CONF_FILE: UBOOT_LOADER must be empty or rpi-firmware";; esac
 # u-boot-script: U-Boot runs the A/B boot script (image/ab-uboot.sh), so only with A/B slots.
 [ "$CONF_BOOTLOADER" != u-boot-script ] || [ "$CONF_AB_SLOTS" = yes ] || die "$CONF_FILE: BOOTLOADER=u-boot-script needs AB_SLOTS=yes"
 case $CONF_DEB_ARCH in arm64) QEMU_ARCH=aarch64; ELF_MACHINE=AArch64;; amd64) QEMU_ARCH=x86_64; ELF_MACHINE=X86-64;;
@@ -281,12 +287,15 @@ ROOT_HASH_SEED=$(det_uuid "$ID_SEED:root-hash")
 BOOT_VOLID=$(printf '%s' "$ID_SEED:boot-fs" | sha256sum | cut -c1-8)
 DOS_DISK_ID=0x$(printf '%s' "$ID_SEED:dos" | sha256sum | cut -c1-8)
 if [ "$CONF_PARTITION_TABLE" = dos ]; then
-    # MBR partitions are named <disk id>-<partition number>.
+    # MBR partitions are named <disk id>-<partition number>; MBR has no partition names, so rauc
+    # finds the slots by these too.
     ROOT_REF="PARTUUID=${DOS_DISK_ID#0x}-02"
     BOOT_REF="PARTUUID=${DOS_DISK_ID#0x}-01"
+    SLOT_A_DEV=/dev/disk/by-partuuid/${DOS_DISK_ID#0x}-02 SLOT_B_DEV=/dev/disk/by-partuuid/${DOS_DISK_ID#0x}-03
 else
     ROOT_REF="PARTUUID=$ROOT_PARTUUID"
     BOOT_REF="PARTUUID=$BOOT_PARTUUID"
+    SLOT_A_DEV=/dev/disk/by-partlabel/root-a SLOT_B_DEV=/dev/disk/by-partlabel/root-b
 fi
 KERNEL_CMDLINE="root=$ROOT_REF rw rootwait fsck.repair=yes"
 for c in $CONF_CONSOLE; do KERNEL_CMDLINE+=" console=$c"; done
@@ -519,6 +528,8 @@ else
 label-id: $DOS_DISK_ID
 start=$boot_start, size=$((CONF_BOOT_SIZE_MIB * SECTORS_PER_MIB)), type=c, bootable
 start=$root_start, size=$((ROOT_SIZE_MIB * SECTORS_PER_MIB)), type=83"
+    [ "$CONF_AB_SLOTS" = no ] || layout+="
+start=$((root_start + ROOT_SIZE_MIB * SECTORS_PER_MIB)), size=$((ROOT_SIZE_MIB * SECTORS_PER_MIB)), type=83"
 fi
 echo "$layout" >"$OUT_DIR/$BASENAME.sfdisk"
 echo "$layout" | sfdisk --quiet --no-reread --no-tell-kernel "$IMG"

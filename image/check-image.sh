@@ -81,8 +81,10 @@ nparts=$(pt '.partitiontable.partitions | length')
 if [ "$CONF_AB_SLOTS" = yes ]; then
     # A/B (docs/update.md): boot, root-a, root-b; the slots the same size, named for rauc's by-partlabel paths.
     [ "$nparts" = 3 ] || fatal "expected 3 partitions (boot, root-a, root-b: AB_SLOTS=yes), found $nparts"
-    names=$(pt '[.partitiontable.partitions[].name] | join(",")')
-    [ "$names" = "boot,root-a,root-b" ] && ok "A/B: partitions named boot, root-a, root-b" || fail "A/B: partition names are '$names', expected boot,root-a,root-b"
+    if [ "$label" = gpt ]; then
+        names=$(pt '[.partitiontable.partitions[].name] | join(",")')
+        [ "$names" = "boot,root-a,root-b" ] && ok "A/B: partitions named boot, root-a, root-b" || fail "A/B: partition names are '$names', expected boot,root-a,root-b"
+    fi
     [ "$(pt '.partitiontable.partitions[1].size')" = "$(pt '.partitiontable.partitions[2].size')" ] \
         && ok "A/B: the root slots are the same size" || fail "A/B: root-a and root-b differ in size"
 else
@@ -164,6 +166,11 @@ fi
 if [ "$CONF_AB_SLOTS" = yes ]; then
     root_file /etc/rauc/system.conf "$TMP/system.conf" && grep -qx "compatible=skywire-$BOARD" "$TMP/system.conf" \
         && ok "A/B: /etc/rauc/system.conf compatible=skywire-$BOARD" || fail "A/B: /etc/rauc/system.conf missing or not compatible=skywire-$BOARD"
+    # The slots' devices: by partition name on GPT, by PARTUUID <disk id>-02 and -03 on MBR.
+    if [ "$label" = gpt ]; then want_devs="/dev/disk/by-partlabel/root-a /dev/disk/by-partlabel/root-b"
+    else want_devs="/dev/disk/by-partuuid/${ROOT_REF#PARTUUID=} /dev/disk/by-partuuid/${ROOT_REF%-02}-03"; want_devs=${want_devs/PARTUUID=/}; fi
+    devs=$(sed -n 's/^device=//p' "$TMP/system.conf" 2>/dev/null | tr '\n' ' ')
+    [ "${devs% }" = "$want_devs" ] && ok "A/B: rauc's slots are $want_devs" || fail "A/B: rauc's slot devices are '${devs% }', expected $want_devs"
     root_file /etc/rauc/keyring.pem "$TMP/keyring.pem" && grep -q -- '-----BEGIN CERTIFICATE-----' "$TMP/keyring.pem" \
         && ok "A/B: update keyring /etc/rauc/keyring.pem present" || fail "A/B: no update keyring /etc/rauc/keyring.pem"
 fi
@@ -197,6 +204,31 @@ check_uboot_blobs() {
         ((end <= boot_start)) && ok "u-boot: $f ends at sector $end, before the first partition ($boot_start)" \
             || fail "u-boot: $f ends at sector $end, inside the first partition (starts at $boot_start)"
         prev_end=$end
+    done
+}
+
+# check_rpi_firmware: every file of the raspi-firmware package on the boot partition, and the
+# board's device trees on its top level (rpi-firmware, and U-Boot started by the Pi firmware).
+check_rpi_firmware() {
+    local nfw f d
+    # The firmware: every file of the raspi-firmware package, present and equal.
+    mkdir -p "$TMP/fw"
+    debugfs -R "rdump /usr/lib/raspi-firmware \"$TMP/fw\"" "$R" >/dev/null 2>&1 || true
+    nfw=0
+    if [ -d "$TMP/fw/raspi-firmware" ]; then
+        while IFS= read -r f; do
+            nfw=$((nfw + 1))
+            if [ ! -f "$B/$f" ]; then fail "Pi firmware: /$f missing on the boot partition"
+            elif ! cmp -s "$B/$f" "$TMP/fw/raspi-firmware/$f"; then fail "Pi firmware: /$f differs from raspi-firmware's"
+            fi
+        done < <(cd "$TMP/fw/raspi-firmware" && find . -type f -printf '%P\n' | sort)
+    fi
+    ((nfw > 0)) || fail "Pi firmware: /usr/lib/raspi-firmware is empty or missing in the root (raspi-firmware installed?)"
+    for f in start4.elf fixup4.dat bootcode.bin start.elf fixup.dat; do file_present "$f" "Pi firmware"; done
+    ((nfw == 0)) || ok "Pi firmware: $nfw files of raspi-firmware checked"
+    for d in $CONF_DEVICE_TREE; do
+        file_present "$(basename "$d")" "Pi device tree"
+        [ -z "$KVER" ] || [ ! -f "$B/$(basename "$d")" ] || same "$(basename "$d")" "/usr/lib/linux-image-$KVER/$d" "Pi device tree"
     done
 }
 
@@ -252,25 +284,7 @@ rpi-firmware)
         [ "$(wc -l <"$B/cmdline.txt")" -le 1 ] && ok "Pi: cmdline.txt is one line" || fail "Pi: cmdline.txt has more than one line (the firmware reads only the first)"
         check_root_arg "Pi cmdline.txt" "$(head -n1 "$B/cmdline.txt")"
     fi
-    # The firmware: every file of the raspi-firmware package, present and equal.
-    mkdir -p "$TMP/fw"
-    debugfs -R "rdump /usr/lib/raspi-firmware \"$TMP/fw\"" "$R" >/dev/null 2>&1 || true
-    nfw=0
-    if [ -d "$TMP/fw/raspi-firmware" ]; then
-        while IFS= read -r f; do
-            nfw=$((nfw + 1))
-            if [ ! -f "$B/$f" ]; then fail "Pi firmware: /$f missing on the boot partition"
-            elif ! cmp -s "$B/$f" "$TMP/fw/raspi-firmware/$f"; then fail "Pi firmware: /$f differs from raspi-firmware's"
-            fi
-        done < <(cd "$TMP/fw/raspi-firmware" && find . -type f -printf '%P\n' | sort)
-    fi
-    ((nfw > 0)) || fail "Pi firmware: /usr/lib/raspi-firmware is empty or missing in the root (raspi-firmware installed?)"
-    for f in start4.elf fixup4.dat bootcode.bin start.elf fixup.dat; do file_present "$f" "Pi firmware"; done
-    ((nfw == 0)) || ok "Pi firmware: $nfw files of raspi-firmware checked"
-    for d in $CONF_DEVICE_TREE; do
-        file_present "$(basename "$d")" "Pi device tree"
-        [ -z "$KVER" ] || [ ! -f "$B/$(basename "$d")" ] || same "$(basename "$d")" "/usr/lib/linux-image-$KVER/$d" "Pi device tree"
-    done
+    check_rpi_firmware
     ;;
 systemd-boot)
     efi=EFI/BOOT/BOOT${CONF_EFI_ARCH^^}.EFI

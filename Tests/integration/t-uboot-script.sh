@@ -178,5 +178,12 @@ check_linux "A installed with no tries (a failed trial): shown bad, for the roll
 printf 'garbage' >"$L/esp/abstate.txt"
 check_linux "unreadable abstate.txt: abstate.bak read" 'bash -c ". $L/lib.sh; uboot_state; echo \$BOOT_ORDER \$BOOT_A_LEFT \$BOOT_B_LEFT"' "B A 0 3"
 check_linux "an invalid state is refused" '( . "$L/lib.sh"; uboot_state_write "A B" 7 0 ) 2>&1 | sed "s/.*ERROR: //"' "invalid A/B state 'A B' 7 0"
+# rauc's slot devices (lib.sh slot_device, for prepare_slot): by PARTUUID on the Pi's MBR disk.
+printf '[system]\ncompatible=skywire-rpi4\n\n[slot.rootfs.0]\ndevice=/dev/disk/by-partuuid/1234abcd-02\ntype=ext4\nbootname=A\n\n[slot.rootfs.1]\nbootname=B\ntype=ext4\ndevice=/dev/disk/by-partuuid/1234abcd-03\n' >"$L/system.conf"
+check_linux "slot_device: the slots of an MBR system.conf (device= before or after bootname=)" \
+    'RAUC_SYSTEM_CONF=$L/system.conf bash -c ". $L/lib.sh; slot_device A; slot_device B"' "/dev/disk/by-partuuid/1234abcd-02
+/dev/disk/by-partuuid/1234abcd-03"
+check_linux "slot_device: a slot system.conf does not list is an error" \
+    '( RAUC_SYSTEM_CONF=$L/system.conf; . "$L/lib.sh"; slot_device C ) 2>&1 | sed "s/.*ERROR: //"' "no slot with bootname=C in $L/system.conf"
 
 [ "$T_FAILS" -eq 0 ] || exit 1

@@ -99,13 +99,22 @@ carry_state() {
     grep -Eq "^$esp_dev[[:space:]]+$ESP_MOUNT[[:space:]]" "$mnt/etc/fstab" || udie "slot $slot's /etc/fstab has no $ESP_MOUNT line"
 }
 
+# rauc's configuration: the slots' devices (by-partlabel on GPT disks, by-partuuid on the Pi's MBR).
+RAUC_SYSTEM_CONF=${RAUC_SYSTEM_CONF:-/etc/rauc/system.conf}
+# slot_device SLOT: the device= of the rauc slot whose bootname= is SLOT.
+slot_device() {
+    awk -v want="$1" 'function flush() { if (bn == want && dev != "") { print dev; found = 1; exit } }
+        /^\[/ { flush(); dev = ""; bn = "" } /^device=/ { dev = substr($0, 8) } /^bootname=/ { bn = substr($0, 10) }
+        END { if (!found) flush() }' "$RAUC_SYSTEM_CONF" | grep . || udie "no slot with bootname=$1 in $RAUC_SYSTEM_CONF"
+}
+
 # prepare_slot SLOT: mounts the freshly written slot, copies its kernel and initrd (and the device
 # trees in SLOT_DEVICE_TREES, U-Boot boards) to /slot-<x>/ on the ESP, carries the device's state
 # over (persist.list), points its fstab at its own partition. Sets VERSION_NEW and PARTUUID_NEW.
 prepare_slot() {
     local slot=$1 x dev partuuid mnt kver p src
     x=$(lower "$slot")
-    dev=/dev/disk/by-partlabel/root-$x
+    dev=$(slot_device "$slot")
     partuuid=$(blkid -s PARTUUID -o value "$dev") || udie "no PARTUUID for $dev"
     mnt=$(mktemp -d /run/skywire-update.XXXXXX)
     mount -t ext4 "$dev" "$mnt" || udie "cannot mount $dev"
