@@ -11,7 +11,7 @@
 #   2. slot B's kernel command line names a root that does not exist: the initramfs gives up and
 #      reboots (panic=10); boot.scr had counted B's one try before the kernel started, so the next
 #      boot takes slot A, whose health check keeps it.
-# Test-only: vpn-server's auto_start is off in slot B's config (it cannot start without a default
+# Test-only: vpn-server's auto_start is off in slot B's config and its apps.d entry removed (it cannot start without a default
 # route here, and the health check of a slot on trial waits for every auto-start app).
 
 # Test-only: the initramfs waits this long for a missing root (its default is 180 s).
@@ -58,6 +58,12 @@ CMDS
 }
 debugfs_replace /etc/fstab "$T/fstab.b" 644
 debugfs_replace /etc/skywire/skywire-config.json "$T/config.b" 600
+# skywire-setup's 50-apps rewrites every overlay app's entry from /etc/skywire/apps.d at each boot
+# (auto_start from the provisioned role), so vpn-server's overlay entry goes too: an app no overlay
+# ships keeps its entry in the config as it is.
+debugfs -w -R "rm /etc/skywire/apps.d/vpn-exit.json" "$T/root-b.ext4" >/dev/null 2>&1
+debugfs -R "stat /etc/skywire/apps.d/vpn-exit.json" "$T/root-b.ext4" 2>&1 | grep -q "File not found" \
+    || die "could not remove vpn-exit.json from slot B's apps.d"
 e2fsck -fn "$T/root-b.ext4" >/dev/null 2>&1 || die "slot B's file system fails e2fsck after the edits"
 dd if="$T/root-b.ext4" of="$T/sd.img" bs=512 seek="$b_start" conv=notrunc,sparse status=none
 for f in vmlinuz initrd.img; do
