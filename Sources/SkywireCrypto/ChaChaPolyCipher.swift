@@ -13,17 +13,17 @@ final class ChaChaPolyCipher: @unchecked Sendable {
     // pthread-specific value, never handed to another thread).
     private let context: OpaquePointer
 
-    /// A context for `key` (32 bytes). Throws `NoiseError.cipher` with OpenSSL's error text.
+    /// A context for `key` (32 bytes), libcrypto initialised first (`LibCrypto.initialised`).
+    /// Throws `NoiseError.cipher` with OpenSSL's error text. A throw after `context` is set runs
+    /// `deinit`, which frees it (so it is not freed here).
     init(key: SecureBytes) throws(NoiseError) {
-        guard key.count == NoiseConstants.keyLength else {
-            throw .badLength(what: "ChaChaPoly key", expected: NoiseConstants.keyLength, got: key.count)
-        }
+        _ = LibCrypto.initialised
         guard let context = EVP_CIPHER_CTX_new() else { throw LibCrypto.error("EVP_CIPHER_CTX_new") }
         self.context = context
-        guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, key.nonNullBytes, nil, LibCrypto.keepDirection) == 1 else {
-            EVP_CIPHER_CTX_free(context)
+        guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, nil, nil, LibCrypto.keepDirection) == 1 else {
             throw LibCrypto.error("EVP_CipherInit_ex(chacha20-poly1305)")
         }
+        try load(key: key)
     }
 
     /// Replaces the key (EVP_CipherInit_ex with only the key): the context then seals and opens

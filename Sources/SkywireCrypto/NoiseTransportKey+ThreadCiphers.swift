@@ -44,7 +44,6 @@ final class ThreadCiphers {
             try existing.load(key: key.key)
             cipher = existing
         } else {
-            _ = LibCrypto.initialised
             cipher = try ChaChaPolyCipher(key: key.key)
             ciphers[slot] = cipher
         }
