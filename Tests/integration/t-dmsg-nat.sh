@@ -68,7 +68,13 @@ want=$(sha256sum <"$T_WORK/www/big.bin" | cut -d' ' -f1)
 want_mid=$(sha256sum <"$T_WORK/www/mid.bin" | cut -d' ' -f1)
 ip netns exec $N python3 -m http.server --bind 0.0.0.0 --directory "$T_WORK/www" 8080 >"$T_WORK/http.log" 2>&1 &
 T_PIDS+=("$!")
-for i in $(seq 1 100); do ip netns exec $B curl -fsS -o /dev/null http://192.0.2.2:8080/small.txt 2>/dev/null && break; [ "$i" = 100 ] && die "the test HTTP server did not start"; sleep 0.1; done
+# The same files paced by the server at 100 kB/s (mid.bin: 80 s), for the download that must outlive
+# the move to a direct transport; bounded to 10 minutes.
+ip netns exec $N python3 "$here/tools/paced-http.py" "$T_WORK/www" 0.0.0.0 8090 100000 600 >"$T_WORK/paced.log" 2>&1 &
+T_PIDS+=("$!")
+for port in 8080 8090; do
+    for i in $(seq 1 100); do ip netns exec $B curl -fsS -o /dev/null http://192.0.2.2:$port/small.txt 2>/dev/null && break; [ "$i" = 100 ] && die "the test HTTP server on port $port did not start"; sleep 0.1; done
+done
 
 log "namespaces and the HTTP host are up; starting discovery, the relay and three visors"
 # Discovery and the relay on the internet side.
@@ -164,9 +170,9 @@ expect_ok "move-to-direct: proxy stop" cli a proxy stop
 expect_ok "move-to-direct: proxy start -k C (over dmsg)" cli a proxy start -k "$PKC" -t 40
 tp_c() { cli a tp ls --json | jq -c --arg pk "$PKC" --arg t "$1" '[.[] | select(.remote_pk==$pk and .type==$t and .state=="up")][0] // empty'; }
 [ -n "$(tp_c dmsg)" ] && [ -z "$(tp_c stcpr)" ] && pass "move-to-direct: C only over dmsg" || fail "move-to-direct: $(cli a tp ls --json)"
-# A download over dmsg, slowed (8 MB at 100 kB/s) so that it outlives the move.
-(ip netns exec $A curl -fsS --max-time 240 --limit-rate 100k --socks5-hostname 127.0.0.1:1080 \
-    http://192.0.2.130:8080/mid.bin 2>"$T_WORK/old.err" | sha256sum | cut -d" " -f1 >"$T_WORK/old.sum") &
+# A download over dmsg, paced by the server (8 MB at 100 kB/s) so that it outlives the move.
+(ip netns exec $A curl -fsS --max-time 240 --socks5-hostname 127.0.0.1:1080 \
+    http://192.0.2.130:8090/mid.bin 2>"$T_WORK/old.err" | sha256sum | cut -d" " -f1 >"$T_WORK/old.sum") &
 OLD=$!; T_PIDS+=("$OLD")
 sleep 3
 ip netns exec $NB nft -f - <<'EOF'
