@@ -22,7 +22,7 @@ open class RawStreamSocket {
     public static let writeHighWater = 64 * 1024
     public static let writeLowWater = 32 * 1024
     /// Writes below this size wait for the end of the loop's turn (`gathered`); larger ones go at
-    /// once. Gathering stops at `writeLowWater` bytes: those are sent right away.
+    /// once. Gathering stops at `writeHighWater` bytes: those are sent right away.
     public static let gatherBelow = 4 * 1024
 
     /// The loop the socket is confined to; changes only through `move(to:then:)`.
@@ -32,7 +32,7 @@ open class RawStreamSocket {
     private var queue = CircularBuffer<ByteBuffer>()
     private var queuedBytes = 0
     /// Small writes of this loop turn, not yet offered to the kernel (counted in `queuedBytes`);
-    /// empty whenever `queue` is not (the queue is written behind it).
+    /// empty, without storage of its own, whenever `queue` is not (the queue is written behind it).
     private var gathered = ByteBuffer()
     private var gatherFlushScheduled = false
     private var writable = true
@@ -144,7 +144,7 @@ open class RawStreamSocket {
         loop.unwatch(descriptor.raw)
         descriptor.close()
         queue.removeAll()
-        gathered.clear()
+        gathered = ByteBuffer()
         queuedBytes = 0
         socketClosed()
     }
@@ -253,13 +253,13 @@ open class RawStreamSocket {
     }
 
     /// Appends a small write to `gathered` and sends it when the loop's turn ends (or at once
-    /// when it reached `writeLowWater`).
+    /// when it reached `writeHighWater`).
     private func gather(_ data: ByteBuffer) {
         var data = data
         let count = data.readableBytes
         gathered.writeBuffer(&data)
         queuedBytes += count
-        if gathered.readableBytes >= Self.writeLowWater {
+        if gathered.readableBytes >= Self.writeHighWater {
             sendGathered()
             return
         }
@@ -280,12 +280,10 @@ open class RawStreamSocket {
         guard !closed, gathered.readableBytes > 0 else { return }
         queuedBytes -= gathered.readableBytes
         guard send(&gathered) else { return }
-        if gathered.readableBytes > 0 {
-            enqueue(gathered)           // the queue now holds the storage: start a new one
-            gathered = ByteBuffer()
-        } else {
-            gathered.clear()            // keeps its capacity for the next turn
-        }
+        if gathered.readableBytes > 0 { enqueue(gathered) }
+        // A fresh, empty buffer: an idle connection keeps no gathered storage (10,000 open
+        // streams would otherwise hold up to `writeHighWater` each).
+        gathered = ByteBuffer()
         if !writable && queuedBytes < Self.writeLowWater {
             writable = true
             socketWritabilityChanged(true)
