@@ -5,7 +5,9 @@ import Glibc
 import SkywireSystem
 
 /// Queues datagrams in a preallocated arena and sends them with one sendmmsg(2) per batch:
-/// no allocation per packet. Callers write each packet's bytes straight into its slot.
+/// no allocation per packet. Callers write each packet's bytes straight into its slot. Runs of
+/// equal-sized datagrams to one address go as one UDP GSO message (UDP_SEGMENT,
+/// `skw_udp_send_gso`) until the kernel refuses it once, as `DatagramBatch` sends the VPN's.
 ///
 /// A failed datagram is dropped and counted, never fatal: a firewall's EPERM (nftables drop
 /// in OUTPUT), ENETUNREACH or a full socket buffer (EAGAIN) only loses that packet; the
@@ -22,6 +24,9 @@ public final class UDPBatchSender {
     public private(set) var sent: UInt64 = 0
     public private(set) var dropped: UInt64 = 0
     public private(set) var lastError: SystemError?
+    /// UDP GSO until the kernel refuses it once (EIO/EINVAL: no checksum offload on the route,
+    /// or a segment above the path MTU).
+    public private(set) var segmentationOffload = true
 
     /// Sends on `socket`; once it is closed, every datagram is dropped (`UDPSocket.closedError`).
     public init(socket: UDPSocket) {
@@ -52,7 +57,7 @@ public final class UDPBatchSender {
     /// Sends every queued datagram (sendmmsg, retried on EINTR; failed datagrams dropped).
     public func flush() {
         guard count > 0 else { return }
-        var tally = UDPSendTally(segmentationOffload: false)
+        var tally = UDPSendTally(segmentationOffload: segmentationOffload)
         lengths.withUnsafeBufferPointer { lens in
             addresses.withUnsafeBufferPointer { addrs in
                 addressLengths.withUnsafeBufferPointer { alens in
@@ -63,6 +68,7 @@ public final class UDPBatchSender {
         }
         sent += tally.sent
         dropped += tally.dropped
+        segmentationOffload = tally.segmentationOffload
         if let e = tally.lastError { lastError = e as? SystemError ?? lastError }
         count = 0
     }

@@ -148,4 +148,44 @@ final class UDPSocketTests: XCTestCase {
         XCTAssertEqual(Set(got.map(\.1)), [sender.localAddress?.port])
         XCTAssertEqual(try reader.read(from: receiver), 0)
     }
+
+    /// `UDPBatchSender` (the sudph peers' records) sends a run of equal-sized datagrams to one
+    /// address as one UDP GSO message: a GRO receiver gets them in one message, in order, each
+    /// at its own length (before, each went as its own message).
+    func testBatchSenderSendsARunAsOneSegmentedMessage() throws {
+        let receiver = try UDPSocket(bindingTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0), receiveOffload: true)
+        let socket = try UDPSocket(bindingTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        let destination = try XCTUnwrap(receiver.localAddress)
+        let sender = UDPBatchSender(socket: socket)
+        let lengths = [Int](repeating: 1_242, count: 12) + [60]
+        for (i, length) in lengths.enumerated() {
+            sender.enqueue(address: { storage in
+                destination.withSockAddr { sa, len in
+                    UnsafeMutableRawPointer(storage).copyMemory(from: sa, byteCount: len)
+                    return socklen_t(len)
+                }
+            }, fill: { slot in
+                slot.baseAddress?.initializeMemory(as: UInt8.self, repeating: UInt8(i), count: length)
+                return length
+            })
+        }
+        sender.flush()
+        if !sender.segmentationOffload, sender.lastError != nil { throw XCTSkip("the kernel refused UDP GSO") }
+        XCTAssertTrue(sender.segmentationOffload, "UDP GSO not used")
+        XCTAssertEqual(sender.sent, UInt64(lengths.count))
+        let reader = UDPMessageReader(for: receiver)
+        var messages = 0
+        var got: [(length: Int, first: UInt8?)] = []
+        for _ in 0..<100 where got.count < lengths.count {   // bounded; loopback delivers at once
+            let n = try reader.read(from: receiver)
+            if n == 0 { usleep(10_000); continue }
+            messages += n
+            reader.forEachDatagram { data, _ in
+                got.append((data.readableBytes, data.getInteger(at: data.readerIndex, as: UInt8.self)))
+            }
+        }
+        XCTAssertEqual(got.map(\.length), lengths)
+        XCTAssertEqual(got.map(\.first), lengths.indices.map { UInt8($0) })
+        XCTAssertEqual(messages, 1, "the run was not sent as one GSO message")
+    }
 }

@@ -107,6 +107,8 @@ final class SudphPeer: FrameLink {
     private(set) var connection: MuxConnection?
     private let arq = ReliableChannel()
     private var overflow = CircularBuffer<ByteBuffer>()
+    /// Reused list of the frames one segment put in order (no array allocated per segment).
+    private var inOrderFrames: [ByteBuffer] = []
     /// The overflow's cost (`maxOverflowCost`) and the bytes of its answer frames.
     private var overflowCost = 0
     private var overflowControlBytes = 0
@@ -346,11 +348,16 @@ final class SudphPeer: FrameLink {
                                            + "\(overflowControlBytes) bytes of answers; segment \(seq) dropped", logger: logger)
                 return
             }
-            var frames: [ByteBuffer] = []
+            // Frames now in order, handed to the mux after the ARQ returns (it must not be re-entered).
+            var frames = inOrderFrames
+            inOrderFrames = []
+            frames.removeAll(keepingCapacity: true)
             arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: now) { frame in
                 frames.append(ByteBuffer(bytes: frame))
             }
             for f in frames { connection?.receive(frame: f) }
+            frames.removeAll(keepingCapacity: true)
+            inOrderFrames = frames
         case .ack(let ack):
             arq.receiveAck(ack, now: now)
             drainOverflow()
