@@ -68,6 +68,9 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private var nextScheduledID: UInt64 = 0
     private var armedDeadline: UInt64 = 0
     private var runQueue: [() -> Void] = []
+    /// One read buffer for the loop's stream sockets (`RawStreamSocket`): a read that nobody keeps
+    /// allocates nothing. Loop thread only.
+    public var readScratch = ByteBuffer()
     /// The batch being run, swapped with `runQueue` (and `pending`) so no round allocates.
     private var running: [() -> Void] = []
 
