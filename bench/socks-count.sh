@@ -7,6 +7,7 @@
 #                   counters zeroed after the warm-up with callgrind_control)
 #   MODE=strace     system calls per request per visor (strace -c -f, attached after the warm-up)
 #   MODE=none       requests/s only (no tool; load-dependent)
+# Needs valgrind, strace, binutils, nginx (scripts/install-deps.sh --bench).
 # valgrind 3.19 cannot read the DWARF 5 that swiftc writes: give it a copy without debug info
 # (`objcopy --strip-debug`; the symbol table is kept, so functions keep their names).
 # Env: SKYWIRE_BIN (required), TRANSPORT=stcpr|sudph, COUNT=300, WARM=50. Prints one JSON line.
@@ -104,7 +105,7 @@ t0=$(date +%s.%N)
 ok=$(fetch 1 "$COUNT" | grep -c '^200$' || true)
 t1=$(date +%s.%N)
 [ "$ok" = "$COUNT" ] || { echo "socks-count: $ok of $COUNT ok" >&2; exit 1; }
-result=$(jq -cn --arg m "$MODE" --arg t "$TRANSPORT" --argjson n "$COUNT" --arg el "$(echo "$t1 - $t0" | bc)" \
+result=$(jq -cn --arg m "$MODE" --arg t "$TRANSPORT" --argjson n "$COUNT" --arg el "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" \
     --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '{mode: $m, transport: $t, requests: $n, elapsed_s: ($el|tonumber),
     rps: ($n / ($el|tonumber) * 10 | round / 10), loadavg: $load}')
 case $MODE in
