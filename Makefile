@@ -3,9 +3,10 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 ## Release builds (release, bench, cross): cross-module optimization (generic code such as the
-## mux session specialised where the transport uses it). Run-time exclusivity checks stay on, as
-## in the debug builds the tests use: `-enforce-exclusivity=unchecked` is not used until a fair
-## A/B on the current datapath shows a gain worth losing the checks (docs/socks.md).
+## mux session specialised where the transport uses it). Run-time exclusivity checks stay on
+## here; Package.swift turns them off for the release builds of the datapath modules only
+## (`datapathSwiftSettings`: ~20 % of a proxied request's instructions, counted with callgrind,
+## docs/socks.md "Performance"); debug builds, which the tests use, keep them everywhere.
 ## SWIFT_RELEASE_FLAGS= builds without cross-module optimization.
 ## The link flags keep the binary small (docs/cross-compiling.md "Binary size"): the static
 ## stdlib's link file asks for -export-dynamic, which puts every symbol of our objects and

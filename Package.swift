@@ -2,6 +2,15 @@
 // Builds with the host Swift 6.3.1 and with Debian sid's Swift 6.2.3 (the aarch64 toolchain).
 import PackageDescription
 
+/// Release builds of the datapath modules run without run-time exclusivity checks: every access
+/// to a class's stored property there went through swift_beginAccess (an access set kept per
+/// thread), ~20 % of the instructions a proxied SOCKS request costs each visor (callgrind,
+/// bench/socks-count.sh; docs/socks.md "Performance"). Debug builds, which the tests use, keep
+/// the checks, so an overlapping access still traps there.
+let datapathSwiftSettings: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "skywire-swift",
     platforms: [.macOS(.v13)],
@@ -47,8 +56,8 @@ let package = Package(
         .target(name: "CSkywireShim"),
 
         // Pure protocol core: no I/O.
-        .target(name: "SkywireCrypto", dependencies: ["CSodium", "CLibCrypto"]),
-        .target(name: "SkywireWire", dependencies: []),
+        .target(name: "SkywireCrypto", dependencies: ["CSodium", "CLibCrypto"], swiftSettings: datapathSwiftSettings),
+        .target(name: "SkywireWire", dependencies: [], swiftSettings: datapathSwiftSettings),
         .target(name: "SkywireConfig", dependencies: ["SkywireCrypto"]),
         // The dmsg relay's frames, routing and relay choice (PROTOCOL.md §7), pure.
         .target(name: "SkywireDmsg", dependencies: [
@@ -66,7 +75,7 @@ let package = Package(
             "SkywireSystem", "CSkywireShim",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        ], swiftSettings: datapathSwiftSettings),
 
         // Transports and the visor runtime.
         .target(name: "SkywireTransport", dependencies: [
@@ -76,7 +85,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: datapathSwiftSettings),
         .target(name: "SkywireVisor", dependencies: [
             "SkywireConfig", "SkywireTransport", "SkywireIO", "SkywireSystem", "SkywireSocks", "SkywireVPN", "SkywireDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -92,7 +101,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: datapathSwiftSettings),
         // VPN apps (vpn-server / vpn-client): protocol, address pool, TUN datapath, routes, nftables.
         .target(name: "SkywireVPN", dependencies: [
             "SkywireTransport", "SkywireIO", "SkywireSystem", "SkywireCrypto", "SkywireConfig", "CSkywireShim",

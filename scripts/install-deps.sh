@@ -16,7 +16,8 @@ pkgs+=(qemu-system-arm u-boot-qemu u-boot-tools)
 if [ "${1:-}" = "--bench" ]; then
     # The benchmark harness's peers and load tools.
     pkgs+=(iperf3 microsocks dante-server proxychains4 nginx-light libnginx-mod-stream wireguard-go wireguard-tools openvpn openssl
-              gawk)  # gawk: bench/lib.sh puts it first as the harness's awk (it skips the /proc files that vanish)
+              gawk  # gawk: bench/lib.sh puts it first as the harness's awk (it skips the /proc files that vanish)
+              valgrind strace binutils)  # bench/socks-count.sh: callgrind, strace -c, objcopy
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -68,6 +68,9 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private var nextScheduledID: UInt64 = 0
     private var armedDeadline: UInt64 = 0
     private var runQueue: [() -> Void] = []
+    /// One read buffer for the loop's stream sockets (`RawStreamSocket`): a read that nobody keeps
+    /// allocates nothing. Loop thread only.
+    public var readScratch = ByteBuffer()
     /// The batch being run, swapped with `runQueue` (and `pending`) so no round allocates.
     private var running: [() -> Void] = []
 
@@ -139,6 +142,31 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     public func scheduleTask<T>(in delay: TimeAmount, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         scheduleTask(deadline: .now() + delay, task)
+    }
+
+    /// Runs `fire` on the loop at `deadline` unless `cancelTimer` comes first: `scheduleTask` for
+    /// loop code that sets and cancels a timer per connection, without the promise, future,
+    /// `Scheduled` and cancellation closure each `scheduleTask` allocates (one closure here).
+    /// Loop thread only; a loop that shuts down drops its timers unfired.
+    public func setTimer(deadline: NIODeadline, _ fire: @escaping () -> Void) -> LoopTimer {
+        preconditionInEventLoop()
+        nextScheduledID += 1
+        insert(ScheduledEntry(deadline: deadline.uptimeNanoseconds, id: nextScheduledID) { error in
+            if error == nil { fire() }
+        })
+        return LoopTimer(id: nextScheduledID)
+    }
+
+    public func setTimer(in delay: TimeAmount, _ fire: @escaping () -> Void) -> LoopTimer {
+        setTimer(deadline: .now() + delay, fire)
+    }
+
+    /// Forgets a timer set with `setTimer` that has not fired (a fired or cancelled one is ignored).
+    /// Loop thread only.
+    public func cancelTimer(_ timer: LoopTimer) {
+        preconditionInEventLoop()
+        guard let index = scheduled.firstIndex(where: { $0.id == timer.id }) else { return }
+        scheduled.remove(at: index)
     }
 
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable (Error?) -> Void) {
@@ -289,13 +317,17 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         if id.cancelled { promise.fail(Self.cancelledError); return }
         nextScheduledID += 1
         id.value = nextScheduledID
-        let entry = ScheduledEntry(deadline: deadline.uptimeNanoseconds, id: nextScheduledID) { error in
+        insert(ScheduledEntry(deadline: deadline.uptimeNanoseconds, id: nextScheduledID) { error in
             if let error {
                 promise.fail(error)
                 return
             }
             do { promise.assumeIsolated().succeed(try task()) } catch { promise.fail(error) }
-        }
+        })
+    }
+
+    /// Puts `entry` in `scheduled`, which stays sorted by (deadline, id).
+    private func insert(_ entry: ScheduledEntry) {
         var low = 0, high = scheduled.count
         while low < high {
             let mid = (low + high) / 2
@@ -310,6 +342,11 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         guard let index = scheduled.firstIndex(where: { $0.id == id.value }) else { return }
         scheduled.remove(at: index).complete(Self.cancelledError)
     }
+}
+
+/// A timer set with `EpollEventLoop.setTimer`, for `cancelTimer`.
+public struct LoopTimer: Sendable {
+    fileprivate let id: UInt64
 }
 
 /// The id a scheduled task gets on the loop, for its cancellation (set and read on the loop).

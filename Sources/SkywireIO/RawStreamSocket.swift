@@ -143,7 +143,7 @@ open class RawStreamSocket {
         guard !closed else { return }
         loop.unwatch(descriptor.raw)
         descriptor.close()
-        queue.removeAll()
+        queue.removeAll(keepingCapacity: true)  // no new storage for a socket that is going away
         gathered = ByteBuffer()
         queuedBytes = 0
         socketClosed()
@@ -192,10 +192,12 @@ open class RawStreamSocket {
 
     private func readFromSocket() {
         while !closed && !inputClosed && !readsPaused {
-            var buffer = ByteBuffer()
+            // Into the loop's shared read buffer: no allocation per read unless a consumer still
+            // holds the previous read's bytes (then `clear` gives it fresh storage, uncopied).
+            loop.readScratch.clear(minimumCapacity: Self.readChunk)
             let outcome: DescriptorRead
             do {
-                outcome = try buffer.appendRead(from: descriptor.raw, count: Self.readChunk, call: "read")
+                outcome = try loop.readScratch.appendRead(from: descriptor.raw, count: Self.readChunk, call: "read")
             } catch {
                 fail()
                 return
@@ -210,7 +212,7 @@ open class RawStreamSocket {
                 if outputShut { close() }
                 return
             case .bytes(let count):
-                socketRead(buffer)
+                socketRead(loop.readScratch)
                 // A short read emptied the socket (level-triggered epoll reports anything later).
                 if count < Self.readChunk { return }
             }

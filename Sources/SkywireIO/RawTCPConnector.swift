@@ -37,7 +37,7 @@ private final class ConnectAttempt {
     private let deadline: NIODeadline
     private var completion: ((Result<OwnedDescriptor, Error>) -> Void)?
     private var socket: OwnedDescriptor?
-    private var timer: Scheduled<Void>?
+    private var timer: LoopTimer?
     private var firstError: Error?
 
     init(loop: EpollEventLoop, addresses: [SocketAddress], deadline: NIODeadline,
@@ -65,7 +65,8 @@ private final class ConnectAttempt {
             }
             self.socket = socket
             try loop.watch(socket.raw, interest: .write) { [self] _ in connectEnded(address) }
-            timer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            timer = loop.setTimer(deadline: deadline) { [self] in
+                timer = nil
                 abandon(SystemError(call: "connect(\(address))", errno: ETIMEDOUT))
             }
         } catch {
@@ -77,7 +78,8 @@ private final class ConnectAttempt {
 
     private func connectEnded(_ address: SocketAddress) {
         guard let socket else { return }
-        timer?.cancel(); timer = nil
+        if let timer { loop.cancelTimer(timer) }
+        timer = nil
         loop.unwatch(socket.raw)
         self.socket = nil
         if let error = RawTCPSocket.connectError(socket.raw) {

@@ -51,6 +51,37 @@ final class EpollEventLoopTests: XCTestCase {
         }
     }
 
+    func testTimersFireInDeadlineOrderBesideScheduledTasksAndCancelledOnesDoNot() throws {
+        let loop = self.loop!
+        let order = NIOLockedValueBox<[Int]>([])
+        let done = loop.makePromise(of: Void.self)
+        let start = NIODeadline.now()
+        try loop.submit {
+            _ = loop.setTimer(in: .milliseconds(50)) {
+                order.withLockedValue { $0.append(50) }
+                done.succeed(())
+            }
+            _ = loop.setTimer(in: .milliseconds(10)) { order.withLockedValue { $0.append(10) } }
+            let cancelled = loop.setTimer(in: .milliseconds(20)) { order.withLockedValue { $0.append(20) } }
+            _ = loop.scheduleTask(in: .milliseconds(30)) { order.withLockedValue { $0.append(30) } }
+            loop.cancelTimer(cancelled)
+            loop.cancelTimer(cancelled)  // twice: ignored
+        }.wait()
+        try done.futureResult.wait()
+        XCTAssertGreaterThanOrEqual(NIODeadline.now() - start, .milliseconds(50))
+        XCTAssertEqual(order.withLockedValue { $0 }, [10, 30, 50])
+        // A fired timer cancelled afterwards is ignored; a timer set by a firing one runs too.
+        let again = loop.makePromise(of: Void.self)
+        try loop.submit {
+            var first: LoopTimer?
+            first = loop.setTimer(in: .milliseconds(1)) {
+                if let first { loop.cancelTimer(first) }
+                _ = loop.setTimer(in: .milliseconds(1)) { again.succeed(()) }
+            }
+        }.wait()
+        try again.futureResult.wait()
+    }
+
     func testScheduledTaskErrorFailsItsFuture() {
         let loop = self.loop!
         struct Boom: Error {}

@@ -40,13 +40,15 @@ struct LinkPipeReadiness {
 final class DescriptorPipe: LinkPipe {
     private let loop: EpollEventLoop
     private let descriptor: OwnedDescriptor
-    /// Names the syscalls in errors, e.g. "stcpr".
-    private let name: String
+    /// The syscalls' names in errors, e.g. "read(stcpr)", built once (not per read or send).
+    private let readCall: String
+    private let sendCall: String
 
     init(loop: EpollEventLoop, descriptor: OwnedDescriptor, name: String = "stcpr") {
         self.loop = loop
         self.descriptor = descriptor
-        self.name = name
+        readCall = "read(\(name))"
+        sendCall = "send(\(name))"
     }
 
     var isOpen: Bool { descriptor.isOpen }
@@ -66,11 +68,11 @@ final class DescriptorPipe: LinkPipe {
     }
 
     func read(into buffer: inout ByteBuffer, count: Int) throws -> DescriptorRead {
-        try buffer.appendRead(from: descriptor.raw, count: count, call: "read(\(name))")
+        try buffer.appendRead(from: descriptor.raw, count: count, call: readCall)
     }
 
     func write(from buffer: inout ByteBuffer) throws -> Bool {
-        try buffer.sendReadable(to: descriptor.raw, call: "send(\(name))")
+        try buffer.sendReadable(to: descriptor.raw, call: sendCall)
     }
 
     func close() {

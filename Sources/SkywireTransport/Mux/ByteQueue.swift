@@ -12,53 +12,57 @@ struct ByteQueue {
     /// Capacity of the buffers small chunks are copied into.
     static let coalescedCapacity = 4096
 
-    private var chunks = CircularBuffer<ByteBuffer>()
+    /// Made on the first append and dropped when the queue is cleared: a stream whose bytes
+    /// leave at once (most of a short request's) never allocates one (`CircularBuffer` allocates
+    /// its storage when it is made, and again when cleared without keeping capacity).
+    private var chunks: CircularBuffer<ByteBuffer>?
     /// The last chunk is a buffer of ours that small chunks are copied into.
     private var tailIsCoalescing = false
     /// Bytes queued.
     private(set) var bytes = 0
 
-    var isEmpty: Bool { chunks.isEmpty }
+    var isEmpty: Bool { chunks?.isEmpty ?? true }
     /// Chunks queued (what the queue's heap cost is counted in, besides its bytes).
-    var chunkCount: Int { chunks.count }
-    var first: ByteBuffer? { chunks.first }
+    var chunkCount: Int { chunks?.count ?? 0 }
+    var first: ByteBuffer? { chunks?.first }
 
     mutating func append(_ data: ByteBuffer) {
         let n = data.readableBytes
         guard n > 0 else { return }
         bytes += n
-        guard n <= Self.coalesceLimit, !chunks.isEmpty else {
-            chunks.append(data)
+        guard n <= Self.coalesceLimit, !isEmpty else {
+            if chunks == nil { chunks = CircularBuffer() }
+            chunks?.append(data)
             tailIsCoalescing = false
             return
         }
-        if tailIsCoalescing, let last = chunks.indices.last, chunks[last].writableBytes >= n {
-            chunks[last].writeImmutableBuffer(data)
+        if tailIsCoalescing, let last = chunks?.indices.last, let room = chunks?[last].writableBytes, room >= n {
+            chunks?[last].writeImmutableBuffer(data)
             return
         }
         var buffer = ByteBufferAllocator().buffer(capacity: Self.coalescedCapacity)
         buffer.writeImmutableBuffer(data)
-        chunks.append(buffer)
+        chunks?.append(buffer)
         tailIsCoalescing = true
     }
 
     /// Removes and returns the first chunk.
     mutating func popFirst() -> ByteBuffer? {
-        guard let first = chunks.popFirst() else { return nil }
+        guard let first = chunks?.popFirst() else { return nil }
         bytes -= first.readableBytes
-        if chunks.isEmpty { tailIsCoalescing = false }
+        if chunks?.isEmpty ?? true { tailIsCoalescing = false }
         return first
     }
 
     /// Drops the first `count` bytes of the first chunk (fewer than it has).
     mutating func consumeFirst(_ count: Int) {
-        guard count > 0, let index = chunks.indices.first else { return }
-        chunks[index].moveReaderIndex(forwardBy: count)
+        guard count > 0, let index = chunks?.indices.first else { return }
+        chunks?[index].moveReaderIndex(forwardBy: count)
         bytes -= count
     }
 
     mutating func removeAll() {
-        chunks.removeAll()
+        chunks = nil
         tailIsCoalescing = false
         bytes = 0
     }

@@ -31,6 +31,9 @@ final class MuxConnection {
 
     let eventLoop: EventLoop
     let remote: PublicKey
+    /// `remote.hex`, encoded once: every stream's `remoteKeyHex` (an app's whitelist check per
+    /// stream) reads it.
+    let remoteHex: String
     let session: MuxSession<ByteBuffer>
     private weak var link: FrameLink?
     private let router: AppRouter?
@@ -66,6 +69,7 @@ final class MuxConnection {
         self.eventLoop = eventLoop
         self.lastReceive = eventLoop.now
         self.remote = remote
+        self.remoteHex = remote.hex
         self.link = link
         self.router = router
         self.logger = logger

@@ -46,7 +46,7 @@ final class MuxStream: AppStream {
         self.accepted = accepted
     }
 
-    var remoteKeyHex: String { connection.remote.hex }
+    var remoteKeyHex: String { connection.remoteHex }
 
     var isWritable: Bool { !ended && pendingBytes < Self.writeHighWatermark }
 
@@ -72,7 +72,20 @@ final class MuxStream: AppStream {
     func write(_ data: ByteBuffer) {
         if onLoop({ self.write(data) }) { return }
         guard !ended, !finishRequested, data.readableBytes > 0 else { return }
-        pendingWrites.append(data)
+        // Nothing waiting: offer the bytes to the session at once, and queue only what it leaves
+        // (a short request's writes never touch the queue).
+        if accepted, pendingWrites.isEmpty, reportedWritable, connection.linkIsWritable,
+           let taken = try? connection.session.write(id, data) {
+            if taken == data.readableBytes {
+                connection.scheduleFlush()
+                return
+            }
+            var rest = data
+            rest.moveReaderIndex(forwardBy: taken)
+            pendingWrites.append(rest)
+        } else {
+            pendingWrites.append(data)
+        }
         pump()
     }
 
