@@ -60,6 +60,20 @@ final class StcprDatagramBatchTests: XCTestCase {
         }
     }
 
+    /// Holds `loop` in a task until the returned box is set to false (or `deliveryTimeout`);
+    /// returns once the loop is held.
+    private static func hold(_ loop: EpollEventLoop) -> NIOLockedValueBox<Bool> {
+        let hold = NIOLockedValueBox(true)
+        let held = NIOLockedValueBox(false)
+        loop.execute {
+            held.withLockedValue { $0 = true }
+            let until = NIODeadline.now() + Self.deliveryTimeout
+            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
+        }
+        while !held.withLockedValue({ $0 }) { usleep(1000) }
+        return hold
+    }
+
     func testABatchArrivesIntactAndInOrder() async throws {
         let sink = CollectingSink()
         let (client, server, path) = try await connected(sink: sink)
@@ -88,14 +102,7 @@ final class StcprDatagramBatchTests: XCTestCase {
         let (_, _, path) = try await connected(sink: sink)
         guard case .stcpr(let queue) = path.route else { return XCTFail("stcpr path") }
         // The link's loop is held, so nothing drains: the queue fills to its bound.
-        let hold = NIOLockedValueBox(true)
-        let held = NIOLockedValueBox(false)
-        queue.loop.execute {
-            held.withLockedValue { $0 = true }
-            let until = NIODeadline.now() + Self.deliveryTimeout
-            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
-        }
-        while !held.withLockedValue({ $0 }) { usleep(1000) }
+        let hold = Self.hold(queue.loop)
         let batch = DatagramBatch()
         let batches = 8
         let perBatch = batch.capacity
@@ -128,14 +135,7 @@ final class StcprDatagramBatchTests: XCTestCase {
         let (_, _, path) = try await connected(sink: sink)
         guard case .stcpr(let queue) = path.route else { return XCTFail("stcpr path") }
         queue.setFullWait(Self.deliveryTimeout)
-        let hold = NIOLockedValueBox(true)
-        let held = NIOLockedValueBox(false)
-        queue.loop.execute {
-            held.withLockedValue { $0 = true }
-            let until = NIODeadline.now() + Self.deliveryTimeout
-            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
-        }
-        while !held.withLockedValue({ $0 }) { usleep(1000) }
+        let hold = Self.hold(queue.loop)
         let batches = 8
         let perBatch = DatagramBatch().capacity
         let total = batches * perBatch
