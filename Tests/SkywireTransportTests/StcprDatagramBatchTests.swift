@@ -101,15 +101,20 @@ final class StcprDatagramBatchTests: XCTestCase {
         let sink = CollectingSink()
         let (_, _, path) = try await connected(sink: sink)
         guard case .stcpr(let queue) = path.route else { return XCTFail("stcpr path") }
-        // The link's loop is held, so nothing drains: the queue fills to its bound.
+        // The link's loop is held, so nothing drains: the queue fills to its bound. A batch that
+        // does not wait for room (the exit's, serving every client) drops at once, however long
+        // a waiting one would wait.
+        queue.setFullWait(Self.deliveryTimeout)
         let hold = Self.hold(queue.loop)
-        let batch = DatagramBatch()
+        let batch = DatagramBatch(waitsForRoom: false)
         let batches = 8
         let perBatch = batch.capacity
+        let started = NIODeadline.now()
         for b in 0..<batches {
             Self.fill(batch, path: path, count: perBatch, first: b * perBatch)
             batch.flush()  // returns although the loop is held: never blocks
         }
+        XCTAssertLessThan(NIODeadline.now() - started, Self.deliveryTimeout, "the flushes did not wait for room")
         let total = batches * perBatch
         let droppedAtOnce = batch.dropped
         XCTAssertGreaterThan(droppedAtOnce, 0, "more than the queue's bound was offered")
@@ -144,7 +149,7 @@ final class StcprDatagramBatchTests: XCTestCase {
         let flushed = NIOLockedValueBox(false)
         let droppedBySender = NIOLockedValueBox<UInt64>(0)
         let sender = try SystemThread(name: "sender") {
-            let batch = DatagramBatch()
+            let batch = DatagramBatch(waitsForRoom: true)
             for b in 0..<batches {
                 Self.fill(batch, path: path, count: perBatch, first: b * perBatch)
                 batch.flush()

@@ -63,7 +63,8 @@ final class SudphDatagramRoute: Sendable {
 /// behind) the datapath thread waits for the loop to take them, and the loop takes them only
 /// while the link is below its high watermark (the TCP socket takes them), so a VPN flow over
 /// stcpr is paced like one over sudph, whose TUN thread sends itself, instead of losing
-/// packets and retransmitting. The wait is bounded (`fullWait`): once it times out (a peer
+/// packets and retransmitting; only for callers that send to this one peer (`mayWait`: the VPN
+/// client's thread; the exit's thread serves every client and drops instead). The wait is bounded (`fullWait`): once it times out (a peer
 /// that does not read), the queue is `congested` and drops what does not fit, without waiting,
 /// until the loop takes a batch again. Two buffers take turns, so the steady state allocates
 /// nothing.
@@ -133,12 +134,12 @@ final class StcprDatagramQueue: @unchecked Sendable {
     }
 
     /// Appends `count` encoded DATAGRAM frames (`frame(i)`, valid during the call) for the loop,
-    /// waiting (at most `fullWait`) while the queue is full; returns how many were dropped (the
-    /// queue stayed full, or the link closed). Any thread but the link's loop (which does not
-    /// wait: nothing could drain).
-    func enqueue(count: Int, frame: (Int) -> UnsafeRawBufferPointer) -> Int {
+    /// waiting (at most `fullWait`, and only if `mayWait`) while the queue is full; returns how
+    /// many were dropped (the queue stayed full, or the link closed). Any thread; the link's own
+    /// loop never waits (nothing could drain).
+    func enqueue(count: Int, mayWait: Bool, frame: (Int) -> UnsafeRawBufferPointer) -> Int {
         guard isOpen else { return drop(count) }
-        let mayWait = !loop.inEventLoop
+        let mayWait = mayWait && !loop.inEventLoop
         var accepted = 0
         var deadline: UInt64?
         let schedule: Bool = state.withLock {
