@@ -590,7 +590,8 @@ public final class VPNClient: DatagramSink, @unchecked Sendable {
     /// The TUN reader: reads up to a batch of packets straight into the send arena
     /// (`DatagramBatch`), then sends them at once: one sendmmsg over sudph, one write over stcpr.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker, mtu: Int) {
-        let batch = DatagramBatch()
+        // One peer per thread: over stcpr, wait for the link rather than drop (DatagramBatch).
+        let batch = DatagramBatch(waitsForRoom: true)
         let reader = TunReader(device: device, mtu: mtu)
         let allocator = ByteBufferAllocator()
         let server = arguments.server

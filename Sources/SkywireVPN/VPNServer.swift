@@ -394,7 +394,8 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// The TUN reader: each packet goes to the client owning its destination address, read
     /// straight into the send arena and sent in batches (`DatagramBatch`) over its transport.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
-        let batch = DatagramBatch()
+        // Every client shares this thread: a full stcpr link drops, never stalls the others.
+        let batch = DatagramBatch(waitsForRoom: false)
         let reader = TunReader(device: device, mtu: Int(mtu))
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {

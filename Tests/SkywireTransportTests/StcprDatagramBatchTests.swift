@@ -11,6 +11,7 @@ import SkywireWire
 import XCTest
 @testable import SkywireTransport
 import SkywireIO
+import SkywireSystem
 
 /// The VPN's batch path over stcpr (`DatagramBatch` → `StcprDatagramQueue` → one write on the
 /// link; in place into the peer's `DatagramSink`), between two managers on loopback.
@@ -59,6 +60,20 @@ final class StcprDatagramBatchTests: XCTestCase {
         }
     }
 
+    /// Holds `loop` in a task until the returned box is set to false (or `deliveryTimeout`);
+    /// returns once the loop is held.
+    private static func hold(_ loop: EpollEventLoop) -> NIOLockedValueBox<Bool> {
+        let hold = NIOLockedValueBox(true)
+        let held = NIOLockedValueBox(false)
+        loop.execute {
+            held.withLockedValue { $0 = true }
+            let until = NIODeadline.now() + Self.deliveryTimeout
+            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
+        }
+        while !held.withLockedValue({ $0 }) { usleep(1000) }
+        return hold
+    }
+
     func testABatchArrivesIntactAndInOrder() async throws {
         let sink = CollectingSink()
         let (client, server, path) = try await connected(sink: sink)
@@ -86,22 +101,20 @@ final class StcprDatagramBatchTests: XCTestCase {
         let sink = CollectingSink()
         let (_, _, path) = try await connected(sink: sink)
         guard case .stcpr(let queue) = path.route else { return XCTFail("stcpr path") }
-        // The link's loop is held, so nothing drains: the queue fills to its bound.
-        let hold = NIOLockedValueBox(true)
-        let held = NIOLockedValueBox(false)
-        queue.loop.execute {
-            held.withLockedValue { $0 = true }
-            let until = NIODeadline.now() + Self.deliveryTimeout
-            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
-        }
-        while !held.withLockedValue({ $0 }) { usleep(1000) }
-        let batch = DatagramBatch()
+        // The link's loop is held, so nothing drains: the queue fills to its bound. A batch that
+        // does not wait for room (the exit's, serving every client) drops at once, however long
+        // a waiting one would wait.
+        queue.setFullWait(Self.deliveryTimeout)
+        let hold = Self.hold(queue.loop)
+        let batch = DatagramBatch(waitsForRoom: false)
         let batches = 8
         let perBatch = batch.capacity
+        let started = NIODeadline.now()
         for b in 0..<batches {
             Self.fill(batch, path: path, count: perBatch, first: b * perBatch)
             batch.flush()  // returns although the loop is held: never blocks
         }
+        XCTAssertLessThan(NIODeadline.now() - started, Self.deliveryTimeout, "the flushes did not wait for room")
         let total = batches * perBatch
         let droppedAtOnce = batch.dropped
         XCTAssertGreaterThan(droppedAtOnce, 0, "more than the queue's bound was offered")
@@ -117,6 +130,45 @@ final class StcprDatagramBatchTests: XCTestCase {
         XCTAssertEqual(sink.count + linkDrops, expected)
         let firsts = sink.packets.withLockedValue { $0.map { $0.payload.first ?? 0 } }
         XCTAssertEqual(Array(firsts.prefix(3)), [0, 1, 2], "the first batch leads")
+    }
+
+    /// Back-pressure (the VPN over stcpr, issue 17): a datapath thread that finds the queue full
+    /// waits for the loop to take it instead of dropping, so nothing is lost while the loop is
+    /// only behind. Before, every datagram beyond `maxPendingBytes` was dropped at once.
+    func testAFullQueueWaitsForTheLoopInsteadOfDropping() async throws {
+        let sink = CollectingSink()
+        let (_, _, path) = try await connected(sink: sink)
+        guard case .stcpr(let queue) = path.route else { return XCTFail("stcpr path") }
+        queue.setFullWait(Self.deliveryTimeout)
+        let hold = Self.hold(queue.loop)
+        let batches = 8
+        let perBatch = DatagramBatch().capacity
+        let total = batches * perBatch
+        let offered = batches * (0..<perBatch).reduce(0) { $0 + 60 + ($1 * 37) % 1300 }
+        XCTAssertGreaterThan(offered, 2 * StcprDatagramQueue.maxPendingBytes, "more than the queue holds is offered")
+        let flushed = NIOLockedValueBox(false)
+        let droppedBySender = NIOLockedValueBox<UInt64>(0)
+        let sender = try SystemThread(name: "sender") {
+            let batch = DatagramBatch(waitsForRoom: true)
+            for b in 0..<batches {
+                Self.fill(batch, path: path, count: perBatch, first: b * perBatch)
+                batch.flush()
+            }
+            droppedBySender.withLockedValue { $0 = batch.dropped }
+            flushed.withLockedValue { $0 = true }
+        }
+        defer { sender.join() }
+        // The loop is held while the sender offers more than the queue takes: it waits.
+        usleep(100_000)
+        hold.withLockedValue { $0 = false }
+        let until = NIODeadline.now() + Self.deliveryTimeout
+        while !flushed.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
+        XCTAssertTrue(flushed.withLockedValue { $0 }, "the sender finished once the loop drained")
+        XCTAssertEqual(droppedBySender.withLockedValue { $0 }, 0, "nothing dropped while the loop was only behind")
+        XCTAssertEqual(queue.dropped.load(ordering: .relaxed), 0)
+        XCTAssertTrue(sink.wait(forCount: total, timeout: Self.deliveryTimeout), "got \(sink.count) of \(total)")
+        let firsts = sink.packets.withLockedValue { $0.map { $0.payload.first ?? 0 } }
+        XCTAssertEqual(firsts, (0..<total).map { UInt8($0 & 0xff) }, "every datagram, in order")
     }
 }
 

@@ -15,6 +15,12 @@ import SkywireIO
 /// GSO message (UDP_SEGMENT) where the kernel takes it; over stcpr it frames them in place and
 /// hands each run to the link's event loop at once (`StcprDatagramQueue`: one write for the
 /// batch). No allocation per packet. Not thread-safe: one owning thread.
+///
+/// `waitsForRoom`: over stcpr, a flush that finds the link's queue full waits (bounded:
+/// `StcprDatagramQueue.defaultFullWait`) for the loop to take it instead of dropping. Only for
+/// a thread that sends to one peer (the VPN client's TUN reader): a thread that serves many
+/// (the exit's) must not stall every client for one slow link, so it drops what does not fit,
+/// like a router's queue, and the inner flows back off.
 public final class DatagramBatch {
     /// Where a payload starts in its slot: data header, record kind, DATAGRAM frame header.
     public static let payloadOffset = SudphLayout.dataHeaderSize + SudphRecordLayout.unreliableHeaderSize
@@ -39,8 +45,11 @@ public final class DatagramBatch {
     /// UDP GSO until the kernel refuses it once (EIO/EINVAL: no checksum offload on the route,
     /// or a segment above the path MTU).
     public private(set) var segmentationOffload = true
+    /// Wait for room in a full stcpr queue (one peer per thread) instead of dropping.
+    public let waitsForRoom: Bool
 
-    public init() {
+    public init(waitsForRoom: Bool = false) {
+        self.waitsForRoom = waitsForRoom
         capacity = Int(skw_udp_gso_max_batch())
         arena = .allocate(byteCount: capacity * Self.slotSize, alignment: 16)
         lengths = [UInt16](repeating: 0, count: capacity)
@@ -90,7 +99,7 @@ public final class DatagramBatch {
                 ready = seal(path: path, route: route, from: i, to: j, compactingTo: ready)
             case .stcpr(let queue):
                 // Slots already compacted by sudph runs lie below `i`: these are untouched.
-                dropped += UInt64(queue.enqueue(count: j - i) { k in frame(slot: i + k, path: path) })
+                dropped += UInt64(queue.enqueue(count: j - i, mayWait: waitsForRoom) { k in frame(slot: i + k, path: path) })
             }
             i = j
         }

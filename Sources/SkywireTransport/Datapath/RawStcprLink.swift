@@ -210,13 +210,15 @@ final class RawStcprLink: FrameLink {
 
     /// A batch of DATAGRAM frames from `datagramQueue` (each as a `UInt16` host-order length and
     /// the frame): one record each at the end of `outbound`, then one flush (one write for the
-    /// batch). Frames that find the link above `highWatermark` (or closed) are dropped (FrameLink:
-    /// unreliable under pressure). Returns how many were dropped.
+    /// batch). The queue hands a batch over only while the link is below `highWatermark`, so the
+    /// whole batch is taken (at most `StcprDatagramQueue.maxPendingBytes` beyond the mark) and
+    /// the VPN thread is paced by the queue instead of losing packets. Frames that find the link
+    /// closed are dropped. Returns how many were dropped.
     func send(datagramFrames frames: ByteBuffer) -> Int {
         var dropped = 0
         var sealed = false
         StcprDatagramQueue.forEachFrame(frames) { frame in
-            guard pipe.isOpen, isWritable, appendRecord(frame) != nil else { dropped += 1; return }
+            guard pipe.isOpen, appendRecord(frame) != nil else { dropped += 1; return }
             sealed = true
         }
         if sealed { flush() }
@@ -289,7 +291,10 @@ final class RawStcprLink: FrameLink {
         } else if limits.releasesIdleBuffers && outbound.readerIndex > outbound.capacity / 2 {
             outbound.discardReadBytes()
         }
-        if !wasWritable && isWritable { connection?.linkWritabilityChanged() }
+        if !wasWritable && isWritable {
+            connection?.linkWritabilityChanged()
+            datagramQueue?.linkWritable()
+        }
     }
 
     func close(reason: String) {
