@@ -165,8 +165,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     /// Loop thread only.
     public func cancelTimer(_ timer: LoopTimer) {
         preconditionInEventLoop()
-        guard let index = scheduled.firstIndex(where: { $0.id == timer.id }) else { return }
-        scheduled.remove(at: index)
+        _ = removeScheduled(id: timer.id)
     }
 
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable (Error?) -> Void) {
@@ -339,8 +338,13 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     private func cancelScheduled(_ id: SchedulingID) {
         id.cancelled = true
-        guard let index = scheduled.firstIndex(where: { $0.id == id.value }) else { return }
-        scheduled.remove(at: index).complete(Self.cancelledError)
+        removeScheduled(id: id.value)?.complete(Self.cancelledError)
+    }
+
+    /// Takes the entry with `id` out of `scheduled` (nil once it ran or was cancelled).
+    private func removeScheduled(id: UInt64) -> ScheduledEntry? {
+        guard let index = scheduled.firstIndex(where: { $0.id == id }) else { return nil }
+        return scheduled.remove(at: index)
     }
 }
 

@@ -64,10 +64,10 @@ final class SudphDatagramRoute: Sendable {
 /// while the link is below its high watermark (the TCP socket takes them), so a VPN flow over
 /// stcpr is paced like one over sudph, whose TUN thread sends itself, instead of losing
 /// packets and retransmitting; only for callers that send to this one peer (`mayWait`: the VPN
-/// client's thread; the exit's thread serves every client and drops instead). The wait is bounded (`fullWait`): once it times out (a peer
-/// that does not read), the queue is `congested` and drops what does not fit, without waiting,
-/// until the loop takes a batch again. Two buffers take turns, so the steady state allocates
-/// nothing.
+/// client's thread; the exit's thread serves every client and drops instead). The wait is
+/// bounded (`fullWait`): once it times out (a peer that does not read), the queue is `congested`
+/// and drops what does not fit, without waiting, until the loop takes a batch again. Two buffers
+/// take turns, so the steady state allocates nothing.
 final class StcprDatagramQueue: @unchecked Sendable {
     // @unchecked Sendable: `pending`, `spare`, `drainQueued`, `waitingForLink`, `congested` and
     // `fullWait` are guarded by `state`; `link` is set and read only on `loop` (`attach`,

@@ -349,9 +349,9 @@ final class SudphPeer: FrameLink {
                 return
             }
             // Frames now in order, handed to the mux after the ARQ returns (it must not be re-entered).
+            // (`inOrderFrames` is always left empty, with its capacity, below.)
             var frames = inOrderFrames
             inOrderFrames = []
-            frames.removeAll(keepingCapacity: true)
             arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: now) { frame in
                 frames.append(ByteBuffer(bytes: frame))
             }
