@@ -280,12 +280,15 @@ open class RawStreamSocket {
     /// One send(2) of the gathered writes; what the kernel does not take joins the queue.
     private func sendGathered() {
         guard !closed, gathered.readableBytes > 0 else { return }
-        queuedBytes -= gathered.readableBytes
-        guard send(&gathered) else { return }
-        if gathered.readableBytes > 0 { enqueue(gathered) }
-        // A fresh, empty buffer: an idle connection keeps no gathered storage (10,000 open
-        // streams would otherwise hold up to `writeHighWater` each).
+        // Taken out first: a failed send closes the socket, and `close` resets `gathered`,
+        // which must not happen while `send` holds it inout (an exclusivity violation). The
+        // fresh, empty buffer left behind also means an idle connection keeps no gathered
+        // storage (10,000 open streams would otherwise hold up to `writeHighWater` each).
+        var pending = gathered
         gathered = ByteBuffer()
+        queuedBytes -= pending.readableBytes
+        guard send(&pending) else { return }
+        if pending.readableBytes > 0 { enqueue(pending) }
         if !writable && queuedBytes < Self.writeLowWater {
             writable = true
             socketWritabilityChanged(true)

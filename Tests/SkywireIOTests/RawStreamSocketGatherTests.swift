@@ -59,6 +59,33 @@ final class RawStreamSocketGatherTests: XCTestCase {
         try loop.submit { socket.value.close() }.wait()
     }
 
+    /// Counts `socketClosed` calls (on the loop).
+    private final class ClosingSocket: RawStreamSocket {
+        var closedCalls = 0
+        override func socketClosed() { closedCalls += 1 }
+    }
+
+    /// A gathered send that fails (the peer is gone) closes the socket from inside the send;
+    /// the close must not touch the gathered bytes the send still holds (before the fix a
+    /// debug build trapped: "Simultaneous accesses", RawStreamSocket.gathered).
+    func testGatheredSendToAClosedPeerClosesTheSocket() throws {
+        var fds: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds), 0)
+        Glibc.close(fds[1])                          // the peer is gone: send(2) fails with EPIPE
+        let owned = OwnedDescriptor(taking: fds[0])
+        let loop = self.loop!
+        let socket = try loop.submit { LoopTransfer(value: try ClosingSocket(loop: loop, socket: owned)) }.wait()
+        try loop.submit {
+            for i in 0..<Self.chunks { socket.value.write(Self.pattern(i)) }
+        }.wait()
+        try loop.submit {}.wait()                    // after the turn's gathered send
+        let closedCalls = try loop.submit { socket.value.closedCalls }.wait()
+        XCTAssertEqual(closedCalls, 1, "the failed gathered send did not close the socket once")
+        try loop.submit { socket.value.write(Self.pattern(0)) }.wait()   // writes after close are dropped
+        try loop.submit {}.wait()
+        XCTAssertEqual(try loop.submit { socket.value.closedCalls }.wait(), 1)
+    }
+
     func testLargeWriteAfterSmallOnesKeepsOrderAndCloseFlushes() throws {
         let socket = LoopTransfer(value: try makeSocket())
         let large = ByteBuffer(repeating: 0xEE, count: 3 * RawStreamSocket.gatherBelow)
