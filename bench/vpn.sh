@@ -40,11 +40,12 @@ if [[ " ${rows[*]} " == *" wireguard-go "* ]]; then
     echo "bench/vpn.sh: wireguard-go = $wg_go ($("$wg_go" --version 2>/dev/null | head -1))" >&2
 fi
 
-# The exit leaves through the harness's pfsrv→pfnet link (PF_IF_SRV_B in its lib.sh: pfs1, or
-# what a copy of the harness with its own prefix calls it). One client config per transport.
-BENCH_EXIT_IF=$(sed -n 's/^PF_IF_SRV_B=\([A-Za-z0-9_]*\).*/\1/p' "$H/lib.sh")
-export BENCH_EXIT_IF=${BENCH_EXIT_IF:-pfs1}
-bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",$ENV.BENCH_EXIT_IF,"--whitelist",$c])' \
+# The exit leaves through the harness's pfsrv→pfnet link: pfs1, or what a copy of the harness with
+# its own prefix calls it (PF_IF_SRV_B in its lib.sh; PF_EXIT_IF overrides). One client config per
+# transport.
+PF_EXIT_IF=${PF_EXIT_IF:-$(sed -n 's/^PF_IF_SRV_B=\([A-Za-z0-9_]*\).*/\1/p' "$H/lib.sh")}
+export PF_EXIT_IF=${PF_EXIT_IF:-pfs1}
+bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",env.PF_EXIT_IF,"--whitelist",$c])' \
     '(.launcher.apps[] | select(.name=="vpn-client")) |= (.auto_start=true | .args=["-k",$s])'
 for t in $TRANSPORTS; do
     case $t in sudph) port=7778 ;; stcpr) port=7777 ;; *) echo "bench/vpn.sh: unknown transport $t" >&2; exit 2 ;; esac

@@ -12,12 +12,15 @@ public enum DescriptorRead: Equatable, Sendable {
 }
 
 extension ByteBuffer {
-    /// read(2) of up to `count` bytes from `fd` appended to the buffer (EINTR retried); `call`
-    /// names the read in errors.
-    public mutating func appendRead(from fd: Int32, count: Int, call: String) throws -> DescriptorRead {
+    /// read(2) from `fd` appended to the buffer (EINTR retried), after making room for `count`
+    /// bytes: the read may fill all of the buffer's writable room, or with `atMost` takes at most
+    /// `count` bytes (for a caller that tells a drained descriptor by a read shorter than
+    /// `count`). `call` names the read in errors.
+    public mutating func appendRead(from fd: Int32, count: Int, atMost: Bool = false, call: String) throws -> DescriptorRead {
         var outcome = DescriptorRead.wouldBlock
         try writeWithUnsafeMutableBytes(minimumWritableBytes: count) { space -> Int in
-            switch try syscallNonBlocking(call, { Glibc.read(fd, space.baseAddress, space.count) }) {
+            let length = atMost ? min(count, space.count) : space.count
+            switch try syscallNonBlocking(call, { Glibc.read(fd, space.baseAddress, length) }) {
             case .processed(0): outcome = .endOfFile; return 0
             case .processed(let n): outcome = .bytes(n); return n
             case .wouldBlock: return 0

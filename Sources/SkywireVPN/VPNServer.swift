@@ -394,22 +394,26 @@ public final class VPNServer: DatagramSink, @unchecked Sendable {
     /// The TUN reader: each packet goes to the client owning its destination address, read
     /// straight into the send arena and sent in batches (`DatagramBatch`) over its transport.
     private func readLoop(_ device: TunDevice, _ waker: EventWaker) {
-        // Every client shares this thread: a full stcpr link drops, never stalls the others.
+        // Every client shares this thread: a full stcpr link drops, never stalls the others,
+        // unless one client alone gets packets (`SoleClientPacing`): then it waits for room.
         let batch = DatagramBatch(waitsForRoom: false)
+        var pacing = SoleClientPacing()
         let reader = TunReader(device: device, mtu: Int(mtu))
         let allocator = ByteBufferAllocator()
         while lock.withLock({ running }) {
             let reads: Int
+            let now = MutexCondition.now
             do {
                 reads = try reader.drain(into: batch, maxReads: batch.capacity) { packet, inSlot in
                     let n = packet.count
-                    let target: (ServerSession, DatagramPath?, UInt64)? = lock.withLock {
+                    let target: (ServerSession, DatagramPath?, UInt64, UInt32)? = lock.withLock {
                         guard let d = sessionKey(packet, source: false), let s = byAddress[d] else { return nil }
                         s.bytesOut &+= UInt64(n)
                         s.packetsOut &+= 1
-                        return (s, s.path, s.packetsOut)
+                        return (s, s.path, s.packetsOut, d)
                     }
-                    guard let (session, cached, sent) = target else { return }
+                    guard let (session, cached, sent, key) = target else { return }
+                    batch.waitsForRoom = pacing.note(key, now: now)
                     var path = cached
                     if path?.isOpen != true, cached != nil || sent % Self.pathRetryPackets == 1 {
                         path = transports.datagramPath(to: session.key, destinationPort: session.clientPort, sourcePort: localPort)

@@ -75,7 +75,7 @@ final class RawStcprLinkTests: XCTestCase {
     /// Starts a link on `loop` over `fd`, or over `pipe` (a `MemoryPipe` end on `loop`); `closed`
     /// learns its reason.
     private func startLink(loop: EpollEventLoop, fd: Int32 = -1, pipe: LinkPipe? = nil, identity: KeyPair, expecting: PublicKey?,
-                           router: AppRouter, accept: Bool = true,
+                           router: AppRouter, accept: Bool = true, sinks: DatagramSinks? = nil,
                            closed: EventLoopPromise<String>, connection: EventLoopPromise<Established>) throws {
         let logger = self.logger
         let given = LoopTransfer(value: pipe)
@@ -93,8 +93,23 @@ final class RawStcprLinkTests: XCTestCase {
                         connection.succeed(Established(connection: conn, link: link))
                         return conn
                     },
-                    closed: { reason in closed.succeed(reason) }))
+                    closed: { reason in closed.succeed(reason) },
+                    sinks: sinks))
         }.wait()
+    }
+
+    /// B (responder, on `loopB`) and A (initiator expecting B, on `loopA`) over a socket pair:
+    /// their `closed` and `connection` promises.
+    private func startPair(acceptB: Bool = true, sinksB: DatagramSinks? = nil) throws
+        -> (EventLoopPromise<String>, EventLoopPromise<String>, EventLoopPromise<Established>, EventLoopPromise<Established>) {
+        let (fdA, fdB) = socketPair()
+        let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
+        let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
+        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), accept: acceptB,
+                      sinks: sinksB, closed: closedB, connection: connB)
+        try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
+                      closed: closedA, connection: connA)
+        return (closedA, closedB, connA, connB)
     }
 
     /// A router that echoes every stream to port 7.
@@ -147,6 +162,60 @@ final class RawStcprLinkTests: XCTestCase {
         try loopA.submit { established.link.close(reason: "test over") }.wait()
         XCTAssertEqual(try closedA.futureResult.wait(), "test over")
         XCTAssertEqual(try closedB.futureResult.wait(), "connection closed by peer")
+    }
+
+    /// A read burst takes everything waiting (up to `maxReadBytesPerWake`), so the sinks push
+    /// their merged TCP super-packets once per burst, not once per read: ~100 KB of DATAGRAM
+    /// records waiting in the socket reach the sink before its first `datagramBatchEnded`. Before,
+    /// a read larger than 16 KiB (the receive buffer had grown) ended the burst as if the socket
+    /// were drained: the first burst stopped after ~48 KB (the exit's TUN got ~30 KB
+    /// super-packets instead of 64 KB ones, twice the writes and wake-ups per byte).
+    func testAReadBurstTakesEverythingWaitingBeforeTheSinksFlush() throws {
+        let sink = BurstRecordingSink()
+        let sinks = DatagramSinks()
+        let port: UInt16 = 44
+        sinks.set(sink, port: port)
+        let (closedA, closedB, connA, connB) = try startPair(sinksB: sinks)
+        let link = try connA.futureResult.wait().link
+        _ = try connB.futureResult.wait()
+
+        // B's loop is held while A's records fill B's socket.
+        let hold = NIOLockedValueBox(true), held = NIOLockedValueBox(false)
+        loopB.execute {
+            held.withLockedValue { $0 = true }
+            let until = NIODeadline.now() + .seconds(20)
+            while hold.withLockedValue({ $0 }) && NIODeadline.now() < until { usleep(1000) }
+        }
+        while !held.withLockedValue({ $0 }) { usleep(1000) }
+        let count = 100, size = 1000
+        XCTAssertLessThan(count * size, RawStcprLink.maxReadBytesPerWake, "one burst's worth")
+        XCTAssertGreaterThan(count * size, RawStcprLink.firstReadChunk + RawStcprLink.transportReadChunk, "more than two reads")
+        let unsent = try loopA.submit {
+            for i in 0..<count {
+                var frame = ByteBuffer()
+                frame.writeWithUnsafeMutableBytes(minimumWritableBytes: MuxFrameLayout.datagramHeader + size) { raw in
+                    MuxFrameLayout.writeDatagramHeader(destinationPort: port, sourcePort: 45, into: raw)
+                    let body = UnsafeMutableRawBufferPointer(rebasing: raw[MuxFrameLayout.datagramHeader..<(MuxFrameLayout.datagramHeader + size)])
+                    body.initializeMemory(as: UInt8.self, repeating: UInt8(i))
+                    return MuxFrameLayout.datagramHeader + size
+                }
+                link.send(frame: frame, reliable: true)
+            }
+            link.flush()
+            return link.unsentBytes
+        }.wait()
+        XCTAssertEqual(unsent, 0, "every record is in B's socket")
+        hold.withLockedValue { $0 = false }
+
+        let until = NIODeadline.now() + .seconds(20)
+        while sink.ends.withLockedValue({ $0.isEmpty }) && NIODeadline.now() < until { usleep(1000) }
+        let ends = sink.ends.withLockedValue { $0 }
+        XCTAssertEqual(ends.first, count, "datagrams delivered before the sinks' first flush (each flush: \(ends))")
+        XCTAssertEqual(sink.firstBytes.withLockedValue { $0 }, (0..<count).map { UInt8($0) }, "in order, intact")
+
+        try loopA.submit { link.close(reason: "test over") }.wait()
+        XCTAssertEqual(try closedA.futureResult.wait(), "test over")
+        _ = try closedB.futureResult.wait()
     }
 
     // MARK: Over a byte pipe other than TCP (the dmsg relay stream)
@@ -218,13 +287,7 @@ final class RawStcprLinkTests: XCTestCase {
     }
 
     func testRefusedPeerClosesTheInitiator() throws {
-        let (fdA, fdB) = socketPair()
-        let closedA = loopA.makePromise(of: String.self), closedB = loopB.makePromise(of: String.self)
-        let connA = loopA.makePromise(of: Established.self), connB = loopB.makePromise(of: Established.self)
-        try startLink(loop: loopB, fd: fdB, identity: keyB, expecting: nil, router: TestRouter(), accept: false,
-                      closed: closedB, connection: connB)
-        try startLink(loop: loopA, fd: fdA, identity: keyA, expecting: keyB.publicKey, router: TestRouter(),
-                      closed: closedA, connection: connA)
+        let (closedA, closedB, connA, connB) = try startPair(acceptB: false)
         XCTAssertEqual(try closedB.futureResult.wait(), "peer \(keyA.publicKey.hex) refused")
         // The responder refuses after the confirmation, when the initiator may have sent frames
         // already: it closes with them unread, so the initiator sees EOF or a reset.
@@ -294,7 +357,7 @@ final class RawStcprLinkTests: XCTestCase {
         XCTAssertTrue(paused)
         // The answers it holds: the pause watermark plus at most one read burst's worth.
         XCTAssertLessThanOrEqual(unsent, RawStcprLink.controlPauseWatermark
-                                         + RawStcprLink.maxReadsPerWake * 16 * 1024 * 2)
+                                         + RawStcprLink.maxReadBytesPerWake * 2)
 
         // Once the peer reads its PONGs, the link reads again.
         var scratch = [UInt8](repeating: 0, count: 64 * 1024)
@@ -329,4 +392,22 @@ final class RawStcprLinkTests: XCTestCase {
         connB.fail(TransportError(.closed, "never established"))
     }
 
+}
+
+/// Records, at each `datagramBatchEnded`, how many datagrams had arrived (from the link's loop).
+private final class BurstRecordingSink: DatagramSink, @unchecked Sendable {
+    // @unchecked Sendable: `firstBytes` and `ends` are locked boxes; nothing else is stored.
+    let firstBytes = NIOLockedValueBox<[UInt8]>([])
+    let ends = NIOLockedValueBox<[Int]>([])
+
+    func receive(datagram payload: UnsafeMutableRawBufferPointer, headroom: Int, from: PublicKey, sourcePort: UInt16) {
+        let first = payload.first ?? 0
+        XCTAssertTrue(payload.allSatisfy { $0 == first })
+        firstBytes.withLockedValue { $0.append(first) }
+    }
+
+    func datagramBatchEnded() {
+        let n = firstBytes.withLockedValue { $0.count }
+        ends.withLockedValue { $0.append(n) }
+    }
 }

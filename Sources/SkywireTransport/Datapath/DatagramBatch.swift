@@ -18,9 +18,10 @@ import SkywireIO
 ///
 /// `waitsForRoom`: over stcpr, a flush that finds the link's queue full waits (bounded:
 /// `StcprDatagramQueue.defaultFullWait`) for the loop to take it instead of dropping. Only for
-/// a thread that sends to one peer (the VPN client's TUN reader): a thread that serves many
-/// (the exit's) must not stall every client for one slow link, so it drops what does not fit,
-/// like a router's queue, and the inner flows back off.
+/// a thread that sends to one peer (the VPN client's TUN reader), or while it does (the exit's
+/// thread, while one client alone gets packets: `SoleClientPacing`): a thread that serves many
+/// must not stall every client for one slow link, so it drops what does not fit, like a
+/// router's queue, and the inner flows back off.
 public final class DatagramBatch {
     /// Where a payload starts in its slot: data header, record kind, DATAGRAM frame header.
     public static let payloadOffset = SudphLayout.dataHeaderSize + SudphRecordLayout.unreliableHeaderSize
@@ -45,8 +46,9 @@ public final class DatagramBatch {
     /// UDP GSO until the kernel refuses it once (EIO/EINVAL: no checksum offload on the route,
     /// or a segment above the path MTU).
     public private(set) var segmentationOffload = true
-    /// Wait for room in a full stcpr queue (one peer per thread) instead of dropping.
-    public let waitsForRoom: Bool
+    /// Wait for room in a full stcpr queue (one peer per thread) instead of dropping; read at
+    /// each `flush`.
+    public var waitsForRoom: Bool
 
     public init(waitsForRoom: Bool = false) {
         self.waitsForRoom = waitsForRoom

@@ -21,7 +21,7 @@ final class InboxPipe: LinkPipe {
     }
 
     /// Unread bytes above which the far end is paused: a few records of the largest size, so
-    /// bulk data keeps flowing while the link reads in `RawStcprLink.maxReadsPerWake` bursts.
+    /// bulk data keeps flowing while the link reads in `RawStcprLink.maxReadBytesPerWake` bursts.
     static let defaultInboxLimit = 256 * 1024
 
     private let loop: EpollEventLoop

@@ -18,7 +18,8 @@ protocol LinkPipe: AnyObject {
     /// Starts calling `handler` on readiness; the pipe holds the handler until `close()`.
     func start(interest: EpollEventLoop.Interest, _ handler: @escaping (LinkPipeReadiness) -> Void) throws
     func setInterest(_ interest: EpollEventLoop.Interest) throws
-    /// Appends up to `count` bytes to `buffer` (like read(2): `.endOfFile` when the far end closed).
+    /// Appends up to `count` bytes to `buffer`, never more (like read(2): `.endOfFile` when the
+    /// far end closed); a read shorter than `count` means the pipe is drained for now.
     func read(into buffer: inout ByteBuffer, count: Int) throws -> DescriptorRead
     /// Takes what it can of `buffer`'s readable bytes (moving its reader index); false when it
     /// took nothing (full: wait for `.write` readiness).
@@ -68,7 +69,7 @@ final class DescriptorPipe: LinkPipe {
     }
 
     func read(into buffer: inout ByteBuffer, count: Int) throws -> DescriptorRead {
-        try buffer.appendRead(from: descriptor.raw, count: count, call: readCall)
+        try buffer.appendRead(from: descriptor.raw, count: count, atMost: true, call: readCall)
     }
 
     func write(from buffer: inout ByteBuffer) throws -> Bool {

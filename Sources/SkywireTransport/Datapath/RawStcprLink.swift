@@ -43,6 +43,9 @@ final class RawStcprLink: FrameLink {
         var releasesIdleBuffers: Bool
         /// Whether VPN threads may send DATAGRAM batches (`datagramQueue`).
         var carriesDatagrams: Bool
+        /// Bytes per read(2) once established, after a burst's first read (`firstReadChunk`) came
+        /// back full: a busy link's receive buffer keeps about twice this.
+        var readChunk: Int
         /// Names the link in logs and syscall errors.
         var name: String
 
@@ -50,7 +53,7 @@ final class RawStcprLink: FrameLink {
         static let transport = Limits(
             highWatermark: RawStcprLink.highWatermark, maxOutbound: RawStcprLink.maxOutbound,
             readPause: .answers(pause: RawStcprLink.controlPauseWatermark, resume: RawStcprLink.controlResumeWatermark),
-            releasesIdleBuffers: false, carriesDatagrams: true, name: "stcpr")
+            releasesIdleBuffers: false, carriesDatagrams: true, readChunk: RawStcprLink.transportReadChunk, name: "stcpr")
         // A dmsg relay session's: `DmsgRecordLink.limits`.
     }
 
@@ -80,10 +83,21 @@ final class RawStcprLink: FrameLink {
     /// stream (`MuxSession.Configuration.sendBufferLimit` × `maxStreams`, 64 KiB × 512 = 32 MiB,
     /// which WINDOW frames release), control answers by `controlPauseWatermark` plus one read burst.
     static let maxOutbound = 48 << 20
-    /// Reads per readiness report (of `readChunk` bytes), so that one peer cannot monopolise the
-    /// loop and the answers to one burst (flushed together, then checked against
-    /// `controlPauseWatermark`) stay bounded; the loop is level-triggered: it comes back.
+    /// Bytes read per readiness report at most (in reads of `Limits.readChunk`), so that one peer
+    /// cannot monopolise the loop and the answers to one burst (flushed together, then checked
+    /// against `controlPauseWatermark`) stay bounded; the loop is level-triggered: it comes back.
+    /// A burst ends earlier when a read comes back short (the socket is drained): then the sinks
+    /// push what they merged (`DatagramSinkBatch.end`), so the larger the burst, the larger the
+    /// TCP super-packets written to the TUN.
+    static let maxReadBytesPerWake = 256 * 1024
+    /// Reads per readiness report at most (before the handshake they are `handshakeReadChunk`).
     static let maxReadsPerWake = 16
+    /// `Limits.readChunk` of stcpr links: a full burst is a few reads. A relay session reads
+    /// `DmsgRecordLink.readChunk` (its receive buffer is kept per busy client).
+    static let transportReadChunk = 64 * 1024
+    /// A burst's first read once established (at most `Limits.readChunk`): a link that only gets
+    /// small records (keepalives, an idle VPN) keeps a receive buffer of this size.
+    static let firstReadChunk = 16 * 1024
     /// Initial capacity of the record buffer (grows with bulk data, kept between writes).
     static let outboundCapacity = 2048
     /// Records up to this size (a TUN packet's DATAGRAM, control frames) are decrypted in place in
@@ -118,7 +132,6 @@ final class RawStcprLink: FrameLink {
     /// Reading stopped because the peer does not read its answers (`controlPauseWatermark`).
     private(set) var readPaused = false
     private let allocator = ByteBufferAllocator()
-    private let readChunk = 16 * 1024
     /// A responder holding one of the gate's unconfirmed-handshake slots.
     private var holdsHandshakeSlot = false
     let counters = LinkCounters()
@@ -322,9 +335,11 @@ final class RawStcprLink: FrameLink {
 
     private func readAvailable() {
         var drained = true
-        for _ in 0..<Self.maxReadsPerWake where pipe.isOpen && !readPaused {
+        var taken = 0
+        for read in 0..<Self.maxReadsPerWake where taken < Self.maxReadBytesPerWake && pipe.isOpen && !readPaused {
             let outcome: DescriptorRead
-            let chunk = session.isEstablished ? readChunk : Self.handshakeReadChunk
+            let chunk = !session.isEstablished ? Self.handshakeReadChunk
+                : read == 0 ? min(Self.firstReadChunk, limits.readChunk) : limits.readChunk
             do {
                 outcome = try pipe.read(into: &inbound, count: chunk)
             } catch {
@@ -333,8 +348,10 @@ final class RawStcprLink: FrameLink {
             }
             processRecords()
             if outcome == .endOfFile { finish(reason: "connection closed by peer"); return }
+            // Reads take at most `chunk` (LinkPipe): a shorter one took all there was.
             drained = outcome != .bytes(chunk)
-            guard !drained else { break }  // would block, or a short read took all
+            guard !drained else { break }
+            taken += chunk
         }
         sinkBatch.end()
         connection?.flushIfNeeded()

@@ -30,13 +30,15 @@ final class DmsgRecordLink: RecordLinkUpper {
     static let resumeReadingWatermark = 256 * 1024
     /// Below this many unsent bytes writers may queue more (`DmsgStream.isWritable`).
     static let writableWatermark = 256 * 1024
+    /// Bytes per read(2) of a relay session: its receive buffer is kept while the client is busy.
+    static let readChunk = 16 * 1024
 
     /// A relay session's `RawStcprLink.Limits` (docs/dmsg.md, "Limits"): every unsent byte pauses
     /// reading, and an idle session keeps no buffers (the relay's memory per idle client).
     static func limits(maxOutbound: Int) -> RawStcprLink.Limits {
         RawStcprLink.Limits(highWatermark: writableWatermark, maxOutbound: maxOutbound,
                             readPause: .unsent(pause: pauseReadingWatermark, resume: resumeReadingWatermark),
-                            releasesIdleBuffers: true, carriesDatagrams: false, name: "dmsg")
+                            releasesIdleBuffers: true, carriesDatagrams: false, readChunk: readChunk, name: "dmsg")
     }
 
     private let loop: EpollEventLoop
