@@ -3,7 +3,8 @@
 # one (libsodium), seal + open in place per 1420-byte record (a VPN packet over sudph) and per
 # 64 KiB record, CPU-s/GB of plaintext, one thread, both in the same process
 # (bench/aead/main.swift). Builds the release tool as `make bench` builds the visor; stdout is one JSON
-# object, progress goes to stderr. AEAD_BENCH_MB (default 512) sets the plaintext per case.
+# object, progress goes to stderr. AEAD_BENCH_MB (default 512) sets the plaintext per case,
+# AEAD_BENCH_SIZES (comma-separated record bytes, default 1420 and the largest Noise plaintext, 65519) the record sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}

@@ -10,12 +10,14 @@
 # Needs valgrind, strace, binutils, nginx (scripts/install-deps.sh --bench).
 # valgrind 3.19 cannot read the DWARF 5 that swiftc writes: give it a copy without debug info
 # (`objcopy --strip-debug`; the symbol table is kept, so functions keep their names).
-# Env: SKYWIRE_BIN (required), TRANSPORT=stcpr|sudph, COUNT=300, WARM=50. Prints one JSON line.
+# Env: SKYWIRE_BIN (required), TRANSPORT=stcpr|sudph, COUNT=300, WARM=50, FILE_KB=1 (the size of
+# each response: FILE_KB=4096 COUNT=4 counts a bulk transfer's cost per KiB, `ir_per_kib`).
+# Prints one JSON line.
 # Namespaces, links and processes carry "skwc" and this shell's PID; the EXIT trap removes them.
 set -euo pipefail
 : "${SKYWIRE_BIN:?set SKYWIRE_BIN to the skywire binary}"
 BIN=$(readlink -f "$SKYWIRE_BIN")
-MODE=${MODE:-callgrind} TRANSPORT=${TRANSPORT:-stcpr} COUNT=${COUNT:-300} WARM=${WARM:-50}
+MODE=${MODE:-callgrind} TRANSPORT=${TRANSPORT:-stcpr} COUNT=${COUNT:-300} WARM=${WARM:-50} FILE_KB=${FILE_KB:-1}
 # Bounds: a whole run under valgrind (~50x slower than native) stays far below these.
 READY_TRIES=${READY_TRIES:-300} REQUEST_TIMEOUT_S=20 LOOP_TIMEOUT_S=900
 C=skwcC$$ S=skwcS$$ N=skwcN$$
@@ -39,7 +41,9 @@ ip -n $N route add default via 203.0.113.1
 
 mkdir -p "$work/www" "$work/nginx"
 chmod 755 "$work"  # nginx's worker (www-data) reads www/
-head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$work/www/small.txt"
+# (Through a file: `base64 | head -c` would end base64 with SIGPIPE, fatal under pipefail.)
+head -c $((FILE_KB * 768)) /dev/urandom | base64 -w 64 >"$work/random.b64"
+head -c $((FILE_KB * 1024)) "$work/random.b64" >"$work/www/small.txt"
 cat >"$work/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -118,7 +122,9 @@ callgrind)
         # Events of the dump and the calls to malloc-family functions (callgrind's calls= lines).
         counts=$(python3 "$(dirname "$0")/callgrind-counts.py" "$f")
         result=$(jq -c --arg s "$side" --argjson c "$counts" --argjson n "$COUNT" \
-            '.[$s] = {ir_per_request: ($c.ir / $n | round), mallocs_per_request: ($c.mallocs / $n * 10 | round / 10),
+            --argjson kb "$FILE_KB" \
+            '.[$s] = {ir_per_request: ($c.ir / $n | round), ir_per_kib: ($c.ir / $n / $kb | round),
+                      mallocs_per_request: ($c.mallocs / $n * 10 | round / 10),
                       frees_per_request: ($c.frees / $n * 10 | round / 10)}' <<<"$result")
         cp "$f" "/tmp/skwcount-$side-$TRANSPORT.callgrind" 2>/dev/null || true
     done ;;

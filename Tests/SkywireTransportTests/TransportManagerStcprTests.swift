@@ -13,7 +13,8 @@ import XCTest
 import SkywireIO
 
 /// Two transport managers over stcpr on loopback: the raw datapath end to end (listener, dial,
-/// `RawStcprLink`, mux streams on `EpollEventLoop`s) and the redial after the peer restarts.
+/// `RawStcprLink`, mux streams on `EpollEventLoop`s) and the redial after the peer restarts; and
+/// over sudph, held stream buffers against `SudphPeer`'s reused frame buffer.
 final class TransportManagerStcprTests: XCTestCase {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     private var managers: [TransportManager] = []
@@ -25,9 +26,10 @@ final class TransportManagerStcprTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
-    private func manager(identity: KeyPair = .generate(), stcprPort: Int = 0) -> TransportManager {
+    /// Port 0: no stcpr listener, no sudph socket.
+    private func manager(identity: KeyPair = .generate(), stcprPort: Int = 0, sudphPort: Int = 0) -> TransportManager {
         var settings = TransportSettings(identity: identity, listenHost: "127.0.0.1",
-                                         stcprPort: stcprPort, sudphPort: 0, peers: [:])
+                                         stcprPort: stcprPort, sudphPort: sudphPort, peers: [:])
         settings.handshakeTimeout = 2
         let m = TransportManager(settings: settings, group: group, logger: Logger(label: "test"))
         managers.append(m)
@@ -73,6 +75,28 @@ final class TransportManagerStcprTests: XCTestCase {
         XCTAssertEqual(inbound.first?.remoteKey, client.localKey)
         XCTAssertEqual(inbound.first?.initiator, false)
         XCTAssertEqual(client.list().map(\.initiator), [true])
+    }
+
+    /// The receiving `SudphPeer` copies each in-order frame into one reused buffer. An app that
+    /// keeps the buffers it was given (as a stream whose socket is not writable keeps its slices)
+    /// must find them unchanged after the later frames arrived.
+    func testBuffersKeptOverSudphAreNotOverwrittenByLaterFrames() throws {
+        let server = manager(sudphPort: Int(try unusedLoopbackPort(Int32(SOCK_DGRAM.rawValue))))
+        let router = EchoRouter(holdUntilFinish: true)
+        server.router = router
+        try waitAsync { try await server.start() }
+        let address = try XCTUnwrap(server.sudphListenAddress)
+        let client = manager(sudphPort: Int(try unusedLoopbackPort(Int32(SOCK_DGRAM.rawValue))))
+        try waitAsync { try await client.start() }   // binds its sudph socket
+        let info = try waitAsync { try await client.add(remote: server.localKey, type: .sudph, address: address) }
+        XCTAssertEqual(info.state, .up)
+        // Some 170 DATA frames of at most 1200 bytes, within one stream window (256 KiB).
+        let size = 200 * 1024
+        let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
+        let (back, _) = try echo(payload, via: client, to: server.localKey)
+        XCTAssertEqual(back.count, payload.count)
+        XCTAssertTrue(back == payload, "a held buffer changed after it was delivered")
+        XCTAssertGreaterThan(router.buffersHeld.withLockedValue { $0 }, size / SudphPeer.maxDataPayload)
     }
 
     func testDialledTransportIsRedialledWhenThePeerComesBack() throws {
@@ -415,15 +439,23 @@ private final class StcprOnlyResolver: PeerResolver {
 /// Echoes every stream on `TransportManagerStcprTests.echoPort` and notes whether it arrived on an
 /// `EpollEventLoop`.
 private final class EchoRouter: AppRouter, @unchecked Sendable {
-    // @unchecked Sendable: `streamsOnDatapathLoops` is a locked box; `echoes` is guarded by `lock`.
+    // @unchecked Sendable: the boxes are locked; `echoes` is guarded by `lock`.
     let streamsOnDatapathLoops = NIOLockedValueBox<[Bool]>([])
+    /// Buffers the finished echoes held (`holdUntilFinish`).
+    let buffersHeld = NIOLockedValueBox(0)
+    private let holdUntilFinish: Bool
     private let lock = NIOLock()
     private var echoes: [ObjectIdentifier: Echo] = [:]
+
+    init(holdUntilFinish: Bool = false) { self.holdUntilFinish = holdUntilFinish }
 
     func route(stream: AppStream, destinationPort: UInt16) -> AppStreamResetCode? {
         guard destinationPort == TransportManagerStcprTests.echoPort else { return .noSuchPort }
         streamsOnDatapathLoops.withLockedValue { $0.append(stream.eventLoop is EpollEventLoop) }
-        let echo = Echo { [weak self] id in self?.lock.withLock { _ = self?.echoes.removeValue(forKey: id) } }
+        let echo = Echo(holdUntilFinish: holdUntilFinish) { [weak self] id, held in
+            self?.buffersHeld.withLockedValue { $0 += held }
+            self?.lock.withLock { _ = self?.echoes.removeValue(forKey: id) }
+        }
         lock.withLock { echoes[ObjectIdentifier(echo)] = echo }
         stream.setDelegate(echo)
         return nil
@@ -432,16 +464,26 @@ private final class EchoRouter: AppRouter, @unchecked Sendable {
     func route(datagram: ByteBuffer, from: PublicKey, destinationPort: UInt16, sourcePort: UInt16) {}
 }
 
-/// Writes back what it receives; finishes when the peer finishes.
+/// Writes back what it receives, at once or, with `holdUntilFinish`, keeping every buffer as
+/// given until the peer finishes; finishes when the peer finishes. `done` gets the buffers held.
 private final class Echo: AppStreamDelegate {
-    private let done: (ObjectIdentifier) -> Void
-    init(done: @escaping (ObjectIdentifier) -> Void) { self.done = done }
-    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) { stream.write(data) }
-    func appStreamDidReceiveFinish(_ stream: AppStream) {
-        stream.finish()
-        done(ObjectIdentifier(self))
+    private let holdUntilFinish: Bool
+    private var held: [ByteBuffer] = []
+    private let done: (ObjectIdentifier, Int) -> Void
+    init(holdUntilFinish: Bool, done: @escaping (ObjectIdentifier, Int) -> Void) {
+        self.holdUntilFinish = holdUntilFinish
+        self.done = done
     }
-    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { done(ObjectIdentifier(self)) }
+    func appStream(_ stream: AppStream, didReceive data: ByteBuffer) {
+        if holdUntilFinish { held.append(data) } else { stream.write(data) }
+    }
+    func appStreamDidReceiveFinish(_ stream: AppStream) {
+        for buffer in held { stream.write(buffer) }
+        stream.finish()
+        done(ObjectIdentifier(self), held.count)
+        held = []
+    }
+    func appStream(_ stream: AppStream, didResetWith code: AppStreamResetCode) { done(ObjectIdentifier(self), held.count) }
     func appStreamWritabilityChanged(_ stream: AppStream) {}
 }
 

@@ -9,8 +9,12 @@ import Glibc
 import SkywireCrypto
 import SkywireCryptoReference
 
-/// Record sizes: a VPN packet's record over sudph, and the largest Noise plaintext (64 KiB).
-let sizes = [1420, NoiseConstants.maxPlaintextLength]
+/// Record sizes: a VPN packet's record over sudph, and the largest Noise plaintext (64 KiB);
+/// `AEAD_BENCH_SIZES` (comma-separated bytes, each 1...64 KiB) measures others, e.g. a sudph
+/// SEGMENT record (1210) against an stcpr record (16 KiB + 5).
+let sizes = (getenv("AEAD_BENCH_SIZES").map { String(cString: $0) })
+    .map { $0.split(separator: ",").compactMap { Int($0) }.filter { (1...NoiseConstants.maxPlaintextLength).contains($0) } }
+    .flatMap { $0.isEmpty ? nil : $0 } ?? [1420, NoiseConstants.maxPlaintextLength]
 /// Plaintext bytes sealed (and opened) per implementation and size; `AEAD_BENCH_MB` overrides.
 let bytesPerCase = (Int(getenv("AEAD_BENCH_MB").map { String(cString: $0) } ?? "") ?? 512) << 20
 /// The sudph data header is the associated data (PROTOCOL.md §4.1).

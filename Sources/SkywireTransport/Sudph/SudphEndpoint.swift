@@ -19,7 +19,8 @@ final class SudphEndpoint: @unchecked Sendable {
     /// The loop as peers and mux connections see it (a plain `EventLoop`), and as the socket's
     /// watcher: the same `EpollEventLoop`.
     let eventLoop: EventLoop
-    private let datapathLoop: EpollEventLoop
+    /// The same loop as `eventLoop`, for its timers without a promise each (`setTimer`).
+    let datapathLoop: EpollEventLoop
     unowned let manager: TransportManager
     /// The manager's sink table, held here: read per received datagram, without loading the
     /// unowned `manager` (a checked strong retain) each time.
@@ -27,7 +28,18 @@ final class SudphEndpoint: @unchecked Sendable {
     var logger: Logger { manager.logger }
     var localAddress: SocketAddress? { socket.localAddress }
     /// Local receiver index → the peer owning it (a confirmed session, or our own dial's handshake).
-    var peersByIndex: [UInt32: SudphPeer] = [:]
+    /// Any change forgets `lastDataPeer`.
+    var peersByIndex: [UInt32: SudphPeer] = [:] {
+        didSet { lastDataPeer = nil }
+    }
+    /// The entry of `peersByIndex` the last data packet found: a bulk transfer's packets name the
+    /// same index, so most skip the dictionary's hashing.
+    private var lastDataPeer: (index: UInt32, peer: SudphPeer)?
+    /// The wire clock's origin (`ReliableChannel` times are nanoseconds since it), shared by the
+    /// peers, and the wire time a receive batch began: the time every packet of that batch is
+    /// handled at (one clock read per recvmmsg(2), not per packet).
+    private let clockOrigin = NIODeadline.now()
+    private(set) var receiveTime: WireTime = 0
     /// Responder handshakes awaiting confirmation, stamps accepted per key, and each key's live
     /// inbound session (SudphEndpoint+Handshake, PROTOCOL.md §4.3).
     var responders = SudphResponderTable<SudphPendingHandshake>(
@@ -174,6 +186,19 @@ final class SudphEndpoint: @unchecked Sendable {
         }, fill: fill)
     }
 
+    /// Nanoseconds since `clockOrigin`: the peers' reliable-channel clock.
+    func wireTime(_ deadline: NIODeadline = .now()) -> WireTime {
+        deadline > clockOrigin ? UInt64((deadline - clockOrigin).nanoseconds) : 0
+    }
+
+    /// The peer owning receiver index `index` (`peersByIndex`), through `lastDataPeer`.
+    func peer(forData index: UInt32) -> SudphPeer? {
+        if let last = lastDataPeer, last.index == index { return last.peer }
+        guard let peer = peersByIndex[index] else { return nil }
+        lastDataPeer = (index, peer)
+        return peer
+    }
+
     /// Sends the queued packets (one sendmmsg per 64).
     func flush() { sender.flush() }
 
@@ -201,6 +226,7 @@ final class SudphEndpoint: @unchecked Sendable {
                 break
             }
             guard count > 0 else { break }
+            receiveTime = wireTime()
             reader.forEachDatagram { data, from in receive(data, from: from) }
         }
         sinkBatch.end()
@@ -252,7 +278,7 @@ final class SudphEndpoint: @unchecked Sendable {
             let msg = Array(data.readableBytesView[(data.readerIndex + message.lowerBound)..<(data.readerIndex + message.upperBound)])
             peer.receiveResponse(msg, senderIndex: senderIndex, localIndex: receiverIndex, from: from)
         case .data(let receiverIndex, let counter, let keyPhase, let ciphertext):
-            guard let peer = peersByIndex[receiverIndex] else {
+            guard let peer = peer(forData: receiverIndex) else {
                 if responders.isPending(receiverIndex) {
                     receiveConfirmation(data, localIndex: receiverIndex, counter: counter, keyPhase: keyPhase,
                                         ciphertext: ciphertext, from: from)

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SkywireCrypto
+import SkywireIO
 import SkywireWire
 
 /// One sudph association with a peer (PROTOCOL.md §4): the Noise session with explicit
@@ -109,14 +110,26 @@ final class SudphPeer: FrameLink {
     private var overflow = CircularBuffer<ByteBuffer>()
     /// Reused list of the frames one segment put in order (no array allocated per segment).
     private var inOrderFrames: [ByteBuffer] = []
+    /// The storage the first in-order frame of a segment is copied into, reused while nothing
+    /// else holds it (`ByteBuffer.clear` allocates anew when a stream kept a slice of it): no
+    /// allocation per received frame on a bulk transfer.
+    private var receivedFrame: ByteBuffer?
     /// The overflow's cost (`maxOverflowCost`) and the bytes of its answer frames.
     private var overflowCost = 0
     private var overflowControlBytes = 0
-    private var timer: Scheduled<Void>?
+    /// The reliable channel's timer (RTO, delayed ACK) on the endpoint's loop, and its deadline.
+    private var timer: LoopTimer?
     private var timerDeadline: WireTime?
     private var flushScheduled = false
+    /// The task `scheduleFlush` queues, made once (not a closure per received batch).
+    private lazy var flushTask: @Sendable () -> Void = { [owner = WeakPeer(self)] in
+        guard let peer = owner.value else { return }
+        peer.flushScheduled = false
+        peer.flush()
+    }
     private var closed = false
-    private let clockOrigin = NIODeadline.now()
+    /// REKEY_AFTER_TIME as configured (§4.3), read once.
+    private let rekeyInterval: TimeAmount
     private var wasWritable = true
 
     private init(endpoint: SudphEndpoint, remote: PublicKey, address: SocketAddress, isInitiator: Bool,
@@ -126,11 +139,12 @@ final class SudphPeer: FrameLink {
         self.address = address
         self.isInitiator = isInitiator
         self.entry = entry
+        self.rekeyInterval = endpoint.manager.settings.sudphRekeyInterval
     }
 
     var logger: Logger { endpoint.logger }
 
-    var now: WireTime { UInt64((NIODeadline.now() - clockOrigin).nanoseconds) }
+    var now: WireTime { endpoint.wireTime() }
 
     // MARK: Initiator
 
@@ -246,7 +260,7 @@ final class SudphPeer: FrameLink {
         handshakeTask?.cancel()
         address = from
         // The keepalive confirms the session to the responder (§4.3).
-        sendRecord(UnsafeRawBufferPointer(start: nil, count: 0))
+        sendRecord(UnsafeRawBufferPointer(start: nil, count: 0), now: .now())
         endpoint.flush()
         guard let entry, let conn = entry.established(link: self, on: endpoint.eventLoop,
                                                       remoteAddress: TransportManager.format(from)) else {
@@ -352,14 +366,25 @@ final class SudphPeer: FrameLink {
             // (`inOrderFrames` is always left empty, with its capacity, below.)
             var frames = inOrderFrames
             inOrderFrames = []
-            arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: now) { frame in
-                frames.append(ByteBuffer(bytes: frame))
+            var first = receivedFrame.take()
+                ?? ByteBufferAllocator().buffer(capacity: SudphRecordLayout.maxSegmentFrameSize)
+            var firstFilled = false
+            arq.receiveSegment(seq: seq, frame: UnsafeRawBufferPointer(rebasing: plain[range]), now: endpoint.receiveTime) { frame in
+                if firstFilled {
+                    frames.append(ByteBuffer(bytes: frame))
+                } else {
+                    first.clear(minimumCapacity: frame.count)
+                    first.writeBytes(frame)
+                    firstFilled = true
+                }
             }
+            if firstFilled { connection?.receive(frame: first) }
             for f in frames { connection?.receive(frame: f) }
             frames.removeAll(keepingCapacity: true)
             inOrderFrames = frames
+            receivedFrame = first
         case .ack(let ack):
-            arq.receiveAck(ack, now: now)
+            arq.receiveAck(ack, now: endpoint.receiveTime)
             drainOverflow()
         }
     }
@@ -387,7 +412,7 @@ final class SudphPeer: FrameLink {
             record.reserveCapacity(frame.readableBytes + 1)
             SudphRecord.appendUnreliableHeader(to: &record)
             record.append(contentsOf: frame.readableBytesView)
-            record.withUnsafeBytes { sendRecord($0) }
+            record.withUnsafeBytes { sendRecord($0, now: .now()) }
             return
         }
         if overflow.isEmpty, (try? frame.withUnsafeReadableBytes { try arq.enqueue($0) }) != nil {
@@ -423,10 +448,11 @@ final class SudphPeer: FrameLink {
 
     func flush() {
         guard !closed else { return }
-        let t = now
-        arq.poll(now: t) { record in sendRecord(record) }
+        let clock = NIODeadline.now()
+        let t = endpoint.wireTime(clock)
+        arq.poll(now: t) { record in sendRecord(record, now: clock) }
         endpoint.flush()
-        rearmTimer()
+        rearmTimer(now: t)
     }
 
     func close(reason: String) {
@@ -434,7 +460,11 @@ final class SudphPeer: FrameLink {
         closed = true
         logger.debug("sudph: closing \(remote.short): \(reason); overflow \(overflow.count), timer armed \(timer != nil), next timeout \(arq.nextTimeout.map { Int64($0) - Int64(now) } ?? -1) ns, arq \(arq.statistics)")
         handshakeTask?.cancel()
-        timer?.cancel()
+        if let timer {
+            let loop = endpoint.datapathLoop
+            if loop.inEventLoop { loop.cancelTimer(timer) } else { loop.execute { loop.cancelTimer(timer) } }
+            self.timer = nil
+        }
         if let box = sessionBox {
             box.closed.store(true, ordering: .releasing)
             if endpoint.peersByIndex[box.localIndex] === self { endpoint.peersByIndex[box.localIndex] = nil }
@@ -453,10 +483,7 @@ final class SudphPeer: FrameLink {
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        endpoint.eventLoop.execute { [weak self] in
-            self?.flushScheduled = false
-            self?.flush()
-        }
+        endpoint.eventLoop.execute(flushTask)
     }
 
     private func drainOverflow() {
@@ -472,13 +499,13 @@ final class SudphPeer: FrameLink {
         wasWritable = writable
     }
 
-    /// Encrypts one record into a data packet and queues it (§4.1).
-    private func sendRecord(_ record: UnsafeRawBufferPointer) {
+    /// Encrypts one record into a data packet and queues it (§4.1); `now` decides key rotation.
+    private func sendRecord(_ record: UnsafeRawBufferPointer, now: NIODeadline) {
         guard let box = sessionBox else { return }
         let r: SudphSessionBox.Reservation
         do {
-            guard let reserved = try box.reserve(count: 1, allowUnconfirmed: isInitiator || record.count == 0, now: .now(),
-                                                 rekeyInterval: endpoint.manager.settings.sudphRekeyInterval) else { return }
+            guard let reserved = try box.reserve(count: 1, allowUnconfirmed: isInitiator || record.count == 0, now: now,
+                                                 rekeyInterval: rekeyInterval) else { return }
             r = reserved
         } catch {
             close(reason: error.description)
@@ -501,23 +528,32 @@ final class SudphPeer: FrameLink {
         counters.addSent(total)
     }
 
-    private func rearmTimer() {
+    /// Arms the loop timer for the channel's next deadline, unless it is already armed no later;
+    /// `t` is the wire time now. On the endpoint's loop.
+    private func rearmTimer(now t: WireTime) {
+        let loop = endpoint.datapathLoop
         guard let deadline = arq.nextTimeout else {
-            timer?.cancel()
+            if let timer { loop.cancelTimer(timer) }
             timer = nil
             timerDeadline = nil
             return
         }
         if let current = timerDeadline, current <= deadline, timer != nil { return }
-        timer?.cancel()
+        if let timer { loop.cancelTimer(timer) }
         timerDeadline = deadline
-        let t = now
         let delay = deadline > t ? TimeAmount.nanoseconds(Int64(deadline - t)) : .zero
-        timer = endpoint.eventLoop.scheduleTask(in: delay) { [weak self] in
+        timer = loop.setTimer(in: delay) { [weak self] in
             guard let self else { return }
             self.timer = nil
             self.timerDeadline = nil
             self.flush()
         }
     }
+}
+
+/// A weak reference to a peer for its reusable flush task.
+private final class WeakPeer: @unchecked Sendable {
+    // @unchecked Sendable: `value` is read only on the peer's event loop, where the task runs.
+    weak var value: SudphPeer?
+    init(_ value: SudphPeer) { self.value = value }
 }
