@@ -40,8 +40,9 @@ if [[ " ${rows[*]} " == *" wireguard-go "* ]]; then
     echo "bench/vpn.sh: wireguard-go = $wg_go ($("$wg_go" --version 2>/dev/null | head -1))" >&2
 fi
 
-# The exit leaves through pfs1 (the harness's pfsrv→pfnet link). One client config per transport.
-bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i","pfs1","--whitelist",$c])' \
+# The exit leaves through pfs1 (the harness's pfsrv→pfnet link; PF_EXIT_IF= for a harness copy
+# with another prefix). One client config per transport.
+bench_configs '(.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",$ENV.PF_EXIT_IF // "pfs1","--whitelist",$c])' \
     '(.launcher.apps[] | select(.name=="vpn-client")) |= (.auto_start=true | .args=["-k",$s])'
 for t in $TRANSPORTS; do
     case $t in sudph) port=7778 ;; stcpr) port=7777 ;; *) echo "bench/vpn.sh: unknown transport $t" >&2; exit 2 ;; esac
