@@ -26,19 +26,17 @@ snapshot() {  # snapshot PID: {rss, hwm, breakdown: {kind: kB}}
             END { print (n ? "}" : "{}") }')" '{rss: $rss, hwm: $hwm, breakdown: $b}'
 }
 
+idle_line() {  # idle_line PID: the idle visor's line ($b: the build, $run)
+    jq -cn --arg b "$b" --argjson r "$run" --argjson s "$(snapshot "$1")" '{build: $b, run: $r, phase: "idle", visor: $s}'
+}
+
 vl_setup "${bins[new]}" "$TRANSPORTS"
-"${bins[new]}" config gen -o "$vl_work/idle.json" --cli-addr "$vl_work/idle.sock" --state-dir "$vl_work/idle" >/dev/null
 n=${#builds[@]}
 for run in $(seq 1 "$RUNS"); do
     for i in $(seq 0 $((n - 1))); do
         b=${builds[$(( (i + run - 1) % n ))]}; bin=${bins[$b]}
         vl_log "run $run/$RUNS: $b: idle visor"
-        rm -rf "$vl_work/idle"
-        ip netns exec $VL_S "$bin" visor -c "$vl_work/idle.json" >"$vl_work/idle.log" 2>&1 &
-        p=$!; vl_pids+=($p)
-        sleep "$IDLE_S"
-        jq -cn --arg b "$b" --argjson r "$run" --argjson s "$(snapshot $p)" '{build: $b, run: $r, phase: "idle", visor: $s}'
-        kill -TERM $p; wait $p || true
+        VL_IDLE_SNAPSHOT=idle_line vl_idle "$IDLE_S" "$bin"
         for t in $TRANSPORTS; do
             vl_log "run $run/$RUNS: $b: $t"
             vl_start "$t" "$bin"

@@ -1,7 +1,7 @@
 # Sourced by bench/symbol-order.sh and bench/rss-load.sh: an exit and a client visor in network
 # namespaces (client -> exit -> an "internet" namespace with nginx and iperf3), the VPN
-# (vpn-client/vpn-server) and SOCKS (skysocks-client/skysocks) apps on both, and one round of
-# load through them. Namespaces and links carry "skwo" and the sourcing shell's PID; vl_cleanup
+# (vpn-client/vpn-server) and SOCKS (skysocks-client/skysocks) apps on both (otherwise the
+# `config gen` defaults, as on a board: info log level), and one round of load through them. Namespaces and links carry "skwo" and the sourcing shell's PID; vl_cleanup
 # (the EXIT trap) removes them and stops, by PID, what was started.
 # Env: IPERF_S=4 (each iperf3 test), RPS_COUNT=200 (SOCKS requests, a new connection each),
 # BULK_MB=16 (SOCKS download).
@@ -23,7 +23,8 @@ vl_cleanup() {
 }
 
 # vl_setup BIN TRANSPORTS: the namespaces, nginx and iperf3 in the "internet" namespace, the keys,
-# $vl_work/srv.json and one $vl_work/cli-T.json per transport T.
+# $vl_work/srv.json, one $vl_work/cli-T.json per transport T and $vl_work/idle.json (the `config
+# gen` defaults: no transport, no app started).
 vl_setup() {
     local bin=$1 transports=$2 t port ns side l
     for ns in $VL_C $VL_S $VL_N; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
@@ -57,19 +58,19 @@ EOF
     ip netns exec $VL_N iperf3 -s -B 203.0.113.2 >"$vl_work/iperf3-server.log" 2>&1 &
     vl_pids+=($!)
 
-    for side in srv cli; do
+    for side in srv cli idle; do
         "$bin" config gen -o "$vl_work/$side.json" --cli-addr "$vl_work/$side.sock" --state-dir "$vl_work/$side" >"$vl_work/$side.pk"
     done
     local srv cli
     srv=$(cat "$vl_work/srv.pk") cli=$(cat "$vl_work/cli.pk")
     jq --arg c "$cli" --arg x "skwox$$" '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$c])
-        | (.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",$x,"--whitelist",$c])
-        | .log_level="warning"' "$vl_work/srv.json" >"$vl_work/t" && install -m600 "$vl_work/t" "$vl_work/srv.json"
+        | (.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",$x,"--whitelist",$c])' \
+        "$vl_work/srv.json" >"$vl_work/t" && install -m600 "$vl_work/t" "$vl_work/srv.json"
     for t in $transports; do
         case $t in sudph) port=7778 ;; stcpr) port=7777 ;; *) vl_log "unknown transport $t"; return 2 ;; esac
         jq --arg s "$srv" --arg t "$t" --arg a "10.78.1.2:$port" '(.launcher.apps[] | select(.name=="skysocks-client")) |= (.auto_start=true | .args=["-k",$s,"--addr","127.0.0.1:1080"])
             | (.launcher.apps[] | select(.name=="vpn-client")) |= (.auto_start=true | .args=["-k",$s])
-            | .transport.peers[$s] = {($t): $a} | .log_level="warning"' "$vl_work/cli.json" >"$vl_work/t" \
+            | .transport.peers[$s] = {($t): $a}' "$vl_work/cli.json" >"$vl_work/t" \
             && install -m600 "$vl_work/t" "$vl_work/cli-$t.json"
     done
 }
@@ -101,6 +102,21 @@ vl_ready() {
     done
     vl_log "$1: SOCKS or the tunnel did not come up"; tail "$vl_work"/*-"$1".log >&2
     return 1
+}
+
+# vl_idle SECONDS COMMAND...: a visor with idle.json in the exit's namespace for SECONDS, then, if
+# VL_IDLE_SNAPSHOT names a function, that function with its pid, then SIGTERM (waited for).
+vl_idle() {
+    local s=$1 p; shift
+    rm -rf "$vl_work/idle"
+    ip netns exec $VL_S "$@" visor -c "$vl_work/idle.json" >"$vl_work/idle.log" 2>&1 &
+    p=$!; vl_pids+=($p)
+    sleep "$s"
+    kill -0 $p 2>/dev/null || { vl_log "the idle visor exited"; tail "$vl_work/idle.log" >&2; return 1; }
+    [ -z "${VL_IDLE_SNAPSHOT:-}" ] || "$VL_IDLE_SNAPSHOT" $p
+    kill -TERM $p
+    for _ in $(seq 1 "$VL_EXIT_WAIT_S"); do kill -0 $p 2>/dev/null || return 0; sleep 1; done
+    vl_log "the idle visor $p did not exit in ${VL_EXIT_WAIT_S} s"; return 1
 }
 
 vl_iperf() {  # vl_iperf ARGS...: through the tunnel (the client has no other route to 203.0.113.0/24)
