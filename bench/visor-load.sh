@@ -1,10 +1,12 @@
 # Sourced by bench/symbol-order.sh and bench/rss-load.sh: an exit and a client visor in network
 # namespaces (client -> exit -> an "internet" namespace with nginx and iperf3), the VPN
 # (vpn-client/vpn-server) and SOCKS (skysocks-client/skysocks) apps on both (otherwise the
-# `config gen` defaults, as on a board: info log level), and one round of load through them. Namespaces and links carry "skwo" and the sourcing shell's PID; vl_cleanup
-# (the EXIT trap) removes them and stops, by PID, what was started.
+# `config gen` defaults, as on a board: info log level), and one round of load through them.
+# Namespaces and links carry "skwo" and the sourcing shell's PID; vl_cleanup (the EXIT trap)
+# removes them and stops, by PID, what was started.
 # Env: IPERF_S=4 (each iperf3 test), RPS_COUNT=200 (SOCKS requests, a new connection each),
 # BULK_MB=16 (SOCKS download).
+. "$(dirname "${BASH_SOURCE[0]}")/netns3.sh"
 IPERF_S=${IPERF_S:-4} RPS_COUNT=${RPS_COUNT:-200} BULK_MB=${BULK_MB:-16}
 # Bounds: a visor under valgrind runs ~50x slower than native; these stay far above what it needs.
 VL_READY_TRIES=300 VL_REQUEST_TIMEOUT_S=20 VL_BULK_TIMEOUT_S=300 VL_EXIT_WAIT_S=120
@@ -26,35 +28,13 @@ vl_cleanup() {
 # $vl_work/srv.json, one $vl_work/cli-T.json per transport T and $vl_work/idle.json (the `config
 # gen` defaults: no transport, no app started).
 vl_setup() {
-    local bin=$1 transports=$2 t port ns side l
-    for ns in $VL_C $VL_S $VL_N; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-    ip link add skwoc$$ netns $VL_C type veth peer name skwos$$ netns $VL_S
-    ip link add skwox$$ netns $VL_S type veth peer name skwon$$ netns $VL_N
-    ip -n $VL_C addr add 10.78.1.1/24 dev skwoc$$; ip -n $VL_S addr add 10.78.1.2/24 dev skwos$$
-    ip -n $VL_S addr add 203.0.113.1/24 dev skwox$$; ip -n $VL_N addr add 203.0.113.2/24 dev skwon$$
-    for l in "$VL_C skwoc$$" "$VL_S skwos$$" "$VL_S skwox$$" "$VL_N skwon$$"; do set -- $l; ip -n "$1" link set "$2" up; done
-    ip -n $VL_N route add default via 203.0.113.1
+    local bin=$1 transports=$2 t port side
+    netns3_up $VL_C $VL_S $VL_N skwo$$ 10.78.1
 
-    mkdir -p "$vl_work/www" "$vl_work/nginx"
-    chmod 755 "$vl_work"  # nginx's worker (www-data) reads www/
-    head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$vl_work/www/small.txt"
+    nginx_www "$vl_work" $VL_N 203.0.113.2
+    vl_pids+=("$NGINX_PID")
     head -c $((BULK_MB * 1048576)) /dev/urandom >"$vl_work/www/big.bin"
     chmod 644 "$vl_work/www"/*
-    cat >"$vl_work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $vl_work/nginx/nginx.pid;
-error_log $vl_work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; keepalive_requests 100000;
-  client_body_temp_path $vl_work/nginx; proxy_temp_path $vl_work/nginx;
-  fastcgi_temp_path $vl_work/nginx; uwsgi_temp_path $vl_work/nginx; scgi_temp_path $vl_work/nginx;
-  server { listen 203.0.113.2:80; root $vl_work/www; }
-}
-EOF
-    ip netns exec $VL_N nginx -c "$vl_work/nginx.conf" -p "$vl_work/nginx" >/dev/null 2>&1 &
-    vl_pids+=($!)
     ip netns exec $VL_N iperf3 -s -B 203.0.113.2 >"$vl_work/iperf3-server.log" 2>&1 &
     vl_pids+=($!)
 
@@ -63,7 +43,7 @@ EOF
     done
     local srv cli
     srv=$(cat "$vl_work/srv.pk") cli=$(cat "$vl_work/cli.pk")
-    jq --arg c "$cli" --arg x "skwox$$" '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$c])
+    jq --arg c "$cli" --arg x "skwo$$x" '(.launcher.apps[] | select(.name=="skysocks")) |= (.auto_start=true | .args=["--whitelist",$c])
         | (.launcher.apps[] | select(.name=="vpn-server")) |= (.auto_start=true | .args=["-i",$x,"--whitelist",$c])' \
         "$vl_work/srv.json" >"$vl_work/t" && install -m600 "$vl_work/t" "$vl_work/srv.json"
     for t in $transports; do
