@@ -48,15 +48,15 @@ build: deps
 
 ## release: the three executables only (the test-support target imports XCTest, which has no
 ## static build): the visor, the discovery service and the dmsg relay server.
-## Two inputs SwiftPM does not track: the symbol ordering file (a linked executable older than it
-## is removed, so that the build links it again) and -Xfrontend flags (the Swift driver skips a
+## Inputs SwiftPM does not track: the symbol ordering file and the linker script (a linked
+## executable older than either is removed, so that the build links it again) and -Xfrontend flags (the Swift driver skips a
 ## module's compile when only those changed, so objects built with other SWIFT_RELEASE_FLAGS,
 ## recorded in .build/release-flags.txt, are removed).
 release: deps
 	@if [ -d .build ] && [ "$$(cat .build/release-flags.txt 2>/dev/null)" != '$(SWIFT_RELEASE_FLAGS)' ]; then \
 	    rm -rf .build/*/release/*.build; fi
 	@for f in .build/*/release/skywire{,-discovery,-dmsg,-hostile}; do \
-	    [ ! -f "$$f" ] || [ "$$f" -nt '$(SYMBOL_ORDER_FILE)' ] || rm -f "$$f"; done
+	    [ ! -f "$$f" ] || { [ "$$f" -nt '$(SYMBOL_ORDER_FILE)' ] && [ "$$f" -nt bench/text-unnamed.ld ]; } || rm -f "$$f"; done
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-discovery
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS) --product skywire-dmsg

@@ -59,10 +59,12 @@ cat > "$B/$ID/toolset.json" <<EOJ
   "swiftCompiler": { "extraCLIOptions": [ "-use-ld=lld", "-Xclang-linker", "-static-libgcc" ] } }
 EOJ
 
-# SwiftPM does not know the symbol ordering file (Makefile, SYMBOL_ORDER_FILE) as an input: a
-# binary older than it is removed, so that the build links it again.
+# SwiftPM does not know the symbol ordering file and the linker script (Makefile,
+# SWIFT_RELEASE_LINK_FLAGS) as inputs: a binary older than either is removed, so that the build
+# links it again.
 BIN="$REPO_DIR/$SCRATCH/$TRIPLE/release/skywire"
-[ ! -f "$BIN" ] || [ "$BIN" -nt "$REPO_DIR/bench/symbol-order.txt" ] || rm -f "$BIN"
+[ ! -f "$BIN" ] || { [ "$BIN" -nt "$REPO_DIR/bench/symbol-order.txt" ] && [ "$BIN" -nt "$REPO_DIR/bench/text-unnamed.ld" ]; } \
+    || rm -f "$BIN"
 
 step "compile-$ARCH" "read the compiler errors above; the code must compile with Swift 6.2.3 (no 6.3-only features). Full log: $OUT/build.log"
 export IN_CHROOT_BINDS="$REPO_DIR:/src $ENTRY:/cross /opt/swift-packages:/opt/swift-packages"
