@@ -49,9 +49,9 @@ build: deps
 ## release: the three executables only (the test-support target imports XCTest, which has no
 ## static build): the visor, the discovery service and the dmsg relay server.
 ## Inputs SwiftPM does not track: the symbol ordering file and the linker script (a linked
-## executable older than either is removed, so that the build links it again) and -Xfrontend flags (the Swift driver skips a
-## module's compile when only those changed, so objects built with other SWIFT_RELEASE_FLAGS,
-## recorded in .build/release-flags.txt, are removed).
+## executable older than either is removed, so that the build links it again) and -Xfrontend
+## flags (the Swift driver skips a module's compile when only those changed, so objects built
+## with other SWIFT_RELEASE_FLAGS, recorded in .build/release-flags.txt, are removed).
 release: deps
 	@if [ -d .build ] && [ "$$(cat .build/release-flags.txt 2>/dev/null)" != '$(SWIFT_RELEASE_FLAGS)' ]; then \
 	    rm -rf .build/*/release/*.build; fi
