@@ -31,34 +31,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-for ns in $C $S $N; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-ip link add skwcc$$ netns $C type veth peer name skwcs$$ netns $S
-ip link add skwcx$$ netns $S type veth peer name skwcn$$ netns $N
-ip -n $C addr add 10.78.0.1/24 dev skwcc$$; ip -n $S addr add 10.78.0.2/24 dev skwcs$$
-ip -n $S addr add 203.0.113.1/24 dev skwcx$$; ip -n $N addr add 203.0.113.2/24 dev skwcn$$
-for l in "$C skwcc$$" "$S skwcs$$" "$S skwcx$$" "$N skwcn$$"; do set -- $l; ip -n "$1" link set "$2" up; done
-ip -n $N route add default via 203.0.113.1
+. "$(dirname "$0")/netns3.sh"
+netns3_up $C $S $N skwc$$ 10.78.0
 
-mkdir -p "$work/www" "$work/nginx"
-chmod 755 "$work"  # nginx's worker (www-data) reads www/
-# (Through a file: `base64 | head -c` would end base64 with SIGPIPE, fatal under pipefail.)
-head -c $((FILE_KB * 768)) /dev/urandom | base64 -w 64 >"$work/random.b64"
-head -c $((FILE_KB * 1024)) "$work/random.b64" >"$work/www/small.txt"
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; keepalive_requests 100000;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen 203.0.113.2:80; root $work/www; }
-}
-EOF
-ip netns exec $N nginx -c "$work/nginx.conf" -p "$work/nginx" >/dev/null 2>&1 &
-pids+=($!)
+nginx_www "$work" $N 203.0.113.2 "$FILE_KB"
+pids+=("$NGINX_PID")
 
 for side in srv cli; do
     "$BIN" config gen -o "$work/$side.json" --cli-addr "$work/$side.sock" --state-dir "$work/$side" >"$work/$side.pk"

@@ -17,9 +17,16 @@ SCRATCH=".build-cross-$ARCH"            # inside the source tree; ignored by .gi
 PCDIRS="/cross/root/usr/lib/$GNU_TRIPLE/pkgconfig:/cross/root/usr/share/pkgconfig"
 mkdir -p "$OUT" "$REPO_DIR/$SCRATCH/home"
 rm -f "$OUT/skywire" "$OUT/skywire.sha256"   # a failed build must not leave an old binary behind
+# SWIFT_RELEASE_FLAGS: the Makefile's release flags (run without make: read from the Makefile,
+# the one place they are kept).
+RELEASE_FLAGS=${SWIFT_RELEASE_FLAGS-$(make -s --no-print-directory -C "$REPO_DIR" release-flags)}
+# Paths in them (the symbol ordering file) name the checkout, which the chroot sees at /src.
+RELEASE_FLAGS=${RELEASE_FLAGS//"$(cd "$REPO_DIR" && pwd -P)"//src}
+RELEASE_FLAGS=${RELEASE_FLAGS//"$REPO_DIR"//src}
 # The chroot and sysroot are always mounted at the same paths, so SwiftPM cannot see that they
-# changed: start the scratch directory afresh (keeping only the git clones) when they did.
-TOOLCHAIN_ID="$(basename "$CHROOT") $(basename "$ENTRY")"
+# changed, nor does the Swift driver recompile a module when only a -Xfrontend flag changed:
+# start the scratch directory afresh (keeping only the git clones) when either did.
+TOOLCHAIN_ID="$(basename "$CHROOT") $(basename "$ENTRY") $RELEASE_FLAGS"
 if [ "$(cat "$REPO_DIR/$SCRATCH/toolchain-id" 2>/dev/null)" != "$TOOLCHAIN_ID" ]; then
     log "toolchain changed: clean rebuild in $SCRATCH"
     find "$REPO_DIR/$SCRATCH" -mindepth 1 -maxdepth 1 ! -name repositories ! -name home -exec rm -rf {} +
@@ -52,12 +59,16 @@ cat > "$B/$ID/toolset.json" <<EOJ
   "swiftCompiler": { "extraCLIOptions": [ "-use-ld=lld", "-Xclang-linker", "-static-libgcc" ] } }
 EOJ
 
+# SwiftPM does not know the symbol ordering file and the linker script (Makefile,
+# SWIFT_RELEASE_LINK_FLAGS) as inputs: a binary older than either is removed, so that the build
+# links it again.
+BIN="$REPO_DIR/$SCRATCH/$TRIPLE/release/skywire"
+[ ! -f "$BIN" ] || { [ "$BIN" -nt "$REPO_DIR/bench/symbol-order.txt" ] && [ "$BIN" -nt "$REPO_DIR/bench/text-unnamed.ld" ]; } \
+    || rm -f "$BIN"
+
 step "compile-$ARCH" "read the compiler errors above; the code must compile with Swift 6.2.3 (no 6.3-only features). Full log: $OUT/build.log"
 export IN_CHROOT_BINDS="$REPO_DIR:/src $ENTRY:/cross /opt/swift-packages:/opt/swift-packages"
 export IN_CHROOT_ENV="HOME=/src/$SCRATCH/home PKG_CONFIG_PATH=$PCDIRS PKG_CONFIG_LIBDIR=$PCDIRS PKG_CONFIG_SYSROOT_DIR=/cross/root"
-# SWIFT_RELEASE_FLAGS: the Makefile's release flags (run without make: read from the Makefile,
-# the one place they are kept).
-RELEASE_FLAGS=${SWIFT_RELEASE_FLAGS-$(make -s --no-print-directory -C "$REPO_DIR" release-flags)}
 log "swift build -c release --static-swift-stdlib $RELEASE_FLAGS for $TRIPLE (log: $OUT/build.log)"
 if ! in_chroot "$CHROOT/root" /bin/sh -c "cd /src && swift build -c release --static-swift-stdlib $RELEASE_FLAGS \
         --swift-sdks-path /src/$SCRATCH/sdks --swift-sdk skywire-$ARCH \
@@ -68,7 +79,6 @@ fi
 t2=$(date +%s)
 
 step "strip-$ARCH" ""
-BIN="$REPO_DIR/$SCRATCH/$TRIPLE/release/skywire"
 [ -f "$BIN" ] || die "build succeeded but $BIN is missing"
 in_chroot "$CHROOT/root" /usr/libexec/swift/bin/llvm-objcopy --strip-all \
     "/src/$SCRATCH/$TRIPLE/release/skywire" "/src/out/$ARCH/skywire.tmp"
