@@ -12,7 +12,8 @@
 # valgrind 3.19 cannot read the DWARF 5 that swiftc writes: it runs a copy without debug info
 # (`objcopy --strip-debug`; the symbol table is kept; the work directory's path has no spaces).
 # Env: SKYWIRE_BIN (required: a release build of the source the file is for), OUT (default
-# bench/symbol-order.txt), TRANSPORTS="sudph stcpr", IDLE_S=20, and visor-load.sh's.
+# bench/symbol-order.txt), TRANSPORTS="sudph stcpr", IDLE_S=20, KEEP_PROFILE=DIR (the callgrind
+# files are copied there, for callgrind_annotate), and visor-load.sh's.
 # A symbol the file names that a later build no longer has costs nothing (the link passes
 # --no-warn-symbol-ordering); a new function missing from it is laid out after the listed ones,
 # so regenerate the file when the datapath changes.
@@ -58,3 +59,6 @@ n=$(wc -l <"$vl_work/order")
     cat "$vl_work/order"
 } >"$OUT"
 vl_log "wrote $OUT ($n symbols)"
+if [ -n "${KEEP_PROFILE:-}" ]; then
+    mkdir -p "$KEEP_PROFILE" && cp -r "$vl_work"/cg-* "$KEEP_PROFILE"/ && vl_log "callgrind files in $KEEP_PROFILE"
+fi
