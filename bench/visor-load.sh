@@ -94,9 +94,7 @@ vl_idle() {
     sleep "$s"
     kill -0 $p 2>/dev/null || { vl_log "the idle visor exited"; tail "$vl_work/idle.log" >&2; return 1; }
     [ -z "${VL_IDLE_SNAPSHOT:-}" ] || "$VL_IDLE_SNAPSHOT" $p
-    kill -TERM $p
-    for _ in $(seq 1 "$VL_EXIT_WAIT_S"); do kill -0 $p 2>/dev/null || return 0; sleep 1; done
-    vl_log "the idle visor $p did not exit in ${VL_EXIT_WAIT_S} s"; return 1
+    vl_term $p "the idle visor"
 }
 
 vl_iperf() {  # vl_iperf ARGS...: through the tunnel (the client has no other route to 203.0.113.0/24)
@@ -114,13 +112,14 @@ vl_load() {
     vl_iperf; vl_iperf -R; vl_iperf -P 4; vl_iperf -R -P 4
 }
 
+# vl_term PID NAME: SIGTERM, waited for (VL_EXIT_WAIT_S s at most); 1 if PID did not exit.
+vl_term() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 "$VL_EXIT_WAIT_S"); do kill -0 "$1" 2>/dev/null || return 0; sleep 1; done
+    vl_log "$2 $1 did not exit in ${VL_EXIT_WAIT_S} s"; return 1
+}
+
 # vl_stop: SIGTERM to the client, then the exit, each waited for (bounded).
 vl_stop() {
-    local p
-    for p in $VL_CLI $VL_SRV; do
-        kill -TERM "$p" 2>/dev/null || continue
-        for _ in $(seq 1 "$VL_EXIT_WAIT_S"); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
-        kill -0 "$p" 2>/dev/null && { vl_log "visor $p did not exit in ${VL_EXIT_WAIT_S} s"; return 1; }
-    done
-    return 0
+    vl_term "$VL_CLI" visor && vl_term "$VL_SRV" visor
 }

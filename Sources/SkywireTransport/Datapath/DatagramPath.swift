@@ -108,7 +108,7 @@ final class StcprDatagramQueue: @unchecked Sendable {
     init(loop: EpollEventLoop) {
         self.loop = loop
         pending = ByteBufferAllocator().buffer(capacity: 0)
-        let owner = WeakQueue()
+        let owner = LoopWeak<StcprDatagramQueue>()  // the link owns the queue
         drainTask = { owner.value?.drain() }
         owner.value = self
     }
@@ -230,11 +230,4 @@ final class StcprDatagramQueue: @unchecked Sendable {
         forEachFrame(frames) { _ in n += 1 }
         return n
     }
-}
-
-/// The queue's own drain task holds it weakly (the link owns the queue).
-private final class WeakQueue: @unchecked Sendable {
-    // @unchecked Sendable: `value` is written once in `StcprDatagramQueue.init`, before the task
-    // that reads it can be queued, and only read afterwards (on the queue's loop).
-    weak var value: StcprDatagramQueue?
 }

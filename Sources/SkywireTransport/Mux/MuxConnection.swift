@@ -2,6 +2,7 @@ import Atomics
 import Logging
 import NIOCore
 import SkywireCrypto
+import SkywireIO
 import SkywireSystem
 import SkywireWire
 
@@ -44,7 +45,7 @@ final class MuxConnection {
     private var optimisticOpens: [MuxStreamID: Scheduled<Void>] = [:]
     private var flushScheduled = false
     /// `flushIfNeeded` as a task, made once (queued once per tick with frames to send).
-    private lazy var flushTask: @Sendable () -> Void = { [owner = WeakConnection(self)] in owner.value?.flushIfNeeded() }
+    private lazy var flushTask: @Sendable () -> Void = { [owner = LoopWeak(self)] in owner.value?.flushIfNeeded() }
     /// A delayed flush of lazily queued frames (`scheduleFlush(lazy:)`), if one is pending.
     private var lazyFlush: Scheduled<Void>?
     /// Reused plaintext buffer for encoding outgoing frames (`flushIfNeeded`).
@@ -410,11 +411,4 @@ final class MuxConnection {
         try? session.ping(opaque: opaque)
         scheduleFlush()
     }
-}
-
-/// A weak reference to a connection, carried by tasks for its own loop (and read only there).
-private final class WeakConnection: @unchecked Sendable {
-    // @unchecked Sendable: `value` is read only on the connection's event loop, where tasks run.
-    weak var value: MuxConnection?
-    init(_ value: MuxConnection) { self.value = value }
 }

@@ -122,7 +122,7 @@ final class SudphPeer: FrameLink {
     private var timerDeadline: WireTime?
     private var flushScheduled = false
     /// The task `scheduleFlush` queues, made once (not a closure per received batch).
-    private lazy var flushTask: @Sendable () -> Void = { [owner = WeakPeer(self)] in
+    private lazy var flushTask: @Sendable () -> Void = { [owner = LoopWeak(self)] in
         guard let peer = owner.value else { return }
         peer.flushScheduled = false
         peer.flush()
@@ -549,11 +549,4 @@ final class SudphPeer: FrameLink {
             self.flush()
         }
     }
-}
-
-/// A weak reference to a peer for its reusable flush task.
-private final class WeakPeer: @unchecked Sendable {
-    // @unchecked Sendable: `value` is read only on the peer's event loop, where the task runs.
-    weak var value: SudphPeer?
-    init(_ value: SudphPeer) { self.value = value }
 }
